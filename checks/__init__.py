@@ -1,0 +1,1 @@
+"""dbvitals' engine, connectors and built-in checks. Never imports textual or console."""

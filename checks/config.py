@@ -1,0 +1,399 @@
+"""The one TOML config: named targets, their expectations and per-check options.
+
+Loaded with pydantic-settings. Sources, strongest first: environment variables
+(`DBVITALS_TARGETS__ORDERS__PASSWORD=...`), then the TOML file. Unknown keys are errors,
+because a misspelt key that is silently ignored is a check that silently does not run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from checks.secrets import mask_url
+
+DEFAULT_CONFIG_NAME = "dbvitals.toml"
+TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased for the user: what, where, what is expected."""
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    """"30d", "24h", "15m", "90s", "250ms" or a number of seconds."""
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as \"30d\", \"24h\" or a number of seconds")
+    if isinstance(value, (int, float)):
+        return dt.timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return dt.timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    raise ValueError("expected a duration such as \"30d\", \"24h\", \"15m\" or a number of seconds")
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppPool(Strict):
+    """How the application itself connects, for the pool budget."""
+
+    instances: PositiveInt = Field(description="How many application processes connect to this target.")
+    max_size: PositiveInt = Field(description="The pool size of each process.")
+
+
+class ReferenceExpectation(Strict):
+    """A reference names cannot reveal: `column` holds values of `references`."""
+
+    column: str = Field(description='"table.column" (Postgres) or "collection.field" (MongoDB).')
+    references: str = Field(description='"table.column" or "collection._id" it points at.')
+
+    @field_validator("column", "references")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        if "." not in value:
+            raise ValueError('expected "table.column" (or "collection.field")')
+        return value
+
+
+class IndexExpectation(Strict):
+    """A MongoDB index the schema needs (a pre-deploy gate)."""
+
+    collection: str
+    keys: dict[str, int | str] = Field(description="Ordered keys, e.g. { userId = 1, createdAt = -1 }.")
+    name: str | None = None
+    unique: bool = False
+    sparse: bool = False
+    partial_filter: dict[str, Any] | None = None
+    expire_after: Duration | None = None
+    database: str | None = None
+
+    @field_validator("keys")
+    @classmethod
+    def _not_empty(cls, value: dict[str, int | str]) -> dict[str, int | str]:
+        if not value:
+            raise ValueError("an index needs at least one key")
+        return value
+
+
+class TtlExpectation(Strict):
+    """A retention rule: MongoDB (collection, field, after) or Redis (pattern, max)."""
+
+    collection: str | None = None
+    field: str | None = None
+    after: Duration | None = None
+    filter: dict[str, Any] | None = None
+    database: str | None = None
+    pattern: str | None = None
+    max: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> TtlExpectation:
+        mongo = self.collection is not None
+        redis = self.pattern is not None
+        if mongo == redis:
+            raise ValueError('a TTL rule names either collection + field + after (MongoDB) or pattern + max (Redis)')
+        if mongo and (self.field is None or self.after is None):
+            raise ValueError("a MongoDB TTL rule needs collection, field and after")
+        if redis and self.max is None:
+            raise ValueError("a Redis TTL rule needs pattern and max")
+        return self
+
+
+class PersistentExpectation(Strict):
+    """Redis keys that are meant to live forever: never flagged for a missing TTL."""
+
+    pattern: str
+
+
+class QueryExpectation(Strict):
+    """A query the application runs, explained (never executed) by mongodb.missing-index."""
+
+    collection: str
+    filter: dict[str, Any] = Field(default_factory=dict)
+    sort: dict[str, int] | None = None
+    name: str | None = None
+    database: str | None = None
+
+
+class Expectations(Strict):
+    references: list[ReferenceExpectation] = Field(default_factory=list)
+    indexes: list[IndexExpectation] = Field(default_factory=list)
+    ttl: list[TtlExpectation] = Field(default_factory=list)
+    persistent: list[PersistentExpectation] = Field(default_factory=list)
+    queries: list[QueryExpectation] = Field(default_factory=list)
+
+
+class TargetBase(Strict):
+    url: str = Field(description="Connection URL; its pool and timeout parameters are checked too.")
+    password: SecretStr | None = Field(default=None, description="Overrides any password in the URL.")
+    environment: str | None = Field(default=None, description='e.g. "production"; production is marked in the console.')
+    allow_fixes: bool = Field(default=False, description="Whether dbvitals may apply fixes here.")
+    timeout: float = Field(default=5.0, gt=0, le=600, description="Connect and per-query timeout, seconds.")
+    check_timeout: float = Field(default=30.0, gt=0, le=3600, description="Time limit for one check, seconds.")
+    tags: list[str] = Field(default_factory=list)
+    app_pool: AppPool | None = None
+    expect: Expectations = Field(default_factory=Expectations)
+    checks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Per-check options and thresholds: [targets.NAME.checks."postgres.missing-index"].',
+    )
+
+    @property
+    def is_production(self) -> bool:
+        return (self.environment or "").lower() in {"production", "prod", "live"}
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def connect_url(self) -> str:
+        """The URL to hand a driver: with the config's password (if set) taking precedence."""
+        from checks.secrets import url_without_password
+
+        return url_without_password(self.url) if self.password is not None else self.url
+
+    def secret_values(self) -> tuple[str, ...]:
+        from checks.secrets import url_password
+
+        values = [url_password(self.url) or ""]
+        if self.password is not None:
+            values.append(self.password.get_secret_value())
+        return tuple(v for v in values if v)
+
+
+class PostgresTarget(TargetBase):
+    kind: Literal["postgres"]
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError('expected a URL starting with "postgresql://"')
+        return value
+
+
+class MongoTarget(TargetBase):
+    kind: Literal["mongodb"]
+    uses_transactions: bool = Field(default=False, description="The application runs multi-document transactions.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError('expected a URL starting with "mongodb://" or "mongodb+srv://"')
+        return value
+
+
+class RedisTarget(TargetBase):
+    kind: Literal["redis"]
+    role: Literal["cache", "store"] | None = Field(default=None, description="What this Redis is for.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError('expected a URL starting with "redis://", "rediss://" or "unix://"')
+        return value
+
+
+Target = Annotated[Union[PostgresTarget, MongoTarget, RedisTarget], Field(discriminator="kind")]
+
+
+class Suppression(Strict):
+    """Silences matching findings, with a reason and an optional expiry."""
+
+    check: str = "*"
+    target: str = "*"
+    object: str = "*"
+    reason: str
+    expires: dt.date | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DBVITALS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    targets: dict[str, Target] = Field(default_factory=dict)
+    theme: str | None = Field(default=None, description="Console theme name.")
+    journal: Path | None = Field(default=None, description="Fix journal path (JSON lines).")
+    suppressions: list[Suppression] = Field(default_factory=list)
+
+    @field_validator("targets")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not TARGET_NAME.match(name):
+                raise ValueError(
+                    f'target name "{name}" must be snake_case (lower-case letters, digits, _) '
+                    "so it can be set from the environment"
+                )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit order, strongest first: init values (tests), environment, the TOML file.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _TargetEnvSource(settings_cls)]
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+class _TargetEnvSource(PydanticBaseSettingsSource):
+    """DBVITALS_TARGETS__<NAME>__<KEY>[__<KEY>...] overrides, merged into the file's values.
+
+    Only the targets tree is read from the environment: other DBVITALS_* variables
+    (DBVITALS_CONFIG, the test suite's DBVITALS_TEST_*) must not be mistaken for keys.
+    """
+
+    PREFIX = "DBVITALS_TARGETS__"
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        tree: dict[str, Any] = {}
+        for key, value in os.environ.items():
+            if not key.upper().startswith(self.PREFIX):
+                continue
+            path = [p.lower() for p in key[len(self.PREFIX):].split("__") if p]
+            if len(path) < 2:
+                continue
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = _env_scalar(value)
+        return {"targets": tree} if tree else {}
+
+
+def _env_scalar(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    if value.strip().startswith(("[", "{")):
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            return value
+    return value
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("DBVITALS_CONFIG")
+    if env:
+        return Path(env)
+    return Path.cwd() / DEFAULT_CONFIG_NAME
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = True) -> Settings:
+    """Load and validate the config, raising ConfigError with a message fit to print."""
+    config_path = resolve_config_path(path)
+    if not config_path.exists():
+        if required:
+            raise ConfigError(
+                f"config file not found: {config_path} "
+                "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml; "
+                "config.example.toml documents every key)"
+            )
+    else:
+        try:
+            tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_path}: cannot be read: {exc}") from None
+    # Parsed above only to report a syntax error well; the TOML source reads it again.
+    bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
+    try:
+        return bound()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(config_path, exc)) from None
+
+
+def config_from_dict(data: dict[str, Any], *, origin: str = "<config>") -> Settings:
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(Path(origin), exc)) from None
+
+
+_KIND_TAGS = {"postgres", "mongodb", "redis"}
+_SECRET_KEYS = {"url", "password"}
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        # Drop the union tag pydantic inserts (targets.orders.postgres.url -> targets.orders.url).
+        if len(loc) >= 3 and loc[0] == "targets" and loc[2] in _KIND_TAGS:
+            loc.pop(2)
+        key = ".".join(loc) or "(top level)"
+        lines.append(f"{path}: {key}: {_explain(error, loc)}")
+    count = len(lines)
+    head = f"invalid config ({count} problem{'s' if count != 1 else ''}):" if count > 1 else "invalid config:"
+    return head + "\n  " + "\n  ".join(lines) if count > 1 else f"invalid config: {lines[0]}"
+
+
+def _explain(error: dict[str, Any], loc: list[str]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; config.example.toml lists every key)"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        return 'expected kind = "postgres", "mongodb" or "redis"'
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if loc and loc[-1] not in _SECRET_KEYS and "input" in error:
+        value = error["input"]
+        if isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60:
+            return f"{message} (got {value!r})"
+    return message

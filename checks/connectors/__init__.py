@@ -1,0 +1,115 @@
+"""Opening sessions to targets. Drivers are imported here lazily, never at module import,
+so that `dbvitals --help` and the catalog stay fast."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from checks.config import TargetBase
+from checks.model import Engine, TargetState, TargetStatus
+from checks.secrets import mask_text
+
+
+@dataclass
+class Connection:
+    """A connect attempt: always a status; a session only when the target answered."""
+
+    status: TargetStatus
+    session: Any | None
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+
+async def connect(name: str, target: TargetBase) -> Connection:
+    engine = Engine(target.kind)  # type: ignore[attr-defined]
+    if engine is Engine.POSTGRES:
+        from checks.connectors.postgres import connect as open_session
+    elif engine is Engine.MONGODB:
+        from checks.connectors.mongodb import connect as open_session
+    else:
+        from checks.connectors.redis import connect as open_session
+    return await open_session(name, target)
+
+
+def failed(name: str, target: TargetBase, exc: BaseException) -> Connection:
+    state, detail = classify(exc)
+    status = TargetStatus(
+        name=name,
+        kind=Engine(target.kind),  # type: ignore[attr-defined]
+        state=state,
+        error=mask_text(detail, target.secret_values()),
+        environment=target.environment,
+        url=target.masked_url,
+    )
+    return Connection(status=status, session=None)
+
+
+_AUTH_WORDS = ("authentication failed", "password authentication", "wrongpass", "noauth", "invalid password",
+               "invalid username-password", "auth failed", "role \"", "not authorized", "authorization")
+_TLS_WORDS = ("ssl", "tls", "certificate", "handshake")
+_HOST_WORDS = ("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+               "getaddrinfo failed", "no address associated", "name resolution", "errno -2", "errno -3", "errno -5")
+_REFUSED_WORDS = ("connection refused", "errno 111", "error 111", "actively refused", "connect call failed")
+_TIMEOUT_WORDS = ("timed out", "timeout", "time out")
+
+
+def classify(exc: BaseException) -> tuple[TargetState, str]:
+    """Map any driver's connect failure to one of a few states an on-call engineer can act on."""
+    detail = _describe(exc)
+    for cause in _chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return TargetState.UNKNOWN_HOST, detail
+        if isinstance(cause, ssl.SSLError):
+            return TargetState.TLS_ERROR, detail
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return TargetState.REFUSED, detail
+        if isinstance(cause, TimeoutError):
+            return TargetState.TIMEOUT, detail or "no answer within the timeout"
+        if type(cause).__name__ in {"InvalidPasswordError", "InvalidAuthorizationSpecificationError",
+                                    "AuthenticationError", "AuthenticationWrongNumberOfArgsError"}:
+            return TargetState.AUTH_FAILED, detail
+        if getattr(cause, "code", None) == 18:  # MongoDB AuthenticationFailed
+            return TargetState.AUTH_FAILED, detail
+    lowered = detail.lower()
+    for words, state in ((_HOST_WORDS, TargetState.UNKNOWN_HOST), (_AUTH_WORDS, TargetState.AUTH_FAILED),
+                         (_REFUSED_WORDS, TargetState.REFUSED), (_TLS_WORDS, TargetState.TLS_ERROR),
+                         (_TIMEOUT_WORDS, TargetState.TIMEOUT)):
+        if any(word in lowered for word in words):
+            return state, detail
+    # pymongo's ServerSelectionTimeoutError ("No servers found yet"), NetworkTimeout and the like.
+    if any("Timeout" in type(cause).__name__ for cause in _chain(exc)):
+        return TargetState.TIMEOUT, detail
+    return TargetState.ERROR, detail
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        for nested in (current.__cause__, current.__context__):
+            if nested is not None:
+                todo.append(nested)
+    return seen
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if not text:
+        text = type(exc).__name__
+    # pymongo appends the whole topology description; the first line says what happened.
+    text = text.split(", Timeout:")[0].split("\n")[0]
+    return text[:500]

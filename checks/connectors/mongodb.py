@@ -1,0 +1,92 @@
+"""MongoDB sessions for checks, on pymongo's native async client. Every operation carries a
+client-side timeout (timeoutMS), which pymongo also sends to the server as maxTimeMS."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.uri_parser import parse_uri
+
+from checks.config import TargetBase
+from checks.connectors import Connection, failed
+from checks.model import Engine, TargetState, TargetStatus
+
+SYSTEM_DATABASES = {"admin", "local", "config"}
+
+
+def client_options(url: str) -> dict[str, Any]:
+    """The URL's options as the application's driver would read them (keys lower-cased)."""
+    return {k.lower(): v for k, v in parse_uri(url, validate=False, warn=True).get("options", {}).items()}
+
+
+class MongoSession:
+    def __init__(self, client: AsyncMongoClient, default_database: str | None, hello: dict[str, Any]) -> None:
+        self.client = client
+        self.default_database = default_database
+        self.hello = hello
+
+    async def databases(self) -> list[str]:
+        """The database the URL names, else every non-system database."""
+        if self.default_database:
+            return [self.default_database]
+        names = await self.client.list_database_names()
+        return sorted(n for n in names if n not in SYSTEM_DATABASES)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
+    kwargs: dict[str, Any] = {
+        "serverSelectionTimeoutMS": int(target.timeout * 1000),
+        "connectTimeoutMS": int(target.timeout * 1000),
+        "timeoutMS": int(target.timeout * 1000),
+        "appname": "dbvitals",
+        "maxPoolSize": 8,
+    }
+    if target.password is not None:
+        kwargs["password"] = target.password.get_secret_value()
+    kwargs.update(overrides)
+    return AsyncMongoClient(target.connect_url, **kwargs)
+
+
+async def connect(name: str, target: TargetBase) -> Connection:
+    try:
+        client = make_client(target)
+    except Exception as exc:  # a malformed URL or option is a state to report, not a crash
+        return failed(name, target, exc)
+    try:
+        await client.admin.command("ping")  # selects a server and opens a connection
+        started = time.perf_counter()
+        hello = await client.admin.command("hello")
+        latency_ms = (time.perf_counter() - started) * 1000
+        build = await client.admin.command("buildInfo")
+        default_db = client._default_database_name  # the database named in the URL, if any
+    except Exception as exc:
+        await client.close()
+        return failed(name, target, exc)
+    status = TargetStatus(
+        name=name,
+        kind=Engine.MONGODB,
+        state=TargetState.CONNECTED,
+        latency_ms=latency_ms,
+        server_version=str(build.get("version")),
+        environment=target.environment,
+        url=target.masked_url,
+        role=topology_role(hello),
+    )
+    return Connection(status=status, session=MongoSession(client, default_db, dict(hello)))
+
+
+def topology_role(hello: dict[str, Any]) -> str:
+    if hello.get("msg") == "isdbgrid":
+        return "mongos"
+    if not hello.get("setName"):
+        return "standalone"
+    if hello.get("isWritablePrimary") or hello.get("ismaster"):
+        return f"primary of {hello['setName']}"
+    if hello.get("secondary"):
+        return f"secondary of {hello['setName']}"
+    return f"member of {hello['setName']}"

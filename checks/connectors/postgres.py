@@ -1,0 +1,127 @@
+"""PostgreSQL sessions for checks: read-only, bounded by statement and lock timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from checks.config import TargetBase
+from checks.connectors import Connection, failed
+from checks.model import Engine, TargetState, TargetStatus
+
+APPLICATION_NAME = "dbvitals"
+# libpq parameters asyncpg does not take (it would send them to the server as settings and
+# fail). They describe the application's client configuration, which postgres.pool judges.
+LIBPQ_CLIENT_PARAMS = {
+    "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "tcp_user_timeout", "application_name", "fallback_application_name", "options", "channel_binding",
+    "gssencmode", "client_encoding", "require_auth", "krbsrvname", "gsslib", "load_balance_hosts",
+    "sslcompression", "sslcrl", "sslcrldir", "sslsni", "requirepeer", "service", "passfile",
+    "ssl_min_protocol_version", "ssl_max_protocol_version",
+}
+
+
+def client_params(url: str) -> dict[str, str]:
+    """The query parameters of the target URL, as the application's driver would see them."""
+    return {k.lower(): v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+
+
+def asyncpg_dsn(url: str) -> str:
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in LIBPQ_CLIENT_PARAMS]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), parts.fragment))
+
+
+def session_settings(timeout: float, *, read_only: bool = True) -> dict[str, str]:
+    """Server settings that keep a dbvitals session harmless on a busy production server."""
+    statement_ms = int(timeout * 1000)
+    settings = {
+        "application_name": APPLICATION_NAME,
+        "statement_timeout": str(statement_ms),
+        # Never queue behind a migration's ACCESS EXCLUSIVE lock (pghero #444).
+        "lock_timeout": str(min(statement_ms, 2000)),
+        "idle_in_transaction_session_timeout": str(max(statement_ms * 2, 10000)),
+    }
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    return settings
+
+
+class PostgresSession:
+    """A small pool, so the checks of one target run concurrently."""
+
+    def __init__(self, pool: asyncpg.Pool, database: str) -> None:
+        self.pool = pool
+        self.database = database
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return await conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(query, *args)
+
+    def acquire(self) -> Any:
+        return self.pool.acquire()
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout=5)
+        except (TimeoutError, OSError):
+            self.pool.terminate()
+
+
+async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int = 4) -> asyncpg.Pool:
+    password = target.password.get_secret_value() if target.password else None
+    kwargs: dict[str, Any] = {}
+    if password is not None:
+        kwargs["password"] = password
+    return await asyncio.wait_for(
+        asyncpg.create_pool(
+            asyncpg_dsn(target.connect_url),
+            min_size=1,
+            max_size=max_size,
+            timeout=target.timeout,
+            command_timeout=target.timeout + 1,
+            server_settings=session_settings(target.timeout, read_only=read_only),
+            # No statement cache: catalog queries run once per check and pgbouncer may sit between.
+            statement_cache_size=0,
+            **kwargs,
+        ),
+        timeout=target.timeout + 1,
+    )
+
+
+async def connect(name: str, target: TargetBase) -> Connection:
+    try:
+        pool = await open_pool(target)
+    except Exception as exc:  # any driver failure is a connection state, never a crash
+        return failed(name, target, exc)
+    try:
+        started = time.perf_counter()
+        version = await pool.fetchval("SHOW server_version")
+        latency_ms = (time.perf_counter() - started) * 1000
+        database, in_recovery = await pool.fetchrow("SELECT current_database(), pg_is_in_recovery()")
+    except Exception as exc:
+        pool.terminate()
+        return failed(name, target, exc)
+    status = TargetStatus(
+        name=name,
+        kind=Engine.POSTGRES,
+        state=TargetState.CONNECTED,
+        latency_ms=latency_ms,
+        server_version=str(version).split(" ")[0],
+        environment=target.environment,
+        url=target.masked_url,
+        role="replica" if in_recovery else "primary",
+    )
+    return Connection(status=status, session=PostgresSession(pool, database))

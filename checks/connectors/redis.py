@@ -1,0 +1,68 @@
+"""Redis sessions for checks: socket timeouts on connect and on every command."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from checks.config import TargetBase
+from checks.connectors import Connection, failed
+from checks.model import Engine, TargetState, TargetStatus
+
+
+class RedisSession:
+    def __init__(self, client: aioredis.Redis, info: dict[str, Any]) -> None:
+        self.client = client
+        self.info = info
+        self.db = client.connection_pool.connection_kwargs.get("db", 0)
+
+    def for_db(self, db: int) -> aioredis.Redis:
+        """A client on another logical database, sharing this session's settings."""
+        kwargs = dict(self.client.connection_pool.connection_kwargs)
+        kwargs["db"] = db
+        return aioredis.Redis(**kwargs)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def make_client(target: TargetBase, **overrides: Any) -> aioredis.Redis:
+    kwargs: dict[str, Any] = {
+        "socket_timeout": target.timeout,
+        "socket_connect_timeout": target.timeout,
+        "client_name": "dbvitals",
+        "max_connections": 16,
+    }
+    if target.password is not None:
+        kwargs["password"] = target.password.get_secret_value()
+    kwargs.update(overrides)
+    return aioredis.Redis.from_url(target.connect_url, **kwargs)
+
+
+async def connect(name: str, target: TargetBase) -> Connection:
+    try:
+        client = make_client(target)
+    except Exception as exc:
+        return failed(name, target, exc)
+    try:
+        await client.ping()  # opens the connection (and authenticates)
+        started = time.perf_counter()
+        await client.ping()
+        latency_ms = (time.perf_counter() - started) * 1000
+        info = await client.info()
+    except Exception as exc:
+        await client.aclose()
+        return failed(name, target, exc)
+    status = TargetStatus(
+        name=name,
+        kind=Engine.REDIS,
+        state=TargetState.CONNECTED,
+        latency_ms=latency_ms,
+        server_version=str(info.get("redis_version")),
+        environment=target.environment,
+        url=target.masked_url,
+        role={"master": "primary", "slave": "replica"}.get(str(info.get("role")), info.get("role")),
+    )
+    return Connection(status=status, session=RedisSession(client, info))

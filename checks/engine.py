@@ -1,0 +1,361 @@
+"""The check contract, the plugin registry and the concurrent runner."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from checks.config import ConfigError, Settings, TargetBase
+from checks.model import (
+    CheckError,
+    Engine,
+    Finding,
+    Fix,
+    FixAvailability,
+    Report,
+    Severity,
+    TargetStatus,
+    finding_id,
+)
+from checks.secrets import mask_text
+
+ENTRY_POINT_GROUP = "dbvitals.checks"
+
+
+class CheckOptions(BaseModel):
+    """Per-target options of a check: `[targets.NAME.checks."<check id>"]`. Subclass to add
+    thresholds; every field needs a default and a description (config.example.toml shows them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    enabled: bool = Field(default=True, description="Run this check on this target.")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What `evaluate` may know besides the gathered facts: pure data, no I/O."""
+
+    target: str
+    config: TargetBase
+    options: Any
+    status: TargetStatus
+
+
+class Check:
+    """A check: metadata as class attributes, `gather` for I/O, `evaluate` for judgement.
+
+    `gather(session, scope)` reads the database (never writes) and returns typed facts;
+    `evaluate(facts, scope)` is pure and returns findings. Tests drive `evaluate` with plain
+    data and `run` against real servers.
+    """
+
+    id: ClassVar[str]
+    engine: ClassVar[Engine]
+    title: ClassVar[str]
+    severity: ClassVar[Severity]
+    rationale: ClassVar[str]
+    fix_availability: ClassVar[FixAvailability] = FixAvailability.NEVER
+    # Only connection checks run against a target that could not be reached.
+    runs_when_unreachable: ClassVar[bool] = False
+    Options: ClassVar[type[CheckOptions]] = CheckOptions
+
+    async def gather(self, session: Any, scope: Scope) -> Any:
+        raise NotImplementedError
+
+    def evaluate(self, facts: Any, scope: Scope) -> list[Finding]:
+        raise NotImplementedError
+
+    async def run(self, session: Any, scope: Scope) -> list[Finding]:
+        facts = await self.gather(session, scope)
+        return self.evaluate(facts, scope)
+
+    def finding(
+        self,
+        scope: Scope,
+        *,
+        object: str,
+        title: str,
+        message: str,
+        evidence: dict[str, Any] | None = None,
+        severity: Severity | None = None,
+        fix: Fix | None = None,
+        key: str = "",
+    ) -> Finding:
+        """A finding of this check; `key` tells apart several findings on one object."""
+        return Finding(
+            id=finding_id(self.id, scope.target, object, key),
+            check=self.id,
+            severity=severity or self.severity,
+            target=scope.target,
+            object=object,
+            title=title,
+            message=message,
+            evidence=evidence or {},
+            fix=fix,
+        )
+
+    @classmethod
+    def catalog_entry(cls) -> dict[str, Any]:
+        return {
+            "id": cls.id,
+            "engine": cls.engine.value,
+            "severity": cls.severity.value,
+            "title": cls.title,
+            "rationale": cls.rationale,
+            "fix": cls.fix_availability.value,
+            "options": {
+                name: {"default": _jsonable(f.default), "description": f.description}
+                for name, f in cls.Options.model_fields.items()
+                if name != "enabled"
+            },
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class Registry:
+    checks: dict[str, type[Check]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # broken plugins, reported not raised
+
+    def for_engine(self, engine: Engine) -> list[type[Check]]:
+        return [c for c in self.checks.values() if c.engine is engine]
+
+    def select(self, patterns: Sequence[str] | None) -> list[type[Check]]:
+        """Checks matching any id or glob; every pattern must match something."""
+        if not patterns:
+            return list(self.checks.values())
+        chosen: dict[str, type[Check]] = {}
+        for pattern in patterns:
+            matched = [c for cid, c in self.checks.items() if fnmatch.fnmatchcase(cid, pattern)]
+            if not matched:
+                raise UsageError(
+                    f'--check "{pattern}" matches no check (run "dbvitals checks" for the catalog)'
+                )
+            for check in matched:
+                chosen[check.id] = check
+        return list(chosen.values())
+
+    def add(self, check: Any, source: str) -> None:
+        if not (isinstance(check, type) and issubclass(check, Check)):
+            self.problems.append(f"plugin {source}: {check!r} is not a dbvitals Check class")
+            return
+        missing = [a for a in ("id", "engine", "title", "severity", "rationale") if not hasattr(check, a)]
+        if missing:
+            self.problems.append(f"plugin {source}: check {check.__name__} lacks {', '.join(missing)}")
+            return
+        existing = self.checks.get(check.id)
+        if existing is not None and existing is not check:
+            self.problems.append(f"plugin {source}: check id {check.id} is already registered")
+            return
+        self.checks[check.id] = check
+
+
+class UsageError(Exception):
+    """Bad command-line input, already phrased for the user (exit code 2)."""
+
+
+def load_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Registry:
+    """Every check registered under the `dbvitals.checks` entry point group.
+
+    An entry point names a Check class, a list of them, or a module with `CHECKS`. A plugin
+    that fails to import is reported in `problems`, and the others still load.
+    """
+    registry = Registry()
+    points = entry_points if entry_points is not None else metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for point in sorted(points, key=lambda p: (p.value.split(":")[0].split(".")[0] != "checks", p.name)):
+        source = f"{point.name} = {point.value}"
+        try:
+            loaded = point.load()
+        except Exception as exc:  # a broken third-party plugin must not take the tool down
+            registry.problems.append(f"plugin {source} failed to load: {type(exc).__name__}: {exc}")
+            continue
+        if isinstance(loaded, ModuleType):
+            loaded = getattr(loaded, "CHECKS", [])
+        items = loaded if isinstance(loaded, (list, tuple)) else [loaded]
+        for item in items:
+            registry.add(item, source)
+    return registry
+
+
+def resolve_options(check: type[Check], target_name: str, target: TargetBase) -> CheckOptions:
+    raw = target.checks.get(check.id, {})
+    try:
+        return check.Options(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: "
+            + ("unknown option" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        )
+        raise ConfigError(f'targets.{target_name}.checks."{check.id}": {problems}') from None
+
+
+def validate_check_options(settings: Settings, registry: Registry) -> None:
+    """Unknown check ids and bad options in the config are errors, found before any I/O."""
+    for name, target in settings.targets.items():
+        for check_id in target.checks:
+            check = registry.checks.get(check_id)
+            if check is None:
+                raise ConfigError(
+                    f'targets.{name}.checks."{check_id}": no such check (run "dbvitals checks" for the catalog)'
+                )
+            if check.engine.value != target.kind:  # type: ignore[attr-defined]
+                raise ConfigError(
+                    f'targets.{name}.checks."{check_id}": a {check.engine.value} check on a {target.kind} target'  # type: ignore[attr-defined]
+                )
+            resolve_options(check, name, target)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    target: str
+    check: str
+    findings: list[Finding]
+    error: CheckError | None
+    duration_ms: float
+
+    def summary(self) -> dict[str, Any]:
+        outcome = self.error.kind if self.error else ("findings" if self.findings else "ok")
+        return {
+            "target": self.target,
+            "check": self.check,
+            "outcome": outcome,
+            "findings": len(self.findings),
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+TargetCallback = Callable[[TargetStatus], Awaitable[None] | None]
+ResultCallback = Callable[[CheckResult], Awaitable[None] | None]
+
+
+async def _notify(callback: Callable[[Any], Any] | None, value: Any) -> None:
+    if callback is None:
+        return
+    outcome = callback(value)
+    if asyncio.iscoroutine(outcome):
+        await outcome
+
+
+def select_targets(settings: Settings, names: Sequence[str] | None) -> list[str]:
+    if not names:
+        return list(settings.targets)
+    unknown = [n for n in names if n not in settings.targets]
+    if unknown:
+        known = ", ".join(settings.targets) or "none configured"
+        raise UsageError(f"unknown target {', '.join(unknown)} (configured: {known})")
+    return list(dict.fromkeys(names))
+
+
+class Runner:
+    """Runs the selected checks on the selected targets, all concurrently.
+
+    Each check runs under its own timeout; one that raises or times out becomes a CheckError
+    and the others go on. A target that cannot be reached yields its connection finding
+    and nothing else.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        targets: Sequence[str] | None = None,
+        checks: Sequence[str] | None = None,
+        on_target: TargetCallback | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.target_names = select_targets(settings, targets)
+        self.selected = registry.select(checks)
+        self.on_target = on_target
+        self.on_result = on_result
+        validate_check_options(settings, registry)
+
+    async def run(self) -> Report:
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(self.run_target(name) for name in self.target_names))
+        statuses = [status for status, _ in outcomes]
+        results = [r for _, target_results in outcomes for r in target_results]
+        findings = sort_findings(f for r in results for f in r.findings)
+        errors = [r.error for r in results if r.error is not None]
+        return Report(
+            targets=statuses,
+            findings=findings,
+            errors=errors,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            checks=[r.summary() for r in results],
+        )
+
+    async def run_target(self, name: str) -> tuple[TargetStatus, list[CheckResult]]:
+        from checks.connectors import connect
+
+        target = self.settings.targets[name]
+        engine = Engine(target.kind)  # type: ignore[attr-defined]
+        checks = [c for c in self.selected if c.engine is engine]
+        enabled = [(c, opts) for c in checks if (opts := resolve_options(c, name, target)).enabled]
+        try:
+            # Drivers bound their own connects; this guards against one that does not.
+            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        except TimeoutError as exc:
+            from checks.connectors import failed
+
+            connection = failed(name, target, exc)
+        await _notify(self.on_target, connection.status)
+        try:
+            runnable = [
+                (c, o) for c, o in enabled if connection.status.reachable or c.runs_when_unreachable
+            ]
+            results = await asyncio.gather(
+                *(self._run_one(check, options, name, target, connection) for check, options in runnable)
+            )
+        finally:
+            await connection.close()
+        return connection.status, list(results)
+
+    async def _run_one(
+        self, check_cls: type[Check], options: CheckOptions, name: str, target: TargetBase, connection: Any
+    ) -> CheckResult:
+        scope = Scope(target=name, config=target, options=options, status=connection.status)
+        started = time.perf_counter()
+        error: CheckError | None = None
+        findings: list[Finding] = []
+        try:
+            findings = await asyncio.wait_for(check_cls().run(connection.session, scope), target.check_timeout)
+        except TimeoutError:
+            error = CheckError(check_cls.id, name, "timeout", f"did not finish within {target.check_timeout:g}s")
+        except Exception as exc:  # a failing check is reported, and the others go on
+            message = mask_text(f"{type(exc).__name__}: {exc}", target.secret_values())
+            error = CheckError(check_cls.id, name, "error", message[:1000])
+        result = CheckResult(name, check_cls.id, findings, error, (time.perf_counter() - started) * 1000)
+        await _notify(self.on_result, result)
+        return result
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-f.severity.rank, f.target, f.check, f.object))
+
+
+async def run_checks(
+    settings: Settings,
+    *,
+    targets: Sequence[str] | None = None,
+    checks: Sequence[str] | None = None,
+    registry: Registry | None = None,
+) -> Report:
+    runner = Runner(settings, registry or load_registry(), targets=targets, checks=checks)
+    return await runner.run()

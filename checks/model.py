@@ -1,0 +1,235 @@
+"""The finding schema shared by every engine, check, output format and the console.
+
+Plain frozen dataclasses: cheap to build by the thousand, trivially serialisable, and free
+of any driver or UI import so that `checks/` stays importable everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Severity(str, enum.Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse; used for sorting and for --fail-on."""
+        return _SEVERITY_RANK[self]
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+
+_SEVERITY_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+class Engine(str, enum.Enum):
+    POSTGRES = "postgres"
+    MONGODB = "mongodb"
+    REDIS = "redis"
+
+
+class FixSafety(str, enum.Enum):
+    """ruff's model: only safe fixes may be applied without an explicit opt-in."""
+
+    SAFE = "safe"  # no data change, no long lock (e.g. CREATE INDEX CONCURRENTLY)
+    UNSAFE = "unsafe"  # changes data or takes a blocking lock; needs --allow-unsafe
+    MANUAL = "manual"  # shown for a human to adapt and run; never applied by dbvitals
+
+
+class FixAvailability(str, enum.Enum):
+    NEVER = "never"
+    SOMETIMES = "sometimes"
+    ALWAYS = "always"
+
+
+class TargetState(str, enum.Enum):
+    CONNECTED = "connected"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    AUTH_FAILED = "auth_failed"
+    TLS_ERROR = "tls_error"
+    UNKNOWN_HOST = "unknown_host"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class FixStep:
+    """One step in the engine's own language.
+
+    `language` is "sql", "mongodb" (a command document run against `database`) or "redis"
+    (a command as a list of arguments, or a batch operation described in `command`).
+    """
+
+    language: str
+    command: Any
+    description: str = ""
+    database: str | None = None
+    # Postgres statements such as CREATE INDEX CONCURRENTLY must run outside a transaction.
+    transactional: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FixStep:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Fix:
+    summary: str
+    steps: tuple[FixStep, ...]
+    safety: FixSafety
+    lock: str | None = None  # the lock taken or the impact, in words a DBA recognises
+    inverse: tuple[FixStep, ...] = ()
+    notes: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "steps": [s.to_dict() for s in self.steps],
+            "safety": self.safety.value,
+            "lock": self.lock,
+            "inverse": [s.to_dict() for s in self.inverse],
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fix:
+        return cls(
+            summary=data["summary"],
+            steps=tuple(FixStep.from_dict(s) for s in data.get("steps", ())),
+            safety=FixSafety(data["safety"]),
+            lock=data.get("lock"),
+            inverse=tuple(FixStep.from_dict(s) for s in data.get("inverse", ())),
+            notes=data.get("notes"),
+        )
+
+
+def finding_id(check: str, target: str, obj: str, discriminator: str = "") -> str:
+    """A short id that is stable across runs for the same problem on the same object."""
+    digest = hashlib.sha256("\0".join((check, target, obj, discriminator)).encode()).hexdigest()
+    return digest[:12]
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    check: str
+    severity: Severity
+    target: str
+    object: str
+    title: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fix: Fix | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "check": self.check,
+            "severity": self.severity.value,
+            "target": self.target,
+            "object": self.object,
+            "title": self.title,
+            "message": self.message,
+            "evidence": self.evidence,
+            "fix": self.fix.to_dict() if self.fix else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            id=data["id"],
+            check=data["check"],
+            severity=Severity(data["severity"]),
+            target=data["target"],
+            object=data["object"],
+            title=data["title"],
+            message=data["message"],
+            evidence=data.get("evidence") or {},
+            fix=Fix.from_dict(data["fix"]) if data.get("fix") else None,
+        )
+
+
+@dataclass(frozen=True)
+class CheckError:
+    """A check that raised or timed out: reported beside the findings, never a crash."""
+
+    check: str
+    target: str
+    kind: str  # "error" | "timeout" | "skipped"
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TargetStatus:
+    name: str
+    kind: Engine
+    state: TargetState
+    latency_ms: float | None = None
+    server_version: str | None = None
+    error: str | None = None
+    environment: str | None = None
+    url: str = ""  # always masked
+    role: str | None = None  # primary / replica / standalone / master ...
+
+    @property
+    def reachable(self) -> bool:
+        return self.state is TargetState.CONNECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "server_version": self.server_version,
+            "error": self.error,
+            "environment": self.environment,
+            "url": self.url,
+            "role": self.role,
+        }
+
+
+@dataclass
+class Report:
+    targets: list[TargetStatus]
+    findings: list[Finding]
+    errors: list[CheckError]
+    duration_ms: float
+    # One row per check run: {"target", "check", "outcome": ok|findings|error|timeout, "findings", "duration_ms"}.
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    SCHEMA = "dbvitals.report/1"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.SCHEMA,
+            "targets": [t.to_dict() for t in self.targets],
+            "findings": [f.to_dict() for f in self.findings],
+            "errors": [e.to_dict() for e in self.errors],
+            "checks": self.checks,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)

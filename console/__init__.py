@@ -1,0 +1,1 @@
+"""dbvitals' user interfaces: the headless CLI and the Textual console."""

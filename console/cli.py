@@ -1,0 +1,302 @@
+"""The `dbvitals` command. Only argparse at import time: `dbvitals --help` must answer fast,
+without importing the drivers or the Textual app; each command imports what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+SEVERITIES = ("critical", "high", "medium", "low", "info", "never")
+
+Handler = Callable[[argparse.Namespace], int]
+# Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
+# Each module has `add_arguments(parser)` and `run(args) -> int`, imported only when used.
+EXTRA_COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+class CliError(Exception):
+    """A failure already phrased for the user; printed as one line, exit code `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="config file (default: $DBVITALS_CONFIG, else ./dbvitals.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbvitals",
+        description="Health checks and safe fixes for the PostgreSQL, MongoDB and Redis behind a service. "
+        "With no command, opens the console.",
+    )
+    _common(parser, top=True)
+    parser.add_argument("--theme", help="console theme (with no command or `ui`)")
+    parser.add_argument("--version", action="version", version=f"dbvitals {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = sub.add_parser("check", help="run checks headless and report (for CI and scripts)")
+    _common(check, top=False)
+    check.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
+    check.add_argument("--check", action="append", metavar="ID", help="only checks matching this id or glob (repeatable)")
+    check.add_argument("--format", default="text", metavar="FORMAT", help="text (default) or json")
+    check.add_argument(
+        "--fail-on",
+        default="high",
+        choices=SEVERITIES,
+        metavar="SEVERITY",
+        help="exit 1 when a finding is at least this severe: critical, high (default), medium, low, info, never",
+    )
+    check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
+    check.set_defaults(handler=_cmd_check)
+
+    catalog = sub.add_parser("checks", help="list every available check")
+    _common(catalog, top=False)
+    catalog.add_argument("--format", default="text", choices=("text", "json"))
+    catalog.set_defaults(handler=_cmd_checks)
+
+    targets = sub.add_parser("targets", help="connect to every target and show its state")
+    _common(targets, top=False)
+    targets.add_argument("--format", default="text", choices=("text", "json"))
+    targets.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
+    targets.set_defaults(handler=_cmd_targets)
+
+    ui = sub.add_parser("ui", help="open the console (the default with no command)")
+    _common(ui, top=False)
+    ui.add_argument("--theme", help="console theme", default=argparse.SUPPRESS)
+    ui.set_defaults(handler=_cmd_ui)
+
+    for name, (module, help_text) in EXTRA_COMMANDS.items():
+        extra = sub.add_parser(name, help=help_text)
+        _common(extra, top=False)
+        extra.set_defaults(handler=_lazy_handler(module), extra_module=module)
+        _import(module).add_arguments(extra)
+    return parser
+
+
+def _lazy_handler(module: str) -> Handler:
+    return lambda args: _import(module).run(args)
+
+
+def _import(module: str) -> Any:
+    import importlib
+
+    return importlib.import_module(module)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dbvitals")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = getattr(args, "handler", _cmd_ui)
+    try:
+        return handler(args)
+    except CliError as exc:
+        _error(str(exc))
+        return exc.code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if os.environ.get("DBVITALS_DEBUG"):
+            raise
+        from checks.secrets import mask_text
+
+        _error(f"internal error: {type(exc).__name__}: {mask_text(str(exc))} (set DBVITALS_DEBUG=1 for a traceback)")
+        return EXIT_INTERNAL
+
+
+def _error(message: str) -> None:
+    print(f"dbvitals: error: {message}", file=sys.stderr)
+
+
+def load_settings(args: argparse.Namespace) -> Any:
+    from checks.config import ConfigError, load_config
+
+    try:
+        return load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def load_checks(settings: Any) -> Any:
+    """The registry, with the config's per-check options validated against it."""
+    from checks.config import ConfigError
+    from checks.engine import load_registry, validate_check_options
+
+    registry = load_registry()
+    for problem in registry.problems:
+        print(f"dbvitals: warning: {problem}", file=sys.stderr)
+    if settings is not None:
+        try:
+            validate_check_options(settings, registry)
+        except ConfigError as exc:
+            raise CliError(f"invalid config: {exc}") from None
+    return registry
+
+
+def run_async(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from console.formats import FORMATS
+
+    if args.format not in FORMATS:
+        raise CliError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
+    settings = load_settings(args)
+    registry = load_checks(settings)
+    report = run_report(settings, registry, targets=args.target, checks=args.check)
+    write_report(report, args.format, args.output)
+    return exit_code(report, args.fail_on)
+
+
+def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:
+    from checks.engine import Runner, UsageError
+
+    if not settings.targets:
+        raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
+    try:
+        runner = Runner(settings, registry, targets=targets, checks=checks)
+    except UsageError as exc:
+        raise CliError(str(exc)) from None
+    return run_async(runner.run())
+
+
+def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:
+    from console.formats import render
+
+    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    text = render(report, fmt, color=color, **options)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise CliError(f"--output {output}: cannot write: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def exit_code(report: Any, fail_on: str) -> int:
+    from checks.model import Severity
+
+    if fail_on == "never":
+        return EXIT_OK
+    threshold = Severity(fail_on)
+    if any(f.severity.at_least(threshold) for f in report.findings):
+        return EXIT_FINDINGS
+    # A check that could not run may hide a problem: a gate must not pass silently.
+    if any(e.kind in {"error", "timeout"} for e in report.errors):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _cmd_checks(args: argparse.Namespace) -> int:
+    import json
+
+    registry = load_checks(None)
+    entries = [c.catalog_entry() for c in sorted(registry.checks.values(), key=lambda c: c.id)]
+    if args.format == "json":
+        doc = {"schema": "dbvitals.catalog/1", "checks": entries, "problems": registry.problems}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    for column in ("id", "engine", "severity", "fix", "title"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(e["id"], e["engine"], e["severity"], e["fix"], e["title"])
+    _wide_console().print(table)
+    return EXIT_OK
+
+
+def _wide_console() -> Any:
+    """A terminal's own width; at least 160 columns when piped, so rows stay greppable."""
+    import shutil
+
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
+    return Console(highlight=False, width=width)
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from checks.connectors import connect
+    from checks.engine import UsageError, select_targets
+
+    settings = load_settings(args)
+    try:
+        names = select_targets(settings, args.target)
+    except UsageError as exc:
+        raise CliError(str(exc)) from None
+
+    async def probe(name: str) -> Any:
+        connection = await connect(name, settings.targets[name])
+        await connection.close()
+        return connection.status
+
+    async def probe_all() -> list[Any]:
+        return list(await asyncio.gather(*(probe(n) for n in names)))
+
+    statuses = run_async(probe_all())
+    if args.format == "json":
+        doc = {"schema": "dbvitals.targets/1", "targets": [s.to_dict() for s in statuses]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        from rich.table import Table
+
+        table = Table(box=None, padding=(0, 1), show_edge=False)
+        for column in ("target", "kind", "environment", "state", "latency", "version", "role", "url", "error"):
+            table.add_column(column, overflow="fold")
+        for s in statuses:
+            table.add_row(
+                s.name, s.kind.value, s.environment or "", s.state.value,
+                "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
+                s.server_version or "", s.role or "", s.url, s.error or "",
+            )
+        _wide_console().print(table)
+    return EXIT_OK if all(s.reachable for s in statuses) else EXIT_FINDINGS
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    try:
+        from console.app import run_app
+    except ImportError:
+        raise CliError(
+            "the console is not built yet; use `dbvitals check` for a report", code=EXIT_USAGE
+        ) from None
+    settings = load_settings(args)
+    return run_app(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None))

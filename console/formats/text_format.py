@@ -1,0 +1,78 @@
+"""The human report: one Rich table per target, worst findings first."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from checks.model import Report, Severity, TargetState
+
+# Terminal styles for the headless report; the console takes its colours from themes/.
+SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.HIGH: "bold red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "dim",
+}
+
+
+def render(report: Report, *, color: bool = False, width: int = 120, **_: Any) -> str:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    for status in report.targets:
+        findings = [f for f in report.findings if f.target == status.name]
+        state = Text(status.state.value, style="green" if status.state is TargetState.CONNECTED else "bold red")
+        head = Text.assemble(
+            (status.name, "bold"), f" ({status.kind.value}", f", {status.environment}" if status.environment else "",
+            ") ", state,
+        )
+        if status.latency_ms is not None:
+            head.append(f"  {status.latency_ms:.1f} ms")
+        if status.server_version:
+            head.append(f"  v{status.server_version}")
+        if status.role:
+            head.append(f"  {status.role}")
+        if status.error:
+            head.append(f"  {status.error}", style="red")
+        console.print(head)
+        if not findings:
+            console.print(Text("  no findings", style="green"))
+        else:
+            table = Table(show_edge=False, pad_edge=False, expand=False, box=None, padding=(0, 1))
+            table.add_column("severity", no_wrap=True)
+            table.add_column("id", no_wrap=True, style="dim")
+            table.add_column("check", no_wrap=True)
+            table.add_column("object", overflow="fold")
+            table.add_column("finding", overflow="fold")
+            for f in findings:
+                fix = f" [fix: {f.fix.safety.value}]" if f.fix else ""
+                table.add_row(
+                    Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.id, f.check, f.object,
+                    Text(f.title + fix),
+                )
+            console.print(Group(table))
+        console.print()
+    if report.errors:
+        console.print(Text("check errors:", style="bold red"))
+        for error in report.errors:
+            console.print(f"  {error.target} {error.check}: {error.kind}: {error.message}")
+        console.print()
+    counts = Counter(f.severity for f in report.findings)
+    parts = [f"{counts[s]} {s.value}" for s in Severity if counts[s]]
+    ran = len(report.checks)
+    summary = (
+        f"{len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}"
+        + (f" ({', '.join(parts)})" if parts else "")
+        + f", {ran} check run{'s' if ran != 1 else ''} on {len(report.targets)} target"
+        + ("s" if len(report.targets) != 1 else "")
+        + f", {len(report.errors)} error{'s' if len(report.errors) != 1 else ''}"
+        + f" in {report.duration_ms / 1000:.2f}s"
+    )
+    console.print(summary)
+    return buffer.getvalue()

@@ -1,0 +1,130 @@
+"""The connection checks against real servers: healthy, refused, silent, wrong credentials."""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.model import Severity, TargetState
+from tests import support
+
+
+def _only_connection(report, engine: str):
+    return support.by_check(report.findings, f"{engine}.connection")
+
+
+def test_reachable_servers_have_no_connection_findings(pg_db, redis_db, mongo_db):
+    settings = support.settings_for(
+        pg={"kind": "postgres", "url": pg_db.url},
+        cache={"kind": "redis", "url": redis_db.url},
+        docs={"kind": "mongodb", "url": mongo_db.url},
+    )
+    report = support.run_report(settings, checks=["*.connection"])
+    assert {t.name: t.state for t in report.targets} == {
+        "pg": TargetState.CONNECTED, "cache": TargetState.CONNECTED, "docs": TargetState.CONNECTED,
+    }
+    assert all(t.server_version and t.latency_ms is not None for t in report.targets)
+    assert report.findings == []
+    assert report.errors == []
+    assert {(c["target"], c["check"], c["outcome"]) for c in report.checks} == {
+        ("pg", "postgres.connection", "ok"),
+        ("cache", "redis.connection", "ok"),
+        ("docs", "mongodb.connection", "ok"),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind, url",
+    [
+        ("postgres", "postgresql://postgres@127.0.0.1:{port}/postgres"),
+        ("redis", "redis://127.0.0.1:{port}/0"),
+        ("mongodb", "mongodb://127.0.0.1:{port}/app?directConnection=true"),
+    ],
+)
+def test_refused_connection_is_one_critical_finding(kind, url):
+    settings = support.settings_for(down={"kind": kind, "url": url.format(port=support.refused_port()), "timeout": 2})
+    report = support.run_report(settings)
+    assert report.targets[0].state is TargetState.REFUSED
+    [finding] = report.findings
+    assert finding.check == f"{kind}.connection"
+    assert finding.severity is Severity.CRITICAL
+    assert finding.title == "Connection refused"
+    assert finding.evidence["state"] == "refused"
+    # The rest of the target's checks were skipped, not run into errors.
+    assert report.errors == []
+    assert [c["check"] for c in report.checks] == [f"{kind}.connection"]
+
+
+@pytest.mark.parametrize(
+    "kind, url",
+    [
+        ("postgres", "postgresql://postgres@127.0.0.1:{port}/postgres"),
+        ("redis", "redis://127.0.0.1:{port}/0"),
+        ("mongodb", "mongodb://127.0.0.1:{port}/app?directConnection=true"),
+    ],
+)
+def test_server_that_never_answers_is_a_timeout_not_a_hang(kind, url, silent_server):
+    settings = support.settings_for(mute={"kind": kind, "url": url.format(port=silent_server.port), "timeout": 1})
+    report = support.run_report(settings)
+    assert report.duration_ms < 6000
+    assert report.targets[0].state is TargetState.TIMEOUT, report.targets[0].error
+    [finding] = report.findings
+    assert finding.title == "No answer within the timeout"
+
+
+def test_postgres_unknown_role_is_auth_failed(pg_server):
+    url = support.with_path(pg_server.replace("postgres@", "no_such_role_dbv@"), "postgres")
+    report = support.run_report(support.settings_for(pg={"kind": "postgres", "url": url}))
+    assert report.targets[0].state is TargetState.AUTH_FAILED, report.targets[0].error
+    assert report.findings[0].title == "Authentication failed"
+
+
+def test_redis_wrong_password_is_auth_failed_and_password_is_never_shown(redis_db):
+    user = support.unique("dbv_user")
+    redis_db.client.acl_setuser(user, enabled=True, passwords=["+right-password"], commands=["+ping"])
+    try:
+        url = redis_db.url.replace("redis://", f"redis://{user}:wrong-s3cret-pw@")
+        report = support.run_report(support.settings_for(cache={"kind": "redis", "url": url}))
+        assert report.targets[0].state is TargetState.AUTH_FAILED, report.targets[0].error
+        rendered = str(report.to_dict())
+        assert "wrong-s3cret-pw" not in rendered
+        assert f"{user}:***@" in report.targets[0].url
+    finally:
+        redis_db.client.acl_deluser(user)
+
+
+def test_mongodb_wrong_password_is_auth_failed(tmp_path):
+    import pymongo
+
+    storage = str(tmp_path / "auth-data")
+    open_server = support.SecantusServer(storage=storage)
+    try:
+        client = pymongo.MongoClient(open_server.uri, serverSelectionTimeoutMS=10000)
+        client.admin.command("createUser", "dbv_admin", pwd="right-password", roles=["root"])
+        client.close()
+    finally:
+        open_server.stop()
+    secured = support.SecantusServer(storage=storage, extra=["--auth"])
+    try:
+        url = f"mongodb://dbv_admin:wrong-s3cret-pw@127.0.0.1:{secured.port}/admin?directConnection=true"
+        report = support.run_report(support.settings_for(docs={"kind": "mongodb", "url": url, "timeout": 3}))
+        assert report.targets[0].state is TargetState.AUTH_FAILED, report.targets[0].error
+        assert "wrong-s3cret-pw" not in str(report.to_dict())
+
+        good = url.replace("wrong-s3cret-pw", "right-password")
+        report = support.run_report(support.settings_for(docs={"kind": "mongodb", "url": good, "timeout": 3}))
+        assert report.targets[0].state is TargetState.CONNECTED
+    finally:
+        secured.stop()
+
+
+def test_password_from_config_overrides_url_and_is_masked(redis_db):
+    user = support.unique("dbv_user")
+    redis_db.client.acl_setuser(user, enabled=True, passwords=["+from-config-pw"], commands=["+@all"], keys=["*"])
+    try:
+        url = redis_db.url.replace("redis://", f"redis://{user}:stale-pw@")
+        settings = support.settings_for(cache={"kind": "redis", "url": url, "password": "from-config-pw"})
+        report = support.run_report(settings, checks=["redis.connection"])
+        assert report.targets[0].state is TargetState.CONNECTED
+        assert "from-config-pw" not in str(report.to_dict()) and "stale-pw" not in str(report.to_dict())
+    finally:
+        redis_db.client.acl_deluser(user)

@@ -1,0 +1,135 @@
+"""Shared test helpers: real servers, private databases, and running checks the way the CLI does.
+
+Every test gets its own PostgreSQL database, Redis logical database (claimed, so parallel
+runs never share one) or MongoDB database, and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from checks.config import Settings, config_from_dict
+from checks.engine import Runner, load_registry
+from checks.model import Finding, Report
+
+PG_URL = os.environ.get("DBVITALS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DBVITALS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+MONGO_URI = os.environ.get("DBVITALS_TEST_MONGO_URI")  # unset: the suite starts SecantusDB
+SECANTUS_PIN = "0.7.0b3"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def with_path(url: str, path: str, query: str | None = None) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + path.lstrip("/"), parts.query if query is None else query, ""))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def secantus_binary() -> str:
+    candidate = Path(sys.executable).with_name("secantusd-py")
+    found = str(candidate) if candidate.exists() else shutil.which("secantusd-py")
+    if not found:
+        raise RuntimeError(
+            f"secantusd-py not found: install the test extra (pip install -e '.[test]', SecantusDB=={SECANTUS_PIN}) "
+            "or set DBVITALS_TEST_MONGO_URI to a real mongod"
+        )
+    return found
+
+
+class SecantusServer:
+    """A SecantusDB process on a free loopback port, for one test session."""
+
+    def __init__(self, *, standalone: bool = False, storage: str = ":memory:", extra: Sequence[str] = ()) -> None:
+        self.port = free_port()
+        args = [secantus_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", storage,
+                "--log-level", "WARNING", *extra]
+        if standalone:
+            args.append("--standalone")
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.port, process=self.process)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def settings_for(**targets: dict[str, Any]) -> Settings:
+    return config_from_dict({"targets": targets})
+
+
+def run_report(settings: Settings, checks: Sequence[str] | None = None, targets: Sequence[str] | None = None) -> Report:
+    runner = Runner(settings, load_registry(), targets=targets, checks=checks)
+    return asyncio.run(runner.run())
+
+
+async def run_report_async(
+    settings: Settings, checks: Sequence[str] | None = None, targets: Sequence[str] | None = None
+) -> Report:
+    return await Runner(settings, load_registry(), targets=targets, checks=checks).run()
+
+
+def by_check(findings: Iterable[Finding], check: str) -> list[Finding]:
+    return [f for f in findings if f.check == check]
+
+
+class SilentServer:
+    """A socket that accepts TCP connections (the kernel does) but never says anything."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
