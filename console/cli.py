@@ -18,7 +18,9 @@ SEVERITIES = ("critical", "high", "medium", "low", "info", "never")
 Handler = Callable[[argparse.Namespace], int]
 # Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
 # Each module has `add_arguments(parser)` and `run(args) -> int`, imported only when used.
-EXTRA_COMMANDS: dict[str, tuple[str, str]] = {}
+EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("console.commands.demo", "a local playground with real problems, then the console"),
+}
 
 
 class CliError(Exception):

@@ -1,0 +1,1 @@
+"""Subcommands registered in console.cli.EXTRA_COMMANDS, imported only when used."""

@@ -1,0 +1,102 @@
+"""`dbvitals demo`: a local playground with real problems, then the console (or a report)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start disposable PostgreSQL, Redis and MongoDB-compatible (SecantusDB) servers on free loopback "
+        "ports, seed them with an application that has real problems, and open the console on them. "
+        "Quitting stops the servers and removes their data."
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="print a report instead of opening the console")
+    mode.add_argument("--keep", action="store_true", help="leave the servers running and print the config path")
+    mode.add_argument("--stop", metavar="DIR", help="stop a playground left by --keep and remove its data")
+    parser.add_argument("--format", default="text", help="report format with --headless (default text)")
+    parser.add_argument("--dir", metavar="DIR", help="where the servers keep their data (default: a new temp dir)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from console.cli import CliError
+    from console.demo.servers import DemoError, Playground
+
+    if args.stop:
+        try:
+            Playground.load(Path(args.stop)).stop()
+        except (OSError, ValueError, KeyError) as exc:
+            raise CliError(f"--stop {args.stop}: not a demo playground ({exc})") from None
+        print(f"stopped the demo servers and removed {args.stop}")
+        return 0
+    try:
+        playground, config_path = create_demo(Path(args.dir) if args.dir else None, progress=_say)
+    except DemoError as exc:
+        raise CliError(f"demo: {exc}") from None
+    if args.keep:
+        print(f"demo servers running; config: {config_path}")
+        print(f"  dbvitals --config {config_path}")
+        print(f"  dbvitals demo --stop {playground.directory}")
+        return 0
+    try:
+        return _headless(config_path, args.format) if args.headless else _console(config_path)
+    finally:
+        _say("stopping the demo servers")
+        playground.stop()
+
+
+def _say(message: str) -> None:
+    import sys
+
+    print(f"demo: {message}", file=sys.stderr, flush=True)
+
+
+def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, Any]:
+    """Start and seed the playground; return it with the path of the config written for it."""
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from console.demo.seed import demo_config, seed_all
+    from console.demo.servers import start_playground
+    from console.demo.toml_writer import dumps
+
+    say = progress or (lambda _message: None)
+    directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dbvitals-demo-"))
+    say(f"starting PostgreSQL, Redis and SecantusDB in {directory}")
+    playground = start_playground(directory)
+    try:
+        say("seeding users, wallets, transactions, posts, votes, follows, sessions, rate limits and feeds")
+        urls = (playground.url("postgres"), playground.url("mongodb"), playground.url("redis"))
+        asyncio.run(seed_all(*urls))
+        config_path = directory / "dbvitals-demo.toml"
+        config_path.write_text("# Written by `dbvitals demo`: disposable servers, fixes allowed.\n" + dumps(demo_config(*urls)))
+    except BaseException:
+        playground.stop()
+        raise
+    return playground, config_path
+
+
+def _headless(config_path: Any, fmt: str) -> int:
+    from console.cli import load_checks, load_settings, run_report, write_report
+
+    args = argparse.Namespace(config=str(config_path))
+    settings = load_settings(args)
+    report = run_report(settings, load_checks(settings))
+    write_report(report, fmt, None)
+    return 0
+
+
+def _console(config_path: Any) -> int:
+    from console.cli import CliError, load_settings
+
+    try:
+        from console.app import run_app
+    except ImportError:
+        raise CliError("the console is not available; try `dbvitals demo --headless`") from None
+    settings = load_settings(argparse.Namespace(config=str(config_path)))
+    return run_app(settings, theme=None, config_path=str(config_path))

@@ -1,0 +1,220 @@
+"""The demo's application data: users, wallets and transactions, posts, votes and follows,
+sessions, rate-limit counters and feeds — carrying the problems dbvitals exists to find.
+
+Each problem is listed in SEEDED_PROBLEMS (check id, object fragment) so the demo's own test can
+prove every one is found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+from typing import Any
+
+# (check id, a fragment of the finding's object) for every problem the seed plants.
+SEEDED_PROBLEMS: list[tuple[str, str]] = [
+    ("postgres.fk-type-mismatch", "wallet_events.transaction_id"),  # integer -> uuid, by name only
+    ("postgres.fk-type-mismatch", "votes.post_id"),  # declared FK, integer -> bigint
+    ("postgres.fk-missing-index", "follows"),  # follows.followee_id has no index
+    ("postgres.duplicate-index", "posts"),  # two identical indexes on posts(author_id)
+    ("postgres.invalid-index", "users_email_key_tmp"),  # a failed CREATE UNIQUE INDEX CONCURRENTLY
+    ("postgres.sequence-exhaustion", "audit_log"),  # int4 sequence at 97% of its range
+    ("postgres.pool", ""),  # the URL leaves connect_timeout unset
+    ("mongodb.ttl-coverage", "transactions"),  # grows forever, createdAt dates, no TTL
+    ("mongodb.ttl-misconfigured", "sessions"),  # TTL index on a field holding strings
+    ("mongodb.reference-type-mismatch", "wallets.userId"),  # string ids -> ObjectId _id
+    ("mongodb.redundant-index", "posts"),  # {authorId:1} is a prefix of {authorId:1, createdAt:-1}
+    ("mongodb.pool", ""),  # the URL leaves maxPoolSize and timeouts at the driver defaults
+    ("redis.ttl-coverage", "session:"),  # a share of session keys lack their TTL
+    ("redis.big-keys", "leaderboard:weekly"),  # a big sorted set
+]
+
+POSTGRES_SCHEMA = """
+CREATE TABLE users (
+    id bigserial PRIMARY KEY,
+    email text NOT NULL,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE wallets (
+    id bigserial PRIMARY KEY,
+    user_id bigint NOT NULL REFERENCES users(id),
+    balance_cents bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX wallets_user_id_idx ON wallets (user_id);
+-- Migrated to uuid keys; wallet_events still holds the old integer ids (no constraint can join them).
+CREATE TABLE transactions (
+    id uuid PRIMARY KEY,
+    legacy_id integer UNIQUE,
+    wallet_id bigint NOT NULL REFERENCES wallets(id),
+    amount_cents bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX transactions_wallet_id_idx ON transactions (wallet_id);
+CREATE TABLE wallet_events (
+    id bigserial PRIMARY KEY,
+    transaction_id integer NOT NULL,
+    kind text NOT NULL
+);
+CREATE TABLE posts (
+    id bigserial PRIMARY KEY,
+    author_id bigint NOT NULL REFERENCES users(id),
+    title text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX posts_author_id_idx ON posts (author_id);
+CREATE INDEX posts_author_idx ON posts (author_id);
+CREATE TABLE votes (
+    id bigserial PRIMARY KEY,
+    post_id integer NOT NULL REFERENCES posts(id),
+    user_id bigint NOT NULL REFERENCES users(id),
+    value smallint NOT NULL
+);
+CREATE INDEX votes_post_id_idx ON votes (post_id);
+CREATE INDEX votes_user_id_idx ON votes (user_id);
+CREATE TABLE follows (
+    follower_id bigint NOT NULL REFERENCES users(id),
+    followee_id bigint NOT NULL REFERENCES users(id),
+    PRIMARY KEY (follower_id, followee_id)
+);
+CREATE TABLE audit_log (
+    id serial PRIMARY KEY,
+    message text NOT NULL
+);
+"""
+
+
+async def seed_postgres(url: str, *, users: int = 500) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        await conn.execute(POSTGRES_SCHEMA)
+        await conn.executemany(
+            "INSERT INTO users (email, name) VALUES ($1, $2)",
+            [(f"user{i}@example.com", f"User {i}") for i in range(users)],
+        )
+        # Two users share an address: the unique index built below fails and stays INVALID.
+        await conn.execute("INSERT INTO users (email, name) VALUES ('user1@example.com', 'Duplicate')")
+        await conn.execute("INSERT INTO wallets (user_id, balance_cents) SELECT id, 1000 FROM users")
+        await conn.executemany(
+            "INSERT INTO transactions (id, legacy_id, wallet_id, amount_cents) VALUES ($1, $2, $3, $4)",
+            [(uuid.uuid4(), i, 1 + i % users, random.randint(-5000, 5000)) for i in range(1, 2001)],
+        )
+        await conn.execute(
+            "INSERT INTO wallet_events (transaction_id, kind) SELECT legacy_id, 'settled' FROM transactions"
+        )
+        await conn.execute(
+            "INSERT INTO posts (author_id, title) SELECT 1 + (g % $1), 'Post ' || g FROM generate_series(1, 3000) g",
+            users,
+        )
+        await conn.execute(
+            "INSERT INTO votes (post_id, user_id, value) "
+            "SELECT 1 + (g % 3000), 1 + (g % $1), 1 FROM generate_series(1, 6000) g", users,
+        )
+        await conn.execute(
+            "INSERT INTO follows SELECT 1 + (g % $1), 1 + ((g * 7) % $1) FROM generate_series(1, 2000) g "
+            "WHERE (g % $1) <> ((g * 7) % $1) ON CONFLICT DO NOTHING", users,
+        )
+        await conn.execute("SELECT setval('audit_log_id_seq', 2100000000)")
+        await conn.execute("INSERT INTO audit_log (message) VALUES ('near the end of int4')")
+        try:
+            await conn.execute("CREATE UNIQUE INDEX CONCURRENTLY users_email_key_tmp ON users (email)")
+        except asyncpg.UniqueViolationError:
+            pass  # expected: the failed build leaves the INVALID index the demo wants
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def seed_mongodb(url: str, database: str = "app") -> None:
+    from bson import ObjectId
+    from pymongo import AsyncMongoClient
+
+    client = AsyncMongoClient(url, serverSelectionTimeoutMS=10000)
+    try:
+        db = client[database]
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        user_ids = [ObjectId() for _ in range(300)]
+        await db.users.insert_many(
+            [{"_id": oid, "email": f"user{i}@example.com", "status": "active", "banned": False}
+             for i, oid in enumerate(user_ids)]
+        )
+        await db.users.create_index([("email", 1)], unique=True)
+        # Wallets reference users by the string form of the ObjectId: lookups never match.
+        await db.wallets.insert_many(
+            [{"userId": str(oid), "balance": 1000} for oid in user_ids]
+        )
+        await db.wallets.create_index([("userId", 1)])
+        # Transactions grow forever: failed ones are never expired.
+        await db.transactions.insert_many(
+            [{"walletId": ObjectId(), "amount": random.randint(-500, 500),
+              "status": random.choice(["done", "done", "failed"]),
+              "createdAt": now - dt.timedelta(days=random.randint(0, 400))} for _ in range(3000)]
+        )
+        await db.transactions.create_index([("walletId", 1)])
+        # A TTL index on a field that holds strings: the TTL monitor never deletes anything.
+        await db.sessions.insert_many(
+            [{"userId": oid, "expiresAt": (now + dt.timedelta(days=1)).isoformat()} for oid in user_ids[:100]]
+        )
+        await db.sessions.create_index([("expiresAt", 1)], expireAfterSeconds=0)
+        await db.posts.insert_many(
+            [{"authorId": random.choice(user_ids), "title": f"Post {i}",
+              "createdAt": now - dt.timedelta(hours=i)} for i in range(1000)]
+        )
+        await db.posts.create_index([("authorId", 1)])
+        await db.posts.create_index([("authorId", 1), ("createdAt", -1)])
+    finally:
+        await client.close()
+
+
+async def seed_redis(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for i in range(2000):
+            key = f"session:{uuid.uuid4()}"
+            # One write path forgot EX: a share of sessions live forever.
+            if i % 10 == 0:
+                pipe.set(key, "user:%d" % i)
+            else:
+                pipe.set(key, "user:%d" % i, ex=7 * 86400)
+        for user in range(500):
+            pipe.set(f"rate:vote:{user}:2026-11-22", 3, ex=86400)
+            pipe.lpush(f"feed:{user}", *[f"post:{n}" for n in range(20)])
+            pipe.expire(f"feed:{user}", 3600)
+        for post in range(300):
+            pipe.set(f"post:votes:{post}", random.randint(0, 100), ex=86400)
+        await pipe.execute()
+        members: dict[str, float] = {}
+        for n in range(60000):
+            members[f"user:{n}"] = float(random.randint(0, 10**6))
+            if len(members) == 5000:
+                await client.zadd("leaderboard:weekly", members)
+                members = {}
+        await client.zadd("leaderboard:alltime", {f"user:{n}": n for n in range(100)})
+    finally:
+        await client.aclose()
+
+
+async def seed_all(postgres_url: str, mongodb_url: str, redis_url: str) -> None:
+    await asyncio.gather(seed_postgres(postgres_url), seed_mongodb(mongodb_url), seed_redis(redis_url))
+
+
+def demo_config(postgres_url: str, mongodb_url: str, redis_url: str) -> dict[str, Any]:
+    """The config the demo writes: fixes allowed, and URLs that leave pool settings at defaults."""
+    return {
+        "targets": {
+            "app_postgres": {"kind": "postgres", "url": postgres_url, "environment": "demo", "allow_fixes": True,
+                             "app_pool": {"instances": 4, "max_size": 20}},
+            "app_mongodb": {"kind": "mongodb", "url": f"{mongodb_url}/app?directConnection=true",
+                            "environment": "demo", "allow_fixes": True, "uses_transactions": True},
+            "app_redis": {"kind": "redis", "url": redis_url + "/0", "environment": "demo", "allow_fixes": True,
+                          "role": "cache",
+                          "expect": {"persistent": [{"pattern": "leaderboard:*"}]}},
+        }
+    }
