@@ -1,5 +1,6 @@
 """Built-in MongoDB checks, registered through the `dbvitals.checks` entry point."""
 
 from checks.mongodb.connection import MongoConnection
+from checks.mongodb.missing_index import MissingIndex
 
-CHECKS = [MongoConnection]
+CHECKS = [MongoConnection, MissingIndex]

@@ -1,0 +1,482 @@
+"""What the MongoDB checks share: one snapshot per session of every collection's indexes and
+collStats, bounded `$sample` type histograms, query-shape normalisation, the ESR ordering
+rule, and index-spec helpers.
+
+Several checks run concurrently on one session and want the same listIndexes/collStats and
+samples: each is fetched once per session (memoised as a shared task) and never more than
+`CONCURRENCY` commands are in flight, so a 300-collection database costs one round of calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fnmatch
+import re
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
+from bson.code import Code
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+
+CONCURRENCY = 8  # the session's pool holds 8 connections
+# `collStats` is deprecated in favour of `$collStats`, but SecantusDB's `$collStats` reports
+# sizes of 0 while the command is complete; the command still answers on every mongod.
+COLLSTATS = "collStats"
+
+
+# --- index specs ----------------------------------------------------------------------------------
+
+# Options that change what an index holds or enforces; the rest (v, ns, background) do not.
+INDEX_OPTIONS = (
+    "unique", "sparse", "partialFilterExpression", "expireAfterSeconds", "collation", "hidden",
+    "weights", "default_language", "language_override", "2dsphereIndexVersion", "bits", "min", "max",
+    "wildcardProjection",
+)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index as `listIndexes` returns it, key order preserved."""
+
+    name: str
+    key: tuple[tuple[str, Any], ...]
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> IndexSpec:
+        options = {k: _plain(doc[k]) for k in INDEX_OPTIONS if k in doc}
+        return cls(name=str(doc["name"]), key=tuple((k, _plain(v)) for k, v in dict(doc["key"]).items()), options=options)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.key)
+
+    @property
+    def key_document(self) -> dict[str, Any]:
+        return dict(self.key)
+
+    @property
+    def is_id(self) -> bool:
+        return self.name == "_id_"
+
+    @property
+    def unique(self) -> bool:
+        return bool(self.options.get("unique"))
+
+    @property
+    def is_ttl(self) -> bool:
+        return "expireAfterSeconds" in self.options
+
+    @property
+    def is_plain(self) -> bool:
+        """Every key ascending or descending: no text, hashed, geo or wildcard key."""
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) and v in (1, -1) for _, v in self.key)
+
+    def create_spec(self) -> dict[str, Any]:
+        """The element of a `createIndexes` command that rebuilds this index as it is."""
+        return {"key": self.key_document, "name": self.name, **self.options}
+
+    def describe(self) -> str:
+        return describe_key(self.key_document) + "".join(
+            f" {k}={v}" for k, v in self.options.items() if k in ("unique", "sparse", "expireAfterSeconds", "hidden")
+        ) + (" partial" if "partialFilterExpression" in self.options else "")
+
+
+def _plain(value: Any) -> Any:
+    """SON and other mappings as plain dicts/lists, so specs compare and serialise simply."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def index_name(key: dict[str, Any]) -> str:
+    """The name mongod gives an index by default: field_direction pairs joined by "_"."""
+    return "_".join(f"{k}_{v}" for k, v in key.items())
+
+
+def describe_key(key: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in key.items()) + "}"
+
+
+def create_indexes(collection: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"createIndexes": collection, "indexes": [spec]}
+
+
+def drop_index(collection: str, name: str) -> dict[str, Any]:
+    return {"dropIndexes": collection, "index": name}
+
+
+# --- the per-session snapshot ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    database: str
+    name: str
+    count: int
+    size: int  # bytes of uncompressed BSON (collStats.size)
+    storage_size: int
+    indexes: tuple[IndexSpec, ...]
+    index_sizes: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.database}.{self.name}"
+
+    def index(self, name: str) -> IndexSpec | None:
+        return next((i for i in self.indexes if i.name == name), None)
+
+
+_MEMO: weakref.WeakKeyDictionary[Any, dict[Any, asyncio.Future[Any]]] = weakref.WeakKeyDictionary()
+
+
+def _limiter(session: Any) -> asyncio.Semaphore:
+    return memo_value(session, "limiter", lambda: asyncio.Semaphore(CONCURRENCY))
+
+
+def memo_value(session: Any, key: Any, make: Callable[[], Any]) -> Any:
+    cache = _MEMO.setdefault(session, {})
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+async def memo(session: Any, key: Any, factory: Callable[[], Awaitable[Any]]) -> Any:
+    """`factory()` run once per session and key; concurrent callers share the result.
+
+    Shielded: a check that times out must not cancel the fetch other checks are awaiting.
+    """
+    task = memo_value(session, key, lambda: asyncio.ensure_future(factory()))
+    return await asyncio.shield(task)
+
+
+async def limited(session: Any, coro: Awaitable[Any]) -> Any:
+    async with _limiter(session):
+        return await coro
+
+
+async def collection_names(session: Any, database: str) -> list[str]:
+    async def fetch() -> list[str]:
+        infos = await limited(session, session.client[database].list_collections(filter={"type": "collection"}))
+        names = [info["name"] async for info in infos]
+        return sorted(n for n in names if not n.startswith("system."))
+
+    return await memo(session, ("collections", database), fetch)
+
+
+async def collection_info(session: Any, database: str, name: str) -> CollectionInfo:
+    async def fetch() -> CollectionInfo:
+        db = session.client[database]
+
+        async def indexes() -> list[dict[str, Any]]:
+            cursor = await limited(session, db[name].list_indexes())
+            return [doc async for doc in cursor]
+
+        docs, stats = await asyncio.gather(indexes(), limited(session, db.command(COLLSTATS, name)))
+        return CollectionInfo(
+            database=database,
+            name=name,
+            count=int(stats.get("count", 0)),
+            size=int(stats.get("size", 0)),
+            storage_size=int(stats.get("storageSize", 0)),
+            indexes=tuple(IndexSpec.from_document(d) for d in docs),
+            index_sizes={k: int(v) for k, v in dict(stats.get("indexSizes", {})).items()},
+        )
+
+    return await memo(session, ("info", database, name), fetch)
+
+
+async def inventory(session: Any, database: str) -> list[CollectionInfo]:
+    names = await collection_names(session, database)
+    return list(await asyncio.gather(*(collection_info(session, database, n) for n in names)))
+
+
+async def inventories(session: Any) -> dict[str, list[CollectionInfo]]:
+    databases = await session.databases()
+    snapshots = await asyncio.gather(*(inventory(session, db) for db in databases))
+    return dict(zip(databases, snapshots))
+
+
+# --- bounded sampling -----------------------------------------------------------------------------
+
+_BSON_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "bool"), (Int64, "long"), (int, "int"), (float, "double"), (str, "string"),
+    (dt.datetime, "date"), (ObjectId, "objectId"), (dict, "object"), (list, "array"),
+    (Binary, "binData"), (bytes, "binData"), (uuid.UUID, "binData"), (Decimal128, "decimal"),
+    (Timestamp, "timestamp"), (Regex, "regex"), (re.Pattern, "regex"), (Code, "javascript"),
+    (MinKey, "minKey"), (MaxKey, "maxKey"),
+)
+
+
+def bson_type(value: Any) -> str:
+    """The `$type` alias of a decoded BSON value."""
+    if value is None:
+        return "null"
+    for cls, alias in _BSON_TYPES:
+        if isinstance(value, cls):
+            if alias == "int" and not -(2**31) <= value < 2**31:
+                return "long"
+            return alias
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class FieldSample:
+    """A top-level field across the sampled documents."""
+
+    types: dict[str, int]  # $type alias -> documents (missing fields are not counted)
+    examples: tuple[Any, ...] = ()  # a few values, first seen first
+    oldest: dt.datetime | None = None  # for date values
+    newest: dt.datetime | None = None
+
+    @property
+    def present(self) -> int:
+        return sum(self.types.values())
+
+    @property
+    def non_null_types(self) -> dict[str, int]:
+        return {t: n for t, n in self.types.items() if t != "null"}
+
+    def share(self, bson: str) -> float:
+        present = sum(self.non_null_types.values())
+        return self.types.get(bson, 0) / present if present else 0.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """At most `size` documents drawn by `$sample`; `documents` is how many came back."""
+
+    database: str
+    collection: str
+    documents: int
+    fields: dict[str, FieldSample]
+
+
+EXAMPLES_KEPT = 5
+
+
+def summarise(database: str, collection: str, documents: Iterable[dict[str, Any]]) -> Sample:
+    types: dict[str, Counter[str]] = {}
+    examples: dict[str, list[Any]] = {}
+    oldest: dict[str, dt.datetime] = {}
+    newest: dict[str, dt.datetime] = {}
+    count = 0
+    for doc in documents:
+        count += 1
+        for name, value in doc.items():
+            types.setdefault(name, Counter())[bson_type(value)] += 1
+            kept = examples.setdefault(name, [])
+            if len(kept) < EXAMPLES_KEPT and not isinstance(value, (dict, list)):
+                kept.append(value)
+            if isinstance(value, dt.datetime):
+                stamp = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+                oldest[name] = min(oldest.get(name, stamp), stamp)
+                newest[name] = max(newest.get(name, stamp), stamp)
+    return Sample(
+        database=database,
+        collection=collection,
+        documents=count,
+        fields={
+            name: FieldSample(dict(counter), tuple(examples[name]), oldest.get(name), newest.get(name))
+            for name, counter in types.items()
+        },
+    )
+
+
+async def sample(session: Any, database: str, collection: str, size: int) -> Sample:
+    """A bounded `$sample`: on WiredTiger it picks random documents with a random cursor
+    (no collection scan) when size is under 5% of the collection."""
+
+    async def fetch() -> Sample:
+        async def run() -> list[dict[str, Any]]:
+            cursor = await session.client[database][collection].aggregate([{"$sample": {"size": size}}])
+            return await cursor.to_list(size)
+
+        return summarise(database, collection, await limited(session, run()))
+
+    return await memo(session, ("sample", database, collection, size), fetch)
+
+
+def oid_time(value: Any) -> dt.datetime | None:
+    return value.generation_time if isinstance(value, ObjectId) else None
+
+
+# --- durations ------------------------------------------------------------------------------------
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def format_seconds(seconds: float) -> str:
+    """3600 -> "1h", 2592000 -> "30d", 90 -> "1m30s": the form the config accepts."""
+    seconds = int(round(seconds))
+    if seconds <= 0:
+        return f"{seconds}s"
+    parts = []
+    for unit, size in _UNITS:
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts[:2])
+
+
+def age_days(when: dt.datetime | None, now: dt.datetime) -> float | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return round((now - when).total_seconds() / 86400, 1)
+
+
+def matches_any(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+# --- query shapes ---------------------------------------------------------------------------------
+
+LOGICAL = {"$and", "$or", "$nor"}
+EQUALITY_OPS = {"$eq", "$elemMatch", "$all", "$size"}
+RANGE_OPS = {"$gt", "$gte", "$lt", "$lte", "$ne", "$nin", "$regex", "$exists", "$type", "$not", "$mod"}
+
+
+def query_shape(value: Any) -> Any:
+    """A filter with every literal replaced by "?", operators and field names kept:
+    `{email: "a@b", age: {$gt: 3}}` -> `{age: {$gt: "?"}, email: "?"}`. Field order is sorted,
+    so the same query written in two orders is one shape."""
+    if isinstance(value, dict):
+        if value and all(str(k).startswith("$") for k in value):
+            return {k: _operand_shape(k, v) for k, v in sorted(value.items())}
+        return {k: _field_shape(k, v) for k, v in sorted(value.items())}
+    return "?"
+
+
+def _field_shape(name: str, value: Any) -> Any:
+    if name in LOGICAL and isinstance(value, list):
+        return [query_shape(v) for v in value]
+    if isinstance(value, dict) and value and all(str(k).startswith("$") for k in value):
+        return {k: _operand_shape(k, v) for k, v in sorted(value.items())}
+    return "?"
+
+
+def _operand_shape(op: str, value: Any) -> Any:
+    if op in ("$in", "$nin", "$all") and isinstance(value, list):
+        return ["?"]
+    if op in ("$elemMatch", "$not") and isinstance(value, dict):
+        return query_shape(value)
+    if op in LOGICAL and isinstance(value, list):
+        return [query_shape(v) for v in value]
+    return "?"
+
+
+@dataclass(frozen=True)
+class Predicate:
+    field: str
+    kind: str  # "equality" | "range" | "in"
+
+
+def predicates(filter_: dict[str, Any]) -> list[Predicate] | None:
+    """The field predicates of a filter, top-level `$and` flattened; None when the filter has a
+    shape no single index serves ($or, $nor, $where, $expr, $text)."""
+    found: dict[str, Predicate] = {}
+    for name, value in filter_.items():
+        if name == "$and" and isinstance(value, list):
+            for part in value:
+                nested = predicates(part) if isinstance(part, dict) else None
+                if nested is None:
+                    return None
+                for p in nested:
+                    found[p.field] = _stronger(found.get(p.field), p)
+            continue
+        if name.startswith("$"):
+            return None
+        found[name] = _stronger(found.get(name), Predicate(name, _kind(value)))
+    return list(found.values())
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict) and value and all(str(k).startswith("$") for k in value):
+        ops = set(value) - {"$options"}
+        if ops <= EQUALITY_OPS:
+            return "equality"
+        if ops == {"$in"}:
+            values = value["$in"]
+            return "equality" if isinstance(values, list) and len(values) == 1 else "in"
+        return "range"
+    if isinstance(value, (re.Pattern, Regex)):
+        return "range"
+    return "equality"
+
+
+def _stronger(old: Predicate | None, new: Predicate) -> Predicate:
+    order = {"equality": 0, "in": 1, "range": 2}
+    return new if old is None or order[new.kind] < order[old.kind] else old
+
+
+@dataclass(frozen=True)
+class IndexSuggestion:
+    key: dict[str, int]
+    order: str  # which rule was applied, in words
+    alternative: dict[str, int] | None = None  # range before sort, when the range is very selective
+
+
+def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSuggestion | None:
+    """The Equality, Sort, Range rule: equality fields first (they narrow to one contiguous key
+    range), then the sort fields in their directions (the index returns documents in order, so
+    no in-memory sort), then range fields (they scan a span of keys; placed before the sort they
+    would break the order). `$in` is an equality without a sort and a range with one, since it
+    yields several key ranges whose union is not in sort order."""
+    preds = predicates(filter_)
+    if preds is None:
+        return None
+    sort = {k: (1 if int(v) >= 0 else -1) for k, v in (sort or {}).items() if isinstance(v, (int, float))}
+    equality = [p.field for p in preds if p.kind == "equality" or (p.kind == "in" and not sort)]
+    ranges = [p.field for p in preds if p.kind == "range" or (p.kind == "in" and sort)]
+    sort_fields = [f for f in sort if f not in equality]
+    ranges = [f for f in ranges if f not in sort_fields]
+    key: dict[str, int] = {f: 1 for f in equality}
+    key.update({f: sort[f] for f in sort_fields})
+    key.update({f: 1 for f in ranges})
+    if not key:
+        return None
+    words = []
+    if equality:
+        words.append(f"equality ({', '.join(equality)})")
+    if sort_fields:
+        words.append(f"sort ({', '.join(f'{f} {_direction(sort[f])}' for f in sort_fields)})")
+    if ranges:
+        words.append(f"range ({', '.join(ranges)})")
+    order = "equality, sort, range rule: " + " then ".join(words)
+    alternative = None
+    if sort_fields and ranges:
+        order += (
+            "; sort is placed before range so the index returns documents already sorted, at the cost of "
+            "scanning keys outside the range"
+        )
+        alternative = {f: 1 for f in equality}
+        alternative.update({f: 1 for f in ranges})
+        alternative.update({f: sort[f] for f in sort_fields})
+    return IndexSuggestion(key=key, order=order, alternative=alternative)
+
+
+def _direction(value: int) -> str:
+    return "ascending" if value >= 0 else "descending"
+
+
+def key_serves(index_key: tuple[tuple[str, Any], ...], wanted: dict[str, int]) -> bool:
+    """Whether an existing index already starts with the wanted key (same or fully reversed
+    directions), so building the wanted one would add nothing."""
+    prefix = list(index_key[: len(wanted)])
+    if len(prefix) < len(wanted):
+        return False
+    same = all(k == w and v == d for (k, v), (w, d) in zip(prefix, wanted.items()))
+    reverse = all(k == w and v == -d for (k, v), (w, d) in zip(prefix, wanted.items()))
+    return same or reverse

@@ -1,0 +1,543 @@
+"""mongodb.missing-index: query shapes that scan, and declared indexes that are absent.
+
+Query shapes come from the profiler (`system.profile`, only where someone turned it on: this
+check never does) and from `[[targets.NAME.expect.queries]]`. Each shape is explained in
+queryPlanner mode, which plans the query without running it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from checks.config import IndexExpectation, QueryExpectation
+from checks.engine import Check, CheckOptions, Scope
+from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.mongodb._inventory import (
+    CollectionInfo,
+    IndexSpec,
+    create_indexes,
+    describe_key,
+    drop_index,
+    esr_index,
+    index_name,
+    inventory,
+    key_serves,
+    limited,
+    query_shape,
+)
+from checks.mongodb.profiler import read_profiler_setting
+
+# Read from system.profile: the most recent operations that can be served by an index.
+PROFILE_FILTER = {"op": {"$in": ["query", "command", "update", "remove"]}}
+PROFILE_PROJECTION = {
+    "op": 1, "ns": 1, "command": 1, "docsExamined": 1, "keysExamined": 1, "nreturned": 1,
+    "nMatched": 1, "ndeleted": 1, "millis": 1, "planSummary": 1, "appName": 1, "ts": 1,
+}
+# Our own sampling and statistics commands, which must not be reported as the application's.
+OWN_STAGES = {"$sample", "$indexStats", "$collStats"}
+BUILD_LOCK = (
+    "index build: an exclusive collection lock only at its start and end (MongoDB 4.2+); "
+    "reads the whole collection meanwhile (I/O load)"
+)
+
+
+class MissingIndexOptions(CheckOptions):
+    profile_entries: int = Field(
+        default=1000, ge=0, description="Most recent system.profile entries read per database (0: ignore the profiler)."
+    )
+    min_examined_ratio: float = Field(
+        default=10.0, gt=0, description="Documents examined per document returned above which an index scan is poor."
+    )
+    large_collection: int = Field(
+        default=100_000, ge=0, description="Documents from which a scanning query is high severity."
+    )
+    small_collection: int = Field(
+        default=1_000, ge=0, description="Documents under which a scanning query is low severity."
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The winning plan of a queryPlanner explain, reduced to what judges index use."""
+
+    stages: tuple[str, ...]
+    index: str | None = None
+    index_key: dict[str, Any] | None = None
+
+    @property
+    def collection_scan(self) -> bool:
+        return "COLLSCAN" in self.stages
+
+    @property
+    def in_memory_sort(self) -> bool:
+        return "SORT" in self.stages
+
+    @property
+    def summary(self) -> str:
+        return " <- ".join(self.stages) + (f" ({self.index})" if self.index else "")
+
+
+def plan_from_explain(explain: dict[str, Any]) -> Plan:
+    winning = explain.get("queryPlanner", {}).get("winningPlan", {})
+    winning = winning.get("queryPlan", winning)  # the slot-based engine (7.0+) nests the plan
+    stages: list[str] = []
+    index = key = None
+    node: Any = winning
+    while isinstance(node, dict) and node:
+        stage = str(node.get("stage", "?"))
+        stages.append(stage)
+        if stage in ("IXSCAN", "COUNT_SCAN", "DISTINCT_SCAN") and index is None:
+            index, key = node.get("indexName"), dict(node.get("keyPattern") or {})
+        children = node.get("inputStages") or [node.get("inputStage")]
+        node = children[0] if children else None
+    return Plan(stages=tuple(stages), index=index, index_key=key)
+
+
+@dataclass
+class QueryShape:
+    database: str
+    collection: str
+    filter: dict[str, Any]  # one real example: explained, never shown
+    sort: dict[str, int] | None
+    sources: list[str]
+    executions: int = 0
+    docs_examined: int | None = None  # None: the server did not report it
+    keys_examined: int | None = None
+    returned: int | None = None
+    millis: int = 0
+    plan_summaries: set[str] = field(default_factory=set)
+    plan: Plan | None = None
+    count: int = 0  # documents in the collection
+    size: int = 0  # bytes
+    indexes: tuple[IndexSpec, ...] = ()
+
+    @property
+    def shape(self) -> dict[str, Any]:
+        return query_shape(self.filter)
+
+    @property
+    def key(self) -> str:
+        return shape_key(self.collection, self.filter, self.sort)
+
+    @property
+    def namespace(self) -> str:
+        return f"{self.database}.{self.collection}"
+
+
+def shape_key(collection: str, filter_: dict[str, Any], sort: dict[str, Any] | None) -> str:
+    return json.dumps([collection, query_shape(filter_), list((sort or {}).items())], default=str)
+
+
+@dataclass(frozen=True)
+class ProfilerState:
+    database: str
+    level: int | None
+    slowms: int | None
+    entries: int  # entries read
+    reports_examined: bool  # whether entries carry docsExamined (SecantusDB's do not)
+
+
+@dataclass(frozen=True)
+class DeclaredIndex:
+    expectation: IndexExpectation
+    database: str
+    collection_exists: bool
+    indexes: tuple[IndexSpec, ...]
+
+
+@dataclass
+class MissingIndexFacts:
+    shapes: list[QueryShape]
+    profilers: list[ProfilerState]
+    declared: list[DeclaredIndex]
+
+
+def operation_of(entry: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, int] | None] | None:
+    """(collection, filter, sort) of a profiled operation an index could serve, else None."""
+    command = entry.get("command") or {}
+    ns = str(entry.get("ns", ""))
+    collection = ns.split(".", 1)[1] if "." in ns else ""
+    if not collection or collection.startswith("system.") or entry.get("appName") == "dbvitals":
+        return None
+    op = entry.get("op")
+    if op in ("update", "remove"):
+        return collection, dict(command.get("q") or {}), None
+    if "find" in command:
+        return collection, dict(command.get("filter") or {}), _sort(command.get("sort"))
+    if "count" in command or "distinct" in command:
+        return collection, dict(command.get("query") or {}), None
+    if "findAndModify" in command or "findandmodify" in command:
+        return collection, dict(command.get("query") or {}), _sort(command.get("sort"))
+    if "aggregate" in command:
+        pipeline = list(command.get("pipeline") or [])
+        if any(set(stage) & OWN_STAGES for stage in pipeline if isinstance(stage, dict)):
+            return None
+        filter_: dict[str, Any] = {}
+        sort = None
+        for stage in pipeline:
+            if "$match" in stage and not filter_ and sort is None:
+                filter_ = dict(stage["$match"])
+            elif "$sort" in stage and sort is None:
+                sort = _sort(stage["$sort"])
+            else:
+                break
+        return collection, filter_, sort
+    return None
+
+
+def _sort(value: Any) -> dict[str, int] | None:
+    if not value:
+        return None
+    return {str(k): int(v) for k, v in dict(value).items() if isinstance(v, (int, float))} or None
+
+
+def merge_profile(entries: list[dict[str, Any]], database: str) -> list[QueryShape]:
+    """Profiler entries grouped by query shape, their figures summed."""
+    shapes: dict[str, QueryShape] = {}
+    for entry in entries:
+        operation = operation_of(entry)
+        if operation is None:
+            continue
+        collection, filter_, sort = operation
+        if not filter_ and not sort:
+            continue  # reading everything: no index helps
+        key = shape_key(collection, filter_, sort)
+        shape = shapes.setdefault(key, QueryShape(database, collection, filter_, sort, ["profiler"]))
+        shape.executions += 1
+        shape.millis += int(entry.get("millis") or 0)
+        if "docsExamined" in entry:
+            shape.docs_examined = (shape.docs_examined or 0) + int(entry["docsExamined"])
+            shape.keys_examined = (shape.keys_examined or 0) + int(entry.get("keysExamined") or 0)
+            returned = entry.get("nreturned", entry.get("nMatched", entry.get("ndeleted", 0)))
+            shape.returned = (shape.returned or 0) + int(returned or 0)
+        if entry.get("planSummary"):
+            shape.plan_summaries.add(str(entry["planSummary"]))
+    return list(shapes.values())
+
+
+class MissingIndex(Check):
+    id = "mongodb.missing-index"
+    engine = Engine.MONGODB
+    title = "Queries that scan collections, and declared indexes that are missing"
+    severity = Severity.HIGH
+    fix_availability = FixAvailability.SOMETIMES
+    rationale = (
+        "A query without a fitting index reads every document (COLLSCAN) or sorts its results in memory: "
+        "cheap on a small collection, a CPU and I/O storm once it grows, and the in-memory sort fails outright "
+        "past 100 MB. Declared indexes turn a schema's recommended indexes into a pre-deploy gate."
+    )
+    Options = MissingIndexOptions
+
+    async def gather(self, session: Any, scope: Scope) -> MissingIndexFacts:
+        options: MissingIndexOptions = scope.options
+        databases = await session.databases()
+        expect = scope.config.expect  # type: ignore[attr-defined]
+        named = [e.database for e in (*expect.queries, *expect.indexes) if e.database]
+        shapes: dict[str, QueryShape] = {}
+        profilers: list[ProfilerState] = []
+        for database in databases:
+            profiler, entries = await self._profile(session, database, options.profile_entries)
+            profilers.append(profiler)
+            for shape in merge_profile(entries, database):
+                shapes[f"{database}\0{shape.key}"] = shape
+        for query in expect.queries:
+            database = query.database or session.default_database or (databases[0] if databases else None)
+            if database is None:
+                continue
+            declared = _declared_shape(query, database)
+            existing = shapes.get(f"{database}\0{declared.key}")
+            if existing is not None:
+                existing.sources.extend(declared.sources)
+            else:
+                shapes[f"{database}\0{declared.key}"] = declared
+        infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
+        await asyncio.gather(*(self._explain(session, s, infos) for s in shapes.values()))
+        declared_indexes = [_declared_index(exp, session.default_database, infos) for exp in expect.indexes]
+        return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d])
+
+    async def _profile(self, session: Any, database: str, limit: int) -> tuple[ProfilerState, list[dict[str, Any]]]:
+        setting = await read_profiler_setting(session.client, database)
+        entries: list[dict[str, Any]] = []
+        if limit:
+            db = session.client[database]
+            names = await limited(session, db.list_collection_names(filter={"name": "system.profile"}))
+            if names:
+                cursor = db["system.profile"].find(PROFILE_FILTER, PROFILE_PROJECTION).sort("ts", -1).limit(limit)
+                entries = await limited(session, cursor.to_list(limit))
+        state = ProfilerState(
+            database=database,
+            level=setting.level,
+            slowms=setting.slowms,
+            entries=len(entries),
+            reports_examined=any("docsExamined" in e for e in entries),
+        )
+        return state, entries
+
+    async def _explain(self, session: Any, shape: QueryShape, infos: dict[str, dict[str, CollectionInfo]]) -> None:
+        info = infos.get(shape.database, {}).get(shape.collection)
+        if info is None:
+            shape.plan = Plan(stages=("EOF",))  # no such collection: nothing to scan yet
+            return
+        shape.count, shape.size, shape.indexes = info.count, info.size, info.indexes
+        find: dict[str, Any] = {"find": shape.collection, "filter": shape.filter}
+        if shape.sort:
+            find["sort"] = shape.sort
+        explain = await limited(
+            session, session.client[shape.database].command({"explain": find, "verbosity": "queryPlanner"})
+        )
+        shape.plan = plan_from_explain(explain)
+
+    def evaluate(self, facts: MissingIndexFacts, scope: Scope) -> list[Finding]:
+        options: MissingIndexOptions = scope.options
+        examined_known = {p.database: p.reports_examined for p in facts.profilers}
+        problems = [(s, problem) for s in facts.shapes if (problem := self._problem(s, options))]
+        problems.sort(key=lambda item: -_impact(item[0]))
+        findings = [
+            self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options)
+            for rank, (shape, problem) in enumerate(problems, 1)
+        ]
+        findings.extend(f for d in facts.declared if (f := self._declared_finding(scope, d)))
+        return findings
+
+    def _problem(self, shape: QueryShape, options: MissingIndexOptions) -> str | None:
+        plan = shape.plan
+        if plan is None or plan.stages == ("EOF",):
+            return None
+        if plan.collection_scan:
+            return f"scans the whole collection (COLLSCAN over {shape.count:,} documents)"
+        if plan.in_memory_sort and shape.sort:
+            return f"sorts in memory: index {plan.index} does not provide the sort order"
+        if shape.docs_examined is not None and shape.docs_examined >= 1000:
+            ratio = shape.docs_examined / max(shape.returned or 0, 1)
+            if ratio >= options.min_examined_ratio:
+                return (
+                    f"uses index {plan.index} poorly: {shape.docs_examined:,} documents examined for "
+                    f"{shape.returned or 0:,} returned ({ratio:,.0f} per result)"
+                )
+        return None
+
+    def _shape_finding(
+        self, scope: Scope, shape: QueryShape, problem: str, rank: int, total: int,
+        examined_known: dict[str, bool], options: MissingIndexOptions,
+    ) -> Finding:
+        suggestion = esr_index(shape.filter, shape.sort)
+        covered_by = next((i for i in shape.indexes if suggestion and key_serves(i.key, suggestion.key)), None)
+        if shape.docs_examined is not None:
+            basis = "documents examined minus returned, as the profiler reports them"
+        elif "profiler" in shape.sources and not examined_known.get(shape.database, True):
+            basis = (
+                "collection size × executions: the profiler entries carry no docsExamined/nreturned "
+                "(this server does not report them), so impact is ranked by collection size"
+            )
+        else:
+            basis = "collection size × executions (a declared query: no execution figures)"
+        severity = self._severity(shape, options)
+        evidence: dict[str, Any] = {
+            "namespace": shape.namespace,
+            "query_shape": shape.shape,
+            "sort": shape.sort,
+            "sources": sorted(set(shape.sources)),
+            "plan": shape.plan.summary if shape.plan else None,
+            "collection_documents": shape.count,
+            "collection_bytes": shape.size,
+            "existing_indexes": [i.describe() for i in shape.indexes],
+            "rank": f"{rank} of {total}",
+            "impact": _impact(shape),
+            "impact_basis": basis,
+        }
+        if "profiler" in shape.sources:
+            evidence.update(
+                executions=shape.executions,
+                total_millis=shape.millis,
+                docs_examined=shape.docs_examined if shape.docs_examined is not None else "unknown",
+                keys_examined=shape.keys_examined if shape.keys_examined is not None else "unknown",
+                returned=shape.returned if shape.returned is not None else "unknown",
+                plan_summaries=sorted(shape.plan_summaries) or "unknown",
+            )
+        fix = None
+        message = f"{shape.namespace}: the query {json.dumps(shape.shape)}"
+        message += f" sorted by {json.dumps(shape.sort)}" if shape.sort else ""
+        message += f" {problem}."
+        if suggestion is None:
+            message += " Its filter ($or, $expr, $where or $text) needs an index per branch or a rewrite; no single index is suggested."
+        elif covered_by is not None:
+            message += (
+                f" Index {covered_by.name} already starts with the suggested key {describe_key(suggestion.key)}; "
+                "the planner did not choose it (hidden, or a hint/collation mismatch): check the query."
+            )
+        else:
+            name = index_name(suggestion.key)
+            evidence["suggested_index"] = suggestion.key
+            evidence["ordering"] = suggestion.order
+            if suggestion.alternative:
+                evidence["alternative_if_range_is_selective"] = suggestion.alternative
+            message += f" Suggested index {describe_key(suggestion.key)} by the {suggestion.order}."
+            fix = Fix(
+                summary=f"Create index {name} on {shape.namespace}",
+                steps=(
+                    FixStep("mongodb", create_indexes(shape.collection, {"key": suggestion.key, "name": name}),
+                            f"build {describe_key(suggestion.key)}", database=shape.database),
+                ),
+                safety=FixSafety.SAFE,
+                lock=BUILD_LOCK,
+                inverse=(FixStep("mongodb", drop_index(shape.collection, name), f"drop {name}", database=shape.database),),
+                notes=suggestion.order,
+            )
+        return self.finding(
+            scope,
+            object=shape.namespace,
+            title=f"Query on {shape.collection} {problem.split(':')[0].split(' (')[0]}",
+            message=message,
+            evidence=evidence,
+            severity=severity,
+            fix=fix,
+            key=shape.key,
+        )
+
+    def _severity(self, shape: QueryShape, options: MissingIndexOptions) -> Severity:
+        scanned = max(shape.count, shape.docs_examined or 0)
+        if scanned >= options.large_collection:
+            return Severity.HIGH
+        if scanned >= options.small_collection:
+            return Severity.MEDIUM
+        return Severity.LOW
+
+    def _declared_finding(self, scope: Scope, declared: DeclaredIndex) -> Finding | None:
+        exp = declared.expectation
+        coll, db = exp.collection, declared.database
+        want = expected_spec(exp)
+        want_key = tuple(want["key"].items())
+        same_key = next((i for i in declared.indexes if i.key == want_key), None)
+        evidence: dict[str, Any] = {
+            "namespace": f"{db}.{coll}",
+            "expected": want,
+            "collection_exists": declared.collection_exists,
+            "existing_indexes": [i.create_spec() for i in declared.indexes],
+        }
+        if same_key is None:
+            same_name = next((i for i in declared.indexes if exp.name and i.name == exp.name), None)
+            if same_name is not None:
+                return self._different(scope, declared, same_name, want, evidence, f"has key {describe_key(same_name.key_document)}")
+            safety = FixSafety.UNSAFE if exp.expire_after is not None else FixSafety.SAFE
+            return self.finding(
+                scope,
+                object=f"{db}.{coll}",
+                title=f"Declared index {describe_key(want['key'])} is missing",
+                message=f"{db}.{coll} has no index on {describe_key(want['key'])}, which the config declares"
+                + ("" if declared.collection_exists else " (the collection does not exist yet)") + ".",
+                evidence=evidence,
+                severity=Severity.HIGH,
+                key=f"declared:{json.dumps(want['key'])}",
+                fix=Fix(
+                    summary=f"Create the declared index {want['name']}",
+                    steps=(FixStep("mongodb", create_indexes(coll, want), f"build {want['name']}", database=db),),
+                    safety=safety,
+                    lock=BUILD_LOCK,
+                    inverse=(FixStep("mongodb", drop_index(coll, want["name"]), f"drop {want['name']}", database=db),),
+                    notes=("A unique index build fails if duplicates exist; find them first. " if exp.unique else "")
+                    + ("A TTL index deletes every already-expired document on its first pass. " if exp.expire_after else "")
+                    or None,
+                ),
+            )
+        differences = option_differences(same_key, want)
+        if not differences:
+            return None
+        return self._different(scope, declared, same_key, want, evidence, "; ".join(differences))
+
+    def _different(
+        self, scope: Scope, declared: DeclaredIndex, existing: IndexSpec, want: dict[str, Any],
+        evidence: dict[str, Any], difference: str,
+    ) -> Finding:
+        coll, db = declared.expectation.collection, declared.database
+        only_ttl = set(option_differences(existing, want, names=True)) == {"expireAfterSeconds"} and existing.is_ttl and "expireAfterSeconds" in want
+        if only_ttl:
+            steps = (FixStep("mongodb", {"collMod": coll, "index": {"name": existing.name, "expireAfterSeconds": want["expireAfterSeconds"]}},
+                             "change the TTL in place", database=db),)
+            inverse = (FixStep("mongodb", {"collMod": coll, "index": {"name": existing.name, "expireAfterSeconds": existing.options["expireAfterSeconds"]}},
+                               "restore the TTL", database=db),)
+            lock = "collMod: a brief exclusive collection lock"
+        else:
+            steps = (
+                FixStep("mongodb", drop_index(coll, existing.name), f"drop {existing.name}", database=db),
+                FixStep("mongodb", create_indexes(coll, want), f"build {want['name']}", database=db),
+            )
+            inverse = (
+                FixStep("mongodb", drop_index(coll, want["name"]), f"drop {want['name']}", database=db),
+                FixStep("mongodb", create_indexes(coll, existing.create_spec()), f"rebuild {existing.name}", database=db),
+            )
+            lock = BUILD_LOCK + "; queries lose the index between the drop and the end of the build"
+        return self.finding(
+            scope,
+            object=f"{db}.{coll}",
+            title=f"Index {existing.name} differs from the declared one",
+            message=f"{db}.{coll}: index {existing.name} differs from the declared index "
+            f"{describe_key(want['key'])}: {difference}.",
+            evidence={**evidence, "existing": existing.create_spec()},
+            severity=Severity.MEDIUM,
+            key=f"declared:{json.dumps(want['key'])}",
+            fix=Fix(
+                summary=f"Make {existing.name} match the declared index",
+                steps=steps,
+                safety=FixSafety.UNSAFE,
+                lock=lock,
+                inverse=inverse,
+            ),
+        )
+
+
+COMPARED_OPTIONS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds")
+
+
+def expected_spec(exp: IndexExpectation) -> dict[str, Any]:
+    key = {k: (int(v) if isinstance(v, (int, float)) else v) for k, v in exp.keys.items()}
+    spec: dict[str, Any] = {"key": key, "name": exp.name or index_name(key)}
+    if exp.unique:
+        spec["unique"] = True
+    if exp.sparse:
+        spec["sparse"] = True
+    if exp.partial_filter is not None:
+        spec["partialFilterExpression"] = exp.partial_filter
+    if exp.expire_after is not None:
+        spec["expireAfterSeconds"] = int(exp.expire_after.total_seconds())
+    return spec
+
+
+def option_differences(existing: IndexSpec, want: dict[str, Any], *, names: bool = False) -> list[str]:
+    found = []
+    for option in COMPARED_OPTIONS:
+        have = existing.options.get(option)
+        expected = want.get(option)
+        if option in ("unique", "sparse"):
+            have, expected = bool(have), bool(expected)
+        if have != expected:
+            found.append(option if names else f"{option} is {json.dumps(have, default=str)}, declared {json.dumps(expected, default=str)}")
+    return found
+
+
+def _impact(shape: QueryShape) -> int:
+    if shape.docs_examined is not None:
+        return max(shape.docs_examined - (shape.returned or 0), 0)
+    return shape.size * max(shape.executions, 1)
+
+
+def _declared_shape(query: QueryExpectation, database: str) -> QueryShape:
+    label = f"config: {query.name}" if query.name else "config"
+    return QueryShape(database, query.collection, dict(query.filter), dict(query.sort) if query.sort else None, [label])
+
+
+def _declared_index(
+    exp: IndexExpectation, default_database: str | None, infos: dict[str, dict[str, CollectionInfo]]
+) -> DeclaredIndex | None:
+    database = exp.database or default_database
+    if database is None:
+        holding = [db for db, colls in infos.items() if exp.collection in colls]
+        database = holding[0] if holding else next(iter(infos), None)
+    if database is None:
+        return None
+    info = infos.get(database, {}).get(exp.collection)
+    return DeclaredIndex(exp, database, info is not None, info.indexes if info else ())
