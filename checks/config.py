@@ -70,7 +70,10 @@ class AppPool(Strict):
     """How the application itself connects, for the pool budget."""
 
     instances: PositiveInt = Field(description="How many application processes connect to this target.")
-    max_size: PositiveInt = Field(description="The pool size of each process.")
+    max_size: PositiveInt | None = Field(
+        default=None,
+        description="The pool size of each process (unset: the URL's pool size, e.g. MongoDB maxPoolSize).",
+    )
 
 
 class ReferenceExpectation(Strict):

@@ -2,5 +2,6 @@
 
 from checks.mongodb.connection import MongoConnection
 from checks.mongodb.missing_index import MissingIndex
+from checks.mongodb.pool import MongoPool
 
-CHECKS = [MongoConnection, MissingIndex]
+CHECKS = [MongoConnection, MissingIndex, MongoPool]
