@@ -1,0 +1,453 @@
+"""Applying fixes safely: re-check, refuse what may not run, apply, verify, journal, undo.
+
+The pipeline for one finding:
+1. `plan_fix` re-runs the finding's check on its target: the problem may be gone, or changed.
+   The plan lists why it may not be applied (refusals) instead of raising, so a UI can show it.
+2. `apply_fix` writes a "started" journal entry, runs the steps through the engine's executor
+   (its own read-write session, bounded by lock and statement timeouts), re-runs the check to
+   verify, and completes the entry. A crash between the two leaves an unfinished entry.
+3. `undo_fix` applies a journal entry's inverse with the same refusals, journaled the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as _random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.config import ConfigError, Settings, TargetBase
+from checks.engine import Registry, Runner, UsageError
+from checks.fixes.execution import Execution, FixLimits, Progress, StepFailed
+from checks.fixes.journal import Journal, JournalEntry, host_name, now_iso, os_user
+from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Report
+from checks.secrets import mask_text
+
+__all__ = [
+    "FixLimits", "FixOutcome", "FixPlan", "FixRefused", "Journal", "JournalEntry", "UndoPlan",
+    "apply_fix", "find_finding", "plan_fix", "plan_undo", "refusals_for", "undo_fix",
+]
+
+OUTCOMES = ("fixed", "not_fixed", "failed", "refused")
+
+
+class FixRefused(Exception):
+    """The fix cannot even be planned or undone; the message says why."""
+
+
+@dataclass
+class FixPlan:
+    finding: Finding | None  # the fresh finding; None when the problem is gone
+    target: str
+    steps: tuple[FixStep, ...]
+    inverse: tuple[FixStep, ...]
+    safety: FixSafety | None
+    lock: str | None
+    refusals: list[str]
+    gone: bool = False
+    summary: str = ""
+    notes: str | None = None
+    engine: str = ""
+    environment: str | None = None
+    url: str = ""  # masked
+    requested: Finding | None = None  # the finding the plan was asked for
+    role: str | None = None  # primary / replica / secondary of ...: fixes go to a primary
+
+    @property
+    def applicable(self) -> bool:
+        return not self.gone and not self.refusals
+
+
+@dataclass
+class FixOutcome:
+    entry_id: str  # "" when nothing was journaled (the problem was already gone)
+    outcome: str  # fixed | not_fixed | failed | refused
+    message: str
+    verified: bool | None
+    duration_ms: float
+    leftovers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UndoPlan:
+    entry: JournalEntry
+    steps: tuple[FixStep, ...]
+    refusals: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def applicable(self) -> bool:
+        return not self.refusals
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+async def find_finding(
+    settings: Settings, registry: Registry, finding_id: str, *, targets: Sequence[str] | None = None
+) -> Finding | None:
+    """Run the checks (on `targets`, else all) and return the finding with this id, or with this
+    unique id prefix of at least 6 characters."""
+    report = await _run(settings, registry, targets=targets, checks=None)
+    exact = [f for f in report.findings if f.id == finding_id]
+    if exact:
+        return exact[0]
+    if len(finding_id) >= 6:
+        matches = [f for f in report.findings if f.id.startswith(finding_id)]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+async def plan_fix(settings: Settings, registry: Registry, finding: Finding, *, allow_unsafe: bool = False) -> FixPlan:
+    target = _target(settings, finding.target)
+    report = await _run(settings, registry, targets=[finding.target], checks=[finding.check])
+    status = report.targets[0] if report.targets else None
+    if status is not None and not status.reachable:
+        raise FixRefused(f"target {finding.target} is unreachable ({status.state.value}: {status.error}): cannot re-check")
+    error = next((e for e in report.errors if e.check == finding.check), None)
+    if error is not None:
+        raise FixRefused(f"re-running {finding.check} on {finding.target} failed ({error.kind}: {error.message})")
+    fresh = next((f for f in report.findings if f.id == finding.id), None)
+    common = dict(target=finding.target, engine=target.kind, environment=target.environment,  # type: ignore[attr-defined]
+                  url=target.masked_url, requested=finding, role=status.role if status else None)
+    if fresh is None:
+        return FixPlan(finding=None, steps=(), inverse=(), safety=None, lock=None, refusals=[], gone=True,
+                       summary="the problem no longer exists", **common)
+    fix = fresh.fix
+    return FixPlan(
+        finding=fresh,
+        steps=fix.steps if fix else (),
+        inverse=fix.inverse if fix else (),
+        safety=fix.safety if fix else None,
+        lock=fix.lock if fix else None,
+        refusals=refusals_for(finding.target, target, fresh.fix, allow_unsafe=allow_unsafe,
+                              role=status.role if status else None),
+        summary=fix.summary if fix else "",
+        notes=fix.notes if fix else None,
+        **common,
+    )
+
+
+def refusals_for(name: str, target: TargetBase, fix: Fix | None, *, allow_unsafe: bool, role: str | None = None) -> list[str]:
+    """Every reason this fix may not be applied here as asked, phrased with what to do about it."""
+    if fix is None:
+        return ["this finding has no fix dbvitals can apply"]
+    refusals = []
+    if fix.safety is FixSafety.MANUAL:
+        refusals.append("a manual fix: dbvitals shows it for a human to adapt and run, and never applies it")
+    if not target.allow_fixes:
+        refusals.append(f"target {name} does not allow fixes (set allow_fixes = true in [targets.{name}] to permit them)")
+    if fix.safety is FixSafety.UNSAFE and not allow_unsafe:
+        impact = f" ({fix.lock})" if fix.lock else ""
+        refusals.append(f"an unsafe fix{impact}: it is applied only with --allow-unsafe")
+    if role and (role == "replica" or role.startswith("secondary")):
+        refusals.append(f"target {name} is a {role}: apply fixes on the primary")
+    if not fix.steps and fix.safety is not FixSafety.MANUAL:
+        refusals.append("the fix has no steps")
+    return refusals
+
+
+# --- applying ------------------------------------------------------------------------------------
+
+async def apply_fix(
+    settings: Settings,
+    registry: Registry,
+    plan: FixPlan,
+    *,
+    allow_unsafe: bool = False,
+    on_progress: Progress | None = None,
+    journal: Journal | None = None,
+    limits: FixLimits | None = None,
+) -> FixOutcome:
+    started = time.perf_counter()
+    if plan.gone or plan.finding is None:
+        return FixOutcome("", "refused", "the problem no longer exists: nothing to apply", None, 0.0)
+    journal = journal or Journal.for_settings(settings)
+    name = plan.target
+    target = _target(settings, name)
+    finding = plan.finding
+    fix = finding.fix
+    entry = _new_entry(
+        "fix", name, target, finding_summary(finding), fix, plan.steps, plan.inverse,
+    )
+    refusals = refusals_for(name, target, fix, allow_unsafe=allow_unsafe, role=plan.role)
+    if refusals:
+        return _finish_refused(journal, entry, refusals, started)
+    entry.inverse = [_masked_step(s, target) for s in _concrete_inverse(plan.steps, plan.inverse, entry.id)]
+    resume = _resume_cursors(journal, entry, plan.steps)
+    return await _execute_and_verify(
+        settings, registry, journal, entry, target, plan.steps, resume,
+        verify=_judge_fixed,
+        on_progress=on_progress, limits=limits or FixLimits(), started=started,
+    )
+
+
+async def _execute_and_verify(
+    settings: Settings,
+    registry: Registry,
+    journal: Journal,
+    entry: JournalEntry,
+    target: TargetBase,
+    steps: Sequence[FixStep],
+    resume: dict[int, int],
+    *,
+    verify: Any,
+    on_progress: Progress | None,
+    limits: FixLimits,
+    started: float,
+) -> FixOutcome:
+    journal.append(entry)
+    run = Execution(
+        target_name=entry.target, target=target, entry_id=entry.id, side_dir=journal.side_dir,
+        limits=limits, on_progress=on_progress, resume_cursors=resume,
+    )
+    secrets = target.secret_values()
+    try:
+        await _executor(entry.engine)(run, steps)
+    except asyncio.CancelledError:
+        _finish(journal, entry, run, "failed", f"interrupted after {run.steps_done} of {len(steps)} steps", started, secrets)
+        raise
+    except StepFailed as exc:
+        return _finish(journal, entry, run, "failed", str(exc), started, secrets)
+    except Exception as exc:  # an executor bug or driver surprise is still a journaled failure
+        return _finish(journal, entry, run, "failed", f"{type(exc).__name__}: {exc}", started, secrets)
+    await run.progress("verifying: re-running the check")
+    outcome, verified, message = await verify_after(settings, registry, entry, verify)
+    return _finish(journal, entry, run, outcome, message, started, secrets, verified=verified)
+
+
+async def verify_after(settings: Settings, registry: Registry, entry: JournalEntry, verify: Any) -> tuple[str, bool | None, str]:
+    check, finding_id = entry.finding["check"], entry.finding["id"]
+    try:
+        report = await _run(settings, registry, targets=[entry.target], checks=[check])
+    except FixRefused as exc:
+        return "fixed", None, f"applied; could not verify: {exc}"
+    error = next((e for e in report.errors if e.check == check), None)
+    if error is not None or (report.targets and not report.targets[0].reachable):
+        why = error.message if error else report.targets[0].error
+        return "fixed", None, f"applied; could not verify: re-running {check} failed ({why})"
+    return verify(report, check, finding_id)
+
+
+def _judge_fixed(report: Report, check: str, finding_id: str) -> tuple[str, bool, str]:
+    if any(f.id == finding_id for f in report.findings):
+        return "not_fixed", False, f"applied, but {check} still reports finding {finding_id}"
+    return "fixed", True, f"fixed: {check} no longer reports finding {finding_id}"
+
+
+def _judge_undone(report: Report, check: str, finding_id: str) -> tuple[str, bool, str]:
+    if any(f.id == finding_id for f in report.findings):
+        return "fixed", True, f"undone: {check} reports finding {finding_id} again, as before the fix"
+    return "not_fixed", False, f"inverse applied, but {check} does not report finding {finding_id} again"
+
+
+# --- undo ----------------------------------------------------------------------------------------
+
+def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, journal: Journal | None = None) -> UndoPlan:
+    journal = journal or Journal.for_settings(settings)
+    try:
+        entry = journal.get(entry_id)
+    except LookupError as exc:
+        raise FixRefused(str(exc)) from None
+    if entry is None:
+        raise FixRefused(f"no journal entry {entry_id} in {journal.path} (see `dbvitals history`)")
+    steps = tuple(FixStep.from_dict(s) for s in entry.inverse)
+    refusals: list[str] = []
+    warnings: list[str] = []
+    recorded_keys = any(_has_side_file(journal, s) for s in steps)
+    if entry.outcome == "refused":
+        refusals.append(f"entry {entry.id} was refused: nothing was applied")
+    elif entry.steps_done == 0 and not recorded_keys:
+        refusals.append(f"entry {entry.id} applied no step ({entry.state}): there is nothing to undo")
+    elif entry.outcome in (None, "failed"):
+        warnings.append(
+            f"entry {entry.id} did not finish ({entry.state}, {entry.steps_done} of {len(entry.steps)} steps applied): "
+            "its inverse may meet a half-applied state"
+        )
+    undone = journal.undone_by(entry.id)
+    if undone is not None:
+        refusals.append(f"entry {entry.id} was already undone by entry {undone.id} ({undone.started_at})")
+    if not steps:
+        refusals.append("the fix has no inverse: dbvitals cannot undo it")
+    target = settings.targets.get(entry.target)
+    if target is None:
+        refusals.append(f"target {entry.target} is no longer configured")
+    else:
+        if target.masked_url != entry.url:
+            refusals.append(f"target {entry.target} now points at {target.masked_url}, but the fix was applied to {entry.url}")
+        if steps:
+            fix = Fix(summary=f"undo {entry.id}", steps=steps, safety=FixSafety(entry.safety), lock=entry.lock)
+            refusals.extend(refusals_for(entry.target, target, fix, allow_unsafe=allow_unsafe))
+    return UndoPlan(entry=entry, steps=steps, refusals=refusals, warnings=warnings)
+
+
+async def undo_fix(
+    settings: Settings,
+    registry: Registry,
+    entry_id: str,
+    *,
+    allow_unsafe: bool = False,
+    on_progress: Progress | None = None,
+    journal: Journal | None = None,
+    limits: FixLimits | None = None,
+) -> FixOutcome:
+    started = time.perf_counter()
+    journal = journal or Journal.for_settings(settings)
+    plan = plan_undo(settings, entry_id, allow_unsafe=allow_unsafe, journal=journal)
+    original = plan.entry
+    target = settings.targets.get(original.target)
+    fix = Fix(summary=f"undo of {original.id}: {original.summary}", steps=plan.steps,
+              safety=FixSafety(original.safety), lock=original.lock)
+    redo = tuple(FixStep.from_dict(s) for s in original.steps)
+    if target is None:
+        raise FixRefused(plan.refusals[0])
+    entry = _new_entry("undo", original.target, target, original.finding, fix, plan.steps, redo, undoes=original.id)
+    if plan.refusals:
+        return _finish_refused(journal, entry, plan.refusals, started)
+
+    return await _execute_and_verify(
+        settings, registry, journal, entry, target, plan.steps, {},
+        verify=_judge_undone, on_progress=on_progress, limits=limits or FixLimits(), started=started,
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def finding_summary(finding: Finding) -> dict[str, Any]:
+    return {"id": finding.id, "check": finding.check, "object": finding.object, "title": finding.title,
+            "severity": finding.severity.value}
+
+
+def _new_entry(
+    kind: str, name: str, target: TargetBase, finding: dict[str, Any], fix: Fix | None,
+    steps: Sequence[FixStep], inverse: Sequence[FixStep], *, undoes: str | None = None,
+) -> JournalEntry:
+    return JournalEntry(
+        id=_random.token_hex(4),
+        kind=kind,
+        started_at=now_iso(),
+        user=os_user(),
+        host=host_name(),
+        target=name,
+        engine=target.kind,  # type: ignore[attr-defined]
+        url=target.masked_url,
+        environment=target.environment,
+        finding=_mask(finding, target),
+        summary=mask_text(fix.summary if fix else "", target.secret_values()),
+        safety=(fix.safety.value if fix else FixSafety.MANUAL.value),
+        lock=fix.lock if fix else None,
+        steps=[_masked_step(s, target) for s in steps],
+        inverse=[_masked_step(s, target) for s in inverse],
+        undoes=undoes,
+    )
+
+
+def _finish_refused(journal: Journal, entry: JournalEntry, refusals: list[str], started: float) -> FixOutcome:
+    entry.outcome = "refused"
+    entry.message = "refused: " + "; ".join(refusals)
+    entry.finished_at = now_iso()
+    entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    journal.append(entry)
+    return FixOutcome(entry.id, "refused", entry.message, None, entry.duration_ms)
+
+
+def _finish(
+    journal: Journal, entry: JournalEntry, run: Execution, outcome: str, message: str, started: float,
+    secrets: tuple[str, ...], *, verified: bool | None = None,
+) -> FixOutcome:
+    parts = [message, *run.notes]
+    if run.leftovers:
+        parts.append("left behind: " + "; ".join(run.leftovers))
+    entry.outcome = outcome
+    entry.verified = verified
+    entry.steps_done = run.steps_done
+    entry.leftovers = [mask_text(item, secrets) for item in run.leftovers]
+    entry.message = mask_text(". ".join(p.rstrip(".") for p in parts if p), secrets)
+    entry.finished_at = now_iso()
+    entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    journal.append(entry)
+    return FixOutcome(entry.id, outcome, entry.message, verified, entry.duration_ms, list(entry.leftovers))
+
+
+def _executor(engine: str) -> Any:
+    if engine == Engine.POSTGRES.value:
+        from checks.fixes.postgres import execute
+    elif engine == Engine.MONGODB.value:
+        from checks.fixes.mongodb import execute
+    else:
+        from checks.fixes.redis import execute
+    return execute
+
+
+def _concrete_inverse(steps: Sequence[FixStep], inverse: Sequence[FixStep], entry_id: str) -> list[FixStep]:
+    """The pack's inverse, with each Redis expire step's PERSIST pointed at the keys it records."""
+    from checks.fixes.redis import EXPIRE_OP, PERSIST_OP, persist_inverse
+
+    expires = [(i, s.command) for i, s in enumerate(steps) if isinstance(s.command, dict) and s.command.get("op") == EXPIRE_OP]
+    if not expires:
+        return list(inverse)
+    concrete = [persist_inverse(op, entry_id, index) for index, op in expires]
+    others = [s for s in inverse if not (isinstance(s.command, dict) and s.command.get("op") == PERSIST_OP)]
+    return concrete + others
+
+
+def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixStep]) -> dict[int, int]:
+    """Where an earlier, interrupted run of this same fix stopped its Redis scans."""
+    from checks.fixes.redis import EXPIRE_OP, KeysLog, keys_file_name
+
+    indexes = [i for i, s in enumerate(steps) if isinstance(s.command, dict) and s.command.get("op") == EXPIRE_OP]
+    if not indexes:
+        return {}
+    earlier = [
+        e for e in journal.entries()
+        if e.kind == "fix" and e.target == entry.target and e.url == entry.url
+        and e.finding.get("id") == entry.finding["id"] and e.outcome in (None, "failed") and e.steps == entry.steps
+    ]
+    if not earlier:
+        return {}
+    last = earlier[-1]
+    cursors = {}
+    for index in indexes:
+        cursor = KeysLog(journal.side_file(keys_file_name(last.id, index))).last_cursor()
+        if cursor:
+            cursors[index] = cursor
+    return cursors
+
+
+def _has_side_file(journal: Journal, step: FixStep) -> bool:
+    command = step.command
+    return isinstance(command, dict) and "keys_file" in command and journal.side_file(command["keys_file"]).exists()
+
+
+def _masked_step(step: FixStep, target: TargetBase) -> dict[str, Any]:
+    return _mask(step.to_dict(), target)
+
+
+def _mask(value: Any, target: TargetBase) -> Any:
+    """Any string inside, with the target's secrets and URL credentials removed."""
+    secrets = target.secret_values()
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    if isinstance(value, dict):
+        return {k: _mask(v, target) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask(v, target) for v in value]
+    return value
+
+
+def _target(settings: Settings, name: str) -> TargetBase:
+    target = settings.targets.get(name)
+    if target is None:
+        known = ", ".join(settings.targets) or "none configured"
+        raise FixRefused(f"unknown target {name} (configured: {known})")
+    return target
+
+
+async def _run(settings: Settings, registry: Registry, *, targets: Sequence[str] | None, checks: Sequence[str] | None) -> Report:
+    try:
+        runner = Runner(settings, registry, targets=targets, checks=checks)
+    except (UsageError, ConfigError) as exc:
+        raise FixRefused(str(exc)) from None
+    return await runner.run()

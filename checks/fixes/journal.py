@@ -1,0 +1,160 @@
+"""The fix journal: every attempt to apply or undo a fix, as JSON lines, append-only.
+
+Each line is a full snapshot of one entry. An entry is written when an attempt starts (no
+outcome yet) and again when it ends; the last snapshot of an id wins. A process that dies
+mid-fix therefore leaves an entry whose outcome is missing: `state` says "unfinished".
+Bulk data an entry needs for its undo (the Redis keys a fix gave a TTL) goes to a side file
+in `<journal>.d/`, referenced from the entry, so the journal itself stays small and readable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "dbvitals.journal/1"
+JOURNAL_NAME = "journal.jsonl"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return f"uid {os.getuid()}"
+
+
+@dataclass
+class JournalEntry:
+    id: str
+    kind: str  # "fix" | "undo"
+    started_at: str
+    user: str
+    host: str
+    target: str
+    engine: str
+    url: str  # always masked
+    environment: str | None
+    finding: dict[str, Any]  # id, check, object, title, severity
+    summary: str
+    safety: str
+    lock: str | None
+    steps: list[dict[str, Any]]
+    inverse: list[dict[str, Any]]
+    undoes: str | None = None  # for an undo: the entry it reverses
+    outcome: str | None = None  # fixed | not_fixed | failed | refused; None while running
+    message: str = ""
+    verified: bool | None = None
+    steps_done: int = 0
+    leftovers: list[str] = field(default_factory=list)  # what a failure left behind, said plainly
+    finished_at: str | None = None
+    duration_ms: float | None = None
+
+    @property
+    def state(self) -> str:
+        return self.outcome or "unfinished"
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JournalEntry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Journal:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+        # Lines that could not be read (a crash mid-write leaves at most one): reported, not raised.
+        self.problems: list[str] = []
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> Journal:
+        configured = getattr(settings, "journal", None)
+        if configured:
+            return cls(configured)
+        return cls(default_state_dir() / JOURNAL_NAME)
+
+    @property
+    def side_dir(self) -> Path:
+        """Where entries keep bulk data such as the keys a Redis fix touched."""
+        return self.path.with_name(self.path.name + ".d")
+
+    def side_file(self, name: str) -> Path:
+        return self.side_dir / name
+
+    def append(self, entry: JournalEntry) -> None:
+        """Write the entry's current state as one line, durably, under an exclusive lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"schema": SCHEMA, **entry.to_dict()}, ensure_ascii=False, default=str) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[JournalEntry]:
+        """Every entry in the order it started, each in its latest state, with `undone_by` links."""
+        self.problems = []
+        latest: dict[str, JournalEntry] = {}
+        if not self.path.exists():
+            return []
+        with self.path.open(encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    entry = JournalEntry.from_dict(data)
+                except (ValueError, TypeError) as exc:
+                    self.problems.append(f"{self.path}:{number}: unreadable line ({exc})")
+                    continue
+                latest[entry.id] = entry
+        return list(latest.values())
+
+    def get(self, entry_id: str) -> JournalEntry | None:
+        """The entry with this id, or with this unique id prefix (at least 4 characters)."""
+        entries = self.entries()
+        for entry in entries:
+            if entry.id == entry_id:
+                return entry
+        if len(entry_id) < 4:
+            return None
+        matches = [e for e in entries if e.id.startswith(entry_id)]
+        if len(matches) > 1:
+            raise LookupError(f"entry id {entry_id} is ambiguous: {', '.join(e.id for e in matches)}")
+        return matches[0] if matches else None
+
+    def undone_by(self, entry_id: str) -> JournalEntry | None:
+        """The undo that reversed this entry, if one was applied."""
+        for entry in reversed(self.entries()):
+            if entry.undoes == entry_id and entry.outcome in {"fixed", "not_fixed"}:
+                return entry
+        return None
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME")
+    root = Path(base) if base else Path.home() / ".local" / "state"
+    return root / "dbvitals"
+
+
+def host_name() -> str:
+    return socket.gethostname()

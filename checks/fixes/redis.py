@@ -1,0 +1,257 @@
+"""Applying Redis fix steps: one command (a list of arguments), or a batch operation.
+
+Batch operations (the Redis pack's contract):
+- {"op": "expire-missing-ttl", "db", "match", "pattern", "regex", "ttl_seconds", "batch"}:
+  SCAN MATCH in bounded batches, keep the keys the anchored regex matches in full whose TTL
+  is -1, and EXPIRE them NX. Every key given a TTL is recorded in a side file *before* the
+  EXPIRE (as pending) and after it (as expired), with the SCAN cursor, so an interrupted run
+  can be undone exactly and resumed where it stopped.
+- {"op": "persist-keys", "db", "keys": [...] | "keys_file": "<side file>"}: PERSIST those keys,
+  the inverse of the above. A key that expired in between is gone and is reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from checks.fixes.execution import Execution, StepFailed
+from checks.model import FixStep
+from checks.secrets import mask_text
+
+EXPIRE_OP = "expire-missing-ttl"
+PERSIST_OP = "persist-keys"
+DEFAULT_BATCH = 500
+MAX_BATCH = 10_000
+
+
+def encode_key(key: bytes) -> str | dict[str, str]:
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"hex": key.hex()}
+
+
+def decode_key(value: str | dict[str, str]) -> bytes:
+    return bytes.fromhex(value["hex"]) if isinstance(value, dict) else value.encode("utf-8")
+
+
+def keys_file_name(entry_id: str, step_index: int) -> str:
+    return f"{entry_id}-step{step_index + 1}.keys.jsonl"
+
+
+def persist_inverse(op: dict[str, Any], entry_id: str, step_index: int) -> FixStep:
+    """The concrete inverse of one expire step: PERSIST exactly the keys it recorded."""
+    return FixStep(
+        language="redis",
+        command={"op": PERSIST_OP, "db": op.get("db", 0), "keys_file": keys_file_name(entry_id, step_index),
+                 "pattern": op.get("pattern") or op.get("match")},
+        description=f"remove the TTL this fix gave to keys matching {op.get('pattern') or op.get('match')}",
+    )
+
+
+class KeysLog:
+    """The side file of one expire step: JSON lines of pending / expired keys and cursors."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        """Key records are synced before the EXPIRE they describe; a lost cursor-only record
+        merely makes a resumed scan start a little earlier."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode("utf-8"))
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash: its batch has no "expired" record either
+        return records
+
+    def touched_keys(self) -> list[bytes]:
+        """Keys given a TTL, plus those of a batch that was interrupted between its pending and
+        expired records (each had no TTL a moment before, so PERSIST restores what was seen)."""
+        expired: dict[int, list[Any]] = {}
+        pending: dict[int, list[Any]] = {}
+        for record in self.records():
+            if "expired" in record:
+                expired[record["batch"]] = record["expired"]
+            elif "pending" in record:
+                pending[record["batch"]] = record["pending"]
+        keys: dict[bytes, None] = {}
+        for batch, values in pending.items():
+            for value in expired.get(batch, values):
+                keys[decode_key(value)] = None
+        return list(keys)
+
+    def last_cursor(self) -> int | None:
+        """Where an interrupted scan stopped; None if it finished or never began."""
+        cursor = None
+        for record in self.records():
+            if "cursor" in record:
+                cursor = record["cursor"]
+            if record.get("done"):
+                return None
+        return cursor or None
+
+
+async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
+    from checks.connectors.redis import make_client
+
+    client = make_client(run.target, socket_timeout=max(run.target.timeout, 30.0))
+    try:
+        for index, step in enumerate(steps):
+            command = step.command
+            try:
+                if isinstance(command, dict):
+                    await _run_op(client, run, index, len(steps), command)
+                elif isinstance(command, (list, tuple)) and command:
+                    db_client = _for_db(client, int(step.database)) if step.database not in (None, "") else client
+                    await run.progress(f"step {index + 1} of {len(steps)}: {' '.join(map(str, command))}")
+                    try:
+                        await db_client.execute_command(*command)
+                    finally:
+                        if db_client is not client:
+                            await db_client.aclose()
+                else:
+                    raise StepFailed(f"step {index + 1}: a Redis step is a list of arguments or an op document")
+            except StepFailed:
+                raise
+            except Exception as exc:
+                raise StepFailed(f"step {index + 1} failed: {_describe(exc, run)}") from exc
+            run.steps_done += 1
+    finally:
+        await client.aclose()
+
+
+def _for_db(client: Any, db: int) -> Any:
+    import redis.asyncio as aioredis
+
+    kwargs = dict(client.connection_pool.connection_kwargs)
+    kwargs["db"] = db
+    return aioredis.Redis(**kwargs)
+
+
+async def _run_op(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+    kind = op.get("op")
+    db_client = _for_db(client, int(op.get("db", 0)))
+    try:
+        if kind == EXPIRE_OP:
+            await _expire_missing_ttl(db_client, run, index, total, op)
+        elif kind == PERSIST_OP:
+            await _persist_keys(db_client, run, index, total, op)
+        else:
+            raise StepFailed(f"step {index + 1}: unknown Redis operation {kind!r}")
+    finally:
+        await db_client.aclose()
+
+
+async def _expire_missing_ttl(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+    try:
+        regex = re.compile(op["regex"])
+        ttl = int(op["ttl_seconds"])
+        match = op.get("match") or "*"
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise StepFailed(f"step {index + 1}: malformed {EXPIRE_OP} operation ({exc})") from exc
+    if ttl <= 0:
+        raise StepFailed(f"step {index + 1}: ttl_seconds must be positive, got {ttl}")
+    batch_size = max(1, min(int(op.get("batch") or DEFAULT_BATCH), MAX_BATCH))
+    log = KeysLog(run.side_dir / keys_file_name(run.entry_id, index))
+    cursor = run.resume_cursors.get(index, 0)
+    label = f"step {index + 1} of {total}"
+    start = f" (resuming at SCAN cursor {cursor})" if cursor else ""
+    await run.progress(f"{label}: EXPIRE {ttl} NX on keys matching {op.get('pattern') or match}{start}")
+    log.write({"started": True, "cursor": cursor, "match": match, "regex": op["regex"], "ttl_seconds": ttl})
+    scanned = given = batch = 0
+    while True:
+        cursor, keys = await client.scan(cursor, match=match, count=batch_size)
+        candidates = [k for k in keys if regex.fullmatch(k.decode("utf-8", "surrogateescape"))]
+        scanned += len(keys)
+        cursor_recorded = False
+        if candidates:
+            pipe = client.pipeline(transaction=False)
+            for key in candidates:
+                pipe.ttl(key)
+            missing = [k for k, t in zip(candidates, await pipe.execute()) if t == -1]
+            if missing:
+                batch += 1
+                log.write({"batch": batch, "pending": [encode_key(k) for k in missing]})
+                pipe = client.pipeline(transaction=False)
+                for key in missing:
+                    pipe.expire(key, ttl, nx=True)
+                # NX: a key that got a TTL (or vanished) since the TTL read is left alone.
+                expired = [k for k, done in zip(missing, await pipe.execute()) if done]
+                log.write({"batch": batch, "expired": [encode_key(k) for k in expired], "cursor": cursor})
+                given += len(expired)
+                cursor_recorded = True
+        if not cursor_recorded:
+            log.write({"cursor": cursor}, durable=False)
+        await run.progress(f"{label}: {scanned} keys scanned, {given} given a TTL")
+        if cursor == 0:
+            break
+    log.write({"done": True, "cursor": 0, "given": given, "scanned": scanned})
+    run.notes.append(f"gave a TTL of {ttl}s to {given} keys matching {op.get('pattern') or match} ({scanned} scanned)")
+
+
+async def _persist_keys(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+    keys = _keys_of(op, run)
+    label = f"step {index + 1} of {total}"
+    await run.progress(f"{label}: PERSIST {len(keys)} keys")
+    restored = gone = kept = 0
+    for chunk in _chunks(keys, DEFAULT_BATCH):
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.persist(key)
+            pipe.exists(key)
+        results = await pipe.execute()
+        for persisted, exists in zip(results[0::2], results[1::2]):
+            if persisted:
+                restored += 1
+            elif exists:
+                kept += 1  # already without a TTL
+            else:
+                gone += 1
+        await run.progress(f"{label}: {restored} of {len(keys)} keys made persistent again")
+    note = f"removed the TTL of {restored} of {len(keys)} keys"
+    if kept:
+        note += f"; {kept} already had none"
+    if gone:
+        note += f"; {gone} no longer exist (expired or deleted since) and cannot be restored by dbvitals"
+        run.leftovers.append(f"{gone} keys expired or were deleted before the undo: they are gone")
+    run.notes.append(note)
+
+
+def _keys_of(op: dict[str, Any], run: Execution) -> list[bytes]:
+    if "keys" in op:
+        return [decode_key(k) for k in op["keys"]]
+    if "keys_file" in op:
+        path = run.side_dir / op["keys_file"]
+        if not path.exists():
+            raise StepFailed(f"the recorded keys ({path}) are missing: cannot tell which keys to PERSIST")
+        return KeysLog(path).touched_keys()
+    raise StepFailed(f"{PERSIST_OP} needs keys or keys_file")
+
+
+def _chunks(items: Sequence[bytes], size: int) -> Iterable[Sequence[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _describe(exc: BaseException, run: Execution) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return mask_text(f"{type(exc).__name__}: {text}", run.target.secret_values())[:500]

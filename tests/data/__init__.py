@@ -1,0 +1,1 @@
+"""Test data: files (schemas, configs) and the small checks the fix tests drive."""
