@@ -34,8 +34,9 @@ class RedisClientInfo:
 
     @property
     def never_used(self) -> bool:
-        """Connected and never sent a command: its idle time is its whole life."""
-        return self.idle_s >= self.age_s
+        """Connected and never sent a command: Redis shows cmd=NULL, and its idle time is its whole life.
+        (Idle equal to age alone also matches a client that sent one command in its first second.)"""
+        return self.cmd == "NULL" or (not self.cmd and self.idle_s >= self.age_s)
 
     @property
     def exempt_from_timeout(self) -> bool:

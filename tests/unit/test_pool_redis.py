@@ -24,9 +24,10 @@ def scope(url: str = GOOD_URL, app_pool: dict | None = None, **options) -> Scope
     return Scope("cache", config, resolve_options(RedisPool, "cache", config), status)
 
 
-def client(n: int, idle: int = 0, age: int = 100_000, flags: str = "N", name: str = "api") -> RedisClientInfo:
+def client(n: int, idle: int = 0, age: int = 100_000, flags: str = "N", name: str = "api",
+           cmd: str = "get") -> RedisClientInfo:
     return RedisClientInfo(addr=f"10.0.0.{n % 250}:{40000 + n}", name=name, age_s=age, idle_s=idle, flags=flags,
-                           cmd="get")
+                           cmd=cmd)
 
 
 def facts(clients: list[RedisClientInfo] | None = None, *, config: dict | None = None, maxclients: int = 10000,
@@ -97,9 +98,11 @@ def test_findings(f, s, expected):
 
 
 def test_idle_clients_fix_sets_timeout_and_restores_it():
-    idle = LONG_IDLE + [client(100 + i, idle=9000, age=9000, name="") for i in range(5)]
+    # Idle equal to age with a last command is a client that did one thing in its first second: used.
+    idle = LONG_IDLE + [client(100 + i, idle=9000, age=9000, name="", cmd="NULL") for i in range(5)] + [
+        client(200 + i, idle=9000, age=9000, name="", cmd="hello") for i in range(2)]
     [finding] = run(facts(idle))
-    assert finding.evidence["idle_clients"] == 65
+    assert finding.evidence["idle_clients"] == 67
     assert finding.evidence["never_used"] == 5
     assert "5 never sent a command" in finding.message
     assert finding.evidence["oldest"][0]["idle_s"] == 9000
