@@ -3,5 +3,21 @@
 from checks.mongodb.connection import MongoConnection
 from checks.mongodb.missing_index import MissingIndex
 from checks.mongodb.pool import MongoPool
+from checks.mongodb.redundant_index import RedundantIndex
+from checks.mongodb.reference_type_mismatch import ReferenceTypeMismatch
+from checks.mongodb.transactions_unsupported import TransactionsUnsupported
+from checks.mongodb.ttl_coverage import TtlCoverage
+from checks.mongodb.ttl_misconfigured import TtlMisconfigured
+from checks.mongodb.unused_index import UnusedIndex
 
-CHECKS = [MongoConnection, MissingIndex, MongoPool]
+CHECKS = [
+    MongoConnection,
+    MissingIndex,
+    MongoPool,
+    TtlCoverage,
+    TtlMisconfigured,
+    RedundantIndex,
+    UnusedIndex,
+    ReferenceTypeMismatch,
+    TransactionsUnsupported,
+]

@@ -1,0 +1,131 @@
+"""What the two TTL checks share: time-like field names, declared retention rules, and the
+count of documents a TTL pass would delete at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from checks.config import TtlExpectation
+from checks.mongodb._inventory import CollectionInfo, format_seconds, limited
+
+# Names that usually hold a point in time. Preferred first when choosing a TTL field.
+EXPIRY_NAME = re.compile(r"^(expires?|expiry|expiration|expire)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I)
+TIME_NAMES = (
+    re.compile(r"^(created|inserted|recorded|logged)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I),
+    re.compile(r"^(ts|timestamp|time|date|datetime|occurred_?at|event_?time)$", re.I),
+    re.compile(r"^(finished|completed|resolved|ended|closed|processed|sent|deleted)(At|_at|On|_on|Date|_date)$", re.I),
+    re.compile(r"^(updated|modified|last_?seen|last_?active)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I),
+    re.compile(r"(At|_at|Date|_date|Time|_time|Timestamp|_ts)$"),
+)
+TTL_MONITOR = "the TTL monitor runs every 60 s on the primary and deletes every expired document it finds"
+
+
+def time_name_rank(name: str) -> int | None:
+    """How much a field name looks like a time to expire on: 0 best; None for other names."""
+    if EXPIRY_NAME.match(name):
+        return 0
+    for rank, pattern in enumerate(TIME_NAMES, 1):
+        if pattern.search(name) if rank == len(TIME_NAMES) else pattern.match(name):
+            return rank
+    return None
+
+
+def is_expiry_field(name: str) -> bool:
+    """A field holding the expiry moment itself: its TTL is expireAfterSeconds = 0."""
+    return bool(EXPIRY_NAME.match(name))
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    rule: TtlExpectation
+    database: str
+    info: CollectionInfo | None  # None: the collection does not exist
+
+    @property
+    def seconds(self) -> int:
+        assert self.rule.after is not None
+        return int(self.rule.after.total_seconds())
+
+
+def mongo_rules(config: Any) -> list[TtlExpectation]:
+    return [r for r in config.expect.ttl if r.collection is not None]
+
+
+def resolve_rules(
+    rules: list[TtlExpectation], default_database: str | None, infos: dict[str, dict[str, CollectionInfo]]
+) -> list[RuleTarget]:
+    """Each MongoDB retention rule with the database it applies to (named, the URL's, or the
+    one holding the collection)."""
+    resolved = []
+    for rule in rules:
+        database = rule.database or default_database
+        if database is None:
+            holding = [db for db, colls in infos.items() if rule.collection in colls]
+            database = holding[0] if holding else next(iter(infos), None)
+        if database is not None:
+            resolved.append(RuleTarget(rule, database, infos.get(database, {}).get(str(rule.collection))))
+    return resolved
+
+
+def ttl_spec(field: str, seconds: int, partial: dict[str, Any] | None, direction: int = 1) -> dict[str, Any]:
+    key = {field: direction}
+    spec: dict[str, Any] = {"key": key, "name": f"{field}_{direction}_ttl", "expireAfterSeconds": seconds}
+    if partial:
+        spec["partialFilterExpression"] = partial
+    return spec
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """Documents older than a TTL cutoff: what the first TTL pass deletes at once."""
+
+    documents: int | None  # None: could not be counted
+    exact: bool
+    basis: str
+
+    def describe(self) -> str:
+        if self.documents is None:
+            return f"an unknown number of documents ({self.basis})"
+        about = "" if self.exact else "about "
+        return f"{about}{self.documents:,} documents ({self.basis})"
+
+
+async def count_expiring(
+    session: Any,
+    info: CollectionInfo,
+    field: str,
+    seconds: int,
+    filter_: dict[str, Any] | None,
+    *,
+    exact_limit: int,
+    sample_size: int,
+) -> Expiring:
+    """Exact when an index leads with the field or the collection is small; otherwise estimated
+    from a bounded `$sample`, so a 100-million-document collection is never scanned."""
+    cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    query = {**(filter_ or {}), field: {"$lt": cutoff}}
+    coll = session.client[info.database][info.name]
+    indexed = any(i.fields[:1] == (field,) for i in info.indexes)
+    try:
+        if indexed or info.count <= exact_limit:
+            n = await limited(session, coll.count_documents(query))
+            return Expiring(n, True, f"older than {format_seconds(seconds)}, counted")
+        pipeline = [{"$sample": {"size": sample_size}}, {"$match": query}, {"$count": "n"}]
+        cursor = await limited(session, coll.aggregate(pipeline))
+        rows = await cursor.to_list(1)
+        matched = rows[0]["n"] if rows else 0
+        estimate = round(matched / sample_size * info.count) if info.count else 0
+        return Expiring(estimate, False, f"older than {format_seconds(seconds)}, estimated from {sample_size} sampled documents")
+    except Exception as exc:  # a count that times out leaves the figure unknown, not wrong
+        return Expiring(None, False, f"count failed: {type(exc).__name__}")
+
+
+def first_pass_warning(expiring: Expiring) -> str:
+    return (
+        f"The first TTL pass deletes {expiring.describe()} at once: {TTL_MONITOR}, so expect a burst of "
+        "deletes, oplog and replication traffic and cache churn. On a large backlog, delete old documents in "
+        "batches first, or start with a longer expireAfterSeconds and lower it step by step."
+    )

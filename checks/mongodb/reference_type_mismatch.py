@@ -1,0 +1,223 @@
+"""mongodb.reference-type-mismatch: reference fields whose BSON type differs from the key they
+point at (a userId stored as a string while users._id is an ObjectId), or that mix types.
+
+MongoDB compares values of different BSON types as unequal (numbers excepted: int, long,
+double and decimal compare by value), so such a `$lookup` or `find({_id: doc.userId})`
+silently matches nothing. References are found by name (userId, user_id, authorId -> users)
+and declared in `[[targets.NAME.expect.references]]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from pydantic import Field
+
+from checks.engine import Check, CheckOptions, Scope
+from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.mongodb._inventory import FieldSample, collection_names, inventory, limited, sample
+
+REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
+OBJECT_ID_HEX = re.compile(r"^[0-9a-fA-F]{24}$")
+NUMBERS = {"int", "long", "double", "decimal"}
+# The aggregation operator that converts a value into each type, for the suggested pipeline.
+CONVERTERS = {"objectId": "$toObjectId", "string": "$toString", "date": "$toDate", "long": "$toLong",
+              "int": "$toInt", "double": "$toDouble", "decimal": "$toDecimal"}
+
+
+class ReferenceTypeMismatchOptions(CheckOptions):
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+
+
+@dataclass(frozen=True)
+class Reference:
+    database: str
+    collection: str
+    field: str
+    target: str  # collection
+    target_field: str
+    declared: bool
+    source: FieldSample
+    target_types: dict[str, int]
+    sampled: int
+    target_sampled: int
+    found_as_stored: tuple[int, int] | None = None  # (found, probed) looking the sample ids up as they are
+    found_as_object_id: tuple[int, int] | None = None  # the same 24-hex strings looked up as ObjectIds
+
+
+@dataclass(frozen=True)
+class ReferenceFacts:
+    references: list[Reference]
+
+
+def family(bson: str) -> str:
+    return "number" if bson in NUMBERS else bson
+
+
+def normalise(name: str) -> str:
+    return name.lower().replace("_", "")
+
+
+def referenced_collection(field: str, collections: list[str]) -> str | None:
+    """userId -> users (or user, or people-style irregulars named exactly); None when no
+    collection of this database fits the name."""
+    match = REFERENCE_NAME.match(field)
+    if not match:
+        return None
+    base = normalise(match["base"])
+    wanted = [base, base + "s", base + "es"] + ([base[:-1] + "ies"] if base.endswith("y") else [])
+    by_name = {normalise(c): c for c in collections}
+    return next((by_name[w] for w in wanted if w in by_name), None)
+
+
+class ReferenceTypeMismatch(Check):
+    id = "mongodb.reference-type-mismatch"
+    engine = Engine.MONGODB
+    title = "References stored with a different BSON type than the key they point at"
+    severity = Severity.HIGH
+    fix_availability = FixAvailability.SOMETIMES
+    rationale = (
+        "A reference stored as a string while the referenced _id is an ObjectId never matches: $lookup returns "
+        "empty arrays and find({_id: userId}) returns nothing, with no error. Mixed types across documents "
+        "break the same way for some documents only, which is harder to notice."
+    )
+    Options = ReferenceTypeMismatchOptions
+
+    async def gather(self, session: Any, scope: Scope) -> ReferenceFacts:
+        size = scope.options.sample_size
+        databases = await session.databases()
+        pairs: dict[tuple[str, str, str], tuple[str, str, bool]] = {}  # (db, coll, field) -> (target, target field, declared)
+        counts: dict[tuple[str, str], int] = {}
+        for db in databases:
+            for info in await inventory(session, db):
+                counts[(db, info.name)] = info.count
+        for ref in scope.config.expect.references:  # type: ignore[attr-defined]
+            coll, fld = ref.column.split(".", 1)
+            target, target_field = ref.references.split(".", 1)
+            db = session.default_database or next((d for d in databases if (d, coll) in counts), None)
+            if db is not None:
+                pairs[(db, coll, fld)] = (target, target_field, True)
+        for db in databases:
+            names = await collection_names(session, db)
+            populated = [n for n in names if counts.get((db, n), 0) > 0]
+            samples = await asyncio.gather(*(sample(session, db, n, size) for n in populated))
+            for drawn in samples:
+                for fld, values in drawn.fields.items():
+                    target = referenced_collection(fld, names)
+                    if target and values.types.keys() != {"array"} and (db, drawn.collection, fld) not in pairs:
+                        pairs[(db, drawn.collection, fld)] = (target, "_id", False)
+        found = await asyncio.gather(*(self._reference(session, key, value, size) for key, value in pairs.items()))
+        return ReferenceFacts([r for r in found if r is not None])
+
+    async def _reference(
+        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int
+    ) -> Reference | None:
+        db, coll, fld = key
+        target, target_field, declared = value
+        source, referenced = await asyncio.gather(sample(session, db, coll, size), sample(session, db, target, size))
+        values = source.fields.get(fld)
+        target_values = referenced.fields.get(target_field)
+        if values is None or target_values is None or not values.non_null_types or not target_values.non_null_types:
+            return None  # nothing to compare: an empty side is unknown, not a mismatch
+        reference = Reference(db, coll, fld, target, target_field, declared, values, target_values.non_null_types,
+                              source.documents, referenced.documents)
+        if {family(t) for t in values.non_null_types} == {family(t) for t in target_values.non_null_types}:
+            return reference
+        strings = [v for v in values.examples if isinstance(v, str)]
+        if strings and "objectId" in target_values.types:
+            target_coll = session.client[db][target]
+            as_stored = await limited(session, target_coll.count_documents({target_field: {"$in": strings}}))
+            hex_ids = [ObjectId(s) for s in strings if OBJECT_ID_HEX.match(s)]
+            as_oid = await limited(session, target_coll.count_documents({target_field: {"$in": hex_ids}})) if hex_ids else 0
+            return Reference(**{**reference.__dict__, "found_as_stored": (as_stored, len(strings)),
+                                "found_as_object_id": (as_oid, len(strings))})
+        return reference
+
+    def evaluate(self, facts: ReferenceFacts, scope: Scope) -> list[Finding]:
+        return [f for r in facts.references if (f := self._judge(scope, r))]
+
+    def _judge(self, scope: Scope, r: Reference) -> Finding | None:
+        source_types = r.source.non_null_types
+        target_families = {family(t) for t in r.target_types}
+        foreign = {t: n for t, n in source_types.items() if family(t) not in target_families}
+        mixed = len({family(t) for t in source_types}) > 1
+        if not foreign and not mixed:
+            return None
+        present = sum(source_types.values())
+        evidence: dict[str, Any] = {
+            "namespace": f"{r.database}.{r.collection}",
+            "field": r.field,
+            "references": f"{r.target}.{r.target_field}",
+            "how_known": "declared in the config" if r.declared else "implied by the field name",
+            "type_histogram": source_types,
+            "referenced_type_histogram": r.target_types,
+            "sampled_documents": r.sampled,
+            "referenced_sampled_documents": r.target_sampled,
+            "sample_ids": [str(v) for v in r.source.examples][:5],
+        }
+        if r.found_as_stored is not None:
+            evidence["sample_ids_found_as_stored"] = f"{r.found_as_stored[0]} of {r.found_as_stored[1]}"
+        if r.found_as_object_id is not None:
+            evidence["sample_ids_found_as_objectid"] = f"{r.found_as_object_id[0]} of {r.found_as_object_id[1]}"
+        wanted = max(r.target_types, key=lambda t: r.target_types[t])
+        share = sum(foreign.values()) / present if present else 0
+        if foreign:
+            title = f"{r.collection}.{r.field} holds {', '.join(sorted(foreign))}; {r.target}.{r.target_field} is {', '.join(sorted(r.target_types))}"
+            message = (
+                f"{r.database}.{r.collection}.{r.field} references {r.target}.{r.target_field} ({evidence['how_known']}), "
+                f"but {share:.0%} of sampled values are {', '.join(f'{t} ({n})' for t, n in sorted(foreign.items()))} "
+                f"while {r.target}.{r.target_field} holds {', '.join(sorted(r.target_types))}: those references never match."
+            )
+            if r.found_as_object_id and r.found_as_object_id[0]:
+                message += (
+                    f" {r.found_as_object_id[0]} of {r.found_as_object_id[1]} sampled ids exist in {r.target} as ObjectIds "
+                    f"({r.found_as_stored[0] if r.found_as_stored else 0} as stored): ObjectIds written as strings."
+                )
+            severity = Severity.HIGH if share >= 0.5 else Severity.MEDIUM
+        else:
+            title = f"{r.collection}.{r.field} mixes {', '.join(sorted(source_types))}"
+            message = (
+                f"{r.database}.{r.collection}.{r.field} holds several BSON types ({', '.join(f'{t} ({n})' for t, n in sorted(source_types.items()))}): "
+                "a lookup written for one type misses the documents of the others."
+            )
+            severity = Severity.MEDIUM
+        return self.finding(
+            scope,
+            object=f"{r.database}.{r.collection}.{r.field}",
+            title=title,
+            message=message,
+            evidence=evidence,
+            severity=severity,
+            fix=self._fix(r, foreign or {t: n for t, n in source_types.items() if t != wanted}, wanted),
+        )
+
+    def _fix(self, r: Reference, wrong: dict[str, int], wanted: str) -> Fix | None:
+        converter = CONVERTERS.get(wanted)
+        if converter is None:
+            return None
+        steps = []
+        for bson in sorted(wrong):
+            query: dict[str, Any] = {r.field: {"$type": bson}}
+            if bson == "string" and wanted == "objectId":
+                query = {r.field: {"$type": "string", "$regex": OBJECT_ID_HEX.pattern}}
+            steps.append(FixStep(
+                "mongodb",
+                {"update": r.collection, "updates": [{"q": query, "u": [{"$set": {r.field: {converter: f"${r.field}"}}}], "multi": True}]},
+                f"convert {r.field} values of type {bson} to {wanted}",
+                database=r.database,
+            ))
+        return Fix(
+            summary=f"Store {r.collection}.{r.field} as {wanted}, like {r.target}.{r.target_field}",
+            steps=tuple(steps),
+            safety=FixSafety.MANUAL,
+            lock="rewrites every matching document (write load, oplog traffic); run in batches on a large collection",
+            notes=(
+                "A suggested update pipeline: shown, never run by dbvitals. First change the code that writes "
+                f"{r.field} to write {wanted} values (and any query that looks them up as {', '.join(sorted(wrong))}), "
+                "then convert, then check that no value failed to convert."
+            ),
+        )

@@ -1,0 +1,350 @@
+"""mongodb.ttl-misconfigured: TTL indexes that cannot work or will surprise.
+
+mongod expires a document only when the indexed field holds a date (or an array of dates), and
+ignores expireAfterSeconds on a compound index: such a TTL index looks like a retention policy
+while nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from checks.config import TtlExpectation
+from checks.engine import Check, CheckOptions, Scope
+from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.mongodb._inventory import (
+    CollectionInfo,
+    FieldSample,
+    IndexSpec,
+    create_indexes,
+    drop_index,
+    format_seconds,
+    inventory,
+    limited,
+    sample,
+)
+from checks.mongodb._ttl import Expiring, count_expiring, first_pass_warning, mongo_rules, resolve_rules, ttl_spec
+
+# Types a TTL index can expire on: a date, or an array (mongod uses its earliest date).
+EXPIRABLE = {"date", "array"}
+
+
+class TtlMisconfiguredOptions(CheckOptions):
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    exact_count_limit: int = Field(
+        default=200_000, ge=0, description="Above this many documents, expiring documents are estimated from a sample."
+    )
+
+
+@dataclass(frozen=True)
+class TtlIndex:
+    info: CollectionInfo
+    index: IndexSpec
+    sampled: int  # documents drawn
+    field: FieldSample | None  # the indexed (first) field in the sample
+    date_field: str | None  # for a compound index: the key field whose sampled values are dates
+    rule: TtlExpectation | None
+    expiring: Expiring | None  # what the fix would delete at once
+    after_conversion: int | None = None  # non-dates already older than the TTL once converted (estimate)
+
+
+@dataclass(frozen=True)
+class TtlMisconfiguredFacts:
+    indexes: list[TtlIndex]
+
+
+def seconds_of(index: IndexSpec) -> float | None:
+    value = index.options.get("expireAfterSeconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+class TtlMisconfigured(Check):
+    id = "mongodb.ttl-misconfigured"
+    engine = Engine.MONGODB
+    title = "TTL indexes that delete nothing, or not what the rule says"
+    severity = Severity.HIGH
+    fix_availability = FixAvailability.SOMETIMES
+    rationale = (
+        "A TTL index on a field holding strings or numbers, or on a compound key, never deletes a document: "
+        "the collection grows while everyone believes it expires. A TTL that disagrees with the declared "
+        "retention deletes too early (lost data) or too late (growth, and a privacy rule broken)."
+    )
+    Options = TtlMisconfiguredOptions
+
+    async def gather(self, session: Any, scope: Scope) -> TtlMisconfiguredFacts:
+        options: TtlMisconfiguredOptions = scope.options
+        rules = mongo_rules(scope.config)
+        databases = await session.databases()
+        named = [r.database for r in rules if r.database]
+        infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
+        by_field = {
+            (r.database, r.rule.collection, r.rule.field): r.rule
+            for r in resolve_rules(rules, session.default_database, infos)
+        }
+        work = [
+            (info, index)
+            for colls in infos.values()
+            for info in colls.values()
+            for index in info.indexes
+            if index.is_ttl
+        ]
+        found = await asyncio.gather(*(self._index(session, info, index, by_field, options) for info, index in work))
+        return TtlMisconfiguredFacts(list(found))
+
+    async def _index(
+        self, session: Any, info: CollectionInfo, index: IndexSpec,
+        rules: dict[tuple[Any, Any, Any], TtlExpectation], options: TtlMisconfiguredOptions,
+    ) -> TtlIndex:
+        drawn = await sample(session, info.database, info.name, options.sample_size)
+        field = index.fields[0]
+        date_field = next((f for f in index.fields if drawn.fields.get(f) and drawn.fields[f].share("date") > 0), None)
+        rule = rules.get((info.database, info.name, field))
+        expiring = after_conversion = None
+        current = seconds_of(index)
+        if len(index.key) > 1 and date_field and current is not None:
+            expiring = await count_expiring(session, info, date_field, int(current), index.options.get("partialFilterExpression"),
+                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size)
+        elif rule is not None and rule.after is not None and (current is None or rule.after.total_seconds() < current):
+            expiring = await count_expiring(session, info, field, int(rule.after.total_seconds()), rule.filter,
+                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size)
+        sampled = drawn.fields.get(field)
+        if sampled and set(sampled.non_null_types) - EXPIRABLE and current is not None:
+            after_conversion = await self._older_once_converted(session, info, field, int(current), options.sample_size)
+        return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion)
+
+    async def _older_once_converted(self, session: Any, info: CollectionInfo, field: str, seconds: int, size: int) -> int | None:
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+        converted = {"$convert": {"input": f"${field}", "to": "date", "onError": None, "onNull": None}}
+        pipeline = [
+            {"$sample": {"size": size}},
+            {"$match": {field: {"$exists": True, "$not": {"$type": "date"}}}},
+            {"$project": {"d": converted}},
+            {"$match": {"d": {"$type": "date", "$lt": cutoff}}},
+            {"$count": "n"},
+        ]
+        try:
+            cursor = await limited(session, session.client[info.database][info.name].aggregate(pipeline))
+            rows = await cursor.to_list(1)
+        except Exception:  # an estimate only: unknown rather than a failed check
+            return None
+        matched = rows[0]["n"] if rows else 0
+        return round(matched / size * info.count) if info.count else 0
+
+    def evaluate(self, facts: TtlMisconfiguredFacts, scope: Scope) -> list[Finding]:
+        findings: list[Finding] = []
+        for t in facts.indexes:
+            findings.extend(self._judge(scope, t))
+        return findings
+
+    def _judge(self, scope: Scope, t: TtlIndex) -> list[Finding]:
+        info, index = t.info, t.index
+        current = seconds_of(index)
+        evidence: dict[str, Any] = {
+            "namespace": info.namespace,
+            "index": index.create_spec(),
+            "documents": info.count,
+            "sampled_documents": t.sampled,
+        }
+        if t.field is not None:
+            evidence["field_types_in_sample"] = t.field.types
+        if current is None or math.isnan(current) or current < 0:
+            return [self._invalid(scope, t, evidence)]
+        if len(index.key) > 1:
+            return [self._compound(scope, t, int(current), evidence)]
+        found = []
+        if t.sampled and not index.options.get("partialFilterExpression"):
+            problem = self._field_problem(scope, t, int(current), evidence)
+            if problem:
+                found.append(problem)
+        if t.rule is not None:
+            found.extend(self._against_rule(scope, t, int(current), evidence))
+        return found
+
+    def _invalid(self, scope: Scope, t: TtlIndex, evidence: dict[str, Any]) -> Finding:
+        value = t.index.options.get("expireAfterSeconds")
+        fix = None
+        if t.rule is not None and t.rule.after is not None:
+            fix = self._coll_mod(t, int(t.rule.after.total_seconds()), value, FixSafety.UNSAFE)
+        return self.finding(
+            scope,
+            object=t.info.namespace,
+            title=f"TTL index {t.index.name} has an invalid expireAfterSeconds",
+            message=f"{t.info.namespace}: {t.index.name} has expireAfterSeconds = {value!r}, which mongod does not "
+            "treat as a retention period (older servers read NaN as 0 and expire everything at once).",
+            evidence=evidence,
+            key=f"{t.index.name}:invalid",
+            fix=fix,
+        )
+
+    def _compound(self, scope: Scope, t: TtlIndex, seconds: int, evidence: dict[str, Any]) -> Finding:
+        info, index = t.info, t.index
+        fix = None
+        if t.date_field:
+            spec = ttl_spec(t.date_field, seconds, index.options.get("partialFilterExpression"))
+            warning = first_pass_warning(t.expiring) if t.expiring else ""
+            fix = Fix(
+                summary=f"Add a single-field TTL index on {t.date_field}",
+                steps=(FixStep("mongodb", create_indexes(info.name, spec), f"TTL index on {t.date_field}", database=info.database),),
+                safety=FixSafety.UNSAFE,
+                lock="index build; then continuous deletes by the TTL monitor",
+                inverse=(FixStep("mongodb", drop_index(info.name, spec["name"]), "stop expiring", database=info.database),),
+                notes=f"Keep {index.name} if queries use it; its expireAfterSeconds stays ignored. {warning}".strip(),
+            )
+            if t.expiring:
+                evidence["first_pass_deletes"] = t.expiring.documents
+                evidence["first_pass_basis"] = t.expiring.basis
+        return self.finding(
+            scope,
+            object=info.namespace,
+            title=f"TTL on compound index {index.name} never expires anything",
+            message=f"{info.namespace}: {index.name} is a compound index ({index.describe()}); mongod ignores "
+            "expireAfterSeconds on compound indexes, so no document is ever deleted by it.",
+            evidence=evidence,
+            key=f"{index.name}:compound",
+            fix=fix,
+        )
+
+    def _field_problem(self, scope: Scope, t: TtlIndex, seconds: int, evidence: dict[str, Any]) -> Finding | None:
+        info, index, field = t.info, t.index, t.index.fields[0]
+        sampled = t.field
+        if sampled is None or not sampled.present:
+            return self.finding(
+                scope,
+                object=info.namespace,
+                title=f"TTL field {field} is absent from {info.name}",
+                message=f"{info.namespace}: none of {t.sampled} sampled documents has {field}, so the TTL index "
+                f"{index.name} deletes nothing (is the field spelt as the application writes it?).",
+                evidence=evidence,
+                severity=Severity.MEDIUM,
+                key=f"{index.name}:absent",
+            )
+        types = sampled.non_null_types
+        wrong = {k: n for k, n in types.items() if k not in EXPIRABLE}
+        if not wrong:
+            return None
+        share = sum(wrong.values()) / sum(types.values())
+        evidence["non_date_examples"] = [repr(v) for v in sampled.examples if not isinstance(v, dt.datetime)][:3]
+        if t.after_conversion is not None:
+            evidence["expired_once_converted_estimate"] = t.after_conversion
+        return self.finding(
+            scope,
+            object=info.namespace,
+            title=f"TTL index {index.name} is on a field that holds {', '.join(sorted(wrong))}",
+            message=(
+                f"{info.namespace}: {share:.0%} of sampled documents hold {field} as "
+                f"{', '.join(f'{k} ({n})' for k, n in sorted(wrong.items()))}, not a date: "
+                f"the TTL index ({format_seconds(seconds)}) never deletes them."
+            ),
+            evidence=evidence,
+            severity=Severity.HIGH if share >= 0.5 else Severity.MEDIUM,
+            key=f"{index.name}:types",
+            fix=self._conversion(t, wrong, seconds),
+        )
+
+    def _conversion(self, t: TtlIndex, wrong: dict[str, int], seconds: int) -> Fix:
+        field = t.index.fields[0]
+        numeric = [k for k in wrong if k in ("int", "long", "double", "decimal")]
+        updates = []
+        if "string" in wrong:
+            updates.append({"q": {field: {"$type": "string"}}, "u": [{"$set": {field: {"$toDate": f"${field}"}}}], "multi": True})
+        if numeric:
+            # Epoch seconds (below 1e11) are scaled to milliseconds, which $toDate expects.
+            as_ms = {"$cond": [{"$lt": [f"${field}", 100_000_000_000]}, {"$multiply": [f"${field}", 1000]}, f"${field}"]}
+            updates.append({"q": {field: {"$type": numeric}}, "u": [{"$set": {field: {"$toDate": as_ms}}}], "multi": True})
+        deleted = (
+            f"about {t.after_conversion:,} documents (estimated from the sample)" if t.after_conversion is not None else "every converted document"
+        )
+        return Fix(
+            summary=f"Convert {field} to dates so the TTL index can expire them",
+            steps=tuple(
+                FixStep("mongodb", {"update": t.info.name, "updates": [u]}, f"convert {field} values of type {list(u['q'][field].values())[0]}",
+                        database=t.info.database)
+                for u in updates
+            ),
+            safety=FixSafety.MANUAL,
+            lock="rewrites every matching document (write load, oplog traffic); run in batches on a large collection",
+            notes=(
+                "Shown, never run by dbvitals: check the values parse as the application means them, and change the code "
+                f"that writes {field} to write dates first. Once converted, the TTL monitor deletes {deleted} older than "
+                f"{format_seconds(seconds)} on its next pass."
+            ),
+        )
+
+    def _against_rule(self, scope: Scope, t: TtlIndex, current: int, evidence: dict[str, Any]) -> list[Finding]:
+        rule, info, index = t.rule, t.info, t.index
+        assert rule is not None and rule.after is not None
+        declared = int(rule.after.total_seconds())
+        found = []
+        rule_evidence = {**evidence, "rule": {"field": rule.field, "after": format_seconds(declared), "filter": rule.filter}}
+        if declared != current:
+            shorter = declared < current
+            safety = FixSafety.UNSAFE if shorter else FixSafety.SAFE
+            if t.expiring is not None:
+                rule_evidence["first_pass_deletes"] = t.expiring.documents
+                rule_evidence["first_pass_basis"] = t.expiring.basis
+            found.append(self.finding(
+                scope,
+                object=info.namespace,
+                title=f"TTL of {index.name} disagrees with the retention rule",
+                message=f"{info.namespace}: {index.name} expires documents after {format_seconds(current)}, the config "
+                f"declares {format_seconds(declared)}: documents are deleted too {'late' if shorter else 'early'}.",
+                evidence=rule_evidence,
+                severity=Severity.MEDIUM,
+                key=f"{index.name}:rule",
+                fix=self._coll_mod(t, declared, current, safety),
+            ))
+        have_filter = index.options.get("partialFilterExpression")
+        if (rule.filter or None) != (have_filter or None):
+            spec = ttl_spec(index.fields[0], declared, rule.filter, direction=index.key[0][1] if index.is_plain else 1)
+            spec["name"] = index.name
+            found.append(self.finding(
+                scope,
+                object=info.namespace,
+                title=f"TTL of {index.name} expires a different set of documents than the rule",
+                message=f"{info.namespace}: {index.name} has partialFilterExpression "
+                f"{json.dumps(have_filter, default=str)}, the rule's filter is {json.dumps(rule.filter, default=str)}.",
+                evidence=rule_evidence,
+                severity=Severity.MEDIUM,
+                key=f"{index.name}:filter",
+                fix=Fix(
+                    summary=f"Rebuild {index.name} with the rule's filter",
+                    steps=(
+                        FixStep("mongodb", drop_index(info.name, index.name), f"drop {index.name}", database=info.database),
+                        FixStep("mongodb", create_indexes(info.name, spec), "rebuild with the declared filter", database=info.database),
+                    ),
+                    safety=FixSafety.UNSAFE,
+                    lock="index drop and build: nothing expires in between; a wider filter deletes more at once",
+                    inverse=(
+                        FixStep("mongodb", drop_index(info.name, index.name), f"drop {index.name}", database=info.database),
+                        FixStep("mongodb", create_indexes(info.name, index.create_spec()), "restore the original", database=info.database),
+                    ),
+                    notes="collMod cannot change a partialFilterExpression, so the index is rebuilt.",
+                ),
+            ))
+        return found
+
+    def _coll_mod(self, t: TtlIndex, seconds: int, previous: Any, safety: FixSafety) -> Fix:
+        info, index = t.info, t.index
+        inverse = ()
+        if isinstance(previous, (int, float)) and not isinstance(previous, bool) and not math.isnan(previous):
+            inverse = (FixStep("mongodb", {"collMod": info.name, "index": {"name": index.name, "expireAfterSeconds": int(previous)}},
+                               "restore the previous TTL", database=info.database),)
+        notes = first_pass_warning(t.expiring) if t.expiring and safety is FixSafety.UNSAFE else None
+        return Fix(
+            summary=f"Set {index.name} to expire after {format_seconds(seconds)}",
+            steps=(FixStep("mongodb", {"collMod": info.name, "index": {"name": index.name, "expireAfterSeconds": seconds}},
+                           "change the TTL in place", database=info.database),),
+            safety=safety,
+            lock="collMod: a brief exclusive collection lock",
+            inverse=inverse,
+            notes=notes,
+        )
