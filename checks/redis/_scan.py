@@ -1,0 +1,708 @@
+"""One pass over a Redis keyspace, kept as per-pattern aggregates (never the key list).
+
+SCAN with a large COUNT, then per batch one pipelined round trip of TYPE + TTL and one of
+the type's length command (STRLEN, HLEN, LLEN, SCARD, ZCARD, XLEN); never KEYS. Memory
+is bounded: per pattern a handful of counters, a reservoir of TTLs (for the median) and a
+reservoir of keys (for MEMORY USAGE, measured after the pass and extrapolated); per type a
+bounded heap of the biggest keys. Too many distinct patterns (names with a free-text part)
+collapse into `{name}` and, at worst, `{any}`.
+
+`redis.ttl-coverage` and `redis.big-keys` both read the result: `shared_scan` runs one pass
+per session and plan, however many checks ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+import time
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from checks.redis._patterns import display_key, infer_pattern, is_placeholder, split_segments
+from checks.secrets import mask_url
+
+TTL_SAMPLE = 101  # TTLs kept per pattern for the median
+MEMORY_SAMPLE = 16  # keys per pattern measured with MEMORY USAGE
+EXAMPLES = 3
+MISSING_TTL_EXAMPLES = 5
+MAX_PATTERNS = 5000  # per database; beyond it, literal segments collapse
+COLLAPSE_AT = 20  # distinct literals in one position that make it a `{name}`
+
+LENGTH_COMMAND = {
+    "string": "STRLEN",
+    "list": "LLEN",
+    "set": "SCARD",
+    "zset": "ZCARD",
+    "hash": "HLEN",
+    "stream": "XLEN",
+}
+
+
+@dataclass
+class PatternStats:
+    """What one pattern's keys look like. `add` per key; `merge` across nodes or collapses."""
+
+    pattern: str
+    keys: int = 0
+    with_ttl: int = 0
+    types: dict[str, int] = field(default_factory=dict)
+    ttl_min: int | None = None
+    ttl_max: int | None = None
+    ttl_sample: list[int] = field(default_factory=list)
+    length_total: int = 0  # elements (collections) or bytes (strings)
+    key_sample: list[bytes] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)
+    missing_ttl_examples: list[str] = field(default_factory=list)
+    memory_sampled_keys: int = 0
+    memory_sampled_bytes: int = 0
+
+    @property
+    def without_ttl(self) -> int:
+        return self.keys - self.with_ttl
+
+    @property
+    def ttl_share(self) -> float:
+        return self.with_ttl / self.keys if self.keys else 0.0
+
+    @property
+    def ttl_median(self) -> int | None:
+        if not self.ttl_sample:
+            return None
+        ordered = sorted(self.ttl_sample)
+        return ordered[len(ordered) // 2]
+
+    @property
+    def main_type(self) -> str:
+        return max(self.types.items(), key=lambda kv: kv[1])[0] if self.types else "unknown"
+
+    @property
+    def memory_per_key(self) -> float | None:
+        if not self.memory_sampled_keys:
+            return None
+        return self.memory_sampled_bytes / self.memory_sampled_keys
+
+    def add(self, key: bytes, kind: str, ttl: int, length: int | None, rng: random.Random) -> None:
+        self.keys += 1
+        self.types[kind] = self.types.get(kind, 0) + 1
+        if length:
+            self.length_total += length
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(display_key(key))
+        if ttl >= 0:
+            self.with_ttl += 1
+            self.ttl_min = ttl if self.ttl_min is None else min(self.ttl_min, ttl)
+            self.ttl_max = ttl if self.ttl_max is None else max(self.ttl_max, ttl)
+            _reservoir_add(self.ttl_sample, ttl, self.with_ttl, TTL_SAMPLE, rng)
+        elif len(self.missing_ttl_examples) < MISSING_TTL_EXAMPLES:
+            self.missing_ttl_examples.append(display_key(key))
+        _reservoir_add(self.key_sample, key, self.keys, MEMORY_SAMPLE, rng)
+
+    def merge(self, other: PatternStats, rng: random.Random) -> None:
+        self.ttl_sample = _merge_samples(self.ttl_sample, self.with_ttl, other.ttl_sample, other.with_ttl, TTL_SAMPLE, rng)
+        self.key_sample = _merge_samples(self.key_sample, self.keys, other.key_sample, other.keys, MEMORY_SAMPLE, rng)
+        self.keys += other.keys
+        self.with_ttl += other.with_ttl
+        for kind, count in other.types.items():
+            self.types[kind] = self.types.get(kind, 0) + count
+        for attr, pick in (("ttl_min", min), ("ttl_max", max)):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            setattr(self, attr, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
+        self.length_total += other.length_total
+        self.examples = (self.examples + other.examples)[:EXAMPLES]
+        self.missing_ttl_examples = (self.missing_ttl_examples + other.missing_ttl_examples)[:MISSING_TTL_EXAMPLES]
+        self.memory_sampled_keys += other.memory_sampled_keys
+        self.memory_sampled_bytes += other.memory_sampled_bytes
+
+
+def _reservoir_add(sample: list[Any], item: Any, seen: int, size: int, rng: random.Random) -> None:
+    """Algorithm R: after `seen` items, each is in the sample with probability size/seen."""
+    if len(sample) < size:
+        sample.append(item)
+    else:
+        slot = rng.randrange(seen)
+        if slot < size:
+            sample[slot] = item
+
+
+def _merge_samples(a: list[Any], a_seen: int, b: list[Any], b_seen: int, size: int, rng: random.Random) -> list[Any]:
+    """Two uniform samples of disjoint populations -> one, each side in proportion to its size."""
+    if len(a) + len(b) <= size:
+        return a + b
+    total = a_seen + b_seen
+    from_a = min(len(a), round(size * a_seen / total)) if total else 0
+    from_b = min(len(b), size - from_a)
+    from_a = min(len(a), size - from_b)
+    return rng.sample(a, from_a) + rng.sample(b, from_b)
+
+
+@dataclass(frozen=True, order=True)
+class BigKey:
+    length: int  # bytes (string) or elements
+    db: int
+    key: str
+    type: str
+    memory_bytes: int | None = None
+    ttl: int = -1
+    node: str | None = None
+
+
+@dataclass
+class PatternTable:
+    """Per-pattern aggregates of one database, bounded in the number of patterns."""
+
+    rng: random.Random
+    max_patterns: int = MAX_PATTERNS
+    patterns: dict[str, PatternStats] = field(default_factory=dict)
+    # (segment count, position, the other segments) -> the collapsed pattern that took them
+    generalised: dict[tuple[int, int, tuple[str, ...]], str] = field(default_factory=dict)
+    collapsed: int = 0  # patterns merged into a `{name}` or `{any}` one
+
+    def stats_for(self, pattern: str) -> PatternStats:
+        stats = self.patterns.get(pattern)
+        if stats is not None:
+            return stats
+        if self.generalised:
+            pattern = self._generalise(pattern)
+            stats = self.patterns.get(pattern)
+            if stats is not None:
+                return stats
+        if len(self.patterns) >= self.max_patterns:
+            self.collapse()
+            pattern = self._generalise(pattern)
+            stats = self.patterns.get(pattern)
+            if stats is not None:
+                return stats
+            if len(self.patterns) >= self.max_patterns:
+                pattern = _catch_all(pattern)
+                stats = self.patterns.get(pattern)
+                if stats is not None:
+                    return stats
+        stats = self.patterns[pattern] = PatternStats(pattern)
+        return stats
+
+    def _generalise(self, pattern: str) -> str:
+        segments = split_segments(pattern)
+        for position in range(0, len(segments), 2):
+            others = tuple(segments[:position] + segments[position + 1:])
+            target = self.generalised.get((len(segments), position, others))
+            if target is not None:
+                return target
+        return pattern
+
+    def collapse(self) -> None:
+        """Merge patterns that differ in one literal segment, when that segment took at least
+        COLLAPSE_AT values (`user:alice:profile`, `user:bob:profile`… -> `user:{name}:profile`)."""
+        groups: dict[tuple[int, int, tuple[str, ...]], list[str]] = {}
+        for pattern in self.patterns:
+            segments = split_segments(pattern)
+            for position in range(0, len(segments), 2):
+                if is_placeholder(segments[position]):
+                    continue
+                others = tuple(segments[:position] + segments[position + 1:])
+                groups.setdefault((len(segments), position, others), []).append(pattern)
+        for (count, position, others), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+            alive = [m for m in members if m in self.patterns]
+            if len(alive) < COLLAPSE_AT:
+                continue
+            segments = list(others[:position]) + ["{name}"] + list(others[position:])
+            target = "".join(segments)
+            merged = self.patterns.get(target) or PatternStats(target)
+            for member in alive:
+                merged.merge(self.patterns.pop(member), self.rng)
+                self.collapsed += 1
+            self.patterns[target] = merged
+            self.generalised[(count, position, others)] = target
+
+
+def _catch_all(pattern: str) -> str:
+    segments = split_segments(pattern)
+    return segments[0] + segments[1] + "{any}" if len(segments) > 1 else "{any}"
+
+
+@dataclass
+class DatabaseScan:
+    db: int
+    keys_total: int  # DBSIZE (or INFO keyspace) when the pass began
+    scanned: int = 0
+    complete: bool = False
+    patterns: dict[str, PatternStats] = field(default_factory=dict)
+    collapsed_patterns: int = 0
+
+    @property
+    def extrapolation(self) -> float:
+        """Multiply scanned counts by this to estimate the whole database."""
+        if self.complete or not self.scanned:
+            return 1.0
+        return max(1.0, self.keys_total / self.scanned)
+
+
+@dataclass
+class KeyspaceScan:
+    """The whole pass: per database (per merged node, on a cluster) pattern aggregates."""
+
+    databases: list[DatabaseScan]
+    source: str  # masked URL of what was scanned
+    db_selection: str  # why these databases: "named in the URL", "every database holding keys", "cluster"
+    nodes: list[str] = field(default_factory=list)  # cluster masters scanned
+    replica: bool = False
+    big_keys: dict[str, list[BigKey]] = field(default_factory=dict)  # per type, biggest first
+    over_threshold: dict[str, int] = field(default_factory=dict)  # per type, all keys past it
+    seconds: float = 0.0
+    scan_limit: int | None = None
+    throttle: int | None = None
+
+    @property
+    def scanned(self) -> int:
+        return sum(d.scanned for d in self.databases)
+
+    @property
+    def keys_total(self) -> int:
+        return sum(d.keys_total for d in self.databases)
+
+    @property
+    def complete(self) -> bool:
+        return all(d.complete for d in self.databases)
+
+    def summary(self) -> dict[str, Any]:
+        """Evidence every finding built on this pass carries: what was read, and how."""
+        return {
+            "scanned_keys": self.scanned,
+            "keys_total": self.keys_total,
+            "complete": self.complete,
+            "databases": [d.db for d in self.databases],
+            "db_selection": self.db_selection,
+            "source": self.source,
+            **({"cluster_masters": self.nodes} if self.nodes else {}),
+            **({"replica": True} if self.replica else {}),
+            **({"scan_limit": self.scan_limit} if self.scan_limit else {}),
+            **({"throttle_keys_per_s": self.throttle} if self.throttle else {}),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """How to read the keyspace; equal plans share one pass per session."""
+
+    scan_limit: int | None = None  # keys, over all databases
+    throttle: int | None = None  # keys per second
+    count: int = 1000  # SCAN COUNT
+    replica_url: str | None = None
+    big_thresholds: tuple[tuple[str, int], ...] = ()  # (type, length) past which a key is big
+    big_keys_kept: int = 50  # per type
+    memory_sample: bool = True
+
+
+class _BigKeyHeap:
+    def __init__(self, thresholds: dict[str, int], kept: int) -> None:
+        self.thresholds = thresholds
+        self.kept = kept
+        self.heaps: dict[str, list[tuple[int, int, bytes, int, str]]] = {}
+        self.over: dict[str, int] = {}
+
+    def offer(self, db: int, key: bytes, kind: str, length: int, ttl: int, node: str) -> None:
+        threshold = self.thresholds.get(kind)
+        if threshold is None or length < threshold:
+            return
+        self.over[kind] = self.over.get(kind, 0) + 1
+        heap = self.heaps.setdefault(kind, [])
+        entry = (length, db, key, ttl, node)
+        if len(heap) < self.kept:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:
+            heapq.heapreplace(heap, entry)
+
+
+# --- The pass -----------------------------------------------------------------------------------
+
+class Commands:
+    """Runs a batch of commands in one round trip and returns the replies (errors as values).
+
+    A million keys mean millions of commands: redis-py's pipeline spends ~10 µs of Python on
+    each. This packs the batch with hiredis and parses the replies with one hiredis reader on
+    a connection taken from the client's pool (authenticated, on the right db, with its TLS),
+    so the cost per command is a few C calls. Without hiredis, or on a connection class that
+    does not expose its stream, it falls back to a pipeline.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.connection: Any = None
+        self.reader: Any = None
+        self.timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or 30
+
+    async def __aenter__(self) -> Commands:
+        try:
+            import hiredis
+        except ImportError:
+            return self
+        connection = await self.client.connection_pool.get_connection()
+        if getattr(connection, "_reader", None) is None or getattr(connection, "_writer", None) is None:
+            await self.client.connection_pool.release(connection)
+            return self
+        self.connection = connection
+        self.reader = hiredis.Reader()
+        self._pack = hiredis.pack_command
+        return self
+
+    async def __aexit__(self, kind: Any, error: Any, traceback: Any) -> None:
+        if self.connection is None:
+            return
+        if error is not None:
+            # Replies may still be in flight: this connection must not serve anyone else.
+            await self.connection.disconnect()
+        await self.client.connection_pool.release(self.connection)
+        self.connection = None
+
+    async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not commands:
+            return []
+        if self.connection is None:
+            pipe = self.client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute(raise_on_error=False)
+        writer, stream = self.connection._writer, self.connection._reader
+        writer.write(b"".join([self._pack(c) for c in commands]))
+        async with asyncio.timeout(self.timeout + len(commands) / 10000):
+            await writer.drain()
+            replies: list[Any] = []
+            gets, wanted = self.reader.gets, len(commands)
+            while len(replies) < wanted:
+                reply = gets()
+                if reply is False:
+                    data = await stream.read(1 << 17)
+                    if not data:
+                        raise RedisConnectionError("connection closed by the server during the scan")
+                    self.reader.feed(data)
+                    continue
+                replies.append(reply)
+        return replies
+
+
+def url_database(url: str) -> int | None:
+    """The logical database a redis:// URL names (`/3` or `?db=3`), or None."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if "db" in query and query["db"][0].isdigit():
+        return int(query["db"][0])
+    path = parts.path.strip("/")
+    if parts.scheme in ("redis", "rediss") and path.isdigit():
+        return int(path)
+    return None
+
+
+def keyspace_counts(info_keyspace: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """INFO keyspace -> {db: (keys, expires)}."""
+    counts: dict[int, tuple[int, int]] = {}
+    for name, value in info_keyspace.items():
+        if not str(name).startswith("db") or not isinstance(value, dict):
+            continue
+        counts[int(str(name)[2:])] = (int(value.get("keys", 0)), int(value.get("expires", 0)))
+    return counts
+
+
+class _Throttle:
+    def __init__(self, keys_per_second: int | None) -> None:
+        self.rate = keys_per_second
+        self.started = time.monotonic()
+        self.done = 0
+
+    async def after(self, keys: int) -> None:
+        self.done += keys
+        if not self.rate:
+            return
+        ahead = self.done / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+async def scan_database(
+    client: aioredis.Redis,
+    db: int,
+    keys_total: int,
+    plan: ScanPlan,
+    limit: int | None,
+    throttle: _Throttle,
+    big: _BigKeyHeap,
+    rng: random.Random,
+    node: str = "",
+) -> DatabaseScan:
+    """One logical database, `client` already selected on it (`node`: its cluster master)."""
+    table = PatternTable(rng)
+    result = DatabaseScan(db=db, keys_total=keys_total)
+    count = plan.count
+    if throttle.rate:
+        count = max(10, min(count, throttle.rate // 4))  # several small batches a second, not one burst
+    async with Commands(client) as commands:
+        cursor = b"0"
+        while True:
+            [reply] = await commands.run([("SCAN", cursor, "COUNT", count)])
+            if isinstance(reply, Exception):
+                raise reply
+            cursor, keys = reply[0], reply[1]
+            if limit is not None and result.scanned + len(keys) > limit:
+                keys = keys[: max(0, limit - result.scanned)]
+            if keys:
+                await _read_batch(commands, db, keys, table, big, rng, node)
+                result.scanned += len(keys)
+                await throttle.after(len(keys))
+            if cursor in (b"0", 0, "0"):
+                result.complete = True
+                break
+            if limit is not None and result.scanned >= limit:
+                break
+        if result.complete:
+            # Keys written during the pass make DBSIZE at its start a floor, not the total.
+            result.keys_total = max(result.keys_total, result.scanned)
+        if plan.memory_sample:
+            await _measure_memory(commands, table.patterns.values())
+    for stats in table.patterns.values():
+        stats.key_sample = []  # measured (or not wanted): the keys themselves are not kept
+    result.patterns = table.patterns
+    result.collapsed_patterns = table.collapsed
+    return result
+
+
+async def _read_batch(
+    commands: Commands,
+    db: int,
+    keys: list[bytes],
+    table: PatternTable,
+    big: _BigKeyHeap,
+    rng: random.Random,
+    node: str,
+) -> None:
+    requests: list[tuple[Any, ...]] = []
+    for key in keys:
+        requests.append(("TYPE", key))
+        requests.append(("TTL", key))
+    replies = await commands.run(requests)
+    measured: list[tuple[bytes, str, int, bool]] = []
+    length_requests: list[tuple[Any, ...]] = []
+    for index, key in enumerate(keys):
+        kind, ttl = replies[2 * index], replies[2 * index + 1]
+        if not isinstance(kind, bytes) or kind == b"none" or not isinstance(ttl, int) or ttl == -2:
+            continue  # deleted or expired between SCAN and TYPE
+        kind_text = kind.decode()
+        command = LENGTH_COMMAND.get(kind_text)
+        if command is not None:
+            length_requests.append((command, key))
+        measured.append((key, kind_text, ttl, command is not None))
+    lengths = iter(await commands.run(length_requests))
+    stats_for, offer = table.stats_for, big.offer
+    for key, kind, ttl, has_length in measured:
+        length = next(lengths) if has_length else None
+        if not isinstance(length, int):
+            length = None
+        stats_for(infer_pattern(key)).add(key, kind, ttl, length, rng)
+        if length is not None:
+            offer(db, key, kind, length, ttl, node)
+
+
+async def _measure_memory(commands: Commands, patterns: Iterable[PatternStats]) -> None:
+    """MEMORY USAGE on each pattern's reservoir sample; a key gone since is skipped."""
+    chosen = [(stats, key) for stats in patterns for key in stats.key_sample]
+    for start in range(0, len(chosen), 1000):
+        batch = chosen[start:start + 1000]
+        replies = await commands.run([("MEMORY", "USAGE", key) for _, key in batch])
+        for (stats, _), used in zip(batch, replies):
+            if isinstance(used, int):
+                stats.memory_sampled_keys += 1
+                stats.memory_sampled_bytes += used
+
+
+async def _big_keys(
+    clients: dict[tuple[str, int], aioredis.Redis], kind: str, heap: list[tuple[int, int, bytes, int, str]], measure: bool
+) -> list[BigKey]:
+    """The kept big keys of one type, biggest first, with MEMORY USAGE where it answers."""
+    result = []
+    for length, db, key, ttl, node in sorted(heap, reverse=True):
+        used = None
+        client = clients.get((node, db))
+        if measure and client is not None:
+            try:
+                used = await client.execute_command("MEMORY USAGE", key)
+            except Exception:  # MEMORY not allowed for this user: the length still stands
+                used = None
+        result.append(BigKey(length, db, display_key(key), kind, used if isinstance(used, int) else None, ttl, node or None))
+    return result
+
+
+def client_for(base: aioredis.Redis, **overrides: Any) -> aioredis.Redis:
+    """A client with `base`'s settings (credentials, timeouts, TLS) but another db or host."""
+    kwargs = dict(base.connection_pool.connection_kwargs)
+    kwargs.update(overrides)
+    connection_class = base.connection_pool.connection_class
+    pool = aioredis.ConnectionPool(connection_class=connection_class, max_connections=4, **kwargs)
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def cluster_masters(client: aioredis.Redis) -> list[tuple[str, int]]:
+    """Every master of a Redis Cluster that is not failed, from CLUSTER NODES."""
+    raw = await client.execute_command("CLUSTER", "NODES")
+    masters: list[tuple[str, int]] = []
+    if isinstance(raw, dict):  # redis-py parsed it: {"host:port": {"flags": ...}}
+        for address, node in raw.items():
+            flags = str(node.get("flags", ""))
+            if "master" in flags and "fail" not in flags and "noaddr" not in flags:
+                host, _, port = address.rpartition(":")
+                masters.append((host, int(port.split("@")[0])))
+        return sorted(masters)
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        flags = fields[2].split(",")
+        if "master" not in flags or "fail" in flags or "noaddr" in flags:
+            continue
+        address = fields[1].split("@")[0].split(",")[0]
+        host, _, port = address.rpartition(":")
+        masters.append((host, int(port)))
+    return sorted(masters)
+
+
+async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password: str | None = None) -> KeyspaceScan:
+    """The whole pass: the named database, every database holding keys, or every master."""
+    started = time.monotonic()
+    rng = random.Random(0x5CA7)
+    big = _BigKeyHeap(dict(plan.big_thresholds), plan.big_keys_kept)
+    throttle = _Throttle(plan.throttle)
+    base: aioredis.Redis = session.client
+    owned: list[aioredis.Redis] = []
+    source = mask_url(target_url)
+    replica = False
+    if plan.replica_url:
+        overrides: dict[str, Any] = {}
+        if password and not urlsplit(plan.replica_url).password:
+            overrides["password"] = password
+        kwargs = dict(base.connection_pool.connection_kwargs)
+        base = aioredis.Redis.from_url(
+            plan.replica_url,
+            socket_timeout=kwargs.get("socket_timeout"),
+            socket_connect_timeout=kwargs.get("socket_connect_timeout"),
+            client_name="dbvitals",
+            **overrides,
+        )
+        owned.append(base)
+        source, replica = mask_url(plan.replica_url), True
+    clients: dict[tuple[str, int], aioredis.Redis] = {}
+    try:
+        info = await base.info()
+        databases: list[DatabaseScan] = []
+        nodes: list[str] = []
+        if info.get("redis_mode") == "cluster":
+            selection = "cluster: db 0 of every master"
+            masters = await cluster_masters(base)
+            nodes = [f"{host}:{port}" for host, port in masters]
+            per_node = [client_for(base, host=host, port=port, db=0) for host, port in masters]
+            owned.extend(per_node)
+            sizes = [int(await c.dbsize()) for c in per_node]
+            limits = _apportion(plan.scan_limit, sizes)
+            # One budget for all masters: each node's pass counts against the same rate.
+            rate_share = throttle
+            node_scans = await asyncio.gather(*(
+                scan_database(c, 0, size, plan, limit, rate_share, big, rng, name)
+                for c, size, limit, name in zip(per_node, sizes, limits, nodes)
+            ))
+            for name, client in zip(nodes, per_node):
+                clients[(name, 0)] = client
+            databases = [merge_databases(list(node_scans), rng)] if node_scans else []
+        else:
+            named = url_database(target_url)
+            counts = keyspace_counts(await base.info("keyspace"))
+            if named is not None:
+                selection = f"db {named}, named in the URL"
+                chosen = [(named, counts.get(named, (0, 0))[0])]
+            else:
+                selection = "every database holding keys (INFO keyspace)"
+                chosen = sorted((db, keys) for db, (keys, _) in counts.items() if keys > 0)
+            limits = _apportion(plan.scan_limit, [keys for _, keys in chosen])
+            for (db, keys), limit in zip(chosen, limits):
+                client = base if int(base.connection_pool.connection_kwargs.get("db", 0) or 0) == db else client_for(base, db=db)
+                if client is not base:
+                    owned.append(client)
+                clients[("", db)] = client
+                databases.append(await scan_database(client, db, keys, plan, limit, throttle, big, rng))
+        big_keys = {kind: await _big_keys(clients, kind, heap, plan.memory_sample) for kind, heap in big.heaps.items()}
+        return KeyspaceScan(
+            databases=databases,
+            source=source,
+            db_selection=selection,
+            nodes=nodes,
+            replica=replica,
+            big_keys=big_keys,
+            over_threshold=dict(big.over),
+            seconds=time.monotonic() - started,
+            scan_limit=plan.scan_limit,
+            throttle=plan.throttle,
+        )
+    finally:
+        for client in owned:
+            await client.aclose()
+
+
+def _apportion(limit: int | None, sizes: list[int]) -> list[int | None]:
+    """Split a scan limit over databases in proportion to their sizes (each gets at least 1)."""
+    if not limit:
+        return [None] * len(sizes)
+    total = sum(sizes)
+    if total <= limit:
+        return [None] * len(sizes)
+    return [max(1, -(-limit * size // total)) for size in sizes]
+
+
+def merge_databases(scans: list[DatabaseScan], rng: random.Random) -> DatabaseScan:
+    """One database's view from several nodes (a cluster's masters): aggregates merged per pattern."""
+    merged = DatabaseScan(db=scans[0].db, keys_total=sum(s.keys_total for s in scans))
+    merged.scanned = sum(s.scanned for s in scans)
+    merged.complete = all(s.complete for s in scans)
+    merged.collapsed_patterns = sum(s.collapsed_patterns for s in scans)
+    for scan in scans:
+        for pattern, stats in scan.patterns.items():
+            existing = merged.patterns.get(pattern)
+            if existing is None:
+                merged.patterns[pattern] = stats
+            else:
+                existing.merge(stats, rng)
+    return merged
+
+
+# --- One pass per session ------------------------------------------------------------------------
+
+_SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[ScanPlan, str], _SharedPass]] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _SharedPass:
+    task: asyncio.Task[KeyspaceScan]
+    waiters: int = 0
+
+
+async def shared_scan(session: Any, plan: ScanPlan, target_url: str, password: str | None = None) -> KeyspaceScan:
+    """The pass for this session and plan: started by the first check that asks, awaited by
+    the others. It is cancelled only when every check waiting on it is."""
+    passes = _SHARED.setdefault(session, {})
+    shared = passes.get((plan, target_url))
+    if shared is None:
+        task = asyncio.ensure_future(scan_keyspace(session, plan, target_url, password))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+        shared = passes[(plan, target_url)] = _SharedPass(task)
+    shared.waiters += 1
+    try:
+        return await asyncio.shield(shared.task)
+    except asyncio.CancelledError:
+        shared.waiters -= 1
+        if shared.waiters == 0 and not shared.task.done():
+            shared.task.cancel()
+            passes.pop((plan, target_url), None)
+        raise
