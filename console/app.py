@@ -1,0 +1,504 @@
+"""The dbvitals console: a Textual app for on-call use over SSH.
+
+Checks run in async workers, one per target, each in its own exclusive group: a slow or
+dead target delays nobody else, and re-running one target cancels only its own previous
+run. Workers never touch widgets; they post messages (console/messages.py) that the app
+folds into its state and the screens redraw from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from checks.config import ConfigError, Settings
+from checks.engine import Registry, Runner, load_registry, validate_check_options
+from checks.model import CheckError, Engine, Finding, FixSafety, Severity, TargetStatus
+from checks.secrets import mask_text
+from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
+from console.screens.confirm_fix import ConfirmFixModal
+from console.screens.detail import FindingDetailScreen
+from console.screens.export import ExportModal, write_export
+from console.screens.fix_progress import FixProgressModal
+from console.screens.help import HelpScreen
+from console.screens.history import FixHistoryScreen
+from console.screens.main import MainScreen
+from console.widgets.finding_store import FindingFilter, FindingStore
+from console.widgets.findings_table import FindingsTable
+from console.widgets.fix_view import fix_text
+from console.widgets.targets_table import TargetRow
+from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
+
+# How often each target's connection is probed between full runs, so a target that goes
+# away mid-session shows as down within this many seconds.
+PROBE_INTERVAL = 30.0
+
+# Connections in use against the server's limit: one light query per engine.
+PG_CONNECTIONS = """
+SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
+       current_setting('max_connections')::int AS allowed
+"""
+
+
+async def measure_connections(session: Any, kind: Engine) -> tuple[int | None, int | None]:
+    if kind is Engine.POSTGRES:
+        row = await session.fetchrow(PG_CONNECTIONS)
+        return row["used"], row["allowed"]
+    if kind is Engine.REDIS:
+        info = await session.client.info("clients")
+        allowed = info.get("maxclients")
+        if allowed is None:
+            try:
+                allowed = (await session.client.config_get("maxclients")).get(b"maxclients")
+            except Exception:  # CONFIG may be renamed or forbidden: the limit stays unknown
+                allowed = None
+        return _int(info.get("connected_clients")), _int(allowed)
+    status = await session.client.admin.command("serverStatus")
+    connections = status.get("connections", {})
+    current, available = _int(connections.get("current")), _int(connections.get("available"))
+    # Some servers report available = 0 without meaning it: then the limit is unknown.
+    return current, (current + available) if current is not None and available else None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class DbVitalsApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "dbvitals"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("r", "rerun_all", "Re-run all"),
+        Binding("h", "history", "Fix history"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        theme: str | None = None,
+        config_path: str | None = None,
+        run_on_start: bool = True,
+        probe_interval: float | None = PROBE_INTERVAL,
+        user_theme_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.registry = registry
+        self.config_path = config_path
+        self.run_on_start = run_on_start
+        self.probe_interval = probe_interval
+        self.store = FindingStore()
+        self.targets = {
+            name: TargetRow(name, t.kind, t.environment, t.is_production) for name, t in settings.targets.items()
+        }
+        self.check_errors: dict[tuple[str, str], CheckError] = {}
+        self.fix_notes: dict[str, str] = {}
+        self.main_screen = MainScreen()
+        found = load_themes(user_theme_dir)
+        for custom in found.themes.values():
+            self.register_theme(custom)
+        self.startup_problems = list(found.problems)
+        wanted = theme or settings.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            self.startup_problems.append(
+                f'theme "{wanted}" not found; using {DEFAULT_THEME} (built in: dbvitals-dark, dbvitals-light, '
+                "dbvitals-high-contrast; yours go in $XDG_CONFIG_HOME/dbvitals/themes/*.toml)"
+            )
+            wanted = DEFAULT_THEME
+        self.theme = wanted
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # Textual's own themes (chosen from the palette) lack our variables: fall back.
+        return dict(FALLBACK_VARIABLES)
+
+    def get_default_screen(self) -> Screen:
+        return self.main_screen
+
+    def on_mount(self) -> None:
+        for name in self.targets:
+            self._show_target(name)
+        for problem in self.startup_problems:
+            self.notify(problem, title="Theme", severity="warning", timeout=12)
+        if not self.targets:
+            self.notify("No targets configured: add a [targets.NAME] table (see config.example.toml).",
+                        severity="warning", timeout=30)
+        if self.run_on_start:
+            # After the first frame: the screen is usable before any check has started.
+            self.call_after_refresh(self.action_rerun_all)
+        if self.probe_interval:
+            self.set_interval(self.probe_interval, self.probe_all)
+
+    # --- running checks --------------------------------------------------------------------
+
+    def ensure_registry(self) -> Registry | None:
+        if self.registry is None:
+            registry = load_registry()
+            for problem in registry.problems:
+                self.notify(problem, title="Plugin", severity="warning", timeout=15)
+            try:
+                validate_check_options(self.settings, registry)
+            except ConfigError as exc:
+                self.notify(str(exc), title="Invalid config", severity="error", timeout=30)
+                return None
+            self.registry = registry
+        return self.registry
+
+    def action_rerun_all(self) -> None:
+        for name in self.targets:
+            self.run_target(name)
+
+    def run_target(self, name: str) -> None:
+        if name not in self.targets or self.ensure_registry() is None:
+            return
+        self.targets[name].running = True
+        self._show_target(name)
+        self.run_worker(self._check_target(name), name=f"checks on {name}", group=f"target-{name}",
+                        exclusive=True, exit_on_error=False)
+
+    async def _check_target(self, name: str) -> None:
+        runner = Runner(
+            self.settings,
+            self.registry,
+            targets=[name],
+            on_target=lambda status: self.post_message(TargetStatusChanged(status)),
+            on_result=lambda result: self.post_message(CheckCompleted(result)),
+        )
+        try:
+            report = await runner.run()
+        except Exception as exc:  # reported on the row; the other targets go on
+            message = mask_text(f"{type(exc).__name__}: {exc}", self.settings.targets[name].secret_values())
+            self.post_message(TargetRunFinished(name, frozenset(), error=message))
+            return
+        self.post_message(TargetRunFinished(name, frozenset(c["check"] for c in report.checks)))
+        if report.targets and report.targets[0].reachable:
+            await self._measure(name)
+
+    async def _measure(self, name: str) -> None:
+        from checks.connectors import connect
+
+        target = self.settings.targets[name]
+        connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        try:
+            if connection.session is not None:
+                used, allowed = await asyncio.wait_for(
+                    measure_connections(connection.session, Engine(target.kind)), target.timeout
+                )
+                self.post_message(ConnectionsMeasured(name, used, allowed))
+        except Exception:  # a figure we cannot read stays "?", it is not an incident
+            pass
+        finally:
+            await connection.close()
+
+    def probe_all(self) -> None:
+        for name, row in self.targets.items():
+            if not row.running:
+                self.run_worker(self._probe(name), name=f"probe {name}", group=f"probe-{name}",
+                                exclusive=True, exit_on_error=False)
+
+    async def _probe(self, name: str) -> None:
+        from checks.connectors import connect, failed
+
+        target = self.settings.targets[name]
+        try:
+            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        except TimeoutError as exc:
+            connection = failed(name, target, exc)
+        await connection.close()
+        self.post_message(TargetStatusChanged(connection.status, probe=True))
+
+    def running_targets(self) -> set[str]:
+        return {name for name, row in self.targets.items() if row.running}
+
+    # --- folding results into state --------------------------------------------------------
+
+    def on_target_status_changed(self, message: TargetStatusChanged) -> None:
+        status = message.status
+        row = self.targets.get(status.name)
+        if row is None:
+            return
+        before = row.status
+        row.status = status
+        self._show_target(status.name)
+        if before is None or before.reachable == status.reachable:
+            return
+        if status.reachable:
+            self.notify(f"{status.name} is back", title="Target up", timeout=8)
+        else:
+            self.notify(f"{status.name} is down: {status.state.value}", title="Target down", severity="error", timeout=15)
+        if message.probe and not row.running:
+            self.run_target(status.name)
+
+    def on_check_completed(self, message: CheckCompleted) -> None:
+        result = message.result
+        self.store.replace(result.target, result.check, result.findings)
+        if result.error is None:
+            self.check_errors.pop((result.target, result.check), None)
+        else:
+            self.check_errors[(result.target, result.check)] = result.error
+        self._findings_changed(result.target)
+
+    def on_target_run_finished(self, message: TargetRunFinished) -> None:
+        row = self.targets[message.target]
+        row.running = False
+        if message.error:
+            self.notify(message.error, title=f"{message.target}: checks failed", severity="error", timeout=15)
+        else:
+            self.store.keep_only(message.target, message.checks)
+            for key in [k for k in self.check_errors if k[0] == message.target and k[1] not in message.checks]:
+                del self.check_errors[key]
+        errors = [e for (t, _), e in self.check_errors.items() if t == message.target]
+        if errors:
+            listed = ", ".join(f"{e.check} ({e.kind})" for e in errors[:4]) + ("…" if len(errors) > 4 else "")
+            self.notify(f"{len(errors)} check(s) could not run: {listed}", title=message.target,
+                        severity="warning", timeout=10)
+        self._findings_changed(message.target)
+
+    def on_connections_measured(self, message: ConnectionsMeasured) -> None:
+        row = self.targets[message.target]
+        row.used, row.allowed = message.used, message.allowed
+        self._show_target(message.target)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(mask_text(f"{type(error).__name__}: {error}"), title=f"{event.worker.name} failed",
+                        severity="error", timeout=15)
+            if event.worker.group.startswith("target-"):
+                name = event.worker.group.removeprefix("target-")
+                if name in self.targets:
+                    self.targets[name].running = False
+                    self._show_target(name)
+
+    def _findings_changed(self, target: str) -> None:
+        counts: Counter[Severity] = Counter()
+        for (slot_target, _), findings in self.store.slots.items():
+            if slot_target == target:
+                counts.update(f.severity for f in findings)
+        row = self.targets.get(target)
+        if row is not None:
+            row.counts = counts
+            self._show_target(target)
+        self.main_screen.schedule_refresh()
+
+    def _show_target(self, name: str) -> None:
+        if self.main_screen.is_mounted:
+            from console.widgets.targets_table import TargetsTable
+
+            self.main_screen.query_one(TargetsTable).show(self.targets[name])
+            self.main_screen.update_title()
+
+    def ingest(self, statuses: Iterable[TargetStatus], findings: Iterable[Finding]) -> None:
+        """Show known results without running anything (snapshots, demos, the benchmark)."""
+        for status in statuses:
+            self.on_target_status_changed(TargetStatusChanged(status))
+        by_slot: dict[tuple[str, str], list[Finding]] = {}
+        for f in findings:
+            by_slot.setdefault((f.target, f.check), []).append(f)
+        for (target, check), group in by_slot.items():
+            self.store.replace(target, check, group)
+        for name in self.targets:
+            self._findings_changed(name)
+
+    # --- one finding -----------------------------------------------------------------------
+
+    def fix_permission(self, finding: Finding) -> tuple[bool, str | None]:
+        target = self.settings.targets.get(finding.target)
+        if target is None:
+            return False, f"{finding.target} is not in the config"
+        if not target.allow_fixes:
+            return False, f"allow_fixes is off for {finding.target} in the config"
+        return True, None
+
+    def open_finding(self, finding: Finding) -> None:
+        check = self.registry.checks.get(finding.check) if self.registry else None
+        allowed, why_not = self.fix_permission(finding)
+        screen = FindingDetailScreen(finding, getattr(check, "rationale", None), allowed, why_not)
+        self.push_screen(screen)
+        if finding.id in self.fix_notes:
+            screen.call_after_refresh(screen.show_outcome, self.fix_notes[finding.id])
+
+    def copy_fix(self, finding: Finding) -> None:
+        if finding.fix is None:
+            self.notify("This finding has no fix to copy.", severity="warning")
+            return
+        text = fix_text(finding.fix)
+        self.copy_to_clipboard(text)
+        self.notify(f"Fix copied to the clipboard ({text.count(chr(10))} lines, OSC 52)", title="Copied")
+
+    def copy_evidence(self, finding: Finding) -> None:
+        text = json.dumps({"finding": finding.id, "target": finding.target, "check": finding.check,
+                           "object": finding.object, "evidence": finding.evidence}, indent=2, default=str)
+        self.copy_to_clipboard(text)
+        self.notify(f"Evidence copied to the clipboard ({len(finding.evidence)} fields, OSC 52)", title="Copied")
+
+    # --- applying a fix --------------------------------------------------------------------
+
+    def start_fix(self, finding: Finding) -> None:
+        fix = finding.fix
+        if fix is None:
+            self.notify("This finding has no fix.", severity="warning")
+            return
+        if fix.safety is FixSafety.MANUAL:
+            self.notify("A manual fix is for a human to adapt and run: copy it with c.", severity="warning")
+            return
+        allowed, why_not = self.fix_permission(finding)
+        if not allowed:
+            self.notify(f"Not applied: {why_not}.", title="Fixes off", severity="warning")
+            return
+        self.run_worker(self._fix_flow(finding), name=f"fix {finding.id}", group="fix", exclusive=True,
+                        exit_on_error=False)
+
+    async def _fix_flow(self, finding: Finding) -> None:
+        try:
+            from checks.fixes import FixRefused, apply_fix, plan_fix
+        except ImportError:
+            self.notify("The fix engine is not part of this build: copy the fix with c and apply it by hand.",
+                        title="No fix engine", severity="error")
+            return
+        if self.ensure_registry() is None:
+            return
+        target = self.settings.targets[finding.target]
+        unsafe = finding.fix is not None and finding.fix.safety is FixSafety.UNSAFE
+        self.notify(f"Re-checking {finding.object} before planning the fix…", title="Fix")
+        try:
+            plan = await plan_fix(self.settings, self.registry, finding, allow_unsafe=unsafe)
+        except FixRefused as exc:
+            self.notify(str(exc), title="Fix refused", severity="error", timeout=15)
+            return
+        if plan.gone:
+            self._finding_gone(finding)
+            self.notify("The check no longer reports this finding: nothing to fix.", title="Already gone")
+            return
+        confirmed = await self.push_screen_wait(
+            ConfirmFixModal(plan, target=finding.target, where=target.masked_url, production=target.is_production)
+        )
+        if not confirmed:
+            self.notify("Fix cancelled: nothing was run.", title="Cancelled")
+            return
+        progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
+        await self.push_screen(progress)
+        try:
+            outcome = await apply_fix(self.settings, self.registry, plan, allow_unsafe=unsafe,
+                                      on_progress=progress.add_line)
+        except FixRefused as exc:
+            progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
+            self.notify(str(exc), title="Fix refused", severity="error", timeout=15)
+            return
+        self._fix_done(finding, outcome, progress)
+
+    def _fix_done(self, finding: Finding, outcome: Any, progress: FixProgressModal) -> None:
+        kind = str(getattr(outcome.outcome, "value", outcome.outcome))
+        message = getattr(outcome, "message", "") or ""
+        entry = getattr(outcome, "entry_id", None)
+        journal = f" (journal entry {entry})" if entry else ""
+        if kind == "fixed":
+            verified = " and verified: the check no longer reports it" if getattr(outcome, "verified", False) else ""
+            note = f"[$success b]Fixed[/]{verified}.{journal}"
+            self._finding_gone(finding)
+            self.notify(f"{finding.title} on {finding.target}: fixed{verified}.", title="Fixed", timeout=10)
+        else:
+            note = f"[$error b]{kind.replace('_', ' ').capitalize()}[/]: {escape(message)}{journal}"
+            self.notify(f"{finding.title}: {kind.replace('_', ' ')}: {message}", title="Fix",
+                        severity="error" if kind == "failed" else "warning", timeout=15)
+        self.fix_notes[finding.id] = note
+        progress.finish(note)
+        for screen in self.screen_stack:
+            if isinstance(screen, FindingDetailScreen) and screen.finding.id == finding.id:
+                screen.show_outcome(note)
+
+    def _finding_gone(self, finding: Finding) -> None:
+        self.store.remove(finding.id)
+        self._findings_changed(finding.target)
+
+    # --- everyday actions ------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        sections = [
+            ("everywhere", [*self.BINDINGS, Binding("ctrl+p", "command_palette", "Command palette")]),
+            ("main", MainScreen.BINDINGS),
+            ("findings table", FindingsTable.BINDINGS),
+            ("finding detail", FindingDetailScreen.BINDINGS),
+            ("confirm fix", ConfirmFixModal.BINDINGS),
+            ("export", ExportModal.BINDINGS),
+            ("fix history", FixHistoryScreen.BINDINGS),
+        ]
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(sections))
+
+    def action_history(self) -> None:
+        self.run_worker(self._open_history(), name="fix history", group="history", exclusive=True)
+
+    async def _open_history(self) -> None:
+        try:
+            from checks.fixes import Journal
+        except ImportError:
+            self.push_screen(FixHistoryScreen([], "The fix engine is not part of this build: no journal yet."))
+            return
+        try:
+            entries = await asyncio.to_thread(lambda: list(Journal.for_settings(self.settings).entries()))
+        except Exception as exc:  # an unreadable journal is shown, not raised
+            self.push_screen(FixHistoryScreen([], f"Cannot read the journal: {exc}"))
+            return
+        self.push_screen(FixHistoryScreen(entries))
+
+    def action_export(self) -> None:
+        count = len(self.main_screen.shown_findings())
+        self.push_screen(ExportModal(count), self.export)
+
+    def export(self, fmt: str | None) -> None:
+        if fmt is None:
+            return
+        findings = list(self.main_screen.shown_findings())
+        statuses = [row.status for row in self.targets.values() if row.status is not None]
+        description = self.main_screen.filter.describe()
+
+        async def write() -> None:
+            try:
+                path = await asyncio.to_thread(write_export, findings, statuses, fmt, None, description)
+            except OSError as exc:
+                self.notify(f"Cannot write the export: {exc}", severity="error")
+                return
+            self.notify(f"{len(findings):,} findings written to {path}", title="Exported", timeout=12)
+
+        self.run_worker(write(), name="export", group="export")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Re-run all checks", "Run every check on every target again (r)", self.action_rerun_all)
+        for name in self.targets:
+            yield SystemCommand(f"Re-run {name}", f"Run the checks on {name} again (R)", partial(self.run_target, name))
+        for severity in Severity:
+            yield SystemCommand(
+                f"Show only {severity.value} findings", "Filter the findings table by severity",
+                partial(self.main_screen.set_filter, FindingFilter(severities=frozenset({severity}))),
+            )
+        yield SystemCommand("Clear filters", "Show every finding (x)", self.main_screen.action_clear_filters)
+        yield SystemCommand("Export findings as JSON", "The findings shown, to a file here (e)", partial(self.export, "json"))
+        yield SystemCommand("Export findings as Markdown", "The findings shown, to a file here (e)",
+                            partial(self.export, "markdown"))
+        yield SystemCommand("Fix history", "Every fix applied, from the journal (h)", self.action_history)
+        yield SystemCommand("Help", "Every key binding (?)", self.action_help)
+        yield from super().get_system_commands(screen)
+
+
+def run_app(settings: Settings, *, theme: str | None = None, config_path: str | None = None) -> int:
+    app = DbVitalsApp(settings, theme=theme, config_path=config_path)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,42 @@
+"""While a fix runs: what the fix engine reports, line by line, then its outcome."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import LoadingIndicator, Log, Static
+
+
+class FixProgressModal(ModalScreen[None]):
+    BINDINGS = [Binding("escape,enter", "close", "Close")]
+
+    def __init__(self, title: str, target: str) -> None:
+        super().__init__(classes="fix-progress")
+        self.fix_title = title
+        self.target = target
+        self.done = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="progress-body"):
+            yield Static(f"[b]Applying[/b] {escape(self.fix_title)} on [b]{escape(self.target)}[/b]", id="progress-title")
+            yield LoadingIndicator(id="progress-spinner")
+            yield Log(id="progress-log", auto_scroll=True)
+            yield Static("", id="progress-outcome")
+
+    def add_line(self, line: str) -> None:
+        self.query_one(Log).write_line(line)
+
+    def finish(self, markup: str) -> None:
+        self.done = True
+        self.query_one(LoadingIndicator).display = False
+        self.query_one("#progress-outcome", Static).update(markup + "\n[$text-muted]Enter or Esc closes[/]")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Closing while the fix runs would hide its outcome; it cannot be cancelled midway.
+        return self.done if action == "close" else True
+
+    def action_close(self) -> None:
+        self.dismiss(None)

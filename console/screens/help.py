@@ -1,0 +1,44 @@
+"""`?`: every binding of every screen, generated from the bindings themselves so the list
+can never drift from what the keys do."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+FILTER_SYNTAX = (
+    "In the / filter: words match target, check, object, title and message; "
+    "sev:high,critical  target:orders  check:postgres.*  narrow further."
+)
+
+
+def key_label(binding: Binding) -> str:
+    names = {"slash": "/", "question_mark": "?", "escape": "esc", "enter": "enter", "backspace": "backspace"}
+    return ", ".join(names.get(k, k) for k in binding.key.split(","))
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close")]
+
+    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+        super().__init__(classes="help")
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body"):
+            yield Static("[b]dbvitals keys[/b]  (Esc closes; Ctrl+P opens the command palette)", id="help-title")
+            yield DataTable(id="help-keys", cursor_type="row", show_cursor=False)
+            yield Static(FILTER_SYNTAX, id="help-filter")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("Where", "Key", "Does")
+        for where, bindings in self.sections:
+            for binding in bindings:
+                table.add_row(where, key_label(binding), binding.description or binding.action)
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

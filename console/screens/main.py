@@ -1,0 +1,220 @@
+"""The one screen an on-call engineer lives in: targets on top, every finding below."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Header, Input, Static
+
+from checks.model import Severity
+from console.widgets.finding_store import SORT_KEYS, FindingFilter, parse_query, severity_counts
+from console.widgets.findings_table import FindingsTable
+from console.widgets.styles import SEVERITY_LABELS
+from console.widgets.targets_table import TargetsTable
+
+SEVERITY_KEYS = {"1": Severity.CRITICAL, "2": Severity.HIGH, "3": Severity.MEDIUM, "4": Severity.LOW, "5": Severity.INFO}
+# Coalesces a burst of results (or keystrokes) into one refresh of the findings table.
+REFRESH_DELAY = 0.05
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("enter", "open", "Open", show=False),
+        Binding("R", "rerun_target", "Re-run target", show=False),
+        Binding("a", "apply_fix", "Apply fix", show=False),
+        Binding("c", "copy_fix", "Copy fix", show=False),
+        Binding("y", "copy_evidence", "Copy evidence", show=False),
+        Binding("e", "export", "Export"),
+        *(Binding(key, f"toggle_severity('{sev.value}')", f"Only/also {sev.value}", show=False)
+          for key, sev in SEVERITY_KEYS.items()),
+        Binding("t", "cycle_target", "Filter by target", show=False),
+        Binding("k", "cycle_check", "Filter by check", show=False),
+        Binding("x", "clear_filters", "Clear filters", show=False),
+        Binding("s", "cycle_sort", "Sort by next column", show=False),
+        Binding("S", "reverse_sort", "Reverse the sort", show=False),
+        Binding("escape", "leave_filter", "Back to the table", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.filter = FindingFilter()
+        self._refresh_timer: Timer | None = None
+        self._cycle_targets: list[str] = []
+        self._cycle_checks: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="targets-pane"):
+            yield Static("Targets", id="targets-title", classes="pane-title")
+            yield TargetsTable(id="targets")
+        yield Static("", id="findings-title", classes="pane-title")
+        yield FindingsTable(id="findings")
+        yield Input(placeholder="words · sev:high,critical · target:NAME · check:postgres.*", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(FindingsTable).focus()
+        self.update_title()
+
+    # --- data arriving ---------------------------------------------------------------------
+
+    def schedule_refresh(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+        self._refresh_timer = self.set_timer(REFRESH_DELAY, self.refresh_findings)
+
+    def refresh_findings(self) -> None:
+        self._refresh_timer = None
+        table = self.query_one(FindingsTable)
+        table.show(self.app.store.select(self.filter, table.sort_column, table.sort_reverse))
+        self.update_title()
+
+    def update_title(self) -> None:
+        table = self.query_one(FindingsTable)
+        total = len(self.app.store)
+        counts = severity_counts(table.shown)
+        parts = [f"[b]Findings[/b] {len(table.shown):,}" + (f" of {total:,}" if len(table.shown) != total else "")]
+        badges = [
+            f"[$severity-{sev.value} b]{counts[sev]} {SEVERITY_LABELS[sev]}[/]" for sev in Severity if counts.get(sev)
+        ]
+        if badges:
+            parts.append(" ".join(badges))
+        if self.filter.active:
+            parts.append(f"[$accent]filter: {self.filter.describe()}[/] (x clears)")
+        self.query_one("#findings-title", Static).update(" · ".join(parts))
+        running = self.app.running_targets()
+        title = f"[b]Targets[/b] {len(self.app.targets)}"
+        if running:
+            title += f" · [$accent]checking {', '.join(sorted(running))}…[/]"
+        self.query_one("#targets-title", Static).update(title)
+
+    # --- filtering and sorting -------------------------------------------------------------
+
+    def set_filter(self, spec: FindingFilter) -> None:
+        self.filter = spec
+        self.schedule_refresh()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.set_filter(parse_query(event.value, self.filter))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._close_filter_box()
+
+    def action_leave_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.has_focus:
+            self._close_filter_box()
+
+    def _close_filter_box(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = bool(box.value)
+        self.query_one(FindingsTable).focus()
+
+    def action_toggle_severity(self, value: str) -> None:
+        severity = Severity(value)
+        chosen = set(self.filter.severities) ^ {severity}
+        self.set_filter(FindingFilter(self.filter.text, frozenset(chosen), self.filter.targets, self.filter.checks))
+
+    def action_cycle_target(self) -> None:
+        names = list(self.app.targets)
+        self.set_filter(FindingFilter(self.filter.text, self.filter.severities,
+                                      _next_choice(names, self.filter.targets), self.filter.checks))
+
+    def action_cycle_check(self) -> None:
+        ids = self.app.store.checks()
+        chosen = _next_choice(ids, frozenset(self.filter.checks))
+        self.set_filter(FindingFilter(self.filter.text, self.filter.severities, self.filter.targets, tuple(chosen)))
+
+    def action_clear_filters(self) -> None:
+        box = self.query_one("#filter", Input)
+        with box.prevent(Input.Changed):
+            box.value = ""
+        box.display = False
+        self.set_filter(FindingFilter())
+
+    def action_cycle_sort(self) -> None:
+        table = self.query_one(FindingsTable)
+        table.sort_column = SORT_KEYS[(SORT_KEYS.index(table.sort_column) + 1) % len(SORT_KEYS)]
+        self.refresh_findings()
+
+    def action_reverse_sort(self) -> None:
+        table = self.query_one(FindingsTable)
+        table.sort_reverse = not table.sort_reverse
+        self.refresh_findings()
+
+    def on_findings_table_sort_requested(self, event: FindingsTable.SortRequested) -> None:
+        table = self.query_one(FindingsTable)
+        if table.sort_column == event.column:
+            table.sort_reverse = not table.sort_reverse
+        else:
+            table.sort_column, table.sort_reverse = event.column, False
+        self.refresh_findings()
+
+    # --- acting on the selection -----------------------------------------------------------
+
+    def on_findings_table_opened(self, event: FindingsTable.Opened) -> None:
+        self.app.open_finding(event.finding)
+
+    def action_open(self) -> None:
+        if self.query_one(TargetsTable).has_focus:
+            target = self.query_one(TargetsTable).selected_target()
+            if target:
+                self.set_filter(FindingFilter(self.filter.text, self.filter.severities, frozenset({target}), self.filter.checks))
+                self.query_one(FindingsTable).focus()
+            return
+        self.query_one(FindingsTable).action_open()
+
+    def selected_target(self) -> str | None:
+        targets = self.query_one(TargetsTable)
+        if targets.has_focus:
+            return targets.selected_target()
+        finding = self.query_one(FindingsTable).selected()
+        return finding.target if finding else targets.selected_target()
+
+    def action_rerun_target(self) -> None:
+        target = self.selected_target()
+        if target:
+            self.app.run_target(target)
+
+    def action_apply_fix(self) -> None:
+        finding = self.query_one(FindingsTable).selected()
+        if finding:
+            self.app.start_fix(finding)
+
+    def action_copy_fix(self) -> None:
+        finding = self.query_one(FindingsTable).selected()
+        if finding:
+            self.app.copy_fix(finding)
+
+    def action_copy_evidence(self) -> None:
+        finding = self.query_one(FindingsTable).selected()
+        if finding:
+            self.app.copy_evidence(finding)
+
+    def action_export(self) -> None:
+        self.app.action_export()
+
+    def shown_findings(self):
+        return self.query_one(FindingsTable).shown
+
+
+def _next_choice(options: list[str], current: frozenset[str]) -> frozenset[str]:
+    """All → the first → the next → … → all again."""
+    if not options:
+        return frozenset()
+    if len(current) != 1 or next(iter(current)) not in options:
+        return frozenset({options[0]}) if not current else frozenset()
+    index = options.index(next(iter(current))) + 1
+    return frozenset({options[index]}) if index < len(options) else frozenset()

@@ -1,0 +1,178 @@
+"""The findings the console holds, and the filter the findings table shows them through.
+
+Results stream in check by check: each (target, check) slot is replaced whole, so a re-run
+never duplicates a finding. Everything the filter needs per finding (a lower-cased search
+text) is computed once on arrival, so a keypress costs one pass of cheap tests, not a
+re-render of ten thousand rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from checks.model import Finding, Severity
+
+SORT_KEYS = ("severity", "target", "check", "object", "title")
+_SEVERITY_WORDS = {
+    "crit": Severity.CRITICAL,
+    "critical": Severity.CRITICAL,
+    "high": Severity.HIGH,
+    "med": Severity.MEDIUM,
+    "medium": Severity.MEDIUM,
+    "low": Severity.LOW,
+    "info": Severity.INFO,
+}
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    """`text` matches target, check, object, title and message (all words, any order)."""
+
+    text: str = ""
+    severities: frozenset[Severity] = frozenset()  # empty: every severity
+    targets: frozenset[str] = frozenset()
+    checks: tuple[str, ...] = ()  # ids or globs
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text or self.severities or self.targets or self.checks)
+
+    def describe(self) -> str:
+        parts = []
+        if self.severities:
+            parts.append("severity " + ",".join(s.value for s in sorted(self.severities, key=lambda s: -s.rank)))
+        if self.targets:
+            parts.append("target " + ",".join(sorted(self.targets)))
+        if self.checks:
+            parts.append("check " + ",".join(self.checks))
+        if self.text:
+            parts.append(f'"{self.text}"')
+        return "; ".join(parts)
+
+
+def parse_query(query: str, base: FindingFilter | None = None) -> FindingFilter:
+    """`/` input: free words plus `sev:high,critical`, `target:orders`, `check:postgres.*`.
+
+    Severity, target and check given here replace the ones chosen with keys; free text
+    always replaces the text.
+    """
+    base = base or FindingFilter()
+    words: list[str] = []
+    severities: set[Severity] = set()
+    targets: set[str] = set()
+    checks: list[str] = []
+    for token in query.split():
+        key, sep, value = token.partition(":")
+        key = key.lower()
+        if sep and value and key in {"sev", "severity", "s"}:
+            severities.update(_SEVERITY_WORDS[v] for v in value.lower().split(",") if v in _SEVERITY_WORDS)
+        elif sep and value and key in {"target", "t"}:
+            targets.update(v for v in value.split(",") if v)
+        elif sep and value and key in {"check", "c"}:
+            checks.extend(v for v in value.split(",") if v)
+        else:
+            words.append(token.lower())
+    return FindingFilter(
+        text=" ".join(words),
+        severities=frozenset(severities) or base.severities,
+        targets=frozenset(targets) or base.targets,
+        checks=tuple(checks) or base.checks,
+    )
+
+
+def _sort_key(name: str):
+    if name == "severity":
+        return lambda f: (-f.severity.rank, f.target, f.check, f.object)
+    if name == "target":
+        return lambda f: (f.target, -f.severity.rank, f.check, f.object)
+    if name == "check":
+        return lambda f: (f.check, -f.severity.rank, f.target, f.object)
+    if name == "object":
+        return lambda f: (f.object, -f.severity.rank, f.target, f.check)
+    return lambda f: (f.title, -f.severity.rank, f.target, f.object)
+
+
+@dataclass
+class FindingStore:
+    slots: dict[tuple[str, str], list[Finding]] = field(default_factory=dict)
+    _search: dict[str, str] = field(default_factory=dict)
+    _ordered: dict[tuple[str, bool], list[Finding]] = field(default_factory=dict)
+    version: int = 0
+
+    def replace(self, target: str, check: str, findings: Iterable[Finding]) -> None:
+        found = list(findings)
+        for old in self.slots.pop((target, check), ()):
+            self._search.pop(old.id, None)
+        if found:
+            self.slots[(target, check)] = found
+            for f in found:
+                self._search[f.id] = "\0".join((f.target, f.check, f.object, f.title, f.message)).lower()
+        self._changed()
+
+    def keep_only(self, target: str, checks: Iterable[str]) -> None:
+        """Drop the target's findings of checks that did not run this time."""
+        ran = set(checks)
+        for slot in [s for s in self.slots if s[0] == target and s[1] not in ran]:
+            self.replace(*slot, ())
+
+    def remove(self, finding_id: str) -> Finding | None:
+        for slot, findings in self.slots.items():
+            for f in findings:
+                if f.id == finding_id:
+                    self.replace(*slot, [x for x in findings if x.id != finding_id])
+                    return f
+        return None
+
+    def get(self, finding_id: str) -> Finding | None:
+        for findings in self.slots.values():
+            for f in findings:
+                if f.id == finding_id:
+                    return f
+        return None
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._ordered.clear()
+
+    def __len__(self) -> int:
+        return len(self._search)
+
+    def ordered(self, sort: str = "severity", reverse: bool = False) -> list[Finding]:
+        """All findings sorted; cached until the next change, so filtering never re-sorts."""
+        key = (sort, reverse)
+        if key not in self._ordered:
+            everything = [f for findings in self.slots.values() for f in findings]
+            self._ordered[key] = sorted(everything, key=_sort_key(sort), reverse=reverse)
+        return self._ordered[key]
+
+    def select(self, spec: FindingFilter, sort: str = "severity", reverse: bool = False) -> list[Finding]:
+        rows = self.ordered(sort, reverse)
+        if not spec.active:
+            return rows
+        words = spec.text.split()
+        search = self._search
+        return [
+            f
+            for f in rows
+            if (not spec.severities or f.severity in spec.severities)
+            and (not spec.targets or f.target in spec.targets)
+            and (not spec.checks or any(fnmatch.fnmatchcase(f.check, p) for p in spec.checks))
+            and all(w in search[f.id] for w in words)
+        ]
+
+    def counts_by_target(self) -> dict[str, Counter[Severity]]:
+        counts: dict[str, Counter[Severity]] = {}
+        for (target, _), findings in self.slots.items():
+            counter = counts.setdefault(target, Counter())
+            counter.update(f.severity for f in findings)
+        return counts
+
+    def checks(self) -> list[str]:
+        return sorted({check for _, check in self.slots})
+
+
+def severity_counts(findings: Iterable[Finding]) -> Counter[Severity]:
+    return Counter(f.severity for f in findings)

@@ -1,0 +1,215 @@
+"""All findings in one virtual table.
+
+A DataTable measures every cell of every row when rows change (about a second for 10,000
+findings), so filtering as you type would stall. This widget keeps only the list of shown
+findings and draws the lines on screen: a new filter costs one list assignment, and a
+frame costs the height of the terminal, whatever the number of findings.
+"""
+
+from __future__ import annotations
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from checks.model import Finding
+from console.widgets.styles import SEVERITY_LABELS, theme_style
+
+# (key, header, minimum width, preferred maximum width); the title takes what is left.
+COLUMNS = (
+    ("severity", "Sev", 6, 6),
+    ("target", "Target", 6, 14),
+    ("check", "Check", 10, 28),
+    ("object", "Object", 10, 30),
+    ("title", "Title", 12, 10_000),
+)
+HEADERS = {key: header for key, header, _, _ in COLUMNS}
+MIN_WIDTH = {key: low for key, _, low, _ in COLUMNS}
+
+
+def _fit(text: str, width: int) -> str:
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(text, width - 1) + "…"
+
+
+class FindingsTable(ScrollView, can_focus=True):
+    """Up/Down/PgUp/PgDn/Home/End move; Enter opens; clicking a header sorts by it."""
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("enter", "open", "Open", show=False),
+    ]
+    COMPONENT_CLASSES = {"findings-table--header", "findings-table--cursor", "findings-table--even"}
+    DEFAULT_CSS = """
+    FindingsTable {
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        & > .findings-table--header { text-style: bold; background: $panel; color: $foreground; }
+        & > .findings-table--even { background: $surface-lighten-1 50%; }
+        & > .findings-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+        }
+        &:focus > .findings-table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+        &:ansi > .findings-table--header { background: ansi_bright_blue; color: ansi_default; }
+    }
+    """
+
+    class Opened(Message):
+        def __init__(self, finding: Finding) -> None:
+            super().__init__()
+            self.finding = finding
+
+    class SortRequested(Message):
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shown: list[Finding] = []
+        self.cursor = 0
+        self.sort_column = "severity"
+        self.sort_reverse = False
+        self._widest: dict[str, int] = {}
+        self._layout: list[tuple[str, int]] = []
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refresh())
+
+    # --- data ------------------------------------------------------------------------------
+
+    def show(self, findings: list[Finding]) -> None:
+        """Replace the rows, keeping the cursor on the same finding if it is still shown."""
+        current = self.selected()
+        self.shown = findings
+        self._widest = {
+            "target": max((len(f.target) for f in findings), default=0),
+            "check": max((len(f.check) for f in findings), default=0),
+            "object": max((len(f.object) for f in findings), default=0),
+        }
+        self._layout = []
+        index = 0
+        if current is not None:
+            index = next((i for i, f in enumerate(findings) if f.id == current.id), min(self.cursor, len(findings) - 1))
+        self.virtual_size = Size(self.size.width, len(findings) + 1)
+        self._move_to(max(index, 0))
+        self.refresh()
+
+    def selected(self) -> Finding | None:
+        if 0 <= self.cursor < len(self.shown):
+            return self.shown[self.cursor]
+        return None
+
+    # --- movement --------------------------------------------------------------------------
+
+    def _move_to(self, index: int) -> None:
+        self.cursor = max(0, min(index, len(self.shown) - 1))
+        visible = max(self.scrollable_content_region.height - 1, 1)
+        top = int(self.scroll_y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
+        self.refresh()
+
+    def action_cursor(self, delta: int) -> None:
+        self._move_to(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self._move_to(self.cursor + direction * max(self.scrollable_content_region.height - 2, 1))
+
+    def action_jump(self, index: int) -> None:
+        self._move_to(len(self.shown) - 1 if index < 0 else index)
+
+    def action_open(self) -> None:
+        finding = self.selected()
+        if finding is not None:
+            self.post_message(self.Opened(finding))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            x = 0
+            for key, width in self._columns(self.size.width):
+                if x <= event.x < x + width + 1:
+                    self.post_message(self.SortRequested(key))
+                    return
+                x += width + 1
+            return
+        index = int(self.scroll_y) + event.y - 1
+        if 0 <= index < len(self.shown):
+            if index == self.cursor and event.chain == 2:
+                self.action_open()
+            self._move_to(index)
+
+    def on_resize(self) -> None:
+        self._layout = []
+        self.virtual_size = Size(self.size.width, len(self.shown) + 1)
+
+    # --- drawing ---------------------------------------------------------------------------
+
+    def _columns(self, width: int) -> list[tuple[str, int]]:
+        if self._layout and sum(w for _, w in self._layout) + len(self._layout) - 1 == width:
+            return self._layout
+        widths = {}
+        for key, header, low, high in COLUMNS[:-1]:
+            widths[key] = max(low, min(high, max(self._widest.get(key, 0), len(header))))
+        # The title says what is wrong: it keeps at least a third of the width.
+        title_min = max(MIN_WIDTH["title"], width // 3)
+        # Shrink the widest flexible columns until the title gets its minimum.
+        while sum(widths.values()) + len(COLUMNS) - 1 + title_min > width:
+            key = max(("object", "check", "target"), key=lambda k: widths[k] - MIN_WIDTH[k])
+            if widths[key] <= MIN_WIDTH[key]:
+                break
+            widths[key] -= 1
+        widths["title"] = max(width - sum(widths.values()) - (len(COLUMNS) - 1), 1)
+        self._layout = [(key, widths[key]) for key, *_ in COLUMNS]
+        return self._layout
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        columns = self._columns(width)
+        if y == 0:
+            style = base + self.get_component_rich_style("findings-table--header")
+            labels = []
+            for key, w in columns:
+                header = HEADERS[key]
+                if key == self.sort_column:
+                    header += " ▲" if self.sort_reverse else " ▼"
+                labels.append(_fit(header, w))
+            return Strip([Segment(" ".join(labels), style)], width).crop_extend(0, width, style)
+        index = int(self.scroll_y) + y - 1
+        if index >= len(self.shown):
+            return Strip.blank(width, base)
+        finding = self.shown[index]
+        if index == self.cursor:
+            row_style = base + self.get_component_rich_style("findings-table--cursor")
+            severity_style = row_style + Style(bold=True)
+        else:
+            row_style = base + self.get_component_rich_style("findings-table--even") if index % 2 else base
+            severity_style = row_style + theme_style(self.app, f"severity-{finding.severity.value}", bold=True)
+        segments = []
+        for position, (key, w) in enumerate(columns):
+            value = SEVERITY_LABELS[finding.severity] if key == "severity" else getattr(finding, key)
+            segments.append(Segment(_fit(value, w), severity_style if key == "severity" else row_style))
+            if position < len(columns) - 1:
+                segments.append(Segment(" ", row_style))
+        return Strip(segments).crop_extend(0, width, row_style)

@@ -1,0 +1,104 @@
+"""A fix's steps as their engine's language: SQL highlighted as SQL, MongoDB command
+documents as JSON, Redis commands as the text one would type in redis-cli. The same text is
+what `c` copies, so what is shown is exactly what is copied."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.widgets import Static
+
+from checks.model import Fix, FixSafety, FixStep
+
+LEXERS = {"sql": "sql", "mongodb": "json", "redis": "text"}
+SAFETY_WORDS = {
+    FixSafety.SAFE: "safe: no data change, no long lock",
+    FixSafety.UNSAFE: "UNSAFE: changes data or takes a blocking lock",
+    FixSafety.MANUAL: "manual: shown for a human to adapt and run; dbvitals never applies it",
+}
+SAFETY_VARIABLES = {FixSafety.SAFE: "success", FixSafety.UNSAFE: "error", FixSafety.MANUAL: "warning"}
+
+
+def step_code(step: FixStep) -> str:
+    command = step.command
+    if step.language == "mongodb":
+        return json.dumps(command, indent=2, default=str, ensure_ascii=False)
+    if step.language == "redis" and isinstance(command, (list, tuple)):
+        return " ".join(shlex.quote(_redis_arg(a)) for a in command)
+    return command if isinstance(command, str) else json.dumps(command, default=str)
+
+
+def _redis_arg(value: Any) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def _comment(step: FixStep) -> str:
+    return "--" if step.language == "sql" else "//" if step.language == "mongodb" else "#"
+
+
+def _notes(step: FixStep) -> list[str]:
+    notes = []
+    if step.description:
+        notes.append(step.description)
+    if step.database:
+        notes.append(f"database: {step.database}")
+    if step.language == "sql" and not step.transactional:
+        notes.append("runs outside a transaction")
+    return notes
+
+
+def steps_text(steps: Iterable[FixStep]) -> str:
+    """Plain text of the steps, with descriptions as comments: what the clipboard gets."""
+    blocks = []
+    for step in steps:
+        lines = [f"{_comment(step)} {note}" for note in _notes(step)]
+        lines.append(step_code(step))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def fix_text(fix: Fix) -> str:
+    mark = _comment(fix.steps[0]) if fix.steps else "#"
+    parts = [f"{mark} {fix.summary} ({fix.safety.value})"]
+    if fix.lock:
+        parts.append(f"{mark} lock/impact: {fix.lock}")
+    parts.append(steps_text(fix.steps))
+    if fix.inverse:
+        parts += [f"\n{mark} inverse (undo):", steps_text(fix.inverse)]
+    return "\n".join(parts) + "\n"
+
+
+def render_steps(steps: Iterable[FixStep], *, dark: bool) -> RenderableType:
+    syntax_theme = "ansi_dark" if dark else "ansi_light"
+    items: list[RenderableType] = []
+    for number, step in enumerate(steps, 1):
+        notes = _notes(step)
+        items.append(Text(f"{number}. " + (" · ".join(notes) if notes else step.language), style="italic"))
+        items.append(
+            Syntax(step_code(step), LEXERS.get(step.language, "text"), theme=syntax_theme,
+                   background_color="default", word_wrap=True, padding=(0, 0, 0, 3))
+        )
+    return Group(*items)
+
+
+class StepsView(Static):
+    """Fix steps, highlighted in the colours of the terminal's own palette."""
+
+    DEFAULT_CSS = "StepsView { height: auto; }"
+
+    def __init__(self, steps: Iterable[FixStep], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.steps = tuple(steps)
+
+    def on_mount(self) -> None:
+        self._draw()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._draw())
+
+    def _draw(self) -> None:
+        self.update(render_steps(self.steps, dark=self.app.current_theme.dark))
