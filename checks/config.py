@@ -377,6 +377,8 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         # Drop the union tag pydantic inserts (targets.orders.postgres.url -> targets.orders.url).
         if len(loc) >= 3 and loc[0] == "targets" and loc[2] in _KIND_TAGS:
             loc.pop(2)
+        if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            loc.append("kind")
         key = ".".join(loc) or "(top level)"
         lines.append(f"{path}: {key}: {_explain(error, loc)}")
     count = len(lines)
@@ -391,7 +393,8 @@ def _explain(error: dict[str, Any], loc: list[str]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return 'expected kind = "postgres", "mongodb" or "redis"'
+        got = (error.get("ctx") or {}).get("tag")
+        return 'expected kind = "postgres", "mongodb" or "redis"' + (f" (got {got!r})" if got else "")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]

@@ -197,7 +197,11 @@ def resolve_options(check: type[Check], target_name: str, target: TargetBase) ->
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: "
-            + ("unknown option" if e["type"] == "extra_forbidden" else e["msg"])
+            + (
+                f"unknown option (expected one of: {', '.join(check.Options.model_fields)})"
+                if e["type"] == "extra_forbidden"
+                else e["msg"].removeprefix("Value error, ")
+            )
             for e in exc.errors()
         )
         raise ConfigError(f'targets.{target_name}.checks."{check.id}": {problems}') from None
@@ -205,6 +209,16 @@ def resolve_options(check: type[Check], target_name: str, target: TargetBase) ->
 
 def validate_check_options(settings: Settings, registry: Registry) -> None:
     """Unknown check ids and bad options in the config are errors, found before any I/O."""
+    try:
+        _validate_check_options(settings, registry)
+    except ConfigError as exc:
+        origin = settings.model_config.get("toml_file")  # set by load_config: name the file, like every config error
+        if origin:
+            raise ConfigError(f"{origin}: {exc}") from None
+        raise
+
+
+def _validate_check_options(settings: Settings, registry: Registry) -> None:
     for name, target in settings.targets.items():
         for check_id in target.checks:
             check = registry.checks.get(check_id)
