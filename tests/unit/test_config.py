@@ -1,0 +1,140 @@
+"""Loading the TOML config: good and bad files as test data, environment overrides, durations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from checks.config import ConfigError, load_config, parse_duration
+from checks.engine import load_registry, validate_check_options
+
+CONFIGS = Path(__file__).resolve().parent.parent / "data" / "configs"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def test_good_config_loads_every_kind_of_key():
+    settings = load_config(CONFIGS / "good.toml")
+    orders, catalog, cache = (settings.targets[n] for n in ("orders", "catalog", "cache"))
+    assert (orders.kind, catalog.kind, cache.kind) == ("postgres", "mongodb", "redis")
+    assert orders.is_production and orders.timeout == 3 and orders.tags == ["orders"]
+    assert (orders.app_pool.instances, orders.app_pool.max_size) == (4, 10)
+    assert catalog.app_pool.max_size is None  # the budget then uses the URL's maxPoolSize
+    assert catalog.uses_transactions
+    assert catalog.expect.ttl[0].after == dt.timedelta(days=30)
+    assert cache.expect.ttl[0].max == dt.timedelta(days=7)
+    assert settings.suppressions[0].expires == dt.date(2030, 1, 1)
+    assert orders.masked_url.startswith("postgresql://app:***@127.0.0.1")
+    validate_check_options(settings, load_registry())
+
+
+def test_example_config_is_valid_with_every_check_option_it_documents():
+    settings = load_config(EXAMPLE)
+    assert {t.kind for t in settings.targets.values()} == {"postgres", "mongodb", "redis"}
+    validate_check_options(settings, load_registry())
+
+
+BAD = [
+    ("misspelt_key.toml", "targets.orders.enviroment: unknown key"),
+    ("bad_toml.toml", "not valid TOML"),
+    ("wrong_kind.toml", "targets.orders.kind: expected kind = \"postgres\", \"mongodb\" or \"redis\" (got 'mysql')"),
+    ("missing_url.toml", "targets.orders.url: required key is missing"),
+    ("wrong_type.toml", "targets.cache.timeout: Input should be a valid number"),
+    ("bad_url_scheme.toml", 'targets.orders.url: expected a URL starting with "postgresql://"'),
+    ("bad_target_name.toml", 'target name "Orders-DB" must be snake_case'),
+]
+
+
+@pytest.mark.parametrize("name, expected", BAD)
+def test_bad_config_is_one_clear_error_naming_the_file_and_key(name, expected):
+    path = CONFIGS / name
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
+    assert "\n" not in message  # one problem, one line
+    assert "file-secret-pw" not in message
+
+
+BAD_CHECKS = [
+    ("unknown_check.toml", 'targets.orders.checks."postgres.pooll": no such check'),
+    ("unknown_check_option.toml", 'targets.orders.checks."postgres.pool": capacity_wran: unknown option '
+                                  "(expected one of: enabled, capacity_warn"),
+    ("check_of_other_engine.toml", 'targets.cache.checks."postgres.pool": a postgres check on a redis target'),
+]
+
+
+@pytest.mark.parametrize("name, expected", BAD_CHECKS)
+def test_bad_check_table_is_an_error_naming_the_file(name, expected):
+    path = CONFIGS / name
+    settings = load_config(path)
+    with pytest.raises(ConfigError) as caught:
+        validate_check_options(settings, load_registry())
+    assert str(caught.value).startswith(f"{path}: ")
+    assert expected in str(caught.value)
+
+
+def test_several_problems_are_listed_together(tmp_path):
+    path = tmp_path / "two.toml"
+    path.write_text('[targets.a]\nkind = "redis"\nurl = "redis://h"\ntimout = 3\n\n[targets.b]\nkind = "postgres"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith("invalid config (2 problems):")
+    assert "targets.a.timout: unknown key" in message and "targets.b.url: required key is missing" in message
+
+
+def test_missing_file_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"config file not found: .*dbvitals.toml \(pass --config PATH"):
+        load_config(None)
+
+
+def test_dbvitals_config_variable_names_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "elsewhere.toml"
+    path.write_text('[targets.a]\nkind = "redis"\nurl = "redis://h"\n')
+    monkeypatch.setenv("DBVITALS_CONFIG", str(path))
+    assert list(load_config(None).targets) == ["a"]
+
+
+def test_environment_overrides_the_file(monkeypatch):
+    monkeypatch.setenv("DBVITALS_TARGETS__ORDERS__PASSWORD", "from-env-pw")
+    monkeypatch.setenv("DBVITALS_TARGETS__ORDERS__TIMEOUT", "9")
+    monkeypatch.setenv("DBVITALS_TARGETS__ORDERS__APP_POOL__INSTANCES", "12")
+    monkeypatch.setenv("DBVITALS_TARGETS__CACHE__TAGS", '["a", "b"]')
+    settings = load_config(CONFIGS / "good.toml")
+    orders = settings.targets["orders"]
+    assert orders.password.get_secret_value() == "from-env-pw"
+    assert orders.timeout == 9
+    assert (orders.app_pool.instances, orders.app_pool.max_size) == (12, 10)  # merged, not replaced
+    assert settings.targets["cache"].tags == ["a", "b"]
+    assert "from-env-pw" not in repr(settings)
+
+
+def test_environment_key_typo_is_an_error_too(monkeypatch):
+    monkeypatch.setenv("DBVITALS_TARGETS__ORDERS__PASSWROD", "x")
+    with pytest.raises(ConfigError, match="targets.orders.passwrod: unknown key"):
+        load_config(CONFIGS / "good.toml")
+
+
+def test_unrelated_dbvitals_variables_are_not_keys(monkeypatch):
+    monkeypatch.setenv("DBVITALS_TEST_PG_URL", "postgresql://elsewhere/x")
+    monkeypatch.setenv("DBVITALS_DEBUG", "1")
+    assert set(load_config(CONFIGS / "good.toml").targets) == {"orders", "catalog", "cache"}
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("30d", 30 * 86400), ("24h", 86400), ("15m", 900), ("90s", 90), ("250ms", 0.25), (45, 45), (1.5, 1.5),
+     (" 2 h ", 7200), ("2", 2)],
+)
+def test_durations(value, seconds):
+    assert parse_duration(value).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "10 years", True, None, "-5s", [1]])
+def test_bad_durations(value):
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(value)
