@@ -20,6 +20,7 @@ Handler = Callable[[argparse.Namespace], int]
 # Each module has `add_arguments(parser)` and `run(args) -> int`, imported only when used.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("console.commands.demo", "a local playground with real problems, then the console"),
+    "profiler": ("console.commands.profiler", "show the MongoDB profiler, or turn it on for a while and restore it"),
 }
 
 
