@@ -20,6 +20,10 @@ Handler = Callable[[argparse.Namespace], int]
 # Each module has `add_arguments(parser)` and `run(args) -> int`, imported only when used.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("console.commands.demo", "a local playground with real problems, then the console"),
+    "fix": ("console.commands.fix", "apply a finding's fix: re-check, confirm, apply, verify, journal"),
+    "undo": ("console.commands.undo", "apply the inverse of a journaled fix"),
+    "history": ("console.commands.history", "list the fix journal"),
+    "baseline": ("console.commands.baseline", "record current findings so the gate fails only on new ones"),
     "profiler": ("console.commands.profiler", "show the MongoDB profiler, or turn it on for a while and restore it"),
 }
 
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check, top=False)
     check.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     check.add_argument("--check", action="append", metavar="ID", help="only checks matching this id or glob (repeatable)")
-    check.add_argument("--format", default="text", metavar="FORMAT", help="text (default) or json")
+    check.add_argument("--format", default="text", metavar="FORMAT", help="text (default), json, sarif, junit or markdown")
+    check.add_argument("--baseline", metavar="FILE", help="report every finding, fail only on those not in FILE (`dbvitals baseline save`)")
     check.add_argument(
         "--fail-on",
         default="high",
@@ -177,8 +182,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     registry = load_checks(settings)
     report = run_report(settings, registry, targets=args.target, checks=args.check)
+    from console.commands.baseline import failing, gate
+
+    report = gate(report, settings, args)  # suppressions, expired ones, --baseline
     write_report(report, args.format, args.output)
-    return exit_code(report, args.fail_on)
+    return exit_code(failing(report), args.fail_on)
 
 
 def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from checks.fixes.execution import Execution, StepFailed
 from checks.model import FixStep
@@ -119,9 +120,9 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
             command = step.command
             try:
                 if isinstance(command, dict):
-                    await _run_op(client, run, index, len(steps), command)
+                    await _run_op(run, index, len(steps), command)
                 elif isinstance(command, (list, tuple)) and command:
-                    db_client = _for_db(client, int(step.database)) if step.database not in (None, "") else client
+                    db_client = _for_db(run, int(step.database)) if step.database not in (None, "") else client
                     await run.progress(f"step {index + 1} of {len(steps)}: {' '.join(map(str, command))}")
                     try:
                         await db_client.execute_command(*command)
@@ -139,17 +140,22 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
         await client.aclose()
 
 
-def _for_db(client: Any, db: int) -> Any:
-    import redis.asyncio as aioredis
+def _for_db(run: Execution, db: int) -> Any:
+    """A client of its own on logical database `db` (a SELECT on a pooled connection would leak)."""
+    from checks.connectors.redis import make_client
 
-    kwargs = dict(client.connection_pool.connection_kwargs)
-    kwargs["db"] = db
-    return aioredis.Redis(**kwargs)
+    parts = urlsplit(run.target.url)
+    if parts.scheme == "unix":
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "db"] + [("db", str(db))])
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    else:
+        url = urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+    return make_client(run.target.model_copy(update={"url": url}), socket_timeout=max(run.target.timeout, 30.0))
 
 
-async def _run_op(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+async def _run_op(run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
     kind = op.get("op")
-    db_client = _for_db(client, int(op.get("db", 0)))
+    db_client = _for_db(run, int(op.get("db", 0)))
     try:
         if kind == EXPIRE_OP:
             await _expire_missing_ttl(db_client, run, index, total, op)

@@ -8,7 +8,7 @@ from typing import Any
 
 from checks.model import Report
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "junit", "markdown")
 
 
 def render(report: Report, fmt: str, **options: Any) -> str:

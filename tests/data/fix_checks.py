@@ -199,7 +199,8 @@ class RedisTimeoutSetting(Check):
     fix_availability = FixAvailability.ALWAYS
 
     async def gather(self, session: Any, scope: Scope) -> str:
-        return (await session.client.config_get("timeout"))[b"timeout"].decode()
+        value = (await session.client.config_get("timeout")).get("timeout")
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def evaluate(self, facts: str, scope: Scope) -> list[Finding]:
         if facts != "0":

@@ -1,0 +1,129 @@
+"""`dbvitals history`: the fix journal, newest first; one entry in full with its id."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "List the fix journal: every fix and undo attempted, who ran it, where, and how it ended."
+    parser.add_argument("entry_id", nargs="?", metavar="ENTRY_ID", help="show this entry in full")
+    parser.add_argument("--target", action="append", metavar="NAME", help="only entries on this target (repeatable)")
+    parser.add_argument("--limit", type=int, default=50, metavar="N", help="at most N entries, newest first (default 50; 0: all)")
+    parser.add_argument("--format", default="text", choices=("text", "json"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from checks.config import ConfigError, load_config
+    from checks.fixes import Journal
+    from console.cli import CliError
+
+    explicit = getattr(args, "config", None)
+    try:
+        # The journal outlives configs: without one, read the default journal.
+        settings = load_config(explicit, required=bool(explicit))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    journal = Journal.for_settings(settings)
+    entries = journal.entries()
+    for problem in journal.problems:
+        print(f"dbvitals: warning: {problem}", file=sys.stderr)
+    undone = {e.undoes: e.id for e in entries if e.undoes and e.outcome in {"fixed", "not_fixed"}}
+    if args.entry_id:
+        try:
+            entry = journal.get(args.entry_id)
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        if entry is None:
+            raise CliError(f"no journal entry {args.entry_id} in {journal.path}", code=1)
+        if args.format == "json":
+            sys.stdout.write(json.dumps({**entry.to_dict(), "undone_by": undone.get(entry.id)}, indent=2) + "\n")
+        else:
+            sys.stdout.write(_detail(entry, undone.get(entry.id)))
+        return 0
+    if args.target:
+        entries = [e for e in entries if e.target in args.target]
+    entries = list(reversed(entries))
+    if args.limit:
+        entries = entries[: args.limit]
+    if args.format == "json":
+        doc = {"schema": "dbvitals.history/1", "journal": str(journal.path),
+               "entries": [{**e.to_dict(), "undone_by": undone.get(e.id)} for e in entries]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    if not entries:
+        sys.stdout.write(f"no fixes journaled yet ({journal.path})\n")
+        return 0
+    _table(entries, undone)
+    return 0
+
+
+def state_text(entry: Any, undone_by: str | None) -> str:
+    if entry.outcome is None:
+        return "DID NOT FINISH"
+    text = entry.outcome
+    if undone_by:
+        text += f", undone by {undone_by}"
+    return text
+
+
+def _table(entries: list[Any], undone: dict[str, str]) -> None:
+    from rich.table import Table
+
+    from console.cli import _wide_console
+
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    for column in ("entry", "started", "user", "target", "kind", "check", "object", "outcome", "verified", "duration"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        verified = {True: "yes", False: "no", None: ""}[e.verified]
+        table.add_row(
+            e.id, _local(e.started_at), e.user, e.target, e.kind if not e.undoes else f"undo {e.undoes}",
+            e.finding.get("check", ""), e.finding.get("object", ""), state_text(e, undone.get(e.id)), verified,
+            "" if e.duration_ms is None else f"{e.duration_ms / 1000:.2f}s",
+        )
+    _wide_console().print(table)
+
+
+def _detail(entry: Any, undone_by: str | None) -> str:
+    from checks.fixes.script import step_text
+    from checks.model import FixStep
+
+    def steps(title: str, items: list[dict[str, Any]]) -> list[str]:
+        lines = [f"{title}:"] if items else [f"{title}: none"]
+        for number, item in enumerate(items, 1):
+            text = step_text(FixStep.from_dict(item)).splitlines() or [""]
+            lines.append(f"  {number}. {text[0]}")
+            lines += [f"     {line}" for line in text[1:]]
+        return lines
+
+    finding = entry.finding
+    lines = [
+        f"entry     {entry.id} ({entry.kind}{' of ' + entry.undoes if entry.undoes else ''})",
+        f"state     {state_text(entry, undone_by)}" + ("" if entry.verified is None else f", verified: {entry.verified}"),
+        f"started   {entry.started_at} by {entry.user} on {entry.host}",
+        f"finished  {entry.finished_at or '-'}" + (f" ({entry.duration_ms / 1000:.2f}s)" if entry.duration_ms is not None else ""),
+        f"target    {entry.target} ({entry.engine}{', ' + entry.environment if entry.environment else ''}) {entry.url}",
+        f"finding   {finding.get('id')} {finding.get('check')} [{finding.get('severity')}] {finding.get('object')}: {finding.get('title')}",
+        f"fix       {entry.summary}",
+        f"safety    {entry.safety}" + (f"; lock/impact: {entry.lock}" if entry.lock else ""),
+        f"steps     {entry.steps_done} of {len(entry.steps)} applied",
+        *steps("steps", entry.steps),
+        *steps("inverse", entry.inverse),
+        f"message   {entry.message or ('the process stopped before the fix finished: check the target' if entry.outcome is None else '')}",
+        *(f"left      {item}" for item in entry.leftovers),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _local(iso: str) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso

@@ -1,0 +1,99 @@
+"""Markdown, for a pull-request comment: a verdict first, then the findings that fail the gate,
+then everything else folded away. GitHub-flavoured (tables, <details>)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from checks.model import Finding, Report, Severity
+from checks.suppressions import as_gated
+
+
+def render(report: Report, **_: Any) -> str:
+    gate = as_gated(report)
+    failing = gate.gating()
+    failing_ids = {f.id for f in failing}
+    verdict = "fails" if failing or any(e.kind in {"error", "timeout"} for e in gate.errors) else "passes"
+    mark = "❌" if verdict == "fails" else "✅"
+    counts = Counter(f.severity for f in gate.findings)
+    summary = ", ".join(f"{counts[s]} {s.value}" for s in Severity if counts[s]) or "no findings"
+    lines = [
+        f"## {mark} dbvitals: the gate {verdict}",
+        "",
+        f"{len(gate.findings)} finding(s) ({summary}) on {len(gate.targets)} target(s); "
+        f"{len(failing)} fail the gate (at least `{gate.fail_on}`"
+        + (", not in the baseline" if gate.baseline is not None else "") + ")"
+        + (f"; {len(gate.suppressed)} suppressed" if gate.suppressed else "")
+        + f"; {len(gate.checks)} check run(s) in {gate.duration_ms / 1000:.1f}s.",
+        "",
+    ]
+    if gate.expired:
+        lines += ["> [!WARNING]", *(f"> {_escape(e.describe())}" for e in gate.expired), ""]
+    unreachable = [t for t in gate.targets if not t.reachable]
+    if unreachable or gate.errors:
+        lines += ["### Could not check", ""]
+        lines += [f"- **{_escape(t.name)}**: {t.state.value}: {_escape(t.error or '')}" for t in unreachable]
+        lines += [f"- **{_escape(e.target)}** `{e.check}`: {e.kind}: {_escape(e.message)}" for e in gate.errors]
+        lines.append("")
+    if failing:
+        lines += ["### Failing the gate", "", *_table(failing, gate), ""]
+        lines += [_details(f) for f in failing]
+        lines.append("")
+    others = [f for f in gate.findings if f.id not in failing_ids]
+    if others:
+        label = "Other findings (below the threshold" + (" or in the baseline" if gate.baseline is not None else "") + ")"
+        lines += ["<details>", f"<summary>{label}: {len(others)}</summary>", "", *_table(others, gate), "", "</details>", ""]
+    if gate.suppressed:
+        lines += ["<details>", f"<summary>Suppressed: {len(gate.suppressed)}</summary>", "",
+                  "| id | target | check | object | reason | until |", "|---|---|---|---|---|---|"]
+        for s in gate.suppressed:
+            f = s.finding
+            until = s.suppression.expires.isoformat() if s.suppression.expires else "no expiry"
+            lines.append(f"| `{f.id}` | {_cell(f.target)} | `{f.check}` | {_cell(f.object)} | {_cell(s.suppression.reason)} | {until} |")
+        lines += ["", "</details>", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _table(findings: list[Finding], gate: Any) -> list[str]:
+    baseline = gate.baseline is not None
+    head = "| severity | id | target | check | object | finding | fix |" + (" new |" if baseline else "")
+    rule = "|---|---|---|---|---|---|---|" + ("---|" if baseline else "")
+    rows = [head, rule]
+    for f in findings:
+        fix = f"{f.fix.safety.value}: `dbvitals fix {f.id}`" if f.fix else ""
+        row = (f"| {f.severity.value} | `{f.id}` | {_cell(f.target)} | `{f.check}` | {_cell(f.object)} | "
+               f"{_cell(f.title)} | {fix} |")
+        if baseline:
+            row += " yes |" if gate.is_new(f) else " no |"
+        rows.append(row)
+    return rows
+
+
+def _details(f: Finding) -> str:
+    body = [f"<details><summary><code>{f.id}</code> {_html(f.title)}</summary>", "", _escape(f.message), ""]
+    if f.evidence:
+        body += ["Evidence:", "", "```json", json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), "```", ""]
+    if f.fix is not None:
+        from checks.fixes.script import step_text
+
+        language = {"sql": "sql", "mongodb": "js", "redis": "sh"}.get(f.fix.steps[0].language if f.fix.steps else "", "")
+        body += [f"Fix ({f.fix.safety.value}" + (f"; {_escape(f.fix.lock)}" if f.fix.lock else "") + f"): {_escape(f.fix.summary)}", ""]
+        if f.fix.steps:
+            body += [f"```{language}", *(step_text(s) for s in f.fix.steps), "```", ""]
+    body.append("</details>")
+    return "\n".join(body)
+
+
+def _cell(text: str) -> str:
+    return _escape(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _escape(text: str) -> str:
+    """Keep database names (with _ and *) from turning into emphasis, and HTML from rendering."""
+    return _html(text).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
