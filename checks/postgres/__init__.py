@@ -1,6 +1,29 @@
 """Built-in PostgreSQL checks, registered through the `dbvitals.checks` entry point."""
 
 from checks.postgres.connection import PostgresConnection
+from checks.postgres.duplicate_index import DuplicateIndex
+from checks.postgres.fk_missing_index import FkMissingIndex
+from checks.postgres.fk_type_mismatch import FkTypeMismatch
+from checks.postgres.invalid_index import InvalidIndex
+from checks.postgres.long_transactions import LongTransactions
+from checks.postgres.missing_index import MissingIndex
+from checks.postgres.no_primary_key import NoPrimaryKey
 from checks.postgres.pool import PostgresPool
+from checks.postgres.redundant_index import RedundantIndex
+from checks.postgres.sequence_exhaustion import SequenceExhaustion
+from checks.postgres.unused_index import UnusedIndex
 
-CHECKS = [PostgresConnection, PostgresPool]
+CHECKS = [
+    PostgresConnection,
+    PostgresPool,
+    FkTypeMismatch,
+    FkMissingIndex,
+    MissingIndex,
+    DuplicateIndex,
+    RedundantIndex,
+    UnusedIndex,
+    InvalidIndex,
+    NoPrimaryKey,
+    SequenceExhaustion,
+    LongTransactions,
+]

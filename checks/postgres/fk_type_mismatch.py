@@ -1,0 +1,362 @@
+"""postgres.fk-type-mismatch: references whose column type differs from the key they point at.
+
+Declared foreign keys (int4 → int8, varchar(n) → text, numeric precision; composite keys column
+by column), references implied by column names (`transaction_id integer` beside
+`transactions.id uuid`, where no constraint can exist) and references declared in the config
+(`[[targets.NAME.expect.references]]`) for names that cannot tell.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import asyncpg
+from pydantic import Field
+
+from checks.engine import Check, CheckOptions, Scope
+from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.postgres._catalog import (
+    INTEGER_WIDTH,
+    Catalog,
+    Column,
+    Table,
+    TableRef,
+    catalog,
+    quote_ident,
+    resolve_reference,
+    snake,
+)
+from checks.postgres._fixes import alter_type_lock, sql
+
+# For references with no constraint (implied or expected), values with no match prove the
+# relationship is broken, not merely mistyped. Compared as text because the types differ.
+ROWS_QUERY = "SELECT count(*) AS rows, NULL::bigint AS non_null, NULL::bigint AS unmatched FROM {table}"
+UNMATCHED_QUERY = """
+SELECT count(*) AS rows,
+       count({column}) AS non_null,
+       count({column}) FILTER (WHERE NOT EXISTS (
+           SELECT 1 FROM {ref_table} r WHERE r.{ref_column}::text = c.{column}::text)) AS unmatched
+FROM {table} c
+"""
+
+
+class Options(CheckOptions):
+    implied: bool = Field(default=True, description="Also infer references from column names (transaction_id → transactions).")
+    exact_count_max_bytes: int = Field(
+        default=100_000_000, ge=0,
+        description="Count rows and unmatched values exactly only in tables up to this size (bytes); larger ones show the planner's estimate.",
+    )
+
+
+@dataclass(frozen=True)
+class Reference:
+    table: Table
+    columns: tuple[Column, ...]
+    ref_table: Table
+    ref_columns: tuple[Column, ...]
+    origin: str  # "declared" (a foreign key), "implied" (by the column's name) or "expected" (by the config)
+    how: str  # the constraint's name, or how the reference was inferred or declared
+
+    @property
+    def mismatched(self) -> tuple[tuple[Column, Column], ...]:
+        return tuple((c, r) for c, r in zip(self.columns, self.ref_columns) if c.base_type != r.base_type)
+
+
+@dataclass(frozen=True)
+class ValueCount:
+    rows: int | None
+    non_null: int | None
+    unmatched: int | None
+    note: str | None = None  # why a figure is missing
+
+
+@dataclass(frozen=True)
+class Facts:
+    catalog: Catalog
+    references: tuple[Reference, ...]
+    counts: dict[tuple[int, int], ValueCount]  # (table oid, attnum) → count, for implied / expected
+    unresolved: tuple[tuple[str, str], ...]  # (expectation, why it could not be checked)
+
+
+class FkTypeMismatch(Check):
+    id = "postgres.fk-type-mismatch"
+    engine = Engine.POSTGRES
+    title = "Reference column type differs from the key it points at"
+    severity = Severity.HIGH
+    fix_availability = FixAvailability.SOMETIMES
+    Options = Options
+    rationale = (
+        "A referencing column narrower than its key (integer → bigint) fails once keys outgrow it; a different "
+        "type (integer → uuid) means no foreign key can exist, joins need casts that defeat indexes, and the "
+        "relationship is kept by convention only — often left behind by an id migration."
+    )
+
+    async def gather(self, session, scope: Scope) -> Facts:
+        snapshot = await catalog(session)
+        references, unresolved = find_references(snapshot, scope.config.expect.references, scope.options.implied)
+        counts: dict[tuple[int, int], ValueCount] = {}
+        for ref in references:
+            if ref.mismatched:
+                counts[(ref.table.oid, ref.columns[0].num)] = await count_unmatched(session, ref, scope.options)
+        return Facts(snapshot, tuple(references), counts, tuple(unresolved))
+
+    def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
+        findings = [self._finding(ref, facts, scope) for ref in facts.references if ref.mismatched]
+        for expectation, why in facts.unresolved:
+            findings.append(self.finding(
+                scope, object=expectation, key="unresolved", severity=Severity.LOW,
+                title="Declared reference cannot be checked",
+                message=f"expect.references {expectation}: {why}.",
+                evidence={"expectation": expectation, "reason": why},
+            ))
+        return findings
+
+    def _finding(self, ref: Reference, facts: Facts, scope: Scope) -> Finding:
+        pairs = ref.mismatched
+        table, ref_table = ref.table, ref.ref_table
+        columns = ", ".join(c.name for c in ref.columns)
+        obj = f"{table.qualified}.({columns})" if len(ref.columns) > 1 else f"{table.qualified}.{quote_ident(ref.columns[0].name)}"
+        key_name = f"{ref_table.qualified}({', '.join(quote_ident(c.name) for c in ref.ref_columns)})"
+        type_pairs = [{"column": c.name, "type": c.type, "references": r.name, "referenced_type": r.type} for c, r in pairs]
+        count = facts.counts.get((table.oid, ref.columns[0].num))
+        evidence = {
+            "origin": ref.origin,
+            "how": ref.how,
+            "columns": type_pairs,
+            "referenced_key": key_name,
+            "rows": _rows(table, count),
+        }
+        if ref.origin != "declared":
+            evidence["values_without_match"] = _unmatched(count)
+        worst = max((_severity(c.base_type, r.base_type) for c, r in pairs), key=lambda s: s.rank)
+        described = "; ".join(f"{c.name} is {c.type} but {r.name} is {r.type}" for c, r in pairs)
+        origin_words = {
+            "declared": f"foreign key {quote_ident(ref.how)}",
+            "implied": "reference implied by the column's name (no constraint)",
+            "expected": "reference declared in the config (no constraint)",
+        }[ref.origin]
+        message = f"{obj} → {key_name}, {origin_words}: {described}."
+        if count is not None and count.unmatched:
+            message += f" {count.unmatched:,} of {count.non_null:,} non-null values match no key."
+        return self.finding(
+            scope, object=obj, key=key_name, severity=worst,
+            title=f"{table.name}.{columns} type differs from {ref_table.name} key",
+            message=message, evidence=evidence, fix=mismatch_fix(ref, facts.catalog, facts.counts),
+        )
+
+
+def find_references(snapshot: Catalog, expectations, implied: bool) -> tuple[list[Reference], list[tuple[str, str]]]:
+    """Declared foreign keys, references the config declares, then (optionally) those implied by names."""
+    references: list[Reference] = []
+    claimed: set[tuple[int, int]] = set()
+    for fk in snapshot.foreign_keys:
+        if fk.inherited or fk.table_oid not in snapshot.tables or fk.ref_table_oid not in snapshot.tables:
+            continue  # a partition's copy is judged at its parent
+        table, ref_table = snapshot.tables[fk.table_oid], snapshot.tables[fk.ref_table_oid]
+        references.append(Reference(
+            table, tuple(snapshot.column(table.oid, n) for n in fk.columns),
+            ref_table, tuple(snapshot.column(ref_table.oid, n) for n in fk.ref_columns),
+            "declared", fk.name,
+        ))
+        claimed.update((fk.table_oid, n) for n in fk.columns)
+    unresolved: list[tuple[str, str]] = []
+    for expectation in expectations:
+        label = f"{expectation.column} → {expectation.references}"
+        source, why_source = locate_column(snapshot, expectation.column)
+        target, why_target = locate_column(snapshot, expectation.references)
+        if source is None or target is None:
+            unresolved.append((label, why_source or why_target or "not found"))
+            continue
+        claimed.add((source[0].oid, source[1].num))
+        references.append(Reference(source[0], (source[1],), target[0], (target[1],), "expected",
+                                    f"[[expect.references]] column = {expectation.column!r}, references = {expectation.references!r}"))
+    if implied:
+        references.extend(_implied(snapshot, claimed))
+    return references, unresolved
+
+
+def _implied(snapshot: Catalog, claimed: set[tuple[int, int]]) -> list[Reference]:
+    keyed = []
+    for table in snapshot.judged_tables():
+        pk = snapshot.primary_key(table.oid)
+        if pk is not None and len(pk.columns) == 1:
+            keyed.append(TableRef(table.oid, table.schema, table.name))
+    found = []
+    for table in snapshot.judged_tables():
+        for column in snapshot.columns.get(table.oid, {}).values():
+            if (table.oid, column.num) in claimed:
+                continue
+            resolution = resolve_reference(column.name, table.schema, keyed, snapshot.search_path)
+            if resolution.table is None:
+                continue
+            ref_table = snapshot.tables[resolution.table.oid]
+            pk = snapshot.primary_key(ref_table.oid)
+            key = snapshot.column(ref_table.oid, pk.columns[0])
+            if ref_table.oid == table.oid and column.num == key.num:
+                continue  # a table's own key
+            found.append(Reference(table, (column,), ref_table, (key,), "implied", resolution.how))
+    return found
+
+
+def locate_column(snapshot: Catalog, dotted: str) -> tuple[tuple[Table, Column] | None, str | None]:
+    """"table.column" or "schema.table.column", as written (exact name first, then case-insensitive)."""
+    parts = dotted.split(".")
+    schema, table_name, column_name = (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, parts[0], parts[-1])
+    for exact in (True, False):
+        same = (lambda a, b: a == b) if exact else (lambda a, b: a.lower() == b.lower())
+        tables = [t for t in snapshot.judged_tables()
+                  if same(t.name, table_name) and (schema is None or same(t.schema, schema))]
+        if schema is None and len(tables) > 1:
+            tables = [t for s in snapshot.search_path for t in tables if t.schema == s][:1]
+        if len(tables) == 1:
+            table = tables[0]
+            columns = [c for c in snapshot.columns.get(table.oid, {}).values() if same(c.name, column_name)]
+            if len(columns) == 1:
+                return (table, columns[0]), None
+            if not exact:
+                return None, f"table {table.qualified} has no column {column_name!r}"
+    return None, f"no table {'.'.join(parts[:-1])!r} (searched {', '.join(snapshot.search_path) or 'every schema'})"
+
+
+async def count_unmatched(session, ref: Reference, options: Options) -> ValueCount:
+    table, ref_table = ref.table, ref.ref_table
+    for t in (table, ref_table):
+        if not t.readable:
+            return ValueCount(None, None, None, f"not counted: this role may not SELECT from {t.qualified}")
+    if table.bytes > options.exact_count_max_bytes:
+        return ValueCount(None, None, None,
+                          f"not counted: {table.qualified} is larger than exact_count_max_bytes ({options.exact_count_max_bytes:,})")
+    if ref.origin == "declared" or len(ref.columns) > 1:
+        query = ROWS_QUERY.format(table=table.qualified)  # a validated constraint leaves nothing unmatched
+    else:
+        query = UNMATCHED_QUERY.format(
+            column=quote_ident(ref.columns[0].name), table=table.qualified,
+            ref_table=ref_table.qualified, ref_column=quote_ident(ref.ref_columns[0].name))
+    try:
+        row = await session.fetchrow(query)
+    except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as exc:
+        return ValueCount(None, None, None, f"not counted: {type(exc).__name__}: {exc}")
+    return ValueCount(row["rows"], row["non_null"], row["unmatched"])
+
+
+def _rows(table: Table, count: ValueCount | None) -> dict[str, object]:
+    if count is not None and count.rows is not None:
+        return {"count": count.rows, "exact": True}
+    return {"count": table.rows, "exact": False,
+            "note": "planner estimate (reltuples)" if table.rows is not None else "never analysed: unknown"}
+
+
+def _unmatched(count: ValueCount | None) -> dict[str, object]:
+    if count is None or count.unmatched is None:
+        return {"count": None, "note": count.note if count else "not counted"}
+    return {"count": count.unmatched, "non_null": count.non_null, "compared_as": "text"}
+
+
+_FAMILIES = (
+    ("integer", re.compile(r"^(smallint|integer|bigint)$")),
+    ("text", re.compile(r"^(text|character varying(\(\d+\))?|character(\(\d+\))?|name|citext)$")),
+    ("numeric", re.compile(r"^numeric(\(\d+(,\d+)?\))?$")),
+    ("timestamp", re.compile(r"^timestamp(\(\d\))? with(out)? time zone$")),
+)
+
+
+def family(type_name: str) -> str:
+    return next((name for name, pattern in _FAMILIES if pattern.match(type_name)), type_name)
+
+
+def _severity(column_type: str, key_type: str) -> Severity:
+    if family(column_type) != family(key_type):
+        return Severity.HIGH  # no constraint possible, joins need casts
+    if family(column_type) == "integer" and INTEGER_WIDTH[column_type] < INTEGER_WIDTH[key_type]:
+        return Severity.MEDIUM  # fails once keys outgrow the column
+    return Severity.LOW
+
+
+def _no_cast(column_type: str, key_type: str) -> bool:
+    """Types between which no cast keeps the values' meaning (integer ids are not uuids)."""
+    kinds = {family(column_type), family(key_type)}
+    return "uuid" in kinds and kinds & {"integer", "numeric"} != set()
+
+
+def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int], ValueCount]) -> Fix:
+    pairs = ref.mismatched
+    if any(_no_cast(c.base_type, r.base_type) for c, r in pairs):
+        return _migration_fix(ref, snapshot)
+    widen_key = all(family(c.base_type) == "integer" == family(r.base_type)
+                    and INTEGER_WIDTH[c.base_type] > INTEGER_WIDTH[r.base_type] for c, r in pairs)
+    if widen_key:
+        # The referencing column is the wider one: narrowing it would be wrong; widen the key instead.
+        table, changes = ref.ref_table, [(r, c.type) for c, r in pairs]
+        notes = "Widen every other column that references this key (and its sequence) to match."
+    else:
+        table, changes = ref.table, [(c, r.type) for c, r in pairs]
+        notes = None
+    alter = ", ".join(f"ALTER COLUMN {quote_ident(col.name)} TYPE {new} USING {quote_ident(col.name)}::{new}"
+                      for col, new in changes)
+    undo = ", ".join(f"ALTER COLUMN {quote_ident(col.name)} TYPE {col.type} USING {quote_ident(col.name)}::{col.type}"
+                     for col, _ in changes)
+    count = counts.get((ref.table.oid, ref.columns[0].num)) if table is ref.table else None
+    rows = count.rows if count is not None else None
+    return Fix(
+        summary=f"Change {table.name}.{', '.join(c.name for c, _ in changes)} to {', '.join(t for _, t in changes)}",
+        steps=(sql(f"ALTER TABLE {table.qualified} {alter};"),),
+        safety=FixSafety.UNSAFE,
+        lock=alter_type_lock(table, rows),
+        inverse=(sql(f"ALTER TABLE {table.qualified} {undo};"),),
+        notes=notes,
+    )
+
+
+def _migration_fix(ref: Reference, snapshot: Catalog) -> Fix:
+    """integer → uuid: no cast maps an old integer id to its new uuid; the mapping must come from
+    the referenced table's legacy id. A generated uuid (gen_random_uuid) would destroy it."""
+    table, ref_table = ref.table, ref.ref_table
+    column, key = ref.columns[0], ref.ref_columns[0]
+    legacy = legacy_id_column(snapshot, ref_table, key, column)
+    legacy_name = legacy.name if legacy else "legacy_id"
+    new_column = f"{column.name}_new"
+    q_col, q_new, q_key, q_legacy = (quote_ident(n) for n in (column.name, new_column, key.name, legacy_name))
+    constraint = f"{table.name}_{column.name}_fkey"
+    steps = (
+        sql(f"ALTER TABLE {table.qualified} ADD COLUMN {q_new} {key.type};",
+            "1. a new column of the key's type (no rewrite, brief ACCESS EXCLUSIVE lock)"),
+        sql(f"UPDATE {table.qualified} AS c SET {q_new} = r.{q_key} FROM {ref_table.qualified} AS r "
+            f"WHERE r.{q_legacy} = c.{q_col} AND c.{q_new} IS NULL;",
+            f"2. backfill by joining through the old integer id kept in {ref_table.name}.{legacy_name}; "
+            "run in batches (add AND c.ctid = ANY(...) or a key range) on a large table"),
+        sql(f"SELECT count(*) FROM {table.qualified} WHERE {q_col} IS NOT NULL AND {q_new} IS NULL;",
+            "3. must be 0 before the swap: these rows found no key through the legacy id"),
+        sql(f"ALTER TABLE {table.qualified} RENAME COLUMN {q_col} TO {quote_ident(column.name + '_legacy')};",
+            "4. swap (with the next statement, in one transaction, once the application writes both columns)"),
+        sql(f"ALTER TABLE {table.qualified} RENAME COLUMN {q_new} TO {q_col};"),
+        sql(f"ALTER TABLE {table.qualified} ADD CONSTRAINT {quote_ident(constraint)} FOREIGN KEY ({q_col}) "
+            f"REFERENCES {ref_table.qualified} ({q_key}) NOT VALID;",
+            "5. the constraint, added without a long lock, then validated (SHARE UPDATE EXCLUSIVE)"),
+        sql(f"ALTER TABLE {table.qualified} VALIDATE CONSTRAINT {quote_ident(constraint)};"),
+    )
+    where = (f"{ref_table.qualified}.{quote_ident(legacy.name)} looks like the old id" if legacy else
+             f"{ref_table.qualified} has no column that looks like the old integer id: the old → new id "
+             "mapping must come from wherever the id migration kept it; replace legacy_id accordingly")
+    return Fix(
+        summary=f"Migrate {table.name}.{column.name} to {key.type} through the legacy id (manual)",
+        steps=steps,
+        safety=FixSafety.MANUAL,
+        lock=f"brief ACCESS EXCLUSIVE locks on {table.qualified} for ADD/RENAME COLUMN; the backfill rewrites "
+             f"every row of {table.qualified} (row locks, WAL, bloat)",
+        notes=f"No cast turns an integer id into the uuid the row now has, and a generated uuid would destroy "
+              f"the relationship. {where}. Deploy application code that writes both columns before the swap.",
+    )
+
+
+_LEGACY = re.compile(r"(^|_)(legacy|old|int|integer|serial|numeric)(_|$)")
+
+
+def legacy_id_column(snapshot: Catalog, ref_table: Table, key: Column, column: Column) -> Column | None:
+    """The referenced table's integer column that kept the pre-migration id, when exactly one looks like it."""
+    candidates = [c for c in snapshot.columns.get(ref_table.oid, {}).values()
+                  if c.num != key.num and family(c.base_type) == family(column.base_type)
+                  and _LEGACY.search(snake(c.name))]
+    return candidates[0] if len(candidates) == 1 else None
+
+
