@@ -1,0 +1,100 @@
+"""Contracts the whole code base keeps: import boundaries, a fast --help, complete check metadata."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checks.engine import Check, CheckOptions, load_registry
+from checks.model import Engine, FixAvailability, Severity
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN_IN_CHECKS = {"textual", "console"}
+DRIVERS = {"asyncpg", "pymongo", "redis", "bson", "motor"}
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in {
+            "import_module", "__import__"
+        } and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            roots.add(node.args[0].value.split(".")[0])
+    return roots
+
+
+CHECK_MODULES = sorted((ROOT / "checks").rglob("*.py"))
+
+
+def test_the_scan_sees_the_check_modules():
+    assert any(p.name == "pool.py" for p in CHECK_MODULES) and len(CHECK_MODULES) > 10
+
+
+@pytest.mark.parametrize("path", CHECK_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_checks_never_import_textual_or_console(path):
+    assert not (_imported_roots(path) & FORBIDDEN_IN_CHECKS), f"{path.relative_to(ROOT)} imports the UI"
+
+
+def _modules_after(code: str) -> set[str]:
+    script = f"import sys\n{code}\nimport json; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_help_imports_neither_textual_nor_the_drivers():
+    loaded = _modules_after(
+        "from console.cli import main\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+        "    try:\n        main(['check', '--help'])\n    except SystemExit:\n        pass"
+    )
+    assert not (loaded & ({"textual"} | DRIVERS)), loaded & ({"textual"} | DRIVERS)
+
+
+def test_help_answers_fast_and_lists_the_commands():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "console", "--help"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0
+    for command in ("check", "checks", "targets"):
+        assert command in out.stdout
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    assert not (imported & ({"textual"} | DRIVERS))
+
+
+def test_loading_every_check_imports_no_ui():
+    loaded = _modules_after("from checks.engine import load_registry\nload_registry()")
+    assert not (loaded & {"textual", "console"})
+
+
+BUILT_IN = [c for c in load_registry().checks.values() if c.__module__.startswith("checks.")]
+
+
+def test_built_in_checks_are_registered_through_entry_points():
+    ids = {c.id for c in BUILT_IN}
+    for engine in Engine:
+        assert {f"{engine.value}.connection", f"{engine.value}.pool"} <= ids
+
+
+@pytest.mark.parametrize("check", BUILT_IN, ids=lambda c: c.id)
+def test_every_check_has_complete_metadata_and_documented_options(check: type[Check]):
+    assert check.id.startswith(f"{check.engine.value}.") and check.id == check.id.lower()
+    assert isinstance(check.severity, Severity) and isinstance(check.fix_availability, FixAvailability)
+    assert check.title and len(check.rationale) > 60
+    assert issubclass(check.Options, CheckOptions)
+    for name, field in check.Options.model_fields.items():
+        assert field.description, f"{check.id} option {name} has no description"
+        assert not field.is_required(), f"{check.id} option {name} has no default"
+    check.Options()  # the defaults themselves validate
+    json.dumps(check.catalog_entry())
