@@ -1,0 +1,133 @@
+"""redis.big-keys: keys whose size (strings) or element count (collections) passes a threshold.
+
+Read in the same keyspace pass as redis.ttl-coverage (its scan_limit, throttle and replica
+options apply): each key's length comes from STRLEN, HLEN, LLEN, SCARD, ZCARD or XLEN, and the
+biggest ones are measured with MEMORY USAGE.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from checks.engine import Check, CheckOptions, Scope
+from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.redis._scan import BigKey, KeyspaceScan
+from checks.redis.ttl_coverage import read_keyspace
+
+UNIT = {"string": "bytes", "hash": "fields", "list": "elements", "set": "members", "zset": "members", "stream": "entries"}
+ADVICE = {
+    "string": "GET and SET copy it whole on the event loop; compress it, or split it into smaller keys.",
+    "hash": "HGETALL and DEL of it block; read it with HSCAN, and split it into buckets (key:{id % N}).",
+    "list": "LRANGE 0 -1 and DEL of it block; cap it with LTRIM, or move old items to cold storage.",
+    "set": "SMEMBERS and DEL of it block; iterate with SSCAN, and split it by a hash of the member.",
+    "zset": "ZRANGE 0 -1 and DEL of it block; cap it with ZREMRANGEBYRANK, or shard it by score range.",
+    "stream": "It grows until trimmed; add MAXLEN/MINID to XADD, or XTRIM it on a schedule.",
+}
+
+
+class BigKeysOptions(CheckOptions):
+    string_bytes: int = Field(default=1_048_576, ge=1, description="A string of at least this many bytes is big.")
+    hash_fields: int = Field(default=10_000, ge=1, description="A hash with at least this many fields is big.")
+    list_elements: int = Field(default=10_000, ge=1, description="A list with at least this many elements is big.")
+    set_members: int = Field(default=10_000, ge=1, description="A set with at least this many members is big.")
+    zset_members: int = Field(default=10_000, ge=1, description="A sorted set with at least this many members is big.")
+    stream_entries: int = Field(default=100_000, ge=1, description="A stream with at least this many entries is big.")
+    report_limit: int = Field(default=25, ge=1, le=1000, description="Big keys reported one by one, biggest first; the rest are counted.")
+
+    def thresholds(self) -> dict[str, int]:
+        return {
+            "string": self.string_bytes,
+            "hash": self.hash_fields,
+            "list": self.list_elements,
+            "set": self.set_members,
+            "zset": self.zset_members,
+            "stream": self.stream_entries,
+        }
+
+
+def human_bytes(size: float | None) -> str | None:
+    if size is None:
+        return None
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return None
+
+
+class BigKeys(Check):
+    id: ClassVar[str] = "redis.big-keys"
+    engine: ClassVar[Engine] = Engine.REDIS
+    title: ClassVar[str] = "No key is too big to read, delete or migrate without blocking"
+    severity: ClassVar[Severity] = Severity.MEDIUM
+    rationale: ClassVar[str] = (
+        "Redis runs commands one at a time: reading a huge hash whole, deleting a million-member set or "
+        "migrating a big key in a cluster blocks every other client for that long, and a big key pins its "
+        "slot's memory on one node. Found from the whole keyspace, not a sample."
+    )
+    fix_availability: ClassVar[FixAvailability] = FixAvailability.NEVER
+    Options = BigKeysOptions
+
+    async def gather(self, session: Any, scope: Scope) -> KeyspaceScan:
+        return await read_keyspace(session, scope)
+
+    def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
+        options: BigKeysOptions = scope.options
+        thresholds = options.thresholds()
+        candidates = [
+            big for kind, keys in facts.big_keys.items() if kind in thresholds
+            for big in keys if big.length >= thresholds[kind]
+        ]
+        # Biggest first, across types: by how far past its own threshold each key is.
+        candidates.sort(key=lambda b: (-b.length / thresholds[b.type], b.db, b.key))
+        listed = candidates[: options.report_limit]
+        findings = [self._key_finding(scope, facts, big, thresholds[big.type], rank) for rank, big in enumerate(listed, 1)]
+        over = {kind: count for kind, count in facts.over_threshold.items() if kind in thresholds}
+        unlisted = sum(over.values()) - len(listed)
+        if unlisted > 0:
+            findings.append(self.finding(
+                scope,
+                object=facts.source,
+                title=f"{unlisted:,} more big keys",
+                message=(
+                    f"Besides the {len(listed)} biggest keys reported one by one, {unlisted:,} more pass their "
+                    f"threshold: " + ", ".join(f"{count:,} {kind}" for kind, count in sorted(over.items())) + "."
+                ),
+                evidence={"over_threshold": over, "thresholds": thresholds, "reported": len(listed), "scan": facts.summary()},
+                key="more",
+            ))
+        return findings
+
+    def _key_finding(self, scope: Scope, facts: KeyspaceScan, big: BigKey, threshold: int, rank: int) -> Finding:
+        unit = UNIT.get(big.type, "elements")
+        size = human_bytes(big.length) if big.type == "string" else f"{big.length:,} {unit}"
+        memory = f", {human_bytes(big.memory_bytes)} in memory" if big.memory_bytes is not None and big.type != "string" else ""
+        where = f"db {big.db}" + (f" on {big.node}" if big.node else "")
+        return self.finding(
+            scope,
+            object=big.key,
+            title=f"Big {big.type}: {big.key}",
+            message=(
+                f"{big.type.capitalize()} {big.key} ({where}) holds {size}{memory}, past the threshold of "
+                f"{human_bytes(threshold) if big.type == 'string' else f'{threshold:,} {unit}'}. "
+                f"{ADVICE.get(big.type, '')} Delete it with UNLINK, not DEL."
+            ),
+            evidence={
+                "key": big.key,
+                "db": big.db,
+                "type": big.type,
+                "length": big.length,
+                "unit": unit,
+                "threshold": threshold,
+                "memory_bytes": big.memory_bytes,
+                "ttl_s": big.ttl,
+                "rank": rank,
+                "over_threshold_of_type": facts.over_threshold.get(big.type, 0),
+                **({"node": big.node} if big.node else {}),
+                "scan": facts.summary(),
+            },
+            severity=Severity.HIGH if big.length >= threshold * 10 else Severity.MEDIUM,
+            key=f"db{big.db}",
+        )

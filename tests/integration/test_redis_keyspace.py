@@ -1,0 +1,157 @@
+"""redis.ttl-coverage and redis.big-keys against a real Redis, on a seeded keyspace."""
+
+from __future__ import annotations
+
+import uuid
+
+from checks.model import FixSafety, Severity
+from checks.redis._patterns import key_in_pattern
+from tests import support
+
+SESSION_TTL = 7 * 86400
+
+
+def seed_problems(client) -> None:
+    """Sessions mostly with a TTL but a few written without; rate-limit and cache keys with no
+    TTL at all; a declared-persistent leaderboard; a big sorted set and a big hash."""
+    pipe = client.pipeline(transaction=False)
+    sessions = [str(uuid.uuid4()) for _ in range(200)]
+    for index, sid in enumerate(sessions):
+        if index % 25 == 0:  # 8 of 200: the write path that forgot EX
+            pipe.set(f"session:{sid}", "u")
+        else:
+            pipe.set(f"session:{sid}", "u", ex=SESSION_TTL - index)
+    for user in range(40):
+        pipe.set(f"rate:vote:{user}:2026-05-0{user % 9 + 1}", 3)
+        pipe.set(f"cache:user:{user}", "{}")
+    pipe.zadd("leaderboard:alltime", {f"player{n}": n for n in range(50)})
+    for n in range(30):
+        pipe.set(f"post:{n}:title", "hello")  # persistent data with no ephemeral name: never flagged
+    pipe.execute()
+    for chunk in range(0, 12_000, 2000):
+        client.zadd("leaderboard:weekly", {f"member{n}": n for n in range(chunk, chunk + 2000)})
+        client.hset("user:profiles", mapping={f"u{n}": "x" for n in range(chunk, chunk + 2000)})
+
+
+def seed_healthy(client) -> None:
+    pipe = client.pipeline(transaction=False)
+    for _ in range(50):
+        pipe.set(f"session:{uuid.uuid4()}", "u", ex=SESSION_TTL)
+    for user in range(40):
+        pipe.set(f"rate:vote:{user}:2026-05-0{user % 9 + 1}", 3, ex=86400)
+        pipe.set(f"cache:user:{user}", "{}", ex=3600)
+    pipe.zadd("leaderboard:alltime", {f"player{n}": n for n in range(50)})
+    pipe.execute()
+
+
+def target(redis_db, **extra):
+    return support.settings_for(cache={"kind": "redis", "url": redis_db.url, "role": "cache", **extra})
+
+
+def test_seeded_problems_yield_their_findings_with_evidence(redis_db):
+    seed_problems(redis_db.client)
+    settings = target(redis_db, expect={"persistent": [{"pattern": "leaderboard:alltime"}]})
+    report = support.run_report(settings, checks=["redis.ttl-coverage", "redis.big-keys"])
+    assert report.errors == []
+    ttl = {f.object: f for f in support.by_check(report.findings, "redis.ttl-coverage")}
+    assert set(ttl) == {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}"}
+
+    session = ttl["session:{uuid}"]
+    assert session.severity is Severity.HIGH
+    assert session.evidence["keys"] == 200 and session.evidence["without_ttl"] == 8
+    assert session.evidence["db"] == redis_db.index
+    assert session.evidence["ttl_max_s"] <= SESSION_TTL and session.evidence["ttl_min_s"] > SESSION_TTL - 300
+    assert len(session.evidence["examples_without_ttl"]) == 5
+    assert all(key_in_pattern(k, "session:{uuid}") for k in session.evidence["examples_without_ttl"])
+    assert session.evidence["memory_bytes_estimated"] > 0
+    assert session.evidence["scan"]["complete"] is True
+    assert session.evidence["scan"]["db_selection"] == f"db {redis_db.index}, named in the URL"
+    fix = session.fix
+    assert fix.safety is FixSafety.UNSAFE
+    [step] = fix.steps
+    assert step.command["op"] == "expire-missing-ttl"
+    assert step.command["ttl_seconds"] == SESSION_TTL  # the siblings' longest TTL, rounded up to 7d
+    assert step.command["match"] == "session:*" and step.command["db"] == redis_db.index
+    assert "8 keys" in fix.summary and "7d" in fix.summary
+    assert fix.inverse[0].command["op"] == "persist-keys"
+
+    for pattern in ("rate:vote:{id}:{date}", "cache:user:{id}"):
+        finding = ttl[pattern]
+        assert finding.evidence["with_ttl"] == 0 and finding.evidence["keys"] == 40
+        assert finding.fix.safety is FixSafety.MANUAL  # the TTL is a guess from the name
+
+    big = {f.object: f for f in support.by_check(report.findings, "redis.big-keys")}
+    assert set(big) == {"leaderboard:weekly", "user:profiles"}
+    assert big["leaderboard:weekly"].evidence["length"] == 12_000
+    assert big["leaderboard:weekly"].evidence["type"] == "zset"
+    assert big["user:profiles"].evidence["type"] == "hash"
+    assert big["user:profiles"].evidence["memory_bytes"] > 12_000
+
+
+def test_declared_rule_overrides_heuristics(redis_db):
+    seed_problems(redis_db.client)
+    settings = target(
+        redis_db,
+        expect={
+            "ttl": [{"pattern": "session:{sessionId}", "max": "1d"}, {"pattern": "rate:*", "max": "24h"}],
+            "persistent": [{"pattern": "leaderboard:*"}, {"pattern": "cache:user:{userId}"}],
+        },
+    )
+    report = support.run_report(settings, checks=["redis.ttl-coverage"])
+    found = {(f.object, f.evidence.get("rule"), f.title.split(":")[0]) for f in report.findings}
+    assert found == {
+        ("session:{uuid}", "session:{sessionId}", "Keys without their declared TTL"),
+        ("session:{uuid}", "session:{sessionId}", "TTL longer than declared"),
+        ("rate:vote:{id}:{date}", "rate:*", "Keys without their declared TTL"),
+    }
+    missing = next(f for f in report.findings if f.object == "rate:vote:{id}:{date}")
+    assert missing.fix.safety is FixSafety.UNSAFE
+    assert missing.fix.steps[0].command["ttl_seconds"] == 86400
+
+
+def test_healthy_keyspace_yields_nothing(redis_db):
+    seed_healthy(redis_db.client)
+    settings = target(redis_db, expect={"persistent": [{"pattern": "leaderboard:alltime"}]})
+    report = support.run_report(settings, checks=["redis.ttl-coverage", "redis.big-keys"])
+    assert report.errors == []
+    assert report.findings == []
+
+
+def test_scan_limit_extrapolates_and_says_so(redis_db):
+    pipe = redis_db.client.pipeline(transaction=False)
+    for n in range(3000):
+        pipe.set(f"session:{uuid.uuid4()}", "u", ex=3600) if n % 10 else pipe.set(f"session:{uuid.uuid4()}", "u")
+    pipe.execute()
+    settings = target(redis_db, checks={"redis.ttl-coverage": {"scan_limit": 1000, "throttle": 5000}})
+    report = support.run_report(settings, checks=["redis.ttl-coverage"])
+    [finding] = report.findings
+    scan = finding.evidence["scan"]
+    assert scan["complete"] is False and scan["scanned_keys"] == 1000 and scan["keys_total"] == 3000
+    assert "extrapolated from 1,000 of 3,000 keys" in finding.message
+    assert 150 <= finding.evidence["without_ttl_estimated"] <= 450
+    assert scan["seconds"] >= 0.15  # 1000 keys at 5000 keys/s
+
+
+def test_one_pass_serves_both_checks(redis_db, monkeypatch):
+    from checks.redis import _scan
+
+    seed_healthy(redis_db.client)
+    passes = []
+    original = _scan.scan_keyspace
+
+    async def counting(*args, **kwargs):
+        passes.append(1)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(_scan, "scan_keyspace", counting)
+    support.run_report(target(redis_db), checks=["redis.ttl-coverage", "redis.big-keys"])
+    assert len(passes) == 1
+
+
+def test_replica_url_is_scanned_instead(redis_db):
+    """The option names another server to read; here the same server on another db path."""
+    seed_problems(redis_db.client)
+    settings = target(redis_db, checks={"redis.ttl-coverage": {"replica_url": redis_db.url}})
+    report = support.run_report(settings, checks=["redis.ttl-coverage"])
+    session = next(f for f in report.findings if f.object == "session:{uuid}")
+    assert session.evidence["scan"]["replica"] is True
