@@ -1,0 +1,144 @@
+"""The MongoDB pack's shared pure helpers: query shapes, the ESR rule, BSON types, index specs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from bson import Decimal128, Int64, ObjectId
+
+from checks.mongodb._inventory import (
+    IndexSpec,
+    bson_type,
+    esr_index,
+    format_seconds,
+    key_serves,
+    query_shape,
+    summarise,
+)
+from checks.mongodb._ttl import is_expiry_field, time_name_rank
+
+
+@pytest.mark.parametrize(
+    "filter_, shape",
+    [
+        ({"email": "a@b", "status": "active"}, {"email": "?", "status": "?"}),
+        ({"status": "x", "email": "y"}, {"email": "?", "status": "?"}),  # field order does not make a new shape
+        ({"age": {"$gt": 3, "$lt": 9}}, {"age": {"$gt": "?", "$lt": "?"}}),
+        ({"tag": {"$in": [1, 2, 3]}}, {"tag": {"$in": ["?"]}}),
+        ({"$or": [{"a": 1}, {"b": {"$exists": True}}]}, {"$or": [{"a": "?"}, {"b": {"$exists": "?"}}]}),
+        ({"meta": {"k": 1}}, {"meta": "?"}),  # an embedded-document equality is one literal
+        ({"items": {"$elemMatch": {"sku": "x", "qty": {"$gte": 2}}}}, {"items": {"$elemMatch": {"qty": {"$gte": "?"}, "sku": "?"}}}),
+        ({}, {}),
+    ],
+)
+def test_query_shape(filter_, shape):
+    assert query_shape(filter_) == shape
+
+
+@pytest.mark.parametrize(
+    "filter_, sort, key, words",
+    [
+        # The login: three equalities, in the filter's order.
+        ({"email": "a", "status": "active", "banned": False}, None, {"email": 1, "status": 1, "banned": 1}, "equality (email, status, banned)"),
+        # The wallet history: equality, then the sort in its direction.
+        ({"userId": 1, "status": "done"}, {"createdAt": -1}, {"userId": 1, "status": 1, "createdAt": -1}, "then sort (createdAt descending)"),
+        # A range goes after the sort, so the index returns documents in order.
+        ({"userId": 1, "amount": {"$gt": 5}}, {"createdAt": -1}, {"userId": 1, "createdAt": -1, "amount": 1}, "then range (amount)"),
+        # $in without a sort is an equality...
+        ({"status": {"$in": ["a", "b"]}, "userId": 1}, None, {"status": 1, "userId": 1}, "equality (status, userId)"),
+        # ...and a range with one: its key ranges are not in sort order together.
+        ({"status": {"$in": ["a", "b"]}, "userId": 1}, {"ts": 1}, {"userId": 1, "ts": 1, "status": 1}, "range (status)"),
+        # A one-element $in is an equality.
+        ({"status": {"$in": ["a"]}}, {"ts": 1}, {"status": 1, "ts": 1}, "equality (status)"),
+        # A field both filtered by equality and sorted needs no sort key.
+        ({"userId": 1}, {"userId": 1, "ts": -1}, {"userId": 1, "ts": -1}, "sort (ts descending)"),
+        # A top-level $and is flattened.
+        ({"$and": [{"a": 1}, {"b": {"$lt": 2}}]}, None, {"a": 1, "b": 1}, "equality (a) then range (b)"),
+        # Only a sort.
+        ({}, {"createdAt": -1}, {"createdAt": -1}, "sort (createdAt descending)"),
+        ({"name": re.compile("^ab")}, None, {"name": 1}, "range (name)"),
+    ],
+)
+def test_esr_order(filter_, sort, key, words):
+    suggestion = esr_index(filter_, sort)
+    assert suggestion is not None
+    assert list(suggestion.key.items()) == list(key.items())
+    assert words in suggestion.order
+
+
+def test_esr_says_when_the_range_could_go_first():
+    suggestion = esr_index({"userId": 1, "amount": {"$gt": 5}}, {"createdAt": -1})
+    assert "sort is placed before range" in suggestion.order
+    assert list(suggestion.alternative.items()) == [("userId", 1), ("amount", 1), ("createdAt", -1)]
+
+
+@pytest.mark.parametrize("filter_", [{"$or": [{"a": 1}, {"b": 2}]}, {"$expr": {"$gt": ["$a", "$b"]}}, {"$where": "x"}, {}])
+def test_no_single_index_for(filter_):
+    assert esr_index(filter_, None) is None
+
+
+@pytest.mark.parametrize(
+    "index_key, wanted, serves",
+    [
+        ((("a", 1), ("b", 1), ("c", 1)), {"a": 1, "b": 1}, True),
+        ((("a", -1), ("b", -1)), {"a": 1, "b": 1}, True),  # fully reversed: walked backwards
+        ((("a", 1), ("b", -1)), {"a": 1, "b": 1}, False),
+        ((("b", 1), ("a", 1)), {"a": 1, "b": 1}, False),
+        ((("a", 1),), {"a": 1, "b": 1}, False),
+    ],
+)
+def test_key_serves(index_key, wanted, serves):
+    assert key_serves(index_key, wanted) is serves
+
+
+@pytest.mark.parametrize(
+    "value, alias",
+    [
+        (None, "null"), (True, "bool"), (1, "int"), (2**40, "long"), (Int64(3), "long"), (1.5, "double"),
+        ("x", "string"), (dt.datetime(2024, 1, 1), "date"), (ObjectId(), "objectId"), ({}, "object"), ([], "array"),
+        (b"x", "binData"), (Decimal128("1.1"), "decimal"),
+    ],
+)
+def test_bson_type(value, alias):
+    assert bson_type(value) == alias
+
+
+def test_summarise_counts_types_and_date_range():
+    old, new = dt.datetime(2020, 1, 1), dt.datetime(2024, 1, 1)
+    drawn = summarise("db", "c", [{"t": old, "u": "a"}, {"t": new, "u": ObjectId()}, {"t": "2021-01-01"}])
+    assert drawn.documents == 3
+    assert drawn.fields["t"].types == {"date": 2, "string": 1}
+    assert drawn.fields["t"].oldest == old.replace(tzinfo=dt.timezone.utc)
+    assert drawn.fields["t"].newest == new.replace(tzinfo=dt.timezone.utc)
+    assert drawn.fields["u"].present == 2
+    assert drawn.fields["t"].share("date") == pytest.approx(2 / 3)
+
+
+def test_index_spec_from_listindexes_document():
+    spec = IndexSpec.from_document(
+        {"v": 2, "key": {"createdAt": 1.0}, "name": "createdAt_1", "expireAfterSeconds": 3600.0, "ns": "x.y"}
+    )
+    assert spec.key == (("createdAt", 1),)
+    assert spec.is_ttl and spec.is_plain and not spec.unique
+    assert spec.create_spec() == {"key": {"createdAt": 1}, "name": "createdAt_1", "expireAfterSeconds": 3600}
+    assert not IndexSpec.from_document({"key": {"body": "text"}, "name": "t"}).is_plain
+
+
+@pytest.mark.parametrize("seconds, text", [(30 * 86400, "30d"), (3600, "1h"), (90, "1m30s"), (0, "0s"), (86400 + 7200, "1d2h")])
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    "name, ranked",
+    [("expiresAt", 0), ("createdAt", 1), ("created_at", 1), ("ts", 2), ("timestamp", 2), ("resolvedAt", 3),
+     ("updatedAt", 4), ("shippedAt", 5), ("status", None), ("userId", None)],
+)
+def test_time_name_rank(name, ranked):
+    assert time_name_rank(name) == ranked
+
+
+def test_expiry_fields_expire_at_their_own_time():
+    assert is_expiry_field("expiresAt") and is_expiry_field("expiry_date") and not is_expiry_field("createdAt")
