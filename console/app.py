@@ -388,7 +388,8 @@ class DbVitalsApp(App[None]):
             self.notify("The check no longer reports this finding: nothing to fix.", title="Already gone")
             return
         confirmed = await self.push_screen_wait(
-            ConfirmFixModal(plan, target=finding.target, where=target.masked_url, production=target.is_production)
+            ConfirmFixModal(plan, target=finding.target, where=getattr(plan, "url", "") or target.masked_url,
+                            production=target.is_production)
         )
         if not confirmed:
             self.notify("Fix cancelled: nothing was run.", title="Cancelled")

@@ -26,13 +26,12 @@ class ConfirmFixModal(ModalScreen[bool]):
         self.target = target
         self.where = where
         self.production = production
-        safety = plan.safety if isinstance(plan.safety, FixSafety) else FixSafety(plan.safety)
-        self.safety = safety
-        self.must_type = production or safety is FixSafety.UNSAFE
+        self.safety = FixSafety(plan.safety) if plan.safety else FixSafety.MANUAL
+        self.must_type = production or self.safety is FixSafety.UNSAFE
 
     def compose(self) -> ComposeResult:
         plan = self.plan
-        finding = plan.finding
+        finding = plan.finding or plan.requested
         refusals = list(plan.refusals or ())
         with VerticalScroll(id="confirm-body"):
             yield Static(f"[b]Apply fix:[/b] {escape(finding.title)}", id="confirm-title")

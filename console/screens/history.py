@@ -9,23 +9,24 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-COLUMNS = (("when", "When"), ("user", "User"), ("target", "Target"), ("check", "Check"), ("object", "Object"),
-           ("outcome", "Outcome"), ("duration", "ms"), ("id", "Entry"))
+COLUMNS = (("when", "When"), ("kind", "Kind"), ("target", "Target"), ("check", "Check"), ("object", "Object"),
+           ("outcome", "Outcome"), ("duration", "ms"), ("user", "User"), ("id", "Entry"))
 
 
 def entry_fields(entry: Any) -> dict[str, Any]:
     """Journal entries are dicts or objects with attributes; the finding may be nested."""
-    data = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry) if isinstance(entry, dict) else vars(entry)
+    data = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry) if isinstance(entry, dict) else dict(vars(entry))
     finding = data.get("finding") or {}
     if not isinstance(finding, dict):
         finding = finding.to_dict() if hasattr(finding, "to_dict") else vars(finding)
     return {
-        "when": str(data.get("when", ""))[:19].replace("T", " "),
+        "when": str(data.get("when") or data.get("started_at") or "")[:19].replace("T", " "),
+        "kind": data.get("kind") or "fix",
         "user": data.get("user") or "",
         "target": data.get("target") or finding.get("target") or "",
         "check": data.get("check") or finding.get("check") or "",
         "object": data.get("object") or finding.get("object") or "",
-        "outcome": str(data.get("outcome", "")),
+        "outcome": str(data.get("outcome") or "unfinished"),
         "duration": "" if data.get("duration_ms") is None else f"{float(data['duration_ms']):.0f}",
         "id": str(data.get("id", "")),
     }

@@ -1,0 +1,164 @@
+"""Pilot tests of the findings table: filters, sorting, the detail screen, copy, export, help."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from checks.model import Severity
+from console.screens.detail import FindingDetailScreen
+from console.screens.help import HelpScreen
+from console.screens.main import MainScreen
+from console.widgets.evidence_table import EvidenceTable
+from console.widgets.findings_table import FindingsTable
+from console.widgets.fix_view import StepsView
+from tests.tui.helpers import settle, synthetic_app, wait_until
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def table(app) -> FindingsTable:
+    return app.main_screen.query_one(FindingsTable)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_filter_by_free_text(size):
+    app = synthetic_app(30)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 30)
+        await pilot.press("slash", *"00007")
+        await settle(pilot)
+        assert [f.object for f in table(app).shown] == ["pattern:00007:*"]
+        assert "1 of 30" in str(app.main_screen.query_one("#findings-title").render())
+        await pilot.press("enter", "x")
+        await settle(pilot)
+        assert len(table(app).shown) == 30
+
+
+async def test_filter_by_severity_keys_and_query_tokens():
+    app = synthetic_app(30)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 30)
+        await pilot.press("1")
+        await settle(pilot)
+        assert {f.severity for f in table(app).shown} == {Severity.CRITICAL}
+        await pilot.press("2")
+        await settle(pilot)
+        assert {f.severity for f in table(app).shown} == {Severity.CRITICAL, Severity.HIGH}
+        await pilot.press("x", "slash", *"sev:low target:orders")
+        await settle(pilot)
+        shown = table(app).shown
+        assert shown and all(f.severity is Severity.LOW and f.target == "orders" for f in shown)
+
+
+async def test_filter_by_target_and_check_cycles():
+    app = synthetic_app(30)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 30)
+        await pilot.press("t")
+        await settle(pilot)
+        assert {f.target for f in table(app).shown} == {"orders"}
+        await pilot.press("t")
+        await settle(pilot)
+        assert {f.target for f in table(app).shown} == {"sessions"}
+        await pilot.press("x", "k")
+        await settle(pilot)
+        assert len({f.check for f in table(app).shown}) == 1
+
+
+async def test_sort_cycles_and_reverses():
+    app = synthetic_app(30)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 30)
+        ranks = [f.severity.rank for f in table(app).shown]
+        assert ranks == sorted(ranks, reverse=True)
+        await pilot.press("s")
+        await settle(pilot)
+        targets = [f.target for f in table(app).shown]
+        assert targets == sorted(targets)
+        await pilot.press("S")
+        await settle(pilot)
+        assert [f.target for f in table(app).shown] == sorted(targets, reverse=True)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_open_a_finding_shows_rationale_evidence_and_fix(size):
+    app = synthetic_app(12)
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 12)
+        await pilot.press("slash", *"target:orders", "enter")
+        await settle(pilot)
+        chosen = table(app).selected()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FindingDetailScreen))
+        screen = app.screen
+        assert screen.finding == chosen
+        text = " ".join(str(w.render()) for w in screen.query("Static"))
+        assert chosen.title in text
+        assert "Deleting a parent row scans" in text  # the registry check's rationale
+        assert "SHARE UPDATE EXCLUSIVE" in text and "safe" in text
+        evidence = screen.query_one(EvidenceTable)
+        keys = [evidence.get_row_at(i)[0] for i in range(evidence.row_count)]
+        assert keys == ["rows", "scans.seq", "scans.index", "columns"]
+        assert screen.query_one("#fix-steps", StepsView).steps == chosen.fix.steps
+        assert screen.query_one("#fix-inverse", StepsView).steps == chosen.fix.inverse
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_copy_fix_and_evidence_go_to_the_clipboard():
+    app = synthetic_app(12)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 12)
+        await pilot.press("slash", *"target:orders", "enter")
+        await settle(pilot)
+        await pilot.press("c")
+        assert "CREATE INDEX CONCURRENTLY" in app.clipboard
+        assert "-- inverse (undo):" in app.clipboard and "DROP INDEX CONCURRENTLY" in app.clipboard
+        await pilot.press("y")
+        assert json.loads(app.clipboard)["evidence"]["scans"] == {"seq": 120, "index": 0}
+
+
+@pytest.mark.parametrize(("key", "suffix"), [("j", "json"), ("m", "md")])
+async def test_export_writes_the_shown_findings_in_the_cwd(tmp_path, monkeypatch, key, suffix):
+    monkeypatch.chdir(tmp_path)
+    app = synthetic_app(12)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 12)
+        await pilot.press("1")
+        await settle(pilot)
+        await pilot.press("e", key)
+        await wait_until(pilot, lambda: list(tmp_path.glob(f"dbvitals-findings-*.{suffix}")))
+    text = next(tmp_path.glob(f"dbvitals-findings-*.{suffix}")).read_text()
+    if suffix == "json":
+        doc = json.loads(text)
+        assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity critical"
+        assert len(doc["findings"]) == 3
+    else:
+        assert text.startswith("# dbvitals findings") and text.count("| critical |") == 3
+
+
+async def test_help_lists_every_binding():
+    app = synthetic_app(3)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        rows = app.screen.query_one("DataTable")
+        described = {str(rows.get_row_at(i)[2]) for i in range(rows.row_count)}
+        for binding in [*app.BINDINGS, *MainScreen.BINDINGS, *FindingDetailScreen.BINDINGS]:
+            assert binding.description in described
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_ten_thousand_findings_filter():
+    app = synthetic_app(10_000)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 10_000)
+        await pilot.press("slash", *"09999")
+        await settle(pilot)
+        assert [f.object for f in table(app).shown] == ["public.table_09999"]
+        await pilot.press("escape", "x", "end")
+        await settle(pilot)
+        assert table(app).cursor == 9_999
