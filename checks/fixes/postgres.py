@@ -96,6 +96,8 @@ async def _run_group(conn: Any, run: Execution, group: list[tuple[int, FixStep]]
     first, step = group[0]
     label = f"step {first + 1}" if len(group) == 1 else f"steps {first + 1}-{group[-1][0] + 1}"
     build = None if step.transactional else concurrent_build(str(step.command))
+    if build and build.name:
+        await _drop_stale_invalid(conn, run, build)
     for attempt in range(1, run.limits.lock_attempts + 1):
         before = await _invalid_oids(conn, build) if build else set()
         await run.progress(f"{label} of {total}: {_first_line(step)}")
@@ -139,6 +141,17 @@ def _client_timeout(run: Execution) -> float:
 
 async def _invalid_oids(conn: Any, build: ConcurrentBuild) -> set[int]:
     return {row["oid"] for row in await conn.fetch(INVALID_INDEXES, build.table)}
+
+
+async def _drop_stale_invalid(conn: Any, run: Execution, build: ConcurrentBuild) -> None:
+    """An earlier build of this very index that was interrupted left it INVALID under the same
+    name, which would make this build fail (or, with IF NOT EXISTS, silently keep it)."""
+    for row in await conn.fetch(INVALID_INDEXES, build.table):
+        if row["name"] == build.name:
+            drop = f"DROP INDEX CONCURRENTLY IF EXISTS {row['qualified']}"
+            await run.progress(f"dropping INVALID index {row['qualified']} left by an interrupted build")
+            await conn.execute(drop, timeout=_client_timeout(run))
+            run.notes.append(f"dropped INVALID index {row['qualified']} left by an earlier, interrupted build ({drop})")
 
 
 async def _drop_left_invalid(run: Execution, build: ConcurrentBuild, before: set[int]) -> None:

@@ -1,0 +1,101 @@
+"""The fix journal: append-only snapshots, the last one wins, unfinished entries stay visible."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from checks.config import config_from_dict
+from checks.fixes.journal import Journal, JournalEntry
+
+
+def entry(entry_id: str = "ab12cd34", **changes) -> JournalEntry:
+    base = dict(
+        id=entry_id, kind="fix", started_at="2026-01-01T00:00:00.000+00:00", user="alice", host="box",
+        target="pg", engine="postgres", url="postgresql://app:***@db/app", environment="production",
+        finding={"id": "f" * 12, "check": "postgres.fk-missing-index", "object": "public.orders", "title": "t",
+                 "severity": "medium"},
+        summary="create index", safety="safe", lock="SHARE UPDATE EXCLUSIVE",
+        steps=[{"language": "sql", "command": "CREATE INDEX CONCURRENTLY i ON t (c)", "description": "",
+                "database": None, "transactional": False}],
+        inverse=[],
+    )
+    base.update(changes)
+    return JournalEntry(**base)
+
+
+def test_started_then_finished_is_one_entry_in_its_final_state(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    started = entry()
+    journal.append(started)
+    started.outcome, started.steps_done, started.verified = "fixed", 1, True
+    journal.append(started)
+    lines = (tmp_path / "j.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # append-only: the start is never rewritten
+    assert [json.loads(line)["outcome"] for line in lines] == [None, "fixed"]
+    [only] = journal.entries()
+    assert (only.state, only.verified, only.steps_done) == ("fixed", True, 1)
+
+
+def test_an_entry_without_its_end_says_it_did_not_finish(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append(entry())
+    [only] = journal.entries()
+    assert only.state == "unfinished"
+    assert not only.finished
+
+
+def test_a_line_cut_short_by_a_crash_is_reported_and_the_rest_read(tmp_path):
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.append(entry("11111111"))
+    with path.open("a") as handle:
+        handle.write('{"schema": "dbvitals.journal/1", "id": "2222')
+    assert [e.id for e in journal.entries()] == ["11111111"]
+    assert len(journal.problems) == 1 and ":2:" in journal.problems[0]
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [("ab12cd34", "ab12cd34"), ("ab12", "ab12cd34"), ("ab1", None), ("ffff", None)],
+)
+def test_get_by_id_or_unique_prefix(tmp_path, query, expected):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append(entry("ab12cd34"))
+    journal.append(entry("cd99ee00"))
+    found = journal.get(query)
+    assert (found.id if found else None) == expected
+
+
+def test_an_ambiguous_prefix_is_an_error(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append(entry("ab12cd34"))
+    journal.append(entry("ab12ffff"))
+    with pytest.raises(LookupError, match="ambiguous"):
+        journal.get("ab12")
+
+
+def test_undone_by_links_a_successful_undo_only(tmp_path):
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append(entry("aaaa0000", outcome="fixed"))
+    journal.append(entry("bbbb0000", kind="undo", undoes="aaaa0000", outcome="failed"))
+    assert journal.undone_by("aaaa0000") is None
+    journal.append(entry("cccc0000", kind="undo", undoes="aaaa0000", outcome="fixed"))
+    assert journal.undone_by("aaaa0000").id == "cccc0000"
+
+
+def test_journal_file_is_private(tmp_path):
+    journal = Journal(tmp_path / "state" / "j.jsonl")
+    journal.append(entry())
+    assert (tmp_path / "state" / "j.jsonl").stat().st_mode & 0o077 == 0
+
+
+def test_default_path_is_under_the_state_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert Journal.for_settings(config_from_dict({})).path == tmp_path / "xdg" / "dbvitals" / "journal.jsonl"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Journal.for_settings(config_from_dict({})).path == tmp_path / "home" / ".local" / "state" / "dbvitals" / "journal.jsonl"
+    configured = config_from_dict({"journal": str(tmp_path / "mine.jsonl")})
+    assert Journal.for_settings(configured).path == tmp_path / "mine.jsonl"
