@@ -199,24 +199,63 @@ def _implied(snapshot: Catalog, claimed: set[tuple[int, int]]) -> list[Reference
     return found
 
 
+def split_dotted(text: str) -> list[tuple[str, bool]]:
+    """`schema.table.column` into (name, quoted) parts; "double quoted" parts may hold dots and quotes."""
+    parts, at = [], 0
+    while at <= len(text):
+        if text.startswith('"', at):
+            end, name = at + 1, []
+            while end < len(text):
+                if text[end] == '"':
+                    if text.startswith('""', end):
+                        name.append('"')
+                        end += 2
+                        continue
+                    break
+                name.append(text[end])
+                end += 1
+            parts.append(("".join(name), True))
+            at = end + 1
+        else:
+            end = text.find(".", at)
+            end = len(text) if end < 0 else end
+            parts.append((text[at:end], False))
+            at = end
+        if at < len(text) and text[at] != ".":
+            raise ValueError(f"cannot read {text!r} as table.column")
+        at += 1
+    return parts
+
+
 def locate_column(snapshot: Catalog, dotted: str) -> tuple[tuple[Table, Column] | None, str | None]:
-    """"table.column" or "schema.table.column", as written (exact name first, then case-insensitive)."""
-    parts = dotted.split(".")
-    schema, table_name, column_name = (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, parts[0], parts[-1])
+    """"table.column" or "schema.table.column". A quoted part must match exactly; a bare one
+    matches exactly, else case-insensitively (people write names as they read them)."""
+    try:
+        parts = split_dotted(dotted)
+    except ValueError as exc:
+        return None, str(exc)
+    if len(parts) not in (2, 3):
+        return None, f"expected table.column or schema.table.column, got {dotted!r}"
+    schema = parts[0] if len(parts) == 3 else None
+    table_part, column_part = parts[-2], parts[-1]
+
+    def matches(name: str, part: tuple[str, bool], exact: bool) -> bool:
+        return name == part[0] if exact or part[1] else name.lower() == part[0].lower()
+
     for exact in (True, False):
-        same = (lambda a, b: a == b) if exact else (lambda a, b: a.lower() == b.lower())
         tables = [t for t in snapshot.judged_tables()
-                  if same(t.name, table_name) and (schema is None or same(t.schema, schema))]
+                  if matches(t.name, table_part, exact) and (schema is None or matches(t.schema, schema, exact))]
         if schema is None and len(tables) > 1:
             tables = [t for s in snapshot.search_path for t in tables if t.schema == s][:1]
         if len(tables) == 1:
             table = tables[0]
-            columns = [c for c in snapshot.columns.get(table.oid, {}).values() if same(c.name, column_name)]
+            columns = [c for c in snapshot.columns.get(table.oid, {}).values() if matches(c.name, column_part, exact)]
             if len(columns) == 1:
                 return (table, columns[0]), None
             if not exact:
-                return None, f"table {table.qualified} has no column {column_name!r}"
-    return None, f"no table {'.'.join(parts[:-1])!r} (searched {', '.join(snapshot.search_path) or 'every schema'})"
+                return None, f"table {table.qualified} has no column {column_part[0]!r}"
+    where = f"schema {schema[0]!r}" if schema else f"search_path: {', '.join(snapshot.search_path) or 'empty'}"
+    return None, f"no table {table_part[0]!r} ({where})"
 
 
 async def count_unmatched(session, ref: Reference, options: Options) -> ValueCount:

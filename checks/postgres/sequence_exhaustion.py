@@ -88,10 +88,11 @@ def usage(seq: Sequence, column_type: str | None) -> Usage | None:
     if seq.last_value is None:
         return None
     ascending = seq.increment > 0
-    limits = [(seq.max if ascending else seq.min, f"the sequence's {'MAXVALUE' if ascending else 'MINVALUE'}")]
-    if column_type in INTEGER_MAX:
+    limits = []
+    if column_type in INTEGER_MAX:  # listed first: on a tie the column's type is the limit to name
         bound = INTEGER_MAX[column_type] if ascending else -INTEGER_MAX[column_type] - 1
         limits.append((bound, f"the {column_type} column it feeds"))
+    limits.append((seq.max if ascending else seq.min, f"the sequence's {'MAXVALUE' if ascending else 'MINVALUE'}"))
     limit, limited_by = min(limits, key=lambda item: item[0]) if ascending else max(limits, key=lambda item: item[0])
     span = limit - seq.start
     if span == 0:

@@ -340,7 +340,7 @@ def sequence(last: int | None, *, seq_type: str = "bigint", maximum: int = 2**63
 @pytest.mark.parametrize("last, column_type, used, limited_by", [
     (1_073_741_824, "integer", 0.5, "the integer column it feeds"),
     (2_000_000_000, "integer", 0.93, "the integer column it feeds"),
-    (2_000_000_000, "bigint", 0.0, "MAXVALUE"),
+    (2_000_000_000, "bigint", 0.0, "the bigint column"),  # a tie names the column
     (30_000, "smallint", 0.92, "the smallint column it feeds"),
     (None, "integer", None, None),
 ])
@@ -525,6 +525,24 @@ def test_matching_types_and_own_keys_are_quiet():
     s.table("posts", {"id": "bigint", "user_id": "bigint", "external_user_id": "text"})
     s.primary_key("posts", ["id"])
     assert mismatch_findings(s) == {}
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("orders.customer_id", [("orders", False), ("customer_id", False)]),
+    ('"Billing Äpp"."Posts"."reviewer.Ref"', [("Billing Äpp", True), ("Posts", True), ("reviewer.Ref", True)]),
+    ('public."say ""hi""".x', [("public", False), ('say "hi"', True), ("x", False)]),
+])
+def test_split_dotted(text, parts):
+    assert fk_type_mismatch.split_dotted(text) == parts
+
+
+def test_expectation_names_case_insensitive_unless_quoted():
+    s = mismatch_schema()
+    snapshot = s.build()
+    found, _ = fk_type_mismatch.locate_column(snapshot, "Forum_Structure.Min_Group_Id_Required")
+    assert found is not None
+    missing, why = fk_type_mismatch.locate_column(snapshot, '"Forum_Structure".min_group_id_required')
+    assert missing is None and "no table 'Forum_Structure'" in why
 
 
 # --- missing-index --------------------------------------------------------------------------------------
