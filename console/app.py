@@ -133,8 +133,6 @@ class DbVitalsApp(App[None]):
         return self.main_screen
 
     def on_mount(self) -> None:
-        for name in self.targets:
-            self._show_target(name)
         for problem in self.startup_problems:
             self.notify(problem, title="Theme", severity="warning", timeout=12)
         if not self.targets:

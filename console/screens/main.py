@@ -57,6 +57,9 @@ class MainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        targets = self.query_one(TargetsTable)
+        for row in self.app.targets.values():
+            targets.show(row)
         self.query_one("#filter", Input).display = False
         self.query_one(FindingsTable).focus()
         self.update_title()

@@ -1,0 +1,117 @@
+"""Pilot tests of the targets view against real servers: live updates, and targets that are
+down from the start or go down mid-session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from checks.engine import Registry
+from checks.model import Severity, TargetState
+from checks.postgres.connection import PostgresConnection
+from checks.redis.connection import RedisConnection
+from console.app import DbVitalsApp
+from console.messages import CheckCompleted, TargetStatusChanged
+from console.widgets.targets_table import TargetsTable
+from tests.support import refused_port, settings_for
+from tests.tui.helpers import wait_until
+
+
+def cell(app: DbVitalsApp, target: str, column: str) -> str:
+    return str(app.main_screen.query_one(TargetsTable).get_cell(target, column))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_targets_update_as_results_arrive(pg_db, redis_db, mongo_db, size):
+    settings = settings_for(
+        orders={"kind": "postgres", "url": pg_db.url, "environment": "production"},
+        sessions={"kind": "redis", "url": redis_db.url},
+        events={"kind": "mongodb", "url": mongo_db.url},
+        gone={"kind": "postgres", "url": f"postgresql://postgres@127.0.0.1:{refused_port()}/x", "timeout": 2},
+    )
+    arrived: list[object] = []
+    app = DbVitalsApp(settings, probe_interval=None)
+    hook = lambda m: arrived.append(m) if isinstance(m, (CheckCompleted, TargetStatusChanged)) else None  # noqa: E731
+    async with app.run_test(size=size, message_hook=hook) as pilot:
+        # Usable at once: every configured target has a row before any check has answered.
+        assert set(app.main_screen.query_one(TargetsTable).rows) == {"orders", "sessions", "events", "gone"}
+        await wait_until(pilot, lambda: not app.running_targets() and all(r.counts is not None for r in app.targets.values()))
+        await wait_until(pilot, lambda: app.targets["orders"].allowed is not None)
+
+        assert cell(app, "orders", "state") == "up" and cell(app, "orders", "env").strip() == "PRODUCTION"
+        assert cell(app, "orders", "version") != "—" and cell(app, "orders", "latency").endswith("ms")
+        used, allowed = app.targets["orders"].used, app.targets["orders"].allowed
+        assert used >= 1 and allowed >= used and cell(app, "orders", "conns") == f"{used}/{allowed}"
+        assert cell(app, "sessions", "state") == "up"
+        assert cell(app, "gone", "state") == "down: refused"
+        assert app.targets["gone"].counts[Severity.CRITICAL] == 1 and "1C" in cell(app, "gone", "findings")
+        # Results arrived one check at a time, as messages.
+        assert sum(isinstance(m, CheckCompleted) for m in arrived) > 4
+        assert {m.status.name for m in arrived if isinstance(m, TargetStatusChanged)} == set(settings.targets)
+
+
+class Proxy:
+    """A TCP relay to the shared PostgreSQL that the test can take away."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+
+async def test_a_target_that_goes_down_is_shown_down_and_others_carry_on(pg_db, redis_db):
+    proxy = Proxy()
+    port = await proxy.start()
+    database = pg_db.url.rsplit("/", 1)[1]
+    settings = settings_for(
+        orders={"kind": "postgres", "url": f"postgresql://postgres@127.0.0.1:{port}/{database}", "timeout": 2},
+        sessions={"kind": "redis", "url": redis_db.url},
+    )
+    registry = Registry()
+    registry.add(PostgresConnection, "builtin")
+    registry.add(RedisConnection, "builtin")
+    app = DbVitalsApp(settings, registry=registry, probe_interval=None)
+    try:
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await wait_until(pilot, lambda: not app.running_targets() and app.targets["orders"].counts is not None)
+            assert app.targets["orders"].status.state is TargetState.CONNECTED
+            assert not app.targets["orders"].counts
+
+            await proxy.stop()
+            app.probe_all()
+            await wait_until(pilot, lambda: app.targets["orders"].status.state is TargetState.REFUSED)
+            # The change of state re-runs the target's checks: the connection finding appears.
+            await wait_until(pilot, lambda: not app.running_targets()
+                             and app.targets["orders"].counts.get(Severity.CRITICAL) == 1)
+            assert cell(app, "orders", "state") == "down: refused"
+            assert any("orders is down" in n.message for n in app._notifications)
+            assert app.targets["sessions"].status.state is TargetState.CONNECTED
+            assert cell(app, "sessions", "state") == "up"
+    finally:
+        with contextlib.suppress(Exception):
+            await proxy.stop()
