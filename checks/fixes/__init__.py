@@ -393,7 +393,7 @@ def _concrete_inverse(steps: Sequence[FixStep], inverse: Sequence[FixStep], entr
     return concrete + others
 
 
-def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixStep]) -> dict[int, int]:
+def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixStep]) -> dict[int, tuple[int, str | None]]:
     """Where an earlier, interrupted run of this same fix stopped its Redis scans."""
     from checks.fixes.redis import EXPIRE_OP, KeysLog, keys_file_name
 
@@ -403,16 +403,17 @@ def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixSt
     earlier = [
         e for e in journal.entries()
         if e.kind == "fix" and e.target == entry.target and e.url == entry.url
-        and e.finding.get("id") == entry.finding["id"] and e.outcome in (None, "failed") and e.steps == entry.steps
+        and e.finding.get("id") == entry.finding["id"] and e.steps == entry.steps and e.outcome != "refused"
     ]
-    if not earlier:
+    # Only the latest attempt counts: a later one may have finished the scan.
+    if not earlier or earlier[-1].outcome not in (None, "failed"):
         return {}
     last = earlier[-1]
     cursors = {}
     for index in indexes:
-        cursor = KeysLog(journal.side_file(keys_file_name(last.id, index))).last_cursor()
-        if cursor:
-            cursors[index] = cursor
+        point = KeysLog(journal.side_file(keys_file_name(last.id, index))).resume_point()
+        if point:
+            cursors[index] = point
     return cursors
 
 

@@ -45,8 +45,9 @@ class Execution:
     steps_done: int = 0
     leftovers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    # Redis batch operations: where a resumed run starts, per step index.
-    resume_cursors: dict[int, int] = field(default_factory=dict)
+    # Redis batch operations: per step index, the SCAN cursor an interrupted run stopped at
+    # and the server run_id it belongs to.
+    resume_cursors: dict[int, tuple[int, str | None]] = field(default_factory=dict)
 
     async def progress(self, message: str) -> None:
         if self.on_progress is None:

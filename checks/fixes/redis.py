@@ -100,15 +100,17 @@ class KeysLog:
                 keys[decode_key(value)] = None
         return list(keys)
 
-    def last_cursor(self) -> int | None:
-        """Where an interrupted scan stopped; None if it finished or never began."""
-        cursor = None
+    def resume_point(self) -> tuple[int, str | None] | None:
+        """Where an interrupted scan stopped, and on which server process (run_id): a SCAN
+        cursor means nothing to a restarted server, whose hash seed differs. None if the scan
+        finished or never began."""
+        cursor, run_id = 0, None
         for record in self.records():
-            if "cursor" in record:
-                cursor = record["cursor"]
             if record.get("done"):
                 return None
-        return cursor or None
+            run_id = record.get("run_id", run_id)
+            cursor = record.get("cursor", cursor)
+        return (cursor, run_id) if cursor else None
 
 
 async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
@@ -178,11 +180,17 @@ async def _expire_missing_ttl(client: Any, run: Execution, index: int, total: in
         raise StepFailed(f"step {index + 1}: ttl_seconds must be positive, got {ttl}")
     batch_size = max(1, min(int(op.get("batch") or DEFAULT_BATCH), MAX_BATCH))
     log = KeysLog(run.side_dir / keys_file_name(run.entry_id, index))
-    cursor = run.resume_cursors.get(index, 0)
+    run_id = (await client.info("server")).get("run_id")
     label = f"step {index + 1} of {total}"
-    start = f" (resuming at SCAN cursor {cursor})" if cursor else ""
+    cursor, start = 0, ""
+    resume = run.resume_cursors.get(index)
+    if resume and resume[1] == run_id:
+        cursor, start = resume[0], f" (resuming at SCAN cursor {resume[0]} where an interrupted run stopped)"
+    elif resume:
+        start = " (the server restarted since the interrupted run, so its SCAN cursor is void: scanning from the start)"
     await run.progress(f"{label}: EXPIRE {ttl} NX on keys matching {op.get('pattern') or match}{start}")
-    log.write({"started": True, "cursor": cursor, "match": match, "regex": op["regex"], "ttl_seconds": ttl})
+    log.write({"started": True, "cursor": cursor, "run_id": run_id, "match": match, "regex": op["regex"],
+               "ttl_seconds": ttl})
     scanned = given = batch = 0
     while True:
         cursor, keys = await client.scan(cursor, match=match, count=batch_size)

@@ -85,14 +85,14 @@ def test_keys_round_trip_through_json(key):
 
 def test_keys_log_undoes_expired_keys_and_an_interrupted_batch(tmp_path):
     log = KeysLog(tmp_path / "k.jsonl")
-    log.write({"started": True, "cursor": 0})
+    log.write({"started": True, "cursor": 0, "run_id": "r1"})
     log.write({"batch": 1, "pending": ["a", "b", "c"]})
     log.write({"batch": 1, "expired": ["a", "c"], "cursor": 17})  # b got a TTL elsewhere meanwhile
     log.write({"batch": 2, "pending": ["d", {"hex": "ff"}]})  # the process died here
     assert log.touched_keys() == [b"a", b"c", b"d", b"\xff"]
-    assert log.last_cursor() == 17
+    assert log.resume_point() == (17, "r1")
     log.write({"done": True, "cursor": 0})
-    assert log.last_cursor() is None
+    assert log.resume_point() is None
 
 
 @pytest.mark.parametrize(
