@@ -21,12 +21,14 @@ SEEDED_PROBLEMS: list[tuple[str, str]] = [
     ("postgres.duplicate-index", "posts"),  # two identical indexes on posts(author_id)
     ("postgres.invalid-index", "users_email_key_tmp"),  # a failed CREATE UNIQUE INDEX CONCURRENTLY
     ("postgres.sequence-exhaustion", "audit_log"),  # int4 sequence at 97% of its range
-    ("postgres.pool", ""),  # the URL leaves connect_timeout unset
+    ("postgres.missing-index", "page_views"),  # 20k rows read by sequential scans, per pg_stat_statements
+    ("postgres.pool", "url:connect_timeout"),  # the URL leaves connect_timeout unset
     ("mongodb.ttl-coverage", "transactions"),  # grows forever, createdAt dates, no TTL
     ("mongodb.ttl-misconfigured", "sessions"),  # TTL index on a field holding strings
     ("mongodb.reference-type-mismatch", "wallets.userId"),  # string ids -> ObjectId _id
     ("mongodb.redundant-index", "posts"),  # {authorId:1} is a prefix of {authorId:1, createdAt:-1}
-    ("mongodb.pool", ""),  # the URL leaves maxPoolSize and timeouts at the driver defaults
+    ("mongodb.missing-index", "wallet_history"),  # a declared query with no index: COLLSCAN
+    ("mongodb.pool", "url:maxPoolSize"),  # the URL leaves maxPoolSize and timeouts at the driver defaults
     ("redis.ttl-coverage", "session:"),  # a share of session keys lack their TTL
     ("redis.big-keys", "leaderboard:weekly"),  # a big sorted set
 ]
@@ -79,6 +81,11 @@ CREATE TABLE follows (
     followee_id bigint NOT NULL REFERENCES users(id),
     PRIMARY KEY (follower_id, followee_id)
 );
+CREATE TABLE page_views (
+    id bigserial PRIMARY KEY,
+    user_id bigint NOT NULL,
+    path text NOT NULL
+);
 CREATE TABLE audit_log (
     id serial PRIMARY KEY,
     message text NOT NULL
@@ -118,6 +125,16 @@ async def seed_postgres(url: str, *, users: int = 500) -> None:
             "INSERT INTO follows SELECT 1 + (g % $1), 1 + ((g * 7) % $1) FROM generate_series(1, 2000) g "
             "WHERE (g % $1) <> ((g * 7) % $1) ON CONFLICT DO NOTHING", users,
         )
+        await conn.execute(
+            "INSERT INTO page_views (user_id, path) SELECT 1 + (g % $1), '/p/' || g FROM generate_series(1, 20000) g",
+            users,
+        )
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("ANALYZE page_views")
+        # The application's profile page: filtered on an unindexed column, so every call scans the table.
+        for user in range(1, 61):
+            await conn.fetch("SELECT path FROM page_views WHERE user_id = $1", user)
+        await conn.execute("SELECT pg_stat_force_next_flush()")
         await conn.execute("SELECT setval('audit_log_id_seq', 2100000000)")
         await conn.execute("INSERT INTO audit_log (message) VALUES ('near the end of int4')")
         try:
@@ -152,7 +169,7 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
         await db.transactions.insert_many(
             [{"walletId": ObjectId(), "amount": random.randint(-500, 500),
               "status": random.choice(["done", "done", "failed"]),
-              "createdAt": now - dt.timedelta(days=random.randint(0, 400))} for _ in range(3000)]
+              "createdAt": now - dt.timedelta(days=random.randint(0, 400))} for _ in range(12000)]
         )
         await db.transactions.create_index([("walletId", 1)])
         # A TTL index on a field that holds strings: the TTL monitor never deletes anything.
@@ -160,6 +177,11 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
             [{"userId": oid, "expiresAt": (now + dt.timedelta(days=1)).isoformat()} for oid in user_ids[:100]]
         )
         await db.sessions.create_index([("expiresAt", 1)], expireAfterSeconds=0)
+        # A wallet history page queries userId + status sorted by createdAt: no index serves it.
+        await db.wallet_history.insert_many(
+            [{"userId": random.choice(user_ids), "status": random.choice(["done", "pending"]),
+              "createdAt": now - dt.timedelta(minutes=i)} for i in range(2000)]
+        )
         await db.posts.insert_many(
             [{"authorId": random.choice(user_ids), "title": f"Post {i}",
               "createdAt": now - dt.timedelta(hours=i)} for i in range(1000)]
@@ -212,7 +234,10 @@ def demo_config(postgres_url: str, mongodb_url: str, redis_url: str) -> dict[str
             "app_postgres": {"kind": "postgres", "url": postgres_url, "environment": "demo", "allow_fixes": True,
                              "app_pool": {"instances": 4, "max_size": 20}},
             "app_mongodb": {"kind": "mongodb", "url": f"{mongodb_url}/app?directConnection=true",
-                            "environment": "demo", "allow_fixes": True, "uses_transactions": True},
+                            "environment": "demo", "allow_fixes": True, "uses_transactions": True,
+                            "expect": {"queries": [{"collection": "wallet_history", "name": "wallet history",
+                                                    "filter": {"userId": "x", "status": "done"},
+                                                    "sort": {"createdAt": -1}}]}},
             "app_redis": {"kind": "redis", "url": redis_url + "/0", "environment": "demo", "allow_fixes": True,
                           "role": "cache",
                           "expect": {"persistent": [{"pattern": "leaderboard:*"}]}},
