@@ -342,17 +342,25 @@ async def verify(session, hypopg_schema: str, table: Table, suggestion: Suggesti
     async with session.acquire() as conn:
         try:
             await conn.execute("SET plan_cache_mode = force_generic_plan")
-            await conn.execute(f"PREPARE {PROBE} AS {query}")
-            before = _plan(await conn.fetchval(explain))
+            before = _plan(await _explain(conn, query, explain))
             index = await conn.fetchrow(f"SELECT indexrelid, indexname FROM {hypo}.hypopg_create_index($1)",
                                         f"CREATE INDEX ON {table.qualified} ({suggestion.columns_sql})")
-            after_plan = await conn.fetchval(explain)
-            after = _plan(after_plan)
-            return Verification(before, after, str(index["indexname"]) in after_plan)
+            after_plan = await _explain(conn, query, explain)
+            return Verification(before, _plan(after_plan), str(index["indexname"]) in after_plan)
         except asyncpg.PostgresError as exc:
             return Verification(None, None, False, f"unverified: the planner could not be asked ({exc})")
         finally:
-            await conn.execute(f"DEALLOCATE ALL; SELECT {hypo}.hypopg_reset(); RESET plan_cache_mode")
+            await conn.execute(f"SELECT {hypo}.hypopg_reset(); RESET plan_cache_mode")
+
+
+async def _explain(conn, query: str, explain: str) -> str:
+    # Prepared afresh each time: a prepared statement caches its generic plan, and a hypothetical
+    # index does not invalidate it.
+    await conn.execute(f"PREPARE {PROBE} AS {query}")
+    try:
+        return await conn.fetchval(explain)
+    finally:
+        await conn.execute(f"DEALLOCATE {PROBE}")
 
 
 def _plan(explained: str) -> float:

@@ -1,0 +1,158 @@
+"""postgres.missing-index against real servers: on the shared server (no pg_stat_statements
+preloaded) it finds the table and says the suggestion is unavailable; on a private server started
+with pg_stat_statements it suggests an index and verifies it with hypopg."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from checks.model import FixSafety
+from tests import support
+
+CHECK = "postgres.missing-index"
+LOW_BARS = {"min_rows": 1000, "min_seq_scans": 20, "min_seq_tup_read": 10_000}
+
+SCHEMA = """
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id integer, status text, created_at timestamptz);
+INSERT INTO orders SELECT g, g % 2000, (ARRAY['new', 'paid', 'shipped', 'void'])[1 + g % 4], now() - g * interval '1 minute'
+FROM generate_series(1, 40000) g;
+CREATE TABLE "Event Log" (id bigint, at date NOT NULL, kind text) PARTITION BY RANGE (at);
+CREATE TABLE "Event Log 2025" PARTITION OF "Event Log" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE "Event Log 2026" PARTITION OF "Event Log" FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO "Event Log" SELECT g, date '2025-06-01' + (g % 400), 'k' || (g % 50) FROM generate_series(1, 30000) g;
+CREATE TABLE customers (id integer PRIMARY KEY, name text);
+INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 20000) g;
+ANALYZE;
+"""
+
+
+async def workload(url: str) -> None:
+    """Sequential scans on orders and the partitioned log, index scans on customers; then flush
+    this backend's statistics so the check sees them now (PostgreSQL 15)."""
+    conn = await asyncpg.connect(url)
+    try:
+        for n in range(30):
+            await conn.fetch("SELECT * FROM orders WHERE customer_id = $1 AND status = $2", n, "paid")
+            await conn.fetch('SELECT count(*) FROM "Event Log" WHERE kind = $1', f"k{n}")
+            await conn.fetch("SELECT * FROM customers WHERE id = $1", n + 1)
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+    finally:
+        await conn.close()
+
+
+def run(url: str):
+    settings = support.settings_for(pg={"kind": "postgres", "url": url, "checks": {CHECK: LOW_BARS}})
+    result = support.run_report(settings, checks=[CHECK])
+    assert result.errors == []
+    return {f.object: f for f in result.findings}
+
+
+def test_shared_server_without_pg_stat_statements_finds_tables_but_cannot_suggest(pg_db):
+    pg_db.execute(SCHEMA)
+    pg_db.execute("CREATE EXTENSION hypopg")
+    asyncio.run(workload(pg_db.url))
+    findings = run(pg_db.url)
+    # customers is read by its primary key; the partitions add up to one finding on their parent.
+    assert sorted(findings) == ['public."Event Log"', "public.orders"]
+    orders = findings["public.orders"]
+    assert orders.evidence["seq_scan"] >= 30 and orders.evidence["idx_scan"] == 0
+    assert orders.evidence["live_rows"] == 40000
+    assert orders.evidence["suggestion"] is None
+    assert "shared_preload_libraries" in orders.evidence["statements_source"]
+    assert orders.evidence["verification"] == "unverified / not available"
+    assert orders.fix is None
+    assert findings['public."Event Log"'].evidence["live_rows"] == 30000
+
+
+def test_no_statistics_no_finding(pg_db):
+    pg_db.execute(SCHEMA)
+    assert run(pg_db.url) == {}
+
+
+# --- a private server with pg_stat_statements preloaded -------------------------------------------------
+
+def _bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        pytest.fail("initdb not found under /usr/lib/postgresql: run scripts/setup.sh", pytrace=False)
+    return found[-1].parent
+
+
+@pytest.fixture(scope="module")
+def preloaded_server() -> Iterator[str]:
+    """A throwaway cluster on a free loopback port, started with pg_stat_statements preloaded
+    (the shared server must not be reconfigured). Removed afterwards."""
+    bindir = _bindir()
+    data = Path(tempfile.mkdtemp(prefix="dbvitals-pgss-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data, "postgres", "postgres")
+    port = support.free_port()
+    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db")]
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
+               "-c shared_preload_libraries=pg_stat_statements -c fsync=off")
+    subprocess.run([*pg_ctl, "-l", str(data / "log"), "-w", "-o", options, "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def test_suggestion_from_pg_stat_statements_verified_with_hypopg(preloaded_server):
+    asyncio.run(_admin(preloaded_server, "CREATE DATABASE app"))
+    url = support.with_path(preloaded_server, "app")
+    asyncio.run(_admin(url, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;" + SCHEMA))
+    asyncio.run(workload(url))
+    findings = run(url)
+    orders = findings["public.orders"]
+    assert "pg_stat_statements" in orders.evidence["statements_source"]
+    assert orders.evidence["statements"][0]["query"] == "SELECT * FROM orders WHERE customer_id = $1 AND status = $2"
+    suggestion = orders.evidence["suggestion"]
+    # customer_id (2,000 distinct) before status (4 distinct); 40,000 / 2,000 = 20 rows left: stop there.
+    assert suggestion["definition"] == "CREATE INDEX orders_customer_id_idx ON public.orders (customer_id)"
+    assert "selectivity" in suggestion["ordering"]
+    verification = orders.evidence["verification"]
+    assert verification["status"] == "verified with hypopg" and verification["planner_uses_index"] is True, orders.evidence["verification"]
+    assert verification["cost_after"] < verification["cost_before"] / 5
+    assert orders.fix.safety is FixSafety.SAFE
+    assert orders.fix.steps[0].command == "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);"
+
+    log = findings['public."Event Log"']
+    assert log.evidence["suggestion"]["definition"] == 'CREATE INDEX "Event Log_kind_idx" ON public."Event Log" (kind)'
+    # A partitioned table: the parent's index ON ONLY, then one per partition, attached.
+    commands = [step.command for step in log.fix.steps]
+    assert commands[0] == 'CREATE INDEX "Event Log_kind_idx" ON ONLY public."Event Log" (kind);'
+    assert len(commands) == 5
+
+    async def apply() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            for step in (*orders.fix.steps, *log.fix.steps):
+                await conn.execute(step.command)
+            rows = await conn.fetch("SELECT indexrelid::regclass::text AS name, indisvalid FROM pg_index "
+                                    "WHERE indrelid IN ('orders'::regclass, '\"Event Log\"'::regclass)")
+            return sorted(r["name"] for r in rows if r["indisvalid"])
+        finally:
+            await conn.close()
+
+    assert asyncio.run(apply()) == ['"Event Log_kind_idx"', "orders_customer_id_idx", "orders_pkey"]
