@@ -1,0 +1,232 @@
+"""`dbvitals fix / undo / history` end to end on a real PostgreSQL, MongoDB and Redis: the
+prompt, the refusals and exit codes, migration scripts, and a fix process killed mid-fix."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import checks.engine
+from checks.model import finding_id
+from console.cli import main
+from tests.data import fix_checks
+
+PASSWORD = "cli-Secret-77"
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    reg = fix_checks.registry()
+    monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: reg)
+    return reg
+
+
+@pytest.fixture
+def orders(pg_db):
+    pg_db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, note varchar(10))")
+    pg_db.execute("INSERT INTO orders SELECT g, g % 7, 'n' FROM generate_series(1, 500) g")
+    return pg_db
+
+
+def write_config(tmp_path, url, *, kind="postgres", name="pg", **target) -> Path:
+    lines = [f'journal = "{tmp_path / "journal.jsonl"}"', "", f"[targets.{name}]", f'kind = "{kind}"', f'url = "{url}"']
+    lines += [f"{key} = {json.dumps(value)}" for key, value in target.items()]
+    path = tmp_path / "dbvitals.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def pg_config(orders, tmp_path, **target) -> Path:
+    target.setdefault("allow_fixes", True)
+    return write_config(tmp_path, orders.url.replace("postgres@", f"postgres:{PASSWORD}@"), **target)
+
+
+MISSING = finding_id("test.pg-missing-index", "pg", "public.orders.customer_id")
+NARROW = finding_id("test.pg-narrow-column", "pg", "public.orders.note")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def index_count(orders) -> int:
+    return orders.fetch("SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'orders_customer_id_idx'")[0]["n"]
+
+
+def test_dry_run_shows_what_would_run_where_and_applies_nothing(orders, tmp_path, registry, capsys):
+    config = pg_config(orders, tmp_path, environment="staging")
+    assert main(["fix", MISSING, "--dry-run", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"Fix for finding {MISSING} (test.pg-missing-index, medium)" in out
+    assert "target:  pg (postgres, staging) postgresql://postgres:***@127.0.0.1:5432/" in out
+    assert "safety:  safe" in out and "lock:    SHARE UPDATE EXCLUSIVE on orders" in out
+    assert "1. CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);   [outside a transaction]" in out
+    assert "1. DROP INDEX CONCURRENTLY IF EXISTS public.orders_customer_id_idx;" in out
+    assert "dry run: nothing applied." in out and PASSWORD not in out
+    assert index_count(orders) == 0
+
+
+def test_without_a_terminal_or_yes_nothing_is_applied(orders, tmp_path, registry, capsys):
+    config = pg_config(orders, tmp_path)
+    assert main(["fix", MISSING, "--config", str(config)]) == 3
+    assert "no terminal to confirm on: pass --yes" in capsys.readouterr().err
+    assert index_count(orders) == 0
+
+
+def test_the_prompt_applies_on_yes_and_production_needs_the_target_name(orders, tmp_path, registry, capsys, monkeypatch):
+    config = pg_config(orders, tmp_path, environment="production")
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+    assert main(["fix", MISSING, "--config", str(config)]) == 3
+    captured = capsys.readouterr()
+    assert "type the target name to confirm" in captured.err and "not confirmed" in captured.err
+    assert index_count(orders) == 0
+    monkeypatch.setattr(sys, "stdin", Terminal("pg\n"))
+    assert main(["fix", MISSING, "--config", str(config)]) == 0
+    assert "fixed (verified)" in capsys.readouterr().out
+    assert index_count(orders) == 1
+
+
+def test_fix_history_undo_round_trip(orders, tmp_path, registry, capsys):
+    config = pg_config(orders, tmp_path)
+    assert main(["fix", MISSING, "--yes", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    entry_id = out.split("journal entry ")[1].split()[0]
+    assert index_count(orders) == 1
+
+    assert main(["history", "--config", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert entry_id in listing and "test.pg-missing-index" in listing and "fixed" in listing
+
+    assert main(["undo", entry_id[:6], "--yes", "--config", str(config)]) == 0
+    undo_out = capsys.readouterr().out
+    assert "inverse steps, in this order:" in undo_out and "fixed (verified)" in undo_out
+    assert index_count(orders) == 0
+
+    assert main(["history", entry_id, "--config", str(config)]) == 0
+    detail = capsys.readouterr().out
+    assert "state     fixed, undone by" in detail and "1. CREATE INDEX CONCURRENTLY" in detail
+    assert main(["history", "--format", "json", "--config", str(config)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["kind"] for e in doc["entries"]] == ["undo", "fix"]
+    assert main(["undo", entry_id, "--yes", "--config", str(config)]) == 3  # already undone
+    assert PASSWORD not in (tmp_path / "journal.jsonl").read_text()
+
+
+def test_refusals_say_why_and_exit_non_zero(orders, tmp_path, registry, capsys):
+    config = pg_config(orders, tmp_path)
+    assert main(["fix", NARROW, "--yes", "--config", str(config)]) == 3
+    out = capsys.readouterr().out
+    assert "REFUSED: an unsafe fix (ACCESS EXCLUSIVE on orders while the column is rewritten): it is applied only with --allow-unsafe" in out
+    assert main(["fix", NARROW, "--yes", "--allow-unsafe", "--config", str(config)]) == 0
+    capsys.readouterr()
+    locked = pg_config(orders, tmp_path, allow_fixes=False)
+    assert main(["fix", MISSING, "--yes", "--config", str(locked)]) == 3
+    assert "does not allow fixes" in capsys.readouterr().out
+    assert main(["fix", "0123456789ab", "--yes", "--config", str(config)]) == 1
+    assert "no finding 0123456789ab" in capsys.readouterr().out
+    assert main(["fix", "--config", str(config)]) == 2
+
+
+def test_sql_migration_script_is_what_psql_runs(orders, tmp_path, registry, capsys):
+    config = pg_config(orders, tmp_path)
+    script = tmp_path / "fix.sql"
+    assert main(["fix", "--check", "test.pg-missing-index", "--target", "pg", "--script", str(script),
+                 "--config", str(config)]) == 0
+    text = script.read_text()
+    assert "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);" in text
+    assert PASSWORD not in text and index_count(orders) == 0
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", orders.url, "-f", str(script)], check=True)
+    assert index_count(orders) == 1
+
+
+def test_mongosh_and_redis_cli_scripts(mongo_db, redis_db, tmp_path, registry, capsys):
+    mongo_db.db.orders.insert_one({"customerId": 1})
+    config = write_config(tmp_path, mongo_db.url, kind="mongodb", name="docs")
+    script = tmp_path / "fix.js"
+    assert main(["fix", "--check", "test.mongo-missing-index", "--target", "docs", "--script", str(script),
+                 "--config", str(config)]) == 0
+    text = script.read_text()
+    assert f'run("{mongo_db.name}", {{"createIndexes": "orders"' in text and '"maxTimeMS": 1800000' in text
+
+    redis_db.client.set("session:1", "x")
+    config = write_config(tmp_path, redis_db.url, kind="redis", name="cache")
+    script = tmp_path / "fix.redis"
+    assert main(["fix", "--check", "test.redis-missing-ttl", "--target", "cache", "--script", str(script),
+                 "--config", str(config)]) == 0
+    text = script.read_text()
+    assert f"redis-cli -n {redis_db.index} --scan --pattern 'session:*'" in text
+    assert "# to undo:" in text
+    assert main(["fix", "--check", "test.mongo-missing-index", "--target", "cache", "--script", str(script),
+                 "--config", str(config)]) == 2  # a MongoDB check on a Redis target
+
+
+def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finish(orders, tmp_path, capsys):
+    config = pg_config(orders, tmp_path)
+    program = (
+        "import sys, checks.engine; from tests.data import fix_checks; reg = fix_checks.registry(); "
+        "checks.engine.load_registry = lambda *a, **k: reg; from console.cli import main; "
+        f"sys.exit(main(['fix', '{MISSING}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
+    )
+
+    async def hold_a_writer_then_kill():
+        import asyncio
+
+        blocker = await asyncpg.connect(orders.url)
+        admin = await asyncpg.connect(orders.url)
+        writer = blocker.transaction()
+        await writer.start()
+        await blocker.execute("INSERT INTO orders VALUES (9999, 1, 'x')")  # the build waits for this writer
+        process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, env={**os.environ},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            for _ in range(300):
+                waiting = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name LIKE 'dbvitals fix %' AND wait_event IS NOT NULL")
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, process.communicate(timeout=5)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            # A backend notices its client is gone only when it next talks to it: end the orphan
+            # as the server's own restart would, leaving the half-built index behind.
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'dbvitals fix %'")
+        finally:
+            await writer.rollback()
+            await blocker.close()
+            await admin.close()
+
+    import asyncio
+
+    asyncio.run(hold_a_writer_then_kill())
+    entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert len(entries) == 1 and entries[0]["outcome"] is None  # started, never finished
+    entry_id = entries[0]["id"]
+    assert main(["history", "--config", str(config)]) == 0
+    assert "DID NOT FINISH" in capsys.readouterr().out
+    assert main(["history", entry_id, "--config", str(config)]) == 0
+    assert "the process stopped before the fix finished: check the target" in capsys.readouterr().out
+    # What it left on the server, an INVALID index, is found and dropped by the next attempt.
+    assert orders.fetch("SELECT count(*) AS n FROM pg_index WHERE NOT indisvalid AND indrelid = 'orders'::regclass")[0]["n"] == 1
+    reg = fix_checks.registry()
+    checks.engine.load_registry, saved = (lambda *a, **k: reg), checks.engine.load_registry
+    try:
+        assert main(["fix", MISSING, "--yes", "--config", str(config)]) == 0
+    finally:
+        checks.engine.load_registry = saved
+    assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in capsys.readouterr().out
+    assert orders.fetch("SELECT bool_and(indisvalid) AS ok FROM pg_index WHERE indrelid = 'orders'::regclass")[0]["ok"]
+    assert main(["undo", entry_id, "--yes", "--config", str(config)]) == 3  # it applied nothing to undo
