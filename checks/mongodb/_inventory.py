@@ -260,12 +260,15 @@ class Sample:
     collection: str
     documents: int
     fields: dict[str, FieldSample]
+    # The drawn documents themselves (at most the sample size), for estimates by predicate.
+    drawn: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
 
 
 EXAMPLES_KEPT = 5
 
 
 def summarise(database: str, collection: str, documents: Iterable[dict[str, Any]]) -> Sample:
+    documents = tuple(documents)
     types: dict[str, Counter[str]] = {}
     examples: dict[str, list[Any]] = {}
     oldest: dict[str, dt.datetime] = {}
@@ -290,6 +293,7 @@ def summarise(database: str, collection: str, documents: Iterable[dict[str, Any]
             name: FieldSample(dict(counter), tuple(examples[name]), oldest.get(name), newest.get(name))
             for name, counter in types.items()
         },
+        drawn=documents,
     )
 
 

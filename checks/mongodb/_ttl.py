@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TtlExpectation
-from checks.mongodb._inventory import CollectionInfo, format_seconds, limited
+from checks.mongodb._inventory import CollectionInfo, format_seconds, limited, sample
 
 # Names that usually hold a point in time. Preferred first when choosing a TTL field.
 EXPIRY_NAME = re.compile(r"^(expires?|expiry|expiration|expire)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I)
@@ -104,23 +105,45 @@ async def count_expiring(
     sample_size: int,
 ) -> Expiring:
     """Exact when an index leads with the field or the collection is small; otherwise estimated
-    from a bounded `$sample`, so a 100-million-document collection is never scanned."""
+    from the bounded `$sample` the checks share, so a 100-million-document collection is never
+    scanned."""
     cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
     query = {**(filter_ or {}), field: {"$lt": cutoff}}
     coll = session.client[info.database][info.name]
     indexed = any(i.fields[:1] == (field,) for i in info.indexes)
+    older = f"older than {format_seconds(seconds)}"
     try:
         if indexed or info.count <= exact_limit:
             n = await limited(session, coll.count_documents(query))
-            return Expiring(n, True, f"older than {format_seconds(seconds)}, counted")
-        pipeline = [{"$sample": {"size": sample_size}}, {"$match": query}, {"$count": "n"}]
-        cursor = await limited(session, coll.aggregate(pipeline))
-        rows = await cursor.to_list(1)
-        matched = rows[0]["n"] if rows else 0
-        estimate = round(matched / sample_size * info.count) if info.count else 0
-        return Expiring(estimate, False, f"older than {format_seconds(seconds)}, estimated from {sample_size} sampled documents")
+            return Expiring(n, True, f"{older}, counted")
+        drawn = await sample(session, info.database, info.name, sample_size)
+        matches = literal_matcher(filter_ or {})
+        if matches is not None and drawn.documents:
+            matched = sum(1 for doc in drawn.drawn if matches(doc) and _before(doc.get(field), cutoff))
+            size = drawn.documents
+        else:  # a filter with operators: let the server match it, still on a bounded sample
+            pipeline = [{"$sample": {"size": sample_size}}, {"$match": query}, {"$count": "n"}]
+            cursor = await limited(session, coll.aggregate(pipeline))
+            rows = await cursor.to_list(1)
+            matched, size = (rows[0]["n"] if rows else 0), sample_size
+        estimate = round(matched / size * info.count) if info.count and size else 0
+        return Expiring(estimate, False, f"{older}, estimated from {size} sampled documents")
     except Exception as exc:  # a count that times out leaves the figure unknown, not wrong
         return Expiring(None, False, f"count failed: {type(exc).__name__}")
+
+
+def literal_matcher(filter_: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
+    """A Python test for a filter of top-level literal equalities ({status: "failed"}); None
+    for anything with operators, which only the server evaluates faithfully."""
+    if any(k.startswith("$") or isinstance(v, (dict, list, re.Pattern)) for k, v in filter_.items()):
+        return None
+    return lambda doc: all(doc.get(k) == v for k, v in filter_.items())
+
+
+def _before(value: Any, cutoff: dt.datetime) -> bool:
+    if not isinstance(value, dt.datetime):
+        return False
+    return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)) < cutoff
 
 
 def first_pass_warning(expiring: Expiring) -> str:

@@ -142,3 +142,15 @@ def test_time_name_rank(name, ranked):
 
 def test_expiry_fields_expire_at_their_own_time():
     assert is_expiry_field("expiresAt") and is_expiry_field("expiry_date") and not is_expiry_field("createdAt")
+
+
+@pytest.mark.parametrize(
+    "filter_, doc, matches",
+    [({}, {"a": 1}, True), ({"status": "failed"}, {"status": "failed"}, True), ({"status": "failed"}, {"status": "ok"}, False),
+     ({"status": {"$in": ["failed"]}}, {"status": "failed"}, None)],
+)
+def test_literal_matcher_handles_only_literal_equalities(filter_, doc, matches):
+    from checks.mongodb._ttl import literal_matcher
+
+    matcher = literal_matcher(filter_)
+    assert (None if matcher is None else matcher(doc)) == matches
