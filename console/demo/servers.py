@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class Server:
     port: int
     pid: int
     url: str
+    data_dir: str | None = None  # kept outside the playground directory (PostgreSQL run as root)
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Playground:
     def stop(self, *, remove: bool = True) -> None:
         for server in reversed(self.servers):
             _terminate(server.pid)
+            if remove and server.data_dir:
+                shutil.rmtree(server.data_dir, ignore_errors=True)
         self.servers.clear()
         if remove:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -119,28 +123,35 @@ def postgres_bin_dir() -> Path:
 
 def start_postgres(directory: Path) -> Server:
     bin_dir = postgres_bin_dir()
-    data = directory / "postgres"
-    socket_dir = directory / "pg-socket"
+    home = directory
     user = None
     if os.geteuid() == 0:
-        # PostgreSQL refuses to run as root: run it as the packaged postgres user.
+        # PostgreSQL refuses to run as root: run it as the packaged postgres user, in a directory
+        # of its own (the playground's parents may not be traversable by that user).
         try:
             pwd.getpwnam("postgres")
         except KeyError:
             raise DemoError("running as root needs the 'postgres' system user (Debian package postgresql)") from None
         user = "postgres"
+        home = Path(tempfile.mkdtemp(prefix="dbvitals-demo-pg-"))
+        shutil.chown(home, user, user)
+    data = home / "postgres"
+    socket_dir = home / "pg-socket"
     for path in (data, socket_dir):
         path.mkdir(parents=True, exist_ok=True)
         if user:
             shutil.chown(path, user, user)
+    log = home / "postgres.log"
     if user:
-        shutil.chown(directory, user, user)
-    log = directory / "postgres.log"
+        log.touch()
+        shutil.chown(log, user, user)
     init = subprocess.run(
         [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         capture_output=True, text=True, user=user,
     )
     if init.returncode != 0:
+        if home != directory:
+            shutil.rmtree(home, ignore_errors=True)
         raise DemoError(f"initdb failed: {init.stderr.strip()[-400:]}")
     port = free_port()
     process = _spawn(
@@ -149,8 +160,16 @@ def start_postgres(directory: Path) -> Server:
          "-c", "fsync=off", "-c", "max_connections=60"],
         log, user=user,
     )
-    _wait_for_port(port, process, "PostgreSQL", log)
-    return Server("postgres", port, process.pid, f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    server = Server("postgres", port, process.pid, f"postgresql://postgres@127.0.0.1:{port}/postgres",
+                    data_dir=str(home) if home != directory else None)
+    try:
+        _wait_for_port(port, process, "PostgreSQL", log)
+    except DemoError:
+        _terminate(process.pid)
+        if server.data_dir:
+            shutil.rmtree(server.data_dir, ignore_errors=True)
+        raise
+    return server
 
 
 def start_redis(directory: Path) -> Server:
