@@ -86,6 +86,8 @@ def test_seeded_application_yields_each_finding_with_evidence_and_fix(mongo_db):
         "createIndexes": "users", "indexes": [{"key": {"email": 1, "status": 1, "banned": 1}, "name": "email_1_status_1_banned_1"}]
     }
     assert login.fix.inverse[0].command == {"dropIndexes": "users", "index": "email_1_status_1_banned_1"}
+    if login.evidence["docs_examined"] == "unknown":  # SecantusDB: ranked by size, and said so
+        assert "ranked by collection size" in login.evidence["impact_basis"]
     declared_query = next(f for f in missing if f.evidence.get("sources") == ["config: failed payments"])
     assert declared_query.evidence["suggested_index"] == {"userId": 1, "status": 1, "createdAt": -1}
     assert "equality (userId, status) then sort (createdAt descending)" in declared_query.evidence["ordering"]
@@ -161,6 +163,28 @@ def test_healthy_application_has_no_findings(mongo_db):
     assert [(f.check, f.severity, f.evidence.get("index_usage")) for f in report.findings] == [
         ("mongodb.unused-index", Severity.INFO, "unknown")
     ]
+
+
+def test_ttl_rules_against_existing_ttl_indexes(mongo_db):
+    db = mongo_db.db
+    db.sessions.insert_many({"createdAt": NOW - dt.timedelta(minutes=i)} for i in range(300))
+    db.sessions.create_index([("createdAt", 1)], expireAfterSeconds=7200)
+    db.payments.insert_many(
+        {"status": "failed" if i % 2 else "ok", "createdAt": NOW - dt.timedelta(days=i)} for i in range(100)
+    )
+    report = report_for(mongo_db, expect={"ttl": [
+        {"collection": "sessions", "field": "createdAt", "after": "1h"},
+        {"collection": "payments", "field": "createdAt", "after": "30d", "filter": {"status": "failed"}},
+    ]})
+    [shorter] = support.by_check(report.findings, "mongodb.ttl-misconfigured")
+    assert shorter.fix.steps[0].command == {"collMod": "sessions", "index": {"name": "createdAt_1", "expireAfterSeconds": 3600}}
+    assert shorter.fix.inverse[0].command["index"]["expireAfterSeconds"] == 7200
+    assert shorter.fix.safety is FixSafety.UNSAFE
+    assert shorter.evidence["first_pass_deletes"] == 300 - 60  # minutes 60..299 are older than 1h
+    [partial] = support.by_check(report.findings, "mongodb.ttl-coverage")
+    spec = partial.fix.steps[0].command["indexes"][0]
+    assert spec["partialFilterExpression"] == {"status": "failed"} and spec["expireAfterSeconds"] == 30 * 86400
+    assert partial.evidence["first_pass_deletes"] == 35  # odd days 31..99 are failed and older than 30 days
 
 
 def test_checks_never_turn_the_profiler_on(mongo_db):
