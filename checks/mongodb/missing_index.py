@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
+from pymongo.errors import OperationFailure
 
 from checks.config import IndexExpectation, QueryExpectation
 from checks.engine import Check, CheckOptions, Scope
@@ -115,6 +116,7 @@ class QueryShape:
     count: int = 0  # documents in the collection
     size: int = 0  # bytes
     indexes: tuple[IndexSpec, ...] = ()
+    explain_error: str | None = None
 
     @property
     def shape(self) -> dict[str, Any]:
@@ -261,8 +263,11 @@ class MissingIndex(Check):
         return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d])
 
     async def _profile(self, session: Any, database: str, limit: int) -> tuple[ProfilerState, list[dict[str, Any]]]:
-        setting = await read_profiler_setting(session.client, database)
         entries: list[dict[str, Any]] = []
+        try:
+            setting = await read_profiler_setting(session.client, database)
+        except OperationFailure:  # not authorised to read it: the profiler is unknown, the rest still runs
+            return ProfilerState(database, None, None, 0, False), entries
         if limit:
             db = session.client[database]
             names = await limited(session, db.list_collection_names(filter={"name": "system.profile"}))
@@ -287,9 +292,13 @@ class MissingIndex(Check):
         find: dict[str, Any] = {"find": shape.collection, "filter": shape.filter}
         if shape.sort:
             find["sort"] = shape.sort
-        explain = await limited(
-            session, session.client[shape.database].command({"explain": find, "verbosity": "queryPlanner"})
-        )
+        try:
+            explain = await limited(
+                session, session.client[shape.database].command({"explain": find, "verbosity": "queryPlanner"})
+            )
+        except OperationFailure as exc:  # a profiled filter this server cannot plan: not judged
+            shape.explain_error = f"{exc.code}: {str(exc)[:200]}"
+            return
         shape.plan = plan_from_explain(explain)
 
     def evaluate(self, facts: MissingIndexFacts, scope: Scope) -> list[Finding]:
@@ -301,12 +310,20 @@ class MissingIndex(Check):
             self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options)
             for rank, (shape, problem) in enumerate(problems, 1)
         ]
+        profilers = {p.database: p for p in facts.profilers}
+        for finding in findings:
+            profiler = profilers.get(finding.evidence["namespace"].split(".", 1)[0])
+            if profiler is not None:
+                finding.evidence["profiler"] = (
+                    f"level {'unknown' if profiler.level is None else profiler.level}, slowms {profiler.slowms}, "
+                    f"{profiler.entries} recent entries read"
+                )
         findings.extend(f for d in facts.declared if (f := self._declared_finding(scope, d)))
         return findings
 
     def _problem(self, shape: QueryShape, options: MissingIndexOptions) -> str | None:
         plan = shape.plan
-        if plan is None or plan.stages == ("EOF",):
+        if plan is None or plan.stages == ("EOF",) or (not shape.filter and not shape.sort):
             return None
         if plan.collection_scan:
             return f"scans the whole collection (COLLSCAN over {shape.count:,} documents)"
