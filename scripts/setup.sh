@@ -41,6 +41,12 @@ if [ -z "${DBVITALS_TEST_PG_URL:-}" ]; then
   fi
   psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null </dev/null \
     || { echo "PostgreSQL on 127.0.0.1:5432 does not accept user postgres" >&2; exit 1; }
+  # hypopg (hypothetical indexes): postgres.missing-index verifies its suggestions with it, and the tests do.
+  if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc "select count(*) from pg_available_extensions where name = 'hypopg'" </dev/null)" = 0 ]; then
+    major=$(( $(psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'show server_version_num' </dev/null) / 10000 ))
+    say "installing hypopg for PostgreSQL $major (Debian package)"
+    apt_install "postgresql-$major-hypopg"
+  fi
 fi
 
 # --- Redis ------------------------------------------------------------------------------------
