@@ -187,13 +187,15 @@ class Security(Check):
 
     def _dangerous(self, scope: Scope, facts: SecurityFacts, evidence: dict[str, Any], nopass: bool) -> list[Finding]:
         findings = []
-        debug_fenced = facts.enable_debug_command in ("no", "local")
+        # enable-debug-command (Redis 7+) fences DEBUG off for remote clients unless "yes"; a readable
+        # CONFIG without it is an older server where DEBUG is open; unreadable CONFIG: cannot tell.
+        debug_open = facts.enable_debug_command == "yes" or (facts.enable_debug_command is None and facts.port is not None)
         for user in facts.users:
             if not user.enabled:
                 continue
             open_commands = [
                 cmd for cmd, allowed in user.allowed.items()
-                if allowed and not facts.renamed.get(cmd) and not (cmd == "DEBUG" and debug_fenced)
+                if allowed and not facts.renamed.get(cmd) and (cmd != "DEBUG" or debug_open)
             ]
             if not open_commands:
                 continue
