@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pymongo
-import pytest
 
 from checks.config import config_from_dict
 from checks.engine import Scope
@@ -119,17 +118,3 @@ def test_server_killed_between_steps_leaves_a_failed_entry_that_says_what_was_ap
     assert (entry.state, entry.steps_done, len(entry.steps)) == ("failed", 1, 2)
     # The second index's fate is unknown: said, not guessed.
     assert any("could not list the indexes of app.orders" in item and "b_1" in item for item in entry.leftovers)
-
-
-@pytest.mark.parametrize("database", [None, "app"])
-def test_command_documents_carry_max_time_ms(database):
-    from pathlib import Path
-
-    from checks.fixes.execution import Execution, FixLimits
-    from checks.fixes.mongodb import command_document
-
-    target = config_from_dict({"targets": {"d": {"kind": "mongodb", "url": "mongodb://h/app"}}}).targets["d"]
-    run = Execution("d", target, "e", Path("."), FixLimits(statement_timeout_s=12))
-    step = FixStep("mongodb", {"collMod": "s", "index": {"name": "x", "expireAfterSeconds": 5}}, database=database)
-    document = command_document(step, run)
-    assert list(document) == ["collMod", "index", "maxTimeMS"] and document["maxTimeMS"] == 12000

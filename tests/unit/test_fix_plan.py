@@ -146,3 +146,17 @@ def test_mongosh_script_carries_max_time_ms():
                             generated_at="now", version="1.0")
     assert 'run("app", {"createIndexes": "orders", "indexes": [{"key": {"a": 1}, "name": "a_1"}], "maxTimeMS": 1800000});' in text
     assert "function run(database, command)" in text
+
+
+@pytest.mark.parametrize("database", [None, "app"])
+def test_command_documents_carry_max_time_ms(database):
+    from pathlib import Path
+
+    from checks.fixes.execution import Execution, FixLimits
+    from checks.fixes.mongodb import command_document
+
+    target = config_from_dict({"targets": {"d": {"kind": "mongodb", "url": "mongodb://h/app"}}}).targets["d"]
+    run = Execution("d", target, "e", Path("."), FixLimits(statement_timeout_s=12))
+    step = FixStep("mongodb", {"collMod": "s", "index": {"name": "x", "expireAfterSeconds": 5}}, database=database)
+    document = command_document(step, run)
+    assert list(document) == ["collMod", "index", "maxTimeMS"] and document["maxTimeMS"] == 12000
