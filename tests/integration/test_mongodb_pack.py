@@ -32,12 +32,13 @@ def seed_application(db) -> list[ObjectId]:
          "createdAt": NOW - dt.timedelta(hours=i)}
         for i in range(3000)
     )
-    db.wallet_history.create_index([("userId", 1)])
-    db.wallet_history.create_index([("userId", 1), ("status", 1), ("createdAt", -1)])  # makes userId_1 redundant
+    db.wallet_history.create_index([("userId", 1)])  # the history query needs status and the sort too
     db.transactions.insert_many(
         {"userId": user_ids[i % 300], "status": "failed" if i % 4 == 0 else "ok", "createdAt": NOW - dt.timedelta(days=i % 400)}
         for i in range(2000)
     )
+    db.transactions.create_index([("userId", 1)])
+    db.transactions.create_index([("userId", 1), ("createdAt", -1)])  # makes userId_1 redundant
     db.game_sessions.insert_many(
         {"player": i, "lastSeen": (NOW - dt.timedelta(hours=i)).isoformat()} for i in range(500)
     )
@@ -88,6 +89,10 @@ def test_seeded_application_yields_each_finding_with_evidence_and_fix(mongo_db):
     assert login.fix.inverse[0].command == {"dropIndexes": "users", "index": "email_1_status_1_banned_1"}
     if login.evidence["docs_examined"] == "unknown":  # SecantusDB: ranked by size, and said so
         assert "ranked by collection size" in login.evidence["impact_basis"]
+    history = next(f for f in missing if f.object == f"{mongo_db.name}.wallet_history")
+    assert history.evidence["sort"] == {"createdAt": -1}
+    assert history.evidence["suggested_index"] == {"userId": 1, "status": 1, "createdAt": -1}
+    assert history.fix.steps[0].command["indexes"][0]["name"] == "userId_1_status_1_createdAt_-1"
     declared_query = next(f for f in missing if f.evidence.get("sources") == ["config: failed payments"])
     assert declared_query.evidence["suggested_index"] == {"userId": 1, "status": 1, "createdAt": -1}
     assert "equality (userId, status) then sort (createdAt descending)" in declared_query.evidence["ordering"]
@@ -117,9 +122,10 @@ def test_seeded_application_yields_each_finding_with_evidence_and_fix(mongo_db):
 
     [redundant] = support.by_check(findings, "mongodb.redundant-index")
     assert redundant.evidence["redundant"] == {"key": {"userId": 1}, "name": "userId_1"}
-    assert redundant.evidence["covering"]["name"] == "userId_1_status_1_createdAt_-1"
-    assert redundant.fix.steps[0].command == {"dropIndexes": "wallet_history", "index": "userId_1"}
-    assert redundant.fix.inverse[0].command == {"createIndexes": "wallet_history", "indexes": [{"key": {"userId": 1}, "name": "userId_1"}]}
+    assert redundant.evidence["covering"]["name"] == "userId_1_createdAt_-1"
+    assert redundant.evidence["redundant_bytes"] > 0
+    assert redundant.fix.steps[0].command == {"dropIndexes": "transactions", "index": "userId_1"}
+    assert redundant.fix.inverse[0].command == {"createIndexes": "transactions", "indexes": [{"key": {"userId": 1}, "name": "userId_1"}]}
 
     [reference] = support.by_check(findings, "mongodb.reference-type-mismatch")
     assert reference.object == f"{mongo_db.name}.moderation_flags.userId"
