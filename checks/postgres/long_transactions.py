@@ -18,7 +18,7 @@ from checks.postgres._fixes import sql
 
 QUERY = """
 SELECT a.pid, a.usename AS user_name, a.application_name, a.client_addr::text AS client_addr, a.state,
-       extract(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
+       a.xact_start::text AS xact_start, extract(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
        extract(epoch FROM now() - a.state_change)::float8 AS state_age_s,
        a.wait_event_type, a.wait_event, left(a.query, $2) AS query,
        a.backend_xid IS NOT NULL AS wrote, a.backend_xmin::text AS xmin,
@@ -52,6 +52,7 @@ class Session:
     application_name: str | None
     client_addr: str | None
     state: str | None
+    xact_start: str  # with the pid, names this transaction across runs
     xact_age_s: float
     state_age_s: float | None
     wait_event_type: str | None
@@ -110,7 +111,7 @@ class LongTransactions(Check):
                 message += " Its query is hidden: this role needs pg_read_all_stats (part of pg_monitor) to see it."
             terminate = idle or s.blocking
             findings.append(self.finding(
-                scope, object=f"pid {s.pid}", key=f"{s.pid}:{int(s.xact_age_s - (s.state_age_s or 0))}",
+                scope, object=f"pid {s.pid}", key=s.xact_start,
                 severity=Severity.HIGH if (s.blocking or idle) else Severity.MEDIUM,
                 title=f"Transaction open {_age(s.xact_age_s)} ({'idle' if idle else s.state})",
                 message=message,

@@ -38,7 +38,7 @@ class NoPrimaryKey(Check):
     engine = Engine.POSTGRES
     title = "Table without a primary key"
     severity = Severity.MEDIUM
-    fix_availability = FixAvailability.SOMETIMES
+    fix_availability = FixAvailability.ALWAYS
     Options = Options
     rationale = (
         "Without a primary key rows cannot be addressed reliably: duplicates creep in, logical replication "

@@ -387,7 +387,8 @@ def test_sequence_below_threshold_or_cycling_is_quiet():
 
 def session(state: str, xact_age: float, state_age: float, *, blocking: int = 0, query: str = "select 1"):
     return long_transactions.Session(
-        pid=42, user_name="app", application_name="api", client_addr="10.0.0.7", state=state, xact_age_s=xact_age,
+        pid=42, user_name="app", application_name="api", client_addr="10.0.0.7", state=state,
+        xact_start="2026-03-01 10:00:00+00", xact_age_s=xact_age,
         state_age_s=state_age, wait_event_type="Client", wait_event="ClientRead", query=query, wrote=True,
         xmin="1234", locks=("RowExclusiveLock on orders",), blocking=blocking)
 
