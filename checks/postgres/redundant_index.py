@@ -88,7 +88,7 @@ class RedundantIndex(Check):
             else:
                 fix = drop_index_fix(narrower, table, f"Drop {narrower.name} (covered by {wider.name})")
                 message += (f" Dropping it frees {human_bytes(narrower.bytes)}; queries on its columns use "
-                            f"{wider.name}, which is larger ({human_bytes(wider.bytes)}) and so a little slower to scan.")
+                            f"{wider.name} ({human_bytes(wider.bytes)}), wider and so a little slower to scan.")
             findings.append(self.finding(
                 scope, object=narrower.qualified, key=wider.name,
                 title=f"{narrower.name} is covered by {wider.name}",
