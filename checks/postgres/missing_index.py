@@ -143,7 +143,7 @@ def statement_table(shape: Shape, snapshot: Catalog) -> Table | None:
 
 
 def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], snapshot: Catalog,
-            distinct: dict[tuple[int, str], float]) -> Suggestion | None:
+            distinct: dict[tuple[int, str], float], *, skip_covered: bool = True) -> Suggestion | None:
     """An index for the heaviest statement on `table` that no existing index already leads with.
 
     Equality columns first, the most selective first (pg_stats n_distinct), then one range column
@@ -177,7 +177,7 @@ def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], sna
                 tail = f"then the ORDER BY column(s) {', '.join(shape.sort)}"
         if not columns:
             continue
-        if any(tuple(e[: len(columns)]) == tuple(columns) for e in existing):
+        if skip_covered and any(tuple(e[: len(columns)]) == tuple(columns) for e in existing):
             continue
         ordering = ("equality columns by selectivity (pg_stats n_distinct, most distinct first)" if have_stats and equality
                     else "equality columns in the statement's order (selectivity unknown: pg_stats not readable)"
@@ -234,6 +234,11 @@ class MissingIndex(Check):
             table = snapshot.tables[stat.table_oid]
             related = [s for s in facts.statements if statement_table(s.shape, snapshot) == table]
             suggestion = suggest(table, stat.live_rows, facts.statements, snapshot, facts.distinct)
+            if suggestion is None and suggest(table, stat.live_rows, facts.statements, snapshot, facts.distinct,
+                                              skip_covered=False) is not None:
+                # The statements that scanned it are served by an index now: the counters are history
+                # (cumulative since the last stats reset), not a current problem.
+                continue
             evidence = {
                 "live_rows": stat.live_rows,
                 "seq_scan": stat.seq_scan,

@@ -605,6 +605,18 @@ def test_missing_index_without_statements_says_unverified():
     assert "shared_preload_libraries" in finding.evidence["suggestion_note"]
 
 
+def test_missing_index_not_reported_once_an_index_serves_its_statements():
+    """Seq-scan counters are cumulative: after the index exists they are history, not a finding."""
+    s = fk_schema()
+    s.index("orders", ["status"])
+    snapshot = s.build()
+    facts = missing_index.Facts(
+        snapshot, (stats(s.names["orders"]),), missing_index.Availability(True, "pg_stat_statements"),
+        missing_index.Availability(True, "hypopg"), (statement("SELECT * FROM orders WHERE status = $1"),), {}, {}, {})
+    check = missing_index.MissingIndex()
+    assert check.evaluate(facts, scope(check)) == []
+
+
 @pytest.mark.parametrize("verification, fix_offered", [
     (missing_index.Verification(1000.0, 8.5, True), True),
     (missing_index.Verification(1000.0, 990.0, False), False),  # the planner would not use it
