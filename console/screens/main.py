@@ -167,8 +167,18 @@ class MainScreen(Screen):
 
     # --- acting on the selection -----------------------------------------------------------
 
+    def selected_finding(self):
+        """The finding under the cursor, after any refresh still waiting on its debounce:
+        a key pressed right after a filter acts on what the filter shows."""
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self.refresh_findings()
+        return self.query_one(FindingsTable).selected()
+
     def on_findings_table_opened(self, event: FindingsTable.Opened) -> None:
-        self.app.open_finding(event.finding)
+        finding = self.selected_finding() if self._refresh_timer is not None else event.finding
+        if finding is not None:
+            self.app.open_finding(finding)
 
     def action_open(self) -> None:
         if self.query_one(TargetsTable).has_focus:
@@ -177,13 +187,15 @@ class MainScreen(Screen):
                 self.set_filter(FindingFilter(self.filter.text, self.filter.severities, frozenset({target}), self.filter.checks))
                 self.query_one(FindingsTable).focus()
             return
-        self.query_one(FindingsTable).action_open()
+        finding = self.selected_finding()
+        if finding is not None:
+            self.app.open_finding(finding)
 
     def selected_target(self) -> str | None:
         targets = self.query_one(TargetsTable)
         if targets.has_focus:
             return targets.selected_target()
-        finding = self.query_one(FindingsTable).selected()
+        finding = self.selected_finding()
         return finding.target if finding else targets.selected_target()
 
     def action_rerun_target(self) -> None:
@@ -192,17 +204,17 @@ class MainScreen(Screen):
             self.app.run_target(target)
 
     def action_apply_fix(self) -> None:
-        finding = self.query_one(FindingsTable).selected()
+        finding = self.selected_finding()
         if finding:
             self.app.start_fix(finding)
 
     def action_copy_fix(self) -> None:
-        finding = self.query_one(FindingsTable).selected()
+        finding = self.selected_finding()
         if finding:
             self.app.copy_fix(finding)
 
     def action_copy_evidence(self) -> None:
-        finding = self.query_one(FindingsTable).selected()
+        finding = self.selected_finding()
         if finding:
             self.app.copy_evidence(finding)
 

@@ -1,0 +1,75 @@
+"""The findings filter as a table of cases: pure, no app."""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.model import Severity
+from console.widgets.finding_store import FindingFilter, FindingStore, parse_query
+from tests.tui.helpers import synthetic_findings
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", FindingFilter()),
+        ("Orders  seq", FindingFilter(text="orders seq")),
+        ("sev:high,crit", FindingFilter(severities=frozenset({Severity.HIGH, Severity.CRITICAL}))),
+        ("severity:bogus", FindingFilter()),
+        ("target:orders,events x", FindingFilter(text="x", targets=frozenset({"orders", "events"}))),
+        ("check:postgres.*", FindingFilter(checks=("postgres.*",))),
+        ("url:host", FindingFilter(text="url:host")),
+    ],
+)
+def test_parse_query(query, expected):
+    assert parse_query(query) == expected
+
+
+def test_query_keeps_the_key_chosen_dimensions_it_does_not_name():
+    base = FindingFilter(severities=frozenset({Severity.LOW}), targets=frozenset({"orders"}))
+    assert parse_query("idx", base) == FindingFilter(text="idx", severities=base.severities, targets=base.targets)
+    assert parse_query("t:events", base).targets == frozenset({"events"})
+
+
+def store_of(count: int) -> FindingStore:
+    store = FindingStore()
+    for f in synthetic_findings(count):
+        store.replace(f.target, f.check, [*(x for x in store.slots.get((f.target, f.check), [])), f])
+    return store
+
+
+@pytest.mark.parametrize(
+    ("spec", "count"),
+    [
+        (FindingFilter(), 30),
+        (FindingFilter(text="00007"), 1),
+        (FindingFilter(text="number on"), 30),
+        (FindingFilter(severities=frozenset({Severity.CRITICAL})), 6),
+        (FindingFilter(targets=frozenset({"orders"})), 10),
+        (FindingFilter(checks=("redis.*",)), 10),
+        (FindingFilter(checks=("redis.*",), severities=frozenset({Severity.INFO})), 2),
+        (FindingFilter(text="nothing-matches"), 0),
+    ],
+)
+def test_select(spec, count):
+    assert len(store_of(30).select(spec)) == count
+
+
+def test_a_slot_is_replaced_whole_and_dropped_when_its_check_did_not_run():
+    store = store_of(30)
+    orders = [f for f in store.ordered() if f.target == "orders"]
+    store.replace("orders", orders[0].check, orders[:2])
+    assert len(store) == 22
+    store.keep_only("orders", [])
+    assert len(store) == 20 and not any(f.target == "orders" for f in store.ordered())
+    removed = store.ordered()[0]
+    assert store.remove(removed.id) == removed and store.get(removed.id) is None and len(store) == 19
+
+
+def test_sorting_is_cached_until_a_change():
+    store = store_of(30)
+    first = store.ordered("target")
+    assert store.ordered("target") is first
+    store.remove(first[0].id)
+    assert store.ordered("target") is not first
+    assert [f.target for f in store.ordered("target", reverse=True)] == sorted((f.target for f in first[1:]), reverse=True)

@@ -1,0 +1,72 @@
+"""SVG snapshots at 80×24 (an SSH session) and 120×40, from synthetic data: no latencies,
+no timestamps, nothing that changes between runs. `--snapshot-update` rewrites them."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input
+
+from checks.fixes import FixPlan
+from console.screens.confirm_fix import ConfirmFixModal
+from console.widgets.findings_table import FindingsTable
+from tests.tui.helpers import settle, synthetic_app, synthetic_findings, wait_until
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
+
+
+def ready(count: int, *keys: str):
+    async def run_before(pilot) -> None:
+        table = pilot.app.main_screen.query_one(FindingsTable)
+        await wait_until(pilot, lambda: len(table.shown) == count)
+        if keys:
+            await pilot.press(*keys)
+            # A new screen restyles for a few frames after it mounts.
+            await pilot.pause(0.4)
+        await settle(pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen(snap_compare, size):
+    """Targets (production marked, one down) above every finding, by severity."""
+    assert snap_compare(synthetic_app(12), terminal_size=size, run_before=ready(12))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_filtered_by_severity_and_text(snap_compare, size):
+    """`2` keeps high findings, `/` narrows by text; the title counts what is shown."""
+    assert snap_compare(synthetic_app(30), terminal_size=size, run_before=ready(30, "2", "slash", *"orders", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_finding_detail(snap_compare, size):
+    """Title, rationale, evidence table and the fix with safety, lock and inverse."""
+    assert snap_compare(synthetic_app(12), terminal_size=size, run_before=ready(12, "t", "enter"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_confirm_fix_on_production(snap_compare, size):
+    """Exactly what will run and where; production asks for the target's name."""
+    finding = next(f for f in synthetic_findings(12) if f.target == "orders")
+
+    async def run_before(pilot) -> None:
+        await ready(12)(pilot)
+        plan = FixPlan(finding=finding, target="orders", steps=finding.fix.steps, inverse=finding.fix.inverse,
+                       safety=finding.fix.safety, lock=finding.fix.lock, refusals=[], summary=finding.fix.summary,
+                       url="postgresql://app@orders.internal:5432/orders")
+        await pilot.app.push_screen(ConfirmFixModal(plan, target="orders", where=plan.url, production=True))
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await pilot.pause(0.4)
+
+    assert snap_compare(synthetic_app(12), terminal_size=size, run_before=run_before)
+
+
+def test_help(snap_compare):
+    """`?` lists every binding."""
+    assert snap_compare(synthetic_app(3), terminal_size=(80, 24), run_before=ready(3, "question_mark"))
+
+
+def test_high_contrast_theme(snap_compare):
+    """The 16-colour theme: severities still tell apart."""
+    assert snap_compare(synthetic_app(12, theme="dbvitals-high-contrast"), terminal_size=(80, 24), run_before=ready(12))
