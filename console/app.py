@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -102,7 +101,8 @@ class DbVitalsApp(App[None]):
         super().__init__()
         self.settings = settings
         self.registry = registry
-        self.config_path = config_path
+        if config_path:
+            self.sub_title = Path(config_path).name
         self.run_on_start = run_on_start
         self.probe_interval = probe_interval
         self.store = FindingStore()
@@ -193,7 +193,10 @@ class DbVitalsApp(App[None]):
         from checks.connectors import connect
 
         target = self.settings.targets[name]
-        connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        try:
+            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        except TimeoutError:
+            return  # the figure stays unknown; the next run tries again
         try:
             if connection.session is not None:
                 used, allowed = await asyncio.wait_for(
@@ -286,13 +289,9 @@ class DbVitalsApp(App[None]):
                     self._show_target(name)
 
     def _findings_changed(self, target: str) -> None:
-        counts: Counter[Severity] = Counter()
-        for (slot_target, _), findings in self.store.slots.items():
-            if slot_target == target:
-                counts.update(f.severity for f in findings)
         row = self.targets.get(target)
         if row is not None:
-            row.counts = counts
+            row.counts = self.store.counts_for(target)
             self._show_target(target)
         self.main_screen.schedule_refresh()
 

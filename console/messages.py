@@ -4,19 +4,11 @@ waits on a database, it only reacts to these as they arrive."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
 
 from checks.engine import CheckResult
 from checks.model import TargetStatus
-
-
-@dataclass
-class TargetRunStarted(Message):
-    """Checks started on a target: its row shows it is being checked."""
-
-    target: str
 
 
 @dataclass
@@ -52,18 +44,3 @@ class ConnectionsMeasured(Message):
     target: str
     used: int | None
     allowed: int | None
-
-
-@dataclass
-class FixProgress(Message):
-    finding_id: str
-    line: str
-
-
-@dataclass
-class FixFinished(Message):
-    """The fix engine's outcome for a finding (`outcome` is its FixOutcome)."""
-
-    finding_id: str
-    target: str
-    outcome: Any

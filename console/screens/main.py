@@ -180,13 +180,13 @@ class MainScreen(Screen):
         if finding is not None:
             self.app.open_finding(finding)
 
+    def on_data_table_row_selected(self, event: TargetsTable.RowSelected) -> None:
+        if isinstance(event.data_table, TargetsTable) and event.row_key.value:
+            self.set_filter(FindingFilter(self.filter.text, self.filter.severities,
+                                          frozenset({event.row_key.value}), self.filter.checks))
+            self.query_one(FindingsTable).focus()
+
     def action_open(self) -> None:
-        if self.query_one(TargetsTable).has_focus:
-            target = self.query_one(TargetsTable).selected_target()
-            if target:
-                self.set_filter(FindingFilter(self.filter.text, self.filter.severities, frozenset({target}), self.filter.checks))
-                self.query_one(FindingsTable).focus()
-            return
         finding = self.selected_finding()
         if finding is not None:
             self.app.open_finding(finding)

@@ -126,13 +126,6 @@ class FindingStore:
                     return f
         return None
 
-    def get(self, finding_id: str) -> Finding | None:
-        for findings in self.slots.values():
-            for f in findings:
-                if f.id == finding_id:
-                    return f
-        return None
-
     def _changed(self) -> None:
         self.version += 1
         self._ordered.clear()
@@ -163,11 +156,11 @@ class FindingStore:
             and all(w in search[f.id] for w in words)
         ]
 
-    def counts_by_target(self) -> dict[str, Counter[Severity]]:
-        counts: dict[str, Counter[Severity]] = {}
-        for (target, _), findings in self.slots.items():
-            counter = counts.setdefault(target, Counter())
-            counter.update(f.severity for f in findings)
+    def counts_for(self, target: str) -> Counter[Severity]:
+        counts: Counter[Severity] = Counter()
+        for (slot_target, _), findings in self.slots.items():
+            if slot_target == target:
+                counts.update(f.severity for f in findings)
         return counts
 
     def checks(self) -> list[str]:

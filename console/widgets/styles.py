@@ -4,7 +4,6 @@ itself (it cannot use CSS per cell). Every colour still comes from the theme."""
 from __future__ import annotations
 
 from rich.style import Style
-from rich.text import Text
 from textual.app import App
 from textual.color import Color, ColorParseError
 
@@ -28,6 +27,3 @@ def theme_style(app: App, variable: str, *, bold: bool = False, reverse: bool = 
         color = None
     return Style(color=color, bold=bold, reverse=reverse)
 
-
-def severity_text(app: App, severity: Severity) -> Text:
-    return Text(SEVERITY_LABELS[severity], style=theme_style(app, f"severity-{severity.value}", bold=True))

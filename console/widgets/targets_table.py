@@ -7,7 +7,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from checks.model import Severity, TargetState, TargetStatus
@@ -52,9 +51,7 @@ class TargetRow:
 
 
 class TargetsTable(DataTable):
-    """The targets view. Enter or `R` on a row re-runs that target's checks."""
-
-    BINDINGS = [Binding("enter", "select_cursor", "Findings", show=False)]
+    """The targets view. Enter on a row shows that target's findings; `R` re-runs it."""
 
     def on_mount(self) -> None:
         self.cursor_type = "row"

@@ -63,7 +63,7 @@ def test_a_slot_is_replaced_whole_and_dropped_when_its_check_did_not_run():
     store.keep_only("orders", [])
     assert len(store) == 20 and not any(f.target == "orders" for f in store.ordered())
     removed = store.ordered()[0]
-    assert store.remove(removed.id) == removed and store.get(removed.id) is None and len(store) == 19
+    assert store.remove(removed.id) == removed and store.remove(removed.id) is None and len(store) == 19
 
 
 def test_sorting_is_cached_until_a_change():
@@ -72,4 +72,5 @@ def test_sorting_is_cached_until_a_change():
     assert store.ordered("target") is first
     store.remove(first[0].id)
     assert store.ordered("target") is not first
+    assert store.counts_for("orders") == dict.fromkeys(Severity, 2)
     assert [f.target for f in store.ordered("target", reverse=True)] == sorted((f.target for f in first[1:]), reverse=True)

@@ -162,3 +162,15 @@ async def test_ten_thousand_findings_filter():
         await pilot.press("escape", "x", "end")
         await settle(pilot)
         assert table(app).cursor == 9_999
+
+
+async def test_enter_on_a_target_shows_its_findings():
+    app = synthetic_app(30)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 30)
+        await pilot.press("shift+tab")
+        assert app.focused.id == "targets"
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        assert {f.target for f in table(app).shown} == {"sessions"}
+        assert app.focused is table(app)
