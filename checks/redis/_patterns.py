@@ -63,7 +63,48 @@ def infer_pattern(key: bytes | str) -> str:
     if not _HAS_DIGIT.search(name):
         # No digit: only an email can vary here (hex ids, uuids, numbers all carry digits).
         return _VARIABLE.sub(_substitute, name) if "@" in name else name
+    return _infer_by_segment(name)
+
+
+def infer_pattern_whole(name: str) -> str:
+    """The reference: one regex pass over the whole name (what `infer_pattern` must equal)."""
     return _VARIABLE.sub(_substitute, name)
+
+
+_LITERAL_SEGMENTS: dict[str, str] = {}  # segments that stay as they are ("session", "profile")
+_LITERAL_CACHE_SIZE = 50_000
+_DATE_TIME_SPLIT = re.compile(r"(?:19|20)\d\d[-/]\d\d[-/]\d\d[T ]\d\d\Z")
+_COMPACT_DATE = re.compile(r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\Z")
+
+
+def _infer_by_segment(name: str) -> str:
+    """Per `:`-separated segment, with the answers for literal segments and for all-digit ones
+    found without the regex: a million keys go through here. Only a date-time (whose time has
+    colons) spans segments; such a name takes the whole-name pass."""
+    segments = name.split(":")
+    out = []
+    for segment in segments:
+        known = _LITERAL_SEGMENTS.get(segment)
+        if known is not None:
+            out.append(known)
+        elif segment.isdigit() and segment.isascii():
+            length = len(segment)
+            if length in (10, 13) and segment[0] == "1":
+                out.append("{ts}")
+            elif length == 8 and _COMPACT_DATE.match(segment):
+                out.append("{date}")
+            else:
+                out.append("{id}")
+        else:
+            if _DATE_TIME_SPLIT.search(segment):
+                return _VARIABLE.sub(_substitute, name)
+            inferred = _VARIABLE.sub(_substitute, segment)
+            if inferred == segment:
+                if len(_LITERAL_SEGMENTS) >= _LITERAL_CACHE_SIZE:
+                    _LITERAL_SEGMENTS.clear()
+                _LITERAL_SEGMENTS[segment] = segment
+            out.append(inferred)
+    return ":".join(out)
 
 
 def split_segments(pattern: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import random
 import time
 import weakref
@@ -36,6 +37,7 @@ MISSING_TTL_EXAMPLES = 5
 MAX_PATTERNS = 5000  # per database; beyond it, literal segments collapse
 COLLAPSE_AT = 20  # distinct literals in one position that make it a `{name}`
 
+TYPE_NAMES = {name.encode(): name for name in ("string", "list", "set", "zset", "hash", "stream")}
 LENGTH_COMMAND = {
     "string": "STRLEN",
     "list": "LLEN",
@@ -56,9 +58,9 @@ class PatternStats:
     types: dict[str, int] = field(default_factory=dict)
     ttl_min: int | None = None
     ttl_max: int | None = None
-    ttl_sample: list[int] = field(default_factory=list)
+    ttl_reservoir: Reservoir = field(default_factory=lambda: Reservoir(TTL_SAMPLE))
     length_total: int = 0  # elements (collections) or bytes (strings)
-    key_sample: list[bytes] = field(default_factory=list)
+    key_reservoir: Reservoir = field(default_factory=lambda: Reservoir(MEMORY_SAMPLE))
     examples: list[str] = field(default_factory=list)
     missing_ttl_examples: list[str] = field(default_factory=list)
     memory_sampled_keys: int = 0
@@ -71,6 +73,14 @@ class PatternStats:
     @property
     def ttl_share(self) -> float:
         return self.with_ttl / self.keys if self.keys else 0.0
+
+    @property
+    def ttl_sample(self) -> list[int]:
+        return self.ttl_reservoir.items
+
+    @property
+    def key_sample(self) -> list[bytes]:
+        return self.key_reservoir.items
 
     @property
     def ttl_median(self) -> int | None:
@@ -100,14 +110,14 @@ class PatternStats:
             self.with_ttl += 1
             self.ttl_min = ttl if self.ttl_min is None else min(self.ttl_min, ttl)
             self.ttl_max = ttl if self.ttl_max is None else max(self.ttl_max, ttl)
-            _reservoir_add(self.ttl_sample, ttl, self.with_ttl, TTL_SAMPLE, rng)
+            self.ttl_reservoir.offer(ttl, rng)
         elif len(self.missing_ttl_examples) < MISSING_TTL_EXAMPLES:
             self.missing_ttl_examples.append(display_key(key))
-        _reservoir_add(self.key_sample, key, self.keys, MEMORY_SAMPLE, rng)
+        self.key_reservoir.offer(key, rng)
 
     def merge(self, other: PatternStats, rng: random.Random) -> None:
-        self.ttl_sample = _merge_samples(self.ttl_sample, self.with_ttl, other.ttl_sample, other.with_ttl, TTL_SAMPLE, rng)
-        self.key_sample = _merge_samples(self.key_sample, self.keys, other.key_sample, other.keys, MEMORY_SAMPLE, rng)
+        self.ttl_reservoir.merge(other.ttl_reservoir, rng)
+        self.key_reservoir.merge(other.key_reservoir, rng)
         self.keys += other.keys
         self.with_ttl += other.with_ttl
         for kind, count in other.types.items():
@@ -122,25 +132,59 @@ class PatternStats:
         self.memory_sampled_bytes += other.memory_sampled_bytes
 
 
-def _reservoir_add(sample: list[Any], item: Any, seen: int, size: int, rng: random.Random) -> None:
-    """Algorithm R: after `seen` items, each is in the sample with probability size/seen."""
-    if len(sample) < size:
-        sample.append(item)
-    else:
-        slot = rng.randrange(seen)
-        if slot < size:
-            sample[slot] = item
+class Reservoir:
+    """A uniform sample of at most `size` items from a stream (Vitter's Algorithm L): once full,
+    it draws how many items to skip, so most offers cost one comparison and no random number."""
 
+    __slots__ = ("size", "items", "seen", "_weight", "_next")
 
-def _merge_samples(a: list[Any], a_seen: int, b: list[Any], b_seen: int, size: int, rng: random.Random) -> list[Any]:
-    """Two uniform samples of disjoint populations -> one, each side in proportion to its size."""
-    if len(a) + len(b) <= size:
-        return a + b
-    total = a_seen + b_seen
-    from_a = min(len(a), round(size * a_seen / total)) if total else 0
-    from_b = min(len(b), size - from_a)
-    from_a = min(len(a), size - from_b)
-    return rng.sample(a, from_a) + rng.sample(b, from_b)
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: list[Any] = []
+        self.seen = 0
+        self._weight = 1.0
+        self._next = size  # index of the next item taken
+
+    def offer(self, item: Any, rng: random.Random) -> None:
+        index = self.seen
+        self.seen += 1
+        if index < self.size:
+            self.items.append(item)
+            if self.seen == self.size:
+                self._weight = math.exp(math.log(rng.random() or 1e-300) / self.size)
+                self._advance(rng)
+        elif index == self._next:
+            self.items[rng.randrange(self.size)] = item
+            self._weight *= math.exp(math.log(rng.random() or 1e-300) / self.size)
+            self._advance(rng)
+
+    def _advance(self, rng: random.Random) -> None:
+        if self._weight >= 1.0:
+            self._next = self.seen
+            return
+        gap = math.floor(math.log(rng.random() or 1e-300) / math.log1p(-self._weight))
+        self._next = self.seen + gap
+
+    def merge(self, other: Reservoir, rng: random.Random) -> None:
+        """Two uniform samples of disjoint streams -> one, each side in proportion to its stream;
+        later offers then take an item with probability size/seen, as a single stream would."""
+        if len(self.items) + len(other.items) <= self.size:
+            self.items = self.items + other.items
+        else:
+            total = self.seen + other.seen
+            mine = min(len(self.items), round(self.size * self.seen / total)) if total else 0
+            theirs = min(len(other.items), self.size - mine)
+            mine = min(len(self.items), self.size - theirs)
+            self.items = rng.sample(self.items, mine) + rng.sample(other.items, theirs)
+        self.seen += other.seen
+        if len(self.items) < self.size:
+            self._next = self.seen
+        else:
+            self._weight = self.size / self.seen
+            self._advance(rng)
+
+    def clear(self) -> None:
+        self.items = []
 
 
 @dataclass(frozen=True, order=True)
@@ -363,19 +407,31 @@ class Commands:
         self.connection = None
 
     async def run(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if not commands:
-            return []
+        return await self.receive(self.send(commands))
+
+    def send(self, commands: list[tuple[Any, ...]]) -> Any:
+        """Write the batch and return at once: the caller may work while the server does.
+        Hand the result to `receive`, before sending anything else."""
         if self.connection is None:
+            return commands
+        self.connection._writer.write(b"".join([self._pack(c) for c in commands]))
+        return len(commands)
+
+    async def receive(self, sent: Any) -> list[Any]:
+        if self.connection is None:
+            if not sent:
+                return []
             pipe = self.client.pipeline(transaction=False)
-            for command in commands:
+            for command in sent:
                 pipe.execute_command(*command)
             return await pipe.execute(raise_on_error=False)
-        writer, stream = self.connection._writer, self.connection._reader
-        writer.write(b"".join([self._pack(c) for c in commands]))
-        async with asyncio.timeout(self.timeout + len(commands) / 10000):
-            await writer.drain()
-            replies: list[Any] = []
-            gets, wanted = self.reader.gets, len(commands)
+        wanted: int = sent
+        replies: list[Any] = []
+        if not wanted:
+            return replies
+        stream, gets = self.connection._reader, self.reader.gets
+        async with asyncio.timeout(self.timeout + wanted / 10000):
+            await self.connection._writer.drain()
             while len(replies) < wanted:
                 reply = gets()
                 if reply is False:
@@ -436,71 +492,116 @@ async def scan_database(
     rng: random.Random,
     node: str = "",
 ) -> DatabaseScan:
-    """One logical database, `client` already selected on it (`node`: its cluster master)."""
+    """One logical database, `client` already selected on it (`node`: its cluster master).
+
+    Per batch two requests: TYPE + TTL of the batch together with the SCAN for the next one,
+    then the batch's length commands. They are kept in flight back to back (the next batch's
+    request goes out before this batch's lengths come back), and the previous batch is
+    aggregated meanwhile, so the server and this process work at the same time.
+    """
     table = PatternTable(rng)
     result = DatabaseScan(db=db, keys_total=keys_total)
     count = plan.count
     if throttle.rate:
         count = max(10, min(count, throttle.rate // 4))  # several small batches a second, not one burst
     async with Commands(client) as commands:
-        cursor = b"0"
+        cursor, keys = _scan_reply((await commands.run([("SCAN", b"0", "COUNT", count)]))[0])
+        keys, more = _trim(keys, cursor, limit, result.scanned)
+        typed = commands.send(_type_requests(keys, cursor if more else None, count))
+        pending: tuple[list[tuple[bytes, str, int, bool]], list[Any]] | None = None
         while True:
-            [reply] = await commands.run([("SCAN", cursor, "COUNT", count)])
-            if isinstance(reply, Exception):
-                raise reply
-            cursor, keys = reply[0], reply[1]
-            if limit is not None and result.scanned + len(keys) > limit:
-                keys = keys[: max(0, limit - result.scanned)]
-            if keys:
-                await _read_batch(commands, db, keys, table, big, rng, node)
-                result.scanned += len(keys)
-                await throttle.after(len(keys))
-            if cursor in (b"0", 0, "0"):
-                result.complete = True
+            replies = await commands.receive(typed)
+            next_scan = replies.pop() if more else None
+            measured, length_requests = _classify(keys, replies)
+            lengths_sent = commands.send(length_requests)
+            scanned_before = result.scanned
+            result.scanned += len(keys)
+            if next_scan is not None:
+                cursor, next_keys = _scan_reply(next_scan)
+                next_keys, next_more = _trim(next_keys, cursor, limit, result.scanned)
+                typed = commands.send(_type_requests(next_keys, cursor if next_more else None, count))
+            if pending is not None:
+                _aggregate(db, *pending, table, big, rng, node)
+            pending = (measured, await commands.receive(lengths_sent))
+            await throttle.after(result.scanned - scanned_before)
+            if next_scan is None:
+                result.complete = cursor in (b"0", 0)
                 break
-            if limit is not None and result.scanned >= limit:
-                break
-        if result.complete:
-            # Keys written during the pass make DBSIZE at its start a floor, not the total.
-            result.keys_total = max(result.keys_total, result.scanned)
-        if plan.memory_sample:
-            await _measure_memory(commands, table.patterns.values())
-    for stats in table.patterns.values():
-        stats.key_sample = []  # measured (or not wanted): the keys themselves are not kept
-    result.patterns = table.patterns
-    result.collapsed_patterns = table.collapsed
+            keys, more = next_keys, next_more
+        _aggregate(db, *pending, table, big, rng, node)
+        await _finish(commands, plan, result, table)
     return result
 
 
-async def _read_batch(
-    commands: Commands,
+def _trim(keys: list[bytes], cursor: Any, limit: int | None, scanned: int) -> tuple[list[bytes], bool]:
+    """The batch cut to the scan limit, and whether another SCAN call follows it."""
+    if limit is not None and scanned + len(keys) > limit:
+        keys = keys[: max(0, limit - scanned)]
+    more = cursor not in (b"0", 0) and (limit is None or scanned + len(keys) < limit)
+    return keys, more
+
+
+def _type_requests(keys: list[bytes], next_cursor: Any, count: int) -> list[tuple[Any, ...]]:
+    requests: list[tuple[Any, ...]] = []
+    for key in keys:
+        requests.append(("TYPE", key))
+        requests.append(("TTL", key))
+    if next_cursor is not None:
+        requests.append(("SCAN", next_cursor, "COUNT", count))
+    return requests
+
+
+async def _finish(commands: Commands, plan: ScanPlan, result: DatabaseScan, table: PatternTable) -> None:
+    """Totals, MEMORY USAGE on the samples, and the aggregates handed to the result."""
+    if result.complete:
+        # Keys written during the pass make DBSIZE at its start a floor, not the total.
+        result.keys_total = max(result.keys_total, result.scanned)
+    if plan.memory_sample:
+        await _measure_memory(commands, table.patterns.values())
+    for stats in table.patterns.values():
+        stats.key_reservoir.clear()  # measured (or not wanted): the keys themselves are not kept
+    result.patterns = table.patterns
+    result.collapsed_patterns = table.collapsed
+
+
+def _scan_reply(reply: Any) -> tuple[Any, list[bytes]]:
+    if isinstance(reply, Exception):
+        raise reply
+    return reply[0], reply[1]
+
+
+def _classify(keys: list[bytes], replies: list[Any]) -> tuple[list[tuple[bytes, str, int, bool]], list[tuple[Any, ...]]]:
+    """TYPE and TTL replies -> the keys still there, and the length command each needs."""
+    measured: list[tuple[bytes, str, int, bool]] = []
+    length_requests: list[tuple[Any, ...]] = []
+    for key, kind, ttl in zip(keys, replies[::2], replies[1::2]):
+        kind_text = TYPE_NAMES.get(kind) if isinstance(kind, bytes) else None
+        if kind_text is None:
+            if not isinstance(kind, bytes) or kind == b"none":
+                continue  # deleted between SCAN and TYPE
+            kind_text = kind.decode("utf-8", "backslashreplace")  # a module type (ReJSON-RL...)
+        if ttl == -2 or not isinstance(ttl, int):
+            continue  # expired between SCAN and TTL
+        command = LENGTH_COMMAND.get(kind_text)
+        if command is not None:
+            length_requests.append((command, key))
+        measured.append((key, kind_text, ttl, command is not None))
+    return measured, length_requests
+
+
+def _aggregate(
     db: int,
-    keys: list[bytes],
+    measured: list[tuple[bytes, str, int, bool]],
+    lengths: list[Any],
     table: PatternTable,
     big: _BigKeyHeap,
     rng: random.Random,
     node: str,
 ) -> None:
-    requests: list[tuple[Any, ...]] = []
-    for key in keys:
-        requests.append(("TYPE", key))
-        requests.append(("TTL", key))
-    replies = await commands.run(requests)
-    measured: list[tuple[bytes, str, int, bool]] = []
-    length_requests: list[tuple[Any, ...]] = []
-    for index, key in enumerate(keys):
-        kind, ttl = replies[2 * index], replies[2 * index + 1]
-        if not isinstance(kind, bytes) or kind == b"none" or not isinstance(ttl, int) or ttl == -2:
-            continue  # deleted or expired between SCAN and TYPE
-        kind_text = kind.decode()
-        command = LENGTH_COMMAND.get(kind_text)
-        if command is not None:
-            length_requests.append((command, key))
-        measured.append((key, kind_text, ttl, command is not None))
-    lengths = iter(await commands.run(length_requests))
+    remaining = iter(lengths)
     stats_for, offer = table.stats_for, big.offer
     for key, kind, ttl, has_length in measured:
-        length = next(lengths) if has_length else None
+        length = next(remaining) if has_length else None
         if not isinstance(length, int):
             length = None
         stats_for(infer_pattern(key)).add(key, kind, ttl, length, rng)
