@@ -491,10 +491,16 @@ async def scan_database(
     big: _BigKeyHeap,
     rng: random.Random,
     node: str = "",
+    script: str | None = None,
 ) -> DatabaseScan:
     """One logical database, `client` already selected on it (`node`: its cluster master).
 
-    Per batch two requests: TYPE + TTL of the batch together with the SCAN for the next one,
+    With `script` ("EVAL_RO" or "EVAL"), each batch is one read-only Lua call that returns
+    TYPE, TTL and length of every key (BATCH_SCRIPT), sent with the next SCAN; this is the
+    cheapest way for the server and for this process. Where the server refuses it (scripting
+    denied by ACL, CROSSSLOT on a cluster, a managed Redis), the pass starts over without it.
+
+    Without a script, per batch two requests: TYPE + TTL of the batch together with the SCAN for the next one,
     then the batch's length commands. They are kept in flight back to back (the next batch's
     request goes out before this batch's lengths come back), and the previous batch is
     aggregated meanwhile, so the server and this process work at the same time.
@@ -504,6 +510,15 @@ async def scan_database(
     count = plan.count
     if throttle.rate:
         count = max(10, min(count, throttle.rate // 4))  # several small batches a second, not one burst
+    if script is not None:
+        try:
+            async with Commands(client) as commands:
+                await _scripted_pass(commands, script, count, limit, db, result, table, big, rng, node, throttle)
+                await _finish(commands, plan, result, table)
+            return result
+        except _ScriptRefused:
+            table = PatternTable(rng)
+            result = DatabaseScan(db=db, keys_total=keys_total)
     async with Commands(client) as commands:
         cursor, keys = _scan_reply((await commands.run([("SCAN", b"0", "COUNT", count)]))[0])
         keys, more = _trim(keys, cursor, limit, result.scanned)
@@ -531,6 +546,80 @@ async def scan_database(
         _aggregate(db, *pending, table, big, rng, node)
         await _finish(commands, plan, result, table)
     return result
+
+
+BATCH_SCRIPT = """
+local lengths = {string='STRLEN', hash='HLEN', list='LLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
+local out = {}
+for _, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  out[#out + 1] = kind
+  out[#out + 1] = redis.call('TTL', key)
+  local command = lengths[kind]
+  if command then out[#out + 1] = redis.call(command, key) else out[#out + 1] = -1 end
+end
+return out
+"""
+
+
+class _ScriptRefused(Exception):
+    """The server will not run the batch script: read the keyspace with plain commands."""
+
+
+async def _scripted_pass(
+    commands: Commands,
+    script: str,
+    count: int,
+    limit: int | None,
+    db: int,
+    result: DatabaseScan,
+    table: PatternTable,
+    big: _BigKeyHeap,
+    rng: random.Random,
+    node: str,
+    throttle: _Throttle,
+) -> None:
+    def request(keys: list[bytes], next_cursor: Any) -> list[tuple[Any, ...]]:
+        requests: list[tuple[Any, ...]] = [(script, BATCH_SCRIPT, len(keys), *keys)] if keys else []
+        if next_cursor is not None:
+            requests.append(("SCAN", next_cursor, "COUNT", count))
+        return requests
+
+    cursor, keys = _scan_reply((await commands.run([("SCAN", b"0", "COUNT", count)]))[0])
+    keys, more = _trim(keys, cursor, limit, result.scanned)
+    sent = commands.send(request(keys, cursor if more else None))
+    pending: tuple[list[tuple[bytes, str, int, bool]], list[Any]] | None = None
+    while True:
+        replies = await commands.receive(sent)
+        next_scan = replies.pop() if more else None
+        measured: list[tuple[bytes, str, int, bool]] = []
+        lengths: list[Any] = []
+        if keys:
+            [batch] = replies
+            if isinstance(batch, Exception):
+                if result.scanned == 0:
+                    raise _ScriptRefused(str(batch))
+                raise batch
+            for key, kind, ttl, length in zip(keys, batch[::3], batch[1::3], batch[2::3]):
+                if kind == b"none" or ttl == -2:
+                    continue  # deleted or expired since SCAN
+                kind_text = TYPE_NAMES.get(kind) or kind.decode("utf-8", "backslashreplace")
+                measured.append((key, kind_text, ttl, True))
+                lengths.append(length if length >= 0 else None)
+        scanned_before = result.scanned
+        result.scanned += len(keys)
+        if next_scan is not None:
+            cursor, keys = _scan_reply(next_scan)
+            keys, more = _trim(keys, cursor, limit, result.scanned)
+            sent = commands.send(request(keys, cursor if more else None))
+        if pending is not None:
+            _aggregate(db, *pending, table, big, rng, node)
+        pending = (measured, lengths)
+        await throttle.after(result.scanned - scanned_before)
+        if next_scan is None:
+            result.complete = cursor in (b"0", 0)
+            break
+    _aggregate(db, *pending, table, big, rng, node)
 
 
 def _trim(keys: list[bytes], cursor: Any, limit: int | None, scanned: int) -> tuple[list[bytes], bool]:
@@ -719,6 +808,9 @@ async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password:
                 clients[(name, 0)] = client
             databases = [merge_databases(list(node_scans), rng)] if node_scans else []
         else:
+            # Read-only Lua per batch; a cluster's batches span slots (CROSSSLOT), so not there.
+            major = str(info.get("redis_version", "0")).split(".")[0]
+            script = "EVAL_RO" if major.isdigit() and int(major) >= 7 else "EVAL"
             named = url_database(target_url)
             counts = keyspace_counts(await base.info("keyspace"))
             if named is not None:
@@ -733,7 +825,7 @@ async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password:
                 if client is not base:
                     owned.append(client)
                 clients[("", db)] = client
-                databases.append(await scan_database(client, db, keys, plan, limit, throttle, big, rng))
+                databases.append(await scan_database(client, db, keys, plan, limit, throttle, big, rng, "", script))
         big_keys = {kind: await _big_keys(clients, kind, heap, plan.memory_sample) for kind, heap in big.heaps.items()}
         return KeyspaceScan(
             databases=databases,
