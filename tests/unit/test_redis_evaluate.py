@@ -1,0 +1,308 @@
+"""Aggregation (patterns, reservoirs, collapse, cluster merge) and the pure evaluate() of the
+Redis checks, driven with plain facts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from checks.config import config_from_dict
+from checks.engine import Scope
+from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
+from checks.redis._scan import DatabaseScan, KeyspaceScan, PatternStats, PatternTable, _apportion, merge_databases, url_database
+from checks.redis.big_keys import BigKeys
+from checks.redis._scan import BigKey
+from checks.redis.memory_policy import MemoryFacts, MemoryPolicy
+from checks.redis.persistence import Persistence, PersistenceFacts
+from checks.redis.security import Security, SecurityFacts, UserFacts, is_loopback
+from checks.redis.ttl_coverage import TtlCoverage, human_seconds, nice_ceiling
+
+
+def scope_for(check, **target):
+    settings = config_from_dict({"targets": {"cache": {"kind": "redis", "url": "redis://10.0.0.5:6379", **target}}})
+    config = settings.targets["cache"]
+    status = TargetStatus("cache", Engine.REDIS, TargetState.CONNECTED, url=config.masked_url)
+    return Scope("cache", config, check.Options(**config.checks.get(check.id, {})), status)
+
+
+def stats(pattern, keys, with_ttl, ttl=3600, kind="string"):
+    rng = random.Random(0)
+    result = PatternStats(pattern)
+    for n in range(keys):
+        result.add(f"{pattern}:{n}".encode(), kind, ttl if n < with_ttl else -1, 10, rng)
+    return result
+
+
+def keyspace(*patterns, db=0, scanned=None, total=None):
+    database = DatabaseScan(db=db, keys_total=total or sum(p.keys for p in patterns))
+    database.scanned = scanned or database.keys_total
+    database.complete = scanned is None
+    database.patterns = {p.pattern: p for p in patterns}
+    return KeyspaceScan(databases=[database], source="redis://10.0.0.5:6379", db_selection="test")
+
+
+# --- aggregation ---------------------------------------------------------------------------------
+
+def test_pattern_stats_counts_spread_and_examples():
+    s = stats("session:{uuid}", 200, 190, ttl=100)
+    assert (s.keys, s.with_ttl, s.without_ttl) == (200, 190, 10)
+    assert (s.ttl_min, s.ttl_median, s.ttl_max) == (100, 100, 100)
+    assert len(s.ttl_sample) <= 101 and len(s.key_sample) == 16
+    assert len(s.missing_ttl_examples) == 5 and s.main_type == "string"
+
+
+def test_merge_is_the_sum_of_both_sides():
+    rng = random.Random(1)
+    a, b = stats("p", 100, 50, ttl=10), stats("p", 300, 300, ttl=99)
+    a.merge(b, rng)
+    assert (a.keys, a.with_ttl, a.ttl_min, a.ttl_max) == (400, 350, 10, 99)
+    assert len(a.key_sample) == 16 and len(a.ttl_sample) == 101
+    # each side in proportion: 300 of 350 TTLs are 99
+    assert sum(1 for t in a.ttl_sample if t == 99) > 70
+
+
+def test_cluster_masters_merge_per_pattern():
+    rng = random.Random(2)
+    node_a = DatabaseScan(db=0, keys_total=100, scanned=100, complete=True, patterns={"s:{id}": stats("s:{id}", 100, 90)})
+    node_b = DatabaseScan(db=0, keys_total=50, scanned=50, complete=True,
+                          patterns={"s:{id}": stats("s:{id}", 40, 40), "x": stats("x", 10, 0)})
+    merged = merge_databases([node_a, node_b], rng)
+    assert merged.keys_total == 150 and merged.complete
+    assert merged.patterns["s:{id}"].keys == 140 and merged.patterns["s:{id}"].with_ttl == 130
+    assert merged.patterns["x"].keys == 10
+
+
+def test_too_many_patterns_collapse_into_name_placeholders():
+    rng = random.Random(3)
+    table = PatternTable(rng, max_patterns=50)
+    for user in range(500):
+        table.stats_for(f"user:u{user}x:profile").add(b"k", "hash", -1, 1, rng)
+    assert len(table.patterns) <= 50
+    assert table.patterns["user:{name}:profile"].keys >= 450
+    assert sum(s.keys for s in table.patterns.values()) == 500
+
+
+def test_scan_limit_is_apportioned_and_extrapolated():
+    assert _apportion(None, [10, 20]) == [None, None]
+    assert _apportion(100, [10, 20]) == [None, None]
+    assert _apportion(30, [100, 200]) == [10, 20]
+    database = DatabaseScan(db=0, keys_total=3000, scanned=1000)
+    assert database.extrapolation == 3.0
+
+
+@pytest.mark.parametrize(
+    "url, db",
+    [("redis://h:6379/3", 3), ("redis://h:6379", None), ("redis://h:6379/", None), ("redis://h/0?x=1", 0),
+     ("unix:///tmp/r.sock?db=5", 5)],
+)
+def test_url_database(url, db):
+    assert url_database(url) == db
+
+
+@pytest.mark.parametrize("seconds, text", [(59, "59s"), (3600, "1h"), (5400, "1.5h"), (604800, "7d"), (None, None)])
+def test_human_seconds(seconds, text):
+    assert human_seconds(seconds) == text
+
+
+def test_nice_ceiling():
+    assert nice_ceiling(604790) == 604800 and nice_ceiling(3000) == 3600
+
+
+# --- ttl-coverage ---------------------------------------------------------------------------------
+
+def ttl_findings(*patterns, **target):
+    check = TtlCoverage()
+    return check.evaluate(keyspace(*patterns), scope_for(check, **target))
+
+
+def test_mixed_pattern_is_a_forgotten_ttl_with_an_unsafe_fix():
+    [finding] = ttl_findings(stats("session:{uuid}", 100, 96, ttl=604000))
+    assert finding.severity is Severity.HIGH and finding.object == "session:{uuid}"
+    assert finding.fix.safety is FixSafety.UNSAFE
+    command = finding.fix.steps[0].command
+    assert command["op"] == "expire-missing-ttl" and command["ttl_seconds"] == 604800 and command["batch"] == 500
+    assert finding.fix.inverse[0].command["op"] == "persist-keys"
+
+
+def test_no_ttl_at_all_with_an_ephemeral_name_is_medium_and_manual():
+    [finding] = ttl_findings(stats("rate:{ip}", 40, 0))
+    assert finding.severity is Severity.MEDIUM and finding.fix.safety is FixSafety.MANUAL
+    assert "[[targets.cache.expect.ttl]]" in finding.message
+
+
+@pytest.mark.parametrize(
+    "pattern_stats",
+    [
+        stats("user:{id}:profile", 100, 0),  # persistent-looking data
+        stats("session:{uuid}", 100, 100),  # every key has its TTL
+        stats("session:{uuid}", 3, 0),  # too few keys for a heuristic
+        stats("user:{id}", 100, 10),  # a few with TTL, on a non-ephemeral name: not judged
+    ],
+)
+def test_healthy_or_undecidable_patterns_yield_nothing(pattern_stats):
+    assert ttl_findings(pattern_stats) == []
+
+
+def test_declared_rules_override_heuristics():
+    expect = {"ttl": [{"pattern": "user:{id}", "max": "1h"}], "persistent": [{"pattern": "rate:*"}]}
+    findings = ttl_findings(stats("user:{id}", 10, 5, ttl=7200), stats("rate:{ip}", 40, 0), expect=expect)
+    assert {f.title.split(":")[0] for f in findings} == {"Keys without their declared TTL", "TTL longer than declared"}
+    missing = next(f for f in findings if f.title.startswith("Keys without"))
+    assert missing.fix.steps[0].command["ttl_seconds"] == 3600 and missing.evidence["rule"] == "user:{id}"
+
+
+def test_persistent_keys_that_expire_are_flagged():
+    [finding] = ttl_findings(stats("leaderboard:alltime", 1, 1), expect={"persistent": [{"pattern": "leaderboard:alltime"}]})
+    assert finding.title.startswith("Keys declared persistent carry a TTL")
+
+
+def test_extrapolated_counts_say_so():
+    check = TtlCoverage()
+    facts = keyspace(stats("session:{uuid}", 100, 90), scanned=100, total=1000)
+    facts.scan_limit = 100
+    [finding] = check.evaluate(facts, scope_for(check))
+    assert "extrapolated from 100 of 1,000 keys" in finding.message
+    assert finding.evidence["without_ttl_estimated"] == 100
+    assert finding.fix.summary.startswith("EXPIRE the ~100 keys")
+
+
+# --- big-keys ------------------------------------------------------------------------------------
+
+def test_big_keys_biggest_first_with_a_remainder():
+    check = BigKeys()
+    facts = keyspace()
+    facts.big_keys = {
+        "zset": [BigKey(500_000, 0, "lb:weekly", "zset", 40_000_000), BigKey(20_000, 0, "lb:daily", "zset")],
+        "string": [BigKey(5_000_000, 0, "blob", "string")],
+    }
+    facts.over_threshold = {"zset": 5, "string": 1}
+    findings = check.evaluate(facts, scope_for(check, checks={"redis.big-keys": {"report_limit": 2}}))
+    assert [f.object for f in findings] == ["lb:weekly", "blob", "redis://10.0.0.5:6379"]
+    assert findings[0].severity is Severity.HIGH  # 50x the threshold
+    assert findings[1].severity is Severity.MEDIUM
+    assert "4 more big keys" == findings[2].title
+
+
+# --- memory-policy ---------------------------------------------------------------------------------
+
+def memory(**overrides):
+    base = dict(maxmemory=1 << 30, policy="allkeys-lru", used_memory=100 << 20, used_memory_rss=110 << 20,
+                fragmentation_ratio=1.1, fragmentation_bytes=10 << 20, allocator="jemalloc-5.3.0", activedefrag="no",
+                keys=10_000, expires=9_000, evicted_keys=0, total_system_memory=8 << 30)
+    return MemoryFacts(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    "facts, role, titles",
+    [
+        (memory(), "cache", set()),
+        (memory(maxmemory=0, policy="noeviction"), "cache", {"Cache without maxmemory"}),
+        (memory(maxmemory=0, policy="noeviction"), "store", set()),
+        (memory(policy="noeviction"), None, {"noeviction with mostly expiring keys"}),
+        (memory(policy="noeviction"), "store", set()),
+        (memory(policy="volatile-lru", expires=100), "cache", {"volatile-lru with few keys to evict"}),
+        (memory(fragmentation_ratio=2.5, fragmentation_bytes=500 << 20), "cache", {"High memory fragmentation"}),
+        (memory(fragmentation_ratio=5.0, fragmentation_bytes=5 << 20), "cache", set()),  # small instance
+        (memory(used_memory=1000 << 20), "cache", set()),  # a full cache that evicts is fine
+        (memory(used_memory=1000 << 20, policy="noeviction", expires=0), "store", {"Used memory near maxmemory"}),
+    ],
+)
+def test_memory_policy(facts, role, titles):
+    check = MemoryPolicy()
+    found = check.evaluate(facts, scope_for(check, **({"role": role} if role else {})))
+    assert {f.title for f in found} == titles
+
+
+def test_fragmentation_fix_turns_on_activedefrag_with_inverse():
+    check = MemoryPolicy()
+    [finding] = check.evaluate(memory(fragmentation_ratio=2.5, fragmentation_bytes=500 << 20), scope_for(check, role="cache"))
+    assert finding.fix.steps[0].command == ["CONFIG", "SET", "activedefrag", "yes"]
+    assert finding.fix.inverse[0].command == ["CONFIG", "SET", "activedefrag", "no"]
+
+
+# --- persistence -----------------------------------------------------------------------------------
+
+def persistence(**overrides):
+    base = dict(save="3600 1 300 100", appendonly="yes", appendfsync="everysec", stop_writes_on_bgsave_error="yes",
+                rdb_last_bgsave_status="ok", rdb_last_save_time=1000, rdb_changes_since_last_save=0, aof_enabled=True,
+                aof_last_bgrewrite_status="ok", aof_last_write_status="ok", now=1060.0)
+    return PersistenceFacts(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    "facts, role, expected",
+    [
+        (persistence(), "store", {}),
+        (persistence(save="", appendonly="no", aof_enabled=False), "store", {"Data store without persistence": Severity.CRITICAL}),
+        (persistence(appendonly="no", aof_enabled=False), "store", {"Data store with RDB snapshots only": Severity.MEDIUM}),
+        (persistence(appendfsync="no"), "store", {"AOF without fsync": Severity.LOW}),
+        (persistence(), "cache", {"AOF on a cache": Severity.LOW}),
+        (persistence(appendonly="no", aof_enabled=False), "cache", {}),
+        (persistence(rdb_last_bgsave_status="err"), None, {"Last background save failed": Severity.CRITICAL}),
+        (persistence(rdb_last_bgsave_status="err", stop_writes_on_bgsave_error="no"), None,
+         {"Last background save failed": Severity.HIGH}),
+        (persistence(aof_last_write_status="err"), None, {"AOF writes are failing": Severity.CRITICAL}),
+        (persistence(aof_last_bgrewrite_status="err"), None, {"Last AOF rewrite failed": Severity.HIGH}),
+        (persistence(save=None, appendonly=None, aof_enabled=False), "store", {}),  # CONFIG unreadable: no claim
+    ],
+)
+def test_persistence(facts, role, expected):
+    check = Persistence()
+    found = check.evaluate(facts, scope_for(check, **({"role": role} if role else {})))
+    assert {f.title: f.severity for f in found} == expected
+
+
+# --- security ---------------------------------------------------------------------------------------
+
+ALL = {"FLUSHALL": True, "FLUSHDB": True, "CONFIG": True, "KEYS": True, "DEBUG": True}
+
+
+def security(**overrides):
+    base = dict(bind="0.0.0.0", port=6379, protected_mode="yes", enable_debug_command="no", url_host="10.0.0.5",
+                acl=True, users=(UserFacts("default", True, False, "+@all ~* &*", dict(ALL)),), renamed={})
+    return SecurityFacts(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("address, loopback", [("127.0.0.1", True), ("-::1", True), ("::1", True), ("0.0.0.0", False),
+                                              ("10.1.2.3", False), ("*", False)])
+def test_is_loopback(address, loopback):
+    assert is_loopback(address) is loopback
+
+
+@pytest.mark.parametrize(
+    "facts, expected",
+    [
+        # The shared test server's shape: loopback, no password: not a finding.
+        (security(bind="127.0.0.1 -::1", users=(UserFacts("default", True, True, "+@all", dict(ALL)),),
+                  protected_mode="no"), {}),
+        (security(port=0), {}),  # unix socket only
+        (security(users=(UserFacts("default", True, True, "+@all", dict(ALL)),), protected_mode="no"),
+         {"No password on a network-facing Redis": Severity.CRITICAL, "Protected mode off with no password": Severity.HIGH,
+          "Dangerous commands open to user default": Severity.HIGH}),
+        (security(users=(UserFacts("default", True, True, "+@all", dict(ALL)),)),
+         {"No password on a network-facing Redis": Severity.MEDIUM, "Dangerous commands open to user default": Severity.HIGH}),
+        (security(), {"Dangerous commands open to user default": Severity.MEDIUM}),
+        (security(renamed=dict.fromkeys(ALL, True)), {}),
+        (security(users=(UserFacts("default", True, False, "+@all -@dangerous", dict.fromkeys(ALL, False)),)), {}),
+        (security(users=(UserFacts("default", False, True, "", dict(ALL)),)), {}),  # default user off
+        (security(acl=False, users=(), requirepass_set=False, protected_mode="no"),
+         {"No password on a network-facing Redis": Severity.CRITICAL, "Protected mode off with no password": Severity.HIGH}),
+        (security(bind=None, port=None, url_host="127.0.0.1"), {}),  # CONFIG denied, loopback URL: cannot tell
+    ],
+)
+def test_security(facts, expected):
+    check = Security()
+    found = check.evaluate(facts, scope_for(check))
+    assert {f.title: f.severity for f in found} == expected
+
+
+def test_dangerous_commands_fix_is_an_acl_change_with_its_inverse():
+    check = Security()
+    [finding] = check.evaluate(security(enable_debug_command="yes"), scope_for(check))
+    assert finding.evidence["open_commands"] == ["FLUSHALL", "FLUSHDB", "CONFIG", "KEYS", "DEBUG"]
+    assert finding.fix.safety is FixSafety.UNSAFE
+    assert finding.fix.steps[0].command == ["ACL", "SETUSER", "default", "-flushall", "-flushdb", "-config", "-keys", "-debug"]
+    assert finding.fix.inverse[0].command[3:] == ["+flushall", "+flushdb", "+config", "+keys", "+debug"]
+    [legacy] = check.evaluate(security(acl=False, enable_debug_command=None), scope_for(check))
+    assert legacy.fix.safety is FixSafety.MANUAL and legacy.fix.steps[0].command[0] == "rename-command"
