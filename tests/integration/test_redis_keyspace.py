@@ -155,3 +155,21 @@ def test_replica_url_is_scanned_instead(redis_db):
     report = support.run_report(settings, checks=["redis.ttl-coverage"])
     session = next(f for f in report.findings if f.object == "session:{uuid}")
     assert session.evidence["scan"]["replica"] is True
+
+
+def test_without_scripting_the_pipelined_pass_finds_the_same(redis_db):
+    """A user denied EVAL (common for monitoring users) reads the keyspace with plain commands."""
+    seed_problems(redis_db.client)
+    user = support.unique("dbv_noscript")
+    redis_db.client.acl_setuser(user, enabled=True, passwords=["+pw-noscript"], commands=["+@all", "-@scripting"], keys=["*"])
+    try:
+        url = redis_db.url.replace("redis://", f"redis://{user}:pw-noscript@")
+        settings = support.settings_for(cache={"kind": "redis", "url": url, "role": "cache"})
+        report = support.run_report(settings, checks=["redis.ttl-coverage", "redis.big-keys"])
+        assert report.errors == []
+        objects = {f.object for f in report.findings}
+        assert {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}", "leaderboard:weekly", "user:profiles"} <= objects
+        session = next(f for f in report.findings if f.object == "session:{uuid}")
+        assert session.evidence["without_ttl"] == 8
+    finally:
+        redis_db.client.acl_deluser(user)
