@@ -13,8 +13,8 @@ Targets: no slower than --bigkeys, and under 300 MB peak RSS.
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -116,26 +116,31 @@ def main() -> None:
         print(f"loaded {args.keys:,} keys in {time.perf_counter() - started:.1f}s (port {port})")
         print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-        started = time.perf_counter()
-        subprocess.run(["redis-cli", "-p", str(port), "--bigkeys"], check=True, stdout=subprocess.DEVNULL)
-        bigkeys = time.perf_counter() - started
-        print(f"redis-cli --bigkeys:        {bigkeys:6.1f}s")
-
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        child = subprocess.run(
-            [sys.executable, "-c", CHILD, f"redis://127.0.0.1:{port}/0", str(ROOT)],
-            check=True, capture_output=True, text=True,
-        )
-        import json
-
-        result = json.loads(child.stdout)
-        print(f"dbvitals ttl-coverage scan: {result['seconds']:6.1f}s  ({result['scanned']:,} keys, "
-              f"{result['patterns']} patterns, peak RSS {result['max_rss_mb']:.0f} MB)")
+        # Twice each, interleaved (A B B A): right after a bulk load the server is still rehashing
+        # its key table, which slows whichever pass comes first.
+        runs: dict[str, list[float]] = {"bigkeys": [], "dbvitals": []}
+        result: dict = {}
+        for tool in ("bigkeys", "dbvitals", "dbvitals", "bigkeys"):
+            if tool == "bigkeys":
+                started = time.perf_counter()
+                subprocess.run(["redis-cli", "-p", str(port), "--bigkeys"], check=True, stdout=subprocess.DEVNULL)
+                runs[tool].append(time.perf_counter() - started)
+                print(f"redis-cli --bigkeys:        {runs[tool][-1]:6.1f}s")
+                continue
+            child = subprocess.run(
+                [sys.executable, "-c", CHILD, f"redis://127.0.0.1:{port}/0", str(ROOT)],
+                check=True, capture_output=True, text=True,
+            )
+            result = json.loads(child.stdout)
+            runs[tool].append(result["seconds"])
+            print(f"dbvitals ttl-coverage scan: {result['seconds']:6.1f}s  ({result['scanned']:,} keys, "
+                  f"{result['patterns']} patterns, peak RSS {result['max_rss_mb']:.0f} MB)")
         for pattern, missing in result["findings"]:
             print(f"  finding: {pattern} ({missing:,} keys without TTL)")
-        ratio = result["seconds"] / bigkeys
-        print(f"ratio dbvitals / --bigkeys: {ratio:.2f}  (target <= 1.00)")
-        print(f"peak RSS: {result['max_rss_mb']:.0f} MB  (target < 300 MB; children max before: {before / 1024:.0f} MB)")
+        for label, pick in (("best", min), ("worst", max)):
+            ratio = pick(runs["dbvitals"]) / pick(runs["bigkeys"])
+            print(f"ratio dbvitals / --bigkeys ({label} of each): {ratio:.2f}  (target <= 1.00)")
+        print(f"peak RSS of the dbvitals process: {result['max_rss_mb']:.0f} MB  (target < 300 MB)")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         server.terminate()
