@@ -87,7 +87,7 @@ def build(uri: str, collections: int, largest: int, others: int) -> None:
 
 
 async def raw_calls(uri: str) -> float:
-    client = AsyncMongoClient(uri, maxPoolSize=CONCURRENCY)
+    client = AsyncMongoClient(uri, maxPoolSize=CONCURRENCY, timeoutMS=600_000)
     db = client[DATABASE]
     limit = asyncio.Semaphore(CONCURRENCY)
 
@@ -112,7 +112,7 @@ async def raw_calls(uri: str) -> float:
 def run_pack(uri: str) -> tuple[float, int, list]:
     url = support.with_path(uri, DATABASE, "directConnection=true")
     settings = support.settings_for(app={
-        "kind": "mongodb", "url": url, "timeout": 30, "check_timeout": 120,
+        "kind": "mongodb", "url": url, "timeout": 120, "check_timeout": 600,
         "expect": {
             "queries": [{"collection": "events_big", "filter": {"userId": "x", "amount": {"$gt": 5}}, "sort": {"createdAt": -1}}],
             "ttl": [{"collection": "events_big", "field": "createdAt", "after": "30d"}],
@@ -139,13 +139,12 @@ def main() -> None:
             build(server.uri, args.collections, args.largest, args.others)
             raw = asyncio.run(raw_calls(server.uri))
             pack, findings, outcomes = run_pack(server.uri)
-            raw_again = asyncio.run(raw_calls(server.uri))
         finally:
             server.stop()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores (shared)")
     for row in outcomes:
         print(f"  {row}")
-    print(f"raw listIndexes+collStats+$sample({SAMPLE}) x {args.collections}: {raw:.2f}s (again after the pack: {raw_again:.2f}s)")
+    print(f"raw listIndexes+collStats+$sample({SAMPLE}) x {args.collections}: {raw:.2f}s")
     print(f"pack ({len(PACK)} checks, {findings} findings): {pack:.2f}s  (target < 10s)")
 
 

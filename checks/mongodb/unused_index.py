@@ -67,7 +67,7 @@ class UnusedIndex(Check):
     engine = Engine.MONGODB
     title = "Indexes no query has used"
     severity = Severity.LOW
-    fix_availability = FixAvailability.ALWAYS
+    fix_availability = FixAvailability.SOMETIMES  # never on the "usage unknown" note
     rationale = (
         "An index no query uses still costs memory in the cache, disk, and work on every insert, update and "
         "delete. $indexStats counts accesses per node since its restart, so the counters of every member are "

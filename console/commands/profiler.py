@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, name: str, target: Any, hold_seconds: float | None) -> int:
     import asyncio
     import datetime as dt
+    import json
 
     from checks.connectors import connect
     from checks.mongodb.profiler import read_profiler_setting, restore_profiler, set_profiler
@@ -82,7 +83,7 @@ async def _run(args: argparse.Namespace, name: str, target: Any, hold_seconds: f
                 print(f"now    {(await read_profiler_setting(client, db)).describe()}")
             if hold_seconds is None:
                 for before in previous:
-                    restore = {"profile": before.level, "slowms": before.slowms}
+                    restore = json.dumps({"profile": before.level, "slowms": before.slowms})
                     print(f"kept; to restore {before.database}: db.runCommand({restore})")
                 return 0
             until = dt.datetime.now() + dt.timedelta(seconds=hold_seconds)
