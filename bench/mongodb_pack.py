@@ -7,7 +7,7 @@ takes minutes; --data DIR keeps the data for the next run), then times:
   - the raw calls: listIndexes + collStats + one bounded $sample per collection, with the
     same concurrency (8), which is the floor of what the pack costs.
 
-    .venv/bin/python bench/mongodb_pack.py [--collections 300] [--largest 1000000] [--data DIR]
+    .venv/bin/python bench/mongodb_pack.py [--collections 300] [--largest 1000000] [--data DIR] [--uri URI]
 """
 
 from __future__ import annotations
@@ -130,17 +130,21 @@ def main() -> None:
     parser.add_argument("--largest", type=int, default=1_000_000)
     parser.add_argument("--others", type=int, default=500, help="documents in every other collection")
     parser.add_argument("--data", help="storage directory to keep (default: a temporary one, removed)")
+    parser.add_argument("--uri", help="use this server (e.g. a real mongod) instead of starting SecantusDB; "
+                        f"builds into its {DATABASE!r} database unless that exists")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dbvitals-bench-") as tmp:
         storage = args.data or tmp
         os.makedirs(storage, exist_ok=True)
-        server = support.SecantusServer(storage=storage)
+        server = None if args.uri else support.SecantusServer(storage=storage)
+        uri = args.uri or server.uri
         try:
-            build(server.uri, args.collections, args.largest, args.others)
-            raw = asyncio.run(raw_calls(server.uri))
-            pack, findings, outcomes = run_pack(server.uri)
+            build(uri, args.collections, args.largest, args.others)
+            raw = asyncio.run(raw_calls(uri))
+            pack, findings, outcomes = run_pack(uri)
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores (shared)")
     for row in outcomes:
         print(f"  {row}")
