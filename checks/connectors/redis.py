@@ -47,9 +47,9 @@ async def connect(name: str, target: TargetBase) -> Connection:
     except Exception as exc:
         return failed(name, target, exc)
     try:
-        await client.ping()  # opens the connection (and authenticates)
+        await _round_trip(client)  # opens the connection (and authenticates)
         started = time.perf_counter()
-        await client.ping()
+        await _round_trip(client)
         latency_ms = (time.perf_counter() - started) * 1000
         info = await client.info()
     except Exception as exc:
@@ -66,3 +66,14 @@ async def connect(name: str, target: TargetBase) -> Connection:
         role={"master": "primary", "slave": "replica"}.get(str(info.get("role")), info.get("role")),
     )
     return Connection(status=status, session=RedisSession(client, info))
+
+
+async def _round_trip(client: aioredis.Redis) -> None:
+    try:
+        await client.ping()
+    except aioredis.ResponseError as exc:
+        # After a failed background save with stop-writes-on-bgsave-error, Redis refuses PING
+        # (MISCONF) but still answers reads: the server is up, and redis.persistence says why.
+        if "MISCONF" not in str(exc):
+            raise
+        await client.echo("dbvitals")

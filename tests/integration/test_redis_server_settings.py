@@ -129,12 +129,14 @@ def test_store_with_rdb_only_and_cache_with_aof(tmp_path):
         assert finding.title == "AOF on a cache" and finding.severity is Severity.LOW
 
 
-def test_failing_background_save(tmp_path):
-    """stop-writes-on-bgsave-error no: with yes, the server also refuses the connector's CLIENT
-    SETNAME (MISCONF), and redis.connection reports that instead; the critical path is a unit test."""
+@pytest.mark.parametrize("stop_writes", ["no", "yes"])
+def test_failing_background_save(tmp_path, stop_writes):
+    """With stop-writes-on-bgsave-error yes the server also refuses CLIENT SETNAME (MISCONF):
+    the connector then connects unnamed, so the failing save is still reported."""
     doomed = tmp_path / "doomed"
     doomed.mkdir()
-    with private_redis(tmp_path, "--save", "3600 1", "--stop-writes-on-bgsave-error", "no", "--dir", str(doomed)) as url:
+    with private_redis(tmp_path, "--save", "3600 1", "--stop-writes-on-bgsave-error", stop_writes,
+                       "--dir", str(doomed)) as url:
         client = redis.Redis.from_url(url)
         doomed.rmdir()  # the server's working directory: the snapshot has nowhere to go
         client.set("k", "v")
