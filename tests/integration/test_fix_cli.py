@@ -189,10 +189,12 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
         process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, env={**os.environ},
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
+            # Waiting on a lock inside the build: its INVALID catalog entry is committed by then.
             for _ in range(300):
                 waiting = await admin.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'dbvitals fix %' AND wait_event IS NOT NULL")
+                    "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
+                    "AND query ILIKE 'CREATE%INDEX%' AND wait_event_type = 'Lock'")
                 if waiting:
                     break
                 await asyncio.sleep(0.05)
