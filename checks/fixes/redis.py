@@ -8,6 +8,11 @@ Batch operations (the Redis pack's contract):
   can be undone exactly and resumed where it stopped.
 - {"op": "persist-keys", "db", "keys": [...] | "keys_file": "<side file>"}: PERSIST those keys,
   the inverse of the above. A key that expired in between is gone and is reported as such.
+
+On a Redis Cluster the expire operation runs on every master in turn (a SCAN sees one node's
+keys), recording each node's keys in the same side file; PERSIST goes through a cluster client,
+which routes each key to its master. An interrupted cluster run starts over instead of resuming:
+both passes are idempotent (TTL -1 filter, EXPIRE NX), so that is only slower.
 """
 
 from __future__ import annotations
@@ -87,13 +92,15 @@ class KeysLog:
     def touched_keys(self) -> list[bytes]:
         """Keys given a TTL, plus those of a batch that was interrupted between its pending and
         expired records (each had no TTL a moment before, so PERSIST restores what was seen)."""
-        expired: dict[int, list[Any]] = {}
-        pending: dict[int, list[Any]] = {}
+        # Batches are numbered per node on a cluster.
+        expired: dict[tuple[str | None, int], list[Any]] = {}
+        pending: dict[tuple[str | None, int], list[Any]] = {}
         for record in self.records():
+            batch = (record.get("node"), record.get("batch", 0))
             if "expired" in record:
-                expired[record["batch"]] = record["expired"]
+                expired[batch] = record["expired"]
             elif "pending" in record:
-                pending[record["batch"]] = record["pending"]
+                pending[batch] = record["pending"]
         keys: dict[bytes, None] = {}
         for batch, values in pending.items():
             for value in expired.get(batch, values):
@@ -106,7 +113,7 @@ class KeysLog:
         finished or never began."""
         cursor, run_id = 0, None
         for record in self.records():
-            if record.get("done"):
+            if record.get("done") or record.get("node"):  # finished, or a cluster run (no single cursor)
                 return None
             run_id = record.get("run_id", run_id)
             cursor = record.get("cursor", cursor)
@@ -157,19 +164,47 @@ def _for_db(run: Execution, db: int) -> Any:
 
 async def _run_op(run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
     kind = op.get("op")
+    if kind not in (EXPIRE_OP, PERSIST_OP):
+        raise StepFailed(f"step {index + 1}: unknown Redis operation {kind!r}")
     db_client = _for_db(run, int(op.get("db", 0)))
     try:
-        if kind == EXPIRE_OP:
+        if (await db_client.info("server")).get("redis_mode") == "cluster":
+            await _run_op_on_cluster(db_client, run, index, total, op)
+        elif kind == EXPIRE_OP:
             await _expire_missing_ttl(db_client, run, index, total, op)
-        elif kind == PERSIST_OP:
-            await _persist_keys(db_client, run, index, total, op)
         else:
-            raise StepFailed(f"step {index + 1}: unknown Redis operation {kind!r}")
+            await _persist_keys(db_client, run, index, total, op)
     finally:
         await db_client.aclose()
 
 
-async def _expire_missing_ttl(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+async def _run_op_on_cluster(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    from checks.redis._scan import client_for, cluster_masters
+
+    if op.get("op") == PERSIST_OP:
+        kwargs = client.connection_pool.connection_kwargs
+        cluster = RedisCluster(host=kwargs.get("host", "127.0.0.1"), port=int(kwargs.get("port", 6379)),
+                               username=kwargs.get("username"), password=kwargs.get("password"),
+                               socket_timeout=kwargs.get("socket_timeout"),
+                               socket_connect_timeout=kwargs.get("socket_connect_timeout"))
+        try:
+            await _persist_keys(cluster, run, index, total, op)
+        finally:
+            await cluster.aclose()
+        return
+    for host, port in await cluster_masters(client):
+        node = client_for(client, host=host, port=port, db=0)
+        try:
+            await _expire_missing_ttl(node, run, index, total, op, node=f"{host}:{port}")
+        finally:
+            await node.aclose()
+
+
+async def _expire_missing_ttl(
+    client: Any, run: Execution, index: int, total: int, op: dict[str, Any], *, node: str | None = None
+) -> None:
     try:
         regex = re.compile(op["regex"])
         ttl = int(op["ttl_seconds"])
@@ -181,16 +216,16 @@ async def _expire_missing_ttl(client: Any, run: Execution, index: int, total: in
     batch_size = max(1, min(int(op.get("batch") or DEFAULT_BATCH), MAX_BATCH))
     log = KeysLog(run.side_dir / keys_file_name(run.entry_id, index))
     run_id = (await client.info("server")).get("run_id")
-    label = f"step {index + 1} of {total}"
+    label = f"step {index + 1} of {total}" + (f" on {node}" if node else "")
     cursor, start = 0, ""
-    resume = run.resume_cursors.get(index)
+    resume = None if node else run.resume_cursors.get(index)
     if resume and resume[1] == run_id:
         cursor, start = resume[0], f" (resuming at SCAN cursor {resume[0]} where an interrupted run stopped)"
     elif resume:
         start = " (the server restarted since the interrupted run, so its SCAN cursor is void: scanning from the start)"
     await run.progress(f"{label}: EXPIRE {ttl} NX on keys matching {op.get('pattern') or match}{start}")
     log.write({"started": True, "cursor": cursor, "run_id": run_id, "match": match, "regex": op["regex"],
-               "ttl_seconds": ttl})
+               "ttl_seconds": ttl, **({"node": node} if node else {})})
     scanned = given = batch = 0
     while True:
         cursor, keys = await client.scan(cursor, match=match, count=batch_size)
@@ -204,13 +239,14 @@ async def _expire_missing_ttl(client: Any, run: Execution, index: int, total: in
             missing = [k for k, t in zip(candidates, await pipe.execute()) if t == -1]
             if missing:
                 batch += 1
-                log.write({"batch": batch, "pending": [encode_key(k) for k in missing]})
+                tag = {"node": node} if node else {}
+                log.write({"batch": batch, **tag, "pending": [encode_key(k) for k in missing]})
                 pipe = client.pipeline(transaction=False)
                 for key in missing:
                     pipe.expire(key, ttl, nx=True)
                 # NX: a key that got a TTL (or vanished) since the TTL read is left alone.
                 expired = [k for k, done in zip(missing, await pipe.execute()) if done]
-                log.write({"batch": batch, "expired": [encode_key(k) for k in expired], "cursor": cursor})
+                log.write({"batch": batch, **tag, "expired": [encode_key(k) for k in expired], "cursor": cursor})
                 given += len(expired)
                 cursor_recorded = True
         if not cursor_recorded:
@@ -218,8 +254,9 @@ async def _expire_missing_ttl(client: Any, run: Execution, index: int, total: in
         await run.progress(f"{label}: {scanned} keys scanned, {given} given a TTL")
         if cursor == 0:
             break
-    log.write({"done": True, "cursor": 0, "given": given, "scanned": scanned})
-    run.notes.append(f"gave a TTL of {ttl}s to {given} keys matching {op.get('pattern') or match} ({scanned} scanned)")
+    log.write({"done": True, "cursor": 0, "given": given, "scanned": scanned, **({"node": node} if node else {})})
+    where = f" on {node}" if node else ""
+    run.notes.append(f"gave a TTL of {ttl}s to {given} keys matching {op.get('pattern') or match}{where} ({scanned} scanned)")
 
 
 async def _persist_keys(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
