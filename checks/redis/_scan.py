@@ -19,13 +19,14 @@ import math
 import random
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from checks.redis._patterns import display_key, infer_pattern, is_placeholder, split_segments
 from checks.secrets import mask_url
@@ -38,6 +39,14 @@ MAX_PATTERNS = 5000  # per database; beyond it, literal segments collapse
 COLLAPSE_AT = 20  # distinct literals in one position that make it a `{name}`
 
 TYPE_NAMES = {name.encode(): name for name in ("string", "list", "set", "zset", "hash", "stream")}
+
+
+def type_name(kind: bytes | str) -> str:
+    """TYPE's reply as text; a module type (ReJSON-RL...) as it comes."""
+    if isinstance(kind, str):
+        return kind
+    return TYPE_NAMES.get(kind) or kind.decode("utf-8", "backslashreplace")
+
 LENGTH_COMMAND = {
     "string": "STRLEN",
     "list": "LLEN",
@@ -60,6 +69,7 @@ class PatternStats:
     ttl_max: int | None = None
     ttl_reservoir: Reservoir = field(default_factory=lambda: Reservoir(TTL_SAMPLE))
     length_total: int = 0  # elements (collections) or bytes (strings)
+    length_keys: int = 0  # keys whose length was read (none when big-keys did not ask for lengths)
     key_reservoir: Reservoir = field(default_factory=lambda: Reservoir(MEMORY_SAMPLE))
     examples: list[str] = field(default_factory=list)
     missing_ttl_examples: list[str] = field(default_factory=list)
@@ -100,20 +110,43 @@ class PatternStats:
         return self.memory_sampled_bytes / self.memory_sampled_keys
 
     def add(self, key: bytes, kind: str, ttl: int, length: int | None, rng: random.Random) -> None:
-        self.keys += 1
-        self.types[kind] = self.types.get(kind, 0) + 1
-        if length:
-            self.length_total += length
+        self.add_batch([key], [kind], [ttl], None if length is None else [length], rng)
+
+    def add_batch(
+        self, keys: list[bytes], kinds: list[Any], ttls: list[int], lengths: list[int] | None, rng: random.Random
+    ) -> None:
+        """A batch's keys of this pattern, with their types (bytes or text), TTLs and lengths
+        (-1: none), in list operations rather than a Python step per key for every figure."""
+        count = len(keys)
+        self.keys += count
+        first = kinds[0]
+        if kinds.count(first) == count:
+            name = type_name(first)
+            self.types[name] = self.types.get(name, 0) + count
+        else:
+            for kind in kinds:
+                name = type_name(kind)
+                self.types[name] = self.types.get(name, 0) + 1
+        if lengths is not None:
+            known = [length for length in lengths if length >= 0]
+            self.length_keys += len(known)
+            self.length_total += sum(known)
         if len(self.examples) < EXAMPLES:
-            self.examples.append(display_key(key))
-        if ttl >= 0:
-            self.with_ttl += 1
-            self.ttl_min = ttl if self.ttl_min is None else min(self.ttl_min, ttl)
-            self.ttl_max = ttl if self.ttl_max is None else max(self.ttl_max, ttl)
-            self.ttl_reservoir.offer(ttl, rng)
-        elif len(self.missing_ttl_examples) < MISSING_TTL_EXAMPLES:
-            self.missing_ttl_examples.append(display_key(key))
-        self.key_reservoir.offer(key, rng)
+            self.examples.extend(display_key(key) for key in keys[: EXAMPLES - len(self.examples)])
+        expiring = [ttl for ttl in ttls if ttl >= 0]
+        if expiring:
+            self.with_ttl += len(expiring)
+            low, high = min(expiring), max(expiring)
+            self.ttl_min = low if self.ttl_min is None else min(self.ttl_min, low)
+            self.ttl_max = high if self.ttl_max is None else max(self.ttl_max, high)
+            self.ttl_reservoir.offer_many(expiring, rng)
+        if len(expiring) < count and len(self.missing_ttl_examples) < MISSING_TTL_EXAMPLES:
+            for key, ttl in zip(keys, ttls):
+                if ttl < 0:
+                    self.missing_ttl_examples.append(display_key(key))
+                    if len(self.missing_ttl_examples) == MISSING_TTL_EXAMPLES:
+                        break
+        self.key_reservoir.offer_many(keys, rng)
 
     def merge(self, other: PatternStats, rng: random.Random) -> None:
         self.ttl_reservoir.merge(other.ttl_reservoir, rng)
@@ -126,6 +159,7 @@ class PatternStats:
             mine, theirs = getattr(self, attr), getattr(other, attr)
             setattr(self, attr, theirs if mine is None else mine if theirs is None else pick(mine, theirs))
         self.length_total += other.length_total
+        self.length_keys += other.length_keys
         self.examples = (self.examples + other.examples)[:EXAMPLES]
         self.missing_ttl_examples = (self.missing_ttl_examples + other.missing_ttl_examples)[:MISSING_TTL_EXAMPLES]
         self.memory_sampled_keys += other.memory_sampled_keys
@@ -157,6 +191,17 @@ class Reservoir:
             self.items[rng.randrange(self.size)] = item
             self._weight *= math.exp(math.log(rng.random() or 1e-300) / self.size)
             self._advance(rng)
+
+    def offer_many(self, items: list[Any], rng: random.Random) -> None:
+        """`offer` each item in turn, jumping straight to the ones the skip counts pick."""
+        end = self.seen + len(items)
+        while self.seen < end:
+            if self.seen >= self.size:
+                if self._next >= end:
+                    self.seen = end
+                    return
+                self.seen = self._next
+            self.offer(items[len(items) - (end - self.seen)], rng)
 
     def _advance(self, rng: random.Random) -> None:
         if self._weight >= 1.0:
@@ -302,6 +347,7 @@ class KeyspaceScan:
     seconds: float = 0.0
     scan_limit: int | None = None
     throttle: int | None = None
+    lengths_read: bool = True  # STRLEN/HLEN/...: only when redis.big-keys is part of the run
 
     @property
     def scanned(self) -> int:
@@ -370,11 +416,13 @@ class _BigKeyHeap:
 class Commands:
     """Runs a batch of commands in one round trip and returns the replies (errors as values).
 
-    A million keys mean millions of commands: redis-py's pipeline spends ~10 µs of Python on
-    each. This packs the batch with hiredis and parses the replies with one hiredis reader on
-    a connection taken from the client's pool (authenticated, on the right db, with its TLS),
-    so the cost per command is a few C calls. Without hiredis, or on a connection class that
-    does not expose its stream, it falls back to a pipeline.
+    Used where scripting is refused (the scripted pass needs one call per page): a million
+    keys then mean millions of commands, and redis-py's pipeline spends ~15 µs of Python on
+    each (20 s for a million keys, against 1 s here). This packs the batch with hiredis and
+    parses the replies with one hiredis reader on a connection taken from the client's pool
+    (authenticated, on the right db, with its TLS): a few C calls per command. It reaches into
+    redis-py's connection (`_reader`, `_writer`); without hiredis, or on a connection class
+    without them, it falls back to a pipeline.
     """
 
     def __init__(self, client: aioredis.Redis) -> None:
@@ -419,12 +467,7 @@ class Commands:
 
     async def receive(self, sent: Any) -> list[Any]:
         if self.connection is None:
-            if not sent:
-                return []
-            pipe = self.client.pipeline(transaction=False)
-            for command in sent:
-                pipe.execute_command(*command)
-            return await pipe.execute(raise_on_error=False)
+            return await _pipelined(self.client, sent)
         wanted: int = sent
         replies: list[Any] = []
         if not wanted:
@@ -492,18 +535,19 @@ async def scan_database(
     rng: random.Random,
     node: str = "",
     script: str | None = None,
+    lengths: bool = True,
 ) -> DatabaseScan:
     """One logical database, `client` already selected on it (`node`: its cluster master).
+    `lengths`: read each key's length too (redis.big-keys needs it; TTL coverage does not).
 
-    With `script` ("EVAL_RO" or "EVAL"), each batch is one read-only Lua call that returns
-    TYPE, TTL and length of every key (BATCH_SCRIPT), sent with the next SCAN; this is the
-    cheapest way for the server and for this process. Where the server refuses it (scripting
-    denied by ACL, CROSSSLOT on a cluster, a managed Redis), the pass starts over without it.
+    With `script` ("EVAL_RO" or "EVAL"), each page is one read-only Lua call (PAGE_SCRIPT)
+    that SCANs and returns the page's keys with their TYPE, TTL (and length): the cheapest
+    way for the server and for this process, through redis-py's public API. Where the server
+    refuses it (scripting denied by ACL, a managed Redis), the pass starts over without it.
 
-    Without a script, per batch two requests: TYPE + TTL of the batch together with the SCAN for the next one,
-    then the batch's length commands. They are kept in flight back to back (the next batch's
-    request goes out before this batch's lengths come back), and the previous batch is
-    aggregated meanwhile, so the server and this process work at the same time.
+    Without a script, per batch two requests: TYPE + TTL of the batch together with the SCAN
+    for the next one, then (if wanted) the batch's length commands; they are kept in flight
+    back to back and the previous batch is aggregated meanwhile.
     """
     table = PatternTable(rng)
     result = DatabaseScan(db=db, keys_total=keys_total)
@@ -512,9 +556,8 @@ async def scan_database(
         count = max(10, min(count, throttle.rate // 4))  # several small batches a second, not one burst
     if script is not None:
         try:
-            async with Commands(client) as commands:
-                await _scripted_pass(commands, script, count, limit, db, result, table, big, rng, node, throttle)
-                await _finish(commands, plan, result, table)
+            await _scripted_pass(client, script, count, limit, lengths, db, result, table, big, rng, node, throttle)
+            await _finish(lambda requests: _pipelined(client, requests), plan, result, table)
             return result
         except _ScriptRefused:
             table = PatternTable(rng)
@@ -523,11 +566,11 @@ async def scan_database(
         cursor, keys = _scan_reply((await commands.run([("SCAN", b"0", "COUNT", count)]))[0])
         keys, more = _trim(keys, cursor, limit, result.scanned)
         typed = commands.send(_type_requests(keys, cursor if more else None, count))
-        pending: tuple[list[tuple[bytes, str, int, bool]], list[Any]] | None = None
+        pending: _Batch | None = None
         while True:
             replies = await commands.receive(typed)
             next_scan = replies.pop() if more else None
-            measured, length_requests = _classify(keys, replies)
+            batch, length_requests = _classify(keys, replies, lengths)
             lengths_sent = commands.send(length_requests)
             scanned_before = result.scanned
             result.scanned += len(keys)
@@ -537,40 +580,50 @@ async def scan_database(
                 typed = commands.send(_type_requests(next_keys, cursor if next_more else None, count))
             if pending is not None:
                 _aggregate(db, *pending, table, big, rng, node)
-            pending = (measured, await commands.receive(lengths_sent))
+            pending = batch
+            if length_requests:
+                _fill_lengths(batch, await commands.receive(lengths_sent))
             await throttle.after(result.scanned - scanned_before)
             if next_scan is None:
                 result.complete = cursor in (b"0", 0)
                 break
             keys, more = next_keys, next_more
-        _aggregate(db, *pending, table, big, rng, node)
-        await _finish(commands, plan, result, table)
+        if pending is not None:
+            _aggregate(db, *pending, table, big, rng, node)
+        await _finish(commands.run, plan, result, table)
     return result
 
 
-BATCH_SCRIPT = """
-local lengths = {string='STRLEN', hash='HLEN', list='LLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
-local out = {}
-for _, key in ipairs(KEYS) do
-  local kind = redis.call('TYPE', key)['ok']
-  out[#out + 1] = kind
-  out[#out + 1] = redis.call('TTL', key)
-  local command = lengths[kind]
-  if command then out[#out + 1] = redis.call(command, key) else out[#out + 1] = -1 end
+# One SCAN page and, per key, TYPE, TTL and (ARGV[3] = '1') the length: keys are not
+# declared (they come from the SCAN), which a standalone server allows and a cluster does not.
+PAGE_SCRIPT = """
+local page = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local keys, types, ttls, sizes = page[2], {}, {}, {}
+for i, key in ipairs(keys) do
+  types[i] = redis.call('TYPE', key)['ok']
+  ttls[i] = redis.call('TTL', key)
 end
-return out
+if ARGV[3] == '1' then
+  local commands = {string='STRLEN', hash='HLEN', list='LLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
+  for i, key in ipairs(keys) do
+    local command = commands[types[i]]
+    if command then sizes[i] = redis.call(command, key) else sizes[i] = -1 end
+  end
+end
+return {page[1], keys, types, ttls, sizes}
 """
 
 
 class _ScriptRefused(Exception):
-    """The server will not run the batch script: read the keyspace with plain commands."""
+    """The server will not run the page script: read the keyspace with plain commands."""
 
 
 async def _scripted_pass(
-    commands: Commands,
+    client: aioredis.Redis,
     script: str,
     count: int,
     limit: int | None,
+    lengths: bool,
     db: int,
     result: DatabaseScan,
     table: PatternTable,
@@ -579,47 +632,34 @@ async def _scripted_pass(
     node: str,
     throttle: _Throttle,
 ) -> None:
-    def request(keys: list[bytes], next_cursor: Any) -> list[tuple[Any, ...]]:
-        requests: list[tuple[Any, ...]] = [(script, BATCH_SCRIPT, len(keys), *keys)] if keys else []
-        if next_cursor is not None:
-            requests.append(("SCAN", next_cursor, "COUNT", count))
-        return requests
+    async def page(cursor: Any) -> Any:
+        return await client.execute_command(script, PAGE_SCRIPT, 0, cursor, count, 1 if lengths else 0)
 
-    cursor, keys = _scan_reply((await commands.run([("SCAN", b"0", "COUNT", count)]))[0])
-    keys, more = _trim(keys, cursor, limit, result.scanned)
-    sent = commands.send(request(keys, cursor if more else None))
-    pending: tuple[list[tuple[bytes, str, int, bool]], list[Any]] | None = None
-    while True:
-        replies = await commands.receive(sent)
-        next_scan = replies.pop() if more else None
-        measured: list[tuple[bytes, str, int, bool]] = []
-        lengths: list[Any] = []
-        if keys:
-            [batch] = replies
-            if isinstance(batch, Exception):
-                if result.scanned == 0:
-                    raise _ScriptRefused(str(batch))
-                raise batch
-            for key, kind, ttl, length in zip(keys, batch[::3], batch[1::3], batch[2::3]):
-                if kind == b"none" or ttl == -2:
-                    continue  # deleted or expired since SCAN
-                kind_text = TYPE_NAMES.get(kind) or kind.decode("utf-8", "backslashreplace")
-                measured.append((key, kind_text, ttl, True))
-                lengths.append(length if length >= 0 else None)
-        scanned_before = result.scanned
-        result.scanned += len(keys)
-        if next_scan is not None:
-            cursor, keys = _scan_reply(next_scan)
+    try:
+        reply = await page(b"0")
+    except ResponseError as error:
+        raise _ScriptRefused(str(error)) from error
+    following: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            cursor, keys, kinds, ttls, sizes = reply
             keys, more = _trim(keys, cursor, limit, result.scanned)
-            sent = commands.send(request(keys, cursor if more else None))
-        if pending is not None:
-            _aggregate(db, *pending, table, big, rng, node)
-        pending = (measured, lengths)
-        await throttle.after(result.scanned - scanned_before)
-        if next_scan is None:
-            result.complete = cursor in (b"0", 0)
-            break
-    _aggregate(db, *pending, table, big, rng, node)
+            if more:
+                # The next page goes out now: the server reads it while this one is aggregated.
+                following = asyncio.ensure_future(page(cursor))
+                await asyncio.sleep(0)
+            _aggregate(db, keys, kinds[: len(keys)], ttls[: len(keys)], sizes[: len(keys)] if lengths else None,
+                       table, big, rng, node)
+            result.scanned += len(keys)
+            await throttle.after(len(keys))
+            if following is None:
+                result.complete = cursor in (b"0", 0)
+                return
+            reply = await following
+            following = None
+    finally:
+        if following is not None:
+            following.cancel()
 
 
 def _trim(keys: list[bytes], cursor: Any, limit: int | None, scanned: int) -> tuple[list[bytes], bool]:
@@ -640,13 +680,26 @@ def _type_requests(keys: list[bytes], next_cursor: Any, count: int) -> list[tupl
     return requests
 
 
-async def _finish(commands: Commands, plan: ScanPlan, result: DatabaseScan, table: PatternTable) -> None:
+async def _pipelined(client: aioredis.Redis, requests: list[tuple[Any, ...]]) -> list[Any]:
+    """The requests in one redis-py pipeline, errors returned as values."""
+    if not requests:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for request in requests:
+        pipe.execute_command(*request)
+    return await pipe.execute(raise_on_error=False)
+
+
+RunCommands = Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]]
+
+
+async def _finish(run: RunCommands, plan: ScanPlan, result: DatabaseScan, table: PatternTable) -> None:
     """Totals, MEMORY USAGE on the samples, and the aggregates handed to the result."""
     if result.complete:
         # Keys written during the pass make DBSIZE at its start a floor, not the total.
         result.keys_total = max(result.keys_total, result.scanned)
     if plan.memory_sample:
-        await _measure_memory(commands, table.patterns.values())
+        await _measure_memory(run, table.patterns.values())
     for stats in table.patterns.values():
         stats.key_reservoir.clear()  # measured (or not wanted): the keys themselves are not kept
     result.patterns = table.patterns
@@ -659,51 +712,87 @@ def _scan_reply(reply: Any) -> tuple[Any, list[bytes]]:
     return reply[0], reply[1]
 
 
-def _classify(keys: list[bytes], replies: list[Any]) -> tuple[list[tuple[bytes, str, int, bool]], list[tuple[Any, ...]]]:
-    """TYPE and TTL replies -> the keys still there, and the length command each needs."""
-    measured: list[tuple[bytes, str, int, bool]] = []
-    length_requests: list[tuple[Any, ...]] = []
+# keys, types, TTLs, lengths (-1 where not read): parallel lists of the keys still there
+_Batch = tuple[list[bytes], list[bytes], list[int], list[int] | None]
+
+
+def _classify(keys: list[bytes], replies: list[Any], lengths: bool) -> tuple[_Batch, list[tuple[Any, ...]]]:
+    """TYPE and TTL replies -> the keys still there, and (if wanted) one length command for
+    each key of a type that has one, in order."""
+    kept, kinds, ttls = [], [], []
     for key, kind, ttl in zip(keys, replies[::2], replies[1::2]):
-        kind_text = TYPE_NAMES.get(kind) if isinstance(kind, bytes) else None
-        if kind_text is None:
-            if not isinstance(kind, bytes) or kind == b"none":
-                continue  # deleted between SCAN and TYPE
-            kind_text = kind.decode("utf-8", "backslashreplace")  # a module type (ReJSON-RL...)
-        if ttl == -2 or not isinstance(ttl, int):
-            continue  # expired between SCAN and TTL
-        command = LENGTH_COMMAND.get(kind_text)
-        if command is not None:
-            length_requests.append((command, key))
-        measured.append((key, kind_text, ttl, command is not None))
-    return measured, length_requests
+        if not isinstance(kind, bytes) or kind == b"none" or not isinstance(ttl, int) or ttl == -2:
+            continue  # deleted or expired between SCAN and TYPE/TTL
+        kept.append(key)
+        kinds.append(kind)
+        ttls.append(ttl)
+    if not lengths:
+        return (kept, kinds, ttls, None), []
+    requests = [(LENGTH_COMMAND[name], key) for key, kind in zip(kept, kinds) if (name := type_name(kind)) in LENGTH_COMMAND]
+    return (kept, kinds, ttls, [-1] * len(kept)), requests
+
+
+def _fill_lengths(batch: _Batch, replies: list[Any]) -> None:
+    """The length replies, in the order `_classify` asked for them, into the batch."""
+    _, kinds, _, sizes = batch
+    assert sizes is not None
+    answers = iter(replies)
+    for index, kind in enumerate(kinds):
+        if type_name(kind) in LENGTH_COMMAND:
+            reply = next(answers)
+            if isinstance(reply, int):
+                sizes[index] = reply
 
 
 def _aggregate(
     db: int,
-    measured: list[tuple[bytes, str, int, bool]],
-    lengths: list[Any],
+    keys: list[bytes],
+    kinds: list[bytes],
+    ttls: list[int],
+    sizes: list[int] | None,
     table: PatternTable,
     big: _BigKeyHeap,
     rng: random.Random,
     node: str,
 ) -> None:
-    remaining = iter(lengths)
-    stats_for, offer = table.stats_for, big.offer
-    for key, kind, ttl, has_length in measured:
-        length = next(remaining) if has_length else None
-        if not isinstance(length, int):
-            length = None
-        stats_for(infer_pattern(key)).add(key, kind, ttl, length, rng)
-        if length is not None:
-            offer(db, key, kind, length, ttl, node)
+    """One batch into the pattern table (grouped by pattern first) and the big-key heaps."""
+    if b"none" in kinds or -2 in ttls:  # expired or deleted between SCAN and TYPE
+        live = [i for i, (kind, ttl) in enumerate(zip(kinds, ttls)) if kind != b"none" and ttl != -2]
+        keys, kinds, ttls = [keys[i] for i in live], [kinds[i] for i in live], [ttls[i] for i in live]
+        sizes = [sizes[i] for i in live] if sizes is not None else None
+    if not keys:
+        return
+    groups: dict[str, list[int]] = {}
+    for index, pattern in enumerate(map(infer_pattern, keys)):
+        group = groups.get(pattern)
+        if group is None:
+            groups[pattern] = [index]
+        else:
+            group.append(index)
+    for pattern, indexes in groups.items():
+        stats = table.stats_for(pattern)
+        if len(indexes) == len(keys):
+            stats.add_batch(keys, kinds, ttls, sizes, rng)
+            continue
+        stats.add_batch(
+            [keys[i] for i in indexes],
+            [kinds[i] for i in indexes],
+            [ttls[i] for i in indexes],
+            [sizes[i] for i in indexes] if sizes is not None else None,
+            rng,
+        )
+    if sizes is not None and big.thresholds:
+        smallest = min(big.thresholds.values())
+        for index in [i for i, size in enumerate(sizes) if size >= smallest]:
+            big.offer(db, keys[index], type_name(kinds[index]), sizes[index], ttls[index], node)
 
 
-async def _measure_memory(commands: Commands, patterns: Iterable[PatternStats]) -> None:
+async def _measure_memory(run: RunCommands, patterns: Iterable[PatternStats]) -> None:
     """MEMORY USAGE on each pattern's reservoir sample; a key gone since is skipped."""
     chosen = [(stats, key) for stats in patterns for key in stats.key_sample]
     for start in range(0, len(chosen), 1000):
         batch = chosen[start:start + 1000]
-        replies = await commands.run([("MEMORY", "USAGE", key) for _, key in batch])
+        replies = await run([("MEMORY", "USAGE", key) for _, key in batch])
         for (stats, _), used in zip(batch, replies):
             if isinstance(used, int):
                 stats.memory_sampled_keys += 1
@@ -761,8 +850,25 @@ async def cluster_masters(client: aioredis.Redis) -> list[tuple[str, int]]:
     return sorted(masters)
 
 
-async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password: str | None = None) -> KeyspaceScan:
-    """The whole pass: the named database, every database holding keys, or every master."""
+class Demand:
+    """What the checks waiting on a pass need beyond TYPE and TTL. Checks may join until the
+    pass reads its first key (`settle`); after that, what it reads is fixed."""
+
+    def __init__(self, lengths: bool = True) -> None:
+        self.lengths = lengths
+        self.settled = False
+
+    def settle(self) -> bool:
+        self.settled = True
+        return self.lengths
+
+
+async def scan_keyspace(
+    session: Any, plan: ScanPlan, target_url: str, password: str | None = None, demand: Demand | None = None
+) -> KeyspaceScan:
+    """The whole pass: the named database, every database holding keys, or every master.
+    Lengths are read when `demand` asks for them (by default, always)."""
+    demand = demand or Demand()
     started = time.monotonic()
     rng = random.Random(0x5CA7)
     big = _BigKeyHeap(dict(plan.big_thresholds), plan.big_keys_kept)
@@ -798,17 +904,18 @@ async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password:
             owned.extend(per_node)
             sizes = [int(await c.dbsize()) for c in per_node]
             limits = _apportion(plan.scan_limit, sizes)
+            lengths = demand.settle()
             # One budget for all masters: each node's pass counts against the same rate.
             rate_share = throttle
             node_scans = await asyncio.gather(*(
-                scan_database(c, 0, size, plan, limit, rate_share, big, rng, name)
+                scan_database(c, 0, size, plan, limit, rate_share, big, rng, name, lengths=lengths)
                 for c, size, limit, name in zip(per_node, sizes, limits, nodes)
             ))
             for name, client in zip(nodes, per_node):
                 clients[(name, 0)] = client
             databases = [merge_databases(list(node_scans), rng)] if node_scans else []
         else:
-            # Read-only Lua per batch; a cluster's batches span slots (CROSSSLOT), so not there.
+            # Read-only Lua per page; a cluster refuses keys outside the script's slots, so not there.
             major = str(info.get("redis_version", "0")).split(".")[0]
             script = "EVAL_RO" if major.isdigit() and int(major) >= 7 else "EVAL"
             named = url_database(target_url)
@@ -820,12 +927,13 @@ async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password:
                 selection = "every database holding keys (INFO keyspace)"
                 chosen = sorted((db, keys) for db, (keys, _) in counts.items() if keys > 0)
             limits = _apportion(plan.scan_limit, [keys for _, keys in chosen])
+            lengths = demand.settle()
             for (db, keys), limit in zip(chosen, limits):
                 client = base if int(base.connection_pool.connection_kwargs.get("db", 0) or 0) == db else client_for(base, db=db)
                 if client is not base:
                     owned.append(client)
                 clients[("", db)] = client
-                databases.append(await scan_database(client, db, keys, plan, limit, throttle, big, rng, "", script))
+                databases.append(await scan_database(client, db, keys, plan, limit, throttle, big, rng, "", script, lengths))
         big_keys = {kind: await _big_keys(clients, kind, heap, plan.memory_sample) for kind, heap in big.heaps.items()}
         return KeyspaceScan(
             databases=databases,
@@ -838,6 +946,7 @@ async def scan_keyspace(session: Any, plan: ScanPlan, target_url: str, password:
             seconds=time.monotonic() - started,
             scan_limit=plan.scan_limit,
             throttle=plan.throttle,
+            lengths_read=lengths,
         )
     finally:
         for client in owned:
@@ -878,18 +987,29 @@ _SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[ScanPlan, str], _SharedPass]]
 @dataclass
 class _SharedPass:
     task: asyncio.Task[KeyspaceScan]
+    demand: Demand
     waiters: int = 0
 
 
-async def shared_scan(session: Any, plan: ScanPlan, target_url: str, password: str | None = None) -> KeyspaceScan:
+async def shared_scan(
+    session: Any, plan: ScanPlan, target_url: str, password: str | None = None, lengths: bool = True
+) -> KeyspaceScan:
     """The pass for this session and plan: started by the first check that asks, awaited by
-    the others. It is cancelled only when every check waiting on it is."""
+    the others. It reads lengths if any check asked for them before it read its first key
+    (the checks of one run all ask at once); one asking later for lengths a pass without them
+    gets a pass of its own. It is cancelled only when every check waiting on it is."""
     passes = _SHARED.setdefault(session, {})
     shared = passes.get((plan, target_url))
+    if shared is not None and lengths and not shared.demand.lengths:
+        if shared.demand.settled:
+            shared = None
+        else:
+            shared.demand.lengths = True
     if shared is None:
-        task = asyncio.ensure_future(scan_keyspace(session, plan, target_url, password))
+        demand = Demand(lengths)
+        task = asyncio.ensure_future(scan_keyspace(session, plan, target_url, password, demand))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
-        shared = passes[(plan, target_url)] = _SharedPass(task)
+        shared = passes[(plan, target_url)] = _SharedPass(task, demand)
     shared.waiters += 1
     try:
         return await asyncio.shield(shared.task)
@@ -897,5 +1017,6 @@ async def shared_scan(session: Any, plan: ScanPlan, target_url: str, password: s
         shared.waiters -= 1
         if shared.waiters == 0 and not shared.task.done():
             shared.task.cancel()
-            passes.pop((plan, target_url), None)
+            if passes.get((plan, target_url)) is shared:
+                passes.pop((plan, target_url), None)
         raise

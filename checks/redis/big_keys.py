@@ -71,7 +71,7 @@ class BigKeys(Check):
     Options = BigKeysOptions
 
     async def gather(self, session: Any, scope: Scope) -> KeyspaceScan:
-        return await read_keyspace(session, scope)
+        return await read_keyspace(session, scope, lengths=True)
 
     def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
         options: BigKeysOptions = scope.options

@@ -78,9 +78,10 @@ def keyspace_plan(scope: Scope) -> ScanPlan:
     )
 
 
-async def read_keyspace(session: Any, scope: Scope) -> KeyspaceScan:
+async def read_keyspace(session: Any, scope: Scope, lengths: bool) -> KeyspaceScan:
+    """The shared pass; `lengths`: this check needs each key's length (a read more per key)."""
     password = scope.config.password.get_secret_value() if scope.config.password is not None else None
-    return await shared_scan(session, keyspace_plan(scope), scope.config.url, password)
+    return await shared_scan(session, keyspace_plan(scope), scope.config.url, password, lengths=lengths)
 
 
 def human_seconds(seconds: float | None) -> str | None:
@@ -123,7 +124,7 @@ class TtlCoverage(Check):
     Options = TtlCoverageOptions
 
     async def gather(self, session: Any, scope: Scope) -> KeyspaceScan:
-        return await read_keyspace(session, scope)
+        return await read_keyspace(session, scope, lengths=False)
 
     def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
         options: TtlCoverageOptions = scope.options
@@ -274,7 +275,7 @@ def pattern_evidence(stats: PatternStats, database: DatabaseScan) -> dict[str, A
         if stats.with_ttl else None,
         "types": dict(stats.types),
         "type": stats.main_type,
-        "avg_length": round(stats.length_total / stats.keys, 1) if stats.keys else None,
+        "avg_length": round(stats.length_total / stats.length_keys, 1) if stats.length_keys else None,
         "memory_bytes_estimated": round(per_key * stats.keys * factor) if per_key is not None else None,
         "memory_sampled_keys": stats.memory_sampled_keys,
         "examples": stats.examples,
