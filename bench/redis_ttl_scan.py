@@ -1,13 +1,24 @@
-"""The full redis.ttl-coverage scan against `redis-cli --bigkeys`, on 1,000,000 keys, side by side.
+"""redis.ttl-coverage on 1,000,000 keys against `redis-cli --bigkeys`, side by side in one run.
 
 Starts a private redis-server on a free loopback port, loads the keys (DEBUG POPULATE for the
-bulk, plus patterned keys: sessions with and without TTL, rate limits, caches), then times
-`redis-cli -p PORT --bigkeys` and dbvitals' full keyspace pass (the one redis.ttl-coverage and
-redis.big-keys share), the latter in a child process whose peak RSS is read from getrusage.
+bulk, plus patterned keys: sessions with and without TTL, rate limits, caches, hashes), lets
+it settle, then times both on the same data:
 
-    .venv/bin/python bench/redis_ttl_scan.py [--keys 1000000]
+- `redis-cli -p PORT --bigkeys` (SCAN, then TYPE and the length of every key);
+- the redis.ttl-coverage check as a user runs it: the engine's Runner with
+  checks=["redis.ttl-coverage"], in a child process (connect, the full keyspace pass, MEMORY
+  USAGE on the samples, evaluate), whose peak RSS is read from getrusage.
 
-Targets: no slower than --bigkeys, and under 300 MB peak RSS.
+One warm-up run of each first (right after a bulk load the server is still rehashing its key
+table, which slows whichever pass comes first), then rounds of A B B A; every run is printed
+with the CPU the server and the client spent, then the median ratio. The default run
+(ttl-coverage and big-keys together: lengths are read too) is timed after, for information.
+
+    .venv/bin/python bench/redis_ttl_scan.py [--keys 1000000] [--rounds 2]
+
+Targets: median ratio dbvitals / --bigkeys <= 1.00, and under 300 MB peak RSS.
+The machine's other load shows in the load average and in wall time; the CPU columns do not
+depend on it.
 """
 
 from __future__ import annotations
@@ -15,8 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,34 +40,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
 import asyncio, json, resource, sys, time
-sys.path.insert(0, sys.argv[2])
+started = time.perf_counter()
+sys.path.insert(0, sys.argv[3])
 from checks.config import config_from_dict
-from checks.engine import Scope
-from checks.model import Engine, TargetState, TargetStatus
-from checks.connectors.redis import connect
-from checks.redis.ttl_coverage import TtlCoverage
+from checks.engine import Runner, load_registry
 
 async def main():
-    settings = config_from_dict({"targets": {"bench": {"kind": "redis", "url": sys.argv[1], "role": "cache"}}})
-    target = settings.targets["bench"]
-    connection = await connect("bench", target)
-    check = TtlCoverage()
-    scope = Scope("bench", target, TtlCoverage.Options(), connection.status)
-    started = time.perf_counter()
-    facts = await check.gather(connection.session, scope)
-    findings = check.evaluate(facts, scope)
-    seconds = time.perf_counter() - started
-    await connection.close()
+    settings = config_from_dict({"targets": {"bench": {"kind": "redis", "url": sys.argv[1], "role": "cache", "check_timeout": 600}}})
+    runner = Runner(settings, load_registry(), checks=sys.argv[2].split(","))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    begun = time.perf_counter()
+    report = await runner.run()
+    seconds = time.perf_counter() - begun
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    assert not report.errors, report.errors
+    ttl = [f for f in report.findings if f.check == "redis.ttl-coverage"]
+    scan = ttl[0].evidence["scan"] if ttl else {}
     print(json.dumps({
         "seconds": seconds,
-        "scanned": facts.scanned,
-        "patterns": sum(len(d.patterns) for d in facts.databases),
-        "findings": [(f.object, f.evidence["without_ttl"]) for f in findings],
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "process_seconds": time.perf_counter() - started,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime,  # the run, not the imports
+        "scanned": scan.get("scanned_keys"),
+        "findings": [(f.object, f.evidence["without_ttl"]) for f in ttl],
+        "other_findings": len(report.findings) - len(ttl),
+        "max_rss_mb": usage.ru_maxrss / 1024,
     }))
 
 asyncio.run(main())
 """
+TTL_ONLY = "redis.ttl-coverage"
+DEFAULT_RUN = "redis.ttl-coverage,redis.big-keys"
 
 
 def free_port() -> int:
@@ -96,9 +111,51 @@ def load(port: int, total: int) -> None:
     pipe.execute()
 
 
+def server_cpu(port: int) -> float:
+    import redis
+
+    info = redis.Redis(port=port).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def run_bigkeys(port: int) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = server_cpu(port)
+    started = time.perf_counter()
+    subprocess.run(["redis-cli", "-p", str(port), "--bigkeys"], check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"seconds": seconds, "cpu_seconds": client, "server_cpu": server_cpu(port) - server_before}
+
+
+def run_dbvitals(port: int, checks: str) -> dict:
+    server_before = server_cpu(port)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, f"redis://127.0.0.1:{port}/0", checks, str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    result = json.loads(child.stdout)
+    result["server_cpu"] = server_cpu(port) - server_before
+    return result
+
+
+def describe(label: str, run: dict) -> str:
+    line = (f"{label:28s} {run['seconds']:6.2f}s   client CPU {run['cpu_seconds']:5.2f}s   "
+            f"server CPU {run['server_cpu']:5.2f}s")
+    if "max_rss_mb" in run:
+        line += f"   peak RSS {run['max_rss_mb']:.0f} MB   (process {run['process_seconds']:.2f}s with imports)"
+    return line
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of A B B A after the warm-up")
     args = parser.parse_args()
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         sys.exit("redis-server and redis-cli are needed (apt-get install redis-server)")
@@ -114,34 +171,42 @@ def main() -> None:
         started = time.perf_counter()
         load(port, args.keys)
         print(f"loaded {args.keys:,} keys in {time.perf_counter() - started:.1f}s (port {port})")
-        print(f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        time.sleep(2)  # let the server finish rehashing its key table
+        print(f"machine: {os.cpu_count()} cores, load average {load_average()}")
 
-        # Twice each, interleaved (A B B A): right after a bulk load the server is still rehashing
-        # its key table, which slows whichever pass comes first.
-        runs: dict[str, list[float]] = {"bigkeys": [], "dbvitals": []}
-        result: dict = {}
-        for tool in ("bigkeys", "dbvitals", "dbvitals", "bigkeys"):
-            if tool == "bigkeys":
-                started = time.perf_counter()
-                subprocess.run(["redis-cli", "-p", str(port), "--bigkeys"], check=True, stdout=subprocess.DEVNULL)
-                runs[tool].append(time.perf_counter() - started)
-                print(f"redis-cli --bigkeys:        {runs[tool][-1]:6.1f}s")
-                continue
-            child = subprocess.run(
-                [sys.executable, "-c", CHILD, f"redis://127.0.0.1:{port}/0", str(ROOT)],
-                check=True, capture_output=True, text=True,
-            )
-            result = json.loads(child.stdout)
-            runs[tool].append(result["seconds"])
-            print(f"dbvitals ttl-coverage scan: {result['seconds']:6.1f}s  ({result['scanned']:,} keys, "
-                  f"{result['patterns']} patterns, peak RSS {result['max_rss_mb']:.0f} MB)")
-        for pattern, missing in result["findings"]:
-            print(f"  finding: {pattern} ({missing:,} keys without TTL)")
-        for label, pick in (("best", min), ("worst", max)):
-            ratio = pick(runs["dbvitals"]) / pick(runs["bigkeys"])
-            print(f"ratio dbvitals / --bigkeys ({label} of each): {ratio:.2f}  (target <= 1.00)")
-        print(f"peak RSS of the dbvitals process: {result['max_rss_mb']:.0f} MB  (target < 300 MB)")
-        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        tools = {
+            "bigkeys": ("redis-cli --bigkeys", lambda: run_bigkeys(port)),
+            "dbvitals": ("dbvitals ttl-coverage", lambda: run_dbvitals(port, TTL_ONLY)),
+        }
+        for name, (label, run) in tools.items():
+            print(describe(f"warm-up {label}", run()))
+        runs: dict[str, list[dict]] = {"bigkeys": [], "dbvitals": []}
+        for _ in range(args.rounds):
+            for name in ("bigkeys", "dbvitals", "dbvitals", "bigkeys"):
+                label, run = tools[name]
+                runs[name].append(run())
+                print(describe(label, runs[name][-1]))
+        default = [run_dbvitals(port, DEFAULT_RUN) for _ in range(2)]
+        for run in default:
+            print(describe("dbvitals default (+big-keys)", run))
+
+        last = runs["dbvitals"][-1]
+        print(f"scanned {last['scanned']:,} keys; findings:")
+        for pattern, missing in last["findings"]:
+            print(f"  {pattern} ({missing:,} keys without TTL)")
+        # Pairs in running order: A B | B A -> each dbvitals run against the --bigkeys run beside it.
+        ratios = [d["seconds"] / b["seconds"] for d, b in zip(runs["dbvitals"], runs["bigkeys"])]
+        median = statistics.median(r["seconds"] for r in runs["dbvitals"]) / statistics.median(
+            r["seconds"] for r in runs["bigkeys"])
+        cpu = lambda r: r["cpu_seconds"] + r["server_cpu"]  # noqa: E731
+        cpu_ratio = statistics.median(map(cpu, runs["dbvitals"])) / statistics.median(map(cpu, runs["bigkeys"]))
+        print("ratios per pair (dbvitals / --bigkeys): " + ", ".join(f"{r:.2f}" for r in ratios))
+        print(f"median ratio dbvitals / --bigkeys: {median:.2f}  (target <= 1.00)")
+        print(f"median CPU ratio (client + server): {cpu_ratio:.2f}")
+        print(f"default run (ttl-coverage + big-keys), median: {statistics.median(r['seconds'] for r in default):.2f}s")
+        peak = max(r["max_rss_mb"] for r in runs["dbvitals"] + default)
+        print(f"peak RSS of the dbvitals process: {peak:.0f} MB  (target < 300 MB)")
+        print(f"load average after: {load_average()}")
     finally:
         server.terminate()
         server.wait(timeout=30)
