@@ -127,7 +127,8 @@ class ReferenceTypeMismatch(Check):
                               source.documents, referenced.documents)
         if {family(t) for t in values.non_null_types} == {family(t) for t in target_values.non_null_types}:
             return reference
-        strings = [v for v in values.examples if isinstance(v, str)]
+        # Distinct values: $in counts matching documents, and a repeated example would count once.
+        strings = list(dict.fromkeys(v for v in values.examples if isinstance(v, str)))
         if strings and "objectId" in target_values.types:
             target_coll = session.client[db][target]
             as_stored = await limited(session, target_coll.count_documents({target_field: {"$in": strings}}))
