@@ -59,7 +59,9 @@ def display_key(key: bytes | str) -> str:
 
 def infer_pattern(key: bytes | str) -> str:
     """The key's name with its variable parts replaced by placeholders."""
-    name = display_key(key)
+    if isinstance(key, bytes):
+        return _infer_bytes(key)
+    name = key
     if not _HAS_DIGIT.search(name):
         # No digit: only an email can vary here (hex ids, uuids, numbers all carry digits).
         return _VARIABLE.sub(_substitute, name) if "@" in name else name
@@ -103,6 +105,41 @@ def _infer_by_segment(name: str) -> str:
                 if len(_LITERAL_SEGMENTS) >= _LITERAL_CACHE_SIZE:
                     _LITERAL_SEGMENTS.clear()
                 _LITERAL_SEGMENTS[segment] = segment
+            out.append(inferred)
+    return ":".join(out)
+
+
+_LITERAL_BYTES: dict[bytes, str] = {}  # the same segments as read off the wire
+
+
+def _infer_bytes(key: bytes) -> str:
+    """`infer_pattern` of a key as SCAN returns it, without decoding it whole: the segments
+    already known as literals and the all-digit ones are answered from the bytes (a colon is
+    never part of a multi-byte UTF-8 character, so the segments decode one by one as the
+    name does); any other segment is inferred as text, and a date-time sends the whole name
+    through `_infer_by_segment`."""
+    out = []
+    for segment in key.split(b":"):
+        known = _LITERAL_BYTES.get(segment)
+        if known is not None:
+            out.append(known)
+        elif segment.isdigit():  # bytes: ASCII digits only
+            length = len(segment)
+            if length in (10, 13) and segment[0] == 0x31:  # "1"
+                out.append("{ts}")
+            elif length == 8 and _COMPACT_DATE.match(segment.decode()):
+                out.append("{date}")
+            else:
+                out.append("{id}")
+        else:
+            text = segment.decode("utf-8", "backslashreplace")
+            if _DATE_TIME_SPLIT.search(text):
+                return _infer_by_segment(display_key(key))
+            inferred = _VARIABLE.sub(_substitute, text) if _HAS_DIGIT.search(text) or "@" in text else text
+            if inferred == text:
+                if len(_LITERAL_BYTES) >= _LITERAL_CACHE_SIZE:
+                    _LITERAL_BYTES.clear()
+                _LITERAL_BYTES[segment] = text
             out.append(inferred)
     return ":".join(out)
 

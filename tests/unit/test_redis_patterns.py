@@ -97,6 +97,7 @@ _alphabet = "0123456789abcdefXYZT:-_./@ +"
 def test_segment_fast_path_equals_whole_regex(parts):
     key = ":".join(parts)
     assert infer_pattern(key) == infer_pattern_whole(key)
+    assert infer_pattern(key.encode()) == infer_pattern_whole(key)  # as SCAN returns it
     assert key_in_pattern(key, infer_pattern(key))
 
 
