@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+
+import pytest
 
 from checks.model import FixSafety, Severity
 from checks.redis._patterns import key_in_pattern
@@ -148,6 +152,73 @@ def test_one_pass_serves_both_checks(redis_db, monkeypatch):
     assert len(passes) == 1
 
 
+def recording_passes(monkeypatch):
+    """The KeyspaceScan of every pass that runs."""
+    from checks.redis import _scan
+
+    scans = []
+    original = _scan.scan_keyspace
+
+    async def recording(*args, **kwargs):
+        scans.append(await original(*args, **kwargs))
+        return scans[-1]
+
+    monkeypatch.setattr(_scan, "scan_keyspace", recording)
+    return scans
+
+
+@pytest.mark.parametrize("scripting", [True, False], ids=["lua-page", "pipelined"])
+def test_ttl_coverage_alone_reads_no_lengths(redis_db, monkeypatch, scripting):
+    """Run alone, TTL coverage reads TYPE and TTL per key (no STRLEN/HLEN...), finds the same."""
+    seed_problems(redis_db.client)
+    scans = recording_passes(monkeypatch)
+    with (scripting_denied(redis_db) if not scripting else contextlib.nullcontext(redis_db.url)) as url:
+        settings = support.settings_for(cache={"kind": "redis", "url": url, "role": "cache"})
+        report = support.run_report(settings, checks=["redis.ttl-coverage"])
+    assert report.errors == []
+    [scan] = scans
+    assert scan.lengths_read is False and scan.big_keys == {}
+    session = next(f for f in report.findings if f.object == "session:{uuid}")
+    assert session.evidence["without_ttl"] == 8 and session.evidence["avg_length"] is None
+    assert {f.object for f in report.findings} == {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}"}
+
+
+def test_default_run_reads_lengths_in_its_one_pass(redis_db, monkeypatch):
+    seed_problems(redis_db.client)
+    scans = recording_passes(monkeypatch)
+    report = support.run_report(target(redis_db))  # every check, as `dbvitals check` runs them
+    [scan] = scans
+    assert scan.lengths_read is True
+    session = next(f for f in report.findings if f.object == "session:{uuid}")
+    assert session.evidence["avg_length"] == 1.0  # "u"
+    assert {"leaderboard:weekly", "user:profiles"} <= {f.object for f in support.by_check(report.findings, "redis.big-keys")}
+
+
+def test_lengths_asked_after_a_pass_began_get_a_pass_of_their_own(redis_db):
+    from checks.connectors.redis import connect
+    from checks.redis._scan import ScanPlan, shared_scan
+
+    seed_problems(redis_db.client)
+    plan = ScanPlan(big_thresholds=(("zset", 10_000),))
+    settings = target(redis_db)
+
+    async def scenario():
+        connection = await connect("cache", settings.targets["cache"])
+        try:
+            session = connection.session
+            without = await shared_scan(session, plan, redis_db.url, lengths=False)
+            again = await shared_scan(session, plan, redis_db.url, lengths=False)
+            with_lengths = await shared_scan(session, plan, redis_db.url, lengths=True)
+            return without, again, with_lengths
+        finally:
+            await connection.close()
+
+    without, again, with_lengths = asyncio.run(scenario())
+    assert again is without and without.lengths_read is False
+    assert with_lengths is not without and with_lengths.lengths_read is True
+    assert with_lengths.big_keys["zset"][0].key == "leaderboard:weekly"
+
+
 def test_replica_url_is_scanned_instead(redis_db):
     """The option names another server to read; here the same server on another db path."""
     seed_problems(redis_db.client)
@@ -157,13 +228,21 @@ def test_replica_url_is_scanned_instead(redis_db):
     assert session.evidence["scan"]["replica"] is True
 
 
-def test_without_scripting_the_pipelined_pass_finds_the_same(redis_db):
-    """A user denied EVAL (common for monitoring users) reads the keyspace with plain commands."""
-    seed_problems(redis_db.client)
+@contextlib.contextmanager
+def scripting_denied(redis_db):
+    """The URL of a user this test creates, denied EVAL (common for monitoring users)."""
     user = support.unique("dbv_noscript")
     redis_db.client.acl_setuser(user, enabled=True, passwords=["+pw-noscript"], commands=["+@all", "-@scripting"], keys=["*"])
     try:
-        url = redis_db.url.replace("redis://", f"redis://{user}:pw-noscript@")
+        yield redis_db.url.replace("redis://", f"redis://{user}:pw-noscript@")
+    finally:
+        redis_db.client.acl_deluser(user)
+
+
+def test_without_scripting_the_pipelined_pass_finds_the_same(redis_db):
+    """A user denied EVAL (common for monitoring users) reads the keyspace with plain commands."""
+    seed_problems(redis_db.client)
+    with scripting_denied(redis_db) as url:
         settings = support.settings_for(cache={"kind": "redis", "url": url, "role": "cache"})
         report = support.run_report(settings, checks=["redis.ttl-coverage", "redis.big-keys"])
         assert report.errors == []
@@ -171,5 +250,4 @@ def test_without_scripting_the_pipelined_pass_finds_the_same(redis_db):
         assert {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}", "leaderboard:weekly", "user:profiles"} <= objects
         session = next(f for f in report.findings if f.object == "session:{uuid}")
         assert session.evidence["without_ttl"] == 8
-    finally:
-        redis_db.client.acl_deluser(user)
+        assert session.evidence["avg_length"] == 1.0

@@ -10,13 +10,15 @@ import pytest
 from checks.config import config_from_dict
 from checks.engine import Scope
 from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
-from checks.redis._scan import DatabaseScan, KeyspaceScan, PatternStats, PatternTable, _apportion, merge_databases, url_database
+from checks.redis._scan import (
+    DatabaseScan, KeyspaceScan, PatternStats, PatternTable, Reservoir, _apportion, merge_databases, url_database,
+)
 from checks.redis.big_keys import BigKeys
 from checks.redis._scan import BigKey
 from checks.redis.memory_policy import MemoryFacts, MemoryPolicy
 from checks.redis.persistence import Persistence, PersistenceFacts
 from checks.redis.security import Security, SecurityFacts, UserFacts, is_loopback
-from checks.redis.ttl_coverage import TtlCoverage, human_seconds, nice_ceiling
+from checks.redis.ttl_coverage import TtlCoverage, human_seconds, nice_ceiling, pattern_evidence
 
 
 def scope_for(check, **target):
@@ -71,6 +73,45 @@ def test_cluster_masters_merge_per_pattern():
     assert merged.keys_total == 150 and merged.complete
     assert merged.patterns["s:{id}"].keys == 140 and merged.patterns["s:{id}"].with_ttl == 130
     assert merged.patterns["x"].keys == 10
+
+
+def test_reservoir_offer_many_equals_offering_one_by_one():
+    one, many = Reservoir(16), Reservoir(16)
+    rng_one, rng_many = random.Random(7), random.Random(7)
+    items = list(range(5000))
+    for item in items:
+        one.offer(item, rng_one)
+    for start in range(0, len(items), 333):  # batches that straddle the fill and the skips
+        many.offer_many(items[start:start + 333], rng_many)
+    assert (many.items, many.seen, many._next) == (one.items, one.seen, one._next)
+
+
+def test_add_batch_equals_adding_key_by_key():
+    keys = [f"s:{n}".encode() for n in range(300)]
+    kinds = [b"string" if n % 7 else b"hash" for n in range(300)]
+    ttls = [-1 if n % 11 == 0 else 100 + n for n in range(300)]
+    lengths = [n % 5 for n in range(300)]
+    one, batched = PatternStats("s:{id}"), PatternStats("s:{id}")
+    rng_one, rng_batch = random.Random(3), random.Random(3)
+    for key, kind, ttl, length in zip(keys, kinds, ttls, lengths):
+        one.add(key, kind.decode(), ttl, length, rng_one)
+    for start in range(0, 300, 128):
+        end = start + 128
+        batched.add_batch(keys[start:end], kinds[start:end], ttls[start:end], lengths[start:end], rng_batch)
+    fields = ("keys", "with_ttl", "types", "ttl_min", "ttl_max", "length_total", "length_keys", "examples",
+              "missing_ttl_examples")
+    assert {f: getattr(batched, f) for f in fields} == {f: getattr(one, f) for f in fields}
+    # The samples draw in another order (all TTLs, then all keys): same sizes, same population.
+    assert len(batched.ttl_sample) == len(one.ttl_sample) and set(batched.ttl_sample) <= {t for t in ttls if t >= 0}
+    assert len(batched.key_sample) == len(one.key_sample) and set(batched.key_sample) <= set(keys)
+
+
+def test_lengths_not_read_leave_no_average_length():
+    s = PatternStats("s:{id}")
+    s.add_batch([b"s:1", b"s:2"], [b"string", b"string"], [-1, 5], None, random.Random(0))
+    assert (s.keys, s.length_keys) == (2, 0)
+    database = DatabaseScan(db=0, keys_total=2, scanned=2, complete=True, patterns={s.pattern: s})
+    assert pattern_evidence(s, database)["avg_length"] is None
 
 
 def test_too_many_patterns_collapse_into_name_placeholders():
