@@ -1,11 +1,13 @@
 """One pass over a Redis keyspace, kept as per-pattern aggregates (never the key list).
 
-SCAN with a large COUNT, then per batch one pipelined round trip of TYPE + TTL and one of
-the type's length command (STRLEN, HLEN, LLEN, SCARD, ZCARD, XLEN); never KEYS. Memory
-is bounded: per pattern a handful of counters, a reservoir of TTLs (for the median) and a
-reservoir of keys (for MEMORY USAGE, measured after the pass and extrapolated); per type a
-bounded heap of the biggest keys. Too many distinct patterns (names with a free-text part)
-collapse into `{name}` and, at worst, `{any}`.
+Per SCAN page (large COUNT; never KEYS), one read-only Lua call returns the page's keys
+with their TYPE and TTL, and their length (STRLEN, HLEN, LLEN, SCARD, ZCARD, XLEN) only when
+redis.big-keys is part of the run: TTL coverage alone reads two things per key, as
+`redis-cli --bigkeys` does. Where scripting is refused, pipelined commands do the same.
+Memory is bounded: per pattern a handful of counters, a reservoir of TTLs (for the median)
+and a reservoir of keys (for MEMORY USAGE, measured after the pass and extrapolated); per
+type a bounded heap of the biggest keys. Too many distinct patterns (names with a free-text
+part) collapse into `{name}` and, at worst, `{any}`.
 
 `redis.ttl-coverage` and `redis.big-keys` both read the result: `shared_scan` runs one pass
 per session and plan, however many checks ask for it.
