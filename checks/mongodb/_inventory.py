@@ -1,10 +1,17 @@
-"""What the MongoDB checks share: one snapshot per session of every collection's indexes and
-collStats, bounded `$sample` type histograms, query-shape normalisation, the ESR ordering
-rule, and index-spec helpers.
+"""What the MongoDB checks share: one snapshot per session of every collection's indexes, its
+document count and sizes read lazily and only where a check needs them, bounded samples with
+type histograms, query-shape normalisation, the ESR ordering rule, and index-spec helpers.
 
-Several checks run concurrently on one session and want the same listIndexes/collStats and
+Several checks run concurrently on one session and want the same listIndexes, counts and
 samples: each is fetched once per session (memoised as a shared task) and never more than
 `CONCURRENCY` commands are in flight, so a 300-collection database costs one round of calls.
+
+On a mongod a count, collStats and `$sample` are metadata or a few hundred documents:
+milliseconds. An engine without metadata counts scans the collection for each of them
+(SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats, 11 s for
+`$sample`). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
+does not answer in time leaves its figure unknown, with the reason, and a collection whose
+count did not answer is not sampled, since sampling it would scan it too.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
 from bson.code import Code
 from bson.max_key import MaxKey
 from bson.min_key import MinKey
+from pymongo import timeout as operation_timeout
+from pymongo.errors import PyMongoError
 
 CONCURRENCY = 8  # the session's pool holds 8 connections
 # `collStats` is deprecated in favour of `$collStats`, but SecantusDB's `$collStats` reports
@@ -123,11 +132,12 @@ def drop_index(collection: str, name: str) -> dict[str, Any]:
 class CollectionInfo:
     database: str
     name: str
-    count: int
-    size: int  # bytes of uncompressed BSON (collStats.size)
-    storage_size: int
+    count: int | None  # None: not read, or did not answer (see `unknown`)
+    size: int | None  # bytes of uncompressed BSON (collStats.size)
+    storage_size: int | None
     indexes: tuple[IndexSpec, ...]
     index_sizes: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+    unknown: str = ""  # why a figure above is missing, e.g. "count did not answer within 1.5s"
 
     @property
     def namespace(self) -> str:
@@ -138,6 +148,15 @@ class CollectionInfo:
 
 
 _MEMO: weakref.WeakKeyDictionary[Any, dict[Any, asyncio.Future[Any]]] = weakref.WeakKeyDictionary()
+
+# Longest a count, collStats or sample may take before its figure is reported unknown.
+CALL_BUDGET = 1.5
+
+
+def call_budget(config: Any) -> float:
+    """Seconds for one statistics or sampling call: CALL_BUDGET, never more than the target's
+    per-query timeout nor a tenth of its check timeout."""
+    return min(CALL_BUDGET, float(config.timeout), float(config.check_timeout) / 10)
 
 
 def _limiter(session: Any) -> asyncio.Semaphore:
@@ -165,6 +184,42 @@ async def limited(session: Any, coro: Awaitable[Any]) -> Any:
         return await coro
 
 
+class OverBudget(Exception):
+    """A call that did not answer within its budget, or failed; `reason` says which, in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def budgeted(session: Any, what: str, budget: float, call: Callable[[], Awaitable[Any]], *, retry: bool = True) -> Any:
+    """`call()` under a budget of `budget` seconds, which pymongo sends as maxTimeMS so the
+    server abandons the work too. The clock starts once a connection slot is free.
+
+    A call that times out while others are in flight may only have queued behind a slow one
+    (an engine that serialises its scans), so it is retried once, alone, with a fresh budget.
+    Raises OverBudget with the reason.
+    """
+    async def attempt() -> Any:
+        with operation_timeout(budget):
+            return await call()
+
+    try:
+        return await limited(session, attempt())
+    except PyMongoError as exc:
+        if not exc.timeout:
+            raise OverBudget(f"{what} failed: {type(exc).__name__}: {str(exc)[:160]}") from exc
+        if not retry:
+            raise OverBudget(f"{what} did not answer within {budget:g}s") from exc
+    async with memo_value(session, "retry lane", lambda: asyncio.Semaphore(1)):
+        try:
+            return await attempt()
+        except PyMongoError as exc:
+            if exc.timeout:
+                raise OverBudget(f"{what} did not answer within {budget:g}s") from exc
+            raise OverBudget(f"{what} failed: {type(exc).__name__}: {str(exc)[:160]}") from exc
+
+
 async def collection_names(session: Any, database: str) -> list[str]:
     async def fetch() -> list[str]:
         infos = await limited(session, session.client[database].list_collections(filter={"type": "collection"}))
@@ -175,25 +230,62 @@ async def collection_names(session: Any, database: str) -> list[str]:
 
 
 async def collection_info(session: Any, database: str, name: str) -> CollectionInfo:
-    async def fetch() -> CollectionInfo:
-        db = session.client[database]
+    """The collection's indexes (listIndexes: a catalog read); count and sizes not read yet."""
 
+    async def fetch() -> CollectionInfo:
         async def indexes() -> list[dict[str, Any]]:
-            cursor = await limited(session, db[name].list_indexes())
+            cursor = await session.client[database][name].list_indexes()
             return [doc async for doc in cursor]
 
-        docs, stats = await asyncio.gather(indexes(), limited(session, db.command(COLLSTATS, name)))
-        return CollectionInfo(
-            database=database,
-            name=name,
-            count=int(stats.get("count", 0)),
-            size=int(stats.get("size", 0)),
-            storage_size=int(stats.get("storageSize", 0)),
-            indexes=tuple(IndexSpec.from_document(d) for d in docs),
-            index_sizes={k: int(v) for k, v in dict(stats.get("indexSizes", {})).items()},
-        )
+        docs = await limited(session, indexes())
+        return CollectionInfo(database, name, None, None, None, tuple(IndexSpec.from_document(d) for d in docs),
+                              unknown="not read")
 
     return await memo(session, ("info", database, name), fetch)
+
+
+async def counted(session: Any, info: CollectionInfo, budget: float) -> CollectionInfo:
+    """The collection with its document count (the `count` command: metadata on a mongod)."""
+
+    async def fetch() -> CollectionInfo:
+        db = session.client[info.database]
+        try:
+            reply = await budgeted(session, "count", budget, lambda: db.command("count", info.name))
+        except OverBudget as exc:
+            return replace_info(info, unknown=exc.reason)
+        return replace_info(info, count=int(reply.get("n", 0)), unknown="sizes not read")
+
+    return await memo(session, ("count", info.database, info.name, budget), fetch)
+
+
+async def measured(session: Any, info: CollectionInfo, budget: float) -> CollectionInfo:
+    """The collection with its count and its data and index sizes (collStats). Sizes are read
+    only once the count answered within the budget: where counting is too slow, collStats
+    (which counts too) is slower still."""
+
+    async def fetch() -> CollectionInfo:
+        have = await counted(session, info, budget)
+        if have.count is None:
+            return replace_info(have, unknown=f"{have.unknown}; collStats not attempted")
+        db = session.client[info.database]
+        try:
+            stats = await budgeted(session, "collStats", budget, lambda: db.command(COLLSTATS, info.name))
+        except OverBudget as exc:
+            return replace_info(have, unknown=exc.reason)
+        return replace_info(
+            have,
+            count=int(stats.get("count", have.count)),
+            size=int(stats.get("size", 0)),
+            storage_size=int(stats.get("storageSize", 0)),
+            index_sizes={k: int(v) for k, v in dict(stats.get("indexSizes", {})).items()},
+            unknown="",
+        )
+
+    return await memo(session, ("stats", info.database, info.name, budget), fetch)
+
+
+def replace_info(info: CollectionInfo, **changes: Any) -> CollectionInfo:
+    return CollectionInfo(**{**info.__dict__, **changes})
 
 
 async def inventory(session: Any, database: str) -> list[CollectionInfo]:
@@ -205,6 +297,11 @@ async def inventories(session: Any) -> dict[str, list[CollectionInfo]]:
     databases = await session.databases()
     snapshots = await asyncio.gather(*(inventory(session, db) for db in databases))
     return dict(zip(databases, snapshots))
+
+
+def figure(value: int | None, info: CollectionInfo) -> int | str:
+    """A count or size for evidence: the number, or "unknown: <why>"."""
+    return value if value is not None else f"unknown: {info.unknown or 'not read'}"
 
 
 # --- bounded sampling -----------------------------------------------------------------------------
@@ -252,9 +349,13 @@ class FieldSample:
         return self.types.get(bson, 0) / present if present else 0.0
 
 
+RANDOM = "$sample (random documents)"
+NATURAL = "the first documents in natural order ($sample did not answer; biased toward the oldest inserted)"
+
+
 @dataclass(frozen=True)
 class Sample:
-    """At most `size` documents drawn by `$sample`; `documents` is how many came back."""
+    """At most `size` documents; `documents` is how many came back, `method` how they were drawn."""
 
     database: str
     collection: str
@@ -262,6 +363,8 @@ class Sample:
     fields: dict[str, FieldSample]
     # The drawn documents themselves (at most the sample size), for estimates by predicate.
     drawn: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
+    method: str = RANDOM
+    unknown: str = ""  # why nothing was drawn from a collection that may hold documents
 
 
 EXAMPLES_KEPT = 5
@@ -297,18 +400,45 @@ def summarise(database: str, collection: str, documents: Iterable[dict[str, Any]
     )
 
 
-async def sample(session: Any, database: str, collection: str, size: int) -> Sample:
-    """A bounded `$sample`: on WiredTiger it picks random documents with a random cursor
-    (no collection scan) when size is under 5% of the collection."""
+async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -> Sample:
+    """At most `size` documents of the collection, drawn by `$sample`: on a mongod a random
+    cursor (no collection scan) when size is under 5% of the collection, else a scan of a small
+    one. If `$sample` does not answer within the budget, the first `size` documents in natural
+    order are read instead (a limited read that stops early), and the sample says so.
+
+    Not drawn (empty, with `unknown` set) when the collection's count did not answer within the
+    budget: on such an engine both reads would scan the collection."""
 
     async def fetch() -> Sample:
-        async def run() -> list[dict[str, Any]]:
-            cursor = await session.client[database][collection].aggregate([{"$sample": {"size": size}}])
+        have = await counted(session, info, budget)
+        if have.count is None:
+            return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {have.unknown}")
+        if have.count == 0:
+            return summarise(info.database, info.name, [])
+        coll = session.client[info.database][info.name]
+
+        async def random_documents() -> list[dict[str, Any]]:
+            cursor = await coll.aggregate([{"$sample": {"size": size}}])
             return await cursor.to_list(size)
 
-        return summarise(database, collection, await limited(session, run()))
+        async def first_documents() -> list[dict[str, Any]]:
+            return await coll.find({}).limit(size).to_list(size)
 
-    return await memo(session, ("sample", database, collection, size), fetch)
+        try:
+            drawn = await budgeted(session, "$sample", budget, random_documents, retry=False)
+            return summarise(info.database, info.name, drawn)
+        except OverBudget as random_failed:
+            try:
+                drawn = await budgeted(session, "a limited read", budget, first_documents, retry=False)
+            except OverBudget as exc:
+                return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {random_failed.reason}; {exc.reason}")
+            return replace_sample(summarise(info.database, info.name, drawn), method=NATURAL)
+
+    return await memo(session, ("sample", info.database, info.name, size, budget), fetch)
+
+
+def replace_sample(drawn: Sample, **changes: Any) -> Sample:
+    return Sample(**{**drawn.__dict__, **changes})
 
 
 def oid_time(value: Any) -> dt.datetime | None:

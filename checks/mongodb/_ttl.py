@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TtlExpectation
-from checks.mongodb._inventory import CollectionInfo, format_seconds, limited, sample
+from checks.mongodb._inventory import RANDOM, CollectionInfo, OverBudget, budgeted, format_seconds, sample
 
 # Names that usually hold a point in time. Preferred first when choosing a TTL field.
 EXPIRY_NAME = re.compile(r"^(expires?|expiry|expiration|expire)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I)
@@ -103,32 +103,43 @@ async def count_expiring(
     *,
     exact_limit: int,
     sample_size: int,
+    budget: float,
 ) -> Expiring:
     """Exact when an index leads with the field or the collection is small; otherwise estimated
-    from the bounded `$sample` the checks share, so a 100-million-document collection is never
-    scanned."""
+    from the bounded sample the checks share, so a 100-million-document collection is never
+    scanned. `info` carries the count (`counted`); every call is budgeted."""
     cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
     query = {**(filter_ or {}), field: {"$lt": cutoff}}
     coll = session.client[info.database][info.name]
     indexed = any(i.fields[:1] == (field,) for i in info.indexes)
     older = f"older than {format_seconds(seconds)}"
     try:
-        if indexed or info.count <= exact_limit:
-            n = await limited(session, coll.count_documents(query))
+        if indexed or (info.count is not None and info.count <= exact_limit):
+            n = await budgeted(session, "counting them", budget, lambda: coll.count_documents(query))
             return Expiring(n, True, f"{older}, counted")
-        drawn = await sample(session, info.database, info.name, sample_size)
+        if info.count is None:
+            return Expiring(None, False, f"{older}; the collection's size is unknown: {info.unknown}")
+        drawn = await sample(session, info, sample_size, budget)
+        if drawn.unknown:
+            return Expiring(None, False, f"{older}; {drawn.unknown}")
         matches = literal_matcher(filter_ or {})
         if matches is not None and drawn.documents:
             matched = sum(1 for doc in drawn.drawn if matches(doc) and _before(doc.get(field), cutoff))
             size = drawn.documents
         else:  # a filter with operators: let the server match it, still on a bounded sample
             pipeline = [{"$sample": {"size": sample_size}}, {"$match": query}, {"$count": "n"}]
-            cursor = await limited(session, coll.aggregate(pipeline))
-            rows = await cursor.to_list(1)
+
+            async def run() -> list[dict[str, Any]]:
+                return await (await coll.aggregate(pipeline)).to_list(1)
+
+            rows = await budgeted(session, "a sampled count", budget, run, retry=False)
             matched, size = (rows[0]["n"] if rows else 0), sample_size
         estimate = round(matched / size * info.count) if info.count and size else 0
-        return Expiring(estimate, False, f"{older}, estimated from {size} sampled documents")
-    except Exception as exc:  # a count that times out leaves the figure unknown, not wrong
+        by = "" if drawn.method == RANDOM else " (the first in natural order)"
+        return Expiring(estimate, False, f"{older}, estimated from {size} sampled documents{by}")
+    except OverBudget as exc:  # a count that times out leaves the figure unknown, not wrong
+        return Expiring(None, False, f"{older}; {exc.reason}")
+    except Exception as exc:
         return Expiring(None, False, f"count failed: {type(exc).__name__}")
 
 

@@ -26,9 +26,11 @@ from checks.mongodb._inventory import (
     drop_index,
     esr_index,
     index_name,
+    call_budget,
     inventory,
     key_serves,
     limited,
+    measured,
     query_shape,
 )
 from checks.mongodb.profiler import read_profiler_setting
@@ -113,8 +115,9 @@ class QueryShape:
     millis: int = 0
     plan_summaries: set[str] = field(default_factory=set)
     plan: Plan | None = None
-    count: int = 0  # documents in the collection
-    size: int = 0  # bytes
+    count: int | None = 0  # documents in the collection; None: did not answer in time (see `unknown`)
+    size: int | None = 0  # bytes
+    unknown: str = ""
     indexes: tuple[IndexSpec, ...] = ()
     explain_error: str | None = None
 
@@ -258,7 +261,8 @@ class MissingIndex(Check):
             else:
                 shapes[f"{database}\0{declared.key}"] = declared
         infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
-        await asyncio.gather(*(self._explain(session, s, infos) for s in shapes.values()))
+        budget = call_budget(scope.config)
+        await asyncio.gather(*(self._explain(session, s, infos, budget) for s in shapes.values()))
         declared_indexes = [_declared_index(exp, session.default_database, infos) for exp in expect.indexes]
         return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d])
 
@@ -283,12 +287,14 @@ class MissingIndex(Check):
         )
         return state, entries
 
-    async def _explain(self, session: Any, shape: QueryShape, infos: dict[str, dict[str, CollectionInfo]]) -> None:
+    async def _explain(
+        self, session: Any, shape: QueryShape, infos: dict[str, dict[str, CollectionInfo]], budget: float
+    ) -> None:
         info = infos.get(shape.database, {}).get(shape.collection)
         if info is None:
             shape.plan = Plan(stages=("EOF",))  # no such collection: nothing to scan yet
             return
-        shape.count, shape.size, shape.indexes = info.count, info.size, info.indexes
+        shape.indexes = info.indexes
         find: dict[str, Any] = {"find": shape.collection, "filter": shape.filter}
         if shape.sort:
             find["sort"] = shape.sort
@@ -300,6 +306,8 @@ class MissingIndex(Check):
             shape.explain_error = f"{exc.code}: {str(exc)[:200]}"
             return
         shape.plan = plan_from_explain(explain)
+        info = await measured(session, info, budget)  # sizes rank the impact and sit in the evidence
+        shape.count, shape.size, shape.unknown = info.count, info.size, info.unknown
 
     def evaluate(self, facts: MissingIndexFacts, scope: Scope) -> list[Finding]:
         options: MissingIndexOptions = scope.options
@@ -326,6 +334,8 @@ class MissingIndex(Check):
         if plan is None or plan.stages == ("EOF",) or (not shape.filter and not shape.sort):
             return None
         if plan.collection_scan:
+            if shape.count is None:
+                return f"scans the whole collection (COLLSCAN over an unknown number of documents: {shape.unknown})"
             return f"scans the whole collection (COLLSCAN over {shape.count:,} documents)"
         if plan.in_memory_sort and shape.sort:
             suggestion = esr_index(shape.filter, shape.sort)
@@ -359,6 +369,8 @@ class MissingIndex(Check):
             )
         else:
             basis = "collection size × executions (a declared query: no execution figures)"
+        if shape.docs_examined is None and shape.size is None:
+            basis += f"; the size is unknown ({shape.unknown}), so this shape ranks last"
         severity = self._severity(shape, options)
         evidence: dict[str, Any] = {
             "namespace": shape.namespace,
@@ -366,8 +378,8 @@ class MissingIndex(Check):
             "sort": shape.sort,
             "sources": sorted(set(shape.sources)),
             "plan": shape.plan.summary if shape.plan else None,
-            "collection_documents": shape.count,
-            "collection_bytes": shape.size,
+            "collection_documents": shape.count if shape.count is not None else f"unknown: {shape.unknown}",
+            "collection_bytes": shape.size if shape.size is not None else f"unknown: {shape.unknown}",
             "existing_indexes": [i.describe() for i in shape.indexes],
             "rank": f"{rank} of {total}",
             "impact": _impact(shape),
@@ -423,7 +435,9 @@ class MissingIndex(Check):
         )
 
     def _severity(self, shape: QueryShape, options: MissingIndexOptions) -> Severity:
-        scanned = max(shape.count, shape.docs_examined or 0)
+        if shape.count is None and shape.docs_examined is None:
+            return Severity.MEDIUM  # the size did not answer in time: neither small nor large is claimed
+        scanned = max(shape.count or 0, shape.docs_examined or 0)
         if scanned >= options.large_collection:
             return Severity.HIGH
         if scanned >= options.small_collection:
@@ -545,7 +559,7 @@ def option_differences(existing: IndexSpec, want: dict[str, Any], *, names: bool
 def _impact(shape: QueryShape) -> int:
     if shape.docs_examined is not None:
         return max(shape.docs_examined - (shape.returned or 0), 0)
-    return shape.size * max(shape.executions, 1)
+    return (shape.size or 0) * max(shape.executions, 1)
 
 
 def _declared_shape(query: QueryExpectation, database: str) -> QueryShape:

@@ -7,12 +7,13 @@ or enforces (unique, TTL, partial filter, sparse, collation) make it a different
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import CollectionInfo, IndexSpec, create_indexes, drop_index, inventory
+from checks.mongodb._inventory import CollectionInfo, IndexSpec, call_budget, create_indexes, drop_index, inventory, measured
 
 # Options under which a prefix index is still a different index.
 DISTINGUISHING = ("unique", "expireAfterSeconds", "partialFilterExpression", "sparse", "collation")
@@ -62,7 +63,9 @@ class RedundantIndex(Check):
 
     async def gather(self, session: Any, scope: Scope) -> RedundantIndexFacts:
         databases = await session.databases()
-        return RedundantIndexFacts([info for db in databases for info in await inventory(session, db)])
+        with_pairs = [info for db in databases for info in await inventory(session, db) if redundant_pairs(info)]
+        budget = call_budget(scope.config)  # sizes are read only where there is something to report
+        return RedundantIndexFacts(list(await asyncio.gather(*(measured(session, info, budget) for info in with_pairs))))
 
     def evaluate(self, facts: RedundantIndexFacts, scope: Scope) -> list[Finding]:
         findings = []
@@ -73,6 +76,7 @@ class RedundantIndex(Check):
 
     def _finding(self, scope: Scope, info: CollectionInfo, short: IndexSpec, long: IndexSpec) -> Finding:
         size = info.index_sizes.get(short.name)
+        unknown = f"unknown: {info.unknown}" if info.unknown else "unknown"
         db = info.database
         return self.finding(
             scope,
@@ -87,8 +91,8 @@ class RedundantIndex(Check):
                 "namespace": info.namespace,
                 "redundant": short.create_spec(),
                 "covering": long.create_spec(),
-                "redundant_bytes": size if size is not None else "unknown",
-                "covering_bytes": info.index_sizes.get(long.name, "unknown"),
+                "redundant_bytes": size if size is not None else unknown,
+                "covering_bytes": info.index_sizes.get(long.name, unknown),
             },
             fix=Fix(
                 summary=f"Drop {short.name} (covered by {long.name})",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
@@ -19,7 +19,7 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import FieldSample, collection_names, inventory, limited, sample
+from checks.mongodb._inventory import RANDOM, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
 
 REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
 OBJECT_ID_HEX = re.compile(r"^[0-9a-fA-F]{24}$")
@@ -47,11 +47,23 @@ class Reference:
     target_sampled: int
     found_as_stored: tuple[int, int] | None = None  # (found, probed) looking the sample ids up as they are
     found_as_object_id: tuple[int, int] | None = None  # the same 24-hex strings looked up as ObjectIds
+    sampled_by: str = RANDOM
+
+
+@dataclass(frozen=True)
+class NotSampled:
+    """A collection whose references could not be read: its sample did not answer in time."""
+
+    database: str
+    collection: str
+    reason: str
+    referenced_by: tuple[str, ...] = ()  # declared or found references that point at it, unjudged
 
 
 @dataclass(frozen=True)
 class ReferenceFacts:
     references: list[Reference]
+    not_sampled: list[NotSampled] = field(default_factory=list)
 
 
 def family(bson: str) -> str:
@@ -89,57 +101,92 @@ class ReferenceTypeMismatch(Check):
 
     async def gather(self, session: Any, scope: Scope) -> ReferenceFacts:
         size = scope.options.sample_size
+        budget = call_budget(scope.config)
         databases = await session.databases()
+        names = {db: await collection_names(session, db) for db in databases}
         pairs: dict[tuple[str, str, str], tuple[str, str, bool]] = {}  # (db, coll, field) -> (target, target field, declared)
-        counts: dict[tuple[str, str], int] = {}
-        for db in databases:
-            for info in await inventory(session, db):
-                counts[(db, info.name)] = info.count
         for ref in scope.config.expect.references:  # type: ignore[attr-defined]
             coll, fld = ref.column.split(".", 1)
             target, target_field = ref.references.split(".", 1)
-            db = session.default_database or next((d for d in databases if (d, coll) in counts), None)
+            db = session.default_database or next((d for d in databases if coll in names[d]), None)
             if db is not None:
                 pairs[(db, coll, fld)] = (target, target_field, True)
+
+        async def drawn(db: str, name: str) -> Any:
+            return await sample(session, await collection_info(session, db, name), size, budget)
+
+        not_sampled: dict[tuple[str, str], str] = {}
         for db in databases:
-            names = await collection_names(session, db)
-            populated = [n for n in names if counts.get((db, n), 0) > 0]
-            samples = await asyncio.gather(*(sample(session, db, n, size) for n in populated))
-            for drawn in samples:
-                for fld, values in drawn.fields.items():
-                    target = referenced_collection(fld, names)
-                    if target and values.types.keys() != {"array"} and (db, drawn.collection, fld) not in pairs:
-                        pairs[(db, drawn.collection, fld)] = (target, "_id", False)
-        found = await asyncio.gather(*(self._reference(session, key, value, size) for key, value in pairs.items()))
-        return ReferenceFacts([r for r in found if r is not None])
+            for got in await asyncio.gather(*(drawn(db, n) for n in names[db])):
+                if got.unknown:
+                    not_sampled[(db, got.collection)] = got.unknown
+                for fld, values in got.fields.items():
+                    target = referenced_collection(fld, names[db])
+                    if target and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
+                        pairs[(db, got.collection, fld)] = (target, "_id", False)
+        existing = [(k, v) for k, v in pairs.items() if k[1] in names.get(k[0], ()) and v[0] in names.get(k[0], ())]
+        found = await asyncio.gather(*(self._reference(session, key, value, size, budget) for key, value in existing))
+        unjudged: dict[tuple[str, str], list[str]] = {}
+        for (db, coll, fld), (target, target_field, _) in pairs.items():
+            for side in ((db, coll), (db, target)):
+                if side in not_sampled:
+                    unjudged.setdefault(side, []).append(f"{coll}.{fld} -> {target}.{target_field}")
+        return ReferenceFacts(
+            [r for r in found if r is not None],
+            [NotSampled(db, coll, reason, tuple(unjudged.get((db, coll), ()))) for (db, coll), reason in sorted(not_sampled.items())],
+        )
 
     async def _reference(
-        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int
+        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int, budget: float
     ) -> Reference | None:
         db, coll, fld = key
         target, target_field, declared = value
-        source, referenced = await asyncio.gather(sample(session, db, coll, size), sample(session, db, target, size))
+        source, referenced = await asyncio.gather(
+            sample(session, await collection_info(session, db, coll), size, budget),
+            sample(session, await collection_info(session, db, target), size, budget),
+        )
         values = source.fields.get(fld)
         target_values = referenced.fields.get(target_field)
         if values is None or target_values is None or not values.non_null_types or not target_values.non_null_types:
-            return None  # nothing to compare: an empty side is unknown, not a mismatch
+            return None  # nothing to compare: an empty or unsampled side is unknown (reported as not sampled), not a mismatch
         reference = Reference(db, coll, fld, target, target_field, declared, values, target_values.non_null_types,
-                              source.documents, referenced.documents)
+                              source.documents, referenced.documents, sampled_by=source.method)
         if {family(t) for t in values.non_null_types} == {family(t) for t in target_values.non_null_types}:
             return reference
-        # Distinct values: $in counts matching documents, and a repeated example would count once.
-        strings = list(dict.fromkeys(v for v in values.examples if isinstance(v, str)))
+        strings = [v for v in values.examples if isinstance(v, str)]
         if strings and "objectId" in target_values.types:
             target_coll = session.client[db][target]
-            as_stored = await limited(session, target_coll.count_documents({target_field: {"$in": strings}}))
             hex_ids = [ObjectId(s) for s in strings if OBJECT_ID_HEX.match(s)]
-            as_oid = await limited(session, target_coll.count_documents({target_field: {"$in": hex_ids}})) if hex_ids else 0
+            try:
+                as_stored = await budgeted(session, "looking the ids up", budget,
+                                           lambda: target_coll.count_documents({target_field: {"$in": strings}}))
+                as_oid = await budgeted(session, "looking the ids up", budget,
+                                        lambda: target_coll.count_documents({target_field: {"$in": hex_ids}})) if hex_ids else 0
+            except OverBudget:  # the histogram stands on its own; the lookups only corroborate it
+                return reference
             return Reference(**{**reference.__dict__, "found_as_stored": (as_stored, len(strings)),
                                 "found_as_object_id": (as_oid, len(strings))})
         return reference
 
     def evaluate(self, facts: ReferenceFacts, scope: Scope) -> list[Finding]:
-        return [f for r in facts.references if (f := self._judge(scope, r))]
+        findings = [f for r in facts.references if (f := self._judge(scope, r))]
+        findings.extend(self._not_sampled(scope, n) for n in facts.not_sampled)
+        return findings
+
+    def _not_sampled(self, scope: Scope, n: NotSampled) -> Finding:
+        about = (
+            f"the references {', '.join(n.referenced_by)} were not compared" if n.referenced_by
+            else "its reference fields (found by sampling) are unknown"
+        )
+        return self.finding(
+            scope,
+            object=f"{n.database}.{n.collection}",
+            title=f"References in {n.collection} not checked",
+            message=f"{n.database}.{n.collection} could not be sampled ({n.reason}), so {about}. Nothing is claimed about them.",
+            evidence={"namespace": f"{n.database}.{n.collection}", "reason": n.reason, "unjudged_references": list(n.referenced_by)},
+            severity=Severity.INFO,
+            key="not-sampled",
+        )
 
     def _judge(self, scope: Scope, r: Reference) -> Finding | None:
         source_types = r.source.non_null_types
@@ -157,6 +204,7 @@ class ReferenceTypeMismatch(Check):
             "type_histogram": source_types,
             "referenced_type_histogram": r.target_types,
             "sampled_documents": r.sampled,
+            "sampled_by": r.sampled_by,
             "referenced_sampled_documents": r.target_sampled,
             "sample_ids": [str(v) for v in r.source.examples][:5],
         }

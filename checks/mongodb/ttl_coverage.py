@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from pydantic import Field
@@ -15,16 +16,22 @@ from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
+    RANDOM,
     CollectionInfo,
     FieldSample,
+    OverBudget,
     Sample,
     age_days,
+    budgeted,
+    call_budget,
+    counted,
     create_indexes,
     drop_index,
+    figure,
     format_seconds,
     inventory,
-    limited,
     matches_any,
+    measured,
     oid_time,
     sample,
 )
@@ -86,10 +93,19 @@ class UnenforcedRule:
 
 
 @dataclass(frozen=True)
+class Unassessed:
+    """A collection that could be growing but whose size or sample did not answer in time."""
+
+    info: CollectionInfo
+    reason: str
+
+
+@dataclass(frozen=True)
 class TtlCoverageFacts:
     now: dt.datetime
     growing: list[Growing]
     rules: list[UnenforcedRule]
+    unassessed: list[Unassessed] = dataclass_field(default_factory=list)
 
 
 def ttl_fields(info: CollectionInfo) -> set[str]:
@@ -125,42 +141,55 @@ class TtlCoverage(Check):
         infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
         resolved = resolve_rules(rules, session.default_database, infos)
         ruled = {(r.database, r.rule.collection) for r in resolved}
-        candidates = [
+        budget = call_budget(scope.config)
+        unruled = [
             info
             for db in databases
             for info in infos[db].values()
-            if info.count >= max(options.min_documents, 1)
-            and not any(i.is_ttl for i in info.indexes)
+            if not any(i.is_ttl for i in info.indexes)
             and not matches_any(info.name, options.keep_forever)
             and (db, info.name) not in ruled
         ]
-        growing = await asyncio.gather(*(self._growing(session, info, options) for info in candidates))
-        unenforced = await asyncio.gather(*(self._rule(session, r, options) for r in resolved))
+        sized = await asyncio.gather(*(counted(session, info, budget) for info in unruled))
+        unassessed = [Unassessed(info, info.unknown) for info in sized if info.count is None]
+        candidates = [info for info in sized if info.count is not None and info.count >= max(options.min_documents, 1)]
+        growing = await asyncio.gather(*(self._growing(session, info, options, budget) for info in candidates))
+        unenforced = await asyncio.gather(*(self._rule(session, r, options, budget) for r in resolved))
         return TtlCoverageFacts(
             now=dt.datetime.now(dt.timezone.utc),
-            growing=[g for g in growing if g is not None],
+            growing=[g for g in growing if isinstance(g, Growing)],
             rules=[u for u in unenforced if u is not None],
+            unassessed=unassessed + [g for g in growing if isinstance(g, Unassessed)],
         )
 
-    async def _growing(self, session: Any, info: CollectionInfo, options: TtlCoverageOptions) -> Growing | None:
-        drawn = await sample(session, info.database, info.name, options.sample_size)
+    async def _growing(
+        self, session: Any, info: CollectionInfo, options: TtlCoverageOptions, budget: float
+    ) -> Growing | Unassessed | None:
+        drawn = await sample(session, info, options.sample_size, budget)
+        if drawn.unknown:
+            return Unassessed(info, drawn.unknown)
         field = choose_field(drawn.fields)
         if field is None:
             return None
         coll = session.client[info.database][info.name]
         oldest, exact = drawn.fields[field].oldest, False
         if any(i.fields[:1] == (field,) for i in info.indexes):
-            first = await limited(session, coll.find_one({field: {"$type": "date"}}, {field: 1}, sort=[(field, 1)]))
+            first = await _first(session, budget, f"the oldest {field}",
+                                 lambda: coll.find_one({field: {"$type": "date"}}, {field: 1}, sort=[(field, 1)]))
             if first is not None:
                 oldest, exact = first[field], True
-        first_id = await limited(session, coll.find_one({}, {"_id": 1}, sort=[("_id", 1)]))
+        first_id = await _first(session, budget, "the first _id", lambda: coll.find_one({}, {"_id": 1}, sort=[("_id", 1)]))
         seconds = 0 if is_expiry_field(field) else int(options.suggested_retention.total_seconds())
         expiring = await count_expiring(
-            session, info, field, seconds, None, exact_limit=options.exact_count_limit, sample_size=options.sample_size
+            session, info, field, seconds, None, exact_limit=options.exact_count_limit, sample_size=options.sample_size,
+            budget=budget,
         )
+        info = await measured(session, info, budget)
         return Growing(info, drawn, field, oldest, exact, oid_time(first_id["_id"]) if first_id else None, expiring)
 
-    async def _rule(self, session: Any, target: RuleTarget, options: TtlCoverageOptions) -> UnenforcedRule | None:
+    async def _rule(
+        self, session: Any, target: RuleTarget, options: TtlCoverageOptions, budget: float
+    ) -> UnenforcedRule | None:
         field = str(target.rule.field)
         info = target.info
         indexes = info.indexes if info else ()
@@ -173,10 +202,12 @@ class TtlCoverage(Check):
         )
         expiring = None
         if info is not None:
+            info = await counted(session, info, budget)
             expiring = await count_expiring(
                 session, info, field, target.seconds, target.rule.filter,
-                exact_limit=options.exact_count_limit, sample_size=options.sample_size,
+                exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget,
             )
+            target = RuleTarget(target.rule, target.database, info)
         return UnenforcedRule(
             target=target,
             other_ttl=tuple(i.name for i in indexes if i.is_ttl),
@@ -189,7 +220,22 @@ class TtlCoverage(Check):
         options: TtlCoverageOptions = scope.options
         findings = [f for g in facts.growing if (f := self._growing_finding(scope, g, facts.now, options))]
         findings.extend(self._rule_finding(scope, r) for r in facts.rules)
+        findings.extend(self._unassessed_finding(scope, u) for u in facts.unassessed)
         return findings
+
+    def _unassessed_finding(self, scope: Scope, u: Unassessed) -> Finding:
+        return self.finding(
+            scope,
+            object=u.info.namespace,
+            title=f"Growth of {u.info.name} not assessed",
+            message=(
+                f"{u.info.namespace} has no TTL index, but whether it keeps growing is unknown: {u.reason}. "
+                "Its size and the age of its oldest documents were not read; nothing is claimed about it."
+            ),
+            evidence={"namespace": u.info.namespace, "documents": figure(u.info.count, u.info), "reason": u.reason},
+            severity=Severity.INFO,
+            key="unassessed",
+        )
 
     def _growing_finding(self, scope: Scope, g: Growing, now: dt.datetime, options: TtlCoverageOptions) -> Finding | None:
         field_age = age_days(g.oldest, now)
@@ -208,7 +254,7 @@ class TtlCoverage(Check):
             object=info.namespace,
             title=f"{info.name} grows with no TTL index",
             message=(
-                f"{info.namespace} holds {info.count:,} documents ({_mib(info.size)}) and nothing expires them: "
+                f"{info.namespace} holds {info.count:,} documents ({_mib(info)}) and nothing expires them: "
                 f"its oldest documents are {oldest_age:,.0f} days old. If they are not meant to be kept forever, "
                 f"a TTL index on {g.field} would delete each document {retention}. "
                 "Declare the retention ([[targets.NAME.expect.ttl]]) or list the collection in keep_forever."
@@ -216,12 +262,14 @@ class TtlCoverage(Check):
             evidence={
                 "namespace": info.namespace,
                 "documents": info.count,
-                "bytes": info.size,
-                "storage_bytes": info.storage_size,
+                "bytes": figure(info.size, info),
+                "storage_bytes": figure(info.storage_size, info),
                 "date_fields": {n: f"{share:.0%} dates in sample" for n, share in dated.items()},
                 "ttl_field": g.field,
                 "oldest_field_value": g.oldest.isoformat() if g.oldest else None,
-                "oldest_field_value_basis": "indexed minimum" if g.oldest_exact else f"oldest of {g.sample.documents} sampled",
+                "oldest_field_value_basis": "indexed minimum" if g.oldest_exact else f"oldest of {g.sample.documents} sampled"
+                + ("" if g.sample.method == RANDOM else " (the first in natural order)"),
+                "sampled_by": g.sample.method,
                 "oldest_document_by_id": g.oldest_id_time.isoformat() if g.oldest_id_time else None,
                 "oldest_age_days": oldest_age,
                 "looks_like_events": eventlike,
@@ -247,7 +295,7 @@ class TtlCoverage(Check):
             "namespace": f"{db}.{coll}",
             "rule": {"field": field, "after": format_seconds(seconds), "filter": rule.filter},
             "collection_exists": target.info is not None,
-            "documents": target.info.count if target.info else 0,
+            "documents": figure(target.info.count, target.info) if target.info else 0,
             "ttl_indexes_on_other_fields": list(r.other_ttl),
         }
         if r.expiring is not None:
@@ -292,5 +340,14 @@ class TtlCoverage(Check):
         )
 
 
-def _mib(size: int) -> str:
-    return f"{size / 1048576:,.1f} MiB"
+def _mib(info: CollectionInfo) -> str:
+    return f"{info.size / 1048576:,.1f} MiB" if info.size is not None else f"size unknown: {info.unknown}"
+
+
+async def _first(session: Any, budget: float, what: str, call: Any) -> dict[str, Any] | None:
+    """One document by an ordered read; None when it does not answer in time (the sampled
+    figure stands in, and says so)."""
+    try:
+        return await budgeted(session, what, budget, call)
+    except OverBudget:
+        return None

@@ -23,11 +23,15 @@ from checks.mongodb._inventory import (
     CollectionInfo,
     FieldSample,
     IndexSpec,
+    OverBudget,
+    budgeted,
+    call_budget,
+    counted,
     create_indexes,
     drop_index,
+    figure,
     format_seconds,
     inventory,
-    limited,
     sample,
 )
 from checks.mongodb._ttl import Expiring, count_expiring, first_pass_warning, mongo_rules, resolve_rules, ttl_spec
@@ -53,6 +57,8 @@ class TtlIndex:
     rule: TtlExpectation | None
     expiring: Expiring | None  # what the fix would delete at once
     after_conversion: int | None = None  # non-dates already older than the TTL once converted (estimate)
+    unknown: str = ""  # why the index's field could not be sampled
+    sampled_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,16 @@ class TtlMisconfigured(Check):
             for index in info.indexes
             if index.is_ttl
         ]
-        found = await asyncio.gather(*(self._index(session, info, index, by_field, options) for info, index in work))
+        budget = call_budget(scope.config)
+        found = await asyncio.gather(*(self._index(session, info, index, by_field, options, budget) for info, index in work))
         return TtlMisconfiguredFacts(list(found))
 
     async def _index(
         self, session: Any, info: CollectionInfo, index: IndexSpec,
-        rules: dict[tuple[Any, Any, Any], TtlExpectation], options: TtlMisconfiguredOptions,
+        rules: dict[tuple[Any, Any, Any], TtlExpectation], options: TtlMisconfiguredOptions, budget: float,
     ) -> TtlIndex:
-        drawn = await sample(session, info.database, info.name, options.sample_size)
+        info = await counted(session, info, budget)
+        drawn = await sample(session, info, options.sample_size, budget)
         field = index.fields[0]
         date_field = next((f for f in index.fields if drawn.fields.get(f) and drawn.fields[f].share("date") > 0), None)
         rule = rules.get((info.database, info.name, field))
@@ -112,16 +120,19 @@ class TtlMisconfigured(Check):
         current = seconds_of(index)
         if len(index.key) > 1 and date_field and current is not None:
             expiring = await count_expiring(session, info, date_field, int(current), index.options.get("partialFilterExpression"),
-                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size)
+                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
         elif rule is not None and rule.after is not None and (current is None or rule.after.total_seconds() < current):
             expiring = await count_expiring(session, info, field, int(rule.after.total_seconds()), rule.filter,
-                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size)
+                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
         sampled = drawn.fields.get(field)
         if sampled and set(sampled.non_null_types) - EXPIRABLE and current is not None:
-            after_conversion = await self._older_once_converted(session, info, field, int(current), options.sample_size)
-        return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion)
+            after_conversion = await self._older_once_converted(session, info, field, int(current), options.sample_size, budget)
+        return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion,
+                        unknown=drawn.unknown, sampled_by=drawn.method)
 
-    async def _older_once_converted(self, session: Any, info: CollectionInfo, field: str, seconds: int, size: int) -> int | None:
+    async def _older_once_converted(
+        self, session: Any, info: CollectionInfo, field: str, seconds: int, size: int, budget: float
+    ) -> int | None:
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
         converted = {"$convert": {"input": f"${field}", "to": "date", "onError": None, "onNull": None}}
         pipeline = [
@@ -131,10 +142,16 @@ class TtlMisconfigured(Check):
             {"$match": {"d": {"$type": "date", "$lt": cutoff}}},
             {"$count": "n"},
         ]
+        coll = session.client[info.database][info.name]
+
+        async def run() -> list[dict[str, Any]]:
+            return await (await coll.aggregate(pipeline)).to_list(1)
+
         try:
-            cursor = await limited(session, session.client[info.database][info.name].aggregate(pipeline))
-            rows = await cursor.to_list(1)
-        except Exception:  # an estimate only: unknown rather than a failed check
+            rows = await budgeted(session, "a sampled conversion", budget, run, retry=False)
+        except OverBudget:  # an estimate only: unknown rather than a failed check
+            return None
+        if info.count is None:
             return None
         matched = rows[0]["n"] if rows else 0
         return round(matched / size * info.count) if info.count else 0
@@ -151,9 +168,11 @@ class TtlMisconfigured(Check):
         evidence: dict[str, Any] = {
             "namespace": info.namespace,
             "index": index.create_spec(),
-            "documents": info.count,
+            "documents": figure(info.count, info),
             "sampled_documents": t.sampled,
         }
+        if t.sampled_by:
+            evidence["sampled_by"] = t.sampled_by
         if t.field is not None:
             evidence["field_types_in_sample"] = t.field.types
         if current is None or math.isnan(current) or current < 0:
@@ -161,13 +180,27 @@ class TtlMisconfigured(Check):
         if len(index.key) > 1:
             return [self._compound(scope, t, int(current), evidence)]
         found = []
-        if t.sampled and not index.options.get("partialFilterExpression"):
+        if t.unknown:
+            found.append(self._unverified(scope, t, evidence))
+        elif t.sampled and not index.options.get("partialFilterExpression"):
             problem = self._field_problem(scope, t, int(current), evidence)
             if problem:
                 found.append(problem)
         if t.rule is not None:
             found.extend(self._against_rule(scope, t, int(current), evidence))
         return found
+
+    def _unverified(self, scope: Scope, t: TtlIndex, evidence: dict[str, Any]) -> Finding:
+        return self.finding(
+            scope,
+            object=t.info.namespace,
+            title=f"Values under TTL index {t.index.name} not checked",
+            message=f"{t.info.namespace}: whether {t.index.fields[0]} holds dates the TTL index can expire is unknown: "
+            f"{t.unknown}. Nothing is claimed about it.",
+            evidence={**evidence, "reason": t.unknown},
+            severity=Severity.INFO,
+            key=f"{t.index.name}:unverified",
+        )
 
     def _invalid(self, scope: Scope, t: TtlIndex, evidence: dict[str, Any]) -> Finding:
         value = t.index.options.get("expireAfterSeconds")

@@ -19,7 +19,7 @@ from pydantic import Field
 from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import CollectionInfo, IndexSpec, create_indexes, drop_index, inventory, limited
+from checks.mongodb._inventory import CollectionInfo, IndexSpec, call_budget, create_indexes, drop_index, inventory, limited, measured
 
 
 class UnusedIndexOptions(CheckOptions):
@@ -54,6 +54,19 @@ def member_url(url: str, host: str) -> str | None:
     query = [(k, v) for k, v in parse_qsl(parts.query) if k.lower() not in ("replicaset", "directconnection")]
     query.append(("directConnection", "true"))
     return urlunsplit((parts.scheme, userinfo + host, parts.path, urlencode(query), ""))
+
+
+def _has_unused(info: CollectionInfo, facts: UnusedIndexFacts) -> bool:
+    """An index counted on every member with no operation: the only case evaluate reports."""
+    for index in info.indexes:
+        usages = facts.usage.get((info.database, info.name, index.name), [])
+        if candidate(index) and usages and all(u.since is not None for u in usages) and not sum(u.ops for u in usages):
+            return True
+    return False
+
+
+async def _same(info: CollectionInfo) -> CollectionInfo:
+    return info
 
 
 def candidate(index: IndexSpec) -> bool:
@@ -97,6 +110,10 @@ class UnusedIndex(Check):
                 facts.members_unreached[host] = f"{type(exc).__name__}: {str(exc)[:160]}"
             finally:
                 await client.close()
+        budget = call_budget(scope.config)  # sizes only for the collections with an index to report
+        facts.collections = list(await asyncio.gather(
+            *(measured(session, info, budget) if _has_unused(info, facts) else _same(info) for info in collections)
+        ))
         return facts
 
     async def _collect(
@@ -165,6 +182,7 @@ class UnusedIndex(Check):
     ) -> Finding:
         days = window.total_seconds() / 86400
         size = info.index_sizes.get(index.name)
+        unknown = f"unknown: {info.unknown}" if info.unknown else "unknown"
         unreached = facts.members_unreached
         message = (
             f"{info.namespace}: {index.name} {index.describe()} has served no operation in {days:,.1f} days "
@@ -181,7 +199,7 @@ class UnusedIndex(Check):
             evidence={
                 "namespace": info.namespace,
                 "index": index.create_spec(),
-                "bytes": size if size is not None else "unknown",
+                "bytes": size if size is not None else unknown,
                 "usage": [
                     {"host": u.host, "ops": u.ops, "since": u.since.isoformat() if u.since else None} for u in usages
                 ],
