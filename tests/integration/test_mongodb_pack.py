@@ -221,3 +221,31 @@ def test_standalone_server_cannot_run_transactions(standalone, uses, severity):
     assert finding.evidence["topology"] == "standalone"
     assert finding.fix.safety is FixSafety.MANUAL
     assert "replSetInitiate" in finding.fix.steps[0].command
+
+
+def test_figures_that_miss_their_budget_are_unknown_never_false(mongo_db, monkeypatch):
+    """Every count, collStats and sample out of its budget (a budget nothing meets): the pack
+    still finishes, claims nothing it did not read, and says what it could not read and why."""
+    from checks.mongodb import _inventory
+
+    seed_application(mongo_db.db)
+    monkeypatch.setattr(_inventory, "CALL_BUDGET", 1e-6)
+    report = report_for(
+        mongo_db,
+        checks={"mongodb.ttl-coverage": {"min_documents": 1000}},
+        expect={"ttl": [{"collection": "moderation_flags", "field": "createdAt", "after": "30d"}]},
+    )
+    findings = report.findings
+    [redundant] = support.by_check(findings, "mongodb.redundant-index")  # listIndexes alone proves it
+    assert redundant.evidence["redundant_bytes"].startswith("unknown: count did not answer within")
+    coverage = support.by_check(findings, "mongodb.ttl-coverage")
+    rule = next(f for f in coverage if f.object == f"{mongo_db.name}.moderation_flags")
+    assert rule.evidence["first_pass_deletes"] is None  # the rule stands; the backlog is unknown, not 0
+    assert "did not answer within" in rule.evidence["first_pass_basis"]
+    unassessed = {f.object for f in coverage if f.severity is Severity.INFO}
+    assert f"{mongo_db.name}.transactions" in unassessed  # growing, but its size was not read: said, not guessed
+    assert not [f for f in coverage if f.title.endswith("grows with no TTL index")]
+    misconfigured = support.by_check(findings, "mongodb.ttl-misconfigured")
+    assert [(f.severity, f.object) for f in misconfigured] == [(Severity.INFO, f"{mongo_db.name}.game_sessions")]
+    references = support.by_check(findings, "mongodb.reference-type-mismatch")
+    assert references and all(f.severity is Severity.INFO and "not sampled" in f.evidence["reason"] for f in references)

@@ -25,7 +25,7 @@ from checks.mongodb.missing_index import (
 from checks.mongodb.redundant_index import RedundantIndex, RedundantIndexFacts
 from checks.mongodb.reference_type_mismatch import Reference, ReferenceFacts, ReferenceTypeMismatch, referenced_collection
 from checks.mongodb.transactions_unsupported import TopologyFacts, TransactionsUnsupported
-from checks.mongodb.ttl_coverage import Growing, TtlCoverage, TtlCoverageFacts, UnenforcedRule, choose_field
+from checks.mongodb.ttl_coverage import Growing, TtlCoverage, TtlCoverageFacts, Unassessed, UnenforcedRule, choose_field
 from checks.mongodb.ttl_misconfigured import TtlIndex, TtlMisconfigured, TtlMisconfiguredFacts
 from checks.mongodb.unused_index import UnusedIndex, UnusedIndexFacts, Usage, member_url
 from tests import support
@@ -137,6 +137,18 @@ def test_without_examined_figures_impact_is_collection_size_and_says_so():
     assert finding.severity is Severity.LOW  # 500 documents
 
 
+def test_a_scan_of_a_collection_whose_size_did_not_answer_says_so():
+    reason = "count did not answer within 1.5s; collStats not attempted"
+    shape = QueryShape("app", "events", {"userId": "x"}, None, ["config"], count=None, size=None, unknown=reason,
+                       plan=plan_from_explain(MONGOD_COLLSCAN_EXPLAIN))
+    check = MissingIndex()
+    [finding] = check.evaluate(MissingIndexFacts([shape], [], []), scope_for(check))
+    assert f"COLLSCAN over an unknown number of documents: {reason}" in finding.message
+    assert finding.evidence["collection_documents"] == f"unknown: {reason}"
+    assert "the size is unknown" in finding.evidence["impact_basis"]
+    assert finding.severity is Severity.MEDIUM  # neither small nor large is claimed
+
+
 def test_poor_index_use_needs_the_ratio():
     ixscan = plan_from_explain({"queryPlanner": {"winningPlan": {"stage": "FETCH", "inputStage": {"stage": "IXSCAN", "indexName": "email_1"}}}})
     good = QueryShape("app", "users", {"email": "x", "status": "a"}, None, ["profiler"], executions=1, docs_examined=1000,
@@ -215,6 +227,15 @@ def test_growing_collections(growing, expected):
     assert finding.evidence["oldest_field_value_basis"] == "oldest of 200 sampled"
     assert finding.fix.safety is FixSafety.MANUAL
     assert "about 31,000 documents" in finding.fix.notes
+
+
+def test_a_collection_whose_size_did_not_answer_is_reported_as_not_assessed():
+    coll = CollectionInfo("app", "events", None, None, None, (index("_id_", {"_id": 1}),), unknown="count did not answer within 1.5s")
+    check = TtlCoverage()
+    [finding] = check.evaluate(TtlCoverageFacts(NOW, [], [], [Unassessed(coll, coll.unknown)]), scope_for(check))
+    assert finding.severity is Severity.INFO and finding.fix is None
+    assert finding.evidence["documents"] == "unknown: count did not answer within 1.5s"
+    assert "nothing is claimed" in finding.message
 
 
 def test_choose_field_prefers_expiry_then_creation_then_any_date():
@@ -332,6 +353,14 @@ def test_redundant_prefix(short, redundant):
         [finding] = findings
         assert finding.evidence["redundant_bytes"] == 4096 and finding.evidence["covering"]["name"] == "a_1_b_1"
         assert finding.fix.inverse[0].command == {"createIndexes": "c", "indexes": [short.create_spec()]}
+
+
+def test_redundant_index_sizes_that_did_not_answer_are_unknown_with_the_reason():
+    coll = CollectionInfo("app", "events", None, None, None, (index("_id_", {"_id": 1}), index("a_1", {"a": 1}),
+                          index("a_1_b_1", {"a": 1, "b": 1})), unknown="count did not answer within 1.5s; collStats not attempted")
+    [finding] = RedundantIndex().evaluate(RedundantIndexFacts([coll]), scope_for(RedundantIndex()))
+    assert finding.evidence["redundant_bytes"] == "unknown: count did not answer within 1.5s; collStats not attempted"
+    assert "frees" not in finding.message
 
 
 def test_mixed_directions_are_not_a_prefix():
