@@ -11,7 +11,10 @@ milliseconds. An engine without metadata counts scans the collection for each of
 (SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats, 11 s for
 `$sample`). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
 does not answer in time leaves its figure unknown, with the reason, and a collection whose
-count did not answer is not sampled, since sampling it would scan it too.
+count did not answer is not sampled, since sampling it would scan it too. Where a check wants
+the sizes, the count comes from the same collStats reply: one call, not two. A call that
+timed out is retried once only if calls sent before it kept running through most of its
+budget (it may have queued behind them), never one that had the server to itself.
 """
 
 from __future__ import annotations
@@ -192,32 +195,82 @@ class OverBudget(Exception):
         self.reason = reason
 
 
+@dataclass
+class _InFlight:
+    """One budgeted call on the wire: when it was sent and, once it has, when it came back."""
+
+    sent: float
+    returned: float | None = None
+
+
+@dataclass
+class _Attempt:
+    """How one try of a budgeted call went: its reply or the driver's error, and whether it may
+    have queued behind another call (see `_attempt`)."""
+
+    reply: Any = None
+    error: PyMongoError | None = None
+    queued: bool = False
+
+
+async def _attempt(session: Any, budget: float, call: Callable[[], Awaitable[Any]]) -> _Attempt:
+    """`call()` under `budget` seconds (sent as maxTimeMS, so the server abandons the work too).
+
+    `queued`: budgeted calls sent before this one were still running past half its budget, so
+    on an engine that serialises its scans it may have waited behind them rather than worked.
+    Calls sent after it are not counted: they queue behind it, not it behind them."""
+    loop = asyncio.get_running_loop()
+    in_flight: dict[int, _InFlight] = memo_value(session, "in flight", dict)
+    mine = _InFlight(sent=loop.time())
+    ahead = list(in_flight.values())
+    in_flight[id(mine)] = mine
+    try:
+        with operation_timeout(budget):
+            return _Attempt(reply=await call())
+    except PyMongoError as exc:
+        now = loop.time()
+        cleared = max((other.returned or now for other in ahead), default=mine.sent)
+        return _Attempt(error=exc, queued=cleared - mine.sent > budget / 2)
+    finally:
+        mine.returned = loop.time()
+        del in_flight[id(mine)]
+
+
+async def _settle(
+    session: Any, what: str, budget: float, call: Callable[[], Awaitable[Any]], first: _Attempt, *, retry: bool
+) -> Any:
+    """The reply of a first attempt, or of one retry, or OverBudget with the reason.
+
+    Only a call that timed out after queueing behind others (`_Attempt.queued`) is retried: once,
+    one retry at a time, with a fresh budget. One that timed out with the server to itself for
+    most of its budget is genuinely too slow, and a second try would only cost the same again.
+    """
+    if first.error is None:
+        return first.reply
+    if not first.error.timeout:
+        raise OverBudget(_failed(what, first.error)) from first.error
+    if not (retry and first.queued):
+        raise OverBudget(f"{what} did not answer within {budget:g}s") from first.error
+    async with memo_value(session, "retry lane", lambda: asyncio.Semaphore(1)):
+        second = await _attempt(session, budget, call)
+    if second.error is None:
+        return second.reply
+    if second.error.timeout:
+        raise OverBudget(f"{what} did not answer within {budget:g}s") from second.error
+    raise OverBudget(_failed(what, second.error)) from second.error
+
+
+def _failed(what: str, exc: PyMongoError) -> str:
+    return f"{what} failed: {type(exc).__name__}: {str(exc)[:160]}"
+
+
 async def budgeted(session: Any, what: str, budget: float, call: Callable[[], Awaitable[Any]], *, retry: bool = True) -> Any:
     """`call()` under a budget of `budget` seconds, which pymongo sends as maxTimeMS so the
-    server abandons the work too. The clock starts once a connection slot is free.
-
-    A call that times out while others are in flight may only have queued behind a slow one
-    (an engine that serialises its scans), so it is retried once, alone, with a fresh budget.
-    Raises OverBudget with the reason.
-    """
-    async def attempt() -> Any:
-        with operation_timeout(budget):
-            return await call()
-
-    try:
-        return await limited(session, attempt())
-    except PyMongoError as exc:
-        if not exc.timeout:
-            raise OverBudget(f"{what} failed: {type(exc).__name__}: {str(exc)[:160]}") from exc
-        if not retry:
-            raise OverBudget(f"{what} did not answer within {budget:g}s") from exc
-    async with memo_value(session, "retry lane", lambda: asyncio.Semaphore(1)):
-        try:
-            return await attempt()
-        except PyMongoError as exc:
-            if exc.timeout:
-                raise OverBudget(f"{what} did not answer within {budget:g}s") from exc
-            raise OverBudget(f"{what} failed: {type(exc).__name__}: {str(exc)[:160]}") from exc
+    server abandons the work too. The clock starts once a connection slot is free. A timeout
+    is retried as `_settle` says. Raises OverBudget with the reason."""
+    async with _limiter(session):
+        first = await _attempt(session, budget, call)
+    return await _settle(session, what, budget, call, first, retry=retry)
 
 
 async def collection_names(session: Any, database: str) -> list[str]:
@@ -244,13 +297,39 @@ async def collection_info(session: Any, database: str, name: str) -> CollectionI
     return await memo(session, ("info", database, name), fetch)
 
 
+@dataclass
+class _Asked:
+    """What has been asked of one collection's figures so far: a count whose turn comes after a
+    collStats was asked for takes its count from that reply instead of sending its own call."""
+
+    stats: bool = False
+    count_sent: bool = False
+
+
+def _asked(session: Any, info: CollectionInfo, budget: float) -> _Asked:
+    return memo_value(session, ("asked", info.database, info.name, budget), _Asked)
+
+
 async def counted(session: Any, info: CollectionInfo, budget: float) -> CollectionInfo:
-    """The collection with its document count (the `count` command: metadata on a mongod)."""
+    """The collection with its document count: the `count` command (metadata on a mongod), or
+    the count in its collStats reply when sizes were asked for before the count's turn came."""
+    asked = _asked(session, info, budget)
 
     async def fetch() -> CollectionInfo:
         db = session.client[info.database]
+
+        def call() -> Awaitable[Any]:
+            return db.command("count", info.name)
+
+        first = None
+        async with _limiter(session):
+            if not asked.stats:
+                asked.count_sent = True
+                first = await _attempt(session, budget, call)
+        if first is None:
+            return await measured(session, info, budget)
         try:
-            reply = await budgeted(session, "count", budget, lambda: db.command("count", info.name))
+            reply = await _settle(session, "count", budget, call, first, retry=True)
         except OverBudget as exc:
             return replace_info(info, unknown=exc.reason)
         return replace_info(info, count=int(reply.get("n", 0)), unknown="sizes not read")
@@ -259,26 +338,31 @@ async def counted(session: Any, info: CollectionInfo, budget: float) -> Collecti
 
 
 async def measured(session: Any, info: CollectionInfo, budget: float) -> CollectionInfo:
-    """The collection with its count and its data and index sizes (collStats). Sizes are read
-    only once the count answered within the budget: where counting is too slow, collStats
-    (which counts too) is slower still."""
+    """The collection with its count and its data and index sizes, in one collStats call. If a
+    count call already went out, collStats waits for it and is skipped where even counting
+    did not answer within the budget: collStats counts too, so it would be slower still."""
+    asked = _asked(session, info, budget)
+    asked.stats = True
 
     async def fetch() -> CollectionInfo:
-        have = await counted(session, info, budget)
-        if have.count is None:
-            return replace_info(have, unknown=f"{have.unknown}; collStats not attempted")
+        have = info
+        if asked.count_sent:
+            have = await counted(session, info, budget)
+            if have.count is None:
+                return replace_info(have, unknown=f"{have.unknown}; collStats not attempted")
         db = session.client[info.database]
         try:
             stats = await budgeted(session, "collStats", budget, lambda: db.command(COLLSTATS, info.name))
         except OverBudget as exc:
             return replace_info(have, unknown=exc.reason)
+        count = int(stats["count"]) if "count" in stats else have.count
         return replace_info(
             have,
-            count=int(stats.get("count", have.count)),
+            count=count,
             size=int(stats.get("size", 0)),
             storage_size=int(stats.get("storageSize", 0)),
             index_sizes={k: int(v) for k, v in dict(stats.get("indexSizes", {})).items()},
-            unknown="",
+            unknown="" if count is not None else "collStats reported no count",
         )
 
     return await memo(session, ("stats", info.database, info.name, budget), fetch)

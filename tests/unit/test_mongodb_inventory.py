@@ -1,15 +1,20 @@
-"""The MongoDB pack's shared pure helpers: query shapes, the ESR rule, BSON types, index specs."""
+"""The MongoDB pack's shared pure helpers: query shapes, the ESR rule, BSON types, index specs, and
+which timed-out calls are retried."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
 import pytest
 from bson import Decimal128, Int64, ObjectId
+from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from checks.mongodb._inventory import (
     IndexSpec,
+    OverBudget,
+    budgeted,
     bson_type,
     esr_index,
     format_seconds,
@@ -154,3 +159,90 @@ def test_literal_matcher_handles_only_literal_equalities(filter_, doc, matches):
 
     matcher = literal_matcher(filter_)
     assert (None if matcher is None else matcher(doc)) == matches
+
+
+# --- the retry rule: only a call that may have queued behind another is tried twice --------------
+
+class _Session:
+    """What the inventory keys its per-session state on; the calls below never reach a server."""
+
+
+BUDGET = 0.2
+
+
+def _timed_out_after(seconds: float, tries: list[str], name: str):
+    async def call():
+        tries.append(name)
+        await asyncio.sleep(seconds)
+        raise ExecutionTimeout("operation exceeded time limit", 50)
+
+    return call
+
+
+def _answers_after(seconds: float, tries: list[str], name: str):
+    async def call():
+        tries.append(name)
+        await asyncio.sleep(seconds)
+        return {"ok": 1, "name": name}
+
+    return call
+
+
+def test_a_call_that_timed_out_with_the_server_to_itself_is_not_retried():
+    tries: list[str] = []
+
+    async def run():
+        await budgeted(_Session(), "count", BUDGET, _timed_out_after(BUDGET, tries, "alone"))
+
+    with pytest.raises(OverBudget, match=r"^count did not answer within 0.2s$"):
+        asyncio.run(run())
+    assert tries == ["alone"]
+
+
+def test_a_call_that_queued_behind_a_slow_one_sent_before_it_is_retried_once():
+    tries: list[str] = []
+    session = _Session()
+    attempts = iter([_timed_out_after(BUDGET, tries, "queued"), _answers_after(0.01, tries, "queued")])
+
+    async def queued_call():
+        return await next(attempts)()
+
+    async def run():
+        slow = asyncio.create_task(budgeted(session, "collStats", BUDGET, _timed_out_after(BUDGET, tries, "slow")))
+        await asyncio.sleep(0.01)  # sent after the slow one, which runs through its whole budget
+        reply = await budgeted(session, "count", BUDGET, queued_call)
+        with pytest.raises(OverBudget):
+            await slow
+        return reply
+
+    assert asyncio.run(run())["name"] == "queued"
+    assert tries.count("queued") == 2
+    assert tries.count("slow") == 1  # it had the server to itself: the ones behind it do not earn it a retry
+
+
+def test_calls_sent_before_that_answered_quickly_do_not_earn_a_retry():
+    tries: list[str] = []
+    session = _Session()
+
+    async def run():
+        quick = [asyncio.create_task(budgeted(session, "count", BUDGET, _answers_after(0.01, tries, f"q{i}")))
+                 for i in range(7)]
+        await asyncio.sleep(0)
+        with pytest.raises(OverBudget, match="did not answer within"):
+            await budgeted(session, "count", BUDGET, _timed_out_after(BUDGET, tries, "big"))
+        await asyncio.gather(*quick)
+
+    asyncio.run(run())
+    assert tries.count("big") == 1
+
+
+def test_a_call_that_failed_otherwise_is_reported_at_once():
+    tries: list[str] = []
+
+    async def refused():
+        tries.append("refused")
+        raise OperationFailure("not authorized on app to execute command", 13)
+
+    with pytest.raises(OverBudget, match=r"^count failed: OperationFailure: not authorized"):
+        asyncio.run(budgeted(_Session(), "count", BUDGET, refused))
+    assert tries == ["refused"]

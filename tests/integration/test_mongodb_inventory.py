@@ -1,0 +1,76 @@
+"""The MongoDB inventory against a real server (SecantusDB unless DBVITALS_TEST_MONGO_URI): a
+check that wants a collection's sizes and one that wants its count cost one collStats, not a
+collStats and a count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from pymongo import AsyncMongoClient, monitoring
+
+from checks.connectors.mongodb import MongoSession
+from checks.mongodb._inventory import collection_info, counted, measured
+
+BUDGET = 5.0
+
+
+class Sent(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: Counter[str] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands[event.command_name] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:  # type: ignore[override]
+        pass
+
+
+def figures(mongo_db, ask) -> tuple[list, Counter[str]]:
+    sent = Sent()
+
+    async def run():
+        client = AsyncMongoClient(mongo_db.url, event_listeners=[sent], maxPoolSize=8)
+        try:
+            session = MongoSession(client, mongo_db.name, {})
+            infos = [await collection_info(session, mongo_db.name, n) for n in ("a", "b")]
+            sent.commands.clear()
+            return await ask(session, infos)
+        finally:
+            await client.close()
+
+    return asyncio.run(run()), sent.commands
+
+
+def seed(mongo_db) -> None:
+    mongo_db.db.a.insert_many({"n": i} for i in range(30))
+    mongo_db.db.b.insert_many({"n": i} for i in range(7))
+
+
+def test_a_count_asked_with_the_sizes_comes_from_the_collstats_reply(mongo_db):
+    seed(mongo_db)
+
+    async def ask(session, infos):  # both checks ask at once, the count first
+        return await asyncio.gather(*(counted(session, i, BUDGET) for i in infos),
+                                    *(measured(session, i, BUDGET) for i in infos))
+
+    (count_a, count_b, stats_a, stats_b), sent = figures(mongo_db, ask)
+    assert [count_a.count, count_b.count] == [30, 7]
+    assert [stats_a.count, stats_b.count] == [30, 7] and stats_a.size > 0 and stats_a.unknown == ""
+    assert sent["collStats"] == 2 and sent["count"] == 0
+
+
+def test_a_count_alone_is_a_count_and_sizes_asked_later_still_read(mongo_db):
+    seed(mongo_db)
+
+    async def ask(session, infos):
+        counts = await asyncio.gather(*(counted(session, i, BUDGET) for i in infos))
+        return [*counts, *await asyncio.gather(*(measured(session, i, BUDGET) for i in infos))]
+
+    (count_a, count_b, stats_a, stats_b), sent = figures(mongo_db, ask)
+    assert [count_a.count, count_b.count, stats_a.count, stats_b.count] == [30, 7, 30, 7]
+    assert count_a.unknown == "sizes not read" and stats_b.size > 0
+    assert sent["count"] == 2 and sent["collStats"] == 2
