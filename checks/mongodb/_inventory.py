@@ -13,8 +13,7 @@ milliseconds. An engine without metadata counts scans the collection for each of
 does not answer in time leaves its figure unknown, with the reason, and a collection whose
 count did not answer is not sampled, since sampling it would scan it too. Where a check wants
 the sizes, the count comes from the same collStats reply: one call, not two. A call that
-timed out is retried once only if calls sent before it kept running through most of its
-budget (it may have queued behind them), never one that had the server to itself.
+timed out is retried once only if another such call overlapped it (it may have queued).
 """
 
 from __future__ import annotations
@@ -197,42 +196,34 @@ class OverBudget(Exception):
 
 @dataclass
 class _InFlight:
-    """One budgeted call on the wire: when it was sent and, once it has, when it came back."""
+    """One budgeted call on the wire; `overlapped` once another one shared the server with it."""
 
-    sent: float
-    returned: float | None = None
+    overlapped: bool = False
 
 
 @dataclass
 class _Attempt:
-    """How one try of a budgeted call went: its reply or the driver's error, and whether it may
-    have queued behind another call (see `_attempt`)."""
+    """How one try of a budgeted call went: its reply, or the driver's error."""
 
     reply: Any = None
     error: PyMongoError | None = None
-    queued: bool = False
+    overlapped: bool = False
 
 
 async def _attempt(session: Any, budget: float, call: Callable[[], Awaitable[Any]]) -> _Attempt:
-    """`call()` under `budget` seconds (sent as maxTimeMS, so the server abandons the work too).
-
-    `queued`: budgeted calls sent before this one were still running past half its budget, so
-    on an engine that serialises its scans it may have waited behind them rather than worked.
-    Calls sent after it are not counted: they queue behind it, not it behind them."""
-    loop = asyncio.get_running_loop()
+    """`call()` under `budget` seconds (sent as maxTimeMS, so the server abandons the work too),
+    noting whether another budgeted call was in flight at any moment while it ran."""
     in_flight: dict[int, _InFlight] = memo_value(session, "in flight", dict)
-    mine = _InFlight(sent=loop.time())
-    ahead = list(in_flight.values())
+    mine = _InFlight(overlapped=bool(in_flight))
+    for other in in_flight.values():
+        other.overlapped = True
     in_flight[id(mine)] = mine
     try:
         with operation_timeout(budget):
-            return _Attempt(reply=await call())
+            return _Attempt(reply=await call(), overlapped=mine.overlapped)
     except PyMongoError as exc:
-        now = loop.time()
-        cleared = max((other.returned or now for other in ahead), default=mine.sent)
-        return _Attempt(error=exc, queued=cleared - mine.sent > budget / 2)
+        return _Attempt(error=exc, overlapped=mine.overlapped)
     finally:
-        mine.returned = loop.time()
         del in_flight[id(mine)]
 
 
@@ -241,15 +232,16 @@ async def _settle(
 ) -> Any:
     """The reply of a first attempt, or of one retry, or OverBudget with the reason.
 
-    Only a call that timed out after queueing behind others (`_Attempt.queued`) is retried: once,
-    one retry at a time, with a fresh budget. One that timed out with the server to itself for
-    most of its budget is genuinely too slow, and a second try would only cost the same again.
+    Only a call that timed out while another budgeted call was in flight is retried (once, one
+    retry at a time, with a fresh budget): it may only have queued behind a slow one on an
+    engine that serialises its scans. One that timed out with the server to itself is genuinely
+    too slow, and a second try would only cost the same again.
     """
     if first.error is None:
         return first.reply
     if not first.error.timeout:
         raise OverBudget(_failed(what, first.error)) from first.error
-    if not (retry and first.queued):
+    if not (retry and first.overlapped):
         raise OverBudget(f"{what} did not answer within {budget:g}s") from first.error
     async with memo_value(session, "retry lane", lambda: asyncio.Semaphore(1)):
         second = await _attempt(session, budget, call)
