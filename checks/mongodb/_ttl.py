@@ -71,6 +71,20 @@ def resolve_rules(
     return resolved
 
 
+async def rules_and_inventory(
+    session: Any, config: Any
+) -> tuple[list[RuleTarget], dict[str, dict[str, CollectionInfo]]]:
+    """The target's retention rules resolved to databases, and the inventory of every database
+    the checks look at (the URL's or all, plus any a rule names)."""
+    from checks.mongodb._inventory import inventory
+
+    rules = mongo_rules(config)
+    named = [r.database for r in rules if r.database]
+    databases = dict.fromkeys([*await session.databases(), *named])
+    infos = {db: {i.name: i for i in await inventory(session, db)} for db in databases}
+    return resolve_rules(rules, session.default_database, infos), infos
+
+
 def ttl_spec(field: str, seconds: int, partial: dict[str, Any] | None, direction: int = 1) -> dict[str, Any]:
     key = {field: direction}
     spec: dict[str, Any] = {"key": key, "name": f"{field}_{direction}_ttl", "expireAfterSeconds": seconds}

@@ -29,7 +29,6 @@ from checks.mongodb._inventory import (
     drop_index,
     figure,
     format_seconds,
-    inventory,
     matches_any,
     measured,
     oid_time,
@@ -41,8 +40,7 @@ from checks.mongodb._ttl import (
     count_expiring,
     first_pass_warning,
     is_expiry_field,
-    mongo_rules,
-    resolve_rules,
+    rules_and_inventory,
     time_name_rank,
     ttl_spec,
 )
@@ -135,11 +133,8 @@ class TtlCoverage(Check):
 
     async def gather(self, session: Any, scope: Scope) -> TtlCoverageFacts:
         options: TtlCoverageOptions = scope.options
-        rules = mongo_rules(scope.config)
-        databases = await session.databases()
-        named = [r.database for r in rules if r.database]
-        infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
-        resolved = resolve_rules(rules, session.default_database, infos)
+        resolved, infos = await rules_and_inventory(session, scope.config)
+        databases = await session.databases()  # growth is judged here; a rule may name another
         ruled = {(r.database, r.rule.collection) for r in resolved}
         budget = call_budget(scope.config)
         unruled = [

@@ -31,10 +31,9 @@ from checks.mongodb._inventory import (
     drop_index,
     figure,
     format_seconds,
-    inventory,
     sample,
 )
-from checks.mongodb._ttl import Expiring, count_expiring, first_pass_warning, mongo_rules, resolve_rules, ttl_spec
+from checks.mongodb._ttl import Expiring, count_expiring, first_pass_warning, rules_and_inventory, ttl_spec
 
 # Types a TTL index can expire on: a date, or an array (mongod uses its earliest date).
 EXPIRABLE = {"date", "array"}
@@ -88,14 +87,8 @@ class TtlMisconfigured(Check):
 
     async def gather(self, session: Any, scope: Scope) -> TtlMisconfiguredFacts:
         options: TtlMisconfiguredOptions = scope.options
-        rules = mongo_rules(scope.config)
-        databases = await session.databases()
-        named = [r.database for r in rules if r.database]
-        infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
-        by_field = {
-            (r.database, r.rule.collection, r.rule.field): r.rule
-            for r in resolve_rules(rules, session.default_database, infos)
-        }
+        resolved, infos = await rules_and_inventory(session, scope.config)
+        by_field = {(r.database, r.rule.collection, r.rule.field): r.rule for r in resolved}
         work = [
             (info, index)
             for colls in infos.values()
