@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import ClassVar
-
 from checks.connection import ConnectionCheck, ConnectionFacts
 from checks.engine import Scope
 from checks.model import Engine, Severity
