@@ -269,6 +269,20 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("journal")
+    @classmethod
+    def _journal_is_a_file(cls, value: Path | None) -> Path | None:
+        # Found at load, not when a fix is half-way: the journal is written before a fix runs.
+        if value is None:
+            return value
+        path = value.expanduser()
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory: give the path of the journal file (e.g. {path / 'journal.jsonl'})")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ValueError(f"{parent} is not a directory, so {path} cannot be created")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

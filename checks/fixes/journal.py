@@ -122,7 +122,11 @@ class Journal:
                     continue
                 try:
                     data = json.loads(line)
+                    if not isinstance(data, dict):
+                        raise ValueError(f"a JSON {type(data).__name__}, not an entry object")
                     entry = JournalEntry.from_dict(data)
+                    if not isinstance(entry.id, str):
+                        raise ValueError("its id is not a string")
                 except (ValueError, TypeError) as exc:
                     self.problems.append(f"{self.path}:{number}: unreadable line ({exc})")
                     continue

@@ -99,3 +99,35 @@ def test_default_path_is_under_the_state_directory(tmp_path, monkeypatch):
     assert Journal.for_settings(config_from_dict({})).path == tmp_path / "home" / ".local" / "state" / "dbvitals" / "journal.jsonl"
     configured = config_from_dict({"journal": str(tmp_path / "mine.jsonl")})
     assert Journal.for_settings(configured).path == tmp_path / "mine.jsonl"
+
+
+@pytest.mark.parametrize("line", ["[1, 2]", '"text"', "42", "null", '{"id": 7}'])
+def test_a_valid_json_line_that_is_not_an_entry_is_skipped_with_a_warning(tmp_path, capsys, line):
+    from console.cli import main
+
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    journal.append(entry("11111111"))
+    with path.open("a") as handle:
+        handle.write(line + "\n")
+    journal.append(entry("33333333"))
+    assert [e.id for e in journal.entries()] == ["11111111", "33333333"]
+    assert len(journal.problems) == 1 and ":2: unreadable line" in journal.problems[0]
+    config = tmp_path / "dbvitals.toml"
+    config.write_text(f'journal = "{path}"\n')
+    assert main(["history", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "11111111" in captured.out and "33333333" in captured.out
+    assert f"warning: {path}:2: unreadable line" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_journal_path_that_is_a_directory_is_a_config_error_at_load(tmp_path, capsys):
+    from console.cli import main
+
+    config = tmp_path / "dbvitals.toml"
+    config.write_text(f'journal = "{tmp_path}"\n\n[targets.pg]\nkind = "postgres"\n'
+                      'url = "postgresql://postgres@127.0.0.1:1/none"\nallow_fixes = true\n')
+    for command in (["history"], ["fix", "abcdef12", "--yes"], ["undo", "abcd", "--yes"]):
+        assert main([*command, "--config", str(config)]) == 2, command
+        err = capsys.readouterr().err
+        assert f"journal: {tmp_path} is a directory" in err, err
