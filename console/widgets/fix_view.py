@@ -64,13 +64,16 @@ def steps_text(steps: Iterable[FixStep]) -> str:
 
 
 def fix_text(fix: Fix) -> str:
+    """What `c` copies. The inverse is commented out line by line: pasted into psql,
+    mongosh or redis-cli, the fix runs and its undo does not."""
     mark = _comment(fix.steps[0]) if fix.steps else "#"
     parts = [f"{mark} {fix.summary} ({fix.safety.value})"]
     if fix.lock:
         parts.append(f"{mark} lock/impact: {fix.lock}")
     parts.append(steps_text(fix.steps))
     if fix.inverse:
-        parts += [f"\n{mark} inverse (undo):", steps_text(fix.inverse)]
+        parts.append(f"\n{mark} inverse (undo), commented out so that pasting never runs it:")
+        parts += [f"{mark} {line}" if line else mark for line in steps_text(fix.inverse).splitlines()]
     return "\n".join(parts) + "\n"
 
 
