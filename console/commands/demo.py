@@ -74,7 +74,11 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
         urls = (playground.url("postgres"), playground.url("mongodb"), playground.url("redis"))
         asyncio.run(seed_all(*urls))
         config_path = directory / "dbvitals-demo.toml"
-        config_path.write_text("# Written by `dbvitals demo`: disposable servers, fixes allowed.\n" + dumps(demo_config(*urls)))
+        config = demo_config(*urls)
+        # The demo's fixes are journaled beside its servers, never in the user's own journal,
+        # and vanish with them.
+        config["journal"] = str(directory / "journal.jsonl")
+        config_path.write_text("# Written by `dbvitals demo`: disposable servers, fixes allowed.\n" + dumps(config))
     except BaseException:
         playground.stop()
         raise
@@ -82,13 +86,14 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
 
 
 def _headless(config_path: Any, fmt: str) -> int:
-    from console.cli import load_checks, load_settings, run_report, write_report
+    from console.cli import exit_code, load_checks, load_settings, run_report, write_report
 
     args = argparse.Namespace(config=str(config_path))
     settings = load_settings(args)
     report = run_report(settings, load_checks(settings))
     write_report(report, fmt, None)
-    return 0
+    # The same verdict as `dbvitals check` with its default gate, which the report states.
+    return exit_code(report, "high")
 
 
 def _console(config_path: Any) -> int:

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from checks.model import Finding, Report, Severity
+from checks.model import Finding, FixSafety, Report, Severity
 from checks.suppressions import as_gated
 
 
@@ -62,13 +62,22 @@ def _table(findings: list[Finding], gate: Any) -> list[str]:
     rule = "|---|---|---|---|---|---|---|" + ("---|" if baseline else "")
     rows = [head, rule]
     for f in findings:
-        fix = f"{f.fix.safety.value}: `dbvitals fix {f.id}`" if f.fix else ""
+        fix = _fix_cell(f)
         row = (f"| {f.severity.value} | `{f.id}` | {_cell(f.target)} | `{f.check}` | {_cell(f.object)} | "
                f"{_cell(f.title)} | {fix} |")
         if baseline:
             row += " yes |" if gate.is_new(f) else " no |"
         rows.append(row)
     return rows
+
+
+def _fix_cell(f: Finding) -> str:
+    if f.fix is None:
+        return ""
+    # dbvitals never applies a manual fix: pointing at `dbvitals fix` would only earn a refusal.
+    if f.fix.safety is FixSafety.MANUAL:
+        return "manual: apply by hand"
+    return f"{f.fix.safety.value}: `dbvitals fix {f.id}`"
 
 
 def _details(f: Finding) -> str:

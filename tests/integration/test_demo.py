@@ -33,6 +33,8 @@ def _report(settings, registry):
 def test_every_seeded_problem_is_found_and_safe_fixes_make_them_go(demo, tmp_path):
     playground, config_path = demo
     settings = load_config(config_path)
+    # The demo journals into its own directory, never into the user's journal.
+    assert settings.journal == playground.directory / "journal.jsonl"
     registry = load_registry()
     report = _report(settings, registry)
     assert report.errors == []
@@ -68,7 +70,9 @@ def test_headless_demo_command_prints_a_report_and_removes_its_servers(tmp_path)
         [sys.executable, "-m", "console", "demo", "--headless", "--format", "json", "--dir", str(directory)],
         capture_output=True, text=True, timeout=300,
     )
-    assert result.returncode == 0, result.stderr
+    # The demo's seeded problems fail the gate as `dbvitals check` would (the Markdown
+    # report says so too): exit 1, not 0.
+    assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["schema"] == "dbvitals.report/1"
     checks = {f["check"] for f in report["findings"]}

@@ -152,3 +152,17 @@ def test_markdown_passes_when_nothing_fails():
     clean = gated(Report(targets=[TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED)], findings=[],
                          errors=[], duration_ms=5.0))
     assert render(clean, "markdown").startswith("## ✅ dbvitals: the gate passes")
+
+
+def test_markdown_never_suggests_dbvitals_fix_for_a_manual_fix():
+    manual = Finding(
+        id="0000manual01", check="postgres.fk-type-mismatch", severity=Severity.HIGH, target="orders",
+        object="public.votes.post_id", title="votes.post_id type differs", message="int vs bigint",
+        fix=Fix(summary="migrate the column", safety=FixSafety.MANUAL,
+                steps=(FixStep("sql", "ALTER TABLE public.votes ALTER post_id TYPE bigint"),)),
+    )
+    report = gated(Report(targets=[TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED)],
+                          findings=[manual, HIGH], errors=[], duration_ms=5.0))
+    text = render(report, "markdown")
+    assert f"`dbvitals fix {manual.id}`" not in text and "manual: apply by hand" in text
+    assert f"`dbvitals fix {HIGH.id}`" in text
