@@ -1,10 +1,22 @@
-"""postgres.sequence-exhaustion: sequences that have used up most of the range of the column they
-feed (smallint, integer, bigint) — not only of their own maximum, which for a serial column on an
-integer is often the bigint maximum."""
+"""postgres.sequence-exhaustion: sequences that have used up most of their range — measured from
+the sequence's own bound (MINVALUE for an ascending one) to the tighter of its other bound and the
+range of the column it feeds (smallint, integer, bigint) — with the rate at which it advances and
+the date it would run out.
+
+A sequence never called is judged by its START (the value it would hand out next), so one created
+`START 2000000000` on an integer column is as urgent as one that reached that value by use. Cycling
+sequences never run out and are skipped.
+
+The rate comes from two readings of the flagged sequences `sample_seconds` apart; when the sequence
+did not move in between, from the inserts into the table it feeds since the statistics were reset
+(or since the server started). The evidence says which.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
@@ -14,6 +26,7 @@ from checks.postgres._catalog import INTEGER_MAX, Catalog, catalog, qualified, q
 from checks.postgres._fixes import alter_type_lock, sql
 
 # A sequence this role may not read shows last_value NULL with readable = false: reported, not guessed.
+# A readable one with last_value NULL was never called: its next value is START.
 QUERY = """
 SELECT s.seqrelid AS oid, n.nspname AS schema, c.relname AS name, format_type(s.seqtypid, NULL) AS type,
        s.seqstart AS start, s.seqincrement AS increment, s.seqmax AS max, s.seqmin AS min, s.seqcycle AS cycle,
@@ -37,10 +50,33 @@ LEFT JOIN LATERAL (
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 
+# The second reading, of the flagged sequences only, with the clock it was taken by.
+RESAMPLE_QUERY = """
+SELECT s.oid, pg_sequence_last_value(s.oid) AS last_value
+FROM unnest($1::oid[]) AS s(oid)
+"""
+
+INSERTS_QUERY = """
+SELECT t.relid AS table_oid, t.n_tup_ins AS inserts
+FROM pg_stat_all_tables t
+WHERE t.relid = ANY ($1::oid[])
+"""
+
+# pg_stat_database.stats_reset is NULL until someone resets the statistics: then they count
+# since the server started (PostgreSQL 15 keeps them over a clean restart; this is a lower bound).
+STATS_SINCE_QUERY = """
+SELECT coalesce(d.stats_reset, pg_postmaster_start_time()) AS since, d.stats_reset IS NULL AS since_start, now() AS now
+FROM pg_stat_database d
+WHERE d.datname = current_database()
+"""
+
 
 class Options(CheckOptions):
     threshold: float = Field(default=0.75, gt=0, le=1, description="Share of the usable range above which a sequence is reported (high).")
     critical_threshold: float = Field(default=0.9, gt=0, le=1, description="Share above which it is critical.")
+    sample_seconds: float = Field(
+        default=1.0, ge=0, le=60,
+        description="Seconds between two readings of a flagged sequence, for its rate (0: rate from inserts only).")
 
     @model_validator(mode="after")
     def _ordered(self) -> Options:
@@ -61,7 +97,7 @@ class Sequence:
     min: int
     cycle: bool
     readable: bool
-    last_value: int | None  # None: never used, or not readable
+    last_value: int | None  # None: never called (readable), or not readable
     table_oid: int | None
     column_num: int | None
 
@@ -69,23 +105,48 @@ class Sequence:
     def qualified(self) -> str:
         return qualified(self.schema, self.name)
 
+    @property
+    def called(self) -> bool:
+        return self.last_value is not None
+
+    @property
+    def current(self) -> int | None:
+        """The value judged: the last one handed out, or START for a sequence never called."""
+        if not self.readable:
+            return None
+        return self.last_value if self.last_value is not None else self.start
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What the rate of each flagged sequence is computed from."""
+
+    advanced: dict[int, tuple[int, float]] = field(default_factory=dict)  # sequence oid → (values moved, seconds)
+    inserts: dict[int, int] = field(default_factory=dict)  # table oid → n_tup_ins (partitions summed)
+    stats_since: dt.datetime | None = None
+    stats_since_start: bool = False  # the counters run since the server started, never reset
+    now: dt.datetime | None = None
+
 
 @dataclass(frozen=True)
 class Facts:
     catalog: Catalog
     sequences: tuple[Sequence, ...]
     database: str
+    rates: Rates = field(default_factory=Rates)
 
 
 @dataclass(frozen=True)
 class Usage:
     limit: int
     limited_by: str
-    used: float  # share of the range from start to limit
+    used: float  # share of the range from the sequence's own bound to the limit
+    remaining: int  # values left before the limit (in steps of the increment: remaining // |increment| calls)
 
 
 def usage(seq: Sequence, column_type: str | None) -> Usage | None:
-    if seq.last_value is None:
+    value = seq.current
+    if value is None:
         return None
     ascending = seq.increment > 0
     limits = []
@@ -94,10 +155,43 @@ def usage(seq: Sequence, column_type: str | None) -> Usage | None:
         limits.append((bound, f"the {column_type} column it feeds"))
     limits.append((seq.max if ascending else seq.min, f"the sequence's {'MAXVALUE' if ascending else 'MINVALUE'}"))
     limit, limited_by = min(limits, key=lambda item: item[0]) if ascending else max(limits, key=lambda item: item[0])
-    span = limit - seq.start
+    origin = seq.min if ascending else seq.max
+    span = abs(limit - origin)
+    remaining = max(0, limit - value if ascending else value - limit)
     if span == 0:
-        return Usage(limit, limited_by, 1.0)
-    return Usage(limit, limited_by, max(0.0, (seq.last_value - seq.start) / span))
+        return Usage(limit, limited_by, 1.0, remaining)
+    return Usage(limit, limited_by, min(1.0, max(0.0, 1 - remaining / span)), remaining)
+
+
+def flagged(facts_catalog: Catalog, sequences: tuple[Sequence, ...], threshold: float) -> list[Sequence]:
+    """The sequences at or above the threshold, each once (a sequence may feed several columns)."""
+    out: dict[int, Sequence] = {}
+    for seq in sorted(sequences, key=lambda s: (s.oid, s.column_num or 0)):
+        table = facts_catalog.tables.get(seq.table_oid) if seq.table_oid else None
+        if seq.cycle or seq.oid in out or (table is not None and table.is_partition):
+            continue
+        column = facts_catalog.columns.get(seq.table_oid, {}).get(seq.column_num) if table else None
+        measured = usage(seq, column.base_type if column else None)
+        if measured is not None and measured.used >= threshold:
+            out[seq.oid] = seq
+    return list(out.values())
+
+
+def rate(seq: Sequence, rates: Rates, snapshot: Catalog) -> tuple[float | None, str]:
+    """Values per second and how that was measured."""
+    moved = rates.advanced.get(seq.oid)
+    if moved and moved[0] > 0 and moved[1] > 0:
+        return moved[0] / moved[1], f"advance of {moved[0]:,} over {moved[1]:.1f} s between two readings"
+    inserts = rates.inserts.get(seq.table_oid) if seq.table_oid else None
+    if inserts and rates.stats_since and rates.now and rates.now > rates.stats_since:
+        seconds = (rates.now - rates.stats_since).total_seconds()
+        since = "the server started (statistics never reset)" if rates.stats_since_start else "the statistics reset"
+        return (inserts * abs(seq.increment)) / seconds, (
+            f"{inserts:,} inserts into {snapshot.tables[seq.table_oid].qualified} since {since}, "
+            f"{rates.stats_since:%Y-%m-%d %H:%M} UTC")
+    if moved is not None:
+        return None, f"did not advance over {moved[1]:.1f} s and no insert count to go by"
+    return None, "no insert count to go by"
 
 
 class SequenceExhaustion(Check):
@@ -115,34 +209,66 @@ class SequenceExhaustion(Check):
     async def gather(self, session, scope: Scope) -> Facts:
         snapshot = await catalog(session)
         rows = await session.fetch(QUERY)
-        return Facts(snapshot, tuple(Sequence(**dict(r)) for r in rows), session.database)
+        read_at = asyncio.get_running_loop().time()
+        sequences = tuple(Sequence(**dict(r)) for r in rows)
+        hot = flagged(snapshot, sequences, scope.options.threshold)
+        if not hot:
+            return Facts(snapshot, sequences, session.database)
+        advanced: dict[int, tuple[int, float]] = {}
+        if scope.options.sample_seconds > 0:
+            await asyncio.sleep(scope.options.sample_seconds)
+            again = await session.fetch(RESAMPLE_QUERY, [s.oid for s in hot])
+            elapsed = asyncio.get_running_loop().time() - read_at
+            before = {s.oid: s.current for s in hot}
+            for r in again:
+                if r["last_value"] is not None and before.get(r["oid"]) is not None:
+                    advanced[r["oid"]] = (abs(r["last_value"] - before[r["oid"]]), elapsed)
+        tables = {s.table_oid for s in hot if s.table_oid}
+        members = {t: [t, *snapshot.leaves(t)] for t in tables}
+        counted = {r["table_oid"]: r["inserts"] for r in await session.fetch(
+            INSERTS_QUERY, sorted({m for ms in members.values() for m in ms}))}
+        inserts = {t: sum(counted.get(m, 0) for m in ms) for t, ms in members.items()}
+        since = await session.fetch(STATS_SINCE_QUERY)
+        rates = Rates(advanced, inserts, since[0]["since"] if since else None,
+                      bool(since and since[0]["since_start"]), since[0]["now"] if since else None)
+        return Facts(snapshot, sequences, session.database, rates)
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot, options = facts.catalog, scope.options
         findings = []
         unreadable = sorted(s.qualified for s in facts.sequences if not s.readable)
-        seen: set[int] = set()
-        for seq in sorted(facts.sequences, key=lambda s: (s.oid, s.column_num or 0)):
+        for seq in flagged(snapshot, facts.sequences, options.threshold):
             table = snapshot.tables.get(seq.table_oid) if seq.table_oid else None
             column = snapshot.columns.get(seq.table_oid, {}).get(seq.column_num) if table else None
-            if seq.cycle or seq.oid in seen or (table is not None and table.is_partition):
-                continue
             measured = usage(seq, column.base_type if column else None)
-            if measured is None or measured.used < options.threshold:
-                continue
-            seen.add(seq.oid)
             feeds = f"{table.qualified}.{quote_ident(column.name)} ({column.type})" if column else "no column (not owned)"
+            per_second, measured_by = rate(seq, facts.rates, snapshot)
+            evidence = {
+                "last_value": seq.last_value, "called": seq.called, "start": seq.start,
+                "bounds": [seq.min, seq.max], "limit": measured.limit, "limited_by": measured.limited_by,
+                "used": round(measured.used, 4), "remaining_values": measured.remaining,
+                "sequence_type": seq.type, "increment": seq.increment,
+                "column": feeds, "rows_estimate": table.rows if table else None,
+                "rate_per_second": round(per_second, 3) if per_second else None, "rate_from": measured_by,
+            }
+            when = ""
+            if per_second and facts.rates.now is not None:
+                left = dt.timedelta(seconds=min(measured.remaining / per_second, 3.2e9))  # timedelta tops out near 10^9 days
+                evidence["exhausted_in_days"] = round(left.total_seconds() / 86400, 1)
+                if left.days < 36500:
+                    evidence["estimated_exhaustion"] = (facts.rates.now + left).strftime("%Y-%m-%d %H:%M UTC")
+                    when = f" At {per_second:,.2f} values/s it runs out around {evidence['estimated_exhaustion']}."
+                else:
+                    when = f" At {per_second:,.2f} values/s that is more than a century away."
+            state = f"at {seq.last_value:,}" if seq.called else f"never called; it starts at {seq.start:,}"
             findings.append(self.finding(
                 scope, object=seq.qualified,
                 severity=Severity.CRITICAL if measured.used >= options.critical_threshold else Severity.HIGH,
                 title=f"{seq.name} has used {measured.used:.0%} of its range",
-                message=(f"{seq.qualified} is at {seq.last_value:,} of {measured.limit:,} ({measured.used:.1%}), limited by "
-                         f"{measured.limited_by}; it feeds {feeds}. Inserts fail when it is reached."),
-                evidence={
-                    "last_value": seq.last_value, "limit": measured.limit, "limited_by": measured.limited_by,
-                    "used": round(measured.used, 4), "sequence_type": seq.type, "increment": seq.increment,
-                    "column": feeds, "rows_estimate": table.rows if table else None,
-                },
+                message=(f"{seq.qualified} is {state}, {measured.remaining:,} values from {measured.limit:,} "
+                         f"({measured.used:.1%} of its range used), limited by {measured.limited_by}; it feeds {feeds}. "
+                         f"Inserts fail when it is reached.{when}"),
+                evidence=evidence,
                 fix=_fix(seq, snapshot, table, column),
             ))
         if unreadable:

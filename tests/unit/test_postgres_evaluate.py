@@ -342,15 +342,69 @@ def sequence(last: int | None, *, seq_type: str = "bigint", maximum: int = 2**63
     (2_000_000_000, "integer", 0.93, "the integer column it feeds"),
     (2_000_000_000, "bigint", 0.0, "the bigint column"),  # a tie names the column
     (30_000, "smallint", 0.92, "the smallint column it feeds"),
-    (None, "integer", None, None),
 ])
 def test_sequence_usage_is_measured_against_the_column_type(last, column_type, used, limited_by):
     measured = sequence_exhaustion.usage(sequence(last), column_type)
-    if used is None:
-        assert measured is None
-    else:
-        assert measured.used == pytest.approx(used, abs=0.01)
-        assert limited_by in measured.limited_by
+    assert measured.used == pytest.approx(used, abs=0.01)
+    assert limited_by in measured.limited_by
+
+
+def pgih_sequence(name: str, seq_type: str, increment: int, *, cycle: bool = False, last: int | None = None):
+    """pg-index-health's fixture: `CREATE SEQUENCE seq_N AS type INCREMENT BY n MAXVALUE 100 START 92`, never called."""
+    return sequence_exhaustion.Sequence(
+        oid=hash(name) & 0xFFFF, schema="public", name=name, type=seq_type, start=92, increment=increment, max=100,
+        min=1, cycle=cycle, readable=True, last_value=last, table_oid=None, column_num=None)
+
+
+def test_sequence_usage_is_measured_from_its_bounds_and_a_never_called_one_by_its_start():
+    # pg-index-health reports 8.08 % left for each: (100 - 92) / (100 - 1).
+    for seq in (pgih_sequence("seq_1", "smallint", 1), pgih_sequence("seq_3", "integer", 2),
+                pgih_sequence("seq_5", "bigint", 10)):
+        measured = sequence_exhaustion.usage(seq, None)
+        assert 1 - measured.used == pytest.approx(0.0808, abs=0.0001)
+        assert measured.remaining == 8 and "MAXVALUE" in measured.limited_by
+    # Created at START 2000000000 on an integer column, or RESTARTed there: the same usage.
+    fresh = sequence_exhaustion.Sequence(1, "public", "s", "bigint", 2_000_000_000, 1, 2**63 - 1, 1, False, True, None,
+                                         None, None)
+    restarted = sequence_exhaustion.Sequence(1, "public", "s", "bigint", 1, 1, 2**63 - 1, 1, False, True, 2_000_000_000,
+                                             None, None)
+    assert sequence_exhaustion.usage(fresh, "integer") == sequence_exhaustion.usage(restarted, "integer")
+    descending = sequence_exhaustion.Sequence(1, "public", "d", "integer", -1, -1, -1, -100, False, True, -95, None, None)
+    assert sequence_exhaustion.usage(descending, None).remaining == 5
+    unreadable = sequence_exhaustion.Sequence(1, "public", "u", "bigint", 1, 1, 100, 1, False, False, None, None, None)
+    assert sequence_exhaustion.usage(unreadable, None) is None
+
+
+def test_sequence_findings_follow_pg_index_health_cases_and_skip_cycling_ones():
+    s = Schema()
+    check = sequence_exhaustion.SequenceExhaustion()
+    sequences = (pgih_sequence("seq_1", "smallint", 1), pgih_sequence("seq_3", "integer", 2),
+                 pgih_sequence("seq_5", "bigint", 10), pgih_sequence("seq_cycle", "bigint", 10, cycle=True))
+    findings = check.evaluate(sequence_exhaustion.Facts(s.build(), sequences, "app"), scope(check))
+    assert sorted(objects(findings)) == ["public.seq_1", "public.seq_3", "public.seq_5"]
+    assert all(f.severity is Severity.CRITICAL and f.evidence["called"] is False for f in findings)
+    assert "never called; it starts at 92" in findings[0].message
+
+
+def test_sequence_rate_from_two_readings_or_from_inserts_with_the_exhaustion_date():
+    s = Schema()
+    oid = s.table("orders", {"id": "integer"})
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    seq = sequence(2_147_000_000, table=oid, column=1)  # 483,647 values left
+    check = sequence_exhaustion.SequenceExhaustion()
+    sampled = sequence_exhaustion.Rates(advanced={1: (10, 2.0)}, now=now)
+    [finding] = check.evaluate(sequence_exhaustion.Facts(s.build(), (seq,), "app", sampled), scope(check))
+    assert finding.evidence["rate_per_second"] == 5.0 and "two readings" in finding.evidence["rate_from"]
+    assert finding.evidence["estimated_exhaustion"] == "2026-01-02 02:52 UTC"  # 483,647 / 5 s
+    counted = sequence_exhaustion.Rates(advanced={1: (0, 1.0)}, inserts={oid: 86_400}, now=now,
+                                        stats_since=now - dt.timedelta(days=10))
+    [finding] = check.evaluate(sequence_exhaustion.Facts(s.build(), (seq,), "app", counted), scope(check))
+    assert "inserts into public.orders since the statistics reset" in finding.evidence["rate_from"]
+    assert finding.evidence["exhausted_in_days"] == pytest.approx(56.0, abs=0.1)  # 8,640 a day
+    [idle] = check.evaluate(sequence_exhaustion.Facts(s.build(), (seq,), "app", sequence_exhaustion.Rates(
+        advanced={1: (0, 1.0)}, now=now)), scope(check))
+    assert idle.evidence["rate_per_second"] is None and "did not advance" in idle.evidence["rate_from"]
+    assert "estimated_exhaustion" not in idle.evidence
 
 
 def test_sequence_findings_severity_fix_and_unreadable():
