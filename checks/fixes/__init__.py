@@ -409,6 +409,10 @@ def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixSt
     if not earlier or earlier[-1].outcome not in (None, "failed"):
         return {}
     last = earlier[-1]
+    # An undo (even one that stopped half-way) took back TTLs the scan had given before its
+    # cursor: resuming there would leave those keys without one. Start over instead.
+    if any(e.undoes == last.id and e.outcome != "refused" for e in journal.entries()):
+        return {}
     cursors = {}
     for index in indexes:
         point = KeysLog(journal.side_file(keys_file_name(last.id, index))).resume_point()

@@ -198,3 +198,29 @@ def after_batches(count: int, action):
                 action()
 
     return on_progress
+
+
+def test_a_rerun_after_undoing_an_interrupted_batch_fix_starts_over(redis_db, tmp_path):
+    fill(redis_db.client, 5005)
+    settings = settings_for(redis_db.url, tmp_path)
+    registry = fix_checks.registry()
+    the_plan = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
+
+    def drop_the_line() -> None:
+        raise ConnectionResetError("network dropped")
+
+    first = asyncio.run(apply_fix(settings, registry, the_plan, on_progress=after_batches(40, drop_the_line)))
+    assert first.outcome == "failed"
+    assert 0 < sum(1 for t in ttls(redis_db.client).values() if t > 0) < 5005
+    undone = asyncio.run(undo_fix(settings, registry, first.entry_id))
+    assert undone.outcome == "fixed", undone.message
+    assert all(t == -1 for t in ttls(redis_db.client).values())
+
+    the_plan = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
+    progress: list[str] = []
+    second = asyncio.run(apply_fix(settings, registry, the_plan, on_progress=progress.append))
+    assert (second.outcome, second.verified) == ("fixed", True), second.message
+    assert "resuming" not in progress[0]
+    assert "to 5005 keys" in second.message
+    after = ttls(redis_db.client)
+    assert len(after) == 5005 and all(t > 0 for t in after.values())
