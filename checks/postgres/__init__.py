@@ -1,13 +1,17 @@
 """Built-in PostgreSQL checks, registered through the `dbvitals.checks` entry point."""
 
 from checks.postgres.connection import PostgresConnection
+from checks.postgres.disabled_trigger import DisabledTriggerCheck
+from checks.postgres.duplicate_fk import DuplicateFk
 from checks.postgres.duplicate_index import DuplicateIndex
 from checks.postgres.fk_missing_index import FkMissingIndex
 from checks.postgres.fk_type_mismatch import FkTypeMismatch
+from checks.postgres.intersected_fk import IntersectedFk
 from checks.postgres.invalid_index import InvalidIndex
 from checks.postgres.long_transactions import LongTransactions
 from checks.postgres.missing_index import MissingIndex
 from checks.postgres.no_primary_key import NoPrimaryKey
+from checks.postgres.not_valid_constraint import NotValidConstraintCheck
 from checks.postgres.pool import PostgresPool
 from checks.postgres.redundant_index import RedundantIndex
 from checks.postgres.sequence_exhaustion import SequenceExhaustion
@@ -18,6 +22,10 @@ CHECKS = [
     PostgresPool,
     FkTypeMismatch,
     FkMissingIndex,
+    DuplicateFk,
+    IntersectedFk,
+    NotValidConstraintCheck,
+    DisabledTriggerCheck,
     MissingIndex,
     DuplicateIndex,
     RedundantIndex,

@@ -53,10 +53,15 @@ class FkMissingIndex(Check):
         snapshot = facts.catalog
         findings = []
         taken_by_schema: dict[str, set[str]] = {}
-        for fk in snapshot.foreign_keys:
+        # One index serves every foreign key on the same columns (duplicated, or in another order).
+        sharing: dict[tuple[int, frozenset[int]], list[Constraint]] = {}
+        for fk in sorted(snapshot.foreign_keys, key=lambda c: c.oid):
             table = snapshot.tables.get(fk.table_oid)
             if fk.inherited or table is None or table.is_partition:
                 continue  # a partition's copy is judged at its parent
+            sharing.setdefault((fk.table_oid, frozenset(fk.columns)), []).append(fk)
+        for fk, *others in sharing.values():
+            table = snapshot.tables[fk.table_oid]
             if (table.rows or 0) < scope.options.min_rows or covering_index(snapshot, fk) is not None:
                 continue
             ref_table = snapshot.tables[fk.ref_table_oid]
@@ -78,12 +83,16 @@ class FkMissingIndex(Check):
             }
             if partial:
                 evidence["partial_indexes_not_counted"] = partial
+            if others:
+                evidence["also_serves"] = [o.name for o in others]
             findings.append(self.finding(
                 scope, object=f"{table.qualified}({columns_sql})", key=fk.name,
                 title=f"{table.name}({', '.join(columns)}) has no index for its foreign key",
                 message=(f"Foreign key {quote_ident(fk.name)} on {table.qualified}({columns_sql}) → {ref_table.qualified} "
                          "has no index whose leading columns cover it: each delete or key update on "
-                         f"{ref_table.qualified} scans {table.qualified}."),
+                         f"{ref_table.qualified} scans {table.qualified}."
+                         + (f" The same index serves {', '.join(quote_ident(o.name) for o in others)} on these columns."
+                            if others else "")),
                 evidence=evidence,
                 fix=Fix(
                     summary=f"Create index {name}",

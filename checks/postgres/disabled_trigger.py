@@ -1,0 +1,100 @@
+"""postgres.disabled-trigger: triggers switched off with ALTER TABLE ... DISABLE TRIGGER. When they
+are the internal triggers of a foreign key (DISABLE TRIGGER ALL), that key is no longer enforced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from checks.engine import Check, Scope
+from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.postgres._catalog import qualified, quote_ident
+from checks.postgres._fixes import sql
+
+# One row per disabled trigger; a foreign key's internal triggers grouped under its constraint.
+QUERY = """
+SELECT n.nspname AS schema, c.relname AS table_name, t.tgname AS name, t.tgisinternal AS internal,
+       con.conname AS constraint_name, con.contype::text AS constraint_kind,
+       CASE WHEN con.oid IS NOT NULL THEN pg_get_constraintdef(con.oid) END AS constraint_definition
+FROM pg_trigger t
+JOIN pg_class c ON c.oid = t.tgrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_constraint con ON con.oid = t.tgconstraint
+WHERE t.tgenabled = 'D'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'
+  AND NOT (t.tgisinternal AND con.oid IS NULL)
+ORDER BY n.nspname, c.relname, t.tgname
+"""
+
+
+@dataclass(frozen=True)
+class DisabledTrigger:
+    schema: str
+    table_name: str
+    name: str
+    internal: bool
+    constraint_name: str | None
+    constraint_kind: str | None
+    constraint_definition: str | None
+
+    @property
+    def table(self) -> str:
+        return qualified(self.schema, self.table_name)
+
+
+@dataclass(frozen=True)
+class Facts:
+    triggers: tuple[DisabledTrigger, ...]
+
+
+class DisabledTriggerCheck(Check):
+    id = "postgres.disabled-trigger"
+    engine = Engine.POSTGRES
+    title = "Disabled trigger"
+    severity = Severity.LOW
+    fix_availability = FixAvailability.SOMETIMES
+    rationale = (
+        "A disabled trigger silently stops doing its job. A foreign key is enforced by internal triggers: "
+        "DISABLE TRIGGER ALL (often left behind by a bulk load) turns the key off while it still looks declared."
+    )
+
+    async def gather(self, session, scope: Scope) -> Facts:
+        return Facts(tuple(DisabledTrigger(**dict(r)) for r in await session.fetch(QUERY)))
+
+    def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
+        findings = []
+        by_constraint: dict[tuple[str, str], list[DisabledTrigger]] = {}
+        for trigger in facts.triggers:
+            if trigger.internal:
+                by_constraint.setdefault((trigger.table, trigger.constraint_name), []).append(trigger)
+                continue
+            findings.append(self.finding(
+                scope, object=f"{trigger.table}.{quote_ident(trigger.name)}",
+                title=f"trigger {trigger.name} on {trigger.table_name} is disabled",
+                message=f"The trigger {quote_ident(trigger.name)} on {trigger.table} is disabled: it does not fire.",
+                evidence={"trigger": trigger.name, "table": trigger.table},
+                fix=Fix(summary=f"Enable {trigger.name}",
+                        steps=(sql(f"ALTER TABLE {trigger.table} ENABLE TRIGGER {quote_ident(trigger.name)};"),),
+                        safety=FixSafety.UNSAFE, lock=f"SHARE ROW EXCLUSIVE on {trigger.table}, briefly",
+                        inverse=(sql(f"ALTER TABLE {trigger.table} DISABLE TRIGGER {quote_ident(trigger.name)};"),)),
+            ))
+        for (table, constraint), triggers in by_constraint.items():
+            first = triggers[0]
+            label = "foreign key" if first.constraint_kind == "f" else "constraint"
+            findings.append(self.finding(
+                scope, object=f"{table}.{quote_ident(constraint)}", severity=Severity.HIGH,
+                title=f"{label} {constraint} is not enforced: its triggers are disabled",
+                message=(f"The {label} {quote_ident(constraint)} on {table} ({first.constraint_definition}) has "
+                         f"{len(triggers)} internal trigger(s) disabled, so writes are not checked against it. "
+                         "Rows written meanwhile may break it; enabling the triggers does not check them."),
+                evidence={"constraint": constraint, "definition": first.constraint_definition,
+                          "disabled_triggers": [t.name for t in triggers], "table": table},
+                fix=Fix(
+                    summary=f"Re-enable the triggers of {constraint}, then validate it",
+                    steps=(sql(f"ALTER TABLE {table} ENABLE TRIGGER ALL;"),),
+                    safety=FixSafety.MANUAL,
+                    lock=f"SHARE ROW EXCLUSIVE on {table}, briefly; needs a superuser for internal triggers",
+                    notes=("ENABLE TRIGGER ALL also enables user triggers disabled on purpose. Then check the rows "
+                           "written while it was off: drop the constraint and add it back NOT VALID, then VALIDATE."),
+                ),
+            ))
+        return findings

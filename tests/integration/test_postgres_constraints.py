@@ -1,0 +1,75 @@
+"""postgres.not-valid-constraint and postgres.disabled-trigger against a real server:
+pg-index-health's NOT VALID check and foreign key (validated by the fix, then quiet), a partition's
+copy judged at its parent, and a foreign key whose triggers a bulk load left disabled."""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.model import FixSafety, Severity
+from tests import support
+
+
+def run(url: str, check: str):
+    settings = support.settings_for(pg={"kind": "postgres", "url": url})
+    report = support.run_report(settings, checks=[check])
+    assert report.errors == []
+    return {f.object: f for f in report.findings}
+
+
+BASE = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE {s}.clients (id bigserial PRIMARY KEY, name text);
+CREATE TABLE {s}.accounts (id bigserial PRIMARY KEY, client_id bigint NOT NULL, number varchar(50) NOT NULL);
+INSERT INTO {s}.clients (name) VALUES ('a'), ('b');
+INSERT INTO {s}.accounts (client_id, number) VALUES (1, '1'), (2, '2');
+"""
+
+
+@pytest.mark.parametrize("schema", ["public", "custom"])
+def test_not_valid_check_and_foreign_key_then_validated_by_the_fix(pg_db, schema):
+    pg_db.execute(BASE.format(s=schema) + f"""
+        ALTER TABLE {schema}.accounts ADD CONSTRAINT c_accounts_chk_client_id_not_validated_yet
+            CHECK (client_id > 0) NOT VALID;
+        ALTER TABLE {schema}.accounts ADD CONSTRAINT c_accounts_fk_client_id_not_validated_yet
+            FOREIGN KEY (client_id) REFERENCES {schema}.clients (id) NOT VALID;
+        ALTER TABLE {schema}.accounts ADD CONSTRAINT c_accounts_number_not_empty CHECK (number <> '');""")
+    findings = run(pg_db.url, "postgres.not-valid-constraint")
+    assert sorted(findings) == [f"{schema}.accounts.c_accounts_chk_client_id_not_validated_yet",
+                                f"{schema}.accounts.c_accounts_fk_client_id_not_validated_yet"]
+    fk = findings[f"{schema}.accounts.c_accounts_fk_client_id_not_validated_yet"]
+    assert fk.evidence["type"] == "foreign key" and fk.evidence["references"].endswith("clients")
+    assert fk.fix.safety is FixSafety.SAFE and "SHARE UPDATE EXCLUSIVE" in fk.fix.lock
+    for finding in findings.values():
+        for step in finding.fix.steps:
+            pg_db.execute(step.command)
+    assert run(pg_db.url, "postgres.not-valid-constraint") == {}
+
+
+def test_a_not_valid_check_on_a_partitioned_table_is_reported_at_the_parent(pg_db):
+    pg_db.execute("""
+        CREATE TABLE events (id bigint NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        ALTER TABLE events_2026 ADD CONSTRAINT events_2026_id_positive CHECK (id > 0) NOT VALID;""")
+    findings = run(pg_db.url, "postgres.not-valid-constraint")
+    assert list(findings) == ["public.events_2026.events_2026_id_positive"]  # a partition's own constraint
+    pg_db.execute("ALTER TABLE events_2026 VALIDATE CONSTRAINT events_2026_id_positive")
+    assert run(pg_db.url, "postgres.not-valid-constraint") == {}
+
+
+def test_a_foreign_key_with_disabled_triggers_is_not_enforced(pg_db):
+    pg_db.execute(BASE.format(s="public") + """
+        ALTER TABLE accounts ADD CONSTRAINT accounts_client_fk FOREIGN KEY (client_id) REFERENCES clients (id);
+        CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+        CREATE TRIGGER clients_touch BEFORE UPDATE ON clients FOR EACH ROW EXECUTE FUNCTION touch();
+        ALTER TABLE accounts DISABLE TRIGGER ALL;
+        ALTER TABLE clients DISABLE TRIGGER clients_touch;""")
+    findings = run(pg_db.url, "postgres.disabled-trigger")
+    fk = findings["public.accounts.accounts_client_fk"]
+    assert fk.severity is Severity.HIGH and len(fk.evidence["disabled_triggers"]) == 2
+    assert fk.fix.safety is FixSafety.MANUAL
+    user = findings["public.clients.clients_touch"]
+    assert user.severity is Severity.LOW
+    pg_db.execute("ALTER TABLE accounts ENABLE TRIGGER ALL; ALTER TABLE clients ENABLE TRIGGER clients_touch;")
+    assert run(pg_db.url, "postgres.disabled-trigger") == {}
