@@ -18,7 +18,7 @@ from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixSt
 from checks.mongodb._inventory import (
     RANDOM,
     CollectionInfo,
-    FieldSample,
+    IndexSpec,
     OverBudget,
     Sample,
     age_days,
@@ -34,6 +34,17 @@ from checks.mongodb._inventory import (
     oid_time,
     sample,
 )
+from checks.mongodb._lifecycle import (
+    EVENT,
+    Classification,
+    ExemptFlag,
+    Growth,
+    classify,
+    creation_field,
+    exempt_flag,
+    growth,
+    referenced_collections,
+)
 from checks.mongodb._ttl import (
     Expiring,
     RuleTarget,
@@ -41,24 +52,25 @@ from checks.mongodb._ttl import (
     first_pass_warning,
     is_expiry_field,
     rules_and_inventory,
-    time_name_rank,
     ttl_spec,
 )
 
-# Collections whose names say they hold events rather than entities: growth there is the norm.
-EVENT_WORDS = (
-    "log", "event", "history", "transaction", "session", "audit", "round", "flag", "notification",
-    "message", "job", "task", "attempt", "metric", "activity", "outbox", "queue", "report", "trace",
-)
 DATE_SHARE = 0.5  # a field is a date field when at least half its sampled values are dates
+# Severity of a growing event collection: documents a day, documents, bytes (medium, high).
+GROWTH_PER_DAY = (100, 10_000)
+GROWTH_DOCUMENTS = (100_000, 10_000_000)
+GROWTH_BYTES = (1 << 30, 10 << 30)
 
 
 class TtlCoverageOptions(CheckOptions):
     sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
-    min_documents: int = Field(default=10_000, ge=0, description="Collections smaller than this are not reported.")
+    min_documents: int = Field(
+        default=0, ge=0, description="Collections smaller than this are not reported (0: growth and size set severity)."
+    )
     min_age: Duration = Field(default="30d", description="Only collections whose oldest documents are older than this.")
     suggested_retention: Duration = Field(
-        default="90d", description="Retention put in the suggested TTL index when no rule is declared."
+        default="365d",
+        description="Retention in a suggested TTL when no rule is declared: a conservative default, stated as such.",
     )
     keep_forever: list[str] = Field(
         default_factory=list, description='Collections (globs) meant to keep every document, e.g. ["users", "orders*"].'
@@ -70,15 +82,29 @@ class TtlCoverageOptions(CheckOptions):
 
 @dataclass(frozen=True)
 class Growing:
-    """A collection with date fields and no TTL index."""
+    """An event collection with no TTL index, and the TTL its evidence supports."""
 
     info: CollectionInfo
     sample: Sample
+    classification: Classification
     field: str  # the field a TTL index would use
-    oldest: dt.datetime | None  # of that field: exact when indexed, else the oldest sampled
+    filter: dict[str, Any] | None  # the partial filter: finished documents only, exempt ones kept
+    seconds: int
+    retention_basis: str
+    growth: Growth
+    oldest: dt.datetime | None  # of the creation field: exact when indexed, else the oldest sampled
     oldest_exact: bool
     oldest_id_time: dt.datetime | None  # the _id ObjectId's creation time of the first document
     expiring: Expiring
+    exempt: ExemptFlag | None = None
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A collection judged permanent: an entity, a ledger, or listed in keep_forever."""
+
+    info: CollectionInfo
+    classification: Classification
 
 
 @dataclass(frozen=True)
@@ -104,18 +130,62 @@ class TtlCoverageFacts:
     growing: list[Growing]
     rules: list[UnenforcedRule]
     unassessed: list[Unassessed] = dataclass_field(default_factory=list)
+    kept: list[Kept] = dataclass_field(default_factory=list)
 
 
 def ttl_fields(info: CollectionInfo) -> set[str]:
     return {i.fields[0] for i in info.indexes if i.is_ttl and len(i.key) == 1}
 
 
-def choose_field(fields: dict[str, FieldSample]) -> str | None:
-    """The date field a TTL would use: an expiry field first, then creation times, then any."""
-    dated = [name for name, f in fields.items() if name != "_id" and f.share("date") >= DATE_SHARE]
-    if not dated:
+@dataclass(frozen=True)
+class TtlPlan:
+    """Where an event collection's TTL goes: field, partial filter, retention and why."""
+
+    field: str
+    filter: dict[str, Any] | None
+    seconds: int
+    retention_basis: str
+    exempt: ExemptFlag | None
+
+
+def plan_ttl(drawn: Sample, classification: Classification, retention: int) -> TtlPlan | None:
+    """Finished documents of work items, on the field marking their end; otherwise every
+    document on its creation time (or at its expiry moment), exempt ones (pinned) kept."""
+    default = (f"a conservative default (suggested_retention = {format_seconds(retention)}), not derived from "
+               "the data: nothing the server reports tells when these documents stop being read; choose yours")
+    exempt = exempt_flag(drawn)
+    filter_: dict[str, Any] = dict(exempt.filter) if exempt else {}
+    cycle = classification.lifecycle
+    if cycle is not None:
+        if cycle.end_field is None:
+            return None
+        filter_.update(cycle.filter)
+        return TtlPlan(cycle.end_field, filter_, retention, default, exempt)
+    # The application's own expiry moment, where it keeps one, is the retention it chose.
+    expiry = sorted(n for n in drawn.fields if is_expiry_field(n) and drawn.fields[n].share("date") >= DATE_SHARE)
+    if expiry:
+        return TtlPlan(expiry[0], filter_ or None, 0, "each document expires at the moment its field holds", exempt)
+    field = creation_field(drawn)
+    if field is None:
         return None
-    return min(dated, key=lambda n: (time_name_rank(n) if time_name_rank(n) is not None else 99, n))
+    return TtlPlan(field, filter_ or None, retention, default, exempt)
+
+
+def choose_key(info: CollectionInfo, field: str, filter_: dict[str, Any] | None) -> tuple[str, IndexSpec | None, int]:
+    """How to add the TTL without colliding with an index of the same key: ("collmod", index)
+    to make an existing plain, unfiltered index expire; ("create", None, direction) to build
+    one, on {field: -1} when {field: 1} is taken (createIndexes refuses a second index of the
+    same key with other options: IndexOptionsConflict); ("taken", index) when both are."""
+    same = [i for i in info.indexes if i.fields == (field,) and i.is_plain]
+    convertible = next((i for i in same if not filter_ and not i.unique and not i.is_ttl
+                        and not i.options.get("partialFilterExpression") and not i.options.get("sparse")), None)
+    if convertible is not None:
+        return "collmod", convertible, int(convertible.key[0][1])
+    taken = {int(i.key[0][1]) for i in same}
+    for direction in (1, -1):
+        if direction not in taken:
+            return "create", None, direction
+    return "taken", same[0], 1
 
 
 class TtlCoverage(Check):
@@ -125,9 +195,11 @@ class TtlCoverage(Check):
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.SOMETIMES
     rationale = (
-        "Failed transactions, finished game rounds, resolved moderation flags and logs pile up when nothing "
+        "Failed jobs, finished game rounds, resolved moderation flags and logs pile up when nothing "
         "expires them: the working set outgrows memory, backups and index builds slow down, and the first "
-        "clean-up becomes a mass delete. A TTL index expires documents continuously, a little at a time."
+        "clean-up becomes a mass delete. A TTL index expires documents continuously, a little at a time. "
+        "Only event collections are advised, judged from evidence: entities (referenced, with a unique key, "
+        "updated in place) and ledgers (money fields) are never expired."
     )
     Options = TtlCoverageOptions
 
@@ -137,50 +209,68 @@ class TtlCoverage(Check):
         databases = await session.databases()  # growth is judged here; a rule may name another
         ruled = {(r.database, r.rule.collection) for r in resolved}
         budget = call_budget(scope.config)
-        unruled = [
-            info
-            for db in databases
-            for info in infos[db].values()
-            if not any(i.is_ttl for i in info.indexes)
-            and not matches_any(info.name, options.keep_forever)
-            and (db, info.name) not in ruled
-        ]
-        sized = await asyncio.gather(*(counted(session, info, budget) for info in unruled))
-        unassessed = [Unassessed(info, info.unknown) for info in sized if info.count is None]
-        candidates = [info for info in sized if info.count is not None and info.count >= max(options.min_documents, 1)]
-        growing = await asyncio.gather(*(self._growing(session, info, options, budget) for info in candidates))
+        judged = [info for db in databases for info in infos[db].values()]
+        sized = await asyncio.gather(*(counted(session, info, budget) for info in judged))
+        # Every collection is sampled (the same memoised sample the other checks read): a
+        # collection is an entity when the others refer to it.
+        drawn = await asyncio.gather(*(sample(session, info, options.sample_size, budget) for info in sized))
+        samples = {(i.database, i.name): d for i, d in zip(sized, drawn)}
+        names = {db: list(infos[db]) for db in databases}
+        referenced = referenced_collections(
+            [d for d in drawn if not d.unknown], names, declared_references(scope.config, session.default_database, names)
+        )
+        unassessed, kept, candidates = [], [], []
+        for info in sized:
+            if any(i.is_ttl for i in info.indexes) or (info.database, info.name) in ruled:
+                continue
+            if info.count is None or samples[(info.database, info.name)].unknown:
+                unassessed.append(Unassessed(info, info.unknown or samples[(info.database, info.name)].unknown))
+                continue
+            if info.count < max(options.min_documents, 1):
+                continue
+            verdict = classify(info, samples[(info.database, info.name)], referenced.get((info.database, info.name), []),
+                               matches_any(info.name, options.keep_forever))
+            if verdict.kind == EVENT:
+                candidates.append((info, verdict))
+            else:
+                kept.append(Kept(info, verdict))
+        growing = await asyncio.gather(*(
+            self._growing(session, info, samples[(info.database, info.name)], verdict, options, budget)
+            for info, verdict in candidates
+        ))
         unenforced = await asyncio.gather(*(self._rule(session, r, options, budget) for r in resolved))
         return TtlCoverageFacts(
             now=dt.datetime.now(dt.timezone.utc),
-            growing=[g for g in growing if isinstance(g, Growing)],
+            growing=[g for g in growing if g is not None],
             rules=[u for u in unenforced if u is not None],
-            unassessed=unassessed + [g for g in growing if isinstance(g, Unassessed)],
+            unassessed=unassessed,
+            kept=kept,
         )
 
     async def _growing(
-        self, session: Any, info: CollectionInfo, options: TtlCoverageOptions, budget: float
-    ) -> Growing | Unassessed | None:
-        drawn = await sample(session, info, options.sample_size, budget)
-        if drawn.unknown:
-            return Unassessed(info, drawn.unknown)
-        field = choose_field(drawn.fields)
-        if field is None:
+        self, session: Any, info: CollectionInfo, drawn: Sample, verdict: Classification,
+        options: TtlCoverageOptions, budget: float,
+    ) -> Growing | None:
+        plan = plan_ttl(drawn, verdict, int(options.suggested_retention.total_seconds()))
+        if plan is None:
             return None
+        age_field = creation_field(drawn) or plan.field
         coll = session.client[info.database][info.name]
-        oldest, exact = drawn.fields[field].oldest, False
-        if any(i.fields[:1] == (field,) for i in info.indexes):
-            first = await _first(session, budget, f"the oldest {field}",
-                                 lambda: coll.find_one({field: {"$type": "date"}}, {field: 1}, sort=[(field, 1)]))
+        oldest, exact = drawn.fields[age_field].oldest, False
+        if any(i.fields[:1] == (age_field,) for i in info.indexes):
+            first = await _first(session, budget, f"the oldest {age_field}",
+                                 lambda: coll.find_one({age_field: {"$type": "date"}}, {age_field: 1}, sort=[(age_field, 1)]))
             if first is not None:
-                oldest, exact = first[field], True
+                oldest, exact = first[age_field], True
         first_id = await _first(session, budget, "the first _id", lambda: coll.find_one({}, {"_id": 1}, sort=[("_id", 1)]))
-        seconds = 0 if is_expiry_field(field) else int(options.suggested_retention.total_seconds())
         expiring = await count_expiring(
-            session, info, field, seconds, None, exact_limit=options.exact_count_limit, sample_size=options.sample_size,
-            budget=budget,
+            session, info, plan.field, plan.seconds, plan.filter, exact_limit=options.exact_count_limit,
+            sample_size=options.sample_size, budget=budget,
         )
         info = await measured(session, info, budget)
-        return Growing(info, drawn, field, oldest, exact, oid_time(first_id["_id"]) if first_id else None, expiring)
+        return Growing(info, drawn, verdict, plan.field, plan.filter, plan.seconds, plan.retention_basis,
+                       growth(drawn, age_field, info.count, dt.datetime.now(dt.timezone.utc)), oldest, exact,
+                       oid_time(first_id["_id"]) if first_id else None, expiring, plan.exempt)
 
     async def _rule(
         self, session: Any, target: RuleTarget, options: TtlCoverageOptions, budget: float
@@ -239,46 +329,94 @@ class TtlCoverage(Check):
         if oldest_age is None or oldest_age * 86400 < options.min_age.total_seconds():
             return None
         info = g.info
-        eventlike = any(word in info.name.lower() for word in EVENT_WORDS)
-        seconds = 0 if is_expiry_field(g.field) else int(options.suggested_retention.total_seconds())
-        spec = ttl_spec(g.field, seconds, None)
+        how, existing, direction = choose_key(info, g.field, g.filter)
+        spec = ttl_spec(g.field, g.seconds, g.filter, direction)
+        retention = "at the time it holds" if g.seconds == 0 else f"{format_seconds(g.seconds)} after it"
+        which = f"documents where {json.dumps(g.filter, default=str)}" if g.filter else "every document"
         dated = {n: f.share("date") for n, f in g.sample.fields.items() if f.share("date") >= DATE_SHARE and n != "_id"}
-        retention = "at the time it holds" if seconds == 0 else f"{format_seconds(seconds)} after it"
+        evidence: dict[str, Any] = {
+            "namespace": info.namespace,
+            "classification": g.classification.describe(),
+            "documents": info.count,
+            "bytes": figure(info.size, info),
+            "storage_bytes": figure(info.storage_size, info),
+            "growth": g.growth.describe(),
+            "documents_per_day": None if g.growth.per_day is None else round(g.growth.per_day, 1),
+            "date_fields": {n: f"{share:.0%} dates in sample" for n, share in dated.items()},
+            "ttl_field": g.field,
+            "ttl_filter": g.filter,
+            "retention": format_seconds(g.seconds),
+            "retention_basis": g.retention_basis,
+            "oldest_field_value": g.oldest.isoformat() if g.oldest else None,
+            "oldest_field_value_basis": "indexed minimum" if g.oldest_exact else f"oldest of {g.sample.documents} sampled"
+            + ("" if g.sample.method == RANDOM else " (the first in natural order)"),
+            "sampled_by": g.sample.method,
+            "oldest_document_by_id": g.oldest_id_time.isoformat() if g.oldest_id_time else None,
+            "oldest_age_days": oldest_age,
+            "first_pass_deletes": g.expiring.documents,
+            "first_pass_basis": g.expiring.basis,
+        }
+        cycle = g.classification.lifecycle
+        notes = []
+        if cycle is not None:
+            evidence["status_values_in_sample"] = cycle.values
+            evidence["end_field_basis"] = f"{cycle.end_field}: {cycle.end_basis}"
+            open_values = [v for v in cycle.values if v not in cycle.terminal]
+            if open_values:
+                notes.append(f"Documents still {', '.join(open_values)} are kept: the filter selects finished ones only.")
+            if len(cycle.terminal) > 1:
+                notes.append("$in in a partial filter needs MongoDB 6.0+; on older servers build one TTL index per value.")
+        if g.exempt is not None:
+            evidence["exempt_flag"] = {"field": g.exempt.field, "true": g.exempt.true, "false": g.exempt.false,
+                                       "missing": g.exempt.missing}
+            notes.append(f"Documents with {g.exempt.field}: true are kept"
+                         + (f"; so are the {g.exempt.missing} sampled documents without {g.exempt.field} (a partial "
+                            f"filter cannot match a missing field): set {g.exempt.field}: false on them to expire them"
+                            if g.exempt.missing else "") + ".")
+        if how == "collmod":
+            assert existing is not None
+            steps = (FixStep("mongodb", {"collMod": info.name, "index": {"name": existing.name, "expireAfterSeconds": g.seconds}},
+                             f"make {existing.name} a TTL index (MongoDB 5.1+)", database=info.database),)
+            inverse = (
+                FixStep("mongodb", drop_index(info.name, existing.name), "drop the TTL index", database=info.database),
+                FixStep("mongodb", create_indexes(info.name, existing.create_spec()), f"rebuild {existing.name} without TTL",
+                        database=info.database),
+            )
+            notes.append(f"{existing.name} already indexes {g.field}: collMod makes it expire documents instead of "
+                         "building a second index of the same key, which createIndexes would refuse.")
+            lock = "collMod: a brief exclusive collection lock; then continuous deletes by the TTL monitor"
+        elif how == "create":
+            steps = (FixStep("mongodb", create_indexes(info.name, spec), f"TTL index on {g.field}", database=info.database),)
+            inverse = (FixStep("mongodb", drop_index(info.name, spec["name"]), "stop expiring (deleted documents stay deleted)",
+                               database=info.database),)
+            if direction == -1:
+                notes.append(f"{{{g.field}: 1}} is already indexed with other options, so the TTL index is built on "
+                             f"{{{g.field}: -1}}: the same key with other options is refused (IndexOptionsConflict).")
+            lock = "index build; then continuous deletes by the TTL monitor"
+        else:
+            steps, inverse, lock = (), (), "none"
+            notes.append(f"{g.field} is indexed in both directions already; decide which index may carry the TTL.")
+        notes.append(f"The retention ({format_seconds(g.seconds)}) is {g.retention_basis}.")
+        notes.append(first_pass_warning(g.expiring))
         return self.finding(
             scope,
             object=info.namespace,
             title=f"{info.name} grows with no TTL index",
             message=(
-                f"{info.namespace} holds {info.count:,} documents ({_mib(info)}) and nothing expires them: "
-                f"its oldest documents are {oldest_age:,.0f} days old. If they are not meant to be kept forever, "
-                f"a TTL index on {g.field} would delete each document {retention}. "
+                f"{info.namespace} holds {info.count:,} documents ({_mib(info)}), {g.growth.describe()}, and nothing "
+                f"expires them: its oldest documents are {oldest_age:,.0f} days old. Judged {g.classification.describe()}. "
+                f"A TTL index on {g.field} over {which} would delete each one {retention}. "
                 "Declare the retention ([[targets.NAME.expect.ttl]]) or list the collection in keep_forever."
             ),
-            evidence={
-                "namespace": info.namespace,
-                "documents": info.count,
-                "bytes": figure(info.size, info),
-                "storage_bytes": figure(info.storage_size, info),
-                "date_fields": {n: f"{share:.0%} dates in sample" for n, share in dated.items()},
-                "ttl_field": g.field,
-                "oldest_field_value": g.oldest.isoformat() if g.oldest else None,
-                "oldest_field_value_basis": "indexed minimum" if g.oldest_exact else f"oldest of {g.sample.documents} sampled"
-                + ("" if g.sample.method == RANDOM else " (the first in natural order)"),
-                "sampled_by": g.sample.method,
-                "oldest_document_by_id": g.oldest_id_time.isoformat() if g.oldest_id_time else None,
-                "oldest_age_days": oldest_age,
-                "looks_like_events": eventlike,
-                "first_pass_deletes": g.expiring.documents,
-                "first_pass_basis": g.expiring.basis,
-            },
-            severity=Severity.MEDIUM if eventlike else Severity.LOW,
+            evidence=evidence,
+            severity=growth_severity(info, g.growth),
             fix=Fix(
-                summary=f"Expire {info.name} documents {retention} with a TTL index on {g.field}",
-                steps=(FixStep("mongodb", create_indexes(info.name, spec), f"TTL index on {g.field}", database=info.database),),
+                summary=f"Expire {which} of {info.name} {retention} with a TTL index on {g.field}",
+                steps=steps,
                 safety=FixSafety.MANUAL,
-                lock="index build; then continuous deletes by the TTL monitor",
-                inverse=(FixStep("mongodb", drop_index(info.name, spec["name"]), "stop expiring (deleted documents stay deleted)", database=info.database),),
-                notes=f"The retention ({format_seconds(seconds)}) is a suggestion: choose yours. " + first_pass_warning(g.expiring),
+                lock=lock,
+                inverse=inverse,
+                notes=" ".join(notes),
             ),
         )
 
@@ -333,6 +471,27 @@ class TtlCoverage(Check):
                 notes=warning,
             ),
         )
+
+
+def growth_severity(info: CollectionInfo, growth: Growth) -> Severity:
+    """High or medium once growth, documents or bytes pass GROWTH_*; low otherwise."""
+    figures = (growth.per_day or 0, info.count or 0, info.size or 0)
+    for level, severity in ((1, Severity.HIGH), (0, Severity.MEDIUM)):
+        if any(value >= limits[level] for value, limits in zip(figures, (GROWTH_PER_DAY, GROWTH_DOCUMENTS, GROWTH_BYTES))):
+            return severity
+    return Severity.LOW
+
+
+def declared_references(config: Any, default_database: str | None, names: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """(database, "collection.field", referenced collection) of each declared reference."""
+    found = []
+    for ref in config.expect.references:
+        source = ref.column
+        target = ref.references.split(".", 1)[0]
+        database = default_database or next((db for db, colls in names.items() if source.split(".", 1)[0] in colls), None)
+        if database is not None:
+            found.append((database, source, target))
+    return found
 
 
 def _mib(info: CollectionInfo) -> str:

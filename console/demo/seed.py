@@ -23,7 +23,7 @@ SEEDED_PROBLEMS: list[tuple[str, str]] = [
     ("postgres.sequence-exhaustion", "audit_log"),  # int4 sequence at 97% of its range
     ("postgres.missing-index", "page_views"),  # 20k rows read by sequential scans, per pg_stat_statements
     ("postgres.pool", "url:connect_timeout"),  # the URL leaves connect_timeout unset
-    ("mongodb.ttl-coverage", "transactions"),  # grows forever, createdAt dates, no TTL
+    ("mongodb.ttl-coverage", "game_rounds"),  # finished rounds pile up for 400 days, no TTL
     ("mongodb.ttl-misconfigured", "sessions"),  # TTL index on a field holding strings
     ("mongodb.reference-type-mismatch", "wallets.userId"),  # string ids -> ObjectId _id
     ("mongodb.redundant-index", "posts"),  # {authorId:1} is a prefix of {authorId:1, createdAt:-1}
@@ -184,7 +184,14 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
         )
         await db.posts.insert_many(
             [{"authorId": random.choice(user_ids), "title": f"Post {i}",
-              "createdAt": now - dt.timedelta(hours=i)} for i in range(1000)]
+              "createdAt": now - dt.timedelta(hours=i), "updatedAt": now - dt.timedelta(hours=i / 2)}
+             for i in range(1000)]
+        )
+        # Finished game rounds are never expired: 15 a day for 400 days.
+        await db.game_rounds.insert_many(
+            [{"userId": random.choice(user_ids), "score": random.randint(0, 1000),
+              "status": "playing" if i < 20 else "finished", "startedAt": now - dt.timedelta(days=i / 15),
+              **({} if i < 20 else {"finishedAt": now - dt.timedelta(days=i / 15, minutes=-5)})} for i in range(6000)]
         )
         await db.posts.create_index([("authorId", 1)])
         await db.posts.create_index([("authorId", 1), ("createdAt", -1)])

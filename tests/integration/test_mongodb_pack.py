@@ -35,7 +35,8 @@ def seed_application(db) -> list[ObjectId]:
     )
     db.wallet_history.create_index([("userId", 1)])  # the history query needs status and the sort too
     db.transactions.insert_many(
-        {"userId": user_ids[i % 300], "status": "failed" if i % 4 == 0 else "ok", "createdAt": NOW - dt.timedelta(days=i % 400)}
+        {"userId": user_ids[i % 300], "amount": 5 + i % 50, "status": "failed" if i % 4 == 0 else "ok",
+         "createdAt": NOW - dt.timedelta(days=i % 400)}
         for i in range(2000)
     )
     db.transactions.create_index([("userId", 1)])
@@ -102,13 +103,8 @@ def test_seeded_application_yields_each_finding_with_evidence_and_fix(mongo_db):
     assert declared_index.fix.steps[0].command["indexes"][0] == {"key": {"email": 1}, "name": "email_1", "unique": True}
 
     coverage = support.by_check(findings, "mongodb.ttl-coverage")
-    growing = next(f for f in coverage if f.object == f"{mongo_db.name}.transactions")
-    assert growing.evidence["documents"] == 2000
-    assert growing.evidence["ttl_field"] == "createdAt"
-    assert growing.evidence["oldest_age_days"] > 300
-    assert growing.severity is Severity.MEDIUM  # an event-like name
-    assert growing.fix.steps[0].command["indexes"][0]["expireAfterSeconds"] == 90 * 86400
-    assert growing.evidence["first_pass_deletes"] > 0
+    # transactions grow for 400 days, but they hold amounts: a ledger is never expired.
+    assert f"{mongo_db.name}.transactions" not in {f.object for f in coverage}
     rule = next(f for f in coverage if f.object == f"{mongo_db.name}.moderation_flags")
     assert rule.severity is Severity.HIGH
     assert rule.fix.safety is FixSafety.UNSAFE

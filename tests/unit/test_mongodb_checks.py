@@ -10,8 +10,8 @@ from bson import Int64, ObjectId
 
 from checks.engine import Scope
 from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
-from checks.mongodb._inventory import CollectionInfo, FieldSample, IndexSpec, Sample
-from checks.mongodb._ttl import Expiring, RuleTarget
+from checks.mongodb._inventory import CollectionInfo, FieldSample, IndexSpec
+from checks.mongodb._ttl import Expiring
 from checks.mongodb.missing_index import (
     DeclaredIndex,
     MissingIndex,
@@ -25,7 +25,6 @@ from checks.mongodb.missing_index import (
 from checks.mongodb.redundant_index import RedundantIndex, RedundantIndexFacts
 from checks.mongodb.reference_type_mismatch import Reference, ReferenceFacts, ReferenceTypeMismatch, referenced_collection
 from checks.mongodb.transactions_unsupported import TopologyFacts, TransactionsUnsupported
-from checks.mongodb.ttl_coverage import Growing, TtlCoverage, TtlCoverageFacts, Unassessed, UnenforcedRule, choose_field
 from checks.mongodb.ttl_misconfigured import TtlIndex, TtlMisconfigured, TtlMisconfiguredFacts
 from checks.mongodb.unused_index import UnusedIndex, UnusedIndexFacts, Usage, member_url
 from tests import support
@@ -195,77 +194,6 @@ def test_declared_indexes(declared, existing, outcome):
     else:
         assert first == {"collMod": "s", "index": {"name": "at_1", "expireAfterSeconds": 3600}}
         assert finding.fix.inverse[0].command["index"]["expireAfterSeconds"] == 60
-
-
-# --- ttl-coverage ---------------------------------------------------------------------------------
-
-def _growing(name="transactions", oldest_days=400, count=50000):
-    oldest = NOW - dt.timedelta(days=oldest_days)
-    drawn = Sample("app", name, 200, {"_id": FieldSample({"objectId": 200}), "createdAt": FieldSample({"date": 200}, oldest=oldest),
-                                      "status": FieldSample({"string": 200})})
-    return Growing(info(name, count=count, size=count * 200), drawn, "createdAt", oldest, False, NOW - dt.timedelta(days=5),
-                   Expiring(31000, False, "older than 90d, estimated from 200 sampled documents"))
-
-
-@pytest.mark.parametrize(
-    "growing, expected",
-    [
-        (_growing(), Severity.MEDIUM),  # events, 400 days old
-        (_growing(name="customers"), Severity.LOW),  # may well be meant to live forever
-        (_growing(oldest_days=10), None),  # too young to say it grows forever
-    ],
-)
-def test_growing_collections(growing, expected):
-    check = TtlCoverage()
-    findings = check.evaluate(TtlCoverageFacts(NOW, [growing], []), scope_for(check))
-    if expected is None:
-        assert findings == []
-        return
-    [finding] = findings
-    assert finding.severity is expected
-    assert finding.evidence["oldest_age_days"] == 400
-    assert finding.evidence["oldest_field_value_basis"] == "oldest of 200 sampled"
-    assert finding.fix.safety is FixSafety.MANUAL
-    assert "about 31,000 documents" in finding.fix.notes
-
-
-def test_a_collection_whose_size_did_not_answer_is_reported_as_not_assessed():
-    coll = CollectionInfo("app", "events", None, None, None, (index("_id_", {"_id": 1}),), unknown="count did not answer within 1.5s")
-    check = TtlCoverage()
-    [finding] = check.evaluate(TtlCoverageFacts(NOW, [], [], [Unassessed(coll, coll.unknown)]), scope_for(check))
-    assert finding.severity is Severity.INFO and finding.fix is None
-    assert finding.evidence["documents"] == "unknown: count did not answer within 1.5s"
-    assert "nothing is claimed" in finding.message
-
-
-def test_choose_field_prefers_expiry_then_creation_then_any_date():
-    def f(*names):
-        return {n: FieldSample({"date": 10}) for n in names} | {"name": FieldSample({"string": 10})}
-
-    assert choose_field(f("updatedAt", "createdAt", "expiresAt")) == "expiresAt"
-    assert choose_field(f("updatedAt", "createdAt")) == "createdAt"
-    assert choose_field(f("shipped")) == "shipped"
-    assert choose_field({"ts": FieldSample({"string": 10})}) is None  # strings cannot carry a TTL
-
-
-def test_unenforced_rule_fix_creates_a_partial_ttl_and_warns():
-    check = TtlCoverage()
-    scope = scope_for(check, expect={"ttl": [{"collection": "tx", "field": "createdAt", "after": "30d", "filter": {"status": "failed"}}]})
-    rule = RuleTarget(scope.config.expect.ttl[0], "app", info("tx", index("createdAt_1", {"createdAt": 1}), count=900))
-    unenforced = UnenforcedRule(rule, (), None, True, Expiring(812, True, "older than 30d, counted"))
-    [finding] = check.evaluate(TtlCoverageFacts(NOW, [], [unenforced]), scope)
-    spec = finding.fix.steps[0].command["indexes"][0]
-    assert spec == {"key": {"createdAt": -1}, "name": "createdAt_-1_ttl", "expireAfterSeconds": 2592000,
-                    "partialFilterExpression": {"status": "failed"}}
-    assert finding.fix.safety is FixSafety.UNSAFE and "deletes 812 documents" in finding.fix.notes
-
-
-def test_unenforced_rule_converts_a_plain_index_with_collmod():
-    check = TtlCoverage()
-    scope = scope_for(check, expect={"ttl": [{"collection": "tx", "field": "createdAt", "after": "30d"}]})
-    rule = RuleTarget(scope.config.expect.ttl[0], "app", info("tx", index("createdAt_1", {"createdAt": 1}), count=10))
-    [finding] = check.evaluate(TtlCoverageFacts(NOW, [], [UnenforcedRule(rule, (), "createdAt_1", True, Expiring(0, True, "x"))]), scope)
-    assert finding.fix.steps[0].command == {"collMod": "tx", "index": {"name": "createdAt_1", "expireAfterSeconds": 2592000}}
 
 
 # --- ttl-misconfigured ----------------------------------------------------------------------------
