@@ -25,6 +25,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("console.commands.history", "list the fix journal"),
     "baseline": ("console.commands.baseline", "record current findings so the gate fails only on new ones"),
     "profiler": ("console.commands.profiler", "show the MongoDB profiler, or turn it on for a while and restore it"),
+    "activity": ("console.commands.activity", "what is running now: sessions, blocking, operations, slow commands"),
+    "snapshot": ("console.commands.snapshot", "store the findings and figures now, list, show or prune snapshots"),
+    "diff": ("console.commands.diff", "what changed between two snapshots (or a snapshot and now)"),
+    "record": ("console.commands.record", "take snapshots on a schedule, with bounded retention, for replay"),
 }
 
 

@@ -1,0 +1,97 @@
+"""What is running now on a target: one reader per engine, read-only, one session.
+
+A reader turns the server's own views (pg_stat_activity, currentOp and top, CLIENT LIST,
+SLOWLOG and INFO commandstats) into an `ActivitySample`: plain rows per section, so the
+headless command, the console, snapshots and replay all show the same thing. Counters that
+only mean something as a rate (MongoDB `top`, Redis commandstats) are kept raw in
+`counters`; `rates` are the deltas against the previous sample of the same target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from checks.model import Engine, FixStep
+
+# One reader module per engine; a new engine adds one line and one module.
+READERS: dict[Engine, str] = {
+    Engine.POSTGRES: "checks.activity.postgres",
+    Engine.MONGODB: "checks.activity.mongodb",
+    Engine.REDIS: "checks.activity.redis",
+}
+
+
+@dataclass
+class ActivitySample:
+    target: str
+    engine: str
+    taken_at: str  # ISO 8601, UTC
+    monotonic: float  # for rates between two samples of one process
+    sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the server did not tell, said plainly
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "engine": self.engine,
+            "taken_at": self.taken_at,
+            "sections": self.sections,
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActivitySample:
+        return cls(
+            target=data["target"],
+            engine=data["engine"],
+            taken_at=data["taken_at"],
+            monotonic=0.0,
+            sections={k: list(v) for k, v in (data.get("sections") or {}).items()},
+            notes=list(data.get("notes") or ()),
+        )
+
+
+class EngineActivity(Protocol):
+    """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, and
+    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix)."""
+
+    async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
+
+    def is_own(self, row: dict[str, Any]) -> bool: ...
+
+    def kill_step(self, ident: str, *, terminate: bool) -> FixStep: ...
+
+    async def apply(self, session: Any, step: FixStep) -> str: ...
+
+    def cancelled(self, before: dict[str, Any], after: dict[str, Any]) -> bool: ...
+
+
+def for_engine(engine: Engine) -> EngineActivity:
+    return importlib.import_module(READERS[engine])  # type: ignore[return-value]
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def rates(current: dict[str, float], previous: dict[str, float] | None, seconds: float) -> dict[str, float]:
+    """Per-second deltas of monotonic counters; a counter that went down (a restart, a reset)
+    gives no rate rather than a negative one."""
+    if not previous or seconds <= 0:
+        return {}
+    out: dict[str, float] = {}
+    for key, value in current.items():
+        before = previous.get(key)
+        if before is not None and value >= before:
+            out[key] = (value - before) / seconds
+    return out
+
+
+def shorten(text: Any, limit: int = 200) -> str:
+    """One line of at most `limit` characters: statements are shown, not reproduced."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

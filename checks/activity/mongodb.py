@@ -1,0 +1,132 @@
+"""MongoDB activity: operations running now (currentOp) with their plan, and time per namespace
+from `top` as rates between two refreshes. Two read-only admin commands per refresh."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from checks.activity import ActivitySample, now_iso, rates, shorten
+from checks.model import FixStep
+
+OWN_APPLICATION = "dbvitals"
+
+
+def is_own(row: dict[str, Any]) -> bool:
+    return str(row.get("application") or "").startswith(OWN_APPLICATION)
+
+
+async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
+    admin = session.client.admin
+    notes: list[str] = []
+    try:
+        current = await admin.command({"currentOp": 1, "active": True})
+    except Exception as exc:  # a role without inprog: say so, keep the rest
+        current = {"inprog": []}
+        notes.append(f"currentOp not answered: {shorten(exc, 160)}")
+    try:
+        top = await admin.command("top")
+    except Exception as exc:
+        top = {}
+        notes.append(f"top not answered (mongos and some roles lack it): {shorten(exc, 160)}")
+    return sample_from_replies(target, current, top, previous, notes=notes)
+
+
+def sample_from_replies(
+    target: str,
+    current: dict[str, Any],
+    top: dict[str, Any],
+    previous: ActivitySample | None,
+    *,
+    notes: list[str] | None = None,
+    monotonic: float | None = None,
+) -> ActivitySample:
+    sample = ActivitySample(target=target, engine="mongodb", taken_at=now_iso(),
+                            monotonic=time.monotonic() if monotonic is None else monotonic,
+                            notes=list(notes or ()))
+    sample.sections["operations"] = sorted(
+        (_operation(op) for op in current.get("inprog") or () if isinstance(op, dict)),
+        key=lambda o: -(o["running_s"] or 0),
+    )
+    totals = top.get("totals") if isinstance(top, dict) else None
+    counters: dict[str, float] = {}
+    for ns, figures in (totals or {}).items():
+        if not isinstance(figures, dict) or "total" not in figures:
+            continue  # the "note" entry, and anything else that is not a namespace
+        for kind in ("total", "readLock", "writeLock"):
+            part = figures.get(kind) or {}
+            counters[f"{ns}\0{kind}\0time"] = float(part.get("time", 0))
+            counters[f"{ns}\0{kind}\0count"] = float(part.get("count", 0))
+    sample.counters["top"] = counters
+    seconds = sample.monotonic - previous.monotonic if previous else 0.0
+    per_second = rates(counters, previous.counters.get("top") if previous else None, seconds)
+    if previous is None and totals:
+        sample.notes.append("time per namespace needs two refreshes: shown from the next one")
+    elif totals is None and not any(n.startswith("top") for n in sample.notes):
+        sample.notes.append("top: no totals in the reply")
+    namespaces: dict[str, dict[str, Any]] = {}
+    for key, value in per_second.items():
+        ns, kind, measure = key.split("\0")
+        row = namespaces.setdefault(ns, {"namespace": ns, "total_ms_per_s": 0.0, "ops_per_s": 0.0,
+                                         "read_ms_per_s": 0.0, "write_ms_per_s": 0.0})
+        if kind == "total" and measure == "time":
+            row["total_ms_per_s"] = round(value / 1000, 2)  # top reports microseconds
+        elif kind == "total" and measure == "count":
+            row["ops_per_s"] = round(value, 2)
+        elif kind == "readLock" and measure == "time":
+            row["read_ms_per_s"] = round(value / 1000, 2)
+        elif kind == "writeLock" and measure == "time":
+            row["write_ms_per_s"] = round(value / 1000, 2)
+    sample.sections["namespaces"] = sorted(
+        (r for r in namespaces.values() if r["ops_per_s"] or r["total_ms_per_s"]),
+        key=lambda r: -r["total_ms_per_s"],
+    )
+    return sample
+
+
+def _operation(op: dict[str, Any]) -> dict[str, Any]:
+    micros = op.get("microsecs_running")
+    running = micros / 1e6 if isinstance(micros, (int, float)) else op.get("secs_running")
+    plan = str(op.get("planSummary") or "")
+    command = op.get("command") or op.get("query") or {}
+    row = {
+        "id": str(op.get("opid", "")),
+        "op": str(op.get("op", "")),
+        "namespace": str(op.get("ns", "")),
+        "running_s": None if running is None else round(float(running), 2),
+        "plan": plan,
+        "collection_scan": plan.startswith("COLLSCAN"),
+        "application": str(op.get("appName") or ""),
+        "client": str(op.get("client") or op.get("client_s") or ""),
+        "description": str(op.get("desc") or ""),
+        "waiting_for_lock": bool(op.get("waitingForLock")),
+        "command": shorten(_command_text(command), 300),
+    }
+    row["own"] = is_own(row)
+    return row
+
+
+def _command_text(command: Any) -> str:
+    if isinstance(command, dict):
+        # `$db`, `lsid` and the like say nothing about what runs.
+        return ", ".join(f"{k}: {v!r}" for k, v in command.items() if not str(k).startswith(("$", "lsid")))
+    return str(command)
+
+
+def kill_step(ident: str, *, terminate: bool) -> FixStep:
+    """killOp for both: MongoDB has no gentler cancel; the operation stops at its next yield."""
+    try:
+        opid: Any = int(ident)
+    except ValueError:
+        opid = ident  # a sharded cluster's "shard:opid"
+    return FixStep("mongodb", {"killOp": 1, "op": opid}, database="admin",
+                   description="stops the operation at its next yield point; a write already made stays")
+
+
+async def apply(session: Any, step: FixStep) -> str:
+    reply = await session.client[step.database or "admin"].command(step.command)
+    return str(reply.get("info") or "killOp sent")
+
+
+def cancelled(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return False  # the kill removes the row: still there means it did not work yet

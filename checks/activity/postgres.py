@@ -1,0 +1,147 @@
+"""PostgreSQL activity: client sessions from pg_stat_activity, who blocks whom, and counts per
+application. One read-only statement per refresh."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from checks.activity import ActivitySample, now_iso, shorten
+from checks.model import FixStep
+
+OWN_APPLICATION = "dbvitals"
+
+SESSIONS_SQL = """/* dbvitals */
+SELECT a.pid, a.datname, a.usename, a.application_name, host(a.client_addr) AS client,
+       a.state, a.wait_event_type, a.wait_event,
+       EXTRACT(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
+       EXTRACT(epoch FROM now() - a.query_start)::float8 AS query_age_s,
+       EXTRACT(epoch FROM now() - a.state_change)::float8 AS state_age_s,
+       left(a.query, 4000) AS query,
+       pg_blocking_pids(a.pid) AS blocked_by
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+ORDER BY a.xact_start NULLS LAST, a.pid
+"""
+
+
+def is_own(row: dict[str, Any]) -> bool:
+    """dbvitals's own sessions: never offered for cancel or terminate, never counted as load."""
+    return str(row.get("application") or "").startswith(OWN_APPLICATION)
+
+
+async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
+    rows = [dict(r) for r in await session.fetch(SESSIONS_SQL)]
+    return sample_from_rows(target, rows)
+
+
+def sample_from_rows(target: str, rows: list[dict[str, Any]]) -> ActivitySample:
+    sessions = []
+    for r in rows:
+        sessions.append({
+            "id": int(r["pid"]),
+            "database": r["datname"],
+            "user": r["usename"],
+            "application": r["application_name"] or "",
+            "client": r["client"] or "local",
+            "state": r["state"] or "",
+            "wait": ":".join(x for x in (r["wait_event_type"], r["wait_event"]) if x),
+            "xact_age_s": _round(r["xact_age_s"]),
+            "query_age_s": _round(r["query_age_s"]),
+            "state_age_s": _round(r["state_age_s"]),
+            "query": shorten(r["query"], 500),
+            "blocked_by": sorted(int(p) for p in (r["blocked_by"] or ())),
+        })
+    for s in sessions:
+        s["own"] = is_own(s)
+    sample = ActivitySample(target=target, engine="postgres", taken_at=now_iso(), monotonic=time.monotonic())
+    sample.sections["sessions"] = sessions
+    sample.sections["blocking"] = blocking_tree(sessions)
+    sample.sections["idle_in_transaction"] = [
+        {k: s[k] for k in ("id", "application", "client", "xact_age_s", "state_age_s", "query")}
+        for s in sessions if s["state"].startswith("idle in transaction")
+    ]
+    sample.sections["applications"] = application_counts(sessions)
+    return sample
+
+
+def blocking_tree(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Who waits on whom, flattened depth-first from each root blocker (a session that blocks
+    others and waits on no one): one row per session with its depth, so a text view indents it."""
+    by_id = {s["id"]: s for s in sessions}
+    waiters: dict[int, list[int]] = {}
+    for s in sessions:
+        for blocker in s["blocked_by"]:
+            waiters.setdefault(blocker, []).append(s["id"])
+    roots = [pid for pid in waiters if not by_id.get(pid, {}).get("blocked_by")]
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+
+    def visit(pid: int, depth: int, waits_on: int | None) -> None:
+        if pid in seen:  # a lock cycle (a deadlock about to be broken): show each session once
+            return
+        seen.add(pid)
+        s = by_id.get(pid, {})
+        rows.append({
+            "id": pid, "depth": depth, "waits_on": waits_on,
+            "application": s.get("application", "?"), "state": s.get("state", "?"),
+            "wait": s.get("wait", ""), "query_age_s": s.get("query_age_s"),
+            "xact_age_s": s.get("xact_age_s"), "query": s.get("query", "(not visible)"),
+            "blocks": len(waiters.get(pid, ())),
+        })
+        for child in sorted(waiters.get(pid, ())):
+            visit(child, depth + 1, pid)
+
+    for root in sorted(roots, key=lambda p: -len(waiters[p])):
+        visit(root, 0, None)
+    return rows
+
+
+def application_counts(sessions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    counts: dict[str, dict[str, Any]] = {}
+    for s in sessions:
+        row = counts.setdefault(s["application"] or "(none)", {"application": s["application"] or "(none)",
+                                                                "sessions": 0, "active": 0, "idle": 0,
+                                                                "idle_in_transaction": 0, "waiting": 0})
+        row["sessions"] += 1
+        state = s["state"]
+        if state == "active":
+            row["active"] += 1
+        elif state.startswith("idle in transaction"):
+            row["idle_in_transaction"] += 1
+        elif state == "idle":
+            row["idle"] += 1
+        if s["blocked_by"]:
+            row["waiting"] += 1
+    return sorted(counts.values(), key=lambda r: (-r["sessions"], r["application"]))
+
+
+def kill_step(ident: str, *, terminate: bool) -> FixStep:
+    pid = _pid(ident)
+    function = "pg_terminate_backend" if terminate else "pg_cancel_backend"
+    what = "ends the session; its open transaction rolls back" if terminate else "cancels the running statement"
+    return FixStep("sql", f"SELECT {function}({pid})", description=what)
+
+
+def _pid(ident: str) -> int:
+    try:
+        pid = int(ident)
+    except ValueError:
+        raise LookupError(f"{ident!r} is not a PostgreSQL backend pid (a whole number)") from None
+    if pid <= 0:
+        raise LookupError(f"{ident!r} is not a PostgreSQL backend pid")
+    return pid
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None else max(0.0, round(float(value), 1))
+
+
+async def apply(session: Any, step: FixStep) -> str:
+    done = await session.fetchval(f"/* dbvitals */ {step.command}")
+    return "signal sent" if done else "no such backend (it ended already)"
+
+
+def cancelled(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """The statement it ran stopped: the session is idle, or runs a newer statement."""
+    return after.get("state") != "active" or (after.get("query_age_s") or 0) < (before.get("query_age_s") or 0)

@@ -1,0 +1,56 @@
+"""PostgreSQL figures for snapshots: index and table usage counters, sizes from the catalog
+(relpages, so no lock is taken on a table a migration holds), pg_stat_statements totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checks.snapshots import Figure
+
+INDEXES_SQL = """/* dbvitals */
+SELECT format('%I.%I', s.schemaname, s.indexrelname) AS name, format('%I.%I', s.schemaname, s.relname) AS tbl,
+       s.idx_scan, c.relpages::bigint * current_setting('block_size')::bigint AS bytes
+FROM pg_stat_user_indexes s JOIN pg_class c ON c.oid = s.indexrelid
+"""
+
+TABLES_SQL = """/* dbvitals */
+SELECT format('%I.%I', s.schemaname, s.relname) AS name, s.seq_scan, s.seq_tup_read, s.idx_scan,
+       s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup, s.n_dead_tup,
+       c.relpages::bigint * current_setting('block_size')::bigint AS bytes
+FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+"""
+
+# total_exec_time from PostgreSQL 13 on, total_time before.
+STATEMENTS_SQL = """/* dbvitals */
+SELECT queryid::text AS id, left(query, 300) AS query, calls, {total} AS total_ms, rows
+FROM {schema}.pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%/* dbvitals */%' AND queryid IS NOT NULL
+ORDER BY {total} DESC
+LIMIT 500
+"""
+
+
+async def gather(session: Any) -> list[Figure]:
+    figures: list[Figure] = []
+    for r in await session.fetch(INDEXES_SQL):
+        figures.append(("pg.index", r["name"], {"table": r["tbl"], "scans": r["idx_scan"], "bytes": r["bytes"]}))
+    for r in await session.fetch(TABLES_SQL):
+        figures.append(("pg.table", r["name"], {k: r[k] for k in (
+            "seq_scan", "seq_tup_read", "idx_scan", "n_tup_ins", "n_tup_upd", "n_tup_del", "n_live_tup",
+            "n_dead_tup", "bytes")}))
+    schema = await session.fetchval(
+        "/* dbvitals */ SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'pg_stat_statements'"
+    )
+    if schema:
+        version = int(await session.fetchval("/* dbvitals */ SELECT current_setting('server_version_num')"))
+        total = "total_exec_time" if version >= 130000 else "total_time"
+        try:
+            rows = await session.fetch(STATEMENTS_SQL.format(schema=schema, total=total))
+        except Exception:  # pg_stat_statements installed but not preloaded: nothing to read
+            rows = []
+        for r in rows:
+            figures.append(("pg.statement", r["id"], {"query": r["query"], "calls": r["calls"],
+                                                      "total_ms": round(float(r["total_ms"]), 3), "rows": r["rows"]}))
+    return figures
