@@ -1,0 +1,225 @@
+"""The activity view against real servers: a blocked session, an idle transaction, a slow Redis
+command, MongoDB operations; cancel and terminate refused without allow_fixes, journalled with it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from checks.activity import mongodb as mongo_activity
+from checks.activity import postgres as pg_activity
+from checks.activity import redis as redis_activity
+from tests.integration.test_cli import dbvitals
+from tests.integration.test_redis_server_settings import private_redis
+
+
+
+def config(tmp_path: Path, url: str, kind: str, **extra: object) -> Path:
+    lines = [f'journal = "{tmp_path / "journal.jsonl"}"', "[targets.app]", f'kind = "{kind}"', f"url = {json.dumps(url)}"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    path = tmp_path / "dbvitals.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Blocker:
+    """Two sessions of the test's own: one holds a lock in an open transaction, one waits on it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def _start(self) -> tuple[int, int]:
+        self.holder = await asyncpg.connect(self.url, server_settings={"application_name": "holder"})
+        self.waiter = await asyncpg.connect(self.url, server_settings={"application_name": "waiter"})
+        await self.holder.execute("CREATE TABLE accounts (id int PRIMARY KEY)")
+        await self.holder.execute("BEGIN")
+        await self.holder.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
+        self.waiting = asyncio.ensure_future(self.waiter.fetch("SELECT count(*) FROM accounts"))
+        return self.holder.get_server_pid(), self.waiter.get_server_pid()
+
+    def start(self) -> tuple[int, int]:
+        pids = self.run(self._start())
+        time.sleep(0.5)  # the waiter reaches its lock wait
+        return pids
+
+    async def _stop(self) -> None:
+        for conn in (self.holder, self.waiter):
+            conn.terminate()
+        self.waiting.cancel()
+
+    def stop(self) -> None:
+        try:
+            self.run(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+@pytest.fixture
+def blocked(pg_db):
+    blocker = Blocker(pg_db.url)
+    holder, waiter = blocker.start()
+    try:
+        yield holder, waiter
+    finally:
+        blocker.stop()
+
+
+def test_postgres_blocking_tree_and_idle_transaction(tmp_path, pg_db, blocked):
+    holder, waiter = blocked
+    result = dbvitals("activity", "--config", str(config(tmp_path, pg_db.url, "postgres")), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    [target] = json.loads(result.stdout)["targets"]
+    sections = target["activity"]["sections"]
+    tree = {row["id"]: row for row in sections["blocking"]}
+    assert tree[holder]["depth"] == 0 and tree[holder]["blocks"] == 1
+    assert tree[waiter]["waits_on"] == holder and tree[waiter]["depth"] == 1
+    assert tree[waiter]["wait"].startswith("Lock:")
+    idle = [row["id"] for row in sections["idle_in_transaction"]]
+    assert holder in idle  # it holds the lock and does nothing
+    apps = {row["application"]: row for row in sections["applications"]}
+    assert apps["waiter"]["waiting"] == 1 and apps["holder"]["idle_in_transaction"] == 1
+
+    text = dbvitals("activity", "--config", str(config(tmp_path, pg_db.url, "postgres")), env={"COLUMNS": "80"})
+    assert text.returncode == 0, text.stderr
+    assert all(len(line) <= 80 for line in text.stdout.splitlines()), text.stdout
+    assert "Blocking" in text.stdout and f"{holder} blocks 1" in text.stdout
+
+
+def test_terminate_refused_without_allow_fixes_and_journalled_with_it(tmp_path, pg_db, blocked):
+    holder, _ = blocked
+    path = config(tmp_path, pg_db.url, "postgres")
+    refused = dbvitals("activity", "--config", str(path), "--target", "app", "--terminate", str(holder),
+                       "--yes", "--allow-unsafe")
+    assert refused.returncode == 3 and "does not allow fixes" in refused.stderr
+    assert not (tmp_path / "journal.jsonl").exists()
+
+    path = config(tmp_path, pg_db.url, "postgres", allow_fixes=True)
+    no_unsafe = dbvitals("activity", "--config", str(path), "--target", "app", "--terminate", str(holder), "--yes")
+    assert no_unsafe.returncode == 3 and "--allow-unsafe" in no_unsafe.stderr
+
+    done = dbvitals("activity", "--config", str(path), "--target", "app", "--terminate", str(holder),
+                    "--yes", "--allow-unsafe")
+    assert done.returncode == 0, done.stderr
+    assert f"pg_terminate_backend({holder})" in done.stderr
+    entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert entries[-1]["outcome"] == "fixed" and entries[-1]["safety"] == "unsafe"
+    assert entries[-1]["steps"][0]["command"] == f"SELECT pg_terminate_backend({holder})"
+    still = pg_db.fetch("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", holder)
+    assert still[0][0] == 0
+
+
+def test_never_kills_its_own_sessions(tmp_path, pg_db):
+    sample = pg_activity.sample_from_rows("app", [
+        {"pid": 7, "datname": "d", "usename": "u", "application_name": "dbvitals fix 1a2b", "client": None,
+         "state": "active", "wait_event_type": None, "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0,
+         "state_age_s": 1.0, "query": "CREATE INDEX CONCURRENTLY ...", "blocked_by": []},
+    ])
+    from checks.activity.kill import KillRefused, plan_kill
+    from tests import support
+
+    settings = support.settings_for(app={"kind": "postgres", "url": pg_db.url, "allow_fixes": True})
+    with pytest.raises(KillRefused, match="dbvitals's own"):
+        plan_kill(settings, "app", sample, "7", terminate=True)
+    with pytest.raises(KillRefused, match="no session 8"):
+        plan_kill(settings, "app", sample, "8", terminate=True)
+
+
+def test_redis_slow_command_clients_and_rates(tmp_path):
+    with private_redis(tmp_path, "--slowlog-log-slower-than", "1000") as url:
+        import redis
+
+        client = redis.Redis.from_url(url, client_name="worker")
+        # A Lua busy loop of ~30 ms: a slow command provoked on purpose, on this test's own server.
+        client.eval("local t = redis.call('TIME'); local s = t[1]*1e6+t[2]; "
+                    "repeat local n = redis.call('TIME') until (n[1]*1e6+n[2]) - s > 30000; return 1", 0)
+        path = config(tmp_path, url, "redis")
+        result = dbvitals("activity", "--config", str(path), "--format", "json", "--every", "0.5s", "--count", "2")
+        assert result.returncode == 0, result.stderr
+        samples = [json.loads(line)["targets"][0]["activity"] for line in result.stdout.splitlines()]
+        slow = samples[-1]["sections"]["slowlog"]
+        assert any(entry["command"].lower().startswith("eval") and entry["duration_ms"] >= 30 for entry in slow), slow
+        names = {row["name"]: row["clients"] for row in samples[-1]["sections"]["client_names"]}
+        assert names.get("worker") == 1
+        own = [row for row in samples[-1]["sections"]["clients"] if row["own"]]
+        assert own and all(row["name"] == "dbvitals" for row in own)
+        assert any(row["command"] in {"client|list", "info", "slowlog|get", "client"} or row["calls_per_s"] > 0
+                   for row in samples[-1]["sections"]["commands"])
+        client.close()
+
+
+def test_redis_client_kill_journalled(tmp_path):
+    with private_redis(tmp_path) as url:
+        import redis
+
+        victim = redis.Redis.from_url(url, client_name="stuck")
+        victim.ping()
+        ident = str(victim.client_id())
+        path = config(tmp_path, url, "redis", allow_fixes=True)
+        done = dbvitals("activity", "--config", str(path), "--target", "app", "--cancel", ident, "--yes", "--allow-unsafe")
+        assert done.returncode == 0, done.stderr
+        admin = redis.Redis.from_url(url)
+        assert all(str(c["id"]) != ident for c in admin.client_list())
+        entry = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
+        assert entry["steps"][0]["command"] == ["CLIENT", "KILL", "ID", ident] and entry["outcome"] == "fixed"
+
+
+def test_mongodb_current_op_and_top_live(tmp_path, mongo_db):
+    mongo_db.db["events"].insert_many([{"n": i} for i in range(100)])
+    path = config(tmp_path, mongo_db.url, "mongodb")
+    result = dbvitals("activity", "--config", str(path), "--format", "json", "--every", "0.5s", "--count", "2")
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.splitlines()[-1])["targets"][0]["activity"]
+    assert "operations" in last["sections"] and "namespaces" in last["sections"]
+    assert not any("currentOp not answered" in n for n in last["notes"]), last["notes"]
+
+
+# --- documented mongod replies (the MongoDB manual's examples) for what SecantusDB does not show ---
+
+CURRENT_OP = {"inprog": [
+    {"type": "op", "host": "db0:27017", "desc": "conn31", "connectionId": 31, "client": "10.0.0.7:53822",
+     "appName": "orders-api", "active": True, "currentOpTime": "2026-12-01T10:00:00.000+00:00", "opid": 5481,
+     "secs_running": 42, "microsecs_running": 42105377, "op": "query", "ns": "shop.orders",
+     "command": {"find": "orders", "filter": {"status": "open"}, "$db": "shop"},
+     "planSummary": "COLLSCAN", "numYields": 3200, "waitingForLock": False},
+    {"type": "op", "desc": "conn40", "appName": "dbvitals", "opid": 5490, "microsecs_running": 120,
+     "op": "command", "ns": "admin.$cmd", "command": {"currentOp": 1}, "active": True},
+], "ok": 1}
+
+
+def _top(time_us: int, count: int) -> dict:
+    return {"totals": {"note": "all times in microseconds",
+                       "shop.orders": {"total": {"time": time_us, "count": count},
+                                       "readLock": {"time": time_us - 1000, "count": count - 1},
+                                       "writeLock": {"time": 1000, "count": 1}}}, "ok": 1}
+
+
+def test_mongod_current_op_marks_collection_scans_and_own_operations():
+    first = mongo_activity.sample_from_replies("m", CURRENT_OP, _top(1_000_000, 100), None, monotonic=10.0)
+    ops = {op["id"]: op for op in first.sections["operations"]}
+    assert ops["5481"]["collection_scan"] and ops["5481"]["running_s"] == 42.11
+    assert "filter" in ops["5481"]["command"] and "$db" not in ops["5481"]["command"]
+    assert ops["5490"]["own"] and not ops["5481"]["own"]
+    assert first.sections["namespaces"] == []  # rates need a second sample
+    second = mongo_activity.sample_from_replies("m", CURRENT_OP, _top(3_000_000, 300), first, monotonic=12.0)
+    [ns] = second.sections["namespaces"]
+    assert ns["namespace"] == "shop.orders" and ns["total_ms_per_s"] == 1000.0 and ns["ops_per_s"] == 100.0
+
+
+def test_counter_reset_gives_no_negative_rate():
+    stats = {"cmdstat_get": {"calls": 100, "usec": 1000}}
+    first = redis_activity.sample_from_replies("r", [], [], stats, None, monotonic=0.0)
+    reset = redis_activity.sample_from_replies("r", [], [], {"cmdstat_get": {"calls": 5, "usec": 10}}, first, monotonic=1.0)
+    assert reset.sections["commands"] == []

@@ -1,0 +1,144 @@
+"""Snapshots, diff and record against real servers, and the SQLite store's own rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from checks.model import Report
+from checks.snapshots.store import SCHEMA_VERSION, SnapshotError, SnapshotStore
+from tests.integration.test_cli import dbvitals
+
+
+def config(tmp_path: Path, targets: dict[str, dict[str, object]]) -> Path:
+    lines = [f'journal = "{tmp_path / "state" / "journal.jsonl"}"']
+    for name, keys in targets.items():
+        lines.append(f"[targets.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    path = tmp_path / "dbvitals.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_diff_names_a_dropped_index_and_a_new_problem(tmp_path, pg_db):
+    pg_db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL)")
+    pg_db.execute("CREATE INDEX orders_customer_idx ON orders (customer_id)")
+    pg_db.execute("INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 5000) g")
+    pg_db.execute("ANALYZE orders")
+    path = config(tmp_path, {"app": {"kind": "postgres", "url": pg_db.url}})
+    before = dbvitals("snapshot", "--config", str(path), "save", "--label", "before-deploy")
+    assert before.returncode == 0, before.stderr
+    assert "snapshot 1 (before-deploy)" in before.stdout
+
+    pg_db.execute("DROP INDEX orders_customer_idx")
+    pg_db.execute("CREATE TABLE audit_log (at timestamptz, what text)")  # no primary key: a new finding
+    after = dbvitals("snapshot", "--config", str(path), "save", "--label", "after-deploy")
+    assert after.returncode == 0, after.stderr
+
+    text = dbvitals("diff", "--config", str(path))
+    assert text.returncode == 0, text.stderr
+    assert "public.orders_customer_idx: index dropped" in text.stdout
+    assert "New findings: 1" in text.stdout and "postgres.no-primary-key" in text.stdout
+
+    gate = dbvitals("diff", "--config", str(path), "before-deploy", "after-deploy", "--fail-on", "low", "--format", "json")
+    assert gate.returncode == 1
+    doc = json.loads(gate.stdout)
+    assert doc["schema"] == "dbvitals.diff/1"
+    assert [f["check"] for f in doc["new"]] == ["postgres.no-primary-key"]
+    assert {"kind": "pg.index", "name": "public.orders_customer_idx", "change": "index dropped"}.items() <= {
+        k: v for c in doc["figures"] if c["name"] == "public.orders_customer_idx" for k, v in c.items()}.items()
+
+    passing = dbvitals("diff", "--config", str(path), "latest~1", "latest", "--fail-on", "critical")
+    assert passing.returncode == 0
+
+    # Against now: the problem fixed since the last snapshot is resolved.
+    pg_db.execute("ALTER TABLE audit_log ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+    now = dbvitals("diff", "--config", str(path), "after-deploy", "now", "--format", "json")
+    assert now.returncode == 0, now.stderr
+    assert [f["check"] for f in json.loads(now.stdout)["resolved"]] == ["postgres.no-primary-key"]
+
+    listing = json.loads(dbvitals("snapshot", "--config", str(path), "list", "--format", "json").stdout)
+    assert [s["label"] for s in listing["snapshots"]] == ["before-deploy", "after-deploy"]
+    shown = dbvitals("snapshot", "--config", str(path), "show", "after-deploy", "--format", "json")
+    assert any(f["check"] == "postgres.no-primary-key" for f in json.loads(shown.stdout)["findings"])
+
+
+def test_no_secret_enters_the_store(tmp_path, pg_db, redis_db):
+    secret = "Zq/9?#@:%s3cr3t'\"pw"
+    path = config(tmp_path, {
+        "app": {"kind": "postgres", "url": pg_db.url, "password": secret},  # trust auth ignores it
+        "cache": {"kind": "redis", "url": redis_db.url},
+    })
+    redis_db.client.set(f"session:{secret}", "x")  # even a key that carries it
+    result = dbvitals("snapshot", "--config", str(path), "save")
+    assert result.returncode == 0, result.stderr
+    store = tmp_path / "state" / "snapshots.db"
+    for file in store.parent.glob("snapshots.db*"):
+        assert secret.encode() not in file.read_bytes()
+    assert secret not in result.stdout + result.stderr
+    assert oct(store.stat().st_mode & 0o777) == "0o600"
+
+
+def test_redis_pattern_figures_and_growth(tmp_path, redis_db):
+    path = config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url}})
+    redis_db.client.mset({f"feed:{i}": "x" * 100 for i in range(20)})
+    assert dbvitals("snapshot", "--config", str(path), "save").returncode == 0
+    redis_db.client.mset({f"feed:{i}": "x" * 100 for i in range(20, 200)})
+    assert dbvitals("snapshot", "--config", str(path), "save").returncode == 0
+    doc = json.loads(dbvitals("diff", "--config", str(path), "--format", "json").stdout)
+    [change] = [c for c in doc["figures"] if c["kind"] == "redis.pattern"]
+    assert change["name"] == "feed:{id}" and (change["before"], change["after"]) == (20, 200)
+
+
+def test_record_takes_snapshots_with_bounded_retention(tmp_path, pg_db):
+    path = config(tmp_path, {"app": {"kind": "postgres", "url": pg_db.url}})
+    result = dbvitals("record", "--config", str(path), "--every", "5s", "--for", "1s", "--label", "incident")
+    assert result.returncode == 0, result.stderr
+    assert "recorded 1 snapshot(s) as incident" in result.stderr
+    store = SnapshotStore(tmp_path / "state" / "snapshots.db")
+    assert [i.label for i in store.list()] == ["incident"]
+    refused = dbvitals("record", "--config", str(path), "--every", "1s")
+    assert refused.returncode == 2 and "at least 5s" in refused.stderr
+
+
+# --- the store ------------------------------------------------------------------------------------
+
+def _report() -> Report:
+    from checks.model import Engine, Finding, Severity, TargetState, TargetStatus
+
+    status = TargetStatus("app", Engine.POSTGRES, TargetState.CONNECTED)
+    finding = Finding("abc123", "postgres.unused-index", Severity.LOW, "app", "public.i", "unused", "m")
+    return Report([status], [finding], [], 1.0)
+
+
+def test_store_migrates_uses_wal_and_refuses_a_newer_schema(tmp_path):
+    store = SnapshotStore(tmp_path / "s.db")
+    sid = store.save(_report(), {"app": [("pg.index", "public.i", {"scans": 3})]}, label="x")
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    loaded = store.load(sid)
+    assert loaded.figures["app"][("pg.index", "public.i")] == {"scans": 3}
+    assert [f.id for f in loaded.findings] == ["abc123"]
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SnapshotError, match="newer dbvitals"):
+        store.list()
+
+
+def test_store_prunes_by_count_and_age_and_resolves_references(tmp_path):
+    store = SnapshotStore(tmp_path / "s.db")
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)).isoformat(timespec="seconds")
+    first = store.save(_report(), {}, label="rec", taken_at=old)
+    ids = [store.save(_report(), {}, label="rec") for _ in range(4)] + [store.save(_report(), {}, label="other")]
+    assert store.resolve("latest") == ids[-1] and store.resolve("latest~1") == ids[-2]
+    assert store.resolve("rec") == ids[3] and store.resolve(str(first)) == first
+    with pytest.raises(SnapshotError, match="no snapshot 'nope'"):
+        store.resolve("nope")
+    assert store.prune(older_than=dt.timedelta(days=30)) == 1
+    assert store.prune(keep=2, label="rec") == 2
+    assert [i.label for i in store.list()] == ["rec", "rec", "other"]
