@@ -8,6 +8,7 @@ from checks.postgres.fk_missing_index import FkMissingIndex
 from checks.postgres.fk_type_mismatch import FkTypeMismatch
 from checks.postgres.intersected_fk import IntersectedFk
 from checks.postgres.invalid_index import InvalidIndex
+from checks.postgres.locked_relation import LockedRelation
 from checks.postgres.long_transactions import LongTransactions
 from checks.postgres.missing_index import MissingIndex
 from checks.postgres.no_primary_key import NoPrimaryKey
@@ -34,4 +35,5 @@ CHECKS = [
     NoPrimaryKey,
     SequenceExhaustion,
     LongTransactions,
+    LockedRelation,
 ]

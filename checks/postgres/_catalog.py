@@ -4,6 +4,11 @@ catalog snapshot (tables, columns, constraints, indexes) read once per run and r
 The snapshot is read in one REPEATABLE READ, read-only transaction so that every check judges
 the same schema, and it is shared by the checks of one session because six of them need it
 and a large schema (thousands of tables and indexes) should be read once, not six times.
+
+A table someone holds (or waits for) an ACCESS EXCLUSIVE lock on cannot be read: its size and
+its indexes' definitions need a lock that would wait. Such tables are left out of the snapshot
+and listed in `Catalog.locked` with the session holding the lock, so the other tables are still
+judged and the locked one is reported (postgres.locked-relation) rather than failing every check.
 """
 
 from __future__ import annotations
@@ -178,6 +183,31 @@ WHERE c.relkind IN ('r', 'p')
   AND n.nspname !~ '^pg_(toast|temp_)'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d
                   WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+  AND c.oid <> ALL ($1::oid[])
+"""
+
+# Relations of this database someone holds or waits for an ACCESS EXCLUSIVE lock on, but us: reading
+# the size or index definitions of such a table would queue behind that lock (a waiter too, since
+# a later request queues behind a conflicting one). `table_oid` is the table an index belongs to.
+LOCKS_QUERY = """
+SELECT l.relation::int8 AS oid, coalesce(i.indrelid, l.relation)::int8 AS table_oid,
+       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS relation, c.relkind::text AS kind,
+       l.granted, l.pid, a.application_name, a.usename AS user_name, a.state,
+       left(a.query, 300) AS query,
+       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8 AS age_s,
+       CASE WHEN l.pid IS NOT NULL AND NOT l.granted THEN pg_blocking_pids(l.pid) END AS blocked_by
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_index i ON i.indexrelid = l.relation
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.pid IS DISTINCT FROM pg_backend_pid()
+  AND c.relkind IN ('r', 'p', 'i', 'I')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_)'
+ORDER BY l.granted DESC, relation, l.pid
 """
 
 TABLES_QUERY = f"""
@@ -213,6 +243,7 @@ SELECT con.oid, con.conname AS name, con.contype::text AS kind, con.conrelid AS 
 FROM pg_constraint con
 JOIN user_tables u ON u.oid = con.conrelid
 WHERE con.contype IN ('p', 'u', 'x', 'f')
+  AND con.confrelid <> ALL ($1::oid[])
 """
 
 INDEXES_QUERY = f"""
@@ -233,6 +264,8 @@ JOIN pg_am am ON am.oid = ic.relam
 """
 
 SEARCH_PATH_QUERY = "SELECT current_schemas(false)::text[] AS schemas"
+# The queries that leave out the locked tables ($1).
+_TAKE_LOCKED = frozenset({"tables", "columns", "constraints", "indexes"})
 
 SNAPSHOT_QUERIES = {
     "tables": TABLES_QUERY,
@@ -336,6 +369,24 @@ class Index:
                 self.predicate, self.expressions, self.opclasses, self.collations, self.options)
 
 
+@dataclass(frozen=True)
+class RelationLock:
+    """An ACCESS EXCLUSIVE lock, held or awaited, that kept a table out of the snapshot."""
+
+    oid: int
+    table_oid: int  # the locked table, or the table of the locked index
+    relation: str  # qualified, quoted
+    kind: str  # relkind: r, p table; i, I index
+    granted: bool  # held; False: waiting for it (and queueing everyone else behind it)
+    pid: int | None  # None for a prepared transaction
+    application: str | None
+    user: str | None
+    state: str | None
+    query: str | None
+    age_s: float | None  # of the session's transaction (or its query)
+    blocked_by: tuple[int, ...] = ()  # for a waiter: the sessions it waits for
+
+
 @dataclass(frozen=True, eq=False)  # compared by identity: lookups are cached per snapshot
 class Catalog:
     tables: Mapping[int, Table]
@@ -344,6 +395,7 @@ class Catalog:
     indexes: tuple[Index, ...]
     search_path: tuple[str, ...]
     partitions: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # parent → direct partitions
+    locked: tuple[RelationLock, ...] = ()  # left out of this snapshot: see the module's docstring
 
     def column(self, table_oid: int, num: int) -> Column:
         return self.columns[table_oid][num]
@@ -444,19 +496,44 @@ def build_catalog(rows: Mapping[str, list[Mapping[str, Any]]]) -> Catalog:
         if table.parent is not None:
             partitions[table.parent].append(table.oid)
     search_path = tuple(rows["search_path"][0]["schemas"]) if rows["search_path"] else ()
+    locked = tuple(RelationLock(
+        oid=r["oid"], table_oid=r["table_oid"], relation=r["relation"], kind=r["kind"], granted=r["granted"],
+        pid=r["pid"], application=r["application_name"], user=r["user_name"], state=r["state"], query=r["query"],
+        age_s=r["age_s"], blocked_by=tuple(r["blocked_by"] or ()),
+    ) for r in rows.get("locks", ()))
     return Catalog(
         tables=tables, columns={k: dict(v) for k, v in columns.items()}, constraints=constraints,
         indexes=indexes, search_path=search_path, partitions={k: tuple(sorted(v)) for k, v in partitions.items()},
+        locked=locked,
     )
 
 
+# A lock taken between reading pg_locks and reading a table makes the snapshot wait (up to the
+# session's lock_timeout) and fail; reading the locks again then sees it.
+SNAPSHOT_ATTEMPTS = 3
+
+
 async def read_catalog(session: Any) -> Catalog:
-    rows: dict[str, list[Any]] = {}
+    import asyncpg
+
     async with session.acquire() as conn:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            for name, query in SNAPSHOT_QUERIES.items():
-                rows[name] = list(await conn.fetch(query))
-    return build_catalog(rows)
+        for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+            try:
+                return build_catalog(await _read_rows(conn))
+            except asyncpg.LockNotAvailableError:
+                if attempt == SNAPSHOT_ATTEMPTS:
+                    raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _read_rows(conn: Any) -> dict[str, list[Any]]:
+    rows: dict[str, list[Any]] = {}
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows["locks"] = list(await conn.fetch(LOCKS_QUERY))
+        skipped = sorted({r["table_oid"] for r in rows["locks"]})
+        for name, query in SNAPSHOT_QUERIES.items():
+            rows[name] = list(await conn.fetch(query, skipped) if name in _TAKE_LOCKED else await conn.fetch(query))
+    return rows
 
 
 # One snapshot per session and run: the checks of a target start together, so a snapshot begun
