@@ -88,7 +88,8 @@ async def find_finding(
     settings: Settings, registry: Registry, finding_id: str, *, targets: Sequence[str] | None = None
 ) -> Finding | None:
     """Run the checks (on `targets`, else all) and return the finding with this id, or with this
-    unique id prefix of at least 6 characters."""
+    unique id prefix of at least 6 characters. Not found while a check or a target failed: the
+    finding may be among what could not be re-checked, so FixRefused says what failed and why."""
     report = await _run(settings, registry, targets=targets, checks=None)
     exact = [f for f in report.findings if f.id == finding_id]
     if exact:
@@ -97,6 +98,11 @@ async def find_finding(
         matches = [f for f in report.findings if f.id.startswith(finding_id)]
         if len(matches) == 1:
             return matches[0]
+    failures = [f"target {t.name} is unreachable ({t.state.value}: {t.error})" for t in report.targets if not t.reachable]
+    failures += [f"{e.check} on {e.target} failed ({e.kind}: {e.message})" for e in report.errors]
+    if failures:
+        shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
+        raise FixRefused(f"finding {finding_id} was not found, but the re-check failed, so it may still exist: {shown}")
     return None
 
 
