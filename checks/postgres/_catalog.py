@@ -172,12 +172,13 @@ def resolve_reference(
 
 # --- catalog snapshot -------------------------------------------------------------------------------
 
-# User tables: no system schemas, no temporary tables, nothing an extension owns.
+# User tables and materialized views (indexed like tables): no system schemas, no temporary
+# tables, nothing an extension owns.
 _USER_TABLES = """
 SELECT c.oid
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p')
+WHERE c.relkind IN ('r', 'p', 'm')
   AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast|temp_)'
@@ -291,7 +292,7 @@ class Table:
     oid: int
     schema: str
     name: str
-    kind: str  # "r" plain, "p" partitioned
+    kind: str  # "r" plain, "p" partitioned, "m" materialized view
     is_partition: bool
     parent: int | None
     rows_estimate: float  # reltuples: -1 when never analysed (PostgreSQL 14+)
@@ -306,6 +307,10 @@ class Table:
     @property
     def partitioned(self) -> bool:
         return self.kind == "p"
+
+    @property
+    def materialized_view(self) -> bool:
+        return self.kind == "m"
 
     @property
     def rows(self) -> int | None:
@@ -430,8 +435,9 @@ class Catalog:
         return reasons
 
     def judged_tables(self) -> list[Table]:
-        """Tables judged on their own: partitions are judged at their parent."""
-        return [t for t in self.tables.values() if not t.is_partition]
+        """Tables judged on their own: partitions are judged at their parent. Materialized views
+        are not tables here (no keys, no constraints); the index checks judge them by their indexes."""
+        return [t for t in self.tables.values() if not t.is_partition and not t.materialized_view]
 
     def judged_indexes(self) -> list[Index]:
         """Indexes judged on their own: a partition's attached index is judged at its parent."""

@@ -18,17 +18,22 @@ class Facts:
 
 def duplicate_groups(snapshot: Catalog) -> list[list[Index]]:
     """Indexes alike in every respect that matters to reads and constraints: table, method, key
-    and INCLUDE columns, uniqueness, operator classes, collations, sort options, expressions and predicate."""
+    and INCLUDE columns, uniqueness, operator classes, collations, sort options, expressions and predicate.
+
+    A partition's indexes attached from its parent take part, so an index created on the partition
+    by hand that repeats the attached one is found; a group of attached indexes only is judged at the parent."""
     groups: dict[tuple, list[Index]] = defaultdict(list)
-    for index in snapshot.judged_indexes():
-        if index.valid:
+    for index in snapshot.indexes:
+        if index.valid and index.table_oid in snapshot.tables:
             groups[index.signature].append(index)
-    return [sorted(g, key=lambda i: i.oid) for g in groups.values() if len(g) > 1]
+    return [sorted(g, key=lambda i: i.oid) for g in groups.values()
+            if len(g) > 1 and sum(not i.attached for i in g) >= (1 if any(i.attached for i in g) else 2)]
 
 
 def keeper(group: list[Index], protected: dict[int, str]) -> Index:
-    """The index to keep: one a constraint needs, else the oldest."""
-    return next((i for i in group if i.oid in protected), group[0])
+    """The index to keep: one attached from the parent (it cannot be dropped alone), else one a
+    constraint needs, else the oldest."""
+    return next((i for i in group if i.attached), None) or next((i for i in group if i.oid in protected), group[0])
 
 
 class DuplicateIndex(Check):
@@ -53,7 +58,7 @@ class DuplicateIndex(Check):
             kept = keeper(group, protected)
             table = snapshot.tables[kept.table_oid]
             for index in group:
-                if index is kept:
+                if index is kept or index.attached:
                     continue
                 evidence = {
                     "index": {"definition": index.definition, "bytes": index.bytes, "size": human_bytes(index.bytes)},
@@ -61,6 +66,9 @@ class DuplicateIndex(Check):
                 }
                 fix = None
                 message = f"{index.qualified} has the same definition as {kept.qualified} on {table.qualified}."
+                if kept.attached:
+                    message += " The latter is attached from the parent table's partitioned index."
+                    evidence["duplicate_of"]["attached_from_parent"] = True
                 if index.oid in protected:
                     # Both are needed by constraints: dropping one means dropping a constraint, never offered here.
                     evidence["constraints"] = {index.name: protected[index.oid], kept.name: protected.get(kept.oid)}

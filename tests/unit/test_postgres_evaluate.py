@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -195,7 +196,12 @@ def test_duplicates_that_both_back_constraints_have_no_fix():
     ({"columns": ["status"]}, {"columns": ["status", "region"]}, True),
     ({"columns": ["status"]}, {"columns": ["region", "status"]}, False),
     ({"columns": ["status"], "unique": True}, {"columns": ["status", "region"]}, False),
-    ({"columns": ["status"], "method": "hash"}, {"columns": ["status", "region"]}, False),
+    ({"columns": ["status"], "method": "hash"}, {"columns": ["status", "region"]}, True),  # equality served by the btree
+    ({"columns": ["status"], "method": "hash"}, {"columns": ["region", "status"]}, False),
+    ({"columns": ["status"], "method": "hash"}, {"columns": ["status"], "predicate": "region = 'eu'"}, False),
+    ({"columns": ["id", "status"], "unique": True}, {"columns": ["region"]}, True),  # implied by the primary key on id
+    ({"columns": ["status", "id"], "unique": True}, {"columns": ["region"]}, False),
+    ({"columns": ["id", "status"], "unique": True, "predicate": "region = 'eu'"}, {"columns": ["region"]}, False),
     ({"columns": ["status"], "predicate": "region = 'eu'"}, {"columns": ["status", "region"]}, False),
     ({"columns": ["status"], "predicate": "region = 'eu'"}, {"columns": ["status", "region"], "predicate": "region = 'eu'"}, True),
     ({"columns": ["status"], "include": ["region"]}, {"columns": ["status", "region"]}, True),
@@ -212,7 +218,7 @@ def test_redundant_index_cases(narrow, wide, redundant):
     assert objects(findings) == (["public.narrow"] if redundant else [])
     if redundant:
         assert findings[0].evidence["covered_by"]["definition"].startswith("CREATE")
-        assert findings[0].fix.inverse[0].command.startswith("CREATE INDEX CONCURRENTLY narrow ")
+        assert re.match(r"CREATE (UNIQUE )?INDEX CONCURRENTLY narrow ", findings[0].fix.inverse[0].command)
 
 
 def test_partition_indexes_are_judged_at_the_parent():
@@ -712,3 +718,32 @@ def test_statement_shapes(sql, shape):
         assert parsed is None
     else:
         assert (parsed.table, parsed.equality, parsed.ranges, parsed.sort) == shape
+
+
+# --- partitions and materialized views in the index checks ---------------------------------------------
+
+def test_a_partition_index_repeating_the_attached_one_is_the_duplicate():
+    s = Schema()
+    s.table("events", {"id": "bigint", "kind": "text"}, kind="p")
+    s.table("events_1", {"id": "bigint", "kind": "text"}, parent="events")
+    s.index("events", ["kind"], name="events_kind_idx", kind="I")
+    s.index("events_1", ["kind"], name="events_1_kind_idx", attached=True)
+    s.index("events_1", ["kind"], name="events_1_by_hand")
+    check = duplicate_index.DuplicateIndex()
+    [finding] = check.evaluate(duplicate_index.Facts(s.build()), scope(check))
+    assert finding.object == "public.events_1_by_hand" and finding.evidence["duplicate_of"]["attached_from_parent"]
+    # Attached copies of two identical parent indexes are judged at the parent, not per partition.
+    s2 = Schema()
+    s2.table("events", {"id": "bigint", "kind": "text"}, kind="p")
+    s2.table("events_1", {"id": "bigint", "kind": "text"}, parent="events")
+    for name in ("a", "b"):
+        s2.index("events", ["kind"], name=f"events_{name}", kind="I")
+        s2.index("events_1", ["kind"], name=f"events_1_{name}", attached=True)
+    assert objects(check.evaluate(duplicate_index.Facts(s2.build()), scope(check))) == ["public.events_b"]
+
+
+def test_materialized_views_are_not_judged_as_tables_without_a_key():
+    s = Schema()
+    s.table("totals", {"client_id": "bigint"}, kind="m")
+    check = no_primary_key.NoPrimaryKey()
+    assert check.evaluate(no_primary_key.Facts(s.build()), scope(check)) == []
