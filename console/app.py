@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from checks.config import ConfigError, Settings
 from checks.engine import Registry, Runner, load_registry, validate_check_options
-from checks.model import CheckError, Engine, Finding, FixSafety, Severity, TargetStatus
+from checks.model import CheckError, Finding, FixSafety, Severity, TargetStatus
 from checks.secrets import mask_text
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
 from console.screens.confirm_fix import ConfirmFixModal
@@ -42,40 +42,6 @@ from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 # How often each target's connection is probed between full runs, so a target that goes
 # away mid-session shows as down within this many seconds.
 PROBE_INTERVAL = 30.0
-
-# Connections in use against the server's limit: one light query per engine.
-PG_CONNECTIONS = """
-SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
-       current_setting('max_connections')::int AS allowed
-"""
-
-
-async def measure_connections(session: Any, kind: Engine) -> tuple[int | None, int | None]:
-    if kind is Engine.POSTGRES:
-        row = await session.fetchrow(PG_CONNECTIONS)
-        return row["used"], row["allowed"]
-    if kind is Engine.REDIS:
-        info = await session.client.info("clients")
-        allowed = info.get("maxclients")
-        if allowed is None:
-            try:
-                allowed = (await session.client.config_get("maxclients")).get(b"maxclients")
-            except Exception:  # CONFIG may be renamed or forbidden: the limit stays unknown
-                allowed = None
-        return _int(info.get("connected_clients")), _int(allowed)
-    status = await session.client.admin.command("serverStatus")
-    connections = status.get("connections", {})
-    current, available = _int(connections.get("current")), _int(connections.get("available"))
-    # Some servers report available = 0 without meaning it: then the limit is unknown.
-    return current, (current + available) if current is not None and available else None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
 
 class DbVitalsApp(App[None]):
     CSS_PATH = "app.tcss"
@@ -190,6 +156,7 @@ class DbVitalsApp(App[None]):
             await self._measure(name)
 
     async def _measure(self, name: str) -> None:
+        from checks.adapters import adapter_for
         from checks.connectors import connect
 
         target = self.settings.targets[name]
@@ -200,7 +167,7 @@ class DbVitalsApp(App[None]):
         try:
             if connection.session is not None:
                 used, allowed = await asyncio.wait_for(
-                    measure_connections(connection.session, Engine(target.kind)), target.timeout
+                    adapter_for(target.kind).measure_connections(connection.session), target.timeout
                 )
                 self.post_message(ConnectionsMeasured(name, used, allowed))
         except Exception:  # a figure we cannot read stays "?", it is not an incident

@@ -27,14 +27,10 @@ class Connection:
 
 
 async def connect(name: str, target: TargetBase) -> Connection:
-    engine = Engine(target.kind)  # type: ignore[attr-defined]
-    if engine is Engine.POSTGRES:
-        from checks.connectors.postgres import connect as open_session
-    elif engine is Engine.MONGODB:
-        from checks.connectors.mongodb import connect as open_session
-    else:
-        from checks.connectors.redis import connect as open_session
-    return await open_session(name, target)
+    """A read-only session for checks, opened by the target engine's adapter."""
+    from checks.adapters import adapter_for
+
+    return await adapter_for(target.kind).connect(name, target)  # type: ignore[attr-defined]
 
 
 def failed(name: str, target: TargetBase, exc: BaseException) -> Connection:

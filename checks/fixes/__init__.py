@@ -18,20 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.adapters import adapter_for
 from checks.config import ConfigError, Settings, TargetBase
 from checks.engine import Registry, Runner, UsageError
 from checks.fixes.execution import Execution, FixLimits, Progress, StepFailed
 from checks.fixes.journal import Journal, JournalEntry, host_name, now_iso, os_user
-from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Report
+from checks.model import Finding, Fix, FixSafety, FixStep, Report
 from checks.secrets import mask_text
 
 __all__ = [
     "FixLimits", "FixOutcome", "FixPlan", "FixRefused", "Journal", "JournalEntry", "UndoPlan",
     "apply_fix", "find_finding", "plan_fix", "plan_undo", "refusals_for", "undo_fix",
 ]
-
-OUTCOMES = ("fixed", "not_fixed", "failed", "refused")
-
 
 class FixRefused(Exception):
     """The fix cannot even be planned or undone; the message says why."""
@@ -181,7 +179,8 @@ async def apply_fix(
     refusals = refusals_for(name, target, fix, allow_unsafe=allow_unsafe, role=plan.role)
     if refusals:
         return _finish_refused(journal, entry, refusals, started)
-    entry.inverse = [_masked_step(s, target) for s in _concrete_inverse(plan.steps, plan.inverse, entry.id)]
+    concrete = adapter_for(target.kind).concrete_inverse(plan.steps, plan.inverse, entry.id)  # type: ignore[attr-defined]
+    entry.inverse = [_masked_step(s, target) for s in concrete]
     resume = _resume_cursors(journal, entry, plan.steps)
     return await _execute_and_verify(
         settings, registry, journal, entry, target, plan.steps, resume,
@@ -211,7 +210,7 @@ async def _execute_and_verify(
     )
     secrets = target.secret_values()
     try:
-        await _executor(entry.engine)(run, steps)
+        await adapter_for(entry.engine).execute(run, steps)
     except asyncio.CancelledError:
         _finish(journal, entry, run, "failed", f"interrupted after {run.steps_done} of {len(steps)} steps", started, secrets)
         raise
@@ -262,7 +261,7 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
     steps = tuple(FixStep.from_dict(s) for s in entry.inverse)
     refusals: list[str] = []
     warnings: list[str] = []
-    recorded_keys = any(_has_side_file(journal, s) for s in steps)
+    recorded_keys = any(adapter_for(entry.engine).has_undo_record(journal.side_file, s) for s in steps)
     if entry.outcome == "refused":
         refusals.append(f"entry {entry.id} was refused: nothing was applied")
     elif entry.steps_done == 0 and not recorded_keys:
@@ -377,59 +376,25 @@ def _finish(
     return FixOutcome(entry.id, outcome, entry.message, verified, entry.duration_ms, list(entry.leftovers))
 
 
-def _executor(engine: str) -> Any:
-    if engine == Engine.POSTGRES.value:
-        from checks.fixes.postgres import execute
-    elif engine == Engine.MONGODB.value:
-        from checks.fixes.mongodb import execute
-    else:
-        from checks.fixes.redis import execute
-    return execute
-
-
-def _concrete_inverse(steps: Sequence[FixStep], inverse: Sequence[FixStep], entry_id: str) -> list[FixStep]:
-    """The pack's inverse, with each Redis expire step's PERSIST pointed at the keys it records."""
-    from checks.fixes.redis import EXPIRE_OP, PERSIST_OP, persist_inverse
-
-    expires = [(i, s.command) for i, s in enumerate(steps) if isinstance(s.command, dict) and s.command.get("op") == EXPIRE_OP]
-    if not expires:
-        return list(inverse)
-    concrete = [persist_inverse(op, entry_id, index) for index, op in expires]
-    others = [s for s in inverse if not (isinstance(s.command, dict) and s.command.get("op") == PERSIST_OP)]
-    return concrete + others
-
-
-def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixStep]) -> dict[int, tuple[int, str | None]]:
-    """Where an earlier, interrupted run of this same fix stopped its Redis scans."""
-    from checks.fixes.redis import EXPIRE_OP, KeysLog, keys_file_name
-
-    indexes = [i for i, s in enumerate(steps) if isinstance(s.command, dict) and s.command.get("op") == EXPIRE_OP]
-    if not indexes:
+def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixStep]) -> dict[int, Any]:
+    """Where an earlier, interrupted run of this same fix stopped, for engines that can resume."""
+    adapter = adapter_for(entry.engine)
+    if not adapter.resumable(steps):
         return {}
     earlier = [
         e for e in journal.entries()
         if e.kind == "fix" and e.target == entry.target and e.url == entry.url
         and e.finding.get("id") == entry.finding["id"] and e.steps == entry.steps and e.outcome != "refused"
     ]
-    # Only the latest attempt counts: a later one may have finished the scan.
+    # Only the latest attempt counts: a later one may have finished the work.
     if not earlier or earlier[-1].outcome not in (None, "failed"):
         return {}
     last = earlier[-1]
-    # An undo (even one that stopped half-way) took back TTLs the scan had given before its
-    # cursor: resuming there would leave those keys without one. Start over instead.
+    # An undo (even one that stopped half-way) took back what the run had done before its
+    # resume point: resuming there would leave that undone. Start over instead.
     if any(e.undoes == last.id and e.outcome != "refused" for e in journal.entries()):
         return {}
-    cursors = {}
-    for index in indexes:
-        point = KeysLog(journal.side_file(keys_file_name(last.id, index))).resume_point()
-        if point:
-            cursors[index] = point
-    return cursors
-
-
-def _has_side_file(journal: Journal, step: FixStep) -> bool:
-    command = step.command
-    return isinstance(command, dict) and "keys_file" in command and journal.side_file(command["keys_file"]).exists()
+    return adapter.resume_points(journal.side_file, last.id, steps)
 
 
 def _masked_step(step: FixStep, target: TargetBase) -> dict[str, Any]:

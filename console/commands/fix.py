@@ -102,13 +102,13 @@ def describe_plan(plan: Any) -> str:
 
 
 def describe_steps(title: str, steps: Any) -> list[str]:
-    from checks.fixes.script import step_text
+    from checks.adapters import step_text
 
     lines = [f"  {title}:"]
     for number, step in enumerate(steps, 1):
         text = step_text(step).splitlines() or [""]
         where = ""
-        if step.language == "sql" and not step.transactional:
+        if not step.transactional:
             where = "   [outside a transaction]"
         lines.append(f"    {number}. {text[0]}{where}")
         lines += [f"       {line}" for line in text[1:]]

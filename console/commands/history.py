@@ -90,7 +90,7 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:
-    from checks.fixes.script import step_text
+    from checks.adapters import step_text
     from checks.model import FixStep
 
     def steps(title: str, items: list[dict[str, Any]]) -> list[str]:

@@ -85,9 +85,9 @@ def _details(f: Finding) -> str:
     if f.evidence:
         body += ["Evidence:", "", "```json", json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), "```", ""]
     if f.fix is not None:
-        from checks.fixes.script import step_text
+        from checks.adapters import adapter_for_language, step_text
 
-        language = {"sql": "sql", "mongodb": "js", "redis": "sh"}.get(f.fix.steps[0].language if f.fix.steps else "", "")
+        language = adapter_for_language(f.fix.steps[0].language).fence if f.fix.steps else ""
         body += [f"Fix ({f.fix.safety.value}" + (f"; {_escape(f.fix.lock)}" if f.fix.lock else "") + f"): {_escape(f.fix.summary)}", ""]
         if f.fix.steps:
             body += [f"```{language}", *(step_text(s) for s in f.fix.steps), "```", ""]

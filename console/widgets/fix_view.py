@@ -1,11 +1,10 @@
-"""A fix's steps as their engine's language: SQL highlighted as SQL, MongoDB command
-documents as JSON, Redis commands as the text one would type in redis-cli. The same text is
-what `c` copies, so what is shown is exactly what is copied."""
+"""A fix's steps as their engine's language: SQL for psql, MongoDB commands for mongosh, Redis
+commands for redis-cli, each rendered by the engine's adapter exactly as the CLI preview, the
+scripts and the reports render it. The same text is what `c` copies, so what is shown is
+exactly what is copied."""
 
 from __future__ import annotations
 
-import json
-import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,9 +13,9 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.widgets import Static
 
+from checks.adapters import adapter_for_language, step_text
 from checks.model import Fix, FixSafety, FixStep
 
-LEXERS = {"sql": "sql", "mongodb": "json", "redis": "text"}
 SAFETY_WORDS = {
     FixSafety.SAFE: "safe: no data change, no long lock",
     FixSafety.UNSAFE: "UNSAFE: changes data or takes a blocking lock",
@@ -25,21 +24,8 @@ SAFETY_WORDS = {
 SAFETY_VARIABLES = {FixSafety.SAFE: "success", FixSafety.UNSAFE: "error", FixSafety.MANUAL: "warning"}
 
 
-def step_code(step: FixStep) -> str:
-    command = step.command
-    if step.language == "mongodb":
-        return json.dumps(command, indent=2, default=str, ensure_ascii=False)
-    if step.language == "redis" and isinstance(command, (list, tuple)):
-        return " ".join(shlex.quote(_redis_arg(a)) for a in command)
-    return command if isinstance(command, str) else json.dumps(command, default=str)
-
-
-def _redis_arg(value: Any) -> str:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-
-
 def _comment(step: FixStep) -> str:
-    return "--" if step.language == "sql" else "//" if step.language == "mongodb" else "#"
+    return adapter_for_language(step.language).comment
 
 
 def _notes(step: FixStep) -> list[str]:
@@ -48,7 +34,7 @@ def _notes(step: FixStep) -> list[str]:
         notes.append(step.description)
     if step.database:
         notes.append(f"database: {step.database}")
-    if step.language == "sql" and not step.transactional:
+    if not step.transactional:
         notes.append("runs outside a transaction")
     return notes
 
@@ -58,7 +44,7 @@ def steps_text(steps: Iterable[FixStep]) -> str:
     blocks = []
     for step in steps:
         lines = [f"{_comment(step)} {note}" for note in _notes(step)]
-        lines.append(step_code(step))
+        lines.append(step_text(step))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -84,7 +70,7 @@ def render_steps(steps: Iterable[FixStep], *, dark: bool) -> RenderableType:
         notes = _notes(step)
         items.append(Text(f"{number}. " + (" · ".join(notes) if notes else step.language), style="italic"))
         items.append(
-            Syntax(step_code(step), LEXERS.get(step.language, "text"), theme=syntax_theme,
+            Syntax(step_text(step), adapter_for_language(step.language).lexer, theme=syntax_theme,
                    background_color="default", word_wrap=True, padding=(0, 0, 0, 3))
         )
     return Group(*items)

@@ -156,7 +156,7 @@ def test_mongosh_and_redis_cli_scripts(mongo_db, redis_db, tmp_path, registry, c
     assert main(["fix", "--check", "test.mongo-missing-index", "--target", "docs", "--script", str(script),
                  "--config", str(config)]) == 0
     text = script.read_text()
-    assert f'run("{mongo_db.name}", {{"createIndexes": "orders"' in text and '"maxTimeMS": 1800000' in text
+    assert f'must(db.getSiblingDB("{mongo_db.name}").runCommand({{"createIndexes": "orders"' in text and '"maxTimeMS": 1800000' in text
 
     redis_db.client.set("session:1", "x")
     config = write_config(tmp_path, redis_db.url, kind="redis", name="cache")

@@ -9,7 +9,9 @@ from checks.config import config_from_dict
 from checks.fixes import refusals_for
 from checks.fixes.postgres import concurrent_build, groups
 from checks.fixes.redis import KeysLog, decode_key, encode_key
-from checks.fixes.script import migration_script, redis_quote, step_text
+from checks.adapters import step_text
+from checks.adapters.redis import redis_quote
+from checks.fixes.script import migration_script
 from checks.model import Finding, Fix, FixSafety, FixStep, Severity
 
 
@@ -144,8 +146,10 @@ def test_mongosh_script_carries_max_time_ms():
                              database="app"),))
     text = migration_script("mongodb", "docs", "mongodb://h/app", "mongodb.x", [finding(fix)],
                             generated_at="now", version="1.0")
-    assert 'run("app", {"createIndexes": "orders", "indexes": [{"key": {"a": 1}, "name": "a_1"}], "maxTimeMS": 1800000});' in text
-    assert "function run(database, command)" in text
+    assert ('must(db.getSiblingDB("app").runCommand({"createIndexes": "orders", "indexes": [{"key": {"a": 1}, '
+            '"name": "a_1"}], "maxTimeMS": 1800000}));') in text.splitlines()
+    # runCommand does not throw on {ok: 0}: must() does, so a failed step stops the script.
+    assert "function must(result) {" in text and "if (!result.ok) { throw" in text
 
 
 @pytest.mark.parametrize("database", [None, "app"])

@@ -1,0 +1,123 @@
+"""One adapter object per engine: everything the generic code needs to know about an engine.
+
+The runner, the fix pipeline, the console, the scripts and the reports ask an engine's
+adapter to connect, run fix steps, render a step as text, measure connections, and for the
+engines that need them, make a batch step's inverse concrete and resume an interrupted run.
+None of them branches on the engine. A new engine is a new adapter module registered in
+`ADAPTERS` (plus its checks package and its target kind in the config).
+
+Adapter modules import their drivers lazily, inside the methods that use them: loading an
+adapter to render a step or list the catalog must stay cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from checks.model import Engine, FixStep
+
+SideFile = Callable[[str], Path]  # a journal side file by name
+
+if TYPE_CHECKING:
+    from checks.config import TargetBase
+    from checks.connectors import Connection
+    from checks.fixes.execution import Execution
+
+# The one place engines are registered: engine -> "module:class".
+ADAPTERS: dict[str, str] = {
+    Engine.POSTGRES.value: "checks.adapters.postgres:PostgresAdapter",
+    Engine.MONGODB.value: "checks.adapters.mongodb:MongoAdapter",
+    Engine.REDIS.value: "checks.adapters.redis:RedisAdapter",
+}
+
+
+class EngineAdapter:
+    """What an engine provides. Subclasses set the class attributes and the abstract methods;
+    the batch-inverse and resume hooks default to "this engine has none"."""
+
+    engine: ClassVar[Engine]
+    language: ClassVar[str]  # FixStep.language of this engine's steps
+    comment: ClassVar[str]  # a line comment in the engine's script language
+    lexer: ClassVar[str]  # a Pygments lexer name for the rendered steps
+    fence: ClassVar[str]  # a Markdown code-fence language for the rendered steps
+
+    # --- sessions ------------------------------------------------------------------------------
+    async def connect(self, name: str, target: TargetBase) -> Connection:
+        """A read-only session for checks; a failure is a Connection with a state, never a raise."""
+        raise NotImplementedError
+
+    async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
+        """(connections in use, connections the server allows), either None when unknown."""
+        raise NotImplementedError
+
+    # --- fixes ---------------------------------------------------------------------------------
+    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
+        """Run the steps on run.target with a read-write session of its own; raise StepFailed."""
+        raise NotImplementedError
+
+    def step_text(self, step: FixStep) -> str:
+        """One step as it would be typed into the engine's own shell."""
+        raise NotImplementedError
+
+    def script_preamble(self) -> list[str]:
+        """The lines a migration script starts with: how to run it, and its session limits."""
+        return []
+
+    def script_steps(self, steps: Sequence[FixStep]) -> list[str]:
+        """The steps as lines of a migration script."""
+        return [line for step in steps for line in self.step_text(step).splitlines()]
+
+    def concrete_inverse(self, steps: Sequence[FixStep], inverse: Sequence[FixStep], entry_id: str) -> list[FixStep]:
+        """The inverse journaled for an entry: a batch step's inverse may only be known per entry
+        (the Redis keys an expire step records)."""
+        return list(inverse)
+
+    def resumable(self, steps: Sequence[FixStep]) -> bool:
+        """Whether an interrupted run of these steps can resume where it stopped."""
+        return False
+
+    def resume_points(self, side_file: SideFile, interrupted_entry: str, steps: Sequence[FixStep]) -> dict[int, Any]:
+        """Per step index, where the interrupted entry's run stopped (`side_file(name)` -> Path)."""
+        return {}
+
+    def has_undo_record(self, side_file: SideFile, step: FixStep) -> bool:
+        """Whether an inverse step refers to data recorded beside the journal that exists."""
+        return False
+
+
+def int_or_none(value: Any) -> int | None:
+    """A server's figure as an int; None when it is missing or not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@cache
+def adapter_for(engine: Engine | str) -> EngineAdapter:
+    """The adapter of an engine (an Engine, or a target's `kind`)."""
+    key = engine.value if isinstance(engine, Engine) else str(engine)
+    spec = ADAPTERS.get(key)
+    if spec is None:
+        raise LookupError(f"no adapter for engine {key!r} (known: {', '.join(ADAPTERS)})")
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+@cache
+def adapter_for_language(language: str) -> EngineAdapter:
+    for engine in ADAPTERS:
+        adapter = adapter_for(engine)
+        if adapter.language == language:
+            return adapter
+    raise LookupError(f"no adapter renders fix steps in {language!r}")
+
+
+def step_text(step: FixStep) -> str:
+    """The one rendering of a fix step, shared by the CLI preview, the console, `--script`,
+    the history and the Markdown report."""
+    return adapter_for_language(step.language).step_text(step)

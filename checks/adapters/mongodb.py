@@ -1,0 +1,67 @@
+"""The MongoDB adapter: pymongo sessions, command-document fix steps, mongosh scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from checks.adapters import EngineAdapter, int_or_none
+from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
+from checks.model import Engine, FixStep
+
+if TYPE_CHECKING:
+    from checks.config import TargetBase
+    from checks.connectors import Connection
+    from checks.fixes.execution import Execution
+
+
+class MongoAdapter(EngineAdapter):
+    engine = Engine.MONGODB
+    language = "mongodb"
+    comment = "//"
+    lexer = "javascript"
+    fence = "js"
+
+    async def connect(self, name: str, target: TargetBase) -> Connection:
+        from checks.connectors.mongodb import connect
+
+        return await connect(name, target)
+
+    async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
+        status = await session.client.admin.command("serverStatus")
+        connections = status.get("connections", {})
+        current, available = int_or_none(connections.get("current")), int_or_none(connections.get("available"))
+        # Some servers report available = 0 without meaning it: then the limit is unknown.
+        return current, (current + available) if current is not None and available else None
+
+    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
+        from checks.fixes.mongodb import execute
+
+        await execute(run, steps)
+
+    def step_text(self, step: FixStep) -> str:
+        database = json.dumps(step.database) if step.database else "db.getName()"
+        command = json.dumps(step.command, default=str)
+        return f"db.getSiblingDB({database}).runCommand({command});"
+
+    def script_preamble(self) -> list[str]:
+        return [
+            "// Run with mongosh against the target: mongosh \"$MONGODB_URI\" FILE",
+            "// Each command carries maxTimeMS; a failed command stops the script (runCommand itself",
+            "// does not throw, so each step's result goes through must()).",
+            "function must(result) {",
+            "  printjson(result);",
+            "  if (!result.ok) { throw new Error(`command failed: ${result.errmsg}`); }",
+            "}",
+        ]
+
+    def script_steps(self, steps: Sequence[FixStep]) -> list[str]:
+        statement_ms = int(DEFAULT_STATEMENT_TIMEOUT_S * 1000)
+        lines = []
+        for step in steps:
+            if isinstance(step.command, dict):
+                step = replace(step, command={**step.command, "maxTimeMS": step.command.get("maxTimeMS", statement_ms)})
+            lines.append(f"must({self.step_text(step).removesuffix(';')});")
+        return lines

@@ -1,0 +1,72 @@
+"""The PostgreSQL adapter: asyncpg sessions, SQL fix steps, psql scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from checks.adapters import EngineAdapter
+from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
+from checks.model import Engine, FixStep
+
+if TYPE_CHECKING:
+    from checks.config import TargetBase
+    from checks.connectors import Connection
+    from checks.fixes.execution import Execution
+
+# Connections in use against the server's limit, in one light query.
+CONNECTIONS_QUERY = """
+SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
+       current_setting('max_connections')::int AS allowed
+"""
+
+
+class PostgresAdapter(EngineAdapter):
+    engine = Engine.POSTGRES
+    language = "sql"
+    comment = "--"
+    lexer = "sql"
+    fence = "sql"
+
+    async def connect(self, name: str, target: TargetBase) -> Connection:
+        from checks.connectors.postgres import connect
+
+        return await connect(name, target)
+
+    async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
+        row = await session.fetchrow(CONNECTIONS_QUERY)
+        return row["used"], row["allowed"]
+
+    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
+        from checks.fixes.postgres import execute
+
+        await execute(run, steps)
+
+    def step_text(self, step: FixStep) -> str:
+        text = str(step.command).strip()
+        return text if text.endswith(";") else text + ";"
+
+    def script_preamble(self) -> list[str]:
+        return [
+            "-- Run with psql in autocommit mode (psql -v ON_ERROR_STOP=1 -f FILE): CREATE/DROP INDEX",
+            "-- CONCURRENTLY cannot run inside a transaction block; other steps are grouped in BEGIN/COMMIT.",
+            "-- A failed CONCURRENTLY build leaves an INVALID index: drop it with DROP INDEX CONCURRENTLY IF EXISTS.",
+            f"SET lock_timeout = {int(DEFAULT_LOCK_TIMEOUT_S * 1000)};",
+            f"SET statement_timeout = {int(DEFAULT_STATEMENT_TIMEOUT_S * 1000)};",
+        ]
+
+    def script_steps(self, steps: Sequence[FixStep]) -> list[str]:
+        """Consecutive transactional steps in one BEGIN/COMMIT, as the executor groups them."""
+        lines: list[str] = []
+        in_transaction = False
+        for step in steps:
+            if step.transactional and not in_transaction:
+                lines.append("BEGIN;")
+                in_transaction = True
+            elif not step.transactional and in_transaction:
+                lines.append("COMMIT;")
+                in_transaction = False
+            lines += self.step_text(step).splitlines()
+        if in_transaction:
+            lines.append("COMMIT;")
+        return lines
