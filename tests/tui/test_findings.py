@@ -116,7 +116,7 @@ async def test_copy_fix_and_evidence_go_to_the_clipboard():
         await pilot.press("c")
         runnable = [line for line in app.clipboard.splitlines() if line.strip() and not line.startswith("--")]
         # Pasted into psql, only the fix runs: its inverse is there, but commented out.
-        assert runnable == ["CREATE INDEX CONCURRENTLY table_00000_customer_id_idx ON public.table_00000 (customer_id)"]
+        assert runnable == ["CREATE INDEX CONCURRENTLY table_00000_customer_id_idx ON public.table_00000 (customer_id);"]
         assert "-- DROP INDEX CONCURRENTLY public.table_00000_customer_id_idx" in app.clipboard
         await pilot.press("y")
         assert json.loads(app.clipboard)["evidence"]["scans"] == {"seq": 120, "index": 0}
