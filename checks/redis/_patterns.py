@@ -296,3 +296,97 @@ def ephemeral_reason(pattern: str) -> str | None:
     if "{date}" in pattern or "{ts}" in pattern:
         return "a date or timestamp in the name (a time bucket that is never reused)"
     return None
+
+
+# --- Time buckets, periods and counters in a name ----------------------------------------------------
+
+MINUTE, HOUR, DAY, WEEK, MONTH = 60, 3600, 86400, 604800, 31 * 86400
+BUCKET_NAMES = {MINUTE: "minute", HOUR: "hour", DAY: "day", WEEK: "week", MONTH: "month"}
+# A literal word that names a period: a key reused every period (reset by a job), or the
+# granularity of the date beside it.
+PERIOD_WORDS = {"hourly": HOUR, "daily": DAY, "today": DAY, "yesterday": DAY, "weekly": WEEK, "monthly": MONTH}
+# Words of counters that something else may aggregate (votes synced to a database, view counts).
+COUNTER_WORDS = {"vote", "votes", "upvotes", "downvotes", "count", "counts", "counter", "counters", "like", "likes",
+                 "view", "views", "click", "clicks", "score", "scores", "total", "totals", "tally"}
+# Words of sets or boards meant to cover all time: never trimmed, never expired by a guess.
+ALL_TIME_WORDS = {"alltime", "all-time", "all_time", "ever", "lifetime", "global", "forever", "permanent"}
+_DATE_TEXT = re.compile(
+    r"(?<![0-9])(?:19|20)\d\d(?P<sep>[-/]?)(?:0[1-9]|1[0-2])(?:(?P=sep)(?P<day>0[1-9]|[12]\d|3[01])"
+    r"(?:[T ](?P<hour>\d\d):(?P<minute>\d\d))?)?(?![0-9])"
+)
+
+
+def literal_words(pattern: str) -> list[str]:
+    """The lower-cased words of a pattern's literal text (placeholders left out), camelCase split."""
+    words = []
+    for word in _WORDS.findall(_PLACEHOLDER_TEXT.sub(" ", pattern)):
+        words.append(word.lower())
+        parts = [p.lower() for p in re.findall(r"[a-z0-9]+|[A-Z][a-z0-9]*", word)]
+        if len(parts) > 1:
+            words.extend(parts)
+    return words
+
+
+def period_word(pattern: str) -> tuple[str, int] | None:
+    """A word naming a period (daily, weekly...) in the pattern's literal text, with its length."""
+    return next(((w, PERIOD_WORDS[w]) for w in literal_words(pattern) if w in PERIOD_WORDS), None)
+
+
+def is_all_time(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in ("alltime", "all-time", "all_time", "lifetime")) or bool(
+        set(literal_words(name)) & ALL_TIME_WORDS)
+
+
+def counter_word(pattern: str) -> str | None:
+    return next((w for w in literal_words(pattern) if w in COUNTER_WORDS), None)
+
+
+def time_bucket(pattern: str, examples: Iterable[str]) -> int | None:
+    """The length in seconds of the time bucket a pattern's keys are named after, or None.
+
+    `{date}` takes its granularity from the example keys: a month (2026-05), a day
+    (2026-05-01, 20260501), an hour or a minute (2026-05-01T10:00); a day followed by a last
+    segment of two digits 00-23 in at least 3 examples is an hour (`rl:2026-05-01:13`).
+    Where the examples disagree or are few, the longer bucket: its TTL is the safe side. `{ts}` is a
+    bucket only when every example is a multiple of a minute, hour or day (a window start,
+    not an event time). A period word beside the date (`hourly:{date}`) wins."""
+    named = period_word(pattern)
+    samples = [e for e in examples if e]
+    if "{date}" in pattern:
+        if named is not None:
+            return named[1]
+        sizes = [_date_bucket(example) for example in samples]
+        known = [size for size in sizes if size is not None]
+        if not known:
+            return DAY
+        if HOUR in known and len(known) < 3 and "{date}:{id}" in pattern:
+            return DAY  # an hour read off fewer than 3 examples could be a small id: the longer bucket is safe
+        return max(known)  # examples that disagree: the longest bucket, whose TTL keeps all of them
+    if "{ts}" in pattern and samples:
+        stamps = []
+        for example in samples:
+            found = re.search(r"(?<![0-9])1\d{9}(?:\d{3})?(?![0-9])", example)
+            if found is None:
+                return None
+            value = int(found.group(0))
+            stamps.append(value // 1000 if len(found.group(0)) == 13 else value)
+        for size in (DAY, HOUR, MINUTE):
+            if all(stamp % size == 0 for stamp in stamps):
+                return named[1] if named else size
+    return None
+
+
+def _date_bucket(example: str) -> int | None:
+    found = _DATE_TEXT.search(example)
+    if found is None:
+        return None
+    if found.group("day") is None:
+        return MONTH
+    if found.group("hour") is not None:
+        return HOUR if found.group("minute") == "00" else MINUTE
+    following = example[found.end():]
+    hour = re.fullmatch(r"[:/|#](\d\d)", following)  # the last segment, two digits
+    if hour is not None and int(hour.group(1)) <= 23:
+        return HOUR
+    return DAY

@@ -16,6 +16,7 @@ per session and plan, however many checks ask for it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import math
 import random
@@ -33,8 +34,12 @@ from redis.exceptions import ResponseError
 from checks.redis._patterns import display_key, infer_pattern, is_placeholder, split_segments
 from checks.secrets import mask_url
 
-TTL_SAMPLE = 101  # TTLs kept per pattern for the median
-MEMORY_SAMPLE = 16  # keys per pattern measured with MEMORY USAGE
+TTL_SAMPLE = 101  # TTLs (and idle times) kept per pattern for the percentiles
+MEMORY_SAMPLE = 16  # keys per pattern measured at least, when it has that many (its key reservoir)
+HOT_KEYS_KEPT = 20  # hottest keys by OBJECT FREQ kept per database (LFU policies only)
+# Upper bounds of the TTL histogram's buckets: <= 1 hour, <= 1 day, <= 1 week, then more.
+TTL_BUCKETS = (3600, 86400, 604800)
+TTL_BUCKET_NAMES = ("<=1h", "<=1d", "<=1w", ">1w", "none")
 EXAMPLES = 3
 MISSING_TTL_EXAMPLES = 5
 MAX_PATTERNS = 5000  # per database; beyond it, literal segments collapse
@@ -77,6 +82,12 @@ class PatternStats:
     missing_ttl_examples: list[str] = field(default_factory=list)
     memory_sampled_keys: int = 0
     memory_sampled_bytes: int = 0
+    memory_sampled_squares: float = 0.0  # sum of squared sizes: the sample's spread, for the error
+    ttl_buckets: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # counts per TTL_BUCKETS (+ more)
+    # OBJECT IDLETIME (seconds unread) or, under an LFU policy, OBJECT FREQ of the sampled keys
+    access_reservoir: Reservoir = field(default_factory=lambda: Reservoir(TTL_SAMPLE))
+    access_max: int | None = None
+    encodings: dict[str, int] = field(default_factory=dict)  # OBJECT ENCODING of the sampled keys
 
     @property
     def without_ttl(self) -> int:
@@ -100,6 +111,59 @@ class PatternStats:
             return None
         ordered = sorted(self.ttl_sample)
         return ordered[len(ordered) // 2]
+
+    def ttl_percentile(self, share: float) -> int | None:
+        """The TTL below which `share` of the sampled keys with a TTL fall (0.9: the p90)."""
+        return percentile(self.ttl_sample, share)
+
+    def access_percentile(self, share: float) -> int | None:
+        return percentile(self.access_reservoir.items, share)
+
+    @property
+    def ttl_histogram(self) -> dict[str, int]:
+        """Keys per remaining-TTL bucket (exact: every key's TTL is counted), and those with none."""
+        return dict(zip(TTL_BUCKET_NAMES, [*self.ttl_buckets, self.without_ttl]))
+
+    def memory_estimate(self, factor: float = 1.0) -> tuple[int, int] | None:
+        """(bytes, ± bytes at 95 %) for all the pattern's keys, from the measured sample: the
+        sample's mean times the keys, and 1.96 standard errors with the finite-population
+        correction (0 when every key was measured). None when nothing was measured."""
+        n = self.memory_sampled_keys
+        if not n:
+            return None
+        population = max(self.keys * factor, n)
+        mean = self.memory_sampled_bytes / n
+        total = mean * population
+        if n >= population or n < 2:
+            return round(total), 0 if n >= population else round(total)
+        variance = max(0.0, (self.memory_sampled_squares - n * mean * mean) / (n - 1))
+        correction = math.sqrt((population - n) / (population - 1))
+        return round(total), round(1.96 * population * math.sqrt(variance / n) * correction)
+
+    def add_samples(self, memory: list[int], access: list[int], encodings: list[Any], rng: random.Random) -> None:
+        """Per sampled key: MEMORY USAGE (-1: refused), OBJECT IDLETIME or FREQ (-1: not
+        tracked), OBJECT ENCODING (empty: refused)."""
+        for used in memory:
+            if used >= 0:
+                self.memory_sampled_keys += 1
+                self.memory_sampled_bytes += used
+                self.memory_sampled_squares += used * used
+        read = [value for value in access if value >= 0]
+        if read:
+            self.access_reservoir.offer_many(read, rng)
+            high = max(read)
+            self.access_max = high if self.access_max is None else max(self.access_max, high)
+        for encoding in encodings:
+            if encoding:
+                name = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
+                self.encodings[name] = self.encodings.get(name, 0) + 1
+
+    def reset_samples(self) -> None:
+        self.memory_sampled_keys = self.memory_sampled_bytes = 0
+        self.memory_sampled_squares = 0.0
+        self.access_reservoir = Reservoir(TTL_SAMPLE)
+        self.access_max = None
+        self.encodings = {}
 
     @property
     def main_type(self) -> str:
@@ -138,7 +202,14 @@ class PatternStats:
         expiring = [ttl for ttl in ttls if ttl >= 0]
         if expiring:
             self.with_ttl += len(expiring)
-            low, high = min(expiring), max(expiring)
+            expiring.sort()  # in C: the histogram then takes three bisections, not a step per key
+            low, high = expiring[0], expiring[-1]
+            buckets, previous = self.ttl_buckets, 0
+            for index, bound in enumerate(TTL_BUCKETS):
+                upto = bisect.bisect_right(expiring, bound, previous)
+                buckets[index] += upto - previous
+                previous = upto
+            buckets[3] += len(expiring) - previous
             self.ttl_min = low if self.ttl_min is None else min(self.ttl_min, low)
             self.ttl_max = high if self.ttl_max is None else max(self.ttl_max, high)
             self.ttl_reservoir.offer_many(expiring, rng)
@@ -166,6 +237,21 @@ class PatternStats:
         self.missing_ttl_examples = (self.missing_ttl_examples + other.missing_ttl_examples)[:MISSING_TTL_EXAMPLES]
         self.memory_sampled_keys += other.memory_sampled_keys
         self.memory_sampled_bytes += other.memory_sampled_bytes
+        self.memory_sampled_squares += other.memory_sampled_squares
+        self.ttl_buckets = [a + b for a, b in zip(self.ttl_buckets, other.ttl_buckets)]
+        self.access_reservoir.merge(other.access_reservoir, rng)
+        if other.access_max is not None:
+            self.access_max = other.access_max if self.access_max is None else max(self.access_max, other.access_max)
+        for name, count in other.encodings.items():
+            self.encodings[name] = self.encodings.get(name, 0) + count
+
+
+def percentile(values: list[int], share: float) -> int | None:
+    """The nearest-rank percentile of a sample (None for an empty one)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
 class Reservoir:
@@ -326,6 +412,28 @@ class DatabaseScan:
     complete: bool = False
     patterns: dict[str, PatternStats] = field(default_factory=dict)
     collapsed_patterns: int = 0
+    keys_at_start: int | None = None  # DBSIZE before the first SCAN call and after the last one:
+    keys_at_end: int | None = None  # equal to each other and to `scanned`, no key can have been counted twice
+    hot_keys: list[tuple[int, str, str]] = field(default_factory=list)  # (OBJECT FREQ, key, pattern), hottest first
+
+    @property
+    def counts_exact(self) -> bool:
+        """Every key counted once. SCAN returns each key present throughout at least once, and
+        may return one twice when the table is resized mid-pass; with no key added or removed
+        (DBSIZE unchanged, and equal to the keys read) there was none to count twice."""
+        return self.complete and self.keys_at_start == self.keys_at_end == self.scanned
+
+    @property
+    def count_error(self) -> int | None:
+        """How far the keys read may be from the keys there (duplicates, keys written or removed
+        during the pass): the distance to DBSIZE at the start or the end, whichever is larger.
+        0 when exact; None for a partial pass (its counts are extrapolated instead)."""
+        if not self.complete:
+            return None
+        if self.counts_exact:
+            return 0
+        sizes = [size for size in (self.keys_at_start, self.keys_at_end) if size is not None]
+        return max((abs(self.scanned - size) for size in sizes), default=None)
 
     @property
     def extrapolation(self) -> float:
@@ -350,6 +458,12 @@ class KeyspaceScan:
     scan_limit: int | None = None
     throttle: int | None = None
     lengths_read: bool = True  # STRLEN/HLEN/...: only when redis.big-keys is part of the run
+    # What the sampled keys' access figure is: "idle" (OBJECT IDLETIME, seconds unread), "freq"
+    # (OBJECT FREQ, the LFU counter, read on every key), or None (not read).
+    access: str | None = None
+    maxmemory_policy: str | None = None
+    uptime_s: int | None = None  # idle times cannot exceed the server's uptime
+    sample_every: int = 0  # one key in this many measured in the page script (0: the reservoirs only)
 
     @property
     def scanned(self) -> int:
@@ -376,8 +490,19 @@ class KeyspaceScan:
             **({"replica": True} if self.replica else {}),
             **({"scan_limit": self.scan_limit} if self.scan_limit else {}),
             **({"throttle_keys_per_s": self.throttle} if self.throttle else {}),
+            "counts": self.counts_note(),
             "seconds": round(self.seconds, 2),
         }
+
+    def counts_note(self) -> str:
+        """Whether the key counts are exact, approximate (with a bound) or extrapolated."""
+        if not self.complete:
+            return "extrapolated from a partial pass (scan_limit)"
+        if all(d.counts_exact for d in self.databases):
+            return "exact: DBSIZE did not change during the pass and equals the keys read"
+        error = sum(d.count_error or 0 for d in self.databases)
+        return (f"approximate: keys were written or removed during the pass, and SCAN may return a key twice "
+                f"while the table is resized; off by at most {error:,} keys overall")
 
 
 @dataclass(frozen=True)
@@ -391,6 +516,8 @@ class ScanPlan:
     big_thresholds: tuple[tuple[str, int], ...] = ()  # (type, length) past which a key is big
     big_keys_kept: int = 50  # per type
     memory_sample: bool = True
+    memory_samples: int = 5  # MEMORY USAGE ... SAMPLES: nested values read to estimate a collection
+    sample_every: int = 100  # in the page script, one key in this many is measured (0: reservoirs only)
 
 
 class _BigKeyHeap:
@@ -538,9 +665,12 @@ async def scan_database(
     node: str = "",
     script: str | None = None,
     lengths: bool = True,
+    access: str | None = None,
 ) -> DatabaseScan:
     """One logical database, `client` already selected on it (`node`: its cluster master).
     `lengths`: read each key's length too (redis.big-keys needs it; TTL coverage does not).
+    `access`: "idle" (OBJECT IDLETIME) or "freq" (OBJECT FREQ, every key: an LFU policy) on
+    the sampled keys, None for neither.
 
     With `script` ("EVAL_RO" or "EVAL"), each page is one read-only Lua call (PAGE_SCRIPT)
     that SCANs and returns the page's keys with their TYPE, TTL (and length): the cheapest
@@ -552,18 +682,20 @@ async def scan_database(
     back to back and the previous batch is aggregated meanwhile.
     """
     table = PatternTable(rng)
-    result = DatabaseScan(db=db, keys_total=keys_total)
+    result = DatabaseScan(db=db, keys_total=keys_total, keys_at_start=keys_total)
+    hot: list[tuple[int, bytes, str]] = []
     count = plan.count
     if throttle.rate:
         count = max(10, min(count, throttle.rate // 4))  # several small batches a second, not one burst
     if script is not None:
         try:
-            await _scripted_pass(client, script, count, limit, lengths, db, result, table, big, rng, node, throttle)
-            await _finish(lambda requests: _pipelined(client, requests), plan, result, table)
+            await _scripted_pass(client, script, count, limit, lengths, access, plan, db, result, table, big, hot, rng,
+                                 node, throttle)
+            await _finish(lambda requests: _pipelined(client, requests), plan, result, table, hot, access, lengths)
             return result
         except _ScriptRefused:
             table = PatternTable(rng)
-            result = DatabaseScan(db=db, keys_total=keys_total)
+            result = DatabaseScan(db=db, keys_total=keys_total, keys_at_start=keys_total)
     async with Commands(client) as commands:
         cursor, keys = _scan_reply((await commands.run([("SCAN", b"0", "COUNT", count)]))[0])
         keys, more = _trim(keys, cursor, limit, result.scanned)
@@ -592,18 +724,50 @@ async def scan_database(
             keys, more = next_keys, next_more
         if pending is not None:
             _aggregate(db, *pending, table, big, rng, node)
-        await _finish(commands.run, plan, result, table)
+        await _finish(commands.run, plan, result, table, hot, access, lengths)
     return result
 
 
 # One SCAN page and, per key, TYPE, TTL and (ARGV[3] = '1') the length: keys are not
 # declared (they come from the SCAN), which a standalone server allows and a cluster does not.
+# One key in ARGV[4] (from the ARGV[7]-th) is also measured: MEMORY USAGE with ARGV[6] SAMPLES,
+# OBJECT ENCODING, and OBJECT IDLETIME (ARGV[5] = 'idle'); under an LFU policy (ARGV[5] =
+# 'freq') OBJECT FREQ is read on every key. Both before the lengths: STRLEN and the like
+# reset a key's idle time and bump its LFU counter (TYPE, TTL, OBJECT, MEMORY do not).
 PAGE_SCRIPT = """
 local page = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local keys, types, ttls, sizes = page[2], {}, {}, {}
+local every, access = tonumber(ARGV[4]), ARGV[5]
+local picked, memory, seen, encodings, freqs = {}, {}, {}, {}, {}
 for i, key in ipairs(keys) do
   types[i] = redis.call('TYPE', key)['ok']
   ttls[i] = redis.call('TTL', key)
+end
+if access == 'freq' then
+  for i, key in ipairs(keys) do
+    local f = redis.pcall('OBJECT', 'FREQ', key)
+    if type(f) == 'number' then freqs[i] = f else freqs[i] = -1 end
+  end
+end
+if every > 0 then
+  for i = tonumber(ARGV[7]) + 1, #keys, every do
+    if types[i] ~= 'none' then
+      local key, n = keys[i], #picked + 1
+      picked[n] = i - 1
+      local used = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', ARGV[6])
+      if type(used) == 'number' then memory[n] = used else memory[n] = -1 end
+      if access == 'idle' then
+        local idle = redis.pcall('OBJECT', 'IDLETIME', key)
+        if type(idle) == 'number' then seen[n] = idle else seen[n] = -1 end
+      elseif access == 'freq' then
+        seen[n] = freqs[i]
+      else
+        seen[n] = -1
+      end
+      local encoding = redis.pcall('OBJECT', 'ENCODING', key)
+      if type(encoding) == 'string' then encodings[n] = encoding else encodings[n] = '' end
+    end
+  end
 end
 if ARGV[3] == '1' then
   local commands = {string='STRLEN', hash='HLEN', list='LLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
@@ -612,7 +776,7 @@ if ARGV[3] == '1' then
     if command then sizes[i] = redis.call(command, key) else sizes[i] = -1 end
   end
 end
-return {page[1], keys, types, ttls, sizes}
+return {page[1], keys, types, ttls, sizes, picked, memory, seen, encodings, freqs}
 """
 
 
@@ -626,32 +790,46 @@ async def _scripted_pass(
     count: int,
     limit: int | None,
     lengths: bool,
+    access: str | None,
+    plan: ScanPlan,
     db: int,
     result: DatabaseScan,
     table: PatternTable,
     big: _BigKeyHeap,
+    hot: list[tuple[int, bytes, str]],
     rng: random.Random,
     node: str,
     throttle: _Throttle,
 ) -> None:
-    async def page(cursor: Any) -> Any:
-        return await client.execute_command(script, PAGE_SCRIPT, 0, cursor, count, 1 if lengths else 0)
+    every = plan.sample_every if plan.memory_sample or access else 0
+
+    async def page(cursor: Any, position: int) -> Any:
+        # The stride runs across pages: key number `position` of the pass starts this page.
+        first = (-position) % every if every else 0
+        return await client.execute_command(
+            script, PAGE_SCRIPT, 0, cursor, count, 1 if lengths else 0, every, access or "", plan.memory_samples, first)
 
     try:
-        reply = await page(b"0")
+        reply = await page(b"0", 0)
     except ResponseError as error:
         raise _ScriptRefused(str(error)) from error
     following: asyncio.Future[Any] | None = None
     try:
         while True:
-            cursor, keys, kinds, ttls, sizes = reply
+            cursor, keys, kinds, ttls, sizes, picked, memory, seen, encodings, freqs = reply
             keys, more = _trim(keys, cursor, limit, result.scanned)
             if more:
                 # The next page goes out now: the server reads it while this one is aggregated.
-                following = asyncio.ensure_future(page(cursor))
+                following = asyncio.ensure_future(page(cursor, result.scanned + len(keys)))
                 await asyncio.sleep(0)
-            _aggregate(db, keys, kinds[: len(keys)], ttls[: len(keys)], sizes[: len(keys)] if lengths else None,
-                       table, big, rng, node)
+            kept = len(keys)
+            samples = None
+            if picked:
+                inside = [n for n, index in enumerate(picked) if index < kept]
+                samples = ([picked[n] for n in inside], [memory[n] for n in inside], [seen[n] for n in inside],
+                           [encodings[n] for n in inside])
+            _aggregate(db, keys, kinds[:kept], ttls[:kept], sizes[:kept] if lengths else None,
+                       table, big, rng, node, samples, freqs[:kept] if freqs else None, hot)
             result.scanned += len(keys)
             await throttle.after(len(keys))
             if following is None:
@@ -695,17 +873,29 @@ async def _pipelined(client: aioredis.Redis, requests: list[tuple[Any, ...]]) ->
 RunCommands = Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]]
 
 
-async def _finish(run: RunCommands, plan: ScanPlan, result: DatabaseScan, table: PatternTable) -> None:
-    """Totals, MEMORY USAGE on the samples, and the aggregates handed to the result."""
+async def _finish(
+    run: RunCommands,
+    plan: ScanPlan,
+    result: DatabaseScan,
+    table: PatternTable,
+    hot: list[tuple[int, bytes, str]],
+    access: str | None,
+    lengths: bool,
+) -> None:
+    """Totals, the samples of patterns the page stride missed, and the aggregates handed over."""
+    [size] = await run([("DBSIZE",)])
+    result.keys_at_end = size if isinstance(size, int) else None
     if result.complete:
         # Keys written during the pass make DBSIZE at its start a floor, not the total.
         result.keys_total = max(result.keys_total, result.scanned)
     if plan.memory_sample:
-        await _measure_memory(run, table.patterns.values())
+        # Idle times read now would be our own: this pass's length reads touched every key.
+        await _measure_samples(run, table.patterns.values(), plan.memory_samples, None if lengths else access, table.rng)
     for stats in table.patterns.values():
         stats.key_reservoir.clear()  # measured (or not wanted): the keys themselves are not kept
     result.patterns = table.patterns
     result.collapsed_patterns = table.collapsed
+    result.hot_keys = [(freq, display_key(key), pattern) for freq, key, pattern in sorted(hot, reverse=True)]
 
 
 def _scan_reply(reply: Any) -> tuple[Any, list[bytes]]:
@@ -756,16 +946,27 @@ def _aggregate(
     big: _BigKeyHeap,
     rng: random.Random,
     node: str,
+    samples: tuple[list[int], list[int], list[int], list[Any]] | None = None,
+    freqs: list[int] | None = None,
+    hot: list[tuple[int, bytes, str]] | None = None,
 ) -> None:
-    """One batch into the pattern table (grouped by pattern first) and the big-key heaps."""
+    """One batch into the pattern table (grouped by pattern first) and the big-key heaps.
+    `samples`: (indexes into the batch, MEMORY USAGE, idle time or freq, encoding) of the keys
+    the page script measured; `freqs`: OBJECT FREQ of every key (LFU), for the hot-key heap."""
     if b"none" in kinds or -2 in ttls:  # expired or deleted between SCAN and TYPE
         live = [i for i, (kind, ttl) in enumerate(zip(kinds, ttls)) if kind != b"none" and ttl != -2]
         keys, kinds, ttls = [keys[i] for i in live], [kinds[i] for i in live], [ttls[i] for i in live]
         sizes = [sizes[i] for i in live] if sizes is not None else None
+        freqs = [freqs[i] for i in live] if freqs is not None else None
+        if samples is not None:
+            moved = {old: new for new, old in enumerate(live)}
+            inside = [n for n, index in enumerate(samples[0]) if index in moved]
+            samples = ([moved[samples[0][n]] for n in inside], *([column[n] for n in inside] for column in samples[1:]))
     if not keys:
         return
     groups: dict[str, list[int]] = {}
-    for index, pattern in enumerate(map(infer_pattern, keys)):
+    patterns = list(map(infer_pattern, keys))
+    for index, pattern in enumerate(patterns):
         group = groups.get(pattern)
         if group is None:
             groups[pattern] = [index]
@@ -787,18 +988,46 @@ def _aggregate(
         smallest = min(big.thresholds.values())
         for index in [i for i, size in enumerate(sizes) if size >= smallest]:
             big.offer(db, keys[index], type_name(kinds[index]), sizes[index], ttls[index], node)
+    if samples is not None:
+        for index, used, seen, encoding in zip(*samples):
+            table.stats_for(patterns[index]).add_samples([used], [seen], [encoding], rng)
+    if freqs is not None and hot is not None:
+        floor = hot[0][0] if len(hot) >= HOT_KEYS_KEPT else -1
+        for index in [i for i, freq in enumerate(freqs) if freq > floor]:
+            entry = (freqs[index], keys[index], patterns[index])
+            if len(hot) < HOT_KEYS_KEPT:
+                heapq.heappush(hot, entry)
+            elif entry > hot[0]:
+                heapq.heapreplace(hot, entry)
 
 
-async def _measure_memory(run: RunCommands, patterns: Iterable[PatternStats]) -> None:
-    """MEMORY USAGE on each pattern's reservoir sample; a key gone since is skipped."""
-    chosen = [(stats, key) for stats in patterns for key in stats.key_sample]
-    for start in range(0, len(chosen), 1000):
-        batch = chosen[start:start + 1000]
-        replies = await run([("MEMORY", "USAGE", key) for _, key in batch])
-        for (stats, _), used in zip(batch, replies):
-            if isinstance(used, int):
-                stats.memory_sampled_keys += 1
-                stats.memory_sampled_bytes += used
+async def _measure_samples(
+    run: RunCommands, patterns: Iterable[PatternStats], samples: int, access: str | None, rng: random.Random
+) -> None:
+    """For each pattern the page stride measured fewer keys of than its reservoir holds (small
+    patterns, and every pattern without the page script): that uniform sample instead, with
+    MEMORY USAGE, OBJECT ENCODING and (`access`) OBJECT IDLETIME or FREQ. A key gone since is
+    skipped."""
+    chosen = [stats for stats in patterns if stats.memory_sampled_keys < len(stats.key_sample)]
+    for stats in chosen:
+        stats.reset_samples()
+    probes = [(stats, key) for stats in chosen for key in stats.key_sample]
+    per_key = 3 if access else 2
+    for start in range(0, len(probes), 500):
+        batch = probes[start:start + 500]
+        requests: list[tuple[Any, ...]] = []
+        for _, key in batch:
+            requests.append(("MEMORY", "USAGE", key, "SAMPLES", samples))
+            requests.append(("OBJECT", "ENCODING", key))
+            if access:
+                requests.append(("OBJECT", "IDLETIME" if access == "idle" else "FREQ", key))
+        replies = await run(requests)
+        for number, (stats, _) in enumerate(batch):
+            used, encoding, *seen = replies[number * per_key:(number + 1) * per_key]
+            if not isinstance(used, int):
+                continue  # gone since, or MEMORY refused
+            figure = seen[0] if seen and isinstance(seen[0], int) else -1
+            stats.add_samples([used], [figure], [encoding if isinstance(encoding, (bytes, str)) else ""], rng)
 
 
 async def _big_keys(
@@ -896,6 +1125,9 @@ async def scan_keyspace(
     clients: dict[tuple[str, int], aioredis.Redis] = {}
     try:
         info = await base.info()
+        policy = str(info.get("maxmemory_policy", "")) or None
+        # Under an LFU policy the server tracks access frequency, not idle time (and refuses IDLETIME).
+        access = "freq" if policy and "lfu" in policy else "idle"
         databases: list[DatabaseScan] = []
         nodes: list[str] = []
         if info.get("redis_mode") == "cluster":
@@ -910,7 +1142,7 @@ async def scan_keyspace(
             # One budget for all masters: each node's pass counts against the same rate.
             rate_share = throttle
             node_scans = await asyncio.gather(*(
-                scan_database(c, 0, size, plan, limit, rate_share, big, rng, name, lengths=lengths)
+                scan_database(c, 0, size, plan, limit, rate_share, big, rng, name, lengths=lengths, access=access)
                 for c, size, limit, name in zip(per_node, sizes, limits, nodes)
             ))
             for name, client in zip(nodes, per_node):
@@ -935,7 +1167,8 @@ async def scan_keyspace(
                 if client is not base:
                     owned.append(client)
                 clients[("", db)] = client
-                databases.append(await scan_database(client, db, keys, plan, limit, throttle, big, rng, "", script, lengths))
+                databases.append(
+                    await scan_database(client, db, keys, plan, limit, throttle, big, rng, "", script, lengths, access))
         big_keys = {kind: await _big_keys(clients, kind, heap, plan.memory_sample) for kind, heap in big.heaps.items()}
         return KeyspaceScan(
             databases=databases,
@@ -949,10 +1182,21 @@ async def scan_keyspace(
             scan_limit=plan.scan_limit,
             throttle=plan.throttle,
             lengths_read=lengths,
+            access=access,
+            maxmemory_policy=policy,
+            uptime_s=_int_or_none(info.get("uptime_in_seconds")),
+            sample_every=plan.sample_every if plan.memory_sample else 0,
         )
     finally:
         for client in owned:
             await client.aclose()
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _apportion(limit: int | None, sizes: list[int]) -> list[int | None]:
@@ -971,6 +1215,10 @@ def merge_databases(scans: list[DatabaseScan], rng: random.Random) -> DatabaseSc
     merged.scanned = sum(s.scanned for s in scans)
     merged.complete = all(s.complete for s in scans)
     merged.collapsed_patterns = sum(s.collapsed_patterns for s in scans)
+    for side in ("keys_at_start", "keys_at_end"):
+        sizes = [getattr(s, side) for s in scans]
+        setattr(merged, side, None if None in sizes else sum(sizes))
+    merged.hot_keys = sorted((entry for s in scans for entry in s.hot_keys), reverse=True)[:HOT_KEYS_KEPT]
     for scan in scans:
         for pattern, stats in scan.patterns.items():
             existing = merged.patterns.get(pattern)

@@ -1,9 +1,19 @@
 """redis.ttl-coverage: key patterns whose keys lack the TTL they should have.
 
 The whole keyspace is read (SCAN, never KEYS) and grouped by inferred key pattern; each
-pattern is judged against the declared rules first (`expect.ttl`, `expect.persistent`) and
-against two heuristics otherwise: most keys of a pattern carry a TTL but some do not (one
-write path forgot `EX`), or none does while the name says the data is short-lived.
+pattern is judged against the declared rules first (`expect.ttl`, `expect.persistent`:
+persistent keys are never given a TTL) and otherwise from evidence, never from a word alone:
+
+- keys named after a time bucket (`…:{date}`, `…:{hour}`): a TTL of twice the bucket (48 h
+  for a day), and never less, whatever the other words say (`rate:` is not an hour);
+- some keys with a TTL and some without (one write path forgot `EX`): the p90 of the TTLs
+  the others carry;
+- counters something else may aggregate (`post:votes:{id}` holding INCR integers): evidence
+  only, a manual fix (an EXPIRE could drop counts not yet synced);
+- a single key or pattern whose name names a period (`leaderboard:daily`) and has no TTL: a
+  reused key, reset by a job or growing forever; a manual fix, never an EXPIRE;
+- no TTL at all on a short-lived-looking name: how long its keys go unread (OBJECT IDLETIME
+  sampled, OBJECT FREQ under LFU), the basis stated, and the fix manual when it is thin.
 """
 
 from __future__ import annotations
@@ -15,19 +25,24 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope, resolve_options
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.redis._patterns import ephemeral_reason, first_matching, pattern_glob_and_regex
+from checks.redis._patterns import (
+    BUCKET_NAMES,
+    counter_word,
+    ephemeral_reason,
+    first_matching,
+    pattern_glob_and_regex,
+    period_word,
+    time_bucket,
+)
 from checks.redis._scan import DatabaseScan, KeyspaceScan, PatternStats, ScanPlan, shared_scan
 
 FIX_BATCH = 500
 # Round a TTL up to one a human would have chosen, so siblings' remaining TTLs give the original.
 NICE_TTLS = [60, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400, 172800, 259200, 604800,
              1209600, 2592000, 7776000, 15552000, 31536000]
-# A starting point when nothing tells the TTL: shown in a manual fix, never applied as is.
-SUGGESTED_TTL = {
-    "session": 604800, "cache": 86400, "rate limit": 3600, "lock": 300, "token": 86400,
-    "one-time code": 900, "feed": 604800, "online marker": 300, "temporary": 86400,
-}
-DATE_BUCKET_TTL = 172800
+# With no evidence at all (nothing sampled): a starting point for a manual fix, never applied as is.
+PLACEHOLDER_TTL = 86400
+MIN_IDLE_SAMPLES = 30  # fewer idle times than this is a thin basis: the fix is manual
 
 
 class KeyspaceScanOptions(CheckOptions):
@@ -46,7 +61,17 @@ class KeyspaceScanOptions(CheckOptions):
         description="Scan this replica instead of the target (same databases; the target's password if the URL has none).",
     )
     memory_sample: bool = Field(
-        default=True, description="Measure MEMORY USAGE on a bounded sample of each pattern's keys, and of big keys.",
+        default=True,
+        description="Measure a sample of keys (MEMORY USAGE, OBJECT ENCODING, OBJECT IDLETIME or FREQ): per pattern "
+                    "at least its reservoir of 16 keys, and one key in sample_every in the page script; big keys too.",
+    )
+    memory_samples: int = Field(
+        default=5, ge=0, le=10000,
+        description="MEMORY USAGE ... SAMPLES: nested values read to estimate a collection's size (0: all, exact but slow).",
+    )
+    sample_every: int = Field(
+        default=100, ge=0, le=1_000_000,
+        description="One key in this many is measured inside the page script (0: only the per-pattern reservoirs).",
     )
 
 
@@ -75,6 +100,8 @@ def keyspace_plan(scope: Scope) -> ScanPlan:
         big_thresholds=tuple(sorted(big.thresholds().items())),  # type: ignore[attr-defined]
         big_keys_kept=big.report_limit,  # type: ignore[attr-defined]
         memory_sample=scan.memory_sample,
+        memory_samples=scan.memory_samples,
+        sample_every=scan.sample_every,
     )
 
 
@@ -104,9 +131,11 @@ class Verdict:
     severity: Severity
     title: str
     message: str
-    ttl_to_set: int | None = None  # the fix's TTL, when one is offered
+    ttl_to_set: int | None = None  # the fix's TTL, when an EXPIRE is offered
     ttl_basis: str = ""
     manual: bool = False
+    advice: str = ""  # a manual fix without an EXPIRE step: what to do instead
+    basis: dict[str, Any] | None = None  # the figures the suggestion stands on, for the evidence
 
 
 class TtlCoverage(Check):
@@ -141,7 +170,7 @@ class TtlCoverage(Check):
                 elif rule is not None:
                     verdicts = _judge_declared(stats, rule, int(ttl_rules[rule]))
                 else:
-                    verdicts = _judge_heuristic(stats, options, scope.target)
+                    verdicts = _judge_heuristic(stats, options, scope.target, facts)
                 for verdict in verdicts:
                     findings.append(self._finding(scope, facts, database, stats, rule, verdict))
         return findings
@@ -161,6 +190,14 @@ class TtlCoverage(Check):
         evidence = pattern_evidence(stats, database) | {"scan": scan.summary()}
         if rule is not None:
             evidence["rule"] = rule
+        if verdict.basis:
+            evidence["suggestion_basis"] = verdict.basis
+        if verdict.ttl_to_set:
+            fix = _expire_fix(stats, database, verdict, estimated_missing, scan)
+        elif verdict.advice:
+            fix = Fix(summary=verdict.advice.split(":")[0], steps=(), safety=FixSafety.MANUAL, notes=verdict.advice)
+        else:
+            fix = None
         return self.finding(
             scope,
             object=stats.pattern,
@@ -168,7 +205,7 @@ class TtlCoverage(Check):
             message=message,
             evidence=evidence,
             severity=verdict.severity,
-            fix=_expire_fix(stats, database, verdict, estimated_missing, scan) if verdict.ttl_to_set else None,
+            fix=fix,
             key=f"db{database.db}:{verdict.key}",
         )
 
@@ -217,40 +254,209 @@ def _judge_declared(stats: PatternStats, rule: str, max_seconds: int) -> list[Ve
     return verdicts
 
 
-def _judge_heuristic(stats: PatternStats, options: TtlCoverageOptions, target: str) -> list[Verdict]:
-    if stats.keys < options.min_keys or not stats.without_ttl:
+def _judge_heuristic(stats: PatternStats, options: TtlCoverageOptions, target: str, scan: KeyspaceScan) -> list[Verdict]:
+    """The first rule that applies, most specific first: counters, time buckets, a forgotten EX,
+    a reused period key, short-lived names without any TTL."""
+    if not stats.without_ttl:
         return []
+    examples = [*stats.examples, *stats.missing_ttl_examples]
     reason = ephemeral_reason(stats.pattern)
-    if stats.with_ttl and (stats.ttl_share >= options.mixed_min_share or reason):
-        ttl = nice_ceiling(int(stats.ttl_max or 0))
-        return [Verdict(
-            key="missing-ttl",
-            severity=Severity.HIGH,
-            title=f"Some keys of a pattern lack its TTL: {stats.pattern}",
-            message=(
-                f"{stats.with_ttl:,} of {stats.keys:,} keys of {stats.pattern} expire ({_pct(stats.ttl_share)}), "
-                f"{stats.without_ttl:,} do not: a write path that forgot EX. Those keys will never be removed."
-            ),
-            ttl_to_set=ttl,
-            ttl_basis=f"the longest remaining TTL of the pattern's other keys ({human_seconds(stats.ttl_max)}), rounded up",
-        )]
-    if stats.with_ttl or reason is None:
+    counter = counter_word(stats.pattern)
+    bucket = time_bucket(stats.pattern, examples)
+    rate_limit = reason is not None and "(rate limit)" in reason
+    if counter and not rate_limit and stats.keys >= options.min_keys and _holds_integers(stats):
+        return [_counter(stats, counter)]
+    if bucket is not None:
+        return [_bucketed(stats, bucket)]
+    if stats.with_ttl and stats.keys >= options.min_keys and (stats.ttl_share >= options.mixed_min_share or reason):
+        return [_mixed(stats)]
+    period = period_word(stats.pattern)
+    if period is not None and not stats.with_ttl:
+        return [_reused_period_key(stats, period[0])]
+    if stats.with_ttl or reason is None or stats.keys < options.min_keys:
         return []
-    category = next((c for c in SUGGESTED_TTL if f"({c})" in reason), None)
-    suggested = SUGGESTED_TTL.get(category or "", DATE_BUCKET_TTL)
-    return [Verdict(
+    return [_unread(stats, reason, target, scan)]
+
+
+def _holds_integers(stats: PatternStats) -> bool:
+    """Strings holding integers (OBJECT ENCODING int on most sampled keys: INCR-style values)."""
+    if stats.main_type != "string":
+        return False
+    sampled = sum(stats.encodings.values())
+    return sampled > 0 and stats.encodings.get("int", 0) >= 0.8 * sampled
+
+
+def _ttl_spread(stats: PatternStats) -> dict[str, Any]:
+    return {"ttl_sampled": len(stats.ttl_sample), "ttl_p50_s": stats.ttl_percentile(0.5),
+            "ttl_p90_s": stats.ttl_percentile(0.9), "ttl_max_s": stats.ttl_max}
+
+
+def _counter(stats: PatternStats, word: str) -> Verdict:
+    sampled = sum(stats.encodings.values())
+    ints = stats.encodings.get("int", 0)
+    existing = (f" The {stats.with_ttl:,} that expire carry {_spread_text(stats)}." if stats.with_ttl else "")
+    return Verdict(
+        key="counter-no-ttl",
+        severity=Severity.MEDIUM if stats.with_ttl else Severity.LOW,
+        title=f"Counters without a TTL: {stats.pattern}",
+        message=(
+            f"{stats.without_ttl:,} of {stats.keys:,} keys of {stats.pattern} have no TTL. They look like counters "
+            f'("{word}" in the name, {ints} of {sampled} sampled values stored as integers: INCR-style) that may be '
+            f"aggregated into another store.{existing} An EXPIRE here could drop counts not yet synced: expire them "
+            "where the sync confirms them, not from here."
+        ),
+        manual=True,
+        advice=(
+            "Expire counters where they are synced: in the job that copies them to the store of record, "
+            "EXPIRE (or GETDEL) each key once its count is written there; if they are the only copy, declare "
+            "them persistent ([[targets.NAME.expect.persistent]])."
+        ),
+        basis={"kind": "counter", "word": word, "sampled_values": sampled, "integer_values": ints,
+               **(_ttl_spread(stats) if stats.with_ttl else {})},
+    )
+
+
+def _bucketed(stats: PatternStats, bucket: int) -> Verdict:
+    floor = 2 * bucket
+    name = BUCKET_NAMES.get(bucket, human_seconds(bucket))
+    p90 = stats.ttl_percentile(0.9)
+    ttl = nice_ceiling(max(floor, p90 or 0))
+    basis_text = f"one {name} bucket plus a {name} of margin ({human_seconds(floor)}), never less"
+    if p90 is not None and p90 > floor:
+        basis_text = f"the p90 of the TTLs the other keys carry ({human_seconds(p90)}), above the {name} bucket's floor"
+    if stats.with_ttl:
+        message = (
+            f"{stats.with_ttl:,} of {stats.keys:,} keys of {stats.pattern} expire, {stats.without_ttl:,} do not. "
+            f"The keys are per-{name} buckets (a key per {name}, never reused): those without a TTL stay forever."
+        )
+    else:
+        message = (
+            f"None of the {stats.keys:,} keys of {stats.pattern} has a TTL, yet each is a per-{name} bucket "
+            f"(a key per {name}, never written again once it is past): every past {name} stays in memory forever."
+        )
+    message += (f" A TTL must outlive the bucket it counts: {human_seconds(ttl)}, not less — a shorter one would "
+                f"reset a {name}'s count before the {name} ends.")
+    return Verdict(
+        key="missing-ttl" if stats.with_ttl else "bucket-no-ttl",
+        severity=Severity.HIGH if stats.with_ttl else Severity.MEDIUM,
+        title=f"Per-{name} keys without a TTL: {stats.pattern}",
+        message=message,
+        ttl_to_set=ttl,
+        ttl_basis=basis_text,
+        basis={"kind": "time bucket", "bucket": name, "bucket_s": bucket, "floor_s": floor,
+               **(_ttl_spread(stats) if stats.with_ttl else {})},
+    )
+
+
+def _mixed(stats: PatternStats) -> Verdict:
+    p90 = stats.ttl_percentile(0.9) or stats.ttl_max or 0
+    ttl = nice_ceiling(int(p90))
+    return Verdict(
+        key="missing-ttl",
+        severity=Severity.HIGH,
+        title=f"Some keys of a pattern lack its TTL: {stats.pattern}",
+        message=(
+            f"{stats.with_ttl:,} of {stats.keys:,} keys of {stats.pattern} expire ({_pct(stats.ttl_share)}), "
+            f"{stats.without_ttl:,} do not: a write path that forgot EX. Those keys will never be removed. "
+            f"The others carry {_spread_text(stats)}."
+        ),
+        ttl_to_set=ttl,
+        ttl_basis=(f"the p90 of the remaining TTLs of {len(stats.ttl_sample)} sampled keys of the pattern "
+                   f"({human_seconds(p90)}), rounded up"),
+        basis={"kind": "ttl distribution", **_ttl_spread(stats)},
+    )
+
+
+def _spread_text(stats: PatternStats) -> str:
+    return (f"TTLs of p50 {human_seconds(stats.ttl_percentile(0.5))}, p90 {human_seconds(stats.ttl_percentile(0.9))}, "
+            f"max {human_seconds(stats.ttl_max)}")
+
+
+def _reused_period_key(stats: PatternStats, word: str) -> Verdict:
+    what = f"key {stats.pattern}" if stats.keys == 1 else f"{stats.keys:,} keys of {stats.pattern}"
+    return Verdict(
+        key="period-no-ttl",
+        severity=Severity.MEDIUM,
+        title=f'A "{word}" key without a TTL: {stats.pattern}',
+        message=(
+            f'The {what} ("{word}" in the name) has no TTL, and its name is the same every period: either a job '
+            "resets it when the period ends, or it has been accumulating since it was first written. An EXPIRE "
+            "would not help: it would remove the current period's data mid-period."
+            + _idle_text(stats)
+        ),
+        manual=True,
+        advice=(
+            f"Name one key per period (…:{word}:{{date}}) with a TTL of two periods, or confirm the job that resets "
+            f"it and declare it persistent ([[targets.NAME.expect.persistent]] pattern = \"{stats.pattern}\")."
+        ),
+        basis={"kind": "period word", "word": word, **_access_basis(stats)},
+    )
+
+
+def _idle_text(stats: PatternStats) -> str:
+    idle = stats.access_percentile(0.5)
+    if idle is None:
+        return ""
+    return f" Sampled keys were last read {human_seconds(idle)} ago (median)."
+
+
+def _access_basis(stats: PatternStats) -> dict[str, Any]:
+    sample = stats.access_reservoir.items
+    return {"access_sampled": len(sample), "access_p50": stats.access_percentile(0.5),
+            "access_p90": stats.access_percentile(0.9), "access_max": stats.access_max} if sample else {}
+
+
+def _unread(stats: PatternStats, reason: str, target: str, scan: KeyspaceScan) -> Verdict:
+    """No key has a TTL: suggest from how long the keys go unread."""
+    sample = stats.access_reservoir.items
+    thin: list[str] = []
+    basis: dict[str, Any] = {"kind": "idle time" if scan.access == "idle" else "access frequency",
+                             **_access_basis(stats)}
+    if scan.access == "idle" and sample:
+        p90 = stats.access_percentile(0.9) or 0
+        ttl = nice_ceiling(max(2 * p90, 60))
+        ttl_basis = (f"twice the p90 of how long {len(sample)} sampled keys had gone unread "
+                     f"(OBJECT IDLETIME p50 {human_seconds(stats.access_percentile(0.5))}, p90 {human_seconds(p90)}, "
+                     f"max {human_seconds(stats.access_max)}), rounded up")
+        if len(sample) < MIN_IDLE_SAMPLES:
+            thin.append(f"only {len(sample)} keys sampled (fewer than {MIN_IDLE_SAMPLES})")
+        if scan.uptime_s is not None and p90 * 2 >= scan.uptime_s:
+            thin.append(f"the server has been up {human_seconds(scan.uptime_s)}: idle times cannot be longer")
+        if (stats.access_max or 0) < 60:
+            thin.append("every sampled key was read or written within the last minute: too recent to tell how long "
+                        "they stay unread")
+        evidence_text = (f"Sampled keys went unread p50 {human_seconds(stats.access_percentile(0.5))}, "
+                         f"p90 {human_seconds(p90)} (OBJECT IDLETIME, {len(sample)} keys).")
+    else:
+        ttl = PLACEHOLDER_TTL
+        if scan.access == "freq" and sample:
+            cold = sum(1 for f in sample if f == 0)
+            thin.append("an LFU policy tracks how often keys are read, not how long ago (no idle time)")
+            evidence_text = (f"Under {scan.maxmemory_policy}, {cold} of {len(sample)} sampled keys have an access "
+                             f"frequency of 0 (OBJECT FREQ p50 {stats.access_percentile(0.5)}).")
+            basis["cold_keys"] = cold
+        else:
+            thin.append("no key's idle time was sampled (memory_sample off, or only keys this run had already read)")
+            evidence_text = ""
+        ttl_basis = f"nothing measured: a placeholder of {human_seconds(ttl)}, to be chosen"
+    if thin:
+        basis["thin"] = thin
+        ttl_basis += "; thin basis: " + "; ".join(thin)
+    return Verdict(
         key="ephemeral-no-ttl",
         severity=Severity.MEDIUM,
         title=f"Short-lived keys without any TTL: {stats.pattern}",
         message=(
             f"None of the {stats.keys:,} keys of {stats.pattern} has a TTL, yet they look short-lived: {reason}. "
-            f'Declare the intended expiry ([[targets.{target}.expect.ttl]] pattern = "{stats.pattern}", max = "...") '
+            + (evidence_text + " " if evidence_text else "")
+            + f'Declare the intended expiry ([[targets.{target}.expect.ttl]] pattern = "{stats.pattern}", max = "...") '
             f"or, if they are meant to stay, declare them persistent ([[targets.{target}.expect.persistent]])."
         ),
-        ttl_to_set=suggested,
-        ttl_basis=f"a guess from the name ({human_seconds(suggested)}); declare the rule to choose it",
-        manual=True,
-    )]
+        ttl_to_set=ttl,
+        ttl_basis=ttl_basis,
+        manual=bool(thin),
+        basis=basis,
+    )
 
 
 def _pct(share: float) -> str:
@@ -260,7 +466,7 @@ def _pct(share: float) -> str:
 
 def pattern_evidence(stats: PatternStats, database: DatabaseScan) -> dict[str, Any]:
     factor = database.extrapolation
-    per_key = stats.memory_per_key
+    memory = stats.memory_estimate(factor)
     evidence: dict[str, Any] = {
         "pattern": stats.pattern,
         "db": database.db,
@@ -276,8 +482,13 @@ def pattern_evidence(stats: PatternStats, database: DatabaseScan) -> dict[str, A
         "types": dict(stats.types),
         "type": stats.main_type,
         "avg_length": round(stats.length_total / stats.length_keys, 1) if stats.length_keys else None,
-        "memory_bytes_estimated": round(per_key * stats.keys * factor) if per_key is not None else None,
+        "memory_bytes_estimated": memory[0] if memory else None,
+        "memory_error_bytes": memory[1] if memory else None,  # ± at 95 %, from the sample's spread
         "memory_sampled_keys": stats.memory_sampled_keys,
+        "ttl_histogram": stats.ttl_histogram,
+        "counts": "exact" if database.counts_exact else (
+            "extrapolated" if not database.complete else f"approximate (±{database.count_error or 0:,} keys in the database)"),
+        **({"encodings": dict(stats.encodings)} if stats.encodings else {}),
         "examples": stats.examples,
         "examples_without_ttl": stats.missing_ttl_examples,
     }

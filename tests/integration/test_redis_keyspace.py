@@ -58,7 +58,8 @@ def test_seeded_problems_yield_their_findings_with_evidence(redis_db):
     report = support.run_report(settings, checks=["redis.ttl-coverage", "redis.big-keys"])
     assert report.errors == []
     ttl = {f.object: f for f in support.by_check(report.findings, "redis.ttl-coverage")}
-    assert set(ttl) == {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}"}
+    # leaderboard:weekly: one key named after a period, without a TTL (leaderboard:alltime is declared persistent)
+    assert set(ttl) == {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}", "leaderboard:weekly"}
 
     session = ttl["session:{uuid}"]
     assert session.severity is Severity.HIGH
@@ -82,7 +83,17 @@ def test_seeded_problems_yield_their_findings_with_evidence(redis_db):
     for pattern in ("rate:vote:{id}:{date}", "cache:user:{id}"):
         finding = ttl[pattern]
         assert finding.evidence["with_ttl"] == 0 and finding.evidence["keys"] == 40
-        assert finding.fix.safety is FixSafety.MANUAL  # the TTL is a guess from the name
+        assert finding.evidence["ttl_histogram"]["none"] == 40
+    # A day bucket: two days, whatever "rate" suggests; the basis (the bucket) is firm, so the fix is not manual.
+    vote = ttl["rate:vote:{id}:{date}"]
+    assert vote.fix.steps[0].command["ttl_seconds"] == 172800 and vote.fix.safety is FixSafety.UNSAFE
+    assert vote.evidence["suggestion_basis"]["bucket"] == "day"
+    # No TTL anywhere and idle times not read (this run's big-keys read lengths): a thin basis, a manual fix.
+    assert ttl["cache:user:{id}"].fix.safety is FixSafety.MANUAL
+    assert ttl["cache:user:{id}"].evidence["suggestion_basis"]["thin"]
+    weekly = ttl["leaderboard:weekly"]
+    assert weekly.fix.safety is FixSafety.MANUAL and weekly.fix.steps == ()  # never an EXPIRE on a reused key
+    assert session.evidence["counts"] == "exact" and session.evidence["ttl_histogram"]["none"] == 8
 
     big = {f.object: f for f in support.by_check(report.findings, "redis.big-keys")}
     assert set(big) == {"leaderboard:weekly", "user:profiles"}
@@ -180,7 +191,8 @@ def test_ttl_coverage_alone_reads_no_lengths(redis_db, monkeypatch, scripting):
     assert scan.lengths_read is False and scan.big_keys == {}
     session = next(f for f in report.findings if f.object == "session:{uuid}")
     assert session.evidence["without_ttl"] == 8 and session.evidence["avg_length"] is None
-    assert {f.object for f in report.findings} == {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}"}
+    assert {f.object for f in report.findings} == {"session:{uuid}", "rate:vote:{id}:{date}", "cache:user:{id}",
+                                                   "leaderboard:weekly"}
 
 
 def test_default_run_reads_lengths_in_its_one_pass(redis_db, monkeypatch):

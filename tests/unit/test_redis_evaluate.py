@@ -347,3 +347,151 @@ def test_dangerous_commands_fix_is_an_acl_change_with_its_inverse():
     assert finding.fix.inverse[0].command[3:] == ["+flushall", "+flushdb", "+config", "+keys", "+debug"]
     [legacy] = check.evaluate(security(acl=False, enable_debug_command=None), scope_for(check))
     assert legacy.fix.safety is FixSafety.MANUAL and legacy.fix.steps[0].command[0] == "rename-command"
+
+
+# --- ttl-coverage: suggestions from evidence -------------------------------------------------------
+
+def sampled(pattern, keys, with_ttl=0, ttls=None, idle=None, encoding=None, examples=None, kind="string"):
+    """Pattern stats with TTLs drawn from `ttls` (cycled), idle times (or freqs) and encodings sampled."""
+    rng = random.Random(0)
+    result = PatternStats(pattern)
+    names = examples or [f"{pattern}:{n}" for n in range(keys)]
+    for n in range(keys):
+        ttl = ttls[n % len(ttls)] if ttls and n < with_ttl else (3600 if n < with_ttl else -1)
+        result.add(names[n % len(names)].encode(), kind, ttl, 1, rng)
+    for value in idle or []:
+        result.add_samples([64], [value], [encoding or "embstr"], rng)
+    if encoding and not idle:
+        result.add_samples([64] * 16, [-1] * 16, [encoding] * 16, rng)
+    return result
+
+
+def judged(*patterns, access="idle", uptime=30 * 86400, policy="noeviction", **target):
+    check = TtlCoverage()
+    facts = keyspace(*patterns)
+    facts.access, facts.uptime_s, facts.maxmemory_policy = access, uptime, policy
+    return {f.object: f for f in check.evaluate(facts, scope_for(check, **target))}
+
+
+def expire_ttl(finding):
+    return finding.fix.steps[0].command["ttl_seconds"] if finding.fix and finding.fix.steps else None
+
+
+@pytest.mark.parametrize(
+    "pattern, examples, bucket",
+    [
+        ("rate:vote:{id}:{date}", ["rate:vote:7:2026-05-01"], 86400),
+        ("rate:vote:{id}:{date}", ["rate:vote:7:20260501"], 86400),
+        ("stats:{date}", ["stats:2026-05"], 31 * 86400),
+        ("rl:login:{date}:{id}", ["rl:login:2026-05-01:13", "rl:login:2026-05-01:07", "rl:login:2026-05-01:22"], 3600),
+        ("rl:login:{date}:{id}", ["rl:login:2026-05-01:13", "rl:login:2026-05-01:07"], 86400),  # too few to tell
+        ("votes:{date}:{id}", ["votes:2026-05-01:4", "votes:2026-05-01:12", "votes:2026-05-01:9"], 86400),  # ids
+        ("hits:{date}", ["hits:2026-05-01T10:00"], 3600),
+        ("hits:{date}", ["hits:2026-05-01T10:15"], 60),
+        ("window:{ts}", ["window:1700006400"], 86400),
+        ("event:{ts}", ["event:1700006417"], None),  # an event time, not a window
+        ("hourly:{date}", ["hourly:2026-05-01"], 3600),
+        ("session:{uuid}", ["session:x"], None),
+    ],
+)
+def test_time_bucket_from_the_name_and_its_examples(pattern, examples, bucket):
+    from checks.redis._patterns import time_bucket
+
+    assert time_bucket(pattern, examples) == bucket
+
+
+def test_a_day_bucket_gets_two_days_whatever_the_other_words_say():
+    found = judged(sampled("rate:vote:{id}:{date}", 60, examples=["rate:vote:1:2026-05-01"]))
+    finding = found["rate:vote:{id}:{date}"]
+    assert expire_ttl(finding) == 172800  # not the hour "rate" used to suggest
+    assert finding.fix.safety is FixSafety.UNSAFE and finding.severity is Severity.MEDIUM
+    assert finding.evidence["suggestion_basis"]["bucket"] == "day"
+
+
+def test_a_bucket_with_a_few_keys_is_judged_and_never_gets_less_than_its_floor():
+    # 3 days of a fraud set: fewer keys than min_keys, still buckets; others' TTLs (1h) are below the floor.
+    fraud = sampled("fraud:ips:{date}", 3, with_ttl=1, ttls=[3600], kind="set", examples=["fraud:ips:2026-05-01"])
+    finding = judged(fraud)["fraud:ips:{date}"]
+    assert expire_ttl(finding) == 172800 and finding.severity is Severity.HIGH
+
+
+def test_a_bucket_whose_keys_carry_longer_ttls_keeps_their_p90():
+    longer = sampled("rate:{id}:{date}", 100, with_ttl=90, ttls=[5 * 86400], examples=["rate:1:2026-05-01"])
+    assert expire_ttl(judged(longer)["rate:{id}:{date}"]) == 7 * 86400  # 5d, rounded up
+
+
+def test_mixed_pattern_suggests_the_p90_of_its_ttls_not_the_max():
+    feeds = sampled("feed:{id}", 100, with_ttl=90, ttls=[30, 60, 90, 100, 110, 115, 118, 119, 120, 7200])
+    finding = judged(feeds)["feed:{id}"]
+    assert expire_ttl(finding) == 300  # p90 120 s, rounded up to 5 min; not the 2 h outlier, not 7 days
+    basis = finding.evidence["suggestion_basis"]
+    assert basis["ttl_p90_s"] == 120 and basis["ttl_max_s"] == 7200 and "p90" in finding.fix.notes
+
+
+def test_counters_synced_elsewhere_are_evidence_with_a_manual_fix_and_no_expire():
+    votes = sampled("post:votes:{id}", 300, encoding="int")
+    finding = judged(votes)["post:votes:{id}"]
+    assert finding.fix.safety is FixSafety.MANUAL and finding.fix.steps == ()
+    assert finding.evidence["suggestion_basis"]["integer_values"] == 16
+    # The same name holding text is not a counter: no finding (no short-lived word, no TTL anywhere).
+    assert judged(sampled("post:votes:{id}", 300, encoding="embstr")) == {}
+
+
+def test_single_keys_named_after_a_period_are_findings_without_an_expire():
+    found = judged(sampled("leaderboard:daily", 1, kind="zset"), sampled("leaderboard:weekly", 1, kind="zset"),
+                   sampled("leaderboard:alltime", 1, kind="zset"), sampled("flags:all", 1, kind="hash"))
+    assert set(found) == {"leaderboard:daily", "leaderboard:weekly"}
+    for finding in found.values():
+        assert finding.fix.safety is FixSafety.MANUAL and finding.fix.steps == ()
+    assert judged(sampled("leaderboard:daily", 1, with_ttl=1)) == {}  # with its TTL: fine
+
+
+def test_declared_persistent_keys_are_never_given_a_ttl():
+    persistent = {"persistent": [{"pattern": "leaderboard:*"}, {"pattern": "rate:vote:*"}, {"pattern": "feed:*"}]}
+    found = judged(sampled("leaderboard:daily", 1), sampled("rate:vote:{id}:{date}", 60),
+                   sampled("feed:{id}", 100), expect=persistent)
+    assert found == {}
+    # Declared persistent but expiring: the finding says so, and offers no EXPIRE of any kind.
+    [expiring] = judged(sampled("feed:{id}", 100, with_ttl=90), expect=persistent).values()
+    assert expiring.title.startswith("Keys declared persistent carry a TTL") and expiring.fix is None
+
+
+def test_no_ttl_at_all_suggests_from_idle_times_unsafe_when_the_basis_is_firm():
+    idle = [600 + 60 * n for n in range(50)]  # 10 min to ~59 min unread
+    finding = judged(sampled("cache:post:{id}", 500, idle=idle))["cache:post:{id}"]
+    p90 = finding.evidence["suggestion_basis"]["access_p90"]
+    assert p90 == idle[44] and expire_ttl(finding) == 7200  # twice ~54 min, rounded up
+    assert finding.fix.safety is FixSafety.UNSAFE and "OBJECT IDLETIME" in finding.fix.notes
+
+
+@pytest.mark.parametrize(
+    "idle, access, uptime, why",
+    [
+        ([600] * 10, "idle", 30 * 86400, "only 10 keys sampled"),
+        ([3000] * 50, "idle", 3600, "the server has been up"),
+        ([1] * 50, "idle", 30 * 86400, "within the last minute"),
+        ([0] * 50, "freq", 30 * 86400, "LFU"),
+        ([], "idle", 30 * 86400, "no key's idle time"),
+    ],
+)
+def test_a_thin_idle_basis_makes_the_fix_manual(idle, access, uptime, why):
+    finding = judged(sampled("cache:post:{id}", 500, idle=idle), access=access, uptime=uptime,
+                     policy="allkeys-lfu" if access == "freq" else "noeviction")["cache:post:{id}"]
+    assert finding.fix.safety is FixSafety.MANUAL
+    assert any(why in reason for reason in finding.evidence["suggestion_basis"]["thin"])
+
+
+def test_pattern_evidence_has_the_ttl_histogram_and_a_memory_error():
+    rng = random.Random(0)
+    s = PatternStats("s:{id}")
+    ttls = [10, 3600, 3601, 86400, 90000, 604800, 700000, -1, -1]
+    s.add_batch([f"s:{n}".encode() for n in range(9)], [b"string"] * 9, ttls, None, rng)
+    assert s.ttl_histogram == {"<=1h": 2, "<=1d": 2, "<=1w": 2, ">1w": 1, "none": 2}
+    s.add_samples([100, 140, 120], [-1] * 3, ["embstr"] * 3, rng)
+    database = DatabaseScan(db=0, keys_total=9, scanned=9, complete=True, patterns={s.pattern: s},
+                            keys_at_start=9, keys_at_end=9)
+    evidence = pattern_evidence(s, database)
+    assert evidence["memory_bytes_estimated"] == 1080 and 0 < evidence["memory_error_bytes"] < 1080
+    assert evidence["counts"] == "exact"
+    database.keys_at_end = 12
+    assert pattern_evidence(s, database)["counts"] == "approximate (±3 keys in the database)"
