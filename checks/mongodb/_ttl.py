@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TtlExpectation
-from checks.mongodb._inventory import RANDOM, CollectionInfo, OverBudget, budgeted, format_seconds, sample
+from checks.mongodb._inventory import RANDOM, CollectionInfo, OverBudget, budgeted, bson_type, format_seconds, sample
 
 # Names that usually hold a point in time. Preferred first when choosing a TTL field.
 EXPIRY_NAME = re.compile(r"^(expires?|expiry|expiration|expire)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I)
@@ -177,3 +177,57 @@ def first_pass_warning(expiring: Expiring) -> str:
         "deletes, oplog and replication traffic and cache churn. On a large backlog, delete old documents in "
         "batches first, or start with a longer expireAfterSeconds and lower it step by step."
     )
+
+
+# The partial filter language: equality, $exists, $gt/$gte/$lt/$lte, $type, $in, $and, $or.
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": lambda a, b: a > b, "$gte": lambda a, b: a >= b, "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b,
+}
+
+
+def partial_filter_matcher(expr: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
+    """A Python test for a partialFilterExpression on top-level fields, so the sampled documents
+    it selects are counted without another server call; None for anything outside that
+    language (or on dotted paths), which is then reported unknown."""
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    for name, cond in expr.items():
+        if name in ("$and", "$or") and isinstance(cond, list):
+            parts = [partial_filter_matcher(p) if isinstance(p, dict) else None for p in cond]
+            if any(p is None for p in parts):
+                return None
+            combine = all if name == "$and" else any
+            tests.append(lambda doc, parts=parts, combine=combine: combine(p(doc) for p in parts))  # type: ignore[misc]
+            continue
+        if name.startswith("$") or "." in name:
+            return None
+        if not (isinstance(cond, dict) and cond and all(str(k).startswith("$") for k in cond)):
+            tests.append(lambda doc, name=name, cond=cond: doc.get(name) == cond)
+            continue
+        for op, operand in cond.items():
+            if op == "$eq":
+                tests.append(lambda doc, name=name, v=operand: doc.get(name) == v)
+            elif op == "$exists":
+                tests.append(lambda doc, name=name, v=bool(operand): (name in doc) == v)
+            elif op == "$in" and isinstance(operand, list):
+                tests.append(lambda doc, name=name, v=operand: doc.get(name) in v)
+            elif op == "$type":
+                wanted = set(operand) if isinstance(operand, list) else {operand}
+                tests.append(lambda doc, name=name, v=wanted: name in doc and bson_type(doc[name]) in v)
+            elif op in _COMPARE:
+                tests.append(lambda doc, name=name, op=op, v=operand: _compares(doc.get(name), v, _COMPARE[op]))
+            else:
+                return None
+    return lambda doc: all(t(doc) for t in tests)
+
+
+def _compares(value: Any, operand: Any, compare: Callable[[Any, Any], bool]) -> bool:
+    """BSON compares only within a type family (numbers together, dates together)."""
+    if isinstance(value, dt.datetime) and isinstance(operand, dt.datetime):
+        aware = [v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc) for v in (value, operand)]
+        return compare(*aware)
+    numbers = (int, float)
+    if isinstance(value, numbers) and isinstance(operand, numbers) and not isinstance(value, bool):
+        return compare(value, operand)
+    if isinstance(value, str) and isinstance(operand, str):
+        return compare(value, operand)
+    return False

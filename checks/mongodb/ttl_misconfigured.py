@@ -2,7 +2,10 @@
 
 mongod expires a document only when the indexed field holds a date (or an array of dates), and
 ignores expireAfterSeconds on a compound index: such a TTL index looks like a retention policy
-while nothing is ever deleted.
+while nothing is ever deleted. A partial filter that selects nothing, or documents lacking the
+field, leave the same false impression. The opposite surprise: a TTL on an entity or a ledger
+(users, wallets) deletes what must stay, and one beside a unique index lets a "once only"
+document (a vote) be inserted again once the first expires.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import TtlExpectation
-from checks.engine import Check, CheckOptions, Scope
+from checks.engine import Check, CheckOptions, Scope, resolve_options
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,
     FieldSample,
     IndexSpec,
     OverBudget,
+    Sample,
     budgeted,
     call_budget,
     counted,
@@ -31,9 +35,20 @@ from checks.mongodb._inventory import (
     drop_index,
     figure,
     format_seconds,
+    matches_any,
+    oid_time,
     sample,
 )
-from checks.mongodb._ttl import Expiring, count_expiring, first_pass_warning, rules_and_inventory, ttl_spec
+from checks.mongodb._lifecycle import EVENT, Classification, classify, creation_field, referenced_collections
+from checks.mongodb._ttl import (
+    Expiring,
+    count_expiring,
+    first_pass_warning,
+    partial_filter_matcher,
+    rules_and_inventory,
+    ttl_spec,
+)
+from checks.mongodb.ttl_coverage import TtlCoverage, declared_references
 
 # Types a TTL index can expire on: a date, or an array (mongod uses its earliest date).
 EXPIRABLE = {"date", "array"}
@@ -44,6 +59,42 @@ class TtlMisconfiguredOptions(CheckOptions):
     exact_count_limit: int = Field(
         default=200_000, ge=0, description="Above this many documents, expiring documents are estimated from a sample."
     )
+
+
+@dataclass(frozen=True)
+class FieldCoverage:
+    """How the sampled documents sit under a TTL index: those it covers (all, or those its
+    partial filter selects), and of those the ones it can never expire."""
+
+    selected: int | None  # None: the partial filter uses operators not evaluated here
+    missing: int  # selected documents lacking the field, or holding null
+    not_date: int  # selected documents holding something else than a date or an array
+    stale: int  # missing ones created longer ago than the TTL: they would be gone by now
+    age_field: str | None  # where their creation time was read ("_id": the ObjectId's time)
+
+
+def field_coverage(drawn: Sample, index: IndexSpec, seconds: float, now: dt.datetime) -> FieldCoverage:
+    field = index.fields[0]
+    partial = index.options.get("partialFilterExpression")
+    matcher = partial_filter_matcher(partial) if partial else (lambda doc: True)
+    if matcher is None:
+        return FieldCoverage(None, 0, 0, 0, None)
+    selected = [doc for doc in drawn.drawn if matcher(doc)]
+    missing = [doc for doc in selected if doc.get(field) is None]
+    not_date = sum(1 for doc in selected if doc.get(field) is not None and not isinstance(doc[field], (dt.datetime, list)))
+    age_field = creation_field(drawn)
+    if age_field == field:
+        age_field = None
+    cutoff = now - dt.timedelta(seconds=seconds)
+
+    def created(doc: dict[str, Any]) -> dt.datetime | None:
+        value = doc.get(age_field) if age_field else oid_time(doc.get("_id"))
+        if not isinstance(value, dt.datetime):
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+    stale = sum(1 for doc in missing if (when := created(doc)) is not None and when < cutoff)
+    return FieldCoverage(len(selected), len(missing), not_date, stale, age_field or "_id")
 
 
 @dataclass(frozen=True)
@@ -58,6 +109,8 @@ class TtlIndex:
     after_conversion: int | None = None  # non-dates already older than the TTL once converted (estimate)
     unknown: str = ""  # why the index's field could not be sampled
     sampled_by: str = ""
+    coverage: FieldCoverage | None = None
+    classification: Classification | None = None  # of the collection; None: not judged
 
 
 @dataclass(frozen=True)
@@ -97,12 +150,43 @@ class TtlMisconfigured(Check):
             if index.is_ttl
         ]
         budget = call_budget(scope.config)
-        found = await asyncio.gather(*(self._index(session, info, index, by_field, options, budget) for info, index in work))
+        verdicts = await self._classify(session, scope, infos, {(i.database, i.name) for i, _ in work}, budget)
+        found = await asyncio.gather(*(
+            self._index(session, info, index, by_field, options, budget, verdicts.get((info.database, info.name)))
+            for info, index in work
+        ))
         return TtlMisconfiguredFacts(list(found))
+
+    async def _classify(
+        self, session: Any, scope: Scope, infos: dict[str, dict[str, CollectionInfo]], expiring: set[tuple[str, str]],
+        budget: float,
+    ) -> dict[tuple[str, str], Classification]:
+        """Entity, ledger or event, for each collection under a TTL: the other collections of its
+        database are sampled too (the memoised sample every check shares), for references."""
+        if not expiring:
+            return {}
+        coverage = resolve_options(TtlCoverage, scope.target, scope.config)
+        size = coverage.sample_size  # type: ignore[attr-defined]
+        databases = sorted({db for db, _ in expiring})
+        every = [info for db in databases for info in infos[db].values()]
+        async def drawn_from(info: CollectionInfo) -> Sample:
+            return await sample(session, await counted(session, info, budget), size, budget)
+
+        drawn = await asyncio.gather(*(drawn_from(i) for i in every))
+        samples = {(s.database, s.collection): s for s in drawn}
+        names = {db: list(infos[db]) for db in databases}
+        referenced = referenced_collections(
+            [d for d in drawn if not d.unknown], names, declared_references(scope.config, session.default_database, names))
+        keep = coverage.keep_forever  # type: ignore[attr-defined]
+        return {
+            key: classify(infos[key[0]][key[1]], samples[key], referenced.get(key, []), matches_any(key[1], keep))
+            for key in expiring if not samples[key].unknown and samples[key].documents
+        }
 
     async def _index(
         self, session: Any, info: CollectionInfo, index: IndexSpec,
         rules: dict[tuple[Any, Any, Any], TtlExpectation], options: TtlMisconfiguredOptions, budget: float,
+        verdict: Classification | None,
     ) -> TtlIndex:
         info = await counted(session, info, budget)
         drawn = await sample(session, info, options.sample_size, budget)
@@ -111,17 +195,23 @@ class TtlMisconfigured(Check):
         rule = rules.get((info.database, info.name, field))
         expiring = after_conversion = None
         current = seconds_of(index)
+        partial = index.options.get("partialFilterExpression")
+        questioned = verdict is not None and verdict.kind != EVENT and rule is None
         if len(index.key) > 1 and date_field and current is not None:
-            expiring = await count_expiring(session, info, date_field, int(current), index.options.get("partialFilterExpression"),
+            expiring = await count_expiring(session, info, date_field, int(current), partial,
                                             exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
         elif rule is not None and rule.after is not None and (current is None or rule.after.total_seconds() < current):
             expiring = await count_expiring(session, info, field, int(rule.after.total_seconds()), rule.filter,
                                             exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
+        elif questioned and current is not None:
+            expiring = await count_expiring(session, info, field, int(current), partial,
+                                            exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
         sampled = drawn.fields.get(field)
         if sampled and set(sampled.non_null_types) - EXPIRABLE and current is not None:
             after_conversion = await self._older_once_converted(session, info, field, int(current), options.sample_size, budget)
+        coverage = field_coverage(drawn, index, current, dt.datetime.now(dt.timezone.utc)) if current is not None else None
         return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion,
-                        unknown=drawn.unknown, sampled_by=drawn.method)
+                        unknown=drawn.unknown, sampled_by=drawn.method, coverage=coverage, classification=verdict)
 
     async def _older_once_converted(
         self, session: Any, info: CollectionInfo, field: str, seconds: int, size: int, budget: float
@@ -175,12 +265,122 @@ class TtlMisconfigured(Check):
         found = []
         if t.unknown:
             found.append(self._unverified(scope, t, evidence))
+        elif t.classification is not None and t.classification.kind != EVENT and t.rule is None:
+            found.append(self._entity(scope, t, int(current), evidence))
         elif t.sampled and not index.options.get("partialFilterExpression"):
             problem = self._field_problem(scope, t, int(current), evidence)
-            if problem:
-                found.append(problem)
+            found.extend([problem] if problem else self._coverage_problems(scope, t, int(current), evidence))
+        elif t.sampled:
+            found.extend(self._coverage_problems(scope, t, int(current), evidence))
+        if not t.unknown:
+            found.extend(self._unique_defeated(scope, t, int(current), evidence))
         if t.rule is not None:
             found.extend(self._against_rule(scope, t, int(current), evidence))
+        return found
+
+    def _entity(self, scope: Scope, t: TtlIndex, seconds: int, evidence: dict[str, Any]) -> Finding:
+        """A TTL on what the evidence calls an entity or a ledger: questioned, never armed."""
+        info, index, field = t.info, t.index, t.index.fields[0]
+        assert t.classification is not None
+        dormant = t.field is not None and bool(set(t.field.non_null_types) - EXPIRABLE)
+        evidence = {**evidence, "classification": t.classification.describe()}
+        if t.expiring is not None:
+            evidence["documents_older_than_ttl"] = t.expiring.documents
+            evidence["documents_older_than_ttl_basis"] = t.expiring.basis
+        if dormant:
+            evidence["deleted_once_converted_estimate"] = t.after_conversion
+            at_stake = (f"it is dormant only because {field} holds {', '.join(sorted(set(t.field.non_null_types) - EXPIRABLE))} "  # type: ignore[union-attr]
+                        f"instead of dates: converting them would delete about "
+                        f"{'an unknown number of' if t.after_conversion is None else f'{t.after_conversion:,}'} documents at once")
+        else:
+            at_stake = f"every document whose {field} is older than {format_seconds(seconds)} is deleted" + (
+                f" (now: {t.expiring.describe()})" if t.expiring else "")
+        return self.finding(
+            scope,
+            object=info.namespace,
+            title=f"TTL index {index.name} expires {info.name}, judged {t.classification.kind}",
+            message=(
+                f"{info.namespace} is judged {t.classification.describe()}, yet {index.name} expires its documents "
+                f"{format_seconds(seconds)} after {field}: {at_stake}. If this retention is intended, declare it "
+                "([[targets.NAME.expect.ttl]]); otherwise drop the TTL before it deletes what must stay."
+            ),
+            evidence=evidence,
+            severity=Severity.HIGH,
+            key=f"{index.name}:entity",
+            fix=Fix(
+                summary=f"Drop the TTL index {index.name} (keep a plain index on {field} if queries need it)",
+                steps=(FixStep("mongodb", drop_index(info.name, index.name), f"drop {index.name}", database=info.database),),
+                safety=FixSafety.MANUAL,
+                lock="dropIndexes: a brief exclusive collection lock; queries using the index lose it",
+                inverse=(FixStep("mongodb", create_indexes(info.name, index.create_spec()), f"rebuild {index.name}",
+                                 database=info.database),),
+                notes="Shown, never run by dbvitals: decide whether these documents may ever be deleted. Never convert "
+                f"{field} to dates while this TTL exists.",
+            ),
+        )
+
+    def _coverage_problems(self, scope: Scope, t: TtlIndex, seconds: int, evidence: dict[str, Any]) -> list[Finding]:
+        """A partial filter that selects nothing; selected documents lacking the field (or not
+        dates) although they are older than the TTL: they never expire."""
+        c, info, index, field = t.coverage, t.info, t.index, t.index.fields[0]
+        if c is None:
+            return []
+        partial = index.options.get("partialFilterExpression")
+        evidence = {**evidence, "partial_filter": partial, "sampled_selected": c.selected, "sampled_missing_field": c.missing,
+                    "sampled_not_date": c.not_date, "sampled_missing_and_older_than_ttl": c.stale,
+                    "creation_time_from": c.age_field}
+        if c.selected is None:
+            return []
+        if partial and c.selected == 0:
+            return [self.finding(
+                scope, object=info.namespace,
+                title=f"TTL index {index.name}: its partial filter selects no document",
+                message=f"{info.namespace}: none of {t.sampled} sampled documents matches the partialFilterExpression "
+                f"{json.dumps(partial, default=str)} of {index.name}, so it deletes nothing (is the filter spelt as the "
+                "application writes the values?).",
+                evidence=evidence, severity=Severity.MEDIUM, key=f"{index.name}:filter-empty",
+            )]
+        found = []
+        if c.stale:
+            scope_words = "selected by its partial filter " if partial else ""
+            found.append(self.finding(
+                scope, object=info.namespace,
+                title=f"Documents of {info.name} without {field} never expire",
+                message=f"{info.namespace}: {c.missing} of {c.selected} sampled documents {scope_words}have no {field} "
+                f"(or null), and {c.stale} of them were created more than {format_seconds(seconds)} ago (by {c.age_field}): "
+                f"{index.name} never deletes them. Set {field} where the application ends these documents, or expire "
+                "them on another field.",
+                evidence=evidence, severity=Severity.MEDIUM, key=f"{index.name}:missing",
+            ))
+        if partial and c.not_date:
+            found.append(self.finding(
+                scope, object=info.namespace,
+                title=f"TTL index {index.name}: selected documents hold {field} as a non-date",
+                message=f"{info.namespace}: {c.not_date} of {c.selected} sampled documents selected by the partial filter "
+                f"hold {field} as something other than a date: {index.name} never deletes them.",
+                evidence=evidence, severity=Severity.MEDIUM, key=f"{index.name}:types",
+            ))
+        return found
+
+    def _unique_defeated(self, scope: Scope, t: TtlIndex, seconds: int, evidence: dict[str, Any]) -> list[Finding]:
+        """A unique key on a collection whose documents expire holds only while they live."""
+        info, index = t.info, t.index
+        found = []
+        for unique in info.indexes:
+            if not unique.unique or unique.is_id or unique is index or unique.name == index.name:
+                continue
+            if t.date_field in unique.fields or index.fields[0] in unique.fields:
+                continue  # a key that includes the time: a new period may repeat it by design
+            found.append(self.finding(
+                scope, object=info.namespace,
+                title=f"TTL index {index.name} lets the unique key {unique.name} repeat",
+                message=f"{info.namespace}: {unique.name} {unique.describe()} allows one document per key, but "
+                f"{index.name} deletes documents {format_seconds(seconds)} after {index.fields[0]}: once one expires, "
+                f"the same key can be inserted again (a user can vote twice). If the key must stay unique forever, "
+                "drop the TTL; if it only needs to be unique within the retention, say so in the key.",
+                evidence={**evidence, "unique_index": unique.create_spec()},
+                severity=Severity.MEDIUM, key=f"{index.name}:unique:{unique.name}",
+            ))
         return found
 
     def _unverified(self, scope: Scope, t: TtlIndex, evidence: dict[str, Any]) -> Finding:

@@ -11,7 +11,6 @@ from bson import Int64, ObjectId
 from checks.engine import Scope
 from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
 from checks.mongodb._inventory import CollectionInfo, FieldSample, IndexSpec
-from checks.mongodb._ttl import Expiring
 from checks.mongodb.missing_index import (
     DeclaredIndex,
     MissingIndex,
@@ -25,7 +24,6 @@ from checks.mongodb.missing_index import (
 from checks.mongodb.redundant_index import RedundantIndex, RedundantIndexFacts
 from checks.mongodb.reference_type_mismatch import Reference, ReferenceFacts, ReferenceTypeMismatch, referenced_collection
 from checks.mongodb.transactions_unsupported import TopologyFacts, TransactionsUnsupported
-from checks.mongodb.ttl_misconfigured import TtlIndex, TtlMisconfigured, TtlMisconfiguredFacts
 from checks.mongodb.unused_index import UnusedIndex, UnusedIndexFacts, Usage, member_url
 from tests import support
 
@@ -194,64 +192,6 @@ def test_declared_indexes(declared, existing, outcome):
     else:
         assert first == {"collMod": "s", "index": {"name": "at_1", "expireAfterSeconds": 3600}}
         assert finding.fix.inverse[0].command["index"]["expireAfterSeconds"] == 60
-
-
-# --- ttl-misconfigured ----------------------------------------------------------------------------
-
-def _ttl(idx, types, rule=None, expiring=None, sampled=200):
-    coll = info("sessions", idx, count=1000)
-    field = FieldSample(types, examples=("2024-05-01T10:00:00",)) if types is not None else None
-    return TtlIndex(coll, idx, sampled, field, "at" if len(idx.key) > 1 else None, rule, expiring, after_conversion=640)
-
-
-def _rule(after):
-    scope = scope_for(TtlMisconfigured(), expect={"ttl": [{"collection": "sessions", "field": "at", "after": after}]})
-    return scope, scope.config.expect.ttl[0]
-
-
-@pytest.mark.parametrize(
-    "ttl, titles",
-    [
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"date": 200}), []),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"date": 150, "array": 50}), []),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"string": 200}), ["holds string"]),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"date": 180, "long": 20}), ["holds long"]),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), None), ["absent"]),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600, partialFilterExpression={"x": 1}), None), []),
-        (_ttl(index("u_1_at_1", {"u": 1, "at": 1}, expireAfterSeconds=3600), {"date": 200}), ["compound"]),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=float("nan")), {"date": 200}), ["invalid"]),
-        (_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"string": 200}, sampled=0), []),  # empty: unknown
-    ],
-)
-def test_ttl_indexes(ttl, titles):
-    check = TtlMisconfigured()
-    findings = check.evaluate(TtlMisconfiguredFacts([ttl]), scope_for(check))
-    assert len(findings) == len(titles)
-    for finding, words in zip(findings, titles):
-        assert words in finding.title
-
-
-def test_ttl_on_strings_fix_is_a_manual_conversion_that_warns():
-    check = TtlMisconfigured()
-    [finding] = check.evaluate(TtlMisconfiguredFacts([_ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"string": 200})]), scope_for(check))
-    assert finding.severity is Severity.HIGH
-    assert finding.fix.safety is FixSafety.MANUAL
-    assert finding.fix.steps[0].command == {"update": "sessions", "updates": [
-        {"q": {"at": {"$type": "string"}}, "u": [{"$set": {"at": {"$toDate": "$at"}}}], "multi": True}]}
-    assert "about 640 documents" in finding.fix.notes
-
-
-@pytest.mark.parametrize("after, safety", [("30m", FixSafety.UNSAFE), ("2h", FixSafety.SAFE)])
-def test_ttl_disagreeing_with_rule_is_fixed_by_collmod(after, safety):
-    scope, rule = _rule(after)
-    expiring = Expiring(75, True, "older than 30m, counted") if safety is FixSafety.UNSAFE else None
-    ttl = _ttl(index("at_1", {"at": 1}, expireAfterSeconds=3600), {"date": 200}, rule=rule, expiring=expiring)
-    [finding] = TtlMisconfigured().evaluate(TtlMisconfiguredFacts([ttl]), scope)
-    assert finding.fix.safety is safety
-    assert finding.fix.steps[0].command["collMod"] == "sessions"
-    assert finding.fix.inverse[0].command["index"]["expireAfterSeconds"] == 3600
-    if safety is FixSafety.UNSAFE:
-        assert "75 documents" in finding.fix.notes
 
 
 # --- redundant-index ------------------------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""mongodb.ttl-misconfigured against a real server: a dormant TTL on users questioned (never
+armed), jobs without the TTL field, a partial filter that selects nothing, a TTL that lets a
+unique vote repeat, and a healthy TTL left alone."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bson import ObjectId
+
+from checks.model import FixSafety, Severity
+from tests import support
+
+
+def test_ttl_indexes_that_delete_nothing_or_what_must_stay(mongo_db):
+    db = mongo_db.db
+    now = dt.datetime.now(dt.timezone.utc)
+    users = [ObjectId() for _ in range(100)]
+    db.users.insert_many({"_id": u, "email": f"u{i}@x.test", "lastActiveDate": (now - dt.timedelta(days=i * 2)).isoformat()}
+                         for i, u in enumerate(users))
+    db.users.create_index([("lastActiveDate", 1)], expireAfterSeconds=90 * 86400)
+    db.posts.insert_many({"userId": users[i % 100], "title": "t", "body": "b"} for i in range(100))
+    db.generation_jobs.insert_many(
+        {"status": "done" if i % 3 else "pending", "createdAt": now - dt.timedelta(days=i % 40, hours=12),
+         **({"completedAt": now - dt.timedelta(days=i % 40)} if i % 3 else {})} for i in range(300))
+    db.generation_jobs.create_index([("completedAt", 1)], expireAfterSeconds=7 * 86400)
+    db.flags.insert_many({"status": "Resolved", "reason": "spam", "updatedAt": now - dt.timedelta(days=i)} for i in range(50))
+    db.flags.create_index([("updatedAt", 1)], expireAfterSeconds=86400, partialFilterExpression={"status": "resolved"})
+    db.votes.insert_many({"userId": users[i % 100], "postId": ObjectId(), "createdAt": now - dt.timedelta(days=i % 20)}
+                         for i in range(200))
+    db.votes.create_index([("userId", 1), ("postId", 1)], unique=True)
+    db.votes.create_index([("createdAt", 1)], expireAfterSeconds=30 * 86400)
+    db.sessions.insert_many({"userId": users[i], "expiresAt": now + dt.timedelta(hours=i)} for i in range(100))
+    db.sessions.create_index([("expiresAt", 1)], expireAfterSeconds=0)
+
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url})
+    report = support.run_report(settings, checks=["mongodb.ttl-misconfigured"])
+    assert report.errors == []
+    by = {}
+    for f in report.findings:
+        by.setdefault(f.object.split(".", 1)[1], []).append(f)
+    assert set(by) == {"users", "generation_jobs", "flags", "votes"}  # sessions are fine
+
+    [users_ttl] = by["users"]
+    assert users_ttl.severity is Severity.HIGH and "judged entity" in users_ttl.title
+    assert "referenced by posts.userId" in users_ttl.evidence["classification"]
+    assert users_ttl.fix.safety is FixSafety.MANUAL and "update" not in users_ttl.fix.steps[0].command
+    assert users_ttl.evidence["deleted_once_converted_estimate"] > 0  # users inactive for more than 90 days
+
+    [jobs] = by["generation_jobs"]
+    assert jobs.title == "Documents of generation_jobs without completedAt never expire"
+    # 200 of 300 jobs sampled: a third lack completedAt, most of them pending for over 7 days
+    assert 0 < jobs.evidence["sampled_missing_and_older_than_ttl"] <= jobs.evidence["sampled_missing_field"] < 200
+
+    [flags] = by["flags"]
+    assert "selects no document" in flags.title
+
+    assert any("lets the unique key userId_1_postId_1 repeat" in f.title for f in by["votes"])
