@@ -500,7 +500,10 @@ class KeyspaceScan:
             return "extrapolated from a partial pass (scan_limit)"
         if all(d.counts_exact for d in self.databases):
             return "exact: DBSIZE did not change during the pass and equals the keys read"
-        error = sum(d.count_error or 0 for d in self.databases)
+        errors = [d.count_error for d in self.databases]
+        if None in errors:
+            return "approximate: DBSIZE was not read around the pass, so duplicates from SCAN cannot be ruled out"
+        error = sum(e or 0 for e in errors)
         return (f"approximate: keys were written or removed during the pass, and SCAN may return a key twice "
                 f"while the table is resized; off by at most {error:,} keys overall")
 

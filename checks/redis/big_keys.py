@@ -3,6 +3,10 @@
 Read in the same keyspace pass as redis.ttl-coverage (its scan_limit, throttle and replica
 options apply): each key's length comes from STRLEN, HLEN, LLEN, SCARD, ZCARD or XLEN, and the
 biggest ones are measured with MEMORY USAGE.
+
+The advice depends on what the key is for: a bounded board or feed (a period or a date in its
+name) can be trimmed; an all-time one, or a key declared persistent, cannot — trimming would
+delete data that is meant to stay — so the advice is to shard it or change its structure.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.redis._patterns import first_matching, infer_pattern, is_all_time, period_word, time_bucket
 from checks.redis._scan import BigKey, KeyspaceScan
 from checks.redis.ttl_coverage import read_keyspace
 
@@ -22,8 +27,29 @@ ADVICE = {
     "hash": "HGETALL and DEL of it block; read it with HSCAN, and split it into buckets (key:{id % N}).",
     "list": "LRANGE 0 -1 and DEL of it block; cap it with LTRIM, or move old items to cold storage.",
     "set": "SMEMBERS and DEL of it block; iterate with SSCAN, and split it by a hash of the member.",
-    "zset": "ZRANGE 0 -1 and DEL of it block; cap it with ZREMRANGEBYRANK, or shard it by score range.",
+    "zset": "ZRANGE 0 -1 and DEL of it block; if only its top N is read, cap it with ZREMRANGEBYRANK key 0 -(N+1); "
+            "if it must keep every member, shard it by score range.",
     "stream": "It grows until trimmed; add MAXLEN/MINID to XADD, or XTRIM it on a schedule.",
+}
+# Keys that are bounded by a period (a daily board, a per-day feed): trimming or expiring is right.
+BOUNDED_ADVICE = {
+    "zset": "A per-period board: keep its top N with ZREMRANGEBYRANK key 0 -(N+1) after each update, and give "
+            "each period's key a TTL of two periods.",
+    "list": "A per-period list: cap it with LTRIM after each push, and give each period's key a TTL.",
+    "set": "A per-period set: give each period's key a TTL of two periods, so old periods leave memory.",
+    "hash": "A per-period hash: give each period's key a TTL of two periods, or split it into buckets.",
+}
+# Keys that must keep everything (all-time, or declared persistent): never trim, never expire.
+KEEP_ALL_ADVICE = {
+    "zset": "It must keep every member, so it cannot be trimmed: ZREMRANGEBYRANK would delete standings. Shard it "
+            "(by score range, or N keys by a hash of the member, merged with ZUNIONSTORE for a top list), or keep "
+            "only the top N in Redis and the full ranking in the database.",
+    "list": "It must keep every element, so it cannot be trimmed with LTRIM: split it into per-period keys, or move "
+            "old elements to the database.",
+    "set": "It must keep every member: split it by a hash of the member into N keys (SSCAN each).",
+    "hash": "It must keep every field: split it into N buckets (key:{id % N}) and read them with HSCAN.",
+    "string": "It must stay: compress it, or split it into smaller keys.",
+    "stream": "It must keep every entry: archive old entries to the database before trimming, or shard by period.",
 }
 
 
@@ -102,6 +128,7 @@ class BigKeys(Check):
 
     def _key_finding(self, scope: Scope, facts: KeyspaceScan, big: BigKey, threshold: int, rank: int) -> Finding:
         unit = UNIT.get(big.type, "elements")
+        kind, advice = advice_for(big, [p.pattern for p in scope.config.expect.persistent])
         size = human_bytes(big.length) if big.type == "string" else f"{big.length:,} {unit}"
         memory = f", {human_bytes(big.memory_bytes)} in memory" if big.memory_bytes is not None and big.type != "string" else ""
         where = f"db {big.db}" + (f" on {big.node}" if big.node else "")
@@ -112,7 +139,7 @@ class BigKeys(Check):
             message=(
                 f"{big.type.capitalize()} {big.key} ({where}) holds {size}{memory}, past the threshold of "
                 f"{human_bytes(threshold) if big.type == 'string' else f'{threshold:,} {unit}'}. "
-                f"{ADVICE.get(big.type, '')} Delete it with UNLINK, not DEL."
+                f"{advice}" + ("" if kind == "keep-all" else " Delete it with UNLINK, not DEL.")
             ),
             evidence={
                 "key": big.key,
@@ -124,6 +151,7 @@ class BigKeys(Check):
                 "memory_bytes": big.memory_bytes,
                 "ttl_s": big.ttl,
                 "rank": rank,
+                "kind": kind,
                 "over_threshold_of_type": facts.over_threshold.get(big.type, 0),
                 **({"node": big.node} if big.node else {}),
                 "scan": facts.summary(),
@@ -131,3 +159,16 @@ class BigKeys(Check):
             severity=Severity.HIGH if big.length >= threshold * 10 else Severity.MEDIUM,
             key=f"db{big.db}",
         )
+
+
+def advice_for(big: BigKey, persistent: list[str]) -> tuple[str, str]:
+    """("keep-all" | "bounded" | "unknown", the advice) for a big key, from what its name and the
+    declared rules say it is for."""
+    pattern = infer_pattern(big.key)
+    declared = first_matching(persistent, pattern, big.key)
+    if declared is not None or is_all_time(big.key):
+        why = f'declared persistent ("{declared}")' if declared is not None else "all-time by its name"
+        return "keep-all", f"{why[0].upper()}{why[1:]}. " + KEEP_ALL_ADVICE.get(big.type, "")
+    if (period_word(pattern) is not None or time_bucket(pattern, [big.key]) is not None) and big.type in BOUNDED_ADVICE:
+        return "bounded", BOUNDED_ADVICE[big.type]
+    return "unknown", ADVICE.get(big.type, "")

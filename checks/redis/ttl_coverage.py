@@ -486,8 +486,9 @@ def pattern_evidence(stats: PatternStats, database: DatabaseScan) -> dict[str, A
         "memory_error_bytes": memory[1] if memory else None,  # ± at 95 %, from the sample's spread
         "memory_sampled_keys": stats.memory_sampled_keys,
         "ttl_histogram": stats.ttl_histogram,
-        "counts": "exact" if database.counts_exact else (
-            "extrapolated" if not database.complete else f"approximate (±{database.count_error or 0:,} keys in the database)"),
+        "counts": "exact" if database.counts_exact else "extrapolated" if not database.complete else (
+            f"approximate (±{database.count_error:,} keys in the database)" if database.count_error is not None
+            else "approximate"),
         **({"encodings": dict(stats.encodings)} if stats.encodings else {}),
         "examples": stats.examples,
         "examples_without_ttl": stats.missing_ttl_examples,

@@ -8,6 +8,7 @@ import dataclasses
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -93,15 +94,49 @@ def test_volatile_policy_with_few_ttl_keys(tmp_path):
         client = redis.Redis.from_url(url)
         pipe = client.pipeline(transaction=False)
         for n in range(300):
-            pipe.set(f"user:{n}", "x")
+            pipe.set(f"cache:user:{n}", "x")
         pipe.execute()
         [finding] = report_for(url, "redis.memory-policy", role="cache")
         assert finding.title == "volatile-lru with few keys to evict"
-        assert finding.fix.safety is FixSafety.UNSAFE
+        assert finding.fix.safety is FixSafety.UNSAFE  # every key without a TTL is a cache entry
         assert finding.fix.steps[0].command == ["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]
+        assert finding.evidence["must_stay_patterns"] == [] and finding.evidence["disposable_keys_without_ttl"] == 300
         [store] = report_for(url, "redis.memory-policy", role="store")
         assert store.fix.safety is FixSafety.MANUAL
+        # Keys that are not named as a cache must stay: never advise allkeys-* over them.
+        client.set("leaderboard:alltime", "x")
+        [kept] = report_for(url, "redis.memory-policy", role="cache")
+        assert kept.fix is None and "Do not switch to allkeys-lru" in kept.message
+        assert kept.evidence["must_stay_patterns"][0]["pattern"] == "leaderboard:alltime"
+        client.delete("leaderboard:alltime")
         client.config_set("maxmemory-policy", "allkeys-lru")
+        assert report_for(url, "redis.memory-policy", role="cache") == []
+
+
+def test_allkeys_policy_over_keys_that_must_stay_advises_volatile(tmp_path):
+    """A mixed Redis: cache entries and sessions with TTLs beside an all-time leaderboard, flags and
+    sessions written without one. allkeys-lru would evict those; volatile-lru cannot."""
+    with private_redis(tmp_path, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru") as url:
+        client = redis.Redis.from_url(url)
+        pipe = client.pipeline(transaction=False)
+        for n in range(400):
+            pipe.set(f"cache:post:{n}", "x" * 200, ex=3600)
+        for n in range(50):
+            pipe.set(f"session:{uuid.uuid4()}", "u")
+        pipe.zadd("leaderboard:alltime", {f"user:{n}": n for n in range(500)})
+        pipe.hset("flags:all", mapping={"beta": 1})
+        pipe.execute()
+        findings = report_for(url, "redis.memory-policy", role="cache",
+                              expect={"persistent": [{"pattern": "leaderboard:alltime"}]})
+        [finding] = [f for f in findings if f.title == "allkeys-lru can evict keys that must stay"]
+        assert finding.fix.steps[0].command == ["CONFIG", "SET", "maxmemory-policy", "volatile-lru"]
+        assert finding.fix.inverse[0].command == ["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]
+        stay = finding.evidence["must_stay_patterns"]
+        assert stay[0] == {**stay[0], "pattern": "leaderboard:alltime", "why": 'declared persistent ("leaderboard:alltime")'}
+        assert {m["pattern"] for m in stay} == {"leaderboard:alltime", "flags:all", "session:{uuid}"}
+        assert finding.evidence["memory_with_ttl_bytes"] > 0 and finding.evidence["memory_without_ttl_bytes"] > 0
+        # Everything disposable: allkeys-lru is right, and nothing is reported.
+        client.delete("leaderboard:alltime", "flags:all", *client.keys("session:*"))
         assert report_for(url, "redis.memory-policy", role="cache") == []
 
 

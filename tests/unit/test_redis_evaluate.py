@@ -3,6 +3,7 @@ Redis checks, driven with plain facts."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -40,6 +41,7 @@ def keyspace(*patterns, db=0, scanned=None, total=None):
     database = DatabaseScan(db=db, keys_total=total or sum(p.keys for p in patterns))
     database.scanned = scanned or database.keys_total
     database.complete = scanned is None
+    database.keys_at_start = database.keys_at_end = database.keys_total
     database.patterns = {p.pattern: p for p in patterns}
     return KeyspaceScan(databases=[database], source="redis://10.0.0.5:6379", db_selection="test")
 
@@ -495,3 +497,72 @@ def test_pattern_evidence_has_the_ttl_histogram_and_a_memory_error():
     assert evidence["counts"] == "exact"
     database.keys_at_end = 12
     assert pattern_evidence(s, database)["counts"] == "approximate (±3 keys in the database)"
+
+
+# --- big-keys and memory-policy: what must stay --------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "key, persistent, kind, says",
+    [
+        ("leaderboard:alltime", [], "keep-all", "cannot be trimmed"),
+        ("lb:global", [], "keep-all", "cannot be trimmed"),
+        ("leaderboard:season", ["leaderboard:season"], "keep-all", "Declared persistent"),
+        ("leaderboard:weekly", [], "bounded", "ZREMRANGEBYRANK"),
+        ("leaderboard:2026-05-01", [], "bounded", "ZREMRANGEBYRANK"),
+        ("scores", [], "unknown", "if only its top N is read"),
+    ],
+)
+def test_big_zset_advice_knows_an_all_time_board_cannot_be_trimmed(key, persistent, kind, says):
+    check = BigKeys()
+    facts = keyspace()
+    facts.big_keys = {"zset": [BigKey(50_000, 0, key, "zset", 4_000_000)]}
+    facts.over_threshold = {"zset": 1}
+    scope = scope_for(check, expect={"persistent": [{"pattern": p} for p in persistent]})
+    [finding] = check.evaluate(facts, scope)
+    assert finding.evidence["kind"] == kind and says in finding.message
+    if kind == "keep-all":
+        assert "ZREMRANGEBYRANK key 0" not in finding.message and "UNLINK" not in finding.message
+
+
+def mixed_keyspace():
+    """Sessions and cache entries with TTLs; an all-time board, flags and counters without."""
+    patterns = [sampled("session:{uuid}", 1000, with_ttl=1000), sampled("cache:post:{id}", 500, with_ttl=400),
+                sampled("leaderboard:alltime", 1, kind="zset"), sampled("flags:all", 1, kind="hash"),
+                sampled("post:votes:{id}", 300, encoding="int")]
+    for p in patterns:
+        p.add_samples([1000] * 4, [-1] * 4, [""] * 4, random.Random(0))
+    return keyspace(*patterns)
+
+
+def test_memory_policy_never_advises_allkeys_over_keys_that_must_stay():
+    check = MemoryPolicy()
+    facts = dataclasses.replace(memory(policy="allkeys-lru"), keyspace=mixed_keyspace())
+    scope = scope_for(check, role="cache", expect={"persistent": [{"pattern": "leaderboard:*"}]})
+    [finding] = check.evaluate(facts, scope)
+    assert finding.title == "allkeys-lru can evict keys that must stay"
+    assert finding.fix.steps[0].command == ["CONFIG", "SET", "maxmemory-policy", "volatile-lru"]
+    stay = [m["pattern"] for m in finding.evidence["must_stay_patterns"]]
+    assert stay[0] == "leaderboard:alltime" and set(stay) == {"leaderboard:alltime", "flags:all", "post:votes:{id}"}
+    assert finding.evidence["disposable_keys_without_ttl"] == 100  # cache:post without TTL may go
+    assert finding.evidence["memory_with_ttl_bytes"] > 0 and finding.evidence["memory_without_ttl_bytes"] > 0
+    # noeviction with mostly expiring keys on the same keyspace: volatile-lru, not allkeys-lru
+    facts = dataclasses.replace(memory(policy="noeviction"), keyspace=mixed_keyspace())
+    [noeviction] = check.evaluate(facts, scope)
+    assert noeviction.fix.steps[0].command[-1] == "volatile-lru" and "not allkeys-*" in noeviction.message
+    # no maxmemory on a cache: the suggested policy is volatile-lru too
+    facts = dataclasses.replace(memory(maxmemory=0, policy="noeviction"), keyspace=mixed_keyspace())
+    [unbounded] = check.evaluate(facts, scope)
+    assert ["CONFIG", "SET", "maxmemory-policy", "volatile-lru"] in [s.command for s in unbounded.fix.steps]
+
+
+def test_memory_policy_allkeys_when_every_key_is_disposable():
+    check = MemoryPolicy()
+    only_cache = keyspace(sampled("cache:post:{id}", 500, with_ttl=400), sampled("session:{uuid}", 100, with_ttl=100))
+    facts = dataclasses.replace(memory(policy="noeviction"), keyspace=only_cache)
+    [finding] = check.evaluate(facts, scope_for(check, role="cache"))
+    assert finding.fix.steps[0].command[-1] == "allkeys-lru"
+    assert check.evaluate(dataclasses.replace(memory(), keyspace=only_cache), scope_for(check, role="cache")) == []
+    # a pattern listed as disposable may be evicted too
+    with_users = keyspace(sampled("cache:post:{id}", 500, with_ttl=400), sampled("user:{id}", 100))
+    scope = scope_for(check, role="cache", checks={"redis.memory-policy": {"disposable": ["user:*"]}})
+    assert check.evaluate(dataclasses.replace(memory(), keyspace=with_users), scope) == []
