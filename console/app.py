@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,19 @@ from console.widgets.targets_table import TargetRow
 from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 
 # How often each target's connection is probed between full runs, so a target that goes
-# away mid-session shows as down within this many seconds.
-PROBE_INTERVAL = 30.0
+# away mid-session shows as down within this many seconds (plus its connect timeout). A probe
+# is one connect and close: cheap enough to run often.
+PROBE_INTERVAL = 10.0
 
 class DbVitalsApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "dbvitals"
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
-        Binding("r", "rerun_all", "Re-run all"),
-        Binding("h", "history", "Fix history"),
+        Binding("question_mark", "help", "Keys", tooltip="Every key, on every screen"),
+        Binding("q", "quit", "Quit", tooltip="Quit (on another screen: back)"),
+        Binding("r", "rerun_all", "Re-run", show=False, tooltip="Re-run every check on every target"),
+        Binding("h", "history", "History", show=False, tooltip="The fix journal: every fix and undo; u undoes one"),
+        Binding("ctrl+p", "command_palette", "Palette", show=False, tooltip="The command palette"),
     ]
 
     def __init__(
@@ -63,12 +66,16 @@ class DbVitalsApp(App[None]):
         run_on_start: bool = True,
         probe_interval: float | None = PROBE_INTERVAL,
         user_theme_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
+        # Over SSH an animated scroll takes most of a second to settle: every move is instant.
+        self.animation_level = "none"
         self.settings = settings
         self.registry = registry
         if config_path:
             self.sub_title = Path(config_path).name
+        self.clock = clock  # wall-clock seconds; tests fix it so ages do not change between runs
         self.run_on_start = run_on_start
         self.probe_interval = probe_interval
         self.store = FindingStore()
@@ -76,6 +83,7 @@ class DbVitalsApp(App[None]):
             name: TargetRow(name, t.kind, t.environment, t.is_production) for name, t in settings.targets.items()
         }
         self.check_errors: dict[tuple[str, str], CheckError] = {}
+        self._probing: set[str] = set()
         self.fix_notes: dict[str, str] = {}
         self.main_screen = MainScreen()
         found = load_themes(user_theme_dir)
@@ -109,6 +117,14 @@ class DbVitalsApp(App[None]):
             self.call_after_refresh(self.action_rerun_all)
         if self.probe_interval:
             self.set_interval(self.probe_interval, self.probe_all)
+        # The age of every target's last answer, redrawn each second.
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        from console.widgets.targets_table import TargetsTable
+
+        for table in self.main_screen.query(TargetsTable):  # none while the app shuts down
+            table.tick()
 
     # --- running checks --------------------------------------------------------------------
 
@@ -178,18 +194,26 @@ class DbVitalsApp(App[None]):
     def probe_all(self) -> None:
         for name, row in self.targets.items():
             if not row.running:
-                self.run_worker(self._probe(name), name=f"probe {name}", group=f"probe-{name}",
-                                exclusive=True, exit_on_error=False)
+                self.probe(name)
+
+    def probe(self, name: str) -> None:
+        if name in self._probing:  # one probe in flight per target is enough
+            return
+        self._probing.add(name)
+        self.run_worker(self._probe(name), name=f"probe {name}", group=f"probe-{name}", exit_on_error=False)
 
     async def _probe(self, name: str) -> None:
         from checks.connectors import connect, failed
 
         target = self.settings.targets[name]
         try:
-            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-        except TimeoutError as exc:
-            connection = failed(name, target, exc)
-        await connection.close()
+            try:
+                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+            except TimeoutError as exc:
+                connection = failed(name, target, exc)
+            await connection.close()
+        finally:
+            self._probing.discard(name)
         self.post_message(TargetStatusChanged(connection.status, probe=True))
 
     def running_targets(self) -> set[str]:
@@ -204,30 +228,43 @@ class DbVitalsApp(App[None]):
             return
         before = row.status
         row.status = status
+        row.answered_at = self.clock()
         self._show_target(status.name)
         if before is None or before.reachable == status.reachable:
             return
         if status.reachable:
             self.notify(f"{status.name} is back", title="Target up", timeout=8)
         else:
+            self.store.mark_stale(status.name)
+            self._findings_changed(status.name)
             self.notify(f"{status.name} is down: {status.state.value}", title="Target down", severity="error", timeout=15)
         if message.probe and not row.running:
             self.run_target(status.name)
 
     def on_check_completed(self, message: CheckCompleted) -> None:
         result = message.result
-        self.store.replace(result.target, result.check, result.findings)
+        if result.error is not None and not result.findings and (result.target, result.check) in self.store.slots:
+            # A check that failed has not disproved what it found last time: keep it, stale.
+            self.store.mark_stale(result.target, result.check)
+        else:
+            self.store.replace(result.target, result.check, result.findings)
         if result.error is None:
             self.check_errors.pop((result.target, result.check), None)
         else:
             self.check_errors[(result.target, result.check)] = result.error
+            # A check that failed may mean the server froze or died: ask it now, not at the next probe.
+            self.probe(result.target)
         self._findings_changed(result.target)
 
     def on_target_run_finished(self, message: TargetRunFinished) -> None:
         row = self.targets[message.target]
         row.running = False
+        reachable = row.status is not None and row.status.reachable
         if message.error:
             self.notify(message.error, title=f"{message.target}: checks failed", severity="error", timeout=15)
+        elif not reachable:
+            # The checks could not run: what they last found stays, marked stale with its time.
+            self.store.mark_stale(message.target, keep=message.checks)
         else:
             self.store.keep_only(message.target, message.checks)
             for key in [k for k in self.check_errors if k[0] == message.target and k[1] not in message.checks]:
@@ -294,7 +331,8 @@ class DbVitalsApp(App[None]):
     def open_finding(self, finding: Finding) -> None:
         check = self.registry.checks.get(finding.check) if self.registry else None
         allowed, why_not = self.fix_permission(finding)
-        screen = FindingDetailScreen(finding, getattr(check, "rationale", None), allowed, why_not)
+        stale = self.store.confirmed_at(finding) if self.store.is_stale(finding) else None
+        screen = FindingDetailScreen(finding, getattr(check, "rationale", None), allowed, why_not, stale)
         self.push_screen(screen)
         if finding.id in self.fix_notes:
             screen.call_after_refresh(screen.show_outcome, self.fix_notes[finding.id])
@@ -397,7 +435,7 @@ class DbVitalsApp(App[None]):
 
     def action_help(self) -> None:
         sections = [
-            ("everywhere", [*self.BINDINGS, Binding("ctrl+p", "command_palette", "Command palette")]),
+            ("everywhere", self.BINDINGS),
             ("main", MainScreen.BINDINGS),
             ("findings table", FindingsTable.BINDINGS),
             ("finding detail", FindingDetailScreen.BINDINGS),

@@ -1,7 +1,9 @@
 """The findings the console holds, and the filter the findings table shows them through.
 
 Results stream in check by check: each (target, check) slot is replaced whole, so a re-run
-never duplicates a finding. Everything the filter needs per finding (a lower-cased search
+never duplicates a finding. Each slot remembers when its check last confirmed it; when a
+target goes down (or a check fails) its findings stay, marked stale with that time, because
+the last thing known about a dead server is often what killed it. Everything the filter needs per finding (a lower-cased search
 text) is computed once on arrival, so a keypress costs one pass of cheap tests, not a
 re-render of ten thousand rows.
 """
@@ -9,6 +11,7 @@ re-render of ten thousand rows.
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -100,14 +103,20 @@ class FindingStore:
     slots: dict[tuple[str, str], list[Finding]] = field(default_factory=dict)
     _search: dict[str, str] = field(default_factory=dict)
     _ordered: dict[tuple[str, bool], list[Finding]] = field(default_factory=dict)
+    confirmed: dict[tuple[str, str], float] = field(default_factory=dict)  # slot -> epoch seconds
+    stale: set[tuple[str, str]] = field(default_factory=set)
     version: int = 0
 
-    def replace(self, target: str, check: str, findings: Iterable[Finding]) -> None:
+    def replace(self, target: str, check: str, findings: Iterable[Finding], *, at: float | None = None) -> None:
         found = list(findings)
-        for old in self.slots.pop((target, check), ()):
+        slot = (target, check)
+        for old in self.slots.pop(slot, ()):
             self._search.pop(old.id, None)
+        self.stale.discard(slot)
+        self.confirmed.pop(slot, None)
         if found:
-            self.slots[(target, check)] = found
+            self.slots[slot] = found
+            self.confirmed[slot] = time.time() if at is None else at
             for f in found:
                 self._search[f.id] = "\0".join((f.target, f.check, f.object, f.title, f.message)).lower()
         self._changed()
@@ -117,6 +126,21 @@ class FindingStore:
         ran = set(checks)
         for slot in [s for s in self.slots if s[0] == target and s[1] not in ran]:
             self.replace(*slot, ())
+
+    def mark_stale(self, target: str, check: str | None = None, *, keep: Iterable[str] = ()) -> None:
+        """The target's findings (or one check's) can no longer be confirmed: keep them, stale,
+        except those of the checks in `keep`, which just answered."""
+        fresh = set(keep)
+        slots = [s for s in self.slots if s[0] == target and (check is None or s[1] == check) and s[1] not in fresh]
+        if slots and not self.stale.issuperset(slots):
+            self.stale.update(slots)
+            self._changed()
+
+    def is_stale(self, finding: Finding) -> bool:
+        return (finding.target, finding.check) in self.stale
+
+    def confirmed_at(self, finding: Finding) -> float | None:
+        return self.confirmed.get((finding.target, finding.check))
 
     def remove(self, finding_id: str) -> Finding | None:
         for slot, findings in self.slots.items():
