@@ -9,9 +9,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static
 
-from checks.model import Severity
+from rich.markup import escape
+
+from checks.model import Finding, Severity
+from console.widgets.evidence_view import proof_line
 from console.widgets.finding_store import SORT_KEYS, FindingFilter, parse_query, severity_counts
-from console.widgets.findings_table import FindingsTable
+from console.widgets.findings_table import FindingsTable, stale_time
 from console.widgets.styles import SEVERITY_LABELS
 from console.widgets.targets_table import TargetsTable
 
@@ -20,23 +23,29 @@ SEVERITY_KEYS = {"1": Severity.CRITICAL, "2": Severity.HIGH, "3": Severity.MEDIU
 REFRESH_DELAY = 0.05
 
 
+SEVERITY_GROUP = Binding.Group("Sev", compact=True)
+
+
 class MainScreen(Screen):
+    # The footer names each key in a word; the tooltip is what `?` lists.
     BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("enter", "open", "Open", show=False),
-        Binding("R", "rerun_target", "Re-run target", show=False),
-        Binding("a", "apply_fix", "Apply fix", show=False),
-        Binding("c", "copy_fix", "Copy fix", show=False),
-        Binding("y", "copy_evidence", "Copy evidence", show=False),
-        Binding("e", "export", "Export"),
-        *(Binding(key, f"toggle_severity('{sev.value}')", f"Only/also {sev.value}", show=False)
+        Binding("enter", "open", "Open", tooltip="Open the selected finding: proof, evidence, fix"),
+        Binding("slash", "filter", "Filter", tooltip="Filter by words, sev:high,critical, target:NAME, check:GLOB"),
+        *(Binding(key, f"toggle_severity('{sev.value}')", f"Only/also {sev.value}", group=SEVERITY_GROUP,
+                  tooltip=f"Show only, or also, {sev.value} findings")
           for key, sev in SEVERITY_KEYS.items()),
-        Binding("t", "cycle_target", "Filter by target", show=False),
-        Binding("k", "cycle_check", "Filter by check", show=False),
-        Binding("x", "clear_filters", "Clear filters", show=False),
-        Binding("s", "cycle_sort", "Sort by next column", show=False),
-        Binding("S", "reverse_sort", "Reverse the sort", show=False),
-        Binding("escape", "leave_filter", "Back to the table", show=False),
+        Binding("a", "apply_fix", "Apply", tooltip="Apply the selected finding's fix (asks first)"),
+        Binding("c", "copy_fix", "Copy", tooltip="Copy the fix to the clipboard (OSC 52), its inverse commented out"),
+        Binding("y", "copy_evidence", "Evid", tooltip="Copy the evidence to the clipboard as JSON (OSC 52)"),
+        Binding("t", "cycle_target", "Target", tooltip="Show one target's findings, then the next, then all"),
+        Binding("C", "cycle_check", "Check", show=False, tooltip="Show one check's findings, then the next, then all"),
+        Binding("x", "clear_filters", "Clear", show=False, tooltip="Clear every filter"),
+        Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort"),
+        Binding("R", "rerun_target", "Re-run", show=False, tooltip="Re-run the checks of the selected target"),
+        Binding("e", "export", "Export", show=False, tooltip="Export the findings shown to a file you name"),
+        Binding("tab", "app.focus_next", "Pane", show=False, tooltip="Move between the targets and the findings"),
+        Binding("escape", "leave_filter", "Back", show=False, tooltip="Leave the filter box for the table"),
     ]
 
     def __init__(self) -> None:
@@ -45,16 +54,18 @@ class MainScreen(Screen):
         self._refresh_timer: Timer | None = None
         self._cycle_targets: list[str] = []
         self._cycle_checks: list[str] = []
+        self._total = 0  # findings in the store when the table was last filled
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="targets-pane"):
             yield Static("Targets", id="targets-title", classes="pane-title")
-            yield TargetsTable(id="targets")
+            yield TargetsTable(id="targets", clock=self.app.clock)
         yield Static("", id="findings-title", classes="pane-title")
         yield FindingsTable(id="findings")
+        yield Static("", id="preview")
         yield Input(placeholder="words · sev:high,critical · target:NAME · check:postgres.*", id="filter")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         targets = self.query_one(TargetsTable)
@@ -74,12 +85,34 @@ class MainScreen(Screen):
     def refresh_findings(self) -> None:
         self._refresh_timer = None
         table = self.query_one(FindingsTable)
-        table.show(self.app.store.select(self.filter, table.sort_column, table.sort_reverse))
+        store = self.app.store
+        stale = {f.id: store.confirmed[(f.target, f.check)] for slot in store.stale for f in store.slots.get(slot, ())}
+        table.show(store.select(self.filter, table.sort_column, table.sort_reverse), stale)
+        self._total = len(store)
         self.update_title()
+        self.show_preview(table.selected())
+
+    def on_findings_table_highlighted(self, event: FindingsTable.Highlighted) -> None:
+        self.show_preview(event.finding)
+
+    def show_preview(self, finding: Finding | None) -> None:
+        """The selected finding readable without opening it: its whole title, then its proof."""
+        preview = self.query_one("#preview", Static)
+        if finding is None:
+            preview.update("")
+            return
+        table = self.query_one(FindingsTable)
+        since = table.stale.get(finding.id)
+        stale = f"[$warning]stale since {stale_time(since)}[/] " if since is not None else ""
+        preview.update(
+            f"{stale}[b]{escape(finding.title)}[/b] [$text-muted]{escape(finding.check)} · {escape(finding.object)}[/]\n"
+            f"[$accent]▸[/] {escape(proof_line(finding))}"
+        )
 
     def update_title(self) -> None:
         table = self.query_one(FindingsTable)
-        total = len(self.app.store)
+        # Against the total the table was filled from: a result that arrived since is not "hidden".
+        total = self._total
         counts = severity_counts(table.shown)
         parts = [f"[b]Findings[/b] {len(table.shown):,}" + (f" of {total:,}" if len(table.shown) != total else "")]
         badges = [
@@ -87,8 +120,10 @@ class MainScreen(Screen):
         ]
         if badges:
             parts.append(" ".join(badges))
+        if table.stale:
+            parts.append(f"[$warning]{len(table.stale)} stale[/]")
         if self.filter.active:
-            parts.append(f"[$accent]filter: {self.filter.describe()}[/] (x clears)")
+            parts.append(f"[$accent]filter: {escape(self.filter.describe())}[/] (x clears)")
         self.query_one("#findings-title", Static).update(" · ".join(parts))
         running = self.app.running_targets()
         title = f"[b]Targets[/b] {len(self.app.targets)}"

@@ -96,7 +96,12 @@ def synthetic_registry() -> Registry:
     return registry
 
 
+# A fixed wall clock: every age on screen reads 0s, whatever the machine's speed.
+FROZEN_CLOCK = 1_790_000_000.0
+
+
 def synthetic_app(count: int = 12, **kwargs: Any) -> DbVitalsApp:
+    kwargs.setdefault("clock", lambda: FROZEN_CLOCK)
     app = DbVitalsApp(synthetic_settings(), registry=synthetic_registry(), run_on_start=False, probe_interval=None,
                       **kwargs)
     app.call_after_refresh(app.ingest, synthetic_statuses(), synthetic_findings(count))
