@@ -1,5 +1,6 @@
-"""One finding: what, why it matters, the evidence, and the fix with its safety, lock and
-inverse. `a` applies the fix where the target allows it."""
+"""One finding: what, the one line that proves it, the evidence (wrapped, never cut off), why
+it matters, and the fix with its safety, lock and inverse. `a` applies the fix where the
+target allows it."""
 
 from __future__ import annotations
 
@@ -11,25 +12,31 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from checks.model import Finding, FixSafety
-from console.widgets.evidence_table import EvidenceTable
-from console.widgets.fix_view import SAFETY_VARIABLES, SAFETY_WORDS, StepsView
+from console.widgets.evidence_view import EvidenceView, proof_line
+from console.widgets.findings_table import stale_time
+from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
 from console.widgets.styles import SEVERITY_LABELS
 
 
 class FindingDetailScreen(Screen):
     BINDINGS = [
-        Binding("escape,backspace", "app.pop_screen", "Back"),
-        Binding("a", "apply_fix", "Apply fix"),
-        Binding("c", "copy_fix", "Copy fix"),
-        Binding("y", "copy_evidence", "Copy evidence"),
+        Binding("escape,backspace,q", "app.pop_screen", "Back", tooltip="Back to the findings"),
+        Binding("a", "apply_fix", "Apply", tooltip="Apply this fix (asks first)"),
+        Binding("c", "copy_fix", "Copy", tooltip="Copy the fix (OSC 52), its inverse commented out"),
+        Binding("y", "copy_evidence", "Evid", tooltip="Copy the evidence as JSON (OSC 52)"),
+        Binding("j", "scroll('down')", "Down", show=False, tooltip="Scroll down (also Down, PgDn, Space)"),
+        Binding("k", "scroll('up')", "Up", show=False, tooltip="Scroll up (also Up, PgUp)"),
     ]
 
-    def __init__(self, finding: Finding, rationale: str | None, fix_allowed: bool, why_not: str | None) -> None:
+    def __init__(self, finding: Finding, rationale: str | None, fix_allowed: bool, why_not: str | None,
+                 stale_since: float | None = None) -> None:
         super().__init__(classes="detail")
         self.finding = finding
         self.rationale = rationale
         self.fix_allowed = fix_allowed
         self.why_not = why_not
+        self.stale_since = stale_since
+        self.fixed = False
 
     def compose(self) -> ComposeResult:
         f = self.finding
@@ -38,21 +45,26 @@ class FindingDetailScreen(Screen):
             yield Static(
                 f"[$severity-{sev.value} b reverse] {SEVERITY_LABELS[sev]} [/] [b]{escape(f.title)}[/b]", id="detail-title"
             )
+            yield Static(f"[$accent b]▸[/] {escape(proof_line(f))}", id="detail-proof")
+            stale = ""
+            if self.stale_since is not None:
+                stale = (f"\n[$warning b]stale[/] last confirmed at {stale_time(self.stale_since)}: "
+                         "the target stopped answering since")
             yield Static(
                 f"[$text-muted]target[/] {escape(f.target)}  [$text-muted]check[/] {escape(f.check)}  "
-                f"[$text-muted]id[/] {f.id}\n[$text-muted]object[/] {escape(f.object)}",
+                f"[$text-muted]id[/] {f.id}\n[$text-muted]object[/] {escape(f.object)}{stale}",
                 id="detail-meta",
             )
             yield Static(escape(f.message), id="detail-message")
+            yield Static("Evidence", classes="section")
+            yield EvidenceView(f.evidence, id="detail-evidence")
             if self.rationale:
                 yield Static("Why it matters", classes="section")
                 yield Static(escape(self.rationale), id="detail-rationale")
-            yield Static("Evidence", classes="section")
-            yield EvidenceTable(f.evidence, id="detail-evidence")
             yield Static("Fix", classes="section")
             yield from self._fix()
             yield Static("", id="fix-outcome")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def _fix(self) -> ComposeResult:
         fix = self.finding.fix
@@ -60,7 +72,7 @@ class FindingDetailScreen(Screen):
             yield Static("No automatic fix: the message above says what to do.", classes="muted")
             return
         variable = SAFETY_VARIABLES[fix.safety]
-        lines = [f"[b]{escape(fix.summary)}[/b]", f"[$text-muted]safety[/] [${variable} b]{SAFETY_WORDS[fix.safety]}[/]"]
+        lines = [f"[b]{escape(fix.summary)}[/b]", f"[$text-muted]safety[/] [${variable} b]{escape(safety_reason(fix))}[/]"]
         if fix.lock:
             lines.append(f"[$text-muted]lock / impact[/] {escape(fix.lock)}")
         if fix.notes:
@@ -79,16 +91,24 @@ class FindingDetailScreen(Screen):
         else:
             yield Static("[$text-muted]inverse[/] none recorded", classes="subsection")
 
-    def show_outcome(self, text: str) -> None:
+    def show_outcome(self, text: str, *, fixed: bool = False) -> None:
         self.query_one("#fix-outcome", Static).update(text)
+        if fixed:
+            # Nothing left to apply: the footer stops offering it.
+            self.fixed = True
+            self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "apply_fix":
             fix = self.finding.fix
-            return fix is not None and fix.safety is not FixSafety.MANUAL and self.fix_allowed
+            return fix is not None and fix.safety is not FixSafety.MANUAL and self.fix_allowed and not self.fixed
         if action == "copy_fix":
             return self.finding.fix is not None
         return True
+
+    def action_scroll(self, direction: str) -> None:
+        body = self.query_one("#detail-body", VerticalScroll)
+        body.scroll_relative(y=1 if direction == "down" else -1, animate=False)
 
     def action_apply_fix(self) -> None:
         self.app.start_fix(self.finding)

@@ -16,12 +16,24 @@ FILTER_SYNTAX = (
 
 
 def key_label(binding: Binding) -> str:
-    names = {"slash": "/", "question_mark": "?", "escape": "esc", "enter": "enter", "backspace": "backspace"}
+    names = {"slash": "/", "question_mark": "?", "escape": "esc", "enter": "enter", "backspace": "backspace",
+             "ctrl+p": "ctrl+p", "tab": "tab", "shift+tab": "shift+tab"}
     return ", ".join(names.get(k, k) for k in binding.key.split(","))
 
 
+def binding_help(binding: Binding) -> str:
+    """The whole sentence: the footer's word is the description, the tooltip says it in full."""
+    return binding.tooltip or binding.description or binding.action
+
+
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,question_mark,q", "dismiss_help", "Close")]
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss_help", "Close"),
+        Binding("j,down", "scroll_keys(1)", "Down", show=False),
+        Binding("k,up", "scroll_keys(-1)", "Up", show=False),
+        Binding("pagedown,space", "scroll_keys(10)", "Page down", show=False),
+        Binding("pageup", "scroll_keys(-10)", "Page up", show=False),
+    ]
 
     def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
         super().__init__(classes="help")
@@ -38,7 +50,10 @@ class HelpScreen(ModalScreen[None]):
         table.add_columns("Where", "Key", "Does")
         for where, bindings in self.sections:
             for binding in bindings:
-                table.add_row(where, key_label(binding), binding.description or binding.action)
+                table.add_row(where, key_label(binding), binding_help(binding))
+
+    def action_scroll_keys(self, lines: int) -> None:
+        self.query_one("#help-body", VerticalScroll).scroll_relative(y=lines, animate=False)
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

@@ -33,7 +33,7 @@ def entry_fields(entry: Any) -> dict[str, Any]:
 
 
 class FixHistoryScreen(Screen):
-    BINDINGS = [Binding("escape,h", "app.pop_screen", "Back")]
+    BINDINGS = [Binding("escape,h,q", "app.pop_screen", "Back")]
 
     def __init__(self, entries: list[Any], problem: str | None = None) -> None:
         super().__init__(classes="history")

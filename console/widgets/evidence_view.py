@@ -1,44 +1,137 @@
-"""A finding's evidence as a two-column table: what a skeptical DBA reads first."""
+"""A finding's evidence, wrapped and formatted: what a skeptical DBA reads first.
+
+Nothing is cut off: long values wrap at word boundaries inside their column. SQL is
+highlighted as SQL, lists are lists, nested records are indented, byte counts, durations and
+shares carry their units. `proof_line` gives the one line that opens a finding.
+"""
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Any
 
-from textual.widgets import DataTable
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from checks.model import Finding
+
+# Evidence keys whose string value is itself the proof, in words or as arithmetic.
+PROOF_KEYS = ("proof", "arithmetic")
+SQL_START = re.compile(r"^\s*(CREATE|ALTER|DROP|SELECT|WITH|UPDATE|DELETE|INSERT|REINDEX|VACUUM|ANALYZE)\b", re.I)
+# A sentence ends at ". " before a capital or a digit; "1.1 MiB", "public.users" never match.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+SHARE_KEYS = re.compile(r"(^|_)(used|share|ratio|fraction|threshold|utilisation|utilization)$")
+BYTES_KEYS = re.compile(r"(^|_)bytes($|_)")
+MS_KEYS = re.compile(r"_ms$")
+SECONDS_KEYS = re.compile(r"_s$|_seconds$")
 
 
-def evidence_rows(evidence: dict[str, Any]) -> list[tuple[str, str]]:
-    """Flatten one level of nesting (`index.columns`), render the rest as compact JSON."""
-    rows: list[tuple[str, str]] = []
-    for key, value in evidence.items():
-        if isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
-            rows.extend((f"{key}.{k}", _cell(v)) for k, v in value.items())
-        else:
-            rows.append((str(key), _cell(value)))
-    return rows
+def proof_line(finding: Finding) -> str:
+    """One line that proves the finding: the evidence's own proof or arithmetic when the check
+    gives one, else the message's first sentence."""
+    for key in PROOF_KEYS:
+        value = finding.evidence.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    message = " ".join(finding.message.split())
+    first = SENTENCE_END.split(message, maxsplit=1)[0]
+    return first.rstrip(".")
 
 
-def _cell(value: Any) -> str:
+def human_bytes(size: float) -> str:
+    from checks.postgres._catalog import human_bytes as catalog_bytes
+
+    return catalog_bytes(int(size))
+
+
+def human_seconds(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:,.1f} {unit}".replace(".0 ", " ")
+    return f"{seconds:,.3g} s"
+
+
+def scalar(key: str, value: Any) -> str:
+    """A value with its unit, as a DBA would say it; the exact figure stays beside a rounded one."""
     if value is None:
         return "—"
-    if isinstance(value, str):
-        return value
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)):
-        return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
-    return json.dumps(value, default=str, ensure_ascii=False)
+        leaf = key.rsplit(".", 1)[-1].lower()
+        if isinstance(value, float) and SHARE_KEYS.search(leaf) and 0 <= value <= 1:
+            return f"{value * 100:.1f} %"
+        if BYTES_KEYS.search(leaf) and value >= 1024:
+            return f"{human_bytes(value)} ({value:,} bytes)"
+        if BYTES_KEYS.search(leaf):
+            return f"{value:,} bytes"
+        if MS_KEYS.search(leaf):
+            return f"{value:,} ms"
+        if SECONDS_KEYS.search(leaf) and value >= 60:
+            return f"{human_seconds(value)} ({value:,} s)"
+        if SECONDS_KEYS.search(leaf):
+            return f"{value:,} s"
+        return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+    return str(value)
 
 
-class EvidenceTable(DataTable):
-    DEFAULT_CSS = "EvidenceTable { height: auto; max-height: 16; }"
+def _value(key: str, value: Any, dark: bool) -> RenderableType:
+    if isinstance(value, str) and SQL_START.match(value):
+        return Syntax(value, "sql", theme="ansi_dark" if dark else "ansi_light", background_color="default",
+                      word_wrap=True)
+    if isinstance(value, list):
+        if not value:
+            return Text("none", style="italic")
+        return Group(*(_bullet(key, item, dark) for item in value))
+    if isinstance(value, dict):
+        if not value:
+            return Text("none", style="italic")
+        return _grid({f"{key}.{k}": v for k, v in value.items()}, dark, prefix=f"{key}.")
+    return Text(scalar(key, value))
+
+
+def _bullet(key: str, item: Any, dark: bool) -> RenderableType:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    if isinstance(item, dict):
+        body: RenderableType = _grid({f"{key}.{k}": v for k, v in item.items()}, dark, prefix=f"{key}.")
+    else:
+        body = _value(key, item, dark)
+    grid.add_row("•", body)
+    return grid
+
+
+def _grid(evidence: dict[str, Any], dark: bool, prefix: str = "") -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True, max_width=24)
+    grid.add_column(ratio=1, overflow="fold")
+    for key, value in evidence.items():
+        grid.add_row(Text(key.removeprefix(prefix), overflow="ellipsis"), _value(key, value, dark))
+    return grid
+
+
+def render_evidence(evidence: dict[str, Any], *, dark: bool = True) -> RenderableType:
+    if not evidence:
+        return Text("(none)", style="italic")
+    return _grid({str(k): v for k, v in evidence.items()}, dark)
+
+
+class EvidenceView(Static):
+    """The evidence as wrapped text; redrawn in the syntax colours of a new theme."""
+
+    DEFAULT_CSS = "EvidenceView { height: auto; }"
 
     def __init__(self, evidence: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        super().__init__(**kwargs)
         self.evidence = evidence
 
     def on_mount(self) -> None:
-        self.add_column("Evidence", key="key")
-        self.add_column("Value", key="value")
-        self.add_rows(evidence_rows(self.evidence) or [("(none)", "")])
+        self._draw()
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._draw())
+
+    def _draw(self) -> None:
+        self.update(render_evidence(self.evidence, dark=self.app.current_theme.dark))

@@ -5,6 +5,7 @@ exactly what is copied."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,28 @@ SAFETY_WORDS = {
     FixSafety.MANUAL: "manual: shown for a human to adapt and run; dbvitals never applies it",
 }
 SAFETY_VARIABLES = {FixSafety.SAFE: "success", FixSafety.UNSAFE: "error", FixSafety.MANUAL: "warning"}
+_BLOCKING = re.compile(r"ACCESS EXCLUSIVE|\bwait\b|\bblock", re.I)
+_FIRST_SENTENCE = re.compile(r"(?<=[.;])\s+(?=[A-Z(])")
+
+
+def safety_reason(fix: Fix) -> str:
+    """Why this fix has its safety class, in one line: the blocking lock it takes, else what
+    its notes warn of, else its impact. A generic phrase would contradict a lock line that
+    says reads and writes go on."""
+    if fix.safety is not FixSafety.UNSAFE:
+        return SAFETY_WORDS[fix.safety]
+    lock = fix.lock or ""
+    if _BLOCKING.search(lock):
+        return "UNSAFE: takes a blocking lock: " + _first(lock)
+    if fix.notes:
+        return "UNSAFE: " + _first(fix.notes)
+    if lock:
+        return "UNSAFE: " + _first(lock)
+    return "UNSAFE: changes data or settings the application relies on"
+
+
+def _first(text: str) -> str:
+    return _FIRST_SENTENCE.split(" ".join(text.split()), maxsplit=1)[0].rstrip(".")
 
 
 def _comment(step: FixStep) -> str:

@@ -10,10 +10,10 @@ from checks.model import Severity
 from console.screens.detail import FindingDetailScreen
 from console.screens.help import HelpScreen
 from console.screens.main import MainScreen
-from console.widgets.evidence_table import EvidenceTable
+from console.widgets.evidence_view import EvidenceView
 from console.widgets.findings_table import FindingsTable
 from console.widgets.fix_view import StepsView
-from tests.tui.helpers import settle, synthetic_app, wait_until
+from tests.tui.helpers import settle, synthetic_app, synthetic_findings, wait_until
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -62,7 +62,7 @@ async def test_filter_by_target_and_check_cycles():
         await pilot.press("t")
         await settle(pilot)
         assert {f.target for f in table(app).shown} == {"sessions"}
-        await pilot.press("x", "k")
+        await pilot.press("x", "C")
         await settle(pilot)
         assert len({f.check for f in table(app).shown}) == 1
 
@@ -98,9 +98,9 @@ async def test_open_a_finding_shows_rationale_evidence_and_fix(size):
         assert chosen.title in text
         assert "Deleting a parent row scans" in text  # the registry check's rationale
         assert "SHARE UPDATE EXCLUSIVE" in text and "safe" in text
-        evidence = screen.query_one(EvidenceTable)
-        keys = [evidence.get_row_at(i)[0] for i in range(evidence.row_count)]
-        assert keys == ["rows", "scans.seq", "scans.index", "columns"]
+        evidence = screen.query_one(EvidenceView)
+        drawn = [" ".join(line.text.split()) for line in evidence.render_lines(evidence.region.reset_offset)]
+        assert drawn[:4] == [f"rows {chosen.evidence['rows']:,}", "scans seq 120", "index 0", "columns • customer_id"]
         assert screen.query_one("#fix-steps", StepsView).steps == chosen.fix.steps
         assert screen.query_one("#fix-inverse", StepsView).steps == chosen.fix.inverse
         await pilot.press("escape")
@@ -149,7 +149,7 @@ async def test_help_lists_every_binding():
         rows = app.screen.query_one("DataTable")
         described = {str(rows.get_row_at(i)[2]) for i in range(rows.row_count)}
         for binding in [*app.BINDINGS, *MainScreen.BINDINGS, *FindingDetailScreen.BINDINGS]:
-            assert binding.description in described
+            assert (binding.tooltip or binding.description) in described
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 
@@ -176,3 +176,40 @@ async def test_enter_on_a_target_shows_its_findings():
         await settle(pilot)
         assert {f.target for f in table(app).shown} == {"sessions"}
         assert app.focused is table(app)
+
+
+async def test_cursor_stays_on_the_most_urgent_finding_until_the_user_moves():
+    findings = synthetic_findings(12)
+    low = [f for f in findings if f.severity is Severity.LOW]
+    app = synthetic_app(0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.ingest([], low)  # the first results to arrive are not the most urgent
+        await settle(pilot)
+        assert table(app).selected() in low
+        app.ingest([], findings)
+        await settle(pilot)
+        assert table(app).cursor == 0 and table(app).selected().severity is Severity.CRITICAL
+        await pilot.press("j", "j", "k")
+        await settle(pilot)
+        chosen = table(app).selected()
+        assert table(app).cursor == 1
+        app.store.remove(table(app).shown[0].id)  # once moved, the cursor follows its finding
+        app.main_screen.refresh_findings()
+        await settle(pilot)
+        assert table(app).selected() == chosen
+
+
+async def test_q_and_escape_go_back_from_every_screen_and_q_quits_only_the_main_one():
+    app = synthetic_app(12)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: len(table(app).shown) == 12)
+        for opener, closer in [("enter", "q"), ("enter", "escape"), ("question_mark", "q"),
+                               ("question_mark", "escape"), ("h", "q"), ("h", "escape")]:
+            await pilot.press(opener)
+            await wait_until(pilot, lambda: not isinstance(app.screen, MainScreen))
+            await pilot.press(closer)
+            await wait_until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert app.is_running
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running)
