@@ -1,8 +1,12 @@
 """mongodb.missing-index: query shapes that scan, and declared indexes that are absent.
 
-Query shapes come from the profiler (`system.profile`, only where someone turned it on: this
-check never does) and from `[[targets.NAME.expect.queries]]`. Each shape is explained in
-queryPlanner mode, which plans the query without running it.
+Query shapes come from every source the server offers (see `_query_sources`): `$queryStats`,
+the profiler (`system.profile`, only where someone turned it on: this check never does), the
+slow-query log read with getLog, operations running now (currentOp), and
+`[[targets.NAME.expect.queries]]`. The same shape from several sources is one shape; its
+figures come from the most complete source. Each shape is explained in queryPlanner mode,
+which plans the query without running it. With no source at all, one finding says what to
+turn on, never a silent "ok".
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from checks.mongodb._inventory import (
     create_indexes,
     describe_key,
     drop_index,
+    IndexSuggestion,
     esr_index,
     index_name,
     call_budget,
@@ -31,8 +36,12 @@ from checks.mongodb._inventory import (
     key_serves,
     limited,
     measured,
+    predicates,
     query_shape,
+    sample,
 )
+from checks.mongodb._query_sources import current_op_entries, parse_slow_log, query_stats_entries
+from checks.mongodb._schema import DynamicKeys, dynamic_objects
 from checks.mongodb.profiler import read_profiler_setting
 
 # Read from system.profile: the most recent operations that can be served by an index.
@@ -41,6 +50,8 @@ PROFILE_PROJECTION = {
     "op": 1, "ns": 1, "command": 1, "docsExamined": 1, "keysExamined": 1, "nreturned": 1,
     "nMatched": 1, "ndeleted": 1, "millis": 1, "planSummary": 1, "appName": 1, "ts": 1,
 }
+QUERY_STATS_LIMIT = 1000  # query shapes read from $queryStats
+DYNAMIC_SAMPLE = 200  # documents sampled to tell a map from a sub-document (the checks' shared sample)
 # Our own sampling and statistics commands, which must not be reported as the application's.
 OWN_STAGES = {"$sample", "$indexStats", "$collStats"}
 BUILD_LOCK = (
@@ -61,6 +72,11 @@ class MissingIndexOptions(CheckOptions):
     )
     small_collection: int = Field(
         default=1_000, ge=0, description="Documents under which a scanning query is low severity."
+    )
+    slow_log: bool = Field(default=True, description="Read slow-query lines from the server's log (getLog).")
+    query_stats: bool = Field(default=True, description="Read $queryStats where the server offers it.")
+    running_for: int = Field(
+        default=5, ge=0, description="Seconds after which an operation running now (currentOp) is read as a shape."
     )
 
 
@@ -155,11 +171,23 @@ class DeclaredIndex:
     indexes: tuple[IndexSpec, ...]
 
 
+@dataclass(frozen=True)
+class SourceState:
+    """One query source: whether it gave this check anything to judge, and what it said."""
+
+    name: str
+    available: bool
+    detail: str
+    shapes: int = 0
+
+
 @dataclass
 class MissingIndexFacts:
     shapes: list[QueryShape]
     profilers: list[ProfilerState]
     declared: list[DeclaredIndex]
+    sources: list[SourceState] = field(default_factory=list)
+    dynamic: dict[tuple[str, str], dict[str, DynamicKeys]] = field(default_factory=dict)  # (db, coll) -> maps
 
 
 def operation_of(entry: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, int] | None] | None:
@@ -201,8 +229,9 @@ def _sort(value: Any) -> dict[str, int] | None:
     return {str(k): int(v) for k, v in dict(value).items() if isinstance(v, (int, float))} or None
 
 
-def merge_profile(entries: list[dict[str, Any]], database: str) -> list[QueryShape]:
-    """Profiler entries grouped by query shape, their figures summed."""
+def merge_profile(entries: list[dict[str, Any]], database: str, source: str = "profiler") -> list[QueryShape]:
+    """Profiler-shaped entries grouped by query shape, their figures summed. An entry may stand
+    for several executions ($queryStats: `executions`)."""
     shapes: dict[str, QueryShape] = {}
     for entry in entries:
         operation = operation_of(entry)
@@ -212,8 +241,8 @@ def merge_profile(entries: list[dict[str, Any]], database: str) -> list[QuerySha
         if not filter_ and not sort:
             continue  # reading everything: no index helps
         key = shape_key(collection, filter_, sort)
-        shape = shapes.setdefault(key, QueryShape(database, collection, filter_, sort, ["profiler"]))
-        shape.executions += 1
+        shape = shapes.setdefault(key, QueryShape(database, collection, filter_, sort, [source]))
+        shape.executions += int(entry.get("executions", 1))
         shape.millis += int(entry.get("millis") or 0)
         if "docsExamined" in entry:
             shape.docs_examined = (shape.docs_examined or 0) + int(entry["docsExamined"])
@@ -223,6 +252,16 @@ def merge_profile(entries: list[dict[str, Any]], database: str) -> list[QuerySha
         if entry.get("planSummary"):
             shape.plan_summaries.add(str(entry["planSummary"]))
     return list(shapes.values())
+
+
+def by_database(entries: list[dict[str, Any]], databases: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Server-wide entries (log, $queryStats, currentOp) split by the judged database of their ns."""
+    split: dict[str, list[dict[str, Any]]] = {db: [] for db in databases}
+    for entry in entries:
+        db = str(entry.get("ns", "")).split(".", 1)[0]
+        if db in split:
+            split[db].append(entry)
+    return split
 
 
 class MissingIndex(Check):
@@ -244,27 +283,105 @@ class MissingIndex(Check):
         expect = scope.config.expect  # type: ignore[attr-defined]
         named = [e.database for e in (*expect.queries, *expect.indexes) if e.database]
         shapes: dict[str, QueryShape] = {}
+        sources: list[SourceState] = []
+
+        def add(database: str, found: list[QueryShape]) -> int:
+            """Shapes already seen keep the figures of the more complete source read first."""
+            for shape in found:
+                existing = shapes.get(f"{database}\0{shape.key}")
+                if existing is None:
+                    shapes[f"{database}\0{shape.key}"] = shape
+                else:
+                    existing.sources.extend(s for s in shape.sources if s not in existing.sources)
+            return len(found)
+
+        # Most complete figures first: $queryStats totals, then the profiler, the log, running operations.
+        stats_state, stats_entries = await self._query_stats(session, options)
+        split = by_database(stats_entries, databases)
+        count = sum(add(db, merge_profile(split[db], db, "$queryStats")) for db in databases)
+        sources.append(SourceState(stats_state.name, stats_state.available, stats_state.detail, count))
         profilers: list[ProfilerState] = []
+        count = 0
         for database in databases:
             profiler, entries = await self._profile(session, database, options.profile_entries)
             profilers.append(profiler)
-            for shape in merge_profile(entries, database):
-                shapes[f"{database}\0{shape.key}"] = shape
+            count += add(database, merge_profile(entries, database))
+        sources.append(_profiler_source(profilers, count))
+        log_state, log_entries = await self._slow_log(session, options)
+        split = by_database(log_entries, databases)
+        count = sum(add(db, merge_profile(split[db], db, "slow-query log")) for db in databases)
+        sources.append(SourceState(log_state.name, log_state.available, log_state.detail, count))
+        running_state, running = await self._current_op(session, options)
+        split = by_database(running, databases)
+        count = sum(add(db, merge_profile(split[db], db, "currentOp")) for db in databases)
+        sources.append(SourceState(running_state.name, running_state.available, running_state.detail, count))
         for query in expect.queries:
             database = query.database or session.default_database or (databases[0] if databases else None)
             if database is None:
                 continue
-            declared = _declared_shape(query, database)
-            existing = shapes.get(f"{database}\0{declared.key}")
-            if existing is not None:
-                existing.sources.extend(declared.sources)
-            else:
-                shapes[f"{database}\0{declared.key}"] = declared
+            add(database, [_declared_shape(query, database)])
+        sources.append(SourceState("declared queries", bool(expect.queries), f"{len(expect.queries)} in the config",
+                                   len(expect.queries)))
         infos = {db: {i.name: i for i in await inventory(session, db)} for db in dict.fromkeys([*databases, *named])}
         budget = call_budget(scope.config)
         await asyncio.gather(*(self._explain(session, s, infos, budget) for s in shapes.values()))
+        dynamic = await self._dynamic(session, list(shapes.values()), infos, budget)
         declared_indexes = [_declared_index(exp, session.default_database, infos) for exp in expect.indexes]
-        return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d])
+        return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d], sources, dynamic)
+
+    async def _dynamic(
+        self, session: Any, shapes: list[QueryShape], infos: dict[str, dict[str, CollectionInfo]], budget: float
+    ) -> dict[tuple[str, str], dict[str, DynamicKeys]]:
+        """Objects used as maps, in the collections whose queries filter on a dotted path: the
+        sample (memoised, shared with the other checks) tells a map from a sub-document."""
+        wanted = {(s.database, s.collection) for s in shapes if any("." in f for f in _fields(s.filter))}
+        found = {}
+        for db, coll in sorted(wanted):
+            info = infos.get(db, {}).get(coll)
+            if info is not None:
+                drawn = await sample(session, info, DYNAMIC_SAMPLE, budget)
+                found[(db, coll)] = dynamic_objects(drawn)
+        return found
+
+    async def _query_stats(self, session: Any, options: MissingIndexOptions) -> tuple[SourceState, list[dict[str, Any]]]:
+        name = "$queryStats"
+        if not options.query_stats:
+            return SourceState(name, False, "off (query_stats = false)"), []
+
+        async def read() -> list[dict[str, Any]]:
+            cursor = await session.client.admin.aggregate([{"$queryStats": {}}])
+            return await cursor.to_list(QUERY_STATS_LIMIT)
+
+        try:
+            documents = await limited(session, read())
+        except OperationFailure as exc:
+            return SourceState(name, False, f"not offered by this server ({exc.code}: {str(exc)[:120]})"), []
+        return SourceState(name, True, f"{len(documents)} query shapes"), query_stats_entries(documents)
+
+    async def _slow_log(self, session: Any, options: MissingIndexOptions) -> tuple[SourceState, list[dict[str, Any]]]:
+        name = "slow-query log"
+        if not options.slow_log:
+            return SourceState(name, False, "off (slow_log = false)"), []
+        try:
+            reply = await limited(session, session.client.admin.command({"getLog": "global"}))
+        except OperationFailure as exc:  # needs the getLog privilege (clusterMonitor)
+            return SourceState(name, False, f"getLog refused ({exc.code}: {str(exc)[:120]}); it needs clusterMonitor"), []
+        log = parse_slow_log([str(line) for line in reply.get("log", [])])
+        if not log.structured:
+            return SourceState(name, False, f"getLog returned {log.lines} lines, none in mongod's structured format "
+                                            "(MongoDB 4.4+): no slow-query lines to read"), []
+        own = [e for e in log.entries if e.get("appName") == "dbvitals"]
+        return SourceState(name, True, f"{len(log.entries) - len(own)} slow operations in the last {log.lines} lines"), log.entries
+
+    async def _current_op(self, session: Any, options: MissingIndexOptions) -> tuple[SourceState, list[dict[str, Any]]]:
+        name = "currentOp"
+        try:
+            reply = await limited(session, session.client.admin.command({"currentOp": 1, "active": True}))
+        except OperationFailure as exc:  # needs inprog (clusterMonitor) to see other users' operations
+            return SourceState(name, False, f"refused ({exc.code}: {str(exc)[:120]})"), []
+        entries = current_op_entries(list(reply.get("inprog", [])), options.running_for)
+        # Only operations running now: it never tells alone that nothing is slow.
+        return SourceState(name, False, f"{len(entries)} scans or long operations running now"), entries
 
     async def _profile(self, session: Any, database: str, limit: int) -> tuple[ProfilerState, list[dict[str, Any]]]:
         entries: list[dict[str, Any]] = []
@@ -314,8 +431,9 @@ class MissingIndex(Check):
         examined_known = {p.database: p.reports_examined for p in facts.profilers}
         problems = [(s, problem) for s in facts.shapes if (problem := self._problem(s, options))]
         problems.sort(key=lambda item: -_impact(item[0]))
+        suggestions = suggest(problems, facts.dynamic)
         findings = [
-            self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options)
+            self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options, suggestions.get(shape.key))
             for rank, (shape, problem) in enumerate(problems, 1)
         ]
         profilers = {p.database: p for p in facts.profilers}
@@ -327,7 +445,27 @@ class MissingIndex(Check):
                     f"{profiler.entries} recent entries read"
                 )
         findings.extend(f for d in facts.declared if (f := self._declared_finding(scope, d)))
+        if facts.sources and not any(src.available for src in facts.sources):
+            findings.append(self._blind(scope, facts.sources))
         return findings
+
+    def _blind(self, scope: Scope, sources: list[SourceState]) -> Finding:
+        """No source of the application's queries: say so, and what to turn on."""
+        return self.finding(
+            scope,
+            object="queries",
+            title="No query source: scanning queries cannot be found",
+            message=(
+                "No source tells which queries the application runs, so no missing index can be found (this is not "
+                f"an \"ok\"). Turn one on: the profiler for a while (dbvitals profiler --target {scope.target} "
+                "--level 1 --for 30m, then run the check during it); or, on a self-hosted mongod 4.4+, let the check "
+                "read the slow-query log (getLog needs the clusterMonitor role; operations slower than slowms, 100 ms "
+                "by default, are logged); or declare the application's queries in [[targets.NAME.expect.queries]]."
+            ),
+            evidence={"sources": {src.name: src.detail for src in sources}},
+            severity=Severity.INFO,
+            key="no-source",
+        )
 
     def _problem(self, shape: QueryShape, options: MissingIndexOptions) -> str | None:
         plan = shape.plan
@@ -356,9 +494,9 @@ class MissingIndex(Check):
 
     def _shape_finding(
         self, scope: Scope, shape: QueryShape, problem: str, rank: int, total: int,
-        examined_known: dict[str, bool], options: MissingIndexOptions,
+        examined_known: dict[str, bool], options: MissingIndexOptions, suggested: Suggested | None = None,
     ) -> Finding:
-        suggestion = esr_index(shape.filter, shape.sort)
+        suggestion = suggested.suggestion if suggested else esr_index(shape.filter, shape.sort)
         covered_by = next((i for i in shape.indexes if suggestion and key_serves(i.key, suggestion.key)), None)
         if shape.docs_examined is not None:
             basis = "documents examined minus returned, as the profiler reports them"
@@ -412,6 +550,9 @@ class MissingIndex(Check):
             if suggestion.alternative:
                 evidence["alternative_if_range_is_selective"] = suggestion.alternative
             message += f" Suggested index {describe_key(suggestion.key)} by the {suggestion.order}."
+            if suggested is not None and suggested.collapsed:
+                evidence["collapsed"] = suggested.collapsed
+                message += f" {suggested.collapsed}."
             fix = Fix(
                 summary=f"Create index {name} on {shape.namespace}",
                 steps=(
@@ -560,6 +701,67 @@ def _impact(shape: QueryShape) -> int:
     if shape.docs_examined is not None:
         return max(shape.docs_examined - (shape.returned or 0), 0)
     return (shape.size or 0) * max(shape.executions, 1)
+
+
+@dataclass(frozen=True)
+class Suggested:
+    suggestion: IndexSuggestion
+    collapsed: str = ""  # why this shape's own key gave way to another suggestion
+
+
+def suggest(problems: list[tuple[QueryShape, str]], dynamic: dict[tuple[str, str], dict[str, DynamicKeys]]) -> dict[str, Suggested]:
+    """One suggestion per shape, then collapsed per collection: a filter on a map's keys gets a
+    wildcard index on the map (one for every key, never one index per key), and a key that is
+    the prefix of another suggested key gives way to it (one compound index serves both)."""
+    own: dict[str, Suggested] = {}
+    for shape, _ in problems:
+        maps = dynamic.get((shape.database, shape.collection), {})
+        mapped = sorted({f.split(".", 1)[0] for f in _fields(shape.filter) if f.split(".", 1)[0] in maps})
+        if mapped:
+            top = maps[mapped[0]]
+            own[shape.key] = Suggested(IndexSuggestion(
+                key={f"{top.field}.$**": 1},
+                order=(f"wildcard rule: {top.field} is an object used as a map ({top.distinct_keys} distinct keys in "
+                       f"{top.documents} sampled documents, {top.mean_keys:g} per document), so one wildcard index serves "
+                       f"a query on any of its keys where one index per key would never end; or model it as an array of "
+                       f"{{k, v}} with an index on {{{top.field}.k: 1, {top.field}.v: 1}}"),
+            ))
+            continue
+        suggestion = esr_index(shape.filter, shape.sort)
+        if suggestion is not None:
+            own[shape.key] = Suggested(suggestion)
+    by_collection: dict[tuple[str, str], list[IndexSuggestion]] = {}
+    for shape, _ in problems:
+        if shape.key in own:
+            by_collection.setdefault((shape.database, shape.collection), []).append(own[shape.key].suggestion)
+    collapsed = {}
+    for shape, _ in problems:
+        mine = own.get(shape.key)
+        if mine is None:
+            continue
+        longer = [o for o in by_collection[(shape.database, shape.collection)]
+                  if len(o.key) > len(mine.suggestion.key) and key_serves(tuple(o.key.items()), mine.suggestion.key)]
+        if longer:
+            wider = max(longer, key=lambda o: len(o.key))
+            collapsed[shape.key] = Suggested(wider, (
+                f"its own key {describe_key(mine.suggestion.key)} is a prefix of {describe_key(wider.key)}, suggested for "
+                "another query shape on this collection: that one index serves both"))
+        else:
+            collapsed[shape.key] = mine
+    return collapsed
+
+
+def _fields(filter_: dict[str, Any]) -> list[str]:
+    preds = predicates(filter_)
+    return [p.field for p in preds] if preds else []
+
+
+def _profiler_source(profilers: list[ProfilerState], shapes: int) -> SourceState:
+    on = [p for p in profilers if (p.level or 0) > 0 or p.entries]
+    detail = "; ".join(
+        f"{p.database}: level {'unknown' if p.level is None else p.level}, {p.entries} entries" for p in profilers
+    ) or "no database"
+    return SourceState("profiler", bool(on), detail, shapes)
 
 
 def _declared_shape(query: QueryExpectation, database: str) -> QueryShape:

@@ -1,0 +1,42 @@
+"""What a bounded sample says about a collection's schema, shared by the schema checks and the
+index advisor: objects used as maps (dynamic keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from checks.mongodb._inventory import Sample
+
+MAP_MIN_KEYS = 10  # distinct keys across the sample before an object can be a map
+MAP_SPREAD = 4  # distinct keys at least this many times the keys of an average document
+
+
+@dataclass(frozen=True)
+class DynamicKeys:
+    """A top-level object whose keys are data (agency codes, user ids), not a schema."""
+
+    field: str
+    documents: int  # sampled documents holding the object
+    distinct_keys: int
+    mean_keys: float
+    examples: tuple[str, ...]
+
+
+def dynamic_objects(drawn: Sample) -> dict[str, DynamicKeys]:
+    """Objects whose key set varies across documents far more than one document holds: many
+    distinct keys across the sample, few in each document."""
+    found: dict[str, DynamicKeys] = {}
+    for name, field in drawn.fields.items():
+        if field.types.get("object", 0) < 2:
+            continue
+        keys: dict[str, None] = {}
+        per_doc = []
+        for doc in drawn.drawn:
+            value = doc.get(name)
+            if isinstance(value, dict):
+                per_doc.append(len(value))
+                keys.update(dict.fromkeys(value))
+        mean = sum(per_doc) / len(per_doc) if per_doc else 0
+        if len(keys) >= MAP_MIN_KEYS and len(keys) >= MAP_SPREAD * max(mean, 1):
+            found[name] = DynamicKeys(name, len(per_doc), len(keys), round(mean, 1), tuple(list(keys)[:5]))
+    return found

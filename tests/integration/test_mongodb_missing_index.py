@@ -1,0 +1,44 @@
+"""mongodb.missing-index against a real server without the profiler: with no source it says so
+and what to turn on; declared queries on a map's keys get one wildcard index; a prefix
+suggestion collapses into the compound one."""
+
+from __future__ import annotations
+
+from checks.model import Severity
+from tests import support
+
+CHECK = ["mongodb.missing-index"]
+
+
+def test_no_query_source_is_said_never_a_silent_ok(mongo_db):
+    mongo_db.db.orders.insert_many({"userId": i % 50, "status": "open"} for i in range(500))
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url})
+    report = support.run_report(settings, checks=CHECK)
+    assert report.errors == []
+    [finding] = report.findings
+    assert finding.severity is Severity.INFO and finding.title.startswith("No query source")
+    sources = finding.evidence["sources"]
+    assert set(sources) == {"$queryStats", "profiler", "slow-query log", "currentOp", "declared queries"}
+    if not support.MONGO_URI:  # SecantusDB: plain-text log lines and no $queryStats
+        assert "structured format" in sources["slow-query log"]
+
+
+def test_map_keys_get_one_wildcard_index_and_prefixes_collapse(mongo_db):
+    db = mongo_db.db
+    db.cases.insert_many({"title": f"case {i}", "userId": i % 30, "status": "open" if i % 3 else "closed", "createdAt": i,
+                          "assignments": {f"AG{(i * 7 + k) % 40}": {"role": "agent"} for k in range(2)}} for i in range(300))
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "expect": {"queries": [
+        {"collection": "cases", "name": "by agency 3", "filter": {"assignments.AG3.role": "agent"}},
+        {"collection": "cases", "name": "by agency 17", "filter": {"assignments.AG17.role": "agent"}},
+        {"collection": "cases", "name": "mine", "filter": {"userId": 1}},
+        {"collection": "cases", "name": "my open", "filter": {"userId": 1, "status": "open"}, "sort": {"createdAt": -1}},
+    ]}})
+    report = support.run_report(settings, checks=CHECK)
+    assert report.errors == []
+    by_name = {f.evidence["sources"][0].removeprefix("config: "): f for f in report.findings}
+    assert set(by_name) == {"by agency 3", "by agency 17", "mine", "my open"}
+    for name in ("by agency 3", "by agency 17"):
+        assert by_name[name].evidence["suggested_index"] == {"assignments.$**": 1}
+    assert by_name["mine"].evidence["suggested_index"] == {"userId": 1, "status": 1, "createdAt": -1}
+    assert "is a prefix of" in by_name["mine"].evidence["collapsed"]
+    assert by_name["mine"].fix.steps == by_name["my open"].fix.steps
