@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PositiveInt,
     SecretStr,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -32,7 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from checks.secrets import mask_url
+from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -96,8 +97,8 @@ class IndexExpectation(Strict):
     collection: str
     keys: dict[str, int | str] = Field(description="Ordered keys, e.g. { userId = 1, createdAt = -1 }.")
     name: str | None = None
-    unique: bool = False
-    sparse: bool = False
+    unique: StrictBool = False
+    sparse: StrictBool = False
     partial_filter: dict[str, Any] | None = None
     expire_after: Duration | None = None
     database: str | None = None
@@ -162,7 +163,8 @@ class TargetBase(Strict):
     url: str = Field(description="Connection URL; its pool and timeout parameters are checked too.")
     password: SecretStr | None = Field(default=None, description="Overrides any password in the URL.")
     environment: str | None = Field(default=None, description='e.g. "production"; production is marked in the console.')
-    allow_fixes: bool = Field(default=False, description="Whether dbvitals may apply fixes here.")
+    # Strict: "yes" or 1 for a safety switch is a typo to report, not a true to guess.
+    allow_fixes: StrictBool = Field(default=False, description="Whether dbvitals may apply fixes here.")
     timeout: float = Field(default=5.0, gt=0, le=600, description="Connect and per-query timeout, seconds.")
     check_timeout: float = Field(default=30.0, gt=0, le=3600, description="Time limit for one check, seconds.")
     tags: list[str] = Field(default_factory=list)
@@ -189,12 +191,57 @@ class TargetBase(Strict):
         return url_without_password(self.url) if self.password is not None else self.url
 
     def secret_values(self) -> tuple[str, ...]:
-        from checks.secrets import url_password
-
-        values = [url_password(self.url) or ""]
+        """Every configured secret: the password key, the URL's password however it parses,
+        and passwords in URLs among the check options (a Redis replica_url, say)."""
+        values = list(url_secrets(self.url))
         if self.password is not None:
             values.append(self.password.get_secret_value())
-        return tuple(v for v in values if v)
+        for options in self.checks.values():
+            for key, value in options.items():
+                if key.endswith("url") and isinstance(value, str):
+                    values += url_secrets(value)
+        return tuple(dict.fromkeys(v for v in values if v))
+
+    @model_validator(mode="after")
+    def _remember_secrets(self) -> TargetBase:
+        remember_secrets(self.secret_values())
+        return self
+
+
+def _query(url: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return {k: v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+
+
+def _check_choice(params: dict[str, str], key: str, choices: tuple[str, ...]) -> None:
+    for name, value in params.items():
+        if name.lower() == key.lower() and value not in choices:
+            raise ValueError(f"{name}={value!r} in the URL: expected one of {', '.join(choices)}")
+
+
+def _check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: bool = False) -> None:
+    wanted = {k.lower() for k in keys}
+    for name, value in params.items():
+        if name.lower() not in wanted:
+            continue
+        try:
+            number = int(value) if integer else float(value)
+        except ValueError:
+            number = -1
+        if number < 0 or number != number:
+            kind = "a whole number" if integer else "a number"
+            raise ValueError(f"{name}={value!r} in the URL: expected {kind} of 0 or more")
+
+
+def _valid_url(value: str, schemes: tuple[str, ...], expected: str, *, multi_host: bool = True) -> str:
+    if not value.startswith(schemes):
+        raise ValueError(expected)
+    try:
+        check_url(value, multi_host=multi_host)
+    except MalformedUrl as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 class PostgresTarget(TargetBase):
@@ -203,20 +250,29 @@ class PostgresTarget(TargetBase):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("postgres://", "postgresql://")):
-            raise ValueError('expected a URL starting with "postgresql://"')
+        _valid_url(value, ("postgres://", "postgresql://"), 'expected a URL starting with "postgresql://"')
+        params = _query(value)
+        _check_choice(params, "sslmode", ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"))
+        _check_numbers(params, ("connect_timeout",), integer=True)
         return value
 
 
 class MongoTarget(TargetBase):
     kind: Literal["mongodb"]
-    uses_transactions: bool = Field(default=False, description="The application runs multi-document transactions.")
+    uses_transactions: StrictBool = Field(default=False, description="The application runs multi-document transactions.")
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError('expected a URL starting with "mongodb://" or "mongodb+srv://"')
+        _valid_url(value, ("mongodb://", "mongodb+srv://"), 'expected a URL starting with "mongodb://" or "mongodb+srv://"')
+        params = _query(value)
+        _check_choice(params, "readPreference",
+                      ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"))
+        _check_choice(params, "tls", ("true", "false"))
+        _check_choice(params, "ssl", ("true", "false"))
+        _check_numbers(params, ("maxPoolSize", "minPoolSize", "maxConnecting", "maxIdleTimeMS", "connectTimeoutMS",
+                                "socketTimeoutMS", "serverSelectionTimeoutMS", "waitQueueTimeoutMS",
+                                "heartbeatFrequencyMS", "localThresholdMS"), integer=True)
         return value
 
 
@@ -227,8 +283,18 @@ class RedisTarget(TargetBase):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError('expected a URL starting with "redis://", "rediss://" or "unix://"')
+        _valid_url(value, ("redis://", "rediss://", "unix://"),
+                   'expected a URL starting with "redis://", "rediss://" or "unix://"', multi_host=False)
+        params = _query(value)
+        from urllib.parse import urlsplit
+
+        path = urlsplit(value).path.strip("/") if value.startswith("redis") else ""
+        if path and not (path.isascii() and path.isdigit()):
+            raise ValueError(f"the database in the URL path must be a number, got {path!r}")
+        _check_numbers(params, ("db",), integer=True)
+        _check_numbers(params, ("socket_timeout", "socket_connect_timeout", "health_check_interval"))
+        _check_numbers(params, ("max_connections",), integer=True)
+        _check_choice(params, "ssl_cert_reqs", ("none", "optional", "required"))
         return value
 
 
@@ -319,7 +385,10 @@ class _TargetEnvSource(PydanticBaseSettingsSource):
                 continue
             path = [p.lower() for p in key[len(self.PREFIX):].split("__") if p]
             if len(path) < 2:
-                continue
+                raise ConfigError(
+                    f"invalid config: environment variable {key}: names no key of a target "
+                    f"(expected {self.PREFIX}<TARGET>__<KEY>, e.g. {self.PREFIX}ORDERS__PASSWORD)"
+                )
             node = tree
             for part in path[:-1]:
                 node = node.setdefault(part, {})
@@ -394,10 +463,34 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             loc.append("kind")
         key = ".".join(loc) or "(top level)"
-        lines.append(f"{path}: {key}: {_explain(error, loc)}")
+        lines.append(f"{_origin(path, loc)}: {key}: {_explain(error, loc)}")
     count = len(lines)
     head = f"invalid config ({count} problem{'s' if count != 1 else ''}):" if count > 1 else "invalid config:"
     return head + "\n  " + "\n  ".join(lines) if count > 1 else f"invalid config: {lines[0]}"
+
+
+def _origin(path: Path, loc: list[str]) -> str:
+    """Where the bad value came from: the environment variable that set it, else the file."""
+    if not loc or loc[0] != "targets":
+        return str(path)
+    names = {k.upper(): k for k in os.environ if k.upper().startswith(_TargetEnvSource.PREFIX)}
+    for end in range(len(loc), 2, -1):
+        wanted = "DBVITALS_" + "__".join(part.upper() for part in loc[:end])
+        if wanted in names:
+            return f"environment variable {names[wanted]}"
+    if len(loc) >= 2:
+        prefix = "DBVITALS_" + "__".join(part.upper() for part in loc[:2]) + "__"
+        from_env = sorted(k for upper, k in names.items() if upper.startswith(prefix))
+        if from_env and not _in_file(path, loc[1]):
+            return f"environment variables {', '.join(from_env)}"
+    return str(path)
+
+
+def _in_file(path: Path, target: str) -> bool:
+    try:
+        return target in tomllib.loads(path.read_text(encoding="utf-8")).get("targets", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        return False
 
 
 def _explain(error: dict[str, Any], loc: list[str]) -> str:

@@ -144,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"dbvitals: error: {message}", file=sys.stderr)
+    from checks.secrets import mask_text
+
+    # mask_text also masks every secret of the loaded config, however it got into the message.
+    print(f"dbvitals: error: {mask_text(message)}", file=sys.stderr)
 
 
 def load_settings(args: argparse.Namespace) -> Any:
@@ -208,8 +211,11 @@ def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any
 def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:
     from console.formats import render
 
+    from checks.secrets import mask_text
+
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    text = render(report, fmt, color=color, **options)
+    # Secrets are masked where they arise; this pass is the last line of defence, in every format.
+    text = mask_text(render(report, fmt, color=color, **options))
     if output:
         try:
             with open(output, "w", encoding="utf-8") as handle:
@@ -270,6 +276,7 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     import json
 
     from checks.connectors import connect
+    from checks.display import terminal_safe
     from checks.engine import UsageError, select_targets
 
     settings = load_settings(args)
@@ -286,10 +293,12 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     async def probe_all() -> list[Any]:
         return list(await asyncio.gather(*(probe(n) for n in names)))
 
+    from checks.secrets import mask_text
+
     statuses = run_async(probe_all())
     if args.format == "json":
         doc = {"schema": "dbvitals.targets/1", "targets": [s.to_dict() for s in statuses]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(mask_text(json.dumps(doc, indent=2)) + "\n")
     else:
         from rich.table import Table
 
@@ -297,11 +306,11 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         for column in ("target", "kind", "environment", "state", "latency", "version", "role", "url", "error"):
             table.add_column(column, overflow="fold")
         for s in statuses:
-            table.add_row(
+            table.add_row(*(mask_text(terminal_safe(cell)) for cell in (
                 s.name, s.kind.value, s.environment or "", s.state.value,
                 "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
                 s.server_version or "", s.role or "", s.url, s.error or "",
-            )
+            )))
         _wide_console().print(table)
     return EXIT_OK if all(s.reachable for s in statuses) else EXIT_FINDINGS
 

@@ -138,3 +138,69 @@ def test_durations(value, seconds):
 def test_bad_durations(value):
     with pytest.raises(ValueError, match="expected a duration"):
         parse_duration(value)
+
+
+# --- strictness: safety switches, URLs and their parameters, the environment --------------------------
+
+def _write(tmp_path, body: str) -> Path:
+    path = tmp_path / "dbvitals.toml"
+    path.write_text(body)
+    return path
+
+
+STRICT = [
+    ('kind = "postgres"\nurl = "postgresql://db/x"\nallow_fixes = "yes"', "targets.a.allow_fixes: Input should be a valid boolean"),
+    ('kind = "postgres"\nurl = "postgresql://db/x"\nallow_fixes = 1', "targets.a.allow_fixes: Input should be a valid boolean"),
+    ('kind = "postgres"\nurl = "postgresql://db:99999/x"', "targets.a.url: malformed URL: the port must be a number from 1 to 65535"),
+    ('kind = "postgres"\nurl = "postgresql://[fe80::zz]:5432/x"', "targets.a.url: malformed URL: the host in [brackets] is not an IPv6 address"),
+    ('kind = "postgres"\nurl = "postgresql://db/x?sslmode=bogus"', "targets.a.url: sslmode='bogus' in the URL: expected one of disable"),
+    ('kind = "postgres"\nurl = "postgresql://app:Xq/9#z@db/x"', "targets.a.url: malformed URL: more than one way to read where the password ends"),
+    ('kind = "redis"\nurl = "redis://cache:6379/0?socket_timeout=abc"', "targets.a.url: socket_timeout='abc' in the URL: expected a number"),
+    ('kind = "redis"\nurl = "redis://cache:6379/abc"', "targets.a.url: the database in the URL path must be a number"),
+    ('kind = "mongodb"\nurl = "mongodb://db/app?readPreference=bogus"', "targets.a.url: readPreference='bogus' in the URL: expected one of primary"),
+    ('kind = "mongodb"\nurl = "mongodb://db/app"\nuses_transactions = "true"', "targets.a.uses_transactions: Input should be a valid boolean"),
+]
+
+
+@pytest.mark.parametrize("body, expected", STRICT)
+def test_a_bad_value_is_a_config_error_naming_the_key(tmp_path, body, expected):
+    path = _write(tmp_path, "[targets.a]\n" + body + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"{path}: {expected}" in message, message
+    assert "Xq/9" not in message
+
+
+def test_an_error_from_the_environment_names_the_variable_not_the_file(tmp_path, monkeypatch):
+    path = _write(tmp_path, '[targets.a]\nkind = "redis"\nurl = "redis://cache:6379/0"\n')
+    monkeypatch.setenv("DBVITALS_TARGETS__A__URL", "redis://cache:6379/0?socket_timeout=abc")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "environment variable DBVITALS_TARGETS__A__URL: targets.a.url: socket_timeout='abc'" in str(caught.value)
+    assert str(path) not in str(caught.value)
+    monkeypatch.delenv("DBVITALS_TARGETS__A__URL")
+    monkeypatch.setenv("DBVITALS_TARGETS__A__ALLOW_FIXES", "yes")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "environment variable DBVITALS_TARGETS__A__ALLOW_FIXES: targets.a.allow_fixes" in str(caught.value)
+    monkeypatch.setenv("DBVITALS_TARGETS__A__ALLOW_FIXES", "true")
+    assert load_config(path).targets["a"].allow_fixes is True
+
+
+@pytest.mark.parametrize("variable", ["DBVITALS_TARGETS__A", "DBVITALS_TARGETS__"])
+def test_an_environment_variable_that_names_no_key_is_an_error(tmp_path, monkeypatch, variable):
+    path = _write(tmp_path, '[targets.a]\nkind = "redis"\nurl = "redis://cache:6379/0"\n')
+    monkeypatch.setenv(variable, "x")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"environment variable {variable}: names no key of a target" in str(caught.value)
+
+
+def test_config_errors_exit_2_from_the_command_line(tmp_path, capsys):
+    from console.cli import main
+
+    path = _write(tmp_path, '[targets.a]\nkind = "postgres"\nurl = "postgresql://app:Xq/9@db:5432/x"\n')
+    assert main(["targets", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "targets.a.url: malformed URL" in err and "Xq/9" not in err and "Traceback" not in err

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import html
+import json
+import time
+
 import pytest
 
 from checks.config import config_from_dict
-from checks.secrets import mask_text, mask_url, url_password, url_without_password
+from checks.display import terminal_safe
+from checks.secrets import (
+    MalformedUrl,
+    check_url,
+    mask_text,
+    mask_url,
+    url_password,
+    url_secrets,
+    url_without_password,
+)
 
 
 @pytest.mark.parametrize(
@@ -72,3 +85,87 @@ def test_config_errors_never_echo_a_url():
     with pytest.raises(ConfigError) as caught:
         config_from_dict({"targets": {"orders": {"kind": "postgres", "url": "mysql://app:s3cret-pw@db/x"}}})
     assert "s3cret-pw" not in str(caught.value)
+
+
+# --- passwords with reserved characters, linear masking, terminal-safe display ----------------------
+
+@pytest.mark.parametrize(
+    "url, password",
+    [
+        ("postgresql://app:123/x@db/orders", "123/x"),  # an RFC parser reads port 123 and path /x@db/orders
+        ("postgresql://app:a?b#c@db/orders", "a?b#c"),
+        ("redis://:p@ss:w0rd@cache:6379/0", "p@ss:w0rd"),
+        ("mongodb://root:Ab/%41@a:27017,b:27017/app", "Ab/%41"),
+    ],
+)
+def test_mask_url_masks_everything_up_to_the_last_at_and_url_secrets_name_it(url, password):
+    masked = mask_url(url)
+    assert password not in masked and "***@" in masked
+    assert password in url_secrets(url)
+    assert password not in mask_text(f"driver said: {url} and {password}", url_secrets(url))
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("postgresql://app:Ab/cd@db/x", "more than one way to read where the password ends"),
+        ("postgresql://app:a#b@db/x", "more than one way"),
+        ("redis://:p@ss@cache:6379", "more than one way"),
+        ("postgresql://app@db:99999/x", "port must be a number from 1 to 65535"),
+        ("postgresql://app@db:5o32/x", "port must be a number"),
+        ("postgresql://app@[::1:5432/x", "expected [IPV6]:PORT"),
+        ("postgresql://app@[fe80::zz]:5432/x", "not an IPv6 address"),
+        ("postgresql://app@::1:5432/x", "IPv6 address must be written in brackets"),
+        ("not a url", "expected SCHEME://"),
+    ],
+)
+def test_check_url_refuses_what_drivers_would_read_another_way(url, problem):
+    with pytest.raises(MalformedUrl) as caught:
+        check_url(url)
+    message = str(caught.value)
+    assert problem in message and url not in message and "app" not in message  # never quotes the URL
+
+
+@pytest.mark.parametrize("url", ["postgresql://app:p%2Fw%3F@db:5432/x?sslmode=require", "postgresql:///x",
+                                 "mongodb://u:p@a:27017,b:27018,[::1]:27019/app", "redis://[::1]:6379/0",
+                                 "unix:///run/redis.sock?db=2"])
+def test_check_url_accepts_well_formed_urls(url):
+    check_url(url)
+
+
+ADVERSARIAL = [
+    "a" * 1_000_000,  # one long scheme-like word
+    "a://" * 250_000,  # a scheme start at every fourth character
+    "x://" + "u" * 999_990 + ":",  # a userinfo that never reaches its @
+    "x://u:" + ":" * 999_990,
+    "password=" * 111_111,
+    "ab:" * 333_333,
+    "é" * 1_000_000,
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda t: repr(t[:8]))
+def test_masking_a_megabyte_takes_under_a_second(text):
+    started = time.perf_counter()
+    mask_text(text, ("hunter22", "s3cret/?#pw"))
+    mask_url(text[:1_000_000])
+    assert time.perf_counter() - started < 1.0
+
+
+def test_masked_forms_cover_what_formats_escape():
+    secret = 'p"w<&>\\\'x'
+    for form in (secret, json.dumps(secret)[1:-1], html.escape(secret)):
+        assert mask_text(f"[{form}]", (secret,)) == "[***]"
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("sess:1\x1b[31mred", "sess:1\\x1b[31mred"),
+        ("a\nb\rc\td", "a\\nb\\rc\\td"),
+        ("\x7f\x9b\u2028\u202e", "\\x7f\\x9b\\u2028\\u202e"),
+        ("prix_€ 日本 Ω", "prix_€ 日本 Ω"),
+    ],
+)
+def test_terminal_safe_shows_control_characters_escaped(text, shown):
+    assert terminal_safe(text) == shown
