@@ -74,6 +74,7 @@ def state_text(entry: Any, undone_by: str | None) -> str:
 def _table(entries: list[Any], undone: dict[str, str]) -> None:
     from rich.table import Table
 
+    from checks.display import terminal_safe
     from console.cli import _wide_console
 
     table = Table(box=None, padding=(0, 1), show_edge=False)
@@ -81,17 +82,21 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
         table.add_column(column, overflow="fold")
     for e in entries:
         verified = {True: "yes", False: "no", None: ""}[e.verified]
-        table.add_row(
+        table.add_row(*(terminal_safe(str(cell)) for cell in (
             e.id, _local(e.started_at), e.user, e.target, e.kind if not e.undoes else f"undo {e.undoes}",
             e.finding.get("check", ""), e.finding.get("object", ""), state_text(e, undone.get(e.id)), verified,
             "" if e.duration_ms is None else f"{e.duration_ms / 1000:.2f}s",
-        )
+        )))
     _wide_console().print(table)
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:
     from checks.adapters import step_text
+    from checks.display import terminal_safe
     from checks.model import FixStep
+
+    def s(value: Any) -> str:
+        return terminal_safe(str(value))
 
     def steps(title: str, items: list[dict[str, Any]]) -> list[str]:
         lines = [f"{title}:"] if items else [f"{title}: none"]
@@ -107,15 +112,16 @@ def _detail(entry: Any, undone_by: str | None) -> str:
         f"state     {state_text(entry, undone_by)}" + ("" if entry.verified is None else f", verified: {entry.verified}"),
         f"started   {entry.started_at} by {entry.user} on {entry.host}",
         f"finished  {entry.finished_at or '-'}" + (f" ({entry.duration_ms / 1000:.2f}s)" if entry.duration_ms is not None else ""),
-        f"target    {entry.target} ({entry.engine}{', ' + entry.environment if entry.environment else ''}) {entry.url}",
-        f"finding   {finding.get('id')} {finding.get('check')} [{finding.get('severity')}] {finding.get('object')}: {finding.get('title')}",
-        f"fix       {entry.summary}",
-        f"safety    {entry.safety}" + (f"; lock/impact: {entry.lock}" if entry.lock else ""),
+        f"target    {s(entry.target)} ({entry.engine}{', ' + s(entry.environment) if entry.environment else ''}) {s(entry.url)}",
+        f"finding   {s(finding.get('id'))} {s(finding.get('check'))} [{s(finding.get('severity'))}] "
+        f"{s(finding.get('object'))}: {s(finding.get('title'))}",
+        f"fix       {s(entry.summary)}",
+        f"safety    {s(entry.safety)}" + (f"; lock/impact: {s(entry.lock)}" if entry.lock else ""),
         f"steps     {entry.steps_done} of {len(entry.steps)} applied",
         *steps("steps", entry.steps),
         *steps("inverse", entry.inverse),
-        f"message   {entry.message or ('the process stopped before the fix finished: check the target' if entry.outcome is None else '')}",
-        *(f"left      {item}" for item in entry.leftovers),
+        f"message   {s(entry.message) if entry.message else ('the process stopped before the fix finished: check the target' if entry.outcome is None else '')}",
+        *(f"left      {s(item)}" for item in entry.leftovers),
     ]
     return "\n".join(lines) + "\n"
 

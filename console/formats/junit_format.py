@@ -8,12 +8,16 @@ with the exit code. A check that raised or timed out is an error; one that did n
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from typing import Any
 
+from checks.display import terminal_safe
 from checks.model import Finding, Report
 from checks.suppressions import as_gated
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def render(report: Report, **_: Any) -> str:
@@ -78,7 +82,11 @@ def render(report: Report, **_: Any) -> str:
         root.set(key, str(totals[key]))
     root.set("time", f"{gate.duration_ms / 1000:.3f}")
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    xml = ET.tostring(root, encoding="unicode")
+    # XML 1.0 cannot carry most control characters, and a terminal must not get them: escape
+    # them visibly (ElementTree writes them raw).
+    xml = _CONTROL.sub(lambda m: terminal_safe(m.group()), xml)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n"
 
 
 def _describe(finding: Finding, *, known: bool = False) -> str:

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from checks.display import terminal_safe
 from checks.model import Finding, FixSafety, Report, Severity
 from checks.suppressions import as_gated
 
@@ -83,7 +84,7 @@ def _fix_cell(f: Finding) -> str:
 def _details(f: Finding) -> str:
     body = [f"<details><summary><code>{f.id}</code> {_html(f.title)}</summary>", "", _escape(f.message), ""]
     if f.evidence:
-        body += ["Evidence:", "", "```json", json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), "```", ""]
+        body += ["Evidence:", "", "```json", terminal_safe(json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), keep_newlines=True), "```", ""]
     if f.fix is not None:
         from checks.adapters import adapter_for_language, step_text
 
@@ -105,4 +106,5 @@ def _escape(text: str) -> str:
 
 
 def _html(text: str) -> str:
+    text = terminal_safe(text)  # an ESC or a newline in a name is shown, never passed on
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -10,6 +10,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from checks.display import terminal_safe as safe
 from checks.model import Report, Severity, TargetState
 
 # Terminal styles for the headless report; the console takes its colours from themes/.
@@ -29,17 +30,17 @@ def render(report: Report, *, color: bool = False, width: int = 120, **_: Any) -
         findings = [f for f in report.findings if f.target == status.name]
         state = Text(status.state.value, style="green" if status.state is TargetState.CONNECTED else "bold red")
         head = Text.assemble(
-            (status.name, "bold"), f" ({status.kind.value}", f", {status.environment}" if status.environment else "",
+            (status.name, "bold"), f" ({status.kind.value}", f", {safe(status.environment)}" if status.environment else "",
             ") ", state,
         )
         if status.latency_ms is not None:
             head.append(f"  {status.latency_ms:.1f} ms")
         if status.server_version:
-            head.append(f"  v{status.server_version}")
+            head.append(f"  v{safe(status.server_version)}")
         if status.role:
-            head.append(f"  {status.role}")
+            head.append(f"  {safe(status.role)}")
         if status.error:
-            head.append(f"  {status.error}", style="red")
+            head.append(f"  {safe(status.error)}", style="red")
         console.print(head)
         if not findings:
             console.print(Text("  no findings", style="green"))
@@ -53,15 +54,15 @@ def render(report: Report, *, color: bool = False, width: int = 120, **_: Any) -
             for f in findings:
                 fix = f" [fix: {f.fix.safety.value}]" if f.fix else ""
                 table.add_row(
-                    Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.id, f.check, f.object,
-                    Text(f.title + fix),
+                    Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.id, safe(f.check), safe(f.object),
+                    Text(safe(f.title) + fix),
                 )
             console.print(Group(table))
         console.print()
     if report.errors:
         console.print(Text("check errors:", style="bold red"))
         for error in report.errors:
-            console.print(f"  {error.target} {error.check}: {error.kind}: {error.message}")
+            console.print(Text(f"  {error.target} {safe(error.check)}: {error.kind}: {safe(error.message)}"))
         console.print()
     counts = Counter(f.severity for f in report.findings)
     parts = [f"{counts[s]} {s.value}" for s in Severity if counts[s]]
