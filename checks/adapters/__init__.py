@@ -63,8 +63,9 @@ class EngineAdapter:
         """One step as it would be typed into the engine's own shell."""
         raise NotImplementedError
 
-    def script_preamble(self) -> list[str]:
-        """The lines a migration script starts with: how to run it, and its session limits."""
+    def script_preamble(self, connect_url: str | None = None) -> list[str]:
+        """The lines a migration script starts with: how to run it, and its session limits
+        (`connect_url`: the target's, for a script that connects by itself; never its password)."""
         return []
 
     def script_steps(self, steps: Sequence[FixStep]) -> list[str]:

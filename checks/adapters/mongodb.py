@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from checks.adapters import EngineAdapter, int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
+from checks.fixes.quoting import js_database, js_value
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
@@ -42,11 +42,10 @@ class MongoAdapter(EngineAdapter):
         await execute(run, steps)
 
     def step_text(self, step: FixStep) -> str:
-        database = json.dumps(step.database) if step.database else "db.getName()"
-        command = json.dumps(step.command, default=str)
-        return f"db.getSiblingDB({database}).runCommand({command});"
+        # ASCII-only JSON: no raw line break (or U+2028) from a name can end a line of JavaScript.
+        return f"db.getSiblingDB({js_database(step.database)}).runCommand({js_value(step.command)});"
 
-    def script_preamble(self) -> list[str]:
+    def script_preamble(self, connect_url: str | None = None) -> list[str]:
         return [
             "// Run with mongosh against the target: mongosh \"$MONGODB_URI\" FILE",
             "// Each command carries maxTimeMS; a failed command stops the script (runCommand itself",

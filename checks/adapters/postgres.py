@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from checks.adapters import EngineAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
+from checks.fixes.quoting import sql_text
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
@@ -43,14 +44,15 @@ class PostgresAdapter(EngineAdapter):
         await execute(run, steps)
 
     def step_text(self, step: FixStep) -> str:
-        text = str(step.command).strip()
+        text = sql_text(str(step.command).strip())
         return text if text.endswith(";") else text + ";"
 
-    def script_preamble(self) -> list[str]:
+    def script_preamble(self, connect_url: str | None = None) -> list[str]:
         return [
             "-- Run with psql in autocommit mode (psql -v ON_ERROR_STOP=1 -f FILE): CREATE/DROP INDEX",
             "-- CONCURRENTLY cannot run inside a transaction block; other steps are grouped in BEGIN/COMMIT.",
             "-- A failed CONCURRENTLY build leaves an INVALID index: drop it with DROP INDEX CONCURRENTLY IF EXISTS.",
+            "SET standard_conforming_strings = on;",  # names in U&"..." form rely on it
             f"SET lock_timeout = {int(DEFAULT_LOCK_TIMEOUT_S * 1000)};",
             f"SET statement_timeout = {int(DEFAULT_STATEMENT_TIMEOUT_S * 1000)};",
         ]
@@ -66,7 +68,8 @@ class PostgresAdapter(EngineAdapter):
             elif not step.transactional and in_transaction:
                 lines.append("COMMIT;")
                 in_transaction = False
-            lines += self.step_text(step).splitlines()
+            # Only "\n" ends a line: control characters in names are escaped by step_text.
+            lines += self.step_text(step).split("\n")
         if in_transaction:
             lines.append("COMMIT;")
         return lines

@@ -6,12 +6,19 @@ expire step resumes at the SCAN cursor it recorded."""
 
 from __future__ import annotations
 
-import json
-import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from checks.adapters import EngineAdapter, SideFile, int_or_none
+from checks.fixes.quoting import (
+    SCRIPT_CLI,
+    redis_cli_args,
+    redis_command_line,
+    redis_db,
+    redis_op_text,
+    redis_quote,
+    shell_quote,
+)
 from checks.fixes.redis import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
 from checks.model import Engine, FixStep
 
@@ -50,15 +57,37 @@ class RedisAdapter(EngineAdapter):
 
     def step_text(self, step: FixStep) -> str:
         if isinstance(step.command, dict):
-            return _op_text(step.command)
-        prefix = f"SELECT {step.database}\n" if step.database not in (None, "") else ""
-        return prefix + " ".join(redis_quote(_arg(arg)) for arg in step.command)
+            return redis_op_text(step.command)
+        prefix = f"SELECT {int(step.database)}\n" if step.database not in (None, "") else ""
+        return prefix + " ".join(redis_quote(arg) for arg in step.command)
 
-    def script_preamble(self) -> list[str]:
+    def script_preamble(self, connect_url: str | None = None) -> list[str]:
+        """A bash script: redis-cli has no comments, and its exit code says nothing of errors."""
+        url = connect_url or "redis://127.0.0.1:6379/0"
+        connect = " ".join(shell_quote(a) for a in redis_cli_args(url))
         return [
-            "# redis-cli commands: pipe the command lines to redis-cli -h HOST -p PORT (lines starting with #",
-            "# are comments; the scan loops are shell, run them in a shell).",
+            "# A bash script: REDISCLI_AUTH=PASSWORD bash FILE (the password is never written here;",
+            "# redis-cli reads it from REDISCLI_AUTH). Needs redis-cli and, for key scans, python3.",
+            "set -euo pipefail",
+            "# redis-cli exits 0 on an error reply: stop on one.",
+            f"{SCRIPT_CLI}() {{",
+            f"  local out; out=$(redis-cli {connect} \"$@\") || return",
+            "  case $out in ERR*|WRONGTYPE*|NOAUTH*|WRONGPASS*|NOPERM*|READONLY*|MISCONF*|OOM*|LOADING*|BUSY*)",
+            "    printf '%s\\n' \"$out\" >&2; return 1;;",
+            "  esac",
+            "  if [ -n \"$out\" ]; then printf '%s\\n' \"$out\"; fi",
+            "}",
+            f"{SCRIPT_CLI} -n {redis_db(url)} PING >/dev/null",
         ]
+
+    def script_steps(self, steps: Sequence[FixStep]) -> list[str]:
+        lines: list[str] = []
+        for step in steps:
+            if isinstance(step.command, dict):
+                lines += redis_op_text(step.command, SCRIPT_CLI).split("\n")
+            else:
+                lines.append(redis_command_line(step))
+        return lines
 
     def concrete_inverse(self, steps: Sequence[FixStep], inverse: Sequence[FixStep], entry_id: str) -> list[FixStep]:
         """Each expire step's PERSIST pointed at the keys this entry records."""
@@ -87,34 +116,3 @@ class RedisAdapter(EngineAdapter):
 
 def _is_op(step: FixStep, op: str) -> bool:
     return isinstance(step.command, dict) and step.command.get("op") == op
-
-
-def _arg(value: Any) -> str:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-
-
-def redis_quote(arg: str) -> str:
-    """redis-cli's quoting: double quotes with backslash escapes when the argument needs it."""
-    if arg and all(c.isprintable() and c not in ' "\'\\' for c in arg):
-        return arg
-    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return f'"{escaped}"'
-
-
-def _op_text(op: dict[str, Any]) -> str:
-    kind = op.get("op")
-    db = op.get("db", 0)
-    if kind == EXPIRE_OP:
-        match, regex, ttl = op.get("match", "*"), op.get("regex", ".*"), op.get("ttl_seconds")
-        return (
-            f"# {EXPIRE_OP}: every key in db {db} matching {op.get('pattern') or match} (regex ^{regex}$) "
-            f"that has no TTL gets EXPIRE {ttl} NX\n"
-            f"redis-cli -n {db} --scan --pattern {shlex.quote(match)} | grep -E {shlex.quote('^(' + regex + ')$')} \\\n"
-            f"  | while IFS= read -r key; do redis-cli -n {db} EXPIRE \"$key\" {ttl} NX >/dev/null; done"
-        )
-    if kind == PERSIST_OP:
-        keys = op.get("keys")
-        if keys is not None:
-            return f"SELECT {db}\n" + "\n".join(f"PERSIST {redis_quote(k if isinstance(k, str) else k['hex'])}" for k in keys)
-        return f"# {PERSIST_OP}: PERSIST the keys recorded in {op.get('keys_file', 'the journal')} (db {db})"
-    return f"# unknown Redis operation: {json.dumps(op)}"

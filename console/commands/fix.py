@@ -74,35 +74,38 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe_plan(plan: Any) -> str:
+    from checks.display import terminal_safe as safe
+
     finding = plan.finding
     environment = f", {plan.environment}" if plan.environment else ""
     lines = [
         f"Fix for finding {finding.id} ({finding.check}, {finding.severity.value})",
         f"  target:  {plan.target} ({plan.engine}{environment}) {plan.url}",
-        f"  object:  {finding.object}",
-        f"  problem: {finding.title}",
+        f"  object:  {safe(finding.object)}",
+        f"  problem: {safe(finding.title)}",
     ]
     if finding.fix is None:
         lines.append("  fix:     none")
         return "\n".join(lines)
     lines += [
-        f"  fix:     {plan.summary}",
+        f"  fix:     {safe(plan.summary)}",
         f"  safety:  {plan.safety.value}",
-        f"  lock:    {plan.lock or 'not stated'}",
+        f"  lock:    {safe(plan.lock or 'not stated')}",
     ]
     lines += describe_steps("steps, in this order", plan.steps)
     lines += describe_steps("inverse (what `dbvitals undo` runs)", plan.inverse) if plan.inverse else [
         "  inverse: none: this fix cannot be undone by dbvitals"
     ]
     if plan.notes:
-        lines.append(f"  notes:   {plan.notes}")
+        lines.append(f"  notes:   {safe(plan.notes)}")
     for reason in plan.refusals:
-        lines.append(f"  REFUSED: {reason}")
+        lines.append(f"  REFUSED: {safe(reason)}")
     return "\n".join(lines)
 
 
 def describe_steps(title: str, steps: Any) -> list[str]:
     from checks.adapters import step_text
+    from checks.display import terminal_safe
 
     lines = [f"  {title}:"]
     for number, step in enumerate(steps, 1):
@@ -113,7 +116,7 @@ def describe_steps(title: str, steps: Any) -> list[str]:
         lines.append(f"    {number}. {text[0]}{where}")
         lines += [f"       {line}" for line in text[1:]]
         if step.description:
-            lines.append(f"       ({step.description})")
+            lines.append(f"       ({terminal_safe(step.description)})")
     return lines
 
 
@@ -205,6 +208,7 @@ def _write_script(args: argparse.Namespace) -> int:
     text = migration_script(
         target.kind, args.target, target.masked_url, args.check, findings,
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), version=_version(),
+        connect_url=target.connect_url,
     )
     try:
         with open(args.script, "w", encoding="utf-8") as handle:
@@ -225,5 +229,9 @@ def _run(coro: Any) -> Any:
 def _say(text: str) -> None:
     import sys
 
-    sys.stdout.write(text + "\n")
+    from checks.display import terminal_safe
+    from checks.secrets import mask_text
+
+    # The last line of defence for everything fix and undo print: no secret, no control character.
+    sys.stdout.write(mask_text(terminal_safe(text, keep_newlines=True)) + "\n")
     sys.stdout.flush()

@@ -164,8 +164,15 @@ def test_mongosh_and_redis_cli_scripts(mongo_db, redis_db, tmp_path, registry, c
     assert main(["fix", "--check", "test.redis-missing-ttl", "--target", "cache", "--script", str(script),
                  "--config", str(config)]) == 0
     text = script.read_text()
-    assert f"redis-cli -n {redis_db.index} --scan --pattern 'session:*'" in text
+    assert f"rcli -n {redis_db.index} --scan --pattern 'session:*'" in text
     assert "# to undo:" in text
+    # The script reaches the target's server and database, not redis-cli's default, and works.
+    redis_db.client.set("session:2", "x", ex=999)
+    redis_db.client.set("session:x:y", "x")  # the glob matches it, the pattern's regex does not
+    subprocess.run(["bash", str(script)], check=True, cwd=tmp_path, capture_output=True)
+    assert 86000 < redis_db.client.ttl("session:1") <= 86400
+    assert redis_db.client.ttl("session:x:y") == -1
+    assert redis_db.client.ttl("session:2") <= 999  # NX: an existing TTL is kept
     assert main(["fix", "--check", "test.mongo-missing-index", "--target", "cache", "--script", str(script),
                  "--config", str(config)]) == 2  # a MongoDB check on a Redis target
 
