@@ -56,6 +56,11 @@ if [ -z "${DBVITALS_TEST_REDIS_URL:-}" ]; then
     apt_install redis-server redis-tools
   fi
   if ! command -v redis-cli >/dev/null; then apt_install redis-tools; fi
+  # The script-escaping tests run generated mongosh JavaScript in node.
+  if ! command -v node >/dev/null && ! command -v nodejs >/dev/null; then
+    say "installing Node.js (Debian package)"
+    apt_install nodejs
+  fi
   if ! listening 6379; then
     say "starting Redis"
     as_root mkdir -p /var/lib/redis /var/log/redis
