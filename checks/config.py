@@ -142,13 +142,22 @@ class PersistentExpectation(Strict):
 
 
 class QueryExpectation(Strict):
-    """A query the application runs, explained (never executed) by mongodb.missing-index."""
+    """A query the application runs, explained (never executed) by the missing-index checks:
+    MongoDB's as `collection` + `filter` (+ `sort`), PostgreSQL's as `sql` (with $1, $2 ... for values)."""
 
-    collection: str
+    collection: str | None = None
+    sql: str | None = Field(default=None, description="PostgreSQL: the statement, parameters as $1, $2 ...")
     filter: dict[str, Any] = Field(default_factory=dict)
     sort: dict[str, int] | None = None
     name: str | None = None
     database: str | None = None
+
+
+    @model_validator(mode="after")
+    def _one_engine(self) -> QueryExpectation:
+        if (self.collection is None) == (self.sql is None):
+            raise ValueError('a query names either a collection (MongoDB) or sql (PostgreSQL)')
+        return self
 
 
 class Expectations(Strict):
@@ -256,6 +265,12 @@ class PostgresTarget(TargetBase):
         _check_numbers(params, ("connect_timeout",), integer=True)
         return value
 
+    @model_validator(mode="after")
+    def _sql_queries(self) -> PostgresTarget:
+        if any(q.sql is None for q in self.expect.queries):
+            raise ValueError("expect.queries on a PostgreSQL target are given as sql = \"...\"")
+        return self
+
 
 class MongoTarget(TargetBase):
     kind: Literal["mongodb"]
@@ -274,6 +289,12 @@ class MongoTarget(TargetBase):
                                 "socketTimeoutMS", "serverSelectionTimeoutMS", "waitQueueTimeoutMS",
                                 "heartbeatFrequencyMS", "localThresholdMS"), integer=True)
         return value
+
+    @model_validator(mode="after")
+    def _collection_queries(self) -> MongoTarget:
+        if any(q.collection is None for q in self.expect.queries):
+            raise ValueError("expect.queries on a MongoDB target name a collection and a filter")
+        return self
 
 
 class RedisTarget(TargetBase):

@@ -1,28 +1,36 @@
-"""postgres.missing-index: large tables read mostly by sequential scans, the heavy statements
-behind them (pg_stat_statements, where present) and a suggested index, verified with a
-hypothetical index (hypopg, where present) by the planner's cost before and after.
+"""postgres.missing-index: the indexes the planner would use for the statements that cost the
+most time (pg_stat_statements) or that the application declares (`[[targets.NAME.expect.queries]]`),
+found with hypothetical indexes (hypopg) — see `_advisor` — and ranked by the time they would save;
+and large tables read by sequential scans that no suggestion explains, with the reason for each
+statement that touched them.
+
+Without hypopg the suggestion falls back to reading the statement's WHERE and ORDER BY (single
+table, literal column names) and is marked unverified.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
+import asyncio
+import time
+from dataclasses import dataclass, field
 
 import asyncpg
 from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.postgres import _advisor
+from checks.postgres._advisor import Advice, Proposal, consolidate
 from checks.postgres._catalog import Catalog, Table, catalog, new_index_name, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, sql
-from checks.postgres._statement_shape import Shape, parameter_count, parse
+from checks.postgres._statement_shape import Shape, parse
 
 # Partitions add up to their parent: a partitioned table is judged as one.
 QUERY = """
 SELECT coalesce(pg_partition_root(s.relid)::oid, s.relid) AS table_oid,
        sum(s.seq_scan)::bigint AS seq_scan, sum(s.seq_tup_read)::bigint AS seq_tup_read,
-       sum(coalesce(s.idx_scan, 0))::bigint AS idx_scan, sum(s.n_live_tup)::bigint AS live_rows
+       sum(coalesce(s.idx_scan, 0))::bigint AS idx_scan, sum(s.n_live_tup)::bigint AS live_rows,
+       sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del)::bigint AS writes
 FROM pg_stat_user_tables s
 GROUP BY 1
 """
@@ -50,7 +58,7 @@ JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
 WHERE c.oid = ANY($1::oid[]) AND s.inherited = (c.relkind = 'p')
 """
 
-PROBE = "dbvitals_missing_index_probe"
+OWN_MARKER = "/* dbvitals */"  # our own statements are never advised on
 
 
 class Options(CheckOptions):
@@ -59,9 +67,15 @@ class Options(CheckOptions):
     min_seq_tup_read: int = Field(default=1_000_000, ge=0, description="Only tables whose sequential scans read at least this many rows in all.")
     max_index_share: float = Field(
         default=0.95, ge=0, le=1, description="Report when less than this share of scans use an index (pghero: 95%).")
-    statements: int = Field(default=500, ge=1, le=10_000, description="How many of the heaviest pg_stat_statements entries to read.")
+    statements: int = Field(default=100, ge=1, le=10_000, description="How many of the heaviest pg_stat_statements entries the planner is asked about.")
     min_saving: float = Field(
-        default=0.2, ge=0, le=1, description="A verified suggestion must cut the planner's cost by at least this share.")
+        default=0.5, ge=0, le=1, description="A suggested index must cut the planner's cost by at least this share (dexter: 50%).")
+    min_cost: float = Field(
+        default=100.0, ge=0, description="pg_stat_statements entries whose planner cost is below this are cheap enough already.")
+    advise_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="Time the planner is asked for, at most; statements left are listed as not examined.")
+    write_heavy_ratio: float = Field(
+        default=5.0, gt=0, description="Writes (inserts+updates+deletes) over scans above which a suggestion is low severity.")
 
 
 @dataclass(frozen=True)
@@ -71,11 +85,16 @@ class TableStats:
     seq_tup_read: int
     idx_scan: int
     live_rows: int
+    writes: int = 0
 
     @property
     def index_share(self) -> float:
         total = self.seq_scan + self.idx_scan
         return self.idx_scan / total if total else 0.0
+
+    @property
+    def reads(self) -> int:
+        return self.seq_scan + self.idx_scan
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,7 @@ class Statement:
     total_ms: float
     mean_ms: float
     rows: int
-    shape: Shape
+    shape: Shape | None
 
 
 @dataclass(frozen=True)
@@ -107,23 +126,14 @@ class Suggestion:
 
 
 @dataclass(frozen=True)
-class Verification:
-    cost_before: float | None
-    cost_after: float | None
-    uses_index: bool
-    note: str | None = None
-
-
-@dataclass(frozen=True)
 class Facts:
     catalog: Catalog
     stats: tuple[TableStats, ...]
     statements_source: Availability
     hypopg: Availability
     statements: tuple[Statement, ...]
-    distinct: dict[tuple[int, str], float]  # (table, column) → estimated distinct values
-    stats_readable: dict[int, bool]  # per flagged table: whether pg_stats showed anything
-    verifications: dict[tuple[int, tuple[str, ...]], Verification]
+    distinct: dict[tuple[int, str], float] = field(default_factory=dict)  # (table, column) → estimated distinct values
+    advice: tuple[Advice, ...] = ()  # the planner's word on each statement examined (hypopg present)
 
 
 def flagged(stats: tuple[TableStats, ...], snapshot: Catalog, options: Options) -> list[TableStats]:
@@ -153,7 +163,7 @@ def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], sna
                 if i.valid and i.predicate is None and not i.attached]
     known = {c.name for c in snapshot.columns.get(table.oid, {}).values()}
     for statement in sorted(statements, key=lambda s: -s.total_ms):
-        if statement_table(statement.shape, snapshot) != table:
+        if statement.shape is None or statement_table(statement.shape, snapshot) != table:
             continue
         shape = statement.shape
         if not set(shape.equality + shape.ranges + shape.sort) <= known:
@@ -186,129 +196,212 @@ def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], sna
     return None
 
 
+
 class MissingIndex(Check):
     id = "postgres.missing-index"
     engine = Engine.POSTGRES
-    title = "Large table read by sequential scans"
+    title = "Missing index (planner-verified)"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.SOMETIMES
     Options = Options
     rationale = (
-        "A large table that is mostly read by sequential scans usually lacks an index for the statements that "
-        "read it: every such statement reads the whole table, evicting the cache and burning I/O and CPU."
+        "A statement that reads a whole table to find a few rows, joins without an index or sorts what an index "
+        "could return in order spends time an index would save. The planner, shown hypothetical indexes, says "
+        "which ones it would use and what they save; large tables still read by sequential scans are reported too."
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
+        options = scope.options
         snapshot = await catalog(session)
         stats = tuple(TableStats(**dict(r)) for r in await session.fetch(QUERY))
         ext = await session.fetchrow(EXTENSIONS_QUERY)
-        candidates = flagged(stats, snapshot, scope.options)
-        pgss, statements = await _statements(session, ext, scope.options) if candidates else (
-            Availability(False, "not read: no table qualifies"), ())
+        declared = tuple(Statement(q.sql, 0, 0.0, 0.0, 0, parse(q.sql)) for q in scope.config.expect.queries)
+        pgss, observed = await _statements(session, ext, options)
+        statements = observed + declared
         hypopg = (Availability(True, f"hypopg in schema {ext['hypopg_schema']}") if ext["hypopg_schema"] else
                   Availability(False, "hypopg is not installed in this database (CREATE EXTENSION hypopg)"))
+        if hypopg.available and statements:
+            advice = await _advise_all(session, ext["hypopg_schema"], snapshot, observed, declared, options)
+            return Facts(snapshot, stats, pgss, hypopg, statements, advice=advice)
         distinct: dict[tuple[int, str], float] = {}
-        readable: dict[int, bool] = {}
+        candidates = flagged(stats, snapshot, options)
         if candidates and statements:
-            oids = [c.table_oid for c in candidates]
-            for row in await session.fetch(COLUMN_STATS_QUERY, oids):
+            for row in await session.fetch(COLUMN_STATS_QUERY, [c.table_oid for c in candidates]):
                 rows = snapshot.tables[row["table_oid"]].rows_estimate
                 n = row["n_distinct"]
                 distinct[(row["table_oid"], row["column_name"])] = n if n > 0 else -n * max(rows, 1)
-                readable[row["table_oid"]] = True
-        verifications = {}
-        for stat in candidates:
-            table = snapshot.tables[stat.table_oid]
-            suggestion = suggest(table, stat.live_rows, statements, snapshot, distinct)
-            if suggestion is not None:
-                verifications[(table.oid, suggestion.columns)] = (
-                    await verify(session, ext["hypopg_schema"], table, suggestion) if hypopg.available
-                    else Verification(None, None, False, f"unverified: {hypopg.detail}"))
-        return Facts(snapshot, stats, pgss, hypopg, statements, distinct, readable, verifications)
+        return Facts(snapshot, stats, pgss, hypopg, statements, distinct)
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot, options = facts.catalog, scope.options
-        findings = []
         taken = {i.name for i in snapshot.indexes} | {t.name for t in snapshot.tables.values()}
+        by_table = {s.table_oid: s for s in facts.stats}
+        findings = []
+        suggested: set[int] = set()
+        serving = consolidate(a for a in facts.advice if a.proposals)
+        ranked = sorted(serving.items(), key=lambda item: -_score(item[0], item[1], by_table.get(item[0].table_oid)))
+        for rank, (proposal, advice) in enumerate(ranked, 1):
+            suggested.add(proposal.table_oid)
+            findings.append(self._suggestion(scope, snapshot, proposal, advice, by_table.get(proposal.table_oid),
+                                             rank, len(ranked), taken))
         for stat in flagged(facts.stats, snapshot, options):
-            table = snapshot.tables[stat.table_oid]
-            related = [s for s in facts.statements if statement_table(s.shape, snapshot) == table]
-            suggestion = suggest(table, stat.live_rows, facts.statements, snapshot, facts.distinct)
-            if suggestion is None and suggest(table, stat.live_rows, facts.statements, snapshot, facts.distinct,
-                                              skip_covered=False) is not None:
-                # The statements that scanned it are served by an index now: the counters are history
-                # (cumulative since the last stats reset), not a current problem.
+            if stat.table_oid in suggested:
                 continue
-            evidence = {
-                "live_rows": stat.live_rows,
-                "seq_scan": stat.seq_scan,
-                "seq_tup_read": stat.seq_tup_read,
-                "idx_scan": stat.idx_scan,
-                "index_scan_share": round(stat.index_share, 4),
-                "rows_read_per_seq_scan": stat.seq_tup_read // max(stat.seq_scan, 1),
-                "statements_source": facts.statements_source.detail,
-                "statements": [{"query": s.query[:500], "calls": s.calls, "total_ms": round(s.total_ms, 1),
-                                "mean_ms": round(s.mean_ms, 2)} for s in sorted(related, key=lambda s: -s.total_ms)[:5]],
-            }
-            message = (f"{table.qualified} (~{stat.live_rows:,} live rows) was read by {stat.seq_scan:,} sequential scans "
-                       f"({stat.seq_tup_read:,} rows) and only {stat.index_share:.0%} of its scans used an index.")
-            fix = None
-            if suggestion is None:
-                evidence["suggestion"] = None
-                evidence["suggestion_note"] = (
-                    f"no suggestion: the statements are unknown ({facts.statements_source.detail})"
-                    if not facts.statements_source.available else
-                    "no suggestion: no single-table statement on this table with an indexable WHERE or ORDER BY, "
-                    "or existing indexes already lead with its columns")
-                evidence["verification"] = "unverified / not available"
-                message += " Which columns the scans filter on is unknown, so no index is suggested."
-            else:
-                verification = facts.verifications.get((table.oid, suggestion.columns),
-                                                        Verification(None, None, False, "unverified: not run"))
-                name = new_index_name(table.name, suggestion.columns, taken)
-                taken.add(name)
-                definition = f"CREATE INDEX {quote_ident(name)} ON {table.qualified} ({suggestion.columns_sql})"
-                evidence["suggestion"] = {"definition": definition, "ordering": suggestion.ordering,
-                                          "for_statement": suggestion.statement.query[:500]}
-                evidence["verification"] = _verification_evidence(verification)
-                verified = _verified(verification, options)
-                message += f" Suggested: ({', '.join(suggestion.columns)}) for its heaviest statement; "
-                if verification.cost_before is not None and verification.cost_after is not None:
-                    message += (f"hypopg: planner cost {verification.cost_before:,.0f} → {verification.cost_after:,.0f}"
-                                + ("" if verified else " (not enough to recommend it)") + ".")
-                else:
-                    message += f"{verification.note}."
-                if verified or verification.cost_before is None:
-                    fix = Fix(
-                        summary=f"Create index {name} on ({', '.join(suggestion.columns)})",
-                        steps=create_index_steps(snapshot, table, name, suggestion.columns_sql),
-                        safety=FixSafety.SAFE,
-                        lock=CONCURRENT_BUILD_LOCK.format(table=table.qualified),
-                        inverse=(sql(f"DROP INDEX {'' if table.partitioned else 'CONCURRENTLY '}"
-                                     f"{quote_ident(table.schema)}.{quote_ident(name)};",
-                                     transactional=table.partitioned),),
-                        notes=None if verified else "Unverified: no hypothetical index was tried (hypopg); check the "
-                                                    "plan with EXPLAIN after creating it.",
-                    )
+            finding = self._sequential(scope, facts, stat, taken)
+            if finding is not None:
+                findings.append(finding)
+        declared = [a for a in facts.advice if a.statement.source == "expect.queries"]
+        if declared:
+            # A gate that declares its queries is told what became of each, index or not.
+            indexed = sum(1 for a in declared if a.proposals)
             findings.append(self.finding(
-                scope, object=table.qualified, title=f"{table.name} is mostly read by sequential scans",
-                message=message, evidence=evidence, fix=fix,
+                scope, object="expect.queries", severity=Severity.INFO,
+                title=f"{len(declared)} declared statement(s) planned: {indexed} would use a new index",
+                message=("Each statement in expect.queries was planned with hypothetical indexes; the decision for "
+                         "each is in the evidence."),
+                evidence={"statements": [a.to_evidence() for a in declared]},
             ))
         return findings
 
+    def _suggestion(self, scope: Scope, snapshot: Catalog, proposal: Proposal, advice: list[Advice],
+                    stat: TableStats | None, rank: int, of: int, taken: set[str]) -> Finding:
+        options = scope.options
+        table = snapshot.tables[proposal.table_oid]
+        name = new_index_name(table.name, proposal.columns, taken)
+        taken.add(name)
+        columns = ", ".join(proposal.columns)
+        total_ms = sum(a.statement.total_ms for a in advice)
+        write_heavy = stat is not None and stat.writes > options.write_heavy_ratio * max(stat.reads, 1)
+        evidence = {
+            "definition": f"CREATE INDEX {quote_ident(name)} ON {table.qualified} ({proposal.columns_sql()})",
+            "rank": f"{rank} of {of}",
+            "statements": [a.to_evidence() for a in sorted(advice, key=lambda a: -a.statement.total_ms)[:10]],
+            "statements_served": len(advice),
+            "statement_time_ms": round(total_ms, 1),
+            "verification": "verified with hypopg: the planner uses the hypothetical index",
+            "threshold": options.min_saving,
+        }
+        if stat is not None:
+            evidence["table"] = {"live_rows": stat.live_rows, "seq_scan": stat.seq_scan, "idx_scan": stat.idx_scan,
+                                 "writes": stat.writes}
+        if write_heavy:
+            evidence["write_heavy"] = (f"{stat.writes:,} writes against {stat.reads:,} scans: every write would "
+                                       "maintain this index too")
+        best = max(advice, key=lambda a: a.saving or 0)
+        message = (f"The planner would use an index on {table.qualified} ({columns}) for {len(advice)} statement(s)"
+                   + (f" that took {total_ms:,.0f} ms in all" if total_ms else "")
+                   + f": planner cost {best.cost_before:,.1f} → {best.cost_after:,.1f} for the one it helps most."
+                   + (" The table is write-heavy, so this is ranked low." if write_heavy else ""))
+        return self.finding(
+            scope, object=table.qualified, key="index:" + ",".join(proposal.columns),
+            severity=Severity.LOW if write_heavy else Severity.MEDIUM,
+            title=f"index on {table.name} ({columns}) would serve {len(advice)} statement(s)",
+            message=message, evidence=evidence,
+            fix=Fix(
+                summary=f"Create index {name} on ({columns})",
+                steps=create_index_steps(snapshot, table, name, proposal.columns_sql()),
+                safety=FixSafety.SAFE,
+                lock=CONCURRENT_BUILD_LOCK.format(table=table.qualified),
+                inverse=_drop_new_index(table, name),
+            ),
+        )
 
-def _verified(v: Verification, options: Options) -> bool:
-    if v.cost_before is None or v.cost_after is None or not v.uses_index:
-        return False
-    return v.cost_after <= v.cost_before * (1 - options.min_saving)
+    def _sequential(self, scope: Scope, facts: Facts, stat: TableStats, taken: set[str]) -> Finding | None:
+        """A large table read by sequential scans that no verified suggestion explains."""
+        snapshot, options = facts.catalog, scope.options
+        table = snapshot.tables[stat.table_oid]
+        evidence = {
+            "live_rows": stat.live_rows,
+            "seq_scan": stat.seq_scan,
+            "seq_tup_read": stat.seq_tup_read,
+            "idx_scan": stat.idx_scan,
+            "index_scan_share": round(stat.index_share, 4),
+            "rows_read_per_seq_scan": stat.seq_tup_read // max(stat.seq_scan, 1),
+            "statements_source": facts.statements_source.detail,
+        }
+        message = (f"{table.qualified} (~{stat.live_rows:,} live rows) was read by {stat.seq_scan:,} sequential scans "
+                   f"({stat.seq_tup_read:,} rows) and only {stat.index_share:.0%} of its scans used an index.")
+        title = f"{table.name} is mostly read by sequential scans"
+        if facts.hypopg.available and facts.statements:
+            touching = [a for a in facts.advice if table.oid in a.tables]
+            served = ("low initial cost", "existing indexes already lead")
+            if touching and all(a.decision.startswith(served) for a in touching):
+                return None  # its statements are served now: the cumulative counters are history
+            evidence["statements"] = [a.to_evidence() for a in sorted(touching, key=lambda a: -a.statement.total_ms)[:5]]
+            evidence["suggestion"] = None
+            evidence["suggestion_note"] = ("no index saves enough for the statements that read it (the reasons are "
+                                           "per statement)" if touching else
+                                           "none of the statements examined reads it")
+            message += " The planner found no index worth suggesting for the statements examined."
+            return self.finding(scope, object=table.qualified, title=title, message=message, evidence=evidence)
+        related = [s for s in facts.statements if s.shape is not None and statement_table(s.shape, snapshot) == table]
+        evidence["statements"] = [{"query": s.query[:500], "calls": s.calls, "total_ms": round(s.total_ms, 1),
+                                   "mean_ms": round(s.mean_ms, 2)} for s in sorted(related, key=lambda s: -s.total_ms)[:5]]
+        suggestion = suggest(table, stat.live_rows, facts.statements, snapshot, facts.distinct)
+        if suggestion is None and suggest(table, stat.live_rows, facts.statements, snapshot, facts.distinct,
+                                          skip_covered=False) is not None:
+            return None  # an index serves its statements now: the counters are history
+        fix = None
+        if suggestion is None:
+            evidence["suggestion"] = None
+            evidence["suggestion_note"] = (
+                f"no suggestion: the statements are unknown ({facts.statements_source.detail})"
+                if not facts.statements else
+                "no suggestion: no single-table statement on this table with an indexable WHERE or ORDER BY, "
+                "or existing indexes already lead with its columns")
+            evidence["verification"] = "unverified / not available"
+            message += " Which columns the scans filter on is unknown, so no index is suggested."
+        else:
+            name = new_index_name(table.name, suggestion.columns, taken)
+            taken.add(name)
+            evidence["suggestion"] = {
+                "definition": f"CREATE INDEX {quote_ident(name)} ON {table.qualified} ({suggestion.columns_sql})",
+                "ordering": suggestion.ordering, "for_statement": suggestion.statement.query[:500]}
+            evidence["verification"] = {"status": "unverified", "note": f"unverified: {facts.hypopg.detail}"}
+            message += (f" Suggested, unverified: ({', '.join(suggestion.columns)}) for its heaviest statement, read "
+                        f"from its WHERE and ORDER BY; {facts.hypopg.detail}.")
+            fix = Fix(
+                summary=f"Create index {name} on ({', '.join(suggestion.columns)})",
+                steps=create_index_steps(snapshot, table, name, suggestion.columns_sql),
+                safety=FixSafety.SAFE,
+                lock=CONCURRENT_BUILD_LOCK.format(table=table.qualified),
+                inverse=_drop_new_index(table, name),
+                notes="Unverified: no hypothetical index was tried (hypopg); check the plan with EXPLAIN after creating it.",
+            )
+        return self.finding(scope, object=table.qualified, title=title, message=message, evidence=evidence, fix=fix)
 
 
-def _verification_evidence(v: Verification) -> dict[str, object]:
-    if v.cost_before is None:
-        return {"status": "unverified", "note": v.note}
-    return {"status": "verified with hypopg", "cost_before": v.cost_before, "cost_after": v.cost_after,
-            "planner_uses_index": v.uses_index,
-            "saving": None if not v.cost_before else round(1 - (v.cost_after or 0) / v.cost_before, 4)}
+def _score(proposal: Proposal, advice: list[Advice], stat: TableStats | None) -> float:
+    """Time the statements spend × the share of cost the index saves, weighed by the table's share of reads."""
+    saved = sum(max(a.statement.total_ms, 1.0) * (a.saving or 0) for a in advice)
+    if stat is None or stat.reads + stat.writes == 0:
+        return saved
+    return saved * stat.reads / (stat.reads + stat.writes)
+
+
+def _drop_new_index(table: Table, name: str) -> tuple:
+    return (sql(f"DROP INDEX {'' if table.partitioned else 'CONCURRENTLY '}{quote_ident(table.schema)}.{quote_ident(name)};",
+                transactional=table.partitioned),)
+
+
+async def _advise_all(session, hypopg_schema: str, snapshot: Catalog, observed: tuple[Statement, ...],
+                      declared: tuple[Statement, ...], options: Options) -> tuple[Advice, ...]:
+    settings = _advisor.Settings(threshold=options.min_saving, min_cost=options.min_cost,
+                                 statement_timeout_ms=5000, by_name=_advisor.tables_by_name(snapshot))
+    work = [_advisor.Statement(s.query, s.calls, s.total_ms, s.mean_ms, "pg_stat_statements")
+            for s in observed if OWN_MARKER not in s.query]
+    work += [_advisor.Statement(s.query, 0, 0.0, 0.0, "expect.queries") for s in declared]
+    deadline = time.monotonic() + options.advise_seconds
+    advice = []
+    async with session.acquire() as conn:
+        for statement in work:
+            if time.monotonic() > deadline:
+                advice.append(Advice(statement, f"not examined: the time for the planner (advise_seconds = "
+                                                f"{options.advise_seconds:g}) ran out"))
+                continue
+            advice.append(await _advisor.advise(conn, hypopg_schema, snapshot, statement, settings))
+            await asyncio.sleep(0)
+    return tuple(advice)
 
 
 async def _statements(session, ext, options: Options) -> tuple[Availability, tuple[Statement, ...]]:
@@ -323,52 +416,8 @@ async def _statements(session, ext, options: Options) -> tuple[Availability, tup
         rows = await session.fetch(STATEMENTS_QUERY.format(schema=quote_ident(ext["pgss_schema"])), options.statements)
     except asyncpg.PostgresError as exc:
         return Availability(False, f"not available: {exc}"), ()
-    statements = []
-    for row in rows:
-        shape = parse(row["query"])
-        if shape is not None:
-            statements.append(Statement(row["query"], row["calls"], row["total_ms"], row["mean_ms"], row["rows"], shape))
-    return Availability(True, f"pg_stat_statements ({len(rows)} heaviest statements read)"), tuple(statements)
+    statements = tuple(Statement(r["query"], r["calls"], r["total_ms"], r["mean_ms"], r["rows"], parse(r["query"]))
+                       for r in rows)
+    return Availability(True, f"pg_stat_statements ({len(rows)} heaviest statements read)"), statements
 
 
-async def verify(session, hypopg_schema: str, table: Table, suggestion: Suggestion) -> Verification:
-    """The planner's generic-plan cost of the statement, then again with a hypothetical index.
-
-    A normalised statement has $n parameters; PREPARE infers their types and a forced generic plan
-    needs no values. Both the prepared statement and the hypothetical index live only in this
-    backend and are removed before the connection returns to the pool.
-    """
-    if not table.readable:
-        return Verification(None, None, False, f"unverified: this role may not SELECT from {table.qualified}, and EXPLAIN needs it")
-    query = suggestion.statement.query
-    params = ", ".join(["NULL"] * parameter_count(query))
-    explain = f"EXPLAIN (FORMAT JSON) EXECUTE {PROBE}" + (f"({params})" if params else "")
-    hypo = quote_ident(hypopg_schema)
-    async with session.acquire() as conn:
-        try:
-            await conn.execute("SET plan_cache_mode = force_generic_plan")
-            before = _plan(await _explain(conn, query, explain))
-            index = await conn.fetchrow(f"SELECT indexrelid, indexname FROM {hypo}.hypopg_create_index($1)",
-                                        f"CREATE INDEX ON {table.qualified} ({suggestion.columns_sql})")
-            after_plan = await _explain(conn, query, explain)
-            return Verification(before, _plan(after_plan), str(index["indexname"]) in after_plan)
-        except asyncpg.PostgresError as exc:
-            return Verification(None, None, False, f"unverified: the planner could not be asked ({exc})")
-        finally:
-            await conn.execute(f"SELECT {hypo}.hypopg_reset(); RESET plan_cache_mode")
-
-
-async def _explain(conn, query: str, explain: str) -> str:
-    # Prepared afresh each time: a prepared statement caches its generic plan, and a hypothetical
-    # index does not invalidate it.
-    await conn.execute(f"PREPARE {PROBE} AS {query}")
-    try:
-        return await conn.fetchval(explain)
-    finally:
-        await conn.execute(f"DEALLOCATE {PROBE}")
-
-
-def _plan(explained: str) -> float:
-    plan = json.loads(explained) if isinstance(explained, str) else explained
-    cost = plan[0]["Plan"]["Total Cost"]
-    return float(cost) if math.isfinite(cost) else float("inf")

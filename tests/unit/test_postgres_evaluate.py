@@ -12,7 +12,7 @@ from checks.config import PostgresTarget, ReferenceExpectation
 from checks.engine import Scope
 from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres import duplicate_index, fk_missing_index, fk_type_mismatch, invalid_index, long_transactions
-from checks.postgres import missing_index, no_primary_key, redundant_index, sequence_exhaustion, unused_index
+from checks.postgres import _advisor, missing_index, no_primary_key, redundant_index, sequence_exhaustion, unused_index
 from checks.postgres._catalog import Catalog, build_catalog
 from checks.postgres._statement_shape import parse
 
@@ -658,11 +658,24 @@ def test_missing_index_without_statements_says_unverified():
     facts = missing_index.Facts(
         snapshot, (stats(s.names["orders"]),),
         missing_index.Availability(False, "not available: pg_stat_statements is not in shared_preload_libraries"),
-        missing_index.Availability(False, "hypopg is not installed"), (), {}, {}, {})
+        missing_index.Availability(False, "hypopg is not installed"), ())
     [finding] = check.evaluate(facts, scope(check))
     assert finding.fix is None
     assert finding.evidence["verification"] == "unverified / not available"
     assert "shared_preload_libraries" in finding.evidence["suggestion_note"]
+
+
+def test_missing_index_without_hypopg_falls_back_to_the_statement_and_says_unverified():
+    s = fk_schema()
+    snapshot = s.build()
+    facts = missing_index.Facts(
+        snapshot, (stats(s.names["orders"]),), missing_index.Availability(True, "pg_stat_statements"),
+        missing_index.Availability(False, "hypopg is not installed"), (statement("SELECT * FROM orders WHERE status = $1"),))
+    check = missing_index.MissingIndex()
+    [finding] = check.evaluate(facts, scope(check))
+    assert finding.evidence["verification"]["status"] == "unverified"
+    assert finding.fix.notes.startswith("Unverified")
+    assert finding.evidence["suggestion"]["definition"] == "CREATE INDEX orders_status_idx ON public.orders (status)"
 
 
 def test_missing_index_not_reported_once_an_index_serves_its_statements():
@@ -672,28 +685,100 @@ def test_missing_index_not_reported_once_an_index_serves_its_statements():
     snapshot = s.build()
     facts = missing_index.Facts(
         snapshot, (stats(s.names["orders"]),), missing_index.Availability(True, "pg_stat_statements"),
-        missing_index.Availability(True, "hypopg"), (statement("SELECT * FROM orders WHERE status = $1"),), {}, {}, {})
+        missing_index.Availability(False, "hypopg"), (statement("SELECT * FROM orders WHERE status = $1"),))
     check = missing_index.MissingIndex()
+    assert check.evaluate(facts, scope(check)) == []
+    served = advice("SELECT * FROM orders WHERE status = $1", "existing indexes already lead with every candidate column",
+                    tables=(s.names["orders"],))
+    facts = missing_index.Facts(snapshot, (stats(s.names["orders"]),), missing_index.Availability(True, "pgss"),
+                                missing_index.Availability(True, "hypopg"), (statement(served.statement.query),),
+                                advice=(served,))
     assert check.evaluate(facts, scope(check)) == []
 
 
-@pytest.mark.parametrize("verification, fix_offered", [
-    (missing_index.Verification(1000.0, 8.5, True), True),
-    (missing_index.Verification(1000.0, 990.0, False), False),  # the planner would not use it
-    (missing_index.Verification(None, None, False, "unverified: hypopg is not installed"), True),
-])
-def test_missing_index_verification_decides_the_fix(verification, fix_offered):
+def advice(query: str, decision: str = "index", *, proposals=(), total_ms: float = 1000.0, before: float = 1000.0,
+           after: float = 10.0, tables=(), source: str = "pg_stat_statements") -> _advisor.Advice:
+    return _advisor.Advice(_advisor.Statement(query, 100, total_ms, total_ms / 100, source), decision, before, after,
+                           tuple(proposals), tuple(tables or {p.table_oid for p in proposals}), 3)
+
+
+def test_advice_is_consolidated_ranked_and_write_heavy_tables_ranked_low():
     s = fk_schema()
     snapshot = s.build()
-    orders = s.names["orders"]
-    q = "SELECT * FROM orders WHERE status = $1"
+    orders, customers = s.names["orders"], s.names["customers"]
+    by_status = _advisor.Proposal(orders, ("status",))
+    by_status_region = _advisor.Proposal(orders, ("status", "region"))
+    by_region = _advisor.Proposal(customers, ("region",))
     facts = missing_index.Facts(
-        snapshot, (stats(orders),), missing_index.Availability(True, "pg_stat_statements"),
-        missing_index.Availability(True, "hypopg"), (statement(q),), {}, {}, {(orders, ("status",)): verification})
+        snapshot, (stats(orders, live_rows=10), stats(customers, live_rows=10, writes=1_000_000, idx_scan=0)),
+        missing_index.Availability(True, "pgss"), missing_index.Availability(True, "hypopg"), (),
+        advice=(advice("q1", proposals=[by_status], total_ms=100.0),
+                advice("q2", proposals=[by_status_region], total_ms=50.0),
+                advice("q3", proposals=[by_region], total_ms=10_000.0),
+                advice("q4", "low initial cost: planner cost 8.0 is under min_cost 100", tables=(orders,))))
     check = missing_index.MissingIndex()
-    [finding] = check.evaluate(facts, scope(check))
-    assert (finding.fix is not None) is fix_offered
-    assert finding.evidence["suggestion"]["definition"] == "CREATE INDEX orders_status_idx ON public.orders (status)"
+    findings = {f.evidence["definition"]: f for f in check.evaluate(facts, scope(check))}
+    assert sorted(findings) == ["CREATE INDEX customers_region_idx ON public.customers (region)",
+                                "CREATE INDEX orders_status_region_idx ON public.orders (status, region)"]
+    both = findings["CREATE INDEX orders_status_region_idx ON public.orders (status, region)"]
+    assert both.evidence["statements_served"] == 2 and both.evidence["rank"] == "1 of 2"
+    heavy = findings["CREATE INDEX customers_region_idx ON public.customers (region)"]
+    assert heavy.severity is Severity.LOW and "write" in heavy.evidence["write_heavy"]
+    assert heavy.evidence["rank"] == "2 of 2"  # 10 s of statements, but 1,000,000 writes against 500 scans
+
+
+def test_declared_queries_are_summarised_with_each_decision():
+    s = fk_schema()
+    snapshot = s.build()
+    facts = missing_index.Facts(
+        snapshot, (), missing_index.Availability(False, "n/a"), missing_index.Availability(True, "hypopg"), (),
+        advice=(advice("SELECT 1", "no tables: the statement reads no table", source="expect.queries"),))
+    check = missing_index.MissingIndex()
+    [summary] = check.evaluate(facts, scope(check))
+    assert summary.severity is Severity.INFO and summary.object == "expect.queries"
+    assert summary.evidence["statements"][0]["decision"].startswith("no tables")
+
+
+PLAN = {
+    "Node Type": "Limit", "Total Cost": 100.0, "Plans": [{
+        "Node Type": "Sort", "Sort Key": ["p.user_id DESC", "p.blog_id"], "Total Cost": 99.0, "Plans": [{
+            "Node Type": "Hash Join", "Hash Cond": "(p.blog_id = b.id)", "Total Cost": 90.0, "Plans": [
+                {"Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "p",
+                 "Filter": "((p.status)::text = $1)"},
+                {"Node Type": "Seq Scan", "Relation Name": "customers", "Schema": "public", "Alias": "b",
+                 "Filter": "(b.region = 'eu'::text)"},
+                {"Node Type": "Foreign Scan", "Relation Name": "remote", "Schema": "public", "Alias": "r"},
+            ]}]}]}
+
+
+def test_candidates_come_from_filters_joins_and_sort_keys_of_every_relation():
+    s = Schema()
+    s.table("orders", {"id": "bigint", "status": "text", "user_id": "bigint", "blog_id": "bigint"})
+    s.table("customers", {"id": "bigint", "region": "text"})
+    snapshot = s.build()
+    found, outside = _advisor.candidates(PLAN, snapshot, _advisor.tables_by_name(snapshot))
+    orders, customers = found[s.names["orders"]], found[s.names["customers"]]
+    assert orders.filters == ["blog_id", "status"] and orders.sorts == ["user_id", "blog_id"]
+    assert customers.filters == ["id", "region"] and customers.sorts == []
+    assert outside == ["public.remote (Foreign Scan)"]
+    singles, multi = _advisor.proposals_to_try(found)
+    assert _advisor.Proposal(s.names["orders"], ("status", "user_id", "blog_id")) in multi
+    assert _advisor.Proposal(s.names["orders"], ("user_id", "blog_id")) in multi
+    assert len(singles) + len(multi) <= _advisor.MAX_HYPOTHETICAL
+
+
+def test_partitions_are_indexed_at_their_root_and_narrow_proposals_merge_into_wider_ones():
+    s = Schema()
+    s.table("events", {"id": "bigint", "kind": "text"}, kind="p")
+    s.table("events_1", {"id": "bigint", "kind": "text"}, parent="events")
+    snapshot = s.build()
+    plan = {"Node Type": "Seq Scan", "Relation Name": "events_1", "Schema": "public", "Alias": "events",
+            "Filter": "(events.kind = $1)", "Total Cost": 10.0}
+    found, _ = _advisor.candidates(plan, snapshot, _advisor.tables_by_name(snapshot))
+    assert list(found) == [s.names["events"]]
+    narrow, wide = _advisor.Proposal(1, ("a",)), _advisor.Proposal(1, ("a", "b"))
+    merged = _advisor.consolidate([advice("x", proposals=[narrow]), advice("y", proposals=[wide])])
+    assert list(merged) == [wide] and [a.statement.query for a in merged[wide]] == ["y", "x"]
 
 
 @pytest.mark.parametrize("sql, shape", [
