@@ -63,6 +63,11 @@ class EngineAdapter:
         """One step as it would be typed into the engine's own shell."""
         raise NotImplementedError
 
+    def step_lock(self, step: FixStep) -> str | None:
+        """The lock one step takes, or its impact, in words a DBA recognises; None when unknown.
+        An undo states the locks of its own steps, not those of the fix it reverses."""
+        return None
+
     def script_preamble(self, connect_url: str | None = None) -> list[str]:
         """The lines a migration script starts with: how to run it, and its session limits
         (`connect_url`: the target's, for a script that connects by itself; never its password)."""
@@ -122,3 +127,13 @@ def step_text(step: FixStep) -> str:
     """The one rendering of a fix step, shared by the CLI preview, the console, `--script`,
     the history and the Markdown report."""
     return adapter_for_language(step.language).step_text(step)
+
+
+def steps_lock(steps: Sequence[FixStep]) -> str | None:
+    """The locks a sequence of steps takes, each said once, in order; None when none is known."""
+    said: list[str] = []
+    for step in steps:
+        lock = adapter_for_language(step.language).step_lock(step)
+        if lock and lock not in said:
+            said.append(lock)
+    return "; then ".join(said) or None

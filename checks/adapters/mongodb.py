@@ -45,6 +45,10 @@ class MongoAdapter(EngineAdapter):
         # ASCII-only JSON: no raw line break (or U+2028) from a name can end a line of JavaScript.
         return f"db.getSiblingDB({js_database(step.database)}).runCommand({js_value(step.command)});"
 
+    def step_lock(self, step: FixStep) -> str | None:
+        command = next(iter(step.command), None) if isinstance(step.command, dict) else None
+        return _COMMAND_LOCKS.get(command) if isinstance(command, str) else None
+
     def script_preamble(self, connect_url: str | None = None) -> list[str]:
         return [
             "// Run with mongosh against the target: mongosh \"$MONGODB_URI\" FILE",
@@ -64,3 +68,11 @@ class MongoAdapter(EngineAdapter):
                 step = replace(step, command={**step.command, "maxTimeMS": step.command.get("maxTimeMS", statement_ms)})
             lines.append(f"must({self.step_text(step).removesuffix(';')});")
         return lines
+
+
+# Command -> its locking (MongoDB manual: "Index Builds on Populated Collections", dropIndexes, collMod).
+_COMMAND_LOCKS = {
+    "createIndexes": "exclusive lock on the collection only at the start and end of the build; reads and writes go on",
+    "dropIndexes": "exclusive lock on the collection, briefly: its reads and writes wait",
+    "collMod": "exclusive lock on the collection, briefly: its reads and writes wait",
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,16 @@ class PostgresAdapter(EngineAdapter):
         text = sql_text(str(step.command).strip())
         return text if text.endswith(";") else text + ";"
 
+    def step_lock(self, step: FixStep) -> str | None:
+        if not isinstance(step.command, str):
+            return None
+        sql = " ".join(step.command.split()).upper()
+        table = _locked_table(step.command)
+        for pattern, lock in _STATEMENT_LOCKS:
+            if re.search(pattern, sql):
+                return lock.format(table=table or "the table")
+        return None
+
     def script_preamble(self, connect_url: str | None = None) -> list[str]:
         return [
             "-- Run with psql in autocommit mode (psql -v ON_ERROR_STOP=1 -f FILE): CREATE/DROP INDEX",
@@ -73,3 +84,33 @@ class PostgresAdapter(EngineAdapter):
         if in_transaction:
             lines.append("COMMIT;")
         return lines
+
+
+# Statement -> the lock it takes (PostgreSQL manual, "Explicit Locking" and each command's
+# page), most specific first. {table} is the table named in the statement, when it names one.
+_STATEMENT_LOCKS = (
+    (r"^(CREATE (UNIQUE )?INDEX|REINDEX|DROP INDEX)( \w+)* CONCURRENTLY\b",
+     "SHARE UPDATE EXCLUSIVE on {table}: reads and writes go on; waits for transactions already using it"),
+    (r"^CREATE (UNIQUE )?INDEX\b", "SHARE on {table}: reads go on, writes wait for the whole build"),
+    (r"^DROP INDEX\b", "ACCESS EXCLUSIVE on {table}, briefly: reads and writes wait"),
+    (r"^REINDEX\b", "ACCESS EXCLUSIVE on the index and SHARE on {table}: writes and reads using it wait"),
+    (r"^ALTER TABLE .* TYPE\b", "ACCESS EXCLUSIVE on {table} for a whole table rewrite: reads and writes wait"),
+    (r"^ALTER TABLE .* VALIDATE CONSTRAINT\b", "SHARE UPDATE EXCLUSIVE on {table}: reads and writes go on"),
+    (r"^ALTER TABLE .* ADD CONSTRAINT .* FOREIGN KEY .* NOT VALID\b",
+     "SHARE ROW EXCLUSIVE on {table} and the referenced table, briefly: writes wait"),
+    (r"^ALTER TABLE\b", "ACCESS EXCLUSIVE on {table}, briefly: reads and writes wait"),
+    (r"^ALTER SEQUENCE\b", "a lock on the sequence only, briefly: nextval() waits"),
+    (r"^(VACUUM|ANALYZE)\b", "SHARE UPDATE EXCLUSIVE on {table}: reads and writes go on"),
+    (r"^(ALTER SYSTEM|SELECT PG_RELOAD_CONF|ALTER (ROLE|DATABASE) .* SET)\b", "no lock: a configuration change"),
+    (r"PG_TERMINATE_BACKEND|PG_CANCEL_BACKEND", "no lock: ends or cancels a session"),
+)
+
+
+def _locked_table(sql: str) -> str | None:
+    """The table a statement locks: named after ON or TABLE, or through the index it drops."""
+    name = r"((?:\"[^\"]+\"|[\w$]+)(?:\.(?:\"[^\"]+\"|[\w$]+))?)"
+    on_table = re.search(rf"\b(?:ON(?: ONLY)?|TABLE(?: ONLY)?)\s+{name}", sql, re.I)
+    if on_table:
+        return on_table[1]
+    index = re.search(rf"\bINDEX(?:\s+CONCURRENTLY)?(?:\s+IF EXISTS)?\s+{name}", sql, re.I)
+    return f"the table of {index[1]}" if index else None

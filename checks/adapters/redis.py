@@ -61,6 +61,11 @@ class RedisAdapter(EngineAdapter):
         prefix = f"SELECT {int(step.database)}\n" if step.database not in (None, "") else ""
         return prefix + " ".join(redis_quote(arg) for arg in step.command)
 
+    def step_lock(self, step: FixStep) -> str | None:
+        if isinstance(step.command, dict):
+            return "no lock: keys changed in bounded SCAN batches, other clients served between them"
+        return "no lock: Redis runs each command on its own, other clients wait microseconds"
+
     def script_preamble(self, connect_url: str | None = None) -> list[str]:
         """A bash script: redis-cli has no comments, and its exit code says nothing of errors."""
         url = connect_url or "redis://127.0.0.1:6379/0"

@@ -147,9 +147,23 @@ def progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def report_outcome(outcome: Any, journal: Any) -> int:
+def outcome_word(outcome: str | None, *, undo: bool = False) -> str:
+    """An outcome as the user reads it: an undo that worked is "undone", not "fixed"."""
+    if outcome is None:
+        return "DID NOT FINISH"
+    if undo and outcome in UNDO_WORDS:
+        return UNDO_WORDS[outcome]
+    return outcome.replace("_", " ")
+
+
+UNDO_WORDS = {"fixed": "undone", "not_fixed": "not undone"}
+
+
+def report_outcome(outcome: Any, journal: Any, *, undo: bool = False) -> int:
     verified = {True: "verified", False: "verified: still found", None: "not verified"}[outcome.verified]
-    _say(f"{outcome.outcome} ({verified}) in {outcome.duration_ms / 1000:.2f}s, journal entry {outcome.entry_id} "
+    if undo:
+        verified = {True: "verified", False: "verified: the finding is not back", None: "not verified"}[outcome.verified]
+    _say(f"{outcome_word(outcome.outcome, undo=undo)} ({verified}) in {outcome.duration_ms / 1000:.2f}s, journal entry {outcome.entry_id} "
          f"in {journal.path}")
     _say(f"  {outcome.message}")
     if outcome.outcome == "fixed":

@@ -63,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def state_text(entry: Any, undone_by: str | None) -> str:
+    from console.commands.fix import outcome_word
+
+    text = outcome_word(entry.outcome, undo=bool(entry.undoes))
     if entry.outcome is None:
-        return "DID NOT FINISH"
-    text = entry.outcome
+        return text
     if undone_by:
         text += f", undone by {undone_by}"
     return text

@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from checks.adapters import steps_lock
     from checks.fixes import FixRefused, plan_undo, undo_fix
     from console.cli import CliError, load_checks, load_settings, run_async
     from console.commands.fix import (
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         f"  finding: {finding.get('id')} {finding.get('check')} {finding.get('object')}: {finding.get('title')}",
         f"  fix:     {entry.summary}",
         f"  safety:  {entry.safety}",
-        f"  lock:    {entry.lock or 'not stated'}",
+        # The locks of the inverse steps it runs (a DROP), not the fix's (the build).
+        f"  lock:    {steps_lock(plan.steps) or 'not stated'}",
         *describe_steps("inverse steps, in this order", plan.steps),
         *(f"  WARNING: {w}" for w in plan.warnings),
         *(f"  REFUSED: {r}" for r in plan.refusals),
@@ -60,4 +62,4 @@ def run(args: argparse.Namespace) -> int:
         confirm(f"undo entry {entry.id} on {entry.target}", entry.target, entry.environment)
     outcome = run_async(undo_fix(settings, registry, entry.id, allow_unsafe=args.allow_unsafe, on_progress=progress,
                                  journal=journal, limits=limits_from(args)))
-    return report_outcome(outcome, journal)
+    return report_outcome(outcome, journal, undo=True)

@@ -109,7 +109,10 @@ def test_fix_history_undo_round_trip(orders, tmp_path, registry, capsys):
 
     assert main(["undo", entry_id[:6], "--yes", "--config", str(config)]) == 0
     undo_out = capsys.readouterr().out
-    assert "inverse steps, in this order:" in undo_out and "fixed (verified)" in undo_out
+    assert "inverse steps, in this order:" in undo_out and "undone (verified)" in undo_out
+    # The prompt states the lock of the DROP it runs, not that of the original build.
+    lock_line = next(line for line in undo_out.splitlines() if line.strip().startswith("lock:"))
+    assert "SHARE UPDATE EXCLUSIVE on the table of" in lock_line and "scans the table twice" not in lock_line
     assert index_count(orders) == 0
 
     assert main(["history", entry_id, "--config", str(config)]) == 0
