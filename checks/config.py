@@ -183,6 +183,15 @@ class TargetBase(Strict):
         default_factory=dict,
         description='Per-check options and thresholds: [targets.NAME.checks."postgres.missing-index"].',
     )
+    facts: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Options of what several checks read together: [targets.NAME.facts."redis.keyspace"].',
+    )
+    max_sessions: PositiveInt | None = Field(
+        default=None,
+        description="Sessions dbvitals may hold at once on this target's server (host and port), for all "
+        "its targets together; the smallest value of the server's targets wins (unset: max_sessions_per_server).",
+    )
 
     @property
     def is_production(self) -> bool:
@@ -344,6 +353,18 @@ class Settings(BaseSettings):
     theme: str | None = Field(default=None, description="Console theme name.")
     journal: Path | None = Field(default=None, description="Fix journal path (JSON lines).")
     suppressions: list[Suppression] = Field(default_factory=list)
+    max_sessions_per_server: PositiveInt = Field(
+        default=2, description="Sessions dbvitals may hold at once on one server (host and port) while checking."
+    )
+    free_slots_floor: int = Field(
+        default=5, ge=0,
+        description="Connection slots a server must have free for dbvitals to open more than one session "
+        "and run more than the connection and pool checks there.",
+    )
+    free_slots_floor_percent: float = Field(
+        default=5.0, ge=0, le=100,
+        description="The same floor as a share of the server's usable slots; the larger of the two applies.",
+    )
 
     @field_validator("targets")
     @classmethod

@@ -19,6 +19,7 @@ STATE_TITLES = {
     TargetState.TLS_ERROR: "TLS handshake failed",
     TargetState.UNKNOWN_HOST: "Host name does not resolve",
     TargetState.ERROR: "Cannot connect",
+    TargetState.SKIPPED: "Not checked: the server is nearly out of connection slots",
 }
 
 STATE_ADVICE = {
@@ -30,6 +31,7 @@ STATE_ADVICE = {
     TargetState.TLS_ERROR: "Check the TLS settings in the URL against the server's certificate.",
     TargetState.UNKNOWN_HOST: "DNS does not know this host: check the spelling of the URL's host.",
     TargetState.ERROR: "The driver could not open a session.",
+    TargetState.SKIPPED: "dbvitals did not connect, so as not to take one of the server's last slots.",
 }
 
 
@@ -52,6 +54,7 @@ class ConnectionCheck(Check):
     severity: ClassVar[Severity] = Severity.CRITICAL
     fix_availability: ClassVar[FixAvailability] = FixAvailability.NEVER
     runs_when_unreachable: ClassVar[bool] = True
+    runs_when_server_full: ClassVar[bool] = True
     Options = ConnectionOptions
 
     async def gather(self, session: Any, scope: Scope) -> ConnectionFacts | None:

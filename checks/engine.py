@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from checks.budget import FreeSlots, ServerBudgets, ServerGuard, floor_for
 from checks.config import ConfigError, Settings, TargetBase
 from checks.model import (
     CheckError,
@@ -22,6 +23,7 @@ from checks.model import (
     FixAvailability,
     Report,
     Severity,
+    TargetState,
     TargetStatus,
     finding_id,
 )
@@ -39,14 +41,98 @@ class CheckOptions(BaseModel):
     enabled: bool = Field(default=True, description="Run this check on this target.")
 
 
+class FactOptions(BaseModel):
+    """Options of a shared fact: `[targets.NAME.facts."<fact id>"]`. Same rules as CheckOptions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+@dataclass(frozen=True)
+class FactRequest:
+    """One check of this run that declared the fact, with its options for the target."""
+
+    check: type[Check]
+    options: Any
+
+
+@dataclass(frozen=True)
+class FactContext:
+    """What a fact's `compute` may know: the target, its own options, and which checks of this
+    run asked for it (so one pass can read what each of them needs, and no more)."""
+
+    target: str
+    config: TargetBase
+    status: TargetStatus
+    options: Any
+    requests: tuple[FactRequest, ...]
+
+    def request(self, check_id: str) -> FactRequest | None:
+        return next((r for r in self.requests if r.check.id == check_id), None)
+
+
+T = TypeVar("T")
+
+
+class Fact(Generic[T]):
+    """Something several checks read from a target, such as a catalog snapshot or a keyspace scan.
+
+    A check lists the facts it reads in `needs` and gets one with `await self.fact(F, session,
+    scope)`; the runner computes each fact once per target and run, however many checks ask,
+    and drops it when the run ends (nothing is cached across runs).
+    """
+
+    id: ClassVar[str]
+    engine: ClassVar[Engine]
+    description: ClassVar[str]
+    Options: ClassVar[type[FactOptions]] = FactOptions
+
+    async def compute(self, session: Any, context: FactContext) -> T:
+        raise NotImplementedError
+
+
+class FactStore:
+    """The facts of one target in one run: each computed at most once, shared by its readers.
+
+    A computation outlives a reader that is cancelled (a check's timeout); `close` cancels what
+    is left when the target's run ends. A Scope built without a runner (tests) gets a store of
+    its own, in which the asking check is the only request.
+    """
+
+    def __init__(self, requests: Mapping[str, tuple[FactRequest, ...]] | None = None) -> None:
+        self._requests = dict(requests or {})
+        self._tasks: dict[str, asyncio.Future[Any]] = {}
+
+    async def get(self, fact: type[Fact[T]], session: Any, scope: Scope, requester: type[Check]) -> T:
+        task = self._tasks.get(fact.id)
+        if task is None:
+            requests = self._requests.get(fact.id) or (FactRequest(requester, scope.options),)
+            context = FactContext(
+                target=scope.target,
+                config=scope.config,
+                status=scope.status,
+                options=resolve_fact_options(fact, scope.target, scope.config),
+                requests=requests,
+            )
+            task = asyncio.ensure_future(fact().compute(session, context))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
+            self._tasks[fact.id] = task
+        return await asyncio.shield(task)
+
+    def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+
+
 @dataclass(frozen=True)
 class Scope:
-    """What `evaluate` may know besides the gathered facts: pure data, no I/O."""
+    """What `evaluate` may know besides the gathered facts: pure data, no I/O. `facts` is for
+    `gather` only (through Check.fact)."""
 
     target: str
     config: TargetBase
     options: Any
     status: TargetStatus
+    facts: FactStore = field(default_factory=FactStore, compare=False, repr=False)
 
 
 class Check:
@@ -65,7 +151,11 @@ class Check:
     fix_availability: ClassVar[FixAvailability] = FixAvailability.NEVER
     # Only connection checks run against a target that could not be reached.
     runs_when_unreachable: ClassVar[bool] = False
+    # Connection and pool checks still run (on the one session open) on a server nearly out of slots.
+    runs_when_server_full: ClassVar[bool] = False
     Options: ClassVar[type[CheckOptions]] = CheckOptions
+    # Shared facts this check reads (see Fact); the runner computes each once per target and run.
+    needs: ClassVar[tuple[type[Fact[Any]], ...]] = ()
 
     async def gather(self, session: Any, scope: Scope) -> Any:
         raise NotImplementedError
@@ -76,6 +166,12 @@ class Check:
     async def run(self, session: Any, scope: Scope) -> list[Finding]:
         facts = await self.gather(session, scope)
         return self.evaluate(facts, scope)
+
+    async def fact(self, fact: type[Fact[T]], session: Any, scope: Scope) -> T:
+        """A shared fact this check declared in `needs`, computed once for the target and run."""
+        if fact not in type(self).needs:
+            raise LookupError(f"{self.id} reads the fact {fact.id} without declaring it in `needs`")
+        return await scope.facts.get(fact, session, scope, type(self))
 
     def finding(
         self,
@@ -111,6 +207,7 @@ class Check:
             "title": cls.title,
             "rationale": cls.rationale,
             "fix": cls.fix_availability.value,
+            "needs": [f.id for f in cls.needs],
             "options": {
                 name: {"default": _jsonable(f.default), "description": f.description}
                 for name, f in cls.Options.model_fields.items()
@@ -129,6 +226,10 @@ def _jsonable(value: Any) -> Any:
 class Registry:
     checks: dict[str, type[Check]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # broken plugins, reported not raised
+
+    def facts(self) -> dict[str, type[Fact[Any]]]:
+        """Every fact a registered check declares, by id."""
+        return {f.id: f for check in self.checks.values() for f in check.needs}
 
     def for_engine(self, engine: Engine) -> list[type[Check]]:
         return [c for c in self.checks.values() if c.engine is engine]
@@ -207,6 +308,23 @@ def resolve_options(check: type[Check], target_name: str, target: TargetBase) ->
         raise ConfigError(f'targets.{target_name}.checks."{check.id}": {problems}') from None
 
 
+def resolve_fact_options(fact: type[Fact[Any]], target_name: str, target: TargetBase) -> FactOptions:
+    raw = target.facts.get(fact.id, {})
+    try:
+        return fact.Options(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: "
+            + (
+                f"unknown option (expected one of: {', '.join(fact.Options.model_fields)})"
+                if e["type"] == "extra_forbidden"
+                else e["msg"].removeprefix("Value error, ")
+            )
+            for e in exc.errors()
+        )
+        raise ConfigError(f'targets.{target_name}.facts."{fact.id}": {problems}') from None
+
+
 def validate_check_options(settings: Settings, registry: Registry) -> None:
     """Unknown check ids and bad options in the config are errors, found before any I/O."""
     try:
@@ -231,6 +349,17 @@ def _validate_check_options(settings: Settings, registry: Registry) -> None:
                     f'targets.{name}.checks."{check_id}": a {check.engine.value} check on a {target.kind} target'  # type: ignore[attr-defined]
                 )
             resolve_options(check, name, target)
+        facts = registry.facts()
+        for fact_id in target.facts:
+            fact = facts.get(fact_id)
+            if fact is None:
+                known = ", ".join(sorted(facts)) or "none"
+                raise ConfigError(f'targets.{name}.facts."{fact_id}": no such fact (known: {known})')
+            if fact.engine.value != target.kind:  # type: ignore[attr-defined]
+                raise ConfigError(
+                    f'targets.{name}.facts."{fact_id}": a {fact.engine.value} fact on a {target.kind} target'  # type: ignore[attr-defined]
+                )
+            resolve_fact_options(fact, name, target)
 
 
 @dataclass(frozen=True)
@@ -275,11 +404,12 @@ def select_targets(settings: Settings, names: Sequence[str] | None) -> list[str]
 
 
 class Runner:
-    """Runs the selected checks on the selected targets, all concurrently.
+    """Runs the selected checks on the selected targets, all concurrently, within each server's
+    session budget (checks.budget).
 
     Each check runs under its own timeout; one that raises or times out becomes a CheckError
     and the others go on. A target that cannot be reached yields its connection finding
-    and nothing else.
+    and nothing else. Pass `budgets` to share server budgets between runs (the console does).
     """
 
     def __init__(
@@ -291,6 +421,7 @@ class Runner:
         checks: Sequence[str] | None = None,
         on_target: TargetCallback | None = None,
         on_result: ResultCallback | None = None,
+        budgets: ServerBudgets | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -298,10 +429,13 @@ class Runner:
         self.selected = registry.select(checks)
         self.on_target = on_target
         self.on_result = on_result
+        self.budgets = budgets if budgets is not None else ServerBudgets()
+        self._guards: dict[str, ServerGuard] = {}
         validate_check_options(settings, registry)
 
     async def run(self) -> Report:
         started = time.perf_counter()
+        self._guards = {}  # the free-slot verdict is per run: a server's load changes
         outcomes = await asyncio.gather(*(self.run_target(name) for name in self.target_names))
         statuses = [status for status, _ in outcomes]
         results = [r for _, target_results in outcomes for r in target_results]
@@ -316,35 +450,136 @@ class Runner:
         )
 
     async def run_target(self, name: str) -> tuple[TargetStatus, list[CheckResult]]:
-        from checks.connectors import connect
+        from checks.connectors import connect, failed
 
         target = self.settings.targets[name]
         engine = Engine(target.kind)  # type: ignore[attr-defined]
         checks = [c for c in self.selected if c.engine is engine]
         enabled = [(c, opts) for c in checks if (opts := resolve_options(c, name, target)).enabled]
-        try:
-            # Drivers bound their own connects; this guards against one that does not.
-            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-        except TimeoutError as exc:
-            from checks.connectors import failed
+        budget = self.budgets.for_target(name, self.settings)
+        guard = self._guards.setdefault(budget.server, ServerGuard())
+        async with budget:
+            first = not guard.claimed
+            guard.claimed = True
+            if not first:
+                assert guard.decided is not None
+                await guard.decided.wait()  # no second session before the first has read the free slots
+                if guard.full:
+                    return await self._skip_target(name, target, guard, budget.server)
+            try:
+                # Drivers bound their own connects; this guards against one that does not.
+                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+            except TimeoutError as exc:
+                connection = failed(name, target, exc)
+            try:
+                if first:
+                    try:
+                        if connection.status.reachable:
+                            await self._read_free_slots(engine, connection.session, target, guard)
+                    finally:
+                        assert guard.decided is not None
+                        guard.decided.set()
+                await _notify(self.on_target, connection.status)
+                runnable = [
+                    (c, o) for c, o in enabled if connection.status.reachable or c.runs_when_unreachable
+                ]
+                if guard.full:
+                    runnable = [(c, o) for c, o in runnable if c.runs_when_server_full]
+                facts = FactStore(_fact_requests(runnable))
+                try:
+                    results = list(await asyncio.gather(
+                        *(self._run_one(check, options, name, target, connection, facts)
+                          for check, options in runnable)
+                    ))
+                finally:
+                    facts.close()
+                if guard.full:
+                    ran = {c.id for c, _ in runnable}
+                    skipped = [c.id for c, _ in enabled if c.id not in ran]
+                    results = await self._report_skip(name, target, guard, budget.server, skipped, results,
+                                                       connection.status)
+            finally:
+                await connection.close()
+        return connection.status, results
 
-            connection = failed(name, target, exc)
-        await _notify(self.on_target, connection.status)
+    async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
+        from checks.adapters import adapter_for
+
         try:
-            runnable = [
-                (c, o) for c, o in enabled if connection.status.reachable or c.runs_when_unreachable
-            ]
-            results = await asyncio.gather(
-                *(self._run_one(check, options, name, target, connection) for check, options in runnable)
-            )
-        finally:
-            await connection.close()
-        return connection.status, list(results)
+            slots = await asyncio.wait_for(adapter_for(engine).free_slots(session), target.timeout)
+        except Exception as exc:  # unknown is not full: the pool check reports what it can read
+            slots = FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
+        guard.slots = slots
+        if slots.usable is not None:
+            guard.floor = floor_for(slots.usable, self.settings)
+
+    def _skip_finding(self, name: str, target: TargetBase, guard: ServerGuard, server: str,
+                      skipped: list[str], ran_here: bool) -> Finding:
+        slots = guard.slots
+        assert slots is not None and slots.free is not None
+        check_id = f"{target.kind}.connection"  # type: ignore[attr-defined]
+        where = ("ran only the connection and pool checks on the one session it had open"
+                 if ran_here else "did not connect to this target")
+        return Finding(
+            id=finding_id(check_id, name, server, "server-guard"),
+            check=check_id,
+            severity=Severity.HIGH,
+            target=name,
+            object=server,
+            title="Checks skipped: the server is nearly out of connection slots",
+            message=f"{server} has {slots.free} of {slots.usable} connection slots free, below the floor of "
+            f"{guard.floor}; dbvitals {where} and skipped the rest so as not to take the last slots. Close idle "
+            "connections or shrink the application's pools (or raise the server's limit), then check again.",
+            evidence={
+                "server": server,
+                "usable": slots.usable,
+                "in_use": slots.in_use,
+                "free": slots.free,
+                "floor": guard.floor,
+                "floor_rule": f"the larger of free_slots_floor ({self.settings.free_slots_floor}) and "
+                f"free_slots_floor_percent ({self.settings.free_slots_floor_percent:g} %) of usable",
+                "source": slots.source,
+                "skipped_checks": skipped,
+            },
+        )
+
+    async def _report_skip(self, name: str, target: TargetBase, guard: ServerGuard, server: str,
+                           skipped: list[str], results: list[CheckResult], status: TargetStatus) -> list[CheckResult]:
+        finding = self._skip_finding(name, target, guard, server, skipped, ran_here=True)
+        for i, result in enumerate(results):
+            if result.check == finding.check:  # folded into the connection check's result
+                results[i] = CheckResult(name, result.check, [*result.findings, finding], result.error,
+                                         result.duration_ms)
+                await _notify(self.on_result, results[i])
+                return results
+        extra = CheckResult(name, finding.check, [finding], None, 0.0)
+        await _notify(self.on_result, extra)
+        return [*results, extra]
+
+    async def _skip_target(self, name: str, target: TargetBase, guard: ServerGuard,
+                           server: str) -> tuple[TargetStatus, list[CheckResult]]:
+        engine = Engine(target.kind)  # type: ignore[attr-defined]
+        status = TargetStatus(
+            name=name,
+            kind=engine,
+            state=TargetState.SKIPPED,
+            error="not checked: its server is nearly out of connection slots",
+            environment=target.environment,
+            url=target.masked_url,
+        )
+        await _notify(self.on_target, status)
+        skipped = [c.id for c in self.selected if c.engine is engine and resolve_options(c, name, target).enabled]
+        finding = self._skip_finding(name, target, guard, server, skipped, ran_here=False)
+        result = CheckResult(name, finding.check, [finding], None, 0.0)
+        await _notify(self.on_result, result)
+        return status, [result]
 
     async def _run_one(
-        self, check_cls: type[Check], options: CheckOptions, name: str, target: TargetBase, connection: Any
+        self, check_cls: type[Check], options: CheckOptions, name: str, target: TargetBase, connection: Any,
+        facts: FactStore | None = None,
     ) -> CheckResult:
-        scope = Scope(target=name, config=target, options=options, status=connection.status)
+        scope = Scope(target=name, config=target, options=options, status=connection.status,
+                      facts=facts if facts is not None else FactStore())
         started = time.perf_counter()
         error: CheckError | None = None
         findings: list[Finding] = []
@@ -358,6 +593,15 @@ class Runner:
         result = CheckResult(name, check_cls.id, findings, error, (time.perf_counter() - started) * 1000)
         await _notify(self.on_result, result)
         return result
+
+
+def _fact_requests(runnable: Iterable[tuple[type[Check], CheckOptions]]) -> dict[str, tuple[FactRequest, ...]]:
+    """Which checks of this target's run declared each fact."""
+    requests: dict[str, list[FactRequest]] = {}
+    for check, options in runnable:
+        for fact in check.needs:
+            requests.setdefault(fact.id, []).append(FactRequest(check, options))
+    return {fact_id: tuple(r) for fact_id, r in requests.items()}
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

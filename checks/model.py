@@ -65,6 +65,8 @@ class TargetState(str, enum.Enum):
     TLS_ERROR = "tls_error"
     UNKNOWN_HOST = "unknown_host"
     ERROR = "error"
+    # Not connected on purpose: its server had too few connection slots free (checks.budget).
+    SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class PoolCheck(Check):
 
     severity: ClassVar[Severity] = Severity.HIGH
     fix_availability: ClassVar[FixAvailability] = FixAvailability.SOMETIMES
+    runs_when_server_full: ClassVar[bool] = True
     Options = PoolOptions
 
     def capacity_findings(self, scope: Scope, capacity: Capacity, *, object: str, setting: str) -> list[Finding]:

@@ -23,6 +23,7 @@ from checks.model import Engine, FixStep
 SideFile = Callable[[str], Path]  # a journal side file by name
 
 if TYPE_CHECKING:
+    from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution
@@ -52,6 +53,10 @@ class EngineAdapter:
 
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         """(connections in use, connections the server allows), either None when unknown."""
+        raise NotImplementedError
+
+    async def free_slots(self, session: Any) -> FreeSlots:
+        """What the server behind a check session has left for new clients (checks.budget)."""
         raise NotImplementedError
 
     # --- fixes ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from checks.fixes.quoting import js_database, js_value
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
+    from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution
@@ -35,6 +36,11 @@ class MongoAdapter(EngineAdapter):
         current, available = int_or_none(connections.get("current")), int_or_none(connections.get("available"))
         # Some servers report available = 0 without meaning it: then the limit is unknown.
         return current, (current + available) if current is not None and available else None
+
+    async def free_slots(self, session: Any) -> FreeSlots:
+        from checks.connectors.mongodb import free_slots
+
+        return await free_slots(session)
 
     async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
         from checks.fixes.mongodb import execute

@@ -12,6 +12,7 @@ from checks.fixes.quoting import sql_text
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
+    from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution
@@ -38,6 +39,11 @@ class PostgresAdapter(EngineAdapter):
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         row = await session.fetchrow(CONNECTIONS_QUERY)
         return row["used"], row["allowed"]
+
+    async def free_slots(self, session: Any) -> FreeSlots:
+        from checks.connectors.postgres import free_slots
+
+        return await free_slots(session)
 
     async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
         from checks.fixes.postgres import execute

@@ -23,6 +23,7 @@ from checks.fixes.redis import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, p
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
+    from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution
@@ -49,6 +50,11 @@ class RedisAdapter(EngineAdapter):
             except Exception:  # CONFIG may be renamed or forbidden: the limit stays unknown
                 allowed = None
         return int_or_none(info.get("connected_clients")), int_or_none(allowed)
+
+    async def free_slots(self, session: Any) -> FreeSlots:
+        from checks.connectors.redis import free_slots
+
+        return await free_slots(session)
 
     async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
         from checks.fixes.redis import execute

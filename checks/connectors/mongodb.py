@@ -9,8 +9,10 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.uri_parser import parse_uri
 
+from checks.budget import FreeSlots
 from checks.config import TargetBase
 from checks.connectors import Connection, failed
+from checks.connectors.topology import topology_role
 from checks.model import Engine, TargetState, TargetStatus
 
 SYSTEM_DATABASES = {"admin", "local", "config"}
@@ -44,7 +46,8 @@ def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
         "connectTimeoutMS": int(target.timeout * 1000),
         "timeoutMS": int(target.timeout * 1000),
         "appname": "dbvitals",
-        "maxPoolSize": 8,
+        # The checks of a target share one connection to the server (pymongo adds its monitor's).
+        "maxPoolSize": 1,
     }
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
@@ -80,13 +83,15 @@ async def connect(name: str, target: TargetBase) -> Connection:
     return Connection(status=status, session=MongoSession(client, default_db, dict(hello)))
 
 
-def topology_role(hello: dict[str, Any]) -> str:
-    if hello.get("msg") == "isdbgrid":
-        return "mongos"
-    if not hello.get("setName"):
-        return "standalone"
-    if hello.get("isWritablePrimary") or hello.get("ismaster"):
-        return f"primary of {hello['setName']}"
-    if hello.get("secondary"):
-        return f"secondary of {hello['setName']}"
-    return f"member of {hello['setName']}"
+async def free_slots(session: MongoSession) -> FreeSlots:
+    """serverStatus connections: current against current + available. A server that does not
+    report `available` (or reports 0 while answering us, as SecantusDB does) leaves it unknown."""
+    status = await session.client.admin.command({"serverStatus": 1, "repl": 0, "metrics": 0, "locks": 0})
+    connections = status.get("connections") or {}
+    current, available = connections.get("current"), connections.get("available")
+    known = isinstance(current, (int, float)) and isinstance(available, (int, float)) and available > 0
+    return FreeSlots(
+        usable=int(current + available) if known else None,
+        in_use=int(current) if isinstance(current, (int, float)) else None,
+        source="serverStatus.connections" if known else "serverStatus.connections (available not reported)",
+    )

@@ -10,7 +10,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from checks.config import TargetBase
+from checks.budget import FreeSlots
 from checks.connectors import Connection, failed
+from checks.connectors.marker import marked
 from checks.model import Engine, TargetState, TargetStatus
 
 APPLICATION_NAME = "dbvitals"
@@ -51,8 +53,37 @@ def session_settings(timeout: float, *, read_only: bool = True) -> dict[str, str
     return settings
 
 
+class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Every statement leaves with the dbvitals marker in front (see checks.connectors.marker)."""
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().execute(marked(query), *args, **kwargs)
+
+    async def executemany(self, command: str, args: Any, **kwargs: Any) -> Any:
+        return await super().executemany(marked(command), args, **kwargs)
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetch(marked(query), *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchrow(marked(query), *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchval(marked(query), *args, **kwargs)
+
+    async def fetchmany(self, query: str, args: Any, **kwargs: Any) -> Any:
+        return await super().fetchmany(marked(query), args, **kwargs)
+
+    async def prepare(self, query: str, **kwargs: Any) -> Any:
+        return await super().prepare(marked(query), **kwargs)
+
+    def cursor(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return super().cursor(marked(query), *args, **kwargs)
+
+
 class PostgresSession:
-    """A small pool, so the checks of one target run concurrently."""
+    """The checks of one target share one server session (a pool of one): a server's connection
+    slots are the application's, and the checks' statements are short."""
 
     def __init__(self, pool: asyncpg.Pool, database: str) -> None:
         self.pool = pool
@@ -80,7 +111,7 @@ class PostgresSession:
             self.pool.terminate()
 
 
-async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int = 4) -> asyncpg.Pool:
+async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int = 1) -> asyncpg.Pool:
     password = target.password.get_secret_value() if target.password else None
     kwargs: dict[str, Any] = {}
     if password is not None:
@@ -95,6 +126,7 @@ async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int
             server_settings=session_settings(target.timeout, read_only=read_only),
             # No statement cache: catalog queries run once per check and pgbouncer may sit between.
             statement_cache_size=0,
+            connection_class=MarkedConnection,
             **kwargs,
         ),
         timeout=target.timeout + 1,
@@ -125,3 +157,23 @@ async def connect(name: str, target: TargetBase) -> Connection:
         role="replica" if in_recovery else "primary",
     )
     return Connection(status=status, session=PostgresSession(pool, database))
+
+
+FREE_SLOTS_QUERY = """
+SELECT current_setting('max_connections')::int
+       - current_setting('superuser_reserved_connections')::int
+       - coalesce(current_setting('reserved_connections', true), '0')::int AS usable,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int AS in_use
+"""
+
+
+async def free_slots(session: PostgresSession) -> FreeSlots:
+    """Slots left for ordinary clients: max_connections less the reserved ones (16+ reserves
+    reserved_connections too) against the client backends open now, ours included."""
+    row = await session.fetchrow(FREE_SLOTS_QUERY)
+    return FreeSlots(
+        usable=row["usable"],
+        in_use=row["in_use"],
+        source="max_connections − superuser_reserved_connections − reserved_connections; "
+        "client backends in pg_stat_activity",
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from checks.budget import FreeSlots
 from checks.config import TargetBase
 from checks.connectors import Connection, failed
 from checks.model import Engine, TargetState, TargetStatus
@@ -29,16 +30,39 @@ class RedisSession:
 
 
 def make_client(target: TargetBase, **overrides: Any) -> aioredis.Redis:
+    """One connection, which concurrent callers wait for in turn (a blocking pool of one): the
+    checks of a target share one server session, as the server budget counts it."""
     kwargs: dict[str, Any] = {
         "socket_timeout": target.timeout,
         "socket_connect_timeout": target.timeout,
         "client_name": "dbvitals",
-        "max_connections": 16,
+        "max_connections": 1,
+        "timeout": None,  # waiting for the connection is bounded by each check's own timeout
     }
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
     kwargs.update(overrides)
-    return aioredis.Redis.from_url(target.connect_url, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(target.connect_url, **kwargs)
+    return aioredis.Redis.from_pool(pool)
+
+
+async def free_slots(session: RedisSession) -> FreeSlots:
+    """maxclients (INFO clients since Redis 7, else CONFIG GET) against connected_clients."""
+    info = await session.client.info("clients")
+    usable = info.get("maxclients")
+    source = "maxclients and connected_clients in INFO clients"
+    if usable is None:
+        try:
+            reply = await session.client.config_get("maxclients")
+            usable = reply.get("maxclients")
+            source = "CONFIG GET maxclients; connected_clients in INFO clients"
+        except aioredis.ResponseError:  # managed services refuse CONFIG: the limit stays unknown
+            source = "connected_clients in INFO clients; maxclients not readable (CONFIG refused)"
+    return FreeSlots(
+        usable=None if usable is None else int(usable),
+        in_use=int(info["connected_clients"]) if "connected_clients" in info else None,
+        source=source,
+    )
 
 
 async def connect(name: str, target: TargetBase) -> Connection:

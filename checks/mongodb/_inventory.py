@@ -27,14 +27,11 @@ import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
-from bson.code import Code
-from bson.max_key import MaxKey
-from bson.min_key import MinKey
-from pymongo import timeout as operation_timeout
-from pymongo.errors import PyMongoError
+if TYPE_CHECKING:  # the driver is imported where it is used: the check catalog loads without it
+    from pymongo.errors import PyMongoError
 
 CONCURRENCY = 8  # the session's pool holds 8 connections
 # `collStats` is deprecated in favour of `$collStats`, but SecantusDB's `$collStats` reports
@@ -218,6 +215,9 @@ async def _attempt(session: Any, budget: float, call: Callable[[], Awaitable[Any
     for other in in_flight.values():
         other.overlapped = True
     in_flight[id(mine)] = mine
+    from pymongo import timeout as operation_timeout
+    from pymongo.errors import PyMongoError
+
     try:
         with operation_timeout(budget):
             return _Attempt(reply=await call(), overlapped=mine.overlapped)
@@ -382,20 +382,27 @@ def figure(value: int | None, info: CollectionInfo) -> int | str:
 
 # --- bounded sampling -----------------------------------------------------------------------------
 
-_BSON_TYPES: tuple[tuple[type, str], ...] = (
-    (bool, "bool"), (Int64, "long"), (int, "int"), (float, "double"), (str, "string"),
-    (dt.datetime, "date"), (ObjectId, "objectId"), (dict, "object"), (list, "array"),
-    (Binary, "binData"), (bytes, "binData"), (uuid.UUID, "binData"), (Decimal128, "decimal"),
-    (Timestamp, "timestamp"), (Regex, "regex"), (re.Pattern, "regex"), (Code, "javascript"),
-    (MinKey, "minKey"), (MaxKey, "maxKey"),
-)
+@cache
+def _bson_types() -> tuple[tuple[type, str], ...]:
+    from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
+    from bson.code import Code
+    from bson.max_key import MaxKey
+    from bson.min_key import MinKey
+
+    return (
+        (bool, "bool"), (Int64, "long"), (int, "int"), (float, "double"), (str, "string"),
+        (dt.datetime, "date"), (ObjectId, "objectId"), (dict, "object"), (list, "array"),
+        (Binary, "binData"), (bytes, "binData"), (uuid.UUID, "binData"), (Decimal128, "decimal"),
+        (Timestamp, "timestamp"), (Regex, "regex"), (re.Pattern, "regex"), (Code, "javascript"),
+        (MinKey, "minKey"), (MaxKey, "maxKey"),
+    )
 
 
 def bson_type(value: Any) -> str:
     """The `$type` alias of a decoded BSON value."""
     if value is None:
         return "null"
-    for cls, alias in _BSON_TYPES:
+    for cls, alias in _bson_types():
         if isinstance(value, cls):
             if alias == "int" and not -(2**31) <= value < 2**31:
                 return "long"
@@ -518,6 +525,8 @@ def replace_sample(drawn: Sample, **changes: Any) -> Sample:
 
 
 def oid_time(value: Any) -> dt.datetime | None:
+    from bson import ObjectId
+
     return value.generation_time if isinstance(value, ObjectId) else None
 
 
@@ -621,6 +630,8 @@ def _kind(value: Any) -> str:
             values = value["$in"]
             return "equality" if isinstance(values, list) and len(values) == 1 else "in"
         return "range"
+    from bson import Regex
+
     if isinstance(value, (re.Pattern, Regex)):
         return "range"
     return "equality"

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
-from pymongo.errors import OperationFailure
 
 from checks.config import IndexExpectation, QueryExpectation
 from checks.engine import Check, CheckOptions, Scope
@@ -384,6 +383,8 @@ class MissingIndex(Check):
         return SourceState(name, False, f"{len(entries)} scans or long operations running now"), entries
 
     async def _profile(self, session: Any, database: str, limit: int) -> tuple[ProfilerState, list[dict[str, Any]]]:
+        from pymongo.errors import OperationFailure  # the driver only when a check runs
+
         entries: list[dict[str, Any]] = []
         try:
             setting = await read_profiler_setting(session.client, database)
@@ -415,6 +416,8 @@ class MissingIndex(Check):
         find: dict[str, Any] = {"find": shape.collection, "filter": shape.filter}
         if shape.sort:
             find["sort"] = shape.sort
+        from pymongo.errors import OperationFailure  # the driver only when a check runs
+
         try:
             explain = await limited(
                 session, session.client[shape.database].command({"explain": find, "verbosity": "queryPlanner"})

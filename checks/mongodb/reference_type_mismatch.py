@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson import ObjectId
 from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
@@ -155,6 +154,8 @@ class ReferenceTypeMismatch(Check):
             return reference
         strings = [v for v in values.examples if isinstance(v, str)]
         if strings and "objectId" in target_values.types:
+            from bson import ObjectId  # the driver only when a check runs: the catalog loads without it
+
             target_coll = session.client[db][target]
             hex_ids = [ObjectId(s) for s in strings if OBJECT_ID_HEX.match(s)]
             try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from checks.connectors.mongodb import topology_role
+from checks.connectors.topology import topology_role
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from itertools import permutations
 from typing import Any
 
-import asyncpg
-
 from checks.postgres._catalog import Catalog, Table, quote_ident
 
 PROBE = "dbvitals_advisor_probe"
@@ -213,10 +211,14 @@ async def advise(conn: Any, hypopg_schema: str, snapshot: Catalog, statement: St
     if not preparable(statement.query):
         return Advice(statement, "not a statement the planner can plan alone (only SELECT, INSERT, UPDATE, DELETE)")
     hypo = quote_ident(hypopg_schema)
+    import asyncpg  # the driver only when a check runs: the catalog loads without it
+
     try:
         async with conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL statement_timeout = {int(settings.statement_timeout_ms)}; "
-                               "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_partition_pruning = off")
+            # One statement each, so that each carries the dbvitals marker.
+            await conn.execute(f"SET LOCAL statement_timeout = {int(settings.statement_timeout_ms)}")
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await conn.execute("SET LOCAL enable_partition_pruning = off")
             return await _advise(conn, hypo, snapshot, statement, settings)
     except _Unplannable as exc:
         return Advice(statement, str(exc))
@@ -228,6 +230,8 @@ async def advise(conn: Any, hypopg_schema: str, snapshot: Catalog, statement: St
 
 
 async def _quietly(conn: Any, command: str) -> None:
+    import asyncpg
+
     try:
         await conn.execute(command)
     except asyncpg.PostgresError:  # nothing to clean, or the connection is going away anyway
@@ -241,6 +245,8 @@ class _Unplannable(Exception):
 async def _explain(conn: Any, query: str, count: int | None = None) -> tuple[dict[str, Any], int]:
     # Prepared afresh each time: a prepared statement keeps its generic plan, and a hypothetical
     # index does not invalidate it.
+    import asyncpg
+
     try:
         await conn.execute(f"PREPARE {PROBE} AS {query}")
     except asyncpg.PostgresSyntaxError as exc:

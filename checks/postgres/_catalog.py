@@ -2,8 +2,8 @@
 catalog snapshot (tables, columns, constraints, indexes) read once per run and reused.
 
 The snapshot is read in one REPEATABLE READ, read-only transaction so that every check judges
-the same schema, and it is shared by the checks of one session because six of them need it
-and a large schema (thousands of tables and indexes) should be read once, not six times.
+the same schema, and it is a shared fact (CatalogSnapshot) that the checks needing it declare: a
+large schema (thousands of tables and indexes) is read once per target and run, not once per check.
 
 A table someone holds (or waits for) an ACCESS EXCLUSIVE lock on cannot be read: its size and
 its indexes' definitions need a lock that would wait. Such tables are left out of the snapshot
@@ -13,14 +13,15 @@ judged and the locked one is reported (postgres.locked-relation) rather than fai
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from checks.engine import Fact, FactContext
+from checks.model import Engine
 
 # --- quoting --------------------------------------------------------------------------------------
 
@@ -542,20 +543,15 @@ async def _read_rows(conn: Any) -> dict[str, list[Any]]:
     return rows
 
 
-# One snapshot per session and run: the checks of a target start together, so a snapshot begun
-# a few seconds ago is this run's; a console that keeps its session and refreshes gets a new one.
-SNAPSHOT_REUSE_S = 10.0
-_SNAPSHOTS: weakref.WeakKeyDictionary[Any, tuple[float, asyncio.Future[Catalog]]] = weakref.WeakKeyDictionary()
+class CatalogSnapshot(Fact[Catalog]):
+    """The schema as one REPEATABLE READ snapshot: every check of a run judges the same one."""
 
+    id = "postgres.catalog"
+    engine = Engine.POSTGRES
+    description = "Tables, columns, constraints and indexes, read once per target and run."
 
-async def catalog(session: Any) -> Catalog:
-    now = time.monotonic()
-    cached = _SNAPSHOTS.get(session)
-    if cached is not None and now - cached[0] < SNAPSHOT_REUSE_S and cached[1].get_loop() is asyncio.get_running_loop():
-        return await asyncio.shield(cached[1])
-    future = asyncio.ensure_future(read_catalog(session))
-    _SNAPSHOTS[session] = (now, future)
-    return await asyncio.shield(future)
+    async def compute(self, session: Any, context: FactContext) -> Catalog:
+        return await read_catalog(session)
 
 
 # --- shared judgement helpers -------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, Constraint, catalog, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, quote_ident
 from checks.postgres._fixes import sql
 
 # Only the definitions of the constraints found, for the evidence and the inverse.
@@ -42,6 +42,7 @@ def describe(snapshot: Catalog, fk: Constraint) -> str:
 
 class DuplicateFk(Check):
     id = "postgres.duplicate-fk"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Duplicated foreign key"
     severity = Severity.MEDIUM
@@ -52,7 +53,7 @@ class DuplicateFk(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        snapshot = await catalog(session)
+        snapshot = await self.fact(CatalogSnapshot, session, scope)
         wanted = [fk.oid for group in duplicate_fk_groups(snapshot) for fk in group]
         rows = await session.fetch(DEFINITIONS_QUERY, wanted) if wanted else []
         return Facts(snapshot, {r["oid"]: r["definition"] for r in rows})

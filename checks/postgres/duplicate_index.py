@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
-from checks.postgres._catalog import Catalog, Index, catalog, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, human_bytes
 from checks.postgres._fixes import drop_index_fix
 
 
@@ -38,6 +38,7 @@ def keeper(group: list[Index], protected: dict[int, str]) -> Index:
 
 class DuplicateIndex(Check):
     id = "postgres.duplicate-index"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Duplicate index"
     severity = Severity.MEDIUM
@@ -48,7 +49,7 @@ class DuplicateIndex(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog

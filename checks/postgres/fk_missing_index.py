@@ -8,7 +8,7 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, Constraint, Index, catalog, new_index_name, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, new_index_name, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, sql
 
 
@@ -35,6 +35,7 @@ def covering_index(snapshot: Catalog, fk: Constraint) -> Index | None:
 
 class FkMissingIndex(Check):
     id = "postgres.fk-missing-index"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Foreign key without an index on its columns"
     severity = Severity.MEDIUM
@@ -47,7 +48,7 @@ class FkMissingIndex(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog

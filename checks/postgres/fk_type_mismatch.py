@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import asyncpg
 from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
@@ -22,7 +21,7 @@ from checks.postgres._catalog import (
     Column,
     Table,
     TableRef,
-    catalog,
+    CatalogSnapshot,
     quote_ident,
     resolve_reference,
     snake,
@@ -81,6 +80,7 @@ class Facts:
 
 class FkTypeMismatch(Check):
     id = "postgres.fk-type-mismatch"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Reference column type differs from the key it points at"
     severity = Severity.HIGH
@@ -93,7 +93,7 @@ class FkTypeMismatch(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        snapshot = await catalog(session)
+        snapshot = await self.fact(CatalogSnapshot, session, scope)
         references, unresolved = find_references(snapshot, scope.config.expect.references, scope.options.implied)
         counts: dict[tuple[int, int], ValueCount] = {}
         for ref in references:
@@ -272,6 +272,8 @@ async def count_unmatched(session, ref: Reference, options: Options) -> ValueCou
         query = UNMATCHED_QUERY.format(
             column=quote_ident(ref.columns[0].name), table=table.qualified,
             ref_table=ref_table.qualified, ref_column=quote_ident(ref.ref_columns[0].name))
+    import asyncpg  # the driver only when a check runs: the catalog loads without it
+
     try:
         row = await session.fetchrow(query)
     except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as exc:

@@ -9,7 +9,7 @@ from itertools import combinations
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Severity
-from checks.postgres._catalog import Catalog, catalog, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, quote_ident
 from checks.postgres.duplicate_fk import describe, judged_foreign_keys
 
 
@@ -32,6 +32,7 @@ def intersected_pairs(snapshot: Catalog) -> list[tuple]:
 
 class IntersectedFk(Check):
     id = "postgres.intersected-fk"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Foreign keys with overlapping columns"
     severity = Severity.LOW
@@ -41,7 +42,7 @@ class IntersectedFk(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, Index, catalog, concurrent_definition, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition, human_bytes
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql
 
 
@@ -18,6 +18,7 @@ class Facts:
 
 class InvalidIndex(Check):
     id = "postgres.invalid-index"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Invalid index"
     severity = Severity.HIGH
@@ -28,7 +29,7 @@ class InvalidIndex(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog

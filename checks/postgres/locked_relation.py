@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
-from checks.postgres._catalog import Catalog, RelationLock, catalog
+from checks.postgres._catalog import Catalog, CatalogSnapshot, RelationLock
 from checks.postgres.long_transactions import INSUFFICIENT, _age
 
 
@@ -19,6 +19,7 @@ class Facts:
 
 class LockedRelation(Check):
     id = "postgres.locked-relation"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Table locked ACCESS EXCLUSIVE"
     severity = Severity.HIGH
@@ -31,7 +32,7 @@ class LockedRelation(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         findings = []

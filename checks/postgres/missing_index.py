@@ -14,14 +14,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import asyncpg
 from pydantic import Field
 
+from checks.connectors.marker import STATEMENT_MARKER, is_own_statement
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres import _advisor
 from checks.postgres._advisor import Advice, Proposal, consolidate
-from checks.postgres._catalog import Catalog, Table, catalog, new_index_name, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, new_index_name, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, sql
 from checks.postgres._statement_shape import Shape, parse
 
@@ -45,6 +45,7 @@ STATEMENTS_QUERY = """
 SELECT s.query, s.calls, s.total_exec_time::float8 AS total_ms, s.mean_exec_time::float8 AS mean_ms, s.rows
 FROM {schema}.pg_stat_statements s
 WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND s.query NOT LIKE '%{marker}%'
 ORDER BY s.total_exec_time DESC
 LIMIT $1
 """
@@ -199,6 +200,7 @@ def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], sna
 
 class MissingIndex(Check):
     id = "postgres.missing-index"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Missing index (planner-verified)"
     severity = Severity.MEDIUM
@@ -212,7 +214,7 @@ class MissingIndex(Check):
 
     async def gather(self, session, scope: Scope) -> Facts:
         options = scope.options
-        snapshot = await catalog(session)
+        snapshot = await self.fact(CatalogSnapshot, session, scope)
         stats = tuple(TableStats(**dict(r)) for r in await session.fetch(QUERY))
         ext = await session.fetchrow(EXTENSIONS_QUERY)
         declared = tuple(Statement(q.sql, 0, 0.0, 0.0, 0, parse(q.sql)) for q in scope.config.expect.queries)
@@ -412,12 +414,16 @@ async def _statements(session, ext, options: Options) -> tuple[Availability, tup
                "pg_stat_statements is not in shared_preload_libraries (it needs a server restart) "
                "and not created in this database")
         return Availability(False, f"not available: {why}"), ()
+    import asyncpg  # the driver only when a check runs: the catalog loads without it
+
     try:
-        rows = await session.fetch(STATEMENTS_QUERY.format(schema=quote_ident(ext["pgss_schema"])), options.statements)
+        rows = await session.fetch(
+            STATEMENTS_QUERY.format(schema=quote_ident(ext["pgss_schema"]), marker=STATEMENT_MARKER), options.statements)
     except asyncpg.PostgresError as exc:
         return Availability(False, f"not available: {exc}"), ()
     statements = tuple(Statement(r["query"], r["calls"], r["total_ms"], r["mean_ms"], r["rows"], parse(r["query"]))
-                       for r in rows)
+                       for r in rows
+                       if not is_own_statement(r["query"]))  # dbvitals' own catalog reads are no workload
     return Availability(True, f"pg_stat_statements ({len(rows)} heaviest statements read)"), statements
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, Index, Table, catalog, human_bytes, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, Table, human_bytes, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
 
 
@@ -35,6 +35,7 @@ def promotable_index(snapshot: Catalog, table: Table) -> Index | None:
 
 class NoPrimaryKey(Check):
     id = "postgres.no-primary-key"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Table without a primary key"
     severity = Severity.MEDIUM
@@ -46,7 +47,7 @@ class NoPrimaryKey(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
-from checks.postgres._catalog import Catalog, Index, catalog, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, human_bytes
 from checks.postgres._fixes import drop_index_fix
 from checks.postgres.duplicate_index import duplicate_groups, keeper
 
@@ -96,6 +96,7 @@ def redundant_pairs(snapshot: Catalog) -> list[tuple[Index, Index, str]]:
 
 class RedundantIndex(Check):
     id = "postgres.redundant-index"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Redundant index (covered by another)"
     severity = Severity.LOW
@@ -107,7 +108,7 @@ class RedundantIndex(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await catalog(session))
+        return Facts(await self.fact(CatalogSnapshot, session, scope))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog

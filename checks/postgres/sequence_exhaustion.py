@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import INTEGER_MAX, Catalog, catalog, qualified, quote_ident
+from checks.postgres._catalog import INTEGER_MAX, Catalog, CatalogSnapshot, qualified, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
 
 # A sequence this role may not read shows last_value NULL with readable = false: reported, not guessed.
@@ -196,6 +196,7 @@ def rate(seq: Sequence, rates: Rates, snapshot: Catalog) -> tuple[float | None, 
 
 class SequenceExhaustion(Check):
     id = "postgres.sequence-exhaustion"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Sequence close to running out"
     severity = Severity.HIGH
@@ -207,7 +208,7 @@ class SequenceExhaustion(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        snapshot = await catalog(session)
+        snapshot = await self.fact(CatalogSnapshot, session, scope)
         rows = await session.fetch(QUERY)
         read_at = asyncio.get_running_loop().time()
         sequences = tuple(Sequence(**dict(r)) for r in rows)

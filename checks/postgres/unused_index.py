@@ -10,7 +10,7 @@ from pydantic import Field
 from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
-from checks.postgres._catalog import Catalog, catalog, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot, human_bytes
 from checks.postgres._fixes import drop_index_fix
 
 # A partition's index counts toward its parent's partitioned index: partitions are not judged one by one.
@@ -67,6 +67,7 @@ class Facts:
 
 class UnusedIndex(Check):
     id = "postgres.unused-index"
+    needs = (CatalogSnapshot,)
     engine = Engine.POSTGRES
     title = "Index never used"
     severity = Severity.LOW
@@ -79,7 +80,7 @@ class UnusedIndex(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        snapshot = await catalog(session)
+        snapshot = await self.fact(CatalogSnapshot, session, scope)
         rows = await session.fetch(QUERY)
         history = await session.fetchrow(HISTORY_QUERY)
         return Facts(snapshot, {r["index_oid"]: r["scans"] for r in rows}, History(**dict(history)))

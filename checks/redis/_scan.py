@@ -9,8 +9,8 @@ and a reservoir of keys (for MEMORY USAGE, measured after the pass and extrapola
 type a bounded heap of the biggest keys. Too many distinct patterns (names with a free-text
 part) collapse into `{name}` and, at worst, `{any}`.
 
-`redis.ttl-coverage` and `redis.big-keys` both read the result: `shared_scan` runs one pass
-per session and plan, however many checks ask for it.
+`redis.ttl-coverage` and `redis.big-keys` both read the result, as the shared fact
+`redis.keyspace` (checks/redis/_keyspace.py): one pass per target and run.
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ import heapq
 import math
 import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
-
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
 from checks.redis._patterns import display_key, infer_pattern, is_placeholder, split_segments
 from checks.secrets import mask_url
+
+if TYPE_CHECKING:  # the driver is imported where a scan runs: the check catalog loads without it
+    import redis.asyncio as aioredis
 
 TTL_SAMPLE = 101  # TTLs (and idle times) kept per pattern for the percentiles
 MEMORY_SAMPLE = 16  # keys per pattern measured at least, when it has that many (its key reservoir)
@@ -510,7 +508,7 @@ class KeyspaceScan:
 
 @dataclass(frozen=True)
 class ScanPlan:
-    """How to read the keyspace; equal plans share one pass per session."""
+    """How to read the keyspace (built by the redis.keyspace fact from its options)."""
 
     scan_limit: int | None = None  # keys, over all databases
     throttle: int | None = None  # keys per second
@@ -612,6 +610,8 @@ class Commands:
                 if reply is False:
                     data = await stream.read(1 << 17)
                     if not data:
+                        from redis.exceptions import ConnectionError as RedisConnectionError
+
                         raise RedisConnectionError("connection closed by the server during the scan")
                     self.reader.feed(data)
                     continue
@@ -804,6 +804,8 @@ async def _scripted_pass(
     node: str,
     throttle: _Throttle,
 ) -> None:
+    from redis.exceptions import ResponseError
+
     every = plan.sample_every if plan.memory_sample or access else 0
 
     async def page(cursor: Any, position: int) -> Any:
@@ -1052,11 +1054,16 @@ async def _big_keys(
 
 def client_for(base: aioredis.Redis, **overrides: Any) -> aioredis.Redis:
     """A client with `base`'s settings (credentials, timeouts, TLS) but another db or host."""
+    import redis.asyncio as aioredis
+
     kwargs = dict(base.connection_pool.connection_kwargs)
     kwargs.update(overrides)
     connection_class = base.connection_pool.connection_class
-    pool = aioredis.ConnectionPool(connection_class=connection_class, max_connections=4, **kwargs)
-    return aioredis.Redis(connection_pool=pool)
+    # One connection, as the target's own session: the server budget counts sessions.
+    kwargs.pop("max_connections", None)
+    kwargs.pop("timeout", None)
+    pool = aioredis.BlockingConnectionPool(connection_class=connection_class, max_connections=1, timeout=None, **kwargs)
+    return aioredis.Redis.from_pool(pool)
 
 
 async def cluster_masters(client: aioredis.Redis) -> list[tuple[str, int]]:
@@ -1084,25 +1091,13 @@ async def cluster_masters(client: aioredis.Redis) -> list[tuple[str, int]]:
     return sorted(masters)
 
 
-class Demand:
-    """What the checks waiting on a pass need beyond TYPE and TTL. Checks may join until the
-    pass reads its first key (`settle`); after that, what it reads is fixed."""
-
-    def __init__(self, lengths: bool = True) -> None:
-        self.lengths = lengths
-        self.settled = False
-
-    def settle(self) -> bool:
-        self.settled = True
-        return self.lengths
-
-
 async def scan_keyspace(
-    session: Any, plan: ScanPlan, target_url: str, password: str | None = None, demand: Demand | None = None
+    session: Any, plan: ScanPlan, target_url: str, password: str | None = None, lengths: bool = True
 ) -> KeyspaceScan:
     """The whole pass: the named database, every database holding keys, or every master.
-    Lengths are read when `demand` asks for them (by default, always)."""
-    demand = demand or Demand()
+    `lengths`: read each key's length too (redis.big-keys needs it)."""
+    import redis.asyncio as aioredis
+
     started = time.monotonic()
     rng = random.Random(0x5CA7)
     big = _BigKeyHeap(dict(plan.big_thresholds), plan.big_keys_kept)
@@ -1141,7 +1136,6 @@ async def scan_keyspace(
             owned.extend(per_node)
             sizes = [int(await c.dbsize()) for c in per_node]
             limits = _apportion(plan.scan_limit, sizes)
-            lengths = demand.settle()
             # One budget for all masters: each node's pass counts against the same rate.
             rate_share = throttle
             node_scans = await asyncio.gather(*(
@@ -1164,7 +1158,6 @@ async def scan_keyspace(
                 selection = "every database holding keys (INFO keyspace)"
                 chosen = sorted((db, keys) for db, (keys, _) in counts.items() if keys > 0)
             limits = _apportion(plan.scan_limit, [keys for _, keys in chosen])
-            lengths = demand.settle()
             for (db, keys), limit in zip(chosen, limits):
                 client = base if int(base.connection_pool.connection_kwargs.get("db", 0) or 0) == db else client_for(base, db=db)
                 if client is not base:
@@ -1230,46 +1223,3 @@ def merge_databases(scans: list[DatabaseScan], rng: random.Random) -> DatabaseSc
             else:
                 existing.merge(stats, rng)
     return merged
-
-
-# --- One pass per session ------------------------------------------------------------------------
-
-_SHARED: weakref.WeakKeyDictionary[Any, dict[tuple[ScanPlan, str], _SharedPass]] = weakref.WeakKeyDictionary()
-
-
-@dataclass
-class _SharedPass:
-    task: asyncio.Task[KeyspaceScan]
-    demand: Demand
-    waiters: int = 0
-
-
-async def shared_scan(
-    session: Any, plan: ScanPlan, target_url: str, password: str | None = None, lengths: bool = True
-) -> KeyspaceScan:
-    """The pass for this session and plan: started by the first check that asks, awaited by
-    the others. It reads lengths if any check asked for them before it read its first key
-    (the checks of one run all ask at once); one asking later for lengths a pass without them
-    gets a pass of its own. It is cancelled only when every check waiting on it is."""
-    passes = _SHARED.setdefault(session, {})
-    shared = passes.get((plan, target_url))
-    if shared is not None and lengths and not shared.demand.lengths:
-        if shared.demand.settled:
-            shared = None
-        else:
-            shared.demand.lengths = True
-    if shared is None:
-        demand = Demand(lengths)
-        task = asyncio.ensure_future(scan_keyspace(session, plan, target_url, password, demand))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
-        shared = passes[(plan, target_url)] = _SharedPass(task, demand)
-    shared.waiters += 1
-    try:
-        return await asyncio.shield(shared.task)
-    except asyncio.CancelledError:
-        shared.waiters -= 1
-        if shared.waiters == 0 and not shared.task.done():
-            shared.task.cancel()
-            if passes.get((plan, target_url)) is shared:
-                passes.pop((plan, target_url), None)
-        raise

@@ -1,8 +1,8 @@
 """redis.big-keys: keys whose size (strings) or element count (collections) passes a threshold.
 
-Read in the same keyspace pass as redis.ttl-coverage (its scan_limit, throttle and replica
-options apply): each key's length comes from STRLEN, HLEN, LLEN, SCARD, ZCARD or XLEN, and the
-biggest ones are measured with MEMORY USAGE.
+Read in the same keyspace pass as redis.ttl-coverage (the shared fact redis.keyspace, whose
+scan_limit, throttle and replica options apply): each key's length comes from STRLEN, HLEN,
+LLEN, SCARD, ZCARD or XLEN, and the biggest ones are measured with MEMORY USAGE.
 
 The advice depends on what the key is for: a bounded board or feed (a period or a date in its
 name) can be trimmed; an all-time one, or a key declared persistent, cannot — trimming would
@@ -18,8 +18,8 @@ from pydantic import Field
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._patterns import first_matching, infer_pattern, is_all_time, period_word, time_bucket
+from checks.redis._keyspace import KeyspaceFact
 from checks.redis._scan import BigKey, KeyspaceScan
-from checks.redis.ttl_coverage import read_keyspace
 
 UNIT = {"string": "bytes", "hash": "fields", "list": "elements", "set": "members", "zset": "members", "stream": "entries"}
 ADVICE = {
@@ -95,9 +95,10 @@ class BigKeys(Check):
     )
     fix_availability: ClassVar[FixAvailability] = FixAvailability.NEVER
     Options = BigKeysOptions
+    needs = (KeyspaceFact,)
 
     async def gather(self, session: Any, scope: Scope) -> KeyspaceScan:
-        return await read_keyspace(session, scope, lengths=True)
+        return await self.fact(KeyspaceFact, session, scope)
 
     def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
         options: BigKeysOptions = scope.options

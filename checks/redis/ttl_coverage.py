@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope, resolve_options
+from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._patterns import (
     BUCKET_NAMES,
@@ -34,7 +34,8 @@ from checks.redis._patterns import (
     period_word,
     time_bucket,
 )
-from checks.redis._scan import DatabaseScan, KeyspaceScan, PatternStats, ScanPlan, shared_scan
+from checks.redis._keyspace import KeyspaceFact
+from checks.redis._scan import DatabaseScan, KeyspaceScan, PatternStats
 
 FIX_BATCH = 500
 # Round a TTL up to one a human would have chosen, so siblings' remaining TTLs give the original.
@@ -45,37 +46,7 @@ PLACEHOLDER_TTL = 86400
 MIN_IDLE_SAMPLES = 30  # fewer idle times than this is a thin basis: the fix is manual
 
 
-class KeyspaceScanOptions(CheckOptions):
-    """How the keyspace is read; redis.big-keys reads it in the same pass, with these."""
-
-    scan_limit: int | None = Field(
-        default=None, ge=1,
-        description="Stop after this many keys (over all databases) and extrapolate; unset: the whole keyspace.",
-    )
-    throttle: int | None = Field(
-        default=None, ge=1, description="Keys read per second at most, to spare a busy production server; unset: no limit.",
-    )
-    scan_count: int = Field(default=1000, ge=10, le=100000, description="SCAN COUNT: keys asked for per SCAN call.")
-    replica_url: str | None = Field(
-        default=None,
-        description="Scan this replica instead of the target (same databases; the target's password if the URL has none).",
-    )
-    memory_sample: bool = Field(
-        default=True,
-        description="Measure a sample of keys (MEMORY USAGE, OBJECT ENCODING, OBJECT IDLETIME or FREQ): per pattern "
-                    "at least its reservoir of 16 keys, and one key in sample_every in the page script; big keys too.",
-    )
-    memory_samples: int = Field(
-        default=5, ge=0, le=10000,
-        description="MEMORY USAGE ... SAMPLES: nested values read to estimate a collection's size (0: all, exact but slow).",
-    )
-    sample_every: int = Field(
-        default=100, ge=0, le=1_000_000,
-        description="One key in this many is measured inside the page script (0: only the per-pattern reservoirs).",
-    )
-
-
-class TtlCoverageOptions(KeyspaceScanOptions):
+class TtlCoverageOptions(CheckOptions):
     mixed_min_share: float = Field(
         default=0.5, gt=0, le=1,
         description="A pattern where at least this share of keys has a TTL, but not all, is a forgotten EXPIRE.",
@@ -83,32 +54,6 @@ class TtlCoverageOptions(KeyspaceScanOptions):
     min_keys: int = Field(
         default=5, ge=1, description="Patterns with fewer keys are left to declared rules (heuristics need a crowd).",
     )
-
-
-def keyspace_plan(scope: Scope) -> ScanPlan:
-    """The plan both keyspace checks share: scan settings from this check's options (as
-    configured for the target), big-key thresholds from redis.big-keys'."""
-    from checks.redis.big_keys import BigKeys
-
-    scan: TtlCoverageOptions = resolve_options(TtlCoverage, scope.target, scope.config)  # type: ignore[assignment]
-    big = resolve_options(BigKeys, scope.target, scope.config)
-    return ScanPlan(
-        scan_limit=scan.scan_limit,
-        throttle=scan.throttle,
-        count=scan.scan_count,
-        replica_url=scan.replica_url,
-        big_thresholds=tuple(sorted(big.thresholds().items())),  # type: ignore[attr-defined]
-        big_keys_kept=big.report_limit,  # type: ignore[attr-defined]
-        memory_sample=scan.memory_sample,
-        memory_samples=scan.memory_samples,
-        sample_every=scan.sample_every,
-    )
-
-
-async def read_keyspace(session: Any, scope: Scope, lengths: bool) -> KeyspaceScan:
-    """The shared pass; `lengths`: this check needs each key's length (a read more per key)."""
-    password = scope.config.password.get_secret_value() if scope.config.password is not None else None
-    return await shared_scan(session, keyspace_plan(scope), scope.config.url, password, lengths=lengths)
 
 
 def human_seconds(seconds: float | None) -> str | None:
@@ -151,9 +96,10 @@ class TtlCoverage(Check):
     )
     fix_availability: ClassVar[FixAvailability] = FixAvailability.SOMETIMES
     Options = TtlCoverageOptions
+    needs = (KeyspaceFact,)
 
     async def gather(self, session: Any, scope: Scope) -> KeyspaceScan:
-        return await read_keyspace(session, scope, lengths=False)
+        return await self.fact(KeyspaceFact, session, scope)
 
     def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
         options: TtlCoverageOptions = scope.options

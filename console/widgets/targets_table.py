@@ -35,6 +35,7 @@ STATE_LABELS = {
     TargetState.TLS_ERROR: "down: TLS error",
     TargetState.UNKNOWN_HOST: "down: unknown host",
     TargetState.ERROR: "down: error",
+    TargetState.SKIPPED: "skipped: server full",
 }
 _SHORT = {Severity.CRITICAL: "C", Severity.HIGH: "H", Severity.MEDIUM: "M", Severity.LOW: "L", Severity.INFO: "I"}
 

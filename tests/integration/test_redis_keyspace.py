@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from checks.config import ConfigError
 from checks.model import FixSafety, Severity
 from checks.redis._patterns import key_in_pattern
 from tests import support
@@ -137,7 +138,7 @@ def test_scan_limit_extrapolates_and_says_so(redis_db):
     for n in range(3000):
         pipe.set(f"session:{uuid.uuid4()}", "u", ex=3600) if n % 10 else pipe.set(f"session:{uuid.uuid4()}", "u")
     pipe.execute()
-    settings = target(redis_db, checks={"redis.ttl-coverage": {"scan_limit": 1000, "throttle": 5000}})
+    settings = target(redis_db, facts={"redis.keyspace": {"scan_limit": 1000, "throttle": 5000}})
     report = support.run_report(settings, checks=["redis.ttl-coverage"])
     [finding] = report.findings
     scan = finding.evidence["scan"]
@@ -148,33 +149,33 @@ def test_scan_limit_extrapolates_and_says_so(redis_db):
 
 
 def test_one_pass_serves_both_checks(redis_db, monkeypatch):
-    from checks.redis import _scan
+    from checks.redis import _keyspace
 
     seed_healthy(redis_db.client)
     passes = []
-    original = _scan.scan_keyspace
+    original = _keyspace.scan_keyspace
 
     async def counting(*args, **kwargs):
         passes.append(1)
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(_scan, "scan_keyspace", counting)
+    monkeypatch.setattr(_keyspace, "scan_keyspace", counting)
     support.run_report(target(redis_db), checks=["redis.ttl-coverage", "redis.big-keys"])
     assert len(passes) == 1
 
 
 def recording_passes(monkeypatch):
     """The KeyspaceScan of every pass that runs."""
-    from checks.redis import _scan
+    from checks.redis import _keyspace
 
     scans = []
-    original = _scan.scan_keyspace
+    original = _keyspace.scan_keyspace
 
     async def recording(*args, **kwargs):
         scans.append(await original(*args, **kwargs))
         return scans[-1]
 
-    monkeypatch.setattr(_scan, "scan_keyspace", recording)
+    monkeypatch.setattr(_keyspace, "scan_keyspace", recording)
     return scans
 
 
@@ -206,35 +207,29 @@ def test_default_run_reads_lengths_in_its_one_pass(redis_db, monkeypatch):
     assert {"leaderboard:weekly", "user:profiles"} <= {f.object for f in support.by_check(report.findings, "redis.big-keys")}
 
 
-def test_lengths_asked_after_a_pass_began_get_a_pass_of_their_own(redis_db):
-    from checks.connectors.redis import connect
-    from checks.redis._scan import ScanPlan, shared_scan
-
+def test_big_keys_alone_reads_lengths_with_its_thresholds(redis_db, monkeypatch):
+    """The fact reads lengths only for the checks that declared it in this run."""
     seed_problems(redis_db.client)
-    plan = ScanPlan(big_thresholds=(("zset", 10_000),))
-    settings = target(redis_db)
+    scans = recording_passes(monkeypatch)
+    settings = target(redis_db, checks={"redis.big-keys": {"zset_members": 10_000}})
+    report = support.run_report(settings, checks=["redis.big-keys"])
+    [scan] = scans
+    assert scan.lengths_read is True
+    assert scan.big_keys["zset"][0].key == "leaderboard:weekly"
+    assert report.errors == []
 
-    async def scenario():
-        connection = await connect("cache", settings.targets["cache"])
-        try:
-            session = connection.session
-            without = await shared_scan(session, plan, redis_db.url, lengths=False)
-            again = await shared_scan(session, plan, redis_db.url, lengths=False)
-            with_lengths = await shared_scan(session, plan, redis_db.url, lengths=True)
-            return without, again, with_lengths
-        finally:
-            await connection.close()
 
-    without, again, with_lengths = asyncio.run(scenario())
-    assert again is without and without.lengths_read is False
-    assert with_lengths is not without and with_lengths.lengths_read is True
-    assert with_lengths.big_keys["zset"][0].key == "leaderboard:weekly"
+def test_scan_options_under_the_check_are_refused(redis_db):
+    """The pass's options moved to the fact: left under the check, they are a config error."""
+    settings = target(redis_db, checks={"redis.ttl-coverage": {"scan_limit": 1000}})
+    with pytest.raises(ConfigError, match='redis.ttl-coverage.*scan_limit: unknown option'):
+        support.run_report(settings, checks=["redis.ttl-coverage"])
 
 
 def test_replica_url_is_scanned_instead(redis_db):
     """The option names another server to read; here the same server on another db path."""
     seed_problems(redis_db.client)
-    settings = target(redis_db, checks={"redis.ttl-coverage": {"replica_url": redis_db.url}})
+    settings = target(redis_db, facts={"redis.keyspace": {"replica_url": redis_db.url}})
     report = support.run_report(settings, checks=["redis.ttl-coverage"])
     session = next(f for f in report.findings if f.object == "session:{uuid}")
     assert session.evidence["scan"]["replica"] is True

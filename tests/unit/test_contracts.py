@@ -78,6 +78,27 @@ def test_loading_every_check_imports_no_ui():
     assert not (loaded & {"textual", "console"})
 
 
+def test_loading_every_check_imports_no_driver():
+    """The catalog (`dbvitals checks`) reads metadata only: drivers load when a check runs."""
+    loaded = _modules_after(
+        "from checks.engine import load_registry\n"
+        "registry = load_registry()\n"
+        "assert len(registry.checks) > 20 and not registry.problems, registry.problems\n"
+        "[check.catalog_entry() for check in registry.checks.values()]"
+    )
+    assert not (loaded & DRIVERS), loaded & DRIVERS
+
+
+def test_the_catalog_command_imports_no_driver():
+    loaded = _modules_after(
+        "from console.cli import main\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['checks', '--format', 'json'])"
+    )
+    assert not (loaded & ({"textual"} | DRIVERS)), loaded & ({"textual"} | DRIVERS)
+
+
 BUILT_IN = [c for c in load_registry().checks.values() if c.__module__.startswith("checks.")]
 
 
@@ -98,3 +119,8 @@ def test_every_check_has_complete_metadata_and_documented_options(check: type[Ch
         assert not field.is_required(), f"{check.id} option {name} has no default"
     check.Options()  # the defaults themselves validate
     json.dumps(check.catalog_entry())
+    for fact in check.needs:  # a shared fact is as documented as a check
+        assert fact.engine is check.engine and fact.id.startswith(f"{fact.engine.value}.") and fact.description
+        for name, field in fact.Options.model_fields.items():
+            assert field.description and not field.is_required(), f"{fact.id} option {name}"
+        fact.Options()

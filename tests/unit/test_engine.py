@@ -8,7 +8,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from checks.engine import ENTRY_POINT_GROUP, Check, Registry, Runner, UsageError, load_registry
+from checks.engine import ENTRY_POINT_GROUP, Check, Fact, FactContext, Registry, Runner, UsageError, load_registry
 from checks.model import Engine, Finding, Severity, TargetState
 from tests import support
 
@@ -167,3 +167,123 @@ def test_unknown_target_is_a_usage_error():
     settings = support.settings_for(a={"kind": "redis", "url": "redis://127.0.0.1:1/0"})
     with pytest.raises(UsageError, match=r"unknown target b \(configured: a\)"):
         Runner(settings, _registry(Fine), targets=["b"])
+
+
+# --- Shared facts ------------------------------------------------------------------------------------
+
+class Counted(Fact[dict]):
+    """A fact that counts its computations and tells which checks asked for it."""
+
+    id = "redis.test-counted"
+    engine = Engine.REDIS
+    description = "test fact"
+    computed: list[tuple[str, ...]] = []
+
+    async def compute(self, session, context: FactContext) -> dict:
+        Counted.computed.append(tuple(r.check.id for r in context.requests))
+        await asyncio.sleep(0.05)  # both readers are waiting by now
+        return {"asked_by": [r.check.id for r in context.requests]}
+
+
+class ReadsFact(TinyCheck):
+    id = "redis.test-reads-fact"
+    title = "reads the fact"
+    needs = (Counted,)
+
+    async def gather(self, session, scope):
+        return await self.fact(Counted, session, scope)
+
+    def evaluate(self, facts, scope) -> list[Finding]:
+        return [self.finding(scope, object=",".join(facts["asked_by"]), title=self.title, message="ran")]
+
+
+class AlsoReadsFact(ReadsFact):
+    id = "redis.test-also-reads-fact"
+
+
+class ReadsUndeclared(TinyCheck):
+    id = "redis.test-reads-undeclared"
+    title = "reads a fact it did not declare"
+
+    async def gather(self, session, scope):
+        return await self.fact(Counted, session, scope)
+
+
+def _down(**extra) -> dict:
+    return {"kind": "redis", "url": f"redis://127.0.0.1:{support.refused_port()}/0", "timeout": 1, **extra}
+
+
+def test_a_fact_is_computed_once_per_target_for_every_check_that_declared_it():
+    Counted.computed = []
+    settings = support.settings_for(a=_down(), b=_down())
+    report = asyncio.run(Runner(settings, _registry(ReadsFact, AlsoReadsFact)).run())
+    assert report.errors == []
+    assert sorted(Counted.computed) == [("redis.test-reads-fact", "redis.test-also-reads-fact")] * 2
+    assert {f.object for f in report.findings} == {"redis.test-reads-fact,redis.test-also-reads-fact"}
+    asyncio.run(Runner(settings, _registry(ReadsFact, AlsoReadsFact), targets=["a"]).run())
+    assert len(Counted.computed) == 3  # a new run reads afresh: nothing is cached across runs
+
+
+def test_a_fact_not_declared_is_an_error_of_that_check():
+    report = asyncio.run(Runner(support.settings_for(a=_down()), _registry(ReadsUndeclared)).run())
+    [error] = report.errors
+    assert "reads the fact redis.test-counted without declaring it in `needs`" in error.message
+
+
+def test_fact_options_are_validated_like_check_options():
+    from checks.config import ConfigError
+
+    registry = _registry(ReadsFact)
+    with pytest.raises(ConfigError, match=r'targets.a.facts."redis.test-nope": no such fact'):
+        Runner(support.settings_for(a=_down(facts={"redis.test-nope": {}})), registry)
+    with pytest.raises(ConfigError, match=r'targets.a.facts."redis.test-counted": x: unknown option'):
+        Runner(support.settings_for(a=_down(facts={"redis.test-counted": {"x": 1}})), registry)
+
+
+# --- The server budget -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "url, kind, key",
+    [
+        ("postgresql://u:pw@DB.example:5432/orders", "postgres", "postgres://db.example:5432"),
+        ("postgresql://u@db.example/billing?sslmode=require", "postgres", "postgres://db.example:5432"),
+        ("mongodb://a:27017,b:27018/app", "mongodb", "mongodb://a:27017,b:27018"),
+        ("mongodb://h2,h1/app", "mongodb", "mongodb://h1:27017,h2:27017"),
+        ("redis://:pw@[::1]:6380/3", "redis", "redis://[::1]:6380"),
+        ("redis://cache/1", "redis", "redis://cache:6379"),
+        ("unix:///run/redis.sock?db=2", "redis", "redis:///run/redis.sock"),
+    ],
+)
+def test_targets_of_one_server_share_a_key_without_credentials_or_database(url, kind, key):
+    from checks.budget import server_key
+
+    settings = support.settings_for(t={"kind": kind, "url": url})
+    assert server_key(settings.targets["t"]) == key
+
+
+class Occupies(TinyCheck):
+    """Holds its target's session a moment, noting how many targets of its server do at once."""
+
+    id = "redis.test-occupies"
+    title = "occupies"
+    active: dict[int, int] = {}
+    peak: dict[int, int] = {}
+
+    async def gather(self, session, scope):
+        port = int(scope.config.url.rsplit(":", 1)[1].split("/")[0])
+        Occupies.active[port] = Occupies.active.get(port, 0) + 1
+        Occupies.peak[port] = max(Occupies.peak.get(port, 0), Occupies.active[port])
+        await asyncio.sleep(0.05)
+        Occupies.active[port] -= 1
+
+
+def test_targets_sharing_a_server_stay_within_its_budget_and_other_servers_run_alongside():
+    Occupies.active, Occupies.peak = {}, {}
+    shared, other = support.refused_port(), support.refused_port()
+    targets = {f"t{i}": {"kind": "redis", "url": f"redis://127.0.0.1:{shared}/{i}", "timeout": 1} for i in range(8)}
+    targets |= {f"o{i}": {"kind": "redis", "url": f"redis://127.0.0.1:{other}/{i}", "timeout": 1,
+                          "max_sessions": 1} for i in range(3)}
+    settings = support.config_from_dict({"targets": targets, "max_sessions_per_server": 3})
+    report = asyncio.run(Runner(settings, _registry(Occupies)).run())
+    assert report.errors == [] and len(report.targets) == 11
+    assert Occupies.peak == {shared: 3, other: 1}

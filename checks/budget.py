@@ -1,0 +1,116 @@
+"""How many sessions dbvitals may hold on one server, and the guard that keeps it off a
+server's last connection slots.
+
+Targets that share a server (the same host and port; different databases or logical dbs of
+it) share one budget: at most `max_sessions_per_server` sessions at once (2 unless set, a
+target's `max_sessions` lowers it), whatever the number of targets. Before a second session
+opens on a server, the first one reads what the server has left; when that is below the floor,
+only the connection and pool checks run (on that first session) and every other check and
+target on the server is skipped, reported as a finding, so that a health check is never the
+client that takes a production server's last slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from checks.config import Settings, TargetBase
+
+DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
+
+
+def server_key(target: TargetBase) -> str:
+    """The server a target's sessions land on: scheme family, hosts and ports, no credentials
+    and no database (two databases of one PostgreSQL server share its max_connections)."""
+    kind = target.kind  # type: ignore[attr-defined]
+    parts = urlsplit(target.url)
+    if parts.scheme == "unix":
+        return f"{kind}://{parts.path}"
+    hosts = parts.netloc.rpartition("@")[2].lower()
+    if not hosts:  # postgresql:///db?host=/run/postgresql: the socket directory names it
+        return f"{kind}://{parts.query}"
+    default = DEFAULT_PORTS.get(kind)
+    spelled = []
+    for host in hosts.split(","):
+        bare = host.rsplit("]", 1)[-1]  # an IPv6 literal [::1]:5432 holds colons of its own
+        spelled.append(host if ":" in bare or default is None else f"{host}:{default}")
+    return f"{kind}://{','.join(sorted(spelled))}"
+
+
+@dataclass(frozen=True)
+class FreeSlots:
+    """What a server has left for new clients, as it reported it."""
+
+    usable: int | None  # connections it accepts from ordinary clients; None: not reported
+    in_use: int | None
+    source: str  # the settings and views the figures come from, for the evidence
+
+    @property
+    def free(self) -> int | None:
+        if self.usable is None or self.in_use is None:
+            return None
+        return max(0, self.usable - self.in_use)
+
+
+def floor_for(usable: int, settings: Settings) -> int:
+    """Free slots that must stay free: the larger of the absolute floor and the share."""
+    return max(settings.free_slots_floor, math.ceil(usable * settings.free_slots_floor_percent / 100))
+
+
+class ServerBudget:
+    """The sessions dbvitals may hold on one server at once."""
+
+    def __init__(self, server: str, limit: int) -> None:
+        self.server = server
+        self.limit = limit
+        self._slots = asyncio.Semaphore(limit)
+
+    async def __aenter__(self) -> ServerBudget:
+        await self._slots.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+class ServerBudgets:
+    """One budget per server, shared by every run that is handed this object (the console keeps
+    one for its lifetime, so that re-running targets one by one stays within it)."""
+
+    def __init__(self) -> None:
+        self._budgets: dict[str, ServerBudget] = {}
+
+    def for_target(self, name: str, settings: Settings) -> ServerBudget:
+        target = settings.targets[name]
+        key = server_key(target)
+        budget = self._budgets.get(key)
+        if budget is None:
+            limits = [
+                other.max_sessions or settings.max_sessions_per_server
+                for other in settings.targets.values()
+                if server_key(other) == key
+            ]
+            budget = self._budgets[key] = ServerBudget(key, min(limits))
+        return budget
+
+
+@dataclass
+class ServerGuard:
+    """The free-slot verdict for one server in one run: decided on the first session opened
+    there, awaited by every other target of the server before it opens its own."""
+
+    claimed: bool = False
+    decided: asyncio.Event | None = None
+    slots: FreeSlots | None = None
+    floor: int | None = None
+
+    def __post_init__(self) -> None:
+        self.decided = asyncio.Event()
+
+    @property
+    def full(self) -> bool:
+        free = self.slots.free if self.slots is not None else None
+        return free is not None and self.floor is not None and free < self.floor
