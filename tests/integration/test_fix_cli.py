@@ -204,7 +204,7 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
                 waiting = await admin.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
-                    "AND query ILIKE 'CREATE%INDEX%' AND wait_event_type = 'Lock'")
+                    "AND query ILIKE '/* dbvitals */ CREATE%INDEX%' AND wait_event_type = 'Lock'")
                 if waiting:
                     break
                 await asyncio.sleep(0.05)

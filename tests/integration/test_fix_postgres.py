@@ -204,7 +204,7 @@ def test_fix_session_terminated_mid_build_is_journaled_and_its_invalid_index_dro
             for _ in range(200):
                 pid = await admin.fetchval(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'dbvitals fix %' AND query LIKE 'CREATE INDEX%' AND wait_event IS NOT NULL")
+                    "AND application_name LIKE 'dbvitals fix %' AND query LIKE '/* dbvitals */ CREATE INDEX%' AND wait_event IS NOT NULL")
                 if pid:
                     break
                 await asyncio.sleep(0.05)
