@@ -19,10 +19,10 @@ from pydantic import Field
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
+from checks.redis._keyspace import KeyspaceFact
 from checks.redis._patterns import EPHEMERAL_WORDS, first_matching, literal_words
 from checks.redis._scan import KeyspaceScan, keyspace_counts
 from checks.redis.big_keys import human_bytes
-from checks.redis.ttl_coverage import read_keyspace
 
 ALLKEYS_FOR = {"volatile-lru": "allkeys-lru", "volatile-lfu": "allkeys-lfu", "volatile-random": "allkeys-random",
                "volatile-ttl": "allkeys-lru"}
@@ -158,6 +158,7 @@ class MemoryPolicy(Check):
     )
     fix_availability: ClassVar[FixAvailability] = FixAvailability.SOMETIMES
     Options = MemoryPolicyOptions
+    needs = (KeyspaceFact,)  # read only with use_keyspace
 
     async def gather(self, session: Any, scope: Scope) -> MemoryFacts:
         client = session.client
@@ -169,7 +170,7 @@ class MemoryPolicy(Check):
         keyspace, keyspace_error = None, None
         if options.use_keyspace:
             try:
-                keyspace = await read_keyspace(session, scope, lengths=False)
+                keyspace = await self.fact(KeyspaceFact, session, scope)
             except Exception as exc:  # the policy can still be judged from INFO keyspace: say what is missing
                 keyspace_error = f"{type(exc).__name__}: {exc}"
         return MemoryFacts(
