@@ -1,5 +1,7 @@
-"""mongodb.pool: serverStatus.connections against use, the URL's pool and timeout options and
-the application's pool budget."""
+"""mongodb.pool: serverStatus.connections against use, the URL's pool, timeout, retry, write
+concern and read preference options, and the application's pool budget. Every finding says
+which client settings came from the URL, which from the config (app_pool) and which are the
+driver's defaults, assumed."""
 
 from __future__ import annotations
 
@@ -59,12 +61,34 @@ class MongoPool(PoolCheck):
                                            setting="net.maxIncomingConnections (and the open-files limit)")
         findings += self.rejected_findings(facts, scope)
         findings += self.url_findings(scope, url_settings(facts.url_options, scope))
+        findings += self.write_read_findings(scope, facts.url_options)
         per_instance, source = pool_size(facts.url_options, scope)
         findings += self.budget_findings(
             scope, per_instance=per_instance, per_instance_source=source, usable=capacity.usable,
             server_evidence={"connections": facts.connections}, setting="net.maxIncomingConnections",
         )
+        origins = client_settings(facts.url_options, scope)
+        for finding in findings:
+            finding.evidence["client_settings"] = origins
         return findings
+
+    def write_read_findings(self, scope: Scope, options: dict[str, str]) -> list[Finding]:
+        """Retries, write concern and read preference the URL sets against the work it carries."""
+        if not scope.options.check_url:
+            return []
+        found = []
+        uses_transactions = bool(getattr(scope.config, "uses_transactions", False))
+        for name, value, severity, why in unsafe_settings(options, uses_transactions):
+            found.append(self.finding(
+                scope,
+                object=f"url:{name}",
+                title=f"URL sets {name}={value}",
+                message=f"The URL sets {name}={value}: {why}",
+                evidence={"parameter": name, "current": value, "url": scope.status.url},
+                severity=severity,
+                key=name,
+            ))
+        return found
 
     @staticmethod
     def capacity(facts: MongoPoolFacts) -> Capacity:
@@ -126,6 +150,74 @@ def pool_size(options: dict[str, str], scope: Scope) -> tuple[int | None, str]:
     return DRIVER_MAX_POOL_SIZE, "driver default maxPoolSize"
 
 
+# Client settings judged, with the driver's default when the URL leaves them out (pymongo 4).
+DRIVER_DEFAULTS = {
+    "maxPoolSize": "100", "retryWrites": "true", "retryReads": "true", "w": "majority (server default since 5.0)",
+    "readPreference": "primary", "timeoutMS": "none", "waitQueueTimeoutMS": "none (wait forever)",
+    "socketTimeoutMS": "none (wait forever)", "serverSelectionTimeoutMS": "30000", "connectTimeoutMS": "20000",
+}
+
+
+def client_settings(options: dict[str, str], scope: Scope) -> dict[str, str]:
+    """Each judged client setting with where its value comes from: the URL, the config's
+    app_pool, or the driver's default (assumed: the application may set it in code)."""
+    origins = {}
+    for name, default in DRIVER_DEFAULTS.items():
+        value = options.get(name.lower())
+        if name == "maxPoolSize" and scope.config.app_pool is not None and scope.config.app_pool.max_size is not None:
+            origins[name] = f"{scope.config.app_pool.max_size} (from the config: app_pool.max_size)"
+        elif value is not None:
+            origins[name] = f"{_text(value)} (from the URL)"
+        else:
+            origins[name] = f"{default} (driver default, assumed)"
+    return origins
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):  # readPreferenceTags and the like
+        return ",".join(f"{k}:{v}" for k, v in value.items())
+    return str(value)
+
+
+def unsafe_settings(options: dict[str, str], uses_transactions: bool) -> list[tuple[str, str, Severity, str]]:
+    """(parameter, value, severity, why) for the URL's retry, write concern and read preference
+    values that lose writes, surface failovers as errors, or break primary-only work."""
+    found = []
+    if _text(options.get("retrywrites", "true")) == "false":
+        found.append(("retryWrites", "false", Severity.MEDIUM,
+                      "a write interrupted by a failover or a network blip fails instead of being retried once, so "
+                      "every election surfaces as errors in the application. Remove it (the default is true)."))
+    if _text(options.get("retryreads", "true")) == "false":
+        found.append(("retryReads", "false", Severity.LOW,
+                      "a read interrupted by a failover fails instead of being retried once. Remove it (the default "
+                      "is true)."))
+    w = _text(options.get("w", "")) if options.get("w") is not None else None
+    if w == "0":
+        found.append(("w", "0", Severity.HIGH,
+                      "writes are not acknowledged: errors (a duplicate key, a full disk, a lost primary) are never "
+                      "seen and the data is silently lost. Use w=majority."))
+    elif w == "1":
+        found.append(("w", "1", Severity.LOW,
+                      "a write acknowledged by the primary alone is rolled back if the primary fails before a "
+                      "secondary copied it. Use w=majority (the default since MongoDB 5.0) unless losing such a write "
+                      "is acceptable."))
+    preference = _text(options.get("readpreference", "primary"))
+    if preference != "primary":
+        if uses_transactions:
+            found.append(("readPreference", preference, Severity.MEDIUM,
+                          "the config says the application uses transactions, and a transaction's reads must use "
+                          "readPreference primary: it fails otherwise. Set readPreference per operation where stale "
+                          "reads are acceptable, and keep the client's at primary."))
+        else:
+            found.append(("readPreference", preference, Severity.LOW,
+                          "reads may go to a secondary and return data older than the last write (read-your-writes "
+                          "breaks). Keep primary for work that reads what it just wrote, or set the preference per "
+                          "operation."))
+    return found
+
+
 def _unbounded(options: dict[str, str], name: str) -> bool:
     value = parse_number(options.get(name))
     return value is None or value <= 0
@@ -140,7 +232,8 @@ def url_settings(options: dict[str, str], scope: Scope) -> list[UrlSetting]:
     max_pool = parse_number(options.get("maxpoolsize"))
     app_pool = scope.config.app_pool
     suggested_pool = str(app_pool.max_size) if app_pool and app_pool.max_size else "20"
-    if max_pool is None:
+    if max_pool is None and not (app_pool is not None and app_pool.max_size is not None):
+        # With app_pool.max_size the pool is sized in the application's code, not the URL.
         settings.append(UrlSetting(
             "maxPoolSize", None, f"pymongo opens up to {DRIVER_MAX_POOL_SIZE} connections per client",
             suggested_pool,

@@ -124,8 +124,36 @@ def test_rejected_connections_are_reported_with_uptime():
     assert finding.evidence["uptime_s"] == 86400.0
 
 
-def test_max_pool_size_recommendation_follows_the_declared_pool():
-    [finding] = run(mongod(10, 990, url=BARE + "?timeoutMS=5000"),
-                    scope(url=BARE + "?timeoutMS=5000", app_pool={"instances": 2, "max_size": 15}))
-    assert finding.evidence["recommended"] == "15"
-    assert "maxPoolSize=15" in finding.message
+def test_a_pool_sized_in_code_is_taken_from_app_pool_not_the_driver_default():
+    url = BARE + "?timeoutMS=5000"
+    # 20 instances × 40 (declared) = 800 of 1000: headroom is low; the driver's 100 would claim 2000, "exhausts"
+    [budget] = run(mongod(10, 990, url=url), scope(url=url, app_pool={"instances": 20, "max_size": 40}))
+    assert budget.severity is Severity.MEDIUM and budget.evidence["pool_size_from"] == "app_pool.max_size"
+    assert budget.evidence["client_settings"]["maxPoolSize"] == "40 (from the config: app_pool.max_size)"
+    assert budget.evidence["client_settings"]["timeoutMS"] == "5000 (from the URL)"
+    assert budget.evidence["client_settings"]["retryWrites"] == "true (driver default, assumed)"
+
+
+@pytest.mark.parametrize(
+    "query, uses, expected",
+    [
+        ("retryWrites=false", False, {("url:retryWrites", "medium")}),
+        ("retryReads=false", False, {("url:retryReads", "low")}),
+        ("w=0", False, {("url:w", "high")}),
+        ("w=1", False, {("url:w", "low")}),
+        ("w=majority&retryWrites=true", False, set()),
+        ("readPreference=secondaryPreferred", False, {("url:readPreference", "low")}),
+        ("readPreference=secondaryPreferred", True, {("url:readPreference", "medium")}),  # transactions need primary
+        ("readPreference=primary", True, set()),
+    ],
+)
+def test_retries_write_concern_and_read_preference(query, uses, expected):
+    url = GOOD_URL + "&" + query
+    config_scope = scope(url=url)
+    if uses:
+        config = config_from_dict({"targets": {"docs": {"kind": "mongodb", "url": url, "uses_transactions": True}}}).targets["docs"]
+        config_scope = Scope("docs", config, resolve_options(MongoPool, "docs", config), config_scope.status)
+    findings = run(mongod(40, 838820, url=url), config_scope)
+    assert keys(findings) == expected
+    for finding in findings:
+        assert finding.title.startswith("URL sets ")
