@@ -102,6 +102,17 @@ def settings_for(**targets: dict[str, Any]) -> Settings:
     return config_from_dict({"targets": targets})
 
 
+def mongo_scope(check: Any, url: str = "mongodb://db.internal:27017/app", **target: Any) -> Any:
+    """The Scope a MongoDB check's `evaluate` gets, for pure tests: target "app" with `target`'s keys."""
+    from checks.engine import Scope, resolve_options
+    from checks.model import Engine, TargetState, TargetStatus
+
+    settings = settings_for(app={"kind": "mongodb", "url": url, **target})
+    config = settings.targets["app"]
+    status = TargetStatus(name="app", kind=Engine.MONGODB, state=TargetState.CONNECTED, url=url)
+    return Scope(target="app", config=config, options=resolve_options(type(check), "app", config), status=status)
+
+
 def run_report(settings: Settings, checks: Sequence[str] | None = None, targets: Sequence[str] | None = None) -> Report:
     runner = Runner(settings, load_registry(), targets=targets, checks=checks)
     return asyncio.run(runner.run())

@@ -1,11 +1,13 @@
 """What a bounded sample says about a collection's schema, shared by the schema checks and the
-index advisor: objects used as maps (dynamic keys)."""
+index advisor: objects used as maps (dynamic keys), and the sampled collections themselves."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
-from checks.mongodb._inventory import Sample
+from checks.mongodb._inventory import CollectionInfo, Sample, call_budget, counted, inventory, sample
 
 MAP_MIN_KEYS = 10  # distinct keys across the sample before an object can be a map
 MAP_SPREAD = 4  # distinct keys at least this many times the keys of an average document
@@ -40,3 +42,17 @@ def dynamic_objects(drawn: Sample) -> dict[str, DynamicKeys]:
         if len(keys) >= MAP_MIN_KEYS and len(keys) >= MAP_SPREAD * max(mean, 1):
             found[name] = DynamicKeys(name, len(per_doc), len(keys), round(mean, 1), tuple(list(keys)[:5]))
     return found
+
+
+async def sampled_collections(session: Any, config: Any, size: int) -> list[tuple[CollectionInfo, Sample]]:
+    """Every collection of the judged databases with its bounded sample (the memoised one the
+    other checks read: no extra call when they ran), counted first so an engine that scans to
+    count is never asked to sample a collection it could not count in time."""
+    budget = call_budget(config)
+    infos = [info for db in await session.databases() for info in await inventory(session, db)]
+
+    async def one(info: CollectionInfo) -> tuple[CollectionInfo, Sample]:
+        info = await counted(session, info, budget)
+        return info, await sample(session, info, size, budget)
+
+    return list(await asyncio.gather(*(one(info) for info in infos)))

@@ -28,7 +28,12 @@ SEEDED_PROBLEMS: list[tuple[str, str]] = [
     ("mongodb.reference-type-mismatch", "wallets.userId"),  # string ids -> ObjectId _id
     ("mongodb.redundant-index", "posts"),  # {authorId:1} is a prefix of {authorId:1, createdAt:-1}
     ("mongodb.missing-index", "wallet_history"),  # a declared query with no index: COLLSCAN
-    ("mongodb.pool", "url:maxPoolSize"),  # the URL leaves maxPoolSize and timeouts at the driver defaults
+    ("mongodb.pool", "url:maxPoolSize"),
+    ("mongodb.unbounded-array", "posts.likes"),  # likes pile up in each post, more in older ones
+    ("mongodb.field-type-drift", "transactions.amount"),  # one code path writes amounts as strings
+    ("mongodb.dynamic-keys", "support_cases.assignments"),  # agency codes used as keys
+    ("mongodb.schema-validation", "users"),  # a validator that only warns
+    ("mongodb.transactions-unused", "transactions"),  # declared; SecantusDB keeps no counters: unknown  # the URL leaves maxPoolSize and timeouts at the driver defaults
     ("redis.ttl-coverage", "session:"),  # a share of session keys lack their TTL
     ("redis.big-keys", "leaderboard:weekly"),  # a big sorted set
 ]
@@ -155,6 +160,9 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
         db = client[database]
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         user_ids = [ObjectId() for _ in range(300)]
+        # A validator that only warns: invalid users are stored anyway.
+        await db.create_collection("users", validator={"$jsonSchema": {"bsonType": "object", "required": ["email"]}},
+                                   validationAction="warn")
         await db.users.insert_many(
             [{"_id": oid, "email": f"user{i}@example.com", "status": "active", "banned": False}
              for i, oid in enumerate(user_ids)]
@@ -167,9 +175,9 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
         await db.wallets.create_index([("userId", 1)])
         # Transactions grow forever: failed ones are never expired.
         await db.transactions.insert_many(
-            [{"walletId": ObjectId(), "amount": random.randint(-500, 500),
+            [{"walletId": ObjectId(), "amount": random.randint(-500, 500) if n % 20 else f"{random.randint(1, 500)}.00",
               "status": random.choice(["done", "done", "failed"]),
-              "createdAt": now - dt.timedelta(days=random.randint(0, 400))} for _ in range(12000)]
+              "createdAt": now - dt.timedelta(days=random.randint(0, 400))} for n in range(12000)]
         )
         await db.transactions.create_index([("walletId", 1)])
         # A TTL index on a field that holds strings: the TTL monitor never deletes anything.
@@ -184,8 +192,14 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
         )
         await db.posts.insert_many(
             [{"authorId": random.choice(user_ids), "title": f"Post {i}",
-              "createdAt": now - dt.timedelta(hours=i), "updatedAt": now - dt.timedelta(hours=i / 2)}
+              "createdAt": now - dt.timedelta(hours=i), "updatedAt": now - dt.timedelta(hours=i / 2),
+              "likes": list(range(i // 4))}
              for i in range(1000)]
+        )
+        # Support cases keyed by agency code: an object used as a map.
+        await db.support_cases.insert_many(
+            [{"title": f"Case {i}", "assignments": {f"AG{random.randint(100, 400)}": {"role": "agent"} for _ in range(2)}}
+             for i in range(500)]
         )
         # Finished game rounds are never expired: 15 a day for 400 days.
         await db.game_rounds.insert_many(

@@ -231,6 +231,28 @@ def test_redundant_index_sizes_that_did_not_answer_are_unknown_with_the_reason()
     assert "frees" not in finding.message
 
 
+@pytest.mark.parametrize(
+    "indexes, expected",
+    [
+        # a plain index beside the TTL index on the same key, reversed: the TTL one serves its queries
+        ((index("createdAt_-1", {"createdAt": -1}), index("createdAt_1", {"createdAt": 1}, expireAfterSeconds=86400)),
+         [("createdAt_-1", "createdAt_1", "is the reverse of")]),
+        # every direction reversed: one of the twins is reported, once
+        ((index("a_1_b_-1", {"a": 1, "b": -1}), index("a_-1_b_1", {"a": -1, "b": 1})), [("a_1_b_-1", "a_-1_b_1", "is the reverse of")]),
+        # a unique covering index serves the plain prefix's queries too
+        ((index("a_1", {"a": 1}), index("a_1_b_1", {"a": 1, "b": 1}, unique=True)), [("a_1", "a_1_b_1", "is a prefix of")]),
+        # the same fields, not every direction reversed: different orders, both needed
+        ((index("a_1_b_1", {"a": 1, "b": 1}), index("a_1_b_-1", {"a": 1, "b": -1})), []),
+        # the TTL index itself is never the redundant one
+        ((index("createdAt_1", {"createdAt": 1}, expireAfterSeconds=60), index("createdAt_-1_x_1", {"createdAt": -1, "x": 1})), []),
+    ],
+)
+def test_reversed_duplicates_and_ttl_twins(indexes, expected):
+    findings = RedundantIndex().evaluate(RedundantIndexFacts([info("c", *indexes)]), scope_for(RedundantIndex()))
+    assert [(f.evidence["redundant"]["name"], f.evidence["covering"]["name"], next(w for w in ("is the reverse of", "is a prefix of") if w in f.message))
+            for f in findings] == expected
+
+
 def test_mixed_directions_are_not_a_prefix():
     coll = info("c", index("a_1_b_-1", {"a": 1, "b": -1}), index("a_1_b_1_c_1", {"a": 1, "b": 1, "c": 1}))
     assert RedundantIndex().evaluate(RedundantIndexFacts([coll]), scope_for(RedundantIndex())) == []
