@@ -343,6 +343,8 @@ class MissingIndex(Check):
         return found
 
     async def _query_stats(self, session: Any, options: MissingIndexOptions) -> tuple[SourceState, list[dict[str, Any]]]:
+        from pymongo.errors import OperationFailure  # the driver only when a check runs
+
         name = "$queryStats"
         if not options.query_stats:
             return SourceState(name, False, "off (query_stats = false)"), []
@@ -358,6 +360,8 @@ class MissingIndex(Check):
         return SourceState(name, True, f"{len(documents)} query shapes"), query_stats_entries(documents)
 
     async def _slow_log(self, session: Any, options: MissingIndexOptions) -> tuple[SourceState, list[dict[str, Any]]]:
+        from pymongo.errors import OperationFailure  # the driver only when a check runs
+
         name = "slow-query log"
         if not options.slow_log:
             return SourceState(name, False, "off (slow_log = false)"), []
@@ -373,6 +377,8 @@ class MissingIndex(Check):
         return SourceState(name, True, f"{len(log.entries) - len(own)} slow operations in the last {log.lines} lines"), log.entries
 
     async def _current_op(self, session: Any, options: MissingIndexOptions) -> tuple[SourceState, list[dict[str, Any]]]:
+        from pymongo.errors import OperationFailure  # the driver only when a check runs
+
         name = "currentOp"
         try:
             reply = await limited(session, session.client.admin.command({"currentOp": 1, "active": True}))

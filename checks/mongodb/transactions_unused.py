@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from checks.connectors.mongodb import topology_role
+from checks.connectors.topology import topology_role
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 
