@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution
+    from checks.fixes.execution import Execution, UndoCheck
 
 # The one place engines are registered: engine -> "module:class".
 ADAPTERS: dict[str, str] = {
@@ -98,6 +98,31 @@ class EngineAdapter:
     def has_undo_record(self, side_file: SideFile, step: FixStep) -> bool:
         """Whether an inverse step refers to data recorded beside the journal that exists."""
         return False
+
+    # --- undo guards (checks/fixes/__init__.py: undo only undoes what dbvitals did) --------------
+    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+        """What the applied steps (the first run.steps_done) left on the server, journaled as the
+        entry's `expect` for the undo's guard (an index's OID and definition, a setting's value)."""
+        return []
+
+    def inspects(self, steps: Sequence[FixStep]) -> bool:
+        """Whether `guard_undo` can tell from the server what these inverse steps would undo, so
+        an entry whose process died before recording a step can still be undone."""
+        return False
+
+    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+        """The inverse steps still to run, with refusals when an object is no longer what the fix
+        left. Without a guard: every step, unless the entry applied none."""
+        from checks.fixes.execution import UndoCheck
+
+        if entry.outcome not in ("fixed", "not_fixed") and entry.steps_done == 0:
+            return UndoCheck(steps=[], notes=[f"entry {entry.id} applied no step: nothing to undo"])
+        return UndoCheck(steps=list(inverse))
+
+    def interruptible_builds(self, steps: Sequence[FixStep]) -> list[str]:
+        """Names of what these steps build that an interrupted run leaves half-built (an INVALID
+        index): a rerun of a fix may replace those of an unfinished journal entry, and no others."""
+        return []
 
 
 def int_or_none(value: Any) -> int | None:

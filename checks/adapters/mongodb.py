@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution
+    from checks.fixes.execution import Execution, UndoCheck
 
 
 class MongoAdapter(EngineAdapter):
@@ -74,6 +74,22 @@ class MongoAdapter(EngineAdapter):
                 step = replace(step, command={**step.command, "maxTimeMS": step.command.get("maxTimeMS", statement_ms)})
             lines.append(f"must({self.step_text(step).removesuffix(';')});")
         return lines
+
+    # --- undo guards: checks/fixes/mongodb.py ---------------------------------------------------
+    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+        from checks.fixes.mongodb import record_state
+
+        return await record_state(run, steps)
+
+    def inspects(self, steps: Sequence[FixStep]) -> bool:
+        from checks.fixes.mongodb import inspects
+
+        return inspects(steps)
+
+    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+        from checks.fixes.mongodb import guard_undo
+
+        return await guard_undo(target, entry, inverse)
 
 
 # Command -> its locking (MongoDB manual: "Index Builds on Populated Collections", dropIndexes, collMod).

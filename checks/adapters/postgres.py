@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution
+    from checks.fixes.execution import Execution, UndoCheck
 
 # Connections in use against the server's limit, in one light query.
 CONNECTIONS_QUERY = """
@@ -90,6 +90,27 @@ class PostgresAdapter(EngineAdapter):
         if in_transaction:
             lines.append("COMMIT;")
         return lines
+
+    # --- undo guards: checks/fixes/postgres.py ---------------------------------------------------
+    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+        from checks.fixes.postgres import record_state
+
+        return await record_state(run, steps)
+
+    def inspects(self, steps: Sequence[FixStep]) -> bool:
+        from checks.fixes.postgres import inspects
+
+        return inspects(steps)
+
+    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+        from checks.fixes.postgres import guard_undo
+
+        return await guard_undo(target, entry, inverse)
+
+    def interruptible_builds(self, steps: Sequence[FixStep]) -> list[str]:
+        from checks.fixes.postgres import concurrent_build
+
+        return [b.name for s in steps if (b := concurrent_build(str(s.command))) and b.name]
 
 
 # Statement -> the lock it takes (PostgreSQL manual, "Explicit Locking" and each command's

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution
+    from checks.fixes.execution import Execution, UndoCheck
 
 
 class RedisAdapter(EngineAdapter):
@@ -123,6 +123,22 @@ class RedisAdapter(EngineAdapter):
     def has_undo_record(self, side_file: SideFile, step: FixStep) -> bool:
         command = step.command
         return isinstance(command, dict) and "keys_file" in command and side_file(command["keys_file"]).exists()
+
+    # --- undo guards: checks/fixes/redis.py ---------------------------------------------------
+    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+        from checks.fixes.redis import record_state
+
+        return await record_state(run, steps)
+
+    def inspects(self, steps: Sequence[FixStep]) -> bool:
+        from checks.fixes.redis import inspects
+
+        return inspects(steps)
+
+    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+        from checks.fixes.redis import guard_undo
+
+        return await guard_undo(target, entry, inverse)
 
 
 def _is_op(step: FixStep, op: str) -> bool:

@@ -6,7 +6,9 @@ The pipeline for one finding:
 2. `apply_fix` writes a "started" journal entry, runs the steps through the engine's executor
    (its own read-write session, bounded by lock and statement timeouts), re-runs the check to
    verify, and completes the entry. A crash between the two leaves an unfinished entry.
-3. `undo_fix` applies a journal entry's inverse with the same refusals, journaled the same way.
+3. `undo_fix` applies a journal entry's inverse with the same refusals, journaled the same way,
+   after `inspect_undo` has compared what the inverse would touch with what the fix left on the
+   server (recorded in the entry's `expect`): it refuses to undo anything dbvitals did not do.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from checks.secrets import mask_text
 
 __all__ = [
     "FixLimits", "FixOutcome", "FixPlan", "FixRefused", "Journal", "JournalEntry", "UndoPlan",
-    "apply_fix", "find_finding", "plan_fix", "plan_undo", "refusals_for", "undo_fix",
+    "apply_fix", "find_finding", "inspect_undo", "plan_fix", "plan_undo", "refusals_for", "undo_fix",
 ]
 
 class FixRefused(Exception):
@@ -186,6 +188,7 @@ async def apply_fix(
         settings, registry, journal, entry, target, plan.steps, resume,
         verify=_judge_fixed,
         on_progress=on_progress, limits=limits or FixLimits(), started=started,
+        earlier_builds=_earlier_builds(journal, entry),
     )
 
 
@@ -202,11 +205,12 @@ async def _execute_and_verify(
     on_progress: Progress | None,
     limits: FixLimits,
     started: float,
+    earlier_builds: dict[str, str] | None = None,
 ) -> FixOutcome:
     journal.append(entry)
     run = Execution(
         target_name=entry.target, target=target, entry_id=entry.id, side_dir=journal.side_dir,
-        limits=limits, on_progress=on_progress, resume_cursors=resume,
+        limits=limits, on_progress=on_progress, resume_cursors=resume, earlier_builds=earlier_builds or {},
     )
     secrets = target.secret_values()
     try:
@@ -215,9 +219,12 @@ async def _execute_and_verify(
         _finish(journal, entry, run, "failed", f"interrupted after {run.steps_done} of {len(steps)} steps", started, secrets)
         raise
     except StepFailed as exc:
+        await _record_state(entry, run, steps)
         return _finish(journal, entry, run, "failed", str(exc), started, secrets)
     except Exception as exc:  # an executor bug or driver surprise is still a journaled failure
+        await _record_state(entry, run, steps)
         return _finish(journal, entry, run, "failed", f"{type(exc).__name__}: {exc}", started, secrets)
+    await _record_state(entry, run, steps)
     await run.progress("verifying: re-running the check")
     outcome, verified, message = await verify_after(settings, registry, entry, verify)
     return _finish(journal, entry, run, outcome, message, started, secrets, verified=verified)
@@ -264,8 +271,15 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
     recorded_keys = any(adapter_for(entry.engine).has_undo_record(journal.side_file, s) for s in steps)
     if entry.outcome == "refused":
         refusals.append(f"entry {entry.id} was refused: nothing was applied")
-    elif entry.steps_done == 0 and not recorded_keys:
+    elif entry.steps_done == 0 and not recorded_keys and not adapter_for(entry.engine).inspects(steps):
         refusals.append(f"entry {entry.id} applied no step ({entry.state}): there is nothing to undo")
+    elif entry.steps_done == 0 and not recorded_keys:
+        # Its process may have died while the server went on (an index build finishes without
+        # its client): what is on the server, not the journal, tells what there is to undo.
+        warnings.append(
+            f"entry {entry.id} did not finish ({entry.state}, no step recorded as applied): "
+            "dbvitals looks at the server and undoes only what this fix left there"
+        )
     elif entry.outcome in (None, "failed"):
         warnings.append(
             f"entry {entry.id} did not finish ({entry.state}, {entry.steps_done} of {len(entry.steps)} steps applied): "
@@ -274,6 +288,13 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
     undone = journal.undone_by(entry.id)
     if undone is not None:
         refusals.append(f"entry {entry.id} was already undone by entry {undone.id} ({undone.started_at})")
+    elif not recorded_keys and (not entry.finished or (entry.outcome == "failed" and not entry.expect)):
+        again = _applied_again(journal, entry)
+        if again is not None:
+            # What an unfinished entry left, a later run of the same fix replaced (it drops its
+            # INVALID leftover first): the objects on the server are that run's to undo.
+            refusals.append(f"entry {entry.id} did not finish and the same fix ran again after it, as entry {again.id} "
+                            f"({again.state}): what is on the server is that entry's: undo {again.id} instead")
     if not steps:
         refusals.append("the fix has no inverse: dbvitals cannot undo it")
     target = settings.targets.get(entry.target)
@@ -288,6 +309,40 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
     return UndoPlan(entry=entry, steps=steps, refusals=refusals, warnings=warnings)
 
 
+def _applied_again(journal: Journal, entry: JournalEntry) -> JournalEntry | None:
+    entries = journal.entries()
+    ids = [e.id for e in entries]
+    later = entries[ids.index(entry.id) + 1:] if entry.id in ids else []
+    for other in later:
+        if (other.kind == entry.kind == "fix" and other.target == entry.target and other.url == entry.url
+                and other.finding.get("id") == entry.finding.get("id")
+                and (other.outcome in ("fixed", "not_fixed") or other.steps_done > 0)):
+            return other
+    return None
+
+
+async def inspect_undo(settings: Settings, plan: UndoPlan) -> UndoPlan:
+    """Compare what the inverse would touch with what the fix left (the engine's guard) and
+    narrow an unfinished entry's inverse to what is there. Refusals say what changed."""
+    entry = plan.entry
+    target = settings.targets.get(entry.target)
+    if plan.refusals or target is None or not plan.steps:
+        return plan
+    try:
+        check = await adapter_for(entry.engine).guard_undo(target, entry, plan.steps)
+    except Exception as exc:  # the guard cannot tell: never undo blind
+        plan.refusals.append("could not check what the fix left on the server "
+                             f"({mask_text(f'{type(exc).__name__}: {exc}', target.secret_values())[:300]})")
+        return plan
+    plan.steps = tuple(check.steps)
+    plan.refusals.extend(check.refusals)
+    plan.warnings.extend(check.notes)
+    if not plan.steps and not plan.refusals:
+        plan.refusals.append(f"entry {entry.id} ({entry.state}) left nothing on the server that its inverse "
+                             "would undo: there is nothing to undo")
+    return plan
+
+
 async def undo_fix(
     settings: Settings,
     registry: Registry,
@@ -300,7 +355,7 @@ async def undo_fix(
 ) -> FixOutcome:
     started = time.perf_counter()
     journal = journal or Journal.for_settings(settings)
-    plan = plan_undo(settings, entry_id, allow_unsafe=allow_unsafe, journal=journal)
+    plan = await inspect_undo(settings, plan_undo(settings, entry_id, allow_unsafe=allow_unsafe, journal=journal))
     original = plan.entry
     target = settings.targets.get(original.target)
     fix = Fix(summary=f"undo of {original.id}: {original.summary}", steps=plan.steps,
@@ -374,6 +429,27 @@ def _finish(
     entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
     journal.append(entry)
     return FixOutcome(entry.id, outcome, entry.message, verified, entry.duration_ms, list(entry.leftovers))
+
+
+def _earlier_builds(journal: Journal, entry: JournalEntry) -> dict[str, str]:
+    """What earlier entries on this target that did not finish were building: name -> entry id.
+    A build's INVALID leftover of that name may then be dropped to build it again."""
+    adapter = adapter_for(entry.engine)
+    builds: dict[str, str] = {}
+    for earlier in journal.entries():
+        if earlier.target != entry.target or earlier.url != entry.url or earlier.outcome not in (None, "failed"):
+            continue
+        for name in adapter.interruptible_builds([FixStep.from_dict(s) for s in earlier.steps]):
+            builds[name] = earlier.id
+    return builds
+
+
+async def _record_state(entry: JournalEntry, run: Execution, steps: Sequence[FixStep]) -> None:
+    """Note what the applied steps left, for the undo's guard; failing that, say so."""
+    try:
+        entry.expect = await adapter_for(entry.engine).record_state(run, steps)
+    except Exception as exc:
+        run.notes.append(f"could not record what the fix left for a guarded undo ({type(exc).__name__}: {exc})")
 
 
 def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixStep]) -> dict[int, Any]:

@@ -48,6 +48,9 @@ class Execution:
     # Redis batch operations: per step index, the SCAN cursor an interrupted run stopped at
     # and the server run_id it belongs to.
     resume_cursors: dict[int, tuple[int, str | None]] = field(default_factory=dict)
+    # Index builds earlier, interrupted runs of this fix journaled: index name -> entry id. Only
+    # an INVALID index the journal says dbvitals was building may be dropped to build it again.
+    earlier_builds: dict[str, str] = field(default_factory=dict)
 
     async def progress(self, message: str) -> None:
         if self.on_progress is None:
@@ -55,3 +58,14 @@ class Execution:
         outcome = self.on_progress(message)
         if asyncio.iscoroutine(outcome):
             await outcome
+
+
+@dataclass
+class UndoCheck:
+    """What an engine found on the server before an undo: the inverse steps still to run (an
+    unfinished entry's may be fewer: what it did not get to do has nothing to undo), the reasons
+    to refuse (an object that is no longer what dbvitals left), and notes for the user."""
+
+    steps: list[Any]
+    refusals: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

@@ -57,6 +57,10 @@ class JournalEntry:
     verified: bool | None = None
     steps_done: int = 0
     leftovers: list[str] = field(default_factory=list)  # what a failure left behind, said plainly
+    # What the undo expects to find: the objects the steps created or changed, as the server had
+    # them once the steps ran (an index's OID and definition, a setting's value). An undo refuses
+    # when the object is no longer what dbvitals left, so it only ever undoes dbvitals's own work.
+    expect: list[dict[str, Any]] = field(default_factory=list)
     finished_at: str | None = None
     duration_ms: float | None = None
 

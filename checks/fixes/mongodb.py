@@ -1,12 +1,18 @@
 """Applying MongoDB fix steps: command documents (createIndexes, dropIndexes, collMod, ...)
-run one by one against their database, each bounded on the server by maxTimeMS."""
+run one by one against their database, each bounded on the server by maxTimeMS.
+
+Undo guards: `record_state` notes each index the applied steps created or changed (key and
+options, as listIndexes reports them); `guard_undo` refuses to drop an index, or to set its TTL
+back, when it is no longer what dbvitals left, and to recreate one over a name taken since."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from checks.fixes.execution import Execution, StepFailed
+import json
+
+from checks.fixes.execution import Execution, StepFailed, UndoCheck
 from checks.model import FixStep
 from checks.secrets import mask_text
 
@@ -70,3 +76,177 @@ async def _report_partial(client: Any, database: str, document: dict[str, Any], 
 def _describe(exc: BaseException, run: Execution) -> str:
     text = str(exc).split(", full error:")[0].split(", Timeout:")[0].strip() or type(exc).__name__
     return mask_text(f"{type(exc).__name__}: {text}", run.target.secret_values())[:500]
+
+
+# --- undo guards ---------------------------------------------------------------------------------
+
+_NOT_OPTIONS = {"v", "key", "name", "ns"}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-comparable: what the journal stores equals what the server reports (1.0 is 1)."""
+    def number(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {k: number(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [number(x) for x in v]
+        return v
+    return number(json.loads(json.dumps(value, default=str)))
+
+
+def _shape(spec: dict[str, Any]) -> dict[str, Any]:
+    """An index as compared: its key in order, and its options."""
+    return {"key": [[k, v] for k, v in _plain(dict(spec.get("key", {}))).items()],
+            "options": _plain({k: v for k, v in spec.items() if k not in _NOT_OPTIONS})}
+
+
+def _touched(step: FixStep, default_db: str | None) -> list[tuple[str | None, str, str]]:
+    """(database, collection, index name) each createIndexes or collMod step creates or changes."""
+    command = step.command if isinstance(step.command, dict) else {}
+    database = step.database or default_db
+    if "createIndexes" in command:
+        return [(database, command["createIndexes"], spec.get("name")) for spec in command.get("indexes", [])
+                if isinstance(spec, dict) and spec.get("name")]
+    if "collMod" in command and isinstance(command.get("index"), dict) and command["index"].get("name"):
+        return [(database, command["collMod"], command["index"]["name"])]
+    return []
+
+
+async def _indexes(client: Any, database: str, collection: str) -> dict[str, dict[str, Any]]:
+    try:
+        return {ix["name"]: dict(ix) async for ix in await client[database][collection].list_indexes()}
+    except Exception as exc:
+        if "NamespaceNotFound" in type(exc).__name__ or "ns does not exist" in str(exc) or getattr(exc, "code", None) == 26:
+            return {}
+        raise
+
+
+async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+    from checks.connectors.mongodb import make_client
+
+    client = make_client(run.target, maxPoolSize=1)
+    try:
+        default_db = client._default_database_name
+        touched = [t for step in steps[: run.steps_done] for t in _touched(step, default_db)]
+        recorded = []
+        for database, collection, name in touched:
+            if not database:
+                continue
+            spec = (await _indexes(client, database, collection)).get(name)
+            if spec is not None:
+                recorded.append({"kind": "mongo-index", "database": database, "collection": collection, "name": name,
+                                 **_shape(spec)})
+        return recorded
+    finally:
+        await client.close()
+
+
+def inspects(steps: Sequence[FixStep]) -> bool:
+    return any(isinstance(s.command, dict) and ({"dropIndexes", "createIndexes", "collMod"} & set(s.command))
+               for s in steps)
+
+
+async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+    from checks.connectors.mongodb import make_client
+
+    finished = entry.outcome in ("fixed", "not_fixed")
+    partial = not finished and entry.steps_done == 0
+    check = UndoCheck(steps=[])
+    client = make_client(target, maxPoolSize=1)
+    try:
+        default_db = client._default_database_name
+        forward = [FixStep.from_dict(s) for s in entry.steps]
+        recorded = {(e["database"], e["collection"], e["name"]): e for e in entry.expect if e.get("kind") == "mongo-index"}
+        for step in inverse:
+            if await _guard_step(client, step, default_db, forward, recorded, finished, partial, check):
+                check.steps.append(step)
+    finally:
+        await client.close()
+    return check
+
+
+async def _guard_step(client: Any, step: FixStep, default_db: str | None, forward: list[FixStep],
+                      recorded: dict[tuple[Any, ...], dict[str, Any]], finished: bool, partial: bool,
+                      check: UndoCheck) -> bool:
+    command = step.command if isinstance(step.command, dict) else {}
+    database = step.database or default_db
+    if not database or not ({"dropIndexes", "createIndexes", "collMod"} & set(command)):
+        if partial:
+            check.notes.append("skipped a step the unfinished fix did not apply")
+            return False
+        return True
+    if "createIndexes" in command:  # the inverse of a drop: the name must still be free
+        present = await _indexes(client, database, command["createIndexes"])
+        for spec in command.get("indexes", []):
+            if isinstance(spec, dict) and spec.get("name") in present:
+                where = f"{database}.{command['createIndexes']}"
+                if finished:
+                    check.refusals.append(f"index {spec['name']} on {where} exists again (created after the fix dropped "
+                                          "it): dbvitals will not replace it")
+                else:
+                    check.notes.append(f"index {spec['name']} on {where} still exists: the unfinished fix did not drop it")
+                return False
+        return True
+    collection = command.get("dropIndexes") or command.get("collMod")
+    name = command.get("index") if "dropIndexes" in command else (command.get("index") or {}).get("name")
+    if not isinstance(name, str):
+        return not partial  # dropIndexes by key pattern: nothing to compare by name
+    where = f"{name} on {database}.{collection}"
+    current = (await _indexes(client, database, collection)).get(name)
+    if current is None:
+        if finished:
+            check.refusals.append(f"index {where} no longer exists: nothing of this fix is left to undo")
+        else:
+            check.notes.append(f"index {where} does not exist: the unfinished fix did not create it")
+        return False
+    have = _shape(current)
+    record = recorded.get((database, collection, name))
+    if record is not None:
+        expected = {"key": record["key"], "options": record["options"]}
+        if have != expected:
+            check.refusals.append(f"index {where} is not what this fix left: it left {_describe_shape(expected)}, "
+                                  f"the server now has {_describe_shape(have)}; dbvitals will not touch it")
+            return False
+        return True
+    built = _built_by(forward, database, collection, name, default_db)
+    if built is None:
+        return not partial
+    wanted = _shape(built)
+    same_key = not wanted["key"] or have["key"] == wanted["key"]
+    if not same_key or any(have["options"].get(k) != v for k, v in wanted["options"].items()):
+        if not finished and "collMod" in command and have["key"] and _old_ttl(command) == have["options"].get("expireAfterSeconds"):
+            check.notes.append(f"index {where} still has its old TTL: the unfinished fix did not change it")
+            return False
+        check.refusals.append(f"index {where} is not what this fix builds: the server has {_describe_shape(have)}, "
+                              f"the fix made {_describe_shape(wanted)}; dbvitals will not touch it")
+        return False
+    if not finished:
+        check.notes.append(f"found index {where} as the unfinished fix left it")
+    return True
+
+
+def _built_by(forward: list[FixStep], database: str, collection: str, name: str, default_db: str | None) -> dict[str, Any] | None:
+    """The index spec (key and options) the fix's steps give this index."""
+    for step in forward:
+        command = step.command if isinstance(step.command, dict) else {}
+        if (step.database or default_db) != database:
+            continue
+        if command.get("createIndexes") == collection:
+            for spec in command.get("indexes", []):
+                if isinstance(spec, dict) and spec.get("name") == name:
+                    return spec
+        if command.get("collMod") == collection and isinstance(command.get("index"), dict) and command["index"].get("name") == name:
+            return {k: v for k, v in command["index"].items() if k != "name"}
+    return None
+
+
+def _old_ttl(command: dict[str, Any]) -> Any:
+    return (command.get("index") or {}).get("expireAfterSeconds")
+
+
+def _describe_shape(shape: dict[str, Any]) -> str:
+    key = ", ".join(f"{k}: {v}" for k, v in shape["key"])
+    options = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(shape["options"].items()))
+    return f"{{{key}}}" + (f" ({options})" if options else "")

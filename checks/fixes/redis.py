@@ -13,6 +13,10 @@ On a Redis Cluster the expire operation runs on every master in turn (a SCAN see
 keys), recording each node's keys in the same side file; PERSIST goes through a cluster client,
 which routes each key to its master. An interrupted cluster run starts over instead of resuming:
 both passes are idempotent (TTL -1 filter, EXPIRE NX), so that is only slower.
+
+Undo guards: the keys log is the record of an expire step (PERSIST touches only the keys it
+lists). For CONFIG SET, `record_state` notes the value the server reports once set, and
+`guard_undo` refuses to restore the old value over one someone else has set since.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from checks.fixes.execution import Execution, StepFailed
+from checks.fixes.execution import Execution, StepFailed, UndoCheck
 from checks.model import FixStep
 from checks.secrets import mask_text
 
@@ -306,3 +310,108 @@ def _chunks(items: Sequence[bytes], size: int) -> Iterable[Sequence[bytes]]:
 def _describe(exc: BaseException, run: Execution) -> str:
     text = str(exc).strip() or type(exc).__name__
     return mask_text(f"{type(exc).__name__}: {text}", run.target.secret_values())[:500]
+
+
+# --- undo guards ---------------------------------------------------------------------------------
+
+def _config_set(step: FixStep) -> tuple[str, str] | None:
+    command = step.command
+    if (isinstance(command, (list, tuple)) and len(command) == 4
+            and str(command[0]).upper() == "CONFIG" and str(command[1]).upper() == "SET"):
+        return str(command[2]).lower(), _text(command[3])
+    return None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _secret_setting(name: str) -> bool:
+    return "pass" in name or "auth" in name
+
+
+def _digest(value: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _shown(name: str, value: str) -> str:
+    return "(a secret)" if _secret_setting(name) else repr(value)
+
+
+async def _config_value(client: Any, name: str) -> str | None:
+    reply = await client.config_get(name)
+    for key, value in reply.items():
+        if _text(key).lower() == name:
+            return _text(value)
+    return None
+
+
+async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+    """The value each applied CONFIG SET left, as the server reports it (it may normalise it:
+    1gb becomes 1073741824). Secret settings are kept as a digest only."""
+    settings = [c for step in steps[: run.steps_done] if (c := _config_set(step))]
+    if not settings:
+        return []
+    from checks.connectors.redis import make_client
+
+    client = make_client(run.target)
+    try:
+        recorded = []
+        for name, _ in settings:
+            value = await _config_value(client, name)
+            if value is not None:
+                recorded.append({"kind": "redis-config", "parameter": name, "digest": _digest(value),
+                                 **({} if _secret_setting(name) else {"value": value})})
+        return recorded
+    finally:
+        await client.aclose()
+
+
+def inspects(steps: Sequence[FixStep]) -> bool:
+    return any(_config_set(s) for s in steps)
+
+
+async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+    """Restore a setting only while it still has the value dbvitals set."""
+    finished = entry.outcome in ("fixed", "not_fixed")
+    partial = not finished and entry.steps_done == 0
+    check = UndoCheck(steps=[])
+    forward = {c[0]: c[1] for s in entry.steps if (c := _config_set(FixStep.from_dict(s)))}
+    recorded = {e["parameter"]: e for e in entry.expect if e.get("kind") == "redis-config"}
+    client = None
+    from checks.connectors.redis import make_client
+
+    try:
+        for step in inverse:
+            setting = _config_set(step)
+            if setting is None:
+                # The keys log is an expire step's record; other commands were applied only if a step was.
+                if partial and not (isinstance(step.command, dict) and step.command.get("op") == PERSIST_OP):
+                    check.notes.append(f"skipped {' '.join(map(_text, step.command))}: the unfinished fix applied no step")
+                else:
+                    check.steps.append(step)
+                continue
+            name, old = setting
+            if name not in forward and name not in recorded:
+                check.steps.append(step)  # not a setting this fix changed: nothing to compare with
+                continue
+            client = client or make_client(target)
+            current = await _config_value(client, name)
+            expected = recorded[name]["digest"] if name in recorded else _digest(forward[name])
+            shown_expected = _shown(name, recorded[name].get("value", "") if name in recorded else forward[name])
+            if current is not None and _digest(current) == expected:
+                check.steps.append(step)
+                if not finished:
+                    check.notes.append(f"{name} has the value the unfinished fix set ({shown_expected})")
+            elif not finished and current is not None and current == old:
+                check.notes.append(f"{name} still has its old value: the unfinished fix did not change it")
+            else:
+                check.refusals.append(
+                    f"{name} is now {_shown(name, current or '')}, not the {shown_expected} dbvitals set: it was "
+                    f"changed since, and dbvitals will not overwrite it with the old {_shown(name, old)}")
+    finally:
+        if client is not None:
+            await client.aclose()
+    return check

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from checks.adapters import steps_lock
-    from checks.fixes import FixRefused, plan_undo, undo_fix
+    from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
     from console.cli import CliError, load_checks, load_settings, run_async
     from console.commands.fix import (
         _say, confirm, describe_steps, journal_for, limits_from, progress, report_outcome,
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_undo(settings, args.entry_id, allow_unsafe=args.allow_unsafe, journal=journal)
     except FixRefused as exc:
         raise CliError(str(exc), code=EXIT_REFUSED) from None
+    # What the fix left on the server decides what the undo may touch: shown before confirming.
+    plan = run_async(inspect_undo(settings, plan))
     entry = plan.entry
     finding = entry.finding
     _say("\n".join([

@@ -233,12 +233,20 @@ def test_fix_session_terminated_mid_build_is_journaled_and_its_invalid_index_dro
 
 
 def test_an_invalid_index_left_by_a_killed_build_is_dropped_before_building_again(orders, tmp_path):
-    # What a build killed with its server (or its dbvitals process) leaves: the index, INVALID.
+    from checks.fixes import _new_entry, finding_summary
+
+    # What a build killed with its server (or its dbvitals process) leaves: the index, INVALID,
+    # and in the journal an entry that started building it and never finished.
     orders.execute("CREATE INDEX orders_customer_id_idx ON orders (customer_id)")
     orders.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'orders_customer_id_idx'::regclass")
     settings = settings_for(orders, tmp_path)
     the_plan, registry = plan(settings, "test.pg-missing-index", "public.orders.customer_id")
+    journal = Journal(tmp_path / "journal.jsonl")
+    killed = _new_entry("fix", "pg", settings.targets["pg"], finding_summary(the_plan.finding), the_plan.finding.fix,
+                        the_plan.steps, the_plan.inverse)
+    journal.append(killed)
     outcome = asyncio.run(apply_fix(settings, registry, the_plan))
     assert outcome.outcome == "fixed", outcome.message
-    assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in outcome.message
+    assert (f"dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build "
+            f"(journal entry {killed.id})") in outcome.message
     assert indexes(orders) == {"orders_customer_id_idx": True}
