@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -133,6 +134,9 @@ class Scope:
     options: Any
     status: TargetStatus
     facts: FactStore = field(default_factory=FactStore, compare=False, repr=False)
+    # The fix journal (settings.journal, or the default): a check may read it in `gather` to say
+    # which dbvitals fix left what it finds (an interrupted index build's INVALID index).
+    journal: Path | None = None
 
 
 class Check:
@@ -424,6 +428,9 @@ class Runner:
         budgets: ServerBudgets | None = None,
     ) -> None:
         self.settings = settings
+        from checks.fixes.journal import Journal
+
+        self._journal = Journal.for_settings(settings).path
         self.registry = registry
         self.target_names = select_targets(settings, targets)
         self.selected = registry.select(checks)
@@ -579,7 +586,7 @@ class Runner:
         facts: FactStore | None = None,
     ) -> CheckResult:
         scope = Scope(target=name, config=target, options=options, status=connection.status,
-                      facts=facts if facts is not None else FactStore())
+                      facts=facts if facts is not None else FactStore(), journal=self._journal)
         started = time.perf_counter()
         error: CheckError | None = None
         findings: list[Finding] = []

@@ -52,6 +52,17 @@ def _partition_steps(catalog: Catalog, parent: Table, parent_index: str, columns
     return steps
 
 
+def interrupted_build_names(catalog: Catalog, table: Table, columns: tuple[int, ...]) -> set[str]:
+    """Names of INVALID plain indexes on `table` with exactly these key columns: what an
+    interrupted CREATE INDEX CONCURRENTLY of this very index leaves. Not counted as taken, so a
+    rerun of the fix chooses the same name (and drops the leftover first when the journal says
+    dbvitals left it), instead of building a second index beside the INVALID one."""
+    return {i.name for i in catalog.indexes_of(table.oid)
+            if not i.valid and i.kind == "i" and i.method == "btree" and i.key_columns == columns
+            and i.key_count == len(i.keys) and i.predicate is None and i.expressions is None
+            and not (i.is_unique or i.is_primary or i.is_exclusion)}
+
+
 def _free_name(base: str, taken: set[str]) -> str:
     return new_index_name(base.removesuffix("_idx"), (), taken)
 

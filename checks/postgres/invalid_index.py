@@ -4,6 +4,7 @@ CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was cancelled."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
@@ -12,8 +13,45 @@ from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql
 
 
 @dataclass(frozen=True)
+class Build:
+    """An index build a dbvitals fix journaled and never finished."""
+
+    entry: str
+    schema: str | None
+    name: str
+    started_at: str
+    user: str
+    state: str
+
+
+@dataclass(frozen=True)
 class Facts:
     catalog: Catalog
+    builds: tuple[Build, ...] = ()
+    journal_problem: str | None = None
+
+
+def unfinished_builds(journal_path: Any, target: str, url: str) -> tuple[tuple[Build, ...], str | None]:
+    """The index builds of this target's journal entries that did not finish (latest first)."""
+    from checks.fixes.journal import Journal
+    from checks.fixes.postgres import concurrent_build, name_parts
+
+    if journal_path is None:
+        return (), None
+    try:
+        entries = Journal(journal_path).entries()
+    except OSError as exc:
+        return (), f"the fix journal {journal_path} could not be read ({exc.strerror or exc})"
+    builds = []
+    for entry in reversed(entries):
+        if entry.target != target or entry.url != url or entry.outcome not in (None, "failed"):
+            continue
+        for step in entry.steps:
+            build = concurrent_build(str(step.get("command", "")))
+            if build and build.name:
+                schema, _ = name_parts(build.table)
+                builds.append(Build(entry.id, schema, build.name, entry.started_at, entry.user, entry.state))
+    return tuple(builds), None
 
 
 class InvalidIndex(Check):
@@ -29,7 +67,8 @@ class InvalidIndex(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        return Facts(await self.fact(CatalogSnapshot, session, scope))
+        builds, problem = unfinished_builds(scope.journal, scope.target, scope.config.masked_url)
+        return Facts(await self.fact(CatalogSnapshot, session, scope), builds, problem)
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog
@@ -43,6 +82,15 @@ class InvalidIndex(Check):
             evidence = {"definition": index.definition, "indisvalid": False, "indisready": index.ready,
                         "bytes": index.bytes, "size": human_bytes(index.bytes)}
             message = f"{index.qualified} on {table.qualified} is invalid ({state}): no query can use it."
+            build = next((b for b in facts.builds if b.name == index.name and b.schema in (None, index.schema)), None)
+            if build is not None:
+                evidence["left_by"] = {"journal_entry": build.entry, "started_at": build.started_at,
+                                       "user": build.user, "state": build.state}
+                message += (f" It was left by dbvitals: journal entry {build.entry} (started {build.started_at} by "
+                            f"{build.user}) was building it and did not finish. Running that fix again drops it and "
+                            f"builds it anew; `dbvitals undo {build.entry}` drops it.")
+            elif facts.journal_problem:
+                evidence["left_by"] = f"unknown: {facts.journal_problem}"
             if index.kind == "I":
                 evidence["partitions"] = [snapshot.tables[o].qualified for o in snapshot.partitions.get(table.oid, ())]
                 message += " A partitioned index stays invalid until every partition has an index attached to it."
