@@ -130,7 +130,7 @@ def run_fix_and_kill_it_mid_build(url: str, config: Path, *, finish_build: bool)
                 waiting = await admin.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
-                    "AND query ILIKE 'CREATE%INDEX%' AND wait_event_type = 'Lock'")
+                    "AND query ILIKE '%CREATE%INDEX%' AND wait_event_type = 'Lock'")
                 if waiting:
                     break
                 await asyncio.sleep(0.05)
