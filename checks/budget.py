@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from checks.config import Settings, TargetBase
 
 DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
+# How long a server's free-slot verdict stands for runs sharing the budgets (the console re-runs
+# targets one by one): long enough to cover one round, short enough to notice slots freed.
+VERDICT_TTL_S = 30.0
 
 
 def server_key(target: TargetBase) -> str:
@@ -82,6 +86,14 @@ class ServerBudgets:
 
     def __init__(self) -> None:
         self._budgets: dict[str, ServerBudget] = {}
+        self._guards: dict[str, ServerGuard] = {}
+
+    def guard(self, server: str) -> ServerGuard:
+        """The server's free-slot verdict: the pending or recent one, else a new one to decide."""
+        guard = self._guards.get(server)
+        if guard is None or (guard.decided_at is not None and time.monotonic() - guard.decided_at > VERDICT_TTL_S):
+            guard = self._guards[server] = ServerGuard()
+        return guard
 
     def for_target(self, name: str, settings: Settings) -> ServerBudget:
         target = settings.targets[name]
@@ -104,8 +116,14 @@ class ServerGuard:
 
     claimed: bool = False
     decided: asyncio.Event | None = None
+    decided_at: float | None = None
     slots: FreeSlots | None = None
     floor: int | None = None
+
+    def decide(self) -> None:
+        self.decided_at = time.monotonic()
+        assert self.decided is not None
+        self.decided.set()
 
     def __post_init__(self) -> None:
         self.decided = asyncio.Event()

@@ -437,12 +437,10 @@ class Runner:
         self.on_target = on_target
         self.on_result = on_result
         self.budgets = budgets if budgets is not None else ServerBudgets()
-        self._guards: dict[str, ServerGuard] = {}
         validate_check_options(settings, registry)
 
     async def run(self) -> Report:
         started = time.perf_counter()
-        self._guards = {}  # the free-slot verdict is per run: a server's load changes
         outcomes = await asyncio.gather(*(self.run_target(name) for name in self.target_names))
         statuses = [status for status, _ in outcomes]
         results = [r for _, target_results in outcomes for r in target_results]
@@ -464,7 +462,7 @@ class Runner:
         checks = [c for c in self.selected if c.engine is engine]
         enabled = [(c, opts) for c in checks if (opts := resolve_options(c, name, target)).enabled]
         budget = self.budgets.for_target(name, self.settings)
-        guard = self._guards.setdefault(budget.server, ServerGuard())
+        guard = self.budgets.guard(budget.server)
         async with budget:
             first = not guard.claimed
             guard.claimed = True
@@ -484,8 +482,7 @@ class Runner:
                         if connection.status.reachable:
                             await self._read_free_slots(engine, connection.session, target, guard)
                     finally:
-                        assert guard.decided is not None
-                        guard.decided.set()
+                        guard.decide()
                 await _notify(self.on_target, connection.status)
                 runnable = [
                     (c, o) for c, o in enabled if connection.status.reachable or c.runs_when_unreachable

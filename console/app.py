@@ -22,6 +22,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
 from checks.engine import Registry, Runner, load_registry, validate_check_options
 from checks.model import CheckError, Finding, FixSafety, Severity, TargetStatus
@@ -79,6 +80,8 @@ class DbVitalsApp(App[None]):
         self.run_on_start = run_on_start
         self.probe_interval = probe_interval
         self.store = FindingStore()
+        # One session budget per server for the app's lifetime: targets re-run one by one share it.
+        self.budgets = ServerBudgets()
         self.targets = {
             name: TargetRow(name, t.kind, t.environment, t.is_production) for name, t in settings.targets.items()
         }
@@ -160,6 +163,7 @@ class DbVitalsApp(App[None]):
             targets=[name],
             on_target=lambda status: self.post_message(TargetStatusChanged(status)),
             on_result=lambda result: self.post_message(CheckCompleted(result)),
+            budgets=self.budgets,
         )
         try:
             report = await runner.run()
@@ -176,20 +180,21 @@ class DbVitalsApp(App[None]):
         from checks.connectors import connect
 
         target = self.settings.targets[name]
-        try:
-            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-        except TimeoutError:
-            return  # the figure stays unknown; the next run tries again
-        try:
-            if connection.session is not None:
-                used, allowed = await asyncio.wait_for(
-                    adapter_for(target.kind).measure_connections(connection.session), target.timeout
-                )
-                self.post_message(ConnectionsMeasured(name, used, allowed))
-        except Exception:  # a figure we cannot read stays "?", it is not an incident
-            pass
-        finally:
-            await connection.close()
+        async with self.budgets.for_target(name, self.settings):
+            try:
+                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+            except TimeoutError:
+                return  # the figure stays unknown; the next run tries again
+            try:
+                if connection.session is not None:
+                    used, allowed = await asyncio.wait_for(
+                        adapter_for(target.kind).measure_connections(connection.session), target.timeout
+                    )
+                    self.post_message(ConnectionsMeasured(name, used, allowed))
+            except Exception:  # a figure we cannot read stays "?", it is not an incident
+                pass
+            finally:
+                await connection.close()
 
     def probe_all(self) -> None:
         for name, row in self.targets.items():
@@ -207,11 +212,12 @@ class DbVitalsApp(App[None]):
 
         target = self.settings.targets[name]
         try:
-            try:
-                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-            except TimeoutError as exc:
-                connection = failed(name, target, exc)
-            await connection.close()
+            async with self.budgets.for_target(name, self.settings):
+                try:
+                    connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+                except TimeoutError as exc:
+                    connection = failed(name, target, exc)
+                await connection.close()
         finally:
             self._probing.discard(name)
         self.post_message(TargetStatusChanged(connection.status, probe=True))
