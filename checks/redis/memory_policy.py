@@ -1,7 +1,7 @@
 """redis.memory-policy: maxmemory and its eviction policy against the role, the keys that must
-stay, fragmentation and headroom.
+stay, and headroom (fragmentation is redis.fragmentation's).
 
-Read from INFO memory / keyspace / stats, CONFIG GET activedefrag, and the keyspace pass that
+Read from INFO memory / keyspace / stats, and the keyspace pass that
 redis.ttl-coverage shares: which patterns hold keys without a TTL, and how much memory is in
 keys with and without one. Keys without a TTL must stay unless their name says cache or a
 `disposable` pattern covers them; declared persistent ones always stay. While any must stay,
@@ -18,7 +18,6 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.redis._config import config_values
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._patterns import EPHEMERAL_WORDS, first_matching, literal_words
 from checks.redis._scan import KeyspaceScan, keyspace_counts
@@ -41,10 +40,6 @@ class MemoryPolicyOptions(CheckOptions):
         default=0.1, ge=0, lt=1, description="A volatile-* policy is a finding when fewer than this share of keys has a TTL.",
     )
     min_keys: int = Field(default=100, ge=1, description="Key-share rules need at least this many keys.")
-    fragmentation_ratio: float = Field(default=1.5, gt=1, description="RSS / used memory above which fragmentation is a finding.")
-    fragmentation_min_bytes: int = Field(
-        default=100 * 1024 * 1024, ge=0, description="…and only when the wasted bytes pass this (small instances always look fragmented).",
-    )
     near_maxmemory: float = Field(default=0.9, gt=0, le=1, description="Used memory / maxmemory above which headroom is a finding.")
     use_keyspace: bool = Field(
         default=True,
@@ -61,11 +56,6 @@ class MemoryFacts:
     maxmemory: int
     policy: str
     used_memory: int
-    used_memory_rss: int
-    fragmentation_ratio: float | None
-    fragmentation_bytes: int | None
-    allocator: str
-    activedefrag: str | None  # None: CONFIG not allowed
     keys: int
     expires: int
     evicted_keys: int
@@ -165,7 +155,6 @@ class MemoryPolicy(Check):
         memory = await client.info("memory")
         stats = await client.info("stats")
         counts = keyspace_counts(await client.info("keyspace"))
-        activedefrag = (await config_values(client, "activedefrag"))["activedefrag"]
         options: MemoryPolicyOptions = scope.options
         keyspace, keyspace_error = None, None
         if options.use_keyspace:
@@ -177,11 +166,6 @@ class MemoryPolicy(Check):
             maxmemory=int(memory.get("maxmemory", 0)),
             policy=str(memory.get("maxmemory_policy", "noeviction")),
             used_memory=int(memory.get("used_memory", 0)),
-            used_memory_rss=int(memory.get("used_memory_rss", 0)),
-            fragmentation_ratio=_float(memory.get("mem_fragmentation_ratio")),
-            fragmentation_bytes=_int(memory.get("mem_fragmentation_bytes")),
-            allocator=str(memory.get("mem_allocator", "")),
-            activedefrag=activedefrag,
             keys=sum(k for k, _ in counts.values()),
             expires=sum(e for _, e in counts.values()),
             evicted_keys=int(stats.get("evicted_keys", 0)),
@@ -283,7 +267,6 @@ class MemoryPolicy(Check):
                 fix=fix,
                 key="volatile",
             ))
-        findings += self._fragmentation(scope, facts, options)
         if facts.maxmemory and facts.used_memory >= facts.maxmemory * options.near_maxmemory:
             finding = self._near_maxmemory(scope, facts, options, evidence, role, share)
             if finding is not None:
@@ -327,44 +310,6 @@ class MemoryPolicy(Check):
             key="maxmemory",
         )
 
-    def _fragmentation(self, scope: Scope, facts: MemoryFacts, options: MemoryPolicyOptions) -> list[Finding]:
-        ratio, wasted = facts.fragmentation_ratio, facts.fragmentation_bytes
-        if wasted is None and ratio is not None:
-            wasted = facts.used_memory_rss - facts.used_memory
-        if ratio is None or wasted is None or ratio < options.fragmentation_ratio or wasted < options.fragmentation_min_bytes:
-            return []
-        fix = None
-        if facts.allocator.startswith("jemalloc") and facts.activedefrag == "no":
-            fix = Fix(
-                summary="Turn on active defragmentation",
-                steps=(FixStep(language="redis", command=["CONFIG", "SET", "activedefrag", "yes"]),),
-                safety=FixSafety.UNSAFE,
-                lock="No lock; defragmentation uses some CPU in the background (active-defrag-cycle-min/max).",
-                inverse=(FixStep(language="redis", command=["CONFIG", "SET", "activedefrag", "no"]),),
-                notes=CONFIG_NOTE,
-            )
-        return [self.finding(
-            scope,
-            object="fragmentation",
-            title="High memory fragmentation",
-            message=(
-                f"Redis holds {human_bytes(facts.used_memory_rss)} of RAM for {human_bytes(facts.used_memory)} of data "
-                f"(ratio {ratio:.2f}): {human_bytes(wasted)} wasted, typically after many deletes or expiries of "
-                "varied sizes." + (" Active defragmentation is off." if facts.activedefrag == "no" else "")
-            ),
-            evidence={
-                "mem_fragmentation_ratio": ratio,
-                "fragmentation_bytes": wasted,
-                "used_memory": facts.used_memory,
-                "used_memory_rss": facts.used_memory_rss,
-                "mem_allocator": facts.allocator,
-                "activedefrag": facts.activedefrag,
-            },
-            severity=Severity.MEDIUM,
-            fix=fix,
-            key="fragmentation",
-        )]
-
     def _near_maxmemory(
         self, scope: Scope, facts: MemoryFacts, options: MemoryPolicyOptions, evidence: dict[str, Any], role: str | None,
         share: float,
@@ -401,13 +346,6 @@ def _policy_fix(current: str, new: str, safety: FixSafety, extra: str = "") -> F
         inverse=(FixStep(language="redis", command=["CONFIG", "SET", "maxmemory-policy", current]),),
         notes=(extra + " " if extra else "") + CONFIG_NOTE,
     )
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _int(value: Any) -> int | None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from checks.model import Severity
 from tests import support
 
 MASTERS = 3
@@ -120,3 +121,39 @@ def test_expire_fix_runs_on_every_master_and_undo_restores_exactly_those_keys(re
     assert {k for k in forgotten if cluster.ttl(k) == -1} == forgotten, undone.message
     assert all(cluster.ttl(k) > 0 for k in cluster.scan_iter(match="session:*") if k not in forgotten)
     cluster.close()
+
+
+def test_cluster_check_healthy_then_a_handshake_and_uncovered_slots(redis_cluster):
+    import redis
+
+    settings = support.settings_for(c={"kind": "redis", "url": f"redis://127.0.0.1:{redis_cluster[0]}"})
+    report = support.run_report(settings, checks=["redis.cluster"])
+    assert report.errors == [] and report.findings == []  # every slot served, every node healthy
+
+    node = redis.Redis(port=redis_cluster[0])
+    node.execute_command("CLUSTER", "MEET", "127.0.0.1", support.free_port())  # nobody there: stuck in handshake
+    owned = next(int(line.split()[8].split("-")[0]) for line in node.execute_command("CLUSTER", "NODES").decode().splitlines()
+                 if "myself" in line)
+    node.execute_command("CLUSTER", "DELSLOTS", owned, owned + 1)
+    deadline = time.monotonic() + 10
+    while "cluster_state:fail" not in node.execute_command("CLUSTER", "INFO").decode() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    findings = {f.object: f for f in support.run_report(settings, checks=["redis.cluster"]).findings}
+    assert findings["slots"].severity is Severity.CRITICAL
+    assert findings["slots"].evidence["cluster_slots_assigned"] == "16382"
+    assert "2 unassigned slots" in findings["slots"].message
+    assert findings["nodes:handshake"].evidence["nodes"][0]["flags"][0] == "handshake"
+
+
+def test_keys_in_several_logical_databases_outside_a_cluster(tmp_path):
+    import redis
+
+    from tests.integration.test_redis_server_settings import private_redis, report_for
+
+    with private_redis(tmp_path) as url:
+        redis.Redis.from_url(url).set("user:1", "x")
+        assert report_for(url, "redis.cluster") == []
+        redis.Redis.from_url(url.replace("/0", "/3")).set("user:2", "x")
+        [finding] = report_for(url, "redis.cluster")
+        assert finding.title == "Keys in 2 logical databases" and finding.evidence["databases"] == {0: 1, 3: 1}
+        assert finding.severity is Severity.LOW

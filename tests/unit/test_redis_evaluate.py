@@ -16,6 +16,7 @@ from checks.redis._scan import (
 )
 from checks.redis.big_keys import BigKeys
 from checks.redis._scan import BigKey
+from checks.redis.fragmentation import Fragmentation, FragmentationFacts
 from checks.redis.memory_policy import MemoryFacts, MemoryPolicy
 from checks.redis.persistence import Persistence, PersistenceFacts
 from checks.redis.security import Security, SecurityFacts, UserFacts, is_loopback
@@ -230,9 +231,8 @@ def test_big_keys_biggest_first_with_a_remainder():
 # --- memory-policy ---------------------------------------------------------------------------------
 
 def memory(**overrides):
-    base = dict(maxmemory=1 << 30, policy="allkeys-lru", used_memory=100 << 20, used_memory_rss=110 << 20,
-                fragmentation_ratio=1.1, fragmentation_bytes=10 << 20, allocator="jemalloc-5.3.0", activedefrag="no",
-                keys=10_000, expires=9_000, evicted_keys=0, total_system_memory=8 << 30)
+    base = dict(maxmemory=1 << 30, policy="allkeys-lru", used_memory=100 << 20, keys=10_000, expires=9_000,
+                evicted_keys=0, total_system_memory=8 << 30)
     return MemoryFacts(**{**base, **overrides})
 
 
@@ -245,8 +245,6 @@ def memory(**overrides):
         (memory(policy="noeviction"), None, {"noeviction with mostly expiring keys"}),
         (memory(policy="noeviction"), "store", set()),
         (memory(policy="volatile-lru", expires=100), "cache", {"volatile-lru with few keys to evict"}),
-        (memory(fragmentation_ratio=2.5, fragmentation_bytes=500 << 20), "cache", {"High memory fragmentation"}),
-        (memory(fragmentation_ratio=5.0, fragmentation_bytes=5 << 20), "cache", set()),  # small instance
         (memory(used_memory=1000 << 20), "cache", set()),  # a full cache that evicts is fine
         (memory(used_memory=1000 << 20, policy="noeviction", expires=0), "store", {"Used memory near maxmemory"}),
     ],
@@ -257,11 +255,37 @@ def test_memory_policy(facts, role, titles):
     assert {f.title for f in found} == titles
 
 
-def test_fragmentation_fix_turns_on_activedefrag_with_inverse():
-    check = MemoryPolicy()
-    [finding] = check.evaluate(memory(fragmentation_ratio=2.5, fragmentation_bytes=500 << 20), scope_for(check, role="cache"))
-    assert finding.fix.steps[0].command == ["CONFIG", "SET", "activedefrag", "yes"]
-    assert finding.fix.inverse[0].command == ["CONFIG", "SET", "activedefrag", "no"]
+def fragmentation(**overrides):
+    base = dict(used_memory=1 << 30, used_memory_rss=int(1.1 * (1 << 30)), ratio=1.1, wasted=100 << 20,
+                allocator_ratio=1.05, allocator_wasted=50 << 20, allocator="jemalloc-5.3.0", activedefrag="no",
+                defrag_running=0)
+    return FragmentationFacts(**{**base, **overrides})
+
+
+@pytest.mark.parametrize(
+    "facts, title, fixed",
+    [
+        (fragmentation(), None, False),
+        (fragmentation(ratio=2.5, wasted=500 << 20, allocator_ratio=1.8, allocator_wasted=400 << 20),
+         "High memory fragmentation", True),
+        # the gap is RSS overhead, not the allocator's: defragmentation would not help, so no fix
+        (fragmentation(ratio=2.5, wasted=500 << 20, allocator_ratio=1.02), "High memory fragmentation", False),
+        (fragmentation(ratio=2.5, wasted=500 << 20, allocator_ratio=1.8, activedefrag="yes"), "High memory fragmentation",
+         False),
+        (fragmentation(ratio=5.0, wasted=5 << 20), None, False),  # a small instance always looks fragmented
+        (fragmentation(ratio=0.7, used_memory_rss=700 << 20), "Part of Redis's memory is swapped out", False),
+        (fragmentation(ratio=0.7, used_memory=10 << 20, used_memory_rss=7 << 20), None, False),
+    ],
+)
+def test_fragmentation(facts, title, fixed):
+    check = Fragmentation()
+    found = check.evaluate(facts, scope_for(check))
+    assert [f.title for f in found] == ([title] if title else [])
+    if fixed:
+        assert found[0].fix.steps[0].command == ["CONFIG", "SET", "activedefrag", "yes"]
+        assert found[0].fix.inverse[0].command == ["CONFIG", "SET", "activedefrag", "no"]
+    elif found:
+        assert found[0].fix is None
 
 
 # --- persistence -----------------------------------------------------------------------------------
