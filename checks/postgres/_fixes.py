@@ -63,6 +63,17 @@ def interrupted_build_names(catalog: Catalog, table: Table, columns: tuple[int, 
             and not (i.is_unique or i.is_primary or i.is_exclusion)}
 
 
+def name_for_new_index(catalog: Catalog, table: Table, columns: tuple[str, ...], taken: set[str]) -> str:
+    """A free name for an index on these columns of `table` (plain column names), the same one
+    an interrupted build of it chose (see interrupted_build_names). Added to `taken`."""
+    by_name = {c.name: c.num for c in catalog.columns.get(table.oid, {}).values()}
+    nums = tuple(by_name.get(c, 0) for c in columns)
+    leftovers = interrupted_build_names(catalog, table, nums) if 0 not in nums else set()
+    name = new_index_name(table.name, columns, taken - leftovers)
+    taken.add(name)
+    return name
+
+
 def _free_name(base: str, taken: set[str]) -> str:
     return new_index_name(base.removesuffix("_idx"), (), taken)
 

@@ -8,8 +8,8 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, new_index_name, quote_ident
-from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, interrupted_build_names, sql
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, quote_ident
+from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 
 
 class Options(CheckOptions):
@@ -69,8 +69,7 @@ class FkMissingIndex(Check):
             columns = snapshot.column_names(table.oid, fk.columns)
             taken = taken_by_schema.setdefault(table.schema, {i.name for i in snapshot.indexes if i.schema == table.schema}
                                                | {t.name for t in snapshot.tables.values() if t.schema == table.schema})
-            name = new_index_name(table.name, columns, taken - interrupted_build_names(snapshot, table, fk.columns))
-            taken.add(name)
+            name = name_for_new_index(snapshot, table, columns, taken)
             columns_sql = ", ".join(quote_ident(c) for c in columns)
             partial = [i.name for i in snapshot.indexes_of(table.oid)
                        if i.predicate is not None and set(i.key_columns[: len(fk.columns)]) == set(fk.columns)]

@@ -21,8 +21,8 @@ from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres import _advisor
 from checks.postgres._advisor import Advice, Proposal, consolidate
-from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, new_index_name, quote_ident
-from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, sql
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, quote_ident
+from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 from checks.postgres._statement_shape import Shape, parse
 
 # Partitions add up to their parent: a partitioned table is judged as one.
@@ -269,8 +269,7 @@ class MissingIndex(Check):
                     stat: TableStats | None, rank: int, of: int, taken: set[str]) -> Finding:
         options = scope.options
         table = snapshot.tables[proposal.table_oid]
-        name = new_index_name(table.name, proposal.columns, taken)
-        taken.add(name)
+        name = name_for_new_index(snapshot, table, proposal.columns, taken)
         columns = ", ".join(proposal.columns)
         total_ms = sum(a.statement.total_ms for a in advice)
         write_heavy = stat is not None and stat.writes > options.write_heavy_ratio * max(stat.reads, 1)
@@ -354,8 +353,7 @@ class MissingIndex(Check):
             evidence["verification"] = "unverified / not available"
             message += " Which columns the scans filter on is unknown, so no index is suggested."
         else:
-            name = new_index_name(table.name, suggestion.columns, taken)
-            taken.add(name)
+            name = name_for_new_index(snapshot, table, suggestion.columns, taken)
             evidence["suggestion"] = {
                 "definition": f"CREATE INDEX {quote_ident(name)} ON {table.qualified} ({suggestion.columns_sql})",
                 "ordering": suggestion.ordering, "for_statement": suggestion.statement.query[:500]}
