@@ -206,11 +206,13 @@ async def _execute_and_verify(
     limits: FixLimits,
     started: float,
     earlier_builds: dict[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> FixOutcome:
     journal.append(entry)
     run = Execution(
         target_name=entry.target, target=target, entry_id=entry.id, side_dir=journal.side_dir,
         limits=limits, on_progress=on_progress, resume_cursors=resume, earlier_builds=earlier_builds or {},
+        notes=list(notes),
     )
     secrets = target.secret_values()
     try:
@@ -370,6 +372,7 @@ async def undo_fix(
     return await _execute_and_verify(
         settings, registry, journal, entry, target, plan.steps, {},
         verify=_judge_undone, on_progress=on_progress, limits=limits or FixLimits(), started=started,
+        notes=plan.warnings,  # what the guard found, journaled with the undo
     )
 
 

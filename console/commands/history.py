@@ -124,8 +124,22 @@ def _detail(entry: Any, undone_by: str | None) -> str:
         *steps("inverse", entry.inverse),
         f"message   {s(entry.message) if entry.message else ('the process stopped before the fix finished: check the target' if entry.outcome is None else '')}",
         *(f"left      {s(item)}" for item in entry.leftovers),
+        *(f"undo sees {s(_expected(item))}" for item in getattr(entry, "expect", [])),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _expected(record: dict[str, Any]) -> str:
+    """One object the undo's guard expects to find as the fix left it."""
+    kind = record.get("kind")
+    if kind == "pg-index":
+        return f"index {record.get('index')} (OID {record.get('oid')}): {record.get('definition')}"
+    if kind == "mongo-index":
+        key = ", ".join(f"{k}: {v}" for k, v in record.get("key", []))
+        return f"index {record.get('name')} on {record.get('database')}.{record.get('collection')}: {{{key}}}"
+    if kind == "redis-config":
+        return f"{record.get('parameter')} = {record.get('value', '(a secret)')}"
+    return str(record)
 
 
 def _local(iso: str) -> str:

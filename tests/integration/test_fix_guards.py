@@ -63,7 +63,7 @@ def fix_child_fk(settings):
     return registry, asyncio.run(apply_fix(settings, registry, plan))
 
 
-def test_undo_refuses_to_drop_an_index_replaced_under_the_same_name(child, tmp_path):
+def test_undo_refuses_to_drop_an_index_replaced_under_the_same_name(child, tmp_path, capsys):
     settings = settings_for(tmp_path, kind="postgres", url=child.url)
     registry, outcome = fix_child_fk(settings)
     assert outcome.outcome == "fixed", outcome.message
@@ -71,6 +71,9 @@ def test_undo_refuses_to_drop_an_index_replaced_under_the_same_name(child, tmp_p
     [expect] = entry.expect
     assert expect["index"] == "public.child_parent_id_idx"
     assert expect["definition"] == "CREATE INDEX child_parent_id_idx ON public.child USING btree (parent_id)"
+    config = write_config(tmp_path, child.url)
+    assert main(["history", entry.id, "--config", str(config)]) == 0
+    assert f"undo sees index public.child_parent_id_idx (OID {expect['oid']}): CREATE INDEX" in capsys.readouterr().out
 
     child.execute("DROP INDEX child_parent_id_idx")
     child.execute("CREATE INDEX child_parent_id_idx ON child (note)")  # the user's own, same name
@@ -218,6 +221,8 @@ def test_undo_of_a_killed_fix_whose_build_the_server_finished_drops_the_index(ch
     out = capsys.readouterr().out
     assert "found index public.child_parent_id_idx as the unfinished fix left it (valid" in out
     assert child_indexes(child) == {}
+    [undo] = [e for e in Journal(tmp_path / "journal.jsonl").entries() if e.undoes == killed.id]
+    assert undo.outcome == "fixed" and "found index public.child_parent_id_idx" in undo.message
     assert main(["history", "--config", str(config)]) == 0
     history = capsys.readouterr().out
     assert "DID NOT FINISH" in history and f"undo {killed.id}" in history
