@@ -35,7 +35,15 @@ SEEDED_PROBLEMS: list[tuple[str, str]] = [
     ("mongodb.schema-validation", "users"),  # a validator that only warns
     ("mongodb.transactions-unused", "transactions"),  # declared; SecantusDB keeps no counters: unknown  # the URL leaves maxPoolSize and timeouts at the driver defaults
     ("redis.ttl-coverage", "session:"),  # a share of session keys lack their TTL
+    ("redis.ttl-coverage", "rate:vote:"),  # a daily vote quota without TTL: 48 h, not the hour "rate" suggests
+    ("redis.ttl-coverage", "fraud:ips:"),  # fraud sets by day that never expire
+    ("redis.ttl-coverage", "leaderboard:daily"),  # a board reused every day, no TTL: manual, never an EXPIRE
+    ("redis.ttl-coverage", "post:votes:"),  # vote counters synced elsewhere: evidence, manual
     ("redis.big-keys", "leaderboard:weekly"),  # a big sorted set
+    ("redis.memory-policy", "maxmemory-policy"),  # allkeys-lfu over keys that must stay: volatile-lfu
+    ("redis.hot-keys", "redis://"),  # one post read by every request (OBJECT FREQ under LFU)
+    ("redis.slowlog", "slowlog"),  # a 120 ms command, provoked on purpose
+    ("redis.latency", "latency:command"),  # ... which the latency monitor recorded too
 ]
 
 POSTGRES_SCHEMA = """
@@ -227,11 +235,14 @@ async def seed_redis(url: str) -> None:
             else:
                 pipe.set(key, "user:%d" % i, ex=7 * 86400)
         for user in range(500):
-            pipe.set(f"rate:vote:{user}:2026-11-22", 3, ex=86400)
+            pipe.set(f"rate:vote:{user}:2026-11-22", 3)  # the daily quota's write path forgot EX
             pipe.lpush(f"feed:{user}", *[f"post:{n}" for n in range(20)])
-            pipe.expire(f"feed:{user}", 3600)
+            pipe.expire(f"feed:{user}", 30 + user % 91)  # feeds are cached for 30-120 s
         for post in range(300):
-            pipe.set(f"post:votes:{post}", random.randint(0, 100), ex=86400)
+            pipe.incrby(f"post:votes:{post}", random.randint(1, 100))  # synced to the database by a job
+        for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+            pipe.sadd(f"fraud:ips:{day}", *[f"10.1.{n // 250}.{n % 250}" for n in range(300)])
+        pipe.hset("flags:all", mapping={"new_feed": 1, "dark_mode": 0})
         await pipe.execute()
         members: dict[str, float] = {}
         for n in range(60000):
@@ -240,6 +251,12 @@ async def seed_redis(url: str) -> None:
                 await client.zadd("leaderboard:weekly", members)
                 members = {}
         await client.zadd("leaderboard:alltime", {f"user:{n}": n for n in range(100)})
+        await client.zadd("leaderboard:daily", {f"user:{n}": n for n in range(100)})
+        reads = client.pipeline(transaction=False)
+        for _ in range(30_000):  # the front page's post, read by every request: its LFU counter climbs
+            reads.get("post:votes:1")
+        await reads.execute()
+        await client.execute_command("DEBUG", "SLEEP", "0.12")  # a slow command for redis.slowlog and redis.latency
     finally:
         await client.aclose()
 
@@ -261,6 +278,6 @@ def demo_config(postgres_url: str, mongodb_url: str, redis_url: str) -> dict[str
                                                     "sort": {"createdAt": -1}}]}},
             "app_redis": {"kind": "redis", "url": redis_url + "/0", "environment": "demo", "allow_fixes": True,
                           "role": "cache",
-                          "expect": {"persistent": [{"pattern": "leaderboard:*"}]}},
+                          "expect": {"persistent": [{"pattern": "leaderboard:alltime"}]}},
         }
     }

@@ -178,8 +178,12 @@ def start_redis(directory: Path) -> Server:
         raise DemoError("redis-server not found; run scripts/setup.sh (Debian package redis-server)")
     port = free_port()
     log = directory / "redis.log"
+    # A mixed cache under allkeys-lfu (redis.memory-policy, redis.hot-keys have a case), the latency
+    # monitor on and DEBUG SLEEP allowed on loopback: the seed provokes one slow command on purpose.
     process = _spawn([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", str(directory), "--daemonize", "no"], log)
+                      "--dir", str(directory), "--daemonize", "no", "--maxmemory", "256mb",
+                      "--maxmemory-policy", "allkeys-lfu", "--latency-monitor-threshold", "25",
+                      "--enable-debug-command", "local"], log)
     _wait_for_port(port, process, "Redis", log)
     return Server("redis", port, process.pid, f"redis://127.0.0.1:{port}")
 
