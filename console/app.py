@@ -22,12 +22,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
 from checks.engine import Registry, Runner, load_registry, validate_check_options
 from checks.model import CheckError, Finding, FixSafety, Severity, TargetStatus
 from checks.secrets import mask_text
+from console.replay import Replay
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
+from console.screens.activity import ActivityScreen
 from console.screens.confirm_fix import ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
 from console.screens.export import ExportModal, write_export
@@ -50,6 +53,8 @@ class DbVitalsApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "dbvitals"
     BINDINGS = [
+        Binding("left_square_bracket", "replay_step(-1)", "Earlier", tooltip="Replay: the snapshot before"),
+        Binding("right_square_bracket", "replay_step(1)", "Later", tooltip="Replay: the snapshot after"),
         Binding("question_mark", "help", "Keys", tooltip="Every key, on every screen"),
         Binding("q", "quit", "Quit", tooltip="Quit (on another screen: back)"),
         Binding("r", "rerun_all", "Re-run", show=False, tooltip="Re-run every check on every target"),
@@ -68,6 +73,7 @@ class DbVitalsApp(App[None]):
         probe_interval: float | None = PROBE_INTERVAL,
         user_theme_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
+        replay: Replay | None = None,
     ) -> None:
         super().__init__()
         # Over SSH an animated scroll takes most of a second to settle: every move is instant.
@@ -77,14 +83,21 @@ class DbVitalsApp(App[None]):
         if config_path:
             self.sub_title = Path(config_path).name
         self.clock = clock  # wall-clock seconds; tests fix it so ages do not change between runs
-        self.run_on_start = run_on_start
-        self.probe_interval = probe_interval
+        self.replay = replay
+        # A replay shows what was recorded: nothing runs, nothing is probed.
+        self.run_on_start = run_on_start and replay is None
+        self.probe_interval = probe_interval if replay is None else None
         self.store = FindingStore()
         # One session budget per server for the app's lifetime: targets re-run one by one share it.
         self.budgets = ServerBudgets()
         self.targets = {
             name: TargetRow(name, t.kind, t.environment, t.is_production) for name, t in settings.targets.items()
         }
+        for snapshot in replay.snapshots if replay else ():
+            for status in snapshot.targets:  # a recorded target since removed from the config
+                if status.name not in self.targets:
+                    self.targets[status.name] = TargetRow(status.name, status.kind.value, status.environment,
+                                                          (status.environment or "").lower() == "production")
         self.check_errors: dict[tuple[str, str], CheckError] = {}
         self._probing: set[str] = set()
         self.fix_notes: dict[str, str] = {}
@@ -115,6 +128,8 @@ class DbVitalsApp(App[None]):
         if not self.targets:
             self.notify("No targets configured: add a [targets.NAME] table (see config.example.toml).",
                         severity="warning", timeout=30)
+        if self.replay is not None:
+            self.call_after_refresh(self.show_replay)
         if self.run_on_start:
             # After the first frame: the screen is usable before any check has started.
             self.call_after_refresh(self.action_rerun_all)
@@ -439,6 +454,51 @@ class DbVitalsApp(App[None]):
 
     # --- everyday actions ------------------------------------------------------------------
 
+    # --- replay and activity -----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "replay_step":
+            return self.replay is not None
+        if action in {"rerun_all", "history"}:  # a replay runs nothing and applies nothing
+            return self.replay is None
+        return True
+
+    def show_replay(self) -> None:
+        """Show the findings and targets as the current snapshot of the recording had them."""
+        assert self.replay is not None
+        snapshot = self.replay.current
+        for name in self.targets:
+            self.store.keep_only(name, ())
+        self.ingest(snapshot.targets, snapshot.findings)
+        self.sub_title = self.replay.position()
+
+    def action_replay_step(self, by: int) -> None:
+        if self.replay is not None and self.replay.step(by):
+            self.show_replay()
+            if isinstance(self.screen, ActivityScreen):
+                self.screen.dismiss()
+                self.open_activity(self.screen.target)
+        elif self.replay is not None:
+            self.notify("the recording's " + ("first" if by < 0 else "last") + " snapshot", timeout=2)
+
+    def open_activity(self, name: str) -> None:
+        """The activity view of one target: live, or as recorded when replaying."""
+        row = self.targets.get(name)
+        if row is None:
+            return
+        if self.replay is not None:
+            recorded = self.replay.current.activity.get(name)
+            if recorded is None:
+                self.notify(f"no activity was recorded for {name} at this time", severity="warning")
+                return
+            self.push_screen(ActivityScreen(name, row.kind, replay=ActivitySample.from_dict(recorded),
+                                            replay_time=self.replay.position()))
+            return
+        target = self.settings.targets.get(name)
+        if target is None:
+            return
+        self.push_screen(ActivityScreen(name, row.kind, settings=self.settings, allow_kill=target.allow_fixes))
+
     def action_help(self) -> None:
         sections = [
             ("everywhere", self.BINDINGS),
@@ -448,6 +508,7 @@ class DbVitalsApp(App[None]):
             ("confirm fix", ConfirmFixModal.BINDINGS),
             ("export", ExportModal.BINDINGS),
             ("fix history", FixHistoryScreen.BINDINGS),
+            ("activity", ActivityScreen.BINDINGS),
         ]
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(sections))
@@ -507,7 +568,8 @@ class DbVitalsApp(App[None]):
         yield from super().get_system_commands(screen)
 
 
-def run_app(settings: Settings, *, theme: str | None = None, config_path: str | None = None) -> int:
-    app = DbVitalsApp(settings, theme=theme, config_path=config_path)
+def run_app(settings: Settings, *, theme: str | None = None, config_path: str | None = None,
+            replay: Replay | None = None) -> int:
+    app = DbVitalsApp(settings, theme=theme, config_path=config_path, replay=replay)
     app.run()
     return app.return_code or 0

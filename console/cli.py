@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="open the console (the default with no command)")
     _common(ui, top=False)
     ui.add_argument("--theme", help="console theme", default=argparse.SUPPRESS)
+    ui.add_argument("--replay", metavar="FILE-or-LABEL",
+                    help="open a recording (`dbvitals record`) instead of live targets; [ and ] step through time")
     ui.set_defaults(handler=_cmd_ui)
 
     for name, (module, help_text) in EXTRA_COMMANDS.items():
@@ -322,5 +324,29 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         raise CliError(
             "the console is not built yet; use `dbvitals check` for a report", code=EXIT_USAGE
         ) from None
-    settings = load_settings(args)
-    return run_app(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None))
+    replay = None
+    if getattr(args, "replay", None):
+        from checks.snapshots.store import SnapshotError
+        from console.replay import open_replay
+
+        settings = _settings_for_replay(args)
+        try:
+            replay = open_replay(args.replay, settings)
+        except SnapshotError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        settings = load_settings(args)
+    return run_app(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None),
+                   replay=replay)
+
+
+def _settings_for_replay(args: argparse.Namespace) -> Any:
+    """A recording file opens without a config (on another machine, say); a label needs one."""
+    from pathlib import Path
+
+    if Path(args.replay).expanduser().is_file() and not getattr(args, "config", None) \
+            and not os.environ.get("DBVITALS_CONFIG") and not Path("dbvitals.toml").exists():
+        from checks.config import Settings
+
+        return Settings(targets={})
+    return load_settings(args)

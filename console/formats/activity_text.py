@@ -78,7 +78,7 @@ def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width:
                 table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
                                  ratio=1 if last else None, max_width=None if last or key not in TEXT_KEYS else 18)
             for row in shown:
-                table.add_row(*(_cell(row, key) for key, _, _ in columns))
+                table.add_row(*(cell_text(row, key) for key, _, _ in columns))
             console.print(table)
         for note in sample.notes:
             console.print(Text(safe_line(f"  note: {note}"), style="dim"))
@@ -86,7 +86,7 @@ def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width:
     return buffer.getvalue()
 
 
-def _cell(row: dict[str, Any], key: str) -> str:
+def cell_text(row: dict[str, Any], key: str) -> str:
     if key == "tree":
         marker = "" if row.get("depth", 0) == 0 else "  " * (row["depth"] - 1) + "└ "
         return safe_line(f"{marker}{row['id']}" + (f" blocks {row['blocks']}" if row.get("blocks") else ""))

@@ -43,6 +43,8 @@ class MainScreen(Screen):
         Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort"),
         Binding("R", "rerun_target", "Re-run", show=False, tooltip="Re-run the checks of the selected target"),
+        Binding("A", "activity", "Activity", show=False,
+                tooltip="What is running now on the selected target (as recorded, in a replay)"),
         Binding("e", "export", "Export", show=False, tooltip="Export the findings shown to a file you name"),
         Binding("tab", "app.focus_next", "Pane", show=False, tooltip="Move between the targets and the findings"),
         Binding("escape", "leave_filter", "Back", show=False, tooltip="Leave the filter box for the table"),
@@ -237,6 +239,11 @@ class MainScreen(Screen):
         target = self.selected_target()
         if target:
             self.app.run_target(target)
+
+    def action_activity(self) -> None:
+        target = self.selected_target()
+        if target:
+            self.app.open_activity(target)
 
     def action_apply_fix(self) -> None:
         finding = self.selected_finding()

@@ -1,0 +1,316 @@
+"""What is running now on one target: sessions and blocking, operations, clients and command
+rates, refreshed on a timer by a worker over one session; or, when replaying, as recorded.
+
+Cancel (`c`) and terminate (`K`) are unsafe fixes: offered only where the target allows fixes,
+confirmed by typing the target's name, journalled, and never aimed at dbvitals's own sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Static
+
+from checks.activity import ActivitySample
+from console.formats.activity_text import LAYOUT, cell_text, safe_line
+
+INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class ActivityScreen(Screen[None]):
+    DEFAULT_CSS = """
+    ActivityScreen #activity-header { height: 1; padding: 0 1; background: $panel; }
+    ActivityScreen #activity-notes { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
+    ActivityScreen #activity-table { height: 1fr; }
+    ActivityScreen #activity-filter { dock: bottom; height: 1; border: none; padding: 0 1; background: $boost; }
+    """
+    BINDINGS: ClassVar = [
+        Binding("escape", "back", "Back"),
+        Binding("q", "back", "Back", show=False),
+        Binding("n", "next_section", "Next view"),
+        Binding("space", "pause", "Pause"),
+        Binding("plus", "slower", "Slower", show=False),
+        Binding("minus", "faster", "Faster", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("c", "kill(False)", "Cancel"),
+        Binding("K", "kill(True)", "Terminate"),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def __init__(self, target: str, engine: str, *, settings: Any = None, replay: ActivitySample | None = None,
+                 replay_time: str | None = None, allow_kill: bool = False, interval: float = 2.0) -> None:
+        super().__init__()
+        self.target = target
+        self.engine = engine
+        self.settings = settings
+        self.replay = replay
+        self.replay_time = replay_time
+        self.allow_kill = allow_kill and replay is None
+        self.interval = interval
+        self.paused = False
+        self.section_index = 0
+        self.sort_column = 0
+        self.filter_text = ""
+        self.sample: ActivitySample | None = replay
+        self.activity_watch: Any = None
+        self._timer: Any = None
+        self._refreshing = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(id="activity-header")
+            yield Static(id="activity-notes")
+            yield DataTable(id="activity-table", cursor_type="row", zebra_stripes=False)
+            yield Input(placeholder="filter rows (any text); Enter to apply, Esc to clear", id="activity-filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#activity-filter").display = False
+        if self.replay is None:
+            from checks.activity.session import ActivityWatch
+
+            self.activity_watch = ActivityWatch(self.settings, [self.target])
+            self.refresh_sample()
+            self._timer = self.set_interval(self.interval, self.refresh_sample)
+        self.render_sample()
+
+    async def on_unmount(self) -> None:
+        if self.activity_watch is not None:
+            await self.activity_watch.close()
+
+    # --- data --------------------------------------------------------------------------------
+
+    @work(group="activity", exit_on_error=False)
+    async def refresh_sample(self) -> None:
+        # A refresh still running when the next is due is skipped, never piled up.
+        if self.paused or self._refreshing or self.activity_watch is None:
+            return
+        self._refreshing = True
+        try:
+            samples = await self.activity_watch.refresh()
+        finally:
+            self._refreshing = False
+        self.sample = samples.get(self.target)
+        self.render_sample()
+
+    @property
+    def sections(self) -> list[tuple[str, str, list[tuple[str, str, str]], int]]:
+        return LAYOUT[self.engine]
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self.sample is None:
+            return []
+        section, _, columns, _ = self.sections[self.section_index]
+        rows = list(self.sample.sections.get(section) or [])
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            rows = [r for r in rows if any(needle in str(v).lower() for v in r.values())]
+        key = columns[self.sort_column][0]
+        if key != "tree":
+            rows.sort(key=lambda r: (r.get(key) is None, _sortable(r.get(key))),
+                      reverse=columns[self.sort_column][2] == "right")
+        return rows
+
+    def render_sample(self) -> None:
+        if not self.query("#activity-table"):  # not composed yet, or already gone
+            return
+        section, title, columns, _ = self.sections[self.section_index]
+        status = ""
+        if self.replay is not None:
+            status = f"replay {self.replay_time or self.replay.taken_at}"
+        elif self.sample is not None:
+            status = f"{self.sample.taken_at[11:19]} UTC every {self.interval:g}s" + ("  PAUSED" if self.paused else "")
+        elif self.activity_watch is not None and self.target in self.activity_watch.statuses:
+            state = self.activity_watch.statuses[self.target]
+            status = f"down: {state.state.value}"
+        names = " ".join(f"[b]{t}[/]" if i == self.section_index else t
+                         for i, (_, t, _, _) in enumerate(self.sections))
+        self.query_one("#activity-header", Static).update(
+            f"[b]{escape(safe_line(self.target))}[/] {escape(status)}  {escape(title)}"
+            + (f"  /{escape(safe_line(self.filter_text))}" if self.filter_text else "")
+        )
+        notes = list(self.sample.notes) if self.sample else []
+        error = None
+        if self.sample is None and self.activity_watch is not None and self.target in self.activity_watch.statuses:
+            error = self.activity_watch.statuses[self.target].error
+        self.query_one("#activity-notes", Static).update(
+            escape(safe_line("; ".join([*(n for n in notes), *([error] if error else [])])))
+            or f"[$text-muted]views: {names}[/]"
+        )
+        table = self.query_one("#activity-table", DataTable)
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        for index, (_, header, _) in enumerate(columns):
+            table.add_column(header + (" ▼" if index == self.sort_column else ""), key=str(index))
+        for row in self.rows():
+            table.add_row(*(cell_text(row, key)[:120] for key, _, _ in columns), key=str(row.get("id", id(row))))
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1))
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        filter_input = self.query_one("#activity-filter", Input)
+        if filter_input.display:
+            filter_input.display = False
+            self.query_one("#activity-table").focus()
+            return
+        self.dismiss()
+
+    def action_next_section(self) -> None:
+        self.section_index = (self.section_index + 1) % len(self.sections)
+        self.sort_column = 0
+        self.render_sample()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.render_sample()
+
+    def _set_interval(self, step: int) -> None:
+        if self.replay is not None:
+            return
+        index = min(max(INTERVALS.index(self.interval) + step if self.interval in INTERVALS else 1, 0), len(INTERVALS) - 1)
+        self.interval = INTERVALS[index]
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(self.interval, self.refresh_sample)
+        self.render_sample()
+
+    def action_slower(self) -> None:
+        self._set_interval(1)
+
+    def action_faster(self) -> None:
+        self._set_interval(-1)
+
+    def action_sort(self) -> None:
+        self.sort_column = (self.sort_column + 1) % len(self.sections[self.section_index][2])
+        self.render_sample()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#activity-filter", Input)
+        box.display = True
+        box.value = self.filter_text
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "activity-filter":
+            self.filter_text = event.value.strip()
+            event.input.display = False
+            self.query_one("#activity-table").focus()
+            self.render_sample()
+
+    def action_cursor_down(self) -> None:
+        self.query_one("#activity-table", DataTable).action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.query_one("#activity-table", DataTable).action_cursor_up()
+
+    def action_kill(self, terminate: bool) -> None:
+        from checks.activity.kill import KILLABLE_SECTION, KillRefused, plan_kill, refusals
+
+        if self.replay is not None:
+            self.notify("a replay shows what was running; nothing can be stopped in it", severity="warning")
+            return
+        if self.sample is None or self.settings is None:
+            return
+        problems = refusals(self.settings, self.target, allow_unsafe=True)
+        if problems:
+            self.notify(problems[0], title="Refused", severity="warning", timeout=8)
+            return
+        if self.sections[self.section_index][0] != KILLABLE_SECTION[self.engine]:
+            self.section_index = [s[0] for s in self.sections].index(KILLABLE_SECTION[self.engine])
+            self.render_sample()
+            self.notify("choose the row to stop here, then press the key again")
+            return
+        table = self.query_one("#activity-table", DataTable)
+        if not table.row_count:
+            return
+        ident = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value or ""
+        try:
+            plan = plan_kill(self.settings, self.target, self.sample, ident, terminate=terminate)
+        except KillRefused as exc:
+            self.notify(str(exc), title="Refused", severity="warning", timeout=8)
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.apply_kill(plan)
+
+        self.app.push_screen(ConfirmKillModal(plan), confirmed)
+
+    @work(group="activity-kill", exit_on_error=False)
+    async def apply_kill(self, plan: Any) -> None:
+        from checks.activity.kill import apply_kill
+        from checks.fixes.journal import Journal
+
+        entry = await apply_kill(self.settings, self.activity_watch.session(self.target), plan, Journal.for_settings(self.settings))
+        severity = "information" if entry.outcome == "fixed" else "error"
+        self.notify(safe_line(f"{plan.verb} {plan.ident}: {entry.outcome}: {entry.message}"), severity=severity, timeout=8)
+        self.refresh_sample()
+
+
+class ConfirmKillModal(ModalScreen[bool]):
+    """The last look before stopping someone's work: what, where, and the target's name typed."""
+
+    DEFAULT_CSS = """
+    ConfirmKillModal { align: center middle; }
+    ConfirmKillModal > Vertical { width: 76; max-width: 100%; height: auto; max-height: 100%;
+                                  border: thick $error; background: $surface; padding: 0 1; }
+    ConfirmKillModal #kill-buttons { height: 3; align-horizontal: right; }
+    """
+    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel"), Binding("n", "cancel", "No", show=False)]
+
+    def __init__(self, plan: Any) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def compose(self) -> ComposeResult:
+        from checks.fixes.script import step_text
+
+        plan = self.plan
+        what = str(plan.row.get("query") or plan.row.get("command") or plan.row.get("last_command") or "")
+        with Vertical():
+            yield Static(f"[$error b]UNSAFE[/] [b]{escape(plan.verb)} {escape(plan.ident)}[/] on "
+                         f"[b]{escape(safe_line(plan.target))}[/] {escape(safe_line(plan.url))}")
+            yield Static(escape(safe_line(f"runs: {step_text(plan.step)}")))
+            yield Static(escape(safe_line(f"impact: {plan.step.description}")))
+            yield Static(escape(safe_line(f"what it stops: {what[:300]}")))
+            yield Static(f"Type [b]{escape(safe_line(plan.target))}[/] to confirm.", id="kill-prompt")
+            yield Input(placeholder=plan.target, id="kill-name")
+            with Horizontal(id="kill-buttons"):
+                yield Button("Stop it", id="kill-apply", variant="error")
+                yield Button("Cancel", id="kill-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#kill-name", Input).focus()
+
+    def _try(self) -> None:
+        if self.query_one("#kill-name", Input).value.strip() == self.plan.target:
+            self.dismiss(True)
+        else:
+            self.query_one("#kill-prompt", Static).update(
+                f"[$error]That is not the target's name.[/] Type [b]{escape(safe_line(self.plan.target))}[/] to confirm.")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._try()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "kill-apply":
+            self._try()
+        else:
+            self.dismiss(False)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+def _sortable(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) else str(value)
