@@ -16,13 +16,6 @@ from typing import Any, Protocol
 
 from checks.model import Engine, FixStep
 
-# One reader module per engine; a new engine adds one line and one module.
-READERS: dict[Engine, str] = {
-    Engine.POSTGRES: "checks.activity.postgres",
-    Engine.MONGODB: "checks.activity.mongodb",
-    Engine.REDIS: "checks.activity.redis",
-}
-
 
 @dataclass
 class ActivitySample:
@@ -71,7 +64,10 @@ class EngineActivity(Protocol):
 
 
 def for_engine(engine: Engine) -> EngineActivity:
-    return importlib.import_module(READERS[engine])  # type: ignore[return-value]
+    """The engine's activity module, named by its adapter."""
+    from checks.adapters import adapter_for
+
+    return importlib.import_module(adapter_for(engine).activity_module)  # type: ignore[return-value]
 
 
 def now_iso() -> str:

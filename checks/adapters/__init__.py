@@ -45,6 +45,8 @@ class EngineAdapter:
     comment: ClassVar[str]  # a line comment in the engine's script language
     lexer: ClassVar[str]  # a Pygments lexer name for the rendered steps
     fence: ClassVar[str]  # a Markdown code-fence language for the rendered steps
+    activity_module: ClassVar[str]  # reads what runs now (checks.activity.EngineActivity)
+    figures_module: ClassVar[str]  # reads the figures a snapshot keeps (checks.snapshots.FiguresReader)
 
     # --- sessions ------------------------------------------------------------------------------
     async def connect(self, name: str, target: TargetBase) -> Connection:

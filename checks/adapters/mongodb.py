@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 class MongoAdapter(EngineAdapter):
     engine = Engine.MONGODB
+    activity_module = "checks.activity.mongodb"
+    figures_module = "checks.snapshots.figures_mongodb"
     language = "mongodb"
     comment = "//"
     lexer = "javascript"

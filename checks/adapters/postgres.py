@@ -26,6 +26,8 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 
 class PostgresAdapter(EngineAdapter):
     engine = Engine.POSTGRES
+    activity_module = "checks.activity.postgres"
+    figures_module = "checks.snapshots.figures_postgres"
     language = "sql"
     comment = "--"
     lexer = "sql"

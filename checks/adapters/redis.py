@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 class RedisAdapter(EngineAdapter):
     engine = Engine.REDIS
+    activity_module = "checks.activity.redis"
+    figures_module = "checks.snapshots.figures_redis"
     language = "redis"
     comment = "#"
     lexer = "bash"

@@ -8,19 +8,17 @@ from typing import Any, Protocol
 
 from checks.model import Engine
 
-# One figures reader per engine: `async def gather(session) -> list[(kind, name, metrics)]`.
-FIGURES: dict[Engine, str] = {
-    Engine.POSTGRES: "checks.snapshots.figures_postgres",
-    Engine.MONGODB: "checks.snapshots.figures_mongodb",
-    Engine.REDIS: "checks.snapshots.figures_redis",
-}
-
 Figure = tuple[str, str, dict[str, Any]]
 
 
 class FiguresReader(Protocol):
+    """`gather` returns (kind, name, metrics) rows: a kind such as "pg.index", the object's name."""
+
     async def gather(self, session: Any) -> list[Figure]: ...
 
 
 def figures_for(engine: Engine) -> FiguresReader:
-    return importlib.import_module(FIGURES[engine])  # type: ignore[return-value]
+    """The engine's figures module, named by its adapter."""
+    from checks.adapters import adapter_for
+
+    return importlib.import_module(adapter_for(engine).figures_module)  # type: ignore[return-value]

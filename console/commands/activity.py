@@ -141,7 +141,7 @@ def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
 
 
 def _preview(plan: Any) -> None:
-    from checks.fixes.script import step_text
+    from checks.adapters import step_text
     from console.formats.activity_text import safe_line
 
     row = plan.row
