@@ -1,83 +1,93 @@
-"""One session per target for the activity view, refreshed without piling up."""
+"""One session per server for the activity view, refreshed without piling up."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from checks.activity import ActivitySample, for_engine, shorten
+from checks.budget import server_key
 from checks.config import Settings
 from checks.model import Engine, TargetStatus
 from checks.secrets import mask_text
 
 
 class ActivityWatch:
-    """Keeps one connection per target and the previous sample (for rates).
+    """Keeps one connection per server and the previous sample (for rates).
 
-    A refresh that is still running when the next is due is not started twice: `refresh`
-    returns the samples it has, so a slow server is sampled less often, never more.
+    What the views read is server-wide (pg_stat_activity, currentOp, CLIENT LIST), so targets
+    that share a server share one session and one reading: the view never takes more than one
+    of the server's slots. A refresh still running when the next is due is not started twice:
+    `refresh` returns the samples it has, so a slow server is sampled less often, never more.
     """
 
     def __init__(self, settings: Settings, names: Sequence[str]) -> None:
         self.settings = settings
         self.names = list(names)
-        self.connections: dict[str, Any] = {}
+        self.servers: dict[str, list[str]] = {}
+        for name in self.names:
+            self.servers.setdefault(server_key(settings.targets[name]), []).append(name)
+        self.connections: dict[str, Any] = {}  # by server
         self.statuses: dict[str, TargetStatus] = {}
         self.samples: dict[str, ActivitySample] = {}
         self._busy = asyncio.Lock()
         self._last_refresh = 0.0
 
     def session(self, name: str) -> Any:
-        return self.connections[name].session
+        return self.connections[server_key(self.settings.targets[name])].session
 
     async def refresh(self) -> dict[str, ActivitySample]:
         if self._busy.locked():
             return dict(self.samples)
         async with self._busy:
             self._last_refresh = time.monotonic()
-            await asyncio.gather(*(self._refresh_one(n) for n in self.names))
+            await asyncio.gather(*(self._refresh_server(s, names) for s, names in self.servers.items()))
         return dict(self.samples)
 
     async def wait(self, interval: float) -> None:
         """Sleep until the next refresh is due, counted from the start of the last one."""
         await asyncio.sleep(max(0.0, self._last_refresh + interval - time.monotonic()))
 
-    async def _refresh_one(self, name: str) -> None:
+    async def _refresh_server(self, server: str, names: list[str]) -> None:
         from checks.connectors import connect, failed
 
-        target = self.settings.targets[name]
-        connection = self.connections.get(name)
+        first = names[0]
+        target = self.settings.targets[first]
+        connection = self.connections.get(server)
         if connection is None or connection.session is None:
             try:
-                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+                connection = await asyncio.wait_for(connect(first, target), target.timeout * 2 + 2)
             except TimeoutError as exc:
-                connection = failed(name, target, exc)
-            self.connections[name] = connection
-            self.statuses[name] = connection.status
+                connection = failed(first, target, exc)
+            self.connections[server] = connection
             if connection.session is None:
-                self.samples.pop(name, None)
+                self._down(names, connection.status)
                 return
         reader = for_engine(Engine(target.kind))  # type: ignore[attr-defined]
         try:
             sample = await asyncio.wait_for(
-                reader.read(connection.session, name, self.samples.get(name)), target.timeout + 1
+                reader.read(connection.session, first, self.samples.get(first)), target.timeout + 1
             )
         except Exception as exc:  # a dead or slow server is a state to show, never a crash
             await connection.close()
-            self.connections[name] = failed(name, target, exc)
-            self.statuses[name] = self.connections[name].status
-            self.samples.pop(name, None)
+            self.connections[server] = failed(first, target, exc)
+            self._down(names, self.connections[server].status)
             return
-        secrets = target.secret_values()
-        for rows in sample.sections.values():
-            for row in rows:
-                for key, value in row.items():
-                    if isinstance(value, str):
-                        row[key] = mask_text(value, secrets)
-        sample.notes = [shorten(mask_text(n, secrets), 300) for n in sample.notes]
-        self.samples[name] = sample
+        secrets = tuple(s for name in names for s in self.settings.targets[name].secret_values())
+        sample = dataclasses.replace(sample, sections=mask_tree(sample.sections, secrets),
+                                     notes=[shorten(mask_text(n, secrets), 300) for n in sample.notes])
+        for name in names:
+            self.statuses[name] = dataclasses.replace(connection.status, name=name,
+                                                      url=self.settings.targets[name].masked_url)
+            self.samples[name] = dataclasses.replace(sample, target=name)
+
+    def _down(self, names: list[str], status: TargetStatus) -> None:
+        for name in names:
+            self.statuses[name] = dataclasses.replace(status, name=name, url=self.settings.targets[name].masked_url)
+            self.samples.pop(name, None)
 
     async def close(self) -> None:
         for connection in self.connections.values():
@@ -86,3 +96,14 @@ class ActivityWatch:
             except Exception:  # closing a broken connection must not hide the result
                 pass
         self.connections.clear()
+
+
+def mask_tree(value: Any, secrets: tuple[str, ...]) -> Any:
+    """Every string inside lists and dicts masked with the target's secrets."""
+    if isinstance(value, str):
+        return mask_text(value, secrets)
+    if isinstance(value, dict):
+        return {k: mask_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_tree(v, secrets) for v in value]
+    return value

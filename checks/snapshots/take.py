@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.budget import ServerBudgets
 from checks.config import Settings
 from checks.engine import Registry, Runner
 from checks.model import Engine, Report
+from checks.activity.session import mask_tree
 from checks.secrets import mask_text
 from checks.snapshots import Figure, figures_for
 
@@ -31,11 +33,17 @@ async def take(
     checks: Sequence[str] | None = None,
     with_activity: bool = True,
 ) -> Taken:
-    runner = Runner(settings, registry, targets=targets, checks=checks)
+    budgets = ServerBudgets()
+    runner = Runner(settings, registry, targets=targets, checks=checks, budgets=budgets)
     report = await runner.run()
     taken = Taken(report)
     reachable = [t.name for t in report.targets if t.reachable]
-    await asyncio.gather(*(_extras(settings, name, taken, with_activity) for name in reachable))
+
+    async def extras(name: str) -> None:
+        async with budgets.for_target(name, settings):  # the same sessions-per-server budget as the checks
+            await _extras(settings, name, taken, with_activity)
+
+    await asyncio.gather(*(extras(name) for name in reachable))
     return taken
 
 
@@ -53,24 +61,15 @@ async def _extras(settings: Settings, name: str, taken: Taken, with_activity: bo
     try:
         try:
             figures = await asyncio.wait_for(figures_for(engine).gather(connection.session), target.check_timeout)
-            taken.figures[name] = [(kind, mask_text(n, secrets), _masked(m, secrets)) for kind, n, m in figures]
+            taken.figures[name] = [(kind, mask_text(n, secrets), mask_tree(m, secrets)) for kind, n, m in figures]
         except Exception as exc:  # figures are context: a failure is said, the snapshot still saves
             taken.problems.append(mask_text(f"{name}: figures not taken: {type(exc).__name__}: {exc}", secrets)[:500])
         if with_activity:
             try:
                 sample = await asyncio.wait_for(for_engine(engine).read(connection.session, name, None), target.timeout + 1)
-                taken.activity[name] = _masked(sample.to_dict(), secrets)
+                taken.activity[name] = mask_tree(sample.to_dict(), secrets)
             except Exception as exc:
                 taken.problems.append(mask_text(f"{name}: activity not read: {type(exc).__name__}: {exc}", secrets)[:500])
     finally:
         await connection.close()
 
-
-def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-        return mask_text(value, secrets)
-    if isinstance(value, dict):
-        return {k: _masked(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v, secrets) for v in value]
-    return value
