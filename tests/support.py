@@ -7,14 +7,16 @@ runs never share one) or MongoDB database, and removes it afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -144,3 +146,33 @@ class SilentServer:
 def refused_port() -> int:
     """A loopback port nothing listens on."""
     return free_port()
+
+
+def postgres_bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        raise RuntimeError("initdb not found under /usr/lib/postgresql: run scripts/setup.sh")
+    return found[-1].parent
+
+
+@contextlib.contextmanager
+def private_postgres(*settings: str) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port with `-c name=value` settings (the
+    shared server must never be reconfigured); its URL, and removed afterwards."""
+    bindir = postgres_bindir()
+    data = Path(tempfile.mkdtemp(prefix="dbvitals-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db")]
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust",
+                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    options = " ".join([f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} -c fsync=off",
+                        *(f"-c {s}" for s in settings)])
+    subprocess.run([*pg_ctl, "-l", str(data / "log"), "-w", "-o", options, "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

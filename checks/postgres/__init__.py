@@ -17,6 +17,7 @@ from checks.postgres.pool import PostgresPool
 from checks.postgres.redundant_index import RedundantIndex
 from checks.postgres.sequence_exhaustion import SequenceExhaustion
 from checks.postgres.unused_index import UnusedIndex
+from checks.postgres.vacuum import Vacuum
 
 CHECKS = [
     PostgresConnection,
@@ -35,5 +36,6 @@ CHECKS = [
     NoPrimaryKey,
     SequenceExhaustion,
     LongTransactions,
+    Vacuum,
     LockedRelation,
 ]

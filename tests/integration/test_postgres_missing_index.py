@@ -5,12 +5,7 @@ with pg_stat_statements it suggests an index and verifies it with hypopg."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -80,34 +75,11 @@ def test_no_statistics_no_finding(pg_db):
 
 # --- a private server with pg_stat_statements preloaded -------------------------------------------------
 
-def _bindir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
-    if not found:
-        pytest.fail("initdb not found under /usr/lib/postgresql: run scripts/setup.sh", pytrace=False)
-    return found[-1].parent
-
-
 @pytest.fixture(scope="module")
 def preloaded_server() -> Iterator[str]:
-    """A throwaway cluster on a free loopback port, started with pg_stat_statements preloaded
-    (the shared server must not be reconfigured). Removed afterwards."""
-    bindir = _bindir()
-    data = Path(tempfile.mkdtemp(prefix="dbvitals-pgss-"))
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(data, "postgres", "postgres")
-    port = support.free_port()
-    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data / "db")]
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    options = (f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
-               "-c shared_preload_libraries=pg_stat_statements -c fsync=off")
-    subprocess.run([*pg_ctl, "-l", str(data / "log"), "-w", "-o", options, "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+    """A throwaway cluster started with pg_stat_statements preloaded."""
+    with support.private_postgres("shared_preload_libraries=pg_stat_statements") as url:
+        yield url
 
 
 async def _admin(url: str, sql: str) -> None:
