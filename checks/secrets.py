@@ -29,7 +29,7 @@ _USERINFO = re.compile(
     r"(?<![a-z0-9+.-])(?P<scheme>[a-z][a-z0-9+.-]{0,31}://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@", re.I
 )
 _PARAM = re.compile(r"(?P<key>(?<![a-z])(?:password|pass|pwd|sslpassword|secret|token)=)(?P<value>[^&\s]+)", re.I)
-_RESERVED_HINT = "percent-encode / ? # @ : % in the user name and password (%2F %3F %23 %40 %3A %25)"
+_RESERVED_HINT = "percent-encode / ? # @ : % [ ] in the user name and password (%2F %3F %23 %40 %3A %25 %5B %5D)"
 
 _known: set[str] = set()
 
@@ -66,6 +66,10 @@ def check_url(url: str, *, multi_host: bool = True) -> None:
         _check_host(host)
     if any(c.isspace() for c in authority):
         raise MalformedUrl(f"malformed URL: white space in the user, password or host part: {_RESERVED_HINT}")
+    try:
+        urlsplit(url).port  # what the drivers' own parsers will make of it
+    except ValueError:
+        raise MalformedUrl(f"malformed URL: it cannot be parsed: {_RESERVED_HINT}") from None
 
 
 def _check_host(host: str) -> None:

@@ -12,6 +12,7 @@ from pydantic import Field
 from checks.engine import Fact, FactContext, FactOptions
 from checks.model import Engine
 from checks.redis._scan import KeyspaceScan, ScanPlan, scan_keyspace
+from checks.secrets import url_password_decoded
 
 BIG_KEYS = "redis.big-keys"  # named, not imported: the check imports this module
 
@@ -58,7 +59,9 @@ class KeyspaceFact(Fact[KeyspaceScan]):
             session,
             keyspace_plan(context.options, big.options if big is not None else None),
             context.config.url,
-            context.config.password.get_secret_value() if context.config.password is not None else None,
+            # A replica_url without a password is given the target's: the password key, else the URL's.
+            context.config.password.get_secret_value() if context.config.password is not None
+            else url_password_decoded(context.config.url),
             # Lengths cost a read more per key: only when a check of this run judges them.
             lengths=big is not None,
         )
