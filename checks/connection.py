@@ -17,6 +17,7 @@ STATE_TITLES = {
     TargetState.TIMEOUT: "No answer within the timeout",
     TargetState.AUTH_FAILED: "Authentication failed",
     TargetState.TLS_ERROR: "TLS handshake failed",
+    TargetState.PROTOCOL_ERROR: "Something else answers on this port",
     TargetState.UNKNOWN_HOST: "Host name does not resolve",
     TargetState.ERROR: "Cannot connect",
     TargetState.SKIPPED: "Not checked: the server is nearly out of connection slots",
@@ -29,6 +30,8 @@ STATE_ADVICE = {
     TargetState.AUTH_FAILED: "The server rejected the credentials: check the user, the password "
     "(DBVITALS_TARGETS__<NAME>__PASSWORD) and that the user exists.",
     TargetState.TLS_ERROR: "Check the TLS settings in the URL against the server's certificate.",
+    TargetState.PROTOCOL_ERROR: "The host and port answer in another protocol (an HTTP, SSH or other database "
+    "port?): check the URL's port.",
     TargetState.UNKNOWN_HOST: "DNS does not know this host: check the spelling of the URL's host.",
     TargetState.ERROR: "The driver could not open a session.",
     TargetState.SKIPPED: "dbvitals did not connect, so as not to take one of the server's last slots.",

@@ -63,6 +63,7 @@ class TargetState(str, enum.Enum):
     TIMEOUT = "timeout"
     AUTH_FAILED = "auth_failed"
     TLS_ERROR = "tls_error"
+    PROTOCOL_ERROR = "protocol_error"  # something answers on the port, in another protocol
     UNKNOWN_HOST = "unknown_host"
     ERROR = "error"
     # Not connected on purpose: its server had too few connection slots free (checks.budget).

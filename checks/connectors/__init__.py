@@ -33,8 +33,9 @@ async def connect(name: str, target: TargetBase) -> Connection:
     return await adapter_for(target.kind).connect(name, target)  # type: ignore[attr-defined]
 
 
-def failed(name: str, target: TargetBase, exc: BaseException) -> Connection:
-    state, detail = classify(exc)
+def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: tuple[TargetState, str] | None = None
+           ) -> Connection:
+    state, detail = state_detail or classify(exc)
     status = TargetStatus(
         name=name,
         kind=Engine(target.kind),  # type: ignore[attr-defined]
@@ -46,6 +47,26 @@ def failed(name: str, target: TargetBase, exc: BaseException) -> Connection:
     return Connection(status=status, session=None)
 
 
+async def diagnosed(name: str, target: TargetBase, exc: BaseException) -> Connection:
+    """`failed`, with what a driver cannot tell asked of the server itself: a port that speaks
+    another protocol (protocol_error), a plain server behind a URL asking for TLS (tls_error)."""
+    from checks.connectors.probe import probe, shown, wants_tls
+
+    state, detail = classify(exc)
+    if state in {TargetState.TIMEOUT, TargetState.ERROR, TargetState.TLS_ERROR}:
+        kind = str(target.kind)  # type: ignore[attr-defined]
+        verdict, reply = await probe(kind, target.connect_url, min(target.timeout, 1.0))
+        engine = {"postgres": "PostgreSQL", "redis": "Redis", "mongodb": "MongoDB"}[kind]
+        if verdict == "other":
+            state = TargetState.PROTOCOL_ERROR
+            detail = f"the server does not speak the {engine} protocol (it answered '{shown(reply)}'); {detail}"
+        elif verdict == "speaks" and wants_tls(kind, target.connect_url):
+            state = TargetState.TLS_ERROR
+            detail = f"the URL asks for TLS but the server answers plain {engine}; {detail}"
+    return failed(name, target, exc, state_detail=(state, detail))
+
+
+_PROTOCOL_WORDS = ("protocol error", "invalid response", "unexpected message")
 _AUTH_WORDS = ("authentication failed", "password authentication", "wrongpass", "noauth", "invalid password",
                "invalid username-password", "auth failed", "role \"", "not authorized", "authorization")
 _TLS_WORDS = ("ssl", "tls", "certificate", "handshake")
@@ -75,7 +96,8 @@ def classify(exc: BaseException) -> tuple[TargetState, str]:
         if getattr(cause, "code", None) == 18:  # MongoDB AuthenticationFailed
             return TargetState.AUTH_FAILED, detail
     lowered = detail.lower()
-    for words, state in ((_HOST_WORDS, TargetState.UNKNOWN_HOST), (_AUTH_WORDS, TargetState.AUTH_FAILED),
+    for words, state in ((_HOST_WORDS, TargetState.UNKNOWN_HOST), (_PROTOCOL_WORDS, TargetState.PROTOCOL_ERROR),
+                         (_AUTH_WORDS, TargetState.AUTH_FAILED),
                          (_REFUSED_WORDS, TargetState.REFUSED), (_TLS_WORDS, TargetState.TLS_ERROR),
                          (_TIMEOUT_WORDS, TargetState.TIMEOUT)):
         if any(word in lowered for word in words):

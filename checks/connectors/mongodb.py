@@ -11,7 +11,7 @@ from pymongo.uri_parser import parse_uri
 
 from checks.budget import FreeSlots
 from checks.config import TargetBase
-from checks.connectors import Connection, failed
+from checks.connectors import Connection, diagnosed
 from checks.connectors.topology import topology_role
 from checks.model import Engine, TargetState, TargetStatus
 
@@ -59,7 +59,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
     try:
         client = make_client(target)
     except Exception as exc:  # a malformed URL or option is a state to report, not a crash
-        return failed(name, target, exc)
+        return await diagnosed(name, target, exc)
     try:
         await client.admin.command("ping")  # selects a server and opens a connection
         started = time.perf_counter()
@@ -69,7 +69,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         default_db = client._default_database_name  # the database named in the URL, if any
     except Exception as exc:
         await client.close()
-        return failed(name, target, exc)
+        return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
         kind=Engine.MONGODB,

@@ -11,7 +11,7 @@ import asyncpg
 
 from checks.config import TargetBase
 from checks.budget import FreeSlots
-from checks.connectors import Connection, failed
+from checks.connectors import Connection, diagnosed
 from checks.connectors.marker import marked
 from checks.model import Engine, TargetState, TargetStatus
 
@@ -137,7 +137,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
     try:
         pool = await open_pool(target)
     except Exception as exc:  # any driver failure is a connection state, never a crash
-        return failed(name, target, exc)
+        return await diagnosed(name, target, exc)
     try:
         started = time.perf_counter()
         version = await pool.fetchval("SHOW server_version")
@@ -145,7 +145,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         database, in_recovery = await pool.fetchrow("SELECT current_database(), pg_is_in_recovery()")
     except Exception as exc:
         pool.terminate()
-        return failed(name, target, exc)
+        return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
         kind=Engine.POSTGRES,

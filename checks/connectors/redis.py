@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from checks.budget import FreeSlots
 from checks.config import TargetBase
-from checks.connectors import Connection, failed
+from checks.connectors import Connection, diagnosed
 from checks.model import Engine, TargetState, TargetStatus
 
 
@@ -69,7 +69,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
     try:
         client = make_client(target)
     except Exception as exc:
-        return failed(name, target, exc)
+        return await diagnosed(name, target, exc)
     try:
         await _round_trip(client)  # opens the connection (and authenticates)
         started = time.perf_counter()
@@ -78,7 +78,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         info = await client.info()
     except Exception as exc:
         await client.aclose()
-        return failed(name, target, exc)
+        return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
         kind=Engine.REDIS,

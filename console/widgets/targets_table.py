@@ -33,6 +33,7 @@ STATE_LABELS = {
     TargetState.TIMEOUT: "down: timeout",
     TargetState.AUTH_FAILED: "down: auth failed",
     TargetState.TLS_ERROR: "down: TLS error",
+    TargetState.PROTOCOL_ERROR: "down: protocol",
     TargetState.UNKNOWN_HOST: "down: unknown host",
     TargetState.ERROR: "down: error",
     TargetState.SKIPPED: "skipped: server full",

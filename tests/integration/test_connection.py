@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from checks.model import Severity, TargetState
@@ -128,3 +130,81 @@ def test_password_from_config_overrides_url_and_is_masked(redis_db):
         assert "from-config-pw" not in str(report.to_dict()) and "stale-pw" not in str(report.to_dict())
     finally:
         redis_db.client.acl_deluser(user)
+
+
+class ForeignServer:
+    """A TCP server speaking another protocol: an HTTP server's 400, or an SSH banner."""
+
+    REPLIES = {"http": b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+               "ssh": b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"}
+
+    def __init__(self, protocol: str) -> None:
+        import threading
+
+        self.reply = self.REPLIES[protocol]
+        self.banner_first = protocol == "ssh"
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(0.5)
+                try:
+                    if not self.banner_first:
+                        conn.recv(1024)
+                    conn.sendall(self.reply)
+                    if self.banner_first:
+                        conn.recv(1024)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "ssh"])
+@pytest.mark.parametrize(
+    "kind, url",
+    [
+        ("postgres", "postgresql://postgres@127.0.0.1:{port}/postgres"),
+        ("redis", "redis://127.0.0.1:{port}/0"),
+        ("mongodb", "mongodb://127.0.0.1:{port}/app?directConnection=true"),
+    ],
+)
+def test_a_port_speaking_another_protocol_is_a_protocol_error(kind, url, protocol):
+    server = ForeignServer(protocol)
+    try:
+        settings = support.settings_for(other={"kind": kind, "url": url.format(port=server.port), "timeout": 2})
+        report = support.run_report(settings)
+    finally:
+        server.close()
+    status = report.targets[0]
+    assert status.state is TargetState.PROTOCOL_ERROR, (status.state, status.error)
+    [finding] = report.findings
+    assert finding.title == "Something else answers on this port" and finding.severity is Severity.CRITICAL
+
+
+def test_tls_asked_of_a_plain_server_is_a_tls_error(pg_server, redis_db, mongo_db):
+    mongo = mongo_db.url + ("&" if "?" in mongo_db.url else "?") + "tls=true"
+    settings = support.settings_for(
+        pg={"kind": "postgres", "url": support.with_path(pg_server, "postgres", "sslmode=require"), "timeout": 2},
+        cache={"kind": "redis", "url": redis_db.url.replace("redis://", "rediss://"), "timeout": 2},
+        docs={"kind": "mongodb", "url": mongo, "timeout": 2},
+    )
+    report = support.run_report(settings, checks=["*.connection"])
+    states = {t.name: (t.state, t.error) for t in report.targets}
+    assert all(state is TargetState.TLS_ERROR for state, _ in states.values()), states
+    assert "the server answers plain" in states["cache"][1]
