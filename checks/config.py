@@ -210,11 +210,11 @@ class TargetBase(Strict):
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret: the password key, the URL's password however it parses,
-        and passwords in URLs among the check options (a Redis replica_url, say)."""
+        and passwords in URLs among the check and fact options (a Redis replica_url, say)."""
         values = list(url_secrets(self.url))
         if self.password is not None:
             values.append(self.password.get_secret_value())
-        for options in self.checks.values():
+        for options in (*self.checks.values(), *self.facts.values()):
             for key, value in options.items():
                 if key.endswith("url") and isinstance(value, str):
                     values += url_secrets(value)

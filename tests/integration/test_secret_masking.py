@@ -113,15 +113,18 @@ def test_no_output_shows_a_password_whatever_it_contains(private_redis, tmp_path
 
 
 def test_a_replica_url_without_a_password_takes_the_targets(tmp_path, capsys):
+    import redis
+
     password = "rep/l?ca#pw"
     server = PrivateRedis("--requirepass", password)
     try:
         url = f"redis://:{quote(password, safe='')}@127.0.0.1:{server.port}/0"
+        redis.Redis(port=server.port, password=password).set("session:1", "x")
         replica = f"redis://127.0.0.1:{server.port}/0"
         config = tmp_path / "dbvitals.toml"
         config.write_text(
             f'[targets.a]\nkind = "redis"\nurl = "{url}"\n'
-            f'[targets.a.checks."redis.ttl-coverage"]\nreplica_url = "{replica}"\n'
+            f'[targets.a.facts."redis.keyspace"]\nreplica_url = "{replica}"\n'
         )
         code = main(["check", "--check", "redis.ttl-coverage", "--format", "json", "--fail-on", "never",
                      "--config", str(config)])
