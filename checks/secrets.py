@@ -67,7 +67,7 @@ def check_url(url: str, *, multi_host: bool = True) -> None:
     if any(c.isspace() for c in authority):
         raise MalformedUrl(f"malformed URL: white space in the user, password or host part: {_RESERVED_HINT}")
     try:
-        urlsplit(url).port  # what the drivers' own parsers will make of it
+        urlsplit(url)  # unbalanced [ ] anywhere before the path; ports were checked per host above
     except ValueError:
         raise MalformedUrl(f"malformed URL: it cannot be parsed: {_RESERVED_HINT}") from None
 
