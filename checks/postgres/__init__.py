@@ -9,12 +9,14 @@ from checks.postgres.fk_type_mismatch import FkTypeMismatch
 from checks.postgres.intersected_fk import IntersectedFk
 from checks.postgres.invalid_index import InvalidIndex
 from checks.postgres.locked_relation import LockedRelation
+from checks.postgres.locks import Locks
 from checks.postgres.long_transactions import LongTransactions
 from checks.postgres.missing_index import MissingIndex
 from checks.postgres.no_primary_key import NoPrimaryKey
 from checks.postgres.not_valid_constraint import NotValidConstraintCheck
 from checks.postgres.pool import PostgresPool
 from checks.postgres.redundant_index import RedundantIndex
+from checks.postgres.replication import Replication
 from checks.postgres.sequence_exhaustion import SequenceExhaustion
 from checks.postgres.unused_index import UnusedIndex
 from checks.postgres.vacuum import Vacuum
@@ -37,5 +39,7 @@ CHECKS = [
     SequenceExhaustion,
     LongTransactions,
     Vacuum,
+    Replication,
+    Locks,
     LockedRelation,
 ]

@@ -1,0 +1,138 @@
+"""postgres.replication: replication slots that retain WAL (an inactive slot is the classic cause
+of a full disk), slots whose WAL is lost or about to be (`wal_status`), and standbys lagging behind.
+The lag of the server itself, when it is a replica, is postgres.connection's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from checks.config import Duration
+from checks.engine import Check, CheckOptions, Scope
+from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.postgres._catalog import human_bytes, quote_literal
+from checks.postgres._fixes import sql
+
+# On a replica the WAL position is the last one received; pg_current_wal_lsn() fails there.
+SLOTS_QUERY = """
+SELECT s.slot_name AS name, s.slot_type AS type, s.database, s.active, s.wal_status,
+       s.safe_wal_size::bigint AS safe_wal_size,
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
+                       s.restart_lsn)::bigint AS retained_bytes
+FROM pg_replication_slots s
+ORDER BY s.slot_name
+"""
+
+STANDBYS_QUERY = """
+SELECT coalesce(nullif(r.application_name, ''), r.pid::text) AS name, r.client_addr::text AS client_addr, r.state,
+       r.sync_state, extract(epoch FROM r.replay_lag)::float8 AS replay_lag_s,
+       CASE WHEN NOT pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint END AS replay_bytes
+FROM pg_stat_replication r
+ORDER BY 1
+"""
+
+
+class Options(CheckOptions):
+    min_retained_bytes: int = Field(
+        default=1024**3, ge=0, description="An inactive slot retaining at least this much WAL is reported (high).")
+    max_standby_lag: Duration = Field(default="5m", description="A standby replaying further behind is reported.")
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    type: str
+    database: str | None
+    active: bool
+    wal_status: str | None  # reserved, extended, unreserved, lost
+    safe_wal_size: int | None
+    retained_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Standby:
+    name: str
+    client_addr: str | None
+    state: str | None
+    sync_state: str | None
+    replay_lag_s: float | None
+    replay_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Facts:
+    slots: tuple[Slot, ...]
+    standbys: tuple[Standby, ...]
+
+
+class Replication(Check):
+    id = "postgres.replication"
+    engine = Engine.POSTGRES
+    title = "Replication slot or standby in trouble"
+    severity = Severity.HIGH
+    fix_availability = FixAvailability.SOMETIMES
+    Options = Options
+    rationale = (
+        "A replication slot keeps every WAL segment its consumer has not confirmed: when the consumer is gone "
+        "(a decommissioned replica, a stopped CDC job) WAL piles up until the disk is full and the server stops. "
+        "A lost slot can no longer be resumed; a lagging standby serves stale reads and fails over with data loss."
+    )
+
+    async def gather(self, session, scope: Scope) -> Facts:
+        slots = tuple(Slot(**dict(r)) for r in await session.fetch(SLOTS_QUERY))
+        standbys = tuple(Standby(**dict(r)) for r in await session.fetch(STANDBYS_QUERY))
+        return Facts(slots, standbys)
+
+    def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
+        options = scope.options
+        findings = []
+        for slot in facts.slots:
+            retained = slot.retained_bytes or 0
+            evidence = {"slot": slot.name, "type": slot.type, "database": slot.database, "active": slot.active,
+                        "wal_status": slot.wal_status, "retained_bytes": slot.retained_bytes,
+                        "retained": human_bytes(retained), "safe_wal_size": slot.safe_wal_size}
+            drop = Fix(summary=f"Drop the replication slot {slot.name}",
+                       steps=(sql(f"SELECT pg_drop_replication_slot({quote_literal(slot.name)});"),),
+                       safety=FixSafety.UNSAFE,
+                       lock="no lock; the retained WAL is freed at the next checkpoint and the consumer can never "
+                            "resume from this slot (it must be re-synchronised)")
+            if slot.wal_status in ("lost", "unreserved"):
+                lost = slot.wal_status == "lost"
+                findings.append(self.finding(
+                    scope, object=f"slot {slot.name}", key=slot.wal_status,
+                    severity=Severity.HIGH,
+                    title=f"replication slot {slot.name} {'has lost' if lost else 'is about to lose'} its WAL",
+                    message=(f"The {slot.type} slot {slot.name} is {slot.wal_status}: "
+                             + ("the WAL it needs was removed (max_slot_wal_keep_size); its consumer cannot resume "
+                                "and must be rebuilt." if lost else
+                                "it retains more than max_slot_wal_keep_size and will lose its WAL at the next "
+                                "checkpoint unless its consumer catches up.")),
+                    evidence=evidence, fix=drop if lost else None,
+                ))
+            elif not slot.active and retained >= options.min_retained_bytes:
+                findings.append(self.finding(
+                    scope, object=f"slot {slot.name}", key="inactive",
+                    title=f"inactive replication slot {slot.name} retains {human_bytes(retained)} of WAL",
+                    message=(f"No consumer is connected to the {slot.type} slot {slot.name}, which keeps "
+                             f"{human_bytes(retained)} of WAL on disk and grows with every write"
+                             + ("" if slot.wal_status != "extended" else ", already beyond max_wal_size")
+                             + ". Reconnect its consumer, or drop the slot if it is gone for good."),
+                    evidence=evidence, fix=drop,
+                ))
+        for standby in facts.standbys:
+            lag = standby.replay_lag_s
+            if lag is None or lag < options.max_standby_lag.total_seconds():
+                continue
+            findings.append(self.finding(
+                scope, object=f"standby {standby.name}", key="lag", severity=Severity.MEDIUM,
+                title=f"standby {standby.name} replays {lag:,.0f} s behind",
+                message=(f"The standby {standby.name} ({standby.client_addr or 'local'}, {standby.sync_state}) replays "
+                         f"{lag:,.0f} s behind this server"
+                         + (f" ({human_bytes(standby.replay_bytes)} of WAL)" if standby.replay_bytes else "")
+                         + ": reads there are stale, and a failover to it would lose or wait for that much."),
+                evidence={"standby": standby.name, "client_addr": standby.client_addr, "state": standby.state,
+                          "sync_state": standby.sync_state, "replay_lag_s": round(lag, 1),
+                          "replay_bytes": standby.replay_bytes},
+            ))
+        return findings
