@@ -14,8 +14,9 @@ keys), recording each node's keys in the same side file; PERSIST goes through a 
 which routes each key to its master. An interrupted cluster run starts over instead of resuming:
 both passes are idempotent (TTL -1 filter, EXPIRE NX), so that is only slower.
 
-Undo guards: the keys log is the record of an expire step (PERSIST touches only the keys it
-lists). For CONFIG SET, `record_state` notes the value the server reports once set, and
+Undo guards: the keys log is the record of an expire step: PERSIST touches only the keys it
+lists, and of those only the ones whose expiry is still the one dbvitals set (the log keeps the
+server time around each batch's EXPIREs). For CONFIG SET, `record_state` notes the value the server reports once set, and
 `guard_undo` refuses to restore the old value over one someone else has set since.
 """
 
@@ -96,20 +97,27 @@ class KeysLog:
     def touched_keys(self) -> list[bytes]:
         """Keys given a TTL, plus those of a batch that was interrupted between its pending and
         expired records (each had no TTL a moment before, so PERSIST restores what was seen)."""
+        return list(self.expiry_windows())
+
+    def expiry_windows(self) -> dict[bytes, tuple[int, int] | None]:
+        """Each touched key with the span (server time, ms) its expiry was set to fall in, when
+        known: a key whose expiry is elsewhere now had its TTL changed by someone since."""
         # Batches are numbered per node on a cluster.
-        expired: dict[tuple[str | None, int], list[Any]] = {}
+        expired: dict[tuple[str | None, int], dict[str, Any]] = {}
         pending: dict[tuple[str | None, int], list[Any]] = {}
         for record in self.records():
             batch = (record.get("node"), record.get("batch", 0))
             if "expired" in record:
-                expired[batch] = record["expired"]
+                expired[batch] = record
             elif "pending" in record:
                 pending[batch] = record["pending"]
-        keys: dict[bytes, None] = {}
+        keys: dict[bytes, tuple[int, int] | None] = {}
         for batch, values in pending.items():
-            for value in expired.get(batch, values):
-                keys[decode_key(value)] = None
-        return list(keys)
+            done = expired.get(batch)
+            window = tuple(done["expires_ms"]) if done and done.get("expires_ms") else None
+            for value in done["expired"] if done else values:
+                keys[decode_key(value)] = window  # type: ignore[assignment]
+        return keys
 
     def resume_point(self) -> tuple[int, str | None] | None:
         """Where an interrupted scan stopped, and on which server process (run_id): a SCAN
@@ -246,11 +254,16 @@ async def _expire_missing_ttl(
                 tag = {"node": node} if node else {}
                 log.write({"batch": batch, **tag, "pending": [encode_key(k) for k in missing]})
                 pipe = client.pipeline(transaction=False)
+                pipe.time()  # the server's clock around the EXPIREs: when their keys will expire
                 for key in missing:
                     pipe.expire(key, ttl, nx=True)
+                pipe.time()
                 # NX: a key that got a TTL (or vanished) since the TTL read is left alone.
-                expired = [k for k, done in zip(missing, await pipe.execute()) if done]
-                log.write({"batch": batch, **tag, "expired": [encode_key(k) for k in expired], "cursor": cursor})
+                first, *done_flags, last = await pipe.execute()
+                expired = [k for k, done in zip(missing, done_flags) if done]
+                window = [_ms(first) + ttl * 1000, _ms(last) + ttl * 1000]
+                log.write({"batch": batch, **tag, "expired": [encode_key(k) for k in expired], "cursor": cursor,
+                           "expires_ms": window})
                 given += len(expired)
                 cursor_recorded = True
         if not cursor_recorded:
@@ -263,42 +276,70 @@ async def _expire_missing_ttl(
     run.notes.append(f"gave a TTL of {ttl}s to {given} keys matching {op.get('pattern') or match}{where} ({scanned} scanned)")
 
 
+# A key's expiry may sit this far outside the span recorded when dbvitals set it and still be
+# dbvitals's: TIME and PTTL are read a round trip apart.
+EXPIRY_SLACK_MS = 2000
+
+
+def _ms(server_time: Any) -> int:
+    seconds, micros = server_time
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 async def _persist_keys(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
-    keys = _keys_of(op, run)
+    """PERSIST the recorded keys whose expiry is still the one dbvitals set; a key whose TTL
+    someone changed since keeps it (its TTL is theirs now, not dbvitals's to remove)."""
+    windows = _windows_of(op, run)
+    keys = list(windows)
     label = f"step {index + 1} of {total}"
     await run.progress(f"{label}: PERSIST {len(keys)} keys")
-    restored = gone = kept = 0
+    restored = gone = kept = changed = 0
     for chunk in _chunks(keys, DEFAULT_BATCH):
+        now = _ms(await client.time())
         pipe = client.pipeline(transaction=False)
         for key in chunk:
-            pipe.persist(key)
-            pipe.exists(key)
-        results = await pipe.execute()
-        for persisted, exists in zip(results[0::2], results[1::2]):
-            if persisted:
-                restored += 1
-            elif exists:
-                kept += 1  # already without a TTL
-            else:
+            pipe.pttl(key)
+        ours = []
+        for key, left in zip(chunk, await pipe.execute()):
+            window = windows[key]
+            if left == -2:
                 gone += 1
+            elif left == -1:
+                kept += 1  # already without a TTL
+            elif window is not None and not window[0] - EXPIRY_SLACK_MS <= now + left <= window[1] + EXPIRY_SLACK_MS:
+                changed += 1
+            else:
+                ours.append(key)
+        if ours:
+            pipe = client.pipeline(transaction=False)
+            for key in ours:
+                pipe.persist(key)
+            for key, persisted in zip(ours, await pipe.execute()):
+                if persisted:
+                    restored += 1
+                else:
+                    gone += 1  # expired between the PTTL and the PERSIST
         await run.progress(f"{label}: {restored} of {len(keys)} keys made persistent again")
     note = f"removed the TTL of {restored} of {len(keys)} keys"
     if kept:
         note += f"; {kept} already had none"
+    if changed:
+        note += (f"; {changed} have a TTL someone set after dbvitals (their expiry is not the one dbvitals "
+                 "set), left as they are")
     if gone:
         note += f"; {gone} no longer exist (expired or deleted since) and cannot be restored by dbvitals"
         run.leftovers.append(f"{gone} keys expired or were deleted before the undo: they are gone")
     run.notes.append(note)
 
 
-def _keys_of(op: dict[str, Any], run: Execution) -> list[bytes]:
+def _windows_of(op: dict[str, Any], run: Execution) -> dict[bytes, tuple[int, int] | None]:
     if "keys" in op:
-        return [decode_key(k) for k in op["keys"]]
+        return {decode_key(k): None for k in op["keys"]}
     if "keys_file" in op:
         path = run.side_dir / op["keys_file"]
         if not path.exists():
             raise StepFailed(f"the recorded keys ({path}) are missing: cannot tell which keys to PERSIST")
-        return KeysLog(path).touched_keys()
+        return KeysLog(path).expiry_windows()
     raise StepFailed(f"{PERSIST_OP} needs keys or keys_file")
 
 

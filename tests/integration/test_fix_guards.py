@@ -275,3 +275,25 @@ def test_undo_of_a_mongodb_index_replaced_under_the_same_name_is_refused(mongo_d
     assert undo.outcome == "refused" and "index customerId_1 on" in undo.message
     assert "is not what this fix left" in undo.message and "{customerId: -1}" in undo.message
     assert "customerId_1" in mongo_db.db["orders"].index_information()
+
+
+def test_undo_of_a_batch_expire_leaves_a_ttl_someone_set_since(redis_db, tmp_path):
+    from tests.data import fix_checks
+
+    client = redis_db.client
+    for i in range(120):
+        client.set(f"session:{i}", "x")
+    settings = config_from_dict({"targets": {"cache": {"kind": "redis", "url": redis_db.url, "allow_fixes": True}},
+                                 "journal": str(tmp_path / "journal.jsonl")})
+    registry = fix_checks.registry()
+    [finding] = asyncio.run(Runner(settings, registry, checks=["test.redis-missing-ttl"]).run()).findings
+    outcome = asyncio.run(apply_fix(settings, registry, asyncio.run(plan_fix(settings, registry, finding))))
+    assert outcome.outcome == "fixed", outcome.message
+    for i in range(3):
+        client.expire(f"session:{i}", 60)  # the application's own TTL, set after dbvitals's
+    undo = asyncio.run(undo_fix(settings, registry, outcome.entry_id))
+    assert undo.outcome == "fixed", undo.message
+    assert "removed the TTL of 117 of 120 keys" in undo.message
+    assert "3 have a TTL someone set after dbvitals" in undo.message
+    assert all(0 < client.ttl(f"session:{i}") <= 60 for i in range(3))
+    assert all(client.ttl(f"session:{i}") == -1 for i in range(3, 120))
