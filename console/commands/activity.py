@@ -142,7 +142,7 @@ def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
 
 def _preview(plan: Any) -> None:
     from checks.adapters import step_text
-    from console.formats.activity_text import safe_line
+    from checks.display import terminal_safe as safe_line
 
     row = plan.row
     lines = [

@@ -84,15 +84,17 @@ def _snapshot(settings: Any, store: Any, ref: int | str, targets: Any) -> Any:
 def render(result: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result.to_dict(), indent=2, default=str) + "\n"
-    from console.formats.activity_text import safe_line
+    from checks.display import terminal_safe as safe_line
+    from console.formats.markdown_format import markdown_escape as _md
 
     markdown = fmt == "markdown"
+    line = _md if markdown else safe_line
     def label(info: dict[str, Any]) -> str:
         if info["source"] == "now":
             return "now"
         return f"snapshot {info['id']}{' (' + info['label'] + ')' if info['label'] else ''} at {info['taken_at']}"
 
-    lines = [f"{'## ' if markdown else ''}Changes from {safe_line(label(result.before))} to {safe_line(label(result.after))}", ""]
+    lines = [f"{'## ' if markdown else ''}Changes from {line(label(result.before))} to {line(label(result.after))}", ""]
     bullet = "- " if markdown else "  "
 
     def finding_line(f: Any) -> str:
@@ -114,13 +116,3 @@ def render(result: Any, fmt: str) -> str:
         text = f"{c.target}  {c.kind}  {c.name}: {c.change}"
         lines.append(bullet + (_md(text) if markdown else safe_line(text)[:400]))
     return "\n".join(lines) + "\n"
-
-
-def _md(text: str) -> str:
-    """Markdown-inert text: every character Markdown could read as syntax is escaped."""
-    from console.formats.activity_text import safe_line
-
-    out = safe_line(text)
-    for ch in "\\`*_{}[]()#+-.!|<>~":
-        out = out.replace(ch, "\\" + ch)
-    return out

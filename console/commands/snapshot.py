@@ -86,7 +86,7 @@ def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
     if not infos:
         print(f"no snapshots in {store.path}")
         return 0
-    from console.formats.activity_text import safe_line
+    from checks.display import terminal_safe as safe_line
 
     print(f"{'id':>5}  {'taken at (UTC)':<25}  {'targets':>7}  {'findings':>8}  label")
     for i in infos:

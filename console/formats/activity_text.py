@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from checks.display import terminal_safe as safe_line
+
 # Per engine: (section, title, columns as (key, header, justify), rows shown at most).
 LAYOUT: dict[str, list[tuple[str, str, list[tuple[str, str, str]], int]]] = {
     "postgres": [
@@ -46,11 +48,6 @@ LAYOUT: dict[str, list[tuple[str, str, list[tuple[str, str, str]], int]]] = {
 
 WIDE_KEYS = {"query", "command", "last_command", "client"}
 TEXT_KEYS = {"application", "name", "address", "client", "namespace", "wait", "plan", "state", "last_command", "op"}
-
-
-def safe_line(text: str) -> str:
-    """One terminal line: control characters shown escaped, never interpreted."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width: int = 100) -> str:

@@ -31,12 +31,12 @@ def render(report: Report, **_: Any) -> str:
         "",
     ]
     if gate.expired:
-        lines += ["> [!WARNING]", *(f"> {_escape(e.describe())}" for e in gate.expired), ""]
+        lines += ["> [!WARNING]", *(f"> {markdown_escape(e.describe())}" for e in gate.expired), ""]
     unreachable = [t for t in gate.targets if not t.reachable]
     if unreachable or gate.errors:
         lines += ["### Could not check", ""]
-        lines += [f"- **{_escape(t.name)}**: {t.state.value}: {_escape(t.error or '')}" for t in unreachable]
-        lines += [f"- **{_escape(e.target)}** `{e.check}`: {e.kind}: {_escape(e.message)}" for e in gate.errors]
+        lines += [f"- **{markdown_escape(t.name)}**: {t.state.value}: {markdown_escape(t.error or '')}" for t in unreachable]
+        lines += [f"- **{markdown_escape(e.target)}** `{e.check}`: {e.kind}: {markdown_escape(e.message)}" for e in gate.errors]
         lines.append("")
     if failing:
         lines += ["### Failing the gate", "", *_table(failing, gate), ""]
@@ -82,14 +82,14 @@ def _fix_cell(f: Finding) -> str:
 
 
 def _details(f: Finding) -> str:
-    body = [f"<details><summary><code>{f.id}</code> {_html(f.title)}</summary>", "", _escape(f.message), ""]
+    body = [f"<details><summary><code>{f.id}</code> {_html(f.title)}</summary>", "", markdown_escape(f.message), ""]
     if f.evidence:
         body += ["Evidence:", "", "```json", terminal_safe(json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), keep_newlines=True), "```", ""]
     if f.fix is not None:
         from checks.adapters import adapter_for_language, step_text
 
         language = adapter_for_language(f.fix.steps[0].language).fence if f.fix.steps else ""
-        body += [f"Fix ({f.fix.safety.value}" + (f"; {_escape(f.fix.lock)}" if f.fix.lock else "") + f"): {_escape(f.fix.summary)}", ""]
+        body += [f"Fix ({f.fix.safety.value}" + (f"; {markdown_escape(f.fix.lock)}" if f.fix.lock else "") + f"): {markdown_escape(f.fix.summary)}", ""]
         if f.fix.steps:
             body += [f"```{language}", *(step_text(s) for s in f.fix.steps), "```", ""]
     body.append("</details>")
@@ -97,10 +97,10 @@ def _details(f: Finding) -> str:
 
 
 def _cell(text: str) -> str:
-    return _escape(text).replace("|", "\\|").replace("\n", " ")
+    return markdown_escape(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _escape(text: str) -> str:
+def markdown_escape(text: str) -> str:
     """Keep database names (with _ and *) from turning into emphasis, and HTML from rendering."""
     return _html(text).replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("`", "\\`")
 

@@ -18,7 +18,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
 from checks.activity import ActivitySample
-from console.formats.activity_text import LAYOUT, cell_text, safe_line
+from checks.display import terminal_safe as safe_line
+from console.formats.activity_text import LAYOUT, cell_text
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
 

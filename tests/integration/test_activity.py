@@ -223,3 +223,18 @@ def test_counter_reset_gives_no_negative_rate():
     first = redis_activity.sample_from_replies("r", [], [], stats, None, monotonic=0.0)
     reset = redis_activity.sample_from_replies("r", [], [], {"cmdstat_get": {"calls": 5, "usec": 10}}, first, monotonic=1.0)
     assert reset.sections["commands"] == []
+
+
+def test_statements_with_control_bytes_are_shown_escaped():
+    from console.formats.activity_text import render_activity
+    from checks.model import Engine, TargetState, TargetStatus
+
+    sample = pg_activity.sample_from_rows("app", [
+        {"pid": 9, "datname": "d", "usename": "u", "application_name": "app\x1b]0;owned\x07", "client": None,
+         "state": "active", "wait_event_type": None, "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0,
+         "state_age_s": 1.0, "query": "SELECT 1 -- \x1b[2J\nDROP TABLE x", "blocked_by": []},
+    ])
+    status = TargetStatus("app", Engine.POSTGRES, TargetState.CONNECTED)
+    text = render_activity({"app": sample}, {"app": status}, width=80)
+    assert "\x1b" not in text and "\x07" not in text
+    assert all(len(line) <= 80 for line in text.splitlines())

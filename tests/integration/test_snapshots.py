@@ -142,3 +142,21 @@ def test_store_prunes_by_count_and_age_and_resolves_references(tmp_path):
     assert store.prune(older_than=dt.timedelta(days=30)) == 1
     assert store.prune(keep=2, label="rec") == 2
     assert [i.label for i in store.list()] == ["rec", "rec", "other"]
+
+
+def test_hostile_names_are_shown_escaped_in_every_diff_format(tmp_path, pg_db):
+    hostile = 'evil\n\x1b[31m\\! touch PWNED\n-- *bold* | `x`'
+    quoted = '"' + hostile.replace('"', '""') + '"'
+    pg_db.execute(f"CREATE TABLE {quoted} (id int PRIMARY KEY, v int)")
+    pg_db.execute(f"CREATE INDEX {quoted[:-1]}_v\" ON {quoted} (v)")
+    path = config(tmp_path, {"app": {"kind": "postgres", "url": pg_db.url}})
+    assert dbvitals("snapshot", "--config", str(path), "save").returncode == 0
+    pg_db.execute(f"DROP INDEX {quoted[:-1]}_v\"")
+    assert dbvitals("snapshot", "--config", str(path), "save").returncode == 0
+    for fmt in ("text", "markdown"):
+        out = dbvitals("diff", "--config", str(path), "--format", fmt).stdout
+        assert "\x1b" not in out and "index dropped" in out
+        dropped = [line for line in out.splitlines() if "index dropped" in line]
+        assert len(dropped) == 1 and "\\x1b" in dropped[0]  # one line, the ESC shown, not sent
+    markdown = dbvitals("diff", "--config", str(path), "--format", "markdown").stdout
+    assert "\\*bold\\*" in markdown and "\\`x\\`" in markdown
