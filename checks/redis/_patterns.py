@@ -309,7 +309,7 @@ PERIOD_WORDS = {"hourly": HOUR, "daily": DAY, "today": DAY, "yesterday": DAY, "w
 COUNTER_WORDS = {"vote", "votes", "upvotes", "downvotes", "count", "counts", "counter", "counters", "like", "likes",
                  "view", "views", "click", "clicks", "score", "scores", "total", "totals", "tally"}
 # Words of sets or boards meant to cover all time: never trimmed, never expired by a guess.
-ALL_TIME_WORDS = {"alltime", "all-time", "all_time", "ever", "lifetime", "global", "forever", "permanent"}
+ALL_TIME_WORDS = {"alltime", "lifetime", "global", "forever", "permanent"}
 _DATE_TEXT = re.compile(
     r"(?<![0-9])(?:19|20)\d\d(?P<sep>[-/]?)(?:0[1-9]|1[0-2])(?:(?P=sep)(?P<day>0[1-9]|[12]\d|3[01])"
     r"(?:[T ](?P<hour>\d\d):(?P<minute>\d\d))?)?(?![0-9])"

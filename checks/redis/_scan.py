@@ -167,12 +167,6 @@ class PatternStats:
     def main_type(self) -> str:
         return max(self.types.items(), key=lambda kv: kv[1])[0] if self.types else "unknown"
 
-    @property
-    def memory_per_key(self) -> float | None:
-        if not self.memory_sampled_keys:
-            return None
-        return self.memory_sampled_bytes / self.memory_sampled_keys
-
     def add(self, key: bytes, kind: str, ttl: int, length: int | None, rng: random.Random) -> None:
         self.add_batch([key], [kind], [ttl], None if length is None else [length], rng)
 

@@ -213,7 +213,7 @@ def _judge_heuristic(stats: PatternStats, options: TtlCoverageOptions, target: s
     if counter and not rate_limit and stats.keys >= options.min_keys and _holds_integers(stats):
         return [_counter(stats, counter)]
     if bucket is not None:
-        return [_bucketed(stats, bucket)]
+        return [_bucketed(stats, bucket, reason)]
     if stats.with_ttl and stats.keys >= options.min_keys and (stats.ttl_share >= options.mixed_min_share or reason):
         return [_mixed(stats)]
     period = period_word(stats.pattern)
@@ -262,7 +262,10 @@ def _counter(stats: PatternStats, word: str) -> Verdict:
     )
 
 
-def _bucketed(stats: PatternStats, bucket: int) -> Verdict:
+def _bucketed(stats: PatternStats, bucket: int, reason: str | None) -> Verdict:
+    """The bucket sets the floor. Whether the data may go at all is known when siblings expire or
+    the name says short-lived (rate, session, cache...): otherwise (daily stats, invoices by day)
+    the fix is manual."""
     floor = 2 * bucket
     name = BUCKET_NAMES.get(bucket, human_seconds(bucket))
     p90 = stats.ttl_percentile(0.9)
@@ -282,6 +285,11 @@ def _bucketed(stats: PatternStats, bucket: int) -> Verdict:
         )
     message += (f" A TTL must outlive the bucket it counts: {human_seconds(ttl)}, not less — a shorter one would "
                 f"reset a {name}'s count before the {name} ends.")
+    disposable = bool(stats.with_ttl) or (reason is not None and "date or timestamp" not in reason)
+    if not disposable:
+        message += (" Nothing says these keys are disposable (no sibling expires, no short-lived word in the name): "
+                    "if past buckets are kept on purpose, declare them persistent.")
+        basis_text += "; whether past buckets may go at all is not known: a manual fix"
     return Verdict(
         key="missing-ttl" if stats.with_ttl else "bucket-no-ttl",
         severity=Severity.HIGH if stats.with_ttl else Severity.MEDIUM,
@@ -289,6 +297,7 @@ def _bucketed(stats: PatternStats, bucket: int) -> Verdict:
         message=message,
         ttl_to_set=ttl,
         ttl_basis=basis_text,
+        manual=not disposable,
         basis={"kind": "time bucket", "bucket": name, "bucket_s": bucket, "floor_s": floor,
                **(_ttl_spread(stats) if stats.with_ttl else {})},
     )

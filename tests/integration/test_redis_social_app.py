@@ -77,6 +77,9 @@ def test_every_suggestion_is_the_careful_one_and_no_key_that_must_stay_is_at_ris
     # A daily vote quota: 48 h, never the hour "rate" once suggested; fraud sets by day too, though only 3 keys.
     for bucketed in ("rate:vote:{id}:{date}", "fraud:ips:{date}"):
         assert expire(bucketed) == 2 * DAY and ttl[bucketed].evidence["suggestion_basis"]["bucket"] == "day"
+    # A quota is disposable by its name; nothing says past fraud sets are: kept for investigations, maybe.
+    assert ttl["rate:vote:{id}:{date}"].fix.safety is FixSafety.UNSAFE
+    assert ttl["fraud:ips:{date}"].fix.safety is FixSafety.MANUAL
     # Feeds live 30-120 s: their p90 (~110 s) rounded up to 5 minutes, not 7 days.
     assert expire("feed:{id}") == 300
     # Counters synced elsewhere and boards reset per period: evidence and a manual fix, no EXPIRE at all.

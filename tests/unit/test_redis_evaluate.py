@@ -590,3 +590,10 @@ def test_memory_policy_allkeys_when_every_key_is_disposable():
     with_users = keyspace(sampled("cache:post:{id}", 500, with_ttl=400), sampled("user:{id}", 100))
     scope = scope_for(check, role="cache", checks={"redis.memory-policy": {"disposable": ["user:*"]}})
     assert check.evaluate(dataclasses.replace(memory(), keyspace=with_users), scope) == []
+
+
+def test_a_bucket_nothing_says_is_disposable_gets_its_floor_in_a_manual_fix():
+    stats_by_day = sampled("stats:signups:{date}", 30, examples=["stats:signups:2026-05-01"], kind="hash")
+    finding = judged(stats_by_day)["stats:signups:{date}"]
+    assert expire_ttl(finding) == 172800 and finding.fix.safety is FixSafety.MANUAL
+    assert "declare them persistent" in finding.message
