@@ -18,6 +18,7 @@ from checks.postgres.pool import PostgresPool
 from checks.postgres.redundant_index import RedundantIndex
 from checks.postgres.replication import Replication
 from checks.postgres.sequence_exhaustion import SequenceExhaustion
+from checks.postgres.settings import Settings
 from checks.postgres.unused_index import UnusedIndex
 from checks.postgres.vacuum import Vacuum
 
@@ -41,5 +42,6 @@ CHECKS = [
     Vacuum,
     Replication,
     Locks,
+    Settings,
     LockedRelation,
 ]

@@ -61,3 +61,40 @@ def test_short_waits_and_deadlock_cycles_are_left_alone():
     assert check.evaluate(locks.Facts((session(1), session(2, blocked_by=[1], waited=2.0))), scope(check)) == []
     cycle = locks.Facts((session(1, blocked_by=[2]), session(2, blocked_by=[1])))
     assert check.evaluate(cycle, scope(check)) == []
+
+
+# --- settings -------------------------------------------------------------------------------------------
+
+from checks.postgres import settings as pg_settings  # noqa: E402
+
+
+def server(**values):
+    base = {"log_min_duration_statement": ("1000", "ms"), "shared_preload_libraries": ("pg_stat_statements", None),
+            "shared_buffers": ("16384", "8kB"), "work_mem": ("4096", "kB"), "max_connections": ("100", None)}
+    base.update(values)
+    return {k: pg_settings.Setting(k, v, u, None) for k, (v, u) in base.items()}
+
+
+def test_timeouts_from_files_database_and_roles_and_unknown_without_the_view():
+    check = pg_settings.Settings()
+    facts = pg_settings.Facts(server(), {"lock_timeout": "5s"}, {"statement_timeout": "0"},
+                              {"app": {"statement_timeout": "10s"}}, "app", 10**6)
+    found = {f.evidence["setting"]: f for f in check.evaluate(facts, scope(check))}
+    assert sorted(found) == ["idle_in_transaction_session_timeout", "statement_timeout"]
+    assert found["statement_timeout"].evidence["source"] == "ALTER DATABASE sets it to 0"
+    assert found["statement_timeout"].evidence["roles_setting_it"] == {"app": "10s"}
+    unknown = pg_settings.Facts(server(), None, {}, {}, "app", 10**6)
+    [info] = check.evaluate(unknown, scope(check))
+    assert info.severity is Severity.INFO and info.object == "database app"
+
+
+def test_sizes_out_of_proportion():
+    check = pg_settings.Settings()
+    everything = {"statement_timeout": "1s", "lock_timeout": "1s", "idle_in_transaction_session_timeout": "1s"}
+    big = pg_settings.Facts(server(work_mem=("1048576", "kB"), max_connections=("2000", None)), everything, {}, {},
+                            "app", 100 * 1024**3)
+    titles = sorted(f.evidence.get("setting") or f.title for f in check.evaluate(big, scope(check)))
+    assert titles == ["max_connections is 2,000", "shared_buffers is still the 128 MB default for a 100.0 GB database",
+                      "work_mem × max_connections is 2.0 TB"]
+    small = pg_settings.Facts(server(), everything, {}, {}, "app", 10**6)
+    assert check.evaluate(small, scope(check)) == []
