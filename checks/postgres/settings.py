@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
 from pydantic import Field
 
 from checks.config import Duration
@@ -108,6 +107,8 @@ class Settings(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
+        import asyncpg  # the driver only when a check runs: the catalog loads without it
+
         settings = {r["name"]: Setting(**dict(r)) for r in await session.fetch(SETTINGS_QUERY)}
         try:
             file_settings: dict[str, str] | None = {r["name"]: r["setting"] for r in await session.fetch(FILE_SETTINGS_QUERY)}
