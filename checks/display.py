@@ -9,6 +9,10 @@ Markdown, the console, the journal display and script comments all go through it
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import replace
+from typing import Any
+
+from checks.model import Finding
 
 # Bidirectional overrides and isolates reorder what follows them ("Trojan Source").
 _BIDI = {0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069, 0x200E, 0x200F, 0x061C}
@@ -38,3 +42,25 @@ def terminal_safe(text: str, *, keep_newlines: bool = False) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def _safe_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return terminal_safe(value)
+    if isinstance(value, dict):
+        return {_safe_value(k): _safe_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_safe_value(v) for v in value)
+    return value
+
+
+def display_finding(finding: Finding) -> Finding:
+    """The finding as a screen shows it: every text from the database terminal-safe. Its id
+    and fix steps stay as they are (a fix is planned again from the id; steps are rendered by
+    their adapter, which escapes names for their language)."""
+    fix = finding.fix
+    if fix is not None:
+        fix = replace(fix, summary=terminal_safe(fix.summary), lock=fix.lock and terminal_safe(fix.lock),
+                      notes=fix.notes and terminal_safe(fix.notes))
+    return replace(finding, object=terminal_safe(finding.object), title=terminal_safe(finding.title),
+                   message=terminal_safe(finding.message), evidence=_safe_value(finding.evidence), fix=fix)

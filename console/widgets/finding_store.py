@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from checks.display import display_finding
 from checks.model import Finding, Severity
 
 SORT_KEYS = ("severity", "target", "check", "object", "title")
@@ -108,7 +109,9 @@ class FindingStore:
     version: int = 0
 
     def replace(self, target: str, check: str, findings: Iterable[Finding], *, at: float | None = None) -> None:
-        found = list(findings)
+        # Names from databases reach the screen only terminal-safe (an ESC in a key name would
+        # otherwise drive the operator's terminal).
+        found = [display_finding(f) for f in findings]
         slot = (target, check)
         for old in self.slots.pop(slot, ()):
             self._search.pop(old.id, None)

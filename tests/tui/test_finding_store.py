@@ -74,3 +74,20 @@ def test_sorting_is_cached_until_a_change():
     assert store.ordered("target") is not first
     assert store.counts_for("orders") == dict.fromkeys(Severity, 2)
     assert [f.target for f in store.ordered("target", reverse=True)] == sorted((f.target for f in first[1:]), reverse=True)
+
+
+def test_the_store_keeps_names_terminal_safe():
+    from dataclasses import replace
+
+    from checks.model import Fix, FixSafety, FixStep
+
+    [finding] = synthetic_findings(1)
+    hostile = replace(finding, object="sess:\x1b[2J\x1b]0;owned\x07", title="key \u202eevil", message="a\nb",
+                      evidence={"key\x1b": ["\x1b[31m"]},
+                      fix=Fix(summary="x\x1b", safety=FixSafety.SAFE, steps=(FixStep("redis", ["DEL", "\x1b"]),)))
+    store = FindingStore()
+    store.replace(hostile.target, hostile.check, [hostile])
+    [shown] = store.slots[(hostile.target, hostile.check)]
+    assert shown.object == "sess:\\x1b[2J\\x1b]0;owned\\x07" and shown.title == "key \\u202eevil"
+    assert shown.message == "a\\nb" and shown.evidence == {"key\\x1b": ["\\x1b[31m"]}
+    assert shown.fix.summary == "x\\x1b" and shown.fix.steps == hostile.fix.steps and shown.id == hostile.id
