@@ -4,7 +4,8 @@ type histograms, query-shape normalisation, the ESR ordering rule, and index-spe
 
 Several checks run concurrently on one session and want the same listIndexes, counts and
 samples: each is fetched once per session (memoised as a shared task) and never more than
-`CONCURRENCY` commands are in flight, so a 300-collection database costs one round of calls.
+`CONCURRENCY` commands are in flight: the one connection the target's checks share, so a
+budgeted call's clock starts when it has the connection, never while it queues for it.
 
 On a mongod a count, collStats and `$sample` are metadata or a few hundred documents:
 milliseconds. An engine without metadata counts scans the collection for each of them
@@ -12,8 +13,7 @@ milliseconds. An engine without metadata counts scans the collection for each of
 `$sample`). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
 does not answer in time leaves its figure unknown, with the reason, and a collection whose
 count did not answer is not sampled, since sampling it would scan it too. Where a check wants
-the sizes, the count comes from the same collStats reply: one call, not two. A call that
-timed out is retried once only if another such call overlapped it (it may have queued).
+the sizes, the count comes from the same collStats reply: one call, not two.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the driver is imported where it is used: the check catalog loads without it
     from pymongo.errors import PyMongoError
 
-CONCURRENCY = 8  # the session's pool holds 8 connections
+CONCURRENCY = 1  # the target's checks share one connection (the connector's maxPoolSize)
 # `collStats` is deprecated in favour of `$collStats`, but SecantusDB's `$collStats` reports
 # sizes of 0 while the command is complete; the command still answers on every mongod.
 COLLSTATS = "collStats"
@@ -192,77 +192,46 @@ class OverBudget(Exception):
 
 
 @dataclass
-class _InFlight:
-    """One budgeted call on the wire; `overlapped` once another one shared the server with it."""
-
-    overlapped: bool = False
-
-
-@dataclass
 class _Attempt:
     """How one try of a budgeted call went: its reply, or the driver's error."""
 
     reply: Any = None
     error: PyMongoError | None = None
-    overlapped: bool = False
 
 
-async def _attempt(session: Any, budget: float, call: Callable[[], Awaitable[Any]]) -> _Attempt:
-    """`call()` under `budget` seconds (sent as maxTimeMS, so the server abandons the work too),
-    noting whether another budgeted call was in flight at any moment while it ran."""
-    in_flight: dict[int, _InFlight] = memo_value(session, "in flight", dict)
-    mine = _InFlight(overlapped=bool(in_flight))
-    for other in in_flight.values():
-        other.overlapped = True
-    in_flight[id(mine)] = mine
+async def _attempt(budget: float, call: Callable[[], Awaitable[Any]]) -> _Attempt:
+    """`call()` under `budget` seconds (sent as maxTimeMS, so the server abandons the work too)."""
     from pymongo import timeout as operation_timeout
     from pymongo.errors import PyMongoError
 
     try:
         with operation_timeout(budget):
-            return _Attempt(reply=await call(), overlapped=mine.overlapped)
+            return _Attempt(reply=await call())
     except PyMongoError as exc:
-        return _Attempt(error=exc, overlapped=mine.overlapped)
-    finally:
-        del in_flight[id(mine)]
+        return _Attempt(error=exc)
 
 
-async def _settle(
-    session: Any, what: str, budget: float, call: Callable[[], Awaitable[Any]], first: _Attempt, *, retry: bool
-) -> Any:
-    """The reply of a first attempt, or of one retry, or OverBudget with the reason.
-
-    Only a call that timed out while another budgeted call was in flight is retried (once, one
-    retry at a time, with a fresh budget): it may only have queued behind a slow one on an
-    engine that serialises its scans. One that timed out with the server to itself is genuinely
-    too slow, and a second try would only cost the same again.
-    """
-    if first.error is None:
-        return first.reply
-    if not first.error.timeout:
-        raise OverBudget(_failed(what, first.error)) from first.error
-    if not (retry and first.overlapped):
-        raise OverBudget(f"{what} did not answer within {budget:g}s") from first.error
-    async with memo_value(session, "retry lane", lambda: asyncio.Semaphore(1)):
-        second = await _attempt(session, budget, call)
-    if second.error is None:
-        return second.reply
-    if second.error.timeout:
-        raise OverBudget(f"{what} did not answer within {budget:g}s") from second.error
-    raise OverBudget(_failed(what, second.error)) from second.error
+def _settle(what: str, budget: float, attempt: _Attempt) -> Any:
+    """The reply, or OverBudget with the reason. A call that timed out holding the target's one
+    connection is genuinely too slow: it is never retried, a second try would cost the same."""
+    if attempt.error is None:
+        return attempt.reply
+    if attempt.error.timeout:
+        raise OverBudget(f"{what} did not answer within {budget:g}s") from attempt.error
+    raise OverBudget(_failed(what, attempt.error)) from attempt.error
 
 
 def _failed(what: str, exc: PyMongoError) -> str:
     return f"{what} failed: {type(exc).__name__}: {str(exc)[:160]}"
 
 
-async def budgeted(session: Any, what: str, budget: float, call: Callable[[], Awaitable[Any]], *, retry: bool = True) -> Any:
+async def budgeted(session: Any, what: str, budget: float, call: Callable[[], Awaitable[Any]]) -> Any:
     """`call()` under a budget of `budget` seconds, which pymongo sends as maxTimeMS so the
-    server abandons the work too. The clock starts once a connection slot is free. A timeout
-    is retried as `_settle` says. Raises OverBudget with the reason."""
+    server abandons the work too. The clock starts once the connection is this call's.
+    Raises OverBudget with the reason."""
     async with _limiter(session):
-        first = await _attempt(session, budget, call)
-    return await _settle(session, what, budget, call, first, retry=retry)
+        attempt = await _attempt(budget, call)
+    return _settle(what, budget, attempt)
 
 
 async def collection_names(session: Any, database: str) -> list[str]:
@@ -274,10 +243,49 @@ async def collection_names(session: Any, database: str) -> list[str]:
     return await memo(session, ("collections", database), fetch)
 
 
+async def index_stats_rows(session: Any, database: str, name: str) -> list[dict[str, Any]] | None:
+    """`$indexStats` of the connected node, memoised: per index its usage counters and, on a
+    mongod, its full spec. None when the server refuses it (the indexStats privilege)."""
+    from pymongo.errors import OperationFailure
+
+    async def fetch() -> list[dict[str, Any]] | None:
+        async def rows() -> list[dict[str, Any]]:
+            cursor = await session.client[database][name].aggregate([{"$indexStats": {}}])
+            return await cursor.to_list(None)
+
+        try:
+            return await limited(session, rows())
+        except OperationFailure:
+            return None
+
+    return await memo(session, ("indexStats", database, name), fetch)
+
+
+def _specs_from_stats(rows: list[dict[str, Any]] | None) -> tuple[IndexSpec, ...] | None:
+    if not rows or not all(isinstance(r.get("spec"), dict) for r in rows):
+        return None
+    return tuple(IndexSpec.from_document(r["spec"]) for r in rows)
+
+
 async def collection_info(session: Any, database: str, name: str) -> CollectionInfo:
-    """The collection's indexes (listIndexes: a catalog read); count and sizes not read yet."""
+    """The collection's indexes; count and sizes not read yet. Read from `$indexStats` where
+    its rows carry each index's spec (mongod 4.2+), so the one call also gives the usage
+    counters mongodb.unused-index needs; else from listIndexes (a catalog read). The first
+    collection decides which, so a server without specs costs one extra call, not one each."""
+    state: dict[str, str] = memo_value(session, "index source", dict)
 
     async def fetch() -> CollectionInfo:
+        async with memo_value(session, "index source lock", asyncio.Lock):
+            if "mode" not in state:
+                specs = _specs_from_stats(await index_stats_rows(session, database, name))
+                state["mode"] = "indexStats" if specs is not None else "listIndexes"
+                if specs is not None:
+                    return CollectionInfo(database, name, None, None, None, specs, unknown="not read")
+        if state["mode"] == "indexStats":
+            specs = _specs_from_stats(await index_stats_rows(session, database, name))
+            if specs is not None:
+                return CollectionInfo(database, name, None, None, None, specs, unknown="not read")
+
         async def indexes() -> list[dict[str, Any]]:
             cursor = await session.client[database][name].list_indexes()
             return [doc async for doc in cursor]
@@ -313,15 +321,15 @@ async def counted(session: Any, info: CollectionInfo, budget: float) -> Collecti
         def call() -> Awaitable[Any]:
             return db.command("count", info.name)
 
-        first = None
+        attempt = None
         async with _limiter(session):
             if not asked.stats:
                 asked.count_sent = True
-                first = await _attempt(session, budget, call)
-        if first is None:
+                attempt = await _attempt(budget, call)
+        if attempt is None:
             return await measured(session, info, budget)
         try:
-            reply = await _settle(session, "count", budget, call, first, retry=True)
+            reply = _settle("count", budget, attempt)
         except OverBudget as exc:
             return replace_info(info, unknown=exc.reason)
         return replace_info(info, count=int(reply.get("n", 0)), unknown="sizes not read")
@@ -501,18 +509,19 @@ async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -
         coll = session.client[info.database][info.name]
 
         async def random_documents() -> list[dict[str, Any]]:
-            cursor = await coll.aggregate([{"$sample": {"size": size}}])
+            # One batch larger than the sample: the server closes the cursor with it (no getMore, no killCursors).
+            cursor = await coll.aggregate([{"$sample": {"size": size}}], batchSize=size + 1)
             return await cursor.to_list(size)
 
         async def first_documents() -> list[dict[str, Any]]:
             return await coll.find({}).limit(size).to_list(size)
 
         try:
-            drawn = await budgeted(session, "$sample", budget, random_documents, retry=False)
+            drawn = await budgeted(session, "$sample", budget, random_documents)
             return summarise(info.database, info.name, drawn)
         except OverBudget as random_failed:
             try:
-                drawn = await budgeted(session, "a limited read", budget, first_documents, retry=False)
+                drawn = await budgeted(session, "a limited read", budget, first_documents)
             except OverBudget as exc:
                 return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {random_failed.reason}; {exc.reason}")
             return replace_sample(summarise(info.database, info.name, drawn), method=NATURAL)

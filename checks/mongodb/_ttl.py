@@ -146,7 +146,7 @@ async def count_expiring(
             async def run() -> list[dict[str, Any]]:
                 return await (await coll.aggregate(pipeline)).to_list(1)
 
-            rows = await budgeted(session, "a sampled count", budget, run, retry=False)
+            rows = await budgeted(session, "a sampled count", budget, run)
             matched, size = (rows[0]["n"] if rows else 0), sample_size
         estimate = round(matched / size * info.count) if info.count and size else 0
         by = "" if drawn.method == RANDOM else " (the first in natural order)"

@@ -91,7 +91,7 @@ class SchemaValidation(Check):
             return await (await coll.aggregate(pipeline)).to_list(1)
 
         try:
-            [row] = await budgeted(session, "a sampled validation", budget, run, retry=False)
+            [row] = await budgeted(session, "a sampled validation", budget, run)
         except OverBudget as exc:
             return Validation(**{**v.__dict__, "unknown": exc.reason})
         sampled = row["sampled"][0]["n"] if row.get("sampled") else 0

@@ -231,7 +231,7 @@ class TtlMisconfigured(Check):
             return await (await coll.aggregate(pipeline)).to_list(1)
 
         try:
-            rows = await budgeted(session, "a sampled conversion", budget, run, retry=False)
+            rows = await budgeted(session, "a sampled conversion", budget, run)
         except OverBudget:  # an estimate only: unknown rather than a failed check
             return None
         if info.count is None:

@@ -19,7 +19,17 @@ from pydantic import Field
 from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import CollectionInfo, IndexSpec, call_budget, create_indexes, drop_index, inventory, limited, measured
+from checks.mongodb._inventory import (
+    CollectionInfo,
+    IndexSpec,
+    call_budget,
+    create_indexes,
+    drop_index,
+    index_stats_rows,
+    inventory,
+    limited,
+    measured,
+)
 
 
 class UnusedIndexOptions(CheckOptions):
@@ -119,12 +129,18 @@ class UnusedIndex(Check):
     async def _collect(
         self, session: Any, client: Any, collections: list[CollectionInfo], facts: UnusedIndexFacts, label: str
     ) -> None:
-        async def stats(info: CollectionInfo) -> None:
+        async def rows_of(info: CollectionInfo) -> list[dict[str, Any]]:
+            if client is session.client:  # the connected node's rows came with the inventory
+                return await index_stats_rows(session, info.database, info.name) or []
+
             async def run() -> list[dict[str, Any]]:
                 cursor = await client[info.database][info.name].aggregate([{"$indexStats": {}}])
                 return await cursor.to_list(None)
 
-            for row in await limited(session, run()):
+            return await limited(session, run())
+
+        def record(info: CollectionInfo, rows: list[dict[str, Any]]) -> None:
+            for row in rows:
                 accesses = row.get("accesses") or {}
                 since = accesses.get("since")
                 if isinstance(since, dt.datetime) and since.tzinfo is None:
@@ -133,7 +149,16 @@ class UnusedIndex(Check):
                     Usage(str(row.get("host") or label), int(accesses.get("ops") or 0), since if isinstance(since, dt.datetime) else None)
                 )
 
-        await asyncio.gather(*(stats(info) for info in collections))
+        if collections:
+            first = await rows_of(collections[0])
+            record(collections[0], first)
+            # A node that keeps no counters (no "since") keeps none for any collection: asking
+            # each one would only repeat the unknown.
+            if first and all(not (r.get("accesses") or {}).get("since") for r in first):
+                facts.members_reached.append(label)
+                return
+            for info, rows in zip(collections[1:], await asyncio.gather(*(rows_of(i) for i in collections[1:]))):
+                record(info, rows)
         facts.members_reached.append(label)
 
     def evaluate(self, facts: UnusedIndexFacts, scope: Scope) -> list[Finding]:

@@ -161,7 +161,7 @@ def test_literal_matcher_handles_only_literal_equalities(filter_, doc, matches):
     assert (None if matcher is None else matcher(doc)) == matches
 
 
-# --- the retry rule: only a call that shared the server with another is tried twice -------------
+# --- budgeted calls: a timeout or a failure is the figure's reason, never retried -------------------
 
 class _Session:
     """What the inventory keys its per-session state on; the calls below never reach a server."""
@@ -179,16 +179,7 @@ def _timed_out_after(seconds: float, tries: list[str], name: str):
     return call
 
 
-def _answers_after(seconds: float, tries: list[str], name: str):
-    async def call():
-        tries.append(name)
-        await asyncio.sleep(seconds)
-        return {"ok": 1, "name": name}
-
-    return call
-
-
-def test_a_call_that_timed_out_with_the_server_to_itself_is_not_retried():
+def test_a_call_that_timed_out_is_not_retried():
     tries: list[str] = []
 
     async def run():
@@ -197,40 +188,6 @@ def test_a_call_that_timed_out_with_the_server_to_itself_is_not_retried():
     with pytest.raises(OverBudget, match=r"^count did not answer within 0.2s$"):
         asyncio.run(run())
     assert tries == ["alone"]
-
-
-def test_a_call_that_timed_out_beside_another_is_retried_once():
-    tries: list[str] = []
-    session = _Session()
-    attempts = iter([_timed_out_after(BUDGET, tries, "queued"), _answers_after(0.01, tries, "queued")])
-
-    async def queued_call():
-        return await next(attempts)()
-
-    async def run():
-        slow = asyncio.create_task(budgeted(session, "collStats", BUDGET, _timed_out_after(BUDGET, tries, "slow")))
-        await asyncio.sleep(0.01)  # in flight while the slow one still is: it may have queued behind it
-        reply = await budgeted(session, "count", BUDGET, queued_call)
-        with pytest.raises(OverBudget, match="did not answer within"):
-            await slow
-        return reply
-
-    assert asyncio.run(run())["name"] == "queued"
-    assert tries.count("queued") == 2
-    assert tries.count("slow") == 2  # it overlapped too, so it gets its second try
-
-
-def test_calls_that_answered_before_it_was_sent_do_not_earn_a_retry():
-    tries: list[str] = []
-    session = _Session()
-
-    async def run():
-        await asyncio.gather(*(budgeted(session, "count", BUDGET, _answers_after(0.01, tries, f"q{i}")) for i in range(7)))
-        with pytest.raises(OverBudget, match="did not answer within"):
-            await budgeted(session, "count", BUDGET, _timed_out_after(BUDGET, tries, "big"))
-
-    asyncio.run(run())
-    assert tries.count("big") == 1
 
 
 def test_a_call_that_failed_otherwise_is_reported_at_once():
@@ -243,3 +200,77 @@ def test_a_call_that_failed_otherwise_is_reported_at_once():
     with pytest.raises(OverBudget, match=r"^count failed: OperationFailure: not authorized"):
         asyncio.run(budgeted(_Session(), "count", BUDGET, refused))
     assert tries == ["refused"]
+
+
+# --- the index list from $indexStats where it carries specs -------------------------------------
+
+# $indexStats on a mongod (4.2+): each row carries the index's full spec beside its counters.
+MONGOD_INDEX_STATS = [
+    {"name": "_id_", "key": {"_id": 1}, "host": "db1:27017",
+     "accesses": {"ops": Int64(912), "since": dt.datetime(2026, 5, 1)}, "spec": {"v": 2, "key": {"_id": 1}, "name": "_id_"}},
+    {"name": "createdAt_1", "key": {"createdAt": 1}, "host": "db1:27017",
+     "accesses": {"ops": Int64(0), "since": dt.datetime(2026, 5, 1)},
+     "spec": {"v": 2, "key": {"createdAt": 1}, "name": "createdAt_1", "expireAfterSeconds": 3600}},
+]
+
+
+class _Cursor:
+    def __init__(self, rows):
+        self.rows = rows
+
+    async def to_list(self, _length=None):
+        return self.rows
+
+    def __aiter__(self):
+        return self._iterate()
+
+    async def _iterate(self):
+        for row in self.rows:
+            yield row
+
+
+class _Collection:
+    def __init__(self, calls, stats_rows, index_docs):
+        self.calls, self.stats_rows, self.index_docs = calls, stats_rows, index_docs
+
+    async def aggregate(self, pipeline, **_):
+        self.calls.append("$indexStats")
+        return _Cursor(self.stats_rows)
+
+    async def list_indexes(self):
+        self.calls.append("listIndexes")
+        return _Cursor(self.index_docs)
+
+
+def _session_with(stats_rows, index_docs):
+    """A session whose client holds collections a, b and c of database app, recording calls."""
+    session = _Session()
+    calls: list[str] = []
+    collection = _Collection(calls, stats_rows, index_docs)
+    session.client = {"app": {name: collection for name in ("a", "b", "c")}}
+    return session, calls
+
+
+@pytest.mark.parametrize(
+    "stats_rows, expected_calls",
+    [
+        (MONGOD_INDEX_STATS, ["$indexStats"] * 3),  # mongod: one call per collection gives specs and counters
+        ([{k: v for k, v in r.items() if k != "spec"} for r in MONGOD_INDEX_STATS],  # SecantusDB: no specs
+         ["$indexStats", "listIndexes", "listIndexes", "listIndexes"]),
+    ],
+)
+def test_indexes_come_from_index_stats_where_it_carries_specs(stats_rows, expected_calls):
+    from checks.mongodb._inventory import collection_info, index_stats_rows
+
+    index_docs = [r["spec"] for r in MONGOD_INDEX_STATS]
+    session, calls = _session_with(stats_rows, index_docs)
+
+    async def run():
+        infos = [await collection_info(session, "app", name) for name in ("a", "b", "c")]
+        rows = await index_stats_rows(session, "app", "a")  # unused-index reads the same rows: no new call
+        return infos, rows
+
+    infos, rows = asyncio.run(run())
+    assert calls == expected_calls
+    assert [i.name for i in infos[0].indexes] == ["_id_", "createdAt_1"] and infos[0].indexes[1].is_ttl
+    assert rows == stats_rows
