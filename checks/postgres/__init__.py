@@ -1,5 +1,6 @@
 """Built-in PostgreSQL checks, registered through the `dbvitals.checks` entry point."""
 
+from checks.postgres.bloat import Bloat
 from checks.postgres.connection import PostgresConnection
 from checks.postgres.disabled_trigger import DisabledTriggerCheck
 from checks.postgres.duplicate_fk import DuplicateFk
@@ -43,5 +44,6 @@ CHECKS = [
     Replication,
     Locks,
     Settings,
+    Bloat,
     LockedRelation,
 ]

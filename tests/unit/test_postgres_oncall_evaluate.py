@@ -98,3 +98,36 @@ def test_sizes_out_of_proportion():
                       "work_mem × max_connections is 2.0 TB"]
     small = pg_settings.Facts(server(), everything, {}, {}, "app", 10**6)
     assert check.evaluate(small, scope(check)) == []
+
+
+# --- bloat ----------------------------------------------------------------------------------------------
+
+from checks.postgres import bloat  # noqa: E402
+
+
+def relation(kind="table", *, pages=100_000, tuples=1_000_000.0, width=100.0, analysed=True):
+    return bloat.Relation(1, "public", "t", kind, pages, tuples, 8192, 100 if kind == "table" else 90, width, analysed,
+                          table_name="t" if kind == "index" else None, columns=3)
+
+
+def test_bloat_estimate_from_rows_and_widths():
+    # 1,000,000 rows × (24 header + 104 data + 4 pointer) = 132 MB over 8,168-byte pages: 16,161 pages needed.
+    assert relation().expected_pages() == 16_161
+    size, share = relation().bloat()
+    assert share == pytest.approx(0.838, abs=0.001) and size == (100_000 - 16_161) * 8192
+    # An index entry: 8 header + 8 key, aligned, + 4 pointer = 20 bytes, pages filled to 90 %.
+    assert relation("index", width=8.0).expected_pages() == 2_727  # 20 MB over 7,336.8 bytes a page, + the metapage
+
+
+@pytest.mark.parametrize("rel, measured, expected", [
+    (relation(), None, Severity.LOW),               # an estimate
+    (relation(), 0.7, Severity.MEDIUM),             # confirmed by pgstattuple
+    (relation(), 0.1, None),                        # pgstattuple disagrees: trusted over the estimate
+    (relation(pages=17_000), None, None),           # compact
+    (relation(analysed=False), None, None),         # no statistics, no estimate
+])
+def test_bloat_findings(rel, measured, expected):
+    check = bloat.Bloat()
+    facts = bloat.Facts((rel,), "public" if measured is not None else None, {1: measured} if measured is not None else {})
+    found = check.evaluate(facts, scope(check))
+    assert [f.severity for f in found] == ([expected] if expected else [])
