@@ -135,10 +135,13 @@ def int_or_none(value: Any) -> int | None:
         return None
 
 
-@cache
 def adapter_for(engine: Engine | str) -> EngineAdapter:
-    """The adapter of an engine (an Engine, or a target's `kind`)."""
-    key = engine.value if isinstance(engine, Engine) else str(engine)
+    """The adapter of an engine (an Engine, or a target's `kind`): one object per engine."""
+    return _adapter(engine.value if isinstance(engine, Engine) else str(engine))
+
+
+@cache
+def _adapter(key: str) -> EngineAdapter:
     spec = ADAPTERS.get(key)
     if spec is None:
         raise LookupError(f"no adapter for engine {key!r} (known: {', '.join(ADAPTERS)})")
@@ -149,10 +152,16 @@ def adapter_for(engine: Engine | str) -> EngineAdapter:
 @cache
 def adapter_for_language(language: str) -> EngineAdapter:
     for engine in ADAPTERS:
-        adapter = adapter_for(engine)
+        adapter = _adapter(engine)
         if adapter.language == language:
             return adapter
     raise LookupError(f"no adapter renders fix steps in {language!r}")
+
+
+def forget_adapters() -> None:
+    """Drop the loaded adapters, after ADAPTERS changed (tests registering an engine)."""
+    _adapter.cache_clear()
+    adapter_for_language.cache_clear()
 
 
 def step_text(step: FixStep) -> str:
