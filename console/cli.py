@@ -9,11 +9,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 70
-SEVERITIES = ("critical", "high", "medium", "low", "info", "never")
+from console.runtime import (
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    SEVERITIES,
+    CliError,
+    load_checks,
+    load_settings,
+    run_async,
+    run_report,
+    version,
+    wide_console,
+    write_report,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 # Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
@@ -30,14 +39,6 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("console.commands.diff", "what changed between two snapshots (or a snapshot and now)"),
     "record": ("console.commands.record", "take snapshots on a schedule, with bounded retention, for replay"),
 }
-
-
-class CliError(Exception):
-    """A failure already phrased for the user; printed as one line, exit code `code`."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(parser, top=True)
     parser.add_argument("--theme", help="console theme (with no command or `ui`)")
-    parser.add_argument("--version", action="version", version=f"dbvitals {_version()}")
+    parser.add_argument("--version", action="version", version=f"dbvitals {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = sub.add_parser("check", help="run checks headless and report (for CI and scripts)")
@@ -113,15 +114,6 @@ def _import(module: str) -> Any:
     return importlib.import_module(module)
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("dbvitals")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -152,37 +144,6 @@ def _error(message: str) -> None:
     print(f"dbvitals: error: {mask_text(message)}", file=sys.stderr)
 
 
-def load_settings(args: argparse.Namespace) -> Any:
-    from checks.config import ConfigError, load_config
-
-    try:
-        return load_config(getattr(args, "config", None))
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-
-
-def load_checks(settings: Any) -> Any:
-    """The registry, with the config's per-check options validated against it."""
-    from checks.config import ConfigError
-    from checks.engine import load_registry, validate_check_options
-
-    registry = load_registry()
-    for problem in registry.problems:
-        print(f"dbvitals: warning: {problem}", file=sys.stderr)
-    if settings is not None:
-        try:
-            validate_check_options(settings, registry)
-        except ConfigError as exc:
-            raise CliError(f"invalid config: {exc}") from None
-    return registry
-
-
-def run_async(coro: Any) -> Any:
-    import asyncio
-
-    return asyncio.run(coro)
-
-
 def _cmd_check(args: argparse.Namespace) -> int:
     from console.formats import FORMATS
 
@@ -191,56 +152,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     registry = load_checks(settings)
     report = run_report(settings, registry, targets=args.target, checks=args.check)
-    from console.commands.baseline import failing, gate
+    from console.gate import exit_code, failing, gate
 
     report = gate(report, settings, args)  # suppressions, expired ones, --baseline
     write_report(report, args.format, args.output)
     return exit_code(failing(report), args.fail_on)
-
-
-def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:
-    from checks.engine import Runner, UsageError
-
-    if not settings.targets:
-        raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
-    try:
-        runner = Runner(settings, registry, targets=targets, checks=checks)
-    except UsageError as exc:
-        raise CliError(str(exc)) from None
-    return run_async(runner.run())
-
-
-def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:
-    from console.formats import render
-
-    from checks.secrets import mask_text
-
-    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    # Secrets are masked where they arise; this pass is the last line of defence, in every format.
-    text = mask_text(render(report, fmt, color=color, **options))
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as exc:
-            raise CliError(f"--output {output}: cannot write: {exc.strerror}") from None
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-
-def exit_code(report: Any, fail_on: str) -> int:
-    from checks.model import Severity
-
-    if fail_on == "never":
-        return EXIT_OK
-    threshold = Severity(fail_on)
-    if any(f.severity.at_least(threshold) for f in report.findings):
-        return EXIT_FINDINGS
-    # A check that could not run may hide a problem: a gate must not pass silently.
-    if any(e.kind in {"error", "timeout"} for e in report.errors):
-        return EXIT_FINDINGS
-    return EXIT_OK
 
 
 def _cmd_checks(args: argparse.Namespace) -> int:
@@ -259,18 +175,8 @@ def _cmd_checks(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(e["id"], e["engine"], e["severity"], e["fix"], e["title"])
-    _wide_console().print(table)
+    wide_console().print(table)
     return EXIT_OK
-
-
-def _wide_console() -> Any:
-    """A terminal's own width; at least 160 columns when piped, so rows stay greppable."""
-    import shutil
-
-    from rich.console import Console
-
-    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
-    return Console(highlight=False, width=width)
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
@@ -313,17 +219,13 @@ def _cmd_targets(args: argparse.Namespace) -> int:
                 "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
                 s.server_version or "", s.role or "", s.url, s.error or "",
             )))
-        _wide_console().print(table)
+        wide_console().print(table)
     return EXIT_OK if all(s.reachable for s in statuses) else EXIT_FINDINGS
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    try:
-        from console.app import run_app
-    except ImportError:
-        raise CliError(
-            "the console is not built yet; use `dbvitals check` for a report", code=EXIT_USAGE
-        ) from None
+    from console.app import run_app
+
     replay = None
     if getattr(args, "replay", None):
         from checks.snapshots.store import SnapshotError

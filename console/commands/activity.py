@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from checks.config import parse_duration
     from checks.engine import UsageError, select_targets
-    from console.cli import CliError, load_settings, run_async
+    from console.runtime import CliError, load_settings, run_async
 
     settings = load_settings(args)
     try:
@@ -104,8 +104,8 @@ def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
     from checks.activity.kill import KillRefused, apply_kill, plan_kill, refusals
     from checks.activity.session import ActivityWatch
     from checks.fixes.journal import Journal
-    from console.cli import CliError, run_async
-    from console.commands.fix import confirm
+    from console.runtime import CliError, run_async
+    from console.commands.applying import confirm
 
     ident = args.cancel or args.terminate
     terminate = args.terminate is not None

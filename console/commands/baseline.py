@@ -1,11 +1,8 @@
-"""`dbvitals baseline save FILE`, and the gate `dbvitals check` applies: suppressions from the
-config, then `--baseline FILE` (report every finding, fail only on those not in the file)."""
+"""`dbvitals baseline save FILE`: record the current finding ids for the gate (console/gate.py)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
 SCHEMA = "dbvitals.baseline/1"
 
 
@@ -27,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from console.cli import EXIT_FINDINGS, EXIT_OK, CliError, load_checks, load_settings, run_report
+    from console.gate import gate
+    from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError, load_checks, load_settings, run_report
 
     settings = load_settings(args)
     registry = load_checks(settings)
@@ -53,61 +51,3 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: cannot write: {exc.strerror}") from None
     print(f"baseline of {len(report.findings)} finding(s) written to {args.file}")
     return EXIT_OK
-
-
-def load_baseline(path: str) -> list[str]:
-    """Finding ids from a baseline file (or from a `dbvitals check --format json` report)."""
-    import json
-
-    from console.cli import CliError
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise CliError(f"--baseline {path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise CliError(f"--baseline {path}: not JSON: {exc}") from None
-    items = data.get("findings") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        raise CliError(f"--baseline {path}: expected a dbvitals baseline (`dbvitals baseline save FILE`)")
-    ids = [item.get("id") if isinstance(item, dict) else item for item in items]
-    if not all(isinstance(i, str) for i in ids):
-        raise CliError(f"--baseline {path}: every finding needs an id")
-    return ids
-
-
-def gate(report: Any, settings: Any, args: argparse.Namespace) -> Any:
-    """The report with the config's suppressions applied and, with --baseline, new findings
-    marked. Expired suppressions are said on standard error as well as in the report."""
-    import sys
-
-    from checks.config import ConfigError, resolve_config_path
-    from checks.suppressions import gated
-    from console.cli import CliError
-
-    baseline = getattr(args, "baseline", None)
-    try:
-        result = gated(
-            report,
-            settings.suppressions,
-            baseline=baseline,
-            known=load_baseline(baseline) if baseline else (),
-            fail_on=getattr(args, "fail_on", "high"),
-            config_path=str(resolve_config_path(getattr(args, "config", None))),
-        )
-    except ConfigError as exc:
-        raise CliError(f"invalid config: {exc}") from None
-    for expired in result.expired:
-        print(f"dbvitals: warning: {expired.describe()}", file=sys.stderr)
-    return result
-
-
-def failing(report: Any) -> Any:
-    """What the exit code is judged on: with a baseline, only the findings not in it."""
-    from checks.model import Report
-
-    if getattr(report, "baseline", None) is None:
-        return report
-    return Report(targets=report.targets, findings=[f for f in report.findings if report.is_new(f)],
-                  errors=report.errors, duration_ms=report.duration_ms, checks=report.checks)

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from console.cli import CliError
+    from console.runtime import CliError
     from console.demo.servers import DemoError, Playground
 
     if args.stop:
@@ -86,7 +86,8 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
 
 
 def _headless(config_path: Any, fmt: str) -> int:
-    from console.cli import exit_code, load_checks, load_settings, run_report, write_report
+    from console.gate import exit_code
+    from console.runtime import load_checks, load_settings, run_report, write_report
 
     args = argparse.Namespace(config=str(config_path))
     settings = load_settings(args)
@@ -97,11 +98,8 @@ def _headless(config_path: Any, fmt: str) -> int:
 
 
 def _console(config_path: Any) -> int:
-    from console.cli import CliError, load_settings
+    from console.app import run_app
+    from console.runtime import load_settings
 
-    try:
-        from console.app import run_app
-    except ImportError:
-        raise CliError("the console is not available; try `dbvitals demo --headless`") from None
     settings = load_settings(argparse.Namespace(config=str(config_path)))
     return run_app(settings, theme=None, config_path=str(config_path))

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from console.cli import SEVERITIES
+from console.runtime import SEVERITIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from checks.model import Severity
     from checks.snapshots.diff import diff
     from checks.snapshots.store import SnapshotError
-    from console.cli import CliError, load_settings
+    from console.runtime import CliError, load_settings
     from console.commands.snapshot import store_for
 
     settings = load_settings(args)
@@ -70,7 +70,7 @@ def _snapshot(settings: Any, store: Any, ref: int | str, targets: Any) -> Any:
         return store.load(int(ref))
     from checks.snapshots.store import Snapshot, SnapshotInfo
     from checks.snapshots.take import take
-    from console.cli import load_checks, run_async
+    from console.runtime import load_checks, run_async
 
     taken = run_async(take(settings, load_checks(settings), targets=targets, with_activity=False))
     for problem in taken.problems:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     from checks.config import ConfigError, load_config
     from checks.fixes import Journal
-    from console.cli import CliError
+    from console.runtime import CliError
 
     explicit = getattr(args, "config", None)
     try:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def state_text(entry: Any, undone_by: str | None) -> str:
-    from console.commands.fix import outcome_word
+    from console.commands.applying import outcome_word
 
     text = outcome_word(entry.outcome, undo=bool(entry.undoes))
     if entry.outcome is None:
@@ -77,7 +77,7 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
     from rich.table import Table
 
     from checks.display import terminal_safe
-    from console.cli import _wide_console
+    from console.runtime import wide_console
 
     table = Table(box=None, padding=(0, 1), show_edge=False)
     for column in ("entry", "started", "user", "target", "kind", "check", "object", "outcome", "verified", "duration"):
@@ -89,7 +89,7 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
             e.finding.get("check", ""), e.finding.get("object", ""), state_text(e, undone.get(e.id)), verified,
             "" if e.duration_ms is None else f"{e.duration_ms / 1000:.2f}s",
         )))
-    _wide_console().print(table)
+    wide_console().print(table)
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:

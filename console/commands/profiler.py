@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from checks.config import parse_duration
-    from console.cli import CliError, load_settings
+    from console.runtime import CliError, load_settings
 
     settings = load_settings(args)
     target = settings.targets.get(args.target)
@@ -60,7 +60,7 @@ async def _run(args: argparse.Namespace, name: str, target: Any, hold_seconds: f
 
     from checks.connectors import connect
     from checks.mongodb.profiler import read_profiler_setting, restore_profiler, set_profiler
-    from console.cli import CliError
+    from console.runtime import CliError
 
     connection = await connect(name, target)
     if not connection.status.reachable:

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from checks.config import parse_duration
-    from console.cli import CliError, load_settings
+    from console.runtime import CliError, load_settings
     from console.commands.snapshot import save_snapshot, store_for
 
     try:

@@ -38,7 +38,7 @@ def store_for(args: argparse.Namespace, settings: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from checks.snapshots.store import SnapshotError
-    from console.cli import CliError, load_settings
+    from console.runtime import CliError, load_settings
 
     settings = load_settings(args)
     store = store_for(args, settings)
@@ -52,7 +52,7 @@ def save_snapshot(settings: Any, store: Any, *, label: str | None, targets: Any 
                   with_activity: bool = True, source: str = "snapshot save") -> tuple[int, Any]:
     from checks.engine import UsageError
     from checks.snapshots.take import take
-    from console.cli import CliError, load_checks, run_async
+    from console.runtime import CliError, load_checks, run_async
 
     if not settings.targets:
         raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
@@ -95,7 +95,7 @@ def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Any, store: Any) -> int:
-    from console.cli import write_report
+    from console.runtime import write_report
 
     snapshot = store.load(store.resolve(args.ref))
     print(f"snapshot {snapshot.info.id} taken at {snapshot.info.taken_at}", file=sys.stderr)
@@ -105,7 +105,7 @@ def _show(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 def _prune(args: argparse.Namespace, settings: Any, store: Any) -> int:
     from checks.config import parse_duration
-    from console.cli import CliError
+    from console.runtime import CliError
 
     if args.keep is None and args.older_than is None:
         raise CliError("prune needs --keep N or --older-than DURATION")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from console.commands.fix import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED
+from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from checks.adapters import steps_lock
     from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
-    from console.cli import CliError, load_checks, load_settings, run_async
-    from console.commands.fix import (
-        _say, confirm, describe_steps, journal_for, limits_from, progress, report_outcome,
+    from console.commands.applying import (
+        confirm, describe_steps, journal_for, limits_from, progress, report_outcome, say,
     )
+    from console.runtime import CliError, load_checks, load_settings, run_async
 
     settings = load_settings(args)
     journal = journal_for(settings)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     plan = run_async(inspect_undo(settings, plan))
     entry = plan.entry
     finding = entry.finding
-    _say("\n".join([
+    say("\n".join([
         f"Undo of journal entry {entry.id} ({entry.kind}, {entry.state}, {entry.started_at} by {entry.user})",
         f"  target:  {entry.target} ({entry.engine}{', ' + entry.environment if entry.environment else ''}) {entry.url}",
         f"  finding: {finding.get('id')} {finding.get('check')} {finding.get('object')}: {finding.get('title')}",
@@ -53,12 +53,12 @@ def run(args: argparse.Namespace) -> int:
         *(f"  REFUSED: {r}" for r in plan.refusals),
     ]))
     if args.dry_run:
-        _say("dry run: nothing applied." if plan.applicable else "dry run: this undo would be refused.")
+        say("dry run: nothing applied." if plan.applicable else "dry run: this undo would be refused.")
         return EXIT_OK if plan.applicable else EXIT_REFUSED
     registry = load_checks(settings)
     if plan.refusals:
         outcome = run_async(undo_fix(settings, registry, entry.id, allow_unsafe=args.allow_unsafe, journal=journal))
-        _say(f"refused (journal entry {outcome.entry_id}).")
+        say(f"refused (journal entry {outcome.entry_id}).")
         return EXIT_REFUSED
     if not args.yes:
         confirm(f"undo entry {entry.id} on {entry.target}", entry.target, entry.environment)

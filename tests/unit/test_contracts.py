@@ -124,3 +124,44 @@ def test_every_check_has_complete_metadata_and_documented_options(check: type[Ch
         for name, field in fact.Options.model_fields.items():
             assert field.description and not field.is_required(), f"{fact.id} option {name}"
         fact.Options()
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+COMMAND_MODULES = sorted((ROOT / "console" / "commands").glob("*.py")) + [ROOT / "console" / "gate.py",
+                                                                          ROOT / "console" / "runtime.py"]
+
+
+@pytest.mark.parametrize("path", COMMAND_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_commands_never_import_the_cli(path):
+    """console.cli imports the commands to register them; they take what they share from
+    console.runtime (and console.gate, console.commands.applying), so there is no cycle."""
+    assert "console.cli" not in {m for m in _imported_modules(path) if m == "console.cli" or m.startswith("console.cli.")}
+
+
+# Generic code: it asks the engine's adapter (checks/adapters) and never names an engine.
+GENERIC_MODULES = ["checks/fixes/__init__.py", "checks/fixes/script.py", "checks/connectors/__init__.py",
+                   "console/app.py", "console/widgets/fix_view.py", "console/formats/markdown_format.py",
+                   "console/commands/applying.py"]
+
+
+@pytest.mark.parametrize("relative", GENERIC_MODULES)
+def test_generic_code_never_branches_on_the_engine(relative):
+    path = ROOT / relative
+    source = path.read_text(encoding="utf-8")
+    engine_modules = {f"checks.{pkg}.{engine}" for pkg in ("fixes", "connectors") for engine in Engine}
+    assert not (_imported_modules(path) & engine_modules)
+    assert not (_imported_modules(path) & DRIVERS)
+    for engine in Engine:
+        for spelling in (f"Engine.{engine.name}", f'== "{engine.value}"', f'language == "'):
+            assert spelling not in source, f"{relative} branches on {spelling}"

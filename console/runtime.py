@@ -1,0 +1,104 @@
+"""What every `dbvitals` command shares: errors phrased for the user and their exit codes,
+loading the config and the checks, running a report and writing it. Commands import this,
+never console.cli, so that the parser can import the commands without a cycle."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+SEVERITIES = ("critical", "high", "medium", "low", "info", "never")
+
+
+class CliError(Exception):
+    """A failure already phrased for the user; printed as one line, exit code `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("dbvitals")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def load_settings(args: argparse.Namespace) -> Any:
+    from checks.config import ConfigError, load_config
+
+    try:
+        return load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def load_checks(settings: Any) -> Any:
+    """The registry, with the config's per-check options validated against it."""
+    from checks.config import ConfigError
+    from checks.engine import load_registry, validate_check_options
+
+    registry = load_registry()
+    for problem in registry.problems:
+        print(f"dbvitals: warning: {problem}", file=sys.stderr)
+    if settings is not None:
+        try:
+            validate_check_options(settings, registry)
+        except ConfigError as exc:
+            raise CliError(f"invalid config: {exc}") from None
+    return registry
+
+
+def run_async(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:
+    from checks.engine import Runner, UsageError
+
+    if not settings.targets:
+        raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
+    try:
+        runner = Runner(settings, registry, targets=targets, checks=checks)
+    except UsageError as exc:
+        raise CliError(str(exc)) from None
+    return run_async(runner.run())
+
+
+def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:
+    from checks.secrets import mask_text
+    from console.formats import render
+
+    color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    # Secrets are masked where they arise; this pass is the last line of defence, in every format.
+    text = mask_text(render(report, fmt, color=color, **options))
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise CliError(f"--output {output}: cannot write: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def wide_console() -> Any:
+    """A terminal's own width; at least 160 columns when piped, so rows stay greppable."""
+    import shutil
+
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
+    return Console(highlight=False, width=width)
