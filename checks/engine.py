@@ -235,9 +235,6 @@ class Registry:
         """Every fact a registered check declares, by id."""
         return {f.id: f for check in self.checks.values() for f in check.needs}
 
-    def for_engine(self, engine: Engine) -> list[type[Check]]:
-        return [c for c in self.checks.values() if c.engine is engine]
-
     def select(self, patterns: Sequence[str] | None) -> list[type[Check]]:
         """Checks matching any id or glob; every pattern must match something."""
         if not patterns:
@@ -611,13 +608,3 @@ def _fact_requests(runnable: Iterable[tuple[type[Check], CheckOptions]]) -> dict
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-f.severity.rank, f.target, f.check, f.object))
 
-
-async def run_checks(
-    settings: Settings,
-    *,
-    targets: Sequence[str] | None = None,
-    checks: Sequence[str] | None = None,
-    registry: Registry | None = None,
-) -> Report:
-    runner = Runner(settings, registry or load_registry(), targets=targets, checks=checks)
-    return await runner.run()

@@ -390,12 +390,8 @@ class DbVitalsApp(App[None]):
                         exit_on_error=False)
 
     async def _fix_flow(self, finding: Finding) -> None:
-        try:
-            from checks.fixes import FixRefused, apply_fix, plan_fix
-        except ImportError:
-            self.notify("The fix engine is not part of this build: copy the fix with c and apply it by hand.",
-                        title="No fix engine", severity="error")
-            return
+        from checks.fixes import FixRefused, apply_fix, plan_fix
+
         if self.ensure_registry() is None:
             return
         target = self.settings.targets[finding.target]
@@ -517,11 +513,8 @@ class DbVitalsApp(App[None]):
         self.run_worker(self._open_history(), name="fix history", group="history", exclusive=True)
 
     async def _open_history(self) -> None:
-        try:
-            from checks.fixes import Journal
-        except ImportError:
-            self.push_screen(FixHistoryScreen([], "The fix engine is not part of this build: no journal yet."))
-            return
+        from checks.fixes import Journal
+
         try:
             entries = await asyncio.to_thread(lambda: list(Journal.for_settings(self.settings).entries()))
         except Exception as exc:  # an unreadable journal is shown, not raised

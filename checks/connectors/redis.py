@@ -19,12 +19,6 @@ class RedisSession:
         self.info = info
         self.db = client.connection_pool.connection_kwargs.get("db", 0)
 
-    def for_db(self, db: int) -> aioredis.Redis:
-        """A client on another logical database, sharing this session's settings."""
-        kwargs = dict(self.client.connection_pool.connection_kwargs)
-        kwargs["db"] = db
-        return aioredis.Redis(**kwargs)
-
     async def close(self) -> None:
         await self.client.aclose()
 

@@ -377,12 +377,6 @@ async def inventory(session: Any, database: str) -> list[CollectionInfo]:
     return list(await asyncio.gather(*(collection_info(session, database, n) for n in names)))
 
 
-async def inventories(session: Any) -> dict[str, list[CollectionInfo]]:
-    databases = await session.databases()
-    snapshots = await asyncio.gather(*(inventory(session, db) for db in databases))
-    return dict(zip(databases, snapshots))
-
-
 def figure(value: int | None, info: CollectionInfo) -> int | str:
     """A count or size for evidence: the number, or "unknown: <why>"."""
     return value if value is not None else f"unknown: {info.unknown or 'not read'}"
@@ -573,7 +567,6 @@ def matches_any(name: str, patterns: Iterable[str]) -> bool:
 
 LOGICAL = {"$and", "$or", "$nor"}
 EQUALITY_OPS = {"$eq", "$elemMatch", "$all", "$size"}
-RANGE_OPS = {"$gt", "$gte", "$lt", "$lte", "$ne", "$nin", "$regex", "$exists", "$type", "$not", "$mod"}
 
 
 def query_shape(value: Any) -> Any:

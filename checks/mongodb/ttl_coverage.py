@@ -133,10 +133,6 @@ class TtlCoverageFacts:
     kept: list[Kept] = dataclass_field(default_factory=list)
 
 
-def ttl_fields(info: CollectionInfo) -> set[str]:
-    return {i.fields[0] for i in info.indexes if i.is_ttl and len(i.key) == 1}
-
-
 @dataclass(frozen=True)
 class TtlPlan:
     """Where an event collection's TTL goes: field, partial filter, retention and why."""

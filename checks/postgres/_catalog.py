@@ -58,10 +58,6 @@ def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 NAMEDATALEN = 64  # names longer than 63 bytes are silently truncated by the server
 
 
@@ -558,15 +554,6 @@ class CatalogSnapshot(Fact[Catalog]):
 
 INTEGER_WIDTH = {"smallint": 2, "integer": 4, "bigint": 8}
 INTEGER_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover
 
 
 def concurrent_definition(definition: str) -> str:

@@ -8,8 +8,9 @@ from typing import Any
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql
+from checks.units import human_bytes
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, Table, human_bytes, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, Table, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
+from checks.units import human_bytes
 
 
 class Options(CheckOptions):

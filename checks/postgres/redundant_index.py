@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from checks.engine import Check, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
-from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Index
 from checks.postgres._fixes import drop_index_fix
 from checks.postgres.duplicate_index import duplicate_groups, keeper
+from checks.units import human_bytes
 
 
 @dataclass(frozen=True)

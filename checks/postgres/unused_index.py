@@ -10,8 +10,9 @@ from pydantic import Field
 from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
-from checks.postgres._catalog import Catalog, CatalogSnapshot, human_bytes
+from checks.postgres._catalog import Catalog, CatalogSnapshot
 from checks.postgres._fixes import drop_index_fix
+from checks.units import human_bytes
 
 # A partition's index counts toward its parent's partitioned index: partitions are not judged one by one.
 QUERY = """

@@ -20,6 +20,7 @@ from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._patterns import first_matching, infer_pattern, is_all_time, period_word, time_bucket
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._scan import BigKey, KeyspaceScan
+from checks.units import human_bytes
 
 UNIT = {"string": "bytes", "hash": "fields", "list": "elements", "set": "members", "zset": "members", "stream": "entries"}
 ADVICE = {
@@ -72,15 +73,6 @@ class BigKeysOptions(CheckOptions):
             "stream": self.stream_entries,
         }
 
-
-def human_bytes(size: float | None) -> str | None:
-    if size is None:
-        return None
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return None
 
 
 class BigKeys(Check):

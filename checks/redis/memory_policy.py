@@ -21,7 +21,7 @@ from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixSt
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._patterns import EPHEMERAL_WORDS, first_matching, literal_words
 from checks.redis._scan import KeyspaceScan, keyspace_counts
-from checks.redis.big_keys import human_bytes
+from checks.units import human_bytes
 
 ALLKEYS_FOR = {"volatile-lru": "allkeys-lru", "volatile-lfu": "allkeys-lfu", "volatile-random": "allkeys-random",
                "volatile-ttl": "allkeys-lru"}

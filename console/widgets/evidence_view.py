@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from checks.model import Finding
+from checks.units import human_bytes
 
 # Evidence keys whose string value is itself the proof, in words or as arithmetic.
 PROOF_KEYS = ("proof", "arithmetic")
@@ -39,12 +40,6 @@ def proof_line(finding: Finding) -> str:
     message = " ".join(finding.message.split())
     first = SENTENCE_END.split(message, maxsplit=1)[0]
     return first.rstrip(".")
-
-
-def human_bytes(size: float) -> str:
-    from checks.postgres._catalog import human_bytes as catalog_bytes
-
-    return catalog_bytes(int(size))
 
 
 def human_seconds(seconds: float) -> str:
