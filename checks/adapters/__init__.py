@@ -47,6 +47,7 @@ class EngineAdapter:
     fence: ClassVar[str]  # a Markdown code-fence language for the rendered steps
     activity_module: ClassVar[str]  # reads what runs now (checks.activity.EngineActivity)
     figures_module: ClassVar[str]  # reads the figures a snapshot keeps (checks.snapshots.FiguresReader)
+    script_interpreter: ClassVar[tuple[str, ...]] = ()  # a migration script's "#!" line, if it is a program
 
     # --- sessions ------------------------------------------------------------------------------
     async def connect(self, name: str, target: TargetBase) -> Connection:

@@ -37,6 +37,7 @@ class RedisAdapter(EngineAdapter):
     comment = "#"
     lexer = "bash"
     fence = "sh"
+    script_interpreter = ("#!/usr/bin/env bash",)
 
     async def connect(self, name: str, target: TargetBase) -> Connection:
         from checks.connectors.redis import connect

@@ -22,7 +22,7 @@ def migration_script(
     adapter = adapter_for(engine)
     c = adapter.comment
     with_fix = [f for f in findings if f.fix is not None]
-    lines = ["#!/usr/bin/env bash"] if engine == "redis" else []
+    lines = list(adapter.script_interpreter)
     lines += [
         f"{c} dbvitals {comment(version)}: fixes proposed by {comment(check)} on target {comment(target)} ({comment(url)})",
         f"{c} generated {comment(generated_at)}; {len(with_fix)} finding(s) with a fix. Review before running.",

@@ -32,7 +32,7 @@ def test_an_unknown_engine_or_language_says_so():
     (FixStep("sql", "CREATE INDEX CONCURRENTLY i ON t (c)", transactional=False), "CREATE INDEX CONCURRENTLY i ON t (c);"),
     (FixStep("mongodb", {"dropIndexes": "orders", "index": "a_1"}, database="app"),
      'db.getSiblingDB("app").runCommand({"dropIndexes": "orders", "index": "a_1"});'),
-    (FixStep("redis", ["SET", b"k\xff", "two words"]), 'SET "k\\\\xff" "two words"'),
+    (FixStep("redis", ["SET", b"k\xff", "two words"]), 'SET "k\\xff" "two words"'),
 ])
 def test_the_console_copies_exactly_what_the_cli_shows(step, text):
     from console.widgets.fix_view import steps_text
