@@ -416,8 +416,7 @@ class DbVitalsApp(App[None]):
         progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
         await self.push_screen(progress)
         try:
-            outcome = await apply_fix(self.settings, self.registry, plan, allow_unsafe=unsafe,
-                                      on_progress=progress.add_line)
+            outcome = await apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line)
         except FixRefused as exc:
             progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
             self.notify(str(exc), title="Fix refused", severity="error", timeout=15)

@@ -73,7 +73,29 @@ def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any
         runner = Runner(settings, registry, targets=targets, checks=checks)
     except UsageError as exc:
         raise CliError(str(exc)) from None
-    return run_async(runner.run())
+    report = run_async(runner.run())
+    record_findings(settings, report)
+    return report
+
+
+def finding_index(settings: Any) -> Any:
+    """Where this config's last report keeps its finding ids (beside the journal)."""
+    from checks.fixes.journal import Journal
+    from checks.fixes.locate import FindingIndex
+
+    state_dir = Journal.for_settings(settings).path.parent
+    return FindingIndex.for_config(state_dir, settings.model_config.get("toml_file"))
+
+
+def record_findings(settings: Any, report: Any) -> None:
+    """Remember where each finding of the report lives, so `dbvitals fix ID` runs one check on
+    one target. A state directory that cannot be written costs that speed, not the report."""
+    index = finding_index(settings)
+    try:
+        index.record(report)
+    except OSError as exc:
+        print(f"dbvitals: warning: cannot record the finding ids in {index.path}: {exc.strerror or exc}; "
+              "`dbvitals fix` will search for them", file=sys.stderr)
 
 
 def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets as _random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,8 @@ from checks.secrets import mask_text
 
 __all__ = [
     "FixLimits", "FixOutcome", "FixPlan", "FixRefused", "Journal", "JournalEntry", "UndoPlan",
-    "apply_fix", "find_finding", "inspect_undo", "plan_fix", "plan_undo", "refusals_for", "undo_fix",
+    "apply_fix", "find_finding", "inspect_undo", "locate_finding", "plan_fix", "plan_undo", "refusals_for",
+    "undo_fix",
 ]
 
 class FixRefused(Exception):
@@ -53,6 +54,7 @@ class FixPlan:
     environment: str | None = None
     url: str = ""  # masked
     requested: Finding | None = None  # the finding the plan was asked for
+    allow_unsafe: bool = False  # what the refusals were computed with
     role: str | None = None  # primary / replica / secondary of ...: fixes go to a primary
 
     @property
@@ -85,39 +87,70 @@ class UndoPlan:
 # --- planning ------------------------------------------------------------------------------------
 
 async def find_finding(
-    settings: Settings, registry: Registry, finding_id: str, *, targets: Sequence[str] | None = None
+    settings: Settings,
+    registry: Registry,
+    finding_id: str,
+    *,
+    targets: Sequence[str] | None = None,
+    where: Mapping[str, Sequence[str]] | None = None,
 ) -> Finding | None:
-    """Run the checks (on `targets`, else all) and return the finding with this id, or with this
-    unique id prefix of at least 6 characters. Not found while a check or a target failed: the
-    finding may be among what could not be re-checked, so FixRefused says what failed and why."""
-    report = await _run(settings, registry, targets=targets, checks=None)
+    """The finding with this id (or unique id prefix of 6+ characters), from a run of only the
+    checks that could report it: `where` (target -> check ids, see checks.fixes.locate), else
+    every check on `targets`, else on every target."""
+    finding, _report = await locate_finding(settings, registry, finding_id, targets=targets, where=where)
+    return finding
+
+
+async def locate_finding(
+    settings: Settings,
+    registry: Registry,
+    finding_id: str,
+    *,
+    targets: Sequence[str] | None = None,
+    where: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[Finding | None, Report]:
+    """find_finding, with the report of the run that found it: that run is the finding's re-check,
+    so plan_fix(..., report=...) plans from it instead of running the check again. Not found
+    while a check or a target failed: the finding may be among what could not be re-checked, so
+    FixRefused says what failed and why."""
+    if where:
+        checks = list(dict.fromkeys(c for cs in where.values() for c in cs))
+        report = await _run(settings, registry, targets=list(where), checks=checks)
+    else:
+        report = await _run(settings, registry, targets=targets, checks=None)
     exact = [f for f in report.findings if f.id == finding_id]
     if exact:
-        return exact[0]
+        return exact[0], report
     if len(finding_id) >= 6:
         matches = [f for f in report.findings if f.id.startswith(finding_id)]
         if len(matches) == 1:
-            return matches[0]
+            return matches[0], report
     failures = [f"target {t.name} is unreachable ({t.state.value}: {t.error})" for t in report.targets if not t.reachable]
     failures += [f"{e.check} on {e.target} failed ({e.kind}: {e.message})" for e in report.errors]
     if failures:
         shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
         raise FixRefused(f"finding {finding_id} was not found, but the re-check failed, so it may still exist: {shown}")
-    return None
+    return None, report
 
 
-async def plan_fix(settings: Settings, registry: Registry, finding: Finding, *, allow_unsafe: bool = False) -> FixPlan:
+async def plan_fix(
+    settings: Settings, registry: Registry, finding: Finding, *, allow_unsafe: bool = False, report: Report | None = None
+) -> FixPlan:
+    """Re-check the finding (or take `report`, a run of its check on its target that has just
+    happened: locate_finding's) and plan its fix, with every refusal, computed here once."""
     target = _target(settings, finding.target)
-    report = await _run(settings, registry, targets=[finding.target], checks=[finding.check])
-    status = report.targets[0] if report.targets else None
+    if report is None:
+        report = await _run(settings, registry, targets=[finding.target], checks=[finding.check])
+    status = next((t for t in report.targets if t.name == finding.target), None)
     if status is not None and not status.reachable:
         raise FixRefused(f"target {finding.target} is unreachable ({status.state.value}: {status.error}): cannot re-check")
-    error = next((e for e in report.errors if e.check == finding.check), None)
+    error = next((e for e in report.errors if e.check == finding.check and e.target == finding.target), None)
     if error is not None:
         raise FixRefused(f"re-running {finding.check} on {finding.target} failed ({error.kind}: {error.message})")
     fresh = next((f for f in report.findings if f.id == finding.id), None)
     common = dict(target=finding.target, engine=target.kind, environment=target.environment,  # type: ignore[attr-defined]
-                  url=target.masked_url, requested=finding, role=status.role if status else None)
+                  url=target.masked_url, requested=finding, role=status.role if status else None,
+                  allow_unsafe=allow_unsafe)
     if fresh is None:
         return FixPlan(finding=None, steps=(), inverse=(), safety=None, lock=None, refusals=[], gone=True,
                        summary="the problem no longer exists", **common)
@@ -162,11 +195,15 @@ async def apply_fix(
     registry: Registry,
     plan: FixPlan,
     *,
-    allow_unsafe: bool = False,
+    allow_unsafe: bool | None = None,
     on_progress: Progress | None = None,
     journal: Journal | None = None,
     limits: FixLimits | None = None,
 ) -> FixOutcome:
+    """Apply a plan. Its refusals are the plan's, computed once: passing allow_unsafe=True here
+    lifts none of them, and allow_unsafe=False contradicts a plan made with it (plan again)."""
+    if allow_unsafe is False and plan.allow_unsafe:
+        raise ValueError("the plan was made with allow_unsafe=True: plan it again without it")
     started = time.perf_counter()
     if plan.gone or plan.finding is None:
         return FixOutcome("", "refused", "the problem no longer exists: nothing to apply", None, 0.0)
@@ -178,9 +215,8 @@ async def apply_fix(
     entry = _new_entry(
         "fix", name, target, finding_summary(finding), fix, plan.steps, plan.inverse,
     )
-    refusals = refusals_for(name, target, fix, allow_unsafe=allow_unsafe, role=plan.role)
-    if refusals:
-        return _finish_refused(journal, entry, refusals, started)
+    if plan.refusals:
+        return _finish_refused(journal, entry, plan.refusals, started)
     concrete = adapter_for(target.kind).concrete_inverse(plan.steps, plan.inverse, entry.id)  # type: ignore[attr-defined]
     entry.inverse = [_masked_step(s, target) for s in concrete]
     resume = _resume_cursors(journal, entry, plan.steps)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"Exit codes: {EXIT_OK} fixed (or --dry-run/--script done), {EXIT_NOT_FIXED} not fixed, failed "
         f"or no such finding, 2 usage or config error, {EXIT_REFUSED} refused or not confirmed."
     )
-    parser.add_argument("finding_id", nargs="?", metavar="FINDING_ID", help="the finding's id (from `dbvitals check`)")
+    parser.add_argument("finding_id", nargs="?", metavar="FINDING_ID", help="the finding's id (from `dbvitals check`; a unique prefix will do), or TARGET/CHECK/ID")
     parser.add_argument("--target", metavar="NAME", help="look for the finding on this target only (faster)")
     parser.add_argument("--check", metavar="ID", help="with --script: the check whose fixes to write")
     parser.add_argument("--script", metavar="FILE", help="write a migration script (SQL, mongosh JS or redis-cli) instead of applying")
@@ -48,17 +48,28 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("give a FINDING_ID (from `dbvitals check`), or --check ID --target NAME --script FILE")
     settings = load_settings(args)
     registry = load_checks(settings)
-    from checks.fixes import FixRefused, apply_fix, find_finding, plan_fix
+    wanted, where, searching = where_to_look(settings, registry, args.finding_id, args.target)
+    if searching:
+        progress(searching)
+    return run_async(_fix(args, settings, registry, wanted, where))
 
-    targets = [args.target] if args.target else None
+
+async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: str, where: dict[str, list[str]]) -> int:
+    """Find, re-check, plan, apply and verify in one event loop: the run that finds the finding
+    is its re-check, and the plan (with its refusals) is made from it once."""
+    import asyncio
+
+    from checks.fixes import FixRefused, apply_fix, locate_finding, plan_fix
+    from console.runtime import CliError
+
     try:
-        finding = run_async(find_finding(settings, registry, args.finding_id, targets=targets))
+        finding, report = await locate_finding(settings, registry, wanted, where=where)
         if finding is None:
-            where = f"target {args.target}" if args.target else "any target"
-            say(f"no finding {args.finding_id} on {where} now: it may be fixed already (run `dbvitals check`), "
-                 "or the id is mistyped")
+            looked = "; ".join(f"{', '.join(checks)} on {target}" for target, checks in where.items())
+            say(f"no finding {args.finding_id} now (ran {looked}): it may be fixed already, or the id is mistyped "
+                "(`dbvitals check` lists the current ones)")
             return EXIT_NOT_FIXED
-        plan = run_async(plan_fix(settings, registry, finding, allow_unsafe=args.allow_unsafe))
+        plan = await plan_fix(settings, registry, finding, allow_unsafe=args.allow_unsafe, report=report)
     except FixRefused as exc:
         raise CliError(f"cannot plan the fix: {exc}", code=EXIT_REFUSED) from None
     if plan.gone:
@@ -70,16 +81,52 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK if plan.applicable else EXIT_REFUSED
     journal = journal_for(settings)
     if plan.refusals:
-        outcome = run_async(apply_fix(settings, registry, plan, allow_unsafe=args.allow_unsafe, journal=journal))
+        outcome = await apply_fix(settings, registry, plan, journal=journal)
         say(f"refused (journal entry {outcome.entry_id}):")
         for reason in plan.refusals:
             say(f"  - {reason}")
         return EXIT_REFUSED
+    limits = limits_from(args)
     if not args.yes:
-        confirm(f"apply this fix to {plan.target}", plan.target, plan.environment)
-    outcome = run_async(apply_fix(settings, registry, plan, allow_unsafe=args.allow_unsafe, on_progress=progress,
-                             journal=journal, limits=limits_from(args)))
+        await asyncio.to_thread(confirm, f"apply this fix to {plan.target}", plan.target, plan.environment)
+    outcome = await apply_fix(settings, registry, plan, on_progress=progress, journal=journal, limits=limits)
     return report_outcome(outcome, journal)
+
+
+def where_to_look(settings: Any, registry: Any, given: str, target: str | None) -> tuple[str, dict[str, list[str]], str | None]:
+    """(the id to look for, target -> the checks to run, a note when searching). A TARGET/CHECK/ID
+    reference or the last report's index names one check on one target; an id neither knows is
+    looked for only with the checks that propose fixes, on --target or every target."""
+    from checks.fixes.locate import fixable_checks, group_by_target, parse_reference
+    from console.runtime import CliError, finding_index
+
+    if target is not None and target not in settings.targets:
+        raise CliError(f"unknown target {target} (configured: {', '.join(settings.targets) or 'none'})")
+    reference = parse_reference(given)
+    if reference is not None:
+        if reference.target not in settings.targets:
+            raise CliError(f"{given}: unknown target {reference.target} (configured: {', '.join(settings.targets) or 'none'})")
+        if reference.check not in registry.checks:
+            raise CliError(f"{given}: no check {reference.check} (run `dbvitals checks` for the catalog)")
+        if target is not None and target != reference.target:
+            raise CliError(f"{given} is on target {reference.target}, not --target {target}")
+        return reference.finding_id, {reference.target: [reference.check]}, None
+    known = [
+        location for location in finding_index(settings).lookup(given)
+        if location.target in settings.targets and location.check in registry.checks
+        and (target is None or location.target == target)
+    ]
+    if known:
+        return given, group_by_target(known), None
+    names = [target] if target else list(settings.targets)
+    where = {name: checks for name in names if (checks := fixable_checks(registry, settings.targets[name].kind))}
+    if not where:
+        raise CliError(f"no check that proposes fixes runs on {', '.join(names)}")
+    count = len({c for checks in where.values() for c in checks})
+    return given, where, (
+        f"finding {given} is not in the last report of this config: looking for it with the {count} checks "
+        f"that propose fixes on {len(where)} target(s) (`dbvitals check` first makes this one check on one target)"
+    )
 
 
 def describe_plan(plan: Any) -> str:

@@ -242,3 +242,68 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
     assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in capsys.readouterr().out
     assert orders.fetch("SELECT bool_and(indisvalid) AS ok FROM pg_index WHERE indrelid = 'orders'::regclass")[0]["ok"]
     assert main(["undo", entry_id, "--yes", "--config", str(config)]) == 3  # it applied nothing to undo
+
+
+@pytest.fixture
+def check_runs(monkeypatch):
+    """The check runs a command makes, as (targets, checks): observed, not replaced."""
+    import checks.fixes
+
+    runs: list[tuple[list[str], list[str] | None]] = []
+    real = checks.fixes._run
+
+    async def spy(settings, registry, *, targets, checks):
+        runs.append((list(targets or settings.targets), None if checks is None else sorted(checks)))
+        return await real(settings, registry, targets=targets, checks=checks)
+
+    monkeypatch.setattr(checks.fixes, "_run", spy)
+    return runs
+
+
+def two_target_config(orders, tmp_path) -> Path:
+    """`pg` and `other`, both on the test database: a fleet of two."""
+    url = orders.url
+    path = tmp_path / "dbvitals.toml"
+    path.write_text(f'journal = "{tmp_path / "journal.jsonl"}"\n\n'
+                    f'[targets.pg]\nkind = "postgres"\nurl = "{url}"\nallow_fixes = true\n\n'
+                    f'[targets.other]\nkind = "postgres"\nurl = "{url}"\n')
+    return path
+
+
+def test_fix_after_check_runs_one_check_on_one_target_once(orders, tmp_path, registry, capsys, check_runs):
+    config = str(two_target_config(orders, tmp_path))
+    assert main(["check", "--config", config, "--fail-on", "never"]) == 0
+    capsys.readouterr()
+    assert main(["fix", MISSING[:8], "--dry-run", "--config", config]) == 0  # a unique prefix will do
+    assert "dry run: nothing applied." in capsys.readouterr().out
+    # Found, re-checked and planned from one run of the one check that reports it.
+    assert check_runs == [(["pg"], ["test.pg-missing-index"])]
+    check_runs.clear()
+    assert main(["fix", MISSING, "--yes", "--config", config]) == 0
+    assert check_runs == [(["pg"], ["test.pg-missing-index"])] * 2  # find, then verify
+    assert index_count(orders) == 1
+
+
+def test_a_reference_names_where_to_look_without_any_earlier_report(orders, tmp_path, registry, capsys, check_runs):
+    config = str(two_target_config(orders, tmp_path))
+    assert main(["fix", f"pg/test.pg-missing-index/{MISSING}", "--dry-run", "--config", config]) == 0
+    assert f"Fix for finding {MISSING}" in capsys.readouterr().out
+    assert check_runs == [(["pg"], ["test.pg-missing-index"])]
+    assert main(["fix", f"nowhere/test.pg-missing-index/{MISSING}", "--dry-run", "--config", config]) == 2
+    assert "unknown target nowhere" in capsys.readouterr().err
+
+
+def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(orders, tmp_path, registry, capsys,
+                                                                          check_runs):
+    config = str(two_target_config(orders, tmp_path))
+    assert main(["fix", MISSING, "--dry-run", "--config", config]) == 0
+    captured = capsys.readouterr()
+    assert "is not in the last report of this config" in captured.err
+    (targets, searched), = check_runs
+    assert targets == ["pg", "other"]
+    fixable = {c.id for c in registry.checks.values() if c.engine.value == "postgres" and c.fix_availability.value != "never"}
+    assert set(searched) == fixable and "postgres.connection" not in searched
+    check_runs.clear()
+    assert main(["fix", "0123456789ab", "--dry-run", "--target", "other", "--config", config]) == 1
+    assert "no finding 0123456789ab now" in capsys.readouterr().out
+    assert [targets for targets, _ in check_runs] == [["other"]]
