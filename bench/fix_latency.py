@@ -43,7 +43,7 @@ GOAL = 1.5
 
 def schema_sql(tables: int) -> str:
     """A chain of tables, each referring to the one before by an unindexed foreign key."""
-    statements = [f"CREATE TABLE t0 (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, code text);"]
+    statements = ["CREATE TABLE t0 (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, code text);"]
     for n in range(1, tables):
         statements.append(
             f"CREATE TABLE t{n} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
