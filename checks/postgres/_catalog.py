@@ -58,6 +58,10 @@ def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 NAMEDATALEN = 64  # names longer than 63 bytes are silently truncated by the server
 
 

@@ -11,8 +11,9 @@ from pydantic import Field
 from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import human_bytes, quote_literal
+from checks.postgres._catalog import quote_literal
 from checks.postgres._fixes import sql
+from checks.units import human_bytes
 
 # On a replica the WAL position is the last one received; pg_current_wal_lsn() fails there.
 SLOTS_QUERY = """

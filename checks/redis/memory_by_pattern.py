@@ -20,7 +20,7 @@ from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._scan import KeyspaceScan
-from checks.redis.big_keys import human_bytes
+from checks.units import human_bytes
 
 
 class MemoryByPatternOptions(CheckOptions):

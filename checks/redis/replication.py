@@ -19,7 +19,7 @@ from pydantic import Field
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
-from checks.redis.big_keys import human_bytes
+from checks.units import human_bytes
 
 CONFIG_NOTE = "CONFIG SET changes the running server only: run CONFIG REWRITE (or edit redis.conf) to keep it."
 
