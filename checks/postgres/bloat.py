@@ -16,8 +16,9 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import human_bytes, qualified, quote_ident
+from checks.postgres._catalog import qualified, quote_ident
 from checks.postgres._fixes import sql
+from checks.units import human_bytes
 
 # Widths from pg_stats (analysed columns only); a relation whose columns were never analysed is skipped.
 TABLES_QUERY = """

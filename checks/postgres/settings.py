@@ -23,8 +23,9 @@ from pydantic import Field
 from checks.config import Duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import human_bytes, quote_ident
+from checks.postgres._catalog import quote_ident
 from checks.postgres._fixes import sql
+from checks.units import human_bytes
 
 TIMEOUTS = ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout")
 
