@@ -156,11 +156,13 @@ class PatternStats:
                 name = encoding.decode() if isinstance(encoding, bytes) else str(encoding)
                 self.encodings[name] = self.encodings.get(name, 0) + 1
 
-    def reset_samples(self) -> None:
+    def reset_samples(self, access: bool = True) -> None:
+        """Forget the measured sample (before measuring another); `access`: the idle times too."""
         self.memory_sampled_keys = self.memory_sampled_bytes = 0
         self.memory_sampled_squares = 0.0
-        self.access_reservoir = Reservoir(TTL_SAMPLE)
-        self.access_max = None
+        if access:
+            self.access_reservoir = Reservoir(TTL_SAMPLE)
+            self.access_max = None
         self.encodings = {}
 
     @property
@@ -1009,7 +1011,8 @@ async def _measure_samples(
     skipped."""
     chosen = [stats for stats in patterns if stats.memory_sampled_keys < len(stats.key_sample)]
     for stats in chosen:
-        stats.reset_samples()
+        # Idle times the page script read before any length read stand when none can be read now.
+        stats.reset_samples(access=access is not None)
     probes = [(stats, key) for stats in chosen for key in stats.key_sample]
     per_key = 3 if access else 2
     for start in range(0, len(probes), 500):

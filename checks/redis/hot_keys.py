@@ -14,7 +14,7 @@ from pydantic import Field
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._keyspace import KeyspaceFact
-from checks.redis._scan import KeyspaceScan
+from checks.redis._scan import HOT_KEYS_KEPT, KeyspaceScan
 
 
 class HotKeysOptions(CheckOptions):
@@ -78,12 +78,14 @@ class HotKeys(Check):
         return [self.finding(
             scope,
             object=facts.source,
-            title=f"Hot keys: {len(hot)} with an access frequency of {options.min_freq} or more",
+            title=f"Hot keys: {listed[0]['key']} at access frequency {listed[0]['freq']}"
+                  + (f", and {len(hot) - 1} more" if len(hot) > 1 else ""),
             message=(
                 f"Under {facts.maxmemory_policy}, OBJECT FREQ read on every key names {len(hot)} hot keys: {lead}. "
                 "A hot key serialises its readers on one thread (one shard in a cluster): cache it in the "
                 "application for a second, read it from replicas, or split it into copies (key:{n}) read at random."
             ),
-            evidence={"hot_keys": listed, "min_freq": options.min_freq, "scan": facts.summary()},
+            evidence={"hot_keys": listed, "min_freq": options.min_freq, "kept_per_database": HOT_KEYS_KEPT,
+                      "scan": facts.summary()},
             key="hot",
         )]
