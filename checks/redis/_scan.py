@@ -409,6 +409,7 @@ class DatabaseScan:
     keys_at_start: int | None = None  # DBSIZE before the first SCAN call and after the last one:
     keys_at_end: int | None = None  # equal to each other and to `scanned`, no key can have been counted twice
     hot_keys: list[tuple[int, str, str]] = field(default_factory=list)  # (OBJECT FREQ, key, pattern), hottest first
+    freq_on_every_key: bool = False  # OBJECT FREQ read on every key (the page script), not on samples only
 
     @property
     def counts_exact(self) -> bool:
@@ -815,6 +816,7 @@ async def _scripted_pass(
     except ResponseError as error:
         raise _ScriptRefused(str(error)) from error
     following: asyncio.Future[Any] | None = None
+    result.freq_on_every_key = access == "freq"
     try:
         while True:
             cursor, keys, kinds, ttls, sizes, picked, memory, seen, encodings, freqs = reply
@@ -891,7 +893,8 @@ async def _finish(
         result.keys_total = max(result.keys_total, result.scanned)
     if plan.memory_sample:
         # Idle times read now would be our own: this pass's length reads touched every key.
-        await _measure_samples(run, table.patterns.values(), plan.memory_samples, None if lengths else access, table.rng)
+        await _measure_samples(run, table.patterns.values(), plan.memory_samples, None if lengths else access, table.rng,
+                               hot if not result.freq_on_every_key else None)
     for stats in table.patterns.values():
         stats.key_reservoir.clear()  # measured (or not wanted): the keys themselves are not kept
     result.patterns = table.patterns
@@ -995,15 +998,23 @@ def _aggregate(
     if freqs is not None and hot is not None:
         floor = hot[0][0] if len(hot) >= HOT_KEYS_KEPT else -1
         for index in [i for i, freq in enumerate(freqs) if freq > floor]:
-            entry = (freqs[index], keys[index], patterns[index])
-            if len(hot) < HOT_KEYS_KEPT:
-                heapq.heappush(hot, entry)
-            elif entry > hot[0]:
-                heapq.heapreplace(hot, entry)
+            _offer_hot(hot, (freqs[index], keys[index], patterns[index]))
+
+
+def _offer_hot(hot: list[tuple[int, bytes, str]], entry: tuple[int, bytes, str]) -> None:
+    if len(hot) < HOT_KEYS_KEPT:
+        heapq.heappush(hot, entry)
+    elif entry > hot[0]:
+        heapq.heapreplace(hot, entry)
 
 
 async def _measure_samples(
-    run: RunCommands, patterns: Iterable[PatternStats], samples: int, access: str | None, rng: random.Random
+    run: RunCommands,
+    patterns: Iterable[PatternStats],
+    samples: int,
+    access: str | None,
+    rng: random.Random,
+    hot: list[tuple[int, bytes, str]] | None = None,
 ) -> None:
     """For each pattern the page stride measured fewer keys of than its reservoir holds (small
     patterns, and every pattern without the page script): that uniform sample instead, with
@@ -1024,12 +1035,14 @@ async def _measure_samples(
             if access:
                 requests.append(("OBJECT", "IDLETIME" if access == "idle" else "FREQ", key))
         replies = await run(requests)
-        for number, (stats, _) in enumerate(batch):
+        for number, (stats, key) in enumerate(batch):
             used, encoding, *seen = replies[number * per_key:(number + 1) * per_key]
             if not isinstance(used, int):
                 continue  # gone since, or MEMORY refused
             figure = seen[0] if seen and isinstance(seen[0], int) else -1
             stats.add_samples([used], [figure], [encoding if isinstance(encoding, (bytes, str)) else ""], rng)
+            if hot is not None and access == "freq" and figure >= 0:
+                _offer_hot(hot, (figure, key, stats.pattern))
 
 
 async def _big_keys(
@@ -1212,6 +1225,7 @@ def merge_databases(scans: list[DatabaseScan], rng: random.Random) -> DatabaseSc
         sizes = [getattr(s, side) for s in scans]
         setattr(merged, side, None if None in sizes else sum(sizes))
     merged.hot_keys = sorted((entry for s in scans for entry in s.hot_keys), reverse=True)[:HOT_KEYS_KEPT]
+    merged.freq_on_every_key = all(s.freq_on_every_key for s in scans)
     for scan in scans:
         for pattern, stats in scan.patterns.items():
             existing = merged.patterns.get(pattern)

@@ -73,6 +73,8 @@ class HotKeys(Check):
         if not hot:
             return []
         hot.sort(key=lambda h: (-h["freq"], h["key"]))
+        every = all(d.freq_on_every_key for d in facts.databases)
+        read = "read on every key" if every else "read on a sample of each pattern's keys (no page script here)"
         listed = hot[: options.listed]
         lead = ", ".join(f"{h['key']} ({h['freq']})" for h in listed[:3])
         return [self.finding(
@@ -81,11 +83,12 @@ class HotKeys(Check):
             title=f"Hot keys: {listed[0]['key']} at access frequency {listed[0]['freq']}"
                   + (f", and {len(hot) - 1} more" if len(hot) > 1 else ""),
             message=(
-                f"Under {facts.maxmemory_policy}, OBJECT FREQ read on every key names {len(hot)} hot keys: {lead}. "
+                f"Under {facts.maxmemory_policy}, OBJECT FREQ {read} names {len(hot)} hot keys: {lead}. "
                 "A hot key serialises its readers on one thread (one shard in a cluster): cache it in the "
                 "application for a second, read it from replicas, or split it into copies (key:{n}) read at random."
             ),
             evidence={"hot_keys": listed, "min_freq": options.min_freq, "kept_per_database": HOT_KEYS_KEPT,
+                      "freq_read": "every key" if every else "sampled keys",
                       "scan": facts.summary()},
             key="hot",
         )]

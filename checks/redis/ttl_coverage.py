@@ -79,7 +79,7 @@ class Verdict:
     ttl_to_set: int | None = None  # the fix's TTL, when an EXPIRE is offered
     ttl_basis: str = ""
     manual: bool = False
-    advice: str = ""  # a manual fix without an EXPIRE step: what to do instead
+    advice: tuple[str, str] | None = None  # a manual fix without an EXPIRE step: (summary, what to do instead)
     basis: dict[str, Any] | None = None  # the figures the suggestion stands on, for the evidence
 
 
@@ -141,7 +141,8 @@ class TtlCoverage(Check):
         if verdict.ttl_to_set:
             fix = _expire_fix(stats, database, verdict, estimated_missing, scan)
         elif verdict.advice:
-            fix = Fix(summary=verdict.advice.split(":")[0], steps=(), safety=FixSafety.MANUAL, notes=verdict.advice)
+            summary, notes = verdict.advice
+            fix = Fix(summary=summary, steps=(), safety=FixSafety.MANUAL, notes=notes.replace("NAME", scope.target))
         else:
             fix = None
         return self.finding(
@@ -253,9 +254,9 @@ def _counter(stats: PatternStats, word: str) -> Verdict:
         ),
         manual=True,
         advice=(
-            "Expire counters where they are synced: in the job that copies them to the store of record, "
-            "EXPIRE (or GETDEL) each key once its count is written there; if they are the only copy, declare "
-            "them persistent ([[targets.NAME.expect.persistent]])."
+            "Expire counters where they are synced, not from here",
+            "In the job that copies them to the store of record, EXPIRE (or GETDEL) each key once its count is "
+            "written there; if they are the only copy, declare them persistent ([[targets.NAME.expect.persistent]]).",
         ),
         basis={"kind": "counter", "word": word, "sampled_values": sampled, "integer_values": ints,
                **(_ttl_spread(stats) if stats.with_ttl else {})},
@@ -341,8 +342,9 @@ def _reused_period_key(stats: PatternStats, word: str) -> Verdict:
         ),
         manual=True,
         advice=(
-            f"Name one key per period (…:{word}:{{date}}) with a TTL of two periods, or confirm the job that resets "
-            f"it and declare it persistent ([[targets.NAME.expect.persistent]] pattern = \"{stats.pattern}\")."
+            f"One key per period with a TTL, or declare {stats.pattern} persistent",
+            f"Name one key per period ({stats.pattern}:{{date}}) with a TTL of two periods, or confirm the job that "
+            f"resets it and declare it persistent ([[targets.NAME.expect.persistent]] pattern = \"{stats.pattern}\").",
         ),
         basis={"kind": "period word", "word": word, **_access_basis(stats)},
     )

@@ -86,6 +86,15 @@ def test_hot_keys_by_object_freq_under_lfu(tmp_path):
         assert hot[0]["freq"] == 255 and hot[0]["pattern"] == "post:{id}"
         # The pass read OBJECT FREQ without touching the keys: a second run finds the same counters.
         assert report_for(url, "redis.hot-keys")[0].evidence["hot_keys"] == hot
+        assert finding.evidence["freq_read"] == "every key"
+        # A user denied scripting: the pipelined pass reads OBJECT FREQ on each pattern's sample of 16 keys,
+        # here all of them.
+        client.acl_setuser("noscript", enabled=True, passwords=["+pw"], commands=["+@all", "-@scripting"], keys=["*"])
+        many = {"facts": {"redis.keyspace": {"sample_every": 0}}}
+        client.delete(*[f"post:{n}" for n in range(14, 200) if n not in (42, 7)])
+        [sampled] = report_for(url.replace("redis://", "redis://noscript:pw@"), "redis.hot-keys", **many)
+        assert [h["key"] for h in sampled.evidence["hot_keys"]] == ["post:42", "post:7"]
+        assert sampled.evidence["freq_read"] == "sampled keys"
 
 
 def test_hot_keys_under_an_lru_policy_say_what_to_enable(tmp_path):
