@@ -10,6 +10,10 @@ from checks.postgres.fk_type_mismatch import FkTypeMismatch
 from checks.postgres.intersected_fk import IntersectedFk
 from checks.postgres.invalid_index import InvalidIndex
 from checks.postgres.locked_relation import LockedRelation
+from checks.postgres.lint.indexes import BooleanIndex, BtreeOnArray, IndexNulls, TimestampInTheMiddle, UnnecessaryWhere
+from checks.postgres.lint.keys import IntegerKey, Serial
+from checks.postgres.lint.tables import AllNullable, NameOverflow
+from checks.postgres.lint.types import CharLength, Json, Money, TimestampWithoutTimeZone, VarcharLength
 from checks.postgres.locks import Locks
 from checks.postgres.long_transactions import LongTransactions
 from checks.postgres.missing_index import MissingIndex
@@ -45,5 +49,20 @@ CHECKS = [
     Locks,
     Settings,
     Bloat,
+    # The schema lint: one rule per check, low severity, for the pre-deploy gate.
+    IntegerKey,
+    Serial,
+    TimestampWithoutTimeZone,
+    VarcharLength,
+    CharLength,
+    Money,
+    Json,
+    BtreeOnArray,
+    BooleanIndex,
+    IndexNulls,
+    UnnecessaryWhere,
+    TimestampInTheMiddle,
+    AllNullable,
+    NameOverflow,
     LockedRelation,
 ]

@@ -1,0 +1,1 @@
+"""The PostgreSQL schema lint: one rule per module class, registered with the pack."""
