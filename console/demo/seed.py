@@ -23,6 +23,29 @@ SEEDED_PROBLEMS: list[tuple[str, str]] = [
     ("postgres.sequence-exhaustion", "audit_log"),  # int4 sequence at 97% of its range
     ("postgres.missing-index", "page_views"),  # 20k rows read by sequential scans, per pg_stat_statements
     ("postgres.pool", "url:connect_timeout"),  # the URL leaves connect_timeout unset
+    ("postgres.duplicate-fk", "votes"),  # a second foreign key on votes.user_id
+    ("postgres.intersected-fk", "transfers"),  # (wallet_id) and (wallet_id, user_id) to wallets
+    ("postgres.not-valid-constraint", "transactions"),  # a CHECK added NOT VALID, never validated
+    ("postgres.disabled-trigger", "votes"),  # a bulk load left votes' triggers (its foreign keys) disabled
+    ("postgres.vacuum", "audit_log"),  # autovacuum switched off on the table
+    ("postgres.bloat", "session_archive"),  # nine rows in ten deleted: the table and its indexes stay large
+    ("postgres.replication", "old_replica"),  # a slot nobody consumes, retaining WAL
+    ("postgres.settings", "database"),  # statement_timeout and friends left at 0
+    ("postgres.missing-index", "wallet_events"),  # a declared query (expect.queries) the planner would index
+    ("postgres.lint-integer-key", "audit_log"),  # an integer primary key
+    ("postgres.lint-serial", "audit_log"),  # serial rather than identity
+    ("postgres.lint-timestamp-without-tz", "legacy_imports"),
+    ("postgres.lint-varchar-length", "legacy_imports"),
+    ("postgres.lint-char", "legacy_imports"),
+    ("postgres.lint-money", "legacy_imports"),
+    ("postgres.lint-json", "legacy_imports"),
+    ("postgres.lint-btree-on-array", "legacy_imports_tags_idx"),
+    ("postgres.lint-boolean-index", "legacy_imports_done_idx"),
+    ("postgres.lint-index-nulls", "legacy_imports_note_idx"),
+    ("postgres.lint-unnecessary-where", "legacy_imports_title_idx"),
+    ("postgres.lint-timestamp-in-the-middle", "legacy_imports_code_at_title_idx"),
+    ("postgres.lint-all-nullable", "scratch_notes"),
+    ("postgres.lint-name-overflow", "customer_acquisition_channel_attribution_snapshots_by_campaign_"),  # cut at 63
     ("mongodb.ttl-coverage", "game_rounds"),  # finished rounds pile up for 400 days, no TTL
     ("mongodb.ttl-misconfigured", "sessions"),  # TTL index on a field holding strings
     ("mongodb.reference-type-mismatch", "wallets.userId"),  # string ids -> ObjectId _id
@@ -102,6 +125,43 @@ CREATE TABLE page_views (
 CREATE TABLE audit_log (
     id serial PRIMARY KEY,
     message text NOT NULL
+) WITH (autovacuum_enabled = false);
+-- Foreign-key problems: one key declared twice, two that overlap, a check never validated.
+ALTER TABLE votes ADD CONSTRAINT votes_user_id_fkey1 FOREIGN KEY (user_id) REFERENCES users(id);
+ALTER TABLE wallets ADD CONSTRAINT wallets_id_user_id_key UNIQUE (id, user_id);
+CREATE TABLE transfers (
+    id bigserial PRIMARY KEY,
+    wallet_id bigint NOT NULL REFERENCES wallets(id),
+    user_id bigint NOT NULL,
+    FOREIGN KEY (wallet_id, user_id) REFERENCES wallets(id, user_id)
+);
+CREATE INDEX transfers_wallet_id_user_id_idx ON transfers (wallet_id, user_id);
+ALTER TABLE transactions ADD CONSTRAINT transactions_amount_range
+    CHECK (amount_cents BETWEEN -1000000 AND 1000000) NOT VALID;
+-- Archived sessions: most rows deleted since, the space never given back.
+CREATE TABLE session_archive (id bigint PRIMARY KEY, user_id bigint NOT NULL, token text NOT NULL);
+CREATE INDEX session_archive_user_id_idx ON session_archive (user_id);
+-- An import table from another system, written before anyone had a style guide.
+CREATE TABLE legacy_imports (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code char(8),
+    title varchar(120) NOT NULL,
+    price money,
+    payload json,
+    imported_at timestamp,
+    tags text[],
+    done boolean,
+    note text
+);
+CREATE INDEX legacy_imports_tags_idx ON legacy_imports (tags);
+CREATE INDEX legacy_imports_done_idx ON legacy_imports (done);
+CREATE INDEX legacy_imports_note_idx ON legacy_imports (note);
+CREATE INDEX legacy_imports_title_idx ON legacy_imports (title) WHERE title IS NOT NULL;
+CREATE INDEX legacy_imports_code_at_title_idx ON legacy_imports (code, imported_at, title);
+CREATE TABLE scratch_notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, topic text, body text);
+CREATE TABLE customer_acquisition_channel_attribution_snapshots_by_campaign_and_region (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel text NOT NULL
 );
 """
 
@@ -111,6 +171,8 @@ async def seed_postgres(url: str, *, users: int = 500) -> None:
 
     conn = await asyncpg.connect(url, timeout=30)
     try:
+        # A replica decommissioned long ago: its slot still holds every WAL segment written since.
+        await conn.execute("SELECT pg_create_physical_replication_slot('old_replica', true)")
         await conn.execute(POSTGRES_SCHEMA)
         await conn.executemany(
             "INSERT INTO users (email, name) VALUES ($1, $2)",
@@ -143,11 +205,25 @@ async def seed_postgres(url: str, *, users: int = 500) -> None:
             users,
         )
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'hypopg'"):
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")  # the index advisor's hypothetical indexes
         await conn.execute("ANALYZE page_views")
         # The application's profile page: filtered on an unindexed column, so every call scans the table.
         for user in range(1, 61):
             await conn.fetch("SELECT path FROM page_views WHERE user_id = $1", user)
         await conn.execute("SELECT pg_stat_force_next_flush()")
+        await conn.execute(
+            "INSERT INTO transfers (wallet_id, user_id) SELECT id, user_id FROM wallets")
+        await conn.execute(
+            "INSERT INTO session_archive SELECT g, 1 + g % $1, md5(g::text) FROM generate_series(1, 30000) g", users)
+        await conn.execute("DELETE FROM session_archive WHERE id % 10 <> 0")
+        await conn.execute("VACUUM ANALYZE session_archive")
+        await conn.execute(
+            "INSERT INTO legacy_imports (code, title, imported_at, tags, done, note) "
+            "SELECT 'C' || g, 'Import ' || g, now(), NULL, g % 2 = 0, CASE WHEN g % 20 = 0 THEN 'checked' END "
+            "FROM generate_series(1, 500) g")
+        # A bulk load switched votes' triggers off — its foreign keys with them — and never back on.
+        await conn.execute("ALTER TABLE votes DISABLE TRIGGER ALL")
         await conn.execute("SELECT setval('audit_log_id_seq', 2100000000)")
         await conn.execute("INSERT INTO audit_log (message) VALUES ('near the end of int4')")
         try:
@@ -270,7 +346,14 @@ def demo_config(postgres_url: str, mongodb_url: str, redis_url: str) -> dict[str
     return {
         "targets": {
             "app_postgres": {"kind": "postgres", "url": postgres_url, "environment": "demo", "allow_fixes": True,
-                             "app_pool": {"instances": 4, "max_size": 20}},
+                             "app_pool": {"instances": 4, "max_size": 20},
+                             # The statements the application runs, for the index advisor.
+                             "expect": {"queries": [
+                                 {"sql": "SELECT kind FROM wallet_events WHERE transaction_id = $1"},
+                                 {"sql": "SELECT * FROM transactions WHERE legacy_id = $1"}]},
+                             # A small playground: thresholds scaled down so its problems show.
+                             "checks": {"postgres.bloat": {"min_bytes": 65536},
+                                        "postgres.replication": {"min_retained_bytes": 65536}}},
             "app_mongodb": {"kind": "mongodb", "url": f"{mongodb_url}/app?directConnection=true",
                             "environment": "demo", "allow_fixes": True, "uses_transactions": True,
                             "expect": {"queries": [{"collection": "wallet_history", "name": "wallet history",
