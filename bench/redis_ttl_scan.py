@@ -101,9 +101,11 @@ def wait_for(port: int) -> None:
 def load(port: int, total: int, bulk_prefix: str = "bulk") -> None:
     import redis
 
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, socket_timeout=600)
     patterned = min(total // 5, 200_000)
-    client.execute_command("DEBUG", "POPULATE", total - patterned, bulk_prefix)  # bulk:0 ... (no TTL)
+    bulk = total - patterned
+    for chunk, start in enumerate(range(0, bulk, 1_000_000)):  # bulk:0 ... (no TTL), a million per call
+        client.execute_command("DEBUG", "POPULATE", min(1_000_000, bulk - start), f"{bulk_prefix}{chunk or ''}")
     pipe = client.pipeline(transaction=False)
     for n in range(patterned):
         kind = n % 4

@@ -96,4 +96,5 @@ def _row_text(row: dict[str, Any]) -> str:
     share = f" ({row['memory_share']:.0%})" if row.get("memory_share") else ""
     without = row["ttl_histogram"]["none"]
     ttl = "no TTL" if without == sum(row["ttl_histogram"].values()) else f"{without:,} without TTL" if without else "all with a TTL"
-    return f"{row['pattern']} {memory}{error}{share}, {row['keys']:,} keys, {ttl}"
+    keys = "1 key" if row["keys"] == 1 else f"{row['keys']:,} keys"
+    return f"{row['pattern']} {memory}{error}{share}, {keys}, {ttl}"

@@ -258,3 +258,19 @@ def test_without_scripting_the_pipelined_pass_finds_the_same(redis_db):
         session = next(f for f in report.findings if f.object == "session:{uuid}")
         assert session.evidence["without_ttl"] == 8
         assert session.evidence["avg_length"] == 1.0
+
+
+def test_many_pages_two_in_flight_count_every_key_once_and_stop_at_the_limit(redis_db):
+    """Small pages (SCAN COUNT 100): the page script keeps two pages in flight; each key is
+    counted once, and a scan limit stops mid-way with the pages already asked for dropped."""
+    pipe = redis_db.client.pipeline(transaction=False)
+    for n in range(5000):
+        pipe.set(f"session:{uuid.uuid4()}", "u", ex=None if n % 50 == 0 else 3600)
+    pipe.execute()
+    small_pages = {"facts": {"redis.keyspace": {"scan_count": 100}}}
+    [whole] = support.run_report(target(redis_db, **small_pages), checks=["redis.ttl-coverage"]).findings
+    assert whole.evidence["keys"] == 5000 and whole.evidence["without_ttl"] == 100
+    assert whole.evidence["counts"] == "exact"
+    limited = {"facts": {"redis.keyspace": {"scan_count": 100, "scan_limit": 1234}}}
+    [part] = support.run_report(target(redis_db, **limited), checks=["redis.ttl-coverage"]).findings
+    assert part.evidence["scan"]["scanned_keys"] == 1234 and part.evidence["scan"]["complete"] is False
