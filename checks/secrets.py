@@ -22,13 +22,13 @@ MASK = "***"
 # Shorter values cannot be replaced in free text without mangling it (a password "ab").
 MIN_MASKED_LENGTH = 3
 _SECRET_PARAMS = {"password", "pass", "pwd", "sslpassword", "authmechanismproperties", "secret", "token"}
-# user:password@ after a scheme, in free text such as driver errors. The look-behind starts a
-# scheme only at a word boundary and its length is bounded, the userinfo classes exclude their
-# own terminators: no backtracking, so the scan is linear.
-_USERINFO = re.compile(
-    r"(?<![a-z0-9+.-])(?P<scheme>[a-z][a-z0-9+.-]{0,31}://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@", re.I
-)
-_PARAM = re.compile(r"(?P<key>(?<![a-z])(?:password|pass|pwd|sslpassword|secret|token)=)(?P<value>[^&\s]+)", re.I)
+# ://user:password@ in free text such as driver errors. The search starts at the literal "://"
+# (found by a fast scan, not tried at every position) and the userinfo classes exclude their
+# own terminators, so there is no backtracking: linear in the text.
+_USERINFO = re.compile(r"://(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
+_PARAM_KEY_RE = re.compile(r"(?<![a-z])(?:sslpassword|password|pass|pwd|secret|token)=")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_PARAM_VALUE = re.compile(r"[^&\s]+")
 _RESERVED_HINT = "percent-encode / ? # @ : % [ ] in the user name and password (%2F %3F %23 %40 %3A %25 %5B %5D)"
 
 _known: set[str] = set()
@@ -109,8 +109,10 @@ def url_secrets(url: str) -> tuple[str, ...]:
         if rfc:
             values += [rfc, unquote(rfc)]
     query = rest.partition("?")[2]
-    for match in _PARAM.finditer(query):
-        values += [match["value"], unquote(match["value"])]
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() in _SECRET_PARAMS and value:
+            values += [value, unquote(value)]
     return tuple(dict.fromkeys(v for v in values if v))
 
 
@@ -132,7 +134,7 @@ def mask_url(url: str) -> str:
     try:
         parts = urlsplit(masked)
     except ValueError:
-        return _PARAM.sub(lambda m: f"{m['key']}{MASK}", masked)
+        return _mask_params(masked)
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -158,8 +160,9 @@ def secret_forms(secret: str) -> set[str]:
 
 def mask_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     """Free text (an exception message, a report) with credentials and known secrets removed."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: f"://{m['user']}:{MASK}@", text)
+    text = _mask_params(text)
     values = {s for s in (*secrets, *_known) if s and len(s) >= MIN_MASKED_LENGTH}
     forms: set[str] = set()
     for secret in values:
@@ -168,6 +171,26 @@ def mask_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
         if form in text:
             text = text.replace(form, MASK)
     return text
+
+
+def _mask_params(text: str) -> str:
+    """password=VALUE (and pass, pwd, secret, token...) with VALUE masked. The key is searched
+    in an ASCII-lower-cased copy (same length) without IGNORECASE, whose first-character
+    prefilter keeps the scan fast; a value once masked is consumed whole: linear."""
+    if "=" not in text:
+        return text
+    lowered = text.translate(_ASCII_LOWER)
+    out: list[str] = []
+    done = 0
+    for key in _PARAM_KEY_RE.finditer(lowered):
+        if key.start() < done:
+            continue
+        value = _PARAM_VALUE.match(text, key.end())
+        if value:
+            out += [text[done:key.end()], MASK]
+            done = value.end()
+    out.append(text[done:])
+    return "".join(out)
 
 
 def url_password(url: str) -> str | None:

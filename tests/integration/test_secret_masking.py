@@ -71,7 +71,7 @@ def test_no_output_shows_a_password_whatever_it_contains(private_redis, tmp_path
     admin = redis.Redis(port=private_redis.port)
     mongo_port = support.refused_port()
 
-    @settings(max_examples=30, derandomize=True, deadline=None,
+    @settings(max_examples=20, derandomize=True, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(password=passwords, kind=st.sampled_from(["redis", "postgres", "mongodb"]),
            where=st.sampled_from(["url", "raw", "key", "env"]), fmt=st.sampled_from(FORMATS))

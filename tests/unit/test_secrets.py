@@ -141,6 +141,9 @@ ADVERSARIAL = [
     "password=" * 111_111,
     "ab:" * 333_333,
     "é" * 1_000_000,
+    "=a" * 500_000,  # a value that runs to the end after every "="
+    "pass=a" * 166_666,
+    "://a:" * 200_000,
 ]
 
 
