@@ -176,7 +176,26 @@ class TargetBase(Strict):
     allow_fixes: StrictBool = Field(default=False, description="Whether dbvitals may apply fixes here.")
     timeout: float = Field(default=5.0, gt=0, le=600, description="Connect and per-query timeout, seconds.")
     check_timeout: float = Field(default=30.0, gt=0, le=3600, description="Time limit for one check, seconds.")
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(
+        default_factory=list,
+        description='Labels to select targets by (--tag): "eu", or key=value such as "team=payments".',
+    )
+    group: str | None = Field(default=None, description="A group to select targets by (--group), e.g. a shard.")
+    databases: str | list[str] | None = Field(
+        default=None,
+        description='Discover databases on the server: "*" or names and globs; each becomes a target '
+        'named TARGET/DB (PostgreSQL: templates skipped; Redis: logical databases in use; MongoDB: listDatabases).',
+    )
+    ssh: str | None = Field(
+        default=None, description='Reach the server through an SSH bastion: "user@bastion[:port]" (a local forward).'
+    )
+    ssh_key: Path | None = Field(default=None, description="Private key for the bastion (default: the agent and ~/.ssh).")
+    ssh_known_hosts: Path | None = Field(
+        default=None, description="known_hosts file that holds the bastion's host key (default: ~/.ssh/known_hosts)."
+    )
+    ssh_batch_mode: StrictBool = Field(
+        default=True, description="Never prompt (passphrases, unknown host keys): fail instead. Set false to be asked."
+    )
     app_pool: AppPool | None = None
     expect: Expectations = Field(default_factory=Expectations)
     checks: dict[str, dict[str, Any]] = Field(
@@ -341,6 +360,19 @@ class Suppression(Strict):
     expires: dt.date | None = None
 
 
+class ServeOptions(Strict):
+    """`dbvitals serve`: Prometheus scrapes dbvitals."""
+
+    listen: str = Field(default="127.0.0.1:9187", description="Loopback address and port to listen on.")
+    min_interval: float = Field(
+        default=60.0, ge=0, description="Seconds a target's result is reused before its checks run again."
+    )
+    finding_id_labels: StrictBool = Field(
+        default=False, description="Also export one series per finding with its id as a label (cardinality grows "
+        "with findings: off by default).",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DBVITALS_",
@@ -350,6 +382,11 @@ class Settings(BaseSettings):
     )
 
     targets: dict[str, Target] = Field(default_factory=dict)
+    include: list[str] = Field(
+        default_factory=list,
+        description='More target files, globs relative to this file: include = ["conf.d/*.toml"].',
+    )
+    serve: ServeOptions = Field(default_factory=ServeOptions)
     theme: str | None = Field(default=None, description="Console theme name.")
     journal: Path | None = Field(default=None, description="Fix journal path (JSON lines).")
     suppressions: list[Suppression] = Field(default_factory=list)
@@ -402,10 +439,28 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit order, strongest first: init values (tests), environment, the TOML file.
         sources: list[PydanticBaseSettingsSource] = [init_settings, _TargetEnvSource(settings_cls)]
-        toml_file = settings_cls.model_config.get("toml_file")
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        merged = settings_cls.model_config.get("merged_toml")
+        if merged is not None:
+            sources.append(_DictSource(settings_cls, merged))
+        else:
+            toml_file = settings_cls.model_config.get("toml_file")
+            if toml_file:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """The config file with its includes merged in, read once by `load_config`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
 
 
 class _TargetEnvSource(PydanticBaseSettingsSource):
@@ -469,19 +524,56 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
                 "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml; "
                 "config.example.toml documents every key)"
             )
+        bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "config_file": config_path}})
     else:
-        try:
-            tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{config_path}: cannot be read: {exc}") from None
-    # Parsed above only to report a syntax error well; the TOML source reads it again.
-    bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_path}})
+        data, origins = read_with_includes(config_path)
+        bound = type("Settings", (Settings,), {"model_config": {
+            **Settings.model_config, "config_file": config_path, "merged_toml": data, "target_origins": origins}})
     try:
         return bound()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(config_path, exc)) from None
+        raise ConfigError(format_validation_error(config_path, exc, origins=bound.model_config.get("target_origins"))) from None
+
+
+def read_with_includes(config_path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The config file's TOML with the targets of its `include` files merged in, and which file
+    each target came from. An included file may only add targets; a name defined twice is an
+    error naming both files."""
+    data = _read_toml(config_path)
+    origins = {name: config_path for name in data.get("targets", {}) or {}}
+    patterns = data.get("include", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError(f'{config_path}: include: expected a list of file globs, e.g. include = ["conf.d/*.toml"]')
+    targets = dict(data.get("targets") or {})
+    for pattern in patterns:
+        matched = sorted(config_path.parent.glob(pattern)) if not Path(pattern).is_absolute() else sorted(
+            Path("/").glob(pattern.lstrip("/")))
+        if not matched and not any(ch in pattern for ch in "*?["):
+            raise ConfigError(f"{config_path}: include: {pattern}: no such file")
+        for path in matched:
+            if path.resolve() == config_path.resolve() or not path.is_file():
+                continue
+            extra = _read_toml(path)
+            unexpected = sorted(set(extra) - {"targets"})
+            if unexpected:
+                raise ConfigError(f"{path}: {', '.join(unexpected)}: an included file may only add [targets.NAME] tables")
+            for name, table in (extra.get("targets") or {}).items():
+                if name in targets:
+                    raise ConfigError(f"target {name} is defined twice: in {origins[name]} and in {path}")
+                targets[name] = table
+                origins[name] = path
+    if targets:
+        data = {**data, "targets": targets}
+    return data, origins
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
 
 
 def config_from_dict(data: dict[str, Any], *, origin: str = "<config>") -> Settings:
@@ -495,7 +587,7 @@ _KIND_TAGS = {"postgres", "mongodb", "redis"}
 _SECRET_KEYS = {"url", "password"}
 
 
-def format_validation_error(path: Path, exc: ValidationError) -> str:
+def format_validation_error(path: Path, exc: ValidationError, *, origins: dict[str, Path] | None = None) -> str:
     lines = []
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
@@ -505,7 +597,8 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             loc.append("kind")
         key = ".".join(loc) or "(top level)"
-        lines.append(f"{_origin(path, loc)}: {key}: {_explain(error, loc)}")
+        where = (origins or {}).get(loc[1], path) if len(loc) >= 2 and loc[0] == "targets" else path
+        lines.append(f"{_origin(where, loc)}: {key}: {_explain(error, loc)}")
     count = len(lines)
     head = f"invalid config ({count} problem{'s' if count != 1 else ''}):" if count > 1 else "invalid config:"
     return head + "\n  " + "\n  ".join(lines) if count > 1 else f"invalid config: {lines[0]}"

@@ -331,7 +331,7 @@ def validate_check_options(settings: Settings, registry: Registry) -> None:
     try:
         _validate_check_options(settings, registry)
     except ConfigError as exc:
-        origin = settings.model_config.get("toml_file")  # set by load_config: name the file, like every config error
+        origin = settings.model_config.get("config_file")  # set by load_config: name the file, like every config error
         if origin:
             raise ConfigError(f"{origin}: {exc}") from None
         raise
