@@ -49,6 +49,10 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         default=default,
         help="config file (default: $DBVITALS_CONFIG, else ./dbvitals.toml)",
     )
+    parser.add_argument("--group", action="append", metavar="NAME", default=None if top else argparse.SUPPRESS,
+                        help="only targets of this group (repeatable: any of them)")
+    parser.add_argument("--tag", action="append", metavar="K=V", default=None if top else argparse.SUPPRESS,
+                        help="only targets with this tag (repeatable: all of them)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,12 +34,18 @@ def version() -> str:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
+    """The config, narrowed to --group/--tag, with discovered databases as targets of their own."""
     from checks.config import ConfigError, load_config
+    from checks.fleet import SelectionError, discover, select
 
     try:
-        return load_config(getattr(args, "config", None))
-    except ConfigError as exc:
+        settings = load_config(getattr(args, "config", None))
+        settings = select(settings, groups=getattr(args, "group", None) or (), tags=getattr(args, "tag", None) or ())
+    except (ConfigError, SelectionError) as exc:
         raise CliError(str(exc)) from None
+    if any(t.databases is not None for t in settings.targets.values()):
+        settings = run_async(discover(settings))
+    return settings
 
 
 def load_checks(settings: Any) -> Any:

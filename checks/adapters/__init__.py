@@ -54,6 +54,10 @@ class EngineAdapter:
         """A read-only session for checks; a failure is a Connection with a state, never a raise."""
         raise NotImplementedError
 
+    async def list_databases(self, session: Any) -> list[str]:
+        """The databases on the session's server a target could name (for `databases = "*"`)."""
+        raise NotImplementedError
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         """(connections in use, connections the server allows), either None when unknown."""
         raise NotImplementedError

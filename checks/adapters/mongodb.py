@@ -32,6 +32,10 @@ class MongoAdapter(EngineAdapter):
 
         return await connect(name, target)
 
+    async def list_databases(self, session: Any) -> list[str]:
+        names = await session.client.list_database_names()
+        return sorted(n for n in names if n not in {"admin", "local", "config"})
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         status = await session.client.admin.command("serverStatus")
         connections = status.get("connections", {})

@@ -38,6 +38,13 @@ class PostgresAdapter(EngineAdapter):
 
         return await connect(name, target)
 
+    async def list_databases(self, session: Any) -> list[str]:
+        rows = await session.fetch(
+            "/* dbvitals */ SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn "
+            "AND has_database_privilege(datname, 'CONNECT') ORDER BY datname"
+        )
+        return [r["datname"] for r in rows]
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         row = await session.fetchrow(CONNECTIONS_QUERY)
         return row["used"], row["allowed"]

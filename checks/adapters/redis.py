@@ -44,6 +44,11 @@ class RedisAdapter(EngineAdapter):
 
         return await connect(name, target)
 
+    async def list_databases(self, session: Any) -> list[str]:
+        # Logical databases in use: those INFO keyspace lists (a database with keys).
+        keyspace = await session.client.info("keyspace")
+        return sorted((key.removeprefix("db") for key in keyspace if key.startswith("db")), key=int)
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         info = await session.client.info("clients")
         allowed = info.get("maxclients")
