@@ -134,3 +134,39 @@ def test_a_replica_url_without_a_password_takes_the_targets(tmp_path, capsys):
         assert password not in out and quote(password, safe="") not in out
     finally:
         server.stop()
+
+
+def test_fix_history_undo_and_the_journal_never_hold_the_password(tmp_path, capsys, monkeypatch):
+    import redis
+
+    import checks.engine
+    from tests.data import fix_checks
+
+    registry = fix_checks.registry()
+    monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: registry)
+    password = "pa/ss?#@:%\"'<&> 9"
+    server = PrivateRedis("--requirepass", password)
+    try:
+        redis.Redis(port=server.port, password=password).set("session:1", "x")
+        config = tmp_path / "dbvitals.toml"
+        config.write_text(f'journal = "{tmp_path / "journal.jsonl"}"\n[targets.cache]\nkind = "redis"\n'
+                          f'url = "redis://:{quote(password, safe="")}@127.0.0.1:{server.port}/0"\nallow_fixes = true\n')
+        outputs = []
+
+        def run(*argv: str) -> int:
+            code = main([*argv, "--config", str(config)])
+            captured = capsys.readouterr()
+            outputs.append(captured.out + captured.err)
+            return code
+
+        run("check", "--check", "test.redis-missing-ttl", "--format", "json", "--fail-on", "never")
+        [finding] = json.loads(outputs[-1])["findings"]
+        assert run("fix", finding["id"], "--yes") == 0
+        entry = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])["id"]
+        assert run("history") == 0 and run("history", entry) == 0 and run("history", entry, "--format", "json") == 0
+        assert run("undo", entry, "--yes") == 0
+        written = "\n".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()
+                            and p.name != "dbvitals.toml")
+        assert not _leaks(password, "\n".join(outputs) + written)
+    finally:
+        server.stop()
