@@ -67,8 +67,10 @@ class FkMissingIndex(Check):
                 continue
             ref_table = snapshot.tables[fk.ref_table_oid]
             columns = snapshot.column_names(table.oid, fk.columns)
-            taken = taken_by_schema.setdefault(table.schema, {i.name for i in snapshot.indexes if i.schema == table.schema}
-                                               | {t.name for t in snapshot.tables.values() if t.schema == table.schema})
+            if table.schema not in taken_by_schema:  # once per schema: names are taken per schema
+                taken_by_schema[table.schema] = ({i.name for i in snapshot.indexes if i.schema == table.schema}
+                                                 | {t.name for t in snapshot.tables.values() if t.schema == table.schema})
+            taken = taken_by_schema[table.schema]
             name = name_for_new_index(snapshot, table, columns, taken)
             columns_sql = ", ".join(quote_ident(c) for c in columns)
             partial = [i.name for i in snapshot.indexes_of(table.oid)
