@@ -13,6 +13,7 @@ judged and the locked one is reported (postgres.locked-relation) rather than fai
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from collections import defaultdict
@@ -44,6 +45,7 @@ xmlelement xmlexists xmlforest xmlnamespaces xmlparse xmlpi xmlroot xmlserialize
 _PLAIN_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure, and called for every name of a large schema by several checks
 def quote_ident(name: str) -> str:
     """The name as SQL needs it: bare when PostgreSQL's own quote_ident() leaves it bare,
     otherwise in double quotes with embedded quotes doubled."""
