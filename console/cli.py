@@ -38,6 +38,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "snapshot": ("console.commands.snapshot", "store the findings and figures now, list, show or prune snapshots"),
     "diff": ("console.commands.diff", "what changed between two snapshots (or a snapshot and now)"),
     "record": ("console.commands.record", "take snapshots on a schedule, with bounded retention, for replay"),
+    "serve": ("console.commands.serve", "a Prometheus exporter: /metrics and /probe?target=NAME"),
 }
 
 

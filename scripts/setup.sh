@@ -70,6 +70,18 @@ if [ -z "${DBVITALS_TEST_REDIS_URL:-}" ]; then
   fi
 fi
 
+# --- Servers the fleet tests start themselves -------------------------------------------------
+# A real Prometheus scrapes `dbvitals serve`; a real sshd on loopback is the bastion of the SSH
+# tunnel tests. Installed only: each test starts its own on free ports and stops it.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  say "installing Prometheus (Debian package; the tests start their own)"
+  apt_install prometheus
+fi
+if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+  say "installing OpenSSH (Debian packages; the tests start their own sshd)"
+  apt_install openssh-server openssh-client
+fi
+
 # --- Python -----------------------------------------------------------------------------------
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

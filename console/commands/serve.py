@@ -1,0 +1,69 @@
+"""`dbvitals serve`: a Prometheus exporter of findings, check outcomes and target state."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Serve /metrics (every target) and /probe?target=NAME[&check=GLOB] (one target, now) "
+                          "for Prometheus. Results are reused for serve.min_interval seconds; a probe slower than "
+                          "the scrape timeout answers with the last result, marked stale. deploy/ has a "
+                          "prometheus.yml and alerting rules.")
+    parser.add_argument("--listen", metavar="HOST:PORT",
+                        help="address to listen on (default: serve.listen in the config, 127.0.0.1:9187); "
+                             "a non-loopback address is accepted only when given here")
+    parser.add_argument("--target", action="append", metavar="NAME", help="serve only this target (repeatable)")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value}: expected HOST:PORT, e.g. 127.0.0.1:9187")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from checks.engine import UsageError, select_targets
+    from console.exporter import serve
+    from console.runtime import CliError, load_checks, load_settings
+
+    settings = load_settings(args)
+    registry = load_checks(settings)
+    try:
+        served = select_targets(settings, args.target)
+    except UsageError as exc:
+        raise CliError(str(exc)) from None
+    if not served:
+        raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
+    listen = args.listen or settings.serve.listen
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise CliError(f"--listen {exc}" if args.listen else f"serve.listen: {exc}") from None
+    if not is_loopback(host) and not args.listen:
+        raise CliError(f"serve.listen = {listen!r} is not a loopback address: findings name your databases; "
+                       "to expose them on the network, say so on the command line with --listen")
+
+    def ready(address: tuple) -> None:
+        print(f"dbvitals serve: {len(served)} targets on http://{address[0]}:{address[1]}/metrics "
+              "and /probe?target=NAME", file=sys.stderr, flush=True)
+
+    try:
+        serve(settings, registry, host, port, served, ready=ready)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}", code=1) from None
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,231 @@
+"""`dbvitals serve`: Prometheus scrapes dbvitals (the multi-target exporter pattern).
+
+`/probe?target=NAME[&check=GLOB]` runs that target's checks now, so Prometheus's scrape interval
+is the schedule and its relabelling shards a fleet across `serve` processes; `/metrics` does the
+same for every target the process serves. A target's result is reused for `min_interval`
+seconds, so a scrape storm never runs checks more often than that, and a probe that outlasts the
+scrape's timeout answers with the last result marked stale while the run goes on. The runs share
+one sessions-per-server budget for the process's lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from checks.budget import ServerBudgets
+from checks.config import Settings
+from checks.engine import Registry, Runner
+from checks.model import Report, Severity
+
+OUTCOMES = ("ok", "findings", "error", "timeout", "skipped")
+DEFAULT_SCRAPE_TIMEOUT = 10.0
+
+
+@dataclass
+class TargetResult:
+    report: Report
+    finished_wall: float  # time.time() when the run ended
+    finished_mono: float
+    stale: bool = False
+
+
+@dataclass
+class ResultCache:
+    """The last result per (target, check glob), and the run in flight for each."""
+
+    settings: Settings
+    registry: Registry
+    min_interval: float
+    budgets: ServerBudgets = field(default_factory=ServerBudgets)
+    results: dict[tuple[str, str], TargetResult] = field(default_factory=dict)
+    running: dict[tuple[str, str], asyncio.Task[TargetResult]] = field(default_factory=dict)
+
+    async def get(self, target: str, check: str, timeout: float) -> TargetResult | None:
+        key = (target, check)
+        cached = self.results.get(key)
+        if cached is not None and time.monotonic() - cached.finished_mono < self.min_interval:
+            return cached
+        task = self.running.get(key)
+        if task is None:
+            task = self.running[key] = asyncio.create_task(self._run(key))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            # Still running: the last result, said to be stale; the run goes on for the next scrape.
+            return TargetResult(cached.report, cached.finished_wall, cached.finished_mono, stale=True) if cached else None
+
+    async def _run(self, key: tuple[str, str]) -> TargetResult:
+        target, check = key
+        try:
+            runner = Runner(self.settings, self.registry, targets=[target], checks=[check] if check else None,
+                            budgets=self.budgets)
+            report = await runner.run()
+            result = TargetResult(report, time.time(), time.monotonic())
+            self.results[key] = result
+            return result
+        finally:
+            self.running.pop(key, None)
+
+
+class FleetCollector:
+    """The metrics of the given results, built afresh for each scrape."""
+
+    def __init__(self, results: dict[str, TargetResult | None], settings: Settings, *, finding_ids: bool) -> None:
+        self.results = results
+        self.settings = settings
+        self.finding_ids = finding_ids
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("dbvitals_target_up", "Whether dbvitals could connect to the target (1) or not (0).",
+                               labels=["target", "kind", "state"])
+        latency = GaugeMetricFamily("dbvitals_target_latency_seconds", "Round trip to the target at the last run.",
+                                    labels=["target"])
+        findings = GaugeMetricFamily("dbvitals_findings", "Findings by target, check and severity at the last run.",
+                                     labels=["target", "check", "severity"])
+        duration = GaugeMetricFamily("dbvitals_check_duration_seconds", "How long each check took at the last run.",
+                                     labels=["target", "check"])
+        outcome = GaugeMetricFamily("dbvitals_check_outcome", "1 for each check's outcome at the last run: "
+                                    "ok, findings, error, timeout or skipped.", labels=["target", "check", "outcome"])
+        failing = GaugeMetricFamily("dbvitals_check_failed", "1 when a check could not run (error or timeout).",
+                                    labels=["target", "check"])
+        last_run = GaugeMetricFamily("dbvitals_last_run_timestamp_seconds", "When the target's last run ended "
+                                     "(Unix time).", labels=["target"])
+        stale = GaugeMetricFamily("dbvitals_result_stale", "1 when the run outlasted the scrape and the last result "
+                                  "is served instead.", labels=["target"])
+        ids = GaugeMetricFamily("dbvitals_finding", "One series per finding, its id as a label (serve.finding_id_labels).",
+                                labels=["target", "check", "severity", "id"])
+        for name, result in self.results.items():
+            kind = str(self.settings.targets[name].kind)  # type: ignore[attr-defined]
+            if result is None:  # the first run has not finished within the scrape
+                up.add_metric([name, kind, "unknown"], 0)
+                stale.add_metric([name], 1)
+                continue
+            report = result.report
+            for status in report.targets:
+                up.add_metric([status.name, kind, status.state.value], 1 if status.reachable else 0)
+                if status.latency_ms is not None:
+                    latency.add_metric([status.name], status.latency_ms / 1000)
+            counts: dict[tuple[str, str], int] = {}
+            for row in report.checks:
+                for severity in Severity:
+                    counts[(row["check"], severity.value)] = 0
+            for f in report.findings:
+                counts[(f.check, f.severity.value)] = counts.get((f.check, f.severity.value), 0) + 1
+                if self.finding_ids:
+                    ids.add_metric([f.target, f.check, f.severity.value, f.id], 1)
+            for (check, severity), count in sorted(counts.items()):
+                findings.add_metric([name, check, severity], count)
+            for row in report.checks:
+                duration.add_metric([name, row["check"]], row["duration_ms"] / 1000)
+                for value in OUTCOMES:
+                    outcome.add_metric([name, row["check"], value], 1 if row["outcome"] == value else 0)
+                failing.add_metric([name, row["check"]], 1 if row["outcome"] in {"error", "timeout"} else 0)
+            last_run.add_metric([name], result.finished_wall)
+            stale.add_metric([name], 1 if result.stale else 0)
+        yield from (up, latency, findings, duration, outcome, failing, last_run, stale)
+        if self.finding_ids:
+            yield ids
+
+
+class Exporter:
+    """The asyncio side (checks) in a thread of its own; the HTTP side in the server's threads."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.cache = ResultCache(settings, registry, settings.serve.min_interval)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="dbvitals-checks", daemon=True)
+        self.thread.start()
+
+    def scrape(self, targets: Sequence[str], check: str, timeout: float, accept: str) -> tuple[bytes, str]:
+        async def gather() -> list[TargetResult | None]:
+            return list(await asyncio.gather(*(self.cache.get(t, check, timeout) for t in targets)))
+
+        future = asyncio.run_coroutine_threadsafe(gather(), self.loop)
+        results = dict(zip(targets, future.result(timeout + 5), strict=True))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(FleetCollector(results, self.settings, finding_ids=self.settings.serve.finding_id_labels))
+        encoder, content_type = choose_encoder(accept)
+        return encoder(registry), content_type
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def handler_for(exporter: Exporter, served: Sequence[str]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "dbvitals"
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            if url.path == "/metrics":
+                self._metrics(list(served), "")
+            elif url.path == "/probe":
+                names = query.get("target", [])
+                if len(names) != 1 or names[0] not in served:
+                    self._text(400, "probe needs target=NAME, one of the targets this process serves "
+                                    f"({len(served)} configured; see `dbvitals targets`)\n")
+                    return
+                check = query.get("check", [""])[0]
+                if check and not any(fnmatch.fnmatchcase(c, check) for c in exporter.cache.registry.checks):
+                    self._text(400, "check= matches no check (run `dbvitals checks` for the catalog)\n")
+                    return
+                self._metrics(names, check)
+            elif url.path in {"/", "/-/healthy"}:
+                self._text(200, "dbvitals exporter: /metrics for every served target, /probe?target=NAME[&check=GLOB]\n")
+            else:
+                self._text(404, "not found: /metrics or /probe?target=NAME\n")
+
+        def _metrics(self, targets: list[str], check: str) -> None:
+            header = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+            try:
+                timeout = max(0.5, float(header) - 0.5) if header else DEFAULT_SCRAPE_TIMEOUT
+            except ValueError:
+                timeout = DEFAULT_SCRAPE_TIMEOUT
+            body, content_type = exporter.scrape(targets, check, timeout, self.headers.get("Accept", ""))
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _text(self, code: int, text: str) -> None:
+            body = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
+            pass  # a scrape every few seconds is not news; errors reach the client
+
+    return Handler
+
+
+def serve(settings: Settings, registry: Registry, host: str, port: int, served: Sequence[str],
+          *, ready: Any = None) -> None:
+    exporter = Exporter(settings, registry)
+    server = ThreadingHTTPServer((host, port), handler_for(exporter, served))
+    server.daemon_threads = True
+    if ready is not None:
+        ready(server.server_address)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        exporter.close()

@@ -1,0 +1,170 @@
+"""`dbvitals serve` scraped by a real Prometheus (Debian package), and the exporter's own rules:
+the result cache, stale answers, loopback only, no secret in any label or response."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests import support
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path: Path, targets: dict[str, dict[str, object]], serve: dict[str, object] | None = None) -> Path:
+    lines = [f'journal = "{tmp_path / "journal.jsonl"}"']
+    if serve:
+        lines.append("[serve]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in serve.items()]
+    for name, keys in targets.items():
+        lines.append(f"[targets.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    path = tmp_path / "dbvitals.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextmanager
+def serving(config: Path, *extra: str):
+    port = support.free_port()
+    process = subprocess.Popen([sys.executable, "-m", "console", "serve", "--config", str(config),
+                                "--listen", f"127.0.0.1:{port}", *extra], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        support.wait_for_port(port, process=process)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def get(url: str, headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+def test_prometheus_scrapes_a_critical_finding_and_a_down_target(tmp_path, pg_db):
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed; run scripts/setup.sh", pytrace=False)
+    config = write_config(tmp_path, {
+        "app": {"kind": "postgres", "url": pg_db.url},
+        "gone": {"kind": "redis", "url": f"redis://127.0.0.1:{support.refused_port()}/0", "timeout": 1},
+    }, serve={"min_interval": 1.0})
+    with serving(config) as port:
+        prom_port = support.free_port()
+        scrape = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [{
+                "job_name": "dbvitals", "metrics_path": "/probe",
+                "static_configs": [{"targets": ["app", "gone"]}],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                    {"target_label": "__address__", "replacement": f"127.0.0.1:{port}"},
+                ],
+            }],
+        }
+        (tmp_path / "prometheus.yml").write_text(json.dumps(scrape))  # JSON is YAML
+        prometheus = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            support.wait_for_port(prom_port, process=prometheus)
+
+            def query(expr: str) -> list[dict]:
+                url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+                status, _, body = get(url, timeout=10)
+                return json.loads(body)["data"]["result"] if status == 200 else []
+
+            deadline = time.monotonic() + 90
+            critical = down = up = []
+            while time.monotonic() < deadline:
+                critical = query('dbvitals_findings{severity="critical"} > 0')
+                down = query("dbvitals_target_up == 0")
+                up = query('dbvitals_target_up{target="app"} == 1')
+                if critical and down and up:
+                    break
+                time.sleep(1)
+            assert [r["metric"]["target"] for r in down] == ["gone"], down
+            assert {r["metric"]["check"] for r in critical} == {"redis.connection"}, critical
+            assert up and up[0]["metric"]["instance"] == "app"
+        finally:
+            prometheus.terminate()
+            prometheus.wait(15)
+
+
+def test_cache_stale_answers_and_openmetrics(tmp_path, pg_db):
+    secret = "pw/with?odd#chars@x"
+    config = write_config(tmp_path, {
+        "app": {"kind": "postgres", "url": pg_db.url, "password": secret},
+    }, serve={"min_interval": 300.0, "finding_id_labels": True})
+    with serving(config) as port:
+        base = f"http://127.0.0.1:{port}"
+        status, content_type, first = get(f"{base}/probe?target=app")
+        assert status == 200 and content_type.startswith("text/plain")
+        assert 'dbvitals_target_up{kind="postgres",state="connected",target="app"} 1.0' in first
+        assert secret not in first
+        stamp = [line for line in first.splitlines() if line.startswith("dbvitals_last_run_timestamp_seconds")]
+        _, _, second = get(f"{base}/probe?target=app")
+        assert stamp == [line for line in second.splitlines() if line.startswith("dbvitals_last_run_timestamp_seconds")]
+        _, open_type, open_body = get(f"{base}/probe?target=app", {"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert open_type.startswith("application/openmetrics-text") and open_body.rstrip().endswith("# EOF")
+        assert get(f"{base}/probe?target=nope")[0] == 400
+        assert get(f"{base}/probe?target=app&check=nomatch.*")[0] == 400
+        assert get(f"{base}/elsewhere")[0] == 404
+        _, _, everything = get(f"{base}/metrics")
+        assert 'target="app"' in everything and secret not in everything
+
+
+def test_a_probe_slower_than_the_scrape_answers_stale(tmp_path):
+    # A server that accepts and never answers: the first run outlasts a 1 s scrape timeout.
+    silent = support.SilentServer()
+    try:
+        config = write_config(tmp_path, {"slow": {"kind": "redis", "url": f"redis://127.0.0.1:{silent.port}/0",
+                                                  "timeout": 3}}, serve={"min_interval": 0.0})
+        with serving(config) as port:
+            status, _, body = get(f"http://127.0.0.1:{port}/probe?target=slow",
+                                  {"X-Prometheus-Scrape-Timeout-Seconds": "1"})
+            assert status == 200
+            assert 'dbvitals_result_stale{target="slow"} 1.0' in body
+            assert 'dbvitals_target_up{kind="redis",state="unknown",target="slow"} 0.0' in body
+    finally:
+        silent.close()
+
+
+def test_non_loopback_listen_needs_the_command_line(tmp_path):
+    config = write_config(tmp_path, {"a": {"kind": "redis", "url": "redis://127.0.0.1:6379/0"}},
+                          serve={"listen": "0.0.0.0:9187"})
+    result = subprocess.run([sys.executable, "-m", "console", "serve", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "not a loopback address" in result.stderr
+    bad = subprocess.run([sys.executable, "-m", "console", "serve", "--config", str(config), "--listen", "nope"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "expected HOST:PORT" in bad.stderr
+
+
+def test_deploy_files_are_valid_for_promtool():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool (Debian package prometheus) is not installed; run scripts/setup.sh", pytrace=False)
+    rules = subprocess.run([promtool, "check", "rules", str(ROOT / "deploy" / "alerts.yml")], capture_output=True, text=True)
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert "SUCCESS: 6 rules found" in rules.stdout
