@@ -36,7 +36,7 @@ from console.screens.detail import FindingDetailScreen
 from console.screens.export import ExportModal, write_export
 from console.screens.fix_progress import FixProgressModal
 from console.screens.help import HelpScreen
-from console.screens.history import FixHistoryScreen
+from console.screens.history import FixHistoryScreen, HistoryEntryScreen
 from console.screens.main import MainScreen
 from console.widgets.finding_store import FindingFilter, FindingStore
 from console.widgets.findings_table import FindingsTable
@@ -80,6 +80,7 @@ class DbVitalsApp(App[None]):
         self.animation_level = "none"
         self.settings = settings
         self.registry = registry
+        self.config_path = str(Path(config_path).resolve()) if config_path else None
         if config_path:
             self.sub_title = Path(config_path).name
         self.clock = clock  # wall-clock seconds; tests fix it so ages do not change between runs
@@ -396,7 +397,7 @@ class DbVitalsApp(App[None]):
             return
         target = self.settings.targets[finding.target]
         unsafe = finding.fix is not None and finding.fix.safety is FixSafety.UNSAFE
-        self.notify(f"Re-checking {finding.object} before planning the fix…", title="Fix")
+        self.notify(f"Re-checking {finding.object} before planning the fix…", title="Fix", timeout=3)
         try:
             plan = await plan_fix(self.settings, self.registry, finding, allow_unsafe=unsafe)
         except FixRefused as exc:
@@ -406,6 +407,8 @@ class DbVitalsApp(App[None]):
             self._finding_gone(finding)
             self.notify("The check no longer reports this finding: nothing to fix.", title="Already gone")
             return
+        # No toast may sit on top of the confirmation.
+        self.clear_notifications()
         confirmed = await self.push_screen_wait(
             ConfirmFixModal(plan, target=finding.target, where=getattr(plan, "url", "") or target.masked_url,
                             production=target.is_production)
@@ -419,35 +422,92 @@ class DbVitalsApp(App[None]):
             outcome = await apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line)
         except FixRefused as exc:
             progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
-            self.notify(str(exc), title="Fix refused", severity="error", timeout=15)
             return
         self._fix_done(finding, outcome, progress)
 
     def _fix_done(self, finding: Finding, outcome: Any, progress: FixProgressModal) -> None:
+        # Said once in the progress dialog, and kept on the finding's screen; no toast repeats it.
         kind = str(getattr(outcome.outcome, "value", outcome.outcome))
         message = getattr(outcome, "message", "") or ""
         entry = getattr(outcome, "entry_id", None)
         journal = f" (journal entry {entry})" if entry else ""
-        if kind == "fixed":
+        fixed = kind == "fixed"
+        if fixed:
             verified = " and verified: the check no longer reports it" if getattr(outcome, "verified", False) else ""
             note = f"[$success b]Fixed[/]{verified}.{journal}"
             self._finding_gone(finding)
-            self.notify(f"{finding.title} on {finding.target}: fixed{verified}.", title="Fixed", timeout=10)
         else:
             note = f"[$error b]{kind.replace('_', ' ').capitalize()}[/]: {escape(message)}{journal}"
-            self.notify(f"{finding.title}: {kind.replace('_', ' ')}: {message}", title="Fix",
-                        severity="error" if kind == "failed" else "warning", timeout=15)
         self.fix_notes[finding.id] = note
         progress.finish(note)
         for screen in self.screen_stack:
             if isinstance(screen, FindingDetailScreen) and screen.finding.id == finding.id:
-                screen.show_outcome(note)
+                screen.show_outcome(note, fixed=fixed)
+
+    # --- undoing a fix ---------------------------------------------------------------------
+
+    def start_undo(self, entry_id: str) -> None:
+        self.run_worker(self._undo_flow(entry_id), name=f"undo {entry_id}", group="fix", exclusive=True,
+                        exit_on_error=False)
+
+    async def _undo_flow(self, entry_id: str) -> None:
+        from checks.adapters import steps_lock
+        from checks.fixes import FixRefused, Journal, plan_undo, undo_fix
+        from console.commands.fix import outcome_word
+        from console.screens.confirm_fix import Confirmation
+
+        if self.ensure_registry() is None:
+            return
+        journal = Journal.for_settings(self.settings)
+        try:
+            # Unsafe inverses are allowed here because the confirmation makes the user type the
+            # target's name for them, as it does for an unsafe fix.
+            plan = await asyncio.to_thread(plan_undo, self.settings, entry_id, allow_unsafe=True, journal=journal)
+        except FixRefused as exc:
+            self.notify(str(exc), title="Undo refused", severity="error", timeout=15)
+            return
+        entry = plan.entry
+        target = self.settings.targets.get(entry.target)
+        confirmation = Confirmation(
+            verb="Undo", title=f"entry {entry.id}: {entry.summary}", target=entry.target, where=entry.url,
+            object=str(entry.finding.get("object", "")), safety=FixSafety(entry.safety),
+            lock=steps_lock(plan.steps), steps=plan.steps, refusals=list(plan.refusals),
+            warnings=list(plan.warnings), production=bool(target and target.is_production),
+        )
+        self.clear_notifications()
+        if not await self.push_screen_wait(ConfirmFixModal(confirmation=confirmation)):
+            self.notify("Undo cancelled: nothing was run.", title="Cancelled")
+            return
+        progress = FixProgressModal(f"the undo of {entry.id} ({entry.summary})", entry.target, verb="Undoing")
+        await self.push_screen(progress)
+        try:
+            outcome = await undo_fix(self.settings, self.registry, entry.id, allow_unsafe=True,
+                                     on_progress=progress.add_line, journal=journal)
+        except FixRefused as exc:
+            progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
+            return
+        word = outcome_word(outcome.outcome, undo=True)
+        style = "$success" if outcome.outcome == "fixed" else "$error"
+        progress.finish(f"[{style} b]{word.capitalize()}[/]: {escape(outcome.message)} (journal entry {outcome.entry_id})")
+        # The finding the fix removed should be back: show it again.
+        self.run_target(entry.target)
+        entries = await asyncio.to_thread(journal.entries)
+        for screen in self.screen_stack:
+            if isinstance(screen, FixHistoryScreen):
+                screen.reload(entries)
 
     def _finding_gone(self, finding: Finding) -> None:
         self.store.remove(finding.id)
         self._findings_changed(finding.target)
 
     # --- everyday actions ------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        # Quitting mid-fix would leave its journal entry unfinished and its outcome unseen.
+        if any(w.group == "fix" and w.is_running for w in self.workers) and isinstance(self.screen, FixProgressModal):
+            self.notify("A fix is running and cannot be stopped midway: wait for its outcome.", severity="warning")
+            return
+        await super().action_quit()
 
     # --- replay and activity -----------------------------------------------------------------
 
@@ -504,6 +564,8 @@ class DbVitalsApp(App[None]):
             ("export", ExportModal.BINDINGS),
             ("fix history", FixHistoryScreen.BINDINGS),
             ("activity", ActivityScreen.BINDINGS),
+            ("history entry", HistoryEntryScreen.BINDINGS),
+            ("help", HelpScreen.BINDINGS),
         ]
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(sections))
@@ -514,12 +576,14 @@ class DbVitalsApp(App[None]):
     async def _open_history(self) -> None:
         from checks.fixes import Journal
 
+        journal = Journal.for_settings(self.settings)
+        where = dict(journal=str(journal.path), config=self.config_path)
         try:
-            entries = await asyncio.to_thread(lambda: list(Journal.for_settings(self.settings).entries()))
+            entries = await asyncio.to_thread(lambda: list(journal.entries()))
         except Exception as exc:  # an unreadable journal is shown, not raised
-            self.push_screen(FixHistoryScreen([], f"Cannot read the journal: {exc}"))
+            self.push_screen(FixHistoryScreen([], f"Cannot read the journal: {exc}", **where))
             return
-        self.push_screen(FixHistoryScreen(entries))
+        self.push_screen(FixHistoryScreen(entries, **where))
 
     def action_export(self) -> None:
         count = len(self.main_screen.shown_findings())

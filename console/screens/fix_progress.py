@@ -11,17 +11,18 @@ from textual.widgets import LoadingIndicator, Log, Static
 
 
 class FixProgressModal(ModalScreen[None]):
-    BINDINGS = [Binding("escape,enter", "close", "Close")]
+    BINDINGS = [Binding("escape,enter,q", "close", "Close", tooltip="Close, once it has finished")]
 
-    def __init__(self, title: str, target: str) -> None:
+    def __init__(self, title: str, target: str, verb: str = "Applying") -> None:
         super().__init__(classes="fix-progress")
         self.fix_title = title
         self.target = target
+        self.verb = verb
         self.done = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-body"):
-            yield Static(f"[b]Applying[/b] {escape(self.fix_title)} on [b]{escape(self.target)}[/b]", id="progress-title")
+            yield Static(f"[b]{self.verb}[/b] {escape(self.fix_title)} on [b]{escape(self.target)}[/b]", id="progress-title")
             yield LoadingIndicator(id="progress-spinner")
             yield Log(id="progress-log", auto_scroll=True)
             yield Static("", id="progress-outcome")

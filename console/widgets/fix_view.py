@@ -35,7 +35,8 @@ def safety_reason(fix: Fix) -> str:
         return SAFETY_WORDS[fix.safety]
     lock = fix.lock or ""
     if _BLOCKING.search(lock):
-        return "UNSAFE: takes a blocking lock: " + _first(lock)
+        # The lock line beside it names the lock; this says what it means for the application.
+        return "UNSAFE: takes a lock that makes the application's queries wait"
     if fix.notes:
         return "UNSAFE: " + _first(fix.notes)
     if lock:

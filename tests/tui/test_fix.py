@@ -12,7 +12,7 @@ from console.app import DbVitalsApp
 from console.screens.confirm_fix import ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
 from console.screens.fix_progress import FixProgressModal
-from console.screens.history import FixHistoryScreen
+from console.screens.history import FixHistoryScreen, HistoryEntryScreen
 from console.screens.main import MainScreen
 from console.widgets.findings_table import FindingsTable
 from tests.support import settings_for
@@ -70,7 +70,9 @@ async def test_apply_a_safe_fix_through_the_confirmation(orders_db):
         assert isinstance(app.screen, FindingDetailScreen)
         assert "Fixed" in str(app.screen.query_one("#fix-outcome").render())
         assert not any(f.check == MissingIndexCheck.id for f in app.store.ordered())
-        assert any(n.title == "Fixed" for n in app._notifications)
+        # Said in the dialog and on the finding, not a third time in a toast; nothing left to apply.
+        assert not any(n.title == "Fixed" for n in app._notifications)
+        assert not app.screen.check_action("apply_fix", ())
 
         await pilot.press("escape", "h")
         await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))
@@ -107,6 +109,8 @@ async def test_production_needs_the_target_name_typed(orders_db):
         await pilot.press(*"shpo", "enter")
         await pilot.pause(0.2)
         assert isinstance(app.screen, ConfirmFixModal) and modal.query_one("#apply", Button).disabled
+        # A wrong name is said, not silently ignored.
+        assert "you typed shpo, not shop" in str(modal.query_one("#confirm-prompt").render())
         modal.query_one(Input).value = ""
         await pilot.press(*"shop")
         assert not modal.query_one("#apply", Button).disabled
@@ -129,3 +133,72 @@ async def test_no_fix_is_offered_where_the_target_does_not_allow_it(orders_db):
         assert not isinstance(app.screen, ConfirmFixModal)
         assert any(n.title == "Fixes off" for n in app._notifications)
         assert await indexes(pg_db) == 0
+
+
+async def test_undo_from_the_history_screen_with_its_confirmation(orders_db):
+    """h, then u on the fix: the confirmation states the DROP's own lock, y runs it, the
+    outcome reads undone, the finding is back, and the history shows the undo on top."""
+    pg_db = orders_db
+    app = shop(pg_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_the_finding(app, pilot)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixProgressModal) and app.screen.done)
+        assert await indexes(pg_db) == 1
+        await pilot.press("enter", "escape", "h")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))
+        history = app.screen
+        table = history.query_one(DataTable)
+        # At 80 columns the outcome and the entry id are on screen, no sideways scrolling.
+        assert [c.label.plain for c in table.ordered_columns] == ["When", "Target", "Object", "Outcome", "Entry"]
+        assert table.virtual_size.width <= 80
+        fix_entry = table.get_row_at(0)[4]
+
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HistoryEntryScreen))
+        fields = str(app.screen.query_one("#entry-fields").render())
+        assert fix_entry in fields and "dbvitals undo" in fields and "--config" not in fields  # no config file here
+        await pilot.press("u")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        modal = app.screen
+        assert modal.confirmation.verb == "Undo" and "DROP INDEX CONCURRENTLY" in modal.confirmation.steps[0].command
+        where = str(modal.query_one("#confirm-where").render())
+        assert "SHARE UPDATE EXCLUSIVE on the table of" in where and "scans the table twice" not in where
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixProgressModal) and app.screen.done)
+        assert "Undone" in str(app.screen.query_one("#progress-outcome").render())
+        assert await indexes(pg_db) == 0
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(f.check == MissingIndexCheck.id for f in app.store.ordered()))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))
+        rows = [history.query_one(DataTable).get_row_at(i) for i in range(2)]
+        assert rows[0][3] == "undone" and rows[1][3] == f"fixed, undone by {rows[0][4]}"
+
+
+async def test_undo_of_an_undone_entry_is_refused_in_the_confirmation(orders_db):
+    pg_db = orders_db
+    app = shop(pg_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_the_finding(app, pilot)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixProgressModal) and app.screen.done)
+        await pilot.press("enter", "escape", "h")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))
+        await pilot.press("z")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixProgressModal) and app.screen.done)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))
+        await pilot.press("down", "z")  # the fix, already undone
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        modal = app.screen
+        assert "already undone" in str(modal.query_one("#confirm-refusals").render())
+        assert modal.query_one("#apply", Button).disabled and not modal.check_action("apply", ())
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))

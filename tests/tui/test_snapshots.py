@@ -7,6 +7,7 @@ import pytest
 from textual.widgets import Input
 
 from checks.fixes import FixPlan
+from checks.model import FixSafety, FixStep
 from console.screens.confirm_fix import ConfirmFixModal
 from console.widgets.findings_table import FindingsTable
 from tests.tui.helpers import settle, synthetic_app, synthetic_findings, wait_until
@@ -60,6 +61,27 @@ def test_confirm_fix_on_production(snap_compare, size):
         await pilot.pause(0.4)
 
     assert snap_compare(synthetic_app(12), terminal_size=size, run_before=run_before)
+
+
+def test_confirm_unsafe_fix_keeps_its_header_at_80x24(snap_compare):
+    """An unsafe fix: target, URL, UNSAFE and the reason stay on screen above the scrolling steps;
+    the buttons are inside the box; the footer shows the dialog's keys."""
+    finding = next(f for f in synthetic_findings(12) if f.target == "orders")
+    widen = tuple(FixStep("sql", f"ALTER TABLE public.audit_log_{i} ALTER COLUMN id TYPE bigint;") for i in range(6))
+    narrow = tuple(FixStep("sql", f"ALTER TABLE public.audit_log_{i} ALTER COLUMN id TYPE integer;") for i in range(6))
+
+    async def run_before(pilot) -> None:
+        await ready(12)(pilot)
+        plan = FixPlan(finding=finding, target="orders", steps=widen, inverse=narrow, safety=FixSafety.UNSAFE,
+                       lock="ACCESS EXCLUSIVE on public.audit_log for the whole table rewrite (about 2,000 rows); "
+                            "its indexes are rebuilt while reads and writes wait",
+                       refusals=[], summary="Widen audit_log.id to bigint",
+                       url="postgresql://app@orders.internal:5432/orders")
+        await pilot.app.push_screen(ConfirmFixModal(plan, target="orders", where=plan.url, production=False))
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await pilot.pause(0.4)
+
+    assert snap_compare(synthetic_app(12), terminal_size=(80, 24), run_before=run_before)
 
 
 def test_help(snap_compare):

@@ -112,7 +112,8 @@ async def test_a_target_that_goes_down_is_shown_down_and_others_carry_on(pg_db, 
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await wait_until(pilot, lambda: not app.running_targets() and app.targets["orders"].counts is not None)
             assert app.targets["orders"].status.state is TargetState.CONNECTED
-            assert not app.targets["orders"].counts
+            # The shared server may carry a low note (its own connection load); no critical one.
+            assert not app.targets["orders"].counts.get(Severity.CRITICAL)
 
             await proxy.stop()
             app.probe_all()
