@@ -49,6 +49,10 @@ from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 # is one connect and close: cheap enough to run often.
 PROBE_INTERVAL = 10.0
 
+def replay_clock() -> float:
+    return 0.0
+
+
 class DbVitalsApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "dbvitals"
@@ -83,8 +87,10 @@ class DbVitalsApp(App[None]):
         self.config_path = str(Path(config_path).resolve()) if config_path else None
         if config_path:
             self.sub_title = Path(config_path).name
-        self.clock = clock  # wall-clock seconds; tests fix it so ages do not change between runs
         self.replay = replay
+        # Wall-clock seconds; tests fix it so ages do not change between runs. A replay shows
+        # each recorded moment as it was: its answers are as fresh as they were then.
+        self.clock = replay_clock if replay is not None else clock
         # A replay shows what was recorded: nothing runs, nothing is probed.
         self.run_on_start = run_on_start and replay is None
         self.probe_interval = probe_interval if replay is None else None
@@ -325,7 +331,10 @@ class DbVitalsApp(App[None]):
         if self.main_screen.is_mounted:
             from console.widgets.targets_table import TargetsTable
 
-            self.main_screen.query_one(TargetsTable).show(self.targets[name])
+            tables = self.main_screen.query(TargetsTable)
+            if not tables:  # the app is shutting down
+                return
+            tables.first().show(self.targets[name])
             self.main_screen.update_title()
 
     def ingest(self, statuses: Iterable[TargetStatus], findings: Iterable[Finding]) -> None:

@@ -1,5 +1,6 @@
 """`?`: every binding of every screen, generated from the bindings themselves so the list
-can never drift from what the keys do."""
+can never drift from what the keys do. One section per screen; each description wraps, so
+nothing is cut off at 80 columns."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
 
 FILTER_SYNTAX = (
     "In the / filter: words match target, check, object, title and message; "
@@ -16,8 +19,8 @@ FILTER_SYNTAX = (
 
 
 def key_label(binding: Binding) -> str:
-    names = {"slash": "/", "question_mark": "?", "escape": "esc", "enter": "enter", "backspace": "backspace",
-             "ctrl+p": "ctrl+p", "tab": "tab", "shift+tab": "shift+tab"}
+    names = {"slash": "/", "question_mark": "?", "escape": "esc", "left_square_bracket": "[",
+             "right_square_bracket": "]", "plus": "+", "minus": "-", "space": "space"}
     return ", ".join(names.get(k, k) for k in binding.key.split(","))
 
 
@@ -41,16 +44,25 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
-            yield Static("[b]dbvitals keys[/b]  (Esc closes; Ctrl+P opens the command palette)", id="help-title")
-            yield DataTable(id="help-keys", cursor_type="row", show_cursor=False)
+            yield Static("[b]dbvitals keys[/b]  (Esc or q closes; j/k scroll)", id="help-title")
+            for where, bindings in self.sections:
+                yield Static(f"[b]{where}[/b]", classes="help-section")
+                yield Static(self._keys(bindings), classes="help-keys")
             yield Static(FILTER_SYNTAX, id="help-filter")
 
-    def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("Where", "Key", "Does")
-        for where, bindings in self.sections:
-            for binding in bindings:
-                table.add_row(where, key_label(binding), binding_help(binding))
+    @property
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(where, keys, what they do) for every binding listed."""
+        return [(where, key_label(b), binding_help(b)) for where, bindings in self.sections for b in bindings]
+
+    @staticmethod
+    def _keys(bindings: list[Binding]) -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, min_width=12, style="bold")
+        grid.add_column(ratio=1)
+        for binding in bindings:
+            grid.add_row(key_label(binding), Text(binding_help(binding)))
+        return grid
 
     def action_scroll_keys(self, lines: int) -> None:
         self.query_one("#help-body", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from checks.model import Severity
+from console.screens.confirm_fix import ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
+from console.screens.history import FixHistoryScreen, HistoryEntryScreen
 from console.screens.help import HelpScreen
 from console.screens.main import MainScreen
 from console.widgets.evidence_view import EvidenceView
@@ -146,10 +148,14 @@ async def test_help_lists_every_binding():
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        rows = app.screen.query_one("DataTable")
-        described = {str(rows.get_row_at(i)[2]) for i in range(rows.row_count)}
-        for binding in [*app.BINDINGS, *MainScreen.BINDINGS, *FindingDetailScreen.BINDINGS]:
+        rows = app.screen.rows
+        described = {does for _, _, does in rows}
+        for binding in [*app.BINDINGS, *MainScreen.BINDINGS, *FindingDetailScreen.BINDINGS,
+                        *FixHistoryScreen.BINDINGS, *HistoryEntryScreen.BINDINGS, *ConfirmFixModal.BINDINGS]:
             assert (binding.tooltip or binding.description) in described
+        keys = {(where, key) for where, key, _ in rows}
+        assert {("main", "tab"), ("fix history", "u, z"), ("findings table", "up, k"), ("findings table", "down, j"),
+                ("confirm fix", "n, esc, q")} <= keys
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 

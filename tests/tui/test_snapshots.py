@@ -19,8 +19,11 @@ def ready(count: int, *keys: str):
     async def run_before(pilot) -> None:
         table = pilot.app.main_screen.query_one(FindingsTable)
         await wait_until(pilot, lambda: len(table.shown) == count)
+        for key in keys:
+            # One at a time past the table's debounce: Enter opens what the filter shows.
+            await pilot.press(key)
+            await settle(pilot)
         if keys:
-            await pilot.press(*keys)
             # A new screen restyles for a few frames after it mounts.
             await pilot.pause(0.4)
         await settle(pilot)
