@@ -461,8 +461,8 @@ class DbVitalsApp(App[None]):
 
     async def _undo_flow(self, entry_id: str) -> None:
         from checks.adapters import steps_lock
-        from checks.fixes import FixRefused, Journal, plan_undo, undo_fix
-        from console.commands.fix import outcome_word
+        from checks.fixes import FixRefused, Journal, inspect_undo, plan_undo, undo_fix
+        from console.commands.applying import outcome_word
         from console.screens.confirm_fix import Confirmation
 
         if self.ensure_registry() is None:
@@ -472,6 +472,8 @@ class DbVitalsApp(App[None]):
             # Unsafe inverses are allowed here because the confirmation makes the user type the
             # target's name for them, as it does for an unsafe fix.
             plan = await asyncio.to_thread(plan_undo, self.settings, entry_id, allow_unsafe=True, journal=journal)
+            # What the fix left must still be there: the confirmation shows any refusal this finds.
+            plan = await inspect_undo(self.settings, plan)
         except FixRefused as exc:
             self.notify(str(exc), title="Undo refused", severity="error", timeout=15)
             return

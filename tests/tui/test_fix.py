@@ -140,7 +140,7 @@ async def test_undo_from_the_history_screen_with_its_confirmation(orders_db):
     outcome reads undone, the finding is back, and the history shows the undo on top."""
     pg_db = orders_db
     app = shop(pg_db)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await open_the_finding(app, pilot)
         await pilot.press("a")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
