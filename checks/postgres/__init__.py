@@ -19,6 +19,7 @@ from checks.postgres.long_transactions import LongTransactions
 from checks.postgres.missing_index import MissingIndex
 from checks.postgres.no_primary_key import NoPrimaryKey
 from checks.postgres.not_valid_constraint import NotValidConstraintCheck
+from checks.postgres.orphaned_references import OrphanedReferences
 from checks.postgres.pool import PostgresPool
 from checks.postgres.redundant_index import RedundantIndex
 from checks.postgres.replication import Replication
@@ -35,6 +36,7 @@ CHECKS = [
     DuplicateFk,
     IntersectedFk,
     NotValidConstraintCheck,
+    OrphanedReferences,
     DisabledTriggerCheck,
     MissingIndex,
     DuplicateIndex,

@@ -80,3 +80,22 @@ def test_not_valid_constraints_and_disabled_triggers():
     [finding] = triggers.evaluate(disabled_trigger.Facts(rows), scope(triggers))
     assert finding.severity is Severity.HIGH and finding.object == "public.accounts.fk"
     assert triggers.evaluate(disabled_trigger.Facts(()), scope(triggers)) == []
+
+
+def test_orphaned_references_only_for_unenforced_same_type_references_with_orphans():
+    from checks.postgres import orphaned_references as orphans
+    from checks.postgres.fk_type_mismatch import find_references
+
+    s = clients_accounts()
+    s.table("visits", {"id": "bigint", "client_id": "bigint"})
+    s.table("notes", {"id": "bigint", "client_id": "integer"})  # mistyped: fk-type-mismatch's
+    s.constraint("f", "accounts", ["client_id"], name="fk", ref="clients", ref_columns=["id"])  # enforced
+    snapshot = s.build()
+    references, _ = find_references(snapshot, [], implied=True)
+    judged = orphans.unenforced(references)
+    assert [(r.table.name, r.columns[0].name) for r in judged] == [("visits", "client_id")]
+    check = orphans.OrphanedReferences()
+    key = (s.names["visits"], s.num("visits", "client_id"))
+    [finding] = check.evaluate(orphans.Facts(tuple(references), {key: orphans.Count(400, 40, False)}), scope(check))
+    assert finding.evidence["share"] == 0.1 and finding.evidence["whole_table"] is False
+    assert check.evaluate(orphans.Facts(tuple(references), {key: orphans.Count(400, 0, True)}), scope(check)) == []
