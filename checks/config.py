@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    PrivateAttr,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -220,12 +221,27 @@ class TargetBase(Strict):
     def masked_url(self) -> str:
         return mask_url(self.url)
 
+    # Set by checks.tunnels once the target's SSH forward is up (or failed): never from the config.
+    _forward: tuple[str, int] | None = PrivateAttr(default=None)
+    _tunnel_error: str | None = PrivateAttr(default=None)
+
     @property
     def connect_url(self) -> str:
-        """The URL to hand a driver: with the config's password (if set) taking precedence."""
+        """The URL to hand a driver: with the config's password (if set) taking precedence, and
+        through the target's SSH forward when it has one."""
         from checks.secrets import url_without_password
 
-        return url_without_password(self.url) if self.password is not None else self.url
+        url = url_without_password(self.url) if self.password is not None else self.url
+        if self._forward is not None:
+            from checks.tunnels import through
+
+            url = through(url, *self._forward)
+        return url
+
+    @property
+    def tunnel_error(self) -> str | None:
+        """Why the SSH tunnel to this target could not be opened, if it could not."""
+        return self._tunnel_error
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret: the password key, the URL's password however it parses,

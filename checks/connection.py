@@ -19,6 +19,7 @@ STATE_TITLES = {
     TargetState.TLS_ERROR: "TLS handshake failed",
     TargetState.PROTOCOL_ERROR: "Something else answers on this port",
     TargetState.UNKNOWN_HOST: "Host name does not resolve",
+    TargetState.SSH_ERROR: "The SSH bastion did not let dbvitals through",
     TargetState.ERROR: "Cannot connect",
     TargetState.SKIPPED: "Not checked: the server is nearly out of connection slots",
 }
@@ -33,6 +34,9 @@ STATE_ADVICE = {
     TargetState.PROTOCOL_ERROR: "The host and port answer in another protocol (an HTTP, SSH or other database "
     "port?): check the URL's port.",
     TargetState.UNKNOWN_HOST: "DNS does not know this host: check the spelling of the URL's host.",
+    TargetState.SSH_ERROR: "The tunnel through the bastion (ssh = ...) could not be opened: check the bastion's "
+    "address, that it answers, the key (ssh_key, the agent) and its host key (ssh_known_hosts); the database "
+    "itself was not tried.",
     TargetState.ERROR: "The driver could not open a session.",
     TargetState.SKIPPED: "dbvitals did not connect, so as not to take one of the server's last slots.",
 }

@@ -64,6 +64,7 @@ class TargetState(str, enum.Enum):
     AUTH_FAILED = "auth_failed"
     TLS_ERROR = "tls_error"
     PROTOCOL_ERROR = "protocol_error"  # something answers on the port, in another protocol
+    SSH_ERROR = "ssh_error"  # the SSH bastion refused, failed or did not answer
     UNKNOWN_HOST = "unknown_host"
     ERROR = "error"
     # Not connected on purpose: its server had too few connection slots free (checks.budget).

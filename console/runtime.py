@@ -34,13 +34,16 @@ def version() -> str:
 
 
 def load_settings(args: argparse.Namespace) -> Any:
-    """The config, narrowed to --group/--tag, with discovered databases as targets of their own."""
+    """The config, narrowed to --group/--tag, its SSH tunnels open, with discovered databases as
+    targets of their own."""
     from checks.config import ConfigError, load_config
     from checks.fleet import SelectionError, discover, select
+    from checks.tunnels import open_tunnels
 
     try:
         settings = load_config(getattr(args, "config", None))
         settings = select(settings, groups=getattr(args, "group", None) or (), tags=getattr(args, "tag", None) or ())
+        settings, _ = open_tunnels(settings)  # closed when the process exits
     except (ConfigError, SelectionError) as exc:
         raise CliError(str(exc)) from None
     if any(t.databases is not None for t in settings.targets.values()):

@@ -30,6 +30,9 @@ async def connect(name: str, target: TargetBase) -> Connection:
     """A read-only session for checks, opened by the target engine's adapter."""
     from checks.adapters import adapter_for
 
+    if target.tunnel_error is not None:  # the bastion is the problem: say so, never try around it
+        return failed(name, target, ConnectionError(target.tunnel_error),
+                      state_detail=(TargetState.SSH_ERROR, target.tunnel_error))
     return await adapter_for(target.kind).connect(name, target)  # type: ignore[attr-defined]
 
 

@@ -35,6 +35,7 @@ STATE_LABELS = {
     TargetState.TLS_ERROR: "down: TLS error",
     TargetState.PROTOCOL_ERROR: "down: protocol",
     TargetState.UNKNOWN_HOST: "down: unknown host",
+    TargetState.SSH_ERROR: "down: ssh bastion",
     TargetState.ERROR: "down: error",
     TargetState.SKIPPED: "skipped: server full",
 }

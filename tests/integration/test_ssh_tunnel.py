@@ -1,0 +1,136 @@
+"""Targets behind an SSH bastion: a real sshd on loopback (Debian openssh-server, keys made by the
+test), the same findings as a direct connection, and a bastion that never answers shown as down
+within the target's timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests import support
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sshd_binary() -> str:
+    binary = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+    if binary is None or shutil.which("ssh") is None:
+        pytest.fail("openssh-server and openssh-client are needed; run scripts/setup.sh", pytrace=False)
+    return binary
+
+
+@contextmanager
+def bastion(tmp_path: Path):
+    """An sshd of this test's own on a free loopback port: key login only, forwarding allowed."""
+    binary = sshd_binary()
+    home = tmp_path / "ssh"
+    home.mkdir(mode=0o700)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / "host_key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / "client_key")], check=True)
+    (home / "authorized_keys").write_text((home / "client_key.pub").read_text())
+    os.chmod(home / "authorized_keys", 0o600)
+    port = support.free_port()
+    config = home / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {home / 'host_key'}", f"PidFile {home / 'sshd.pid'}",
+        f"AuthorizedKeysFile {home / 'authorized_keys'}", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes", "AllowTcpForwarding yes", "PermitRootLogin prohibit-password", "UsePAM no",
+        "StrictModes no", "PermitTTY no", "X11Forwarding no", ""]))
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory sshd insists on
+    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        support.wait_for_port(port, process=process)
+        known = home / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} " + (home / "host_key.pub").read_text())
+        user = os.environ.get("USER") or "root"
+        yield {"ssh": f"{user}@127.0.0.1:{port}", "ssh_key": str(home / "client_key"), "ssh_known_hosts": str(known)}
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def write_config(tmp_path: Path, targets: dict[str, dict[str, object]]) -> Path:
+    lines = []
+    for name, keys in targets.items():
+        lines.append(f"[targets.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    path = tmp_path / "dbvitals.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def check(config: Path, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "console", "check", "--config", str(config), "--format", "json",
+                             "--fail-on", "never", *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _ids(report: dict, target: str) -> set[tuple[str, str]]:
+    # Findings that describe the schema and settings; connection latency and pool use differ by route.
+    return {(f["check"], f["object"]) for f in report["findings"]
+            if f["target"] == target and f["check"].split(".")[1] not in {"connection", "pool"}}
+
+
+def test_same_findings_through_the_bastion_as_direct(tmp_path, pg_db, redis_db):
+    pg_db.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+    pg_db.execute("CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id))")
+    pg_db.execute("CREATE TABLE loose (v text)")
+    redis_db.client.mset({f"session:{i}": "x" for i in range(20)})
+    with bastion(tmp_path) as ssh:
+        config = write_config(tmp_path, {
+            "direct_pg": {"kind": "postgres", "url": pg_db.url},
+            "tunnel_pg": {"kind": "postgres", "url": pg_db.url, **ssh},
+            "direct_redis": {"kind": "redis", "url": redis_db.url},
+            "tunnel_redis": {"kind": "redis", "url": redis_db.url, **ssh},
+        })
+        report = check(config)
+    states = {t["name"]: t["state"] for t in report["targets"]}
+    assert set(states.values()) == {"connected"}, report["targets"]
+    direct, tunnelled = _ids(report, "direct_pg"), _ids(report, "tunnel_pg")
+    assert ("postgres.fk-missing-index", "public.child") in {(c, o.split(" ")[0]) for c, o in direct} or direct
+    assert direct == tunnelled and direct
+    assert _ids(report, "direct_redis") == _ids(report, "tunnel_redis") and _ids(report, "direct_redis")
+    # The route is not the target: what is shown is the configured URL, never the forward.
+    urls = {t["name"]: t["url"] for t in report["targets"]}
+    assert urls["tunnel_pg"] == urls["direct_pg"]
+
+
+def test_a_bastion_that_never_answers_is_down_within_the_timeout(tmp_path, pg_db):
+    silent = support.SilentServer()
+    try:
+        config = write_config(tmp_path, {"behind": {"kind": "postgres", "url": pg_db.url, "timeout": 2,
+                                                    "ssh": f"nobody@127.0.0.1:{silent.port}"}})
+        started = time.monotonic()
+        report = check(config, "--check", "postgres.connection")
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    [target] = report["targets"]
+    assert target["state"] == "ssh_error" and "did not answer" in target["error"] or "timed out" in target["error"]
+    assert elapsed < 20, elapsed  # the tunnel's own limit, then the finding: never a hang
+    [finding] = report["findings"]
+    assert finding["check"] == "postgres.connection" and finding["severity"] == "critical"
+
+
+def test_a_bastion_that_refuses_is_its_own_state(tmp_path, pg_db):
+    config = write_config(tmp_path, {"behind": {"kind": "postgres", "url": pg_db.url, "timeout": 2,
+                                                "ssh": f"nobody@127.0.0.1:{support.refused_port()}"}})
+    report = check(config, "--check", "postgres.connection")
+    [target] = report["targets"]
+    assert target["state"] == "ssh_error" and "refused" in target["error"].lower(), target
+
+
+def test_a_malformed_bastion_is_a_config_error(tmp_path, pg_db):
+    config = write_config(tmp_path, {"behind": {"kind": "postgres", "url": pg_db.url, "ssh": "user@@host:x"}})
+    result = subprocess.run([sys.executable, "-m", "console", "check", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "targets.behind.ssh" in result.stderr
