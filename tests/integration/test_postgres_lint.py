@@ -29,6 +29,11 @@ CREATE TABLE custom.loose (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, a
 CREATE TABLE custom.events (id integer NOT NULL, at timestamptz NOT NULL, note text NOT NULL, PRIMARY KEY (id, at))
     PARTITION BY RANGE (at);
 CREATE TABLE custom.events_2026 PARTITION OF custom.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE custom."t-multi" (id bigint NOT NULL, ts timestamp, name text);
+CREATE INDEX idx_multi_mid ON custom."t-multi" (id, ts, name);
+CREATE INDEX idx_multi_expr_first ON custom."t-multi" ((date_trunc('day', ts)), id, name);
+CREATE INDEX idx_multi_expr_mid ON custom."t-multi" (id, (date_trunc('day', ts)), name);
+CREATE INDEX idx_multi_last ON custom."t-multi" (id, name, ts);
 CREATE TABLE custom.{LONG} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text NOT NULL);
 INSERT INTO custom.clients (last_name, created_at, email) SELECT 'n' || g, now(), CASE WHEN g % 10 = 0 THEN 'e' || g END
 FROM generate_series(1, 1000) g;
@@ -55,7 +60,7 @@ ANALYZE clients;
 CASES = {
     "postgres.lint-integer-key": ["custom.clients.id", "custom.events.id"],
     "postgres.lint-serial": ["custom.clients.id"],
-    "postgres.lint-timestamp-without-tz": ["custom.clients.created_at"],
+    "postgres.lint-timestamp-without-tz": ["custom.clients.created_at", 'custom."t-multi".ts'],
     "postgres.lint-varchar-length": ["custom.clients.last_name"],
     "postgres.lint-char": ["custom.clients.code"],
     "postgres.lint-money": ["custom.clients.balance"],
@@ -64,7 +69,9 @@ CASES = {
     "postgres.lint-boolean-index": ["custom.i_clients_deleted"],
     "postgres.lint-index-nulls": ["custom.i_clients_email", "custom.i_clients_tags"],  # 90 % and 100 % NULL
     "postgres.lint-unnecessary-where": ["custom.i_clients_last_name_not_null"],
-    "postgres.lint-timestamp-in-the-middle": ["custom.i_clients_name_created_code"],
+    # pg-index-health's t-multi: a timestamp (or an expression over one) anywhere but last.
+    "postgres.lint-timestamp-in-the-middle": ["custom.i_clients_name_created_code", "custom.idx_multi_expr_first",
+                                              "custom.idx_multi_expr_mid", "custom.idx_multi_mid"],
     "postgres.lint-all-nullable": ["custom.loose"],
     "postgres.lint-name-overflow": [f"custom.{LONG}", f"custom.{LONG[:58]}_pkey"],
 }

@@ -43,6 +43,8 @@ CASES = [
                                           index=["a", "at", "b"]), True),
     (indexes.TimestampInTheMiddle, schema({"a": "text", "b": "text", "at": "timestamp with time zone"},
                                           index=["a", "b", "at"]), False),
+    (indexes.TimestampInTheMiddle, schema({"at": "timestamp with time zone", "a": "text"}, index=["at", "a"]), True),
+    (indexes.TimestampInTheMiddle, schema({"at": "timestamp with time zone"}, index=["at"]), False),
     (tables.AllNullable, schema({"id": "bigint", "a": "text", "b": "text"}, pk=["id"]), True),
     (tables.AllNullable, schema({"id": "bigint", "a": "text", "b": "text"}, pk=["id"], not_null=["a"]), False),
     (tables.NameOverflow, schema({"x" * 63: "text"}), True),

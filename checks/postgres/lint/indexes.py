@@ -127,13 +127,20 @@ class TimestampInTheMiddle(LintRule):
     def violations(self, facts: LintFacts, options):
         snapshot = facts.catalog
         for table, index in lint_indexes(snapshot):
-            keys = _keys(snapshot, table, index)
-            if index.method != "btree" or len(keys) < 3 or 0 in index.key_columns:
+            if index.method != "btree" or index.key_count < 2:
                 continue
-            middle = [c.name for c in keys[1:-1] if c.base_type.startswith(("timestamp", "date"))]
-            if middle:
-                yield Violation(index.qualified, f"{index.name} has {', '.join(middle)} in the middle",
-                                f"{index.qualified} on {table.qualified} ({', '.join(c.name for c in keys)}) has the "
-                                f"timestamp {', '.join(middle)} between other columns: a range on it leaves the "
-                                "columns after it unused for narrowing.",
-                                {"definition": index.definition, "timestamp_columns": middle})
+            cols = snapshot.columns.get(table.oid, {})
+            stamps = {c.name for c in cols.values() if c.base_type.startswith("timestamp")}
+            early = []
+            for num in index.key_columns[:-1]:
+                if num and cols[num].name in stamps:
+                    early.append(cols[num].name)
+                elif not num and index.expressions and any(
+                        re.search(rf"\b{re.escape(name)}\b", index.expressions) for name in stamps):
+                    early.append(index.expressions)  # an expression over a timestamp, e.g. date_trunc('day', ts)
+            if early:
+                yield Violation(index.qualified, f"{index.name} has {', '.join(dict.fromkeys(early))} before its last column",
+                                f"{index.qualified} on {table.qualified} puts the timestamp "
+                                f"{', '.join(dict.fromkeys(early))} before other columns: a range on it leaves the "
+                                "columns after it unused for narrowing. Put it last.",
+                                {"definition": index.definition, "timestamp_columns": list(dict.fromkeys(early))})
