@@ -6,6 +6,7 @@ References whose types differ are postgres.fk-type-mismatch's, which counts them
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -26,6 +27,8 @@ FROM (SELECT c.{column} AS v FROM {table} c {sample} WHERE c.{column} IS NOT NUL
 class Options(CheckOptions):
     implied: bool = Field(default=True, description="Judge references implied by column names, not only declared ones.")
     sample_rows: int = Field(default=10_000, ge=100, le=10_000_000, description="Rows of a referencing table checked at most.")
+    budget_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="Time spent counting at most; references left are listed as not counted.")
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,12 @@ class OrphanedReferences(Check):
         references, _ = find_references(snapshot, scope.config.expect.references, scope.options.implied)
         counts: dict[tuple[int, int], Count] = {}
         limit = scope.options.sample_rows
+        deadline = time.monotonic() + scope.options.budget_seconds
         for ref in unenforced(references):
             key = (ref.table.oid, ref.columns[0].num)
+            if time.monotonic() > deadline:
+                counts[key] = Count(None, None, False, "not counted: budget_seconds ran out")
+                continue
             if not (ref.table.readable and ref.ref_table.readable):
                 counts[key] = Count(None, None, False, "not counted: this role may not SELECT from both tables")
                 continue
@@ -112,5 +119,16 @@ class OrphanedReferences(Check):
                            f"{ref.table.qualified} ADD CONSTRAINT {constraint} FOREIGN KEY ({quote_ident(column.name)}) "
                            f"REFERENCES {target} NOT VALID; and VALIDATE CONSTRAINT {constraint} once clean."),
                 ),
+            ))
+        skipped = sorted(f"{r.table.qualified}.{quote_ident(r.columns[0].name)}" for r in unenforced(list(facts.references))
+                         if (c := facts.counts.get((r.table.oid, r.columns[0].num))) is not None and c.orphans is None)
+        if skipped:
+            findings.append(self.finding(
+                scope, object="references", key="not counted", severity=Severity.INFO,
+                title=f"{len(skipped)} unenforced reference(s) not counted",
+                message="These references could not be counted this run (no privilege, a timeout or the time budget): "
+                        + ", ".join(skipped[:20]) + (" …" if len(skipped) > 20 else "") + ".",
+                evidence={"references": skipped, "why": sorted({facts.counts[k].note for k in facts.counts
+                                                                 if facts.counts[k].note})},
             ))
         return findings

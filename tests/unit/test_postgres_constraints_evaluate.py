@@ -99,3 +99,18 @@ def test_orphaned_references_only_for_unenforced_same_type_references_with_orpha
     [finding] = check.evaluate(orphans.Facts(tuple(references), {key: orphans.Count(400, 40, False)}), scope(check))
     assert finding.evidence["share"] == 0.1 and finding.evidence["whole_table"] is False
     assert check.evaluate(orphans.Facts(tuple(references), {key: orphans.Count(400, 0, True)}), scope(check)) == []
+
+
+def test_orphaned_references_not_counted_are_listed_once():
+    from checks.postgres import orphaned_references as orphans
+    from checks.postgres.fk_type_mismatch import find_references
+
+    s = clients_accounts()
+    s.table("visits", {"id": "bigint", "client_id": "bigint"})
+    snapshot = s.build()
+    references, _ = find_references(snapshot, [], implied=True)
+    key = (s.names["visits"], s.num("visits", "client_id"))
+    check = orphans.OrphanedReferences()
+    [info] = check.evaluate(orphans.Facts(tuple(references), {key: orphans.Count(None, None, False, "not counted: budget_seconds ran out")}),
+                            scope(check))
+    assert info.severity is Severity.INFO and info.evidence["references"] == ["public.visits.client_id"]
