@@ -17,7 +17,7 @@ import functools
 import re
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,15 +75,33 @@ def fit_name(name: str) -> str:
     return encoded[: NAMEDATALEN - 1].decode(errors="ignore")
 
 
-def new_index_name(table: str, columns: Iterable[str], taken: Iterable[str], suffix: str = "idx") -> str:
-    """A name for an index we suggest, unused in the schema, at most 63 bytes."""
-    used = set(taken)
+class TakenNames:
+    """Names in use: a snapshot's (shared, looked into, never copied) and those chosen since."""
+
+    def __init__(self, existing: Container[str]) -> None:
+        self.existing = existing
+        self.chosen: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.existing or name in self.chosen
+
+    def add(self, name: str) -> None:
+        self.chosen.add(name)
+
+
+def new_index_name(
+    table: str, columns: Iterable[str], taken: Iterable[str], suffix: str = "idx", reusable: Container[str] = (),
+) -> str:
+    """A name for an index we suggest, unused in the schema (`reusable` names count as free), at
+    most 63 bytes. A set (or any container) of taken names is looked into, never copied: this
+    runs once per finding, and a schema holds thousands of names."""
+    used = taken if isinstance(taken, Container) and not isinstance(taken, (str, list, tuple)) else set(taken)
     base = "_".join([table, *columns])
     for attempt in range(1000):
         tail = f"_{suffix}" if attempt == 0 else f"_{suffix}{attempt}"
         room = NAMEDATALEN - 1 - len(tail.encode())
         candidate = base.encode()[:room].decode(errors="ignore") + tail
-        if candidate not in used:
+        if candidate not in used or candidate in reusable:
             return candidate
     raise RuntimeError("no free index name")  # pragma: no cover - a thousand collisions
 
@@ -422,7 +440,11 @@ class Catalog:
 
     @property
     def foreign_keys(self) -> tuple[Constraint, ...]:
-        return tuple(c for c in self.constraints if c.kind == "f")
+        return self._foreign_keys_by_ref.get(None, ())  # type: ignore[call-overload]
+
+    def referencing(self, table_oid: int) -> tuple[Constraint, ...]:
+        """Foreign keys that point at this table (looked up, not searched: used per finding)."""
+        return self._foreign_keys_by_ref.get(table_oid, ())
 
     def protected_indexes(self) -> dict[int, str]:
         """Indexes that must never be offered for dropping, with the reason: they back a primary
@@ -446,6 +468,14 @@ class Catalog:
         """Indexes judged on their own: a partition's attached index is judged at its parent."""
         return [i for i in self.indexes if not i.attached and i.table_oid in self.tables]
 
+    def names_in_schema(self, schema: str) -> frozenset[str]:
+        """Index and table names of a schema (index names share the table namespace)."""
+        return _names_by_schema(self).get(schema, frozenset())
+
+    def relation_names(self) -> frozenset[str]:
+        """Index and table names of every schema."""
+        return _names_by_schema(self)[None]  # type: ignore[index]
+
     def leaves(self, table_oid: int) -> list[int]:
         out: list[int] = []
         for child in self.partitions.get(table_oid, ()):
@@ -460,6 +490,19 @@ class Catalog:
     def _indexes_by_table(self) -> dict[int, tuple[Index, ...]]:
         return _group(self, "indexes", lambda i: i.table_oid)
 
+    @property
+    def _foreign_keys_by_ref(self) -> dict[int | None, tuple[Constraint, ...]]:
+        """Foreign keys by the table they point at; under None, all of them."""
+        cache = _GROUPS.setdefault(self, {})
+        if "foreign keys" not in cache:
+            grouped: dict[int | None, list[Constraint]] = defaultdict(list)
+            for con in self.constraints:
+                if con.kind == "f":
+                    grouped[con.ref_table_oid].append(con)
+                    grouped[None].append(con)
+            cache["foreign keys"] = {k: tuple(v) for k, v in grouped.items()}  # type: ignore[assignment]
+        return cache["foreign keys"]  # type: ignore[return-value]
+
 
 _GROUPS: weakref.WeakKeyDictionary[Any, dict[str, dict[int, tuple[Any, ...]]]] = weakref.WeakKeyDictionary()
 
@@ -473,6 +516,17 @@ def _group(catalog: Catalog, attribute: str, key: Any) -> dict[int, tuple[Any, .
             grouped[key(item)].append(item)
         cache[attribute] = {k: tuple(v) for k, v in grouped.items()}
     return cache[attribute]
+
+
+def _names_by_schema(catalog: Catalog) -> dict[str | None, frozenset[str]]:
+    cache = _GROUPS.setdefault(catalog, {})
+    if "names" not in cache:
+        names: dict[str | None, set[str]] = defaultdict(set)
+        for item in (*catalog.indexes, *catalog.tables.values()):
+            names[item.schema].add(item.name)
+            names[None].add(item.name)
+        cache["names"] = {k: frozenset(v) for k, v in names.items()}  # type: ignore[assignment]
+    return cache["names"]  # type: ignore[return-value]
 
 
 def build_catalog(rows: Mapping[str, list[Mapping[str, Any]]]) -> Catalog:

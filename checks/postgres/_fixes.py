@@ -6,7 +6,15 @@ from __future__ import annotations
 import re
 
 from checks.model import Fix, FixSafety, FixStep
-from checks.postgres._catalog import Catalog, Index, Table, concurrent_definition, new_index_name, quote_ident
+from checks.postgres._catalog import (
+    Catalog,
+    Index,
+    Table,
+    TakenNames,
+    concurrent_definition,
+    new_index_name,
+    quote_ident,
+)
 
 CONCURRENT_BUILD_LOCK = (
     "SHARE UPDATE EXCLUSIVE on {table}: reads and writes go on; the build scans the table twice "
@@ -35,7 +43,7 @@ def create_index_steps(catalog: Catalog, table: Table, name: str, columns_sql: s
 
 def _partition_steps(catalog: Catalog, parent: Table, parent_index: str, columns_sql: str) -> list[FixStep]:
     steps: list[FixStep] = []
-    taken = {i.name for i in catalog.indexes} | {t.name for t in catalog.tables.values()}
+    taken = TakenNames(catalog.relation_names())
     for oid in catalog.partitions.get(parent.oid, ()):
         part = catalog.tables[oid]
         name = _free_name(f"{part.name}_{parent_index}", taken)
@@ -63,18 +71,18 @@ def interrupted_build_names(catalog: Catalog, table: Table, columns: tuple[int, 
             and not (i.is_unique or i.is_primary or i.is_exclusion)}
 
 
-def name_for_new_index(catalog: Catalog, table: Table, columns: tuple[str, ...], taken: set[str]) -> str:
+def name_for_new_index(catalog: Catalog, table: Table, columns: tuple[str, ...], taken: set[str] | TakenNames) -> str:
     """A free name for an index on these columns of `table` (plain column names), the same one
     an interrupted build of it chose (see interrupted_build_names). Added to `taken`."""
     by_name = {c.name: c.num for c in catalog.columns.get(table.oid, {}).values()}
     nums = tuple(by_name.get(c, 0) for c in columns)
     leftovers = interrupted_build_names(catalog, table, nums) if 0 not in nums else set()
-    name = new_index_name(table.name, columns, taken - leftovers)
+    name = new_index_name(table.name, columns, taken, reusable=leftovers)  # looked into, not copied
     taken.add(name)
     return name
 
 
-def _free_name(base: str, taken: set[str]) -> str:
+def _free_name(base: str, taken: TakenNames) -> str:
     return new_index_name(base.removesuffix("_idx"), (), taken)
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
-from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, quote_ident
+from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, TakenNames, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 
 
@@ -53,7 +53,8 @@ class FkMissingIndex(Check):
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog
         findings = []
-        taken_by_schema: dict[str, set[str]] = {}
+        # Per schema: its names, and those given to this run's suggestions (built once, not per key).
+        taken_by_schema: dict[str, TakenNames] = {}
         # One index serves every foreign key on the same columns (duplicated, or in another order).
         sharing: dict[tuple[int, frozenset[int]], list[Constraint]] = {}
         for fk in sorted(snapshot.foreign_keys, key=lambda c: c.oid):
@@ -67,10 +68,9 @@ class FkMissingIndex(Check):
                 continue
             ref_table = snapshot.tables[fk.ref_table_oid]
             columns = snapshot.column_names(table.oid, fk.columns)
-            if table.schema not in taken_by_schema:  # once per schema: names are taken per schema
-                taken_by_schema[table.schema] = ({i.name for i in snapshot.indexes if i.schema == table.schema}
-                                                 | {t.name for t in snapshot.tables.values() if t.schema == table.schema})
-            taken = taken_by_schema[table.schema]
+            taken = taken_by_schema.get(table.schema)
+            if taken is None:  # once per schema, and never copied: names are taken per schema
+                taken = taken_by_schema[table.schema] = TakenNames(snapshot.names_in_schema(table.schema))
             name = name_for_new_index(snapshot, table, columns, taken)
             columns_sql = ", ".join(quote_ident(c) for c in columns)
             partial = [i.name for i in snapshot.indexes_of(table.oid)

@@ -288,8 +288,8 @@ def _fix(seq: Sequence, snapshot: Catalog, table, column) -> Fix | None:
     if column is not None and column.base_type in ("smallint", "integer"):
         referencing = [
             f"{snapshot.tables[fk.table_oid].qualified}.{quote_ident(snapshot.column(fk.table_oid, fk.columns[0]).name)}"
-            for fk in snapshot.foreign_keys
-            if fk.ref_table_oid == table.oid and fk.ref_columns == (column.num,) and not fk.inherited
+            for fk in snapshot.referencing(table.oid)
+            if fk.ref_columns == (column.num,) and not fk.inherited
         ]
         col = quote_ident(column.name)
         return Fix(
