@@ -169,7 +169,9 @@ class Check:
 
     async def run(self, session: Any, scope: Scope) -> list[Finding]:
         facts = await self.gather(session, scope)
-        return self.evaluate(facts, scope)
+        # Off the event loop: judging ten thousand objects takes seconds, and meanwhile the other
+        # checks' replies must still be read (a server blocked on a full socket hits statement_timeout).
+        return await asyncio.to_thread(self.evaluate, facts, scope)
 
     async def fact(self, fact: type[Fact[T]], session: Any, scope: Scope) -> T:
         """A shared fact this check declared in `needs`, computed once for the target and run."""

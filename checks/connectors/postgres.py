@@ -80,6 +80,13 @@ class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
     def cursor(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return super().cursor(marked(query), *args, **kwargs)
 
+    def get_reset_query(self) -> str:
+        # The session is the target's only one and goes back to the pool after every statement:
+        # asyncpg's reset (advisory locks, cursors, LISTEN, RESET ALL) would double the round
+        # trips. An open transaction is still rolled back on release; checks change session
+        # settings only with SET LOCAL, and a fix session is closed after its run.
+        return ""
+
 
 class PostgresSession:
     """The checks of one target share one server session (a pool of one): a server's connection

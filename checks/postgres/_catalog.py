@@ -13,12 +13,14 @@ judged and the locked one is reported (postgres.locked-relation) rather than fai
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 import weakref
 from collections import defaultdict
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from checks.engine import Fact, FactContext
@@ -321,7 +323,7 @@ class Table:
     replica_identity: str
     readable: bool  # whether this role may SELECT from it (counting rows needs it)
 
-    @property
+    @cached_property
     def qualified(self) -> str:
         return qualified(self.schema, self.name)
 
@@ -376,7 +378,7 @@ class Index:
     definition: str
     bytes: int
 
-    @property
+    @cached_property
     def qualified(self) -> str:
         return qualified(self.schema, self.name)
 
@@ -388,7 +390,7 @@ class Index:
     def include_columns(self) -> tuple[int, ...]:
         return self.keys[self.key_count:]
 
-    @property
+    @cached_property
     def signature(self) -> tuple[Any, ...]:
         """Everything that makes two indexes interchangeable for reads and for constraints."""
         return (self.table_oid, self.method, self.keys, self.key_count, self.is_unique, self.is_exclusion,
@@ -576,26 +578,34 @@ def build_catalog(rows: Mapping[str, list[Mapping[str, Any]]]) -> Catalog:
 SNAPSHOT_ATTEMPTS = 3
 
 
-async def read_catalog(session: Any) -> Catalog:
+async def read_catalog(session: Any, timeout_s: float | None = None) -> Catalog:
+    """The snapshot; `timeout_s` bounds each of its statements instead of the session's own
+    (per-query) timeout: on tens of thousands of indexes, pg_get_indexdef alone takes seconds."""
     import asyncpg
 
     async with session.acquire() as conn:
         for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
             try:
-                return build_catalog(await _read_rows(conn))
+                rows = await _read_rows(conn, timeout_s)
+                break
             except asyncpg.LockNotAvailableError:
                 if attempt == SNAPSHOT_ATTEMPTS:
                     raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    # Off the event loop: typing 40,000 indexes takes a while, and other checks' replies wait.
+    return await asyncio.to_thread(build_catalog, rows)
 
 
-async def _read_rows(conn: Any) -> dict[str, list[Any]]:
+async def _read_rows(conn: Any, timeout_s: float | None = None) -> dict[str, list[Any]]:
     rows: dict[str, list[Any]] = {}
+    client_timeout = None if timeout_s is None else timeout_s + 1
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        rows["locks"] = list(await conn.fetch(LOCKS_QUERY))
+        if timeout_s is not None:
+            await conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+        rows["locks"] = list(await conn.fetch(LOCKS_QUERY, timeout=client_timeout))
         skipped = sorted({r["table_oid"] for r in rows["locks"]})
         for name, query in SNAPSHOT_QUERIES.items():
-            rows[name] = list(await conn.fetch(query, skipped) if name in _TAKE_LOCKED else await conn.fetch(query))
+            args = (skipped,) if name in _TAKE_LOCKED else ()
+            rows[name] = list(await conn.fetch(query, *args, timeout=client_timeout))
     return rows
 
 
@@ -607,7 +617,8 @@ class CatalogSnapshot(Fact[Catalog]):
     description = "Tables, columns, constraints and indexes, read once per target and run."
 
     async def compute(self, session: Any, context: FactContext) -> Catalog:
-        return await read_catalog(session)
+        # Each reader waits at most its check_timeout; the snapshot may take that long too.
+        return await read_catalog(session, context.config.check_timeout)
 
 
 # --- shared judgement helpers -------------------------------------------------------------------------

@@ -208,16 +208,17 @@ class SequenceExhaustion(Check):
     )
 
     async def gather(self, session, scope: Scope) -> Facts:
-        snapshot = await self.fact(CatalogSnapshot, session, scope)
+        # The first reading before the snapshot: the wait for the second one overlaps reading it.
         rows = await session.fetch(QUERY)
         read_at = asyncio.get_running_loop().time()
+        snapshot = await self.fact(CatalogSnapshot, session, scope)
         sequences = tuple(Sequence(**dict(r)) for r in rows)
         hot = flagged(snapshot, sequences, scope.options.threshold)
         if not hot:
             return Facts(snapshot, sequences, session.database)
         advanced: dict[int, tuple[int, float]] = {}
         if scope.options.sample_seconds > 0:
-            await asyncio.sleep(scope.options.sample_seconds)
+            await asyncio.sleep(max(0.0, read_at + scope.options.sample_seconds - asyncio.get_running_loop().time()))
             again = await session.fetch(RESAMPLE_QUERY, [s.oid for s in hot])
             elapsed = asyncio.get_running_loop().time() - read_at
             before = {s.oid: s.current for s in hot}
