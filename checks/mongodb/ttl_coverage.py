@@ -100,14 +100,6 @@ class Growing:
 
 
 @dataclass(frozen=True)
-class Kept:
-    """A collection judged permanent: an entity, a ledger, or listed in keep_forever."""
-
-    info: CollectionInfo
-    classification: Classification
-
-
-@dataclass(frozen=True)
 class UnenforcedRule:
     target: RuleTarget
     other_ttl: tuple[str, ...]  # TTL indexes on other fields
@@ -130,7 +122,6 @@ class TtlCoverageFacts:
     growing: list[Growing]
     rules: list[UnenforcedRule]
     unassessed: list[Unassessed] = dataclass_field(default_factory=list)
-    kept: list[Kept] = dataclass_field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -215,7 +206,7 @@ class TtlCoverage(Check):
         referenced = referenced_collections(
             [d for d in drawn if not d.unknown], names, declared_references(scope.config, session.default_database, names)
         )
-        unassessed, kept, candidates = [], [], []
+        unassessed, candidates = [], []
         for info in sized:
             if any(i.is_ttl for i in info.indexes) or (info.database, info.name) in ruled:
                 continue
@@ -226,10 +217,8 @@ class TtlCoverage(Check):
                 continue
             verdict = classify(info, samples[(info.database, info.name)], referenced.get((info.database, info.name), []),
                                matches_any(info.name, options.keep_forever))
-            if verdict.kind == EVENT:
+            if verdict.kind == EVENT:  # entities, ledgers and kept collections are never advised a TTL
                 candidates.append((info, verdict))
-            else:
-                kept.append(Kept(info, verdict))
         growing = await asyncio.gather(*(
             self._growing(session, info, samples[(info.database, info.name)], verdict, options, budget)
             for info, verdict in candidates
@@ -240,7 +229,6 @@ class TtlCoverage(Check):
             growing=[g for g in growing if g is not None],
             rules=[u for u in unenforced if u is not None],
             unassessed=unassessed,
-            kept=kept,
         )
 
     async def _growing(

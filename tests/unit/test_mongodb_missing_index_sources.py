@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from checks.engine import Scope
 from checks.model import Engine, Severity, TargetState, TargetStatus
-from checks.mongodb._inventory import CollectionInfo, IndexSpec, summarise
+from checks.mongodb._inventory import IndexSpec, summarise
 from checks.mongodb._query_sources import current_op_entries, parse_slow_log, query_stats_entries, representative
 from checks.mongodb._schema import dynamic_objects
 from checks.mongodb.missing_index import (
