@@ -23,11 +23,11 @@ def test_no_query_source_is_said_never_a_silent_ok(mongo_db):
         assert "structured format" in sources["slow-query log"]
 
 
-def test_map_keys_get_one_wildcard_index_and_prefixes_collapse(mongo_db):
+def test_map_keys_get_one_wildcard_index_and_prefixes_collapse(mongo_db, loaded_machine_budget):
     db = mongo_db.db
     db.cases.insert_many({"title": f"case {i}", "userId": i % 30, "status": "open" if i % 3 else "closed", "createdAt": i,
                           "assignments": {f"AG{(i * 7 + k) % 40}": {"role": "agent"} for k in range(2)}} for i in range(300))
-    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "expect": {"queries": [
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120, "expect": {"queries": [
         {"collection": "cases", "name": "by agency 3", "filter": {"assignments.AG3.role": "agent"}},
         {"collection": "cases", "name": "by agency 17", "filter": {"assignments.AG17.role": "agent"}},
         {"collection": "cases", "name": "mine", "filter": {"userId": 1}},

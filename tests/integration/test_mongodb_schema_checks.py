@@ -14,7 +14,7 @@ SCHEMA_CHECKS = ["mongodb.unbounded-array", "mongodb.field-type-drift", "mongodb
                  "mongodb.transactions-unused", "mongodb.redundant-index"]
 
 
-def test_schema_problems_are_found_and_healthy_collections_left_alone(mongo_db):
+def test_schema_problems_are_found_and_healthy_collections_left_alone(mongo_db, loaded_machine_budget):
     db = mongo_db.db
     now = dt.datetime.now(dt.timezone.utc)
     db.posts.insert_many({"createdAt": now - dt.timedelta(days=i), "likes": [ObjectId() for _ in range(i * 12)],
@@ -31,7 +31,8 @@ def test_schema_problems_are_found_and_healthy_collections_left_alone(mongo_db):
     db.sessions.create_index([("createdAt", 1)], expireAfterSeconds=86400)
     db.sessions.create_index([("createdAt", -1)])
 
-    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "uses_transactions": True})
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "uses_transactions": True,
+                                         "check_timeout": 120})
     report = support.run_report(settings, checks=SCHEMA_CHECKS)
     assert report.errors == []
     found = {(f.check, f.object.removeprefix(mongo_db.name + ".")): f for f in report.findings}

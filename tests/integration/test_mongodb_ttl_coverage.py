@@ -22,10 +22,10 @@ def _matches(doc, filter_):
     return True
 
 
-def test_audit_shaped_data_gets_ttl_advice_only_where_documents_may_go(mongo_db):
+def test_audit_shaped_data_gets_ttl_advice_only_where_documents_may_go(mongo_db, loaded_machine_budget):
     now = dt.datetime.now(dt.timezone.utc)
     data = mongodb_audit.seed(mongo_db.db, now)
-    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url})
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120})
     report = support.run_report(settings, checks=["mongodb.ttl-coverage"])
     assert report.errors == []
     findings = {f.object.split(".", 1)[1]: f for f in report.findings}
@@ -45,11 +45,11 @@ def test_audit_shaped_data_gets_ttl_advice_only_where_documents_may_go(mongo_db)
     assert findings["invites"].fix.steps[0].command["indexes"][0]["key"] == {"expiresAt": -1}
 
 
-def test_keep_forever_and_declared_rules_take_the_collection_out_of_the_heuristic(mongo_db):
+def test_keep_forever_and_declared_rules_take_the_collection_out_of_the_heuristic(mongo_db, loaded_machine_budget):
     now = dt.datetime.now(dt.timezone.utc)
     mongodb_audit.seed(mongo_db.db, now)
     settings = support.settings_for(app={
-        "kind": "mongodb", "url": mongo_db.url,
+        "kind": "mongodb", "url": mongo_db.url, "check_timeout": 120,
         "checks": {"mongodb.ttl-coverage": {"keep_forever": ["game*", "messages"]}},
         "expect": {"ttl": [{"collection": "webhook_events", "field": "receivedAt", "after": "30d"}]},
     })

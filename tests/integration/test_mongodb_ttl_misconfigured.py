@@ -12,7 +12,7 @@ from checks.model import FixSafety, Severity
 from tests import support
 
 
-def test_ttl_indexes_that_delete_nothing_or_what_must_stay(mongo_db):
+def test_ttl_indexes_that_delete_nothing_or_what_must_stay(mongo_db, loaded_machine_budget):
     db = mongo_db.db
     now = dt.datetime.now(dt.timezone.utc)
     users = [ObjectId() for _ in range(100)]
@@ -33,7 +33,7 @@ def test_ttl_indexes_that_delete_nothing_or_what_must_stay(mongo_db):
     db.sessions.insert_many({"userId": users[i], "expiresAt": now + dt.timedelta(hours=i)} for i in range(100))
     db.sessions.create_index([("expiresAt", 1)], expireAfterSeconds=0)
 
-    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url})
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120})
     report = support.run_report(settings, checks=["mongodb.ttl-misconfigured"])
     assert report.errors == []
     by = {}
