@@ -165,3 +165,18 @@ def test_generic_code_never_branches_on_the_engine(relative):
     for engine in Engine:
         for spelling in (f"Engine.{engine.name}", f'== "{engine.value}"', f'language == "'):
             assert spelling not in source, f"{relative} branches on {spelling}"
+
+
+def test_one_human_bytes():
+    """Sizes read the same in every pack: one human_bytes, in checks.units."""
+    defined, imported_elsewhere = [], []
+    for path in sorted((ROOT / "checks").rglob("*.py")) + sorted((ROOT / "console").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == "human_bytes":
+                defined.append(str(path.relative_to(ROOT)))
+            if isinstance(node, ast.ImportFrom) and any(a.name == "human_bytes" for a in node.names) \
+                    and node.module != "checks.units":
+                imported_elsewhere.append(f"{path.relative_to(ROOT)} imports it from {node.module}")
+    assert set(defined) == {"checks/units.py"}, defined  # its @overload signatures included
+    assert not imported_elsewhere, imported_elsewhere
