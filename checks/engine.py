@@ -406,6 +406,42 @@ def select_targets(settings: Settings, names: Sequence[str] | None) -> list[str]
     return list(dict.fromkeys(names))
 
 
+class KeptConnections:
+    """Check connections kept open from one run to the next: a fix's find, re-check and verify
+    use one connection per target. Each run sees it afresh (the adapter's `refresh`: a session of
+    a new identity, what it read at connect read again), so nothing one run learnt leaks into the
+    next; one that no longer answers is replaced by a new connection."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Any] = {}
+
+    async def reuse(self, name: str, target: TargetBase) -> Any | None:
+        from checks.adapters import adapter_for
+
+        held = self._held.pop(name, None)
+        if held is None:
+            return None
+        try:
+            fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.timeout)  # type: ignore[attr-defined]
+        except Exception:  # dropped meanwhile (a fix may restart a server): connect anew
+            await held.close()
+            return None
+        self._held[name] = fresh
+        return fresh
+
+    def keep(self, name: str, connection: Any) -> None:
+        if connection.session is not None:
+            self._held[name] = connection
+
+    def holds(self, connection: Any) -> bool:
+        return any(held is connection for held in self._held.values())
+
+    async def close(self) -> None:
+        held, self._held = list(self._held.values()), {}
+        for connection in held:
+            await connection.close()
+
+
 class Runner:
     """Runs the selected checks on the selected targets, all concurrently, within each server's
     session budget (checks.budget).
@@ -425,8 +461,10 @@ class Runner:
         on_target: TargetCallback | None = None,
         on_result: ResultCallback | None = None,
         budgets: ServerBudgets | None = None,
+        kept: KeptConnections | None = None,
     ) -> None:
         self.settings = settings
+        self.kept = kept
         from checks.fixes.journal import Journal
 
         self._journal = Journal.for_settings(settings).path
@@ -454,8 +492,6 @@ class Runner:
         )
 
     async def run_target(self, name: str) -> tuple[TargetStatus, list[CheckResult]]:
-        from checks.connectors import connect, failed
-
         target = self.settings.targets[name]
         engine = Engine(target.kind)  # type: ignore[attr-defined]
         checks = [c for c in self.selected if c.engine is engine]
@@ -470,11 +506,7 @@ class Runner:
                 await guard.decided.wait()  # no second session before the first has read the free slots
                 if guard.full:
                     return await self._skip_target(name, target, guard, budget.server)
-            try:
-                # Drivers bound their own connects; this guards against one that does not.
-                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-            except TimeoutError as exc:
-                connection = failed(name, target, exc)
+            connection = await self._connect(name, target)
             try:
                 if first:
                     try:
@@ -502,8 +534,25 @@ class Runner:
                     results = await self._report_skip(name, target, guard, budget.server, skipped, results,
                                                        connection.status)
             finally:
-                await connection.close()
+                if self.kept is None or not self.kept.holds(connection):
+                    await connection.close()
         return connection.status, results
+
+    async def _connect(self, name: str, target: TargetBase) -> Any:
+        from checks.connectors import connect, failed
+
+        if self.kept is not None:
+            again = await self.kept.reuse(name, target)
+            if again is not None:
+                return again
+        try:
+            # Drivers bound their own connects; this guards against one that does not.
+            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        except TimeoutError as exc:
+            connection = failed(name, target, exc)
+        if self.kept is not None:
+            self.kept.keep(name, connection)
+        return connection
 
     async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
         from checks.adapters import adapter_for

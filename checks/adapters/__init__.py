@@ -58,6 +58,12 @@ class EngineAdapter:
         """The databases on the session's server a target could name (for `databases = "*"`)."""
         raise NotImplementedError
 
+    async def refresh(self, connection: Connection) -> Connection:
+        """The same connection for another run of checks: a session object of its own (what
+        checks memoise per session starts afresh), with what it read at connect read again.
+        Raises if the connection no longer answers."""
+        raise NotImplementedError
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         """(connections in use, connections the server allows), either None when unknown."""
         raise NotImplementedError

@@ -36,6 +36,14 @@ class MongoAdapter(EngineAdapter):
         names = await session.client.list_database_names()
         return sorted(n for n in names if n not in {"admin", "local", "config"})
 
+    async def refresh(self, connection: Connection) -> Connection:
+        from checks.connectors import Connection
+        from checks.connectors.mongodb import MongoSession
+
+        old = connection.session
+        hello = await old.client.admin.command("hello")
+        return Connection(status=connection.status, session=MongoSession(old.client, old.default_database, dict(hello)))
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         status = await session.client.admin.command("serverStatus")
         connections = status.get("connections", {})

@@ -45,6 +45,14 @@ class PostgresAdapter(EngineAdapter):
         )
         return [r["datname"] for r in rows]
 
+    async def refresh(self, connection: Connection) -> Connection:
+        from checks.connectors import Connection
+        from checks.connectors.postgres import PostgresSession
+
+        session = PostgresSession(connection.session.pool, connection.session.database)
+        await session.fetchval("SELECT 1")
+        return Connection(status=connection.status, session=session)
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         row = await session.fetchrow(CONNECTIONS_QUERY)
         return row["used"], row["allowed"]

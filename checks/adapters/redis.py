@@ -49,6 +49,13 @@ class RedisAdapter(EngineAdapter):
         keyspace = await session.client.info("keyspace")
         return sorted((key.removeprefix("db") for key in keyspace if key.startswith("db")), key=int)
 
+    async def refresh(self, connection: Connection) -> Connection:
+        from checks.connectors import Connection
+        from checks.connectors.redis import RedisSession
+
+        client = connection.session.client
+        return Connection(status=connection.status, session=RedisSession(client, await client.info()))
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         info = await session.client.info("clients")
         allowed = info.get("maxclients")

@@ -22,7 +22,7 @@ from typing import Any
 
 from checks.adapters import adapter_for
 from checks.config import ConfigError, Settings, TargetBase
-from checks.engine import Registry, Runner, UsageError
+from checks.engine import KeptConnections, Registry, Runner, UsageError
 from checks.fixes.execution import Execution, FixLimits, Progress, StepFailed
 from checks.fixes.journal import Journal, JournalEntry, host_name, now_iso, os_user
 from checks.model import Finding, Fix, FixSafety, FixStep, Report
@@ -108,16 +108,18 @@ async def locate_finding(
     *,
     targets: Sequence[str] | None = None,
     where: Mapping[str, Sequence[str]] | None = None,
+    kept: KeptConnections | None = None,
 ) -> tuple[Finding | None, Report]:
     """find_finding, with the report of the run that found it: that run is the finding's re-check,
     so plan_fix(..., report=...) plans from it instead of running the check again. Not found
     while a check or a target failed: the finding may be among what could not be re-checked, so
-    FixRefused says what failed and why."""
+    FixRefused says what failed and why. With `kept`, the connections stay open for the fix's
+    verification."""
     if where:
         checks = list(dict.fromkeys(c for cs in where.values() for c in cs))
-        report = await _run(settings, registry, targets=list(where), checks=checks)
+        report = await _run(settings, registry, targets=list(where), checks=checks, kept=kept)
     else:
-        report = await _run(settings, registry, targets=targets, checks=None)
+        report = await _run(settings, registry, targets=targets, checks=None, kept=kept)
     exact = [f for f in report.findings if f.id == finding_id]
     if exact:
         return exact[0], report
@@ -199,9 +201,11 @@ async def apply_fix(
     on_progress: Progress | None = None,
     journal: Journal | None = None,
     limits: FixLimits | None = None,
+    kept: KeptConnections | None = None,
 ) -> FixOutcome:
     """Apply a plan. Its refusals are the plan's, computed once: passing allow_unsafe=True here
-    lifts none of them, and allow_unsafe=False contradicts a plan made with it (plan again)."""
+    lifts none of them, and allow_unsafe=False contradicts a plan made with it (plan again).
+    `kept`: the check connections of the run that found the finding, reused to verify."""
     if allow_unsafe is False and plan.allow_unsafe:
         raise ValueError("the plan was made with allow_unsafe=True: plan it again without it")
     started = time.perf_counter()
@@ -224,7 +228,7 @@ async def apply_fix(
         settings, registry, journal, entry, target, plan.steps, resume,
         verify=_judge_fixed,
         on_progress=on_progress, limits=limits or FixLimits(), started=started,
-        earlier_builds=_earlier_builds(journal, entry),
+        earlier_builds=_earlier_builds(journal, entry), kept=kept,
     )
 
 
@@ -243,6 +247,7 @@ async def _execute_and_verify(
     started: float,
     earlier_builds: dict[str, str] | None = None,
     notes: Sequence[str] = (),
+    kept: KeptConnections | None = None,
 ) -> FixOutcome:
     journal.append(entry)
     run = Execution(
@@ -264,14 +269,16 @@ async def _execute_and_verify(
         return _finish(journal, entry, run, "failed", f"{type(exc).__name__}: {exc}", started, secrets)
     await _record_state(entry, run, steps)
     await run.progress("verifying: re-running the check")
-    outcome, verified, message = await verify_after(settings, registry, entry, verify)
+    outcome, verified, message = await verify_after(settings, registry, entry, verify, kept=kept)
     return _finish(journal, entry, run, outcome, message, started, secrets, verified=verified)
 
 
-async def verify_after(settings: Settings, registry: Registry, entry: JournalEntry, verify: Any) -> tuple[str, bool | None, str]:
+async def verify_after(
+    settings: Settings, registry: Registry, entry: JournalEntry, verify: Any, *, kept: KeptConnections | None = None
+) -> tuple[str, bool | None, str]:
     check, finding_id = entry.finding["check"], entry.finding["id"]
     try:
-        report = await _run(settings, registry, targets=[entry.target], checks=[check])
+        report = await _run(settings, registry, targets=[entry.target], checks=[check], kept=kept)
     except FixRefused as exc:
         return "fixed", None, f"applied; could not verify: {exc}"
     error = next((e for e in report.errors if e.check == check), None)
@@ -536,9 +543,12 @@ def _target(settings: Settings, name: str) -> TargetBase:
     return target
 
 
-async def _run(settings: Settings, registry: Registry, *, targets: Sequence[str] | None, checks: Sequence[str] | None) -> Report:
+async def _run(
+    settings: Settings, registry: Registry, *, targets: Sequence[str] | None, checks: Sequence[str] | None,
+    kept: KeptConnections | None = None,
+) -> Report:
     try:
-        runner = Runner(settings, registry, targets=targets, checks=checks)
+        runner = Runner(settings, registry, targets=targets, checks=checks, kept=kept)
     except (UsageError, ConfigError) as exc:
         raise FixRefused(str(exc)) from None
     return await runner.run()

@@ -57,13 +57,24 @@ def run(args: argparse.Namespace) -> int:
 async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: str, where: dict[str, list[str]]) -> int:
     """Find, re-check, plan, apply and verify in one event loop: the run that finds the finding
     is its re-check, and the plan (with its refusals) is made from it once."""
+    from checks.engine import KeptConnections
+
+    kept = KeptConnections()  # the check connections of the find, kept open for the verification
+    try:
+        return await _find_plan_apply(args, settings, registry, wanted, where, kept)
+    finally:
+        await kept.close()
+
+
+async def _find_plan_apply(args: argparse.Namespace, settings: Any, registry: Any, wanted: str,
+                           where: dict[str, list[str]], kept: Any) -> int:
     import asyncio
 
     from checks.fixes import FixRefused, apply_fix, locate_finding, plan_fix
     from console.runtime import CliError
 
     try:
-        finding, report = await locate_finding(settings, registry, wanted, where=where)
+        finding, report = await locate_finding(settings, registry, wanted, where=where, kept=kept)
         if finding is None:
             looked = "; ".join(f"{', '.join(checks)} on {target}" for target, checks in where.items())
             say(f"no finding {args.finding_id} now (ran {looked}): it may be fixed already, or the id is mistyped "
@@ -89,7 +100,7 @@ async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: s
     limits = limits_from(args)
     if not args.yes:
         await asyncio.to_thread(confirm, f"apply this fix to {plan.target}", plan.target, plan.environment)
-    outcome = await apply_fix(settings, registry, plan, on_progress=progress, journal=journal, limits=limits)
+    outcome = await apply_fix(settings, registry, plan, on_progress=progress, journal=journal, limits=limits, kept=kept)
     return report_outcome(outcome, journal)
 
 

@@ -252,9 +252,9 @@ def check_runs(monkeypatch):
     runs: list[tuple[list[str], list[str] | None]] = []
     real = checks.fixes._run
 
-    async def spy(settings, registry, *, targets, checks):
+    async def spy(settings, registry, *, targets, checks, **kwargs):
         runs.append((list(targets or settings.targets), None if checks is None else sorted(checks)))
-        return await real(settings, registry, targets=targets, checks=checks)
+        return await real(settings, registry, targets=targets, checks=checks, **kwargs)
 
     monkeypatch.setattr(checks.fixes, "_run", spy)
     return runs
@@ -307,3 +307,25 @@ def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(order
     assert main(["fix", "0123456789ab", "--dry-run", "--target", "other", "--config", config]) == 1
     assert "no finding 0123456789ab now" in capsys.readouterr().out
     assert [targets for targets, _ in check_runs] == [["other"]]
+
+
+def test_the_verification_reuses_the_connection_of_the_find(orders, tmp_path, registry, capsys, monkeypatch):
+    """`fix --yes` opens one check connection: the find (which is the re-check) and the
+    verification share it; the fix's steps run on a read-write session of their own."""
+    import checks.connectors
+
+    config = str(pg_config(orders, tmp_path))
+    opened = []
+    real = checks.connectors.connect
+
+    async def counting(name, target):
+        opened.append(name)
+        return await real(name, target)
+
+    monkeypatch.setattr(checks.connectors, "connect", counting)
+    assert main(["fix", f"pg/test.pg-missing-index/{MISSING}", "--yes", "--config", config]) == 0
+    assert "fixed (verified)" in capsys.readouterr().out
+    assert opened == ["pg"] and index_count(orders) == 1
+    # After the fix the index exists: the verification saw it through the kept connection.
+    assert main(["fix", f"pg/test.pg-missing-index/{MISSING}", "--dry-run", "--config", config]) == 1
+    assert f"no finding pg/test.pg-missing-index/{MISSING} now" in capsys.readouterr().out
