@@ -38,10 +38,10 @@ class Location:
 
 
 def parse_reference(text: str) -> Location | None:
-    """TARGET/CHECK/ID as a Location; None for a bare id. Target names are identifiers and
-    check ids contain no "/", so the split is unambiguous."""
-    parts = text.strip().split("/")
-    if len(parts) != 3 or not all(parts):
+    """TARGET/CHECK/ID as a Location; None for a bare id. Check ids and finding ids contain no
+    "/", so the split is from the right: a discovered target is named SERVER/DATABASE."""
+    parts = text.strip().rsplit("/", 2)
+    if len(parts) != 3 or not all(parts) or any(not p for p in parts[0].split("/")):
         return None
     return Location(target=parts[0], check=parts[1], finding_id=parts[2])
 

@@ -24,7 +24,9 @@ def report(findings: list[Finding], ran: list[tuple[str, str]]) -> Report:
     ("forum/postgres.fk-missing-index/84b7853a", Location("forum", "postgres.fk-missing-index", "84b7853a")),
     ("84b7853a0c1d", None),
     ("forum//84b7853a", None),
-    ("a/b/c/d", None),
+    ("fleet/app_db/postgres.fk-missing-index/84b7853a",  # a discovered database's target: SERVER/DB
+     Location("fleet/app_db", "postgres.fk-missing-index", "84b7853a")),
+    ("/postgres.x/84b7853a", None),
 ])
 def test_a_reference_names_target_check_and_id(text, location):
     assert parse_reference(text) == location
