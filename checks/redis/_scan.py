@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import collections
 import heapq
 import math
 import random
@@ -735,9 +734,6 @@ async def scan_database(
 # OBJECT ENCODING, and OBJECT IDLETIME (ARGV[5] = 'idle'); under an LFU policy (ARGV[5] =
 # 'freq') OBJECT FREQ is read on every key. Both before the lengths: STRLEN and the like
 # reset a key's idle time and bump its LFU counter (TYPE, TTL, OBJECT, MEMORY do not).
-# It also returns the cursor after the next page (`ahead`, a SCAN whose keys it drops): the page
-# after next can then be asked for at once, so the server always has the next page queued
-# instead of waiting for this process between pages (two pages in flight, one SCAN more each).
 PAGE_SCRIPT = """
 local page = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local keys, types, ttls, sizes = page[2], {}, {}, {}
@@ -780,9 +776,7 @@ if ARGV[3] == '1' then
     if command then sizes[i] = redis.call(command, key) else sizes[i] = -1 end
   end
 end
-local ahead = '0'
-if page[1] ~= '0' then ahead = redis.call('SCAN', page[1], 'COUNT', ARGV[2])[1] end
-return {page[1], keys, types, ttls, sizes, picked, memory, seen, encodings, freqs, ahead}
+return {page[1], keys, types, ttls, sizes, picked, memory, seen, encodings, freqs}
 """
 
 
@@ -821,24 +815,16 @@ async def _scripted_pass(
         reply = await page(b"0", 0)
     except ResponseError as error:
         raise _ScriptRefused(str(error)) from error
-    in_flight: collections.deque[asyncio.Future[Any]] = collections.deque()
+    following: asyncio.Future[Any] | None = None
     result.freq_on_every_key = access == "freq"
     try:
         while True:
-            cursor, keys, kinds, ttls, sizes, picked, memory, seen, encodings, freqs, ahead = reply
+            cursor, keys, kinds, ttls, sizes, picked, memory, seen, encodings, freqs = reply
             keys, more = _trim(keys, cursor, limit, result.scanned)
             if more:
-                # The next pages go out now: the server reads them while this one is aggregated.
-                position = result.scanned + len(keys)
-                if not in_flight:  # the first page: its successor is not asked for yet
-                    in_flight.append(asyncio.ensure_future(page(cursor, position)))
-                if ahead not in (b"0", 0, "0") and (limit is None or position + count < limit):
-                    in_flight.append(asyncio.ensure_future(page(ahead, position + count)))
+                # The next page goes out now: the server reads it while this one is aggregated.
+                following = asyncio.ensure_future(page(cursor, result.scanned + len(keys)))
                 await asyncio.sleep(0)
-            else:
-                for future in in_flight:
-                    future.cancel()
-                in_flight.clear()
             kept = len(keys)
             samples = None
             if picked:
@@ -849,13 +835,14 @@ async def _scripted_pass(
                        table, big, rng, node, samples, freqs[:kept] if freqs else None, hot)
             result.scanned += len(keys)
             await throttle.after(len(keys))
-            if not in_flight:
+            if following is None:
                 result.complete = cursor in (b"0", 0)
                 return
-            reply = await in_flight.popleft()
+            reply = await following
+            following = None
     finally:
-        for future in in_flight:
-            future.cancel()
+        if following is not None:
+            following.cancel()
 
 
 def _trim(keys: list[bytes], cursor: Any, limit: int | None, scanned: int) -> tuple[list[bytes], bool]:

@@ -260,9 +260,9 @@ def test_without_scripting_the_pipelined_pass_finds_the_same(redis_db):
         assert session.evidence["avg_length"] == 1.0
 
 
-def test_many_pages_two_in_flight_count_every_key_once_and_stop_at_the_limit(redis_db):
-    """Small pages (SCAN COUNT 100): the page script keeps two pages in flight; each key is
-    counted once, and a scan limit stops mid-way with the pages already asked for dropped."""
+def test_many_pages_count_every_key_once_and_stop_at_the_limit(redis_db):
+    """Small pages (SCAN COUNT 100), the next one always asked for before this one is counted: each
+    key is counted once, and a scan limit stops mid-way with the page already asked for dropped."""
     pipe = redis_db.client.pipeline(transaction=False)
     for n in range(5000):
         pipe.set(f"session:{uuid.uuid4()}", "u", ex=None if n % 50 == 0 else 3600)
