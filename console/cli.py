@@ -20,7 +20,6 @@ from console.runtime import (
     run_async,
     run_report,
     version,
-    wide_console,
     write_report,
 )
 
@@ -173,14 +172,11 @@ def _cmd_checks(args: argparse.Namespace) -> int:
         doc = {"schema": "dbvitals.catalog/1", "checks": entries, "problems": registry.problems}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return EXIT_OK
-    from rich.table import Table
+    from console.textwidth import Column, print_fitted
 
-    table = Table(box=None, padding=(0, 1), show_edge=False)
-    for column in ("id", "engine", "severity", "fix", "title"):
-        table.add_column(column, overflow="fold")
-    for e in entries:
-        table.add_row(e["id"], e["engine"], e["severity"], e["fix"], e["title"])
-    wide_console().print(table)
+    columns = [Column("id", 9, words=False), Column("engine", 2), Column("severity", 5), Column("fix", 4),
+               Column("title", 9)]
+    print_fitted(columns, [[e["id"], e["engine"], e["severity"], e["fix"], e["title"]] for e in entries])
     return EXIT_OK
 
 
@@ -213,18 +209,16 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         doc = {"schema": "dbvitals.targets/1", "targets": [s.to_dict() for s in statuses]}
         sys.stdout.write(mask_text(json.dumps(doc, indent=2)) + "\n")
     else:
-        from rich.table import Table
+        from console.textwidth import Column, print_fitted
 
-        table = Table(box=None, padding=(0, 1), show_edge=False)
-        for column in ("target", "kind", "environment", "state", "latency", "version", "role", "url", "error"):
-            table.add_column(column, overflow="fold")
-        for s in statuses:
-            table.add_row(*(mask_text(terminal_safe(cell)) for cell in (
-                s.name, s.kind.value, s.environment or "", s.state.value,
-                "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
-                s.server_version or "", s.role or "", s.url, s.error or "",
-            )))
-        wide_console().print(table)
+        columns = [Column("target", 9, words=False), Column("kind", 6), Column("environment", 3),
+                   Column("state", 9, words=False), Column("latency", 5), Column("version", 2), Column("role", 1),
+                   Column("url", 4, words=False), Column("error", 7)]
+        print_fitted(columns, [[mask_text(terminal_safe(cell)) for cell in (
+            s.name, s.kind.value, s.environment or "", s.state.value,
+            "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
+            s.server_version or "", s.role or "", s.url, s.error or "",
+        )] for s in statuses])
     return EXIT_OK if all(s.reachable for s in statuses) else EXIT_FINDINGS
 
 

@@ -124,12 +124,3 @@ def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> N
         sys.stdout.write(text)
         sys.stdout.flush()
 
-
-def wide_console() -> Any:
-    """A terminal's own width; at least 160 columns when piped, so rows stay greppable."""
-    import shutil
-
-    from rich.console import Console
-
-    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
-    return Console(highlight=False, width=width)

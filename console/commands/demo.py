@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--stop", metavar="DIR", help="stop a playground left by --keep and remove its data")
     parser.add_argument("--format", default="text", help="report format with --headless (default text)")
     parser.add_argument("--dir", metavar="DIR", help="where the servers keep their data (default: a new temp dir)")
+    # SUPPRESS: `dbvitals --theme X demo` keeps the X given before the command.
+    parser.add_argument("--theme", default=argparse.SUPPRESS, help="console theme (as `dbvitals --theme`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dbvitals demo --stop {playground.directory}")
         return 0
     try:
-        return _headless(config_path, args.format) if args.headless else _console(config_path)
+        return _headless(config_path, args.format) if args.headless else _console(config_path, getattr(args, "theme", None))
     finally:
         _say("stopping the demo servers")
         playground.stop()
@@ -97,9 +99,9 @@ def _headless(config_path: Any, fmt: str) -> int:
     return exit_code(report, "high")
 
 
-def _console(config_path: Any) -> int:
+def _console(config_path: Any, theme: str | None = None) -> int:
     from console.app import run_app
     from console.runtime import load_settings
 
     settings = load_settings(argparse.Namespace(config=str(config_path)))
-    return run_app(settings, theme=None, config_path=str(config_path))
+    return run_app(settings, theme=theme, config_path=str(config_path))

@@ -74,22 +74,22 @@ def state_text(entry: Any, undone_by: str | None) -> str:
 
 
 def _table(entries: list[Any], undone: dict[str, str]) -> None:
-    from rich.table import Table
-
     from checks.display import terminal_safe
-    from console.runtime import wide_console
+    from console.textwidth import Column, print_fitted
 
-    table = Table(box=None, padding=(0, 1), show_edge=False)
-    for column in ("entry", "started", "user", "target", "kind", "check", "object", "outcome", "verified", "duration"):
-        table.add_column(column, overflow="fold")
+    # At 80 columns: which entry, when, where, on what, and how it ended; the rest when there is room.
+    columns = [Column("entry", 9, words=False), Column("started", 8), Column("user", 2),
+               Column("target", 7, words=False), Column("kind", 4), Column("check", 3, words=False),
+               Column("object", 6, words=False), Column("outcome", 9), Column("verified", 1), Column("duration", 2)]
+    rows = []
     for e in entries:
         verified = {True: "yes", False: "no", None: ""}[e.verified]
-        table.add_row(*(terminal_safe(str(cell)) for cell in (
+        rows.append([terminal_safe(str(cell)) for cell in (
             e.id, _local(e.started_at), e.user, e.target, e.kind if not e.undoes else f"undo {e.undoes}",
             e.finding.get("check", ""), e.finding.get("object", ""), state_text(e, undone.get(e.id)), verified,
             "" if e.duration_ms is None else f"{e.duration_ms / 1000:.2f}s",
-        )))
-    wide_console().print(table)
+        )])
+    print_fitted(columns, rows)
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:

@@ -1,4 +1,5 @@
-"""The human report: one Rich table per target, worst findings first."""
+"""The human report: one table per target, worst findings first, as wide as the terminal
+(120 columns when piped), never breaking a word inside a cell."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import io
 from collections import Counter
 from typing import Any
 
-from rich.console import Console, Group
-from rich.table import Table
+from rich.console import Console
+from rich.padding import Padding
 from rich.text import Text
 
 from checks.display import terminal_safe as safe
 from checks.model import Report, Severity, TargetState
+from console.textwidth import Column, fitted, terminal_width
 
 # Terminal styles for the headless report; the console takes its colours from themes/.
 SEVERITY_STYLE = {
@@ -23,7 +25,8 @@ SEVERITY_STYLE = {
 }
 
 
-def render(report: Report, *, color: bool = False, width: int = 120, **_: Any) -> str:
+def render(report: Report, *, color: bool = False, width: int | None = None, **_: Any) -> str:
+    width = width or terminal_width(default=120)
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
     for status in report.targets:
@@ -45,19 +48,14 @@ def render(report: Report, *, color: bool = False, width: int = 120, **_: Any) -
         if not findings:
             console.print(Text("  no findings", style="green"))
         else:
-            table = Table(show_edge=False, pad_edge=False, expand=False, box=None, padding=(0, 1))
-            table.add_column("severity", no_wrap=True)
-            table.add_column("id", no_wrap=True, style="dim")
-            table.add_column("check", no_wrap=True)
-            table.add_column("object", overflow="fold")
-            table.add_column("finding", overflow="fold")
+            columns = [Column("severity", 9, words=False), Column("id", 8, words=False),
+                       Column("check", 4, words=False), Column("object", 6, words=False), Column("finding", 9)]
+            rows = []
             for f in findings:
                 fix = f" [fix: {f.fix.safety.value}]" if f.fix else ""
-                table.add_row(
-                    Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), f.id, safe(f.check), safe(f.object),
-                    Text(safe(f.title) + fix),
-                )
-            console.print(Group(table))
+                rows.append([Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), Text(f.id, style="dim"),
+                             safe(f.check), safe(f.object), Text(safe(f.title) + fix)])
+            console.print(Padding(fitted(columns, rows, width - 2), (0, 0, 0, 2)))
         console.print()
     if report.errors:
         console.print(Text("check errors:", style="bold red"))

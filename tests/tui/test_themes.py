@@ -74,3 +74,8 @@ async def test_theme_flag_config_and_user_theme_errors_in_the_app(tmp_path):
         await pilot.pause()
         assert app.theme == "dbvitals-dark"
         assert any('theme "no-such-theme" not found' in n.message for n in app._notifications)
+
+
+def test_high_contrast_critical_is_the_most_alarming_red(tmp_path):
+    variables = load_themes(tmp_path).themes["dbvitals-high-contrast"].variables
+    assert variables["severity-critical"] == "ansi_bright_red" and variables["severity-high"] == "ansi_red"
