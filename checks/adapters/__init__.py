@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from checks.model import Engine, FixStep
 
@@ -49,6 +49,10 @@ class EngineAdapter:
     figures_module: ClassVar[str]  # reads the figures a snapshot keeps (checks.snapshots.FiguresReader)
     script_interpreter: ClassVar[tuple[str, ...]] = ()  # a migration script's "#!" line, if it is a program
 
+    display_name: ClassVar[str]  # the engine's name in messages: "PostgreSQL"
+    default_port: ClassVar[int]
+    greeting_header: ClassVar[int] = 0  # a reply shorter than this is read on once (a header cut short)
+
     # --- sessions ------------------------------------------------------------------------------
     async def connect(self, name: str, target: TargetBase) -> Connection:
         """A read-only session for checks; a failure is a Connection with a state, never a raise."""
@@ -62,6 +66,19 @@ class EngineAdapter:
         """The same connection for another run of checks: a session object of its own (what
         checks memoise per session starts afresh), with what it read at connect read again.
         Raises if the connection no longer answers."""
+        raise NotImplementedError
+
+    def wants_tls(self, url: str) -> bool:
+        """Whether the target URL asks for TLS."""
+        raise NotImplementedError
+
+    def greeting(self) -> tuple[bytes, int]:
+        """A plain first message in the engine's protocol, and the request id its reply carries
+        (checks.connectors.probe tells a wrong port or a missing TLS from a timeout with it)."""
+        raise NotImplementedError
+
+    def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
+        """Whether the first bytes back (never empty) are this engine's plain protocol."""
         raise NotImplementedError
 
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
@@ -99,6 +116,11 @@ class EngineAdapter:
         """The inverse journaled for an entry: a batch step's inverse may only be known per entry
         (the Redis keys an expire step records)."""
         return list(inverse)
+
+    def expected_text(self, record: dict[str, Any]) -> str:
+        """One object an undo's guard expects to find as the fix left it (a journal `expect`
+        record of this engine's executor), in words."""
+        return str(record)
 
     def resumable(self, steps: Sequence[FixStep]) -> bool:
         """Whether an interrupted run of these steps can resume where it stopped."""

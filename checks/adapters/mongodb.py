@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from checks.adapters import EngineAdapter, int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
@@ -26,6 +28,9 @@ class MongoAdapter(EngineAdapter):
     comment = "//"
     lexer = "javascript"
     fence = "js"
+    display_name = "MongoDB"
+    default_port = 27017
+    greeting_header = 16  # the wire protocol's message header
 
     async def connect(self, name: str, target: TargetBase) -> Connection:
         from checks.connectors.mongodb import connect
@@ -44,6 +49,26 @@ class MongoAdapter(EngineAdapter):
         hello = await old.client.admin.command("hello")
         return Connection(status=connection.status, session=MongoSession(old.client, old.default_database, dict(hello)))
 
+    def wants_tls(self, url: str) -> bool:
+        from checks.connectors.probe import tls_parameters
+
+        params = tls_parameters(url)
+        return params.get("tls") == "true" or params.get("ssl") == "true"
+
+    def greeting(self) -> tuple[bytes, int]:
+        import bson
+
+        request_id = int.from_bytes(os.urandom(3), "little") + 1
+        body = struct.pack("<i", 0) + b"\x00" + bson.encode({"hello": 1, "$db": "admin"})
+        return struct.pack("<iiii", 16 + len(body), request_id, 0, 2013) + body, request_id  # OP_MSG
+
+    def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
+        if len(reply) >= 16:
+            length, _, response_to, op_code = struct.unpack("<iiii", reply[:16])
+            if op_code in (1, 2013) and response_to == request_id and 16 <= length <= 48_000_000:
+                return "speaks"
+        return "other"
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         status = await session.client.admin.command("serverStatus")
         connections = status.get("connections", {})
@@ -55,6 +80,10 @@ class MongoAdapter(EngineAdapter):
         from checks.connectors.mongodb import free_slots
 
         return await free_slots(session)
+
+    def expected_text(self, record: dict[str, Any]) -> str:
+        key = ", ".join(f"{k}: {v}" for k, v in record.get("key", []))
+        return f"index {record.get('name')} on {record.get('database')}.{record.get('collection')}: {{{key}}}"
 
     async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
         from checks.fixes.mongodb import execute

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from checks.adapters import EngineAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution, UndoCheck
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # answered S or N by any PostgreSQL server
 
 # Connections in use against the server's limit, in one light query.
 CONNECTIONS_QUERY = """
@@ -32,6 +35,8 @@ class PostgresAdapter(EngineAdapter):
     comment = "--"
     lexer = "sql"
     fence = "sql"
+    display_name = "PostgreSQL"
+    default_port = 5432
 
     async def connect(self, name: str, target: TargetBase) -> Connection:
         from checks.connectors.postgres import connect
@@ -53,6 +58,19 @@ class PostgresAdapter(EngineAdapter):
         await session.fetchval("SELECT 1")
         return Connection(status=connection.status, session=session)
 
+    def wants_tls(self, url: str) -> bool:
+        from checks.connectors.probe import tls_parameters
+
+        return tls_parameters(url).get("sslmode") in {"require", "verify-ca", "verify-full"}
+
+    def greeting(self) -> tuple[bytes, int]:
+        return SSL_REQUEST, 0
+
+    def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
+        # One byte, S or N, then the server waits; or an error message (E, length) from old servers.
+        speaks = reply in (b"S", b"N") or (reply[:1] == b"E" and len(reply) >= 5)
+        return "speaks" if speaks else "other"
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         row = await session.fetchrow(CONNECTIONS_QUERY)
         return row["used"], row["allowed"]
@@ -61,6 +79,9 @@ class PostgresAdapter(EngineAdapter):
         from checks.connectors.postgres import free_slots
 
         return await free_slots(session)
+
+    def expected_text(self, record: dict[str, Any]) -> str:
+        return f"index {record.get('index')} (OID {record.get('oid')}): {record.get('definition')}"
 
     async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
         from checks.fixes.postgres import execute

@@ -7,7 +7,7 @@ expire step resumes at the SCAN cursor it recorded."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from checks.adapters import EngineAdapter, SideFile, int_or_none
 from checks.fixes.quoting import (
@@ -37,6 +37,8 @@ class RedisAdapter(EngineAdapter):
     comment = "#"
     lexer = "bash"
     fence = "sh"
+    display_name = "Redis"
+    default_port = 6379
     script_interpreter = ("#!/usr/bin/env bash",)
 
     async def connect(self, name: str, target: TargetBase) -> Connection:
@@ -56,6 +58,17 @@ class RedisAdapter(EngineAdapter):
         client = connection.session.client
         return Connection(status=connection.status, session=RedisSession(client, await client.info()))
 
+    def wants_tls(self, url: str) -> bool:
+        from checks.connectors.probe import tls_parameters
+
+        return url.startswith("rediss://") or tls_parameters(url).get("ssl") == "true"
+
+    def greeting(self) -> tuple[bytes, int]:
+        return b"PING\r\n", 0
+
+    def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
+        return "speaks" if reply[:1] in (b"+", b"-") and reply.endswith(b"\r\n") else "other"
+
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         info = await session.client.info("clients")
         allowed = info.get("maxclients")
@@ -70,6 +83,9 @@ class RedisAdapter(EngineAdapter):
         from checks.connectors.redis import free_slots
 
         return await free_slots(session)
+
+    def expected_text(self, record: dict[str, Any]) -> str:
+        return f"{record.get('parameter')} = {record.get('value', '(a secret)')}"
 
     async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
         from checks.fixes.redis import execute

@@ -53,17 +53,18 @@ def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: t
 async def diagnosed(name: str, target: TargetBase, exc: BaseException) -> Connection:
     """`failed`, with what a driver cannot tell asked of the server itself: a port that speaks
     another protocol (protocol_error), a plain server behind a URL asking for TLS (tls_error)."""
-    from checks.connectors.probe import probe, shown, wants_tls
+    from checks.adapters import adapter_for
+    from checks.connectors.probe import probe, shown
 
     state, detail = classify(exc)
     if state in {TargetState.TIMEOUT, TargetState.ERROR, TargetState.TLS_ERROR}:
-        kind = str(target.kind)  # type: ignore[attr-defined]
-        verdict, reply = await probe(kind, target.connect_url, min(target.timeout, 1.0))
-        engine = {"postgres": "PostgreSQL", "redis": "Redis", "mongodb": "MongoDB"}[kind]
+        adapter = adapter_for(target.kind)  # type: ignore[attr-defined]
+        verdict, reply = await probe(adapter, target.connect_url, min(target.timeout, 1.0))
+        engine = adapter.display_name
         if verdict == "other":
             state = TargetState.PROTOCOL_ERROR
             detail = f"the server does not speak the {engine} protocol (it answered '{shown(reply)}'); {detail}"
-        elif verdict == "speaks" and wants_tls(kind, target.connect_url):
+        elif verdict == "speaks" and adapter.wants_tls(target.connect_url):
             state = TargetState.TLS_ERROR
             detail = f"the URL asks for TLS but the server answers plain {engine}; {detail}"
     return failed(name, target, exc, state_detail=(state, detail))

@@ -93,7 +93,7 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:
-    from checks.adapters import step_text
+    from checks.adapters import adapter_for, step_text
     from checks.display import terminal_safe
     from checks.model import FixStep
 
@@ -124,22 +124,9 @@ def _detail(entry: Any, undone_by: str | None) -> str:
         *steps("inverse", entry.inverse),
         f"message   {s(entry.message) if entry.message else ('the process stopped before the fix finished: check the target' if entry.outcome is None else '')}",
         *(f"left      {s(item)}" for item in entry.leftovers),
-        *(f"undo sees {s(_expected(item))}" for item in getattr(entry, "expect", [])),
+        *(f"undo sees {s(adapter_for(entry.engine).expected_text(item))}" for item in getattr(entry, "expect", [])),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _expected(record: dict[str, Any]) -> str:
-    """One object the undo's guard expects to find as the fix left it."""
-    kind = record.get("kind")
-    if kind == "pg-index":
-        return f"index {record.get('index')} (OID {record.get('oid')}): {record.get('definition')}"
-    if kind == "mongo-index":
-        key = ", ".join(f"{k}: {v}" for k, v in record.get("key", []))
-        return f"index {record.get('name')} on {record.get('database')}.{record.get('collection')}: {{{key}}}"
-    if kind == "redis-config":
-        return f"{record.get('parameter')} = {record.get('value', '(a secret)')}"
-    return str(record)
 
 
 def _local(iso: str) -> str:
