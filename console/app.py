@@ -33,7 +33,7 @@ from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinis
 from console.screens.activity import ActivityScreen
 from console.screens.confirm_fix import ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
-from console.screens.export import ExportModal, write_export
+from console.screens.export import ExportModal, default_path, write_export
 from console.screens.fix_progress import FixProgressModal
 from console.screens.help import HelpScreen
 from console.screens.history import FixHistoryScreen, HistoryEntryScreen
@@ -596,26 +596,15 @@ class DbVitalsApp(App[None]):
             return
         self.push_screen(FixHistoryScreen(entries, **where))
 
-    def action_export(self) -> None:
-        count = len(self.main_screen.shown_findings())
-        self.push_screen(ExportModal(count), self.export)
-
-    def export(self, fmt: str | None) -> None:
-        if fmt is None:
-            return
+    def action_export(self, fmt: str = "json") -> None:
         findings = list(self.main_screen.shown_findings())
         statuses = [row.status for row in self.targets.values() if row.status is not None]
         description = self.main_screen.filter.describe()
 
-        async def write() -> None:
-            try:
-                path = await asyncio.to_thread(write_export, findings, statuses, fmt, None, description)
-            except OSError as exc:
-                self.notify(f"Cannot write the export: {exc}", severity="error")
-                return
-            self.notify(f"{len(findings):,} findings written to {path}", title="Exported", timeout=12)
+        async def write(path: Path) -> Path:
+            return await asyncio.to_thread(write_export, findings, statuses, path, description)
 
-        self.run_worker(write(), name="export", group="export")
+        self.push_screen(ExportModal(len(findings), write, default_path(fmt)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield SystemCommand("Re-run all checks", "Run every check on every target again (r)", self.action_rerun_all)
@@ -627,9 +616,10 @@ class DbVitalsApp(App[None]):
                 partial(self.main_screen.set_filter, FindingFilter(severities=frozenset({severity}))),
             )
         yield SystemCommand("Clear filters", "Show every finding (x)", self.main_screen.action_clear_filters)
-        yield SystemCommand("Export findings as JSON", "The findings shown, to a file here (e)", partial(self.export, "json"))
-        yield SystemCommand("Export findings as Markdown", "The findings shown, to a file here (e)",
-                            partial(self.export, "markdown"))
+        yield SystemCommand("Export findings as JSON", "The findings shown, to a file you name (e)",
+                            partial(self.action_export, "json"))
+        yield SystemCommand("Export findings as Markdown", "The findings shown, to a file you name (e)",
+                            partial(self.action_export, "markdown"))
         yield SystemCommand("Fix history", "Every fix applied, from the journal (h)", self.action_history)
         yield SystemCommand("Help", "Every key binding (?)", self.action_help)
         yield from super().get_system_commands(screen)

@@ -1,18 +1,20 @@
-"""`e`: the findings now shown (filter applied) to a JSON or Markdown file in the working
-directory, for a ticket or a hand-over."""
+"""`e`: the findings now shown (filter applied) to a JSON or Markdown file, for a ticket or
+a hand-over. The path is shown in full and can be edited before anything is written; the
+dialog then says where the file went, whole, instead of a toast that cuts it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Input, Static
 
 from checks.model import Finding, Report, TargetStatus
 from console.widgets.fix_view import fix_text
@@ -50,37 +52,81 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def write_export(findings: Sequence[Finding], targets: Sequence[TargetStatus], fmt: str,
-                 directory: Path | None = None, description: str = "") -> Path:
+def default_path(fmt: str, directory: Path | None = None) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = (directory or Path.cwd()) / f"dbvitals-findings-{stamp}.{FORMATS[fmt]}"
-    path.write_text(export_text(findings, targets, fmt, description), encoding="utf-8")
-    return path
+    return (directory or Path.cwd()) / f"dbvitals-findings-{stamp}.{FORMATS[fmt]}"
 
 
-class ExportModal(ModalScreen[str | None]):
-    """Returns "json", "markdown", or None when cancelled."""
+def format_of(path: str) -> str:
+    """Markdown for .md/.markdown, JSON otherwise."""
+    return "markdown" if path.lower().endswith((".md", ".markdown")) else "json"
+
+
+def write_export(findings: Sequence[Finding], targets: Sequence[TargetStatus], path: Path, description: str = "") -> Path:
+    path = path.expanduser()
+    path.write_text(export_text(findings, targets, format_of(str(path)), description), encoding="utf-8")
+    return path.resolve()
+
+
+class ExportModal(ModalScreen[None]):
+    """Edit the path (its extension picks the format), Enter writes, Esc closes."""
 
     BINDINGS = [
-        Binding("j", "choose('json')", "JSON"),
-        Binding("m", "choose('markdown')", "Markdown"),
-        Binding("escape", "choose(None)", "Cancel"),
+        Binding("escape", "close", "Close", tooltip="Close: nothing more is written"),
+        Binding("ctrl+j", "extension('json')", "JSON", tooltip="Make it a JSON file"),
+        Binding("ctrl+k", "extension('md')", "Markdown", tooltip="Make it a Markdown file"),
     ]
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, write: Callable[[Path], Awaitable[Path]], path: Path | None = None) -> None:
         super().__init__(classes="export")
         self.count = count
+        self.write = write
+        self.path = path or default_path("json")
+        self.written: Path | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-body"):
-            yield Static(f"Export the {self.count:,} findings shown to the current directory as:")
+            yield Static(f"Export the {self.count:,} findings shown to this file (.json or .md), then Enter:")
+            yield Input(str(self.path), id="export-path")
+            yield Static("", id="export-result")
             with Horizontal(id="export-buttons"):
-                yield Button("JSON (j)", id="json", variant="primary")
-                yield Button("Markdown (m)", id="markdown")
-                yield Button("Cancel", id="cancel")
+                yield Button("JSON", id="json", compact=True)
+                yield Button("Markdown", id="md", compact=True)
+                yield Button("Write", id="write", variant="primary", compact=True)
+                yield Button("Close", id="close", compact=True)
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_extension(self, suffix: str) -> None:
+        box = self.query_one(Input)
+        box.value = str(Path(box.value).with_suffix("." + suffix))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(None if event.button.id == "cancel" else event.button.id)
+        if event.button.id in {"json", "md"}:
+            self.action_extension(event.button.id)
+        elif event.button.id == "write":
+            self.run_worker(self._write(self.query_one(Input).value), exclusive=True)
+        else:
+            self.dismiss(None)
 
-    def action_choose(self, fmt: str | None) -> None:
-        self.dismiss(fmt)
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.run_worker(self._write(event.value), exclusive=True)
+
+    async def _write(self, value: str) -> None:
+        result = self.query_one("#export-result", Static)
+        if not value.strip():
+            result.update("[$error b]No path:[/] type where the file goes.")
+            return
+        try:
+            written = await self.write(Path(value.strip()))
+        except OSError as exc:
+            result.update(f"[$error b]Not written:[/] {escape(str(exc))}")
+            return
+        self.written = written
+        result.update(f"[$success b]Written[/] {self.count:,} findings to\n{escape(str(written))}\n"
+                      "[$text-muted]Esc closes[/]")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from textual.widgets import Input
 
 from checks.model import Severity
 from console.screens.confirm_fix import ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
 from console.screens.history import FixHistoryScreen, HistoryEntryScreen
+from console.screens.export import ExportModal
 from console.screens.help import HelpScreen
 from console.screens.main import MainScreen
 from console.widgets.evidence_view import EvidenceView
@@ -124,23 +126,46 @@ async def test_copy_fix_and_evidence_go_to_the_clipboard():
         assert json.loads(app.clipboard)["evidence"]["scans"] == {"seq": 120, "index": 0}
 
 
-@pytest.mark.parametrize(("key", "suffix"), [("j", "json"), ("m", "md")])
-async def test_export_writes_the_shown_findings_in_the_cwd(tmp_path, monkeypatch, key, suffix):
+@pytest.mark.parametrize("suffix", ["json", "md"])
+async def test_export_shows_the_path_lets_the_user_change_it_and_says_where_it_went(tmp_path, monkeypatch, suffix):
     monkeypatch.chdir(tmp_path)
     app = synthetic_app(12)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: len(table(app).shown) == 12)
         await pilot.press("1")
         await settle(pilot)
-        await pilot.press("e", key)
-        await wait_until(pilot, lambda: list(tmp_path.glob(f"dbvitals-findings-*.{suffix}")))
-    text = next(tmp_path.glob(f"dbvitals-findings-*.{suffix}")).read_text()
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportModal))
+        box = app.screen.query_one("#export-path", Input)
+        assert box.value.startswith(str(tmp_path)) and box.value.endswith(".json")  # shown in full before writing
+        target = tmp_path / "handover" / f"findings.{suffix}"
+        target.parent.mkdir()
+        box.value = str(target)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.screen.written is not None)
+        said = str(app.screen.query_one("#export-result").render())
+        assert "Written 3 findings to" in said and str(target) in said.replace("\n", "")
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+    assert not list(tmp_path.glob("dbvitals-findings-*"))  # nothing written where the console started
+    text = target.read_text()
     if suffix == "json":
         doc = json.loads(text)
         assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity critical"
         assert len(doc["findings"]) == 3
     else:
         assert text.startswith("# dbvitals findings") and text.count("| critical |") == 3
+
+
+async def test_the_count_never_reads_as_hidden_while_results_arrive():
+    app = synthetic_app(0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.ingest([], synthetic_findings(3))
+        # Before the table's debounce has run: the title must not say "0 of 3".
+        assert " of " not in str(app.main_screen.query_one("#findings-title").render())
+        await settle(pilot)
+        assert "Findings 3" in str(app.main_screen.query_one("#findings-title").render())
 
 
 async def test_help_lists_every_binding():
