@@ -38,8 +38,13 @@ def proof_line(finding: Finding) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     message = " ".join(finding.message.split())
-    first = SENTENCE_END.split(message, maxsplit=1)[0]
-    return first.rstrip(".")
+    first = SENTENCE_END.split(message, maxsplit=1)[0].rstrip(".")
+    # The claim, without the clauses that explain it: those follow in the message.
+    for separator in ("; ", ": ", " — "):
+        head = first.split(separator, 1)[0]
+        if len(head) >= 24:
+            first = head
+    return first
 
 
 def human_seconds(seconds: float) -> str:
