@@ -73,8 +73,9 @@ class ExportModal(ModalScreen[None]):
 
     BINDINGS = [
         Binding("escape", "close", "Close", tooltip="Close: nothing more is written"),
-        Binding("ctrl+j", "extension('json')", "JSON", tooltip="Make it a JSON file"),
-        Binding("ctrl+k", "extension('md')", "Markdown", tooltip="Make it a Markdown file"),
+        Binding("enter", "noop", "Write", tooltip="Write the file at the path typed (.json or .md)"),
+        Binding("tab", "app.focus_next", "Buttons", show=False,
+                tooltip="To the JSON / Markdown buttons, which set the extension"),
     ]
 
     def __init__(self, count: int, write: Callable[[Path], Awaitable[Path]], path: Path | None = None) -> None:
@@ -98,6 +99,9 @@ class ExportModal(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+
+    def action_noop(self) -> None:
+        """Enter is the Input's own: listed so the footer and `?` say what it does."""
 
     def action_extension(self, suffix: str) -> None:
         box = self.query_one(Input)

@@ -34,8 +34,8 @@ COLUMNS = (
 HEADERS = {key: header for key, header, _, _ in COLUMNS}
 MIN_WIDTH = {key: low for key, _, low, _ in COLUMNS}
 # Below these widths a column gives its room to the title: the check first (the target
-# already says the engine, and the preview line names the check), then the object.
-DROP_BELOW = {"check": 110, "object": 64, "target": 48}
+# already says the engine), then the object (titles name it; the preview line shows both).
+DROP_BELOW = {"check": 110, "object": 90, "target": 48}
 
 
 def short_check(check: str) -> str:
