@@ -400,15 +400,24 @@ class DbVitalsApp(App[None]):
                         exit_on_error=False)
 
     async def _fix_flow(self, finding: Finding) -> None:
-        from checks.fixes import FixRefused, apply_fix, plan_fix
+        from checks.engine import KeptConnections
 
         if self.ensure_registry() is None:
             return
+        kept = KeptConnections()  # the re-check's connection, kept for the verification
+        try:
+            await self._plan_and_apply(finding, kept)
+        finally:
+            await kept.close()
+
+    async def _plan_and_apply(self, finding: Finding, kept: Any) -> None:
+        from checks.fixes import FixRefused, apply_fix, plan_fix
+
         target = self.settings.targets[finding.target]
         unsafe = finding.fix is not None and finding.fix.safety is FixSafety.UNSAFE
         self.notify(f"Re-checking {finding.object} before planning the fix…", title="Fix", timeout=3)
         try:
-            plan = await plan_fix(self.settings, self.registry, finding, allow_unsafe=unsafe)
+            plan = await plan_fix(self.settings, self.registry, finding, allow_unsafe=unsafe, kept=kept)
         except FixRefused as exc:
             self.notify(str(exc), title="Fix refused", severity="error", timeout=15)
             return
@@ -428,7 +437,7 @@ class DbVitalsApp(App[None]):
         progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
         await self.push_screen(progress)
         try:
-            outcome = await apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line)
+            outcome = await apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line, kept=kept)
         except FixRefused as exc:
             progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
             return

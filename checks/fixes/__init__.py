@@ -136,13 +136,15 @@ async def locate_finding(
 
 
 async def plan_fix(
-    settings: Settings, registry: Registry, finding: Finding, *, allow_unsafe: bool = False, report: Report | None = None
+    settings: Settings, registry: Registry, finding: Finding, *, allow_unsafe: bool = False,
+    report: Report | None = None, kept: KeptConnections | None = None,
 ) -> FixPlan:
     """Re-check the finding (or take `report`, a run of its check on its target that has just
-    happened: locate_finding's) and plan its fix, with every refusal, computed here once."""
+    happened: locate_finding's) and plan its fix, with every refusal, computed here once. With
+    `kept`, the re-check's connection stays open for the fix's verification."""
     target = _target(settings, finding.target)
     if report is None:
-        report = await _run(settings, registry, targets=[finding.target], checks=[finding.check])
+        report = await _run(settings, registry, targets=[finding.target], checks=[finding.check], kept=kept)
     status = next((t for t in report.targets if t.name == finding.target), None)
     if status is not None and not status.reachable:
         raise FixRefused(f"target {finding.target} is unreachable ({status.state.value}: {status.error}): cannot re-check")

@@ -4,6 +4,7 @@ confirmation as a fix, journaled as an entry of its own."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED
 
@@ -23,12 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.adapters import steps_lock
-    from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
-    from console.commands.applying import (
-        confirm, describe_steps, journal_for, limits_from, progress, report_outcome, say,
-    )
-    from console.runtime import CliError, load_checks, load_settings, run_async
+    from checks.fixes import FixRefused, plan_undo
+    from console.commands.applying import journal_for
+    from console.runtime import CliError, load_settings, run_async
 
     settings = load_settings(args)
     journal = journal_for(settings)
@@ -36,8 +34,20 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_undo(settings, args.entry_id, allow_unsafe=args.allow_unsafe, journal=journal)
     except FixRefused as exc:
         raise CliError(str(exc), code=EXIT_REFUSED) from None
+    return run_async(_undo(args, settings, journal, plan))
+
+
+async def _undo(args: argparse.Namespace, settings: Any, journal: Any, plan: Any) -> int:
+    """Inspect, confirm, apply and verify in one event loop."""
+    import asyncio
+
+    from checks.adapters import steps_lock
+    from checks.fixes import inspect_undo, undo_fix
+    from console.commands.applying import confirm, describe_steps, limits_from, progress, report_outcome, say
+    from console.runtime import load_checks
+
     # What the fix left on the server decides what the undo may touch: shown before confirming.
-    plan = run_async(inspect_undo(settings, plan))
+    plan = await inspect_undo(settings, plan)
     entry = plan.entry
     finding = entry.finding
     say("\n".join([
@@ -57,11 +67,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK if plan.applicable else EXIT_REFUSED
     registry = load_checks(settings)
     if plan.refusals:
-        outcome = run_async(undo_fix(settings, registry, entry.id, allow_unsafe=args.allow_unsafe, journal=journal))
+        outcome = await undo_fix(settings, registry, entry.id, allow_unsafe=args.allow_unsafe, journal=journal)
         say(f"refused (journal entry {outcome.entry_id}).")
         return EXIT_REFUSED
+    limits = limits_from(args)
     if not args.yes:
-        confirm(f"undo entry {entry.id} on {entry.target}", entry.target, entry.environment)
-    outcome = run_async(undo_fix(settings, registry, entry.id, allow_unsafe=args.allow_unsafe, on_progress=progress,
-                                 journal=journal, limits=limits_from(args)))
+        await asyncio.to_thread(confirm, f"undo entry {entry.id} on {entry.target}", entry.target, entry.environment)
+    outcome = await undo_fix(settings, registry, entry.id, allow_unsafe=args.allow_unsafe, on_progress=progress,
+                             journal=journal, limits=limits)
     return report_outcome(outcome, journal, undo=True)
