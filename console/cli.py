@@ -142,10 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
+    from checks.display import terminal_safe
     from checks.secrets import mask_text
 
-    # mask_text also masks every secret of the loaded config, however it got into the message.
-    print(f"dbvitals: error: {mask_text(message)}", file=sys.stderr)
+    # mask_text also masks every secret of the loaded config, however it got into the message;
+    # a name from a database in it is shown terminal-safe.
+    print(f"dbvitals: error: {mask_text(terminal_safe(message, keep_newlines=True))}", file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -53,7 +53,11 @@ def confirm(question: str, target: str, environment: str | None) -> None:
 def progress(message: str) -> None:
     import sys
 
-    sys.stderr.write(f"  {message}\n")
+    from checks.display import terminal_safe
+    from checks.secrets import mask_text
+
+    # Progress names key patterns and objects: terminal-safe and masked like everything printed.
+    sys.stderr.write(f"  {mask_text(terminal_safe(message))}\n")
     sys.stderr.flush()
 
 
