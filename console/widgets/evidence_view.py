@@ -28,15 +28,38 @@ SHARE_KEYS = re.compile(r"(^|_)(used|share|ratio|fraction|threshold|utilisation|
 BYTES_KEYS = re.compile(r"(^|_)bytes($|_)")
 MS_KEYS = re.compile(r"_ms$")
 SECONDS_KEYS = re.compile(r"_s$|_seconds$")
+PER_SECOND_KEYS = re.compile(r"_per_second$|_per_s$")
+DAYS_KEYS = re.compile(r"_days$")
 
 
 def proof_line(finding: Finding) -> str:
     """One line that proves the finding: the evidence's own proof or arithmetic when the check
-    gives one, else the message's first sentence."""
+    gives one, else the message's first sentence. A capacity finding leads with its urgency."""
+    urgency = _urgency(finding.evidence)
     for key in PROOF_KEYS:
         value = finding.evidence.get(key)
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return urgency + value.strip()
+    return urgency + _claim(finding)
+
+
+def _urgency(evidence: dict[str, Any]) -> str:
+    days = evidence.get("exhausted_in_days")
+    if not isinstance(days, (int, float)) or isinstance(days, bool):
+        return ""
+    when = evidence.get("estimated_exhaustion")
+    return f"runs out in {human_days(days)}" + (f" (~{when})" if when else "") + " · "
+
+
+def human_days(days: float) -> str:
+    if days < 2:
+        return f"{days * 24:,.0f} h"
+    if days < 365:
+        return f"{days:,.0f} days"
+    return f"{days / 365.25:,.1f} years"
+
+
+def _claim(finding: Finding) -> str:
     message = " ".join(finding.message.split())
     first = SENTENCE_END.split(message, maxsplit=1)[0].rstrip(".")
     # The claim, without the clauses that explain it: those follow in the message.
@@ -74,6 +97,10 @@ def scalar(key: str, value: Any) -> str:
             return f"{human_seconds(value)} ({value:,} s)"
         if SECONDS_KEYS.search(leaf):
             return f"{value:,} s"
+        if PER_SECOND_KEYS.search(leaf):
+            return f"{value:,.4g} /s"
+        if DAYS_KEYS.search(leaf):
+            return f"{human_days(value)} ({value:,} days)" if value >= 365 else f"{value:,} days"
         return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
     return str(value)
 
