@@ -87,6 +87,26 @@ def test_confirm_unsafe_fix_keeps_its_header_at_80x24(snap_compare):
     assert snap_compare(synthetic_app(12), terminal_size=(80, 24), run_before=run_before)
 
 
+def test_detail_wraps_long_evidence_at_80x24(snap_compare):
+    """The proof on one line, then SQL, lists and arithmetic wrapped whole, never cut off."""
+    from checks.model import Finding, Severity
+
+    long = Finding(
+        id="2b7b8000af2f", check="postgres.fk-missing-index", severity=Severity.CRITICAL, target="orders",
+        object="public.follows(followee_id)", title="follows(followee_id) has no index for its foreign key",
+        message="Foreign key follows_followee_id_fkey on public.follows(followee_id) → public.users has no index "
+                "whose leading columns cover it: each delete on public.users scans public.follows.",
+        evidence={"constraint": "follows_followee_id_fkey", "columns": ["followee_id"],
+                  "existing_indexes": ["CREATE UNIQUE INDEX follows_pkey ON public.follows USING btree "
+                                       "(follower_id, followee_id)"],
+                  "arithmetic": "4 instances × 20 = 80 connections > 57 usable", "table_bytes": 24576,
+                  "index_scan_share": 0.0},
+    )
+    app = synthetic_app(0)
+    app.call_after_refresh(app.ingest, [], [long])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready(1, "enter"))
+
+
 def test_help(snap_compare):
     """`?` lists every binding."""
     assert snap_compare(synthetic_app(3), terminal_size=(80, 24), run_before=ready(3, "question_mark"))
