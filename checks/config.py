@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     PrivateAttr,
@@ -262,8 +263,6 @@ class TargetBase(Strict):
 
 
 def _query(url: str) -> dict[str, str]:
-    from urllib.parse import parse_qsl, urlsplit
-
     return {k: v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
 
 
@@ -351,8 +350,6 @@ class RedisTarget(TargetBase):
         _valid_url(value, ("redis://", "rediss://", "unix://"),
                    'expected a URL starting with "redis://", "rediss://" or "unix://"', multi_host=False)
         params = _query(value)
-        from urllib.parse import urlsplit
-
         path = urlsplit(value).path.strip("/") if value.startswith("redis") else ""
         if path and not (path.isascii() and path.isdigit()):
             raise ValueError(f"the database in the URL path must be a number, got {path!r}")

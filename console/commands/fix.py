@@ -203,7 +203,7 @@ def _write_script(args: argparse.Namespace) -> int:
     text = migration_script(
         target.kind, args.target, target.masked_url, args.check, findings,
         generated_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), version=version(),
-        connect_url=target.connect_url,
+        connect_url=target.url,  # the server itself (not a tunnel of this run); its password is never written
     )
     try:
         with open(args.script, "w", encoding="utf-8") as handle:
