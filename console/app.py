@@ -508,7 +508,8 @@ class DbVitalsApp(App[None]):
             return
         word = outcome_word(outcome.outcome, undo=True)
         style = "$success" if outcome.outcome == "fixed" else "$error"
-        progress.finish(f"[{style} b]{word.capitalize()}[/]: {escape(outcome.message)} (journal entry {outcome.entry_id})")
+        message = outcome.message.removeprefix(f"{word}: ")
+        progress.finish(f"[{style} b]{word.capitalize()}[/]: {escape(message)} (journal entry {outcome.entry_id})")
         # The finding the fix removed should be back: show it again.
         self.run_target(entry.target)
         entries = await asyncio.to_thread(journal.entries)

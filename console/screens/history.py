@@ -25,6 +25,10 @@ WIDE_FROM = 110
 UNDO_KEYS = "u,z"
 
 
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def undone_map(entries: list[Any]) -> dict[str, str]:
     """Fix entry id -> the undo entry that reversed it."""
     return {e.undoes: e.id for e in entries if getattr(e, "undoes", None) and e.outcome in {"fixed", "not_fixed"}}
@@ -104,12 +108,21 @@ class FixHistoryScreen(Screen):
         table = self.query_one(DataTable)
         table.clear(columns=True)
         self._columns = self._wanted()
-        for key, label in self._columns:
-            table.add_column(label, key=key)
         undone = undone_map(self.entries)
+        rows = []
         for entry in reversed(self.entries):
             fields = entry_fields(entry, undone.get(entry.id))
-            table.add_row(*(fields[key] for key, _ in self._columns), key=entry.id)
+            if self._columns is NARROW and undone.get(entry.id):
+                fields["outcome"] = f"{entry.outcome}, undone"  # by which entry: Enter shows it
+            rows.append((entry.id, fields))
+        widths = {key: max([len(label), *(len(f[key]) for _, f in rows)]) for key, label in self._columns}
+        # The object gives way so that the outcome and the entry id always stay on screen.
+        others = sum(w for key, w in widths.items() if key != "object") + 2 * len(widths) + 2
+        widths["object"] = max(10, min(widths["object"], self.app.size.width - others))
+        for key, label in self._columns:
+            table.add_column(label, key=key, width=widths[key])
+        for entry_id, fields in rows:
+            table.add_row(*(_fit(fields[key], widths[key]) for key, _ in self._columns), key=entry_id)
 
     def reload(self, entries: list[Any]) -> None:
         """After an undo: the new entry on top, the cursor back there."""
