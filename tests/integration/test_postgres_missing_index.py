@@ -126,3 +126,38 @@ def test_suggestion_from_pg_stat_statements_verified_with_hypopg(preloaded_serve
             await conn.close()
 
     assert asyncio.run(apply()) == ['"Event Log_kind_idx"', "orders_customer_id_idx", "orders_pkey"]
+
+
+def test_dbvitals_own_statements_carry_the_marker_and_are_never_advised_on(preloaded_server):
+    """pg_stat_statements keeps dbvitals' catalog reads (marked /* dbvitals */); the check reads
+    the workload without them, so it never suggests an index for its own queries."""
+    from checks.connectors import connect
+    from checks.connectors.marker import STATEMENT_MARKER, is_own_statement
+    from checks.engine import Scope, resolve_options
+    from checks.postgres.missing_index import MissingIndex
+
+    asyncio.run(_admin(preloaded_server, "CREATE DATABASE own"))
+    url = support.with_path(preloaded_server, "own")
+    asyncio.run(_admin(url, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;" + SCHEMA))
+    asyncio.run(workload(url))
+    settings = support.settings_for(pg={"kind": "postgres", "url": url, "checks": {CHECK: LOW_BARS}})
+    support.run_report(settings)  # every check: dbvitals' own statements land in pg_stat_statements
+
+    async def read() -> tuple[list[str], list[str]]:
+        target = settings.targets["pg"]
+        connection = await connect("pg", target)
+        try:
+            scope = Scope(target="pg", config=target, options=resolve_options(MissingIndex, "pg", target),
+                          status=connection.status)
+            facts = await MissingIndex().gather(connection.session, scope)
+            recorded = await connection.session.fetch(
+                "SELECT query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'own')")
+            return [s.query for s in facts.statements], [r["query"] for r in recorded]
+        finally:
+            await connection.close()
+
+    read_by_check, recorded = asyncio.run(read())
+    own = [q for q in recorded if q.startswith(STATEMENT_MARKER)]
+    assert len(own) > 10  # the catalog snapshot, the stats reads...: all marked
+    assert "SELECT * FROM orders WHERE customer_id = $1 AND status = $2" in read_by_check
+    assert read_by_check and not any(is_own_statement(q) for q in read_by_check)
