@@ -189,8 +189,13 @@ def silent_server() -> Iterator[support.SilentServer]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No stray DBVITALS_TARGETS__* from the developer's shell, and state files in tmp."""
+    """No stray DBVITALS_TARGETS__* from the developer's shell, state files in tmp, and the
+    secrets registered by configs loaded in other tests forgotten (a generated password such
+    as "0001" would otherwise be masked in every later test's output)."""
+    import checks.secrets
+
     for key in list(os.environ):
         if key.startswith("DBVITALS_TARGETS__") or key == "DBVITALS_CONFIG":
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(checks.secrets, "_known", set())
