@@ -232,6 +232,11 @@ def main() -> None:
             print(f"seconds per million keys: {per_million(base, small):.2f} at {small:,}, "
                   f"{per_million(seconds, big):.2f} at {big:,}: growth {growth:.2f}  "
                   f"(target <= {TARGET_LINEAR:.1f}; 1.0 is linear)")
+            # CPU (this process and the server) does not depend on the machine's other load as wall time does.
+            cpu_small = statistics.median(map(cpu, runs["dbvitals"]))
+            cpu_big = statistics.median(map(cpu, grown))
+            print(f"CPU seconds per million keys (client + server): {per_million(cpu_small, small):.2f} at {small:,}, "
+                  f"{per_million(cpu_big, big):.2f} at {big:,}: growth {per_million(cpu_big, big) / per_million(cpu_small, small):.2f}")
             print(f"peak RSS at {big:,} keys: {max(r['max_rss_mb'] for r in grown):.0f} MB "
                   f"(target < {TARGET_RSS_MB} MB)")
         print(f"load average after: {load_average()}")

@@ -735,45 +735,47 @@ async def scan_database(
 # 'freq') OBJECT FREQ is read on every key. Both before the lengths: STRLEN and the like
 # reset a key's idle time and bump its LFU counter (TYPE, TTL, OBJECT, MEMORY do not).
 PAGE_SCRIPT = """
-local page = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local call, try = redis.call, redis.pcall  -- looked up once, not per key
+local page = call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local keys, types, ttls, sizes = page[2], {}, {}, {}
-local every, access = tonumber(ARGV[4]), ARGV[5]
+local n, every, access = #keys, tonumber(ARGV[4]), ARGV[5]
 local picked, memory, seen, encodings, freqs = {}, {}, {}, {}, {}
-for i, key in ipairs(keys) do
-  types[i] = redis.call('TYPE', key)['ok']
-  ttls[i] = redis.call('TTL', key)
+for i = 1, n do
+  local key = keys[i]
+  types[i] = call('TYPE', key)['ok']
+  ttls[i] = call('TTL', key)
 end
 if access == 'freq' then
-  for i, key in ipairs(keys) do
-    local f = redis.pcall('OBJECT', 'FREQ', key)
+  for i = 1, n do
+    local f = try('OBJECT', 'FREQ', keys[i])
     if type(f) == 'number' then freqs[i] = f else freqs[i] = -1 end
   end
 end
 if every > 0 then
-  for i = tonumber(ARGV[7]) + 1, #keys, every do
+  for i = tonumber(ARGV[7]) + 1, n, every do
     if types[i] ~= 'none' then
-      local key, n = keys[i], #picked + 1
-      picked[n] = i - 1
-      local used = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', ARGV[6])
-      if type(used) == 'number' then memory[n] = used else memory[n] = -1 end
+      local key, m = keys[i], #picked + 1
+      picked[m] = i - 1
+      local used = try('MEMORY', 'USAGE', key, 'SAMPLES', ARGV[6])
+      if type(used) == 'number' then memory[m] = used else memory[m] = -1 end
       if access == 'idle' then
-        local idle = redis.pcall('OBJECT', 'IDLETIME', key)
-        if type(idle) == 'number' then seen[n] = idle else seen[n] = -1 end
+        local idle = try('OBJECT', 'IDLETIME', key)
+        if type(idle) == 'number' then seen[m] = idle else seen[m] = -1 end
       elseif access == 'freq' then
-        seen[n] = freqs[i]
+        seen[m] = freqs[i]
       else
-        seen[n] = -1
+        seen[m] = -1
       end
-      local encoding = redis.pcall('OBJECT', 'ENCODING', key)
-      if type(encoding) == 'string' then encodings[n] = encoding else encodings[n] = '' end
+      local encoding = try('OBJECT', 'ENCODING', key)
+      if type(encoding) == 'string' then encodings[m] = encoding else encodings[m] = '' end
     end
   end
 end
 if ARGV[3] == '1' then
   local commands = {string='STRLEN', hash='HLEN', list='LLEN', set='SCARD', zset='ZCARD', stream='XLEN'}
-  for i, key in ipairs(keys) do
+  for i = 1, n do
     local command = commands[types[i]]
-    if command then sizes[i] = redis.call(command, key) else sizes[i] = -1 end
+    if command then sizes[i] = call(command, keys[i]) else sizes[i] = -1 end
   end
 end
 return {page[1], keys, types, ttls, sizes, picked, memory, seen, encodings, freqs}
