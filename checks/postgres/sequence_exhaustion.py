@@ -31,7 +31,6 @@ QUERY = """
 SELECT s.seqrelid AS oid, n.nspname AS schema, c.relname AS name, format_type(s.seqtypid, NULL) AS type,
        s.seqstart AS start, s.seqincrement AS increment, s.seqmax AS max, s.seqmin AS min, s.seqcycle AS cycle,
        has_sequence_privilege(c.oid, 'SELECT,USAGE') AS readable,
-       CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE') THEN pg_sequence_last_value(c.oid) END AS last_value,
        col.table_oid, col.column_num
 FROM pg_sequence s
 JOIN pg_class c ON c.oid = s.seqrelid
@@ -51,10 +50,22 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 
 # The second reading, of the flagged sequences only, with the clock it was taken by.
-RESAMPLE_QUERY = """
-SELECT s.oid, pg_sequence_last_value(s.oid) AS last_value
+# Reading a sequence's last value locks it until the transaction ends, and the lock table holds
+# max_locks_per_transaction × max_connections locks for the whole server: read in batches, each
+# statement its own transaction, so ten thousand sequences never exhaust it.
+LAST_VALUES_QUERY = """
+SELECT s.oid, CASE WHEN has_sequence_privilege(s.oid, 'SELECT,USAGE') THEN pg_sequence_last_value(s.oid) END AS last_value
 FROM unnest($1::oid[]) AS s(oid)
 """
+LAST_VALUES_BATCH = 500
+
+
+async def last_values(session, oids: list[int]) -> dict[int, int | None]:
+    values: dict[int, int | None] = {}
+    for at in range(0, len(oids), LAST_VALUES_BATCH):
+        for row in await session.fetch(LAST_VALUES_QUERY, oids[at:at + LAST_VALUES_BATCH]):
+            values[row["oid"]] = row["last_value"]
+    return values
 
 INSERTS_QUERY = """
 SELECT t.relid AS table_oid, t.n_tup_ins AS inserts
@@ -210,21 +221,22 @@ class SequenceExhaustion(Check):
     async def gather(self, session, scope: Scope) -> Facts:
         # The first reading before the snapshot: the wait for the second one overlaps reading it.
         rows = await session.fetch(QUERY)
+        first = await last_values(session, [r["oid"] for r in rows])
         read_at = asyncio.get_running_loop().time()
         snapshot = await self.fact(CatalogSnapshot, session, scope)
-        sequences = tuple(Sequence(**dict(r)) for r in rows)
+        sequences = tuple(Sequence(**dict(r), last_value=first.get(r["oid"])) for r in rows)
         hot = flagged(snapshot, sequences, scope.options.threshold)
         if not hot:
             return Facts(snapshot, sequences, session.database)
         advanced: dict[int, tuple[int, float]] = {}
         if scope.options.sample_seconds > 0:
             await asyncio.sleep(max(0.0, read_at + scope.options.sample_seconds - asyncio.get_running_loop().time()))
-            again = await session.fetch(RESAMPLE_QUERY, [s.oid for s in hot])
+            again = await last_values(session, [s.oid for s in hot])
             elapsed = asyncio.get_running_loop().time() - read_at
             before = {s.oid: s.current for s in hot}
-            for r in again:
-                if r["last_value"] is not None and before.get(r["oid"]) is not None:
-                    advanced[r["oid"]] = (abs(r["last_value"] - before[r["oid"]]), elapsed)
+            for oid, value in again.items():
+                if value is not None and before.get(oid) is not None:
+                    advanced[oid] = (abs(value - before[oid]), elapsed)
         tables = {s.table_oid for s in hot if s.table_oid}
         members = {t: [t, *snapshot.leaves(t)] for t in tables}
         counted = {r["table_oid"]: r["inserts"] for r in await session.fetch(
