@@ -77,24 +77,28 @@ class DisabledTriggerCheck(Check):
                         safety=FixSafety.UNSAFE, lock=f"SHARE ROW EXCLUSIVE on {trigger.table}, briefly",
                         inverse=(sql(f"ALTER TABLE {trigger.table} DISABLE TRIGGER {quote_ident(trigger.name)};"),)),
             ))
+        # One finding per table: DISABLE TRIGGER ALL switches off every key of the table at once.
+        by_table: dict[str, dict[str, list[DisabledTrigger]]] = {}
         for (table, constraint), triggers in by_constraint.items():
-            first = triggers[0]
-            label = "foreign key" if first.constraint_kind == "f" else "constraint"
+            by_table.setdefault(table, {})[constraint] = triggers
+        for table, constraints in by_table.items():
+            names = sorted(constraints)
+            definitions = {c: t[0].constraint_definition for c, t in constraints.items()}
             findings.append(self.finding(
-                scope, object=f"{table}.{quote_ident(constraint)}", severity=Severity.HIGH,
-                title=f"{label} {constraint} is not enforced: its triggers are disabled",
-                message=(f"The {label} {quote_ident(constraint)} on {table} ({first.constraint_definition}) has "
-                         f"{len(triggers)} internal trigger(s) disabled, so writes are not checked against it. "
-                         "Rows written meanwhile may break it; enabling the triggers does not check them."),
-                evidence={"constraint": constraint, "definition": first.constraint_definition,
-                          "disabled_triggers": [t.name for t in triggers], "table": table},
+                scope, object=table, key="constraints", severity=Severity.HIGH,
+                title=(f"{len(names)} constraint(s) on {table} not enforced: their triggers are disabled"),
+                message=(f"{', '.join(quote_ident(n) for n in names)} on {table} have their internal triggers disabled "
+                         "(ALTER TABLE ... DISABLE TRIGGER ALL), so writes are not checked against them. Rows written "
+                         "meanwhile may break them; enabling the triggers does not check those rows."),
+                evidence={"table": table, "constraints": definitions,
+                          "disabled_triggers": sorted(t.name for ts in constraints.values() for t in ts)},
                 fix=Fix(
-                    summary=f"Re-enable the triggers of {constraint}, then validate it",
+                    summary=f"Re-enable the triggers on {table}, then validate its constraints",
                     steps=(sql(f"ALTER TABLE {table} ENABLE TRIGGER ALL;"),),
                     safety=FixSafety.MANUAL,
                     lock=f"SHARE ROW EXCLUSIVE on {table}, briefly; needs a superuser for internal triggers",
                     notes=("ENABLE TRIGGER ALL also enables user triggers disabled on purpose. Then check the rows "
-                           "written while it was off: drop the constraint and add it back NOT VALID, then VALIDATE."),
+                           "written while it was off: drop each constraint and add it back NOT VALID, then VALIDATE."),
                 ),
             ))
         return findings

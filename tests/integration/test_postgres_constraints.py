@@ -66,8 +66,9 @@ def test_a_foreign_key_with_disabled_triggers_is_not_enforced(pg_db):
         ALTER TABLE accounts DISABLE TRIGGER ALL;
         ALTER TABLE clients DISABLE TRIGGER clients_touch;""")
     findings = run(pg_db.url, "postgres.disabled-trigger")
-    fk = findings["public.accounts.accounts_client_fk"]
+    fk = findings["public.accounts"]  # one finding for the table: DISABLE TRIGGER ALL switched off all its keys
     assert fk.severity is Severity.HIGH and len(fk.evidence["disabled_triggers"]) == 2
+    assert list(fk.evidence["constraints"]) == ["accounts_client_fk"]
     assert fk.fix.safety is FixSafety.MANUAL
     user = findings["public.clients.clients_touch"]
     assert user.severity is Severity.LOW

@@ -78,7 +78,8 @@ def test_not_valid_constraints_and_disabled_triggers():
     rows = tuple(disabled_trigger.DisabledTrigger("public", "accounts", f"RI_ConstraintTrigger_c_{n}", True, "fk", "f",
                                                   "FOREIGN KEY (client_id) REFERENCES clients(id)") for n in (1, 2))
     [finding] = triggers.evaluate(disabled_trigger.Facts(rows), scope(triggers))
-    assert finding.severity is Severity.HIGH and finding.object == "public.accounts.fk"
+    assert finding.severity is Severity.HIGH and finding.object == "public.accounts"
+    assert finding.evidence["constraints"] == {"fk": "FOREIGN KEY (client_id) REFERENCES clients(id)"}
     assert triggers.evaluate(disabled_trigger.Facts(()), scope(triggers)) == []
 
 

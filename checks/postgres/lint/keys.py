@@ -30,7 +30,8 @@ class IntegerKey(LintRule):
             for num in pk.columns:
                 column = snapshot.column(table.oid, num)
                 if column.base_type in ("smallint", "integer"):
-                    yield Violation(column_name(table, column), f"{table.name}.{column.name} is a {column.base_type} key",
+                    yield Violation(column_name(table, column),
+                                    f"{table.name}.{column.name}: a {column.base_type} primary key",
                                     f"The primary key column {column_name(table, column)} is {column.type}: use bigint "
                                     "before the table is large (postgres.sequence-exhaustion watches it meanwhile).",
                                     {"table": table.qualified, "column": column.name, "type": column.type})

@@ -41,6 +41,7 @@ class NameOverflow(LintRule):
                   if not c.inherited and c.kind not in ("p", "u", "x") and c.table_oid in snapshot.tables]
         for kind, where, name in names:
             if len(name.encode()) >= limit:
-                yield Violation(where, f"{kind} name of {len(name.encode())} bytes",
+                short = name if len(name) <= 40 else name[:39] + "…"
+                yield Violation(where, f"{kind} {short}: a {len(name.encode())}-byte name, probably truncated",
                                 f"The {kind} {where} has a {len(name.encode())}-byte name, at the limit: it was "
                                 "probably truncated from a longer one.", {"kind": kind, "name": name}, key=kind)
