@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import LoadingIndicator, Log, Static
+from textual.widgets import LoadingIndicator, RichLog, Static
 
 
 class FixProgressModal(ModalScreen[None]):
@@ -24,11 +25,12 @@ class FixProgressModal(ModalScreen[None]):
         with Vertical(id="progress-body"):
             yield Static(f"[b]{self.verb}[/b] {escape(self.fix_title)} on [b]{escape(self.target)}[/b]", id="progress-title")
             yield LoadingIndicator(id="progress-spinner")
-            yield Log(id="progress-log", auto_scroll=True)
+            # Wrapped: at 80 columns a step's statement is read whole, not cut at the edge.
+            yield RichLog(id="progress-log", auto_scroll=True, wrap=True, markup=False)
             yield Static("", id="progress-outcome")
 
     def add_line(self, line: str) -> None:
-        self.query_one(Log).write_line(line)
+        self.query_one(RichLog).write(Text(line))
 
     def finish(self, markup: str) -> None:
         self.done = True
