@@ -73,7 +73,8 @@ def secantus_binary() -> str:
 class SecantusServer:
     """A SecantusDB process on a free loopback port, for one test session."""
 
-    def __init__(self, *, standalone: bool = False, storage: str = ":memory:", extra: Sequence[str] = ()) -> None:
+    def __init__(self, *, standalone: bool = False, storage: str = ":memory:", extra: Sequence[str] = (),
+                 startup_timeout: float = 30.0) -> None:
         self.port = free_port()
         args = [secantus_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", storage,
                 "--log-level", "WARNING", *extra]
@@ -81,7 +82,7 @@ class SecantusServer:
             args.append("--standalone")
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_for_port(self.port, process=self.process)
+            wait_for_port(self.port, timeout=startup_timeout, process=self.process)
         except RuntimeError:
             self.stop()
             raise
