@@ -57,8 +57,8 @@ class DbVitalsApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "dbvitals"
     BINDINGS = [
-        Binding("left_square_bracket", "replay_step(-1)", "Earlier", tooltip="Replay: the snapshot before"),
-        Binding("right_square_bracket", "replay_step(1)", "Later", tooltip="Replay: the snapshot after"),
+        Binding("left_square_bracket", "replay_step(-1)", "Prev", tooltip="Replay: the snapshot before"),
+        Binding("right_square_bracket", "replay_step(1)", "Next", tooltip="Replay: the snapshot after"),
         Binding("question_mark", "help", "Keys", tooltip="Every key, on every screen"),
         Binding("q", "quit", "Quit", tooltip="Quit (on another screen: back)"),
         Binding("r", "rerun_all", "Re-run", show=False, tooltip="Re-run every check on every target"),

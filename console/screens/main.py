@@ -240,6 +240,12 @@ class MainScreen(Screen):
         if target:
             self.app.run_target(target)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A replay shows what was: nothing there can be applied or re-run.
+        if action in {"apply_fix", "rerun_target"} and getattr(self.app, "replay", None) is not None:
+            return False
+        return True
+
     def action_activity(self) -> None:
         target = self.selected_target()
         if target:
