@@ -116,7 +116,7 @@ def alter_type_lock(table: Table, exact_rows: int | None = None) -> str:
     if exact_rows is not None:
         affected = f"{exact_rows:,} rows"
     elif table.rows is not None:
-        affected = f"about {table.rows:,} rows"
+        affected = f"about {table.rows:,} row{'' if table.rows == 1 else 's'} by the planner's estimate"
     else:
         affected = "row count unknown: never analysed"
     return (f"ACCESS EXCLUSIVE on {table.qualified} for the whole table rewrite ({affected}); "

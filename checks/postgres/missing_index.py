@@ -320,8 +320,11 @@ class MissingIndex(Check):
             "rows_read_per_seq_scan": stat.seq_tup_read // max(stat.seq_scan, 1),
             "statements_source": facts.statements_source.detail,
         }
+        used = ("none of its scans used an index" if stat.idx_scan == 0
+                else "under 1% of its scans used an index" if stat.index_share < 0.005
+                else f"only {stat.index_share:.0%} of its scans used an index")
         message = (f"{table.qualified} (~{stat.live_rows:,} live rows) was read by {stat.seq_scan:,} sequential scans "
-                   f"({stat.seq_tup_read:,} rows) and only {stat.index_share:.0%} of its scans used an index.")
+                   f"({stat.seq_tup_read:,} rows) and {used}.")
         title = f"{table.name} is mostly read by sequential scans"
         if facts.hypopg.available and facts.statements:
             touching = [a for a in facts.advice if table.oid in a.tables]

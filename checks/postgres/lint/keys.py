@@ -31,7 +31,8 @@ class IntegerKey(LintRule):
                 column = snapshot.column(table.oid, num)
                 if column.base_type in ("smallint", "integer"):
                     yield Violation(column_name(table, column),
-                                    f"{table.name}.{column.name}: a {column.base_type} primary key",
+                                    f"{table.name}.{column.name} is {'an' if column.base_type[0] in 'aeiou' else 'a'} "
+                                    f"{column.base_type} primary key",
                                     f"The primary key column {column_name(table, column)} is {column.type}: use bigint "
                                     "before the table is large (postgres.sequence-exhaustion watches it meanwhile).",
                                     {"table": table.qualified, "column": column.name, "type": column.type})
