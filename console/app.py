@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.markup import escape
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -27,6 +28,7 @@ from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
 from checks.engine import Registry, Runner, load_registry, validate_check_options
 from checks.model import CheckError, Finding, FixSafety, Severity, TargetStatus
+from checks.display import terminal_safe
 from checks.secrets import mask_text
 from console.replay import Replay
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
@@ -121,6 +123,13 @@ class DbVitalsApp(App[None]):
             )
             wanted = DEFAULT_THEME
         self.theme = wanted
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast shows names and server errors as data: control characters escaped, secrets
+        masked, and no Rich markup read from them."""
+        super().notify(mask_text(terminal_safe(message)), title=mask_text(terminal_safe(title)),
+                       severity=severity, timeout=timeout, markup=False)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # Textual's own themes (chosen from the palette) lack our variables: fall back.
