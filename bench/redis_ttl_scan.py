@@ -225,6 +225,8 @@ def main() -> None:
             grown = [run_dbvitals(port, KEYSPACE_CHECKS) for _ in range(2)]
             for run in grown:
                 print(describe(f"dbvitals at {args.keys * 5:,} keys", run))
+            bigkeys_grown = run_bigkeys(port)
+            print(describe(f"--bigkeys at {args.keys * 5:,} keys", bigkeys_grown))
             seconds = statistics.median(r["seconds"] for r in grown)
             small, big = last["scanned"], grown[-1]["scanned"]  # keys really read (the reload rewrites a few)
             per_million = lambda s, keys: s / (keys / 1_000_000)  # noqa: E731
@@ -237,6 +239,12 @@ def main() -> None:
             cpu_big = statistics.median(map(cpu, grown))
             print(f"CPU seconds per million keys (client + server): {per_million(cpu_small, small):.2f} at {small:,}, "
                   f"{per_million(cpu_big, big):.2f} at {big:,}: growth {per_million(cpu_big, big) / per_million(cpu_small, small):.2f}")
+            # The server's own cost per key grows with its table (cache misses): --bigkeys shows the same.
+            client_growth = (per_million(statistics.median(r["cpu_seconds"] for r in grown), big)
+                             / per_million(statistics.median(r["cpu_seconds"] for r in runs["dbvitals"]), small))
+            bigkeys_small = statistics.median(map(cpu, runs["bigkeys"]))
+            print(f"  dbvitals' own CPU per key: growth {client_growth:.2f}; --bigkeys (client + server) per key: growth "
+                  f"{per_million(cpu(bigkeys_grown), big) / per_million(bigkeys_small, small):.2f}")
             print(f"peak RSS at {big:,} keys: {max(r['max_rss_mb'] for r in grown):.0f} MB "
                   f"(target < {TARGET_RSS_MB} MB)")
         print(f"load average after: {load_average()}")
