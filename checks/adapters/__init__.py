@@ -160,6 +160,39 @@ class EngineAdapter:
         return []
 
 
+class ModuleAdapter(EngineAdapter):
+    """An engine whose sessions come from a connector module (`connect`, `free_slots`) and whose
+    fix steps and undo guards live in a fixes module (`execute`, `record_state`, `inspects`,
+    `guard_undo`). Both are imported when first called, so loading the adapter stays cheap."""
+
+    connector_module: ClassVar[str]  # checks.connectors.<engine>
+    fixes_module: ClassVar[str]  # checks.fixes.<engine>
+
+    def _connector(self) -> Any:
+        return importlib.import_module(self.connector_module)
+
+    def _fixes(self) -> Any:
+        return importlib.import_module(self.fixes_module)
+
+    async def connect(self, name: str, target: TargetBase) -> Connection:
+        return await self._connector().connect(name, target)
+
+    async def free_slots(self, session: Any) -> FreeSlots:
+        return await self._connector().free_slots(session)
+
+    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
+        await self._fixes().execute(run, steps)
+
+    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
+        return await self._fixes().record_state(run, steps)
+
+    def inspects(self, steps: Sequence[FixStep]) -> bool:
+        return self._fixes().inspects(steps)
+
+    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
+        return await self._fixes().guard_undo(target, entry, inverse)
+
+
 def int_or_none(value: Any) -> int | None:
     """A server's figure as an int; None when it is missing or not a number."""
     try:

@@ -8,19 +8,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import EngineAdapter, int_or_none
+from checks.adapters import ModuleAdapter, int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
 from checks.fixes.quoting import js_database, js_value
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
-    from checks.budget import FreeSlots
-    from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution, UndoCheck
 
 
-class MongoAdapter(EngineAdapter):
+class MongoAdapter(ModuleAdapter):
+    connector_module = "checks.connectors.mongodb"
+    fixes_module = "checks.fixes.mongodb"
     engine = Engine.MONGODB
     activity_module = "checks.activity.mongodb"
     figures_module = "checks.snapshots.figures_mongodb"
@@ -31,11 +30,6 @@ class MongoAdapter(EngineAdapter):
     display_name = "MongoDB"
     default_port = 27017
     greeting_header = 16  # the wire protocol's message header
-
-    async def connect(self, name: str, target: TargetBase) -> Connection:
-        from checks.connectors.mongodb import connect
-
-        return await connect(name, target)
 
     async def list_databases(self, session: Any) -> list[str]:
         names = await session.client.list_database_names()
@@ -76,19 +70,9 @@ class MongoAdapter(EngineAdapter):
         # Some servers report available = 0 without meaning it: then the limit is unknown.
         return current, (current + available) if current is not None and available else None
 
-    async def free_slots(self, session: Any) -> FreeSlots:
-        from checks.connectors.mongodb import free_slots
-
-        return await free_slots(session)
-
     def expected_text(self, record: dict[str, Any]) -> str:
         key = ", ".join(f"{k}: {v}" for k, v in record.get("key", []))
         return f"index {record.get('name')} on {record.get('database')}.{record.get('collection')}: {{{key}}}"
-
-    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
-        from checks.fixes.mongodb import execute
-
-        await execute(run, steps)
 
     def step_text(self, step: FixStep) -> str:
         # ASCII-only JSON: no raw line break (or U+2028) from a name can end a line of JavaScript.
@@ -119,21 +103,6 @@ class MongoAdapter(EngineAdapter):
         return lines
 
     # --- undo guards: checks/fixes/mongodb.py ---------------------------------------------------
-    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
-        from checks.fixes.mongodb import record_state
-
-        return await record_state(run, steps)
-
-    def inspects(self, steps: Sequence[FixStep]) -> bool:
-        from checks.fixes.mongodb import inspects
-
-        return inspects(steps)
-
-    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
-        from checks.fixes.mongodb import guard_undo
-
-        return await guard_undo(target, entry, inverse)
-
 
 # Command -> its locking (MongoDB manual: "Index Builds on Populated Collections", dropIndexes, collMod).
 _COMMAND_LOCKS = {

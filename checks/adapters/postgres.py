@@ -7,16 +7,13 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import EngineAdapter
+from checks.adapters import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from checks.fixes.quoting import sql_text
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
-    from checks.budget import FreeSlots
-    from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution, UndoCheck
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # answered S or N by any PostgreSQL server
 
@@ -27,7 +24,9 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 """
 
 
-class PostgresAdapter(EngineAdapter):
+class PostgresAdapter(ModuleAdapter):
+    connector_module = "checks.connectors.postgres"
+    fixes_module = "checks.fixes.postgres"
     engine = Engine.POSTGRES
     activity_module = "checks.activity.postgres"
     figures_module = "checks.snapshots.figures_postgres"
@@ -37,11 +36,6 @@ class PostgresAdapter(EngineAdapter):
     fence = "sql"
     display_name = "PostgreSQL"
     default_port = 5432
-
-    async def connect(self, name: str, target: TargetBase) -> Connection:
-        from checks.connectors.postgres import connect
-
-        return await connect(name, target)
 
     async def list_databases(self, session: Any) -> list[str]:
         rows = await session.fetch(
@@ -75,18 +69,8 @@ class PostgresAdapter(EngineAdapter):
         row = await session.fetchrow(CONNECTIONS_QUERY)
         return row["used"], row["allowed"]
 
-    async def free_slots(self, session: Any) -> FreeSlots:
-        from checks.connectors.postgres import free_slots
-
-        return await free_slots(session)
-
     def expected_text(self, record: dict[str, Any]) -> str:
         return f"index {record.get('index')} (OID {record.get('oid')}): {record.get('definition')}"
-
-    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
-        from checks.fixes.postgres import execute
-
-        await execute(run, steps)
 
     def step_text(self, step: FixStep) -> str:
         text = sql_text(str(step.command).strip())
@@ -130,21 +114,6 @@ class PostgresAdapter(EngineAdapter):
         return lines
 
     # --- undo guards: checks/fixes/postgres.py ---------------------------------------------------
-    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
-        from checks.fixes.postgres import record_state
-
-        return await record_state(run, steps)
-
-    def inspects(self, steps: Sequence[FixStep]) -> bool:
-        from checks.fixes.postgres import inspects
-
-        return inspects(steps)
-
-    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
-        from checks.fixes.postgres import guard_undo
-
-        return await guard_undo(target, entry, inverse)
-
     def interruptible_builds(self, steps: Sequence[FixStep]) -> list[str]:
         from checks.fixes.postgres import concurrent_build
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import EngineAdapter, SideFile, int_or_none
+from checks.adapters import ModuleAdapter, SideFile, int_or_none
 from checks.fixes.quoting import (
     SCRIPT_CLI,
     redis_cli_args,
@@ -23,13 +23,12 @@ from checks.fixes.redis import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, p
 from checks.model import Engine, FixStep
 
 if TYPE_CHECKING:
-    from checks.budget import FreeSlots
-    from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution, UndoCheck
 
 
-class RedisAdapter(EngineAdapter):
+class RedisAdapter(ModuleAdapter):
+    connector_module = "checks.connectors.redis"
+    fixes_module = "checks.fixes.redis"
     engine = Engine.REDIS
     activity_module = "checks.activity.redis"
     figures_module = "checks.snapshots.figures_redis"
@@ -40,11 +39,6 @@ class RedisAdapter(EngineAdapter):
     display_name = "Redis"
     default_port = 6379
     script_interpreter = ("#!/usr/bin/env bash",)
-
-    async def connect(self, name: str, target: TargetBase) -> Connection:
-        from checks.connectors.redis import connect
-
-        return await connect(name, target)
 
     async def list_databases(self, session: Any) -> list[str]:
         # Logical databases in use: those INFO keyspace lists (a database with keys).
@@ -79,18 +73,8 @@ class RedisAdapter(EngineAdapter):
                 allowed = None
         return int_or_none(info.get("connected_clients")), int_or_none(allowed)
 
-    async def free_slots(self, session: Any) -> FreeSlots:
-        from checks.connectors.redis import free_slots
-
-        return await free_slots(session)
-
     def expected_text(self, record: dict[str, Any]) -> str:
         return f"{record.get('parameter')} = {record.get('value', '(a secret)')}"
-
-    async def execute(self, run: Execution, steps: Sequence[FixStep]) -> None:
-        from checks.fixes.redis import execute
-
-        await execute(run, steps)
 
     def step_text(self, step: FixStep) -> str:
         if isinstance(step.command, dict):
@@ -156,21 +140,6 @@ class RedisAdapter(EngineAdapter):
         return isinstance(command, dict) and "keys_file" in command and side_file(command["keys_file"]).exists()
 
     # --- undo guards: checks/fixes/redis.py ---------------------------------------------------
-    async def record_state(self, run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
-        from checks.fixes.redis import record_state
-
-        return await record_state(run, steps)
-
-    def inspects(self, steps: Sequence[FixStep]) -> bool:
-        from checks.fixes.redis import inspects
-
-        return inspects(steps)
-
-    async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
-        from checks.fixes.redis import guard_undo
-
-        return await guard_undo(target, entry, inverse)
-
 
 def _is_op(step: FixStep, op: str) -> bool:
     return isinstance(step.command, dict) and step.command.get("op") == op
