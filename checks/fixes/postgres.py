@@ -59,8 +59,8 @@ class ConcurrentBuild:
     table: str
 
 
-# The index with this name in the schema of this table (the name as the server stores it).
-INDEX_ON_TABLE = """
+# An index (or what else has its name) as the server stores it; the WHERE clause picks it.
+_INDEX_SELECT = """
 SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
        quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
        i.indrelid::int8 AS table_oid, i.indisvalid AS valid,
@@ -68,19 +68,14 @@ SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind::te
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_index i ON i.indexrelid = c.oid
+"""
+# The index with this name in the schema of this table (the name as the server stores it).
+INDEX_ON_TABLE = _INDEX_SELECT + """\
 WHERE c.relname = $1 AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass($2))
 """
-INDEX_BY_NAME = """
-SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
-       quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       i.indrelid::int8 AS table_oid, i.indisvalid AS valid,
-       CASE WHEN i.indexrelid IS NOT NULL THEN pg_get_indexdef(c.oid) END AS definition
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_index i ON i.indexrelid = c.oid
+INDEX_BY_NAME = _INDEX_SELECT + """\
 WHERE c.oid = to_regclass($1)
 """
-
 
 def _unquote(ident: str) -> str:
     return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident.lower()
