@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -177,3 +178,40 @@ def private_postgres(*settings: str) -> Iterator[str]:
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+async def kill_fix_mid_build(url: str, program: str, writer_sql: str, *, end_backend: bool = True) -> None:
+    """Run `program` (a `dbvitals fix` whose CREATE INDEX CONCURRENTLY waits for the writer that
+    `writer_sql` starts) in a process of its own and kill -9 it once the build waits on that lock:
+    its INVALID catalog entry is committed by then. With `end_backend`, end the orphaned backend
+    as a server restart would (a backend notices its client is gone only when it next talks to
+    it), leaving the half-built index behind; without, the backend may go on and finish it."""
+    import asyncpg
+
+    blocker = await asyncpg.connect(url)
+    admin = await asyncpg.connect(url)
+    writer = blocker.transaction()
+    await writer.start()
+    await blocker.execute(writer_sql)
+    process = subprocess.Popen([sys.executable, "-c", program], cwd=Path(__file__).parents[1], env={**os.environ},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(400):
+            waiting = await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
+                "AND query ILIKE '%CREATE%INDEX%' AND wait_event_type = 'Lock'")
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting, process.communicate(timeout=5)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        if end_backend:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'dbvitals fix %'")
+    finally:
+        await writer.rollback()
+        await blocker.close()
+        await admin.close()

@@ -3,24 +3,22 @@ prompt, the refusals and exit codes, migration scripts, and a fix process killed
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 import checks.engine
 from checks.model import finding_id
 from console.cli import main
 from tests.data import fix_checks
+from tests.support import kill_fix_mid_build
 
 PASSWORD = "cli-Secret-77"
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -188,42 +186,8 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
         f"sys.exit(main(['fix', '{MISSING}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
     )
 
-    async def hold_a_writer_then_kill():
-        import asyncio
-
-        blocker = await asyncpg.connect(orders.url)
-        admin = await asyncpg.connect(orders.url)
-        writer = blocker.transaction()
-        await writer.start()
-        await blocker.execute("INSERT INTO orders VALUES (9999, 1, 'x')")  # the build waits for this writer
-        process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, env={**os.environ},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            # Waiting on a lock inside the build: its INVALID catalog entry is committed by then.
-            for _ in range(300):
-                waiting = await admin.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
-                    "AND query ILIKE '/* dbvitals */ CREATE%INDEX%' AND wait_event_type = 'Lock'")
-                if waiting:
-                    break
-                await asyncio.sleep(0.05)
-            assert waiting, process.communicate(timeout=5)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-            # A backend notices its client is gone only when it next talks to it: end the orphan
-            # as the server's own restart would, leaving the half-built index behind.
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name LIKE 'dbvitals fix %'")
-        finally:
-            await writer.rollback()
-            await blocker.close()
-            await admin.close()
-
-    import asyncio
-
-    asyncio.run(hold_a_writer_then_kill())
+    # The build waits for the writer.
+    asyncio.run(kill_fix_mid_build(orders.url, program, "INSERT INTO orders VALUES (9999, 1, 'x')"))
     entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
     assert len(entries) == 1 and entries[0]["outcome"] is None  # started, never finished
     entry_id = entries[0]["id"]

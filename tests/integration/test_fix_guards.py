@@ -13,10 +13,6 @@ run, on real servers with the built-in packs' own fixes:
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -29,8 +25,8 @@ from checks.model import finding_id
 from console.cli import main
 from tests.integration.test_fix_redis import PASSWORD as REDIS_PASSWORD
 from tests.integration.test_fix_redis import PrivateRedis
+from tests.support import kill_fix_mid_build
 
-ROOT = Path(__file__).parents[2]
 FK = "postgres.fk-missing-index"
 CHILD_FK = finding_id(FK, "pg", "public.child(parent_id)", "child_parent_id_fkey")
 
@@ -121,41 +117,18 @@ def run_fix_and_kill_it_mid_build(url: str, config: Path, *, finish_build: bool)
               f"'--lock-timeout', '60', '--config', '{config}']))"
 
     async def scenario() -> None:
-        blocker = await asyncpg.connect(url)
-        admin = await asyncpg.connect(url)
-        writer = blocker.transaction()
-        await writer.start()
-        await blocker.execute("INSERT INTO child VALUES (99999, 1, 'x')")  # the build waits for this writer
-        process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, env={**os.environ},
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            for _ in range(400):
-                waiting = await admin.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
-                    "AND query ILIKE '%CREATE%INDEX%' AND wait_event_type = 'Lock'")
-                if waiting:
-                    break
-                await asyncio.sleep(0.05)
-            assert waiting, process.communicate(timeout=5)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=10)
-            if not finish_build:
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'dbvitals fix %'")
-        finally:
-            await writer.rollback()
-            await blocker.close()
-        try:
-            if finish_build:  # the orphaned backend goes on and finishes the build
+        # The build waits for this writer.
+        await kill_fix_mid_build(url, program, "INSERT INTO child VALUES (99999, 1, 'x')", end_backend=not finish_build)
+        if finish_build:  # the orphaned backend goes on and finishes the build
+            admin = await asyncpg.connect(url)
+            try:
                 for _ in range(400):
                     if await admin.fetchval("SELECT bool_and(indisvalid) AND count(*) = 2 FROM pg_index "
                                             "WHERE indrelid = 'child'::regclass"):
                         break
                     await asyncio.sleep(0.05)
-        finally:
-            await admin.close()
+            finally:
+                await admin.close()
 
     asyncio.run(scenario())
 
