@@ -50,13 +50,18 @@ async def open_the_finding(app: DbVitalsApp, pilot) -> None:
     await wait_until(pilot, lambda: isinstance(app.screen, FindingDetailScreen))
 
 
+async def confirm_the_fix(app: DbVitalsApp, pilot) -> None:
+    """The finding's detail, then a: the confirmation of its fix is on screen."""
+    await open_the_finding(app, pilot)
+    await pilot.press("a")
+    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+
+
 async def test_apply_a_safe_fix_through_the_confirmation(orders_db):
     pg_db = orders_db
     app = shop(pg_db)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
-        await open_the_finding(app, pilot)
-        await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await confirm_the_fix(app, pilot)
         modal = app.screen
         assert modal.safety is FixSafety.SAFE and not modal.must_type
         assert "CREATE INDEX CONCURRENTLY orders_customer_id_idx" in modal.plan.steps[0].command
@@ -86,9 +91,7 @@ async def test_cancelling_the_confirmation_runs_nothing(orders_db):
     pg_db = orders_db
     app = shop(pg_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await open_the_finding(app, pilot)
-        await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await confirm_the_fix(app, pilot)
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, FindingDetailScreen))
         await pilot.pause(0.3)
@@ -101,9 +104,7 @@ async def test_production_needs_the_target_name_typed(orders_db):
     pg_db = orders_db
     app = shop(pg_db, environment="production")
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_the_finding(app, pilot)
-        await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await confirm_the_fix(app, pilot)
         modal = app.screen
         assert modal.must_type and modal.query_one("#apply", Button).disabled
         await pilot.press(*"shpo", "enter")
@@ -141,9 +142,7 @@ async def test_undo_from_the_history_screen_with_its_confirmation(orders_db):
     pg_db = orders_db
     app = shop(pg_db)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await open_the_finding(app, pilot)
-        await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await confirm_the_fix(app, pilot)
         await pilot.press("y")
         await wait_until(pilot, lambda: isinstance(app.screen, FixProgressModal) and app.screen.done)
         assert await indexes(pg_db) == 1
@@ -182,9 +181,7 @@ async def test_undo_of_an_undone_entry_is_refused_in_the_confirmation(orders_db)
     pg_db = orders_db
     app = shop(pg_db)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_the_finding(app, pilot)
-        await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
+        await confirm_the_fix(app, pilot)
         await pilot.press("y")
         await wait_until(pilot, lambda: isinstance(app.screen, FixProgressModal) and app.screen.done)
         await pilot.press("enter", "escape", "h")
