@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from checks.budget import FreeSlots, ServerBudgets, ServerGuard, floor_for
+from checks.catalog_cache import ENTRY_POINT_GROUP
 from checks.config import ConfigError, Settings, TargetBase
 from checks.model import (
     CheckError,
@@ -29,8 +30,6 @@ from checks.model import (
     finding_id,
 )
 from checks.secrets import mask_text
-
-ENTRY_POINT_GROUP = "dbvitals.checks"
 
 
 class CheckOptions(BaseModel):

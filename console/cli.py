@@ -168,10 +168,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_checks(args: argparse.Namespace) -> int:
     import json
 
-    registry = load_checks(None)
-    entries = [c.catalog_entry() for c in sorted(registry.checks.values(), key=lambda c: c.id)]
+    from checks.catalog_cache import catalog
+
+    def load() -> Any:  # only on a cache miss: importing the engine and every check is the slow part
+        from checks.engine import load_registry
+
+        return load_registry()
+
+    entries, problems = catalog(load)
+    for problem in problems:
+        print(f"dbvitals: warning: {problem}", file=sys.stderr)
     if args.format == "json":
-        doc = {"schema": "dbvitals.catalog/1", "checks": entries, "problems": registry.problems}
+        doc = {"schema": "dbvitals.catalog/1", "checks": entries, "problems": problems}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return EXIT_OK
     from console.textwidth import Column, print_fitted

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from checks.state import default_state_dir
+
 SCHEMA = "dbvitals.journal/1"
 JOURNAL_NAME = "journal.jsonl"
 
@@ -156,12 +158,6 @@ class Journal:
             if entry.undoes == entry_id and entry.outcome in {"fixed", "not_fixed"}:
                 return entry
         return None
-
-
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME")
-    root = Path(base) if base else Path.home() / ".local" / "state"
-    return root / "dbvitals"
 
 
 def host_name() -> str:

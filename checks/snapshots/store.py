@@ -106,7 +106,7 @@ class Snapshot:
 
 def default_path(settings: Any) -> Path:
     """Beside the journal: the config's journal directory, else the state directory."""
-    from checks.fixes.journal import default_state_dir
+    from checks.state import default_state_dir
 
     journal = getattr(settings, "journal", None)
     return (Path(journal).expanduser().parent if journal else default_state_dir()) / FILE_NAME
