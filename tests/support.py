@@ -117,6 +117,19 @@ def mongo_scope(check: Any, url: str = "mongodb://db.internal:27017/app", **targ
     return Scope(target="app", config=config, options=resolve_options(type(check), "app", config), status=status)
 
 
+def mongo_index(name: str, key: dict[str, Any], **options: Any) -> Any:
+    """An IndexSpec as listIndexes returns it."""
+    from checks.mongodb._inventory import IndexSpec
+
+    return IndexSpec.from_document({"v": 2, "key": key, "name": name, **options})
+
+
+def mongo_collection(name: str, *indexes: Any, count: int = 0, size: int = 0) -> Any:
+    """A CollectionInfo of database "app" with its _id index and `indexes`."""
+    from checks.mongodb._inventory import CollectionInfo
+
+    return CollectionInfo("app", name, count, size, size, (mongo_index("_id_", {"_id": 1}), *indexes))
+
 def run_report(settings: Settings, checks: Sequence[str] | None = None, targets: Sequence[str] | None = None) -> Report:
     runner = Runner(settings, load_registry(), targets=targets, checks=checks)
     return asyncio.run(runner.run())

@@ -9,9 +9,8 @@ import functools
 
 import pytest
 
-from checks.engine import Scope
-from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
-from checks.mongodb._inventory import CollectionInfo, IndexSpec, summarise
+from checks.model import FixSafety, Severity
+from checks.mongodb._inventory import CollectionInfo, summarise
 from checks.mongodb._lifecycle import ENTITY, EVENT, LEDGER, classify, growth, lifecycle, referenced_collections
 from checks.mongodb._ttl import Expiring, RuleTarget
 from checks.mongodb.ttl_coverage import (
@@ -30,19 +29,11 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 
 
 def scope_for(check, *, expect=None, checks=None):
-    url = "mongodb://db.internal:27017/app"
-    settings = support.settings_for(app={"kind": "mongodb", "url": url, "expect": expect or {}, "checks": checks or {}})
-    target = settings.targets["app"]
-    status = TargetStatus(name="app", kind=Engine.MONGODB, state=TargetState.CONNECTED, url=url)
-    return Scope(target="app", config=target, options=check.Options(**target.checks.get(check.id, {})), status=status)
+    return support.mongo_scope(check, expect=expect or {}, checks=checks or {})
 
 
-def index(name, key, **options):
-    return IndexSpec.from_document({"v": 2, "key": key, "name": name, **options})
-
-
-def info(name, *indexes, count=0, size=0):
-    return CollectionInfo("app", name, count, size, size, (index("_id_", {"_id": 1}), *indexes))
+index = support.mongo_index
+info = support.mongo_collection
 
 
 @functools.cache
