@@ -294,37 +294,28 @@ def load_registry(entry_points: Iterable[metadata.EntryPoint] | None = None) -> 
 
 
 def resolve_options(check: type[Check], target_name: str, target: TargetBase) -> CheckOptions:
-    raw = target.checks.get(check.id, {})
-    try:
-        return check.Options(**raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: "
-            + (
-                f"unknown option (expected one of: {', '.join(check.Options.model_fields)})"
-                if e["type"] == "extra_forbidden"
-                else e["msg"].removeprefix("Value error, ")
-            )
-            for e in exc.errors()
-        )
-        raise ConfigError(f'targets.{target_name}.checks."{check.id}": {problems}') from None
+    return _validated_options(check.Options, target.checks.get(check.id, {}), f'targets.{target_name}.checks."{check.id}"')
 
 
 def resolve_fact_options(fact: type[Fact[Any]], target_name: str, target: TargetBase) -> FactOptions:
-    raw = target.facts.get(fact.id, {})
+    return _validated_options(fact.Options, target.facts.get(fact.id, {}), f'targets.{target_name}.facts."{fact.id}"')
+
+
+def _validated_options(options: Any, raw: dict[str, Any], where: str) -> Any:
+    """`options(**raw)`; a problem is one ConfigError naming `where` and every bad key."""
     try:
-        return fact.Options(**raw)
+        return options(**raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(table)'}: "
             + (
-                f"unknown option (expected one of: {', '.join(fact.Options.model_fields)})"
+                f"unknown option (expected one of: {', '.join(options.model_fields)})"
                 if e["type"] == "extra_forbidden"
                 else e["msg"].removeprefix("Value error, ")
             )
             for e in exc.errors()
         )
-        raise ConfigError(f'targets.{target_name}.facts."{fact.id}": {problems}') from None
+        raise ConfigError(f"{where}: {problems}") from None
 
 
 def validate_check_options(settings: Settings, registry: Registry) -> None:
