@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -129,6 +130,17 @@ def mongo_collection(name: str, *indexes: Any, count: int = 0, size: int = 0) ->
     from checks.mongodb._inventory import CollectionInfo
 
     return CollectionInfo("app", name, count, size, size, (mongo_index("_id_", {"_id": 1}), *indexes))
+
+def write_targets_toml(tmp_path: Path, targets: dict[str, dict[str, object]], *head: str) -> Path:
+    """tmp_path/dbvitals.toml: the `head` lines, then a [targets.NAME] table per target (values as
+    JSON, which TOML reads the same for strings, numbers, booleans and lists)."""
+    lines = list(head)
+    for name, keys in targets.items():
+        lines.append(f"[targets.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+    path = tmp_path / "dbvitals.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 def run_report(settings: Settings, checks: Sequence[str] | None = None, targets: Sequence[str] | None = None) -> Report:
     runner = Runner(settings, load_registry(), targets=targets, checks=checks)

@@ -21,16 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(tmp_path: Path, targets: dict[str, dict[str, object]], serve: dict[str, object] | None = None) -> Path:
-    lines = [f'journal = "{tmp_path / "journal.jsonl"}"']
+    head = [f'journal = "{tmp_path / "journal.jsonl"}"']
     if serve:
-        lines.append("[serve]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in serve.items()]
-    for name, keys in targets.items():
-        lines.append(f"[targets.{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
-    path = tmp_path / "dbvitals.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        head.append("[serve]")
+        head += [f"{k} = {json.dumps(v)}" for k, v in serve.items()]
+    return support.write_targets_toml(tmp_path, targets, *head)
 
 
 @contextmanager

@@ -11,17 +11,12 @@ import pytest
 
 from checks.model import Report
 from checks.snapshots.store import SCHEMA_VERSION, SnapshotError, SnapshotStore
+from tests import support
 from tests.integration.test_cli import dbvitals
 
 
 def config(tmp_path: Path, targets: dict[str, dict[str, object]]) -> Path:
-    lines = [f'journal = "{tmp_path / "state" / "journal.jsonl"}"']
-    for name, keys in targets.items():
-        lines.append(f"[targets.{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
-    path = tmp_path / "dbvitals.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return support.write_targets_toml(tmp_path, targets, f'journal = "{tmp_path / "state" / "journal.jsonl"}"')
 
 
 def test_diff_names_a_dropped_index_and_a_new_problem(tmp_path, pg_db):

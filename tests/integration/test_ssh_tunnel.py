@@ -58,13 +58,7 @@ def bastion(tmp_path: Path):
 
 
 def write_config(tmp_path: Path, targets: dict[str, dict[str, object]]) -> Path:
-    lines = []
-    for name, keys in targets.items():
-        lines.append(f"[targets.{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
-    path = tmp_path / "dbvitals.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return support.write_targets_toml(tmp_path, targets)
 
 
 def check(config: Path, *args: str) -> dict:
