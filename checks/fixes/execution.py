@@ -69,3 +69,11 @@ class UndoCheck:
     steps: list[Any]
     refusals: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    def not_as_left(self, finished: bool, refusal: str, note: str) -> None:
+        """An object is not as the step's fix would have left it: a finished entry's undo refuses
+        (someone changed it since); an unfinished entry's only notes that the fix did not get there."""
+        if finished:
+            self.refusals.append(refusal)
+        else:
+            self.notes.append(note)

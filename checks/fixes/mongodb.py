@@ -182,11 +182,9 @@ async def _guard_step(client: Any, step: FixStep, default_db: str | None, forwar
         for spec in command.get("indexes", []):
             if isinstance(spec, dict) and spec.get("name") in present:
                 where = f"{database}.{command['createIndexes']}"
-                if finished:
-                    check.refusals.append(f"index {spec['name']} on {where} exists again (created after the fix dropped "
-                                          "it): dbvitals will not replace it")
-                else:
-                    check.notes.append(f"index {spec['name']} on {where} still exists: the unfinished fix did not drop it")
+                check.not_as_left(finished, f"index {spec['name']} on {where} exists again (created after the fix dropped "
+                                  "it): dbvitals will not replace it",
+                                  f"index {spec['name']} on {where} still exists: the unfinished fix did not drop it")
                 return False
         return True
     collection = command.get("dropIndexes") or command.get("collMod")
@@ -196,10 +194,8 @@ async def _guard_step(client: Any, step: FixStep, default_db: str | None, forwar
     where = f"{name} on {database}.{collection}"
     current = (await _indexes(client, database, collection)).get(name)
     if current is None:
-        if finished:
-            check.refusals.append(f"index {where} no longer exists: nothing of this fix is left to undo")
-        else:
-            check.notes.append(f"index {where} does not exist: the unfinished fix did not create it")
+        check.not_as_left(finished, f"index {where} no longer exists: nothing of this fix is left to undo",
+                          f"index {where} does not exist: the unfinished fix did not create it")
         return False
     have = _shape(current)
     record = recorded.get((database, collection, name))

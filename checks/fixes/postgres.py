@@ -366,11 +366,9 @@ async def _guard_step(conn: Any, step: FixStep, creates: dict[str, IndexCreate],
                                   "dbvitals will not drop it")
             return False
         if row is None:
-            if finished:
-                check.refusals.append(f"index {written} no longer exists: this fix's index was dropped since, "
-                                      "nothing is left to undo")
-            else:
-                check.notes.append(f"index {written} does not exist: the unfinished fix did not create it")
+            check.not_as_left(finished, f"index {written} no longer exists: this fix's index was dropped since, "
+                              "nothing is left to undo",
+                              f"index {written} does not exist: the unfinished fix did not create it")
             return False
         record = next((e for e in recorded if e["name"] == name and schema in (None, e["schema"])), None)
         source = creates.get(name)
@@ -399,11 +397,9 @@ async def _guard_step(conn: Any, step: FixStep, creates: dict[str, IndexCreate],
         row = await conn.fetchrow(INDEX_ON_TABLE, create.name, create.table)
         if row is None:
             return True
-        if finished:
-            check.refusals.append(f"{row['qualified']} exists again (created after the fix dropped it): "
-                                  "dbvitals will not replace it")
-        else:
-            check.notes.append(f"{row['qualified']} still exists: the unfinished fix did not drop it")
+        check.not_as_left(finished, f"{row['qualified']} exists again (created after the fix dropped it): "
+                          "dbvitals will not replace it",
+                          f"{row['qualified']} still exists: the unfinished fix did not drop it")
         return False
     if partial:
         check.notes.append(f"skipped `{_first_line(step)}`: the unfinished fix applied no step")
