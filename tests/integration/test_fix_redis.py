@@ -159,15 +159,7 @@ def test_server_killed_mid_batch_leaves_a_failed_entry_recording_exactly_the_key
 
 
 def test_an_interrupted_batch_fix_resumes_at_its_scan_cursor(redis_db, tmp_path):
-    fill(redis_db.client, 1500)
-    settings = settings_for(redis_db.url, tmp_path)
-    registry = fix_checks.registry()
-    the_plan = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
-
-    def drop_the_line() -> None:
-        raise ConnectionResetError("network dropped")
-
-    first = asyncio.run(apply_fix(settings, registry, the_plan, on_progress=after_batches(4, drop_the_line)))
+    settings, registry, first = fix_dropped_after(redis_db, tmp_path, keys=1500, batches=4)
     assert first.outcome == "failed" and "network dropped" in first.message
     given = sum(1 for t in ttls(redis_db.client).values() if t > 0)
     assert 0 < given < 1500
@@ -188,6 +180,20 @@ def fill(client, count: int) -> None:
     pipe.execute()
 
 
+def fix_dropped_after(redis_db, tmp_path, *, keys: int, batches: int):
+    """`keys` keys without a TTL, and a run of their fix whose connection drops after `batches`
+    SCAN batches: (settings, registry, the run's outcome)."""
+    fill(redis_db.client, keys)
+    settings = settings_for(redis_db.url, tmp_path)
+    registry = fix_checks.registry()
+    the_plan = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
+
+    def drop_the_line() -> None:
+        raise ConnectionResetError("network dropped")
+
+    return settings, registry, asyncio.run(apply_fix(settings, registry, the_plan, on_progress=after_batches(batches, drop_the_line)))
+
+
 def after_batches(count: int, action):
     seen = []
 
@@ -201,15 +207,7 @@ def after_batches(count: int, action):
 
 
 def test_a_rerun_after_undoing_an_interrupted_batch_fix_starts_over(redis_db, tmp_path):
-    fill(redis_db.client, 5005)
-    settings = settings_for(redis_db.url, tmp_path)
-    registry = fix_checks.registry()
-    the_plan = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
-
-    def drop_the_line() -> None:
-        raise ConnectionResetError("network dropped")
-
-    first = asyncio.run(apply_fix(settings, registry, the_plan, on_progress=after_batches(40, drop_the_line)))
+    settings, registry, first = fix_dropped_after(redis_db, tmp_path, keys=5005, batches=40)
     assert first.outcome == "failed"
     assert 0 < sum(1 for t in ttls(redis_db.client).values() if t > 0) < 5005
     undone = asyncio.run(undo_fix(settings, registry, first.entry_id))
