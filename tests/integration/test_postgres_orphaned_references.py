@@ -16,7 +16,8 @@ INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 1000) g;
 CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint);
 INSERT INTO orders SELECT g, 1 + g % 1000 FROM generate_series(1, 2000) g;
 CREATE TABLE page_views (id bigint PRIMARY KEY, user_id bigint);
-INSERT INTO page_views SELECT g, 1 + g % 1000 FROM generate_series(1, 200000) g;
+-- Spread so every page holds about one orphan in ten: TABLESAMPLE SYSTEM reads whole pages.
+INSERT INTO page_views SELECT g, 1 + (g * 7919) % 1000 FROM generate_series(1, 200000) g;
 CREATE TABLE payments (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id));
 INSERT INTO payments SELECT g, 1 + g % 1000 FROM generate_series(1, 100) g;
 CREATE TABLE sessions (id bigint PRIMARY KEY, user_id integer);
