@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import overload
+from typing import Any, overload
 
 
 @overload
@@ -19,3 +19,11 @@ def human_bytes(size: float | None) -> str | None:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable: the last unit always returns")
+
+
+def int_or_none(value: Any) -> int | None:
+    """A server's figure as an int; None when it is missing or not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -8,6 +8,7 @@ from typing import Any
 
 from checks.activity import ActivitySample, now_iso, rates, shorten
 from checks.model import FixStep
+from checks.units import int_or_none
 
 OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
@@ -51,9 +52,9 @@ def sample_from_replies(
             "id": str(c.get("id", "")),
             "name": _text(c.get("name")),
             "address": _text(c.get("addr")),
-            "age_s": _int(c.get("age")),
-            "idle_s": _int(c.get("idle")),
-            "db": _int(c.get("db")),
+            "age_s": int_or_none(c.get("age")),
+            "idle_s": int_or_none(c.get("idle")),
+            "db": int_or_none(c.get("db")),
             "last_command": _text(c.get("cmd")),
             "flags": _text(c.get("flags")),
             "current": own_id is not None and str(c.get("id")) == str(own_id),
@@ -106,7 +107,7 @@ def _slow_entry(entry: Any) -> dict[str, Any]:
         text = " ".join(_text(a) for a in args)
     else:
         text = _text(args)
-    return {"id": _int(ident), "started_at": _int(when), "duration_ms": round((_int(micros) or 0) / 1000, 2),
+    return {"id": int_or_none(ident), "started_at": int_or_none(when), "duration_ms": round((int_or_none(micros) or 0) / 1000, 2),
             "command": shorten(text, 200), "client": _text(address), "name": _text(name)}
 
 
@@ -115,12 +116,6 @@ def _text(value: Any) -> str:
         return value.decode("utf-8", "backslashreplace")
     return "" if value is None else str(value)
 
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def kill_step(ident: str, *, terminate: bool) -> FixStep:

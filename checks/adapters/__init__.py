@@ -193,14 +193,6 @@ class ModuleAdapter(EngineAdapter):
         return await self._fixes().guard_undo(target, entry, inverse)
 
 
-def int_or_none(value: Any) -> int | None:
-    """A server's figure as an int; None when it is missing or not a number."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def adapter_for(engine: Engine | str) -> EngineAdapter:
     """The adapter of an engine (an Engine, or a target's `kind`): one object per engine."""
     return _adapter(engine.value if isinstance(engine, Engine) else str(engine))

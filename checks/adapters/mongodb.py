@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import ModuleAdapter, int_or_none
+from checks.adapters import ModuleAdapter
+from checks.units import int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
 from checks.fixes.quoting import js_database, js_value
 from checks.model import Engine, FixStep

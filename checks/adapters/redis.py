@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import ModuleAdapter, SideFile, int_or_none
+from checks.adapters import ModuleAdapter, SideFile
+from checks.units import int_or_none
 from checks.fixes.quoting import (
     SCRIPT_CLI,
     redis_cli_args,

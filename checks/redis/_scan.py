@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from checks.redis._patterns import display_key, infer_pattern, is_placeholder, split_segments
 from checks.secrets import mask_url
+from checks.units import int_or_none
 
 if TYPE_CHECKING:  # the driver is imported where a scan runs: the check catalog loads without it
     import redis.asyncio as aioredis
@@ -1192,19 +1193,13 @@ async def scan_keyspace(
             lengths_read=lengths,
             access=access,
             maxmemory_policy=policy,
-            uptime_s=_int_or_none(info.get("uptime_in_seconds")),
+            uptime_s=int_or_none(info.get("uptime_in_seconds")),
             sample_every=plan.sample_every if plan.memory_sample else 0,
         )
     finally:
         for client in owned:
             await client.aclose()
 
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _apportion(limit: int | None, sizes: list[int]) -> list[int | None]:

@@ -17,6 +17,7 @@ from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._patterns import display_key
 from checks.redis._scan import keyspace_counts
+from checks.units import int_or_none
 
 SLOTS = 16384
 
@@ -89,7 +90,7 @@ class Cluster(Check):
             )]
         findings = []
         info = facts.info
-        assigned, ok = _int(info.get("cluster_slots_assigned")), _int(info.get("cluster_slots_ok"))
+        assigned, ok = int_or_none(info.get("cluster_slots_assigned")), int_or_none(info.get("cluster_slots_ok"))
         state = info.get("cluster_state")
         evidence = {key: info.get(key) for key in ("cluster_state", "cluster_slots_assigned", "cluster_slots_ok",
                                                   "cluster_slots_pfail", "cluster_slots_fail", "cluster_known_nodes",
@@ -161,9 +162,3 @@ def _slot_count(text: str | list[Any]) -> int:
     except ValueError:
         return 0
 
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

@@ -16,7 +16,7 @@ from pydantic import Field
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
-from checks.units import human_bytes
+from checks.units import human_bytes, int_or_none
 
 CONFIG_NOTE = "CONFIG SET changes the running server only: run CONFIG REWRITE (or edit redis.conf) to keep it."
 
@@ -69,12 +69,12 @@ class Fragmentation(Check):
             used_memory=int(memory.get("used_memory", 0)),
             used_memory_rss=int(memory.get("used_memory_rss", 0)),
             ratio=_float(memory.get("mem_fragmentation_ratio")),
-            wasted=_int(memory.get("mem_fragmentation_bytes")),
+            wasted=int_or_none(memory.get("mem_fragmentation_bytes")),
             allocator_ratio=_float(memory.get("allocator_frag_ratio")),
-            allocator_wasted=_int(memory.get("allocator_frag_bytes")),
+            allocator_wasted=int_or_none(memory.get("allocator_frag_bytes")),
             allocator=str(memory.get("mem_allocator", "")),
             activedefrag=activedefrag,
-            defrag_running=_int(memory.get("active_defrag_running")),
+            defrag_running=int_or_none(memory.get("active_defrag_running")),
         )
 
     def evaluate(self, facts: FragmentationFacts, scope: Scope) -> list[Finding]:
@@ -152,9 +152,3 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
 
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

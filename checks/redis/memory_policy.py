@@ -21,7 +21,7 @@ from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixSt
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._patterns import EPHEMERAL_WORDS, first_matching, literal_words
 from checks.redis._scan import KeyspaceScan, keyspace_counts
-from checks.units import human_bytes
+from checks.units import human_bytes, int_or_none
 
 ALLKEYS_FOR = {"volatile-lru": "allkeys-lru", "volatile-lfu": "allkeys-lfu", "volatile-random": "allkeys-random",
                "volatile-ttl": "allkeys-lru"}
@@ -169,7 +169,7 @@ class MemoryPolicy(Check):
             keys=sum(k for k, _ in counts.values()),
             expires=sum(e for _, e in counts.values()),
             evicted_keys=int(stats.get("evicted_keys", 0)),
-            total_system_memory=_int(memory.get("total_system_memory")),
+            total_system_memory=int_or_none(memory.get("total_system_memory")),
             keyspace=keyspace,
             keyspace_error=keyspace_error,
         )
@@ -347,10 +347,4 @@ def _policy_fix(current: str, new: str, safety: FixSafety, extra: str = "") -> F
         notes=(extra + " " if extra else "") + CONFIG_NOTE,
     )
 
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 

@@ -14,6 +14,7 @@ from checks.config import Duration
 from checks.engine import Scope
 from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Severity
 from checks.pool import Capacity, PoolCheck, PoolOptions, UrlSetting, parse_number
+from checks.units import int_or_none
 
 CONFIG_SETTINGS = ("maxclients", "timeout", "tcp-keepalive")
 # Clients the `timeout` setting never closes: pub/sub, replicas, masters, MONITOR, blocked.
@@ -112,8 +113,8 @@ class RedisPool(PoolCheck):
             connected_clients=int(info.get("connected_clients", 0)),
             blocked_clients=int(info.get("blocked_clients", 0)),
             maxclients=None if maxclients is None else int(maxclients),
-            rejected_connections=_int_or_none(info.get("rejected_connections")),
-            uptime_s=_int_or_none(info.get("uptime_in_seconds")),
+            rejected_connections=int_or_none(info.get("rejected_connections")),
+            uptime_s=int_or_none(info.get("uptime_in_seconds")),
             config=config,
             config_error=config_error,
             clients=clients,
@@ -308,6 +309,3 @@ def url_settings(params: dict[str, str]) -> list[UrlSetting]:
             ))
     return settings
 
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)

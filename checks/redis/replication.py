@@ -19,7 +19,7 @@ from pydantic import Field
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
-from checks.units import human_bytes
+from checks.units import human_bytes, int_or_none
 
 CONFIG_NOTE = "CONFIG SET changes the running server only: run CONFIG REWRITE (or edit redis.conf) to keep it."
 
@@ -84,12 +84,12 @@ class Replication(Check):
                 role="slave",
                 read_only=read_only,
                 link_status=str(first.get("master_link_status")),
-                last_io_s=_int(first.get("master_last_io_seconds_ago")),
-                replica_offset=_int(first.get("slave_repl_offset")),
-                backlog_size=_int(first.get("repl_backlog_size")),
+                last_io_s=int_or_none(first.get("master_last_io_seconds_ago")),
+                replica_offset=int_or_none(first.get("slave_repl_offset")),
+                backlog_size=int_or_none(first.get("repl_backlog_size")),
             )
         if not int(first.get("connected_slaves", 0)):
-            return ReplicationFacts(role="master", backlog_size=_int(first.get("repl_backlog_size")))
+            return ReplicationFacts(role="master", backlog_size=int_or_none(first.get("repl_backlog_size")))
         await asyncio.sleep(options.sample_seconds)  # only with replicas: the write rate matters to them
         second = await client.info("replication")
         replicas = []
@@ -99,7 +99,7 @@ class Replication(Check):
                     address=f"{value.get('ip')}:{value.get('port')}",
                     state=str(value.get("state")),
                     offset=int(value.get("offset", 0)),
-                    lag_s=_int(value.get("lag")),
+                    lag_s=int_or_none(value.get("lag")),
                 ))
         offset = int(second.get("master_repl_offset", 0))
         return ReplicationFacts(
@@ -108,7 +108,7 @@ class Replication(Check):
             master_offset=offset,
             offset_growth=max(0, offset - int(first.get("master_repl_offset", 0))),
             interval_s=options.sample_seconds,
-            backlog_size=_int(second.get("repl_backlog_size")),
+            backlog_size=int_or_none(second.get("repl_backlog_size")),
             backlog_active=bool(int(second.get("repl_backlog_active", 0))),
         )
 
@@ -210,9 +210,3 @@ def _round_up_mb(size: float) -> int:
     mb = 1024 * 1024
     return max(mb, int(-(-size // mb)) * mb)
 
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -17,6 +17,7 @@ from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.redis._patterns import display_key, infer_pattern
+from checks.units import int_or_none
 
 OWN_CLIENT = "dbvitals"
 # Commands whose first argument is not a key: grouped by command alone.
@@ -76,8 +77,8 @@ class Slowlog(Check):
         raw = await client.execute_command("SLOWLOG", "GET", options.entries)
         length = await client.execute_command("SLOWLOG", "LEN")
         return SlowlogFacts(
-            threshold_us=_int(config["slowlog-log-slower-than"]),
-            max_len=_int(config["slowlog-max-len"]),
+            threshold_us=int_or_none(config["slowlog-log-slower-than"]),
+            max_len=int_or_none(config["slowlog-max-len"]),
             length=length if isinstance(length, int) else None,
             entries=[entry for entry in map(_entry, raw or []) if entry is not None],
         )
@@ -169,9 +170,3 @@ def _entry(raw: Any) -> SlowEntry | None:
         return SlowEntry(int(raw[0]), int(raw[1]), int(raw[2]), [display_key(a) for a in raw[3]], display_key(name or b""))
     return None
 
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
