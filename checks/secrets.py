@@ -12,23 +12,40 @@ Everything here runs in time linear in the text: a key name of a megabyte must n
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import html
 import ipaddress
 import json
 import re
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 # Shorter values cannot be replaced in free text without mangling it (a password "ab").
 MIN_MASKED_LENGTH = 3
-_SECRET_PARAMS = {"password", "pass", "pwd", "sslpassword", "authmechanismproperties", "secret", "token"}
+# A URL parameter is a secret when its name says so: libpq's sslpassword, pymongo's
+# tlsCertificateKeyFilePassword, proxyPassword and authMechanismProperties (it carries
+# AWS_SESSION_TOKEN), redis-py's ssl_password, and whatever a future driver calls a password,
+# secret, token or key. A parameter naming a file (sslkey, ssl_keyfile, tlsCertificateKeyFile)
+# is a path, not a secret.
+_SECRET_WORDS = ("password", "passwd", "passphrase", "pwd", "secret", "token", "credential")
+_SECRET_NAMES = {"pass", "authmechanismproperties"}
+_PATH_PARAMS = {"sslkey", "sslcert", "sslrootcert", "sslcrl", "sslcrldir"}
+_PATH_SUFFIXES = ("file", "path", "dir")
 # ://user:password@ in free text such as driver errors. The search starts at the literal "://"
 # (found by a fast scan, not tried at every position) and the userinfo classes exclude their
 # own terminators, so there is no backtracking: linear in the text.
 _USERINFO = re.compile(r"://(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
-_PARAM_KEY_RE = re.compile(r"(?<![a-z])(?:sslpassword|password|pass|pwd|secret|token)=")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_PARAM_VALUE = re.compile(r"[^&\s]+")
+# A parameter in free text: a URL's query parameter (after ? or &), or libpq's conninfo
+# password=/sslpassword= (after white space). "api token=7" in a key name is data, not a
+# parameter. Bounded name, no backtracking: linear in the text.
+_QUERY_PARAM = re.compile(r"[?&]([A-Za-z0-9_.\-]{1,64})=|(?<!\S)((?:ssl)?password)=")
+_PARAM_VALUE = re.compile(r"[^&\s#]+")
+# Fields of a report that name things dbvitals defines (a check id, a severity); a password that
+# is an ordinary word ("postgres") must not rewrite them.
+_STRUCTURAL_FIELDS = frozenset({"check", "severity", "kind", "schema", "outcome", "state", "language", "safety",
+                                "transactional"})
 _RESERVED_HINT = "percent-encode / ? # @ : % [ ] in the user name and password (%2F %3F %23 %40 %3A %25 %5B %5D)"
 
 _known: set[str] = set()
@@ -36,6 +53,16 @@ _known: set[str] = set()
 
 class MalformedUrl(ValueError):
     """A URL dbvitals cannot take apart with certainty; the message never quotes the URL."""
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a URL parameter of this name carries a secret (see _SECRET_WORDS)."""
+    folded = name.lower().replace("_", "").replace("-", "").replace(".", "")
+    if folded in _SECRET_NAMES:
+        return True
+    if folded in _PATH_PARAMS or folded.endswith(_PATH_SUFFIXES):
+        return any(word in folded for word in _SECRET_WORDS)  # a ...FilePassword is a secret
+    return "key" in folded or any(word in folded for word in _SECRET_WORDS)
 
 
 def remember_secrets(values: tuple[str, ...] | list[str]) -> None:
@@ -111,7 +138,7 @@ def url_secrets(url: str) -> tuple[str, ...]:
     query = rest.partition("?")[2]
     for pair in query.split("&"):
         key, _, value = pair.partition("=")
-        if key.lower() in _SECRET_PARAMS and value:
+        if is_secret_param(unquote(key)) and value:
             values += [value, unquote(value)]
     return tuple(dict.fromkeys(v for v in values if v))
 
@@ -135,12 +162,14 @@ def mask_url(url: str) -> str:
         parts = urlsplit(masked)
     except ValueError:
         return _mask_params(masked)
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            query = urlencode([(k, MASK if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
+    query = "&".join(_mask_pair(pair) for pair in parts.query.split("&")) if parts.query else ""
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _mask_pair(pair: str) -> str:
+    """name=VALUE as written, VALUE masked where the name says secret."""
+    key, equals, value = pair.partition("=")
+    return f"{key}={MASK}" if equals and value and is_secret_param(unquote(key)) else pair
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -158,32 +187,68 @@ def secret_forms(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_MASKED_LENGTH}
 
 
+class Masker:
+    """Masks free text with a fixed set of secrets; the escaped forms are worked out once, so a
+    report of many strings costs one pass over each string per form, not a rebuild per string."""
+
+    def __init__(self, secrets: tuple[str, ...] | list[str] = ()) -> None:
+        values = {s for s in (*secrets, *_known) if s and len(s) >= MIN_MASKED_LENGTH}
+        forms: set[str] = set()
+        for secret in values:
+            forms |= secret_forms(secret)
+        self.forms = sorted(forms, key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        if "://" in text:
+            text = _USERINFO.sub(lambda m: f"://{m['user']}:{MASK}@", text)
+        text = _mask_params(text)
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+
+    def tree(self, value: Any, field: str | None = None) -> Any:
+        """Every string in a structure of dicts, lists, tuples and dataclasses masked, keys
+        included, before it is serialized: masking serialized text could cut through an escape
+        and leave a report that no longer parses. Enum members, dbvitals' own identifiers (a
+        check id, a severity) and values that hold no text (numbers, datetimes) stay as they
+        are; bytes become masked text."""
+        if field in _STRUCTURAL_FIELDS or isinstance(value, (enum.Enum, bool, int, float)) or value is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.tree(k) if isinstance(k, str) else k: self.tree(v, k if isinstance(k, str) else None)
+                    for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.tree(v) for v in value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.replace(value, **{f.name: self.tree(getattr(value, f.name), f.name)
+                                                 for f in dataclasses.fields(value) if f.init})
+        if isinstance(value, (bytes, bytearray)):
+            return self.text(bytes(value).decode("utf-8", "backslashreplace"))
+        return value
+
+
 def mask_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     """Free text (an exception message, a report) with credentials and known secrets removed."""
-    if "://" in text:
-        text = _USERINFO.sub(lambda m: f"://{m['user']}:{MASK}@", text)
-    text = _mask_params(text)
-    values = {s for s in (*secrets, *_known) if s and len(s) >= MIN_MASKED_LENGTH}
-    forms: set[str] = set()
-    for secret in values:
-        forms |= secret_forms(secret)
-    for form in sorted(forms, key=len, reverse=True):
-        if form in text:
-            text = text.replace(form, MASK)
-    return text
+    return Masker(secrets).text(text)
+
+
+def mask_tree(value: Any, secrets: tuple[str, ...] | list[str] = ()) -> Any:
+    """A structure (dicts, lists, dataclasses) with every string in it masked: see Masker.tree."""
+    return Masker(secrets).tree(value)
 
 
 def _mask_params(text: str) -> str:
-    """password=VALUE (and pass, pwd, secret, token...) with VALUE masked. The key is searched
-    in an ASCII-lower-cased copy (same length) without IGNORECASE, whose first-character
-    prefilter keeps the scan fast; a value once masked is consumed whole: linear."""
+    """?name=VALUE and &name=VALUE with VALUE masked where the name says secret (is_secret_param);
+    a value once masked is consumed whole: linear."""
     if "=" not in text:
         return text
-    lowered = text.translate(_ASCII_LOWER)
     out: list[str] = []
     done = 0
-    for key in _PARAM_KEY_RE.finditer(lowered):
-        if key.start() < done:
+    for key in _QUERY_PARAM.finditer(text):
+        if key.start() < done or not is_secret_param(key[1] or key[2]):
             continue
         value = _PARAM_VALUE.match(text, key.end())
         if value:

@@ -212,12 +212,12 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     async def probe_all() -> list[Any]:
         return list(await asyncio.gather(*(probe(n) for n in names)))
 
-    from checks.secrets import mask_text
+    from checks.secrets import mask_text, mask_tree
 
     statuses = run_async(probe_all())
     if args.format == "json":
         doc = {"schema": "dbvitals.targets/1", "targets": [s.to_dict() for s in statuses]}
-        sys.stdout.write(mask_text(json.dumps(doc, indent=2)) + "\n")
+        sys.stdout.write(json.dumps(mask_tree(doc), indent=2) + "\n")
     else:
         from console.textwidth import Column, print_fitted
 

@@ -108,12 +108,11 @@ def record_findings(settings: Any, report: Any) -> None:
 
 
 def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:
-    from checks.secrets import mask_text
     from console.formats import render
 
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    # Secrets are masked where they arise; this pass is the last line of defence, in every format.
-    text = mask_text(render(report, fmt, color=color, **options))
+    # Secrets are masked where they arise; render masks the report again, before it is serialized.
+    text = render(report, fmt, color=color, **options)
     if output:
         try:
             with open(output, "w", encoding="utf-8") as handle:

@@ -12,7 +12,7 @@ from checks.activity import ActivitySample, for_engine, shorten
 from checks.budget import server_key
 from checks.config import Settings
 from checks.model import Engine, TargetStatus
-from checks.secrets import mask_text
+from checks.secrets import mask_text, mask_tree
 
 
 class ActivityWatch:
@@ -97,13 +97,3 @@ class ActivityWatch:
                 pass
         self.connections.clear()
 
-
-def mask_tree(value: Any, secrets: tuple[str, ...]) -> Any:
-    """Every string inside lists and dicts masked with the target's secrets."""
-    if isinstance(value, str):
-        return mask_text(value, secrets)
-    if isinstance(value, dict):
-        return {k: mask_tree(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_tree(v, secrets) for v in value]
-    return value

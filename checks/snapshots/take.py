@@ -12,8 +12,7 @@ from checks.budget import ServerBudgets
 from checks.config import Settings
 from checks.engine import Registry, Runner
 from checks.model import Engine, Report
-from checks.activity.session import mask_tree
-from checks.secrets import mask_text
+from checks.secrets import mask_text, mask_tree
 from checks.snapshots import Figure, figures_for
 
 

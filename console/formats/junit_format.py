@@ -17,7 +17,7 @@ from checks.display import terminal_safe
 from checks.model import Finding, Report
 from checks.suppressions import as_gated
 
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def render(report: Report, **_: Any) -> str:
@@ -84,13 +84,14 @@ def render(report: Report, **_: Any) -> str:
     ET.indent(root)
     xml = ET.tostring(root, encoding="unicode")
     # XML 1.0 cannot carry most control characters, and a terminal must not get them: escape
-    # them visibly (ElementTree writes them raw).
+    # them visibly (ElementTree writes them raw). A raw CR too: a parser reads it as a line break,
+    # so a name holding one could forge a line of the report.
     xml = _CONTROL.sub(lambda m: terminal_safe(m.group()), xml)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n"
 
 
 def _describe(finding: Finding, *, known: bool = False) -> str:
-    head = f"[{finding.severity.value}] {finding.id} {finding.object}: {finding.title}"
+    head = f"[{finding.severity.value}] {finding.id} {terminal_safe(finding.object)}: {terminal_safe(finding.title)}"
     if known:
         head += " (in the baseline)"
     lines = [head, finding.message]

@@ -18,6 +18,7 @@ from typing import Any
 
 from checks.model import Finding, Report, Severity
 from checks.suppressions import GatedReport, as_gated
+from console.formats import json_text
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {
@@ -30,7 +31,7 @@ LEVELS = {
 
 
 def render(report: Report, *, registry: Any = None, **_: Any) -> str:
-    return json.dumps(sarif_document(report, registry=registry), indent=2, ensure_ascii=False) + "\n"
+    return json_text(sarif_document(report, registry=registry))
 
 
 def sarif_document(report: Report, *, registry: Any = None) -> dict[str, Any]:

@@ -17,12 +17,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
 from checks.model import Finding, Report, TargetStatus
+from checks.secrets import mask_tree
 from console.widgets.fix_view import fix_text
 
 FORMATS = {"json": "json", "markdown": "md"}
 
 
 def export_text(findings: Sequence[Finding], targets: Sequence[TargetStatus], fmt: str, description: str = "") -> str:
+    findings, targets = mask_tree(list(findings)), mask_tree(list(targets))
     if fmt == "json":
         doc = Report(targets=list(targets), findings=list(findings), errors=[], duration_ms=0).to_dict()
         doc.pop("duration_ms")

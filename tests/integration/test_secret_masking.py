@@ -170,3 +170,68 @@ def test_fix_history_undo_and_the_journal_never_hold_the_password(tmp_path, caps
         assert not _leaks(password, "\n".join(outputs) + written)
     finally:
         server.stop()
+
+
+def test_reports_stay_valid_with_a_parameter_shaped_key_and_a_password_parameter(tmp_path, capsys):
+    """A key named `api token=7:…` and a URL holding ?password=…: masking used to run on the
+    serialized text and cut through JSON escapes."""
+    import redis
+    import xml.etree.ElementTree as ET
+
+    password = 'hun"ter\\2 pw'
+    server = PrivateRedis("--requirepass", password)
+    try:
+        client = redis.Redis(port=server.port, password=password)
+        with client.pipeline(transaction=False) as pipe:
+            for n in range(3000):
+                pipe.set(f"api token=7:session:{n}", "x")
+            pipe.execute()
+        config = tmp_path / "dbvitals.toml"
+        url = f"redis://127.0.0.1:{server.port}/0?password={quote(password, safe='')}"
+        config.write_text(f'[targets.cache]\nkind = "redis"\nurl = {json.dumps(url)}\n')
+        outputs = {}
+        for fmt in FORMATS:
+            assert main(["check", "--config", str(config), "--format", fmt, "--fail-on", "never"]) == 0
+            outputs[fmt] = capsys.readouterr().out
+            assert not _leaks(password, outputs[fmt]), fmt
+        report = json.loads(outputs["json"])
+        json.loads(outputs["sarif"])
+        ET.fromstring(outputs["junit"].split("\n", 1)[1])
+        assert "api token={id}:session:{id}" in {f["object"] for f in report["findings"]}  # the name, not masked
+        assert report["targets"][0]["state"] == "connected"
+    finally:
+        server.stop()
+
+
+# Every documented secret parameter of pymongo, libpq/asyncpg and redis-py, on unreachable targets:
+# the URL is shown in `targets` and every report format, the values never.
+PARAMETER_SECRETS = {
+    "mongodb": ("mongodb://127.0.0.1:{port}/app?tls=true&tlsCertificateKeyFile=/nonexistent/k.pem"
+                "&tlsCertificateKeyFilePassword=tlsKeyPw-1&proxyHost=127.0.0.1&proxyPassword=proxyPw-2"
+                "&authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:awsToken-3",
+                ["tlsKeyPw-1", "proxyPw-2", "awsToken-3"]),
+    "postgres": ("postgresql://app@127.0.0.1:{port}/x?sslpassword=pgKeyPw-4", ["pgKeyPw-4"]),
+    "redis": ("rediss://127.0.0.1:{port}/0?ssl_password=redisKeyPw-5", ["redisKeyPw-5"]),
+}
+
+
+def test_secret_url_parameters_never_print(tmp_path, capsys):
+    port = support.refused_port()
+    lines = [f'journal = "{tmp_path / "journal.jsonl"}"']
+    for kind, (url, _) in PARAMETER_SECRETS.items():
+        lines += [f"[targets.{kind}]", f'kind = "{kind}"', f"url = {json.dumps(url.format(port=port))}", "timeout = 0.5"]
+    config = tmp_path / "dbvitals.toml"
+    config.write_text("\n".join(lines) + "\n")
+    outputs = []
+    for argv in (["targets"], ["targets", "--format", "json"],
+                 *(["check", "--check", "*.connection", "--format", fmt, "--fail-on", "never"] for fmt in FORMATS)):
+        code = main([*argv, "--config", str(config)])
+        captured = capsys.readouterr()
+        outputs.append(captured.out + captured.err)
+        assert code in (0, 1), outputs[-1]
+    everything = "\n".join(outputs)
+    assert "Traceback" not in everything
+    for kind, (_, secrets) in PARAMETER_SECRETS.items():
+        for secret in secrets:
+            assert secret not in everything, (kind, secret)
+    assert "tlsCertificateKeyFilePassword=***" in everything and "/nonexistent/k.pem" in everything

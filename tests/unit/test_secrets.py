@@ -172,3 +172,54 @@ def test_masked_forms_cover_what_formats_escape():
 )
 def test_terminal_safe_shows_control_characters_escaped(text, shown):
     assert terminal_safe(text) == shown
+
+
+# --- every documented secret URL parameter, for every engine ----------------------------------------
+
+# (url, the secret values it holds, values that are not secret and must stay readable)
+SECRET_PARAMETERS = [
+    # pymongo: TLS key passphrase, SOCKS proxy password, AWS session token inside the mechanism properties.
+    ("mongodb://u:pw1@db:27017/app?tls=true&tlsCertificateKeyFile=/etc/k.pem&tlsCertificateKeyFilePassword=tlsSecret1",
+     ["tlsSecret1", "pw1"], ["/etc/k.pem"]),
+    ("mongodb://db:27017/app?proxyHost=p&proxyUsername=me&proxyPassword=prox%26Secret2", ["prox%26Secret2", "prox&Secret2"],
+     ["proxyUsername=me"]),
+    ("mongodb://db/app?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:awsTok3n",
+     ["AWS_SESSION_TOKEN:awsTok3n", "awsTok3n"], ["authMechanism=MONGODB-AWS"]),
+    # libpq (asyncpg reads the same): password, sslpassword; sslkey and sslcert are paths.
+    ("postgresql://db/x?password=pgSecret4&sslkey=/k/client.key&sslcert=/k/c.crt", ["pgSecret4"], ["/k/client.key"]),
+    ("postgresql://app@db/x?sslmode=verify-full&sslpassword=keyPass5", ["keyPass5"], ["sslmode=verify-full"]),
+    # redis-py: password, ssl_password; ssl_keyfile is a path.
+    ("rediss://cache:6380/0?ssl_password=redisKey6&ssl_keyfile=/k/r.key", ["redisKey6"], ["/k/r.key"]),
+    ("redis://cache:6379/0?password=redisPw7&socket_timeout=2", ["redisPw7"], ["socket_timeout=2"]),
+    # Whatever names itself a secret, token or key in a driver to come.
+    ("redis://cache/0?api_key=k3yValue8&client_token=tok9Value&db_secret=sec10Value",
+     ["k3yValue8", "tok9Value", "sec10Value"], ["api_key=***"]),
+]
+
+
+@pytest.mark.parametrize("url, secrets, kept", SECRET_PARAMETERS)
+def test_every_secret_url_parameter_is_masked_and_known(url, secrets, kept):
+    masked = mask_url(url)
+    for secret in secrets:
+        assert secret not in masked
+        assert secret not in mask_text(f"driver said {url}")
+    for value in kept:
+        assert value in masked
+    assert set(secrets) & set(url_secrets(url))  # registered, so free text elsewhere is masked too
+
+
+def test_a_parameter_shape_inside_a_name_is_data_not_a_secret():
+    # A Redis key pattern "api token=7" is a name, not a URL parameter.
+    assert mask_text("keys like api token=7 have no TTL") == "keys like api token=7 have no TTL"
+    assert mask_text("see redis://h/0?token=abc&x=1") == "see redis://h/0?token=***&x=1"
+
+
+def test_a_password_that_is_an_ordinary_word_leaves_check_ids_and_severities_alone():
+    from checks.model import Finding, Severity
+    from checks.secrets import mask_tree
+
+    finding = Finding(id="x", check="postgres.missing-index", severity=Severity.HIGH, target="db",
+                      object="t", title="the postgres password", message="m", evidence={"kind": "postgres"})
+    masked = mask_tree(finding, ("postgres",))
+    assert masked.check == "postgres.missing-index" and masked.severity is Severity.HIGH
+    assert masked.title == "the *** password"  # free text is still masked
