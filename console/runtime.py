@@ -93,7 +93,7 @@ def finding_index(settings: Any) -> Any:
     from checks.fixes.locate import FindingIndex
 
     state_dir = Journal.for_settings(settings).path.parent
-    return FindingIndex.for_config(state_dir, settings.model_config.get("toml_file"))
+    return FindingIndex.for_config(state_dir, settings.model_config.get("config_file"))
 
 
 def record_findings(settings: Any, report: Any) -> None:

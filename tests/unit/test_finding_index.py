@@ -77,3 +77,22 @@ def test_a_damaged_index_is_as_if_no_report_had_run(tmp_path):
 def test_locations_group_by_target():
     assert group_by_target([Location("pg", "x", "1"), Location("pg", "y", "2"), Location("pg", "x", "3"),
                             Location("cache", "z", "4")]) == {"pg": ["x", "y"], "cache": ["z"]}
+
+
+def test_two_configs_sharing_a_state_directory_keep_one_index_each(tmp_path):
+    from checks.config import load_config
+    from console.runtime import finding_index
+
+    journal = tmp_path / "state" / "journal.jsonl"
+    paths = []
+    for name in ("a", "b"):
+        config = tmp_path / name / "dbvitals.toml"
+        config.parent.mkdir()
+        config.write_text(f'journal = "{journal}"\n[targets.{name}]\nkind = "postgres"\nurl = "postgresql://h/x"\n')
+        paths.append(finding_index(load_config(config)).path)
+    assert paths[0] != paths[1]
+    assert paths[0].parent == paths[1].parent == journal.parent / "findings"
+    index_a = FindingIndex(paths[0])
+    index_a.record(report([finding("abcdef123456", "a", "postgres.fk-missing-index")],
+                          [("a", "postgres.fk-missing-index")]))
+    assert FindingIndex(paths[1]).lookup("abcdef123456") == []  # b never sees a's findings
