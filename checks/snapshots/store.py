@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checks.model import Finding, Report, TargetStatus
+from checks.model import CheckError, Finding, Report, TargetStatus
 
 FILE_NAME = "snapshots.db"
 
@@ -68,6 +68,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# PRAGMA application_id of a dbvitals store ("dbvs"): a SQLite file without it is another
+# application's, and is never migrated or switched to WAL.
+APPLICATION_ID = 0x64627673
+TABLES = frozenset({"snapshots", "targets", "findings", "errors", "figures", "activity"})
 
 
 class SnapshotError(Exception):
@@ -98,8 +102,6 @@ class Snapshot:
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def report(self) -> Report:
-        from checks.model import CheckError
-
         return Report(targets=self.targets, findings=self.findings,
                       errors=[CheckError(**e) for e in self.errors], duration_ms=0.0)
 
@@ -127,6 +129,7 @@ class SnapshotStore:
         except sqlite3.Error as exc:
             raise SnapshotError(f"{self.path}: cannot open the snapshot store: {exc}") from None
         try:
+            self._claim(db)
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA journal_mode = WAL")
             self._migrate(db)
@@ -138,6 +141,18 @@ class SnapshotStore:
         finally:
             db.close()
 
+    def _claim(self, db: sqlite3.Connection) -> None:
+        """Refuse, before anything is written, a SQLite file that is not a dbvitals store: a
+        --store or --replay pointed at another application's database must leave it as it was."""
+        if db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID:
+            return
+        tables = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        if db.execute("PRAGMA application_id").fetchone()[0] == 0 and tables in (set(), TABLES):
+            return  # a new file, or a store written before stores were marked: claimed by _migrate
+        raise SnapshotError(f"{self.path} is not a dbvitals snapshot store (a SQLite database of another "
+                            "application): left as it was; name another file")
+
     def _migrate(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -145,6 +160,8 @@ class SnapshotStore:
                                 f"this one knows {SCHEMA_VERSION})")
         for number in range(version, SCHEMA_VERSION):
             db.executescript(f"BEGIN; {MIGRATIONS[number]} PRAGMA user_version = {number + 1}; COMMIT;")
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -238,23 +255,53 @@ class SnapshotStore:
             row = db.execute("SELECT id, taken_at, label, source FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
             if row is None:
                 raise SnapshotError(f"no snapshot {snapshot_id}")
-            targets = [_status(json.loads(t)) for (t,) in
+            rows = _Rows(self.path, snapshot_id)
+            targets = [rows.parse("targets", t, _status) for (t,) in
                        db.execute("SELECT status FROM targets WHERE snapshot_id = ? ORDER BY name", (snapshot_id,))]
-            findings = [Finding.from_dict(json.loads(f)) for (f,) in
+            findings = [rows.parse("findings", f, Finding.from_dict) for (f,) in
                         db.execute("SELECT finding FROM findings WHERE snapshot_id = ?", (snapshot_id,))]
-            errors = [json.loads(e) for (e,) in db.execute("SELECT error FROM errors WHERE snapshot_id = ?", (snapshot_id,))]
+            errors = [rows.parse("errors", e, _error) for (e,) in
+                      db.execute("SELECT error FROM errors WHERE snapshot_id = ?", (snapshot_id,))]
             figures: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
             for target, kind, name, metrics in db.execute(
                 "SELECT target, kind, name, metrics FROM figures WHERE snapshot_id = ?", (snapshot_id,)
             ):
-                figures.setdefault(target, {})[(kind, name)] = json.loads(metrics)
-            activity = {t: json.loads(s) for t, s in
+                figures.setdefault(target, {})[(kind, name)] = rows.parse("figures", metrics, _object)
+            activity = {t: rows.parse("activity", s, _object) for t, s in
                         db.execute("SELECT target, sample FROM activity WHERE snapshot_id = ?", (snapshot_id,))}
         info = SnapshotInfo(*row, targets=len(targets), findings=len(findings))
         return Snapshot(info, targets, findings, errors, figures, activity)
 
     def load_all(self, ids: Sequence[int]) -> list[Snapshot]:
         return [self.load(i) for i in ids]
+
+
+@dataclass
+class _Rows:
+    """Reads a snapshot's stored JSON rows; a row that is not what dbvitals wrote (a store
+    changed by hand or by another program) is a SnapshotError naming the snapshot and table."""
+
+    path: Path
+    snapshot_id: int
+
+    def parse(self, table: str, text: Any, build: Any) -> Any:
+        try:
+            return build(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise SnapshotError(f"{self.path}: snapshot {self.snapshot_id}: a row of {table} is not what dbvitals "
+                                f"writes ({type(exc).__name__}: {str(exc)[:200]}); the store was changed outside "
+                                "dbvitals") from None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+def _error(value: Any) -> dict[str, Any]:
+    CheckError(**_object(value))  # the shape Snapshot.report() builds from it
+    return value
 
 
 def _dump(value: Any) -> str:

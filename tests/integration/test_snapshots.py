@@ -127,6 +127,51 @@ def test_store_migrates_uses_wal_and_refuses_a_newer_schema(tmp_path):
         store.list()
 
 
+def test_a_store_refuses_another_applications_sqlite_file_and_leaves_it_as_it_was(tmp_path):
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO users (name) VALUES ('ada')")
+    before = other.read_bytes()
+    for argv in (["snapshot", "--store", str(other), "list"], ["ui", "--replay", str(other)]):
+        result = dbvitals("--config", str(config(tmp_path, {})), *argv)
+        assert result.returncode == 2, result.stderr
+        assert "is not a dbvitals snapshot store" in result.stderr and "Traceback" not in result.stderr
+    assert other.read_bytes() == before  # no dbvitals table, still the rollback journal, not WAL
+    with sqlite3.connect(other) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"users"}
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all\n" * 100)
+    with pytest.raises(SnapshotError):
+        SnapshotStore(text).list()
+    assert text.read_text() == "not a database at all\n" * 100
+
+
+@pytest.mark.parametrize("table, column, value", [
+    ("findings", "finding", json.dumps({"id": "x", "check": "c", "severity": "bogus", "target": "app", "object": "o",
+                                        "title": "t", "message": "m"})),
+    ("findings", "finding", json.dumps(["not", "an", "object"])),
+    ("targets", "status", json.dumps({"name": "app", "kind": "postgres", "state": "sideways"})),
+    ("errors", "error", json.dumps("an error that is a string")),
+    ("figures", "metrics", "{not json"),
+])
+def test_a_store_row_of_the_wrong_shape_is_a_clear_error_naming_the_row(tmp_path, table, column, value):
+    path = tmp_path / "s.db"
+    from checks.model import CheckError
+
+    store = SnapshotStore(path)
+    report = _report()
+    report.errors.append(CheckError("postgres.bloat", "app", "timeout", "did not finish"))
+    sid = store.save(report, {"app": [("pg.index", "public.i", {"scans": 3})]}, label="x")
+    with sqlite3.connect(path) as db:
+        assert db.execute(f"UPDATE {table} SET {column} = ?", (value,)).rowcount == 1
+    with pytest.raises(SnapshotError, match=f"snapshot {sid}: a row of {table} is not what dbvitals writes"):
+        store.load(sid)
+    result = dbvitals("--config", str(config(tmp_path, {})), "diff", "--store", str(path), str(sid), str(sid))
+    assert result.returncode == 2 and f"a row of {table}" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_store_prunes_by_count_and_age_and_resolves_references(tmp_path):
     store = SnapshotStore(tmp_path / "s.db")
     old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)).isoformat(timespec="seconds")
