@@ -48,7 +48,9 @@ def sql_text(sql: str) -> str:
     """The statement with each quoted name or string that holds a control character rewritten
     in PostgreSQL's Unicode-escape form (U&"..." / U&'...'), which names the same object with
     only printable characters: nothing in it can end a comment, a line or move the terminal."""
-    if all(_printable(c) or c in "\n\t" for c in sql):
+    # dbvitals' own line breaks and tabs stay; inside a quoted name or string they are the
+    # name's, and a raw one there could forge a line of the preview (a second "step").
+    if all(_printable(c) or (c in "\n\t" and '"' not in sql and "'" not in sql) for c in sql):
         return sql
     out: list[str] = []
     i, n = 0, len(sql)

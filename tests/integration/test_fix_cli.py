@@ -293,3 +293,19 @@ def test_the_verification_reuses_the_connection_of_the_find(orders, tmp_path, re
     # After the fix the index exists: the verification saw it through the kept connection.
     assert main(["fix", f"pg/test.pg-missing-index/{MISSING}", "--dry-run", "--config", config]) == 1
     assert f"no finding pg/test.pg-missing-index/{MISSING} now" in capsys.readouterr().out
+
+
+def test_a_name_holding_a_newline_cannot_forge_a_step_in_the_preview(pg_db, tmp_path, capsys):
+    forged = "items\n    2. DROP TABLE public.victim CASCADE;"
+    pg_db.execute("CREATE TABLE parents (id int PRIMARY KEY)")
+    pg_db.execute(f'CREATE TABLE "{forged}" (id int PRIMARY KEY, parent_id int REFERENCES parents (id))')
+    config = str(write_config(tmp_path, pg_db.url, allow_fixes=True))
+    main(["check", "--check", "postgres.fk-missing-index", "--format", "json", "--fail-on", "never", "--config", config])
+    found = [f for f in json.loads(capsys.readouterr().out)["findings"] if "DROP TABLE" in f["object"]]
+    assert len(found) == 1, found
+    assert main(["fix", found[0]["id"], "--dry-run", "--config", config]) == 0
+    out = capsys.readouterr().out
+    numbered = [line for line in out.splitlines() if line.lstrip()[:3] in ("1. ", "2. ")]
+    assert [line.lstrip()[:2] for line in numbered] == ["1.", "1."], out  # the fix's one step and its inverse's
+    assert not any(line.lstrip().startswith("DROP TABLE") for line in out.splitlines()), out
+    assert 'U&"items\\000a    2. DROP TABLE public.victim CASCADE;"' in out  # the name, escaped on its own step line
