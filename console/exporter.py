@@ -2,16 +2,19 @@
 
 `/probe?target=NAME[&check=GLOB]` runs that target's checks now, so Prometheus's scrape interval
 is the schedule and its relabelling shards a fleet across `serve` processes; `/metrics` does the
-same for every target the process serves. A target's result is reused for `min_interval`
-seconds, so a scrape storm never runs checks more often than that, and a probe that outlasts the
-scrape's timeout answers with the last result marked stale while the run goes on. The runs share
-one sessions-per-server budget for the process's lifetime.
+same for every target the process serves. A target's result (all its checks; `check=` only
+selects which series are returned) is reused for `min_interval` seconds, so a scrape storm, with
+whatever query strings, never runs a target's checks more often than that and the cache holds one
+result per served target. A probe that outlasts the scrape's timeout answers with the last result
+marked stale while the run goes on. The runs share one sessions-per-server budget for the
+process's lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -31,6 +34,7 @@ from checks.model import Report, Severity
 
 OUTCOMES = ("ok", "findings", "error", "timeout", "skipped")
 DEFAULT_SCRAPE_TIMEOUT = 10.0
+MAX_SCRAPE_TIMEOUT = 3600.0  # Prometheus's scrape_timeout is at most its interval
 
 
 @dataclass
@@ -43,49 +47,50 @@ class TargetResult:
 
 @dataclass
 class ResultCache:
-    """The last result per (target, check glob), and the run in flight for each."""
+    """The last result per target, and the run in flight for each: one entry per served target."""
 
     settings: Settings
     registry: Registry
     min_interval: float
     budgets: ServerBudgets = field(default_factory=ServerBudgets)
-    results: dict[tuple[str, str], TargetResult] = field(default_factory=dict)
-    running: dict[tuple[str, str], asyncio.Task[TargetResult]] = field(default_factory=dict)
+    results: dict[str, TargetResult] = field(default_factory=dict)
+    running: dict[str, asyncio.Task[TargetResult]] = field(default_factory=dict)
 
-    async def get(self, target: str, check: str, timeout: float) -> TargetResult | None:
-        key = (target, check)
-        cached = self.results.get(key)
+    async def get(self, target: str, timeout: float) -> TargetResult | None:
+        cached = self.results.get(target)
         if cached is not None and time.monotonic() - cached.finished_mono < self.min_interval:
             return cached
-        task = self.running.get(key)
+        task = self.running.get(target)
         if task is None:
-            task = self.running[key] = asyncio.create_task(self._run(key))
+            task = self.running[target] = asyncio.create_task(self._run(target))
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
             # Still running: the last result, said to be stale; the run goes on for the next scrape.
             return TargetResult(cached.report, cached.finished_wall, cached.finished_mono, stale=True) if cached else None
 
-    async def _run(self, key: tuple[str, str]) -> TargetResult:
-        target, check = key
+    async def _run(self, target: str) -> TargetResult:
         try:
-            runner = Runner(self.settings, self.registry, targets=[target], checks=[check] if check else None,
-                            budgets=self.budgets)
-            report = await runner.run()
-            result = TargetResult(report, time.time(), time.monotonic())
-            self.results[key] = result
+            runner = Runner(self.settings, self.registry, targets=[target], budgets=self.budgets)
+            result = TargetResult(await runner.run(), time.time(), time.monotonic())
+            self.results[target] = result
             return result
         finally:
-            self.running.pop(key, None)
+            self.running.pop(target, None)
 
 
 class FleetCollector:
     """The metrics of the given results, built afresh for each scrape."""
 
-    def __init__(self, results: dict[str, TargetResult | None], settings: Settings, *, finding_ids: bool) -> None:
+    def __init__(self, results: dict[str, TargetResult | None], settings: Settings, *, finding_ids: bool,
+                 check: str = "") -> None:
         self.results = results
         self.settings = settings
         self.finding_ids = finding_ids
+        self.check = check  # a glob: only the series of the checks it matches
+
+    def _selected(self, check: str) -> bool:
+        return not self.check or fnmatch.fnmatchcase(check, self.check)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("dbvitals_target_up", "Whether dbvitals could connect to the target (1) or not (0).",
@@ -113,21 +118,24 @@ class FleetCollector:
                 stale.add_metric([name], 1)
                 continue
             report = result.report
+            rows = [row for row in report.checks if self._selected(row["check"])]
             for status in report.targets:
                 up.add_metric([status.name, kind, status.state.value], 1 if status.reachable else 0)
                 if status.latency_ms is not None:
                     latency.add_metric([status.name], status.latency_ms / 1000)
             counts: dict[tuple[str, str], int] = {}
-            for row in report.checks:
+            for row in rows:
                 for severity in Severity:
                     counts[(row["check"], severity.value)] = 0
             for f in report.findings:
+                if not self._selected(f.check):
+                    continue
                 counts[(f.check, f.severity.value)] = counts.get((f.check, f.severity.value), 0) + 1
                 if self.finding_ids:
                     ids.add_metric([f.target, f.check, f.severity.value, f.id], 1)
             for (check, severity), count in sorted(counts.items()):
                 findings.add_metric([name, check, severity], count)
-            for row in report.checks:
+            for row in rows:
                 duration.add_metric([name, row["check"]], row["duration_ms"] / 1000)
                 for value in OUTCOMES:
                     outcome.add_metric([name, row["check"], value], 1 if row["outcome"] == value else 0)
@@ -150,19 +158,39 @@ class Exporter:
         self.thread.start()
 
     def scrape(self, targets: Sequence[str], check: str, timeout: float, accept: str) -> tuple[bytes, str]:
+        """The metrics of the targets; TimeoutError when the check loop did not answer in time."""
         async def gather() -> list[TargetResult | None]:
-            return list(await asyncio.gather(*(self.cache.get(t, check, timeout) for t in targets)))
+            return list(await asyncio.gather(*(self.cache.get(t, timeout) for t in targets)))
 
         future = asyncio.run_coroutine_threadsafe(gather(), self.loop)
-        results = dict(zip(targets, future.result(timeout + 5), strict=True))
+        try:
+            results = dict(zip(targets, future.result(timeout + 5), strict=True))
+        except TimeoutError:
+            future.cancel()
+            raise
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(FleetCollector(results, self.settings, finding_ids=self.settings.serve.finding_id_labels))
+        registry.register(FleetCollector(results, self.settings, finding_ids=self.settings.serve.finding_id_labels,
+                                         check=check))
         encoder, content_type = choose_encoder(accept)
         return encoder(registry), content_type
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+def scrape_timeout(header: str | None) -> float | None:
+    """The time a scrape may take, from Prometheus's header (less half a second for the answer
+    to travel); None for a value that is no positive, finite, sensible number of seconds."""
+    if not header:
+        return DEFAULT_SCRAPE_TIMEOUT
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_SCRAPE_TIMEOUT:
+        return None
+    return max(0.5, seconds - 0.5)
 
 
 def handler_for(exporter: Exporter, served: Sequence[str]) -> type[BaseHTTPRequestHandler]:
@@ -192,11 +220,16 @@ def handler_for(exporter: Exporter, served: Sequence[str]) -> type[BaseHTTPReque
 
         def _metrics(self, targets: list[str], check: str) -> None:
             header = self.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+            timeout = scrape_timeout(header)
+            if timeout is None:
+                self._text(400, f"X-Prometheus-Scrape-Timeout-Seconds: expected seconds from more than 0 to "
+                                f"{MAX_SCRAPE_TIMEOUT:.0f}\n")
+                return
             try:
-                timeout = max(0.5, float(header) - 0.5) if header else DEFAULT_SCRAPE_TIMEOUT
-            except ValueError:
-                timeout = DEFAULT_SCRAPE_TIMEOUT
-            body, content_type = exporter.scrape(targets, check, timeout, self.headers.get("Accept", ""))
+                body, content_type = exporter.scrape(targets, check, timeout, self.headers.get("Accept", ""))
+            except TimeoutError:
+                self._text(503, "the checks did not answer within the scrape timeout; try again\n")
+                return
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

@@ -157,6 +157,22 @@ def by_check(findings: Iterable[Finding], check: str) -> list[Finding]:
     return [f for f in findings if f.check == check]
 
 
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port (its own settings, its own counters)."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, process=self.process)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 class SilentServer:
     """A socket that accepts TCP connections (the kernel does) but never says anything."""
 

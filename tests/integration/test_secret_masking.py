@@ -22,33 +22,24 @@ from tests import support
 FORMATS = ("text", "json", "sarif", "junit", "markdown")
 
 
-class PrivateRedis:
-    def __init__(self, *args: str) -> None:
-        self.port = support.free_port()
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        support.wait_for_port(self.port, process=self.process)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def private_redis():
-    server = PrivateRedis()
+    server = support.PrivateRedis()
     try:
         yield server
     finally:
         server.stop()
 
 
+# Secrets are masked where they occur as values, so a password that is a word of dbvitals' own
+# output ("stat" of "state", "0001" of a latency) is not a leak when that word is printed: each
+# password holds a letter and one of the characters no report writes on its own, so finding it
+# in the output means it leaked.
+_TELLTALE = "!$%^*|~`;"
 passwords = st.text(
     st.one_of(st.characters(min_codepoint=0x20, max_codepoint=0x7E), st.sampled_from("éß€日\u00a0")),
-    min_size=4, max_size=16,
-).filter(lambda p: p == p.strip() and not p.isspace())
+    min_size=5, max_size=16,
+).map(lambda p: f"{p[0]}{_TELLTALE[len(p) % len(_TELLTALE)]}{p[1:]}x").filter(lambda p: p == p.strip())
 
 
 def _config(tmp_path, kind: str, url: str, password: str | None) -> str:
@@ -116,7 +107,7 @@ def test_a_replica_url_without_a_password_takes_the_targets(tmp_path, capsys):
     import redis
 
     password = "rep/l?ca#pw"
-    server = PrivateRedis("--requirepass", password)
+    server = support.PrivateRedis("--requirepass", password)
     try:
         url = f"redis://:{quote(password, safe='')}@127.0.0.1:{server.port}/0"
         redis.Redis(port=server.port, password=password).set("session:1", "x")
@@ -145,7 +136,7 @@ def test_fix_history_undo_and_the_journal_never_hold_the_password(tmp_path, caps
     registry = fix_checks.registry()
     monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: registry)
     password = "pa/ss?#@:%\"'<&> 9"
-    server = PrivateRedis("--requirepass", password)
+    server = support.PrivateRedis("--requirepass", password)
     try:
         redis.Redis(port=server.port, password=password).set("session:1", "x")
         config = tmp_path / "dbvitals.toml"
@@ -179,7 +170,7 @@ def test_reports_stay_valid_with_a_parameter_shaped_key_and_a_password_parameter
     import xml.etree.ElementTree as ET
 
     password = 'hun"ter\\2 pw'
-    server = PrivateRedis("--requirepass", password)
+    server = support.PrivateRedis("--requirepass", password)
     try:
         client = redis.Redis(port=server.port, password=password)
         with client.pipeline(transaction=False) as pipe:

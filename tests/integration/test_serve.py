@@ -163,3 +163,59 @@ def test_deploy_files_are_valid_for_promtool():
     rules = subprocess.run([promtool, "check", "rules", str(ROOT / "deploy" / "alerts.yml")], capture_output=True, text=True)
     assert rules.returncode == 0, rules.stdout + rules.stderr
     assert "SUCCESS: 6 rules found" in rules.stdout
+
+
+def test_a_scrape_storm_with_distinct_query_strings_runs_a_target_once_per_interval(tmp_path):
+    """Distinct check= values used to each run the checks (a new connection and thousands of
+    commands apiece) and each add a cache entry; the work is one run per target per interval."""
+    import redis
+
+    server = support.PrivateRedis()
+    try:
+        config = write_config(tmp_path, {"cache": {"kind": "redis", "url": f"redis://127.0.0.1:{server.port}/0"}},
+                              serve={"min_interval": 300.0})
+        admin = redis.Redis(port=server.port)
+
+        def counters() -> tuple[int, int]:
+            stats = admin.info("stats")
+            return stats["total_connections_received"], stats["total_commands_processed"]
+
+        with serving(config) as port:
+            base = f"http://127.0.0.1:{port}"
+            before = counters()
+            status, _, body = get(f"{base}/probe?target=cache")
+            assert status == 200 and 'dbvitals_target_up{kind="redis",state="connected",target="cache"} 1.0' in body
+            one_run = counters()
+            assert one_run[0] > before[0]  # the run really connected
+            rss = []
+            for i in range(200):
+                status, _, body = get(f"{base}/probe?target=cache&check=redis.*[a-z{i}]")
+                assert status == 200 and "dbvitals_check_outcome" in body
+                if i in (20, 199):
+                    rss.append(_rss_kib(port))
+            after = counters()
+            # Only the admin's own INFO calls reached the server after the first run.
+            assert after[0] == one_run[0] and after[1] - one_run[1] <= 2, (before, one_run, after)
+            assert rss[1] - rss[0] < 8 * 1024, rss  # KiB: the cache does not grow by query string
+            selected = get(f"{base}/probe?target=cache&check=redis.connection")[2]
+            assert 'check="redis.connection"' in selected and 'check="redis.memory' not in selected
+    finally:
+        server.stop()
+
+
+def _rss_kib(port: int) -> int:
+    """The resident size of the process listening on the port (this test's `serve`)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    pid = int(out.split("pid=", 1)[1].split(",", 1)[0])
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+@pytest.mark.parametrize("header", ["1e300", "inf", "nan", "-1", "0", "soon"])
+def test_a_scrape_timeout_header_that_is_no_sensible_number_is_a_400(tmp_path, header):
+    config = write_config(tmp_path, {"a": {"kind": "redis", "url": f"redis://127.0.0.1:{support.refused_port()}/0",
+                                           "timeout": 0.5}})
+    with serving(config) as port:
+        status, _, body = get(f"http://127.0.0.1:{port}/probe?target=a", {"X-Prometheus-Scrape-Timeout-Seconds": header})
+        assert status == 400 and "X-Prometheus-Scrape-Timeout-Seconds" in body
+        assert get(f"http://127.0.0.1:{port}/probe?target=a", {"X-Prometheus-Scrape-Timeout-Seconds": "5"})[0] == 200
