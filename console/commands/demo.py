@@ -15,9 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--headless", action="store_true", help="print a report instead of opening the console")
     mode.add_argument("--keep", action="store_true", help="leave the servers running and print the config path")
-    mode.add_argument("--stop", metavar="DIR", help="stop a playground left by --keep and remove its data")
+    mode.add_argument("--stop", metavar="DIR",
+                      help="stop a playground left by --keep and remove its data (only one dbvitals started)")
     parser.add_argument("--format", default="text", help="report format with --headless (default text)")
-    parser.add_argument("--dir", metavar="DIR", help="where the servers keep their data (default: a new temp dir)")
+    parser.add_argument("--dir", metavar="DIR",
+                        help="where the servers keep their data: a new or empty directory (default: a new temp dir)")
     # SUPPRESS: `dbvitals --theme X demo` keeps the X given before the command.
     parser.add_argument("--theme", default=argparse.SUPPRESS, help="console theme (as `dbvitals --theme`)")
 
@@ -26,14 +28,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from console.runtime import CliError
-    from console.demo.servers import DemoError, Playground
+    from console.demo.servers import DemoError, DemoRefused, Playground
 
-    if args.stop:
+    if args.stop is not None:
+        # Only what dbvitals can show it started: see console/demo/ownership.py.
         try:
-            Playground.load(Path(args.stop)).stop()
-        except (OSError, ValueError, KeyError) as exc:
-            raise CliError(f"--stop {args.stop}: not a demo playground ({exc})") from None
-        print(f"stopped the demo servers and removed {args.stop}")
+            playground = Playground.verified(args.stop)
+        except DemoRefused as exc:
+            raise CliError(f"demo --stop {args.stop}: refused: {exc}; nothing was stopped or removed") from None
+        for line in playground.stop():
+            print(line)
         return 0
     try:
         playground, config_path = create_demo(Path(args.dir) if args.dir else None, progress=_say)
@@ -71,6 +75,7 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
     directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dbvitals-demo-"))
     say(f"starting PostgreSQL, Redis and SecantusDB in {directory}")
     playground = start_playground(directory)
+    directory = playground.directory  # its real path
     try:
         say("seeding users, wallets, transactions, posts, votes, follows, sessions, rate limits and feeds")
         urls = (playground.url("postgres"), playground.url("mongodb"), playground.url("redis"))
