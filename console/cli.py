@@ -191,30 +191,23 @@ def _cmd_checks(args: argparse.Namespace) -> int:
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
-    import asyncio
     import json
 
-    from checks.connectors import connect
     from checks.display import terminal_safe
-    from checks.engine import UsageError, select_targets
+    from checks.engine import Runner, UsageError, select_targets
 
     settings = load_settings(args)
     try:
         names = select_targets(settings, args.target)
+        # The runner, with only the connection checks: the per-server session budget and the
+        # free-slot floor hold for `targets` as for `check` (50 targets of one server are 2 sessions).
+        runner = Runner(settings, load_checks(settings), targets=names, checks=["*.connection"])
     except UsageError as exc:
         raise CliError(str(exc)) from None
 
-    async def probe(name: str) -> Any:
-        connection = await connect(name, settings.targets[name])
-        await connection.close()
-        return connection.status
-
-    async def probe_all() -> list[Any]:
-        return list(await asyncio.gather(*(probe(n) for n in names)))
-
     from checks.secrets import mask_text, mask_tree
 
-    statuses = run_async(probe_all())
+    statuses = run_async(runner.run()).targets
     if args.format == "json":
         doc = {"schema": "dbvitals.targets/1", "targets": [s.to_dict() for s in statuses]}
         sys.stdout.write(json.dumps(mask_tree(doc), indent=2) + "\n")

@@ -8,6 +8,7 @@ gets one session, its connection and pool checks, and a finding saying the rest 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -329,3 +330,16 @@ def test_a_redis_server_three_slots_from_full_gets_one_session_and_the_skip_repo
     assert len(skips) == TARGETS and {f.check for f in skips} == {"redis.connection"}
     mine = next(f for f in skips if f.target == first)
     assert mine.evidence["usable"] == 30 and mine.evidence["free"] == 2 and mine.evidence["floor"] == 5
+
+
+def test_targets_on_fifty_targets_of_one_server_keeps_the_budget(small_postgres, pg_databases, tmp_path, capsys):
+    from console.cli import main
+
+    targets = {f"t{i:02d}": {"kind": "postgres", "url": f"{small_postgres}/{pg_databases[i % len(pg_databases)]}",
+                             "timeout": 10} for i in range(TARGETS)}
+    config = support.write_targets_toml(tmp_path, targets)
+    with Peak(_pg_reader(f"{small_postgres}/postgres")) as peak:
+        code = main(["targets", "--format", "json", "--config", str(config)])
+    states = [t["state"] for t in json.loads(capsys.readouterr().out)["targets"]]
+    assert code == 0 and states == ["connected"] * TARGETS
+    assert peak.samples > 10 and 1 <= peak.highest <= 2
