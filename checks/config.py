@@ -502,8 +502,12 @@ class _TargetEnvSource(PydanticBaseSettingsSource):
             node = tree
             for part in path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = _env_scalar(value)
+            node[path[-1]] = value if path[-1] in _TEXT_KEYS else _env_scalar(value)
         return {"targets": tree} if tree else {}
+
+
+# Keys whose value is text whatever it looks like: a password "true" or "[1]" is that string.
+_TEXT_KEYS = frozenset({"password", "url", "environment", "ssh", "ssh_key", "ssh_known_hosts"})
 
 
 def _env_scalar(value: str) -> Any:
@@ -563,6 +567,9 @@ def read_with_includes(config_path: Path) -> tuple[dict[str, Any], dict[str, Pat
             Path("/").glob(pattern.lstrip("/")))
         if not matched and not any(ch in pattern for ch in "*?["):
             raise ConfigError(f"{config_path}: include: {pattern}: no such file")
+        if len(matched) == 1 and matched[0].is_dir() and not any(ch in pattern for ch in "*?["):
+            raise ConfigError(f"{config_path}: include: {pattern} is a directory: name its files with a glob, "
+                              f'e.g. include = ["{pattern.rstrip("/")}/*.toml"]')
         for path in matched:
             if path.resolve() == config_path.resolve() or not path.is_file():
                 continue

@@ -204,3 +204,20 @@ def test_config_errors_exit_2_from_the_command_line(tmp_path, capsys):
     assert main(["targets", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "targets.a.url: malformed URL" in err and "Xq/9" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("password", ["true", "[1]", "{a = 1}", "false"])
+def test_a_password_from_the_environment_is_the_text_it_is(monkeypatch, password):
+    monkeypatch.setenv("DBVITALS_TARGETS__ORDERS__PASSWORD", password)
+    assert load_config(CONFIGS / "good.toml").targets["orders"].password.get_secret_value() == password
+
+
+def test_an_include_that_names_a_directory_is_an_error(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.toml").write_text('[targets.a]\nkind = "redis"\nurl = "redis://h"\n')
+    config = tmp_path / "dbvitals.toml"
+    config.write_text('include = ["conf.d"]\n')
+    with pytest.raises(ConfigError, match=r'conf.d is a directory: name its files with a glob, e.g. include = \["conf.d/\*.toml"\]'):
+        load_config(config)
+    config.write_text('include = ["conf.d/*.toml"]\n')
+    assert list(load_config(config).targets) == ["a"]
