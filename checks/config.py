@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -171,6 +171,11 @@ class Expectations(Strict):
 
 
 class TargetBase(Strict):
+    if TYPE_CHECKING:
+        # Each engine's target narrows it to its Literal, the discriminator of Target. Declared for
+        # the type checker only: a field here would move `kind` first in every target's field order.
+        kind: str
+
     url: str = Field(description="Connection URL; its pool and timeout parameters are checked too.")
     password: SecretStr | None = Field(default=None, description="Overrides any password in the URL.")
     environment: str | None = Field(default=None, description='e.g. "production"; production is marked in the console.')

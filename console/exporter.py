@@ -107,7 +107,7 @@ class FleetCollector:
         ids = GaugeMetricFamily("dbvitals_finding", "One series per finding, its id as a label (serve.finding_id_labels).",
                                 labels=["target", "check", "severity", "id"])
         for name, result in self.results.items():
-            kind = str(self.settings.targets[name].kind)  # type: ignore[attr-defined]
+            kind = str(self.settings.targets[name].kind)
             if result is None:  # the first run has not finished within the scrape
                 up.add_metric([name, kind, "unknown"], 0)
                 stale.add_metric([name], 1)

@@ -66,7 +66,7 @@ class ActivityWatch:
             if connection.session is None:
                 self._down(names, connection.status)
                 return
-        reader = for_engine(Engine(target.kind))  # type: ignore[attr-defined]
+        reader = for_engine(Engine(target.kind))
         try:
             sample = await asyncio.wait_for(
                 reader.read(connection.session, first, self.samples.get(first)), target.timeout + 1

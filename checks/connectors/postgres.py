@@ -53,7 +53,7 @@ def session_settings(timeout: float, *, read_only: bool = True) -> dict[str, str
     return settings
 
 
-class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
+class MarkedConnection(asyncpg.Connection):
     """Every statement leaves with the dbvitals marker in front (see checks.connectors.marker)."""
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:

@@ -116,7 +116,7 @@ class KeysLog:
             done = expired.get(batch)
             window = tuple(done["expires_ms"]) if done and done.get("expires_ms") else None
             for value in done["expired"] if done else values:
-                keys[decode_key(value)] = window  # type: ignore[assignment]
+                keys[decode_key(value)] = window
         return keys
 
     def resume_point(self) -> tuple[int, str | None] | None:

@@ -279,7 +279,7 @@ class MissingIndex(Check):
     async def gather(self, session: Any, scope: Scope) -> MissingIndexFacts:
         options: MissingIndexOptions = scope.options
         databases = await session.databases()
-        expect = scope.config.expect  # type: ignore[attr-defined]
+        expect = scope.config.expect
         named = [e.database for e in (*expect.queries, *expect.indexes) if e.database]
         shapes: dict[str, QueryShape] = {}
         sources: list[SourceState] = []

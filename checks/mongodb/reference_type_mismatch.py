@@ -104,7 +104,7 @@ class ReferenceTypeMismatch(Check):
         databases = await session.databases()
         names = {db: await collection_names(session, db) for db in databases}
         pairs: dict[tuple[str, str, str], tuple[str, str, bool]] = {}  # (db, coll, field) -> (target, target field, declared)
-        for ref in scope.config.expect.references:  # type: ignore[attr-defined]
+        for ref in scope.config.expect.references:
             coll, fld = ref.column.split(".", 1)
             target, target_field = ref.references.split(".", 1)
             db = session.default_database or next((d for d in databases if coll in names[d]), None)

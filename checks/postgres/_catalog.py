@@ -442,7 +442,7 @@ class Catalog:
 
     @property
     def foreign_keys(self) -> tuple[Constraint, ...]:
-        return self._foreign_keys_by_ref.get(None, ())  # type: ignore[call-overload]
+        return self._foreign_keys_by_ref.get(None, ())
 
     def referencing(self, table_oid: int) -> tuple[Constraint, ...]:
         """Foreign keys that point at this table (looked up, not searched: used per finding)."""
@@ -476,7 +476,7 @@ class Catalog:
 
     def relation_names(self) -> frozenset[str]:
         """Index and table names of every schema."""
-        return _names_by_schema(self)[None]  # type: ignore[index]
+        return _names_by_schema(self)[None]
 
     def leaves(self, table_oid: int) -> list[int]:
         out: list[int] = []
@@ -502,7 +502,7 @@ class Catalog:
                 if con.kind == "f":
                     grouped[con.ref_table_oid].append(con)
                     grouped[None].append(con)
-            cache["foreign keys"] = {k: tuple(v) for k, v in grouped.items()}  # type: ignore[assignment]
+            cache["foreign keys"] = {k: tuple(v) for k, v in grouped.items()}
         return cache["foreign keys"]  # type: ignore[return-value]
 
 
@@ -527,7 +527,7 @@ def _names_by_schema(catalog: Catalog) -> dict[str | None, frozenset[str]]:
         for item in (*catalog.indexes, *catalog.tables.values()):
             names[item.schema].add(item.name)
             names[None].add(item.name)
-        cache["names"] = {k: frozenset(v) for k, v in names.items()}  # type: ignore[assignment]
+        cache["names"] = {k: frozenset(v) for k, v in names.items()}
     return cache["names"]  # type: ignore[return-value]
 
 

@@ -91,7 +91,7 @@ def parse(sql: str) -> Shape | None:
             return None
     if not equality and not ranges and not sort:
         return None
-    unique = lambda cols: tuple(dict.fromkeys(cols))  # noqa: E731
+    unique = lambda cols: tuple(dict.fromkeys(cols))
     return Shape(schema, name, unique(equality), unique(c for c in ranges if c not in equality), unique(sort))
 
 

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     target = settings.targets.get(args.target)
     if target is None:
         raise CliError(f"unknown target {args.target} (configured: {', '.join(settings.targets) or 'none'})")
-    if target.kind != "mongodb":  # type: ignore[attr-defined]
-        raise CliError(f"target {args.target} is {target.kind}: the profiler is a MongoDB feature")  # type: ignore[attr-defined]
+    if target.kind != "mongodb":
+        raise CliError(f"target {args.target} is {target.kind}: the profiler is a MongoDB feature")
     changing = args.level is not None
     if not changing and (args.slowms is not None or args.sample_rate is not None or args.duration or args.keep):
         raise CliError("--slowms, --sample-rate, --for and --keep need --level")
