@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -63,6 +63,12 @@ def parse_duration(value: Any) -> dt.timedelta:
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+
+def duration(text: str) -> dt.timedelta:
+    """A Duration field's default as the config writes it ("30s"): the field keeps the text (the
+    example config shows it) and validate_default parses it; typed as what the field holds."""
+    return cast(dt.timedelta, text)
 
 
 class Strict(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
@@ -67,9 +67,9 @@ class TtlCoverageOptions(CheckOptions):
     min_documents: int = Field(
         default=0, ge=0, description="Collections smaller than this are not reported (0: growth and size set severity)."
     )
-    min_age: Duration = Field(default="30d", description="Only collections whose oldest documents are older than this.")
+    min_age: Duration = Field(default=duration("30d"), description="Only collections whose oldest documents are older than this.")
     suggested_retention: Duration = Field(
-        default="365d",
+        default=duration("365d"),
         description="Retention in a suggested TTL when no rule is declared: a conservative default, stated as such.",
     )
     keep_forever: list[str] = Field(
