@@ -374,8 +374,9 @@ class CheckResult:
         }
 
 
-TargetCallback = Callable[[TargetStatus], Awaitable[None] | None]
-ResultCallback = Callable[[CheckResult], Awaitable[None] | None]
+# What a callback returns is awaited when it is a coroutine and otherwise ignored.
+TargetCallback = Callable[[TargetStatus], Awaitable[None] | object]
+ResultCallback = Callable[[CheckResult], Awaitable[None] | object]
 
 
 async def _notify(callback: Callable[[Any], Any] | None, value: Any) -> None:
