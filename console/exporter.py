@@ -119,8 +119,8 @@ class FleetCollector:
                     latency.add_metric([status.name], status.latency_ms / 1000)
             counts: dict[tuple[str, str], int] = {}
             for row in report.checks:
-                for severity in Severity:
-                    counts[(row["check"], severity.value)] = 0
+                for level in Severity:
+                    counts[(row["check"], level.value)] = 0
             for f in report.findings:
                 counts[(f.check, f.severity.value)] = counts.get((f.check, f.severity.value), 0) + 1
                 if self.finding_ids:

@@ -65,9 +65,11 @@ async def _run(args: argparse.Namespace, name: str, target: Any, hold_seconds: f
     connection = await connect(name, target)
     if not connection.status.reachable:
         raise CliError(f"{name}: {connection.status.error or connection.status.state.value}", code=1)
-    client = connection.session.client
+    session = connection.session
+    assert session is not None  # reachable
+    client = session.client
     try:
-        databases = args.database or await connection.session.databases()
+        databases = args.database or await session.databases()
         if not databases:
             raise CliError(f"{name}: no database to profile (name one with --database)", code=1)
         if args.level is None:
