@@ -37,6 +37,9 @@ from pydantic_settings import (
 
 from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets
 
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
@@ -465,7 +468,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, _TargetEnvSource(settings_cls)]
         merged = settings_cls.model_config.get("merged_toml")
         if merged is not None:
-            sources.append(_DictSource(settings_cls, merged))
+            sources.append(_DictSource(settings_cls, cast(dict[str, Any], merged)))  # set by load_config
         else:
             toml_file = settings_cls.model_config.get("toml_file")
             if toml_file:
@@ -548,7 +551,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
                 "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml; "
                 "config.example.toml documents every key)"
             )
-        bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "config_file": config_path}})
+        bound: type[Settings] = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "config_file": config_path}})
     else:
         data, origins = read_with_includes(config_path)
         bound = type("Settings", (Settings,), {"model_config": {
@@ -556,7 +559,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
     try:
         return bound()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(config_path, exc, origins=bound.model_config.get("target_origins"))) from None
+        raise ConfigError(format_validation_error(config_path, exc, origins=cast("dict[str, Path] | None", bound.model_config.get("target_origins")))) from None
 
 
 def read_with_includes(config_path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -652,7 +655,7 @@ def _in_file(path: Path, target: str) -> bool:
         return False
 
 
-def _explain(error: dict[str, Any], loc: list[str]) -> str:
+def _explain(error: ErrorDetails, loc: list[str]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; config.example.toml lists every key)"
