@@ -178,6 +178,7 @@ async def free_slots(session: PostgresSession) -> FreeSlots:
     """Slots left for ordinary clients: max_connections less the reserved ones (16+ reserves
     reserved_connections too) against the client backends open now, ours included."""
     row = await session.fetchrow(FREE_SLOTS_QUERY)
+    assert row is not None  # a SELECT without FROM: always one row
     return FreeSlots(
         usable=row["usable"],
         in_use=row["in_use"],

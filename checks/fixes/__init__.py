@@ -152,7 +152,7 @@ async def plan_fix(
     if error is not None:
         raise FixRefused(f"re-running {finding.check} on {finding.target} failed ({error.kind}: {error.message})")
     fresh = next((f for f in report.findings if f.id == finding.id), None)
-    common = dict(target=finding.target, engine=target.kind, environment=target.environment,
+    common: dict[str, Any] = dict(target=finding.target, engine=target.kind, environment=target.environment,
                   url=target.masked_url, requested=finding, role=status.role if status else None,
                   allow_unsafe=allow_unsafe)
     if fresh is None:
@@ -241,7 +241,7 @@ async def _execute_and_verify(
     entry: JournalEntry,
     target: TargetBase,
     steps: Sequence[FixStep],
-    resume: dict[int, int],
+    resume: dict[int, tuple[int, str | None]],
     *,
     verify: Any,
     on_progress: Progress | None,

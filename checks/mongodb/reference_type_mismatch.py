@@ -120,9 +120,9 @@ class ReferenceTypeMismatch(Check):
                 if got.unknown:
                     not_sampled[(db, got.collection)] = got.unknown
                 for fld, values in got.fields.items():
-                    target = referenced_collection(fld, names[db])
-                    if target and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
-                        pairs[(db, got.collection, fld)] = (target, "_id", False)
+                    referenced = referenced_collection(fld, names[db])
+                    if referenced and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
+                        pairs[(db, got.collection, fld)] = (referenced, "_id", False)
         existing = [(k, v) for k, v in pairs.items() if k[1] in names.get(k[0], ()) and v[0] in names.get(k[0], ())]
         found = await asyncio.gather(*(self._reference(session, key, value, size, budget) for key, value in existing))
         unjudged: dict[tuple[str, str], list[str]] = {}
