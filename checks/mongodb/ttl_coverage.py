@@ -357,6 +357,8 @@ class TtlCoverage(Check):
                          + (f"; so are the {g.exempt.missing} sampled documents without {g.exempt.field} (a partial "
                             f"filter cannot match a missing field): set {g.exempt.field}: false on them to expire them"
                             if g.exempt.missing else "") + ".")
+        steps: tuple[FixStep, ...]
+        inverse: tuple[FixStep, ...]
         if how == "collmod":
             assert existing is not None
             steps = (FixStep("mongodb", {"collMod": info.name, "index": {"name": existing.name, "expireAfterSeconds": g.seconds}},
@@ -419,6 +421,8 @@ class TtlCoverage(Check):
             evidence["first_pass_deletes"] = r.expiring.documents
             evidence["first_pass_basis"] = r.expiring.basis
         warning = first_pass_warning(r.expiring) if r.expiring else "The collection is empty or missing: nothing is deleted at once."
+        steps: tuple[FixStep, ...]
+        inverse: tuple[FixStep, ...]
         if r.plain_index:
             steps = (FixStep("mongodb", {"collMod": coll, "index": {"name": r.plain_index, "expireAfterSeconds": seconds}},
                              f"make {r.plain_index} a TTL index (MongoDB 5.1+)", database=db),)

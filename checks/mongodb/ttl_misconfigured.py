@@ -479,7 +479,7 @@ class TtlMisconfigured(Check):
     def _conversion(self, t: TtlIndex, wrong: dict[str, int], seconds: int) -> Fix:
         field = t.index.fields[0]
         numeric = [k for k in wrong if k in ("int", "long", "double", "decimal")]
-        updates = []
+        updates: list[dict[str, Any]] = []
         if "string" in wrong:
             updates.append({"q": {field: {"$type": "string"}}, "u": [{"$set": {field: {"$toDate": f"${field}"}}}], "multi": True})
         if numeric:
@@ -560,7 +560,7 @@ class TtlMisconfigured(Check):
 
     def _coll_mod(self, t: TtlIndex, seconds: int, previous: Any, safety: FixSafety) -> Fix:
         info, index = t.info, t.index
-        inverse = ()
+        inverse: tuple[FixStep, ...] = ()
         if isinstance(previous, (int, float)) and not isinstance(previous, bool) and not math.isnan(previous):
             inverse = (FixStep("mongodb", {"collMod": info.name, "index": {"name": index.name, "expireAfterSeconds": int(previous)}},
                                "restore the previous TTL", database=info.database),)
