@@ -314,7 +314,7 @@ async def _persist_keys(client: Any, run: Execution, index: int, total: int, op:
             pipe = client.pipeline(transaction=False)
             for key in ours:
                 pipe.persist(key)
-            for key, persisted in zip(ours, await pipe.execute()):
+            for persisted in await pipe.execute():  # one reply per key of ours
                 if persisted:
                     restored += 1
                 else:

@@ -310,7 +310,7 @@ class MissingIndex(Check):
 
     def _sequential(self, scope: Scope, facts: Facts, stat: TableStats, taken: set[str]) -> Finding | None:
         """A large table read by sequential scans that no verified suggestion explains."""
-        snapshot, options = facts.catalog, scope.options
+        snapshot = facts.catalog
         table = snapshot.tables[stat.table_oid]
         evidence = {
             "live_rows": stat.live_rows,
