@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.console import JustifyMethod
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
@@ -105,7 +106,7 @@ class ActivityScreen(Screen[None]):
         self.render_sample()
 
     @property
-    def sections(self) -> list[tuple[str, str, list[tuple[str, str, str]], int]]:
+    def sections(self) -> list[tuple[str, str, list[tuple[str, str, JustifyMethod]], int]]:
         return LAYOUT[self.engine]
 
     def rows(self) -> list[dict[str, Any]]:
