@@ -190,7 +190,7 @@ def main() -> None:
             "bigkeys": ("redis-cli --bigkeys", lambda: run_bigkeys(port)),
             "dbvitals": ("dbvitals keyspace checks", lambda: run_dbvitals(port, KEYSPACE_CHECKS)),
         }
-        for name, (label, run) in tools.items():
+        for label, run in tools.values():
             print(describe(f"warm-up {label}", run()))
         runs: dict[str, list[dict]] = {"bigkeys": [], "dbvitals": []}
         for _ in range(args.rounds):

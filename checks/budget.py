@@ -29,7 +29,7 @@ VERDICT_TTL_S = 30.0
 def server_key(target: TargetBase) -> str:
     """The server a target's sessions land on: scheme family, hosts and ports, no credentials
     and no database (two databases of one PostgreSQL server share its max_connections)."""
-    kind = target.kind  # type: ignore[attr-defined]
+    kind = target.kind
     parts = urlsplit(target.url)
     if parts.scheme == "unix":
         return f"{kind}://{parts.path}"

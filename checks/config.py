@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -36,6 +36,9 @@ from pydantic_settings import (
 )
 
 from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -63,6 +66,12 @@ def parse_duration(value: Any) -> dt.timedelta:
 
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+
+
+def duration(text: str) -> dt.timedelta:
+    """A Duration field's default as the config writes it ("30s"): the field keeps the text (the
+    example config shows it) and validate_default parses it; typed as what the field holds."""
+    return cast(dt.timedelta, text)
 
 
 class Strict(BaseModel):
@@ -171,6 +180,11 @@ class Expectations(Strict):
 
 
 class TargetBase(Strict):
+    if TYPE_CHECKING:
+        # Each engine's target narrows it to its Literal, the discriminator of Target. Declared for
+        # the type checker only: a field here would move `kind` first in every target's field order.
+        kind: str
+
     url: str = Field(description="Connection URL; its pool and timeout parameters are checked too.")
     password: SecretStr | None = Field(default=None, description="Overrides any password in the URL.")
     environment: str | None = Field(default=None, description='e.g. "production"; production is marked in the console.')
@@ -454,7 +468,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, _TargetEnvSource(settings_cls)]
         merged = settings_cls.model_config.get("merged_toml")
         if merged is not None:
-            sources.append(_DictSource(settings_cls, merged))
+            sources.append(_DictSource(settings_cls, cast(dict[str, Any], merged)))  # set by load_config
         else:
             toml_file = settings_cls.model_config.get("toml_file")
             if toml_file:
@@ -541,7 +555,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
                 "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml; "
                 "config.example.toml documents every key)"
             )
-        bound = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "config_file": config_path}})
+        bound: type[Settings] = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "config_file": config_path}})
     else:
         data, origins = read_with_includes(config_path)
         bound = type("Settings", (Settings,), {"model_config": {
@@ -549,7 +563,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
     try:
         return bound()
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(config_path, exc, origins=bound.model_config.get("target_origins"))) from None
+        raise ConfigError(format_validation_error(config_path, exc, origins=cast("dict[str, Path] | None", bound.model_config.get("target_origins")))) from None
 
 
 def read_with_includes(config_path: Path) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -648,7 +662,7 @@ def _in_file(path: Path, target: str) -> bool:
         return False
 
 
-def _explain(error: dict[str, Any], loc: list[str]) -> str:
+def _explain(error: ErrorDetails, loc: list[str]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; config.example.toml lists every key)"

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import FixAvailability, Finding, Severity, TargetState
 
@@ -44,7 +44,7 @@ STATE_ADVICE = {
 
 class ConnectionOptions(CheckOptions):
     latency_warn_ms: float = Field(default=250.0, description="Round trip above which the latency is a finding.")
-    max_replica_lag: Duration = Field(default="30s", description="Replication lag above which a replica is a finding.")
+    max_replica_lag: Duration = Field(default=duration("30s"), description="Replication lag above which a replica is a finding.")
 
 
 @dataclass(frozen=True)

@@ -337,9 +337,9 @@ def _validate_check_options(settings: Settings, registry: Registry) -> None:
                 raise ConfigError(
                     f'targets.{name}.checks."{check_id}": no such check (run "dbvitals checks" for the catalog)'
                 )
-            if check.engine.value != target.kind:  # type: ignore[attr-defined]
+            if check.engine.value != target.kind:
                 raise ConfigError(
-                    f'targets.{name}.checks."{check_id}": a {check.engine.value} check on a {target.kind} target'  # type: ignore[attr-defined]
+                    f'targets.{name}.checks."{check_id}": a {check.engine.value} check on a {target.kind} target'
                 )
             resolve_options(check, name, target)
         facts = registry.facts()
@@ -348,9 +348,9 @@ def _validate_check_options(settings: Settings, registry: Registry) -> None:
             if fact is None:
                 known = ", ".join(sorted(facts)) or "none"
                 raise ConfigError(f'targets.{name}.facts."{fact_id}": no such fact (known: {known})')
-            if fact.engine.value != target.kind:  # type: ignore[attr-defined]
+            if fact.engine.value != target.kind:
                 raise ConfigError(
-                    f'targets.{name}.facts."{fact_id}": a {fact.engine.value} fact on a {target.kind} target'  # type: ignore[attr-defined]
+                    f'targets.{name}.facts."{fact_id}": a {fact.engine.value} fact on a {target.kind} target'
                 )
             resolve_fact_options(fact, name, target)
 
@@ -374,8 +374,9 @@ class CheckResult:
         }
 
 
-TargetCallback = Callable[[TargetStatus], Awaitable[None] | None]
-ResultCallback = Callable[[CheckResult], Awaitable[None] | None]
+# What a callback returns is awaited when it is a coroutine and otherwise ignored.
+TargetCallback = Callable[[TargetStatus], Awaitable[None] | object]
+ResultCallback = Callable[[CheckResult], Awaitable[None] | object]
 
 
 async def _notify(callback: Callable[[Any], Any] | None, value: Any) -> None:
@@ -412,7 +413,7 @@ class KeptConnections:
         if held is None:
             return None
         try:
-            fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.timeout)  # type: ignore[attr-defined]
+            fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.timeout)
         except Exception:  # dropped meanwhile (a fix may restart a server): connect anew
             await held.close()
             return None
@@ -483,7 +484,7 @@ class Runner:
 
     async def run_target(self, name: str) -> tuple[TargetStatus, list[CheckResult]]:
         target = self.settings.targets[name]
-        engine = Engine(target.kind)  # type: ignore[attr-defined]
+        engine = Engine(target.kind)
         checks = [c for c in self.selected if c.engine is engine]
         enabled = [(c, opts) for c in checks if (opts := resolve_options(c, name, target)).enabled]
         budget = self.budgets.for_target(name, self.settings)
@@ -559,7 +560,7 @@ class Runner:
                       skipped: list[str], ran_here: bool) -> Finding:
         slots = guard.slots
         assert slots is not None and slots.free is not None
-        check_id = f"{target.kind}.connection"  # type: ignore[attr-defined]
+        check_id = f"{target.kind}.connection"
         where = ("ran only the connection and pool checks on the one session it had open"
                  if ran_here else "did not connect to this target")
         return Finding(
@@ -600,7 +601,7 @@ class Runner:
 
     async def _skip_target(self, name: str, target: TargetBase, guard: ServerGuard,
                            server: str) -> tuple[TargetStatus, list[CheckResult]]:
-        engine = Engine(target.kind)  # type: ignore[attr-defined]
+        engine = Engine(target.kind)
         status = TargetStatus(
             name=name,
             kind=engine,

@@ -66,7 +66,7 @@ async def discover(settings: Settings) -> Settings:
             continue
         for database in _matching(databases, target.databases):
             targets[f"{name}/{database}"] = target.model_copy(
-                update={"url": with_database(target.url, database), "databases": None}  # type: ignore[attr-defined]
+                update={"url": with_database(target.url, database), "databases": None}
             )
     return settings.model_copy(update={"targets": targets})
 
@@ -87,7 +87,7 @@ async def _databases(name: str, target: TargetBase) -> list[str] | None:
     if connection.session is None:
         return None
     try:
-        adapter = adapter_for(target.kind)  # type: ignore[attr-defined]
+        adapter = adapter_for(target.kind)
         return await asyncio.wait_for(adapter.list_databases(connection.session), target.timeout + 1)
     except Exception:  # listing refused (permissions): keep the target as configured
         return None

@@ -40,7 +40,7 @@ def through(url: str, host: str, port: int) -> str:
 def remote_endpoint(name: str, target: TargetBase) -> tuple[str, int]:
     """The server's host and port as the bastion must reach it: one TCP host, not a socket or SRV."""
     parts = urlsplit(target.url)
-    kind = str(target.kind)  # type: ignore[attr-defined]
+    kind = str(target.kind)
     hostinfo = parts.netloc.rpartition("@")[2]
     if parts.scheme.endswith("+srv") or "," in hostinfo or not hostinfo or parts.scheme == "unix":
         raise ConfigError(f"targets.{name}.ssh: the url must name one host and port to reach through the bastion")

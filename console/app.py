@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.markup import escape
 from textual.app import App, SystemCommand
@@ -188,6 +188,7 @@ class DbVitalsApp(App[None]):
                         exclusive=True, exit_on_error=False)
 
     async def _check_target(self, name: str) -> None:
+        assert self.registry is not None  # run_target loaded it before starting this worker
         runner = Runner(
             self.settings,
             self.registry,
@@ -422,6 +423,7 @@ class DbVitalsApp(App[None]):
     async def _plan_and_apply(self, finding: Finding, kept: Any) -> None:
         from checks.fixes import FixRefused, apply_fix, plan_fix
 
+        assert self.registry is not None  # _fix_flow loaded it before calling this
         target = self.settings.targets[finding.target]
         unsafe = finding.fix is not None and finding.fix.safety is FixSafety.UNSAFE
         self.notify(f"Re-checking {finding.object} before planning the fix…", title="Fix", timeout=3)
@@ -483,7 +485,8 @@ class DbVitalsApp(App[None]):
         from console.commands.applying import outcome_word
         from console.screens.confirm_fix import Confirmation
 
-        if self.ensure_registry() is None:
+        registry = self.ensure_registry()
+        if registry is None:
             return
         journal = Journal.for_settings(self.settings)
         try:
@@ -510,7 +513,7 @@ class DbVitalsApp(App[None]):
         progress = FixProgressModal(f"the undo of {entry.id} ({entry.summary})", entry.target, verb="Undoing")
         await self.push_screen(progress)
         try:
-            outcome = await undo_fix(self.settings, self.registry, entry.id, allow_unsafe=True,
+            outcome = await undo_fix(self.settings, registry, entry.id, allow_unsafe=True,
                                      on_progress=progress.add_line, journal=journal)
         except FixRefused as exc:
             progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
@@ -585,7 +588,8 @@ class DbVitalsApp(App[None]):
         self.push_screen(ActivityScreen(name, row.kind, settings=self.settings, allow_kill=target.allow_fixes))
 
     def action_help(self) -> None:
-        sections = [
+        # Every BINDINGS listed holds Binding objects (no tuples), all HelpScreen shows.
+        sections = cast(list[tuple[str, list[Binding]]], [
             ("everywhere", self.BINDINGS),
             ("main", MainScreen.BINDINGS),
             ("findings table", FindingsTable.BINDINGS),
@@ -596,7 +600,7 @@ class DbVitalsApp(App[None]):
             ("activity", ActivityScreen.BINDINGS),
             ("history entry", HistoryEntryScreen.BINDINGS),
             ("help", HelpScreen.BINDINGS),
-        ]
+        ])
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(sections))
 
@@ -607,7 +611,7 @@ class DbVitalsApp(App[None]):
         from checks.fixes import Journal
 
         journal = Journal.for_settings(self.settings)
-        where = dict(journal=str(journal.path), config=self.config_path)
+        where: dict[str, Any] = dict(journal=str(journal.path), config=self.config_path)
         try:
             entries = await asyncio.to_thread(lambda: list(journal.entries()))
         except Exception as exc:  # an unreadable journal is shown, not raised

@@ -112,7 +112,7 @@ class FleetCollector:
         ids = GaugeMetricFamily("dbvitals_finding", "One series per finding, its id as a label (serve.finding_id_labels).",
                                 labels=["target", "check", "severity", "id"])
         for name, result in self.results.items():
-            kind = str(self.settings.targets[name].kind)  # type: ignore[attr-defined]
+            kind = str(self.settings.targets[name].kind)
             if result is None:  # the first run has not finished within the scrape
                 up.add_metric([name, kind, "unknown"], 0)
                 stale.add_metric([name], 1)
@@ -125,8 +125,8 @@ class FleetCollector:
                     latency.add_metric([status.name], status.latency_ms / 1000)
             counts: dict[tuple[str, str], int] = {}
             for row in rows:
-                for severity in Severity:
-                    counts[(row["check"], severity.value)] = 0
+                for level in Severity:
+                    counts[(row["check"], level.value)] = 0
             for f in report.findings:
                 if not self._selected(f.check):
                     continue

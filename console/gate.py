@@ -4,7 +4,7 @@ every finding, fail only on those not in the file), and the exit code judged on 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, cast
 
 from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError
 
@@ -26,7 +26,7 @@ def load_baseline(path: str) -> list[str]:
     ids = [item.get("id") if isinstance(item, dict) else item for item in items]
     if not all(isinstance(i, str) for i in ids):
         raise CliError(f"--baseline {path}: every finding needs an id")
-    return ids
+    return cast(list[str], ids)
 
 
 def gate(report: Any, settings: Any, args: argparse.Namespace) -> Any:

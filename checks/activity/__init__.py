@@ -67,7 +67,7 @@ def for_engine(engine: Engine) -> EngineActivity:
     """The engine's activity module, named by its adapter."""
     from checks.adapters import adapter_for
 
-    return importlib.import_module(adapter_for(engine).activity_module)  # type: ignore[return-value]
+    return importlib.import_module(adapter_for(engine).activity_module)
 
 
 def now_iso() -> str:

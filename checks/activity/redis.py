@@ -48,7 +48,7 @@ def sample_from_replies(
                             notes=list(notes or ()))
     rows = []
     for c in clients:
-        row = {
+        row: dict[str, Any] = {
             "id": str(c.get("id", "")),
             "name": _text(c.get("name")),
             "address": _text(c.get("addr")),

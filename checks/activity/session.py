@@ -6,13 +6,16 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checks.activity import ActivitySample, for_engine, shorten
 from checks.budget import server_key
 from checks.config import Settings
 from checks.model import Engine, TargetStatus
 from checks.secrets import mask_text, mask_tree
+
+if TYPE_CHECKING:
+    from checks.connectors import Connection
 
 
 class ActivityWatch:
@@ -30,7 +33,7 @@ class ActivityWatch:
         self.servers: dict[str, list[str]] = {}
         for name in self.names:
             self.servers.setdefault(server_key(settings.targets[name]), []).append(name)
-        self.connections: dict[str, Any] = {}  # by server
+        self.connections: dict[str, Connection] = {}  # by server
         self.statuses: dict[str, TargetStatus] = {}
         self.samples: dict[str, ActivitySample] = {}
         self._busy = asyncio.Lock()
@@ -66,7 +69,7 @@ class ActivityWatch:
             if connection.session is None:
                 self._down(names, connection.status)
                 return
-        reader = for_engine(Engine(target.kind))  # type: ignore[attr-defined]
+        reader = for_engine(Engine(target.kind))
         try:
             sample = await asyncio.wait_for(
                 reader.read(connection.session, first, self.samples.get(first)), target.timeout + 1

@@ -41,6 +41,7 @@ class MongoAdapter(ModuleAdapter):
         from checks.connectors.mongodb import MongoSession
 
         old = connection.session
+        assert old is not None  # only a connection that answered is kept for reuse
         hello = await old.client.admin.command("hello")
         return Connection(status=connection.status, session=MongoSession(old.client, old.default_database, dict(hello)))
 

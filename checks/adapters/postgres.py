@@ -48,6 +48,7 @@ class PostgresAdapter(ModuleAdapter):
         from checks.connectors import Connection
         from checks.connectors.postgres import PostgresSession
 
+        assert connection.session is not None  # only a connection that answered is kept for reuse
         session = PostgresSession(connection.session.pool, connection.session.database)
         await session.fetchval("SELECT 1")
         return Connection(status=connection.status, session=session)

@@ -50,6 +50,7 @@ class RedisAdapter(ModuleAdapter):
         from checks.connectors import Connection
         from checks.connectors.redis import RedisSession
 
+        assert connection.session is not None  # only a connection that answered is kept for reuse
         client = connection.session.client
         return Connection(status=connection.status, session=RedisSession(client, await client.info()))
 

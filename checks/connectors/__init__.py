@@ -33,7 +33,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
     if target.tunnel_error is not None:  # the bastion is the problem: say so, never try around it
         return failed(name, target, ConnectionError(target.tunnel_error),
                       state_detail=(TargetState.SSH_ERROR, target.tunnel_error))
-    return await adapter_for(target.kind).connect(name, target)  # type: ignore[attr-defined]
+    return await adapter_for(target.kind).connect(name, target)
 
 
 def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: tuple[TargetState, str] | None = None
@@ -41,7 +41,7 @@ def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: t
     state, detail = state_detail or classify(exc)
     status = TargetStatus(
         name=name,
-        kind=Engine(target.kind),  # type: ignore[attr-defined]
+        kind=Engine(target.kind),
         state=state,
         error=mask_text(detail, target.secret_values()),
         environment=target.environment,
@@ -58,7 +58,7 @@ async def diagnosed(name: str, target: TargetBase, exc: BaseException) -> Connec
 
     state, detail = classify(exc)
     if state in {TargetState.TIMEOUT, TargetState.ERROR, TargetState.TLS_ERROR}:
-        adapter = adapter_for(target.kind)  # type: ignore[attr-defined]
+        adapter = adapter_for(target.kind)
         verdict, reply = await probe(adapter, target.connect_url, min(target.timeout, 1.0))
         engine = adapter.display_name
         if verdict == "other":

@@ -88,7 +88,8 @@ async def free_slots(session: MongoSession) -> FreeSlots:
     report `available` (or reports 0 while answering us, as SecantusDB does) leaves it unknown."""
     status = await session.client.admin.command({"serverStatus": 1, "repl": 0, "metrics": 0, "locks": 0})
     connections = status.get("connections") or {}
-    current, available = connections.get("current"), connections.get("available")
+    current: Any = connections.get("current")
+    available: Any = connections.get("available")
     known = isinstance(current, (int, float)) and isinstance(available, (int, float)) and available > 0
     return FreeSlots(
         usable=int(current + available) if known else None,

@@ -53,7 +53,7 @@ def session_settings(timeout: float, *, read_only: bool = True) -> dict[str, str
     return settings
 
 
-class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
+class MarkedConnection(asyncpg.Connection):
     """Every statement leaves with the dbvitals marker in front (see checks.connectors.marker)."""
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
@@ -178,6 +178,7 @@ async def free_slots(session: PostgresSession) -> FreeSlots:
     """Slots left for ordinary clients: max_connections less the reserved ones (16+ reserves
     reserved_connections too) against the client backends open now, ours included."""
     row = await session.fetchrow(FREE_SLOTS_QUERY)
+    assert row is not None  # a SELECT without FROM: always one row
     return FreeSlots(
         usable=row["usable"],
         in_use=row["in_use"],

@@ -152,7 +152,7 @@ async def plan_fix(
     if error is not None:
         raise FixRefused(f"re-running {finding.check} on {finding.target} failed ({error.kind}: {error.message})")
     fresh = next((f for f in report.findings if f.id == finding.id), None)
-    common = dict(target=finding.target, engine=target.kind, environment=target.environment,  # type: ignore[attr-defined]
+    common: dict[str, Any] = dict(target=finding.target, engine=target.kind, environment=target.environment,
                   url=target.masked_url, requested=finding, role=status.role if status else None,
                   allow_unsafe=allow_unsafe)
     if fresh is None:
@@ -223,7 +223,7 @@ async def apply_fix(
     )
     if plan.refusals:
         return _finish_refused(journal, entry, plan.refusals, started)
-    concrete = adapter_for(target.kind).concrete_inverse(plan.steps, plan.inverse, entry.id)  # type: ignore[attr-defined]
+    concrete = adapter_for(target.kind).concrete_inverse(plan.steps, plan.inverse, entry.id)
     entry.inverse = [_masked_step(s, target) for s in concrete]
     resume = _resume_cursors(journal, entry, plan.steps)
     return await _execute_and_verify(
@@ -241,7 +241,7 @@ async def _execute_and_verify(
     entry: JournalEntry,
     target: TargetBase,
     steps: Sequence[FixStep],
-    resume: dict[int, int],
+    resume: dict[int, tuple[int, str | None]],
     *,
     verify: Any,
     on_progress: Progress | None,
@@ -439,7 +439,7 @@ def _new_entry(
         user=os_user(),
         host=host_name(),
         target=name,
-        engine=target.kind,  # type: ignore[attr-defined]
+        engine=target.kind,
         url=target.masked_url,
         environment=target.environment,
         finding=_mask(finding, target),

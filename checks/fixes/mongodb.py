@@ -107,7 +107,7 @@ def _touched(step: FixStep, default_db: str | None) -> list[tuple[str | None, st
     command = step.command if isinstance(step.command, dict) else {}
     database = step.database or default_db
     if "createIndexes" in command:
-        return [(database, command["createIndexes"], spec.get("name")) for spec in command.get("indexes", [])
+        return [(database, command["createIndexes"], spec["name"]) for spec in command.get("indexes", [])
                 if isinstance(spec, dict) and spec.get("name")]
     if "collMod" in command and isinstance(command.get("index"), dict) and command["index"].get("name"):
         return [(database, command["collMod"], command["index"]["name"])]
@@ -187,7 +187,7 @@ async def _guard_step(client: Any, step: FixStep, default_db: str | None, forwar
                                   f"index {spec['name']} on {where} still exists: the unfinished fix did not drop it")
                 return False
         return True
-    collection = command.get("dropIndexes") or command.get("collMod")
+    collection: Any = command.get("dropIndexes") or command.get("collMod")  # one of them: see above
     name = command.get("index") if "dropIndexes" in command else (command.get("index") or {}).get("name")
     if not isinstance(name, str):
         return not partial  # dropIndexes by key pattern: nothing to compare by name

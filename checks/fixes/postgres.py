@@ -233,7 +233,7 @@ async def _drop_stale_invalid(conn: Any, run: Execution, build: ConcurrentBuild,
     for row in await conn.fetch(INVALID_INDEXES, build.table):
         if row["name"] != build.name:
             continue
-        entry = run.earlier_builds.get(build.name)
+        entry = run.earlier_builds.get(row["name"])  # build.name, known here to be a name
         found = await conn.fetchrow(INDEX_BY_NAME, row["qualified"])
         table_oid = await conn.fetchval("SELECT to_regclass($1)::int8", build.table)
         if entry is None or wanted is None or found is None or not _same_index(found, wanted, table_oid):

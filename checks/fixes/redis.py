@@ -116,7 +116,7 @@ class KeysLog:
             done = expired.get(batch)
             window = tuple(done["expires_ms"]) if done and done.get("expires_ms") else None
             for value in done["expired"] if done else values:
-                keys[decode_key(value)] = window  # type: ignore[assignment]
+                keys[decode_key(value)] = window
         return keys
 
     def resume_point(self) -> tuple[int, str | None] | None:
@@ -314,7 +314,7 @@ async def _persist_keys(client: Any, run: Execution, index: int, total: int, op:
             pipe = client.pipeline(transaction=False)
             for key in ours:
                 pipe.persist(key)
-            for key, persisted in zip(ours, await pipe.execute()):
+            for persisted in await pipe.execute():  # one reply per key of ours
                 if persisted:
                     restored += 1
                 else:

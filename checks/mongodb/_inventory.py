@@ -385,7 +385,7 @@ def figure(value: int | None, info: CollectionInfo) -> int | str:
 # --- bounded sampling -----------------------------------------------------------------------------
 
 @cache
-def _bson_types() -> tuple[tuple[type, str], ...]:
+def _bson_types() -> tuple[tuple[type[Any], str], ...]:
     from bson import Binary, Decimal128, Int64, ObjectId, Regex, Timestamp
     from bson.code import Code
     from bson.max_key import MaxKey

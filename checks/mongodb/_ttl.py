@@ -189,14 +189,14 @@ def partial_filter_matcher(expr: dict[str, Any]) -> Callable[[dict[str, Any]], b
     """A Python test for a partialFilterExpression on top-level fields, so the sampled documents
     it selects are counted without another server call; None for anything outside that
     language (or on dotted paths), which is then reported unknown."""
-    tests: list[Callable[[dict[str, Any]], bool]] = []
+    tests: list[Callable[..., bool]] = []  # each called with a document; default arguments bind the loop's values
     for name, cond in expr.items():
         if name in ("$and", "$or") and isinstance(cond, list):
             parts = [partial_filter_matcher(p) if isinstance(p, dict) else None for p in cond]
             if any(p is None for p in parts):
                 return None
             combine = all if name == "$and" else any
-            tests.append(lambda doc, parts=parts, combine=combine: combine(p(doc) for p in parts))  # type: ignore[misc]
+            tests.append(lambda doc, parts=parts, combine=combine: combine(p(doc) for p in parts))
             continue
         if name.startswith("$") or "." in name:
             return None

@@ -279,8 +279,9 @@ class MissingIndex(Check):
     async def gather(self, session: Any, scope: Scope) -> MissingIndexFacts:
         options: MissingIndexOptions = scope.options
         databases = await session.databases()
-        expect = scope.config.expect  # type: ignore[attr-defined]
-        named = [e.database for e in (*expect.queries, *expect.indexes) if e.database]
+        expect = scope.config.expect
+        expectations: tuple[QueryExpectation | IndexExpectation, ...] = (*expect.queries, *expect.indexes)
+        named = [e.database for e in expectations if e.database]
         shapes: dict[str, QueryShape] = {}
         sources: list[SourceState] = []
 
@@ -642,6 +643,8 @@ class MissingIndex(Check):
     ) -> Finding:
         coll, db = declared.expectation.collection, declared.database
         only_ttl = set(option_differences(existing, want, names=True)) == {"expireAfterSeconds"} and existing.is_ttl and "expireAfterSeconds" in want
+        steps: tuple[FixStep, ...]
+        inverse: tuple[FixStep, ...]
         if only_ttl:
             steps = (FixStep("mongodb", {"collMod": coll, "index": {"name": existing.name, "expireAfterSeconds": want["expireAfterSeconds"]}},
                              "change the TTL in place", database=db),)
@@ -775,6 +778,7 @@ def _profiler_source(profilers: list[ProfilerState], shapes: int) -> SourceState
 
 def _declared_shape(query: QueryExpectation, database: str) -> QueryShape:
     label = f"config: {query.name}" if query.name else "config"
+    assert query.collection is not None  # a MongoDB target's queries name a collection (MongoTarget)
     return QueryShape(database, query.collection, dict(query.filter), dict(query.sort) if query.sort else None, [label])
 
 

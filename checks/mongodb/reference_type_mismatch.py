@@ -104,7 +104,7 @@ class ReferenceTypeMismatch(Check):
         databases = await session.databases()
         names = {db: await collection_names(session, db) for db in databases}
         pairs: dict[tuple[str, str, str], tuple[str, str, bool]] = {}  # (db, coll, field) -> (target, target field, declared)
-        for ref in scope.config.expect.references:  # type: ignore[attr-defined]
+        for ref in scope.config.expect.references:
             coll, fld = ref.column.split(".", 1)
             target, target_field = ref.references.split(".", 1)
             db = session.default_database or next((d for d in databases if coll in names[d]), None)
@@ -120,9 +120,9 @@ class ReferenceTypeMismatch(Check):
                 if got.unknown:
                     not_sampled[(db, got.collection)] = got.unknown
                 for fld, values in got.fields.items():
-                    target = referenced_collection(fld, names[db])
-                    if target and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
-                        pairs[(db, got.collection, fld)] = (target, "_id", False)
+                    referenced = referenced_collection(fld, names[db])
+                    if referenced and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
+                        pairs[(db, got.collection, fld)] = (referenced, "_id", False)
         existing = [(k, v) for k, v in pairs.items() if k[1] in names.get(k[0], ()) and v[0] in names.get(k[0], ())]
         found = await asyncio.gather(*(self._reference(session, key, value, size, budget) for key, value in existing))
         unjudged: dict[tuple[str, str], list[str]] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
@@ -67,9 +67,9 @@ class TtlCoverageOptions(CheckOptions):
     min_documents: int = Field(
         default=0, ge=0, description="Collections smaller than this are not reported (0: growth and size set severity)."
     )
-    min_age: Duration = Field(default="30d", description="Only collections whose oldest documents are older than this.")
+    min_age: Duration = Field(default=duration("30d"), description="Only collections whose oldest documents are older than this.")
     suggested_retention: Duration = Field(
-        default="365d",
+        default=duration("365d"),
         description="Retention in a suggested TTL when no rule is declared: a conservative default, stated as such.",
     )
     keep_forever: list[str] = Field(
@@ -357,6 +357,8 @@ class TtlCoverage(Check):
                          + (f"; so are the {g.exempt.missing} sampled documents without {g.exempt.field} (a partial "
                             f"filter cannot match a missing field): set {g.exempt.field}: false on them to expire them"
                             if g.exempt.missing else "") + ".")
+        steps: tuple[FixStep, ...]
+        inverse: tuple[FixStep, ...]
         if how == "collmod":
             assert existing is not None
             steps = (FixStep("mongodb", {"collMod": info.name, "index": {"name": existing.name, "expireAfterSeconds": g.seconds}},
@@ -419,6 +421,8 @@ class TtlCoverage(Check):
             evidence["first_pass_deletes"] = r.expiring.documents
             evidence["first_pass_basis"] = r.expiring.basis
         warning = first_pass_warning(r.expiring) if r.expiring else "The collection is empty or missing: nothing is deleted at once."
+        steps: tuple[FixStep, ...]
+        inverse: tuple[FixStep, ...]
         if r.plain_index:
             steps = (FixStep("mongodb", {"collMod": coll, "index": {"name": r.plain_index, "expireAfterSeconds": seconds}},
                              f"make {r.plain_index} a TTL index (MongoDB 5.1+)", database=db),)

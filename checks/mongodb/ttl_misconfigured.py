@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field
 
@@ -48,7 +48,7 @@ from checks.mongodb._ttl import (
     rules_and_inventory,
     ttl_spec,
 )
-from checks.mongodb.ttl_coverage import TtlCoverage, declared_references
+from checks.mongodb.ttl_coverage import TtlCoverage, TtlCoverageOptions, declared_references
 
 # Types a TTL index can expire on: a date, or an array (mongod uses its earliest date).
 EXPIRABLE = {"date", "array"}
@@ -165,8 +165,8 @@ class TtlMisconfigured(Check):
         database are sampled too (the memoised sample every check shares), for references."""
         if not expiring:
             return {}
-        coverage = resolve_options(TtlCoverage, scope.target, scope.config)
-        size = coverage.sample_size  # type: ignore[attr-defined]
+        coverage = cast(TtlCoverageOptions, resolve_options(TtlCoverage, scope.target, scope.config))  # its Options
+        size = coverage.sample_size
         databases = sorted({db for db, _ in expiring})
         every = [info for db in databases for info in infos[db].values()]
         async def drawn_from(info: CollectionInfo) -> Sample:
@@ -177,7 +177,7 @@ class TtlMisconfigured(Check):
         names = {db: list(infos[db]) for db in databases}
         referenced = referenced_collections(
             [d for d in drawn if not d.unknown], names, declared_references(scope.config, session.default_database, names))
-        keep = coverage.keep_forever  # type: ignore[attr-defined]
+        keep = coverage.keep_forever
         return {
             key: classify(infos[key[0]][key[1]], samples[key], referenced.get(key, []), matches_any(key[1], keep))
             for key in expiring if not samples[key].unknown and samples[key].documents
@@ -287,9 +287,9 @@ class TtlMisconfigured(Check):
         if t.expiring is not None:
             evidence["documents_older_than_ttl"] = t.expiring.documents
             evidence["documents_older_than_ttl_basis"] = t.expiring.basis
-        if dormant:
+        if dormant and t.field is not None:  # dormant implies a field
             evidence["deleted_once_converted_estimate"] = t.after_conversion
-            at_stake = (f"it is dormant only because {field} holds {', '.join(sorted(set(t.field.non_null_types) - EXPIRABLE))} "  # type: ignore[union-attr]
+            at_stake = (f"it is dormant only because {field} holds {', '.join(sorted(set(t.field.non_null_types) - EXPIRABLE))} "
                         f"instead of dates: converting them would delete about "
                         f"{'an unknown number of' if t.after_conversion is None else f'{t.after_conversion:,}'} documents at once")
         else:
@@ -479,7 +479,7 @@ class TtlMisconfigured(Check):
     def _conversion(self, t: TtlIndex, wrong: dict[str, int], seconds: int) -> Fix:
         field = t.index.fields[0]
         numeric = [k for k in wrong if k in ("int", "long", "double", "decimal")]
-        updates = []
+        updates: list[dict[str, Any]] = []
         if "string" in wrong:
             updates.append({"q": {field: {"$type": "string"}}, "u": [{"$set": {field: {"$toDate": f"${field}"}}}], "multi": True})
         if numeric:
@@ -560,7 +560,7 @@ class TtlMisconfigured(Check):
 
     def _coll_mod(self, t: TtlIndex, seconds: int, previous: Any, safety: FixSafety) -> Fix:
         info, index = t.info, t.index
-        inverse = ()
+        inverse: tuple[FixStep, ...] = ()
         if isinstance(previous, (int, float)) and not isinstance(previous, bool) and not math.isnan(previous):
             inverse = (FixStep("mongodb", {"collMod": info.name, "index": {"name": index.name, "expireAfterSeconds": int(previous)}},
                                "restore the previous TTL", database=info.database),)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
@@ -34,7 +34,7 @@ from checks.mongodb._inventory import (
 
 class UnusedIndexOptions(CheckOptions):
     min_age: Duration = Field(
-        default="7d", description="How long the counters must have been running (on every member) before zero means unused."
+        default=duration("7d"), description="How long the counters must have been running (on every member) before zero means unused."
     )
 
 

@@ -92,7 +92,8 @@ class TakenNames:
 
 
 def new_index_name(
-    table: str, columns: Iterable[str], taken: Iterable[str], suffix: str = "idx", reusable: Container[str] = (),
+    table: str, columns: Iterable[str], taken: Iterable[str] | Container[str], suffix: str = "idx",
+    reusable: Container[str] = (),
 ) -> str:
     """A name for an index we suggest, unused in the schema (`reusable` names count as free), at
     most 63 bytes. A set (or any container) of taken names is looked into, never copied: this
@@ -442,7 +443,7 @@ class Catalog:
 
     @property
     def foreign_keys(self) -> tuple[Constraint, ...]:
-        return self._foreign_keys_by_ref.get(None, ())  # type: ignore[call-overload]
+        return self._foreign_keys_by_ref.get(None, ())
 
     def referencing(self, table_oid: int) -> tuple[Constraint, ...]:
         """Foreign keys that point at this table (looked up, not searched: used per finding)."""
@@ -476,7 +477,7 @@ class Catalog:
 
     def relation_names(self) -> frozenset[str]:
         """Index and table names of every schema."""
-        return _names_by_schema(self)[None]  # type: ignore[index]
+        return _names_by_schema(self)[None]
 
     def leaves(self, table_oid: int) -> list[int]:
         out: list[int] = []
@@ -502,11 +503,12 @@ class Catalog:
                 if con.kind == "f":
                     grouped[con.ref_table_oid].append(con)
                     grouped[None].append(con)
-            cache["foreign keys"] = {k: tuple(v) for k, v in grouped.items()}  # type: ignore[assignment]
-        return cache["foreign keys"]  # type: ignore[return-value]
+            cache["foreign keys"] = {k: tuple(v) for k, v in grouped.items()}
+        return cache["foreign keys"]
 
 
-_GROUPS: weakref.WeakKeyDictionary[Any, dict[str, dict[int, tuple[Any, ...]]]] = weakref.WeakKeyDictionary()
+# Per catalog: each lookup by its name, keyed and valued as its accessor returns it.
+_GROUPS: weakref.WeakKeyDictionary[Any, dict[str, dict[Any, Any]]] = weakref.WeakKeyDictionary()
 
 
 def _group(catalog: Catalog, attribute: str, key: Any) -> dict[int, tuple[Any, ...]]:
@@ -524,11 +526,12 @@ def _names_by_schema(catalog: Catalog) -> dict[str | None, frozenset[str]]:
     cache = _GROUPS.setdefault(catalog, {})
     if "names" not in cache:
         names: dict[str | None, set[str]] = defaultdict(set)
-        for item in (*catalog.indexes, *catalog.tables.values()):
+        items: tuple[Index | Table, ...] = (*catalog.indexes, *catalog.tables.values())
+        for item in items:
             names[item.schema].add(item.name)
             names[None].add(item.name)
-        cache["names"] = {k: frozenset(v) for k, v in names.items()}  # type: ignore[assignment]
-    return cache["names"]  # type: ignore[return-value]
+        cache["names"] = {k: frozenset(v) for k, v in names.items()}
+    return cache["names"]
 
 
 def build_catalog(rows: Mapping[str, list[Mapping[str, Any]]]) -> Catalog:

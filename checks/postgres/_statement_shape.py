@@ -48,6 +48,7 @@ def tokenize(sql: str) -> list[Token] | None:
         if match is None or match.end() == pos:
             return None
         kind = match.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         tokens.append(Token(kind, match[kind]))
         pos = match.end()
     return tokens
@@ -77,21 +78,23 @@ def parse(sql: str) -> Shape | None:
         at = _find_top_level(tokens, at, "where")
         if at is None:
             return None
-    equality, ranges, sort = [], [], []
+    equality: list[str] = []
+    ranges: list[str] = []
+    sort: list[str] | None = []
     if at < len(tokens) and tokens[at].word == "where":
         end = next((i for i in range(at + 1, len(tokens)) if tokens[i].word in _CLAUSE_END and _depth(tokens, i) == 0), len(tokens))
-        if not _predicates(tokens[at + 1:end], {name, alias} - {None}, equality, ranges):
+        if not _predicates(tokens[at + 1:end], {n for n in (name, alias) if n is not None}, equality, ranges):
             return None
         at = end
     if at < len(tokens) and tokens[at].word == "group":
         return None
     if at + 1 < len(tokens) and tokens[at].word == "order" and tokens[at + 1].word == "by":
-        sort = _order_by(tokens, at + 2, {name, alias} - {None})
+        sort = _order_by(tokens, at + 2, {n for n in (name, alias) if n is not None})
         if sort is None:
             return None
     if not equality and not ranges and not sort:
         return None
-    unique = lambda cols: tuple(dict.fromkeys(cols))  # noqa: E731
+    unique = lambda cols: tuple(dict.fromkeys(cols))
     return Shape(schema, name, unique(equality), unique(c for c in ranges if c not in equality), unique(sort))
 
 
@@ -161,7 +164,9 @@ def _is_value(tokens: list[Token]) -> bool:
 
 
 def _predicates(tokens: list[Token], names: set[str], equality: list[str], ranges: list[str]) -> bool:
-    parts, current, depth, between = [], [], 0, False
+    parts: list[list[Token]] = []
+    current: list[Token] = []
+    depth, between = 0, False
     for token in tokens:
         depth += token.text == "("
         depth -= token.text == ")"

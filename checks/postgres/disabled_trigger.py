@@ -65,6 +65,7 @@ class DisabledTriggerCheck(Check):
         by_constraint: dict[tuple[str, str], list[DisabledTrigger]] = {}
         for trigger in facts.triggers:
             if trigger.internal:
+                assert trigger.constraint_name is not None  # QUERY keeps internal triggers of a constraint only
                 by_constraint.setdefault((trigger.table, trigger.constraint_name), []).append(trigger)
                 continue
             findings.append(self.finding(

@@ -192,6 +192,7 @@ def _implied(snapshot: Catalog, claimed: set[tuple[int, int]]) -> list[Reference
                 continue
             ref_table = snapshot.tables[resolution.table.oid]
             pk = snapshot.primary_key(ref_table.oid)
+            assert pk is not None  # keyed: tables with a one-column primary key
             key = snapshot.column(ref_table.oid, pk.columns[0])
             if ref_table.oid == table.oid and column.num == key.num:
                 continue  # a table's own key

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
@@ -34,8 +34,8 @@ WHERE w.pid IS NOT NULL OR a.pid IN (SELECT unnest(blocked_by) FROM waiting)
 
 
 class Options(CheckOptions):
-    min_wait: Duration = Field(default="30s", description="Report a chain once a session has waited this long.")
-    high_wait: Duration = Field(default="5m", description="A wait this long (or 5+ sessions waiting) is high severity.")
+    min_wait: Duration = Field(default=duration("30s"), description="Report a chain once a session has waited this long.")
+    high_wait: Duration = Field(default=duration("5m"), description="A wait this long (or 5+ sessions waiting) is high severity.")
     query_chars: int = Field(default=300, ge=20, le=10000, description="Show at most this many characters of each query.")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
@@ -39,9 +39,9 @@ INSUFFICIENT = "<insufficient privilege>"
 
 
 class Options(CheckOptions):
-    max_transaction_age: Duration = Field(default="5m", description="A transaction open longer than this is reported.")
+    max_transaction_age: Duration = Field(default=duration("5m"), description="A transaction open longer than this is reported.")
     max_idle_in_transaction: Duration = Field(
-        default="1m", description="A session idle inside a transaction longer than this is reported.")
+        default=duration("1m"), description="A session idle inside a transaction longer than this is reported.")
     query_chars: int = Field(default=300, ge=20, le=10000, description="Show at most this many characters of each query.")
 
 

@@ -217,7 +217,8 @@ class MissingIndex(Check):
         snapshot = await self.fact(CatalogSnapshot, session, scope)
         stats = tuple(TableStats(**dict(r)) for r in await session.fetch(QUERY))
         ext = await session.fetchrow(EXTENSIONS_QUERY)
-        declared = tuple(Statement(q.sql, 0, 0.0, 0.0, 0, parse(q.sql)) for q in scope.config.expect.queries)
+        declared = tuple(Statement(q.sql, 0, 0.0, 0.0, 0, parse(q.sql)) for q in scope.config.expect.queries
+                         if q.sql is not None)  # every one (PostgresTarget): for the type checker
         pgss, observed = await _statements(session, ext, options)
         statements = observed + declared
         hypopg = (Availability(True, f"hypopg in schema {ext['hypopg_schema']}") if ext["hypopg_schema"] else
@@ -285,7 +286,7 @@ class MissingIndex(Check):
         if stat is not None:
             evidence["table"] = {"live_rows": stat.live_rows, "seq_scan": stat.seq_scan, "idx_scan": stat.idx_scan,
                                  "writes": stat.writes}
-        if write_heavy:
+        if write_heavy and stat is not None:  # write_heavy implies stat
             evidence["write_heavy"] = (f"{stat.writes:,} writes against {stat.reads:,} scans: every write would "
                                        "maintain this index too")
         best = max(advice, key=lambda a: a.saving or 0)
@@ -309,7 +310,7 @@ class MissingIndex(Check):
 
     def _sequential(self, scope: Scope, facts: Facts, stat: TableStats, taken: set[str]) -> Finding | None:
         """A large table read by sequential scans that no verified suggestion explains."""
-        snapshot, options = facts.catalog, scope.options
+        snapshot = facts.catalog
         table = snapshot.tables[stat.table_oid]
         evidence = {
             "live_rows": stat.live_rows,

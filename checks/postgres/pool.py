@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Scope
 from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Severity
 from checks.pool import Capacity, PoolCheck, PoolOptions, UrlSetting, parse_number
@@ -69,13 +69,13 @@ class PgPoolFacts:
 
 class PostgresPoolOptions(PoolOptions):
     idle_in_transaction_warn: Duration = Field(
-        default="2m", description="A session idle inside an open transaction for this long is a medium finding."
+        default=duration("2m"), description="A session idle inside an open transaction for this long is a medium finding."
     )
     idle_in_transaction_critical: Duration = Field(
-        default="30m", description="... and for this long a high one (it holds locks and stops vacuum)."
+        default=duration("30m"), description="... and for this long a high one (it holds locks and stops vacuum)."
     )
     recommended_idle_in_transaction_timeout: Duration = Field(
-        default="5m", description="The idle_in_transaction_session_timeout the fix proposes."
+        default=duration("5m"), description="The idle_in_transaction_session_timeout the fix proposes."
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import quote_literal
@@ -37,7 +37,7 @@ ORDER BY 1
 class Options(CheckOptions):
     min_retained_bytes: int = Field(
         default=1024**3, ge=0, description="An inactive slot retaining at least this much WAL is reported (high).")
-    max_standby_lag: Duration = Field(default="5m", description="A standby replaying further behind is reported.")
+    max_standby_lag: Duration = Field(default=duration("5m"), description="A standby replaying further behind is reported.")
 
 
 @dataclass(frozen=True)

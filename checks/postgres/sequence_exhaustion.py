@@ -181,7 +181,8 @@ def flagged(facts_catalog: Catalog, sequences: tuple[Sequence, ...], threshold: 
         table = facts_catalog.tables.get(seq.table_oid) if seq.table_oid else None
         if seq.cycle or seq.oid in out or (table is not None and table.is_partition):
             continue
-        column = facts_catalog.columns.get(seq.table_oid, {}).get(seq.column_num) if table else None
+        column = (facts_catalog.columns.get(seq.table_oid, {}).get(seq.column_num)
+                  if table and seq.table_oid and seq.column_num is not None else None)
         measured = usage(seq, column.base_type if column else None)
         if measured is not None and measured.used >= threshold:
             out[seq.oid] = seq
@@ -194,7 +195,7 @@ def rate(seq: Sequence, rates: Rates, snapshot: Catalog) -> tuple[float | None, 
     if moved and moved[0] > 0 and moved[1] > 0:
         return moved[0] / moved[1], f"advance of {moved[0]:,} over {moved[1]:.1f} s between two readings"
     inserts = rates.inserts.get(seq.table_oid) if seq.table_oid else None
-    if inserts and rates.stats_since and rates.now and rates.now > rates.stats_since:
+    if inserts and seq.table_oid and rates.stats_since and rates.now and rates.now > rates.stats_since:
         seconds = (rates.now - rates.stats_since).total_seconds()
         since = "the server started (statistics never reset)" if rates.stats_since_start else "the statistics reset"
         return (inserts * abs(seq.increment)) / seconds, (
@@ -235,8 +236,8 @@ class SequenceExhaustion(Check):
             elapsed = asyncio.get_running_loop().time() - read_at
             before = {s.oid: s.current for s in hot}
             for oid, value in again.items():
-                if value is not None and before.get(oid) is not None:
-                    advanced[oid] = (abs(value - before[oid]), elapsed)
+                if value is not None and (previous := before.get(oid)) is not None:
+                    advanced[oid] = (abs(value - previous), elapsed)
         tables = {s.table_oid for s in hot if s.table_oid}
         members = {t: [t, *snapshot.leaves(t)] for t in tables}
         counted = {r["table_oid"]: r["inserts"] for r in await session.fetch(
@@ -253,9 +254,12 @@ class SequenceExhaustion(Check):
         unreadable = sorted(s.qualified for s in facts.sequences if not s.readable)
         for seq in flagged(snapshot, facts.sequences, options.threshold):
             table = snapshot.tables.get(seq.table_oid) if seq.table_oid else None
-            column = snapshot.columns.get(seq.table_oid, {}).get(seq.column_num) if table else None
+            column = (snapshot.columns.get(seq.table_oid, {}).get(seq.column_num)
+                      if table and seq.table_oid and seq.column_num is not None else None)
             measured = usage(seq, column.base_type if column else None)
-            feeds = f"{table.qualified}.{quote_ident(column.name)} ({column.type})" if column else "no column (not owned)"
+            assert measured is not None  # flagged returns measured sequences only
+            feeds = (f"{table.qualified}.{quote_ident(column.name)} ({column.type})" if column and table
+                     else "no column (not owned)")
             per_second, measured_by = rate(seq, facts.rates, snapshot)
             evidence = {
                 "last_value": seq.last_value, "called": seq.called, "start": seq.start,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import quote_ident
@@ -65,7 +65,7 @@ class Options(CheckOptions):
         default=64 * 1024**3, gt=0, description="Report when work_mem × max_connections exceeds this many bytes.")
     max_connections: int = Field(default=1000, gt=0, description="Report max_connections above this (use a pooler).")
     slow_statement: Duration = Field(
-        default="1s", description="What the (manual) fix proposes for log_min_duration_statement.")
+        default=duration("1s"), description="What the (manual) fix proposes for log_min_duration_statement.")
 
 
 @dataclass(frozen=True)

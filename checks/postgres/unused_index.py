@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot
@@ -32,7 +32,7 @@ SELECT (SELECT stats_reset FROM pg_stat_database WHERE datname = current_databas
 
 class Options(CheckOptions):
     min_history: Duration = Field(
-        default="7d", description="Report only when the statistics cover at least this long (a week covers weekly jobs).")
+        default=duration("7d"), description="Report only when the statistics cover at least this long (a week covers weekly jobs).")
     min_bytes: int = Field(default=0, ge=0, description="Ignore indexes smaller than this many bytes.")
 
 

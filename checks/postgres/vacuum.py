@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -243,7 +244,7 @@ class Vacuum(Check):
             which = "transaction id" if db.xid_age >= db.mxid_age else "multixact id"
             age = max(db.xid_age, db.mxid_age)
             current = db.name == settings.database
-            evidence = {
+            evidence: dict[str, Any] = {
                 "xid_age": db.xid_age, "mxid_age": db.mxid_age,
                 "autovacuum_freeze_max_age": settings.freeze_max_age,
                 "autovacuum_multixact_freeze_max_age": settings.multixact_freeze_max_age,

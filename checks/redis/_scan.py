@@ -968,7 +968,9 @@ def _aggregate(
         if samples is not None:
             moved = {old: new for new, old in enumerate(live)}
             inside = [n for n, index in enumerate(samples[0]) if index in moved]
-            samples = ([moved[samples[0][n]] for n in inside], *([column[n] for n in inside] for column in samples[1:]))
+            indexes, usage, idle, encodings = samples
+            samples = ([moved[indexes[n]] for n in inside], [usage[n] for n in inside], [idle[n] for n in inside],
+                       [encodings[n] for n in inside])
     if not keys:
         return
     groups: dict[str, list[int]] = {}
@@ -1085,8 +1087,8 @@ async def cluster_masters(client: aioredis.Redis) -> list[tuple[str, int]]:
     masters: list[tuple[str, int]] = []
     if isinstance(raw, dict):  # redis-py parsed it: {"host:port": {"flags": ...}}
         for address, node in raw.items():
-            flags = str(node.get("flags", ""))
-            if "master" in flags and "fail" not in flags and "noaddr" not in flags:
+            node_flags = str(node.get("flags", ""))
+            if "master" in node_flags and "fail" not in node_flags and "noaddr" not in node_flags:
                 host, _, port = address.rpartition(":")
                 masters.append((host, int(port.split("@")[0])))
         return sorted(masters)

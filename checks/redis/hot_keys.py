@@ -66,7 +66,7 @@ class HotKeys(Check):
                 severity=Severity.INFO,
                 key="not-tracked",
             )]
-        hot = [
+        hot: list[dict[str, Any]] = [
             {"key": key, "db": database.db, "freq": freq, "pattern": pattern}
             for database in facts.databases for freq, key, pattern in database.hot_keys if freq >= options.min_freq
         ]

@@ -47,7 +47,7 @@ class MemoryByPattern(Check):
 
     def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
         options: MemoryByPatternOptions = scope.options
-        rows = []
+        rows: list[dict[str, Any]] = []
         for database in facts.databases:
             for stats in database.patterns.values():
                 estimate = stats.memory_estimate(database.extrapolation)

@@ -193,9 +193,9 @@ class MemoryPolicy(Check):
             "evicted_keys": facts.evicted_keys,
             "role": role,
         }
-        if kept is not None:
+        if kept is not None and facts.keyspace is not None:  # kept is read from the keyspace
             evidence |= kept.evidence()
-            evidence["scan"] = facts.keyspace.summary()  # type: ignore[union-attr]
+            evidence["scan"] = facts.keyspace.summary()
         elif facts.keyspace_error or options.use_keyspace:
             evidence["keyspace_not_read"] = facts.keyspace_error or "no keyspace pass"
         must_stay = bool(kept and kept.must_stay)

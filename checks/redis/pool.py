@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field
 
-from checks.config import Duration
+from checks.config import Duration, duration
 from checks.engine import Scope
 from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Severity
 from checks.pool import Capacity, PoolCheck, PoolOptions, UrlSetting, parse_number
@@ -59,13 +59,13 @@ class RedisPoolFacts:
 
 
 class RedisPoolOptions(PoolOptions):
-    idle_client_age: Duration = Field(default="1h", description="A client idle this long counts as long-idle.")
+    idle_client_age: Duration = Field(default=duration("1h"), description="A client idle this long counts as long-idle.")
     idle_clients_warn: int = Field(
         default=50, ge=1,
         description="With `timeout 0`, this many long-idle clients is a finding (leaked or oversized pools).",
     )
-    recommended_timeout: Duration = Field(default="300s", description="The `timeout` the fix proposes.")
-    recommended_tcp_keepalive: Duration = Field(default="300s", description="The `tcp-keepalive` the fix proposes.")
+    recommended_timeout: Duration = Field(default=duration("300s"), description="The `timeout` the fix proposes.")
+    recommended_tcp_keepalive: Duration = Field(default=duration("300s"), description="The `tcp-keepalive` the fix proposes.")
 
 
 def url_params(url: str) -> dict[str, str]:

@@ -21,4 +21,4 @@ def figures_for(engine: Engine) -> FiguresReader:
     """The engine's figures module, named by its adapter."""
     from checks.adapters import adapter_for
 
-    return importlib.import_module(adapter_for(engine).figures_module)  # type: ignore[return-value]
+    return importlib.import_module(adapter_for(engine).figures_module)

@@ -8,6 +8,7 @@ masked and every text went through the target's masking before it was saved).
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import os
@@ -269,10 +270,11 @@ class SnapshotStore:
                 figures.setdefault(target, {})[(kind, name)] = rows.parse("figures", metrics, _object)
             activity = {t: rows.parse("activity", s, _object) for t, s in
                         db.execute("SELECT target, sample FROM activity WHERE snapshot_id = ?", (snapshot_id,))}
-        info = SnapshotInfo(*row, targets=len(targets), findings=len(findings))
+        id_, taken_at, label, source = row
+        info = SnapshotInfo(id_, taken_at, label, source, targets=len(targets), findings=len(findings))
         return Snapshot(info, targets, findings, errors, figures, activity)
 
-    def load_all(self, ids: Sequence[int]) -> list[Snapshot]:
+    def load_all(self, ids: Sequence[int]) -> builtins.list[Snapshot]:  # list: the method above
         return [self.load(i) for i in ids]
 
 

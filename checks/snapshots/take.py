@@ -51,7 +51,7 @@ async def _extras(settings: Settings, name: str, taken: Taken, with_activity: bo
     from checks.connectors import connect
 
     target = settings.targets[name]
-    engine = Engine(target.kind)  # type: ignore[attr-defined]
+    engine = Engine(target.kind)
     secrets = target.secret_values()
     connection = await connect(name, target)
     if connection.session is None:

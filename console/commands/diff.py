@@ -58,7 +58,7 @@ def _pick(args: argparse.Namespace, settings: Any, store: Any) -> tuple[int, int
     elif after == "now":
         before = infos[-1].id
     else:
-        earlier = [i.id for i in infos if i.id < after]  # type: ignore[operator]
+        earlier = [i.id for i in infos if i.id < after]
         if not earlier:
             raise SnapshotError(f"snapshot {after} is the oldest: nothing to compare it with")
         before = earlier[-1]

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     target = settings.targets.get(args.target)
     if target is None:
         raise CliError(f"unknown target {args.target} (configured: {', '.join(settings.targets) or 'none'})")
-    if target.kind != "mongodb":  # type: ignore[attr-defined]
-        raise CliError(f"target {args.target} is {target.kind}: the profiler is a MongoDB feature")  # type: ignore[attr-defined]
+    if target.kind != "mongodb":
+        raise CliError(f"target {args.target} is {target.kind}: the profiler is a MongoDB feature")
     changing = args.level is not None
     if not changing and (args.slowms is not None or args.sample_rate is not None or args.duration or args.keep):
         raise CliError("--slowms, --sample-rate, --for and --keep need --level")
@@ -65,9 +65,11 @@ async def _run(args: argparse.Namespace, name: str, target: Any, hold_seconds: f
     connection = await connect(name, target)
     if not connection.status.reachable:
         raise CliError(f"{name}: {connection.status.error or connection.status.state.value}", code=1)
-    client = connection.session.client
+    session = connection.session
+    assert session is not None  # reachable
+    client = session.client
     try:
-        databases = args.database or await connection.session.databases()
+        databases = args.database or await session.databases()
         if not databases:
             raise CliError(f"{name}: no database to profile (name one with --database)", code=1)
         if args.level is None:

@@ -239,7 +239,7 @@ async def seed_mongodb(url: str, database: str = "app") -> None:
     from bson import ObjectId
     from pymongo import AsyncMongoClient
 
-    client = AsyncMongoClient(url, serverSelectionTimeoutMS=10000)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, serverSelectionTimeoutMS=10000)
     try:
         db = client[database]
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

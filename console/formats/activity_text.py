@@ -5,14 +5,14 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
 from checks.display import terminal_safe as safe_line
 
 # Per engine: (section, title, columns as (key, header, justify), rows shown at most).
-LAYOUT: dict[str, list[tuple[str, str, list[tuple[str, str, str]], int]]] = {
+LAYOUT: dict[str, list[tuple[str, str, list[tuple[str, str, JustifyMethod]], int]]] = {
     "postgres": [
         ("blocking", "Blocking (who waits on whom)",
          [("tree", "pid", "left"), ("query_age_s", "age s", "right"), ("wait", "wait", "left"), ("query", "statement", "left")], 20),
@@ -72,7 +72,7 @@ def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width:
                 last = index == len(columns) - 1
                 # The last column (the statement) takes what is left and is cut, never wrapped;
                 # names are capped so they cannot push it off the screen.
-                table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
+                table.add_column(header, justify=justify, no_wrap=True, overflow="ellipsis",
                                  ratio=1 if last else None, max_width=None if last or key not in TEXT_KEYS else 18)
             for row in shown:
                 table.add_row(*(cell_text(row, key) for key, _, _ in columns))

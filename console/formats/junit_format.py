@@ -30,16 +30,16 @@ def render(report: Report, **_: Any) -> str:
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in gate.checks:
         runs[row["target"]].append(row)
-    for key in set(findings) | set(errors):  # findings or errors without a row in `checks`
-        if not any(r["check"] == key[1] for r in runs[key[0]]):
-            runs[key[0]].append({"target": key[0], "check": key[1], "duration_ms": 0.0})
+    for pair in set(findings) | set(errors):  # findings or errors without a row in `checks`
+        if not any(r["check"] == pair[1] for r in runs[pair[0]]):
+            runs[pair[0]].append({"target": pair[0], "check": pair[1], "duration_ms": 0.0})
 
     root = ET.Element("testsuites", name="dbvitals")
-    totals = defaultdict(int)
+    totals: defaultdict[str, int] = defaultdict(int)
     statuses = {t.name: t for t in gate.targets}
     for target in [t.name for t in gate.targets] + sorted(set(runs) - set(statuses)):
         suite = ET.SubElement(root, "testsuite", name=target)
-        counts = defaultdict(int)
+        counts: defaultdict[str, int] = defaultdict(int)
         time_s = 0.0
         for row in sorted(runs[target], key=lambda r: r["check"]):
             check = row["check"]

@@ -50,7 +50,7 @@ def render(report: Report, *, color: bool = False, width: int | None = None, **_
         else:
             columns = [Column("severity", 9, words=False), Column("id", 8, words=False),
                        Column("check", 4, words=False), Column("object", 6, words=False), Column("finding", 9)]
-            rows = []
+            rows: list[list[str | Text]] = []
             for f in findings:
                 fix = f" [fix: {f.fix.safety.value}]" if f.fix else ""
                 rows.append([Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), Text(f.id, style="dim"),

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.console import JustifyMethod
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
@@ -103,7 +106,7 @@ class ActivityScreen(Screen[None]):
         self.render_sample()
 
     @property
-    def sections(self) -> list[tuple[str, str, list[tuple[str, str, str]], int]]:
+    def sections(self) -> list[tuple[str, str, list[tuple[str, str, JustifyMethod]], int]]:
         return LAYOUT[self.engine]
 
     def rows(self) -> list[dict[str, Any]]:
@@ -234,7 +237,7 @@ class ActivityScreen(Screen[None]):
         table = self.query_one("#activity-table", DataTable)
         if not table.row_count:
             return
-        ident = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value or ""
+        ident = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or ""
         try:
             plan = plan_kill(self.settings, self.target, self.sample, ident, terminate=terminate)
         except KillRefused as exc:
@@ -253,7 +256,7 @@ class ActivityScreen(Screen[None]):
         from checks.fixes.journal import Journal
 
         entry = await apply_kill(self.settings, self.activity_watch.session(self.target), plan, Journal.for_settings(self.settings))
-        severity = "information" if entry.outcome == "fixed" else "error"
+        severity: SeverityLevel = "information" if entry.outcome == "fixed" else "error"
         self.notify(safe_line(f"{plan.verb} {plan.ident}: {entry.outcome}: {entry.message}"), severity=severity, timeout=8)
         self.refresh_sample()
 

@@ -97,7 +97,7 @@ class ConfirmFixModal(ModalScreen[bool]):
                 yield Static(f"This is {reason}: type [b]{escape(c.target)}[/b] and press Enter.", id="confirm-prompt")
                 yield Input(placeholder=c.target, id="confirm-name")
             else:
-                yield Static(f"[b]y[/b] or Enter runs it; [b]n[/b] or Esc cancels.", id="confirm-prompt")
+                yield Static("[b]y[/b] or Enter runs it; [b]n[/b] or Esc cancels.", id="confirm-prompt")
             with Horizontal(id="confirm-buttons"):
                 yield Button(c.verb, id="apply", variant="error" if self.must_type else "primary", compact=True,
                              disabled=bool(c.refusals) or self.must_type)

@@ -4,6 +4,8 @@ target allows it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,6 +21,14 @@ from console.widgets.styles import SEVERITY_LABELS
 
 
 class FindingDetailScreen(Screen):
+    if TYPE_CHECKING:
+        # The console's own app, for the type checker (textual.getters.app, declared only).
+        from textual import getters
+
+        from console.app import DbVitalsApp
+
+        app = getters.app(DbVitalsApp)
+
     BINDINGS = [
         Binding("escape,backspace,q", "app.pop_screen", "Back", tooltip="Back to the findings"),
         Binding("a", "apply_fix", "Apply", tooltip="Apply this fix (asks first)"),

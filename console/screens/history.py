@@ -6,7 +6,7 @@ ended; wider terminals add the check, kind, user and duration."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -59,6 +59,14 @@ def entry_fields(entry: Any, undone_by: str | None) -> dict[str, str]:
 
 
 class FixHistoryScreen(Screen):
+    if TYPE_CHECKING:
+        # The console's own app, for the type checker (textual.getters.app, declared only).
+        from textual import getters
+
+        from console.app import DbVitalsApp
+
+        app = getters.app(DbVitalsApp)
+
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="The entry in full: steps, inverse, message"),
         Binding(UNDO_KEYS, "undo", "Undo", tooltip="Undo the entry: its inverse, after a confirmation"),
@@ -158,6 +166,14 @@ class FixHistoryScreen(Screen):
 
 class HistoryEntryScreen(Screen):
     """One journal entry in full."""
+
+    if TYPE_CHECKING:
+        # The console's own app, for the type checker (textual.getters.app, declared only).
+        from textual import getters
+
+        from console.app import DbVitalsApp
+
+        app = getters.app(DbVitalsApp)
 
     BINDINGS = [
         Binding(UNDO_KEYS, "undo", "Undo", tooltip="Undo this entry: its inverse, after a confirmation"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -27,6 +29,14 @@ SEVERITY_GROUP = Binding.Group("Sev", compact=True)
 
 
 class MainScreen(Screen):
+    if TYPE_CHECKING:
+        # The console's own app, for the type checker (textual.getters.app, declared only).
+        from textual import getters
+
+        from console.app import DbVitalsApp
+
+        app = getters.app(DbVitalsApp)
+
     # The footer names each key in a word; the tooltip is what `?` lists.
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="Open the selected finding: proof, evidence, fix"),

@@ -149,7 +149,7 @@ class TargetsTable(DataTable):
             if status is not None and not status.reachable:
                 # Measured before the target went down: say so rather than show it as current.
                 conns = Text(f"{conns.plain} old", style=theme_style(app, "state-pending"))
-        cells = {"target": Text(row.name, style="bold"), "kind": row.kind, "env": env, "state": self._state(row),
+        cells: dict[str, str | Text] = {"target": Text(row.name, style="bold"), "kind": row.kind, "env": env, "state": self._state(row),
                  "findings": self._counts(row), "latency": latency, "conns": conns, "version": version}
         return [cells[key] for key in self._keys]
 

@@ -5,6 +5,7 @@ from its parent, and materialized views judged by every index check."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from tests import support
@@ -121,7 +122,7 @@ def test_materialized_views_in_every_index_check(pg_db):
 def test_an_invalid_index_on_a_materialized_view(pg_db):
     pg_db.execute("""
         CREATE MATERIALIZED VIEW dupes AS SELECT g % 3 AS v FROM generate_series(1, 10) g;""")
-    with pytest.raises(Exception):
+    with pytest.raises(asyncpg.UniqueViolationError):
         pg_db.execute("CREATE UNIQUE INDEX CONCURRENTLY dupes_v_key ON dupes (v)")
     [finding] = run(pg_db.url, ["postgres.invalid-index"])
     assert finding.object == "public.dupes_v_key"

@@ -121,7 +121,7 @@ def test_allkeys_policy_over_keys_that_must_stay_advises_volatile(tmp_path):
         pipe = client.pipeline(transaction=False)
         for n in range(400):
             pipe.set(f"cache:post:{n}", "x" * 200, ex=3600)
-        for n in range(50):
+        for _ in range(50):
             pipe.set(f"session:{uuid.uuid4()}", "u")
         pipe.zadd("leaderboard:alltime", {f"user:{n}": n for n in range(500)})
         pipe.hset("flags:all", mapping={"beta": 1})

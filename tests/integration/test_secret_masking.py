@@ -7,8 +7,6 @@ Fixed seed, bounded examples."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from urllib.parse import quote
 
 import pytest

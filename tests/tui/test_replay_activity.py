@@ -3,8 +3,6 @@ real PostgreSQL with a blocked session, and as recorded."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from textual.widgets import DataTable
 
 from checks.model import Report

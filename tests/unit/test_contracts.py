@@ -164,7 +164,7 @@ def test_generic_code_never_branches_on_the_engine(relative):
     assert not (_imported_modules(path) & engine_modules)
     assert not (_imported_modules(path) & DRIVERS)
     for engine in Engine:
-        for spelling in (f"Engine.{engine.name}", f'== "{engine.value}"', f'language == "'):
+        for spelling in (f"Engine.{engine.name}", f'== "{engine.value}"', 'language == "'):
             assert spelling not in source, f"{relative} branches on {spelling}"
 
 

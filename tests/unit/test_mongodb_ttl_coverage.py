@@ -117,7 +117,10 @@ def test_choose_key_never_collides_with_an_index_of_the_same_key(indexes, filter
     assert (how, existing.name if existing else None, direction) == expected
 
 
-def _growing(name, *, count=None, size=None, expiring=Expiring(531, True, "older than 365d, counted")):
+_EXPIRING = Expiring(531, True, "older than 365d, counted")
+
+
+def _growing(name, *, count=None, size=None, expiring=_EXPIRING):
     infos, samples, verdicts = audit()
     plan = plan_ttl(samples[name], verdicts[name], 365 * 86400)
     coll = infos[name]
