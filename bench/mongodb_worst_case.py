@@ -72,7 +72,7 @@ def run(uri: str, counter: Any) -> tuple[float, float, int, int, list[str]]:
     url = support.with_path(uri, DATABASE, "directConnection=true")
     settings = support.settings_for(app={"kind": "mongodb", "url": url})
     registry = load_registry()
-    checks = [c.id for c in registry.checks.values() if c.engine.value == "mongodb"]
+    checks = [c.id for c in registry.checks.values() if c.engine == "mongodb"]
     counter.sent = 0
     cpu, started = time.process_time(), time.perf_counter()
     report = asyncio.run(Runner(settings, registry, checks=checks).run())

@@ -129,7 +129,7 @@ async def raw_queries(url: str) -> dict[str, float]:
 async def pack(url: str, **target: float) -> tuple[float, int, list]:
     settings = config_from_dict({"targets": {"bench": {"kind": "postgres", "url": url, **target}}})
     registry = load_registry()
-    checks = [c.id for c in registry.checks.values() if c.engine.value == "postgres"]
+    checks = [c.id for c in registry.checks.values() if c.engine == "postgres"]
     started = time.perf_counter()
     report = await Runner(settings, registry, checks=checks).run()
     return time.perf_counter() - started, len(report.findings), report

@@ -207,7 +207,7 @@ class Check:
     def catalog_entry(cls) -> dict[str, Any]:
         return {
             "id": cls.id,
-            "engine": cls.engine.value,
+            "engine": cls.engine,
             "severity": cls.severity.value,
             "title": cls.title,
             "rationale": cls.rationale,
@@ -337,9 +337,9 @@ def _validate_check_options(settings: Settings, registry: Registry) -> None:
                 raise ConfigError(
                     f'targets.{name}.checks."{check_id}": no such check (run "dbvitals checks" for the catalog)'
                 )
-            if check.engine.value != target.kind:  # type: ignore[attr-defined]
+            if check.engine != target.kind:  # type: ignore[attr-defined]
                 raise ConfigError(
-                    f'targets.{name}.checks."{check_id}": a {check.engine.value} check on a {target.kind} target'  # type: ignore[attr-defined]
+                    f'targets.{name}.checks."{check_id}": a {check.engine} check on a {target.kind} target'  # type: ignore[attr-defined]
                 )
             resolve_options(check, name, target)
         facts = registry.facts()
@@ -348,9 +348,9 @@ def _validate_check_options(settings: Settings, registry: Registry) -> None:
             if fact is None:
                 known = ", ".join(sorted(facts)) or "none"
                 raise ConfigError(f'targets.{name}.facts."{fact_id}": no such fact (known: {known})')
-            if fact.engine.value != target.kind:  # type: ignore[attr-defined]
+            if fact.engine != target.kind:  # type: ignore[attr-defined]
                 raise ConfigError(
-                    f'targets.{name}.facts."{fact_id}": a {fact.engine.value} fact on a {target.kind} target'  # type: ignore[attr-defined]
+                    f'targets.{name}.facts."{fact_id}": a {fact.engine} fact on a {target.kind} target'  # type: ignore[attr-defined]
                 )
             resolve_fact_options(fact, name, target)
 
@@ -406,7 +406,7 @@ class KeptConnections:
         self._held: dict[str, Any] = {}
 
     async def reuse(self, name: str, target: TargetBase) -> Any | None:
-        from checks.adapters import adapter_for
+        from checks.engines import adapter_for
 
         held = self._held.pop(name, None)
         if held is None:
@@ -484,7 +484,7 @@ class Runner:
     async def run_target(self, name: str) -> tuple[TargetStatus, list[CheckResult]]:
         target = self.settings.targets[name]
         engine = Engine(target.kind)  # type: ignore[attr-defined]
-        checks = [c for c in self.selected if c.engine is engine]
+        checks = [c for c in self.selected if c.engine == engine]
         enabled = [(c, opts) for c in checks if (opts := resolve_options(c, name, target)).enabled]
         budget = self.budgets.for_target(name, self.settings)
         guard = self.budgets.guard(budget.server)
@@ -545,7 +545,7 @@ class Runner:
         return connection
 
     async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
-        from checks.adapters import adapter_for
+        from checks.engines import adapter_for
 
         try:
             slots = await asyncio.wait_for(adapter_for(engine).free_slots(session), target.timeout)
@@ -610,7 +610,7 @@ class Runner:
             url=target.masked_url,
         )
         await _notify(self.on_target, status)
-        skipped = [c.id for c in self.selected if c.engine is engine and resolve_options(c, name, target).enabled]
+        skipped = [c.id for c in self.selected if c.engine == engine and resolve_options(c, name, target).enabled]
         finding = self._skip_finding(name, target, guard, server, skipped, ran_here=False)
         result = CheckResult(name, finding.check, [finding], None, 0.0)
         await _notify(self.on_result, result)

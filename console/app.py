@@ -105,7 +105,7 @@ class DbVitalsApp(App[None]):
         for snapshot in replay.snapshots if replay else ():
             for status in snapshot.targets:  # a recorded target since removed from the config
                 if status.name not in self.targets:
-                    self.targets[status.name] = TargetRow(status.name, status.kind.value, status.environment,
+                    self.targets[status.name] = TargetRow(status.name, status.kind, status.environment,
                                                           (status.environment or "").lower() == "production")
         self.check_errors: dict[tuple[str, str], CheckError] = {}
         self._probing: set[str] = set()
@@ -207,7 +207,7 @@ class DbVitalsApp(App[None]):
             await self._measure(name)
 
     async def _measure(self, name: str) -> None:
-        from checks.adapters import adapter_for
+        from checks.engines import adapter_for
         from checks.connectors import connect
 
         target = self.settings.targets[name]
@@ -478,7 +478,7 @@ class DbVitalsApp(App[None]):
                         exit_on_error=False)
 
     async def _undo_flow(self, entry_id: str) -> None:
-        from checks.adapters import steps_lock
+        from checks.engines import steps_lock
         from checks.fixes import FixRefused, Journal, inspect_undo, plan_undo, undo_fix
         from console.commands.applying import outcome_word
         from console.screens.confirm_fix import Confirmation

@@ -225,7 +225,7 @@ def _cmd_targets(args: argparse.Namespace) -> int:
                    Column("state", 9, words=False), Column("latency", 5), Column("version", 2), Column("role", 1),
                    Column("url", 4, words=False), Column("error", 7)]
         print_fitted(columns, [[mask_text(terminal_safe(cell)) for cell in (
-            s.name, s.kind.value, s.environment or "", s.state.value,
+            s.name, s.kind, s.environment or "", s.state.value,
             "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
             s.server_version or "", s.role or "", s.url, s.error or "",
         )] for s in statuses])

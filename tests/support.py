@@ -110,11 +110,11 @@ def settings_for(**targets: dict[str, Any]) -> Settings:
 def mongo_scope(check: Any, url: str = "mongodb://db.internal:27017/app", **target: Any) -> Any:
     """The Scope a MongoDB check's `evaluate` gets, for pure tests: target "app" with `target`'s keys."""
     from checks.engine import Scope, resolve_options
-    from checks.model import Engine, TargetState, TargetStatus
+    from checks.model import TargetState, TargetStatus
 
     settings = settings_for(app={"kind": "mongodb", "url": url, **target})
     config = settings.targets["app"]
-    status = TargetStatus(name="app", kind=Engine.MONGODB, state=TargetState.CONNECTED, url=url)
+    status = TargetStatus(name="app", kind="mongodb", state=TargetState.CONNECTED, url=url)
     return Scope(target="app", config=config, options=resolve_options(type(check), "app", config), status=status)
 
 

@@ -65,7 +65,7 @@ class EngineActivity(Protocol):
 
 def for_engine(engine: Engine) -> EngineActivity:
     """The engine's activity module, named by its adapter."""
-    from checks.adapters import adapter_for
+    from checks.engines import adapter_for
 
     return importlib.import_module(adapter_for(engine).activity_module)  # type: ignore[return-value]
 

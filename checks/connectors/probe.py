@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from checks.display import terminal_safe
 
 if TYPE_CHECKING:
-    from checks.adapters import EngineAdapter
+    from checks.engines import EngineAdapter
 
 Verdict = Literal["speaks", "other", "silent"]
 PROBE_TIMEOUT_S = 2.0

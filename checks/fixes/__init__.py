@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.adapters import adapter_for
+from checks.engines import adapter_for
 from checks.config import ConfigError, Settings, TargetBase
 from checks.engine import KeptConnections, Registry, Runner, UsageError
 from checks.fixes.execution import Execution, FixLimits, Progress, StepFailed

@@ -77,7 +77,7 @@ class BigKeysOptions(CheckOptions):
 
 class BigKeys(Check):
     id: ClassVar[str] = "redis.big-keys"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "No key is too big to read, delete or migrate without blocking"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

@@ -47,7 +47,7 @@ class ClusterFacts:
 
 class Cluster(Check):
     id: ClassVar[str] = "redis.cluster"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Every cluster slot is served by a healthy node; keys live where a cluster can take them"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

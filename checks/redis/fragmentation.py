@@ -50,7 +50,7 @@ class FragmentationFacts:
 
 class Fragmentation(Check):
     id: ClassVar[str] = "redis.fragmentation"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Redis holds little RAM beyond its data, and none of it is swapped"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

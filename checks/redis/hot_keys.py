@@ -30,7 +30,7 @@ class HotKeysOptions(CheckOptions):
 
 class HotKeys(Check):
     id: ClassVar[str] = "redis.hot-keys"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "No single key takes a large share of the reads"
     severity: ClassVar[Severity] = Severity.LOW
     rationale: ClassVar[str] = (

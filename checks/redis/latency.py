@@ -60,7 +60,7 @@ class LatencyFacts:
 
 class Latency(Check):
     id: ClassVar[str] = "redis.latency"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "The server records its latency spikes, and has none worth a look"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

@@ -29,7 +29,7 @@ class MemoryByPatternOptions(CheckOptions):
 
 class MemoryByPattern(Check):
     id: ClassVar[str] = "redis.memory-by-pattern"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Which key patterns hold the memory"
     severity: ClassVar[Severity] = Severity.INFO
     rationale: ClassVar[str] = (

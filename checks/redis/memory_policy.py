@@ -138,7 +138,7 @@ def retention(scan: KeyspaceScan, persistent: list[str], disposable: list[str]) 
 
 class MemoryPolicy(Check):
     id: ClassVar[str] = "redis.memory-policy"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "maxmemory and the eviction policy fit the role and the keys"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

@@ -42,7 +42,7 @@ class PersistenceFacts:
 
 class Persistence(Check):
     id: ClassVar[str] = "redis.persistence"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Persistence fits the role, and snapshots and AOF rewrites succeed"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

@@ -62,7 +62,7 @@ class ReplicationFacts:
 
 class Replication(Check):
     id: ClassVar[str] = "redis.replication"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Replicas keep up, can resume after a blip, and refuse writes"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

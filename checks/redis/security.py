@@ -79,7 +79,7 @@ class SecurityFacts:
 
 class Security(Check):
     id: ClassVar[str] = "redis.security"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Redis is not open to the network, and dangerous commands are fenced off"
     severity: ClassVar[Severity] = Severity.CRITICAL
     rationale: ClassVar[str] = (

@@ -59,7 +59,7 @@ class SlowlogFacts:
 
 class Slowlog(Check):
     id: ClassVar[str] = "redis.slowlog"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "No command blocks Redis for long, and the slow log would say so"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

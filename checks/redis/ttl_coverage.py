@@ -85,7 +85,7 @@ class Verdict:
 
 class TtlCoverage(Check):
     id: ClassVar[str] = "redis.ttl-coverage"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Every key pattern that should expire has a TTL on all its keys"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

@@ -19,6 +19,6 @@ class FiguresReader(Protocol):
 
 def figures_for(engine: Engine) -> FiguresReader:
     """The engine's figures module, named by its adapter."""
-    from checks.adapters import adapter_for
+    from checks.engines import adapter_for
 
     return importlib.import_module(adapter_for(engine).figures_module)  # type: ignore[return-value]

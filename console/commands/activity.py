@@ -141,7 +141,7 @@ def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
 
 
 def _preview(plan: Any) -> None:
-    from checks.adapters import step_text
+    from checks.engines import step_text
     from checks.display import terminal_safe as safe_line
 
     row = plan.row

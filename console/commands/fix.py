@@ -189,8 +189,8 @@ def _write_script(args: argparse.Namespace) -> int:
     target = settings.targets.get(args.target)
     if target is None:
         raise CliError(f"unknown target {args.target} (configured: {', '.join(settings.targets) or 'none'})")
-    if check.engine.value != target.kind:
-        raise CliError(f"{args.check} is a {check.engine.value} check and {args.target} is a {target.kind} target")
+    if check.engine != target.kind:
+        raise CliError(f"{args.check} is a {check.engine} check and {args.target} is a {target.kind} target")
     try:
         report = run_async(Runner(settings, registry, targets=[args.target], checks=[args.check]).run())
     except UsageError as exc:

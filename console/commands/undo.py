@@ -41,7 +41,7 @@ async def _undo(args: argparse.Namespace, settings: Any, journal: Any, plan: Any
     """Inspect, confirm, apply and verify in one event loop."""
     import asyncio
 
-    from checks.adapters import steps_lock
+    from checks.engines import steps_lock
     from checks.fixes import inspect_undo, undo_fix
     from console.commands.applying import confirm, describe_steps, limits_from, progress, report_outcome, say
     from console.runtime import load_checks

@@ -56,7 +56,7 @@ def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width:
     for name, status in statuses.items():
         sample = samples.get(name)
         when = sample.taken_at if sample else ""
-        console.print(Text(safe_line(f"{name} ({status.kind.value}) {status.state.value} {when}"), style="bold"))
+        console.print(Text(safe_line(f"{name} ({status.kind}) {status.state.value} {when}"), style="bold"))
         if sample is None:
             console.print(Text(safe_line(f"  {status.error or 'no sample'}")))
             continue

@@ -274,7 +274,7 @@ class ConfirmKillModal(ModalScreen[bool]):
         self.plan = plan
 
     def compose(self) -> ComposeResult:
-        from checks.adapters import step_text
+        from checks.engines import step_text
 
         plan = self.plan
         what = str(plan.row.get("query") or plan.row.get("command") or plan.row.get("last_command") or "")

@@ -265,7 +265,7 @@ def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(order
     assert "is not in the last report of this config" in captured.err
     (targets, searched), = check_runs
     assert targets == ["pg", "other"]
-    fixable = {c.id for c in registry.checks.values() if c.engine.value == "postgres" and c.fix_availability.value != "never"}
+    fixable = {c.id for c in registry.checks.values() if c.engine == "postgres" and c.fix_availability.value != "never"}
     assert set(searched) == fixable and "postgres.connection" not in searched
     check_runs.clear()
     assert main(["fix", "0123456789ab", "--dry-run", "--target", "other", "--config", config]) == 1

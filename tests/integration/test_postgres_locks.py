@@ -10,7 +10,7 @@ import asyncio
 import asyncpg
 
 from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity, finding_id
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity, finding_id
 from tests import support
 from tests.data import fix_checks
 from tests.integration.test_postgres_pack import EXPECT, PACK, QUIET_HISTORY, by_object, problem_db
@@ -86,7 +86,7 @@ class CountsOrders(Check):
     """Reads the orders table itself, so a lock on it makes this check fail (lock_timeout)."""
 
     id = "test.pg-counts-orders"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Orders counted"
     severity = Severity.LOW
     rationale = "Test check."

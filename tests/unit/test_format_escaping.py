@@ -34,7 +34,7 @@ def report_with(name: str, secret: str) -> Report:
                 steps=(FixStep("redis", ["EXPIRE", name, "60"], description=leak),)),
     )
     return Report(
-        targets=[TargetStatus("cache", Engine.REDIS, TargetState.REFUSED, error=leak,
+        targets=[TargetStatus("cache", "redis", TargetState.REFUSED, error=leak,
                               url=f"redis://:{secret}@h/0")],
         findings=[finding],
         errors=[CheckError("redis.memory", "cache", "error", leak)],

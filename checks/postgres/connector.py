@@ -13,7 +13,7 @@ from checks.config import TargetBase
 from checks.budget import FreeSlots
 from checks.connectors import Connection, diagnosed
 from checks.connectors.marker import marked
-from checks.model import Engine, TargetState, TargetStatus
+from checks.model import TargetState, TargetStatus
 
 APPLICATION_NAME = "dbvitals"
 # libpq parameters asyncpg does not take (it would send them to the server as settings and
@@ -155,7 +155,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
-        kind=Engine.POSTGRES,
+        kind="postgres",
         state=TargetState.CONNECTED,
         latency_ms=latency_ms,
         server_version=str(version).split(" ")[0],
