@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checks.engine import Runner, load_registry  # noqa: E402
+from checks.registry import load_registry  # noqa: E402
+from checks.runner import Runner  # noqa: E402
 from tests import support  # noqa: E402
 
 DATABASE = "worst"

@@ -30,7 +30,8 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checks.config import config_from_dict  # noqa: E402
-from checks.engine import Runner, load_registry  # noqa: E402
+from checks.registry import load_registry  # noqa: E402
+from checks.runner import Runner  # noqa: E402
 from checks.postgres import _catalog, long_transactions, missing_index, sequence_exhaustion, unused_index  # noqa: E402
 
 TABLES = 2000

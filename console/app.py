@@ -26,7 +26,8 @@ from textual.worker import Worker, WorkerState
 from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
-from checks.engine import Registry, Runner, load_registry, validate_check_options
+from checks.registry import Registry, load_registry, validate_check_options
+from checks.runner import Runner
 from checks.model import CheckError, Finding, FixSafety, Severity, TargetStatus
 from checks.display import terminal_safe
 from checks.secrets import mask_text
@@ -409,7 +410,7 @@ class DbVitalsApp(App[None]):
                         exit_on_error=False)
 
     async def _fix_flow(self, finding: Finding) -> None:
-        from checks.engine import KeptConnections
+        from checks.runner import KeptConnections
 
         if self.ensure_registry() is None:
             return

@@ -171,7 +171,7 @@ def _cmd_checks(args: argparse.Namespace) -> int:
     from checks.catalog_cache import catalog
 
     def load() -> Any:  # only on a cache miss: importing the engine and every check is the slow part
-        from checks.engine import load_registry
+        from checks.registry import load_registry
 
         return load_registry()
 
@@ -196,7 +196,8 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 
     from checks.connectors import connect
     from checks.display import terminal_safe
-    from checks.engine import UsageError, select_targets
+    from checks.registry import UsageError
+    from checks.runner import select_targets
 
     settings = load_settings(args)
     try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TargetBase
-from checks.model import Engine, TargetState, TargetStatus
+from checks.model import TargetState, TargetStatus
 from checks.secrets import mask_text
 
 
@@ -41,7 +41,7 @@ def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: t
     state, detail = state_detail or classify(exc)
     status = TargetStatus(
         name=name,
-        kind=Engine(target.kind),  # type: ignore[attr-defined]
+        kind=target.kind,  # type: ignore[attr-defined]
         state=state,
         error=mask_text(detail, target.secret_values()),
         environment=target.environment,

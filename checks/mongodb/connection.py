@@ -4,7 +4,7 @@ from typing import Any
 
 from checks.connection import ConnectionCheck, ConnectionFacts
 from checks.connectors.topology import topology_role
-from checks.engine import Scope
+from checks.contract import Scope
 
 
 class MongoConnection(ConnectionCheck):

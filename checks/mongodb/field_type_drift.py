@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, FixAvailability, Severity
 from checks.mongodb._inventory import CollectionInfo, FieldSample, figure
 from checks.mongodb._schema import sampled_collections

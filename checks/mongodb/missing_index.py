@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import IndexExpectation, QueryExpectation
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import Finding, Severity
 from checks.pool import Capacity, PoolCheck, UrlSetting, parse_number
 

@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import CollectionInfo, IndexSpec, call_budget, create_indexes, drop_index, inventory, measured
 

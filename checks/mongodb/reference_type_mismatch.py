@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import RANDOM, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
 

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from checks.connectors.topology import topology_role
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 
 

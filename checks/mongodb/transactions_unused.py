@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.connectors.topology import topology_role
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, FixAvailability, Severity
 
 # serverStatus with only the transactions section (and uptime, always present).

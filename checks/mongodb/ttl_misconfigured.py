@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import TtlExpectation
-from checks.engine import Check, CheckOptions, Scope, resolve_options
+from checks.contract import Check, CheckOptions, Scope, resolve_options
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,

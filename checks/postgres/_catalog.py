@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from checks.engine import Fact, FactContext
+from checks.contract import Fact, FactContext
 
 # --- quoting --------------------------------------------------------------------------------------
 

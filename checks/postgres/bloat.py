@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident
 from checks.postgres._fixes import sql

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, quote_ident
 from checks.postgres._fixes import sql

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, TakenNames, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql

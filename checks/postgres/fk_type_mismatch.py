@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import (
     INTEGER_WIDTH,

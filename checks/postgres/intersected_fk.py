@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, quote_ident
 from checks.postgres.duplicate_fk import describe, judged_foreign_keys

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, RelationLock
 from checks.postgres.long_transactions import INSUFFICIENT, _age

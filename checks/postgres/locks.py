@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
 from checks.postgres.long_transactions import _age

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from checks.connectors.marker import STATEMENT_MARKER, is_own_statement
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres import _advisor
 from checks.postgres._advisor import Advice, Proposal, consolidate

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import Duration
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import Finding, Fix, FixSafety, FixStep, Severity
 from checks.pool import Capacity, PoolCheck, PoolOptions, UrlSetting, parse_number
 

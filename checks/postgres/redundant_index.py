@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index
 from checks.postgres._fixes import drop_index_fix

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import INTEGER_MAX, Catalog, CatalogSnapshot, qualified, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot
 from checks.postgres._fixes import drop_index_fix

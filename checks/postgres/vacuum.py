@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, model_validator
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident, quote_literal
 from checks.postgres._fixes import sql

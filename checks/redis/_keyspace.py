@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Fact, FactContext, FactOptions
+from checks.contract import Fact, FactContext, FactOptions
 from checks.redis._scan import KeyspaceScan, ScanPlan, scan_keyspace
 from checks.secrets import url_password_decoded
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._patterns import first_matching, infer_pattern, is_all_time, period_word, time_bucket
 from checks.redis._keyspace import KeyspaceFact

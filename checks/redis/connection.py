@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from checks.connection import ConnectionCheck, ConnectionFacts
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import Severity
 
 

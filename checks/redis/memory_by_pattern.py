@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._scan import KeyspaceScan

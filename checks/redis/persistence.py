@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.redis._scan import Commands

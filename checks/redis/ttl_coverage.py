@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._patterns import (
     BUCKET_NAMES,

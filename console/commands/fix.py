@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: str, where: dict[str, list[str]]) -> int:
     """Find, re-check, plan, apply and verify in one event loop: the run that finds the finding
     is its re-check, and the plan (with its refusals) is made from it once."""
-    from checks.engine import KeptConnections
+    from checks.runner import KeptConnections
 
     kept = KeptConnections()  # the check connections of the find, kept open for the verification
     try:
@@ -173,7 +173,8 @@ def describe_plan(plan: Any) -> str:
 def _write_script(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from checks.engine import Runner, UsageError
+    from checks.registry import UsageError
+    from checks.runner import Runner
     from checks.fixes.script import migration_script
     from console.runtime import CliError, load_checks, load_settings, run_async, version
 

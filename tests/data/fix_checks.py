@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from checks.engine import Check, Registry, Scope
+from checks.contract import Check, Scope
+from checks.registry import Registry
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 
 
@@ -220,7 +221,7 @@ ALL = [PgMissingIndex, PgNarrowColumn, PgManual, MongoMissingIndex, MongoTtlTooL
 
 def registry(*checks: type[Check]) -> Registry:
     """A registry of the given test checks (all of them by default) plus the built-in ones."""
-    from checks.engine import load_registry
+    from checks.registry import load_registry
 
     reg = load_registry()
     for check in checks or ALL:

@@ -17,7 +17,7 @@ import redis
 
 from checks.config import config_from_dict
 from checks.redis.connector import connect
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import FixSafety, Severity
 from checks.redis.security import Security
 from tests import support

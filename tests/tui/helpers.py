@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from checks.config import Settings
-from checks.engine import Check, Registry, Scope
+from checks.contract import Check, Scope
+from checks.registry import Registry
 from checks.model import (
     Engine,
     Finding,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from checks.config import ConfigError, load_config, parse_duration, target_kinds
-from checks.engine import load_registry, validate_check_options
+from checks.registry import load_registry, validate_check_options
 
 CONFIGS = Path(__file__).resolve().parent.parent / "data" / "configs"
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.engine import Check, CheckOptions, load_registry
+from checks.contract import Check, CheckOptions
+from checks.registry import load_registry
 from checks.engines import engines
 from checks.model import FixAvailability, Severity
 
@@ -75,14 +76,14 @@ def test_help_answers_fast_and_lists_the_commands():
 
 
 def test_loading_every_check_imports_no_ui():
-    loaded = _modules_after("from checks.engine import load_registry\nload_registry()")
+    loaded = _modules_after("from checks.registry import load_registry\nload_registry()")
     assert not (loaded & {"textual", "console"})
 
 
 def test_loading_every_check_imports_no_driver():
     """The catalog (`dbvitals checks`) reads metadata only: drivers load when a check runs."""
     loaded = _modules_after(
-        "from checks.engine import load_registry\n"
+        "from checks.registry import load_registry\n"
         "registry = load_registry()\n"
         "assert len(registry.checks) > 20 and not registry.problems, registry.problems\n"
         "[check.catalog_entry() for check in registry.checks.values()]"

@@ -8,7 +8,10 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from checks.engine import ENTRY_POINT_GROUP, Check, Fact, FactContext, Registry, Runner, UsageError, load_registry
+from checks.catalog_cache import ENTRY_POINT_GROUP
+from checks.contract import Check, Fact, FactContext
+from checks.registry import Registry, UsageError, load_registry
+from checks.runner import Runner
 from checks.model import Finding, Severity, TargetState
 from tests import support
 

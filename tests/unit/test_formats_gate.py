@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from checks.config import Suppression
-from checks.engine import Registry
+from checks.registry import Registry
 from checks.model import (
     CheckError, Engine, Finding, Fix, FixSafety, FixStep, Report, Severity, TargetState, TargetStatus,
 )

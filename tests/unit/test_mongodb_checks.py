@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from bson import Int64, ObjectId
 
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.mongodb._inventory import CollectionInfo, FieldSample, IndexSpec
 from checks.mongodb.missing_index import (

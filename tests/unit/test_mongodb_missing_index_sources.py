@@ -9,7 +9,7 @@ import datetime as dt
 
 from bson import ObjectId
 
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import Severity, TargetState, TargetStatus
 from checks.mongodb._inventory import IndexSpec, summarise
 from checks.mongodb._query_sources import current_op_entries, parse_slow_log, query_stats_entries, representative

@@ -7,7 +7,7 @@ import pytest
 
 from checks.config import config_from_dict
 from checks.mongodb.connector import client_options
-from checks.engine import Scope, resolve_options
+from checks.contract import Scope, resolve_options
 from checks.model import Severity, TargetState, TargetStatus
 from checks.mongodb.pool import MongoPool, MongoPoolFacts
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Scope, resolve_options
+from checks.contract import Scope, resolve_options
 from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres.pool import PgPoolFacts, PgSession, PostgresPool, redact_literals
 

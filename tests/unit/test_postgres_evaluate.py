@@ -10,7 +10,7 @@ import pytest
 
 from checks.config import ReferenceExpectation
 from checks.postgres.target import PostgresTarget
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres import duplicate_index, fk_missing_index, fk_type_mismatch, invalid_index, long_transactions
 from checks.postgres import _advisor, missing_index, no_primary_key, redundant_index, sequence_exhaustion, unused_index

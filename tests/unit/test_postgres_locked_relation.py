@@ -5,7 +5,7 @@ and the name a new index gets, kept stable across an interrupted build."""
 from __future__ import annotations
 
 from checks.postgres.target import PostgresTarget
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import TargetState, TargetStatus
 from checks.postgres._catalog import build_catalog
 from checks.postgres.locked_relation import Facts, LockedRelation

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.redis._scan import (
     DatabaseScan, KeyspaceScan, PatternStats, PatternTable, Reservoir, _apportion, merge_databases, url_database,

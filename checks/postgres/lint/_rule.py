@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Column, Index, Table, quote_ident
 

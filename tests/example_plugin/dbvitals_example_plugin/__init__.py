@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Finding, Severity
 
 MARKER = "dbvitals-example-plugin:marker"
