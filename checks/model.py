@@ -37,7 +37,7 @@ _SEVERITY_RANK = {
 }
 
 
-# An engine's kind ("postgres", a plugin's "sqlite"): whatever a package registers under the
+# An engine's kind ("postgres", a plugin's own): whatever a package registers under the
 # `dbvitals.engines` entry point group (checks.engines), so a new engine needs no edit here.
 Engine = str
 

@@ -182,3 +182,17 @@ def test_one_human_bytes():
                 imported_elsewhere.append(f"{path.relative_to(ROOT)} imports it from {node.module}")
     assert set(defined) == {"checks/units.py"}, defined  # its @overload signatures included
     assert not imported_elsewhere, imported_elsewhere
+
+
+# The snapshot store keeps its own history in an SQLite file: a storage format, not an engine.
+SNAPSHOT_STORE = {"checks/snapshots/store.py", "checks/snapshots/__init__.py", "console/commands/snapshot.py"}
+
+
+def test_the_core_never_names_the_example_sqlite_engine():
+    """The SQLite engine lives in its own package (tests/example_engine_sqlite), registered only by
+    its entry points: no file of the core knows of it."""
+    named = [str(path.relative_to(ROOT)) for top in ("checks", "console") for path in sorted((ROOT / top).rglob("*"))
+             if path.is_file() and path.suffix in {".py", ".tcss", ".toml"}
+             and "sqlite" in path.read_text(encoding="utf-8").lower()]
+    assert set(named) <= SNAPSHOT_STORE, set(named) - SNAPSHOT_STORE
+    assert "sqlite" in engines(), "the example engine is installed by scripts/setup.sh"
