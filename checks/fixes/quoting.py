@@ -1,86 +1,16 @@
-"""Quoting for each language a fix step is written in: names come from the database and are
-data, never code.
-
-SQL names and strings holding a control character are written in PostgreSQL's U&"..." form,
-JavaScript is JSON with every non-ASCII character escaped (redis-cli and shell arguments:
-checks.redis.quoting). A comment never
+"""Comments in fix scripts: names come from the database and are data, never code. Each engine
+quotes its own step language (checks.<engine>.quoting); a comment, in any of them, never
 holds a raw line break or control character (`comment`, through `terminal_safe`), so a name
 cannot end it.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from checks.display import terminal_safe
 
+
 def comment(text: Any) -> str:
     """Text fit for a comment line in any of the languages: control characters escaped."""
     return terminal_safe(str(text))
-
-
-def js_value(value: Any) -> str:
-    """A JavaScript expression for a JSON-like value: ASCII only, so no raw line break or
-    U+2028 can end a line, and quotes are escaped by JSON's rules."""
-    return json.dumps(value, default=str, ensure_ascii=True)
-
-
-def js_database(database: Any) -> str:
-    return js_value(database) if database else "db.getName()"
-
-
-# --- SQL --------------------------------------------------------------------------------------------
-
-def _printable(char: str) -> bool:
-    return terminal_safe(char) == char
-
-
-def sql_text(sql: str) -> str:
-    """The statement with each quoted name or string that holds a control character rewritten
-    in PostgreSQL's Unicode-escape form (U&"..." / U&'...'), which names the same object with
-    only printable characters: nothing in it can end a comment, a line or move the terminal."""
-    if all(_printable(c) or c in "\n\t" for c in sql):
-        return sql
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        char = sql[i]
-        if char in "\"'":
-            end = i + 1
-            body: list[str] = []
-            while end < n:
-                if sql[end] == char:
-                    if end + 1 < n and sql[end + 1] == char:
-                        body.append(char)
-                        end += 2
-                        continue
-                    break
-                body.append(sql[end])
-                end += 1
-            value = "".join(body)
-            if all(_printable(c) for c in value):
-                out.append(sql[i:end + 1])
-            else:
-                out.append(_unicode_escaped(value, char))
-            i = end + 1
-            continue
-        out.append(char if _printable(char) or char in "\n\t" else " ")
-        i += 1
-    return "".join(out)
-
-
-def _unicode_escaped(value: str, quote: str) -> str:
-    parts = []
-    for char in value:
-        if char == "\\":
-            parts.append("\\\\")
-        elif char == quote:
-            parts.append(quote * 2)
-        elif _printable(char):
-            parts.append(char)
-        elif ord(char) <= 0xFFFF:
-            parts.append(f"\\{ord(char):04x}")
-        else:
-            parts.append(f"\\+{ord(char):06x}")
-    return f"U&{quote}{''.join(parts)}{quote}"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from checks.engines import ModuleAdapter
 from checks.units import int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
-from checks.fixes.quoting import js_database, js_value
+from checks.mongodb.quoting import js_database, js_value
 from checks.mongodb.target import URL_SCHEMES, MongoTarget
 from checks.model import FixStep
 

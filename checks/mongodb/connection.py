@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from checks.connection import ConnectionCheck, ConnectionFacts
-from checks.connectors.topology import topology_role
+from checks.mongodb.topology import topology_role
 from checks.contract import Scope
 
 

@@ -12,7 +12,7 @@ from pymongo.uri_parser import parse_uri
 from checks.budget import FreeSlots
 from checks.config import TargetBase
 from checks.connectors import Connection, diagnosed
-from checks.connectors.topology import topology_role
+from checks.mongodb.topology import topology_role
 from checks.model import TargetState, TargetStatus
 
 SYSTEM_DATABASES = {"admin", "local", "config"}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from checks.connectors.topology import topology_role
+from checks.mongodb.topology import topology_role
 from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 

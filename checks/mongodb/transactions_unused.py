@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from checks.connectors.topology import topology_role
+from checks.mongodb.topology import topology_role
 from checks.contract import Check, Scope
 from checks.model import Finding, FixAvailability, Severity
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
-from checks.fixes.quoting import sql_text
+from checks.postgres.quoting import sql_text
 from checks.postgres.target import URL_SCHEMES, PostgresTarget
 from checks.model import FixStep
 

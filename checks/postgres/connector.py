@@ -12,7 +12,7 @@ import asyncpg
 from checks.config import TargetBase
 from checks.budget import FreeSlots
 from checks.connectors import Connection, diagnosed
-from checks.connectors.marker import marked
+from checks.postgres.marker import marked
 from checks.model import TargetState, TargetStatus
 
 APPLICATION_NAME = "dbvitals"
@@ -54,7 +54,7 @@ def session_settings(timeout: float, *, read_only: bool = True) -> dict[str, str
 
 
 class MarkedConnection(asyncpg.Connection):  # type: ignore[misc]
-    """Every statement leaves with the dbvitals marker in front (see checks.connectors.marker)."""
+    """Every statement leaves with the dbvitals marker in front (see checks.postgres.marker)."""
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return await super().execute(marked(query), *args, **kwargs)

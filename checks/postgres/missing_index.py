@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from checks.connectors.marker import STATEMENT_MARKER, is_own_statement
+from checks.postgres.marker import STATEMENT_MARKER, is_own_statement
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres import _advisor
