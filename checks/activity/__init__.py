@@ -48,9 +48,16 @@ class ActivitySample:
         )
 
 
+# A section of the activity view: (section key, title, columns as (row key, header, justify), rows shown at most).
+Section = tuple[str, str, list[tuple[str, str, str]], int]
+
+
 class EngineActivity(Protocol):
     """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, and
-    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix)."""
+    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix),
+    and how the activity view lays its sections out (`LAYOUT`)."""
+
+    LAYOUT: list[Section]
 
     async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
 

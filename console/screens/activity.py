@@ -17,9 +17,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from checks.activity import ActivitySample
+from checks.activity import ActivitySample, for_engine
 from checks.display import terminal_safe as safe_line
-from console.formats.activity_text import LAYOUT, cell_text
+from console.formats.activity_text import cell_text
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -104,7 +104,7 @@ class ActivityScreen(Screen[None]):
 
     @property
     def sections(self) -> list[tuple[str, str, list[tuple[str, str, str]], int]]:
-        return LAYOUT[self.engine]
+        return for_engine(self.engine).LAYOUT
 
     def rows(self) -> list[dict[str, Any]]:
         if self.sample is None:
