@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from checks.snapshots import Figure
+from checks.snapshots.diff import FigureKind, growth
 from dbvitals_sqlite.checks import TABLES
 from dbvitals_sqlite.session import quote
 
@@ -15,3 +16,7 @@ async def gather(session: Any) -> list[Figure]:
         (rows,) = (await session.fetchall(f"SELECT count(*) FROM {quote(table)}"))[0]
         figures.append(("sqlite.table", table, {"rows": rows}))
     return figures
+
+
+# How `dbvitals diff` reads these figures.
+KINDS = {"sqlite.table": FigureKind(growth("rows", "rows"), gone="table dropped", headline="rows")}
