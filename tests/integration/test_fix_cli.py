@@ -276,17 +276,17 @@ def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(order
 def test_the_verification_reuses_the_connection_of_the_find(orders, tmp_path, registry, capsys, monkeypatch):
     """`fix --yes` opens one check connection: the find (which is the re-check) and the
     verification share it; the fix's steps run on a read-write session of their own."""
-    import checks.connectors
+    import checks.runner
 
     config = str(pg_config(orders, tmp_path))
     opened = []
-    real = checks.connectors.connect
+    real = checks.runner.connect
 
     async def counting(name, target):
         opened.append(name)
         return await real(name, target)
 
-    monkeypatch.setattr(checks.connectors, "connect", counting)
+    monkeypatch.setattr(checks.runner, "connect", counting)  # where the runner opens check connections
     assert main(["fix", f"pg/test.pg-missing-index/{MISSING}", "--yes", "--config", config]) == 0
     assert "fixed (verified)" in capsys.readouterr().out
     assert opened == ["pg"] and index_count(orders) == 1
