@@ -204,11 +204,11 @@ class TargetBase(Strict):
     expect: Expectations = Field(default_factory=Expectations)
     checks: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Per-check options and thresholds: [targets.NAME.checks."postgres.missing-index"].',
+        description='Per-check options and thresholds: [targets.NAME.checks."<check id>"].',
     )
     facts: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Options of what several checks read together: [targets.NAME.facts."redis.keyspace"].',
+        description='Options of what several checks read together: [targets.NAME.facts."<fact id>"].',
     )
     max_sessions: PositiveInt | None = Field(
         default=None,
@@ -418,7 +418,7 @@ def _settings_for(models: tuple[type[TargetBase], ...]) -> type[Settings]:
 
 
 def target_kinds() -> str:
-    """The registered kinds as a config error lists them: "postgres", "mongodb" or "redis"."""
+    """The registered kinds as a config error lists them: "a", "b" or "c"."""
     quoted = [f'"{kind}"' for kind in engines()]
     return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
 

@@ -26,7 +26,7 @@ PROBE_TIMEOUT_S = 2.0
 
 def address(url: str, default_port: int) -> tuple[str, int] | None:
     """The first host and port of the URL (None for a Unix socket or a DNS seed list)."""
-    if url.startswith(("unix:", "mongodb+srv:")):
+    if url.startswith("unix:") or url.partition(":")[0].endswith("+srv"):  # +srv: hosts come from DNS
         return None
     try:
         parts = urlsplit(url)
