@@ -26,10 +26,12 @@ from checks.model import FixStep
 SideFile = Callable[[str], Path]  # a journal side file by name
 
 if TYPE_CHECKING:
+    from checks.activity import EngineActivity
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution, UndoCheck
+    from checks.snapshots import FiguresReader
 
 ENTRY_POINT_GROUP = "dbvitals.engines"
 
@@ -45,8 +47,8 @@ class EngineAdapter:
     comment: ClassVar[str]  # a line comment in the engine's script language
     lexer: ClassVar[str]  # a Pygments lexer name for the rendered steps
     fence: ClassVar[str]  # a Markdown code-fence language for the rendered steps
-    activity_module: ClassVar[str]  # reads what runs now (checks.activity.EngineActivity)
-    figures_module: ClassVar[str]  # reads the figures a snapshot keeps (checks.snapshots.FiguresReader)
+    activity: ClassVar[EngineActivity]  # reads what runs now: a module of the engine's package
+    figures: ClassVar[FiguresReader]  # reads the figures a snapshot keeps: a module of the engine's package
     script_interpreter: ClassVar[tuple[str, ...]] = ()  # a migration script's "#!" line, if it is a program
 
     display_name: ClassVar[str]  # the engine's name in messages: "PostgreSQL"

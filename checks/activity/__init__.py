@@ -10,10 +10,10 @@ only mean something as a rate (MongoDB `top`, Redis commandstats) are kept raw i
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from checks.engines import adapter_for
 from checks.model import Engine, FixStep
 
 
@@ -71,10 +71,8 @@ class EngineActivity(Protocol):
 
 
 def for_engine(engine: Engine) -> EngineActivity:
-    """The engine's activity module, named by its adapter."""
-    from checks.engines import adapter_for
-
-    return importlib.import_module(adapter_for(engine).activity_module)  # type: ignore[return-value]
+    """The engine's activity module, as its adapter names it."""
+    return adapter_for(engine).activity
 
 
 def now_iso() -> str:

@@ -12,6 +12,8 @@ from checks.engines import ModuleAdapter
 from checks.units import int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
 from checks.mongodb.quoting import js_database, js_value
+from checks.mongodb import activity as activity_reader
+from checks.mongodb import figures as figures_reader
 from checks.mongodb.target import URL_SCHEMES, MongoTarget
 from checks.model import FixStep
 
@@ -25,8 +27,8 @@ class MongoAdapter(ModuleAdapter):
     kind = "mongodb"
     target_model = MongoTarget
     url_schemes = URL_SCHEMES
-    activity_module = "checks.mongodb.activity"
-    figures_module = "checks.mongodb.figures"
+    activity = activity_reader
+    figures = figures_reader
     language = "mongodb"
     comment = "//"
     lexer = "javascript"

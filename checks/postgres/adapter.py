@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from checks.postgres.quoting import sql_text
+from checks.postgres import activity as activity_reader
+from checks.postgres import figures as figures_reader
 from checks.postgres.target import URL_SCHEMES, PostgresTarget
 from checks.model import FixStep
 
@@ -31,8 +33,8 @@ class PostgresAdapter(ModuleAdapter):
     kind = "postgres"
     target_model = PostgresTarget
     url_schemes = URL_SCHEMES
-    activity_module = "checks.postgres.activity"
-    figures_module = "checks.postgres.figures"
+    activity = activity_reader
+    figures = figures_reader
     language = "sql"
     comment = "--"
     lexer = "sql"

@@ -21,6 +21,8 @@ from checks.redis.quoting import (
     shell_quote,
 )
 from checks.redis.executor import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
+from checks.redis import activity as activity_reader
+from checks.redis import figures as figures_reader
 from checks.redis.target import URL_SCHEMES, RedisTarget
 from checks.model import FixStep
 
@@ -34,8 +36,8 @@ class RedisAdapter(ModuleAdapter):
     kind = "redis"
     target_model = RedisTarget
     url_schemes = URL_SCHEMES
-    activity_module = "checks.redis.activity"
-    figures_module = "checks.redis.figures"
+    activity = activity_reader
+    figures = figures_reader
     language = "redis"
     comment = "#"
     lexer = "bash"

@@ -17,7 +17,9 @@ from checks.connectors import Connection
 from checks.engines import EngineAdapter
 from checks.fixes.execution import Execution, UndoCheck
 from checks.model import FixStep
+from dbvitals_sqlite import activity as activity_reader
 from dbvitals_sqlite import executor, session
+from dbvitals_sqlite import figures as figures_reader
 
 SCHEME = "sqlite:"
 
@@ -47,8 +49,8 @@ class SqliteAdapter(EngineAdapter):
     comment = "--"
     lexer = "sql"
     fence = "sql"
-    activity_module = "dbvitals_sqlite.activity"
-    figures_module = "dbvitals_sqlite.figures"
+    activity = activity_reader
+    figures = figures_reader
     display_name = "SQLite"
     default_port = None
 
