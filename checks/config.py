@@ -298,8 +298,6 @@ def valid_url(value: str, schemes: tuple[str, ...], expected: str, *, multi_host
     return value
 
 
-
-
 class Suppression(Strict):
     """Silences matching findings, with a reason and an optional expiry."""
 

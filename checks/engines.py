@@ -219,6 +219,8 @@ def engines() -> dict[str, EngineAdapter]:
             _problems.append(f"{source}: {loaded!r} is not a dbvitals EngineAdapter")
         elif getattr(adapter, "kind", None) != point.name or not hasattr(adapter, "target_model"):
             _problems.append(f"{source}: the adapter's kind must be {point.name!r} and it needs a target_model")
+        elif point.name in found:
+            _problems.append(f"{source}: engine {point.name} is already registered by {type(found[point.name])!r}")
         else:
             found[point.name] = adapter
     return found
