@@ -103,6 +103,7 @@ def test_a_fourth_engine_is_one_entry_point(site):
     ("cassandra = dbvitals_no_such_module:Engine", "failed to load: ModuleNotFoundError"),
     ("cassandra = checks.model:Finding", "is not a dbvitals EngineAdapter"),
     (f"scylla = {__name__}:CqlAdapter", "the adapter's kind must be 'scylla'"),
+    ("postgres = checks.postgres:ENGINE", "engine postgres is already registered"),
 ])
 def test_a_broken_engine_is_reported_and_the_others_still_load(site, entry, problem):
     _install(site, "dbvitals_broken", entry)
