@@ -37,7 +37,8 @@ import pymongo  # noqa: E402
 from bson import ObjectId  # noqa: E402
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
-from checks.engine import Runner, load_registry  # noqa: E402
+from checks.registry import load_registry  # noqa: E402
+from checks.runner import Runner  # noqa: E402
 from tests import support  # noqa: E402
 
 PACK = ["mongodb.*"]

@@ -24,7 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from checks.engine import Runner, load_registry  # noqa: E402
+from checks.registry import load_registry  # noqa: E402
+from checks.runner import Runner  # noqa: E402
 from tests import support  # noqa: E402
 
 DATABASE = "worst"
@@ -72,7 +73,7 @@ def run(uri: str, counter: Any) -> tuple[float, float, int, int, list[str]]:
     url = support.with_path(uri, DATABASE, "directConnection=true")
     settings = support.settings_for(app={"kind": "mongodb", "url": url})
     registry = load_registry()
-    checks = [c.id for c in registry.checks.values() if c.engine.value == "mongodb"]
+    checks = [c.id for c in registry.checks.values() if c.engine == "mongodb"]
     counter.sent = 0
     cpu, started = time.process_time(), time.perf_counter()
     report = asyncio.run(Runner(settings, registry, checks=checks).run())

@@ -30,7 +30,8 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checks.config import config_from_dict  # noqa: E402
-from checks.engine import Runner, load_registry  # noqa: E402
+from checks.registry import load_registry  # noqa: E402
+from checks.runner import Runner  # noqa: E402
 from checks.postgres import _catalog, long_transactions, missing_index, sequence_exhaustion, unused_index  # noqa: E402
 
 TABLES = 2000
@@ -129,7 +130,7 @@ async def raw_queries(url: str) -> dict[str, float]:
 async def pack(url: str, **target: float) -> tuple[float, int, list]:
     settings = config_from_dict({"targets": {"bench": {"kind": "postgres", "url": url, **target}}})
     registry = load_registry()
-    checks = [c.id for c in registry.checks.values() if c.engine.value == "postgres"]
+    checks = [c.id for c in registry.checks.values() if c.engine == "postgres"]
     started = time.perf_counter()
     report = await Runner(settings, registry, checks=checks).run()
     return time.perf_counter() - started, len(report.findings), report

@@ -49,7 +49,8 @@ import asyncio, json, resource, sys, time
 started = time.perf_counter()
 sys.path.insert(0, sys.argv[3])
 from checks.config import config_from_dict
-from checks.engine import Runner, load_registry
+from checks.registry import load_registry
+from checks.runner import Runner
 
 async def main():
     settings = config_from_dict({"targets": {"bench": {"kind": "redis", "url": sys.argv[1], "role": "cache", "check_timeout": 600}}})

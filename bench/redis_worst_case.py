@@ -25,7 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from checks.config import config_from_dict  # noqa: E402
-from checks.engine import Runner, load_registry  # noqa: E402
+from checks.registry import load_registry  # noqa: E402
+from checks.runner import Runner  # noqa: E402
 from tests import support  # noqa: E402
 
 CHECKS = ["redis.ttl-coverage", "redis.big-keys", "redis.memory-policy"]

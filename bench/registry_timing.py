@@ -31,7 +31,7 @@ DRIVERS = ("asyncpg", "pymongo", "bson", "redis", "motor")
 PROBE = (
     "import sys, time\n"
     "started = time.perf_counter()\n"
-    "from checks.engine import load_registry\n"
+    "from checks.registry import load_registry\n"
     "registry = load_registry()\n"
     "elapsed = time.perf_counter() - started\n"
     "import json\n"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from checks.config import Settings, TargetBase
+from checks.engines import adapter_for
 
-DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
 # How long a server's free-slot verdict stands for runs sharing the budgets (the console re-runs
 # targets one by one): long enough to cover one round, short enough to notice slots freed.
 VERDICT_TTL_S = 30.0
@@ -30,13 +30,17 @@ def server_key(target: TargetBase) -> str:
     """The server a target's sessions land on: scheme family, hosts and ports, no credentials
     and no database (two databases of one PostgreSQL server share its max_connections)."""
     kind = target.kind
+    engine = adapter_for(kind)
+    own = engine.server_key(target)
+    if own is not None:
+        return own
     parts = urlsplit(target.url)
     if parts.scheme == "unix":
         return f"{kind}://{parts.path}"
     hosts = parts.netloc.rpartition("@")[2].lower()
     if not hosts:  # postgresql:///db?host=/run/postgresql: the socket directory names it
         return f"{kind}://{parts.query}"
-    default = DEFAULT_PORTS.get(kind)
+    default = engine.default_port
     spelled = []
     for host in hosts.split(","):
         bare = host.rsplit("]", 1)[-1]  # an IPv6 literal [::1]:5432 holds colons of its own

@@ -8,11 +8,12 @@ because a misspelt key that is silently ignored is a check that silently does no
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, cast
+from typing import TYPE_CHECKING, Annotated, Any, Union, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -35,6 +36,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from checks.engines import engines
 from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets
 
 if TYPE_CHECKING:
@@ -216,11 +218,11 @@ class TargetBase(Strict):
     expect: Expectations = Field(default_factory=Expectations)
     checks: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Per-check options and thresholds: [targets.NAME.checks."postgres.missing-index"].',
+        description='Per-check options and thresholds: [targets.NAME.checks."<check id>"].',
     )
     facts: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='Options of what several checks read together: [targets.NAME.facts."redis.keyspace"].',
+        description='Options of what several checks read together: [targets.NAME.facts."<fact id>"].',
     )
     max_sessions: PositiveInt | None = Field(
         default=None,
@@ -276,17 +278,17 @@ class TargetBase(Strict):
         return self
 
 
-def _query(url: str) -> dict[str, str]:
+def url_query(url: str) -> dict[str, str]:
     return {k: v for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
 
 
-def _check_choice(params: dict[str, str], key: str, choices: tuple[str, ...]) -> None:
+def check_choice(params: dict[str, str], key: str, choices: tuple[str, ...]) -> None:
     for name, value in params.items():
         if name.lower() == key.lower() and value not in choices:
             raise ValueError(f"{name}={value!r} in the URL: expected one of {', '.join(choices)}")
 
 
-def _check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: bool = False) -> None:
+def check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: bool = False) -> None:
     wanted = {k.lower() for k in keys}
     for name, value in params.items():
         if name.lower() not in wanted:
@@ -300,7 +302,7 @@ def _check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: bo
             raise ValueError(f"{name}={value!r} in the URL: expected {kind} of 0 or more")
 
 
-def _valid_url(value: str, schemes: tuple[str, ...], expected: str, *, multi_host: bool = True) -> str:
+def valid_url(value: str, schemes: tuple[str, ...], expected: str, *, multi_host: bool = True) -> str:
     if not value.startswith(schemes):
         raise ValueError(expected)
     try:
@@ -308,73 +310,6 @@ def _valid_url(value: str, schemes: tuple[str, ...], expected: str, *, multi_hos
     except MalformedUrl as exc:
         raise ValueError(str(exc)) from None
     return value
-
-
-class PostgresTarget(TargetBase):
-    kind: Literal["postgres"]
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        _valid_url(value, ("postgres://", "postgresql://"), 'expected a URL starting with "postgresql://"')
-        params = _query(value)
-        _check_choice(params, "sslmode", ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"))
-        _check_numbers(params, ("connect_timeout",), integer=True)
-        return value
-
-    @model_validator(mode="after")
-    def _sql_queries(self) -> PostgresTarget:
-        if any(q.sql is None for q in self.expect.queries):
-            raise ValueError("expect.queries on a PostgreSQL target are given as sql = \"...\"")
-        return self
-
-
-class MongoTarget(TargetBase):
-    kind: Literal["mongodb"]
-    uses_transactions: StrictBool = Field(default=False, description="The application runs multi-document transactions.")
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        _valid_url(value, ("mongodb://", "mongodb+srv://"), 'expected a URL starting with "mongodb://" or "mongodb+srv://"')
-        params = _query(value)
-        _check_choice(params, "readPreference",
-                      ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"))
-        _check_choice(params, "tls", ("true", "false"))
-        _check_choice(params, "ssl", ("true", "false"))
-        _check_numbers(params, ("maxPoolSize", "minPoolSize", "maxConnecting", "maxIdleTimeMS", "connectTimeoutMS",
-                                "socketTimeoutMS", "serverSelectionTimeoutMS", "waitQueueTimeoutMS",
-                                "heartbeatFrequencyMS", "localThresholdMS"), integer=True)
-        return value
-
-    @model_validator(mode="after")
-    def _collection_queries(self) -> MongoTarget:
-        if any(q.collection is None for q in self.expect.queries):
-            raise ValueError("expect.queries on a MongoDB target name a collection and a filter")
-        return self
-
-
-class RedisTarget(TargetBase):
-    kind: Literal["redis"]
-    role: Literal["cache", "store"] | None = Field(default=None, description="What this Redis is for.")
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        _valid_url(value, ("redis://", "rediss://", "unix://"),
-                   'expected a URL starting with "redis://", "rediss://" or "unix://"', multi_host=False)
-        params = _query(value)
-        path = urlsplit(value).path.strip("/") if value.startswith("redis") else ""
-        if path and not (path.isascii() and path.isdigit()):
-            raise ValueError(f"the database in the URL path must be a number, got {path!r}")
-        _check_numbers(params, ("db",), integer=True)
-        _check_numbers(params, ("socket_timeout", "socket_connect_timeout", "health_check_interval"))
-        _check_numbers(params, ("max_connections",), integer=True)
-        _check_choice(params, "ssl_cert_reqs", ("none", "optional", "required"))
-        return value
-
-
-Target = Annotated[Union[PostgresTarget, MongoTarget, RedisTarget], Field(discriminator="kind")]
 
 
 class Suppression(Strict):
@@ -408,7 +343,8 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    targets: dict[str, Target] = Field(default_factory=dict)
+    # Each registered engine's target model; `settings_model()` narrows this to their union on `kind`.
+    targets: dict[str, TargetBase] = Field(default_factory=dict)
     include: list[str] = Field(
         default_factory=list,
         description='More target files, globs relative to this file: include = ["conf.d/*.toml"].',
@@ -474,6 +410,29 @@ class Settings(BaseSettings):
             if toml_file:
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
         return tuple(sources)
+
+
+def settings_model() -> type[Settings]:
+    """Settings whose targets are the registered engines' target models, told apart by `kind`:
+    built when the config is read, so an engine installed as a package adds its kind with no
+    edit here."""
+    return _settings_for(tuple(engine.target_model for engine in engines().values()))
+
+
+@functools.cache
+def _settings_for(models: tuple[type[TargetBase], ...]) -> type[Settings]:
+    target: Any = Annotated[Union[models], Field(discriminator="kind")] if len(models) > 1 else models[0]
+    return type("Settings", (Settings,), {
+        "__module__": __name__,
+        "__annotations__": {"targets": dict[str, target]},
+        "targets": Field(default_factory=dict),
+    })
+
+
+def target_kinds() -> str:
+    """The registered kinds as a config error lists them: "a", "b" or "c"."""
+    quoted = [f'"{kind}"' for kind in engines()]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
 
 
 class _DictSource(PydanticBaseSettingsSource):
@@ -555,11 +514,13 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
                 "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml; "
                 "config.example.toml documents every key)"
             )
-        bound: type[Settings] = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "config_file": config_path}})
+        model = settings_model()
+        bound: type[Settings] = type("Settings", (model,), {"model_config": {**model.model_config, "config_file": config_path}})
     else:
         data, origins = read_with_includes(config_path)
-        bound = type("Settings", (Settings,), {"model_config": {
-            **Settings.model_config, "config_file": config_path, "merged_toml": data, "target_origins": origins}})
+        model = settings_model()
+        bound = type("Settings", (model,), {"model_config": {
+            **model.model_config, "config_file": config_path, "merged_toml": data, "target_origins": origins}})
     try:
         return bound()
     except ValidationError as exc:
@@ -612,12 +573,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any], *, origin: str = "<config>") -> Settings:
     try:
-        return Settings(**data)
+        return settings_model()(**data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(Path(origin), exc)) from None
 
 
-_KIND_TAGS = {"postgres", "mongodb", "redis"}
 _SECRET_KEYS = {"url", "password"}
 
 
@@ -626,7 +586,7 @@ def format_validation_error(path: Path, exc: ValidationError, *, origins: dict[s
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
         # Drop the union tag pydantic inserts (targets.orders.postgres.url -> targets.orders.url).
-        if len(loc) >= 3 and loc[0] == "targets" and loc[2] in _KIND_TAGS:
+        if len(loc) >= 3 and loc[0] == "targets" and loc[2] in engines():
             loc.pop(2)
         if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             loc.append("kind")
@@ -670,7 +630,7 @@ def _explain(error: ErrorDetails, loc: list[str]) -> str:
         return "required key is missing"
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         got = (error.get("ctx") or {}).get("tag")
-        return 'expected kind = "postgres", "mongodb" or "redis"' + (f" (got {got!r})" if got else "")
+        return f"expected kind = {target_kinds()}" + (f" (got {got!r})" if got else "")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]

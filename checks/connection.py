@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import FixAvailability, Finding, Severity, TargetState
 
 STATE_TITLES = {

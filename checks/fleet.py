@@ -77,7 +77,7 @@ def _matching(databases: list[str], wanted: str | list[str] | None) -> list[str]
 
 
 async def _databases(name: str, target: TargetBase) -> list[str] | None:
-    from checks.adapters import adapter_for
+    from checks.engines import adapter_for
     from checks.connectors import connect
 
     try:

@@ -37,10 +37,9 @@ _SEVERITY_RANK = {
 }
 
 
-class Engine(str, enum.Enum):
-    POSTGRES = "postgres"
-    MONGODB = "mongodb"
-    REDIS = "redis"
+# An engine's kind ("postgres", a plugin's own): whatever a package registers under the
+# `dbvitals.engines` entry point group (checks.engines), so a new engine needs no edit here.
+Engine = str
 
 
 class FixSafety(str, enum.Enum):
@@ -75,15 +74,15 @@ class TargetState(str, enum.Enum):
 class FixStep:
     """One step in the engine's own language.
 
-    `language` is "sql", "mongodb" (a command document run against `database`) or "redis"
-    (a command as a list of arguments, or a batch operation described in `command`).
+    `language` names the engine's step language (its adapter's `language`), and `command` is
+    whatever that engine's executor runs: a statement, a command document, a list of arguments.
     """
 
     language: str
     command: Any
     description: str = ""
     database: str | None = None
-    # Postgres statements such as CREATE INDEX CONCURRENTLY must run outside a transaction.
+    # Some statements (PostgreSQL's CREATE INDEX CONCURRENTLY) must run outside a transaction.
     transactional: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,7 +202,7 @@ class TargetStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "kind": self.kind.value,
+            "kind": self.kind,
             "state": self.state.value,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "server_version": self.server_version,

@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from checks.config import ConfigError, Settings, TargetBase
+from checks.engines import adapter_for
 
-DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
 BASTION = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
 
 
@@ -45,9 +45,11 @@ def remote_endpoint(name: str, target: TargetBase) -> tuple[str, int]:
     if parts.scheme.endswith("+srv") or "," in hostinfo or not hostinfo or parts.scheme == "unix":
         raise ConfigError(f"targets.{name}.ssh: the url must name one host and port to reach through the bastion")
     try:
-        port = parts.port or DEFAULT_PORTS[kind]
+        port = parts.port or adapter_for(kind).default_port
     except ValueError as exc:
         raise ConfigError(f"targets.{name}.url: {exc}") from None
+    if port is None:
+        raise ConfigError(f"targets.{name}.ssh: the url must name the port to reach through the bastion")
     return parts.hostname or "", port
 
 

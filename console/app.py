@@ -26,7 +26,8 @@ from textual.worker import Worker, WorkerState
 from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
-from checks.engine import Registry, Runner, load_registry, validate_check_options
+from checks.registry import Registry, load_registry, validate_check_options
+from checks.runner import Runner
 from checks.model import CheckError, Finding, FixSafety, Severity, TargetStatus
 from checks.display import terminal_safe
 from checks.secrets import mask_text
@@ -105,7 +106,7 @@ class DbVitalsApp(App[None]):
         for snapshot in replay.snapshots if replay else ():
             for status in snapshot.targets:  # a recorded target since removed from the config
                 if status.name not in self.targets:
-                    self.targets[status.name] = TargetRow(status.name, status.kind.value, status.environment,
+                    self.targets[status.name] = TargetRow(status.name, status.kind, status.environment,
                                                           (status.environment or "").lower() == "production")
         self.check_errors: dict[tuple[str, str], CheckError] = {}
         self._probing: set[str] = set()
@@ -208,7 +209,7 @@ class DbVitalsApp(App[None]):
             await self._measure(name)
 
     async def _measure(self, name: str) -> None:
-        from checks.adapters import adapter_for
+        from checks.engines import adapter_for
         from checks.connectors import connect
 
         target = self.settings.targets[name]
@@ -410,7 +411,7 @@ class DbVitalsApp(App[None]):
                         exit_on_error=False)
 
     async def _fix_flow(self, finding: Finding) -> None:
-        from checks.engine import KeptConnections
+        from checks.runner import KeptConnections
 
         if self.ensure_registry() is None:
             return
@@ -480,7 +481,7 @@ class DbVitalsApp(App[None]):
                         exit_on_error=False)
 
     async def _undo_flow(self, entry_id: str) -> None:
-        from checks.adapters import steps_lock
+        from checks.engines import steps_lock
         from checks.fixes import FixRefused, Journal, inspect_undo, plan_undo, undo_fix
         from console.commands.applying import outcome_word
         from console.screens.confirm_fix import Confirmation

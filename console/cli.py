@@ -171,7 +171,7 @@ def _cmd_checks(args: argparse.Namespace) -> int:
     from checks.catalog_cache import catalog
 
     def load() -> Any:  # only on a cache miss: importing the engine and every check is the slow part
-        from checks.engine import load_registry
+        from checks.registry import load_registry
 
         return load_registry()
 
@@ -194,7 +194,8 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     import json
 
     from checks.display import terminal_safe
-    from checks.engine import Runner, UsageError, select_targets
+    from checks.registry import UsageError
+    from checks.runner import Runner, select_targets
 
     settings = load_settings(args)
     try:
@@ -218,7 +219,7 @@ def _cmd_targets(args: argparse.Namespace) -> int:
                    Column("state", 9, words=False), Column("latency", 5), Column("version", 2), Column("role", 1),
                    Column("url", 4, words=False), Column("error", 7)]
         print_fitted(columns, [[mask_text(terminal_safe(cell)) for cell in (
-            s.name, s.kind.value, s.environment or "", s.state.value,
+            s.name, s.kind, s.environment or "", s.state.value,
             "" if s.latency_ms is None else f"{s.latency_ms:.1f} ms",
             s.server_version or "", s.role or "", s.url, s.error or "",
         )] for s in statuses])

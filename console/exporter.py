@@ -29,7 +29,8 @@ from prometheus_client.exposition import choose_encoder
 
 from checks.budget import ServerBudgets
 from checks.config import Settings
-from checks.engine import Registry, Runner
+from checks.registry import Registry
+from checks.runner import Runner
 from checks.model import Report, Severity
 
 OUTCOMES = ("ok", "findings", "error", "timeout", "skipped")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from checks.engine import CheckResult
+from checks.runner import CheckResult
 from checks.model import TargetStatus
 
 

@@ -54,7 +54,7 @@ def load_settings(args: argparse.Namespace) -> Any:
 def load_checks(settings: Any) -> Any:
     """The registry, with the config's per-check options validated against it."""
     from checks.config import ConfigError
-    from checks.engine import load_registry, validate_check_options
+    from checks.registry import load_registry, validate_check_options
 
     registry = load_registry()
     for problem in registry.problems:
@@ -74,7 +74,8 @@ def run_async(coro: Any) -> Any:
 
 
 def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:
-    from checks.engine import Runner, UsageError
+    from checks.registry import UsageError
+    from checks.runner import Runner
 
     if not settings.targets:
         raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything dbvitals needs on a fresh Debian machine: PostgreSQL and Redis servers (Debian
 # packages, started and reachable on loopback), and a virtualenv in .venv with dbvitals, its test
-# extra (pytest, SecantusDB as the test MongoDB) and the example plugin the tests install.
+# extra (pytest, SecantusDB as the test MongoDB), and the example check plugin and example SQLite
+# engine the tests install.
 # Safe to run again: it installs and starts only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,5 +94,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 say "installing dbvitals into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' ./tests/example_plugin
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' ./tests/example_plugin ./tests/example_engine_sqlite
 say "set-up done"

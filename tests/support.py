@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from checks.config import Settings, config_from_dict
-from checks.engine import Runner, load_registry
+from checks.registry import load_registry
+from checks.runner import Runner
 from checks.model import Finding, Report
 
 PG_URL = os.environ.get("DBVITALS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -109,12 +110,12 @@ def settings_for(**targets: dict[str, Any]) -> Settings:
 
 def mongo_scope(check: Any, url: str = "mongodb://db.internal:27017/app", **target: Any) -> Any:
     """The Scope a MongoDB check's `evaluate` gets, for pure tests: target "app" with `target`'s keys."""
-    from checks.engine import Scope, resolve_options
-    from checks.model import Engine, TargetState, TargetStatus
+    from checks.contract import Scope, resolve_options
+    from checks.model import TargetState, TargetStatus
 
     settings = settings_for(app={"kind": "mongodb", "url": url, **target})
     config = settings.targets["app"]
-    status = TargetStatus(name="app", kind=Engine.MONGODB, state=TargetState.CONNECTED, url=url)
+    status = TargetStatus(name="app", kind="mongodb", state=TargetState.CONNECTED, url=url)
     return Scope(target="app", config=config, options=resolve_options(type(check), "app", config), status=status)
 
 

@@ -10,10 +10,10 @@ only mean something as a rate (MongoDB `top`, Redis commandstats) are kept raw i
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from checks.engines import adapter_for
 from checks.model import Engine, FixStep
 
 
@@ -48,9 +48,17 @@ class ActivitySample:
         )
 
 
+# A section of the activity view: (section key, title, columns as (row key, header, justify), rows shown at most).
+Justify = Literal["default", "left", "center", "right", "full"]  # a column's alignment, as rich names it
+Section = tuple[str, str, list[tuple[str, str, Justify]], int]
+
+
 class EngineActivity(Protocol):
     """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, and
-    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix)."""
+    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix),
+    and how the activity view lays its sections out (`LAYOUT`)."""
+
+    LAYOUT: list[Section]
 
     async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
 
@@ -64,10 +72,8 @@ class EngineActivity(Protocol):
 
 
 def for_engine(engine: Engine) -> EngineActivity:
-    """The engine's activity module, named by its adapter."""
-    from checks.adapters import adapter_for
-
-    return importlib.import_module(adapter_for(engine).activity_module)
+    """The engine's activity module, as its adapter names it."""
+    return adapter_for(engine).activity
 
 
 def now_iso() -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from checks.activity import ActivitySample, for_engine, shorten
 from checks.budget import server_key
 from checks.config import Settings
-from checks.model import Engine, TargetStatus
+from checks.model import TargetStatus
 from checks.secrets import mask_text, mask_tree
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class ActivityWatch:
             if connection.session is None:
                 self._down(names, connection.status)
                 return
-        reader = for_engine(Engine(target.kind))
+        reader = for_engine(target.kind)
         try:
             sample = await asyncio.wait_for(
                 reader.read(connection.session, first, self.samples.get(first)), target.timeout + 1

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TargetBase
-from checks.model import Engine, TargetState, TargetStatus
+from checks.model import TargetState, TargetStatus
 from checks.secrets import mask_text
 
 
@@ -28,7 +28,7 @@ class Connection:
 
 async def connect(name: str, target: TargetBase) -> Connection:
     """A read-only session for checks, opened by the target engine's adapter."""
-    from checks.adapters import adapter_for
+    from checks.engines import adapter_for
 
     if target.tunnel_error is not None:  # the bastion is the problem: say so, never try around it
         return failed(name, target, ConnectionError(target.tunnel_error),
@@ -41,7 +41,7 @@ def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: t
     state, detail = state_detail or classify(exc)
     status = TargetStatus(
         name=name,
-        kind=Engine(target.kind),
+        kind=target.kind,
         state=state,
         error=mask_text(detail, target.secret_values()),
         environment=target.environment,
@@ -53,7 +53,7 @@ def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: t
 async def diagnosed(name: str, target: TargetBase, exc: BaseException) -> Connection:
     """`failed`, with what a driver cannot tell asked of the server itself: a port that speaks
     another protocol (protocol_error), a plain server behind a URL asking for TLS (tls_error)."""
-    from checks.adapters import adapter_for
+    from checks.engines import adapter_for
     from checks.connectors.probe import probe, shown
 
     state, detail = classify(exc)

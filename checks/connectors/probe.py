@@ -18,15 +18,15 @@ from urllib.parse import parse_qsl, urlsplit
 from checks.display import terminal_safe
 
 if TYPE_CHECKING:
-    from checks.adapters import EngineAdapter
+    from checks.engines import EngineAdapter
 
 Verdict = Literal["speaks", "other", "silent"]
 PROBE_TIMEOUT_S = 2.0
 
 
-def address(url: str, default_port: int) -> tuple[str, int] | None:
+def address(url: str, default_port: int | None) -> tuple[str, int] | None:
     """The first host and port of the URL (None for a Unix socket or a DNS seed list)."""
-    if url.startswith(("unix:", "mongodb+srv:")):
+    if url.startswith("unix:") or url.partition(":")[0].endswith("+srv"):  # +srv: hosts come from DNS
         return None
     try:
         parts = urlsplit(url)
@@ -35,9 +35,10 @@ def address(url: str, default_port: int) -> tuple[str, int] | None:
         host, port = first.hostname, first.port
     except ValueError:
         return None
-    if not host:
+    port = port or default_port
+    if not host or port is None:
         return None
-    return host, port or default_port
+    return host, port
 
 
 def tls_parameters(url: str) -> dict[str, str]:

@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.adapters import adapter_for
+from checks.engines import adapter_for
 from checks.config import ConfigError, Settings, TargetBase
-from checks.engine import KeptConnections, Registry, Runner, UsageError
+from checks.registry import Registry, UsageError
+from checks.runner import KeptConnections, Runner
 from checks.fixes.execution import Execution, FixLimits, Progress, StepFailed
 from checks.fixes.journal import Journal, JournalEntry, host_name, now_iso, os_user
 from checks.model import Finding, Fix, FixSafety, FixStep, Report

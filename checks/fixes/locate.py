@@ -109,7 +109,7 @@ class FindingIndex:
 def fixable_checks(registry: Any, engine: str) -> list[str]:
     """The checks of an engine that can propose a fix: the only ones a fix id can come from."""
     return sorted(c.id for c in registry.checks.values()
-                  if c.engine.value == engine and c.fix_availability is not FixAvailability.NEVER)
+                  if c.engine == engine and c.fix_availability is not FixAvailability.NEVER)
 
 
 def group_by_target(locations: Iterable[Location]) -> dict[str, list[str]]:

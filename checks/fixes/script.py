@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from checks.adapters import adapter_for
+from checks.engines import adapter_for
 from checks.fixes.quoting import comment
 from checks.model import Finding, FixSafety
 

@@ -3,14 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from checks.connection import ConnectionCheck, ConnectionFacts
-from checks.connectors.topology import topology_role
-from checks.engine import Scope
-from checks.model import Engine
+from checks.mongodb.topology import topology_role
+from checks.contract import Scope
 
 
 class MongoConnection(ConnectionCheck):
     id = "mongodb.connection"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "MongoDB is reachable, authenticated and current"
     rationale = (
         "Every other check depends on it, and so does the application: a refused, slow or "

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.mongodb._inventory import CollectionInfo, figure
 from checks.mongodb._schema import DynamicKeys, dynamic_objects, sampled_collections
 
@@ -45,7 +45,7 @@ def wildcard_for(info: CollectionInfo, field: str) -> str | None:
 
 class DynamicKeyMaps(Check):
     id = "mongodb.dynamic-keys"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Objects used as maps: keys that are data"
     severity = Severity.LOW
     fix_availability = FixAvailability.NEVER

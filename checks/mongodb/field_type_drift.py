@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.mongodb._inventory import CollectionInfo, FieldSample, figure
 from checks.mongodb._schema import sampled_collections
 from checks.mongodb.reference_type_mismatch import REFERENCE_NAME
@@ -66,7 +66,7 @@ def drifts(info: CollectionInfo, fields: dict[str, FieldSample], sampled: int, m
 
 class FieldTypeDrift(Check):
     id = "mongodb.field-type-drift"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Fields whose BSON type differs across documents"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.NEVER

@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import IndexExpectation, QueryExpectation
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,
     IndexSpec,
@@ -265,7 +265,7 @@ def by_database(entries: list[dict[str, Any]], databases: list[str]) -> dict[str
 
 class MissingIndex(Check):
     id = "mongodb.missing-index"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Queries that scan collections, and declared indexes that are missing"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

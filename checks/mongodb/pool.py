@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.engine import Scope
-from checks.model import Engine, Finding, Severity
+from checks.contract import Scope
+from checks.model import Finding, Severity
 from checks.pool import Capacity, PoolCheck, UrlSetting, parse_number
 
 DRIVER_MAX_POOL_SIZE = 100
@@ -28,7 +28,7 @@ class MongoPoolFacts:
 
 class MongoPool(PoolCheck):
     id = "mongodb.pool"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "MongoDB connections, the URL's pool options and the application's pool fit the server"
     rationale = (
         "mongod accepts a bounded number of connections (maxIncomingConnections and the file-descriptor "
@@ -40,7 +40,7 @@ class MongoPool(PoolCheck):
     )
 
     async def gather(self, session: Any, scope: Scope) -> MongoPoolFacts:
-        from checks.connectors.mongodb import client_options
+        from checks.mongodb.connector import client_options
 
         options = client_options(scope.config.url)
         try:

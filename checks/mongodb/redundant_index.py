@@ -14,8 +14,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import CollectionInfo, IndexSpec, call_budget, create_indexes, drop_index, inventory, measured
 
 # Options under which a prefix index is still a different index.
@@ -69,7 +69,7 @@ def redundant_pairs(info: CollectionInfo) -> list[tuple[IndexSpec, IndexSpec]]:
 
 class RedundantIndex(Check):
     id = "mongodb.redundant-index"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Indexes that are a prefix, or the reverse, of another index"
     severity = Severity.LOW
     fix_availability = FixAvailability.ALWAYS

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import RANDOM, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
 
 REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
@@ -87,7 +87,7 @@ def referenced_collection(field: str, collections: list[str]) -> str | None:
 
 class ReferenceTypeMismatch(Check):
     id = "mongodb.reference-type-mismatch"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "References stored with a different BSON type than the key they point at"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

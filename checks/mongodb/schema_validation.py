@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import OverBudget, budgeted, call_budget, limited
 
 
@@ -64,7 +64,7 @@ async def _validations(session: Any, database: str) -> list[Validation]:
 
 class SchemaValidation(Check):
     id = "mongodb.schema-validation"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Collections without schema validation, or validating only with a warning"
     severity = Severity.LOW
     fix_availability = FixAvailability.SOMETIMES

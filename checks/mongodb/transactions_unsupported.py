@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from checks.connectors.topology import topology_role
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.mongodb.topology import topology_role
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class TopologyFacts:
 
 class TransactionsUnsupported(Check):
     id = "mongodb.transactions-unsupported"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Standalone server: multi-document transactions are impossible"
     severity = Severity.HIGH
     fix_availability = FixAvailability.ALWAYS

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from checks.connectors.topology import topology_role
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.mongodb.topology import topology_role
+from checks.contract import Check, Scope
+from checks.model import Finding, FixAvailability, Severity
 
 # serverStatus with only the transactions section (and uptime, always present).
 SERVER_STATUS = {"serverStatus": 1, "repl": 0, "metrics": 0, "locks": 0, "wiredTiger": 0, "tcmalloc": 0,
@@ -31,7 +31,7 @@ class TransactionsFacts:
 
 class TransactionsUnused(Check):
     id = "mongodb.transactions-unused"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Transactions declared but never started"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.NEVER

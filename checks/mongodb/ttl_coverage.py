@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     RANDOM,
     CollectionInfo,
@@ -177,7 +177,7 @@ def choose_key(info: CollectionInfo, field: str, filter_: dict[str, Any] | None)
 
 class TtlCoverage(Check):
     id = "mongodb.ttl-coverage"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Collections that grow forever with no TTL index"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.SOMETIMES

@@ -20,8 +20,8 @@ from typing import Any, cast
 from pydantic import Field
 
 from checks.config import TtlExpectation
-from checks.engine import Check, CheckOptions, Scope, resolve_options
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, CheckOptions, Scope, resolve_options
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,
     FieldSample,
@@ -127,7 +127,7 @@ def seconds_of(index: IndexSpec) -> float | None:
 
 class TtlMisconfigured(Check):
     id = "mongodb.ttl-misconfigured"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "TTL indexes that delete nothing, or not what the rule says"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

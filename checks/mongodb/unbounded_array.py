@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.mongodb._inventory import CollectionInfo, Sample, figure, oid_time
 from checks.mongodb._lifecycle import creation_field
 from checks.mongodb._schema import sampled_collections
@@ -107,7 +107,7 @@ def measure(info: CollectionInfo, drawn: Sample) -> CollectionArrays:
 
 class UnboundedArray(Check):
     id = "mongodb.unbounded-array"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Arrays that grow without bound, and documents near the 16 MB limit"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.NEVER

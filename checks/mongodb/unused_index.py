@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,
     IndexSpec,
@@ -87,7 +87,7 @@ def candidate(index: IndexSpec) -> bool:
 
 class UnusedIndex(Check):
     id = "mongodb.unused-index"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Indexes no query has used"
     severity = Severity.LOW
     fix_availability = FixAvailability.SOMETIMES  # never on the "usage unknown" note
@@ -111,7 +111,7 @@ class UnusedIndex(Check):
             if url is None:
                 facts.members_unreached[host] = "an SRV URL: members are not addressed one by one"
                 continue
-            from checks.connectors.mongodb import make_client
+            from checks.mongodb.connector import make_client
 
             client = make_client(scope.config.model_copy(update={"url": url}))
             try:

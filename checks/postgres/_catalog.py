@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from checks.engine import Fact, FactContext
-from checks.model import Engine
+from checks.contract import Fact, FactContext
 
 # --- quoting --------------------------------------------------------------------------------------
 
@@ -616,7 +615,7 @@ class CatalogSnapshot(Fact[Catalog]):
     """The schema as one REPEATABLE READ snapshot: every check of a run judges the same one."""
 
     id = "postgres.catalog"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     description = "Tables, columns, constraints and indexes, read once per target and run."
 
     async def compute(self, session: Any, context: FactContext) -> Catalog:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident
 from checks.postgres._fixes import sql
 from checks.units import human_bytes
@@ -141,7 +141,7 @@ def flagged(relations: tuple[Relation, ...], options: Options) -> list[Relation]
 
 class Bloat(Check):
     id = "postgres.bloat"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Table or index bloat"
     severity = Severity.LOW
     fix_availability = FixAvailability.ALWAYS

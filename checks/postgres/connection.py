@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from checks.connection import ConnectionCheck, ConnectionFacts
-from checks.engine import Scope
-from checks.model import Engine, Severity
+from checks.contract import Scope
+from checks.model import Severity
 
 QUERY = """
 SELECT pg_is_in_recovery() AS in_recovery,
@@ -18,7 +18,7 @@ SELECT pg_is_in_recovery() AS in_recovery,
 
 class PostgresConnection(ConnectionCheck):
     id = "postgres.connection"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "PostgreSQL is reachable, authenticated and current"
     rationale = (
         "Every other check depends on it, and so does the application: a refused, slow or "

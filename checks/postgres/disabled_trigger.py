@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident
 from checks.postgres._fixes import sql
 
@@ -48,7 +48,7 @@ class Facts:
 
 class DisabledTriggerCheck(Check):
     id = "postgres.disabled-trigger"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Disabled trigger"
     severity = Severity.LOW
     fix_availability = FixAvailability.SOMETIMES

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, quote_ident
 from checks.postgres._fixes import sql
 
@@ -43,7 +43,7 @@ def describe(snapshot: Catalog, fk: Constraint) -> str:
 class DuplicateFk(Check):
     id = "postgres.duplicate-fk"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Duplicated foreign key"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.ALWAYS

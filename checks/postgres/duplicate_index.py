@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index
 from checks.postgres._fixes import drop_index_fix
 from checks.units import human_bytes
@@ -40,7 +40,7 @@ def keeper(group: list[Index], protected: dict[int, str]) -> Index:
 class DuplicateIndex(Check):
     id = "postgres.duplicate-index"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Duplicate index"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.SOMETIMES

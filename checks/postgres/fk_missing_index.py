@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Constraint, Index, TakenNames, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 
@@ -36,7 +36,7 @@ def covering_index(snapshot: Catalog, fk: Constraint) -> Index | None:
 class FkMissingIndex(Check):
     id = "postgres.fk-missing-index"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Foreign key without an index on its columns"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.ALWAYS

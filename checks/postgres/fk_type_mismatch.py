@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import (
     INTEGER_WIDTH,
     Catalog,
@@ -81,7 +81,7 @@ class Facts:
 class FkTypeMismatch(Check):
     id = "postgres.fk-type-mismatch"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Reference column type differs from the key it points at"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, quote_ident
 from checks.postgres.duplicate_fk import describe, judged_foreign_keys
 
@@ -33,7 +33,7 @@ def intersected_pairs(snapshot: Catalog) -> list[tuple]:
 class IntersectedFk(Check):
     id = "postgres.intersected-fk"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Foreign keys with overlapping columns"
     severity = Severity.LOW
     rationale = (

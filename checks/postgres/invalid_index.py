@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql
 from checks.units import human_bytes
@@ -35,7 +35,7 @@ class Facts:
 def unfinished_builds(journal_path: Any, target: str, url: str) -> tuple[tuple[Build, ...], str | None]:
     """The index builds of this target's journal entries that did not finish (latest first)."""
     from checks.fixes.journal import Journal
-    from checks.fixes.postgres import concurrent_build, name_parts
+    from checks.postgres.executor import concurrent_build, name_parts
 
     if journal_path is None:
         return (), None
@@ -58,7 +58,7 @@ def unfinished_builds(journal_path: Any, target: str, url: str) -> tuple[tuple[B
 class InvalidIndex(Check):
     id = "postgres.invalid-index"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Invalid index"
     severity = Severity.HIGH
     fix_availability = FixAvailability.ALWAYS

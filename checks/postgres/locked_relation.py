@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, RelationLock
 from checks.postgres.long_transactions import INSUFFICIENT, _age
 
@@ -20,7 +20,7 @@ class Facts:
 class LockedRelation(Check):
     id = "postgres.locked-relation"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Table locked ACCESS EXCLUSIVE"
     severity = Severity.HIGH
     fix_availability = FixAvailability.NEVER

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
 from checks.postgres.long_transactions import _age
 
@@ -78,7 +78,7 @@ def _flatten(tree: list[dict]) -> list[dict]:
 
 class Locks(Check):
     id = "postgres.locks"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Sessions blocked on locks"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.ALWAYS

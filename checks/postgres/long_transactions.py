@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
 
 QUERY = """
@@ -77,7 +77,7 @@ def _age(seconds: float) -> str:
 
 class LongTransactions(Check):
     id = "postgres.long-transactions"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Long transaction or idle in transaction"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.ALWAYS

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from checks.connectors.marker import STATEMENT_MARKER, is_own_statement
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.postgres.marker import STATEMENT_MARKER, is_own_statement
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres import _advisor
 from checks.postgres._advisor import Advice, Proposal, consolidate
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, quote_ident
@@ -201,7 +201,7 @@ def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], sna
 class MissingIndex(Check):
     id = "postgres.missing-index"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Missing index (planner-verified)"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.SOMETIMES

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, Table, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
 from checks.units import human_bytes
@@ -37,7 +37,7 @@ def promotable_index(snapshot: Catalog, table: Table) -> Index | None:
 class NoPrimaryKey(Check):
     id = "postgres.no-primary-key"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Table without a primary key"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.ALWAYS

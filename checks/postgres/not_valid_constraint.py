@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident
 from checks.postgres._fixes import sql
 
@@ -49,7 +49,7 @@ class Facts:
 
 class NotValidConstraintCheck(Check):
     id = "postgres.not-valid-constraint"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Constraint never validated (NOT VALID)"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.ALWAYS

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import CatalogSnapshot, quote_ident
 from checks.postgres.fk_type_mismatch import Reference, find_references
 
@@ -53,7 +53,7 @@ def unenforced(references: list[Reference]) -> list[Reference]:
 class OrphanedReferences(Check):
     id = "postgres.orphaned-references"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Reference without a constraint pointing at missing rows"
     severity = Severity.MEDIUM
     fix_availability = FixAvailability.SOMETIMES

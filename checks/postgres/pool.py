@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Scope
-from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Severity
+from checks.contract import Scope
+from checks.model import Finding, Fix, FixSafety, FixStep, Severity
 from checks.pool import Capacity, PoolCheck, PoolOptions, UrlSetting, parse_number
 
 SETTINGS_QUERY = """
@@ -86,7 +86,7 @@ def redact_literals(query: str) -> str:
 
 class PostgresPool(PoolCheck):
     id = "postgres.pool"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "PostgreSQL connection slots, open transactions and the application's pool fit the server"
     rationale = (
         "max_connections minus the reserved slots is a hard limit: past it every new connection, the "
@@ -98,7 +98,7 @@ class PostgresPool(PoolCheck):
     Options = PostgresPoolOptions
 
     async def gather(self, session: Any, scope: Scope) -> PgPoolFacts:
-        from checks.connectors.postgres import client_params
+        from checks.postgres.connector import client_params
 
         settings = await session.fetchrow(SETTINGS_QUERY)
         rows = await session.fetch(SESSIONS_QUERY)

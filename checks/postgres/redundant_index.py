@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index
 from checks.postgres._fixes import drop_index_fix
 from checks.postgres.duplicate_index import duplicate_groups, keeper
@@ -98,7 +98,7 @@ def redundant_pairs(snapshot: Catalog) -> list[tuple[Index, Index, str]]:
 class RedundantIndex(Check):
     id = "postgres.redundant-index"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Redundant index (covered by another)"
     severity = Severity.LOW
     fix_availability = FixAvailability.SOMETIMES

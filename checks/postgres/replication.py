@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import quote_literal
 from checks.postgres._fixes import sql
 from checks.units import human_bytes
@@ -69,7 +69,7 @@ class Facts:
 
 class Replication(Check):
     id = "postgres.replication"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Replication slot or standby in trouble"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import INTEGER_MAX, Catalog, CatalogSnapshot, qualified, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
 
@@ -209,7 +209,7 @@ def rate(seq: Sequence, rates: Rates, snapshot: Catalog) -> tuple[float | None, 
 class SequenceExhaustion(Check):
     id = "postgres.sequence-exhaustion"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Sequence close to running out"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

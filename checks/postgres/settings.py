@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import quote_ident
 from checks.postgres._fixes import sql
 from checks.units import human_bytes
@@ -97,7 +97,7 @@ def _bytes(setting: Setting) -> int:
 
 class Settings(Check):
     id = "postgres.settings"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Server setting to revisit"
     severity = Severity.LOW
     fix_availability = FixAvailability.SOMETIMES

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, FixAvailability, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot
 from checks.postgres._fixes import drop_index_fix
 from checks.units import human_bytes
@@ -69,7 +69,7 @@ class Facts:
 class UnusedIndex(Check):
     id = "postgres.unused-index"
     needs = (CatalogSnapshot,)
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Index never used"
     severity = Severity.LOW
     fix_availability = FixAvailability.SOMETIMES

@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from checks.engine import Check, CheckOptions, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, Severity
+from checks.contract import Check, CheckOptions, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident, quote_literal
 from checks.postgres._fixes import sql
 from checks.postgres.long_transactions import _age
@@ -186,7 +186,7 @@ def _share(age: int) -> float:
 
 class Vacuum(Check):
     id = "postgres.vacuum"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "VACUUM: wraparound, xmin horizon, dead rows"
     severity = Severity.HIGH
     fix_availability = FixAvailability.SOMETIMES

@@ -9,8 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.engine import Fact, FactContext, FactOptions
-from checks.model import Engine
+from checks.contract import Fact, FactContext, FactOptions
 from checks.redis._scan import KeyspaceScan, ScanPlan, scan_keyspace
 from checks.secrets import url_password_decoded
 
@@ -49,7 +48,7 @@ class KeyspaceScanOptions(FactOptions):
 
 class KeyspaceFact(Fact[KeyspaceScan]):
     id = "redis.keyspace"
-    engine = Engine.REDIS
+    engine = "redis"
     description = "One SCAN pass over the keyspace, aggregated per key pattern (TTLs, types, lengths, big keys)."
     Options = KeyspaceScanOptions
 

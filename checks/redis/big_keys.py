@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._patterns import first_matching, infer_pattern, is_all_time, period_word, time_bucket
 from checks.redis._keyspace import KeyspaceFact
@@ -77,7 +77,7 @@ class BigKeysOptions(CheckOptions):
 
 class BigKeys(Check):
     id: ClassVar[str] = "redis.big-keys"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "No key is too big to read, delete or migrate without blocking"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._patterns import display_key
 from checks.redis._scan import keyspace_counts
@@ -47,7 +47,7 @@ class ClusterFacts:
 
 class Cluster(Check):
     id: ClassVar[str] = "redis.cluster"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Every cluster slot is served by a healthy node; keys live where a cluster can take them"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

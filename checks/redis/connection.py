@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from checks.connection import ConnectionCheck, ConnectionFacts
-from checks.engine import Scope
-from checks.model import Engine, Severity
+from checks.contract import Scope
+from checks.model import Severity
 
 
 class RedisConnection(ConnectionCheck):
     id = "redis.connection"
-    engine = Engine.REDIS
+    engine = "redis"
     title = "Redis is reachable, authenticated and current"
     rationale = (
         "Every other check depends on it, and so does the application: a refused, slow or "

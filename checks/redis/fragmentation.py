@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.units import human_bytes, int_or_none
@@ -50,7 +50,7 @@ class FragmentationFacts:
 
 class Fragmentation(Check):
     id: ClassVar[str] = "redis.fragmentation"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Redis holds little RAM beyond its data, and none of it is swapped"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._scan import HOT_KEYS_KEPT, KeyspaceScan
@@ -30,7 +30,7 @@ class HotKeysOptions(CheckOptions):
 
 class HotKeys(Check):
     id: ClassVar[str] = "redis.hot-keys"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "No single key takes a large share of the reads"
     severity: ClassVar[Severity] = Severity.LOW
     rationale: ClassVar[str] = (

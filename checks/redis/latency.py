@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.redis._patterns import display_key
@@ -60,7 +60,7 @@ class LatencyFacts:
 
 class Latency(Check):
     id: ClassVar[str] = "redis.latency"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "The server records its latency spikes, and has none worth a look"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

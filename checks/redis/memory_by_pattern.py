@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, FixAvailability, Severity
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._scan import KeyspaceScan
@@ -29,7 +29,7 @@ class MemoryByPatternOptions(CheckOptions):
 
 class MemoryByPattern(Check):
     id: ClassVar[str] = "redis.memory-by-pattern"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Which key patterns hold the memory"
     severity: ClassVar[Severity] = Severity.INFO
     rationale: ClassVar[str] = (

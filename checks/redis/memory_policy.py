@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._keyspace import KeyspaceFact
 from checks.redis._patterns import EPHEMERAL_WORDS, first_matching, literal_words
@@ -138,7 +138,7 @@ def retention(scan: KeyspaceScan, persistent: list[str], disposable: list[str]) 
 
 class MemoryPolicy(Check):
     id: ClassVar[str] = "redis.memory-policy"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "maxmemory and the eviction policy fit the role and the keys"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

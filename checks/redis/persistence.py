@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 
@@ -42,7 +42,7 @@ class PersistenceFacts:
 
 class Persistence(Check):
     id: ClassVar[str] = "redis.persistence"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Persistence fits the role, and snapshots and AOF rewrites succeed"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

@@ -11,8 +11,8 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import Field
 
 from checks.config import Duration, duration
-from checks.engine import Scope
-from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Severity
+from checks.contract import Scope
+from checks.model import Finding, Fix, FixSafety, FixStep, Severity
 from checks.pool import Capacity, PoolCheck, PoolOptions, UrlSetting, parse_number
 from checks.units import int_or_none
 
@@ -74,7 +74,7 @@ def url_params(url: str) -> dict[str, str]:
 
 class RedisPool(PoolCheck):
     id = "redis.pool"
-    engine = Engine.REDIS
+    engine = "redis"
     title = "Redis clients, idle connections, keepalive and the application's pool fit the server"
     rationale = (
         "Redis refuses clients past maxclients. With `timeout 0` (the default) it never closes an idle "

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.units import human_bytes, int_or_none
@@ -62,7 +62,7 @@ class ReplicationFacts:
 
 class Replication(Check):
     id: ClassVar[str] = "redis.replication"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Replicas keep up, can resume after a blip, and refuse writes"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from checks.engine import Check, Scope
+from checks.contract import Check, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.redis._scan import Commands
@@ -79,7 +79,7 @@ class SecurityFacts:
 
 class Security(Check):
     id: ClassVar[str] = "redis.security"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Redis is not open to the network, and dangerous commands are fenced off"
     severity: ClassVar[Severity] = Severity.CRITICAL
     rationale: ClassVar[str] = (

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._config import config_values
 from checks.redis._patterns import display_key, infer_pattern
@@ -59,7 +59,7 @@ class SlowlogFacts:
 
 class Slowlog(Check):
     id: ClassVar[str] = "redis.slowlog"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "No command blocks Redis for long, and the slow log would say so"
     severity: ClassVar[Severity] = Severity.MEDIUM
     rationale: ClassVar[str] = (

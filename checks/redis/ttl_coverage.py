@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from checks.engine import Check, CheckOptions, Scope
+from checks.contract import Check, CheckOptions, Scope
 from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.redis._patterns import (
     BUCKET_NAMES,
@@ -85,7 +85,7 @@ class Verdict:
 
 class TtlCoverage(Check):
     id: ClassVar[str] = "redis.ttl-coverage"
-    engine: ClassVar[Engine] = Engine.REDIS
+    engine: ClassVar[Engine] = "redis"
     title: ClassVar[str] = "Every key pattern that should expire has a TTL on all its keys"
     severity: ClassVar[Severity] = Severity.HIGH
     rationale: ClassVar[str] = (

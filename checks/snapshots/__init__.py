@@ -3,9 +3,9 @@ running; stored in SQLite (`store`), taken by `take`, compared by `diff`."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
+from checks.engines import adapter_for
 from checks.model import Engine
 
 Figure = tuple[str, str, dict[str, Any]]
@@ -18,7 +18,5 @@ class FiguresReader(Protocol):
 
 
 def figures_for(engine: Engine) -> FiguresReader:
-    """The engine's figures module, named by its adapter."""
-    from checks.adapters import adapter_for
-
-    return importlib.import_module(adapter_for(engine).figures_module)
+    """The engine's figures module, as its adapter names it."""
+    return adapter_for(engine).figures

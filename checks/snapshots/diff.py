@@ -3,15 +3,19 @@ figures that moved most — the first question after a deploy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.engines import engines
 from checks.model import Finding
+from checks.snapshots import figures_for
 from checks.snapshots.store import Snapshot
 
 TOP = 10
-MIN_CALLS = 5  # a statement needs this many calls in the window before its mean time is judged
 MIN_GROWTH = 1.5  # x: mean time per call, pattern keys or memory grown at least this much
+
+Judge = Callable[[str, str, str, "dict[str, Any] | None", "dict[str, Any]"], "FigureChange | None"]
 
 
 @dataclass
@@ -51,6 +55,25 @@ class Diff:
         }
 
 
+@dataclass(frozen=True)
+class FigureKind:
+    """How `diff` reads one kind of figure an engine's figures module takes ("pg.index"): the judge
+    of a figure in both snapshots (or new in the later one), and the words and headline metric
+    for an object gone from the later one. Each engine's figures module lists its own in `KINDS`."""
+
+    judge: Judge
+    gone: str | None = None
+    headline: str | None = None
+
+
+def figure_kinds() -> dict[str, FigureKind]:
+    """The figure kinds of every registered engine."""
+    kinds: dict[str, FigureKind] = {}
+    for kind in engines():
+        kinds.update(getattr(figures_for(kind), "KINDS", {}))
+    return kinds
+
+
 def diff(a: Snapshot, b: Snapshot) -> Diff:
     result = Diff(before=a.info.to_dict(), after=b.info.to_dict())
     old = {f.id: f for f in a.findings}
@@ -77,17 +100,20 @@ def _absent(snapshot: Snapshot, target: str) -> set[str]:
 
 def figure_changes(target: str, before: dict[tuple[str, str], dict[str, Any]],
                    after: dict[tuple[str, str], dict[str, Any]]) -> list[FigureChange]:
+    kinds = figure_kinds()
     changes: list[FigureChange] = []
     for (kind, name), now in after.items():
         then = before.get((kind, name))
-        judge = JUDGES.get(kind)
-        if judge is not None:
-            change = judge(target, kind, name, then, now)
+        judged = kinds.get(kind)
+        if judged is not None:
+            change = judged.judge(target, kind, name, then, now)
             if change is not None:
                 changes.append(change)
     for (kind, name), then in before.items():
-        if (kind, name) not in after and kind in GONE_WORDS:
-            changes.append(FigureChange(target, kind, name, GONE_WORDS[kind], before=_headline(kind, then),
+        judged = kinds.get(kind)
+        if (kind, name) not in after and judged is not None and judged.gone:
+            changes.append(FigureChange(target, kind, name, judged.gone,
+                                        before=then.get(judged.headline) if judged.headline else None,
                                         score=float("inf")))
     ranked: list[FigureChange] = []
     for kind in sorted({c.kind for c in changes}):
@@ -95,38 +121,7 @@ def figure_changes(target: str, before: dict[tuple[str, str], dict[str, Any]],
     return ranked
 
 
-GONE_WORDS = {"pg.index": "index dropped", "pg.table": "table dropped", "mongo.index": "index dropped",
-              "mongo.collection": "collection dropped", "redis.pattern": "no keys of this pattern left"}
-
-
-def _headline(kind: str, metrics: dict[str, Any]) -> Any:
-    key = {"pg.index": "scans", "pg.table": "seq_scan", "mongo.index": "ops", "mongo.collection": "documents",
-           "redis.pattern": "keys"}.get(kind)
-    return metrics.get(key) if key else None
-
-
-def _statement(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
-    if then is None:
-        if (now.get("calls") or 0) >= MIN_CALLS:
-            mean = now["total_ms"] / now["calls"]
-            return FigureChange(target, kind, name, f"new statement: {now['calls']} calls, {mean:.2f} ms per call "
-                                f"— {now.get('query', '')}", after=round(mean, 3), score=now["total_ms"])
-        return None
-    calls = (now.get("calls") or 0) - (then.get("calls") or 0)
-    if calls < MIN_CALLS or not then.get("calls"):
-        return None
-    window_mean = ((now.get("total_ms") or 0) - (then.get("total_ms") or 0)) / calls
-    mean_before = (then.get("total_ms") or 0) / then["calls"]
-    if mean_before <= 0 or window_mean < mean_before * MIN_GROWTH:
-        return None
-    return FigureChange(target, kind, name,
-                        f"mean time per call grew {window_mean / mean_before:.1f}x ({mean_before:.2f} → "
-                        f"{window_mean:.2f} ms over {calls} calls) — {now.get('query', '')}",
-                        before=round(mean_before, 3), after=round(window_mean, 3),
-                        score=(window_mean - mean_before) * calls)
-
-
-def _usage_stopped(counter: str) -> Any:
+def usage_stopped(counter: str) -> Any:
     def judge(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
         if then is None:
             return FigureChange(target, kind, name, "new index", after=now.get(counter), score=0.0)
@@ -142,7 +137,7 @@ def _usage_stopped(counter: str) -> Any:
     return judge
 
 
-def _growth(counter: str, unit: str) -> Any:
+def growth(counter: str, unit: str) -> Any:
     def judge(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
         after = now.get(counter)
         if after is None:
@@ -157,24 +152,3 @@ def _growth(counter: str, unit: str) -> Any:
                                 before=before, after=after, score=float(after - before))
         return None
     return judge
-
-
-def _seq_scans(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
-    if then is None:
-        return None
-    scans = (now.get("seq_scan") or 0) - (then.get("seq_scan") or 0)
-    rows = (now.get("seq_tup_read") or 0) - (then.get("seq_tup_read") or 0)
-    if scans <= 0 or rows < 10_000:
-        return None
-    return FigureChange(target, kind, name, f"{scans:,} sequential scans reading {rows:,} rows since the earlier snapshot",
-                        before=then.get("seq_scan"), after=now.get("seq_scan"), score=float(rows))
-
-
-JUDGES = {
-    "pg.statement": _statement,
-    "pg.index": _usage_stopped("scans"),
-    "pg.table": _seq_scans,
-    "mongo.index": _usage_stopped("ops"),
-    "mongo.collection": _growth("documents", "documents"),
-    "redis.pattern": _growth("keys", "keys"),
-}

@@ -311,10 +311,10 @@ def _dump(value: Any) -> str:
 
 
 def _status(data: dict[str, Any]) -> TargetStatus:
-    from checks.model import Engine, TargetState
+    from checks.model import TargetState
 
     return TargetStatus(
-        name=data["name"], kind=Engine(data["kind"]), state=TargetState(data["state"]),
+        name=data["name"], kind=data["kind"], state=TargetState(data["state"]),
         latency_ms=data.get("latency_ms"), server_version=data.get("server_version"), error=data.get("error"),
         environment=data.get("environment"), url=data.get("url", ""), role=data.get("role"),
     )

@@ -10,8 +10,9 @@ from typing import Any
 
 from checks.budget import ServerBudgets
 from checks.config import Settings
-from checks.engine import Registry, Runner
-from checks.model import Engine, Report
+from checks.registry import Registry
+from checks.runner import Runner
+from checks.model import Report
 from checks.secrets import mask_text, mask_tree
 from checks.snapshots import Figure, figures_for
 
@@ -51,7 +52,7 @@ async def _extras(settings: Settings, name: str, taken: Taken, with_activity: bo
     from checks.connectors import connect
 
     target = settings.targets[name]
-    engine = Engine(target.kind)
+    engine = target.kind
     secrets = target.secret_values()
     connection = await connect(name, target)
     if connection.session is None:

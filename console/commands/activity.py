@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from checks.config import parse_duration
-    from checks.engine import UsageError, select_targets
+    from checks.registry import UsageError
+    from checks.runner import select_targets
     from console.runtime import CliError, load_settings, run_async
 
     settings = load_settings(args)
@@ -141,7 +142,7 @@ def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
 
 
 def _preview(plan: Any) -> None:
-    from checks.adapters import step_text
+    from checks.engines import step_text
     from checks.display import terminal_safe as safe_line
 
     row = plan.row

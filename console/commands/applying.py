@@ -15,7 +15,7 @@ EXIT_REFUSED = 3  # refused, declined at the prompt, or nothing to confirm on
 
 
 def describe_steps(title: str, steps: Any) -> list[str]:
-    from checks.adapters import step_text
+    from checks.engines import step_text
     from checks.display import terminal_safe
 
     lines = [f"  {title}:"]

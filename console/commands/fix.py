@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: str, where: dict[str, list[str]]) -> int:
     """Find, re-check, plan, apply and verify in one event loop: the run that finds the finding
     is its re-check, and the plan (with its refusals) is made from it once."""
-    from checks.engine import KeptConnections
+    from checks.runner import KeptConnections
 
     kept = KeptConnections()  # the check connections of the find, kept open for the verification
     try:
@@ -173,7 +173,8 @@ def describe_plan(plan: Any) -> str:
 def _write_script(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from checks.engine import Runner, UsageError
+    from checks.registry import UsageError
+    from checks.runner import Runner
     from checks.fixes.script import migration_script
     from console.runtime import CliError, load_checks, load_settings, run_async, version
 
@@ -189,8 +190,8 @@ def _write_script(args: argparse.Namespace) -> int:
     target = settings.targets.get(args.target)
     if target is None:
         raise CliError(f"unknown target {args.target} (configured: {', '.join(settings.targets) or 'none'})")
-    if check.engine.value != target.kind:
-        raise CliError(f"{args.check} is a {check.engine.value} check and {args.target} is a {target.kind} target")
+    if check.engine != target.kind:
+        raise CliError(f"{args.check} is a {check.engine} check and {args.target} is a {target.kind} target")
     try:
         report = run_async(Runner(settings, registry, targets=[args.target], checks=[args.check]).run())
     except UsageError as exc:

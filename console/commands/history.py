@@ -93,7 +93,7 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:
-    from checks.adapters import adapter_for, step_text
+    from checks.engines import adapter_for, step_text
     from checks.display import terminal_safe
     from checks.model import FixStep
 

@@ -35,7 +35,8 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.engine import UsageError, select_targets
+    from checks.registry import UsageError
+    from checks.runner import select_targets
     from console.exporter import serve
     from console.runtime import CliError, load_checks, load_settings
 

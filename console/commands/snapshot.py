@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 def save_snapshot(settings: Any, store: Any, *, label: str | None, targets: Any = None, checks: Any = None,
                   with_activity: bool = True, source: str = "snapshot save") -> tuple[int, Any]:
-    from checks.engine import UsageError
+    from checks.registry import UsageError
     from checks.snapshots.take import take
     from console.runtime import CliError, load_checks, run_async
 

@@ -41,7 +41,8 @@ async def _undo(args: argparse.Namespace, settings: Any, journal: Any, plan: Any
     """Inspect, confirm, apply and verify in one event loop."""
     import asyncio
 
-    from checks.adapters import steps_lock
+    from checks.display import terminal_safe as safe
+    from checks.engines import steps_lock
     from checks.fixes import inspect_undo, undo_fix
     from console.commands.applying import confirm, describe_steps, limits_from, progress, report_outcome, say
     from console.runtime import load_checks
@@ -53,14 +54,15 @@ async def _undo(args: argparse.Namespace, settings: Any, journal: Any, plan: Any
     say("\n".join([
         f"Undo of journal entry {entry.id} ({entry.kind}, {entry.state}, {entry.started_at} by {entry.user})",
         f"  target:  {entry.target} ({entry.engine}{', ' + entry.environment if entry.environment else ''}) {entry.url}",
-        f"  finding: {finding.get('id')} {finding.get('check')} {finding.get('object')}: {finding.get('title')}",
-        f"  fix:     {entry.summary}",
+        # Names in a finding come from the database: shown escaped, as `dbvitals fix` shows them.
+        f"  finding: {finding.get('id')} {finding.get('check')} {safe(str(finding.get('object')))}: {safe(str(finding.get('title')))}",
+        f"  fix:     {safe(entry.summary)}",
         f"  safety:  {entry.safety}",
         # The locks of the inverse steps it runs (a DROP), not the fix's (the build).
         f"  lock:    {steps_lock(plan.steps) or 'not stated'}",
         *describe_steps("inverse steps, in this order", plan.steps),
         *(f"  WARNING: {w}" for w in plan.warnings),
-        *(f"  REFUSED: {r}" for r in plan.refusals),
+        *(f"  REFUSED: {safe(r)}" for r in plan.refusals),
     ]))
     if args.dry_run:
         say("dry run: nothing applied." if plan.applicable else "dry run: this undo would be refused.")

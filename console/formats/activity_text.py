@@ -5,46 +5,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from rich.console import Console, JustifyMethod
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from checks.activity import for_engine
 from checks.display import terminal_safe as safe_line
-
-# Per engine: (section, title, columns as (key, header, justify), rows shown at most).
-LAYOUT: dict[str, list[tuple[str, str, list[tuple[str, str, JustifyMethod]], int]]] = {
-    "postgres": [
-        ("blocking", "Blocking (who waits on whom)",
-         [("tree", "pid", "left"), ("query_age_s", "age s", "right"), ("wait", "wait", "left"), ("query", "statement", "left")], 20),
-        ("idle_in_transaction", "Idle in transaction",
-         [("id", "pid", "right"), ("application", "app", "left"), ("xact_age_s", "xact s", "right"), ("query", "last statement", "left")], 10),
-        ("sessions", "Sessions",
-         [("id", "pid", "right"), ("state", "state", "left"), ("wait", "wait", "left"), ("xact_age_s", "xact s", "right"),
-          ("application", "app", "left"), ("query", "statement", "left")], 20),
-        ("applications", "Per application",
-         [("application", "application", "left"), ("sessions", "all", "right"), ("active", "active", "right"),
-          ("idle_in_transaction", "idle tx", "right"), ("waiting", "waiting", "right")], 10),
-    ],
-    "mongodb": [
-        ("operations", "Operations running",
-         [("id", "opid", "right"), ("op", "op", "left"), ("namespace", "namespace", "left"), ("running_s", "secs", "right"),
-          ("plan", "plan", "left"), ("command", "command", "left")], 20),
-        ("namespaces", "Time per namespace (from top, per second)",
-         [("namespace", "namespace", "left"), ("total_ms_per_s", "ms/s", "right"), ("ops_per_s", "ops/s", "right"),
-          ("read_ms_per_s", "read", "right"), ("write_ms_per_s", "write", "right")], 15),
-    ],
-    "redis": [
-        ("slowlog", "Slow log (latest)",
-         [("id", "#", "right"), ("duration_ms", "ms", "right"), ("command", "command", "left"), ("client", "client", "left")], 10),
-        ("commands", "Commands per second",
-         [("command", "command", "left"), ("calls_per_s", "calls/s", "right"), ("usec_per_s", "µs/s", "right")], 15),
-        ("client_names", "Clients by name", [("name", "name", "left"), ("clients", "clients", "right")], 10),
-        ("clients", "Clients (most idle first)",
-         [("id", "id", "right"), ("name", "name", "left"), ("address", "address", "left"), ("age_s", "age s", "right"),
-          ("idle_s", "idle s", "right"), ("last_command", "last", "left")], 15),
-    ],
-}
-
 
 WIDE_KEYS = {"query", "command", "last_command", "client"}
 TEXT_KEYS = {"application", "name", "address", "client", "namespace", "wait", "plan", "state", "last_command", "op"}
@@ -56,11 +22,11 @@ def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width:
     for name, status in statuses.items():
         sample = samples.get(name)
         when = sample.taken_at if sample else ""
-        console.print(Text(safe_line(f"{name} ({status.kind.value}) {status.state.value} {when}"), style="bold"))
+        console.print(Text(safe_line(f"{name} ({status.kind}) {status.state.value} {when}"), style="bold"))
         if sample is None:
             console.print(Text(safe_line(f"  {status.error or 'no sample'}")))
             continue
-        for section, title, columns, limit in LAYOUT[sample.engine]:
+        for section, title, columns, limit in for_engine(sample.engine).LAYOUT:
             rows = sample.sections.get(section) or []
             if not rows:
                 continue

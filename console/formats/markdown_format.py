@@ -86,7 +86,7 @@ def _details(f: Finding) -> str:
     if f.evidence:
         body += ["Evidence:", "", "```json", terminal_safe(json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), keep_newlines=True), "```", ""]
     if f.fix is not None:
-        from checks.adapters import adapter_for_language, step_text
+        from checks.engines import adapter_for_language, step_text
 
         language = adapter_for_language(f.fix.steps[0].language).fence if f.fix.steps else ""
         body += [f"Fix ({f.fix.safety.value}" + (f"; {markdown_escape(f.fix.lock)}" if f.fix.lock else "") + f"): {markdown_escape(f.fix.summary)}", ""]

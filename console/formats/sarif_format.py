@@ -166,7 +166,7 @@ class _ConfigLocator:
 
 def _catalog(registry: Any) -> dict[str, Any]:
     if registry is None:
-        from checks.engine import load_registry
+        from checks.registry import load_registry
 
         registry = load_registry()
     return dict(registry.checks)

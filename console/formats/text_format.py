@@ -33,7 +33,7 @@ def render(report: Report, *, color: bool = False, width: int | None = None, **_
         findings = [f for f in report.findings if f.target == status.name]
         state = Text(status.state.value, style="green" if status.state is TargetState.CONNECTED else "bold red")
         head = Text.assemble(
-            (status.name, "bold"), f" ({status.kind.value}", f", {safe(status.environment)}" if status.environment else "",
+            (status.name, "bold"), f" ({status.kind}", f", {safe(status.environment)}" if status.environment else "",
             ") ", state,
         )
         if status.latency_ms is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rich.console import JustifyMethod
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
@@ -20,9 +19,9 @@ from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Static
 
-from checks.activity import ActivitySample
+from checks.activity import ActivitySample, Justify, for_engine
 from checks.display import terminal_safe as safe_line
-from console.formats.activity_text import LAYOUT, cell_text
+from console.formats.activity_text import cell_text
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -106,8 +105,8 @@ class ActivityScreen(Screen[None]):
         self.render_sample()
 
     @property
-    def sections(self) -> list[tuple[str, str, list[tuple[str, str, JustifyMethod]], int]]:
-        return LAYOUT[self.engine]
+    def sections(self) -> list[tuple[str, str, list[tuple[str, str, Justify]], int]]:
+        return for_engine(self.engine).LAYOUT
 
     def rows(self) -> list[dict[str, Any]]:
         if self.sample is None:
@@ -277,7 +276,7 @@ class ConfirmKillModal(ModalScreen[bool]):
         self.plan = plan
 
     def compose(self) -> ComposeResult:
-        from checks.adapters import step_text
+        from checks.engines import step_text
 
         plan = self.plan
         what = str(plan.row.get("query") or plan.row.get("command") or plan.row.get("last_command") or "")

@@ -35,7 +35,7 @@ def export_text(findings: Sequence[Finding], targets: Sequence[TargetStatus], fm
         lines += [f"Filter: {description}", ""]
     if targets:
         lines += ["| target | kind | environment | state | version |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {t.name} | {t.kind.value} | {t.environment or ''} | {t.state.value} | {t.server_version or ''} |"
+        lines += [f"| {t.name} | {t.kind} | {t.environment or ''} | {t.state.value} | {t.server_version or ''} |"
                   for t in targets]
         lines.append("")
     lines += ["| severity | target | check | object | title |", "| --- | --- | --- | --- | --- |"]

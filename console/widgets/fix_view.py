@@ -14,7 +14,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.widgets import Static
 
-from checks.adapters import adapter_for_language, step_text
+from checks.engines import adapter_for_language, step_text
 from checks.model import Fix, FixSafety, FixStep
 
 SAFETY_WORDS = {

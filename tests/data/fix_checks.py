@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from checks.engine import Check, Registry, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
+from checks.contract import Check, Scope
+from checks.registry import Registry
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 
 
 class PgMissingIndex(Check):
     """orders.customer_id has no valid index."""
 
     id = "test.pg-missing-index"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Foreign key column without an index"
     severity = Severity.MEDIUM
     rationale = "Test check."
@@ -48,7 +49,7 @@ class PgNarrowColumn(Check):
     """orders.note is varchar(10); the fix widens it to text (an ACCESS EXCLUSIVE ALTER)."""
 
     id = "test.pg-narrow-column"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Narrow varchar column"
     severity = Severity.LOW
     rationale = "Test check."
@@ -76,7 +77,7 @@ class PgNarrowColumn(Check):
 
 class PgManual(Check):
     id = "test.pg-manual"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Needs a human"
     severity = Severity.HIGH
     rationale = "Test check."
@@ -95,7 +96,7 @@ class MongoMissingIndex(Check):
     """orders has no index on {customerId: 1}; the fix creates it."""
 
     id = "test.mongo-missing-index"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "Missing index"
     severity = Severity.MEDIUM
     rationale = "Test check."
@@ -125,7 +126,7 @@ class MongoTtlTooLong(Check):
     """sessions' TTL index expires after more than an hour; the fix collMods it to 3600 s."""
 
     id = "test.mongo-ttl"
-    engine = Engine.MONGODB
+    engine = "mongodb"
     title = "TTL too long"
     severity = Severity.LOW
     rationale = "Test check."
@@ -158,7 +159,7 @@ class RedisMissingTtl(Check):
     """session:<id> keys without a TTL; the fix is the expire-missing-ttl batch operation."""
 
     id = "test.redis-missing-ttl"
-    engine = Engine.REDIS
+    engine = "redis"
     title = "Keys without a TTL"
     severity = Severity.MEDIUM
     rationale = "Test check."
@@ -192,7 +193,7 @@ class RedisTimeoutSetting(Check):
     """`timeout 0` keeps idle clients forever; the fix sets it to 300 (CONFIG SET, private servers only)."""
 
     id = "test.redis-timeout"
-    engine = Engine.REDIS
+    engine = "redis"
     title = "Idle clients never closed"
     severity = Severity.LOW
     rationale = "Test check."
@@ -220,7 +221,7 @@ ALL = [PgMissingIndex, PgNarrowColumn, PgManual, MongoMissingIndex, MongoTtlTooL
 
 def registry(*checks: type[Check]) -> Registry:
     """A registry of the given test checks (all of them by default) plus the built-in ones."""
-    from checks.engine import load_registry
+    from checks.registry import load_registry
 
     reg = load_registry()
     for check in checks or ALL:

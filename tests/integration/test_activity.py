@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from checks.activity import mongodb as mongo_activity
-from checks.activity import postgres as pg_activity
-from checks.activity import redis as redis_activity
+from checks.mongodb import activity as mongo_activity
+from checks.postgres import activity as pg_activity
+from checks.redis import activity as redis_activity
 from tests.integration.test_cli import dbvitals
 from tests.integration.test_redis_server_settings import private_redis
 
@@ -227,14 +227,14 @@ def test_counter_reset_gives_no_negative_rate():
 
 def test_statements_with_control_bytes_are_shown_escaped():
     from console.formats.activity_text import render_activity
-    from checks.model import Engine, TargetState, TargetStatus
+    from checks.model import TargetState, TargetStatus
 
     sample = pg_activity.sample_from_rows("app", [
         {"pid": 9, "datname": "d", "usename": "u", "application_name": "app\x1b]0;owned\x07", "client": None,
          "state": "active", "wait_event_type": None, "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0,
          "state_age_s": 1.0, "query": "SELECT 1 -- \x1b[2J\nDROP TABLE x", "blocked_by": []},
     ])
-    status = TargetStatus("app", Engine.POSTGRES, TargetState.CONNECTED)
+    status = TargetStatus("app", "postgres", TargetState.CONNECTED)
     text = render_activity({"app": sample}, {"app": status}, width=80)
     assert "\x1b" not in text and "\x07" not in text
     assert all(len(line) <= 80 for line in text.splitlines())

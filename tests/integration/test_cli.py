@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from checks.config import target_kinds
 from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ def test_usage_errors_exit_2(local_config, args, message):
     [
         ("misspelt_key.toml", "targets.orders.enviroment", "unknown key (check the spelling"),
         ("bad_toml.toml", None, "not valid TOML"),
-        ("wrong_kind.toml", "targets.orders.kind", 'expected kind = "postgres", "mongodb" or "redis"'),
+        ("wrong_kind.toml", "targets.orders.kind", f"expected kind = {target_kinds()}"),  # the registered kinds
         ("missing_url.toml", "targets.orders.url", "required key is missing"),
         ("wrong_type.toml", "targets.cache.timeout", "valid number"),
         ("bad_url_scheme.toml", "targets.orders.url", 'expected a URL starting with "postgresql://"'),

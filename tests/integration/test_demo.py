@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from checks.config import load_config
-from checks.engine import Runner, load_registry
+from checks.registry import load_registry
+from checks.runner import Runner
 from checks.fixes import Journal, apply_fix, plan_fix
 from checks.model import FixSafety
 from console.commands.demo import create_demo

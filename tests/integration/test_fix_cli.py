@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import checks.engine
+import checks.registry
 from checks.model import finding_id
 from console.cli import main
 from tests.data import fix_checks
@@ -24,7 +24,7 @@ PASSWORD = "cli-Secret-77"
 @pytest.fixture
 def registry(monkeypatch):
     reg = fix_checks.registry()
-    monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: reg)
+    monkeypatch.setattr(checks.registry, "load_registry", lambda *a, **k: reg)
     return reg
 
 
@@ -181,8 +181,8 @@ def test_mongosh_and_redis_cli_scripts(mongo_db, redis_db, tmp_path, registry, c
 def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finish(orders, tmp_path, capsys):
     config = pg_config(orders, tmp_path)
     program = (
-        "import sys, checks.engine; from tests.data import fix_checks; reg = fix_checks.registry(); "
-        "checks.engine.load_registry = lambda *a, **k: reg; from console.cli import main; "
+        "import sys, checks.registry; from tests.data import fix_checks; reg = fix_checks.registry(); "
+        "checks.registry.load_registry = lambda *a, **k: reg; from console.cli import main; "
         f"sys.exit(main(['fix', '{MISSING}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
     )
 
@@ -198,11 +198,11 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
     # What it left on the server, an INVALID index, is found and dropped by the next attempt.
     assert orders.fetch("SELECT count(*) AS n FROM pg_index WHERE NOT indisvalid AND indrelid = 'orders'::regclass")[0]["n"] == 1
     reg = fix_checks.registry()
-    checks.engine.load_registry, saved = (lambda *a, **k: reg), checks.engine.load_registry
+    checks.registry.load_registry, saved = (lambda *a, **k: reg), checks.registry.load_registry
     try:
         assert main(["fix", MISSING, "--yes", "--config", str(config)]) == 0
     finally:
-        checks.engine.load_registry = saved
+        checks.registry.load_registry = saved
     assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in capsys.readouterr().out
     assert orders.fetch("SELECT bool_and(indisvalid) AS ok FROM pg_index WHERE indrelid = 'orders'::regclass")[0]["ok"]
     assert main(["undo", entry_id, "--yes", "--config", str(config)]) == 3  # it applied nothing to undo
@@ -265,7 +265,7 @@ def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(order
     assert "is not in the last report of this config" in captured.err
     (targets, searched), = check_runs
     assert targets == ["pg", "other"]
-    fixable = {c.id for c in registry.checks.values() if c.engine.value == "postgres" and c.fix_availability.value != "never"}
+    fixable = {c.id for c in registry.checks.values() if c.engine == "postgres" and c.fix_availability.value != "never"}
     assert set(searched) == fixable and "postgres.connection" not in searched
     check_runs.clear()
     assert main(["fix", "0123456789ab", "--dry-run", "--target", "other", "--config", config]) == 1
@@ -276,17 +276,17 @@ def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(order
 def test_the_verification_reuses_the_connection_of_the_find(orders, tmp_path, registry, capsys, monkeypatch):
     """`fix --yes` opens one check connection: the find (which is the re-check) and the
     verification share it; the fix's steps run on a read-write session of their own."""
-    import checks.connectors
+    import checks.runner
 
     config = str(pg_config(orders, tmp_path))
     opened = []
-    real = checks.connectors.connect
+    real = checks.runner.connect
 
     async def counting(name, target):
         opened.append(name)
         return await real(name, target)
 
-    monkeypatch.setattr(checks.connectors, "connect", counting)
+    monkeypatch.setattr(checks.runner, "connect", counting)  # where the runner opens check connections
     assert main(["fix", f"pg/test.pg-missing-index/{MISSING}", "--yes", "--config", config]) == 0
     assert "fixed (verified)" in capsys.readouterr().out
     assert opened == ["pg"] and index_count(orders) == 1

@@ -19,7 +19,8 @@ import asyncpg
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Runner, load_registry
+from checks.registry import load_registry
+from checks.runner import Runner
 from checks.fixes import Journal, apply_fix, plan_fix, undo_fix
 from checks.model import finding_id
 from console.cli import main

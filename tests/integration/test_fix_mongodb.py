@@ -8,7 +8,7 @@ import asyncio
 import pymongo
 
 from checks.config import config_from_dict
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.fixes import Journal, apply_fix, find_finding, plan_fix, undo_fix
 from checks.model import Finding, Fix, FixSafety, FixStep, finding_id
 from tests import support

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from checks.config import config_from_dict
-from checks.engine import Runner, load_registry
+from checks.registry import load_registry
+from checks.runner import Runner
 from checks.fixes import Journal, apply_fix, plan_fix, undo_fix
 
 

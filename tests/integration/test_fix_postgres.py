@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Scope
+from checks.contract import Scope
 from checks.fixes import FixLimits, Journal, apply_fix, find_finding, plan_fix, undo_fix
 from checks.model import Finding, Fix, FixSafety, FixStep, finding_id
 from tests.data import fix_checks

@@ -12,7 +12,7 @@ import redis
 
 from checks.config import config_from_dict
 from checks.fixes import Journal, apply_fix, find_finding, plan_fix, undo_fix
-from checks.fixes.redis import KeysLog
+from checks.redis.executor import KeysLog
 from checks.model import finding_id
 from tests import support
 from tests.data import fix_checks

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-import checks.engine
+import checks.registry
 from checks.model import finding_id
 from console.cli import main
 from tests.data import fix_checks
@@ -25,7 +25,7 @@ MANUAL = finding_id("test.pg-manual", "pg", "public.orders")
 @pytest.fixture
 def gate(pg_db, tmp_path, monkeypatch):
     reg = fix_checks.registry()
-    monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: reg)
+    monkeypatch.setattr(checks.registry, "load_registry", lambda *a, **k: reg)
     monkeypatch.chdir(tmp_path)
     pg_db.execute("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, note varchar(10))")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from checks.config import config_from_dict
-from checks.engine import KeptConnections
+from checks.runner import KeptConnections
 
 
 def target(kind: str, url: str):

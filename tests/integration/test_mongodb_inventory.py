@@ -9,7 +9,7 @@ from collections import Counter
 
 from pymongo import AsyncMongoClient, monitoring
 
-from checks.connectors.mongodb import MongoSession
+from checks.mongodb.connector import MongoSession
 from checks.mongodb._inventory import collection_info, counted, measured
 
 BUDGET = 5.0

@@ -9,8 +9,8 @@ import asyncio
 
 import asyncpg
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Fix, FixAvailability, FixSafety, FixStep, Severity, finding_id
+from checks.contract import Check, Scope
+from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity, finding_id
 from tests import support
 from tests.data import fix_checks
 from tests.integration.test_postgres_pack import EXPECT, PACK, QUIET_HISTORY, by_object, problem_db
@@ -86,7 +86,7 @@ class CountsOrders(Check):
     """Reads the orders table itself, so a lock on it makes this check fail (lock_timeout)."""
 
     id = "test.pg-counts-orders"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Orders counted"
     severity = Severity.LOW
     rationale = "Test check."
@@ -103,12 +103,12 @@ class CountsOrders(Check):
 
 
 async def test_fix_says_the_recheck_failed_and_why_instead_of_maybe_fixed(pg_db, tmp_path, monkeypatch, capsys):
-    import checks.engine
+    import checks.registry
     from console.cli import main
 
     await asyncio.to_thread(pg_db.execute, "CREATE TABLE orders (id int PRIMARY KEY)")
     registry = fix_checks.registry(CountsOrders)
-    monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: registry)
+    monkeypatch.setattr(checks.registry, "load_registry", lambda *a, **k: registry)
     config = tmp_path / "dbvitals.toml"
     config.write_text(f'journal = "{tmp_path / "j.jsonl"}"\n\n[targets.pg]\nkind = "postgres"\n'
                       f'url = "{pg_db.url}"\nallow_fixes = true\n')

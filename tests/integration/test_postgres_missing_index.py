@@ -132,8 +132,8 @@ def test_dbvitals_own_statements_carry_the_marker_and_are_never_advised_on(prelo
     """pg_stat_statements keeps dbvitals' catalog reads (marked /* dbvitals */); the check reads
     the workload without them, so it never suggests an index for its own queries."""
     from checks.connectors import connect
-    from checks.connectors.marker import STATEMENT_MARKER, is_own_statement
-    from checks.engine import Scope, resolve_options
+    from checks.postgres.marker import STATEMENT_MARKER, is_own_statement
+    from checks.contract import Scope, resolve_options
     from checks.postgres.missing_index import MissingIndex
 
     asyncio.run(_admin(preloaded_server, "CREATE DATABASE own"))

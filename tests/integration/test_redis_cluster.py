@@ -88,7 +88,7 @@ def test_expire_fix_runs_on_every_master_and_undo_restores_exactly_those_keys(re
     import redis
     from redis.cluster import RedisCluster
 
-    from checks.engine import load_registry
+    from checks.registry import load_registry
     from checks.fixes import Journal, apply_fix, plan_fix, undo_fix
 
     cluster = RedisCluster(host="127.0.0.1", port=redis_cluster[0])

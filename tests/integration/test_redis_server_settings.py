@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from checks.config import config_from_dict
-from checks.connectors.redis import connect
-from checks.engine import Scope
+from checks.redis.connector import connect
+from checks.contract import Scope
 from checks.model import FixSafety, Severity
 from checks.redis.security import Security
 from tests import support

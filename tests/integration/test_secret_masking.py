@@ -128,11 +128,11 @@ def test_a_replica_url_without_a_password_takes_the_targets(tmp_path, capsys):
 def test_fix_history_undo_and_the_journal_never_hold_the_password(tmp_path, capsys, monkeypatch):
     import redis
 
-    import checks.engine
+    import checks.registry
     from tests.data import fix_checks
 
     registry = fix_checks.registry()
-    monkeypatch.setattr(checks.engine, "load_registry", lambda *a, **k: registry)
+    monkeypatch.setattr(checks.registry, "load_registry", lambda *a, **k: registry)
     password = "pa/ss?#@:%\"'<&> 9"
     server = support.PrivateRedis("--requirepass", password)
     try:

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.engine import Runner, load_registry
+from checks.registry import load_registry
+from checks.runner import Runner
 from checks.model import Report, Severity, TargetState
 from tests import support
 

@@ -105,9 +105,9 @@ def test_record_takes_snapshots_with_bounded_retention(tmp_path, pg_db):
 # --- the store ------------------------------------------------------------------------------------
 
 def _report() -> Report:
-    from checks.model import Engine, Finding, Severity, TargetState, TargetStatus
+    from checks.model import Finding, Severity, TargetState, TargetStatus
 
-    status = TargetStatus("app", Engine.POSTGRES, TargetState.CONNECTED)
+    status = TargetStatus("app", "postgres", TargetState.CONNECTED)
     finding = Finding("abc123", "postgres.unused-index", Severity.LOW, "app", "public.i", "unused", "m")
     return Report([status], [finding], [], 1.0)
 

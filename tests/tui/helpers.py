@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from checks.config import Settings
-from checks.engine import Check, Registry, Scope
+from checks.contract import Check, Scope
+from checks.registry import Registry
 from checks.model import (
-    Engine,
     Finding,
     Fix,
     FixAvailability,
@@ -38,11 +38,11 @@ def synthetic_settings() -> Settings:
 
 def synthetic_statuses() -> list[TargetStatus]:
     return [
-        TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED, None, "16.4", environment="production",
+        TargetStatus("orders", "postgres", TargetState.CONNECTED, None, "16.4", environment="production",
                      url="postgresql://app@orders.internal:5432/orders", role="primary"),
-        TargetStatus("sessions", Engine.REDIS, TargetState.CONNECTED, None, "7.2.5", environment="staging",
+        TargetStatus("sessions", "redis", TargetState.CONNECTED, None, "7.2.5", environment="staging",
                      url="redis://cache.internal:6379/0"),
-        TargetStatus("events", Engine.MONGODB, TargetState.REFUSED, None, None,
+        TargetStatus("events", "mongodb", TargetState.REFUSED, None, None,
                      error="[Errno 111] Connection refused", url="mongodb://events.internal:27017/events"),
     ]
 
@@ -84,7 +84,7 @@ def synthetic_findings(count: int = 12) -> list[Finding]:
 
 class SyntheticCheck(Check):
     id = "postgres.fk-missing-index"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "Foreign keys without an index"
     severity = Severity.HIGH
     rationale = "Deleting a parent row scans the whole child table when the referencing column has no index."
@@ -126,7 +126,7 @@ class MissingIndexCheck(Check):
     """A test check with a real, safe fix: `public.orders.customer_id` needs an index."""
 
     id = "postgres.test-missing-index"
-    engine = Engine.POSTGRES
+    engine = "postgres"
     title = "orders.customer_id has no index"
     severity = Severity.HIGH
     rationale = "Lookups of a customer's orders scan the whole table."

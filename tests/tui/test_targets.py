@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from checks.engine import Registry
+from checks.registry import Registry
 from checks.model import Severity, TargetState
 from checks.postgres.connection import PostgresConnection
 from checks.redis.connection import RedisConnection

@@ -1,21 +1,25 @@
-"""The engine adapters: one per engine, registered in one place, and the one step renderer."""
+"""The engine adapters: one per registered engine, found by entry point, and the one step renderer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
 import pytest
 
-import checks.adapters as adapters
-from checks.adapters import EngineAdapter, adapter_for, adapter_for_language, step_text
+from checks.config import TargetBase, config_from_dict
+from checks.engines import EngineAdapter, adapter_for, adapter_for_language, engine_problems, engines, forget_adapters
+from checks.engines import step_text
 from checks.fixes.script import migration_script
-from checks.model import Engine, Finding, Fix, FixSafety, FixStep, Severity
+from checks.model import Finding, Fix, FixSafety, FixStep, Severity
 
 
 def test_every_engine_has_one_adapter_with_its_own_step_language():
-    found = {engine: adapter_for(engine) for engine in Engine}
-    assert all(adapter.engine is engine for engine, adapter in found.items())
-    assert adapter_for("postgres") is found[Engine.POSTGRES]  # a target's kind finds it too
+    found = engines()
+    assert {"postgres", "mongodb", "redis"} <= set(found)
+    assert all(adapter.kind == kind for kind, adapter in found.items())
+    assert adapter_for("postgres") is found["postgres"]  # a target's kind finds it
     languages = [adapter.language for adapter in found.values()]
     assert len(set(languages)) == len(languages)
     assert all(adapter_for_language(adapter.language) is adapter for adapter in found.values())
@@ -41,10 +45,15 @@ def test_the_console_copies_exactly_what_the_cli_shows(step, text):
     assert steps_text([step]).splitlines()[-1] == text
 
 
-class CqlAdapter(EngineAdapter):
-    """A fourth engine, as a plugin would add it: nothing else changes."""
+class CassandraTarget(TargetBase):
+    kind: Literal["cassandra"]
 
-    engine = Engine.POSTGRES  # the enum is closed; what matters here is that nothing branches on it
+
+class CqlAdapter(EngineAdapter):
+    """A fourth engine, as a package would add it: nothing else changes."""
+
+    kind = "cassandra"
+    target_model = CassandraTarget
     language = "cql"
     comment = "--"
     lexer = "sql"
@@ -57,16 +66,47 @@ class CqlAdapter(EngineAdapter):
         return ["CONSISTENCY QUORUM;", *super().script_steps(steps)]
 
 
-def test_a_fourth_engine_is_one_registered_adapter(monkeypatch):
-    monkeypatch.setitem(adapters.ADAPTERS, "cassandra", f"{__name__}:CqlAdapter")
-    adapters.forget_adapters()
-    try:
-        step = FixStep("cql", "DROP INDEX ks.i")
-        assert step_text(step) == "DROP INDEX ks.i USING TIMEOUT 5s;"
-        fix = Fix(summary="drop", safety=FixSafety.SAFE, steps=(step,))
-        finding = Finding(id="f1", check="cql.x", severity=Severity.LOW, target="c", object="ks.i", title="t",
-                          message="m", fix=fix)
-        script = migration_script("cassandra", "c", "cql://h", "cql.x", [finding], generated_at="now", version="1")
-        assert script.splitlines()[-2:] == ["CONSISTENCY QUORUM;", "DROP INDEX ks.i USING TIMEOUT 5s;"]
-    finally:
-        adapters.forget_adapters()
+def _install(site: Path, name: str, entry: str) -> None:
+    """A distribution's metadata on sys.path: what `pip install` of an engine package leaves."""
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[dbvitals.engines]\n{entry}\n", encoding="utf-8")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    forget_adapters()
+    yield tmp_path
+    monkeypatch.undo()
+    forget_adapters()
+
+
+def test_a_fourth_engine_is_one_entry_point(site):
+    _install(site, "dbvitals_cql", f"cassandra = {__name__}:CqlAdapter")
+    forget_adapters()
+    assert isinstance(adapter_for("cassandra"), CqlAdapter)
+    step = FixStep("cql", "DROP INDEX ks.i")
+    assert step_text(step) == "DROP INDEX ks.i USING TIMEOUT 5s;"
+    fix = Fix(summary="drop", safety=FixSafety.SAFE, steps=(step,))
+    finding = Finding(id="f1", check="cassandra.x", severity=Severity.LOW, target="c", object="ks.i", title="t",
+                      message="m", fix=fix)
+    script = migration_script("cassandra", "c", "cql://h", "cassandra.x", [finding], generated_at="now", version="1")
+    assert script.splitlines()[-2:] == ["CONSISTENCY QUORUM;", "DROP INDEX ks.i USING TIMEOUT 5s;"]
+    # The config takes its target kind from the registered engine: no edit of checks.config.
+    settings = config_from_dict({"targets": {"ring": {"kind": "cassandra", "url": "cql://h:9042"}}})
+    assert isinstance(settings.targets["ring"], CassandraTarget)
+
+
+@pytest.mark.parametrize("entry, problem", [
+    ("cassandra = dbvitals_no_such_module:Engine", "failed to load: ModuleNotFoundError"),
+    ("cassandra = checks.model:Finding", "is not a dbvitals EngineAdapter"),
+    (f"scylla = {__name__}:CqlAdapter", "the adapter's kind must be 'scylla'"),
+    ("postgres = checks.postgres:ENGINE", "engine postgres is already registered"),
+])
+def test_a_broken_engine_is_reported_and_the_others_still_load(site, entry, problem):
+    _install(site, "dbvitals_broken", entry)
+    forget_adapters()
+    assert {"postgres", "mongodb", "redis"} <= set(engines())
+    assert any(problem in p for p in engine_problems()), engine_problems()

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from checks.engine import Check, CheckOptions, load_registry
-from checks.model import Engine, FixAvailability, Severity
+from checks.contract import Check, CheckOptions
+from checks.registry import load_registry
+from checks.engines import engines
+from checks.model import FixAvailability, Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN_IN_CHECKS = {"textual", "console"}
@@ -74,14 +76,14 @@ def test_help_answers_fast_and_lists_the_commands():
 
 
 def test_loading_every_check_imports_no_ui():
-    loaded = _modules_after("from checks.engine import load_registry\nload_registry()")
+    loaded = _modules_after("from checks.registry import load_registry\nload_registry()")
     assert not (loaded & {"textual", "console"})
 
 
 def test_loading_every_check_imports_no_driver():
     """The catalog (`dbvitals checks`) reads metadata only: drivers load when a check runs."""
     loaded = _modules_after(
-        "from checks.engine import load_registry\n"
+        "from checks.registry import load_registry\n"
         "registry = load_registry()\n"
         "assert len(registry.checks) > 20 and not registry.problems, registry.problems\n"
         "[check.catalog_entry() for check in registry.checks.values()]"
@@ -104,13 +106,13 @@ BUILT_IN = [c for c in load_registry().checks.values() if c.__module__.startswit
 
 def test_built_in_checks_are_registered_through_entry_points():
     ids = {c.id for c in BUILT_IN}
-    for engine in Engine:
-        assert {f"{engine.value}.connection", f"{engine.value}.pool"} <= ids
+    for engine in ("postgres", "mongodb", "redis"):
+        assert {f"{engine}.connection", f"{engine}.pool"} <= ids
 
 
 @pytest.mark.parametrize("check", BUILT_IN, ids=lambda c: c.id)
 def test_every_check_has_complete_metadata_and_documented_options(check: type[Check]):
-    assert check.id.startswith(f"{check.engine.value}.") and check.id == check.id.lower()
+    assert check.id.startswith(f"{check.engine}.") and check.id == check.id.lower()
     assert isinstance(check.severity, Severity) and isinstance(check.fix_availability, FixAvailability)
     assert check.title and len(check.rationale) > 60
     assert issubclass(check.Options, CheckOptions)
@@ -120,7 +122,7 @@ def test_every_check_has_complete_metadata_and_documented_options(check: type[Ch
     check.Options()  # the defaults themselves validate
     json.dumps(check.catalog_entry())
     for fact in check.needs:  # a shared fact is as documented as a check
-        assert fact.engine is check.engine and fact.id.startswith(f"{fact.engine.value}.") and fact.description
+        assert fact.engine == check.engine and fact.id.startswith(f"{fact.engine}.") and fact.description
         for name, field in fact.Options.model_fields.items():
             assert field.description and not field.is_required(), f"{fact.id} option {name}"
         fact.Options()
@@ -149,7 +151,7 @@ def test_commands_never_import_the_cli(path):
     assert "console.cli" not in {m for m in _imported_modules(path) if m == "console.cli" or m.startswith("console.cli.")}
 
 
-# Generic code: it asks the engine's adapter (checks/adapters) and never names an engine.
+# Generic code: it asks the engine's adapter (checks.engines) and never names an engine.
 GENERIC_MODULES = ["checks/fixes/__init__.py", "checks/fixes/script.py", "checks/connectors/__init__.py",
                    "checks/connectors/probe.py", "console/commands/history.py",
                    "console/app.py", "console/widgets/fix_view.py", "console/formats/markdown_format.py",
@@ -160,11 +162,10 @@ GENERIC_MODULES = ["checks/fixes/__init__.py", "checks/fixes/script.py", "checks
 def test_generic_code_never_branches_on_the_engine(relative):
     path = ROOT / relative
     source = path.read_text(encoding="utf-8")
-    engine_modules = {f"checks.{pkg}.{engine}" for pkg in ("fixes", "connectors") for engine in Engine}
-    assert not (_imported_modules(path) & engine_modules)
+    assert not {m for m in _imported_modules(path) if m.split(".")[:2] in (["checks", k] for k in engines())}
     assert not (_imported_modules(path) & DRIVERS)
-    for engine in Engine:
-        for spelling in (f"Engine.{engine.name}", f'== "{engine.value}"', 'language == "'):
+    for engine in engines():
+        for spelling in (f"Engine.{engine.upper()}", f'== "{engine}"', 'language == "'):
             assert spelling not in source, f"{relative} branches on {spelling}"
 
 
@@ -181,3 +182,41 @@ def test_one_human_bytes():
                 imported_elsewhere.append(f"{path.relative_to(ROOT)} imports it from {node.module}")
     assert set(defined) == {"checks/units.py"}, defined  # its @overload signatures included
     assert not imported_elsewhere, imported_elsewhere
+
+
+# The snapshot store keeps its own history in an SQLite file: a storage format, not an engine.
+SNAPSHOT_STORE = {"checks/snapshots/store.py", "checks/snapshots/__init__.py", "console/commands/snapshot.py"}
+
+
+def test_the_core_never_names_the_example_sqlite_engine():
+    """The SQLite engine lives in its own package (tests/example_engine_sqlite), registered only by
+    its entry points: no file of the core knows of it."""
+    named = [str(path.relative_to(ROOT)) for top in ("checks", "console") for path in sorted((ROOT / top).rglob("*"))
+             if path.is_file() and path.suffix in {".py", ".tcss", ".toml"}
+             and "sqlite" in path.read_text(encoding="utf-8").lower()]
+    assert set(named) <= SNAPSHOT_STORE, set(named) - SNAPSHOT_STORE
+    assert "sqlite" in engines(), "the example engine is installed by scripts/setup.sh"
+
+
+CORE = [path for top in ("checks", "console") for path in sorted((ROOT / top).rglob("*.py"))
+        if path.relative_to(ROOT).parts[1] not in ("postgres", "mongodb", "redis", "demo")]
+# Known debts, each with its owner: kill.py's KILLABLE_SECTION (the action pipeline's rework),
+# the legacy redis://PASSWORD@host form the secret masker reads, the MongoDB-only `profiler`
+# command, and the demo command that starts one server of each built-in engine.
+ENGINE_NAMED = {"checks/activity/kill.py", "checks/secrets.py", "console/commands/profiler.py",
+                "console/commands/demo.py"}
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_core_has_no_engine_literal(path):
+    """No string literal of the core is a built-in engine's kind or starts one of its check ids:
+    an engine's names live in its package (docstrings and comments may mention one)."""
+    relative = str(path.relative_to(ROOT))
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    named = [node.value for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+             and (node.value in {"postgres", "mongodb", "redis"} or node.value.startswith(("postgres.", "mongodb.", "redis.")))]
+    assert not named or relative in ENGINE_NAMED, f"{relative} names an engine: {named}"

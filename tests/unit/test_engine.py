@@ -8,8 +8,11 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from checks.engine import ENTRY_POINT_GROUP, Check, Fact, FactContext, Registry, Runner, UsageError, load_registry
-from checks.model import Engine, Finding, Severity, TargetState
+from checks.catalog_cache import ENTRY_POINT_GROUP
+from checks.contract import Check, Fact, FactContext
+from checks.registry import Registry, UsageError, load_registry
+from checks.runner import Runner
+from checks.model import Finding, Severity, TargetState
 from tests import support
 
 
@@ -33,26 +36,26 @@ def test_installed_example_plugin_is_discovered():
     ],
 )
 def test_broken_entry_point_is_reported_not_raised(value, problem):
-    registry = load_registry([_point("broken", value), _point("redis", "checks.redis:CHECKS")])
+    registry = load_registry([_point("broken", value), _point("redis", "checks.redis.pack:CHECKS")])
     [reported] = registry.problems
     assert reported.startswith(f"plugin broken = {value}") and problem in reported
     assert "redis.connection" in registry.checks and "redis.pool" in registry.checks
 
 
 def test_entry_point_may_name_a_module_with_checks():
-    registry = load_registry([_point("pg", "checks.postgres")])
+    registry = load_registry([_point("pg", "checks.postgres.pack")])
     assert {"postgres.connection", "postgres.pool"} <= set(registry.checks)
 
 
 def test_a_plugin_cannot_take_a_built_in_id():
     class Impostor(Check):
         id = "redis.pool"
-        engine = Engine.REDIS
+        engine = "redis"
         title = "impostor"
         severity = Severity.INFO
         rationale = "none"
 
-    registry = load_registry([_point("redis", "checks.redis:CHECKS")])
+    registry = load_registry([_point("redis", "checks.redis.pack:CHECKS")])
     registry.add(Impostor, "evil = evil:Impostor")
     assert registry.checks["redis.pool"] is not Impostor
     assert registry.problems == ["plugin evil = evil:Impostor: check id redis.pool is already registered"]
@@ -87,7 +90,7 @@ SECRET = "runner-s3cret-pw"
 
 
 class TinyCheck(Check):
-    engine = Engine.REDIS
+    engine = "redis"
     severity = Severity.LOW
     rationale = "A test check."
     runs_when_unreachable = True  # the target below is never reachable: no server needed
@@ -175,7 +178,7 @@ class Counted(Fact[dict]):
     """A fact that counts its computations and tells which checks asked for it."""
 
     id = "redis.test-counted"
-    engine = Engine.REDIS
+    engine = "redis"
     description = "test fact"
     computed: list[tuple[str, ...]] = []
 

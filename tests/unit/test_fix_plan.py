@@ -7,10 +7,10 @@ import pytest
 
 from checks.config import config_from_dict
 from checks.fixes import refusals_for
-from checks.fixes.postgres import concurrent_build, groups
-from checks.fixes.redis import KeysLog, decode_key, encode_key
-from checks.adapters import step_text
-from checks.adapters.redis import redis_quote
+from checks.postgres.executor import concurrent_build, groups
+from checks.redis.executor import KeysLog, decode_key, encode_key
+from checks.engines import step_text
+from checks.redis.adapter import redis_quote
 from checks.fixes.script import migration_script
 from checks.model import Finding, Fix, FixSafety, FixStep, Severity
 
@@ -157,7 +157,7 @@ def test_command_documents_carry_max_time_ms(database):
     from pathlib import Path
 
     from checks.fixes.execution import Execution, FixLimits
-    from checks.fixes.mongodb import command_document
+    from checks.mongodb.executor import command_document
 
     target = config_from_dict({"targets": {"d": {"kind": "mongodb", "url": "mongodb://h/app"}}}).targets["d"]
     run = Execution("d", target, "e", Path("."), FixLimits(statement_timeout_s=12))

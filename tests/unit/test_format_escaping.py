@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import checks.secrets
 from checks.model import (
-    CheckError, Engine, Finding, Fix, FixSafety, FixStep, Report, Severity, TargetState, TargetStatus,
+    CheckError, Finding, Fix, FixSafety, FixStep, Report, Severity, TargetState, TargetStatus,
 )
 from checks.secrets import MASK, remember_secrets, secret_forms
 from console.formats import FORMATS, render
@@ -34,7 +34,7 @@ def report_with(name: str, secret: str) -> Report:
                 steps=(FixStep("redis", ["EXPIRE", name, "60"], description=leak),)),
     )
     return Report(
-        targets=[TargetStatus("cache", Engine.REDIS, TargetState.REFUSED, error=leak,
+        targets=[TargetStatus("cache", "redis", TargetState.REFUSED, error=leak,
                               url=f"redis://:{secret}@h/0")],
         findings=[finding],
         errors=[CheckError("redis.memory", "cache", "error", leak)],

@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 
 from checks.config import Suppression
-from checks.engine import Registry
+from checks.registry import Registry
 from checks.model import (
-    CheckError, Engine, Finding, Fix, FixSafety, FixStep, Report, Severity, TargetState, TargetStatus,
+    CheckError, Finding, Fix, FixSafety, FixStep, Report, Severity, TargetState, TargetStatus,
 )
 from checks.suppressions import gated
 from console.formats import render
@@ -42,9 +42,9 @@ MUTED = f("cache:*", Severity.HIGH, check="redis.missing-ttl", target="cache")
 def sample(**gate_options):
     report = Report(
         targets=[
-            TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED, 1.0),
-            TargetStatus("cache", Engine.REDIS, TargetState.CONNECTED, 1.0),
-            TargetStatus("docs", Engine.MONGODB, TargetState.REFUSED, error="connection refused"),
+            TargetStatus("orders", "postgres", TargetState.CONNECTED, 1.0),
+            TargetStatus("cache", "redis", TargetState.CONNECTED, 1.0),
+            TargetStatus("docs", "mongodb", TargetState.REFUSED, error="connection refused"),
         ],
         findings=[KNOWN, HIGH, MEDIUM, MUTED],
         errors=[CheckError("postgres.bloat", "orders", "timeout", "did not finish within 30s")],
@@ -149,7 +149,7 @@ def test_markdown_leads_with_the_verdict_and_escapes_names():
 
 
 def test_markdown_passes_when_nothing_fails():
-    clean = gated(Report(targets=[TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED)], findings=[],
+    clean = gated(Report(targets=[TargetStatus("orders", "postgres", TargetState.CONNECTED)], findings=[],
                          errors=[], duration_ms=5.0))
     assert render(clean, "markdown").startswith("## ✅ dbvitals: the gate passes")
 
@@ -161,7 +161,7 @@ def test_markdown_never_suggests_dbvitals_fix_for_a_manual_fix():
         fix=Fix(summary="migrate the column", safety=FixSafety.MANUAL,
                 steps=(FixStep("sql", "ALTER TABLE public.votes ALTER post_id TYPE bigint"),)),
     )
-    report = gated(Report(targets=[TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED)],
+    report = gated(Report(targets=[TargetStatus("orders", "postgres", TargetState.CONNECTED)],
                           findings=[manual, HIGH], errors=[], duration_ms=5.0))
     text = render(report, "markdown")
     assert f"`dbvitals fix {manual.id}`" not in text and "manual: apply by hand" in text

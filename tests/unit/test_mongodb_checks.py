@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 from bson import Int64, ObjectId
 
-from checks.engine import Scope
-from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
+from checks.contract import Scope
+from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.mongodb._inventory import CollectionInfo, FieldSample, IndexSpec
 from checks.mongodb.missing_index import (
     DeclaredIndex,
@@ -34,7 +34,7 @@ def scope_for(check, *, expect=None, checks=None, uses_transactions=False, url="
     settings = support.settings_for(app={"kind": "mongodb", "url": url, "expect": expect or {}, "checks": checks or {},
                                          "uses_transactions": uses_transactions})
     target = settings.targets["app"]
-    status = TargetStatus(name="app", kind=Engine.MONGODB, state=TargetState.CONNECTED, url=url)
+    status = TargetStatus(name="app", kind="mongodb", state=TargetState.CONNECTED, url=url)
     return Scope(target="app", config=target, options=check.Options(**target.checks.get(check.id, {})), status=status)
 
 

@@ -9,8 +9,8 @@ import datetime as dt
 
 from bson import ObjectId
 
-from checks.engine import Scope
-from checks.model import Engine, Severity, TargetState, TargetStatus
+from checks.contract import Scope
+from checks.model import Severity, TargetState, TargetStatus
 from checks.mongodb._inventory import IndexSpec, summarise
 from checks.mongodb._query_sources import current_op_entries, parse_slow_log, query_stats_entries, representative
 from checks.mongodb._schema import dynamic_objects
@@ -31,7 +31,7 @@ def scope_for(check):
     url = "mongodb://db.internal:27017/stocks"
     settings = support.settings_for(app={"kind": "mongodb", "url": url})
     target = settings.targets["app"]
-    status = TargetStatus(name="app", kind=Engine.MONGODB, state=TargetState.CONNECTED, url=url)
+    status = TargetStatus(name="app", kind="mongodb", state=TargetState.CONNECTED, url=url)
     return Scope(target="app", config=target, options=check.Options(), status=status)
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from checks.config import config_from_dict
-from checks.connectors.mongodb import client_options
-from checks.engine import Scope, resolve_options
-from checks.model import Engine, Severity, TargetState, TargetStatus
+from checks.mongodb.connector import client_options
+from checks.contract import Scope, resolve_options
+from checks.model import Severity, TargetState, TargetStatus
 from checks.mongodb.pool import MongoPool, MongoPoolFacts
 
 GOOD_URL = "mongodb://db.internal:27017/app?maxPoolSize=20&timeoutMS=5000"
@@ -23,7 +23,7 @@ def scope(url: str = GOOD_URL, app_pool: dict | None = None, **options) -> Scope
     if options:
         target["checks"] = {"mongodb.pool": options}
     config = config_from_dict({"targets": {"docs": target}}).targets["docs"]
-    status = TargetStatus("docs", Engine.MONGODB, TargetState.CONNECTED, url=config.masked_url)
+    status = TargetStatus("docs", "mongodb", TargetState.CONNECTED, url=config.masked_url)
     return Scope("docs", config, resolve_options(MongoPool, "docs", config), status)
 
 

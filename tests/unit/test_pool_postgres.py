@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Scope, resolve_options
-from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
+from checks.contract import Scope, resolve_options
+from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres.pool import PgPoolFacts, PgSession, PostgresPool, redact_literals
 
 GOOD_URL = "postgresql://app@db.internal:5432/orders?connect_timeout=10&keepalives_idle=60"
@@ -19,7 +19,7 @@ def scope(url: str = GOOD_URL, app_pool: dict | None = None, **options) -> Scope
     if options:
         target["checks"] = {"postgres.pool": options}
     config = config_from_dict({"targets": {"orders": target}}).targets["orders"]
-    status = TargetStatus("orders", Engine.POSTGRES, TargetState.CONNECTED, url=config.masked_url)
+    status = TargetStatus("orders", "postgres", TargetState.CONNECTED, url=config.masked_url)
     return Scope("orders", config, resolve_options(PostgresPool, "orders", config), status)
 
 
@@ -31,7 +31,7 @@ def session(pid: int, state: str | None = "idle", age: float = 1.0, app: str = "
 
 def facts(sessions: list[PgSession], max_connections: int = 100, superuser_reserved: int = 3, reserved: int = 0,
           url: str = GOOD_URL, database_timeouts: dict | None = None) -> PgPoolFacts:
-    from checks.connectors.postgres import client_params
+    from checks.postgres.connector import client_params
 
     return PgPoolFacts(max_connections, superuser_reserved, reserved, sessions, client_params(url),
                        database_timeouts or {})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Scope, resolve_options
-from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
+from checks.contract import Scope, resolve_options
+from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.redis.pool import RedisClientInfo, RedisPool, RedisPoolFacts, url_params
 
 GOOD_URL = "redis://cache.internal:6379/0?socket_timeout=2&socket_connect_timeout=2"
@@ -20,7 +20,7 @@ def scope(url: str = GOOD_URL, app_pool: dict | None = None, **options) -> Scope
     if options:
         target["checks"] = {"redis.pool": options}
     config = config_from_dict({"targets": {"cache": target}}).targets["cache"]
-    status = TargetStatus("cache", Engine.REDIS, TargetState.CONNECTED, url=config.masked_url)
+    status = TargetStatus("cache", "redis", TargetState.CONNECTED, url=config.masked_url)
     return Scope("cache", config, resolve_options(RedisPool, "cache", config), status)
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from checks.config import PostgresTarget, ReferenceExpectation
-from checks.engine import Scope
-from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
+from checks.config import ReferenceExpectation
+from checks.postgres.target import PostgresTarget
+from checks.contract import Scope
+from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres import duplicate_index, fk_missing_index, fk_type_mismatch, invalid_index, long_transactions
 from checks.postgres import _advisor, missing_index, no_primary_key, redundant_index, sequence_exhaustion, unused_index
 from checks.postgres._catalog import Catalog, build_catalog
@@ -83,7 +84,7 @@ class Schema:
 
 def scope(check, expect: list[ReferenceExpectation] = (), **options: Any) -> Scope:
     config = PostgresTarget(kind="postgres", url="postgresql://u@h/db", expect={"references": list(expect)})
-    status = TargetStatus(name="t", kind=Engine.POSTGRES, state=TargetState.CONNECTED)
+    status = TargetStatus(name="t", kind="postgres", state=TargetState.CONNECTED)
     return Scope(target="t", config=config, options=check.Options(**options), status=status)
 
 

@@ -4,9 +4,9 @@ and the name a new index gets, kept stable across an interrupted build."""
 
 from __future__ import annotations
 
-from checks.config import PostgresTarget
-from checks.engine import Scope
-from checks.model import Engine, TargetState, TargetStatus
+from checks.postgres.target import PostgresTarget
+from checks.contract import Scope
+from checks.model import TargetState, TargetStatus
 from checks.postgres._catalog import build_catalog
 from checks.postgres.locked_relation import Facts, LockedRelation
 
@@ -23,7 +23,7 @@ def findings(*locks):
     catalog = build_catalog({"tables": [], "columns": [], "constraints": [], "indexes": [], "search_path": [],
                              "locks": list(locks)})
     config = PostgresTarget(kind="postgres", url="postgresql://u@h/db")
-    status = TargetStatus(name="t", kind=Engine.POSTGRES, state=TargetState.CONNECTED)
+    status = TargetStatus(name="t", kind="postgres", state=TargetState.CONNECTED)
     check = LockedRelation()
     return check.evaluate(Facts(catalog), Scope(target="t", config=config, options=check.Options(), status=status))
 

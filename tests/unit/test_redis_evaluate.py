@@ -9,8 +9,8 @@ import random
 import pytest
 
 from checks.config import config_from_dict
-from checks.engine import Scope
-from checks.model import Engine, FixSafety, Severity, TargetState, TargetStatus
+from checks.contract import Scope
+from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.redis._scan import (
     DatabaseScan, KeyspaceScan, PatternStats, PatternTable, Reservoir, _apportion, merge_databases, url_database,
 )
@@ -26,7 +26,7 @@ from checks.redis.ttl_coverage import TtlCoverage, human_seconds, nice_ceiling, 
 def scope_for(check, **target):
     settings = config_from_dict({"targets": {"cache": {"kind": "redis", "url": "redis://10.0.0.5:6379", **target}}})
     config = settings.targets["cache"]
-    status = TargetStatus("cache", Engine.REDIS, TargetState.CONNECTED, url=config.masked_url)
+    status = TargetStatus("cache", "redis", TargetState.CONNECTED, url=config.masked_url)
     return Scope("cache", config, check.Options(**config.checks.get(check.id, {})), status)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from checks.adapters import steps_lock
+from checks.engines import steps_lock
 from checks.model import FixStep
 
 

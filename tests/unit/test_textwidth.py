@@ -8,7 +8,7 @@ import io
 import pytest
 from rich.console import Console
 
-from checks.model import Engine, Finding, Report, Severity, TargetState, TargetStatus
+from checks.model import Finding, Report, Severity, TargetState, TargetStatus
 from console.cli import build_parser
 from console.formats.text_format import render
 from console.textwidth import Column, fit_columns, fitted, terminal_width
@@ -56,7 +56,7 @@ def test_text_report_at_80_columns_breaks_no_word():
     findings = [Finding(id=f"{i:012d}", check="postgres.fk-type-mismatch", severity=Severity.HIGH, target="app",
                         object="public.wallet_events.transaction_id", title=t, message="m")
                 for i, t in enumerate(titles)]
-    report = Report(targets=[TargetStatus("app", Engine.POSTGRES, TargetState.CONNECTED, 1.0)], findings=findings,
+    report = Report(targets=[TargetStatus("app", "postgres", TargetState.CONNECTED, 1.0)], findings=findings,
                     errors=[], duration_ms=1.0)
     lines = render(report, width=80).splitlines()
     assert all(len(line.rstrip()) <= 80 for line in lines)

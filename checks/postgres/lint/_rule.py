@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Column, Index, Table, quote_ident
 
 
@@ -32,7 +32,7 @@ class LintFacts:
 
 
 class LintRule(Check):
-    engine = Engine.POSTGRES
+    engine = "postgres"
     severity = Severity.LOW
     needs = (CatalogSnapshot,)
 

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field
 
-from checks.engine import CheckOptions
+from checks.contract import CheckOptions
 from checks.postgres._catalog import quote_ident
 from checks.postgres.lint._rule import LintFacts, LintRule, Violation, lint_indexes
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from checks.engine import Check, Scope
-from checks.model import Engine, Finding, Severity
+from checks.contract import Check, Scope
+from checks.model import Finding, Severity
 
 MARKER = "dbvitals-example-plugin:marker"
 
 
 class MarkerKey(Check):
     id = "redis.example-marker"
-    engine = Engine.REDIS
+    engine = "redis"
     title = "Example plugin: marker key present"
     severity = Severity.INFO
     rationale = "Shows that checks from another package are discovered through entry points."

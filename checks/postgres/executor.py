@@ -145,7 +145,7 @@ def groups(steps: Sequence[FixStep]) -> list[list[tuple[int, FixStep]]]:
 
 
 async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
-    from checks.connectors.postgres import open_pool
+    from checks.postgres.connector import open_pool
 
     try:
         pool = await open_pool(run.target, read_only=False, max_size=1)
@@ -254,7 +254,7 @@ async def _drop_stale_invalid(conn: Any, run: Execution, build: ConcurrentBuild,
 async def _drop_left_invalid(run: Execution, build: ConcurrentBuild, before: set[int]) -> None:
     """Drop the INVALID index a failed concurrent build left, on a fresh session: the build's
     own session may be the one that was terminated."""
-    from checks.connectors.postgres import open_pool
+    from checks.postgres.connector import open_pool
 
     what = f"index {build.name}" if build.name else f"the new index on {build.table}"
     try:
@@ -301,7 +301,7 @@ async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[st
     creates = [c for step in steps[: run.steps_done] if (c := index_create(str(step.command)))]
     if not creates:
         return []
-    from checks.connectors.postgres import open_pool
+    from checks.postgres.connector import open_pool
 
     pool = await open_pool(run.target, max_size=1)
     try:
@@ -337,7 +337,7 @@ async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> Und
         else:
             check.steps = list(inverse)
         return check
-    from checks.connectors.postgres import open_pool
+    from checks.postgres.connector import open_pool
 
     creates = {c.name: c for s in entry.steps if (c := index_create(str(s.get("command", ""))))}
     recorded = [e for e in entry.expect if e.get("kind") == "pg-index"]

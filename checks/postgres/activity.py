@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from checks.activity import ActivitySample, now_iso, shorten
+from checks.activity import ActivitySample, Section, now_iso, shorten
 from checks.model import FixStep
 
 OWN_APPLICATION = "dbvitals"
@@ -23,6 +23,20 @@ FROM pg_stat_activity a
 WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
 ORDER BY a.xact_start NULLS LAST, a.pid
 """
+
+# How the activity view shows each section (checks.activity.Section), in this order.
+LAYOUT: list[Section] = [
+    ("blocking", "Blocking (who waits on whom)",
+     [("tree", "pid", "left"), ("query_age_s", "age s", "right"), ("wait", "wait", "left"), ("query", "statement", "left")], 20),
+    ("idle_in_transaction", "Idle in transaction",
+     [("id", "pid", "right"), ("application", "app", "left"), ("xact_age_s", "xact s", "right"), ("query", "last statement", "left")], 10),
+    ("sessions", "Sessions",
+     [("id", "pid", "right"), ("state", "state", "left"), ("wait", "wait", "left"), ("xact_age_s", "xact s", "right"),
+      ("application", "app", "left"), ("query", "statement", "left")], 20),
+    ("applications", "Per application",
+     [("application", "application", "left"), ("sessions", "all", "right"), ("active", "active", "right"),
+      ("idle_in_transaction", "idle tx", "right"), ("waiting", "waiting", "right")], 10),
+]
 
 
 def is_own(row: dict[str, Any]) -> bool:

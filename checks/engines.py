@@ -1,10 +1,12 @@
-"""One adapter object per engine: everything the generic code needs to know about an engine.
+"""The registered engines: one adapter object per engine, everything the generic code needs to
+know about it.
 
-The runner, the fix pipeline, the console, the scripts and the reports ask an engine's
-adapter to connect, run fix steps, render a step as text, measure connections, and for the
-engines that need them, make a batch step's inverse concrete and resume an interrupted run.
-None of them branches on the engine. A new engine is a new adapter module registered in
-`ADAPTERS` (plus its checks package and its target kind in the config).
+The config, the runner, the fix pipeline, the console, the scripts and the reports ask an
+engine's adapter for its target model, to connect, run fix steps, render a step as text,
+measure connections, and for the engines that need them, make a batch step's inverse concrete
+and resume an interrupted run. None of them branches on the engine. An engine is a package
+that registers its adapter under the `dbvitals.engines` entry point group (README, "Writing an
+engine"); the built-in ones register exactly so.
 
 Adapter modules import their drivers lazily, inside the methods that use them: loading an
 adapter to render a step or list the catalog must stay cheap.
@@ -15,42 +17,43 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from checks.model import Engine, FixStep
+from checks.model import FixStep
 
 SideFile = Callable[[str], Path]  # a journal side file by name
 
 if TYPE_CHECKING:
+    from checks.activity import EngineActivity
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
     from checks.fixes.execution import Execution, UndoCheck
+    from checks.snapshots import FiguresReader
 
-# The one place engines are registered: engine -> "module:class".
-ADAPTERS: dict[str, str] = {
-    Engine.POSTGRES.value: "checks.adapters.postgres:PostgresAdapter",
-    Engine.MONGODB.value: "checks.adapters.mongodb:MongoAdapter",
-    Engine.REDIS.value: "checks.adapters.redis:RedisAdapter",
-}
+ENTRY_POINT_GROUP = "dbvitals.engines"
 
 
 class EngineAdapter:
     """What an engine provides. Subclasses set the class attributes and the abstract methods;
     the batch-inverse and resume hooks default to "this engine has none"."""
 
-    engine: ClassVar[Engine]
+    kind: ClassVar[str]  # the targets' `kind` in the config, and the engine of its checks
+    target_model: ClassVar[type[TargetBase]]  # the config model of a target, `kind: Literal[...]`
+    url_schemes: ClassVar[tuple[str, ...]] = ()  # what a target URL of this engine starts with
     language: ClassVar[str]  # FixStep.language of this engine's steps
     comment: ClassVar[str]  # a line comment in the engine's script language
     lexer: ClassVar[str]  # a Pygments lexer name for the rendered steps
     fence: ClassVar[str]  # a Markdown code-fence language for the rendered steps
-    activity_module: ClassVar[str]  # reads what runs now (checks.activity.EngineActivity)
-    figures_module: ClassVar[str]  # reads the figures a snapshot keeps (checks.snapshots.FiguresReader)
+    # Modules of the engine's package, set on the class (a module is not a ClassVar mypy accepts).
+    activity: EngineActivity  # reads what runs now
+    figures: FiguresReader  # reads the figures a snapshot keeps
     script_interpreter: ClassVar[tuple[str, ...]] = ()  # a migration script's "#!" line, if it is a program
 
     display_name: ClassVar[str]  # the engine's name in messages: "PostgreSQL"
-    default_port: ClassVar[int]
+    default_port: ClassVar[int | None] = None  # None: no network server (a file)
     greeting_header: ClassVar[int] = 0  # a reply shorter than this is read on once (a header cut short)
 
     # --- sessions ------------------------------------------------------------------------------
@@ -80,6 +83,11 @@ class EngineAdapter:
     def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
         """Whether the first bytes back (never empty) are this engine's plain protocol."""
         raise NotImplementedError
+
+    def server_key(self, target: TargetBase) -> str | None:
+        """The server a target's sessions land on, for the session budget (checks.budget), when
+        the URL's hosts and ports do not say it (a database file); None: from the URL."""
+        return None
 
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         """(connections in use, connections the server allows), either None when unknown."""
@@ -165,8 +173,8 @@ class ModuleAdapter(EngineAdapter):
     fix steps and undo guards live in a fixes module (`execute`, `record_state`, `inspects`,
     `guard_undo`). Both are imported when first called, so loading the adapter stays cheap."""
 
-    connector_module: ClassVar[str]  # checks.connectors.<engine>
-    fixes_module: ClassVar[str]  # checks.fixes.<engine>
+    connector_module: ClassVar[str]  # checks.<engine>.connector
+    fixes_module: ClassVar[str]  # checks.<engine>.executor
 
     def _connector(self) -> Any:
         return importlib.import_module(self.connector_module)
@@ -193,32 +201,60 @@ class ModuleAdapter(EngineAdapter):
         return await self._fixes().guard_undo(target, entry, inverse)
 
 
-def adapter_for(engine: Engine | str) -> EngineAdapter:
-    """The adapter of an engine (an Engine, or a target's `kind`): one object per engine."""
-    return _adapter(engine.value if isinstance(engine, Engine) else str(engine))
-
-
 @cache
-def _adapter(key: str) -> EngineAdapter:
-    spec = ADAPTERS.get(key)
-    if spec is None:
-        raise LookupError(f"no adapter for engine {key!r} (known: {', '.join(ADAPTERS)})")
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)()
+def engines() -> dict[str, EngineAdapter]:
+    """Every engine registered under `dbvitals.engines`, by kind. An entry point names an
+    EngineAdapter instance or class, under the engine's kind; one that fails to load or is not
+    an adapter is left out and said in `engine_problems()`, and the others still load."""
+    found: dict[str, EngineAdapter] = {}
+    _problems.clear()
+    for point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+        source = f"engine {point.name} = {point.value}"
+        try:
+            loaded = point.load()
+        except Exception as exc:  # a broken third-party engine must not take the tool down
+            _problems.append(f"{source} failed to load: {type(exc).__name__}: {exc}")
+            continue
+        adapter = loaded() if isinstance(loaded, type) and issubclass(loaded, EngineAdapter) else loaded
+        if not isinstance(adapter, EngineAdapter):
+            _problems.append(f"{source}: {loaded!r} is not a dbvitals EngineAdapter")
+        elif getattr(adapter, "kind", None) != point.name or not hasattr(adapter, "target_model"):
+            _problems.append(f"{source}: the adapter's kind must be {point.name!r} and it needs a target_model")
+        elif point.name in found:
+            _problems.append(f"{source}: engine {point.name} is already registered by {type(found[point.name])!r}")
+        else:
+            found[point.name] = adapter
+    return found
+
+
+_problems: list[str] = []
+
+
+def engine_problems() -> list[str]:
+    """Engines that were registered but could not be loaded, phrased for the user."""
+    engines()
+    return list(_problems)
+
+
+def adapter_for(kind: str) -> EngineAdapter:
+    """The adapter of an engine, by kind (a target's `kind`, a check's `engine`)."""
+    adapter = engines().get(str(kind))
+    if adapter is None:
+        raise LookupError(f"no adapter for engine {str(kind)!r} (known: {', '.join(engines())})")
+    return adapter
 
 
 @cache
 def adapter_for_language(language: str) -> EngineAdapter:
-    for engine in ADAPTERS:
-        adapter = _adapter(engine)
+    for adapter in engines().values():
         if adapter.language == language:
             return adapter
     raise LookupError(f"no adapter renders fix steps in {language!r}")
 
 
 def forget_adapters() -> None:
-    """Drop the loaded adapters, after ADAPTERS changed (tests registering an engine)."""
-    _adapter.cache_clear()
+    """Read the registered engines again (tests that install one)."""
+    engines.cache_clear()
     adapter_for_language.cache_clear()
 
 

@@ -1,6 +1,6 @@
 """The Redis adapter: redis-py sessions, command and batch-operation fix steps, redis-cli text.
 
-Batch operations (checks/fixes/redis.py) need the two hooks the other engines do without: an
+Batch operations (checks/redis/executor.py) need the two hooks the other engines do without: an
 expire step's inverse is PERSIST of exactly the keys that entry recorded, and an interrupted
 expire step resumes at the SCAN cursor it recorded."""
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import ModuleAdapter, SideFile
+from checks.engines import ModuleAdapter, SideFile
 from checks.units import int_or_none
-from checks.fixes.quoting import (
+from checks.redis.quoting import (
     SCRIPT_CLI,
     redis_cli_args,
     redis_command_line,
@@ -20,19 +20,24 @@ from checks.fixes.quoting import (
     redis_quote,
     shell_quote,
 )
-from checks.fixes.redis import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
-from checks.model import Engine, FixStep
+from checks.redis.executor import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
+from checks.redis import activity as activity_reader
+from checks.redis import figures as figures_reader
+from checks.redis.target import URL_SCHEMES, RedisTarget
+from checks.model import FixStep
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
 
 
 class RedisAdapter(ModuleAdapter):
-    connector_module = "checks.connectors.redis"
-    fixes_module = "checks.fixes.redis"
-    engine = Engine.REDIS
-    activity_module = "checks.activity.redis"
-    figures_module = "checks.snapshots.figures_redis"
+    connector_module = "checks.redis.connector"
+    fixes_module = "checks.redis.executor"
+    kind = "redis"
+    target_model = RedisTarget
+    url_schemes = URL_SCHEMES
+    activity = activity_reader
+    figures = figures_reader
     language = "redis"
     comment = "#"
     lexer = "bash"
@@ -48,7 +53,7 @@ class RedisAdapter(ModuleAdapter):
 
     async def refresh(self, connection: Connection) -> Connection:
         from checks.connectors import Connection
-        from checks.connectors.redis import RedisSession
+        from checks.redis.connector import RedisSession
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
         client = connection.session.client
@@ -141,7 +146,7 @@ class RedisAdapter(ModuleAdapter):
         command = step.command
         return isinstance(command, dict) and "keys_file" in command and side_file(command["keys_file"]).exists()
 
-    # --- undo guards: checks/fixes/redis.py ---------------------------------------------------
+    # --- undo guards: checks/redis/executor.py ---------------------------------------------------
 
 def _is_op(step: FixStep, op: str) -> bool:
     return isinstance(step.command, dict) and step.command.get("op") == op

@@ -133,7 +133,7 @@ class KeysLog:
 
 
 async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
-    from checks.connectors.redis import make_client
+    from checks.redis.connector import make_client
 
     client = make_client(run.target, socket_timeout=max(run.target.timeout, 30.0))
     try:
@@ -163,7 +163,7 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
 
 def _for_db(run: Execution, db: int) -> Any:
     """A client of its own on logical database `db` (a SELECT on a pooled connection would leak)."""
-    from checks.connectors.redis import make_client
+    from checks.redis.connector import make_client
 
     parts = urlsplit(run.target.url)
     if parts.scheme == "unix":
@@ -395,7 +395,7 @@ async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[st
     settings = [c for step in steps[: run.steps_done] if (c := _config_set(step))]
     if not settings:
         return []
-    from checks.connectors.redis import make_client
+    from checks.redis.connector import make_client
 
     client = make_client(run.target)
     try:
@@ -422,7 +422,7 @@ async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> Und
     forward = {c[0]: c[1] for s in entry.steps if (c := _config_set(FixStep.from_dict(s)))}
     recorded = {e["parameter"]: e for e in entry.expect if e.get("kind") == "redis-config"}
     client = None
-    from checks.connectors.redis import make_client
+    from checks.redis.connector import make_client
 
     try:
         for step in inverse:

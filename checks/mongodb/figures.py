@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from checks.snapshots import Figure
+from checks.snapshots.diff import FigureKind, growth, usage_stopped
 
 MAX_COLLECTIONS = 500
 
@@ -35,3 +36,10 @@ async def gather(session: Any) -> list[Figure]:
                 if ops is not None:
                     figures.append(("mongo.index", f"{namespace}.{stat.get('name')}", {"ops": int(ops)}))
     return figures
+
+
+# How `dbvitals diff` reads these figures (checks.snapshots.diff).
+KINDS = {
+    "mongo.index": FigureKind(usage_stopped("ops"), gone="index dropped", headline="ops"),
+    "mongo.collection": FigureKind(growth("documents", "documents"), gone="collection dropped", headline="documents"),
+}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from checks.snapshots import Figure
+from checks.snapshots.diff import FigureKind, growth
 
 SAMPLE_KEYS = 10_000
 MEMORY_SAMPLES_PER_PATTERN = 5
@@ -59,3 +60,9 @@ async def gather(session: Any) -> list[Figure]:
             "exact": cursor == 0,
         }))
     return figures
+
+
+# How `dbvitals diff` reads these figures (checks.snapshots.diff).
+KINDS = {
+    "redis.pattern": FigureKind(growth("keys", "keys"), gone="no keys of this pattern left", headline="keys"),
+}

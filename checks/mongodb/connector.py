@@ -12,8 +12,8 @@ from pymongo.uri_parser import parse_uri
 from checks.budget import FreeSlots
 from checks.config import TargetBase
 from checks.connectors import Connection, diagnosed
-from checks.connectors.topology import topology_role
-from checks.model import Engine, TargetState, TargetStatus
+from checks.mongodb.topology import topology_role
+from checks.model import TargetState, TargetStatus
 
 SYSTEM_DATABASES = {"admin", "local", "config"}
 
@@ -72,7 +72,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
-        kind=Engine.MONGODB,
+        kind="mongodb",
         state=TargetState.CONNECTED,
         latency_ms=latency_ms,
         server_version=str(build.get("version")),

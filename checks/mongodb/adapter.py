@@ -8,22 +8,27 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import ModuleAdapter
+from checks.engines import ModuleAdapter
 from checks.units import int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
-from checks.fixes.quoting import js_database, js_value
-from checks.model import Engine, FixStep
+from checks.mongodb.quoting import js_database, js_value
+from checks.mongodb import activity as activity_reader
+from checks.mongodb import figures as figures_reader
+from checks.mongodb.target import URL_SCHEMES, MongoTarget
+from checks.model import FixStep
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
 
 
 class MongoAdapter(ModuleAdapter):
-    connector_module = "checks.connectors.mongodb"
-    fixes_module = "checks.fixes.mongodb"
-    engine = Engine.MONGODB
-    activity_module = "checks.activity.mongodb"
-    figures_module = "checks.snapshots.figures_mongodb"
+    connector_module = "checks.mongodb.connector"
+    fixes_module = "checks.mongodb.executor"
+    kind = "mongodb"
+    target_model = MongoTarget
+    url_schemes = URL_SCHEMES
+    activity = activity_reader
+    figures = figures_reader
     language = "mongodb"
     comment = "//"
     lexer = "javascript"
@@ -38,7 +43,7 @@ class MongoAdapter(ModuleAdapter):
 
     async def refresh(self, connection: Connection) -> Connection:
         from checks.connectors import Connection
-        from checks.connectors.mongodb import MongoSession
+        from checks.mongodb.connector import MongoSession
 
         old = connection.session
         assert old is not None  # only a connection that answered is kept for reuse
@@ -104,7 +109,7 @@ class MongoAdapter(ModuleAdapter):
             lines.append(f"must({self.step_text(step).removesuffix(';')});")
         return lines
 
-    # --- undo guards: checks/fixes/mongodb.py ---------------------------------------------------
+    # --- undo guards: checks/mongodb/executor.py ---------------------------------------------------
 
 # Command -> its locking (MongoDB manual: "Index Builds on Populated Collections", dropIndexes, collMod).
 _COMMAND_LOCKS = {

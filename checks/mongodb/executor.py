@@ -27,7 +27,7 @@ def command_document(step: FixStep, run: Execution) -> dict[str, Any]:
 
 
 async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
-    from checks.connectors.mongodb import make_client
+    from checks.mongodb.connector import make_client
 
     timeout_ms = int(run.limits.statement_timeout_s * 1000)
     # No client-side operation timeout: maxTimeMS in each command bounds it on the server,
@@ -124,7 +124,7 @@ async def _indexes(client: Any, database: str, collection: str) -> dict[str, dic
 
 
 async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
-    from checks.connectors.mongodb import make_client
+    from checks.mongodb.connector import make_client
 
     client = make_client(run.target, maxPoolSize=1)
     try:
@@ -149,7 +149,7 @@ def inspects(steps: Sequence[FixStep]) -> bool:
 
 
 async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
-    from checks.connectors.mongodb import make_client
+    from checks.mongodb.connector import make_client
 
     finished = entry.outcome in ("fixed", "not_fixed")
     partial = not finished and entry.steps_done == 0

@@ -6,10 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from checks.activity import ActivitySample, now_iso, rates, shorten
+from checks.activity import ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
 
 OWN_APPLICATION = "dbvitals"
+
+# How the activity view shows each section (checks.activity.Section), in this order.
+LAYOUT: list[Section] = [
+    ("operations", "Operations running",
+     [("id", "opid", "right"), ("op", "op", "left"), ("namespace", "namespace", "left"), ("running_s", "secs", "right"),
+      ("plan", "plan", "left"), ("command", "command", "left")], 20),
+    ("namespaces", "Time per namespace (from top, per second)",
+     [("namespace", "namespace", "left"), ("total_ms_per_s", "ms/s", "right"), ("ops_per_s", "ops/s", "right"),
+      ("read_ms_per_s", "read", "right"), ("write_ms_per_s", "write", "right")], 15),
+]
 
 
 def is_own(row: dict[str, Any]) -> bool:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from checks.snapshots import Figure
+from checks.snapshots.diff import MIN_GROWTH, FigureChange, FigureKind, usage_stopped
+
+MIN_CALLS = 5  # a statement needs this many calls in the window before its mean time is judged
 
 INDEXES_SQL = """/* dbvitals */
 SELECT format('%I.%I', s.schemaname, s.indexrelname) AS name, format('%I.%I', s.schemaname, s.relname) AS tbl,
@@ -54,3 +57,45 @@ async def gather(session: Any) -> list[Figure]:
             figures.append(("pg.statement", r["id"], {"query": r["query"], "calls": r["calls"],
                                                       "total_ms": round(float(r["total_ms"]), 3), "rows": r["rows"]}))
     return figures
+
+
+def _statement(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
+    if then is None:
+        if (now.get("calls") or 0) >= MIN_CALLS:
+            mean = now["total_ms"] / now["calls"]
+            return FigureChange(target, kind, name, f"new statement: {now['calls']} calls, {mean:.2f} ms per call "
+                                f"— {now.get('query', '')}", after=round(mean, 3), score=now["total_ms"])
+        return None
+    calls = (now.get("calls") or 0) - (then.get("calls") or 0)
+    if calls < MIN_CALLS or not then.get("calls"):
+        return None
+    window_mean = ((now.get("total_ms") or 0) - (then.get("total_ms") or 0)) / calls
+    mean_before = (then.get("total_ms") or 0) / then["calls"]
+    if mean_before <= 0 or window_mean < mean_before * MIN_GROWTH:
+        return None
+    return FigureChange(target, kind, name,
+                        f"mean time per call grew {window_mean / mean_before:.1f}x ({mean_before:.2f} → "
+                        f"{window_mean:.2f} ms over {calls} calls) — {now.get('query', '')}",
+                        before=round(mean_before, 3), after=round(window_mean, 3),
+                        score=(window_mean - mean_before) * calls)
+
+
+
+
+def _seq_scans(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
+    if then is None:
+        return None
+    scans = (now.get("seq_scan") or 0) - (then.get("seq_scan") or 0)
+    rows = (now.get("seq_tup_read") or 0) - (then.get("seq_tup_read") or 0)
+    if scans <= 0 or rows < 10_000:
+        return None
+    return FigureChange(target, kind, name, f"{scans:,} sequential scans reading {rows:,} rows since the earlier snapshot",
+                        before=then.get("seq_scan"), after=now.get("seq_scan"), score=float(rows))
+
+
+# How `dbvitals diff` reads these figures (checks.snapshots.diff).
+KINDS = {
+    "pg.statement": FigureKind(_statement),
+    "pg.index": FigureKind(usage_stopped("scans"), gone="index dropped", headline="scans"),
+    "pg.table": FigureKind(_seq_scans, gone="table dropped", headline="seq_scan"),
+}

@@ -7,10 +7,13 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from checks.adapters import ModuleAdapter
+from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
-from checks.fixes.quoting import sql_text
-from checks.model import Engine, FixStep
+from checks.postgres.quoting import sql_text
+from checks.postgres import activity as activity_reader
+from checks.postgres import figures as figures_reader
+from checks.postgres.target import URL_SCHEMES, PostgresTarget
+from checks.model import FixStep
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
@@ -25,11 +28,13 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 
 
 class PostgresAdapter(ModuleAdapter):
-    connector_module = "checks.connectors.postgres"
-    fixes_module = "checks.fixes.postgres"
-    engine = Engine.POSTGRES
-    activity_module = "checks.activity.postgres"
-    figures_module = "checks.snapshots.figures_postgres"
+    connector_module = "checks.postgres.connector"
+    fixes_module = "checks.postgres.executor"
+    kind = "postgres"
+    target_model = PostgresTarget
+    url_schemes = URL_SCHEMES
+    activity = activity_reader
+    figures = figures_reader
     language = "sql"
     comment = "--"
     lexer = "sql"
@@ -46,7 +51,7 @@ class PostgresAdapter(ModuleAdapter):
 
     async def refresh(self, connection: Connection) -> Connection:
         from checks.connectors import Connection
-        from checks.connectors.postgres import PostgresSession
+        from checks.postgres.connector import PostgresSession
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
         session = PostgresSession(connection.session.pool, connection.session.database)
@@ -114,9 +119,9 @@ class PostgresAdapter(ModuleAdapter):
             lines.append("COMMIT;")
         return lines
 
-    # --- undo guards: checks/fixes/postgres.py ---------------------------------------------------
+    # --- undo guards: checks/postgres/executor.py ---------------------------------------------------
     def interruptible_builds(self, steps: Sequence[FixStep]) -> list[str]:
-        from checks.fixes.postgres import concurrent_build
+        from checks.postgres.executor import concurrent_build
 
         return [b.name for s in steps if (b := concurrent_build(str(s.command))) and b.name]
 

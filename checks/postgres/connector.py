@@ -12,8 +12,8 @@ import asyncpg
 from checks.config import TargetBase
 from checks.budget import FreeSlots
 from checks.connectors import Connection, diagnosed
-from checks.connectors.marker import marked
-from checks.model import Engine, TargetState, TargetStatus
+from checks.postgres.marker import marked
+from checks.model import TargetState, TargetStatus
 
 APPLICATION_NAME = "dbvitals"
 # libpq parameters asyncpg does not take (it would send them to the server as settings and
@@ -54,7 +54,7 @@ def session_settings(timeout: float, *, read_only: bool = True) -> dict[str, str
 
 
 class MarkedConnection(asyncpg.Connection):
-    """Every statement leaves with the dbvitals marker in front (see checks.connectors.marker)."""
+    """Every statement leaves with the dbvitals marker in front (see checks.postgres.marker)."""
 
     async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return await super().execute(marked(query), *args, **kwargs)
@@ -155,7 +155,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
-        kind=Engine.POSTGRES,
+        kind="postgres",
         state=TargetState.CONNECTED,
         latency_ms=latency_ms,
         server_version=str(version).split(" ")[0],

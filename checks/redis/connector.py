@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from checks.budget import FreeSlots
 from checks.config import TargetBase
 from checks.connectors import Connection, diagnosed
-from checks.model import Engine, TargetState, TargetStatus
+from checks.model import TargetState, TargetStatus
 
 
 class RedisSession:
@@ -75,7 +75,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         return await diagnosed(name, target, exc)
     status = TargetStatus(
         name=name,
-        kind=Engine.REDIS,
+        kind="redis",
         state=TargetState.CONNECTED,
         latency_ms=latency_ms,
         server_version=str(info.get("redis_version")),

@@ -6,12 +6,24 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from checks.activity import ActivitySample, now_iso, rates, shorten
+from checks.activity import ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
 from checks.units import int_or_none
 
 OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
+
+# How the activity view shows each section (checks.activity.Section), in this order.
+LAYOUT: list[Section] = [
+    ("slowlog", "Slow log (latest)",
+     [("id", "#", "right"), ("duration_ms", "ms", "right"), ("command", "command", "left"), ("client", "client", "left")], 10),
+    ("commands", "Commands per second",
+     [("command", "command", "left"), ("calls_per_s", "calls/s", "right"), ("usec_per_s", "µs/s", "right")], 15),
+    ("client_names", "Clients by name", [("name", "name", "left"), ("clients", "clients", "right")], 10),
+    ("clients", "Clients (most idle first)",
+     [("id", "id", "right"), ("name", "name", "left"), ("address", "address", "left"), ("age_s", "age s", "right"),
+      ("idle_s", "idle s", "right"), ("last_command", "last", "left")], 15),
+]
 
 
 def is_own(row: dict[str, Any]) -> bool:

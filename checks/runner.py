@@ -1,0 +1,310 @@
+"""The concurrent runner: the selected checks on the selected targets, inside each server's
+session budget, with a timeout per check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from checks.budget import FreeSlots, ServerBudgets, ServerGuard, floor_for
+from checks.config import Settings, TargetBase
+from checks.connectors import connect, failed
+from checks.contract import Check, CheckOptions, FactRequest, FactStore, Scope, resolve_options
+from checks.engines import adapter_for
+from checks.model import CheckError, Engine, Finding, Report, Severity, TargetState, TargetStatus, finding_id
+from checks.registry import Registry, UsageError, validate_check_options
+from checks.secrets import mask_text
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    target: str
+    check: str
+    findings: list[Finding]
+    error: CheckError | None
+    duration_ms: float
+
+    def summary(self) -> dict[str, Any]:
+        outcome = self.error.kind if self.error else ("findings" if self.findings else "ok")
+        return {
+            "target": self.target,
+            "check": self.check,
+            "outcome": outcome,
+            "findings": len(self.findings),
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+# What a callback returns is awaited when it is a coroutine and otherwise ignored.
+TargetCallback = Callable[[TargetStatus], Awaitable[None] | object]
+ResultCallback = Callable[[CheckResult], Awaitable[None] | object]
+
+
+async def _notify(callback: Callable[[Any], Any] | None, value: Any) -> None:
+    if callback is None:
+        return
+    outcome = callback(value)
+    if asyncio.iscoroutine(outcome):
+        await outcome
+
+
+def select_targets(settings: Settings, names: Sequence[str] | None) -> list[str]:
+    if not names:
+        return list(settings.targets)
+    unknown = [n for n in names if n not in settings.targets]
+    if unknown:
+        known = ", ".join(settings.targets) or "none configured"
+        raise UsageError(f"unknown target {', '.join(unknown)} (configured: {known})")
+    return list(dict.fromkeys(names))
+
+
+class KeptConnections:
+    """Check connections kept open from one run to the next: a fix's find, re-check and verify
+    use one connection per target. Each run sees it afresh (the adapter's `refresh`: a session of
+    a new identity, what it read at connect read again), so nothing one run learnt leaks into the
+    next; one that no longer answers is replaced by a new connection."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Any] = {}
+
+    async def reuse(self, name: str, target: TargetBase) -> Any | None:
+        held = self._held.pop(name, None)
+        if held is None:
+            return None
+        try:
+            fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.timeout)
+        except Exception:  # dropped meanwhile (a fix may restart a server): connect anew
+            await held.close()
+            return None
+        self._held[name] = fresh
+        return fresh
+
+    def keep(self, name: str, connection: Any) -> None:
+        if connection.session is not None:
+            self._held[name] = connection
+
+    def holds(self, connection: Any) -> bool:
+        return any(held is connection for held in self._held.values())
+
+    async def close(self) -> None:
+        held, self._held = list(self._held.values()), {}
+        for connection in held:
+            await connection.close()
+
+
+class Runner:
+    """Runs the selected checks on the selected targets, all concurrently, within each server's
+    session budget (checks.budget).
+
+    Each check runs under its own timeout; one that raises or times out becomes a CheckError
+    and the others go on. A target that cannot be reached yields its connection finding
+    and nothing else. Pass `budgets` to share server budgets between runs (the console does).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        *,
+        targets: Sequence[str] | None = None,
+        checks: Sequence[str] | None = None,
+        on_target: TargetCallback | None = None,
+        on_result: ResultCallback | None = None,
+        budgets: ServerBudgets | None = None,
+        kept: KeptConnections | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kept = kept
+        from checks.fixes.journal import Journal
+
+        self._journal = Journal.for_settings(settings).path
+        self.registry = registry
+        self.target_names = select_targets(settings, targets)
+        self.selected = registry.select(checks)
+        self.on_target = on_target
+        self.on_result = on_result
+        self.budgets = budgets if budgets is not None else ServerBudgets()
+        validate_check_options(settings, registry)
+
+    async def run(self) -> Report:
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(self.run_target(name) for name in self.target_names))
+        statuses = [status for status, _ in outcomes]
+        results = [r for _, target_results in outcomes for r in target_results]
+        findings = sort_findings(f for r in results for f in r.findings)
+        errors = [r.error for r in results if r.error is not None]
+        return Report(
+            targets=statuses,
+            findings=findings,
+            errors=errors,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            checks=[r.summary() for r in results],
+        )
+
+    async def run_target(self, name: str) -> tuple[TargetStatus, list[CheckResult]]:
+        target = self.settings.targets[name]
+        engine = target.kind
+        checks = [c for c in self.selected if c.engine == engine]
+        enabled = [(c, opts) for c in checks if (opts := resolve_options(c, name, target)).enabled]
+        budget = self.budgets.for_target(name, self.settings)
+        guard = self.budgets.guard(budget.server)
+        async with budget:
+            first = not guard.claimed
+            guard.claimed = True
+            if not first:
+                assert guard.decided is not None
+                await guard.decided.wait()  # no second session before the first has read the free slots
+                if guard.full:
+                    return await self._skip_target(name, target, guard, budget.server)
+            connection = await self._connect(name, target)
+            try:
+                if first:
+                    try:
+                        if connection.status.reachable:
+                            await self._read_free_slots(engine, connection.session, target, guard)
+                    finally:
+                        guard.decide()
+                await _notify(self.on_target, connection.status)
+                runnable = [
+                    (c, o) for c, o in enabled if connection.status.reachable or c.runs_when_unreachable
+                ]
+                if guard.full:
+                    runnable = [(c, o) for c, o in runnable if c.runs_when_server_full]
+                facts = FactStore(_fact_requests(runnable))
+                try:
+                    results = list(await asyncio.gather(
+                        *(self._run_one(check, options, name, target, connection, facts)
+                          for check, options in runnable)
+                    ))
+                finally:
+                    facts.close()
+                if guard.full:
+                    ran = {c.id for c, _ in runnable}
+                    skipped = [c.id for c, _ in enabled if c.id not in ran]
+                    results = await self._report_skip(name, target, guard, budget.server, skipped, results,
+                                                       connection.status)
+            finally:
+                if self.kept is None or not self.kept.holds(connection):
+                    await connection.close()
+        return connection.status, results
+
+    async def _connect(self, name: str, target: TargetBase) -> Any:
+        if self.kept is not None:
+            again = await self.kept.reuse(name, target)
+            if again is not None:
+                return again
+        try:
+            # Drivers bound their own connects; this guards against one that does not.
+            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
+        except TimeoutError as exc:
+            connection = failed(name, target, exc)
+        if self.kept is not None:
+            self.kept.keep(name, connection)
+        return connection
+
+    async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
+        try:
+            slots = await asyncio.wait_for(adapter_for(engine).free_slots(session), target.timeout)
+        except Exception as exc:  # unknown is not full: the pool check reports what it can read
+            slots = FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
+        guard.slots = slots
+        if slots.usable is not None:
+            guard.floor = floor_for(slots.usable, self.settings)
+
+    def _skip_finding(self, name: str, target: TargetBase, guard: ServerGuard, server: str,
+                      skipped: list[str], ran_here: bool) -> Finding:
+        slots = guard.slots
+        assert slots is not None and slots.free is not None
+        check_id = f"{target.kind}.connection"
+        where = ("ran only the connection and pool checks on the one session it had open"
+                 if ran_here else "did not connect to this target")
+        return Finding(
+            id=finding_id(check_id, name, server, "server-guard"),
+            check=check_id,
+            severity=Severity.HIGH,
+            target=name,
+            object=server,
+            title="Checks skipped: the server is nearly out of connection slots",
+            message=f"{server} has {slots.free} of {slots.usable} connection slots free, below the floor of "
+            f"{guard.floor}; dbvitals {where} and skipped the rest so as not to take the last slots. Close idle "
+            "connections or shrink the application's pools (or raise the server's limit), then check again.",
+            evidence={
+                "server": server,
+                "usable": slots.usable,
+                "in_use": slots.in_use,
+                "free": slots.free,
+                "floor": guard.floor,
+                "floor_rule": f"the larger of free_slots_floor ({self.settings.free_slots_floor}) and "
+                f"free_slots_floor_percent ({self.settings.free_slots_floor_percent:g} %) of usable",
+                "source": slots.source,
+                "skipped_checks": skipped,
+            },
+        )
+
+    async def _report_skip(self, name: str, target: TargetBase, guard: ServerGuard, server: str,
+                           skipped: list[str], results: list[CheckResult], status: TargetStatus) -> list[CheckResult]:
+        finding = self._skip_finding(name, target, guard, server, skipped, ran_here=True)
+        for i, result in enumerate(results):
+            if result.check == finding.check:  # folded into the connection check's result
+                results[i] = CheckResult(name, result.check, [*result.findings, finding], result.error,
+                                         result.duration_ms)
+                await _notify(self.on_result, results[i])
+                return results
+        extra = CheckResult(name, finding.check, [finding], None, 0.0)
+        await _notify(self.on_result, extra)
+        return [*results, extra]
+
+    async def _skip_target(self, name: str, target: TargetBase, guard: ServerGuard,
+                           server: str) -> tuple[TargetStatus, list[CheckResult]]:
+        engine = target.kind
+        status = TargetStatus(
+            name=name,
+            kind=engine,
+            state=TargetState.SKIPPED,
+            error="not checked: its server is nearly out of connection slots",
+            environment=target.environment,
+            url=target.masked_url,
+        )
+        await _notify(self.on_target, status)
+        skipped = [c.id for c in self.selected if c.engine == engine and resolve_options(c, name, target).enabled]
+        finding = self._skip_finding(name, target, guard, server, skipped, ran_here=False)
+        result = CheckResult(name, finding.check, [finding], None, 0.0)
+        await _notify(self.on_result, result)
+        return status, [result]
+
+    async def _run_one(
+        self, check_cls: type[Check], options: CheckOptions, name: str, target: TargetBase, connection: Any,
+        facts: FactStore | None = None,
+    ) -> CheckResult:
+        scope = Scope(target=name, config=target, options=options, status=connection.status,
+                      facts=facts if facts is not None else FactStore(), journal=self._journal)
+        started = time.perf_counter()
+        error: CheckError | None = None
+        findings: list[Finding] = []
+        try:
+            findings = await asyncio.wait_for(check_cls().run(connection.session, scope), target.check_timeout)
+        except TimeoutError:
+            error = CheckError(check_cls.id, name, "timeout", f"did not finish within {target.check_timeout:g}s")
+        except Exception as exc:  # a failing check is reported, and the others go on
+            message = mask_text(f"{type(exc).__name__}: {exc}", target.secret_values())
+            error = CheckError(check_cls.id, name, "error", message[:1000])
+        result = CheckResult(name, check_cls.id, findings, error, (time.perf_counter() - started) * 1000)
+        await _notify(self.on_result, result)
+        return result
+
+
+def _fact_requests(runnable: Iterable[tuple[type[Check], CheckOptions]]) -> dict[str, tuple[FactRequest, ...]]:
+    """Which checks of this target's run declared each fact."""
+    requests: dict[str, list[FactRequest]] = {}
+    for check, options in runnable:
+        for fact in check.needs:
+            requests.setdefault(fact.id, []).append(FactRequest(check, options))
+    return {fact_id: tuple(r) for fact_id, r in requests.items()}
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-f.severity.rank, f.target, f.check, f.object))
+
