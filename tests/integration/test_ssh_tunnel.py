@@ -45,7 +45,9 @@ def bastion(tmp_path: Path):
         "PubkeyAuthentication yes", "AllowTcpForwarding yes", "PermitRootLogin prohibit-password", "UsePAM no",
         "StrictModes no", "PermitTTY no", "X11Forwarding no", ""]))
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory sshd insists on
-    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log goes to a file: a pipe nobody reads would fill up and freeze the bastion itself.
+    log = open(home / "sshd.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log)
     try:
         support.wait_for_port(port, process=process)
         known = home / "known_hosts"
@@ -55,6 +57,7 @@ def bastion(tmp_path: Path):
     finally:
         process.terminate()
         process.wait(10)
+        log.close()
 
 
 def write_config(tmp_path: Path, targets: dict[str, dict[str, object]]) -> Path:
