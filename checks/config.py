@@ -25,6 +25,7 @@ from pydantic import (
     SecretStr,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -255,6 +256,19 @@ class TargetBase(Strict):
                 if key.endswith("url") and isinstance(value, str):
                     values += url_secrets(value)
         return tuple(dict.fromkeys(v for v in values if v))
+
+    @field_validator("ssh", "ssh_key", "ssh_known_hosts")
+    @classmethod
+    def _not_an_ssh_option(cls, value: Any, info: ValidationInfo) -> Any:
+        # Handed to the ssh command line: a value (or the bastion's user or host) that begins with
+        # "-" could be read as an option, and -oProxyCommand=... runs a command.
+        if value is None:
+            return value
+        text = str(value).lstrip()
+        if text.startswith("-") or (info.field_name == "ssh" and re.search(r"@\s*-", text)):
+            what = "the user and host" if info.field_name == "ssh" else "the path"
+            raise ValueError(f'{what} must not begin with "-" (ssh would read it as an option)')
+        return value
 
     @model_validator(mode="after")
     def _remember_secrets(self) -> TargetBase:

@@ -81,7 +81,8 @@ class Tunnel:
         for (host, port), local in self.forwards.items():
             args += ["-L", f"127.0.0.1:{local}:{host}:{port}"]
         destination = match["host"].strip("[]")
-        args.append(f"{match['user']}@{destination}" if match["user"] else destination)
+        # "--": the destination is never an option, whatever it looks like (the config refuses "-" too).
+        args += ["--", f"{match['user']}@{destination}" if match["user"] else destination]
         return args
 
     def start(self, ssh: str) -> None:

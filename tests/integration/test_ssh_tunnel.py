@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -131,3 +132,26 @@ def test_a_malformed_bastion_is_a_config_error(tmp_path, pg_db):
     result = subprocess.run([sys.executable, "-m", "console", "check", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "targets.behind.ssh" in result.stderr
+
+
+@pytest.mark.parametrize("keys", [
+    {"ssh": "-oProxyCommand=touch${IFS}MARKER"},
+    {"ssh": "nobody@-oProxyCommand=touch${IFS}MARKER"},
+    {"ssh_key": "-oProxyCommand=touch MARKER"},
+    {"ssh_known_hosts": "-oProxyCommand=touch MARKER"},
+], ids=["ssh", "ssh-host", "ssh_key", "ssh_known_hosts"])
+def test_an_ssh_setting_that_begins_with_a_dash_is_a_config_error(tmp_path, keys):
+    marker = tmp_path / "proxy-command-ran"
+    password = f"pw-{uuid.uuid4().hex}"
+    target = {"kind": "postgres", "url": f"postgresql://app:{password}@127.0.0.1:{support.refused_port()}/x",
+              "timeout": 2, "ssh": f"nobody@127.0.0.1:{support.refused_port()}"}
+    target.update({k: v.replace("MARKER", str(marker)) for k, v in keys.items()})
+    config = write_config(tmp_path, {"behind": target})
+    result = subprocess.run([sys.executable, "-m", "console", "check", "--config", str(config)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    [key] = keys
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and f"targets.behind.{key}:" in result.stderr, result.stderr
+    assert 'must not begin with "-"' in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == "" and password not in result.stderr
+    assert not marker.exists()
