@@ -7,6 +7,10 @@ loopback port) for every server behind it, shared by every target of those serve
 drivers connect to the forward. A bastion that refuses, fails authentication or never answers
 makes each of its targets' connection finding say so (state `ssh_error`) within the target's
 timeout; nothing is ever tried around it.
+
+ssh's stderr is read continuously by a thread that keeps only its last few KB (for the error
+message): a pipe nobody reads fills with "channel N: open failed" lines from a dead server, after
+which ssh blocks writing to it and every forward of the bastion freezes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +32,7 @@ from checks.config import ConfigError, Settings, TargetBase
 
 DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
 BASTION = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
+STDERR_KEPT = 4096  # bytes of ssh's stderr kept for the error message
 
 
 def through(url: str, host: str, port: int) -> str:
@@ -63,6 +69,8 @@ class Tunnel:
     forwards: dict[tuple[str, int], int] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     error: str | None = None
+    _stderr: bytes = b""
+    _drain: threading.Thread | None = None
 
     def command(self, ssh: str) -> list[str]:
         match = BASTION.match(self.bastion)
@@ -88,6 +96,23 @@ class Tunnel:
     def start(self, ssh: str) -> None:
         self.process = subprocess.Popen(self.command(ssh), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, start_new_session=True)
+        self._drain = threading.Thread(target=self._read_stderr, name=f"dbvitals-ssh-stderr-{self.process.pid}",
+                                       daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        """Until ssh closes its stderr: read everything, keep the tail."""
+        assert self.process is not None and self.process.stderr is not None
+        stream = self.process.stderr
+        try:
+            while chunk := stream.read1(65536):
+                self._stderr = (self._stderr + chunk)[-STDERR_KEPT:]
+        except (OSError, ValueError):  # closed under us
+            pass
+
+    def stderr_tail(self) -> str:
+        """The last few KB ssh wrote to its stderr."""
+        return self._stderr.decode("utf-8", "replace")
 
     def wait_ready(self) -> None:
         """Until every local end accepts, ssh exits (refused, auth, forward failure) or time runs out."""
@@ -96,8 +121,10 @@ class Tunnel:
         pending = set(self.forwards.values())
         while pending:
             if self.process.poll() is not None:
-                stderr = (self.process.stderr.read() if self.process.stderr else b"").decode("utf-8", "replace")
-                self.error = f"ssh to {self.bastion} failed: {_last_line(stderr) or f'exit {self.process.returncode}'}"
+                if self._drain is not None:
+                    self._drain.join(2)  # ssh has exited: its stderr ends at once
+                message = _last_line(self.stderr_tail()) or f"exit {self.process.returncode}"
+                self.error = f"ssh to {self.bastion} failed: {message}"
                 return
             for port in list(pending):
                 if _accepts(port):
@@ -116,6 +143,10 @@ class Tunnel:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._drain is not None:
+            self._drain.join(2)
+        if self.process is not None and self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 @dataclass

@@ -7,15 +7,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import redis
 
+from checks import tunnels
+from checks.config import config_from_dict
+from checks.tunnels import open_tunnels
 from tests import support
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +138,49 @@ def test_a_malformed_bastion_is_a_config_error(tmp_path, pg_db):
     result = subprocess.run([sys.executable, "-m", "console", "check", "--config", str(config)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "targets.behind.ssh" in result.stderr
+
+
+def _dial(url: str) -> socket.socket:
+    """A raw connection to where a driver would connect for `url` (a Unix socket or host:port)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(3)
+        sock.connect(unquote(parts.path))
+    else:
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=3)
+    sock.settimeout(3)
+    return sock
+
+
+def test_a_dead_server_behind_the_bastion_does_not_freeze_a_live_one(tmp_path, redis_db):
+    with bastion(tmp_path) as ssh:
+        settings = config_from_dict({"targets": {
+            "live": {"kind": "redis", "url": redis_db.url, **ssh},
+            "dead": {"kind": "redis", "url": f"redis://127.0.0.1:{support.refused_port()}/0", **ssh},
+        }})
+        settings, opened = open_tunnels(settings)
+        try:
+            [tunnel] = opened.tunnels
+            assert tunnel.error is None, tunnel.error
+            # Every connection to the dead server makes ssh write "channel N: open failed: ..."
+            # (about 60 bytes) to its stderr: 3000 of them are nearly three pipe buffers.
+            dead = settings.targets["dead"].connect_url
+            for attempt in range(3000):
+                with _dial(dead) as sock:
+                    try:
+                        closed = sock.recv(1) == b""
+                    except TimeoutError:
+                        closed = False
+                assert closed, f"ssh stopped serving its forwards after {attempt} failed connections"
+            live = redis.Redis.from_url(settings.targets["live"].connect_url, socket_timeout=3,
+                                        socket_connect_timeout=3)
+            assert live.ping() is True
+            live.close()
+            tail = tunnel.stderr_tail()
+            assert "open failed" in tail and len(tail.encode()) <= tunnels.STDERR_KEPT
+        finally:
+            opened.close()
 
 
 @pytest.mark.parametrize("keys", [
