@@ -11,21 +11,28 @@ timeout; nothing is ever tried around it.
 ssh's stderr is read continuously by a thread that keeps only its last few KB (for the error
 message): a pipe nobody reads fills with "channel N: open failed" lines from a dead server, after
 which ssh blocks writing to it and every forward of the bastion freezes.
+
+ssh dies with this process, even when this process is SIGKILLed: the kernel sends it SIGTERM when
+its parent goes (PR_SET_PDEATHSIG, Linux).
 """
 
 from __future__ import annotations
 
 import atexit
-
+import ctypes
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from checks.config import ConfigError, Settings, TargetBase
@@ -33,6 +40,7 @@ from checks.config import ConfigError, Settings, TargetBase
 DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
 BASTION = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
 STDERR_KEPT = 4096  # bytes of ssh's stderr kept for the error message
+PR_SET_PDEATHSIG = 1
 
 
 def through(url: str, host: str, port: int) -> str:
@@ -94,8 +102,7 @@ class Tunnel:
         return args
 
     def start(self, ssh: str) -> None:
-        self.process = subprocess.Popen(self.command(ssh), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+        self.process = _spawn(self.command(ssh))
         self._drain = threading.Thread(target=self._read_stderr, name=f"dbvitals-ssh-stderr-{self.process.pid}",
                                        daemon=True)
         self._drain.start()
@@ -215,6 +222,54 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+# --- ssh dies with this process -----------------------------------------------------------------
+
+def _dies_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGTERM the child when this process dies, however it dies
+    (PR_SET_PDEATHSIG); None where there is no prctl. libc is looked up here, before the fork."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # it does not fail for a valid signal
+        if os.getppid() != parent:  # the parent died before the request: no signal will come
+            os._exit(1)
+
+    return preexec
+
+
+def _popen(args: list[str]) -> subprocess.Popen:
+    # A session of its own: a Ctrl-C at the terminal reaches dbvitals, which closes the tunnel
+    # itself, rather than killing ssh under a running check.
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=_dies_with_parent())
+
+
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(args: list[str]) -> subprocess.Popen:
+    """ssh, started by a thread that lives as long as the process: PR_SET_PDEATHSIG fires when the
+    *thread* that forked the child ends, so a worker thread that opened the tunnel and returned
+    would take its ssh with it. The main thread lives until exit; other callers go through one
+    spawner thread that does too."""
+    global _spawner
+    if threading.current_thread() is threading.main_thread():
+        return _popen(args)
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbvitals-ssh-spawner")
+    return _spawner.submit(_popen, args).result()
 
 
 def _last_line(text: str) -> str:

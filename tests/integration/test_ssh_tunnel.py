@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -140,6 +142,35 @@ def test_a_malformed_bastion_is_a_config_error(tmp_path, pg_db):
     assert result.returncode == 2 and "targets.behind.ssh" in result.stderr
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def _is_ssh(pid: int) -> bool:
+    command = _cmdline(pid)
+    return bool(command) and Path(command[0]).name == "ssh"
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_until(condition, timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
 def _dial(url: str) -> socket.socket:
     """A raw connection to where a driver would connect for `url` (a Unix socket or host:port)."""
     parts = urlsplit(url)
@@ -179,6 +210,66 @@ def test_a_dead_server_behind_the_bastion_does_not_freeze_a_live_one(tmp_path, r
             live.close()
             tail = tunnel.stderr_tail()
             assert "open failed" in tail and len(tail.encode()) <= tunnels.STDERR_KEPT
+        finally:
+            opened.close()
+
+
+KILLED_PARENT = """
+import json, sys, time
+from checks.config import load_config
+from checks.tunnels import open_tunnels
+
+settings, opened = open_tunnels(load_config(sys.argv[1]))
+print(json.dumps({"ssh": [t.process.pid for t in opened.tunnels], "errors": [t.error for t in opened.tunnels]}),
+      flush=True)
+time.sleep(600)
+"""
+
+
+def test_ssh_dies_with_dbvitals_even_on_sigkill(tmp_path, redis_db):
+    with bastion(tmp_path) as ssh:
+        config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url, **ssh}})
+        # -c: the checks package of this tree (the current directory comes first on sys.path).
+        parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(config)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pids: list[int] = []
+        try:
+            line = parent.stdout.readline()
+            assert line, parent.communicate(timeout=10)[1]  # the script failed: its traceback
+            opened = json.loads(line)
+            pids = opened["ssh"]
+            assert pids and opened["errors"] == [None], opened
+            assert all(_is_ssh(pid) and not _gone(pid) for pid in pids)
+            parent.send_signal(signal.SIGKILL)
+            parent.wait(10)
+            assert wait_until(lambda: all(_gone(pid) for pid in pids), timeout=5), \
+                f"ssh {pids} still running 5 s after dbvitals was killed"
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+                parent.wait(10)
+            for pid in pids:  # only on failure: the ssh this test's child started
+                if not _gone(pid) and _is_ssh(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def test_a_tunnel_opened_by_a_worker_thread_outlives_the_thread(tmp_path, redis_db):
+    # PR_SET_PDEATHSIG fires when the thread that started ssh ends, not only the process.
+    with bastion(tmp_path) as ssh:
+        settings = config_from_dict({"targets": {"cache": {"kind": "redis", "url": redis_db.url, **ssh}}})
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(open_tunnels(settings)))
+        worker.start()
+        worker.join(30)
+        [(settings, opened)] = result
+        try:
+            [tunnel] = opened.tunnels
+            assert tunnel.error is None, tunnel.error
+            with pytest.raises(subprocess.TimeoutExpired):
+                tunnel.process.wait(0.5)  # still running after its thread is gone
+            client = redis.Redis.from_url(settings.targets["cache"].connect_url, socket_timeout=3)
+            assert client.ping() is True
+            client.close()
         finally:
             opened.close()
 
