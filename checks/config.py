@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
@@ -37,6 +37,9 @@ from pydantic_settings import (
 )
 
 from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets
+
+if TYPE_CHECKING:
+    from checks.tunnels import Forward
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -224,7 +227,7 @@ class TargetBase(Strict):
         return mask_url(self.url)
 
     # Set by checks.tunnels once the target's SSH forward is up (or failed): never from the config.
-    _forward: tuple[str, int] | None = PrivateAttr(default=None)
+    _forward: Forward | None = PrivateAttr(default=None)
     _tunnel_error: str | None = PrivateAttr(default=None)
 
     @property
@@ -235,9 +238,7 @@ class TargetBase(Strict):
 
         url = url_without_password(self.url) if self.password is not None else self.url
         if self._forward is not None:
-            from checks.tunnels import through
-
-            url = through(url, *self._forward)
+            url = self._forward.url(url)
         return url
 
     @property

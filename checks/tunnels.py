@@ -2,18 +2,34 @@
 
 The OpenSSH client rather than a Python SSH library: it already reads the operator's
 ~/.ssh/config, agent, known_hosts, ProxyJump and hardware keys, exactly as their own `ssh` does,
-and adds no dependency. One `ssh -N` process per bastion carries a local forward (on a free
-loopback port) for every server behind it, shared by every target of those servers; targets'
-drivers connect to the forward. A bastion that refuses, fails authentication or never answers
-makes each of its targets' connection finding say so (state `ssh_error`) within the target's
-timeout; nothing is ever tried around it.
+and adds no dependency. One `ssh -N` process per bastion carries a local forward for every
+server behind it, shared by every target of those servers; targets' drivers connect to the
+forward. A bastion that refuses, fails authentication or never answers makes each of its
+targets' connection finding say so (state `ssh_error`) within the target's timeout; nothing is
+ever tried around it.
 
-ssh's stderr is read continuously by a thread that keeps only its last few KB (for the error
-message): a pipe nobody reads fills with "channel N: open failed" lines from a dead server, after
-which ssh blocks writing to it and every forward of the bastion freezes.
+What protects the forward (issue #22):
 
-ssh dies with this process, even when this process is SIGKILLed: the kernel sends it SIGTERM when
-its parent goes (PR_SET_PDEATHSIG, Linux).
+- ssh listens on a Unix socket in a directory this process creates with mode 0700
+  (tempfile.mkdtemp), never on a loopback TCP port. A port would have to be picked by dbvitals,
+  released, and bound again by ssh once it has logged in to the bastion; a local process that
+  binds it first receives the driver's first bytes, the database password among them. Nobody
+  but this user can create, replace or connect to a socket in that directory.
+- Drivers connect to the socket itself (asyncpg: the directory as host and `.s.PGSQL.N` in it;
+  redis-py: `unix://`; pymongo: the percent-encoded path ending in `.sock`) unless the URL lets
+  them speak TLS: asyncpg and redis-py never speak TLS over a Unix socket and pymongo would check
+  the certificate against the path. Those targets (PostgreSQL sslmode other than disable, the
+  default `prefer` included; `rediss://`; MongoDB tls/ssl options) keep their TLS by connecting
+  to a loopback TCP relay in this process: a port it binds itself (port 0, never predicted) and
+  holds until exit, relaying to the socket, so there is no moment at which another process can
+  take it. (Other local users can connect to the relay, as to any loopback forward; they meet
+  the database's own authentication.)
+- ssh's stderr is read continuously by a thread that keeps only its last few KB (for the error
+  message): a pipe nobody reads fills with "channel N: open failed" lines from a dead server,
+  after which ssh blocks writing to it and every forward of the bastion freezes.
+- ssh dies with this process, even when this process is SIGKILLed: the kernel sends it SIGTERM
+  when its parent goes (PR_SET_PDEATHSIG, Linux). Only the private directory, its sockets dead,
+  stays behind after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -25,15 +41,17 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from checks.config import ConfigError, Settings, TargetBase
 
@@ -41,6 +59,7 @@ DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
 BASTION = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
 STDERR_KEPT = 4096  # bytes of ssh's stderr kept for the error message
 PR_SET_PDEATHSIG = 1
+_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on the BSDs
 
 
 def through(url: str, host: str, port: int) -> str:
@@ -65,16 +84,163 @@ def remote_endpoint(name: str, target: TargetBase) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
+def may_use_tls(kind: str, url: str) -> bool:
+    """Whether the target's driver would, or might, speak TLS to the server: then it needs TCP.
+    When in doubt, yes (the relay carries plain connections as well)."""
+    parts = urlsplit(url)
+    params = {k.lower(): v.lower() for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+    if kind == "postgres":  # asyncpg: the URL's sslmode, else PGSSLMODE, else prefer
+        return (params.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer").lower() != "disable"
+    if kind == "redis":
+        return parts.scheme != "redis"
+    if kind == "mongodb":
+        keys = {k for k in params if k.startswith(("tls", "ssl"))}
+        return bool(keys) and not (keys <= {"tls", "ssl"} and all(params[k] == "false" for k in keys))
+    return True
+
+
+def socket_url(kind: str, url: str, path: Path) -> str:
+    """The URL with its host and port replaced by the Unix socket at `path`, as the engine's
+    driver spells one."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    at = f"{userinfo}@" if userinfo else ""
+    if kind == "postgres":  # asyncpg: host = the socket's directory, port = N of its .s.PGSQL.N
+        port = path.name.rpartition(".")[2]
+        netloc = f"{at}{quote(str(path.parent), safe='')}:{port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if kind == "mongodb":  # pymongo: a host that is a percent-encoded path ending in .sock
+        return urlunsplit((parts.scheme, at + quote(str(path), safe=""), parts.path, parts.query, parts.fragment))
+    # redis-py: unix://[user:password@]/path?db=N (the logical database moves from the path to the query)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    database = parts.path.strip("/")
+    if database and not any(k == "db" for k, _ in query):
+        query.append(("db", database))
+    return f"unix://{at}{quote(str(path))}" + (f"?{urlencode(query)}" if query else "")
+
+
+class Relay:
+    """A loopback TCP port this process binds (port 0) and holds until it closes, relaying every
+    connection to a forward's Unix socket: for drivers that speak TLS only over TCP."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port: int = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._serve, name=f"dbvitals-relay-{self.port}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._carry, args=(client,), name="dbvitals-relay-conn", daemon=True).start()
+
+    def _carry(self, client: socket.socket) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with self._lock:
+            if self._closed:
+                client.close()
+                upstream.close()
+                return
+            self._open.update((client, upstream))
+        try:
+            upstream.connect(str(self.path))
+        except OSError:  # ssh is gone: the driver sees the connection closed
+            self._forget(client, upstream)
+            return
+        back = threading.Thread(target=_pump, args=(upstream, client), name="dbvitals-relay-back", daemon=True)
+        back.start()
+        _pump(client, upstream)
+        back.join()
+        self._forget(client, upstream)
+
+    def _forget(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._open.difference_update(socks)
+        for sock in socks:
+            sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            open_now = list(self._open)
+        _shut(self._listener)
+        self._listener.close()
+        for sock in open_now:
+            _shut(sock)
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Bytes from source to sink until source ends (then sink's write side is closed, so the far
+    end sees the same end) or either fails (then both are shut, waking the other direction)."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        _shut(source)
+        _shut(sink)
+        return
+    try:
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        _shut(source)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+@dataclass
+class Forward:
+    """One server behind a bastion: ssh's Unix socket for it, and (when a target's URL may use
+    TLS) this process's relay to that socket."""
+
+    kind: str
+    remote: tuple[str, int]
+    path: Path
+    relay: Relay | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def spec(self) -> str:
+        """ssh's -L argument: the socket, then the server as the bastion reaches it."""
+        host, port = self.remote
+        return f"{self.path}:{f'[{host}]' if ':' in host else host}:{port}"
+
+    def url(self, url: str) -> str:
+        """The URL a driver connects to for `url`: the socket itself, or the relay for TLS."""
+        if not may_use_tls(self.kind, url):
+            return socket_url(self.kind, url, self.path)
+        with self._lock:
+            if self.relay is None:
+                self.relay = Relay(self.path)
+        return through(url, "127.0.0.1", self.relay.port)
+
+    def close(self) -> None:
+        with self._lock:
+            if self.relay is not None:
+                self.relay.close()
+
+
 @dataclass
 class Tunnel:
-    """One ssh process to one bastion, with its forwards: (remote host, port) -> local port."""
+    """One ssh process to one bastion, with its forwards: (kind, remote host, port) -> Forward."""
 
     bastion: str
     key: Path | None
     known_hosts: Path | None
     batch: bool
     timeout: float
-    forwards: dict[tuple[str, int], int] = field(default_factory=dict)
+    forwards: dict[tuple[str, str, int], Forward] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     error: str | None = None
     _stderr: bytes = b""
@@ -87,15 +253,17 @@ class Tunnel:
                 "-o", "ExitOnForwardFailure=yes",
                 "-o", f"ConnectTimeout={max(1, int(self.timeout))}",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
-                "-o", f"BatchMode={'yes' if self.batch else 'no'}"]
+                "-o", f"BatchMode={'yes' if self.batch else 'no'}",
+                # The sockets: owner-only (the directory is too), and never one already there.
+                "-o", "StreamLocalBindMask=0177", "-o", "StreamLocalBindUnlink=no"]
         if self.known_hosts is not None:
             args += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]
         if self.key is not None:
             args += ["-i", str(self.key), "-o", "IdentitiesOnly=yes"]
         if match["port"]:
             args += ["-p", match["port"]]
-        for (host, port), local in self.forwards.items():
-            args += ["-L", f"127.0.0.1:{local}:{host}:{port}"]
+        for forward in self.forwards.values():
+            args += ["-L", forward.spec()]
         destination = match["host"].strip("[]")
         # "--": the destination is never an option, whatever it looks like (the config refuses "-" too).
         args += ["--", f"{match['user']}@{destination}" if match["user"] else destination]
@@ -122,27 +290,28 @@ class Tunnel:
         return self._stderr.decode("utf-8", "replace")
 
     def wait_ready(self) -> None:
-        """Until every local end accepts, ssh exits (refused, auth, forward failure) or time runs out."""
+        """Until every forward's socket is there, ssh exits (refused, auth, forward failure) or
+        time runs out."""
         assert self.process is not None
         deadline = time.monotonic() + self.timeout + 1
-        pending = set(self.forwards.values())
-        while pending:
+        while True:
             if self.process.poll() is not None:
                 if self._drain is not None:
                     self._drain.join(2)  # ssh has exited: its stderr ends at once
                 message = _last_line(self.stderr_tail()) or f"exit {self.process.returncode}"
                 self.error = f"ssh to {self.bastion} failed: {message}"
                 return
-            for port in list(pending):
-                if _accepts(port):
-                    pending.discard(port)
+            if all(_our_socket(forward.path) for forward in self.forwards.values()):
+                return
             if time.monotonic() > deadline:
                 self.error = f"ssh to {self.bastion}: no tunnel within {self.timeout:g}s (the bastion did not answer)"
                 self.close()
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     def close(self) -> None:
+        for forward in self.forwards.values():
+            forward.close()
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -159,10 +328,14 @@ class Tunnel:
 @dataclass
 class Tunnels:
     tunnels: list[Tunnel] = field(default_factory=list)
+    directory: Path | None = None  # the private directory that holds every forward's socket
 
     def close(self) -> None:
         for tunnel in self.tunnels:
             tunnel.close()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
 
 def open_tunnels(settings: Settings) -> tuple[Settings, Tunnels]:
@@ -173,7 +346,7 @@ def open_tunnels(settings: Settings) -> tuple[Settings, Tunnels]:
         return settings, opened
     ssh = shutil.which("ssh")
     by_bastion: dict[tuple[str, Path | None, Path | None, bool], Tunnel] = {}
-    endpoints: dict[str, tuple[Tunnel, tuple[str, int]]] = {}
+    endpoints: dict[str, tuple[Tunnel, tuple[str, str, int]]] = {}
     for name, target in behind.items():
         assert target.ssh is not None
         if not BASTION.match(target.ssh):
@@ -184,10 +357,19 @@ def open_tunnels(settings: Settings) -> tuple[Settings, Tunnels]:
             tunnel = by_bastion[key] = Tunnel(target.ssh, target.ssh_key, target.ssh_known_hosts,
                                               target.ssh_batch_mode, target.timeout)
         tunnel.timeout = min(tunnel.timeout, target.timeout)
-        remote = remote_endpoint(name, target)
-        if remote not in tunnel.forwards:
-            tunnel.forwards[remote] = _free_port()
+        kind = str(target.kind)  # type: ignore[attr-defined]
+        remote = (kind, *remote_endpoint(name, target))
         endpoints[name] = (tunnel, remote)
+    opened.directory = _private_directory()
+    atexit.register(opened.close)
+    count = 0
+    for tunnel, remote in endpoints.values():
+        if remote not in tunnel.forwards:
+            count += 1
+            kind, host, port = remote
+            # asyncpg finds a socket as <directory>/.s.PGSQL.<port>: N is only the socket's name.
+            name = f".s.PGSQL.{count}" if kind == "postgres" else f"{count}.sock"
+            tunnel.forwards[remote] = Forward(kind, (host, port), opened.directory / name)
     for tunnel in by_bastion.values():
         if ssh is None:
             tunnel.error = "no ssh client on this machine (Debian package openssh-client)"
@@ -204,24 +386,27 @@ def open_tunnels(settings: Settings) -> tuple[Settings, Tunnels]:
             if tunnel.error:
                 target._tunnel_error = tunnel.error
             else:
-                target._forward = ("127.0.0.1", tunnel.forwards[remote])
+                target._forward = tunnel.forwards[remote]
         targets[name] = target
-    atexit.register(opened.close)
     return settings.model_copy(update={"targets": targets}), opened
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _private_directory() -> Path:
+    """A new directory only this user may enter (mkdtemp: mode 0700), short enough for the
+    socket paths in it."""
+    base = tempfile.gettempdir()
+    if len(base) > _SOCKET_PATH_MAX - 40:
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix="dbvitals-ssh-", dir=base))
 
 
-def _accepts(port: int) -> bool:
+def _our_socket(path: Path) -> bool:
+    """ssh's socket is there: a socket, owned by this user (in a directory only we may write)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
+        info = os.lstat(path)
     except OSError:
         return False
+    return stat.S_ISSOCK(info.st_mode) and info.st_uid == os.geteuid()
 
 
 # --- ssh dies with this process -----------------------------------------------------------------

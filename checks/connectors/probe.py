@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from checks.display import terminal_safe
 
@@ -35,7 +35,7 @@ def address(url: str, default_port: int) -> tuple[str, int] | None:
         host, port = first.hostname, first.port
     except ValueError:
         return None
-    if not host:
+    if not host or unquote(host).startswith("/"):  # a socket path, as asyncpg and pymongo URLs give one
         return None
     return host, port or default_port
 

@@ -1,14 +1,18 @@
 """Targets behind an SSH bastion: a real sshd on loopback (Debian openssh-server, keys made by the
 test), the same findings as a direct connection, and a bastion that never answers shown as down
-within the target's timeout."""
+within the target's timeout. And what protects the tunnel (issue #22): no local process can take
+the forward and receive a password, a dead server's errors cannot freeze the bastion's other
+forwards, ssh dies with dbvitals even on SIGKILL, and no ssh setting can become an ssh option."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -23,6 +27,7 @@ import redis
 
 from checks import tunnels
 from checks.config import config_from_dict
+from checks.connectors import connect
 from checks.tunnels import open_tunnels
 from tests import support
 
@@ -142,6 +147,38 @@ def test_a_malformed_bastion_is_a_config_error(tmp_path, pg_db):
     assert result.returncode == 2 and "targets.behind.ssh" in result.stderr
 
 
+# --- What protects the tunnel (issue #22) ---------------------------------------------------------
+
+@contextmanager
+def protected_redis(password: str):
+    """A redis-server of this test's own that requires `password`."""
+    port = support.free_port()
+    process = subprocess.Popen(
+        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--requirepass", password],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        support.wait_for_port(port, process=process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
 def _cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
@@ -169,6 +206,106 @@ def wait_until(condition, timeout: float, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return condition()
+
+
+class Thief:
+    """Another local process, racing dbvitals for its forward. It watches for the ssh that
+    dbvitals (`parent`) starts and reads the local end of every -L on its command line: a TCP port
+    it binds at once (ssh binds it only after logging in to the bastion, so the thief is first)
+    and records every byte sent to it; a Unix socket it notes with its directory's mode."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+        self.ssh_commands: list[list[str]] = []
+        self.squatted: list[int] = []
+        self.socket_dirs: dict[str, int] = {}
+        self.connections = 0
+        self.received = bytearray()
+        self._listeners: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        seen: set[int] = set()
+        while not self._stop.is_set():
+            for pid in _children(self.parent):
+                command = _cmdline(pid)
+                if pid in seen or not command or Path(command[0]).name != "ssh":
+                    continue
+                seen.add(pid)
+                self.ssh_commands.append(command)
+                for flag, spec in zip(command, command[1:]):
+                    if flag == "-L":
+                        self._take(spec)
+            time.sleep(0.001)
+
+    def _take(self, spec: str) -> None:
+        if spec.startswith("/"):  # local_socket:host:hostport
+            directory = os.path.dirname(spec.split(":")[0])
+            try:
+                self.socket_dirs[directory] = stat.S_IMODE(os.stat(directory).st_mode)
+            except OSError:  # already removed: dbvitals has finished
+                pass
+            return
+        parts = spec.split(":")  # [bind_address:]port:host:hostport
+        port = int(parts[1] if len(parts) == 4 else parts[0])
+        listener = socket.socket()
+        try:
+            listener.bind(("127.0.0.1", port))
+        except OSError:
+            listener.close()
+            return
+        listener.listen(16)
+        self._listeners.append(listener)
+        self.squatted.append(port)
+        threading.Thread(target=self._serve, args=(listener,), daemon=True).start()
+
+    def _serve(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.settimeout(3)
+            try:
+                while data := conn.recv(4096):
+                    self.received += data
+            except OSError:
+                pass
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._watcher.join(5)
+        for listener in self._listeners:
+            listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+
+
+def test_a_local_process_racing_for_the_forward_never_receives_the_password(tmp_path):
+    password = f"pw-{uuid.uuid4().hex}"
+    with protected_redis(password) as port, bastion(tmp_path) as ssh:
+        config = write_config(tmp_path, {"cache": {"kind": "redis", "url": f"redis://:{password}@127.0.0.1:{port}/0",
+                                                   "timeout": 3, **ssh}})
+        process = subprocess.Popen([sys.executable, "-m", "console", "targets", "--config", str(config),
+                                    "--format", "json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        thief = Thief(process.pid)
+        try:
+            out, err = process.communicate(timeout=60)
+        finally:
+            thief.stop()
+    assert thief.ssh_commands, "the thief never saw dbvitals' ssh: the race was not run"
+    assert password.encode() not in thief.received
+    assert thief.connections == 0 and not thief.received, (thief.squatted, bytes(thief.received[:200]))
+    # The forward is a socket in a directory no other user may enter.
+    assert all(mode == 0o700 for mode in thief.socket_dirs.values()), thief.socket_dirs
+    [target] = json.loads(out)["targets"]
+    assert target["state"] in {"connected", "ssh_error"}, target
+    assert target["state"] == "connected", target  # through the genuine tunnel
+    assert password not in out + err
 
 
 def _dial(url: str) -> socket.socket:
@@ -272,6 +409,48 @@ def test_a_tunnel_opened_by_a_worker_thread_outlives_the_thread(tmp_path, redis_
             client.close()
         finally:
             opened.close()
+
+
+def test_every_engine_connects_through_the_private_socket_and_tls_urls_through_the_relay(
+        tmp_path, pg_db, redis_db, mongo_db):
+    with bastion(tmp_path) as ssh:
+        settings = config_from_dict({"targets": {
+            "pg_plain": {"kind": "postgres", "url": support.with_path(pg_db.url, pg_db.name, "sslmode=disable"),
+                         **ssh},
+            "pg_prefer": {"kind": "postgres", "url": pg_db.url, **ssh},  # may negotiate TLS: the relay
+            "cache": {"kind": "redis", "url": redis_db.url, **ssh},
+            "docs": {"kind": "mongodb", "url": mongo_db.url, **ssh},
+        }})
+        settings, opened = open_tunnels(settings)
+        try:
+            [tunnel] = opened.tunnels
+            assert tunnel.error is None, tunnel.error
+            command = tunnel.process.args
+            locals_ = [spec.split(":")[0] for flag, spec in zip(command, command[1:]) if flag == "-L"]
+            # One socket per server (the two PostgreSQL targets share theirs), all in the private directory.
+            assert len(locals_) == 3 and all(Path(p).parent == opened.directory for p in locals_), command
+            assert stat.S_IMODE(os.stat(opened.directory).st_mode) == 0o700
+            urls = {name: t.connect_url for name, t in settings.targets.items()}
+            assert urls["pg_plain"].startswith("postgresql://postgres@%2F"), urls
+            assert urls["cache"].startswith("unix:///") and "%2F" in urls["docs"], urls
+            relay = urlsplit(urls["pg_prefer"])
+            assert relay.hostname == "127.0.0.1", urls
+            [forward] = [f for f in tunnel.forwards.values() if f.relay is not None]
+            assert forward.relay.port == relay.port
+
+            async def states() -> dict[str, str]:
+                found = {}
+                for name, target in settings.targets.items():
+                    connection = await connect(name, target)
+                    await connection.close()
+                    found[name] = (connection.status.state.value, connection.status.error)
+                return found
+
+            assert asyncio.run(states()) == {name: ("connected", None) for name in settings.targets}
+        finally:
+            opened.close()
+    assert not opened.directory or not os.path.exists(opened.directory)
+    assert tunnel.process.poll() is not None
 
 
 @pytest.mark.parametrize("keys", [
