@@ -59,7 +59,8 @@ DEFAULT_PORTS = {"postgres": 5432, "mongodb": 27017, "redis": 6379}
 BASTION = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
 STDERR_KEPT = 4096  # bytes of ssh's stderr kept for the error message
 PR_SET_PDEATHSIG = 1
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on the BSDs
+_SOCKET_PATH_MAX = 103  # sun_path holds 108 bytes on Linux, 104 (with the NUL) on the BSDs
+_LONGEST_SOCKET = "/dbvitals-ssh-12345678/.s.PGSQL.99999"  # what the private directory adds
 
 
 def through(url: str, host: str, port: int) -> str:
@@ -395,7 +396,7 @@ def _private_directory() -> Path:
     """A new directory only this user may enter (mkdtemp: mode 0700), short enough for the
     socket paths in it."""
     base = tempfile.gettempdir()
-    if len(base) > _SOCKET_PATH_MAX - 40:
+    if len(base) + len(_LONGEST_SOCKET) > _SOCKET_PATH_MAX:
         base = "/tmp"
     return Path(tempfile.mkdtemp(prefix="dbvitals-ssh-", dir=base))
 

@@ -367,7 +367,9 @@ def test_ssh_dies_with_dbvitals_even_on_sigkill(tmp_path, redis_db):
     with bastion(tmp_path) as ssh:
         config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url, **ssh}})
         # -c: the checks package of this tree (the current directory comes first on sys.path).
+        # TMPDIR: the socket directory a killed process cannot remove stays in the test's own.
         parent = subprocess.Popen([sys.executable, "-c", KILLED_PARENT, str(config)], cwd=ROOT,
+                                  env={**os.environ, "TMPDIR": str(tmp_path)},
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         pids: list[int] = []
         try:
