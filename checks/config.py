@@ -26,6 +26,7 @@ from pydantic import (
     SecretStr,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,6 +42,7 @@ from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, 
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
+    from checks.tunnels import Forward
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -239,7 +241,7 @@ class TargetBase(Strict):
         return mask_url(self.url)
 
     # Set by checks.tunnels once the target's SSH forward is up (or failed): never from the config.
-    _forward: tuple[str, int] | None = PrivateAttr(default=None)
+    _forward: Forward | None = PrivateAttr(default=None)
     _tunnel_error: str | None = PrivateAttr(default=None)
 
     @property
@@ -250,9 +252,7 @@ class TargetBase(Strict):
 
         url = url_without_password(self.url) if self.password is not None else self.url
         if self._forward is not None:
-            from checks.tunnels import through
-
-            url = through(url, *self._forward)
+            url = self._forward.url(url)
         return url
 
     @property
@@ -271,6 +271,19 @@ class TargetBase(Strict):
                 if key.endswith("url") and isinstance(value, str):
                     values += url_secrets(value)
         return tuple(dict.fromkeys(v for v in values if v))
+
+    @field_validator("ssh", "ssh_key", "ssh_known_hosts")
+    @classmethod
+    def _not_an_ssh_option(cls, value: Any, info: ValidationInfo) -> Any:
+        # Handed to the ssh command line: a value (or the bastion's user or host) that begins with
+        # "-" could be read as an option, and -oProxyCommand=... runs a command.
+        if value is None:
+            return value
+        text = str(value).lstrip()
+        if text.startswith("-") or (info.field_name == "ssh" and re.search(r"@\s*-", text)):
+            what = "the user and host" if info.field_name == "ssh" else "the path"
+            raise ValueError(f'{what} must not begin with "-" (ssh would read it as an option)')
+        return value
 
     @model_validator(mode="after")
     def _remember_secrets(self) -> TargetBase:

@@ -75,6 +75,16 @@ class EngineAdapter:
         """Whether the target URL asks for TLS."""
         raise NotImplementedError
 
+    def socket_name(self, number: int) -> str:
+        """The file name of the number-th Unix socket an SSH tunnel forwards to this engine."""
+        return f"{number}.sock"
+
+    def socket_url(self, url: str, path: Path) -> str | None:
+        """The URL with its host and port replaced by the Unix socket at `path`, as the driver
+        spells one; None when the driver would, or might, speak TLS (it needs TCP then: the
+        tunnel's loopback relay carries it). When in doubt, None."""
+        return None
+
     def greeting(self) -> tuple[bytes, int]:
         """A plain first message in the engine's protocol, and the request id its reply carries
         (checks.connectors.probe tells a wrong port or a missing TLS from a timeout with it)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from checks.display import terminal_safe
 
@@ -36,7 +36,7 @@ def address(url: str, default_port: int | None) -> tuple[str, int] | None:
     except ValueError:
         return None
     port = port or default_port
-    if not host or port is None:
+    if not host or port is None or unquote(host).startswith("/"):  # a socket path, as asyncpg and pymongo URLs give one
         return None
     return host, port
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from checks.engines import ModuleAdapter
 from checks.units import int_or_none
@@ -55,6 +57,17 @@ class MongoAdapter(ModuleAdapter):
 
         params = tls_parameters(url)
         return params.get("tls") == "true" or params.get("ssl") == "true"
+
+    def socket_url(self, url: str, path: Path) -> str | None:
+        parts = urlsplit(url)
+        params = {k.lower(): v.lower() for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+        keys = {k for k in params if k.startswith(("tls", "ssl"))}
+        if keys and not (keys <= {"tls", "ssl"} and all(params[k] == "false" for k in keys)):
+            return None  # TLS asked for: pymongo would check the certificate against the socket path
+        userinfo = parts.netloc.rpartition("@")[0]
+        at = f"{userinfo}@" if userinfo else ""
+        # pymongo: a host that is a percent-encoded path ending in .sock
+        return urlunsplit((parts.scheme, at + quote(str(path), safe=""), parts.path, parts.query, parts.fragment))
 
     def greeting(self) -> tuple[bytes, int]:
         import bson

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
@@ -62,6 +65,21 @@ class PostgresAdapter(ModuleAdapter):
         from checks.connectors.probe import tls_parameters
 
         return tls_parameters(url).get("sslmode") in {"require", "verify-ca", "verify-full"}
+
+    def socket_name(self, number: int) -> str:
+        return f".s.PGSQL.{number}"  # asyncpg finds <directory>/.s.PGSQL.<port>: the number is only a name
+
+    def socket_url(self, url: str, path: Path) -> str | None:
+        parts = urlsplit(url)
+        params = {k.lower(): v.lower() for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+        # asyncpg: the URL's sslmode, else PGSSLMODE, else prefer (which tries TLS).
+        if (params.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer").lower() != "disable":
+            return None
+        userinfo = parts.netloc.rpartition("@")[0]
+        at = f"{userinfo}@" if userinfo else ""
+        # asyncpg: host = the socket's directory, port = the N of its .s.PGSQL.N
+        netloc = f"{at}{quote(str(path.parent), safe='')}:{path.name.rpartition('.')[2]}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     def greeting(self) -> tuple[bytes, int]:
         return SSL_REQUEST, 0

@@ -7,7 +7,9 @@ expire step resumes at the SCAN cursor it recorded."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from checks.engines import ModuleAdapter, SideFile
 from checks.units import int_or_none
@@ -63,6 +65,19 @@ class RedisAdapter(ModuleAdapter):
         from checks.connectors.probe import tls_parameters
 
         return url.startswith("rediss://") or tls_parameters(url).get("ssl") == "true"
+
+    def socket_url(self, url: str, path: Path) -> str | None:
+        parts = urlsplit(url)
+        if parts.scheme != "redis":
+            return None  # rediss: redis-py speaks no TLS over a Unix socket
+        userinfo = parts.netloc.rpartition("@")[0]
+        at = f"{userinfo}@" if userinfo else ""
+        # redis-py: unix://[user:password@]/path?db=N (the logical database moves from the path to the query)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        database = parts.path.strip("/")
+        if database and not any(k == "db" for k, _ in query):
+            query.append(("db", database))
+        return f"unix://{at}{quote(str(path))}" + (f"?{urlencode(query)}" if query else "")
 
     def greeting(self) -> tuple[bytes, int]:
         return b"PING\r\n", 0

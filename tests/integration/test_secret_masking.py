@@ -10,7 +10,7 @@ import json
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from checks.secrets import secret_forms
@@ -18,6 +18,7 @@ from console.cli import main
 from tests import support
 
 FORMATS = ("text", "json", "sarif", "junit", "markdown")
+CONTROL_PASSWORD = "Control-7Hq2-unlikely"
 
 
 @pytest.fixture
@@ -29,15 +30,10 @@ def private_redis():
         server.stop()
 
 
-# Secrets are masked where they occur as values, so a password that is a word of dbvitals' own
-# output ("stat" of "state", "0001" of a latency) is not a leak when that word is printed: each
-# password holds a letter and one of the characters no report writes on its own, so finding it
-# in the output means it leaked.
-_TELLTALE = "!$%^*|~`;"
 passwords = st.text(
     st.one_of(st.characters(min_codepoint=0x20, max_codepoint=0x7E), st.sampled_from("éß€日\u00a0")),
-    min_size=5, max_size=16,
-).map(lambda p: f"{p[0]}{_TELLTALE[len(p) % len(_TELLTALE)]}{p[1:]}x").filter(lambda p: p == p.strip())
+    min_size=4, max_size=16,
+).filter(lambda p: p == p.strip() and not p.isspace())
 
 
 def _config(tmp_path, kind: str, url: str, password: str | None) -> str:
@@ -60,11 +56,7 @@ def test_no_output_shows_a_password_whatever_it_contains(private_redis, tmp_path
     admin = redis.Redis(port=private_redis.port)
     mongo_port = support.refused_port()
 
-    @settings(max_examples=20, derandomize=True, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(password=passwords, kind=st.sampled_from(["redis", "postgres", "mongodb"]),
-           where=st.sampled_from(["url", "raw", "key", "env"]), fmt=st.sampled_from(FORMATS))
-    def run(password: str, kind: str, where: str, fmt: str) -> None:
+    def outputs_for(password: str, kind: str, where: str, fmt: str) -> tuple[list[str], list[int]]:
         monkeypatch.delenv("DBVITALS_TARGETS__A__PASSWORD", raising=False)
         admin.config_set("requirepass", password)
         admin.auth(password)
@@ -84,6 +76,22 @@ def test_no_output_shows_a_password_whatever_it_contains(private_redis, tmp_path
             codes.append(main(argv))
             captured = capsys.readouterr()
             outputs.append(captured.out + captured.err)
+        return outputs, codes
+
+    # What the same commands print with another password, per kind and format: a generated password
+    # that is in it anyway (a word of dbvitals' own such as "state", which Hypothesis draws from the
+    # source's constants) cannot be told from a leak by searching the output, so it is not judged.
+    control: dict[tuple[str, str], str] = {}
+
+    @settings(max_examples=20, derandomize=True, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(password=passwords, kind=st.sampled_from(["redis", "postgres", "mongodb"]),
+           where=st.sampled_from(["url", "raw", "key", "env"]), fmt=st.sampled_from(FORMATS))
+    def run(password: str, kind: str, where: str, fmt: str) -> None:
+        if (kind, fmt) not in control:
+            control[(kind, fmt)] = "\n".join(outputs_for(CONTROL_PASSWORD, kind, "key", fmt)[0])
+        assume(not _leaks(password, control[(kind, fmt)]))
+        outputs, codes = outputs_for(password, kind, where, fmt)
         everything = "\n".join(outputs)
         assert not _leaks(password, everything), (password, everything)
         assert 70 not in codes and "Traceback" not in everything
