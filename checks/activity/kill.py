@@ -13,7 +13,7 @@ from typing import Any
 
 from checks.activity import ActivitySample, for_engine, shorten
 from checks.config import Settings
-from checks.fixes.journal import Journal, JournalEntry, host_name, now_iso, os_user
+from checks.actions.journal import Journal, JournalEntry, host_name, now_iso, os_user
 from checks.model import Engine, FixStep
 from checks.secrets import mask_text
 

@@ -103,7 +103,7 @@ def _width() -> int:
 def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
     from checks.activity.kill import KillRefused, apply_kill, plan_kill, refusals
     from checks.activity.session import ActivityWatch
-    from checks.fixes.journal import Journal
+    from checks.actions.journal import Journal
     from console.runtime import CliError, run_async
     from console.commands.applying import confirm
 

@@ -250,7 +250,7 @@ class ActivityScreen(Screen[None]):
     @work(group="activity-kill", exit_on_error=False)
     async def apply_kill(self, plan: Any) -> None:
         from checks.activity.kill import apply_kill
-        from checks.fixes.journal import Journal
+        from checks.actions.journal import Journal
 
         entry = await apply_kill(self.settings, self.activity_watch.session(self.target), plan, Journal.for_settings(self.settings))
         severity = "information" if entry.outcome == "fixed" else "error"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from checks.config import config_from_dict
-from checks.fixes.journal import Journal, JournalEntry
+from checks.actions.journal import Journal, JournalEntry
 
 
 def entry(entry_id: str = "ab12cd34", **changes) -> JournalEntry:
