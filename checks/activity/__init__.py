@@ -49,8 +49,9 @@ class ActivitySample:
 
 
 class EngineActivity(Protocol):
-    """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, and
-    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix)."""
+    """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, the
+    step that cancels or terminates one (a FixStep, previewed and journalled like every action's),
+    and what checks.actions.kill needs to refuse a stale preview and to verify by reading again."""
 
     async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
 
@@ -60,7 +61,14 @@ class EngineActivity(Protocol):
 
     async def apply(self, session: Any, step: FixStep) -> str: ...
 
-    def cancelled(self, before: dict[str, Any], after: dict[str, Any]) -> bool: ...
+    def changed(self, preview: dict[str, Any], now: dict[str, Any]) -> str | None:
+        """Why this row is no longer the work the preview showed (checked before signalling)."""
+
+    def idle(self, row: dict[str, Any]) -> str | None:
+        """Why a cancel would find nothing running here, or None."""
+
+    def still_running(self, preview: dict[str, Any], now: dict[str, Any]) -> bool:
+        """After a cancel: the work the preview showed still runs in this row."""
 
 
 def for_engine(engine: Engine) -> EngineActivity:

@@ -133,5 +133,13 @@ async def apply(session: Any, step: FixStep) -> str:
     return f"{closed} client(s) closed" if isinstance(closed, int) else "client closed"
 
 
-def cancelled(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    return False  # the kill removes the row: still there means it did not work yet
+def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:
+    return None  # an id names one client for its whole life
+
+
+def idle(row: dict[str, Any]) -> str | None:
+    return None  # a client listed is one that can be stopped
+
+
+def still_running(preview: dict[str, Any], now: dict[str, Any]) -> bool:
+    return True  # stopping removes the row: still there means it did not work yet
