@@ -23,6 +23,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from checks.actions.journal import Journal
+from checks.actions.kill import plan_kill, work_text
+from checks.actions.pipeline import ActionRefused, perform
 from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
@@ -33,7 +36,7 @@ from checks.secrets import mask_text
 from console.replay import Replay
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
 from console.screens.activity import ActivityScreen
-from console.screens.confirm_fix import ConfirmFixModal
+from console.screens.confirm_fix import Confirmation, ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
 from console.screens.export import ExportModal, default_path, write_export
 from console.screens.fix_progress import FixProgressModal
@@ -479,7 +482,7 @@ class DbVitalsApp(App[None]):
 
     async def _undo_flow(self, entry_id: str) -> None:
         from checks.adapters import steps_lock
-        from checks.fixes import FixRefused, Journal, inspect_undo, plan_undo, undo_fix
+        from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
         from console.commands.applying import outcome_word
         from console.screens.confirm_fix import Confirmation
 
@@ -525,6 +528,52 @@ class DbVitalsApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, FixHistoryScreen):
                 screen.reload(entries)
+
+    # --- cancelling or terminating what runs ---------------------------------------------------
+
+    def start_kill(self, name: str, watch: Any, sample: ActivitySample | None, ident: str, terminate: bool) -> None:
+        """Cancel or terminate one row of the activity view (`sample`: what the user saw; None:
+        what runs now, for the next action an outcome offered)."""
+        verb = "terminate" if terminate else "cancel"
+        self.run_worker(self._kill_flow(name, watch, sample, ident, terminate), name=f"{verb} {ident}",
+                        group="fix", exclusive=True, exit_on_error=False)
+
+    async def _kill_flow(self, name: str, watch: Any, sample: ActivitySample | None, ident: str, terminate: bool) -> None:
+        target = self.settings.targets[name]
+        try:
+            if sample is None:
+                sample = await watch.reread(name)
+            # Unsafe is allowed here: the confirmation makes the user type the target's name for it.
+            action = plan_kill(self.settings, watch, name, sample, ident, terminate=terminate, allow_unsafe=True)
+        except ActionRefused as exc:
+            self.notify(str(exc), title="Refused", severity="warning", timeout=8)
+            return
+        confirmation = Confirmation(
+            verb=f"{action.verb.capitalize()} {action.noun}", title=terminal_safe(action.entry.summary), target=name,
+            where=target.masked_url, object=terminal_safe(f"{action.noun} {ident}: {work_text(action.row)[:300]}"),
+            safety=FixSafety.UNSAFE, lock=action.step.description, steps=(action.step,),
+            refusals=list(action.refusals), production=target.is_production,
+        )
+        self.clear_notifications()
+        if not await self.push_screen_wait(ConfirmFixModal(confirmation=confirmation)):
+            self.notify(f"{action.verb.capitalize()} not confirmed: nothing was sent.", title="Cancelled")
+            return
+        progress = FixProgressModal(action.entry.summary, name,
+                                    verb="Terminating" if terminate else "Cancelling")
+
+        def next_action(taken: str | None) -> None:
+            if taken == "terminate":
+                self.start_kill(name, watch, None, ident, True)
+
+        await self.push_screen(progress, next_action)
+        outcome = await perform(action, Journal.for_settings(self.settings), on_progress=progress.add_line)
+        done = outcome.outcome == "fixed"
+        word = outcome.outcome.replace("_", " ").capitalize()
+        progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(outcome.message)} "
+                        f"(journal entry {outcome.entry_id})", offer=outcome.next_action)
+        for screen in self.screen_stack:
+            if isinstance(screen, ActivityScreen):
+                screen.refresh_sample()
 
     def _finding_gone(self, finding: Finding) -> None:
         self.store.remove(finding.id)
@@ -604,8 +653,6 @@ class DbVitalsApp(App[None]):
         self.run_worker(self._open_history(), name="fix history", group="history", exclusive=True)
 
     async def _open_history(self) -> None:
-        from checks.fixes import Journal
-
         journal = Journal.for_settings(self.settings)
         where = dict(journal=str(journal.path), config=self.config_path)
         try:
