@@ -67,7 +67,7 @@ class DbVitalsApp(App[None]):
         Binding("question_mark", "help", "Keys", tooltip="Every key, on every screen"),
         Binding("q", "quit", "Quit", tooltip="Quit (on another screen: back)"),
         Binding("r", "rerun_all", "Re-run", show=False, tooltip="Re-run every check on every target"),
-        Binding("h", "history", "History", show=False, tooltip="The fix journal: every fix and undo; u undoes one"),
+        Binding("h", "history", "History", show=False, tooltip="The journal: every fix, undo, cancel and terminate; u undoes one"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, tooltip="The command palette"),
     ]
 

@@ -334,7 +334,7 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
             refusals.append(f"entry {entry.id} did not finish and the same fix ran again after it, as entry {again.id} "
                             f"({again.state}): what is on the server is that entry's: undo {again.id} instead")
     if not steps:
-        refusals.append("the fix has no inverse: dbvitals cannot undo it")
+        refusals.append(f"this {entry.kind} has no inverse: dbvitals cannot undo it")
     target = settings.targets.get(entry.target)
     if target is None:
         refusals.append(f"target {entry.target} is no longer configured")
