@@ -548,6 +548,10 @@ class DbVitalsApp(App[None]):
         except ActionRefused as exc:
             self.notify(str(exc), title="Refused", severity="warning", timeout=8)
             return
+        except Exception as exc:  # the view's connection went away: said, nothing sent
+            self.notify(f"cannot read {name} again: {type(exc).__name__}: {exc}", title="Not sent", severity="error",
+                        timeout=10)
+            return
         confirmation = Confirmation(
             verb=f"{action.verb.capitalize()} {action.noun}", title=terminal_safe(action.entry.summary), target=name,
             where=target.masked_url, object=terminal_safe(f"{action.noun} {ident}: {work_text(action.row)[:300]}"),
@@ -558,7 +562,7 @@ class DbVitalsApp(App[None]):
         if not await self.push_screen_wait(ConfirmFixModal(confirmation=confirmation)):
             self.notify(f"{action.verb.capitalize()} not confirmed: nothing was sent.", title="Cancelled")
             return
-        progress = FixProgressModal(action.entry.summary, name,
+        progress = FixProgressModal(terminal_safe(action.entry.summary), name,
                                     verb="Terminating" if terminate else "Cancelling")
 
         def next_action(taken: str | None) -> None:
@@ -569,7 +573,7 @@ class DbVitalsApp(App[None]):
         outcome = await perform(action, Journal.for_settings(self.settings), on_progress=progress.add_line)
         done = outcome.outcome == "fixed"
         word = outcome.outcome.replace("_", " ").capitalize()
-        progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(outcome.message)} "
+        progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(terminal_safe(outcome.message))} "
                         f"(journal entry {outcome.entry_id})", offer=outcome.next_action)
         for screen in self.screen_stack:
             if isinstance(screen, ActivityScreen):
