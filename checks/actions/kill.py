@@ -50,7 +50,7 @@ def plan_kill(settings: Settings, watch: ActivityWatch, name: str, sample: Activ
     row = next((r for r in rows if str(r.get("id")) == str(ident)), None)
     if row is None:
         raise ActionRefused(f"no {noun} {ident} on {name} now (it may have ended)")
-    if row.get("own") or module.is_own(row):
+    if row.get("own"):
         raise ActionRefused(f"{ident} is one of dbvitals's own sessions: never cancelled or terminated by it")
     try:
         step = module.kill_step(str(ident), terminate=terminate)

@@ -49,13 +49,12 @@ class ActivitySample:
 
 
 class EngineActivity(Protocol):
-    """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, the
-    step that cancels or terminates one (a FixStep, previewed and journalled like every action's),
-    and what checks.actions.kill needs to refuse a stale preview and to verify by reading again."""
+    """What each engine's module offers: `read` a sample (rows marked `own` for dbvitals's own
+    sessions), the step that cancels or terminates one (a FixStep, previewed and journalled like
+    every action's), and what checks.actions.kill needs to refuse a stale preview and to verify
+    by reading again."""
 
     async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
-
-    def is_own(self, row: dict[str, Any]) -> bool: ...
 
     def kill_step(self, ident: str, *, terminate: bool) -> FixStep: ...
 

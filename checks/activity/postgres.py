@@ -8,8 +8,7 @@ from typing import Any
 
 from checks.activity import ActivitySample, now_iso, shorten
 from checks.model import FixStep
-
-OWN_APPLICATION = "dbvitals"
+from checks.own_sessions import OWN_SESSIONS
 
 SESSIONS_SQL = """/* dbvitals */
 SELECT a.pid, a.datname, a.usename, a.application_name, host(a.client_addr) AS client,
@@ -26,17 +25,12 @@ ORDER BY a.xact_start NULLS LAST, a.pid
 """
 
 
-def is_own(row: dict[str, Any]) -> bool:
-    """dbvitals's own sessions: never offered for cancel or terminate, never counted as load."""
-    return str(row.get("application") or "").startswith(OWN_APPLICATION)
-
-
 async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
     rows = [dict(r) for r in await session.fetch(SESSIONS_SQL)]
-    return sample_from_rows(target, rows)
+    return sample_from_rows(target, rows, own=OWN_SESSIONS.of(session.server))
 
 
-def sample_from_rows(target: str, rows: list[dict[str, Any]]) -> ActivitySample:
+def sample_from_rows(target: str, rows: list[dict[str, Any]], *, own: frozenset[int] = frozenset()) -> ActivitySample:
     sessions = []
     for r in rows:
         sessions.append({
@@ -55,7 +49,9 @@ def sample_from_rows(target: str, rows: list[dict[str, Any]]) -> ActivitySample:
             "blocked_by": sorted(int(p) for p in (r["blocked_by"] or ())),
         })
     for s in sessions:
-        s["own"] = is_own(s)
+        # dbvitals's own: the pids this process opened (checks.own_sessions), never judged by
+        # application_name, which any client may set. Never offered for cancel or terminate.
+        s["own"] = s["id"] in own
     sample = ActivitySample(target=target, engine="postgres", taken_at=now_iso(), monotonic=time.monotonic())
     sample.sections["sessions"] = sessions
     sample.sections["blocking"] = blocking_tree(sessions)

@@ -48,7 +48,7 @@ class PostgresAdapter(ModuleAdapter):
         from checks.connectors import Connection
         from checks.connectors.postgres import PostgresSession
 
-        session = PostgresSession(connection.session.pool, connection.session.database)
+        session = PostgresSession(connection.session.pool, connection.session.database, connection.session.server)
         await session.fetchval("SELECT 1")
         return Connection(status=connection.status, session=session)
 

@@ -19,6 +19,9 @@ from checks.activity import mongodb as mongo_activity
 from checks.activity import postgres as pg_activity
 from checks.activity import redis as redis_activity
 from checks.activity.session import ActivityWatch
+from checks.budget import server_key
+from checks.connectors.postgres import open_pool
+from checks.own_sessions import OWN_SESSIONS
 from tests import support
 from tests.integration.test_cli import dbvitals
 from tests.integration.test_redis_server_settings import private_redis
@@ -229,17 +232,52 @@ def test_a_session_that_moved_on_since_the_preview_is_not_signalled(tmp_path, pg
 
 
 def test_never_kills_its_own_sessions(tmp_path, pg_db):
+    row = {"datname": "d", "usename": "u", "client": None, "state": "active", "wait_event_type": None,
+           "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0, "state_age_s": 1.0,
+           "query": "CREATE INDEX CONCURRENTLY ...", "blocked_by": []}
     sample = pg_activity.sample_from_rows("app", [
-        {"pid": 7, "datname": "d", "usename": "u", "application_name": "dbvitals fix 1a2b", "client": None,
-         "state": "active", "wait_event_type": None, "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0,
-         "state_age_s": 1.0, "query": "CREATE INDEX CONCURRENTLY ...", "blocked_by": []},
-    ])
+        {**row, "pid": 7, "application_name": "dbvitals fix 1a2b"},
+        {**row, "pid": 9, "application_name": "dbvitals-impostor"},
+    ], own=frozenset({7}))
     settings = support.settings_for(app={"kind": "postgres", "url": pg_db.url, "allow_fixes": True})
     watch = ActivityWatch(settings, ["app"])
     with pytest.raises(ActionRefused, match="dbvitals's own"):
         plan_kill(settings, watch, "app", sample, "7", terminate=True, allow_unsafe=True)
     with pytest.raises(ActionRefused, match="no session 8"):
         plan_kill(settings, watch, "app", sample, "8", terminate=True, allow_unsafe=True)
+    # A name is no proof: a client calling itself dbvitals is not ours, and may be stopped.
+    assert plan_kill(settings, watch, "app", sample, "9", terminate=True, allow_unsafe=True).refusals == []
+
+
+def test_own_sessions_are_the_pids_this_process_opened_not_a_name(tmp_path, pg_db):
+    settings = support.settings_for(app={"kind": "postgres", "url": pg_db.url, "allow_fixes": True})
+    target = settings.targets["app"]
+
+    async def go() -> tuple[int, str]:
+        impostor = await asyncpg.connect(pg_db.url, server_settings={"application_name": "dbvitals-sneaky"})
+        pool = await open_pool(target)
+        watch = ActivityWatch(settings, ["app"])
+        try:
+            ours = await pool.fetchval("SELECT pg_backend_pid()")
+            sample = (await watch.refresh())["app"]
+            rows = {r["id"]: r for r in sample.sections["sessions"]}
+            assert rows[ours]["own"] and not rows[impostor.get_server_pid()]["own"]
+            assert impostor.get_server_pid() in {r["id"] for r in sample.sections["sessions"]}
+            with pytest.raises(ActionRefused, match="dbvitals's own"):
+                plan_kill(settings, watch, "app", sample, str(ours), terminate=True, allow_unsafe=True)
+            action = plan_kill(settings, watch, "app", sample, str(impostor.get_server_pid()), terminate=True,
+                               allow_unsafe=True)
+            outcome = await perform(action, Journal(tmp_path / "journal.jsonl"))
+        finally:
+            await watch.close()
+            await pool.close()
+            impostor.terminate()
+        await asyncio.sleep(0)  # the pool's termination listeners run on the next turn of the loop
+        assert ours not in OWN_SESSIONS.of(server_key(target))
+        return ours, outcome.outcome
+
+    _, outcome = asyncio.run(go())
+    assert outcome == "fixed"
 
 
 def test_redis_slow_command_clients_and_rates(tmp_path):
