@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from checks.actions.journal import Journal
 from checks.actions.kill import plan_kill, work_text
-from checks.actions.pipeline import ActionRefused, perform
+from checks.actions.pipeline import ActionRefused, Outcome, perform
 from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
@@ -437,23 +437,32 @@ class DbVitalsApp(App[None]):
             self._finding_gone(finding)
             self.notify("The check no longer reports this finding: nothing to fix.", title="Already gone")
             return
+        modal = ConfirmFixModal(plan, target=finding.target, where=getattr(plan, "url", "") or target.masked_url,
+                                production=target.is_production)
+        progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
+        done = await self._confirm_and_run(
+            "Fix", modal, progress,
+            lambda: apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line, kept=kept),
+        )
+        if done is not None:
+            self._fix_done(finding, done, progress)
+
+    async def _confirm_and_run(self, what: str, modal: ConfirmFixModal, progress: FixProgressModal,
+                               run: Callable[[], Awaitable[Outcome]],
+                               on_next: Callable[[str | None], None] | None = None) -> Outcome | None:
+        """What every action shares in the console: the confirmation, then the progress dialog
+        while the pipeline runs it. None when not confirmed or refused (both said here)."""
         # No toast may sit on top of the confirmation.
         self.clear_notifications()
-        confirmed = await self.push_screen_wait(
-            ConfirmFixModal(plan, target=finding.target, where=getattr(plan, "url", "") or target.masked_url,
-                            production=target.is_production)
-        )
-        if not confirmed:
-            self.notify("Fix cancelled: nothing was run.", title="Cancelled")
-            return
-        progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
-        await self.push_screen(progress)
+        if not await self.push_screen_wait(modal):
+            self.notify(f"{what} not confirmed: nothing was run.", title="Cancelled")
+            return None
+        await self.push_screen(progress, on_next)
         try:
-            outcome = await apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line, kept=kept)
-        except FixRefused as exc:
-            progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
-            return
-        self._fix_done(finding, outcome, progress)
+            return await run()
+        except ActionRefused as exc:
+            progress.finish(f"[$error b]Refused:[/] {escape(terminal_safe(str(exc)))}")
+            return None
 
     def _fix_done(self, finding: Finding, outcome: Any, progress: FixProgressModal) -> None:
         # Said once in the progress dialog, and kept on the finding's screen; no toast repeats it.
@@ -506,17 +515,13 @@ class DbVitalsApp(App[None]):
             lock=steps_lock(plan.steps), steps=plan.steps, refusals=list(plan.refusals),
             warnings=list(plan.warnings), production=bool(target and target.is_production),
         )
-        self.clear_notifications()
-        if not await self.push_screen_wait(ConfirmFixModal(confirmation=confirmation)):
-            self.notify("Undo cancelled: nothing was run.", title="Cancelled")
-            return
         progress = FixProgressModal(f"the undo of {entry.id} ({entry.summary})", entry.target, verb="Undoing")
-        await self.push_screen(progress)
-        try:
-            outcome = await undo_fix(self.settings, self.registry, entry.id, allow_unsafe=True,
-                                     on_progress=progress.add_line, journal=journal)
-        except FixRefused as exc:
-            progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
+        outcome = await self._confirm_and_run(
+            "Undo", ConfirmFixModal(confirmation=confirmation), progress,
+            lambda: undo_fix(self.settings, self.registry, entry.id, allow_unsafe=True,
+                             on_progress=progress.add_line, journal=journal),
+        )
+        if outcome is None:
             return
         word = outcome_word(outcome.outcome, undo=True)
         style = "$success" if outcome.outcome == "fixed" else "$error"
@@ -558,10 +563,6 @@ class DbVitalsApp(App[None]):
             safety=FixSafety.UNSAFE, lock=action.step.description, steps=(action.step,),
             refusals=list(action.refusals), production=target.is_production,
         )
-        self.clear_notifications()
-        if not await self.push_screen_wait(ConfirmFixModal(confirmation=confirmation)):
-            self.notify(f"{action.verb.capitalize()} not confirmed: nothing was sent.", title="Cancelled")
-            return
         progress = FixProgressModal(terminal_safe(action.entry.summary), name,
                                     verb="Terminating" if terminate else "Cancelling")
 
@@ -569,8 +570,12 @@ class DbVitalsApp(App[None]):
             if taken == "terminate":
                 self.start_kill(name, watch, None, ident, True)
 
-        await self.push_screen(progress, next_action)
-        outcome = await perform(action, Journal.for_settings(self.settings), on_progress=progress.add_line)
+        outcome = await self._confirm_and_run(
+            action.verb.capitalize(), ConfirmFixModal(confirmation=confirmation), progress,
+            lambda: perform(action, Journal.for_settings(self.settings), on_progress=progress.add_line), next_action,
+        )
+        if outcome is None:
+            return
         done = outcome.outcome == "fixed"
         word = outcome.outcome.replace("_", " ").capitalize()
         progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(terminal_safe(outcome.message))} "
