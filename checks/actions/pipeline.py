@@ -82,7 +82,11 @@ class Action(Protocol):
 
     entry: JournalEntry  # masked; written when the action starts and again with its outcome
     refusals: list[str]  # why it may not run; empty when it may
-    secrets: tuple[str, ...]  # masked out of every message
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The target's secrets, masked out of every message."""
+        ...
 
     async def apply(self, work: Work) -> None:
         """Make the change; raise ActionFailed (journaled as failed) or ActionRefused (what it was
