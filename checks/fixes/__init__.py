@@ -269,15 +269,17 @@ async def verify_after(
     settings: Settings, registry: Registry, entry: JournalEntry,
     judge: Callable[[Report, str, str], tuple[str, bool, str]], *, kept: KeptConnections | None = None,
 ) -> tuple[str, bool | None, str]:
+    """Re-run the finding's check and let `judge` read its report. A check that cannot run again
+    shows nothing: the action is then not_fixed, unverified, and says why."""
     check, finding_id = entry.finding["check"], entry.finding["id"]
     try:
         report = await _run(settings, registry, targets=[entry.target], checks=[check], kept=kept)
     except FixRefused as exc:
-        return "fixed", None, f"applied; could not verify: {exc}"
+        return "not_fixed", None, f"applied; could not verify: {exc}"
     error = next((e for e in report.errors if e.check == check), None)
     if error is not None or (report.targets and not report.targets[0].reachable):
         why = error.message if error else report.targets[0].error
-        return "fixed", None, f"applied; could not verify: re-running {check} failed ({why})"
+        return "not_fixed", None, f"applied; could not verify: re-running {check} failed ({why})"
     return judge(report, check, finding_id)
 
 
