@@ -118,7 +118,7 @@ class Runner:
     ) -> None:
         self.settings = settings
         self.kept = kept
-        from checks.fixes.journal import Journal
+        from checks.actions.journal import Journal
 
         self._journal = Journal.for_settings(settings).path
         self.registry = registry

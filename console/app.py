@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +23,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from checks.actions.journal import Journal
+from checks.actions.kill import plan_kill, work_text
+from checks.actions.pipeline import ActionRefused, Outcome, perform
 from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
@@ -34,7 +37,7 @@ from checks.secrets import mask_text
 from console.replay import Replay
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
 from console.screens.activity import ActivityScreen
-from console.screens.confirm_fix import ConfirmFixModal
+from console.screens.confirm_fix import Confirmation, ConfirmFixModal
 from console.screens.detail import FindingDetailScreen
 from console.screens.export import ExportModal, default_path, write_export
 from console.screens.fix_progress import FixProgressModal
@@ -65,7 +68,7 @@ class DbVitalsApp(App[None]):
         Binding("question_mark", "help", "Keys", tooltip="Every key, on every screen"),
         Binding("q", "quit", "Quit", tooltip="Quit (on another screen: back)"),
         Binding("r", "rerun_all", "Re-run", show=False, tooltip="Re-run every check on every target"),
-        Binding("h", "history", "History", show=False, tooltip="The fix journal: every fix and undo; u undoes one"),
+        Binding("h", "history", "History", show=False, tooltip="The journal: every fix, undo, cancel and terminate; u undoes one"),
         Binding("ctrl+p", "command_palette", "Palette", show=False, tooltip="The command palette"),
     ]
 
@@ -424,12 +427,13 @@ class DbVitalsApp(App[None]):
     async def _plan_and_apply(self, finding: Finding, kept: Any) -> None:
         from checks.fixes import FixRefused, apply_fix, plan_fix
 
-        assert self.registry is not None  # _fix_flow loaded it before calling this
+        registry = self.registry
+        assert registry is not None  # _fix_flow loaded it before calling this
         target = self.settings.targets[finding.target]
         unsafe = finding.fix is not None and finding.fix.safety is FixSafety.UNSAFE
         self.notify(f"Re-checking {finding.object} before planning the fix…", title="Fix", timeout=3)
         try:
-            plan = await plan_fix(self.settings, self.registry, finding, allow_unsafe=unsafe, kept=kept)
+            plan = await plan_fix(self.settings, registry, finding, allow_unsafe=unsafe, kept=kept)
         except FixRefused as exc:
             self.notify(str(exc), title="Fix refused", severity="error", timeout=15)
             return
@@ -437,23 +441,32 @@ class DbVitalsApp(App[None]):
             self._finding_gone(finding)
             self.notify("The check no longer reports this finding: nothing to fix.", title="Already gone")
             return
+        modal = ConfirmFixModal(plan, target=finding.target, where=getattr(plan, "url", "") or target.masked_url,
+                                production=target.is_production)
+        progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
+        done = await self._confirm_and_run(
+            "Fix", modal, progress,
+            lambda: apply_fix(self.settings, registry, plan, on_progress=progress.add_line, kept=kept),
+        )
+        if done is not None:
+            self._fix_done(finding, done, progress)
+
+    async def _confirm_and_run(self, what: str, modal: ConfirmFixModal, progress: FixProgressModal,
+                               run: Callable[[], Awaitable[Outcome]],
+                               on_next: Callable[[str | None], None] | None = None) -> Outcome | None:
+        """What every action shares in the console: the confirmation, then the progress dialog
+        while the pipeline runs it. None when not confirmed or refused (both said here)."""
         # No toast may sit on top of the confirmation.
         self.clear_notifications()
-        confirmed = await self.push_screen_wait(
-            ConfirmFixModal(plan, target=finding.target, where=getattr(plan, "url", "") or target.masked_url,
-                            production=target.is_production)
-        )
-        if not confirmed:
-            self.notify("Fix cancelled: nothing was run.", title="Cancelled")
-            return
-        progress = FixProgressModal(finding.fix.summary if finding.fix else finding.title, finding.target)
-        await self.push_screen(progress)
+        if not await self.push_screen_wait(modal):
+            self.notify(f"{what} not confirmed: nothing was run.", title="Cancelled")
+            return None
+        await self.push_screen(progress, on_next)
         try:
-            outcome = await apply_fix(self.settings, self.registry, plan, on_progress=progress.add_line, kept=kept)
-        except FixRefused as exc:
-            progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
-            return
-        self._fix_done(finding, outcome, progress)
+            return await run()
+        except ActionRefused as exc:
+            progress.finish(f"[$error b]Refused:[/] {escape(terminal_safe(str(exc)))}")
+            return None
 
     def _fix_done(self, finding: Finding, outcome: Any, progress: FixProgressModal) -> None:
         # Said once in the progress dialog, and kept on the finding's screen; no toast repeats it.
@@ -482,7 +495,7 @@ class DbVitalsApp(App[None]):
 
     async def _undo_flow(self, entry_id: str) -> None:
         from checks.engines import steps_lock
-        from checks.fixes import FixRefused, Journal, inspect_undo, plan_undo, undo_fix
+        from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
         from console.commands.applying import outcome_word
         from console.screens.confirm_fix import Confirmation
 
@@ -507,17 +520,13 @@ class DbVitalsApp(App[None]):
             lock=steps_lock(plan.steps), steps=plan.steps, refusals=list(plan.refusals),
             warnings=list(plan.warnings), production=bool(target and target.is_production),
         )
-        self.clear_notifications()
-        if not await self.push_screen_wait(ConfirmFixModal(confirmation=confirmation)):
-            self.notify("Undo cancelled: nothing was run.", title="Cancelled")
-            return
         progress = FixProgressModal(f"the undo of {entry.id} ({entry.summary})", entry.target, verb="Undoing")
-        await self.push_screen(progress)
-        try:
-            outcome = await undo_fix(self.settings, registry, entry.id, allow_unsafe=True,
-                                     on_progress=progress.add_line, journal=journal)
-        except FixRefused as exc:
-            progress.finish(f"[$error b]Refused:[/] {escape(str(exc))}")
+        outcome = await self._confirm_and_run(
+            "Undo", ConfirmFixModal(confirmation=confirmation), progress,
+            lambda: undo_fix(self.settings, registry, entry.id, allow_unsafe=True,
+                             on_progress=progress.add_line, journal=journal),
+        )
+        if outcome is None:
             return
         word = outcome_word(outcome.outcome, undo=True)
         style = "$success" if outcome.outcome == "fixed" else "$error"
@@ -529,6 +538,56 @@ class DbVitalsApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, FixHistoryScreen):
                 screen.reload(entries)
+
+    # --- cancelling or terminating what runs ---------------------------------------------------
+
+    def start_kill(self, name: str, watch: Any, sample: ActivitySample | None, ident: str, terminate: bool) -> None:
+        """Cancel or terminate one row of the activity view (`sample`: what the user saw; None:
+        what runs now, for the next action an outcome offered)."""
+        verb = "terminate" if terminate else "cancel"
+        self.run_worker(self._kill_flow(name, watch, sample, ident, terminate), name=f"{verb} {ident}",
+                        group="fix", exclusive=True, exit_on_error=False)
+
+    async def _kill_flow(self, name: str, watch: Any, sample: ActivitySample | None, ident: str, terminate: bool) -> None:
+        target = self.settings.targets[name]
+        try:
+            if sample is None:
+                sample = await watch.reread(name)
+            # Unsafe is allowed here: the confirmation makes the user type the target's name for it.
+            action = plan_kill(self.settings, watch, name, sample, ident, terminate=terminate, allow_unsafe=True)
+        except ActionRefused as exc:
+            self.notify(str(exc), title="Refused", severity="warning", timeout=8)
+            return
+        except Exception as exc:  # the view's connection went away: said, nothing sent
+            self.notify(f"cannot read {name} again: {type(exc).__name__}: {exc}", title="Not sent", severity="error",
+                        timeout=10)
+            return
+        confirmation = Confirmation(
+            verb=f"{action.verb.capitalize()} {action.noun}", title=terminal_safe(action.entry.summary), target=name,
+            where=target.masked_url, object=terminal_safe(f"{action.noun} {ident}: {work_text(action.row)[:300]}"),
+            safety=FixSafety.UNSAFE, lock=action.step.description, steps=(action.step,),
+            refusals=list(action.refusals), production=target.is_production,
+        )
+        progress = FixProgressModal(terminal_safe(action.entry.summary), name,
+                                    verb="Terminating" if terminate else "Cancelling")
+
+        def next_action(taken: str | None) -> None:
+            if taken == "terminate":
+                self.start_kill(name, watch, None, ident, True)
+
+        outcome = await self._confirm_and_run(
+            action.verb.capitalize(), ConfirmFixModal(confirmation=confirmation), progress,
+            lambda: perform(action, Journal.for_settings(self.settings), on_progress=progress.add_line), next_action,
+        )
+        if outcome is None:
+            return
+        done = outcome.outcome == "fixed"
+        word = outcome.outcome.replace("_", " ").capitalize()
+        progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(terminal_safe(outcome.message))} "
+                        f"(journal entry {outcome.entry_id})", offer=outcome.next_action)
+        for screen in self.screen_stack:
+            if isinstance(screen, ActivityScreen):
+                screen.refresh_sample()
 
     def _finding_gone(self, finding: Finding) -> None:
         self.store.remove(finding.id)
@@ -609,8 +668,6 @@ class DbVitalsApp(App[None]):
         self.run_worker(self._open_history(), name="fix history", group="history", exclusive=True)
 
     async def _open_history(self) -> None:
-        from checks.fixes import Journal
-
         journal = Journal.for_settings(self.settings)
         where: dict[str, Any] = dict(journal=str(journal.path), config=self.config_path)
         try:

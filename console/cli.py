@@ -30,7 +30,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("console.commands.demo", "a local playground with real problems, then the console"),
     "fix": ("console.commands.fix", "apply a finding's fix: re-check, confirm, apply, verify, journal"),
     "undo": ("console.commands.undo", "apply the inverse of a journaled fix"),
-    "history": ("console.commands.history", "list the fix journal"),
+    "history": ("console.commands.history", "list the journal: every fix, undo, cancel and terminate"),
     "baseline": ("console.commands.baseline", "record current findings so the gate fails only on new ones"),
     "profiler": ("console.commands.profiler", "show the MongoDB profiler, or turn it on for a while and restore it"),
     "activity": ("console.commands.activity", "what is running now: sessions, blocking, operations, slow commands"),

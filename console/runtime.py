@@ -90,7 +90,7 @@ def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any
 
 def finding_index(settings: Any) -> Any:
     """Where this config's last report keeps its finding ids (beside the journal)."""
-    from checks.fixes.journal import Journal
+    from checks.actions.journal import Journal
     from checks.fixes.locate import FindingIndex
 
     state_dir = Journal.for_settings(settings).path.parent

@@ -54,21 +54,28 @@ Section = tuple[str, str, list[tuple[str, str, Justify]], int]
 
 
 class EngineActivity(Protocol):
-    """What each engine's module offers: `read` a sample, tell dbvitals's own sessions apart, and
-    the step that cancels or terminates one (a FixStep, so it is previewed and journalled as a fix),
-    and how the activity view lays its sections out (`LAYOUT`)."""
+    """What each engine's module offers: `read` a sample (rows marked `own` for dbvitals's own
+    sessions), the step that cancels or terminates one (a FixStep, previewed and journalled like
+    every action's), what checks.actions.kill needs to refuse a stale preview and to verify by
+    reading again, and how the activity view lays its sections out (`LAYOUT`)."""
 
     LAYOUT: list[Section]
+    KILLABLE: str | None  # the section whose rows can be cancelled or terminated; None: none can
 
     async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
-
-    def is_own(self, row: dict[str, Any]) -> bool: ...
 
     def kill_step(self, ident: str, *, terminate: bool) -> FixStep: ...
 
     async def apply(self, session: Any, step: FixStep) -> str: ...
 
-    def cancelled(self, before: dict[str, Any], after: dict[str, Any]) -> bool: ...
+    def changed(self, preview: dict[str, Any], now: dict[str, Any]) -> str | None:
+        """Why this row is no longer the work the preview showed (checked before signalling)."""
+
+    def idle(self, row: dict[str, Any]) -> str | None:
+        """Why a cancel would find nothing running here, or None."""
+
+    def still_running(self, preview: dict[str, Any], now: dict[str, Any]) -> bool:
+        """After a cancel: the work the preview showed still runs in this row."""
 
 
 def for_engine(engine: Engine) -> EngineActivity:

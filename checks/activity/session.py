@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from checks.activity import ActivitySample, for_engine, shorten
@@ -41,6 +42,29 @@ class ActivityWatch:
 
     def session(self, name: str) -> Any:
         return self.connections[server_key(self.settings.targets[name])].session
+
+    @contextlib.asynccontextmanager
+    async def using(self, name: str) -> AsyncIterator[Any]:
+        """The server's session for one caller at a time: a refresh due meanwhile is skipped, so
+        an action's statements never interleave with the view's on one connection."""
+        async with self._busy:
+            session = self.connections.get(server_key(self.settings.targets[name]))
+            if session is None or session.session is None:
+                raise ConnectionError(f"no session to {name}: it is unreachable now")
+            yield session.session
+
+    async def reread(self, name: str) -> ActivitySample:
+        """A fresh sample of one target, masked as the view's are, that leaves the rates alone."""
+        target = self.settings.targets[name]
+        reader = for_engine(target.kind)
+        async with self.using(name) as session:
+            sample = await asyncio.wait_for(reader.read(session, name, None), target.timeout + 1)
+        return self._masked(sample, self.servers[server_key(target)])
+
+    def _masked(self, sample: ActivitySample, names: list[str]) -> ActivitySample:
+        secrets = tuple(s for name in names for s in self.settings.targets[name].secret_values())
+        return dataclasses.replace(sample, sections=mask_tree(sample.sections, secrets),
+                                   notes=[shorten(mask_text(n, secrets), 300) for n in sample.notes])
 
     async def refresh(self) -> dict[str, ActivitySample]:
         if self._busy.locked():
@@ -79,9 +103,7 @@ class ActivityWatch:
             self.connections[server] = failed(first, target, exc)
             self._down(names, self.connections[server].status)
             return
-        secrets = tuple(s for name in names for s in self.settings.targets[name].secret_values())
-        sample = dataclasses.replace(sample, sections=mask_tree(sample.sections, secrets),
-                                     notes=[shorten(mask_text(n, secrets), 300) for n in sample.notes])
+        sample = self._masked(sample, names)
         for name in names:
             self.statuses[name] = dataclasses.replace(connection.status, name=name,
                                                       url=self.settings.targets[name].masked_url)

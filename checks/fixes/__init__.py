@@ -1,11 +1,11 @@
-"""Applying fixes safely: re-check, refuse what may not run, apply, verify, journal, undo.
+"""Fix and undo: two planners over the action pipeline (checks.actions.pipeline).
 
-The pipeline for one finding:
 1. `plan_fix` re-runs the finding's check on its target: the problem may be gone, or changed.
    The plan lists why it may not be applied (refusals) instead of raising, so a UI can show it.
-2. `apply_fix` writes a "started" journal entry, runs the steps through the engine's executor
-   (its own read-write session, bounded by lock and statement timeouts), re-runs the check to
-   verify, and completes the entry. A crash between the two leaves an unfinished entry.
+2. `apply_fix` makes the plan a `StepsAction` and hands it to `perform`: a "started" journal
+   entry, the steps through the engine's executor (its own read-write session, bounded by lock
+   and statement timeouts), the check re-run to verify, the entry completed. A crash between
+   the two leaves an unfinished entry.
 3. `undo_fix` applies a journal entry's inverse with the same refusals, journaled the same way,
    after `inspect_undo` has compared what the inverse would touch with what the fix left on the
    server (recorded in the entry's `expect`): it refuses to undo anything dbvitals did not do.
@@ -14,28 +14,38 @@ The pipeline for one finding:
 from __future__ import annotations
 
 import asyncio
-import secrets as _random
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.actions.journal import Journal, JournalEntry
+from checks.actions.pipeline import (
+    ActionFailed,
+    ActionRefused,
+    Outcome,
+    Progress,
+    Verdict,
+    Work,
+    masked_step,
+    new_entry,
+    perform,
+    refusals,
+)
 from checks.engines import adapter_for
 from checks.config import ConfigError, Settings, TargetBase
 from checks.registry import Registry, UsageError
 from checks.runner import KeptConnections, Runner
-from checks.fixes.execution import Execution, FixLimits, Progress, StepFailed
-from checks.fixes.journal import Journal, JournalEntry, host_name, now_iso, os_user
+from checks.fixes.execution import Execution, FixLimits, StepFailed
 from checks.model import Finding, Fix, FixSafety, FixStep, Report
 from checks.secrets import mask_text
 
 __all__ = [
-    "FixLimits", "FixOutcome", "FixPlan", "FixRefused", "Journal", "JournalEntry", "UndoPlan",
-    "apply_fix", "find_finding", "inspect_undo", "locate_finding", "plan_fix", "plan_undo", "refusals_for",
-    "undo_fix",
+    "FixLimits", "FixPlan", "FixRefused", "Journal", "JournalEntry", "StepsAction", "UndoPlan",
+    "apply_fix", "find_finding", "fix_entry", "inspect_undo", "locate_finding", "plan_fix", "plan_undo",
+    "refusals_for", "undo_fix",
 ]
 
-class FixRefused(Exception):
+class FixRefused(ActionRefused):
     """The fix cannot even be planned or undone; the message says why."""
 
 
@@ -61,16 +71,6 @@ class FixPlan:
     @property
     def applicable(self) -> bool:
         return not self.gone and not self.refusals
-
-
-@dataclass
-class FixOutcome:
-    entry_id: str  # "" when nothing was journaled (the problem was already gone)
-    outcome: str  # fixed | not_fixed | failed | refused
-    message: str
-    verified: bool | None
-    duration_ms: float
-    leftovers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -178,19 +178,8 @@ def refusals_for(name: str, target: TargetBase, fix: Fix | None, *, allow_unsafe
     """Every reason this fix may not be applied here as asked, phrased with what to do about it."""
     if fix is None:
         return ["this finding has no fix dbvitals can apply"]
-    refusals = []
-    if fix.safety is FixSafety.MANUAL:
-        refusals.append("a manual fix: dbvitals shows it for a human to adapt and run, and never applies it")
-    if not target.allow_fixes:
-        refusals.append(f"target {name} does not allow fixes (set allow_fixes = true in [targets.{name}] to permit them)")
-    if fix.safety is FixSafety.UNSAFE and not allow_unsafe:
-        impact = f" ({fix.lock})" if fix.lock else ""
-        refusals.append(f"an unsafe fix{impact}: it is applied only with --allow-unsafe")
-    if role and (role == "replica" or role.startswith("secondary")):
-        refusals.append(f"target {name} is a {role}: apply fixes on the primary")
-    if not fix.steps and fix.safety is not FixSafety.MANUAL:
-        refusals.append("the fix has no steps")
-    return refusals
+    return refusals(name, target, kind="fix", safety=fix.safety, lock=fix.lock, has_steps=bool(fix.steps),
+                    allow_unsafe=allow_unsafe, role=role)
 
 
 # --- applying ------------------------------------------------------------------------------------
@@ -205,90 +194,94 @@ async def apply_fix(
     journal: Journal | None = None,
     limits: FixLimits | None = None,
     kept: KeptConnections | None = None,
-) -> FixOutcome:
+) -> Outcome:
     """Apply a plan. Its refusals are the plan's, computed once: passing allow_unsafe=True here
     lifts none of them, and allow_unsafe=False contradicts a plan made with it (plan again).
     `kept`: the check connections of the run that found the finding, reused to verify."""
     if allow_unsafe is False and plan.allow_unsafe:
         raise ValueError("the plan was made with allow_unsafe=True: plan it again without it")
-    started = time.perf_counter()
     if plan.gone or plan.finding is None:
-        return FixOutcome("", "refused", "the problem no longer exists: nothing to apply", None, 0.0)
+        return Outcome("", "refused", "the problem no longer exists: nothing to apply", None, 0.0)
     journal = journal or Journal.for_settings(settings)
-    name = plan.target
-    target = _target(settings, name)
+    target = _target(settings, plan.target)
     finding = plan.finding
-    fix = finding.fix
-    entry = _new_entry(
-        "fix", name, target, finding_summary(finding), fix, plan.steps, plan.inverse,
-    )
-    if plan.refusals:
-        return _finish_refused(journal, entry, plan.refusals, started)
-    concrete = adapter_for(target.kind).concrete_inverse(plan.steps, plan.inverse, entry.id)
-    entry.inverse = [_masked_step(s, target) for s in concrete]
-    resume = _resume_cursors(journal, entry, plan.steps)
-    return await _execute_and_verify(
-        settings, registry, journal, entry, target, plan.steps, resume,
-        verify=_judge_fixed,
-        on_progress=on_progress, limits=limits or FixLimits(), started=started,
-        earlier_builds=_earlier_builds(journal, entry), kept=kept,
-    )
+    entry = fix_entry("fix", plan.target, target, finding_summary(finding), finding.fix, plan.steps, plan.inverse)
+    action = StepsAction(settings, registry, journal, entry, target, plan.steps, list(plan.refusals),
+                         judge=_judge_fixed, limits=limits or FixLimits(), kept=kept)
+    if not plan.refusals:
+        concrete = adapter_for(target.kind).concrete_inverse(plan.steps, plan.inverse, entry.id)
+        entry.inverse = [masked_step(s, action.secrets) for s in concrete]
+        action.resume = _resume_cursors(journal, entry, plan.steps)
+        action.earlier_builds = _earlier_builds(journal, entry)
+    return await perform(action, journal, on_progress=on_progress)
 
 
-async def _execute_and_verify(
-    settings: Settings,
-    registry: Registry,
-    journal: Journal,
-    entry: JournalEntry,
-    target: TargetBase,
-    steps: Sequence[FixStep],
-    resume: dict[int, tuple[int, str | None]],
-    *,
-    verify: Any,
-    on_progress: Progress | None,
-    limits: FixLimits,
-    started: float,
-    earlier_builds: dict[str, str] | None = None,
-    notes: Sequence[str] = (),
-    kept: KeptConnections | None = None,
-) -> FixOutcome:
-    journal.append(entry)
-    run = Execution(
-        target_name=entry.target, target=target, entry_id=entry.id, side_dir=journal.side_dir,
-        limits=limits, on_progress=on_progress, resume_cursors=resume, earlier_builds=earlier_builds or {},
-        notes=list(notes),
-    )
-    secrets = target.secret_values()
-    try:
-        await adapter_for(entry.engine).execute(run, steps)
-    except asyncio.CancelledError:
-        _finish(journal, entry, run, "failed", f"interrupted after {run.steps_done} of {len(steps)} steps", started, secrets)
-        raise
-    except StepFailed as exc:
-        await _record_state(entry, run, steps)
-        return _finish(journal, entry, run, "failed", str(exc), started, secrets)
-    except Exception as exc:  # an executor bug or driver surprise is still a journaled failure
-        await _record_state(entry, run, steps)
-        return _finish(journal, entry, run, "failed", f"{type(exc).__name__}: {exc}", started, secrets)
-    await _record_state(entry, run, steps)
-    await run.progress("verifying: re-running the check")
-    outcome, verified, message = await verify_after(settings, registry, entry, verify, kept=kept)
-    return _finish(journal, entry, run, outcome, message, started, secrets, verified=verified)
+@dataclass
+class StepsAction:
+    """A fix or an undo as the pipeline runs it: steps through the engine's executor, verified
+    by re-running the finding's check (`judge` reads its report)."""
+
+    settings: Settings
+    registry: Registry
+    journal: Journal
+    entry: JournalEntry
+    target: TargetBase
+    steps: Sequence[FixStep]
+    refusals: list[str]
+    judge: Callable[[Report, str, str], tuple[str, bool, str]]
+    limits: FixLimits
+    kept: KeptConnections | None = None
+    resume: dict[int, Any] = field(default_factory=dict)
+    earlier_builds: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the undo's guard found, journaled with it
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.target.secret_values()
+
+    async def apply(self, work: Work) -> None:
+        work.notes.extend(self.notes)
+        run = Execution(
+            target_name=self.entry.target, target=self.target, entry_id=self.entry.id,
+            side_dir=self.journal.side_dir, limits=self.limits, on_progress=work.progress,
+            resume_cursors=self.resume, earlier_builds=self.earlier_builds, notes=work.notes,
+        )
+        failure = None
+        try:
+            await adapter_for(self.entry.engine).execute(run, self.steps)
+        except StepFailed as exc:
+            failure = str(exc)
+        except asyncio.CancelledError:
+            work.steps_done = run.steps_done
+            raise
+        except Exception as exc:  # an executor bug or driver surprise is still a journaled failure
+            failure = f"{type(exc).__name__}: {exc}"
+        work.steps_done, work.leftovers = run.steps_done, run.leftovers
+        await _record_state(self.entry, run, self.steps)
+        if failure is not None:
+            raise ActionFailed(failure)
+
+    async def verify(self, work: Work) -> Verdict:
+        await work.progress("verifying: re-running the check")
+        return Verdict(*await verify_after(self.settings, self.registry, self.entry, self.judge, kept=self.kept))
 
 
 async def verify_after(
-    settings: Settings, registry: Registry, entry: JournalEntry, verify: Any, *, kept: KeptConnections | None = None
+    settings: Settings, registry: Registry, entry: JournalEntry,
+    judge: Callable[[Report, str, str], tuple[str, bool, str]], *, kept: KeptConnections | None = None,
 ) -> tuple[str, bool | None, str]:
+    """Re-run the finding's check and let `judge` read its report. A check that cannot run again
+    shows nothing: the action is then not_fixed, unverified, and says why."""
     check, finding_id = entry.finding["check"], entry.finding["id"]
     try:
         report = await _run(settings, registry, targets=[entry.target], checks=[check], kept=kept)
     except FixRefused as exc:
-        return "fixed", None, f"applied; could not verify: {exc}"
+        return "not_fixed", None, f"applied; could not verify: {exc}"
     error = next((e for e in report.errors if e.check == check), None)
     if error is not None or (report.targets and not report.targets[0].reachable):
         why = error.message if error else report.targets[0].error
-        return "fixed", None, f"applied; could not verify: re-running {check} failed ({why})"
-    return verify(report, check, finding_id)
+        return "not_fixed", None, f"applied; could not verify: re-running {check} failed ({why})"
+    return judge(report, check, finding_id)
 
 
 def _judge_fixed(report: Report, check: str, finding_id: str) -> tuple[str, bool, str]:
@@ -344,7 +337,7 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
             refusals.append(f"entry {entry.id} did not finish and the same fix ran again after it, as entry {again.id} "
                             f"({again.state}): what is on the server is that entry's: undo {again.id} instead")
     if not steps:
-        refusals.append("the fix has no inverse: dbvitals cannot undo it")
+        refusals.append(f"this {entry.kind} has no inverse: dbvitals cannot undo it")
     target = settings.targets.get(entry.target)
     if target is None:
         refusals.append(f"target {entry.target} is no longer configured")
@@ -400,8 +393,7 @@ async def undo_fix(
     on_progress: Progress | None = None,
     journal: Journal | None = None,
     limits: FixLimits | None = None,
-) -> FixOutcome:
-    started = time.perf_counter()
+) -> Outcome:
     journal = journal or Journal.for_settings(settings)
     plan = await inspect_undo(settings, plan_undo(settings, entry_id, allow_unsafe=allow_unsafe, journal=journal))
     original = plan.entry
@@ -411,15 +403,10 @@ async def undo_fix(
     redo = tuple(FixStep.from_dict(s) for s in original.steps)
     if target is None:
         raise FixRefused(plan.refusals[0])
-    entry = _new_entry("undo", original.target, target, original.finding, fix, plan.steps, redo, undoes=original.id)
-    if plan.refusals:
-        return _finish_refused(journal, entry, plan.refusals, started)
-
-    return await _execute_and_verify(
-        settings, registry, journal, entry, target, plan.steps, {},
-        verify=_judge_undone, on_progress=on_progress, limits=limits or FixLimits(), started=started,
-        notes=plan.warnings,  # what the guard found, journaled with the undo
-    )
+    entry = fix_entry("undo", original.target, target, original.finding, fix, plan.steps, redo, undoes=original.id)
+    action = StepsAction(settings, registry, journal, entry, target, plan.steps, list(plan.refusals),
+                         judge=_judge_undone, limits=limits or FixLimits(), notes=list(plan.warnings))
+    return await perform(action, journal, on_progress=on_progress)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -429,55 +416,13 @@ def finding_summary(finding: Finding) -> dict[str, Any]:
             "severity": finding.severity.value}
 
 
-def _new_entry(
+def fix_entry(
     kind: str, name: str, target: TargetBase, finding: dict[str, Any], fix: Fix | None,
     steps: Sequence[FixStep], inverse: Sequence[FixStep], *, undoes: str | None = None,
 ) -> JournalEntry:
-    return JournalEntry(
-        id=_random.token_hex(4),
-        kind=kind,
-        started_at=now_iso(),
-        user=os_user(),
-        host=host_name(),
-        target=name,
-        engine=target.kind,
-        url=target.masked_url,
-        environment=target.environment,
-        finding=_mask(finding, target),
-        summary=mask_text(fix.summary if fix else "", target.secret_values()),
-        safety=(fix.safety.value if fix else FixSafety.MANUAL.value),
-        lock=fix.lock if fix else None,
-        steps=[_masked_step(s, target) for s in steps],
-        inverse=[_masked_step(s, target) for s in inverse],
-        undoes=undoes,
-    )
-
-
-def _finish_refused(journal: Journal, entry: JournalEntry, refusals: list[str], started: float) -> FixOutcome:
-    entry.outcome = "refused"
-    entry.message = "refused: " + "; ".join(refusals)
-    entry.finished_at = now_iso()
-    entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    journal.append(entry)
-    return FixOutcome(entry.id, "refused", entry.message, None, entry.duration_ms)
-
-
-def _finish(
-    journal: Journal, entry: JournalEntry, run: Execution, outcome: str, message: str, started: float,
-    secrets: tuple[str, ...], *, verified: bool | None = None,
-) -> FixOutcome:
-    parts = [message, *run.notes]
-    if run.leftovers:
-        parts.append("left behind: " + "; ".join(run.leftovers))
-    entry.outcome = outcome
-    entry.verified = verified
-    entry.steps_done = run.steps_done
-    entry.leftovers = [mask_text(item, secrets) for item in run.leftovers]
-    entry.message = mask_text(". ".join(p.rstrip(".") for p in parts if p), secrets)
-    entry.finished_at = now_iso()
-    entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    journal.append(entry)
-    return FixOutcome(entry.id, outcome, entry.message, verified, entry.duration_ms, list(entry.leftovers))
+    return new_entry(kind, name, target, finding, summary=fix.summary if fix else "",
+                     safety=fix.safety if fix else FixSafety.MANUAL, lock=fix.lock if fix else None,
+                     steps=steps, inverse=inverse, undoes=undoes)
 
 
 def _earlier_builds(journal: Journal, entry: JournalEntry) -> dict[str, str]:
@@ -520,22 +465,6 @@ def _resume_cursors(journal: Journal, entry: JournalEntry, steps: Sequence[FixSt
     if any(e.undoes == last.id and e.outcome != "refused" for e in journal.entries()):
         return {}
     return adapter.resume_points(journal.side_file, last.id, steps)
-
-
-def _masked_step(step: FixStep, target: TargetBase) -> dict[str, Any]:
-    return _mask(step.to_dict(), target)
-
-
-def _mask(value: Any, target: TargetBase) -> Any:
-    """Any string inside, with the target's secrets and URL credentials removed."""
-    secrets = target.secret_values()
-    if isinstance(value, str):
-        return mask_text(value, secrets)
-    if isinstance(value, dict):
-        return {k: _mask(v, target) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_mask(v, target) for v in value]
-    return value
 
 
 def _target(settings: Settings, name: str) -> TargetBase:

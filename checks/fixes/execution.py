@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checks.actions.pipeline import Progress
 from checks.config import TargetBase
 
 # A fix must never queue behind a long transaction and block everyone queued behind it, so
@@ -16,8 +16,6 @@ DEFAULT_LOCK_TIMEOUT_S = 5.0
 DEFAULT_STATEMENT_TIMEOUT_S = 30 * 60.0
 # How often a step that gave up on a lock is tried again before the fix fails.
 LOCK_ATTEMPTS = 3
-
-Progress = Callable[[str], Any]
 
 
 class StepFailed(Exception):

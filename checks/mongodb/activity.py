@@ -12,6 +12,7 @@ from checks.model import FixStep
 OWN_APPLICATION = "dbvitals"
 
 # How the activity view shows each section (checks.activity.Section), in this order.
+KILLABLE: str | None = "operations"  # the section whose rows cancel and terminate act on
 LAYOUT: list[Section] = [
     ("operations", "Operations running",
      [("id", "opid", "right"), ("op", "op", "left"), ("namespace", "namespace", "left"), ("running_s", "secs", "right"),
@@ -138,5 +139,13 @@ async def apply(session: Any, step: FixStep) -> str:
     return str(reply.get("info") or "killOp sent")
 
 
-def cancelled(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    return False  # the kill removes the row: still there means it did not work yet
+def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:
+    return None  # an id names one operation for its whole life
+
+
+def idle(row: dict[str, Any]) -> str | None:
+    return None  # a operation listed is one that can be stopped
+
+
+def still_running(preview: dict[str, Any], now: dict[str, Any]) -> bool:
+    return True  # stopping removes the row: still there means it did not work yet

@@ -8,8 +8,7 @@ from typing import Any
 
 from checks.activity import ActivitySample, Section, now_iso, shorten
 from checks.model import FixStep
-
-OWN_APPLICATION = "dbvitals"
+from checks.own_sessions import OWN_SESSIONS
 
 SESSIONS_SQL = """/* dbvitals */
 SELECT a.pid, a.datname, a.usename, a.application_name, host(a.client_addr) AS client,
@@ -17,6 +16,7 @@ SELECT a.pid, a.datname, a.usename, a.application_name, host(a.client_addr) AS c
        EXTRACT(epoch FROM now() - a.xact_start)::float8 AS xact_age_s,
        EXTRACT(epoch FROM now() - a.query_start)::float8 AS query_age_s,
        EXTRACT(epoch FROM now() - a.state_change)::float8 AS state_age_s,
+       a.query_start::text AS query_start,
        left(a.query, 4000) AS query,
        pg_blocking_pids(a.pid) AS blocked_by
 FROM pg_stat_activity a
@@ -25,6 +25,7 @@ ORDER BY a.xact_start NULLS LAST, a.pid
 """
 
 # How the activity view shows each section (checks.activity.Section), in this order.
+KILLABLE: str | None = "sessions"  # the section whose rows cancel and terminate act on
 LAYOUT: list[Section] = [
     ("blocking", "Blocking (who waits on whom)",
      [("tree", "pid", "left"), ("query_age_s", "age s", "right"), ("wait", "wait", "left"), ("query", "statement", "left")], 20),
@@ -39,17 +40,12 @@ LAYOUT: list[Section] = [
 ]
 
 
-def is_own(row: dict[str, Any]) -> bool:
-    """dbvitals's own sessions: never offered for cancel or terminate, never counted as load."""
-    return str(row.get("application") or "").startswith(OWN_APPLICATION)
-
-
 async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
     rows = [dict(r) for r in await session.fetch(SESSIONS_SQL)]
-    return sample_from_rows(target, rows)
+    return sample_from_rows(target, rows, own=OWN_SESSIONS.of(session.server))
 
 
-def sample_from_rows(target: str, rows: list[dict[str, Any]]) -> ActivitySample:
+def sample_from_rows(target: str, rows: list[dict[str, Any]], *, own: frozenset[int] = frozenset()) -> ActivitySample:
     sessions = []
     for r in rows:
         sessions.append({
@@ -63,11 +59,14 @@ def sample_from_rows(target: str, rows: list[dict[str, Any]]) -> ActivitySample:
             "xact_age_s": _round(r["xact_age_s"]),
             "query_age_s": _round(r["query_age_s"]),
             "state_age_s": _round(r["state_age_s"]),
+            "query_start": r.get("query_start"),  # with the text, what tells one statement from the next
             "query": shorten(r["query"], 500),
             "blocked_by": sorted(int(p) for p in (r["blocked_by"] or ())),
         })
     for s in sessions:
-        s["own"] = is_own(s)
+        # dbvitals's own: the pids this process opened (checks.own_sessions), never judged by
+        # application_name, which any client may set. Never offered for cancel or terminate.
+        s["own"] = s["id"] in own
     sample = ActivitySample(target=target, engine="postgres", taken_at=now_iso(), monotonic=time.monotonic())
     sample.sections["sessions"] = sessions
     sample.sections["blocking"] = blocking_tree(sessions)
@@ -156,6 +155,25 @@ async def apply(session: Any, step: FixStep) -> str:
     return "signal sent" if done else "no such backend (it ended already)"
 
 
-def cancelled(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """The statement it ran stopped: the session is idle, or runs a newer statement."""
-    return after.get("state") != "active" or (after.get("query_age_s") or 0) < (before.get("query_age_s") or 0)
+def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """Why the session no longer runs what the preview showed, or None when it still does."""
+    if (now.get("query_start"), now.get("query")) != (preview.get("query_start"), preview.get("query")):
+        return (f"session {preview['id']} runs another statement than the preview showed "
+                f"(now {now.get('state') or 'no state'} since {now.get('query_start')}: {shorten(now.get('query'), 80)})")
+    if (now.get("state") == "active") != (preview.get("state") == "active"):
+        return f"session {preview['id']} was {preview.get('state')} in the preview and is {now.get('state')} now"
+    return None
+
+
+def idle(row: dict[str, Any]) -> str | None:
+    """Why a cancel has nothing to stop in this session (no statement runs), or None."""
+    if row.get("state") == "active":
+        return None
+    if str(row.get("state") or "").startswith("idle in transaction"):
+        return "nothing is running; terminate ends the session and rolls back its transaction"
+    return "nothing is running; terminate ends the session"
+
+
+def still_running(preview: dict[str, Any], now: dict[str, Any]) -> bool:
+    """The statement the preview showed still runs: same start, still active."""
+    return now.get("state") == "active" and now.get("query_start") == preview.get("query_start")

@@ -57,7 +57,7 @@ class PostgresAdapter(ModuleAdapter):
         from checks.postgres.connector import PostgresSession
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
-        session = PostgresSession(connection.session.pool, connection.session.database)
+        session = PostgresSession(connection.session.pool, connection.session.database, connection.session.server)
         await session.fetchval("SELECT 1")
         return Connection(status=connection.status, session=session)
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from checks.config import TargetBase
-from checks.budget import FreeSlots
+from checks.budget import FreeSlots, server_key
 from checks.connectors import Connection, diagnosed
 from checks.postgres.marker import marked
 from checks.model import TargetState, TargetStatus
+from checks.own_sessions import OWN_SESSIONS
 
 APPLICATION_NAME = "dbvitals"
 # libpq parameters asyncpg does not take (it would send them to the server as settings and
@@ -92,9 +94,10 @@ class PostgresSession:
     """The checks of one target share one server session (a pool of one): a server's connection
     slots are the application's, and the checks' statements are short."""
 
-    def __init__(self, pool: asyncpg.Pool, database: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, database: str, server: str) -> None:
         self.pool = pool
         self.database = database
+        self.server = server  # checks.budget.server_key: where this process's own sessions are listed
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self.pool.acquire() as conn:
@@ -134,10 +137,18 @@ async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int
             # No statement cache: catalog queries run once per check and pgbouncer may sit between.
             statement_cache_size=0,
             connection_class=MarkedConnection,
+            init=partial(_own, server_key(target)),
             **kwargs,
         ),
         timeout=target.timeout + 1,
     )
+
+
+async def _own(server: str, conn: asyncpg.Connection) -> None:
+    """List each session this process opens as its own until it closes (checks.own_sessions)."""
+    pid = conn.get_server_pid()
+    OWN_SESSIONS.add(server, pid)
+    conn.add_termination_listener(lambda _conn: OWN_SESSIONS.discard(server, pid))
 
 
 async def connect(name: str, target: TargetBase) -> Connection:
@@ -163,7 +174,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         url=target.masked_url,
         role="replica" if in_recovery else "primary",
     )
-    return Connection(status=status, session=PostgresSession(pool, database))
+    return Connection(status=status, session=PostgresSession(pool, database, server_key(target)))
 
 
 FREE_SLOTS_QUERY = """

@@ -34,7 +34,7 @@ class Facts:
 
 def unfinished_builds(journal_path: Any, target: str, url: str) -> tuple[tuple[Build, ...], str | None]:
     """The index builds of this target's journal entries that did not finish (latest first)."""
-    from checks.fixes.journal import Journal
+    from checks.actions.journal import Journal
     from checks.postgres.executor import concurrent_build, name_parts
 
     if journal_path is None:

@@ -14,6 +14,7 @@ OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
 
 # How the activity view shows each section (checks.activity.Section), in this order.
+KILLABLE: str | None = "clients"  # the section whose rows cancel and terminate act on
 LAYOUT: list[Section] = [
     ("slowlog", "Slow log (latest)",
      [("id", "#", "right"), ("duration_ms", "ms", "right"), ("command", "command", "left"), ("client", "client", "left")], 10),
@@ -145,5 +146,13 @@ async def apply(session: Any, step: FixStep) -> str:
     return f"{closed} client(s) closed" if isinstance(closed, int) else "client closed"
 
 
-def cancelled(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    return False  # the kill removes the row: still there means it did not work yet
+def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:
+    return None  # an id names one client for its whole life
+
+
+def idle(row: dict[str, Any]) -> str | None:
+    return None  # a client listed is one that can be stopped
+
+
+def still_running(preview: dict[str, Any], now: dict[str, Any]) -> bool:
+    return True  # stopping removes the row: still there means it did not work yet

@@ -1,5 +1,5 @@
 """`dbvitals activity`: what is running now on each target, headless; cancel or terminate one
-session or operation as a journalled, unsafe fix."""
+session or operation through the action pipeline (checks.actions), unsafe and journalled."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-EXIT_REFUSED = 3
+from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Sessions, blocking, operations and command rates now, read-only: PostgreSQL pg_stat_activity, "
         "MongoDB currentOp and top, Redis CLIENT LIST, SLOWLOG and commandstats. Rates need two "
         "refreshes. --cancel/--terminate stop one session (unsafe: needs allow_fixes, --allow-unsafe "
-        "and confirmation; journalled)."
+        "and confirmation; journalled). Exit codes with them: "
+        f"{EXIT_OK} stopped, as reading the server again shows; {EXIT_NOT_FIXED} not stopped or failed; "
+        f"{EXIT_REFUSED} refused or not confirmed."
     )
     parser.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     parser.add_argument("--format", default="text", choices=("text", "json"))
@@ -102,55 +104,78 @@ def _width() -> int:
 
 
 def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
-    from checks.activity.kill import KillRefused, apply_kill, plan_kill, refusals
-    from checks.activity.session import ActivityWatch
-    from checks.fixes.journal import Journal
-    from console.runtime import CliError, run_async
-    from console.commands.applying import confirm
+    """Plan from the sample the preview shows, confirm, and hand the action to the pipeline."""
+    from checks.actions.kill import kill_refusals
 
-    ident = args.cancel or args.terminate
     terminate = args.terminate is not None
-    problems = refusals(settings, name, allow_unsafe=args.allow_unsafe)
+    # Known before connecting: said without touching the server or the journal.
+    problems = kill_refusals(settings, name, terminate=terminate, allow_unsafe=args.allow_unsafe)
     if problems:
         for problem in problems:
             print(f"refused: {problem}", file=sys.stderr)
         return EXIT_REFUSED
+    from console.runtime import run_async
 
-    async def go() -> int:
-        watch = ActivityWatch(settings, [name])
+    return run_async(_plan_confirm_perform(settings, name, args.cancel or args.terminate, terminate, args))
+
+
+async def _plan_confirm_perform(settings: Any, name: str, ident: str, terminate: bool, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from checks.actions.journal import Journal
+    from checks.actions.kill import plan_kill
+    from checks.actions.pipeline import ActionRefused, perform
+    from checks.activity.session import ActivityWatch
+    from console.commands.applying import confirm, exit_code, outcome_word
+    from console.runtime import CliError
+
+    watch = ActivityWatch(settings, [name])
+    try:
+        samples = await watch.refresh()
+        if name not in samples:
+            status = watch.statuses[name]
+            raise CliError(f"target {name} is unreachable ({status.state.value}: {status.error})", code=1)
         try:
-            samples = await watch.refresh()
-            if name not in samples:
-                status = watch.statuses[name]
-                raise CliError(f"target {name} is unreachable ({status.state.value}: {status.error})", code=1)
-            try:
-                plan = plan_kill(settings, name, samples[name], ident, terminate=terminate)
-            except KillRefused as exc:
-                print(f"refused: {exc}", file=sys.stderr)
-                return EXIT_REFUSED
-            _preview(plan)
-            if not args.yes:
-                confirm(f"{plan.verb} {plan.ident} on {name}", name, plan.environment)
-            journal = Journal.for_settings(settings)
-            entry = await apply_kill(settings, watch.session(name), plan, journal)
-        finally:
-            await watch.close()
-        print(f"{entry.outcome}: {entry.message} (journal entry {entry.id} in {journal.path})", file=sys.stderr)
-        return 0 if entry.outcome == "fixed" else 1
-
-    return run_async(go())
+            action = plan_kill(settings, watch, name, samples[name], ident, terminate=terminate,
+                               allow_unsafe=args.allow_unsafe)
+        except ActionRefused as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return EXIT_REFUSED
+        _preview(action, settings.targets[name])
+        if not args.yes:
+            await asyncio.to_thread(confirm, f"{action.verb} {action.ident} on {name}", name,
+                                    settings.targets[name].environment)
+        journal = Journal.for_settings(settings)
+        outcome = await perform(action, journal, on_progress=_progress)
+    finally:
+        await watch.close()
+    _say(f"{outcome_word(outcome.outcome)}: {outcome.message} (journal entry {outcome.entry_id} in {journal.path})")
+    if outcome.next_action == "terminate":
+        _say(f"to end the session: dbvitals activity --target {name} --terminate {action.ident} --allow-unsafe")
+    return exit_code(outcome)
 
 
-def _preview(plan: Any) -> None:
+def _preview(action: Any, target: Any) -> None:
+    from checks.actions.kill import work_text
     from checks.engines import step_text
-    from checks.display import terminal_safe as safe_line
 
-    row = plan.row
     lines = [
-        f"target   {plan.target} ({plan.engine}, {plan.environment or 'no environment'}) {plan.url}",
-        f"action   {plan.verb} {plan.ident}: UNSAFE, {plan.step.description}",
-        f"what     {safe_line(str(row.get('query') or row.get('command') or row.get('last_command') or ''))[:200]}",
-        f"run      {safe_line(step_text(plan.step))}",
+        f"target   {action.target} ({target.kind}, {target.environment or 'no environment'}) {target.masked_url}",
+        f"action   {action.verb} {action.noun} {action.ident}: UNSAFE, {action.step.description}",
+        f"what     {work_text(action.row)[:200]}",
+        f"run      {step_text(action.step)}",
         "inverse  none: work that was stopped is not resumed",
     ]
-    print("\n".join(lines), file=sys.stderr)
+    _say("\n".join(lines))
+
+
+def _progress(message: str) -> None:
+    _say(f"  {message}")
+
+
+def _say(text: str) -> None:
+    """On stderr (stdout stays the sample's), terminal-safe and masked like everything printed."""
+    from checks.display import terminal_safe
+    from checks.secrets import mask_text
+
+    print(mask_text(terminal_safe(text, keep_newlines=True)), file=sys.stderr)

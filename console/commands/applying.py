@@ -80,6 +80,11 @@ def report_outcome(outcome: Any, journal: Any, *, undo: bool = False) -> int:
     say(f"{outcome_word(outcome.outcome, undo=undo)} ({verified}) in {outcome.duration_ms / 1000:.2f}s, journal entry {outcome.entry_id} "
          f"in {journal.path}")
     say(f"  {outcome.message}")
+    return exit_code(outcome)
+
+
+def exit_code(outcome: Any) -> int:
+    """Every action's exit code: done and seen on the server, refused, or anything else."""
     if outcome.outcome == "fixed":
         return EXIT_OK
     return EXIT_REFUSED if outcome.outcome == "refused" else EXIT_NOT_FIXED

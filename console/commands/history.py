@@ -1,4 +1,4 @@
-"""`dbvitals history`: the fix journal, newest first; one entry in full with its id."""
+"""`dbvitals history`: the action journal, newest first; one entry in full with its id."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "List the fix journal: every fix and undo attempted, who ran it, where, and how it ended."
+    parser.description = "List the journal: every fix, undo, cancel and terminate attempted, who ran it, where, and how it ended."
     parser.add_argument("entry_id", nargs="?", metavar="ENTRY_ID", help="show this entry in full")
     parser.add_argument("--target", action="append", metavar="NAME", help="only entries on this target (repeatable)")
     parser.add_argument("--limit", type=int, default=50, metavar="N", help="at most N entries, newest first (default 50; 0: all)")

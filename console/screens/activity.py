@@ -1,24 +1,26 @@
 """What is running now on one target: sessions and blocking, operations, clients and command
 rates, refreshed on a timer by a worker over one session; or, when replaying, as recorded.
 
-Cancel (`c`) and terminate (`K`) are unsafe fixes: offered only where the target allows fixes,
-confirmed by typing the target's name, journalled, and never aimed at dbvitals's own sessions.
+Cancel (`c`) and terminate (`K`) are unsafe actions (checks.actions.kill): offered only where the
+target allows fixes, confirmed by typing the target's name in the confirmation every action
+shows, journalled, verified by reading the server again, and never aimed at dbvitals's own
+sessions.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.coordinate import Coordinate
-from textual.notifications import SeverityLevel
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Static
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
 
+from checks.actions.kill import kill_refusals
 from checks.activity import ActivitySample, Justify, for_engine
 from checks.display import terminal_safe as safe_line
 from console.formats.activity_text import cell_text
@@ -27,6 +29,14 @@ INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class ActivityScreen(Screen[None]):
+    if TYPE_CHECKING:
+        # The console's own app, for the type checker (textual.getters.app, declared only).
+        from textual import getters
+
+        from console.app import DbVitalsApp
+
+        app = getters.app(DbVitalsApp)
+
     DEFAULT_CSS = """
     ActivityScreen #activity-header { height: 1; padding: 0 1; background: $panel; }
     ActivityScreen #activity-notes { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
@@ -217,19 +227,23 @@ class ActivityScreen(Screen[None]):
         self.query_one("#activity-table", DataTable).action_cursor_up()
 
     def action_kill(self, terminate: bool) -> None:
-        from checks.activity.kill import KILLABLE_SECTION, KillRefused, plan_kill, refusals
-
+        """Cancel or terminate the row under the cursor: the app plans, confirms and performs it."""
         if self.replay is not None:
             self.notify("a replay shows what was running; nothing can be stopped in it", severity="warning")
             return
         if self.sample is None or self.settings is None:
             return
-        problems = refusals(self.settings, self.target, allow_unsafe=True)
+        problems = kill_refusals(self.settings, self.target, terminate=terminate, allow_unsafe=True)
         if problems:
             self.notify(problems[0], title="Refused", severity="warning", timeout=8)
             return
-        if self.sections[self.section_index][0] != KILLABLE_SECTION[self.engine]:
-            self.section_index = [s[0] for s in self.sections].index(KILLABLE_SECTION[self.engine])
+        killable = for_engine(self.engine).KILLABLE
+        if killable is None:
+            self.notify(f"nothing on a {self.engine} target can be cancelled or terminated", title="Refused",
+                        severity="warning", timeout=8)
+            return
+        if self.sections[self.section_index][0] != killable:
+            self.section_index = [s[0] for s in self.sections].index(killable)
             self.render_sample()
             self.notify("choose the row to stop here, then press the key again")
             return
@@ -237,82 +251,7 @@ class ActivityScreen(Screen[None]):
         if not table.row_count:
             return
         ident = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or ""
-        try:
-            plan = plan_kill(self.settings, self.target, self.sample, ident, terminate=terminate)
-        except KillRefused as exc:
-            self.notify(str(exc), title="Refused", severity="warning", timeout=8)
-            return
-
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self.apply_kill(plan)
-
-        self.app.push_screen(ConfirmKillModal(plan), confirmed)
-
-    @work(group="activity-kill", exit_on_error=False)
-    async def apply_kill(self, plan: Any) -> None:
-        from checks.activity.kill import apply_kill
-        from checks.fixes.journal import Journal
-
-        entry = await apply_kill(self.settings, self.activity_watch.session(self.target), plan, Journal.for_settings(self.settings))
-        severity: SeverityLevel = "information" if entry.outcome == "fixed" else "error"
-        self.notify(safe_line(f"{plan.verb} {plan.ident}: {entry.outcome}: {entry.message}"), severity=severity, timeout=8)
-        self.refresh_sample()
-
-
-class ConfirmKillModal(ModalScreen[bool]):
-    """The last look before stopping someone's work: what, where, and the target's name typed."""
-
-    DEFAULT_CSS = """
-    ConfirmKillModal { align: center middle; }
-    ConfirmKillModal > Vertical { width: 76; max-width: 100%; height: auto; max-height: 100%;
-                                  border: thick $error; background: $surface; padding: 0 1; }
-    ConfirmKillModal #kill-buttons { height: 3; align-horizontal: right; }
-    """
-    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel"), Binding("n", "cancel", "No", show=False)]
-
-    def __init__(self, plan: Any) -> None:
-        super().__init__()
-        self.plan = plan
-
-    def compose(self) -> ComposeResult:
-        from checks.engines import step_text
-
-        plan = self.plan
-        what = str(plan.row.get("query") or plan.row.get("command") or plan.row.get("last_command") or "")
-        with Vertical():
-            yield Static(f"[$error b]UNSAFE[/] [b]{escape(plan.verb)} {escape(plan.ident)}[/] on "
-                         f"[b]{escape(safe_line(plan.target))}[/] {escape(safe_line(plan.url))}")
-            yield Static(escape(safe_line(f"runs: {step_text(plan.step)}")))
-            yield Static(escape(safe_line(f"impact: {plan.step.description}")))
-            yield Static(escape(safe_line(f"what it stops: {what[:300]}")))
-            yield Static(f"Type [b]{escape(safe_line(plan.target))}[/] to confirm.", id="kill-prompt")
-            yield Input(placeholder=plan.target, id="kill-name")
-            with Horizontal(id="kill-buttons"):
-                yield Button("Stop it", id="kill-apply", variant="error")
-                yield Button("Cancel", id="kill-cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#kill-name", Input).focus()
-
-    def _try(self) -> None:
-        if self.query_one("#kill-name", Input).value.strip() == self.plan.target:
-            self.dismiss(True)
-        else:
-            self.query_one("#kill-prompt", Static).update(
-                f"[$error]That is not the target's name.[/] Type [b]{escape(safe_line(self.plan.target))}[/] to confirm.")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._try()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "kill-apply":
-            self._try()
-        else:
-            self.dismiss(False)
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
+        self.app.start_kill(self.target, self.activity_watch, self.sample, ident, terminate)
 
 
 def _sortable(value: Any) -> Any:

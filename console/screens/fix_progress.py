@@ -1,4 +1,5 @@
-"""While a fix runs: what the fix engine reports, line by line, then its outcome."""
+"""While an action runs (a fix, an undo, a cancel, a terminate): what the pipeline reports, line by
+line, then its outcome, and the next action to try when the outcome offers one."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from textual.screen import ModalScreen
 from textual.widgets import LoadingIndicator, RichLog, Static
 
 
-class FixProgressModal(ModalScreen[None]):
-    BINDINGS = [Binding("escape,enter,q", "close", "Close", tooltip="Close, once it has finished")]
+class FixProgressModal(ModalScreen[str | None]):
+    """Dismissed with the offered next action ("terminate") when the user takes it, else None."""
+
+    BINDINGS = [
+        Binding("escape,enter,q", "close", "Close", tooltip="Close, once it has finished"),
+        Binding("t", "next_action", "Next action", tooltip="Take the next action the outcome offers"),
+    ]
 
     def __init__(self, title: str, target: str, verb: str = "Applying") -> None:
         super().__init__(classes="fix-progress")
@@ -20,6 +26,7 @@ class FixProgressModal(ModalScreen[None]):
         self.target = target
         self.verb = verb
         self.done = False
+        self.offer: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="progress-body"):
@@ -32,14 +39,22 @@ class FixProgressModal(ModalScreen[None]):
     def add_line(self, line: str) -> None:
         self.query_one(RichLog).write(Text(line))
 
-    def finish(self, markup: str) -> None:
+    def finish(self, markup: str, *, offer: str | None = None) -> None:
         self.done = True
+        self.offer = offer
         self.query_one(LoadingIndicator).display = False
-        self.query_one("#progress-outcome", Static).update(markup + "\n[$text-muted]Enter or Esc closes[/]")
+        keys = f"[b]t[/b] to {escape(offer)} instead (asks first); " if offer else ""
+        self.query_one("#progress-outcome", Static).update(markup + f"\n[$text-muted]{keys}Enter or Esc closes[/]")
+        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Closing while the fix runs would hide its outcome; it cannot be cancelled midway.
+        # Closing while the action runs would hide its outcome; it cannot be cancelled midway.
+        if action == "next_action":
+            return self.done and self.offer is not None
         return self.done if action == "close" else True
+
+    def action_next_action(self) -> None:
+        self.dismiss(self.offer)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -12,9 +12,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from checks.actions.journal import Journal
+from checks.actions.kill import plan_kill
+from checks.actions.pipeline import ActionRefused, perform
+from checks.activity.session import ActivityWatch
+from checks.budget import server_key
 from checks.mongodb import activity as mongo_activity
+from checks.own_sessions import OWN_SESSIONS
 from checks.postgres import activity as pg_activity
+from checks.postgres.connector import open_pool
 from checks.redis import activity as redis_activity
+from tests import support
 from tests.integration.test_cli import dbvitals
 from tests.integration.test_redis_server_settings import private_redis
 
@@ -58,6 +66,50 @@ class Blocker:
         for conn in (self.holder, self.waiter):
             conn.terminate()
         self.waiting.cancel()
+
+    def stop(self) -> None:
+        try:
+            self.run(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+class Sleeper:
+    """A session of the test's own running `SELECT pg_sleep(30)`, until cancelled or stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def _start(self) -> int:
+        self.conn = await asyncpg.connect(self.url, server_settings={"application_name": "sleeper"})
+        self.sleeping = asyncio.ensure_future(self.conn.fetchval("SELECT pg_sleep(30)"))
+        return self.conn.get_server_pid()
+
+    def start(self) -> int:
+        pid = self.run(self._start())
+        time.sleep(0.5)  # the statement is running
+        return pid
+
+    async def _outcome(self) -> BaseException | None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.sleeping), 10)
+        except Exception as exc:
+            return exc
+        return None
+
+    def outcome(self) -> BaseException | None:
+        return self.run(self._outcome())
+
+    async def _stop(self) -> None:
+        self.conn.terminate()
+        self.sleeping.cancel()
 
     def stop(self) -> None:
         try:
@@ -116,25 +168,116 @@ def test_terminate_refused_without_allow_fixes_and_journalled_with_it(tmp_path, 
     assert f"pg_terminate_backend({holder})" in done.stderr
     entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
     assert entries[-1]["outcome"] == "fixed" and entries[-1]["safety"] == "unsafe"
+    assert entries[-1]["kind"] == "terminate" and entries[-1]["verified"] is True and len(entries[-1]["id"]) == 8
     assert entries[-1]["steps"][0]["command"] == f"SELECT pg_terminate_backend({holder})"
+    assert f"session {holder} is gone" in done.stderr
     still = pg_db.fetch("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", holder)
     assert still[0][0] == 0
 
 
-def test_never_kills_its_own_sessions(tmp_path, pg_db):
-    sample = pg_activity.sample_from_rows("app", [
-        {"pid": 7, "datname": "d", "usename": "u", "application_name": "dbvitals fix 1a2b", "client": None,
-         "state": "active", "wait_event_type": None, "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0,
-         "state_age_s": 1.0, "query": "CREATE INDEX CONCURRENTLY ...", "blocked_by": []},
-    ])
-    from checks.activity.kill import KillRefused, plan_kill
-    from tests import support
+def test_cancel_of_an_idle_transaction_is_not_fixed_and_offers_terminate(tmp_path, pg_db, blocked):
+    """pg_cancel_backend answers true for a session idle in transaction, and nothing changes:
+    its locks stay held. Reading the session again tells the truth."""
+    holder, waiter = blocked
+    path = config(tmp_path, pg_db.url, "postgres", allow_fixes=True)
+    done = dbvitals("activity", "--config", str(path), "--target", "app", "--cancel", str(holder),
+                    "--yes", "--allow-unsafe")
+    assert done.returncode == 1, done.stderr
+    assert ("not fixed: not stopped: nothing is running; terminate ends the session and rolls back its "
+            "transaction") in done.stderr
+    assert f"--terminate {holder}" in done.stderr
+    [entry] = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()][-1:]
+    assert (entry["kind"], entry["outcome"], entry["verified"], entry["steps_done"]) == ("cancel", "not_fixed", False, 1)
+    state = pg_db.fetch("SELECT state FROM pg_stat_activity WHERE pid = $1", holder)
+    assert state[0][0] == "idle in transaction"  # still holding the lock the waiter waits on
+    waiting = pg_db.fetch("SELECT pg_blocking_pids($1)", waiter)
+    assert waiting[0][0] == [holder]
 
+
+def test_cancel_of_a_running_statement_is_verified(tmp_path, pg_db):
+    sleeper = Sleeper(pg_db.url)
+    try:
+        pid = sleeper.start()
+        path = config(tmp_path, pg_db.url, "postgres", allow_fixes=True)
+        done = dbvitals("activity", "--config", str(path), "--target", "app", "--cancel", str(pid),
+                        "--yes", "--allow-unsafe")
+        assert done.returncode == 0, done.stderr
+        assert f"cancelled: session {pid} no longer runs the statement" in done.stderr
+        entry = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
+        assert (entry["kind"], entry["outcome"], entry["verified"]) == ("cancel", "fixed", True)
+        assert isinstance(sleeper.outcome(), asyncpg.QueryCanceledError)
+        assert pg_db.fetch("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)[0][0] == 1  # session lives on
+    finally:
+        sleeper.stop()
+
+
+def test_a_session_that_moved_on_since_the_preview_is_not_signalled(tmp_path, pg_db, blocked):
+    holder, _ = blocked
     settings = support.settings_for(app={"kind": "postgres", "url": pg_db.url, "allow_fixes": True})
-    with pytest.raises(KillRefused, match="dbvitals's own"):
-        plan_kill(settings, "app", sample, "7", terminate=True)
-    with pytest.raises(KillRefused, match="no session 8"):
-        plan_kill(settings, "app", sample, "8", terminate=True)
+
+    async def go():
+        watch = ActivityWatch(settings, ["app"])
+        try:
+            samples = await watch.refresh()
+            action = plan_kill(settings, watch, "app", samples["app"], str(holder), terminate=True, allow_unsafe=True)
+            # What the user saw is no longer what runs: as if the holder had run another statement since.
+            action.row = {**action.row, "query_start": "2000-01-01 00:00:00+00"}
+            return await perform(action, Journal(tmp_path / "journal.jsonl"))
+        finally:
+            await watch.close()
+
+    outcome = asyncio.run(go())
+    assert outcome.outcome == "refused" and "runs another statement than the preview showed" in outcome.message
+    assert pg_db.fetch("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", holder)[0][0] == 1
+
+
+def test_never_kills_its_own_sessions(tmp_path, pg_db):
+    row = {"datname": "d", "usename": "u", "client": None, "state": "active", "wait_event_type": None,
+           "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0, "state_age_s": 1.0,
+           "query": "CREATE INDEX CONCURRENTLY ...", "blocked_by": []}
+    sample = pg_activity.sample_from_rows("app", [
+        {**row, "pid": 7, "application_name": "dbvitals fix 1a2b"},
+        {**row, "pid": 9, "application_name": "dbvitals-impostor"},
+    ], own=frozenset({7}))
+    settings = support.settings_for(app={"kind": "postgres", "url": pg_db.url, "allow_fixes": True})
+    watch = ActivityWatch(settings, ["app"])
+    with pytest.raises(ActionRefused, match="dbvitals's own"):
+        plan_kill(settings, watch, "app", sample, "7", terminate=True, allow_unsafe=True)
+    with pytest.raises(ActionRefused, match="no session 8"):
+        plan_kill(settings, watch, "app", sample, "8", terminate=True, allow_unsafe=True)
+    # A name is no proof: a client calling itself dbvitals is not ours, and may be stopped.
+    assert plan_kill(settings, watch, "app", sample, "9", terminate=True, allow_unsafe=True).refusals == []
+
+
+def test_own_sessions_are_the_pids_this_process_opened_not_a_name(tmp_path, pg_db):
+    settings = support.settings_for(app={"kind": "postgres", "url": pg_db.url, "allow_fixes": True})
+    target = settings.targets["app"]
+
+    async def go() -> tuple[int, str]:
+        impostor = await asyncpg.connect(pg_db.url, server_settings={"application_name": "dbvitals-sneaky"})
+        pool = await open_pool(target)
+        watch = ActivityWatch(settings, ["app"])
+        try:
+            ours = await pool.fetchval("SELECT pg_backend_pid()")
+            sample = (await watch.refresh())["app"]
+            rows = {r["id"]: r for r in sample.sections["sessions"]}
+            assert rows[ours]["own"] and not rows[impostor.get_server_pid()]["own"]
+            assert impostor.get_server_pid() in {r["id"] for r in sample.sections["sessions"]}
+            with pytest.raises(ActionRefused, match="dbvitals's own"):
+                plan_kill(settings, watch, "app", sample, str(ours), terminate=True, allow_unsafe=True)
+            action = plan_kill(settings, watch, "app", sample, str(impostor.get_server_pid()), terminate=True,
+                               allow_unsafe=True)
+            outcome = await perform(action, Journal(tmp_path / "journal.jsonl"))
+        finally:
+            await watch.close()
+            await pool.close()
+            impostor.terminate()
+        await asyncio.sleep(0)  # the pool's termination listeners run on the next turn of the loop
+        assert ours not in OWN_SESSIONS.of(server_key(target))
+        return ours, outcome.outcome
+
+    _, outcome = asyncio.run(go())
+    assert outcome == "fixed"
 
 
 def test_redis_slow_command_clients_and_rates(tmp_path):

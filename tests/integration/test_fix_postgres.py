@@ -233,7 +233,7 @@ def test_fix_session_terminated_mid_build_is_journaled_and_its_invalid_index_dro
 
 
 def test_an_invalid_index_left_by_a_killed_build_is_dropped_before_building_again(orders, tmp_path):
-    from checks.fixes import _new_entry, finding_summary
+    from checks.fixes import finding_summary, fix_entry
 
     # What a build killed with its server (or its dbvitals process) leaves: the index, INVALID,
     # and in the journal an entry that started building it and never finished.
@@ -242,8 +242,8 @@ def test_an_invalid_index_left_by_a_killed_build_is_dropped_before_building_agai
     settings = settings_for(orders, tmp_path)
     the_plan, registry = plan(settings, "test.pg-missing-index", "public.orders.customer_id")
     journal = Journal(tmp_path / "journal.jsonl")
-    killed = _new_entry("fix", "pg", settings.targets["pg"], finding_summary(the_plan.finding), the_plan.finding.fix,
-                        the_plan.steps, the_plan.inverse)
+    killed = fix_entry("fix", "pg", settings.targets["pg"], finding_summary(the_plan.finding), the_plan.finding.fix,
+                       the_plan.steps, the_plan.inverse)
     journal.append(killed)
     outcome = asyncio.run(apply_fix(settings, registry, the_plan))
     assert outcome.outcome == "fixed", outcome.message

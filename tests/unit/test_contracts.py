@@ -200,11 +200,10 @@ def test_the_core_never_names_the_example_sqlite_engine():
 
 CORE = [path for top in ("checks", "console") for path in sorted((ROOT / top).rglob("*.py"))
         if path.relative_to(ROOT).parts[1] not in ("postgres", "mongodb", "redis", "demo")]
-# Known debts, each with its owner: kill.py's KILLABLE_SECTION (the action pipeline's rework),
-# the legacy redis://PASSWORD@host form the secret masker reads, the MongoDB-only `profiler`
-# command, and the demo command that starts one server of each built-in engine.
-ENGINE_NAMED = {"checks/activity/kill.py", "checks/secrets.py", "console/commands/profiler.py",
-                "console/commands/demo.py"}
+# Known debts, each with its owner: the legacy redis://PASSWORD@host form the secret masker
+# reads, the MongoDB-only `profiler` command, and the demo command that starts one server of
+# each built-in engine.
+ENGINE_NAMED = {"checks/secrets.py", "console/commands/profiler.py", "console/commands/demo.py"}
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(ROOT)))

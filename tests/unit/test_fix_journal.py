@@ -6,8 +6,14 @@ import json
 
 import pytest
 
+from checks.actions.journal import ENTRY_ID_HEX, KINDS, Journal, JournalEntry
+from checks.actions.kill import plan_kill
+from checks.activity import postgres as pg_activity
+from checks.activity.session import ActivityWatch
 from checks.config import config_from_dict
-from checks.fixes.journal import Journal, JournalEntry
+from checks.fixes import fix_entry
+from checks.model import Fix, FixSafety, FixStep
+from tests.support import settings_for
 
 
 def entry(entry_id: str = "ab12cd34", **changes) -> JournalEntry:
@@ -131,3 +137,45 @@ def test_a_journal_path_that_is_a_directory_is_a_config_error_at_load(tmp_path, 
         assert main([*command, "--config", str(config)]) == 2, command
         err = capsys.readouterr().err
         assert f"journal: {tmp_path} is a directory" in err, err
+
+
+def test_fix_undo_cancel_and_terminate_write_one_entry_shape(tmp_path):
+    """Every action of the pipeline journals the same fields, the same id length, masked."""
+    settings = settings_for(pg={"kind": "postgres", "url": "postgresql://app:s3cret-pw@db/app", "allow_fixes": True})
+    target = settings.targets["pg"]
+    fix = Fix(summary="create index", steps=(FixStep("sql", "CREATE INDEX CONCURRENTLY i ON t (c)", transactional=False),),
+              safety=FixSafety.SAFE, inverse=(FixStep("sql", "DROP INDEX CONCURRENTLY i", transactional=False),))
+    finding = {"id": "f" * 12, "check": "postgres.fk-missing-index", "object": "public.t", "title": "t", "severity": "low"}
+    fixed = fix_entry("fix", "pg", target, finding, fix, fix.steps, fix.inverse)
+    undone = fix_entry("undo", "pg", target, finding, fix, fix.inverse, fix.steps, undoes=fixed.id)
+    sample = pg_activity.sample_from_rows("pg", [
+        {"pid": 41, "datname": "app", "usename": "app", "application_name": "worker", "client": None,
+         "state": "active", "wait_event_type": None, "wait_event": None, "xact_age_s": 9.0, "query_age_s": 9.0,
+         "state_age_s": 9.0, "query_start": "2026-01-01 00:00:00+00", "blocked_by": [],
+         "query": "ALTER ROLE app PASSWORD 's3cret-pw'"},
+    ])
+    watch = ActivityWatch(settings, ["pg"])
+    cancelled = plan_kill(settings, watch, "pg", sample, "41", terminate=False, allow_unsafe=True).entry
+    terminated = plan_kill(settings, watch, "pg", sample, "41", terminate=True, allow_unsafe=True).entry
+    journal = Journal(tmp_path / "j.jsonl")
+    for written in (fixed, undone, cancelled, terminated):
+        journal.append(written)
+    text = (tmp_path / "j.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert len({frozenset(line) for line in lines}) == 1
+    assert [line["kind"] for line in lines] == list(KINDS)
+    assert all(len(line["id"]) == ENTRY_ID_HEX and line["schema"] == "dbvitals.journal/1" for line in lines)
+    assert [line["finding"]["check"] for line in lines[2:]] == ["activity", "activity"]
+    assert "s3cret-pw" not in text
+    assert [e.kind for e in journal.entries()] == list(KINDS)
+
+
+def test_a_cancel_journaled_by_an_older_version_reads_as_a_cancel(tmp_path):
+    path = tmp_path / "j.jsonl"
+    old = entry("0123456789ab", finding={"id": "activity:41", "check": "activity", "object": "41",
+                                          "title": "cancel 41", "severity": "info"}).to_dict()
+    path.write_text(json.dumps({"schema": "dbvitals.journal/1", **old}) + "\n")
+    journal = Journal(path)
+    [read] = journal.entries()
+    assert (read.kind, read.id) == ("cancel", "0123456789ab")
+    assert journal.get("01234567").id == "0123456789ab"

@@ -1,18 +1,22 @@
-"""Pure parts of the fix engine: refusals, step grouping, index-name parsing, key records,
-and the text of steps and migration scripts."""
+"""Pure parts of the fix engine: refusals, step grouping, index-name parsing, key records, the
+verdict when nothing can be re-checked, and the text of steps and migration scripts."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from checks.config import config_from_dict
-from checks.fixes import refusals_for
+from checks.registry import Registry
+from checks.fixes import fix_entry, refusals_for, verify_after
 from checks.postgres.executor import concurrent_build, groups
 from checks.redis.executor import KeysLog, decode_key, encode_key
 from checks.engines import step_text
 from checks.redis.adapter import redis_quote
 from checks.fixes.script import migration_script
 from checks.model import Finding, Fix, FixSafety, FixStep, Severity
+from checks.postgres.connection import PostgresConnection
 
 
 def target(**extra):
@@ -164,3 +168,21 @@ def test_command_documents_carry_max_time_ms(database):
     step = FixStep("mongodb", {"collMod": "s", "index": {"name": "x", "expireAfterSeconds": 5}}, database=database)
     document = command_document(step, run)
     assert list(document) == ["collMod", "index", "maxTimeMS"] and document["maxTimeMS"] == 12000
+
+
+def test_a_fix_whose_check_cannot_run_again_is_not_fixed_and_unverified(tmp_path):
+    """Nothing shows the fix took: a server that refuses the re-check (a closed port here) makes
+    the outcome not_fixed, unverified, with the reason; never `fixed`."""
+    settings = config_from_dict({"targets": {"t": {"kind": "postgres", "url": "postgresql://u@127.0.0.1:1/db",
+                                                   "timeout": 1}}})
+    registry = Registry()
+    registry.add(PostgresConnection, "builtin")
+    finding = {"id": "f" * 12, "check": PostgresConnection.id, "object": "t", "title": "t", "severity": "low"}
+    entry = fix_entry("fix", "t", settings.targets["t"], finding, None, (), ())
+
+    def never_judged(*_):
+        raise AssertionError("there was no report to judge")
+
+    outcome, verified, message = asyncio.run(verify_after(settings, registry, entry, never_judged))
+    assert (outcome, verified) == ("not_fixed", None)
+    assert message.startswith("applied; could not verify")

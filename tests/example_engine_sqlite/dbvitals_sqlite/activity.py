@@ -9,6 +9,7 @@ from typing import Any
 from checks.activity import ActivitySample, Section, now_iso
 from checks.model import FixStep
 
+KILLABLE = None  # a file has no sessions to cancel or terminate
 LAYOUT: list[Section] = [
     ("files", "Database files", [("file", "file", "left"), ("bytes", "bytes", "right")], 5),
 ]

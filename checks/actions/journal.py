@@ -1,4 +1,6 @@
-"""The fix journal: every attempt to apply or undo a fix, as JSON lines, append-only.
+"""The action journal: every attempt to fix, undo, cancel or terminate, as JSON lines, append-only.
+
+Every kind of action writes the same entry shape (`JournalEntry`) with the same id length.
 
 Each line is a full snapshot of one entry. An entry is written when an attempt starts (no
 outcome yet) and again when it ends; the last snapshot of an id wins. A process that dies
@@ -23,6 +25,8 @@ from checks.state import default_state_dir
 
 SCHEMA = "dbvitals.journal/1"
 JOURNAL_NAME = "journal.jsonl"
+KINDS = ("fix", "undo", "cancel", "terminate")
+ENTRY_ID_HEX = 8  # every kind's entry id (older journals hold 12-digit cancel/terminate ids: still read)
 
 
 def now_iso() -> str:
@@ -39,7 +43,7 @@ def os_user() -> str:
 @dataclass
 class JournalEntry:
     id: str
-    kind: str  # "fix" | "undo"
+    kind: str  # one of KINDS
     started_at: str
     user: str
     host: str
@@ -47,7 +51,7 @@ class JournalEntry:
     engine: str
     url: str  # always masked
     environment: str | None
-    finding: dict[str, Any]  # id, check, object, title, severity
+    finding: dict[str, Any]  # what the action is about: id, check, object, title, severity
     summary: str
     safety: str
     lock: str | None
@@ -80,7 +84,13 @@ class JournalEntry:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JournalEntry:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        entry = cls(**{k: v for k, v in data.items() if k in known})
+        finding = entry.finding if isinstance(entry.finding, dict) else {}
+        if entry.kind == "fix" and finding.get("check") == "activity":
+            # Older journals wrote a cancel or terminate as a "fix" titled with its verb.
+            verb = str(finding.get("title") or "").split(" ", 1)[0]
+            entry.kind = verb if verb in ("cancel", "terminate") else entry.kind
+        return entry
 
 
 class Journal:
