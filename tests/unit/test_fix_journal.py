@@ -8,7 +8,7 @@ import pytest
 
 from checks.actions.journal import ENTRY_ID_HEX, KINDS, Journal, JournalEntry
 from checks.actions.kill import plan_kill
-from checks.activity import postgres as pg_activity
+from checks.postgres import activity as pg_activity
 from checks.activity.session import ActivityWatch
 from checks.config import config_from_dict
 from checks.fixes import fix_entry
