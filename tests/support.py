@@ -43,10 +43,14 @@ def with_path(url: str, path: str, query: str | None = None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + path.lstrip("/"), parts.query if query is None else query, ""))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    """A free loopback port under `below` (a Redis cluster node refuses one above 55535)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port < below:
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:

@@ -21,7 +21,7 @@ def redis_cluster(tmp_path) -> Iterator[list[int]]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if not server or not cli:
         pytest.fail("redis-server and redis-cli are needed; run scripts/setup.sh", pytrace=False)
-    ports = [support.free_port() for _ in range(MASTERS)]
+    ports = [support.free_port(below=55536) for _ in range(MASTERS)]
     processes = []
     try:
         for port in ports:
