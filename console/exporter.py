@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import math
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -253,13 +255,34 @@ def handler_for(exporter: Exporter, served: Sequence[str]) -> type[BaseHTTPReque
 
 def serve(settings: Settings, registry: Registry, host: str, port: int, served: Sequence[str],
           *, ready: Any = None) -> None:
+    """Serve until SIGTERM or SIGINT, which stop it cleanly (the process's exit handlers then
+    close its SSH tunnels). SIGHUP, which would otherwise end the process (a closed terminal, a
+    service manager's reload), is said to change nothing: a new config needs a restart."""
     exporter = Exporter(settings, registry)
     server = ThreadingHTTPServer((host, port), handler_for(exporter, served))
     server.daemon_threads = True
-    if ready is not None:
-        ready(server.server_address)
+
+    def stop(signum: int, _frame: Any) -> None:
+        say(f"{signal.Signals(signum).name}: stopping")
+        # shutdown() waits for serve_forever to return, which runs in this (the main) thread.
+        threading.Thread(target=server.shutdown, name="dbvitals-shutdown", daemon=True).start()
+
+    def hangup(_signum: int, _frame: Any) -> None:
+        say("SIGHUP: the configuration is not reloaded; restart dbvitals serve to apply a new one")
+
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, hangup))}
     try:
+        if ready is not None:
+            ready(server.server_address)
         server.serve_forever()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.server_close()
         exporter.close()
+
+
+def say(message: str) -> None:
+    """One line on stderr, where a service manager's journal reads it."""
+    print(f"dbvitals serve: {message}", file=sys.stderr, flush=True)

@@ -219,3 +219,39 @@ def test_a_scrape_timeout_header_that_is_no_sensible_number_is_a_400(tmp_path, h
         status, _, body = get(f"http://127.0.0.1:{port}/probe?target=a", {"X-Prometheus-Scrape-Timeout-Seconds": header})
         assert status == 400 and "X-Prometheus-Scrape-Timeout-Seconds" in body
         assert get(f"http://127.0.0.1:{port}/probe?target=a", {"X-Prometheus-Scrape-Timeout-Seconds": "5"})[0] == 200
+
+
+def test_serve_outlives_sighup_and_stops_on_sigterm_leaving_no_ssh_behind(tmp_path, redis_db):
+    import os
+    import signal
+
+    from tests.integration.test_ssh_tunnel import _children, _gone, _is_ssh, bastion, wait_until
+
+    with bastion(tmp_path) as ssh:
+        config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url, **ssh}})
+        port = support.free_port()
+        process = subprocess.Popen([sys.executable, "-m", "console", "serve", "--config", str(config),
+                                    "--listen", f"127.0.0.1:{port}"], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        tunnels: list[int] = []
+        try:
+            support.wait_for_port(port, process=process)
+            status, _, body = get(f"http://127.0.0.1:{port}/probe?target=cache")
+            assert status == 200 and 'state="connected"' in body, body
+            tunnels = [pid for pid in _children(process.pid) if _is_ssh(pid)]
+            assert tunnels, "the target is reached through an ssh tunnel of serve's own"
+            process.send_signal(signal.SIGHUP)
+            assert get(f"http://127.0.0.1:{port}/probe?target=cache")[0] == 200  # still serving
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+            stderr = process.stderr.read()
+            assert "SIGHUP: the configuration is not reloaded" in stderr and "SIGTERM: stopping" in stderr
+            assert "Traceback" not in stderr
+            assert wait_until(lambda: all(_gone(pid) for pid in tunnels), timeout=5), f"ssh {tunnels} left behind"
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+            for pid in tunnels:
+                if not _gone(pid) and _is_ssh(pid):
+                    os.kill(pid, signal.SIGKILL)
