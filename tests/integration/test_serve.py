@@ -163,6 +163,12 @@ def test_deploy_files_are_valid_for_promtool():
     rules = subprocess.run([promtool, "check", "rules", str(ROOT / "deploy" / "alerts.yml")], capture_output=True, text=True)
     assert rules.returncode == 0, rules.stdout + rules.stderr
     assert "SUCCESS: 6 rules found" in rules.stdout
+    unit = subprocess.run([promtool, "test", "rules", str(ROOT / "tests" / "data" / "alerts_test.yml")],
+                          capture_output=True, text=True)
+    assert unit.returncode == 0, unit.stdout + unit.stderr  # one alert per finding, a flapping down target pages
+    scrape = (ROOT / "deploy" / "prometheus.yml").read_text()
+    jobs = scrape.count("- job_name:")
+    assert jobs == scrape.count("metrics_path: /probe") == 2  # one scrape path per finding: never /metrics too
 
 
 def test_a_scrape_storm_with_distinct_query_strings_runs_a_target_once_per_interval(tmp_path):
