@@ -236,6 +236,19 @@ class TargetBase(Strict):
     def is_production(self) -> bool:
         return (self.environment or "").lower() in {"production", "prod", "live"}
 
+    # The one timeout policy: `timeout` bounds each connect and each statement at the driver and
+    # the server; these are the outer bounds dbvitals puts around them.
+    @property
+    def connect_deadline(self) -> float:
+        """Opening a session: the driver's connect, then on failure the protocol probe that names
+        what the port speaks, each within `timeout`, and a margin."""
+        return self.timeout * 2 + 2
+
+    @property
+    def call_deadline(self) -> float:
+        """One read: the server's statement timeout is `timeout`; a second more for the answer."""
+        return self.timeout + 1
+
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)

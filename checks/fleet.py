@@ -80,15 +80,12 @@ async def _databases(name: str, target: TargetBase) -> list[str] | None:
     from checks.engines import adapter_for
     from checks.connectors import connect
 
-    try:
-        connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-    except TimeoutError:
-        return None
+    connection = await connect(name, target)
     if connection.session is None:
         return None
     try:
         adapter = adapter_for(target.kind)
-        return await asyncio.wait_for(adapter.list_databases(connection.session), target.timeout + 1)
+        return await asyncio.wait_for(adapter.list_databases(connection.session), target.call_deadline)
     except Exception:  # listing refused (permissions): keep the target as configured
         return None
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 from checks.budget import FreeSlots, ServerBudgets, ServerGuard, floor_for
 from checks.config import Settings, TargetBase
-from checks.connectors import connect, failed
+from checks.connectors import connect
 from checks.contract import Check, CheckOptions, FactRequest, FactStore, Scope, resolve_options
 from checks.engines import adapter_for
 from checks.model import CheckError, Engine, Finding, Report, Severity, TargetState, TargetStatus, finding_id
@@ -75,7 +75,7 @@ class KeptConnections:
         if held is None:
             return None
         try:
-            fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.timeout)
+            fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.call_deadline)
         except Exception:  # dropped meanwhile (a fix may restart a server): connect anew
             await held.close()
             return None
@@ -196,18 +196,14 @@ class Runner:
             again = await self.kept.reuse(name, target)
             if again is not None:
                 return again
-        try:
-            # Drivers bound their own connects; this guards against one that does not.
-            connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-        except TimeoutError as exc:
-            connection = failed(name, target, exc)
+        connection = await connect(name, target)
         if self.kept is not None:
             self.kept.keep(name, connection)
         return connection
 
     async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
         try:
-            slots = await asyncio.wait_for(adapter_for(engine).free_slots(session), target.timeout)
+            slots = await asyncio.wait_for(adapter_for(engine).free_slots(session), target.call_deadline)
         except Exception as exc:  # unknown is not full: the pool check reports what it can read
             slots = FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
         guard.slots = slots

@@ -58,7 +58,7 @@ class ActivityWatch:
         target = self.settings.targets[name]
         reader = for_engine(target.kind)
         async with self.using(name) as session:
-            sample = await asyncio.wait_for(reader.read(session, name, None), target.timeout + 1)
+            sample = await asyncio.wait_for(reader.read(session, name, None), target.call_deadline)
         return self._masked(sample, self.servers[server_key(target)])
 
     def _masked(self, sample: ActivitySample, names: list[str]) -> ActivitySample:
@@ -85,10 +85,7 @@ class ActivityWatch:
         target = self.settings.targets[first]
         connection = self.connections.get(server)
         if connection is None or connection.session is None:
-            try:
-                connection = await asyncio.wait_for(connect(first, target), target.timeout * 2 + 2)
-            except TimeoutError as exc:
-                connection = failed(first, target, exc)
+            connection = await connect(first, target)
             self.connections[server] = connection
             if connection.session is None:
                 self._down(names, connection.status)
@@ -96,7 +93,7 @@ class ActivityWatch:
         reader = for_engine(target.kind)
         try:
             sample = await asyncio.wait_for(
-                reader.read(connection.session, first, self.samples.get(first)), target.timeout + 1
+                reader.read(connection.session, first, self.samples.get(first)), target.call_deadline
             )
         except Exception as exc:  # a dead or slow server is a state to show, never a crash
             await connection.close()

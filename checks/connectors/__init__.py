@@ -3,6 +3,7 @@ so that `dbvitals --help` and the catalog stay fast."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import ssl
@@ -27,13 +28,17 @@ class Connection:
 
 
 async def connect(name: str, target: TargetBase) -> Connection:
-    """A read-only session for checks, opened by the target engine's adapter."""
+    """A read-only session for checks, opened by the target engine's adapter, within the
+    target's connect deadline whatever the driver does: a failure is a state, never a raise."""
     from checks.engines import adapter_for
 
     if target.tunnel_error is not None:  # the bastion is the problem: say so, never try around it
         return failed(name, target, ConnectionError(target.tunnel_error),
                       state_detail=(TargetState.SSH_ERROR, target.tunnel_error))
-    return await adapter_for(target.kind).connect(name, target)
+    try:
+        return await asyncio.wait_for(adapter_for(target.kind).connect(name, target), target.connect_deadline)
+    except TimeoutError as exc:
+        return failed(name, target, exc)
 
 
 def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: tuple[TargetState, str] | None = None

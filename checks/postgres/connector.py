@@ -132,7 +132,7 @@ async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int
             min_size=1,
             max_size=max_size,
             timeout=target.timeout,
-            command_timeout=target.timeout + 1,
+            command_timeout=target.call_deadline,
             server_settings=session_settings(target.timeout, read_only=read_only),
             # No statement cache: catalog queries run once per check and pgbouncer may sit between.
             statement_cache_size=0,
@@ -140,7 +140,7 @@ async def open_pool(target: TargetBase, *, read_only: bool = True, max_size: int
             init=partial(_own, server_key(target)),
             **kwargs,
         ),
-        timeout=target.timeout + 1,
+        timeout=target.call_deadline,
     )
 
 

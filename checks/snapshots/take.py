@@ -66,7 +66,7 @@ async def _extras(settings: Settings, name: str, taken: Taken, with_activity: bo
             taken.problems.append(mask_text(f"{name}: figures not taken: {type(exc).__name__}: {exc}", secrets)[:500])
         if with_activity:
             try:
-                sample = await asyncio.wait_for(for_engine(engine).read(connection.session, name, None), target.timeout + 1)
+                sample = await asyncio.wait_for(for_engine(engine).read(connection.session, name, None), target.call_deadline)
                 taken.activity[name] = mask_tree(sample.to_dict(), secrets)
             except Exception as exc:
                 taken.problems.append(mask_text(f"{name}: activity not read: {type(exc).__name__}: {exc}", secrets)[:500])
