@@ -38,6 +38,7 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("console.commands.diff", "what changed between two snapshots (or a snapshot and now)"),
     "record": ("console.commands.record", "take snapshots on a schedule, with bounded retention, for replay"),
     "serve": ("console.commands.serve", "a Prometheus exporter: /metrics and /probe?target=NAME"),
+    "migration": ("console.commands.migration", "judge a migration file against the live PostgreSQL before it runs"),
 }
 
 

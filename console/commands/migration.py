@@ -1,0 +1,115 @@
+"""`dbvitals migration FILE...`: judge a migration against the live PostgreSQL before it runs.
+
+The files are read in order as one migration and split by PostgreSQL's own parser. The migration
+is never executed: the target is only read (catalog and statistics), in the usual read-only
+session with statement and lock timeouts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from console.runtime import EXIT_FINDINGS, EXIT_USAGE, SEVERITIES
+
+    parser.description = (
+        "For each statement: the lock it takes on each table (named as in the PostgreSQL manual) and what it "
+        "blocks, whether it rewrites or scans the table under that lock, an estimate from the live table's "
+        "size, who it would queue behind now, and findings with the safer way. Never executes the migration. "
+        f"Exit codes: 0 fine; {EXIT_FINDINGS} a finding reaches --fail-on or the analysis did not complete; "
+        f"{EXIT_USAGE} usage errors, unparseable SQL included."
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="SQL files, read in order as one migration")
+    parser.add_argument("--target", metavar="NAME", help="the PostgreSQL target (needed when several are configured)")
+    parser.add_argument("--format", default="text", choices=("text", "json", "sarif", "junit", "markdown"))
+    parser.add_argument("--fail-on", default="high", choices=SEVERITIES, metavar="SEVERITY",
+                        help="exit 1 when a finding is at least this severe: critical, high (default), medium, "
+                        "low, info, never")
+    parser.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from checks.postgres.migration.parse import MigrationSyntaxError, read_files
+    from console.runtime import CliError, load_settings, run_async
+
+    try:
+        statements = read_files(args.files)  # parse before connecting: a syntax error costs nothing
+    except MigrationSyntaxError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"cannot read a file as UTF-8: {exc}") from None
+    settings = load_settings(args)
+    postgres = [n for n, t in settings.targets.items() if getattr(t, "kind", None) == "postgres"]
+    if args.target:
+        if args.target not in settings.targets:
+            raise CliError(f"unknown target {args.target} (configured: {', '.join(settings.targets) or 'none'})")
+        if args.target not in postgres:
+            raise CliError(f"target {args.target} is not PostgreSQL")
+        name = args.target
+    elif len(postgres) == 1:
+        name = postgres[0]
+    else:
+        raise CliError("--target NAME: which PostgreSQL target" + (f" ({', '.join(postgres)})" if postgres else
+                                                                 " (none configured)"))
+    doc = run_async(_analyse(settings.targets[name], name, args.files, statements))
+    return _finish(doc, args)
+
+
+async def _analyse(target: Any, name: str, files: list[str], statements: list[Any]) -> dict[str, Any]:
+    from checks.postgres.connector import PostgresSession, open_pool
+    from checks.postgres.migration.analyze import SCHEMA, Analyzer
+    from checks.postgres.migration.catalog import Catalog
+    from checks.budget import server_key
+
+    doc: dict[str, Any] = {"schema": SCHEMA, "target": name, "files": list(files), "statements": [], "errors": []}
+    try:
+        pool = await open_pool(target)  # read-only, statement and lock timeouts, the marker
+    except Exception as exc:  # any driver failure: reported, exit 1
+        doc["errors"].append(f"cannot connect to {name}: {type(exc).__name__}: {exc}")
+        return doc
+    session = PostgresSession(pool, "", server_key(target))
+    try:
+        doc["statements"] = await Analyzer(Catalog(session)).run(statements)
+    except Exception as exc:  # a catalog read failed or timed out: the analysis is incomplete
+        doc["errors"].append(f"analysis did not complete: {type(exc).__name__}: {exc}")
+    finally:
+        await session.close()
+    return doc
+
+
+def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:
+    from checks.postgres.migration.analyze import SEVERITY_ORDER, gate_severity
+    from checks.postgres.migration.report import render
+    from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError
+
+    width = 80
+    if args.format == "text" and not args.output:
+        import shutil
+
+        width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+    text = render(doc, args.format, width=width)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise CliError(f"--output {args.output}: cannot write: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if doc["errors"]:
+        from checks.display import terminal_safe
+        from checks.secrets import known_secrets, mask_text
+
+        for error in doc["errors"]:
+            print(f"dbvitals: {terminal_safe(mask_text(error, known_secrets()))}", file=sys.stderr)
+        return EXIT_FINDINGS
+    worst = gate_severity(doc["statements"])
+    if args.fail_on == "never" or worst is None:
+        return EXIT_OK
+    reaches = SEVERITY_ORDER.index(worst) >= SEVERITY_ORDER.index(args.fail_on)
+    return EXIT_FINDINGS if reaches else EXIT_OK
