@@ -83,7 +83,7 @@ async def _analyse(target: Any, name: str, files: list[str], statements: list[An
 
 def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:
     from checks.postgres.migration.analyze import SEVERITY_ORDER, gate_severity
-    from checks.postgres.migration.report import render
+    from console.formats.migration_report import render
     from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError
 
     width = 80
