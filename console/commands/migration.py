@@ -42,43 +42,15 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{exc.filename}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise CliError(f"cannot read a file as UTF-8: {exc}") from None
+    from checks.postgres.migration.run import TargetChoiceError, analyse, choose_target
+
     settings = load_settings(args)
-    postgres = [n for n, t in settings.targets.items() if getattr(t, "kind", None) == "postgres"]
-    if args.target:
-        if args.target not in settings.targets:
-            raise CliError(f"unknown target {args.target} (configured: {', '.join(settings.targets) or 'none'})")
-        if args.target not in postgres:
-            raise CliError(f"target {args.target} is not PostgreSQL")
-        name = args.target
-    elif len(postgres) == 1:
-        name = postgres[0]
-    else:
-        raise CliError("--target NAME: which PostgreSQL target" + (f" ({', '.join(postgres)})" if postgres else
-                                                                 " (none configured)"))
-    doc = run_async(_analyse(settings.targets[name], name, args.files, statements))
+    try:
+        name = choose_target(settings, args.target)
+    except TargetChoiceError as exc:
+        raise CliError(str(exc)) from None
+    doc = run_async(analyse(settings.targets[name], name, args.files, statements))
     return _finish(doc, args)
-
-
-async def _analyse(target: Any, name: str, files: list[str], statements: list[Any]) -> dict[str, Any]:
-    from checks.postgres.connector import PostgresSession, open_pool
-    from checks.postgres.migration.analyze import SCHEMA, Analyzer
-    from checks.postgres.migration.catalog import Catalog
-    from checks.budget import server_key
-
-    doc: dict[str, Any] = {"schema": SCHEMA, "target": name, "files": list(files), "statements": [], "errors": []}
-    try:
-        pool = await open_pool(target)  # read-only, statement and lock timeouts, the marker
-    except Exception as exc:  # any driver failure: reported, exit 1
-        doc["errors"].append(f"cannot connect to {name}: {type(exc).__name__}: {exc}")
-        return doc
-    session = PostgresSession(pool, "", server_key(target))
-    try:
-        doc["statements"] = await Analyzer(Catalog(session)).run(statements)
-    except Exception as exc:  # a catalog read failed or timed out: the analysis is incomplete
-        doc["errors"].append(f"analysis did not complete: {type(exc).__name__}: {exc}")
-    finally:
-        await session.close()
-    return doc
 
 
 def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:

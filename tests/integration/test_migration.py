@@ -306,3 +306,33 @@ def test_unreachable_target_exits_1(tmp_path):
     result, _ = migrate(tmp_path, "postgresql://postgres@127.0.0.1:1/nowhere", "SELECT 1;\n", "--format", "json")
     assert result.returncode == 1
     assert json.loads(result.stdout)["errors"]
+
+
+def test_data_preconditions_counted_with_bounded_queries(pg_db, tmp_path):
+    run_async(_sql(pg_db.url, """
+        CREATE TABLE parents (id int PRIMARY KEY);
+        INSERT INTO parents VALUES (1), (2);
+        CREATE TABLE kids (id int, parent int, code text, clean int);
+        INSERT INTO kids VALUES (1, 1, 'a', 1), (1, 2, 'a', 2), (2, 7, NULL, 3), (3, 8, 'b', 4);
+        ALTER TABLE kids ADD CONSTRAINT kids_parent FOREIGN KEY (parent) REFERENCES parents (id) NOT VALID;
+    """))
+    before = run_async(_sql(pg_db.url, DIGEST))
+    result, _ = migrate(tmp_path, pg_db.url, (
+        "ALTER TABLE kids ALTER COLUMN code SET NOT NULL;\n"
+        "CREATE UNIQUE INDEX kids_code ON kids (code);\n"
+        "ALTER TABLE kids ADD PRIMARY KEY (id);\n"
+        "ALTER TABLE kids ADD CONSTRAINT fk FOREIGN KEY (parent) REFERENCES parents;\n"
+        "ALTER TABLE kids VALIDATE CONSTRAINT kids_parent;\n"
+        "CREATE UNIQUE INDEX kids_clean ON kids (clean);\n"
+        "ALTER TABLE kids ALTER COLUMN clean SET NOT NULL;\n"
+    ), "--format", "json")
+    assert run_async(_sql(pg_db.url, DIGEST)) == before
+    assert result.returncode == 1, result.stderr
+    s = by_line(json.loads(result.stdout))
+    assert "migration.precondition-nulls" in rules(s[1])
+    assert "migration.precondition-duplicates" in rules(s[2])
+    assert "migration.precondition-duplicates" in rules(s[3])
+    orphans = next(f for f in s[4]["findings"] if f["rule"] == "migration.precondition-orphans")
+    assert orphans["severity"] == "high" and ": 2 row(s)" in orphans["message"]
+    assert "migration.precondition-orphans" in rules(s[5])  # VALIDATE CONSTRAINT of the NOT VALID key
+    assert not any(r.startswith("migration.precondition-") for r in rules(s[6]) | rules(s[7]))

@@ -12,7 +12,7 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectTy
 from pglast.enums import VariableSetKind
 
 from checks.postgres.migration import locks as L
-from checks.postgres.migration.catalog import Catalog, Table
+from checks.postgres.migration.catalog import PRECONDITION_LIMIT, Catalog, Preconditions, Table
 from checks.postgres.migration.parse import Statement
 
 SCHEMA = "dbvitals.migration/1"
@@ -62,6 +62,9 @@ class Touch:
     scans: list[str] = field(default_factory=list)
     builds: list[str] = field(default_factory=list)  # index builds (a read of the whole heap)
     updates_all: bool = False
+    # Data preconditions to count on the live table: ("nulls", [col]), ("duplicates", cols),
+    # ("orphans", cols, parent ref, parent keys), ("validate", constraint name).
+    preconditions: list[tuple[Any, ...]] = field(default_factory=list)
     table: Table | None = None
     created_here: bool = False
 
@@ -111,6 +114,7 @@ class Result:
 class Analyzer:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.data = Preconditions(catalog.session)
         self.lock_timeout = False  # a non-zero lock_timeout set earlier in the migration
         self.lock_timeout_local = False
         self.in_transaction = False
@@ -216,6 +220,9 @@ class Analyzer:
             r.notes.append(f"{type(node).__name__}: no lock analysis for this kind of statement")
 
     def _index_findings(self, r: Result, node: Any, t: Touch) -> None:
+        columns = [e.name for e in node.indexParams or () if isinstance(e, ast.IndexElem) and e.name]
+        if node.unique and not node.whereClause and columns and len(columns) == len(node.indexParams or ()):
+            t.preconditions.append(("duplicates", columns))
         if node.concurrent:
             if self.in_transaction:
                 r.findings.append(self._finding(
@@ -254,6 +261,8 @@ class Analyzer:
                 await self._set_not_null(r, t, cmd.name)
             elif sub == "AT_AddConstraint":
                 self._add_constraint(r, t, cmd.def_)
+            elif sub == "AT_ValidateConstraint":
+                t.preconditions.append(("validate", cmd.name))
             elif sub == "AT_AddIndexConstraint":
                 r.notes.append("ADD ... USING INDEX: the index exists already; the lock is brief")
             elif sub == "AT_DropColumn":
@@ -382,6 +391,7 @@ class Analyzer:
                 r.notes.append(f"SET NOT NULL {column}: the valid CHECK constraint {check} proves it, no scan")
                 return
         t.scans.append(f"SET NOT NULL {column}: scans the whole table under ACCESS EXCLUSIVE")
+        t.preconditions.append(("nulls", [column]))
         r.findings.append(self._finding(
             "migration.set-not-null-scan", "weight",
             f"SET NOT NULL on {column} scans the whole table while holding ACCESS EXCLUSIVE.",
@@ -399,6 +409,8 @@ class Analyzer:
                 r.notes.append(f"{label} ... NOT VALID: checked for new rows only, no scan")
                 return
             t.scans.append(f"ADD {label}: validates every existing row while holding {t.mode}")
+            if kind == ConstrType.CONSTR_FOREIGN and c.pktable is not None:
+                t.preconditions.append(("orphans", _names(c.fk_attrs), _rv(c.pktable), _names(c.pk_attrs)))
             name = c.conname or "the_constraint"
             r.findings.append(self._finding(
                 "migration.constraint-validation", "weight",
@@ -411,6 +423,11 @@ class Analyzer:
                 r.notes.append("USING INDEX: the index exists already; the lock is brief")
                 return
             label = {ConstrType.CONSTR_UNIQUE: "UNIQUE", ConstrType.CONSTR_PRIMARY: "PRIMARY KEY"}.get(kind, "EXCLUDE")
+            keys = _names(c.keys)
+            if keys and kind != ConstrType.CONSTR_EXCLUSION:
+                t.preconditions.append(("duplicates", keys))
+                if kind == ConstrType.CONSTR_PRIMARY:
+                    t.preconditions += [("nulls", [k]) for k in keys]
             t.builds.append(f"ADD {label} builds its index under ACCESS EXCLUSIVE")
             r.findings.append(self._finding(
                 "migration.constraint-builds-index", "weight",
@@ -534,6 +551,8 @@ class Analyzer:
                 rows = "unknown rows (never analysed)" if table.reltuples < 0 else f"~{int(table.reltuples):,} rows"
                 basis.append(f"{table.name}: {_size(table.heap_bytes)} heap, {_size(table.total_bytes)} with "
                              f"indexes, {rows} (pg_relation_size, reltuples)")
+            for pre in t.preconditions:
+                await self._precondition(r, t, table, pre)
             for holder in await self.catalog.holders(table, t.mode):
                 holder["table"] = table.name
                 r.waits.append(holder)
@@ -543,6 +562,44 @@ class Analyzer:
         elif r.touches:
             r.estimate = 0.0
             r.basis = "catalog change only: instant once the lock is granted"
+
+    async def _precondition(self, r: Result, t: Touch, table: Table, pre: tuple[Any, ...]) -> None:
+        kind = pre[0]
+        try:
+            if kind == "validate":
+                fk = await self.catalog.foreign_key(table, pre[1])
+                if fk is None:
+                    return
+                kind, pre = "orphans", ("orphans", fk[0], fk[1], fk[2])
+            if kind == "nulls":
+                found = await self.data.nulls(table, pre[1][0])
+                what = f"NULL in {pre[1][0]}"
+                fix = f"Backfill the NULLs of {pre[1][0]} (in batches) before this statement."
+            elif kind == "duplicates":
+                found = await self.data.duplicates(table, pre[1])
+                what = f"duplicate value(s) of ({', '.join(pre[1])})"
+                fix = "Remove or merge the duplicates first (and stop the application writing new ones)."
+            else:
+                parent = await self.catalog.table(*pre[2]) if isinstance(pre[2], tuple) else pre[2]
+                if parent is None:
+                    return
+                keys = pre[3] or await self.data.primary_key(parent)
+                if len(keys) != len(pre[1]):
+                    return
+                found = await self.data.orphans(table, pre[1], parent, keys)
+                what = f"row(s) whose ({', '.join(pre[1])}) has no match in {parent.name}"
+                fix = "Delete or repair the orphaned rows first; then validate."
+        except Exception as exc:  # a statement timeout on a big table: not known, never zero
+            r.notes.append(f"data precondition ({kind}) not checked: {type(exc).__name__}: {exc}")
+            return
+        if found:
+            count = f"at least {found}" if found >= PRECONDITION_LIMIT else str(found)
+            r.findings.append({
+                "rule": f"migration.precondition-{kind}",
+                "severity": "high",
+                "message": f"This statement would fail on the data now: {count} {what} in {table.name}.",
+                "fix": fix,
+            })
 
     # --- findings --------------------------------------------------------------------------------
 
@@ -555,9 +612,9 @@ class Analyzer:
         strong = [t for t in r.touches if L.strong(t.mode)]
         waiting = bool(r.waits)
         for f in r.findings:
-            t: Touch = f.pop("_touch")
-            fixed = f.pop("_fixed")
-            if fixed:
+            t: Touch | None = f.pop("_touch", None)
+            fixed = f.pop("_fixed", None)
+            if fixed or t is None:
                 continue
             weight = self._weight(t)
             severity = weight if f["severity"] == "weight" else f["severity"]

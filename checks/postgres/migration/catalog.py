@@ -107,6 +107,16 @@ class Catalog:
     async def cast_method(self, source: int, target: int) -> str | None:
         return await self.session.fetchval(CAST_QUERY, source, target)
 
+    async def foreign_key(self, table: Table, name: str) -> tuple[list[str], Table, list[str]] | None:
+        """A foreign key of the table by name: its columns, the referenced table and keys."""
+        row = await self.session.fetchrow(FOREIGN_KEY_QUERY, table.oid, name)
+        if row is None:
+            return None
+        parent = await self.session.fetchrow(PARENT_QUERY, row["parent"])
+        if parent is None:
+            return None
+        return list(row["columns"]), Table(**dict(parent)), list(row["keys"])
+
     async def holders(self, table: Table, mode: str) -> list[dict[str, Any]]:
         """Sessions holding (or already waiting for) a lock on the table that conflicts with
         `mode`: the statement would queue behind every one of them."""
@@ -127,3 +137,60 @@ class Catalog:
                 "granted": row["granted"],
             }
         return list(found.values())
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# Data preconditions: counted up to a bound (LIMIT), on the session's statement timeout. A
+# table's name comes from regclass (already quoted); column names are quoted here.
+PRECONDITION_LIMIT = 1000
+
+
+class Preconditions:
+    """Would the statement fail on the data as it is now? Each count stops at PRECONDITION_LIMIT;
+    a count the statement timeout cut short is reported as not known, never as zero."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    async def _count(self, inner: str) -> int:
+        return int(await self.session.fetchval(f"SELECT count(*) FROM ({inner} LIMIT {PRECONDITION_LIMIT}) s"))
+
+    async def nulls(self, table: Table, column: str) -> int:
+        return await self._count(f"SELECT 1 FROM {table.name} WHERE {quote_ident(column)} IS NULL")
+
+    async def duplicates(self, table: Table, columns: list[str]) -> int:
+        cols = ", ".join(quote_ident(c) for c in columns)
+        not_null = " AND ".join(f"{quote_ident(c)} IS NOT NULL" for c in columns)
+        return await self._count(
+            f"SELECT 1 FROM {table.name} WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1")
+
+    async def orphans(self, table: Table, columns: list[str], parent: Table, keys: list[str]) -> int:
+        present = " AND ".join(f"c.{quote_ident(c)} IS NOT NULL" for c in columns)
+        match = " AND ".join(f"p.{quote_ident(k)} = c.{quote_ident(c)}" for c, k in zip(columns, keys, strict=True))
+        return await self._count(
+            f"SELECT 1 FROM {table.name} c WHERE {present} AND NOT EXISTS (SELECT 1 FROM {parent.name} p "
+            f"WHERE {match})")
+
+    async def primary_key(self, table: Table) -> list[str]:
+        rows = await self.session.fetch(
+            "SELECT a.attname FROM pg_constraint c CROSS JOIN unnest(c.conkey) WITH ORDINALITY k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+            "WHERE c.conrelid = $1 AND c.contype = 'p' ORDER BY k.n", table.oid)
+        return [r["attname"] for r in rows]
+
+
+FOREIGN_KEY_QUERY = """
+SELECT (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS columns,
+       (SELECT array_agg(a.attname ORDER BY k.n) FROM unnest(c.confkey) WITH ORDINALITY k(attnum, n)
+          JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) AS keys,
+       c.confrelid::int AS parent
+FROM pg_constraint c WHERE c.conrelid = $1 AND c.conname = $2 AND c.contype = 'f'
+"""
+
+PARENT_QUERY = TABLE_QUERY.replace(
+    "WHERE c.oid = to_regclass(CASE WHEN $1::text IS NULL THEN format('%I', $2::text)\n"
+    "                               ELSE format('%I.%I', $1::text, $2::text) END)", "WHERE c.oid = $1")
