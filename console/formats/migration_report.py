@@ -156,10 +156,10 @@ def markdown(doc: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for s in doc["statements"]:
         effect = "rewrite" if s["rewrites"] else "scan" if s["scans"] else "–"
-        findings = "<br>".join(f"**{cell(f['severity'])}** `{cell(f['rule'])}`: {cell(f['message'])} "
+        findings = "<br>".join(f"**{cell(f['severity'])}** {cell(f['rule'])}: {cell(f['message'])} "
                                f"Safer: {cell(f['fix'])}" for f in s["findings"]) or "–"
         waits = ", ".join(f"pid {w['pid']} ({cell(w['application'])})" for w in s["waits_behind"]) or "–"
-        lines.append(f"| {cell(s['file'])}:{s['line']} `{cell(_one_line(s['sql'], 80))}` | {cell(s['lock'] or '–')} "
+        lines.append(f"| {cell(s['file'])}:{s['line']} {cell(_one_line(s['sql'], 80))} | {cell(s['lock'] or '–')} "
                      f"| {cell(s['blocks'] or '–')} | {effect} | {s['estimate_seconds']}s | {waits} | {findings} |")
     for e in doc["errors"]:
         lines.append(f"\n> error: {cell(e)}")

@@ -325,6 +325,8 @@ def test_data_preconditions_counted_with_bounded_queries(pg_db, tmp_path):
         "ALTER TABLE kids VALIDATE CONSTRAINT kids_parent;\n"
         "CREATE UNIQUE INDEX kids_clean ON kids (clean);\n"
         "ALTER TABLE kids ALTER COLUMN clean SET NOT NULL;\n"
+        "ALTER TABLE kids ADD COLUMN required int NOT NULL;\n"
+        "ALTER TABLE parents ADD COLUMN fine int NOT NULL DEFAULT 0;\n"
     ), "--format", "json")
     assert run_async(_sql(pg_db.url, DIGEST)) == before
     assert result.returncode == 1, result.stderr
@@ -335,4 +337,5 @@ def test_data_preconditions_counted_with_bounded_queries(pg_db, tmp_path):
     orphans = next(f for f in s[4]["findings"] if f["rule"] == "migration.precondition-orphans")
     assert orphans["severity"] == "high" and ": 2 row(s)" in orphans["message"]
     assert "migration.precondition-orphans" in rules(s[5])  # VALIDATE CONSTRAINT of the NOT VALID key
-    assert not any(r.startswith("migration.precondition-") for r in rules(s[6]) | rules(s[7]))
+    assert not any(r.startswith("migration.precondition-") for r in rules(s[6]) | rules(s[7]) | rules(s[9]))
+    assert "migration.precondition-rows" in rules(s[8])  # NOT NULL without a default on a table with rows

@@ -290,6 +290,9 @@ class Analyzer:
                 generated_stored = True
             elif c.contype == ConstrType.CONSTR_IDENTITY:
                 t.rewrites.append(f"ADD COLUMN {col.colname} GENERATED AS IDENTITY fills every row from a sequence")
+        not_null = any(c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY) for c in col.constraints or ())
+        if not_null and default is None and not generated_stored:
+            t.preconditions.append(("rows", col.colname))
         type_name = _names(col.typeName.names)[-1] if col.typeName else ""
         if type_name in ("serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"):
             t.rewrites.append(f"ADD COLUMN {col.colname} {type_name}: nextval() default is volatile")
@@ -571,7 +574,12 @@ class Analyzer:
                 if fk is None:
                     return
                 kind, pre = "orphans", ("orphans", fk[0], fk[1], fk[2])
-            if kind == "nulls":
+            if kind == "rows":
+                found = await self.data.rows(table)
+                what = f"row(s), and ADD COLUMN {pre[1]} NOT NULL without a DEFAULT has no value for them,"
+                fix = (f"ADD COLUMN {pre[1]} without NOT NULL; backfill it in batches; then add NOT NULL the safe "
+                       "way (CHECK ... NOT VALID, VALIDATE, SET NOT NULL); or give it a constant DEFAULT.")
+            elif kind == "nulls":
                 found = await self.data.nulls(table, pre[1][0])
                 what = f"NULL in {pre[1][0]}"
                 fix = f"Backfill the NULLs of {pre[1][0]} (in batches) before this statement."

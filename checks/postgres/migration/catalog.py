@@ -158,6 +158,9 @@ class Preconditions:
     async def _count(self, inner: str) -> int:
         return int(await self.session.fetchval(f"SELECT count(*) FROM ({inner} LIMIT {PRECONDITION_LIMIT}) s"))
 
+    async def rows(self, table: Table) -> int:
+        return int(await self.session.fetchval(f"SELECT count(*) FROM (SELECT 1 FROM {table.name} LIMIT 1) s"))
+
     async def nulls(self, table: Table, column: str) -> int:
         return await self._count(f"SELECT 1 FROM {table.name} WHERE {quote_ident(column)} IS NULL")
 
