@@ -327,6 +327,7 @@ def test_data_preconditions_counted_with_bounded_queries(pg_db, tmp_path):
         "ALTER TABLE kids ALTER COLUMN clean SET NOT NULL;\n"
         "ALTER TABLE kids ADD COLUMN required int NOT NULL;\n"
         "ALTER TABLE parents ADD COLUMN fine int NOT NULL DEFAULT 0;\n"
+        "ALTER TABLE kids ADD COLUMN seq bigserial NOT NULL UNIQUE;\n"
     ), "--format", "json")
     assert run_async(_sql(pg_db.url, DIGEST)) == before
     assert result.returncode == 1, result.stderr
@@ -339,3 +340,5 @@ def test_data_preconditions_counted_with_bounded_queries(pg_db, tmp_path):
     assert "migration.precondition-orphans" in rules(s[5])  # VALIDATE CONSTRAINT of the NOT VALID key
     assert not any(r.startswith("migration.precondition-") for r in rules(s[6]) | rules(s[7]) | rules(s[9]))
     assert "migration.precondition-rows" in rules(s[8])  # NOT NULL without a default on a table with rows
+    assert not any(r.startswith("migration.precondition-") for r in rules(s[10]))  # a serial has a default
+    assert s[10]["rewrites"] and "migration.volatile-default-rewrite" in rules(s[10])

@@ -290,11 +290,17 @@ class Analyzer:
                 generated_stored = True
             elif c.contype == ConstrType.CONSTR_IDENTITY:
                 t.rewrites.append(f"ADD COLUMN {col.colname} GENERATED AS IDENTITY fills every row from a sequence")
-        not_null = any(c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY) for c in col.constraints or ())
-        if not_null and default is None and not generated_stored:
-            t.preconditions.append(("rows", col.colname))
         type_name = _names(col.typeName.names)[-1] if col.typeName else ""
-        if type_name in ("serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"):
+        serial = type_name in ("serial", "serial4", "bigserial", "serial8", "smallserial", "serial2")
+        identity = any(c.contype == ConstrType.CONSTR_IDENTITY for c in col.constraints or ())
+        not_null = any(c.contype in (ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY) for c in col.constraints or ())
+        if not_null and default is None and not (generated_stored or serial or identity):
+            t.preconditions.append(("rows", col.colname))
+        for c in col.constraints or ():
+            if c.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY):
+                label = "PRIMARY KEY" if c.contype == ConstrType.CONSTR_PRIMARY else "UNIQUE"
+                t.builds.append(f"ADD COLUMN {col.colname} {label} builds its index under ACCESS EXCLUSIVE")
+        if serial:
             t.rewrites.append(f"ADD COLUMN {col.colname} {type_name}: nextval() default is volatile")
         if generated_stored:
             t.rewrites.append(f"ADD COLUMN {col.colname} GENERATED ... STORED computes every row")
