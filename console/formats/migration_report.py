@@ -107,8 +107,7 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
         "$schema": SARIF_SCHEMA_URI,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "dbvitals", "informationUri": "https://github.com/dbvitals/dbvitals",
-                                "rules": list(rules.values())}},
+            "tool": {"driver": {"name": "dbvitals", "version": _version(), "rules": list(rules.values())}},
             "results": results,
             "invocations": [{
                 "executionSuccessful": not doc["errors"],
@@ -116,6 +115,12 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
             }],
         }],
     }
+
+
+def _version() -> str:
+    from console.runtime import version
+
+    return version()
 
 
 def junit(doc: dict[str, Any]) -> str:
