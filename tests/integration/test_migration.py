@@ -282,7 +282,7 @@ def test_formats_sarif_validates_junit_parses_text_fits_and_names_are_escaped(pg
 
 
 def test_transactions_created_tables_and_lock_timeout_tracking(pg_db, tmp_path):
-    run_async(_sql(pg_db.url, "CREATE TABLE t (id int)"))
+    run_async(_sql(pg_db.url, "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000); ANALYZE t"))
     result, _ = migrate(tmp_path, pg_db.url, (
         "BEGIN;\n"
         "SET LOCAL lock_timeout = '1s';\n"
@@ -292,6 +292,11 @@ def test_transactions_created_tables_and_lock_timeout_tracking(pg_db, tmp_path):
         "ALTER TABLE t ADD COLUMN w int;\n"
         "CREATE TABLE fresh (id int);\n"
         "ALTER TABLE fresh ADD COLUMN token uuid DEFAULT gen_random_uuid();\n"
+        "BEGIN;\n"
+        "ALTER TABLE t ADD COLUMN x int;\n"
+        "CREATE INDEX t_x ON t (x);\n"
+        "COMMIT;\n"
+        "CREATE INDEX t_y ON t (id);\n"
     ), "--format", "json", "--fail-on", "never")
     assert result.returncode == 0, result.stderr
     s = by_line(json.loads(result.stdout))
@@ -300,6 +305,9 @@ def test_transactions_created_tables_and_lock_timeout_tracking(pg_db, tmp_path):
     assert "migration.missing-lock-timeout" in rules(s[6])  # SET LOCAL ended with COMMIT
     assert {f["severity"] for f in s[8]["findings"]} == {"info"}  # a table created in this migration
     assert s[8]["waits_behind"] == []
+    held = next(f for f in s[11]["findings"] if f["rule"] == "migration.lock-held-in-transaction")
+    assert "ACCESS EXCLUSIVE on t (line 10)" in held["message"]
+    assert "migration.lock-held-in-transaction" not in rules(s[13])  # after COMMIT
 
 
 def test_unreachable_target_exits_1(tmp_path):

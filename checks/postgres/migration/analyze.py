@@ -119,6 +119,8 @@ class Analyzer:
         self.lock_timeout_local = False
         self.in_transaction = False
         self.created: set[str] = set()  # tables created earlier in the migration (relname)
+        # Strong locks taken earlier in the open transaction block: held until it ends.
+        self.held: dict[str, tuple[str, int]] = {}
 
     async def run(self, statements: list[Statement]) -> list[dict[str, Any]]:
         out = []
@@ -127,6 +129,7 @@ class Analyzer:
             await self._classify(result, statement.node)
             await self._measure(result)
             self._judge(result)
+            self._held_in_transaction(result)
             out.append(result.to_dict())
         return out
 
@@ -661,6 +664,30 @@ class Analyzer:
                 "fix": "Set lock_timeout before it, deploy when those transactions have ended, and look at why "
                 "they are long (dbvitals activity).",
             })
+
+    def _held_in_transaction(self, r: Result) -> None:
+        """A lock is held until the transaction ends: a strong lock taken earlier in the same
+        BEGIN ... COMMIT stays held through this statement's rewrite, scan or build."""
+        if not self.in_transaction:
+            self.held.clear()
+            return
+        heavy = any(t.rewrites or t.scans or t.builds for t in r.touches)
+        earlier = {name: held for name, held in self.held.items()}
+        if heavy and earlier:
+            names = ", ".join(f"{mode} on {name} (line {line})" for name, (mode, line) in earlier.items())
+            reads = any(L.conflicts(mode, L.ACCESS_SHARE) for mode, _ in earlier.values())
+            r.findings.append({
+                "rule": "migration.lock-held-in-transaction",
+                "severity": "high" if reads and (r.estimate or 0) >= 1 else "medium",
+                "message": f"Inside one transaction: {names} stays held until COMMIT, through this statement "
+                f"(estimate {r.estimate}s), blocking {'reads and writes' if reads else 'writes'} meanwhile.",
+                "fix": "Commit after the statement that takes the strong lock; run the long statement in its own "
+                "transaction (or CONCURRENTLY, outside any).",
+            })
+        for t in r.touches:
+            if t.table is not None and L.strong(t.mode):
+                mode, line = self.held.get(t.table.name, (t.mode, r.statement.line))
+                self.held[t.table.name] = (L.strongest([mode, t.mode]), line)
 
     def _weight(self, t: Touch) -> str:
         table = t.table
