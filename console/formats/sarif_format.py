@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from checks.model import Finding, Report, Severity
+from checks.registry import load_registry
 from checks.suppressions import GatedReport, as_gated
-from console.formats import json_text
+from console.formats.jsondoc import json_text
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {
@@ -166,8 +167,6 @@ class _ConfigLocator:
 
 def _catalog(registry: Any) -> dict[str, Any]:
     if registry is None:
-        from checks.registry import load_registry
-
         registry = load_registry()
     return dict(registry.checks)
 
