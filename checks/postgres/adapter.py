@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from checks.connectors import Connection
+from checks.connectors.probe import tls_parameters
 from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
-from checks.postgres.quoting import sql_text
+from checks.model import FixStep
 from checks.postgres import activity as activity_reader
 from checks.postgres import figures as figures_reader
+from checks.postgres.executor import concurrent_build
+from checks.postgres.quoting import sql_text
 from checks.postgres.target import URL_SCHEMES, PostgresTarget
-from checks.model import FixStep
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
@@ -53,7 +56,6 @@ class PostgresAdapter(ModuleAdapter):
         return [r["datname"] for r in rows]
 
     async def refresh(self, connection: Connection) -> Connection:
-        from checks.connectors import Connection
         from checks.postgres.connector import PostgresSession
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
@@ -62,8 +64,6 @@ class PostgresAdapter(ModuleAdapter):
         return Connection(status=connection.status, session=session)
 
     def wants_tls(self, url: str) -> bool:
-        from checks.connectors.probe import tls_parameters
-
         return tls_parameters(url).get("sslmode") in {"require", "verify-ca", "verify-full"}
 
     def socket_name(self, number: int) -> str:
@@ -139,8 +139,6 @@ class PostgresAdapter(ModuleAdapter):
 
     # --- undo guards: checks/postgres/executor.py ---------------------------------------------------
     def interruptible_builds(self, steps: Sequence[FixStep]) -> list[str]:
-        from checks.postgres.executor import concurrent_build
-
         return [b.name for s in steps if (b := concurrent_build(str(s.command))) and b.name]
 
 
