@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from console.demo.seed import demo_config, seed_all
+from console.demo.servers import DemoError, DemoRefused, Playground, start_playground
+from console.demo.toml_writer import dumps
+from console.gate import exit_code
+from console.runtime import CliError, load_checks, load_settings, run_report, write_report
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -26,9 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from console.runtime import CliError
-    from console.demo.servers import DemoError, DemoRefused, Playground
 
     if args.stop is not None:
         # Only what dbvitals can show it started: see console/demo/ownership.py.
@@ -67,10 +70,6 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
     import tempfile
     from pathlib import Path
 
-    from console.demo.seed import demo_config, seed_all
-    from console.demo.servers import start_playground
-    from console.demo.toml_writer import dumps
-
     say = progress or (lambda _message: None)
     directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dbvitals-demo-"))
     say(f"starting PostgreSQL, Redis and SecantusDB in {directory}")
@@ -93,9 +92,6 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
 
 
 def _headless(config_path: Any, fmt: str) -> int:
-    from console.gate import exit_code
-    from console.runtime import load_checks, load_settings, run_report, write_report
-
     args = argparse.Namespace(config=str(config_path))
     settings = load_settings(args)
     report = run_report(settings, load_checks(settings))
@@ -106,7 +102,5 @@ def _headless(config_path: Any, fmt: str) -> int:
 
 def _console(config_path: Any, theme: str | None = None) -> int:
     from console.app import run_app
-    from console.runtime import load_settings
-
     settings = load_settings(argparse.Namespace(config=str(config_path)))
     return run_app(settings, theme=theme, config_path=str(config_path))
