@@ -14,7 +14,6 @@ adapter to render a step or list the catalog must stay cheap.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -199,16 +198,16 @@ class EngineAdapter:
 class ModuleAdapter(EngineAdapter):
     """An engine whose sessions come from a connector module (`connect`, `free_slots`) and whose
     fix steps and undo guards live in a fixes module (`execute`, `record_state`, `inspects`,
-    `guard_undo`). Both are imported when first called, so loading the adapter stays cheap."""
-
-    connector_module: ClassVar[str]  # checks.<engine>.connector
-    fixes_module: ClassVar[str]  # checks.<engine>.executor
+    `guard_undo`). The adapter imports its connector inside `_connector`, on first use: the
+    connector imports the driver, and loading the adapter must stay cheap."""
 
     def _connector(self) -> Any:
-        return importlib.import_module(self.connector_module)
+        """The engine's connector module (checks.<engine>.connector)."""
+        raise NotImplementedError
 
     def _fixes(self) -> Any:
-        return importlib.import_module(self.fixes_module)
+        """The engine's fixes module (checks.<engine>.executor)."""
+        raise NotImplementedError
 
     async def connect(self, name: str, target: TargetBase) -> Connection:
         return await self._connector().connect(name, target)

@@ -16,6 +16,7 @@ from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from checks.model import FixStep
 from checks.postgres import activity as activity_reader
+from checks.postgres import executor
 from checks.postgres import figures as figures_reader
 from checks.postgres.executor import concurrent_build
 from checks.postgres.quoting import sql_text
@@ -34,8 +35,6 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 
 
 class PostgresAdapter(ModuleAdapter):
-    connector_module = "checks.postgres.connector"
-    fixes_module = "checks.postgres.executor"
     kind = "postgres"
     target_model = PostgresTarget
     url_schemes = URL_SCHEMES
@@ -48,6 +47,14 @@ class PostgresAdapter(ModuleAdapter):
     display_name = "PostgreSQL"
     default_port = 5432
 
+    def _connector(self) -> Any:
+        from checks.postgres import connector  # imports asyncpg: loaded on the first connect
+
+        return connector
+
+    def _fixes(self) -> Any:
+        return executor
+
     async def list_databases(self, session: Any) -> list[str]:
         rows = await session.fetch(
             "/* dbvitals */ SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn "
@@ -56,7 +63,7 @@ class PostgresAdapter(ModuleAdapter):
         return [r["datname"] for r in rows]
 
     async def refresh(self, connection: Connection) -> Connection:
-        from checks.postgres.connector import PostgresSession
+        from checks.postgres.connector import PostgresSession  # imports asyncpg: only when used
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
         session = PostgresSession(connection.session.pool, connection.session.database, connection.session.server)

@@ -16,6 +16,7 @@ from checks.connectors.probe import tls_parameters
 from checks.engines import ModuleAdapter, SideFile
 from checks.model import FixStep
 from checks.redis import activity as activity_reader
+from checks.redis import executor
 from checks.redis import figures as figures_reader
 from checks.redis.executor import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
 from checks.redis.quoting import (
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 
 class RedisAdapter(ModuleAdapter):
-    connector_module = "checks.redis.connector"
-    fixes_module = "checks.redis.executor"
     kind = "redis"
     target_model = RedisTarget
     url_schemes = URL_SCHEMES
@@ -50,13 +49,21 @@ class RedisAdapter(ModuleAdapter):
     default_port = 6379
     script_interpreter = ("#!/usr/bin/env bash",)
 
+    def _connector(self) -> Any:
+        from checks.redis import connector  # imports redis-py: loaded on the first connect
+
+        return connector
+
+    def _fixes(self) -> Any:
+        return executor
+
     async def list_databases(self, session: Any) -> list[str]:
         # Logical databases in use: those INFO keyspace lists (a database with keys).
         keyspace = await session.client.info("keyspace")
         return sorted((key.removeprefix("db") for key in keyspace if key.startswith("db")), key=int)
 
     async def refresh(self, connection: Connection) -> Connection:
-        from checks.redis.connector import RedisSession
+        from checks.redis.connector import RedisSession  # imports redis-py: only when used
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
         client = connection.session.client
