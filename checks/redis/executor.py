@@ -35,6 +35,9 @@ from checks.model import FixStep
 from checks.redis._scan import client_for, cluster_masters
 from checks.secrets import mask_text
 
+# checks.redis.connector imports redis-py: the functions that open a client import it, so loading this
+# module (the adapter does, to render and inspect steps) loads no driver.
+
 EXPIRE_OP = "expire-missing-ttl"
 PERSIST_OP = "persist-keys"
 DEFAULT_BATCH = 500
