@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in EXTRA_COMMANDS.items():
         extra = sub.add_parser(name, help=help_text)
         _common(extra, top=False)
-        extra.set_defaults(handler=module.run, extra_module=module.__name__)
+        extra.set_defaults(handler=module.run, extra_module=module.__name__, open_console=open_console)
         module.add_arguments(extra)
     return parser
 
@@ -206,9 +206,16 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return EXIT_OK if all(s.reachable for s in statuses) else EXIT_FINDINGS
 
 
-def _cmd_ui(args: argparse.Namespace) -> int:
+def open_console(settings: Settings, *, theme: str | None = None, config_path: str | None = None,
+                 replay: Any = None) -> int:
+    """Run the Textual console. Textual is imported here, when the console opens: `--help` and the
+    headless commands never load it."""
     from console.app import run_app
 
+    return run_app(settings, theme=theme, config_path=config_path, replay=replay)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
     replay = None
     if getattr(args, "replay", None):
         settings = _settings_for_replay(args)
@@ -218,8 +225,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     else:
         settings = load_settings(args)
-    return run_app(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None),
-                   replay=replay)
+    return open_console(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None),
+                        replay=replay)
 
 
 def _settings_for_replay(args: argparse.Namespace) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from console.demo.seed import demo_config, seed_all
@@ -52,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dbvitals demo --stop {playground.directory}")
         return 0
     try:
-        return _headless(config_path, args.format) if args.headless else _console(config_path, getattr(args, "theme", None))
+        if args.headless:
+            return _headless(config_path, args.format)
+        return _console(args.open_console, config_path, getattr(args, "theme", None))
     finally:
         _say("stopping the demo servers")
         playground.stop()
@@ -100,7 +103,8 @@ def _headless(config_path: Any, fmt: str) -> int:
     return exit_code(report, "high")
 
 
-def _console(config_path: Any, theme: str | None = None) -> int:
-    from console.app import run_app
+def _console(open_console: Callable[..., int], config_path: Any, theme: str | None = None) -> int:
+    """Open the console on the playground. The CLI hands in how (console.cli.open_console): the
+    console imports the commands, so a command does not import the console back."""
     settings = load_settings(argparse.Namespace(config=str(config_path)))
-    return run_app(settings, theme=theme, config_path=str(config_path))
+    return open_console(settings, theme=theme, config_path=str(config_path))
