@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Union, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
-    PrivateAttr,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
+    PrivateAttr,
     SecretStr,
     StrictBool,
     ValidationError,
@@ -30,18 +30,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from checks.engines import engines
-from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets
+from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets, url_without_password
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
+
     from checks.tunnels import Forward
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
@@ -261,8 +257,6 @@ class TargetBase(Strict):
     def connect_url(self) -> str:
         """The URL to hand a driver: with the config's password (if set) taking precedence, and
         through the target's SSH forward when it has one."""
-        from checks.secrets import url_without_password
-
         url = url_without_password(self.url) if self.password is not None else self.url
         if self._forward is not None:
             url = self._forward.url(url)

@@ -14,8 +14,8 @@ adapter to render a step or list the catalog must stay cheap.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -30,10 +30,29 @@ if TYPE_CHECKING:
     from checks.budget import FreeSlots
     from checks.config import TargetBase
     from checks.connectors import Connection
-    from checks.fixes.execution import Execution, UndoCheck
+    from checks.fixes.execution import Execution
     from checks.snapshots import FiguresReader
 
 ENTRY_POINT_GROUP = "dbvitals.engines"
+
+
+@dataclass
+class UndoCheck:
+    """What an engine found on the server before an undo: the inverse steps still to run (an
+    unfinished entry's may be fewer: what it did not get to do has nothing to undo), the reasons
+    to refuse (an object that is no longer what dbvitals left), and notes for the user."""
+
+    steps: list[Any]
+    refusals: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def not_as_left(self, finished: bool, refusal: str, note: str) -> None:
+        """An object is not as the step's fix would have left it: a finished entry's undo refuses
+        (someone changed it since); an unfinished entry's only notes that the fix did not get there."""
+        if finished:
+            self.refusals.append(refusal)
+        else:
+            self.notes.append(note)
 
 
 class EngineAdapter:
@@ -166,8 +185,6 @@ class EngineAdapter:
     async def guard_undo(self, target: TargetBase, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
         """The inverse steps still to run, with refusals when an object is no longer what the fix
         left. Without a guard: every step, unless the entry applied none."""
-        from checks.fixes.execution import UndoCheck
-
         if entry.outcome not in ("fixed", "not_fixed") and entry.steps_done == 0:
             return UndoCheck(steps=[], notes=[f"entry {entry.id} applied no step: nothing to undo"])
         return UndoCheck(steps=list(inverse))
@@ -181,16 +198,16 @@ class EngineAdapter:
 class ModuleAdapter(EngineAdapter):
     """An engine whose sessions come from a connector module (`connect`, `free_slots`) and whose
     fix steps and undo guards live in a fixes module (`execute`, `record_state`, `inspects`,
-    `guard_undo`). Both are imported when first called, so loading the adapter stays cheap."""
-
-    connector_module: ClassVar[str]  # checks.<engine>.connector
-    fixes_module: ClassVar[str]  # checks.<engine>.executor
+    `guard_undo`). The adapter imports its connector inside `_connector`, on first use: the
+    connector imports the driver, and loading the adapter must stay cheap."""
 
     def _connector(self) -> Any:
-        return importlib.import_module(self.connector_module)
+        """The engine's connector module (checks.<engine>.connector)."""
+        raise NotImplementedError
 
     def _fixes(self) -> Any:
-        return importlib.import_module(self.fixes_module)
+        """The engine's fixes module (checks.<engine>.executor)."""
+        raise NotImplementedError
 
     async def connect(self, name: str, target: TargetBase) -> Connection:
         return await self._connector().connect(name, target)

@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from checks.config import Settings, TargetBase
+from checks.connectors import connect
+from checks.engines import adapter_for
 
 
 class SelectionError(Exception):
@@ -77,9 +79,6 @@ def _matching(databases: list[str], wanted: str | list[str] | None) -> list[str]
 
 
 async def _databases(name: str, target: TargetBase) -> list[str] | None:
-    from checks.engines import adapter_for
-    from checks.connectors import connect
-
     connection = await connect(name, target)
     if connection.session is None:
         return None

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from checks.actions.journal import Journal
 from checks.budget import FreeSlots, ServerBudgets, ServerGuard, floor_for
 from checks.config import Settings, TargetBase
 from checks.connectors import connect
@@ -118,8 +119,6 @@ class Runner:
     ) -> None:
         self.settings = settings
         self.kept = kept
-        from checks.actions.journal import Journal
-
         self._journal = Journal.for_settings(settings).path
         self.registry = registry
         self.target_names = select_targets(settings, targets)

@@ -1,5 +1,5 @@
-"""The `dbvitals` command. Only argparse at import time: `dbvitals --help` must answer fast,
-without importing the drivers or the Textual app; each command imports what it needs."""
+"""The `dbvitals` command. `dbvitals --help` must answer without importing the drivers or the
+Textual app: those load inside the code that uses them (a connector, `console.app`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,33 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
+from checks.catalog_cache import catalog
+from checks.config import Settings
+from checks.display import terminal_safe
+from checks.registry import UsageError, load_registry
+from checks.runner import Runner, select_targets
+from checks.secrets import mask_text, mask_tree
+from checks.snapshots.store import SnapshotError
+from console.commands import (
+    activity,
+    baseline,
+    demo,
+    diff,
+    fix,
+    history,
+    migration,
+    profiler,
+    record,
+    serve,
+    snapshot,
+    undo,
+)
+from console.formats import FORMATS
+from console.gate import exit_code, failing, gate
+from console.replay import open_replay
 from console.runtime import (
     EXIT_FINDINGS,
     EXIT_INTERNAL,
@@ -19,26 +44,27 @@ from console.runtime import (
     load_settings,
     run_async,
     run_report,
-    version,
     write_report,
 )
+from console.textwidth import Column, print_fitted
+from console.version import version
 
 Handler = Callable[[argparse.Namespace], int]
 # Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
-# Each module has `add_arguments(parser)` and `run(args) -> int`, imported only when used.
-EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("console.commands.demo", "a local playground with real problems, then the console"),
-    "fix": ("console.commands.fix", "apply a finding's fix: re-check, confirm, apply, verify, journal"),
-    "undo": ("console.commands.undo", "apply the inverse of a journaled fix"),
-    "history": ("console.commands.history", "list the journal: every fix, undo, cancel and terminate"),
-    "baseline": ("console.commands.baseline", "record current findings so the gate fails only on new ones"),
-    "profiler": ("console.commands.profiler", "show the MongoDB profiler, or turn it on for a while and restore it"),
-    "activity": ("console.commands.activity", "what is running now: sessions, blocking, operations, slow commands"),
-    "snapshot": ("console.commands.snapshot", "store the findings and figures now, list, show or prune snapshots"),
-    "diff": ("console.commands.diff", "what changed between two snapshots (or a snapshot and now)"),
-    "record": ("console.commands.record", "take snapshots on a schedule, with bounded retention, for replay"),
-    "serve": ("console.commands.serve", "a Prometheus exporter: /metrics and /probe?target=NAME"),
-    "migration": ("console.commands.migration", "judge a migration file against the live PostgreSQL before it runs"),
+# Each module has `add_arguments(parser)` and `run(args) -> int`.
+EXTRA_COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "demo": (demo, "a local playground with real problems, then the console"),
+    "fix": (fix, "apply a finding's fix: re-check, confirm, apply, verify, journal"),
+    "undo": (undo, "apply the inverse of a journaled fix"),
+    "history": (history, "list the journal: every fix, undo, cancel and terminate"),
+    "baseline": (baseline, "record current findings so the gate fails only on new ones"),
+    "profiler": (profiler, "show the MongoDB profiler, or turn it on for a while and restore it"),
+    "activity": (activity, "what is running now: sessions, blocking, operations, slow commands"),
+    "snapshot": (snapshot, "store the findings and figures now, list, show or prune snapshots"),
+    "diff": (diff, "what changed between two snapshots (or a snapshot and now)"),
+    "record": (record, "take snapshots on a schedule, with bounded retention, for replay"),
+    "serve": (serve, "a Prometheus exporter: /metrics and /probe?target=NAME"),
+    "migration": (migration, "judge a migration file against the live PostgreSQL before it runs"),
 }
 
 
@@ -104,19 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in EXTRA_COMMANDS.items():
         extra = sub.add_parser(name, help=help_text)
         _common(extra, top=False)
-        extra.set_defaults(handler=_lazy_handler(module), extra_module=module)
-        _import(module).add_arguments(extra)
+        extra.set_defaults(handler=module.run, extra_module=module.__name__, open_console=open_console)
+        module.add_arguments(extra)
     return parser
-
-
-def _lazy_handler(module: str) -> Handler:
-    return lambda args: _import(module).run(args)
-
-
-def _import(module: str) -> Any:
-    import importlib
-
-    return importlib.import_module(module)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,31 +152,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if os.environ.get("DBVITALS_DEBUG"):
             raise
-        from checks.secrets import mask_text
-
         _error(f"internal error: {type(exc).__name__}: {mask_text(str(exc))} (set DBVITALS_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
 
 
 def _error(message: str) -> None:
-    from checks.display import terminal_safe
-    from checks.secrets import mask_text
-
     # mask_text also masks every secret of the loaded config, however it got into the message;
     # a name from a database in it is shown terminal-safe.
     print(f"dbvitals: error: {mask_text(terminal_safe(message, keep_newlines=True))}", file=sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from console.formats import FORMATS
-
     if args.format not in FORMATS:
         raise CliError(f"--format {args.format}: expected one of {', '.join(FORMATS)}")
     settings = load_settings(args)
     registry = load_checks(settings)
     report = run_report(settings, registry, targets=args.target, checks=args.check)
-    from console.gate import exit_code, failing, gate
-
     report = gate(report, settings, args)  # suppressions, expired ones, --baseline
     write_report(report, args.format, args.output)
     return exit_code(failing(report), args.fail_on)
@@ -169,11 +176,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_checks(args: argparse.Namespace) -> int:
     import json
 
-    from checks.catalog_cache import catalog
-
     def load() -> Any:  # only on a cache miss: importing the engine and every check is the slow part
-        from checks.registry import load_registry
-
         return load_registry()
 
     entries, problems = catalog(load)
@@ -183,8 +186,6 @@ def _cmd_checks(args: argparse.Namespace) -> int:
         doc = {"schema": "dbvitals.catalog/1", "checks": entries, "problems": problems}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return EXIT_OK
-    from console.textwidth import Column, print_fitted
-
     columns = [Column("id", 9, words=False), Column("engine", 2), Column("severity", 5), Column("fix", 4),
                Column("title", 9)]
     print_fitted(columns, [[e["id"], e["engine"], e["severity"], e["fix"], e["title"]] for e in entries])
@@ -193,10 +194,6 @@ def _cmd_checks(args: argparse.Namespace) -> int:
 
 def _cmd_targets(args: argparse.Namespace) -> int:
     import json
-
-    from checks.display import terminal_safe
-    from checks.registry import UsageError
-    from checks.runner import Runner, select_targets
 
     settings = load_settings(args)
     try:
@@ -207,15 +204,11 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     except UsageError as exc:
         raise CliError(str(exc)) from None
 
-    from checks.secrets import mask_text, mask_tree
-
     statuses = run_async(runner.run()).targets
     if args.format == "json":
         doc = {"schema": "dbvitals.targets/1", "targets": [s.to_dict() for s in statuses]}
         sys.stdout.write(json.dumps(mask_tree(doc), indent=2) + "\n")
     else:
-        from console.textwidth import Column, print_fitted
-
         columns = [Column("target", 9, words=False), Column("kind", 6), Column("environment", 3),
                    Column("state", 9, words=False), Column("latency", 5), Column("version", 2), Column("role", 1),
                    Column("url", 4, words=False), Column("error", 7)]
@@ -227,14 +220,18 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return EXIT_OK if all(s.reachable for s in statuses) else EXIT_FINDINGS
 
 
-def _cmd_ui(args: argparse.Namespace) -> int:
+def open_console(settings: Settings, *, theme: str | None = None, config_path: str | None = None,
+                 replay: Any = None) -> int:
+    """Run the Textual console. Textual is imported here, when the console opens: `--help` and the
+    headless commands never load it."""
     from console.app import run_app
 
+    return run_app(settings, theme=theme, config_path=config_path, replay=replay)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
     replay = None
     if getattr(args, "replay", None):
-        from checks.snapshots.store import SnapshotError
-        from console.replay import open_replay
-
         settings = _settings_for_replay(args)
         try:
             replay = open_replay(args.replay, settings)
@@ -242,8 +239,8 @@ def _cmd_ui(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     else:
         settings = load_settings(args)
-    return run_app(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None),
-                   replay=replay)
+    return open_console(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None),
+                        replay=replay)
 
 
 def _settings_for_replay(args: argparse.Namespace) -> Any:
@@ -252,7 +249,5 @@ def _settings_for_replay(args: argparse.Namespace) -> Any:
 
     if Path(args.replay).expanduser().is_file() and not getattr(args, "config", None) \
             and not os.environ.get("DBVITALS_CONFIG") and not Path("dbvitals.toml").exists():
-        from checks.config import Settings
-
         return Settings(targets={})
     return load_settings(args)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, cast
 
+from checks.config import ConfigError, resolve_config_path
+from checks.model import Report, Severity
+from checks.suppressions import gated
 from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError
 
 
@@ -34,9 +37,6 @@ def gate(report: Any, settings: Any, args: argparse.Namespace) -> Any:
     marked. Expired suppressions are said on standard error as well as in the report."""
     import sys
 
-    from checks.config import ConfigError, resolve_config_path
-    from checks.suppressions import gated
-
     baseline = getattr(args, "baseline", None)
     try:
         result = gated(
@@ -56,8 +56,6 @@ def gate(report: Any, settings: Any, args: argparse.Namespace) -> Any:
 
 def failing(report: Any) -> Any:
     """What the exit code is judged on: with a baseline, only the findings not in it."""
-    from checks.model import Report
-
     if getattr(report, "baseline", None) is None:
         return report
     return Report(targets=report.targets, findings=[f for f in report.findings if report.is_new(f)],
@@ -65,8 +63,6 @@ def failing(report: Any) -> Any:
 
 
 def exit_code(report: Any, fail_on: str) -> int:
-    from checks.model import Severity
-
     if fail_on == "never":
         return EXIT_OK
     threshold = Severity(fail_on)

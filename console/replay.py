@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from checks.snapshots.store import Snapshot, SnapshotError, SnapshotStore
+from checks.snapshots.store import Snapshot, SnapshotError, SnapshotStore, default_path
 
 
 @dataclass
@@ -34,8 +34,6 @@ class Replay:
 
 def open_replay(ref: str, settings: Any) -> Replay:
     """`ref` is a snapshot store file, or a label (or id) in the configured store."""
-    from checks.snapshots.store import default_path
-
     path = Path(ref).expanduser()
     if path.is_file():
         store, label = SnapshotStore(path), None

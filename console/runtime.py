@@ -9,6 +9,15 @@ import os
 import sys
 from typing import Any
 
+from checks.actions.journal import Journal
+from checks.config import ConfigError, load_config
+from checks.fixes.locate import FindingIndex
+from checks.fleet import SelectionError, discover, select
+from checks.registry import UsageError, load_registry, validate_check_options
+from checks.runner import Runner
+from checks.tunnels import open_tunnels
+from console.formats import render
+
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
@@ -24,22 +33,9 @@ class CliError(Exception):
         self.code = code
 
 
-def version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("dbvitals")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def load_settings(args: argparse.Namespace) -> Any:
     """The config, narrowed to --group/--tag, its SSH tunnels open, with discovered databases as
     targets of their own."""
-    from checks.config import ConfigError, load_config
-    from checks.fleet import SelectionError, discover, select
-    from checks.tunnels import open_tunnels
-
     try:
         settings = load_config(getattr(args, "config", None))
         settings = select(settings, groups=getattr(args, "group", None) or (), tags=getattr(args, "tag", None) or ())
@@ -53,9 +49,6 @@ def load_settings(args: argparse.Namespace) -> Any:
 
 def load_checks(settings: Any) -> Any:
     """The registry, with the config's per-check options validated against it."""
-    from checks.config import ConfigError
-    from checks.registry import load_registry, validate_check_options
-
     registry = load_registry()
     for problem in registry.problems:
         print(f"dbvitals: warning: {problem}", file=sys.stderr)
@@ -74,9 +67,6 @@ def run_async(coro: Any) -> Any:
 
 
 def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:
-    from checks.registry import UsageError
-    from checks.runner import Runner
-
     if not settings.targets:
         raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
     try:
@@ -90,9 +80,6 @@ def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any
 
 def finding_index(settings: Any) -> Any:
     """Where this config's last report keeps its finding ids (beside the journal)."""
-    from checks.actions.journal import Journal
-    from checks.fixes.locate import FindingIndex
-
     state_dir = Journal.for_settings(settings).path.parent
     return FindingIndex.for_config(state_dir, settings.model_config.get("config_file"))
 
@@ -109,8 +96,6 @@ def record_findings(settings: Any, report: Any) -> None:
 
 
 def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:
-    from console.formats import render
-
     color = output is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     # Secrets are masked where they arise; render masks the report again, before it is serialized.
     text = render(report, fmt, color=color, **options)

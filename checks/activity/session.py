@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from checks.activity import ActivitySample, for_engine, shorten
 from checks.budget import server_key
 from checks.config import Settings
+from checks.connectors import connect, failed
 from checks.model import TargetStatus
 from checks.secrets import mask_text, mask_tree
 
@@ -79,8 +80,6 @@ class ActivityWatch:
         await asyncio.sleep(max(0.0, self._last_refresh + interval - time.monotonic()))
 
     async def _refresh_server(self, server: str, names: list[str]) -> None:
-        from checks.connectors import connect, failed
-
         first = names[0]
         target = self.settings.targets[first]
         connection = self.connections.get(server)

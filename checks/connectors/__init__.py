@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TargetBase
+from checks.connectors.probe import probe, shown
+from checks.engines import adapter_for
 from checks.model import TargetState, TargetStatus
 from checks.secrets import mask_text
 
@@ -30,8 +32,6 @@ class Connection:
 async def connect(name: str, target: TargetBase) -> Connection:
     """A read-only session for checks, opened by the target engine's adapter, within the
     target's connect deadline whatever the driver does: a failure is a state, never a raise."""
-    from checks.engines import adapter_for
-
     if target.tunnel_error is not None:  # the bastion is the problem: say so, never try around it
         return failed(name, target, ConnectionError(target.tunnel_error),
                       state_detail=(TargetState.SSH_ERROR, target.tunnel_error))
@@ -58,9 +58,6 @@ def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: t
 async def diagnosed(name: str, target: TargetBase, exc: BaseException) -> Connection:
     """`failed`, with what a driver cannot tell asked of the server itself: a port that speaks
     another protocol (protocol_error), a plain server behind a URL asking for TLS (tls_error)."""
-    from checks.engines import adapter_for
-    from checks.connectors.probe import probe, shown
-
     state, detail = classify(exc)
     if state in {TargetState.TIMEOUT, TargetState.ERROR, TargetState.TLS_ERROR}:
         adapter = adapter_for(target.kind)

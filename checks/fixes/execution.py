@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from checks.actions.pipeline import Progress
 from checks.config import TargetBase
+from checks.engines import UndoCheck  # noqa: F401 - the undo guard's answer, defined with the adapter interface
 
 # A fix must never queue behind a long transaction and block everyone queued behind it, so
 # its lock wait is short; building an index on a big table takes long, so its statements may.
@@ -56,22 +56,3 @@ class Execution:
         outcome = self.on_progress(message)
         if asyncio.iscoroutine(outcome):
             await outcome
-
-
-@dataclass
-class UndoCheck:
-    """What an engine found on the server before an undo: the inverse steps still to run (an
-    unfinished entry's may be fewer: what it did not get to do has nothing to undo), the reasons
-    to refuse (an object that is no longer what dbvitals left), and notes for the user."""
-
-    steps: list[Any]
-    refusals: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def not_as_left(self, finished: bool, refusal: str, note: str) -> None:
-        """An object is not as the step's fix would have left it: a finished entry's undo refuses
-        (someone changed it since); an unfinished entry's only notes that the fix did not get there."""
-        if finished:
-            self.refusals.append(refusal)
-        else:
-            self.notes.append(note)

@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.config import TtlExpectation
-from checks.mongodb._inventory import RANDOM, CollectionInfo, OverBudget, budgeted, bson_type, format_seconds, sample
+from checks.mongodb._inventory import (
+    RANDOM,
+    CollectionInfo,
+    OverBudget,
+    bson_type,
+    budgeted,
+    format_seconds,
+    inventory,
+    sample,
+)
 
 # Names that usually hold a point in time. Preferred first when choosing a TTL field.
 EXPIRY_NAME = re.compile(r"^(expires?|expiry|expiration|expire)(At|_at|On|_on|Date|_date|Time|_time)?$", re.I)
@@ -76,8 +85,6 @@ async def rules_and_inventory(
 ) -> tuple[list[RuleTarget], dict[str, dict[str, CollectionInfo]]]:
     """The target's retention rules resolved to databases, and the inventory of every database
     the checks look at (the URL's or all, plus any a rule names)."""
-    from checks.mongodb._inventory import inventory
-
     rules = mongo_rules(config)
     named = [r.database for r in rules if r.database]
     databases = dict.fromkeys([*await session.databases(), *named])

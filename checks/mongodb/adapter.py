@@ -5,27 +5,28 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from checks.connectors import Connection
+from checks.connectors.probe import tls_parameters
 from checks.engines import ModuleAdapter
-from checks.units import int_or_none
 from checks.fixes.execution import DEFAULT_STATEMENT_TIMEOUT_S
-from checks.mongodb.quoting import js_database, js_value
-from checks.mongodb import activity as activity_reader
-from checks.mongodb import figures as figures_reader
-from checks.mongodb.target import URL_SCHEMES, MongoTarget
 from checks.model import FixStep
+from checks.mongodb import activity as activity_reader
+from checks.mongodb import executor
+from checks.mongodb import figures as figures_reader
+from checks.mongodb.quoting import js_database, js_value
+from checks.mongodb.target import URL_SCHEMES, MongoTarget
+from checks.units import int_or_none
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
 
 
 class MongoAdapter(ModuleAdapter):
-    connector_module = "checks.mongodb.connector"
-    fixes_module = "checks.mongodb.executor"
     kind = "mongodb"
     target_model = MongoTarget
     url_schemes = URL_SCHEMES
@@ -39,13 +40,20 @@ class MongoAdapter(ModuleAdapter):
     default_port = 27017
     greeting_header = 16  # the wire protocol's message header
 
+    def _connector(self) -> Any:
+        from checks.mongodb import connector  # imports pymongo: loaded on the first connect
+
+        return connector
+
+    def _fixes(self) -> Any:
+        return executor
+
     async def list_databases(self, session: Any) -> list[str]:
         names = await session.client.list_database_names()
         return sorted(n for n in names if n not in {"admin", "local", "config"})
 
     async def refresh(self, connection: Connection) -> Connection:
-        from checks.connectors import Connection
-        from checks.mongodb.connector import MongoSession
+        from checks.mongodb.connector import MongoSession  # imports pymongo: only when used
 
         old = connection.session
         assert old is not None  # only a connection that answered is kept for reuse
@@ -53,8 +61,6 @@ class MongoAdapter(ModuleAdapter):
         return Connection(status=connection.status, session=MongoSession(old.client, old.default_database, dict(hello)))
 
     def wants_tls(self, url: str) -> bool:
-        from checks.connectors.probe import tls_parameters
-
         params = tls_parameters(url)
         return params.get("tls") == "true" or params.get("ssl") == "true"
 

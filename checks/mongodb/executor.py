@@ -16,6 +16,9 @@ from checks.fixes.execution import Execution, StepFailed, UndoCheck
 from checks.model import FixStep
 from checks.secrets import mask_text
 
+# checks.mongodb.connector imports pymongo: the functions that open a client import it, so loading this
+# module (the adapter does, to render and inspect steps) loads no driver.
+
 
 def command_document(step: FixStep, run: Execution) -> dict[str, Any]:
     command = step.command

@@ -40,7 +40,7 @@ class MongoPool(PoolCheck):
     )
 
     async def gather(self, session: Any, scope: Scope) -> MongoPoolFacts:
-        from checks.mongodb.connector import client_options
+        from checks.mongodb.connector import client_options  # imports pymongo: only when used
 
         options = client_options(scope.config.url)
         try:

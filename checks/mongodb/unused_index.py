@@ -111,7 +111,7 @@ class UnusedIndex(Check):
             if url is None:
                 facts.members_unreached[host] = "an SRV URL: members are not addressed one by one"
                 continue
-            from checks.mongodb.connector import make_client
+            from checks.mongodb.connector import make_client  # imports pymongo: only when used
 
             client = make_client(scope.config.model_copy(update={"url": url}))
             try:

@@ -10,13 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
+from checks.connectors import Connection
+from checks.connectors.probe import tls_parameters
 from checks.engines import ModuleAdapter
 from checks.fixes.execution import DEFAULT_LOCK_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
-from checks.postgres.quoting import sql_text
-from checks.postgres import activity as activity_reader
-from checks.postgres import figures as figures_reader
-from checks.postgres.target import URL_SCHEMES, PostgresTarget
 from checks.model import FixStep
+from checks.postgres import activity as activity_reader
+from checks.postgres import executor
+from checks.postgres import figures as figures_reader
+from checks.postgres.executor import concurrent_build
+from checks.postgres.quoting import sql_text
+from checks.postgres.target import URL_SCHEMES, PostgresTarget
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
@@ -31,8 +35,6 @@ SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backe
 
 
 class PostgresAdapter(ModuleAdapter):
-    connector_module = "checks.postgres.connector"
-    fixes_module = "checks.postgres.executor"
     kind = "postgres"
     target_model = PostgresTarget
     url_schemes = URL_SCHEMES
@@ -45,6 +47,14 @@ class PostgresAdapter(ModuleAdapter):
     display_name = "PostgreSQL"
     default_port = 5432
 
+    def _connector(self) -> Any:
+        from checks.postgres import connector  # imports asyncpg: loaded on the first connect
+
+        return connector
+
+    def _fixes(self) -> Any:
+        return executor
+
     async def list_databases(self, session: Any) -> list[str]:
         rows = await session.fetch(
             "/* dbvitals */ SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn "
@@ -53,8 +63,7 @@ class PostgresAdapter(ModuleAdapter):
         return [r["datname"] for r in rows]
 
     async def refresh(self, connection: Connection) -> Connection:
-        from checks.connectors import Connection
-        from checks.postgres.connector import PostgresSession
+        from checks.postgres.connector import PostgresSession  # imports asyncpg: only when used
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
         session = PostgresSession(connection.session.pool, connection.session.database, connection.session.server)
@@ -62,8 +71,6 @@ class PostgresAdapter(ModuleAdapter):
         return Connection(status=connection.status, session=session)
 
     def wants_tls(self, url: str) -> bool:
-        from checks.connectors.probe import tls_parameters
-
         return tls_parameters(url).get("sslmode") in {"require", "verify-ca", "verify-full"}
 
     def socket_name(self, number: int) -> str:
@@ -139,8 +146,6 @@ class PostgresAdapter(ModuleAdapter):
 
     # --- undo guards: checks/postgres/executor.py ---------------------------------------------------
     def interruptible_builds(self, steps: Sequence[FixStep]) -> list[str]:
-        from checks.postgres.executor import concurrent_build
-
         return [b.name for s in steps if (b := concurrent_build(str(s.command))) and b.name]
 
 

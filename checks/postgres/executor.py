@@ -24,6 +24,9 @@ from checks.fixes.execution import Execution, StepFailed, UndoCheck
 from checks.model import FixStep
 from checks.secrets import mask_text
 
+# checks.postgres.connector imports asyncpg: the functions that open a client import it, so loading this
+# module (the adapter does, to render and inspect steps) loads no driver.
+
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _CREATE_CONCURRENTLY = re.compile(
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from checks.actions.journal import Journal
 from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql
+from checks.postgres.executor import concurrent_build, name_parts
 from checks.units import human_bytes
 
 
@@ -34,9 +36,6 @@ class Facts:
 
 def unfinished_builds(journal_path: Any, target: str, url: str) -> tuple[tuple[Build, ...], str | None]:
     """The index builds of this target's journal entries that did not finish (latest first)."""
-    from checks.actions.journal import Journal
-    from checks.postgres.executor import concurrent_build, name_parts
-
     if journal_path is None:
         return (), None
     try:

@@ -98,7 +98,7 @@ class PostgresPool(PoolCheck):
     Options = PostgresPoolOptions
 
     async def gather(self, session: Any, scope: Scope) -> PgPoolFacts:
-        from checks.postgres.connector import client_params
+        from checks.postgres.connector import client_params  # imports asyncpg: only when used
 
         settings = await session.fetchrow(SETTINGS_QUERY)
         rows = await session.fetch(SESSIONS_QUERY)

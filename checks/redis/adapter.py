@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from checks.connectors import Connection
+from checks.connectors.probe import tls_parameters
 from checks.engines import ModuleAdapter, SideFile
-from checks.units import int_or_none
+from checks.model import FixStep
+from checks.redis import activity as activity_reader
+from checks.redis import executor
+from checks.redis import figures as figures_reader
+from checks.redis.executor import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
 from checks.redis.quoting import (
     SCRIPT_CLI,
     redis_cli_args,
@@ -22,19 +28,14 @@ from checks.redis.quoting import (
     redis_quote,
     shell_quote,
 )
-from checks.redis.executor import EXPIRE_OP, PERSIST_OP, KeysLog, keys_file_name, persist_inverse
-from checks.redis import activity as activity_reader
-from checks.redis import figures as figures_reader
 from checks.redis.target import URL_SCHEMES, RedisTarget
-from checks.model import FixStep
+from checks.units import int_or_none
 
 if TYPE_CHECKING:
     from checks.connectors import Connection
 
 
 class RedisAdapter(ModuleAdapter):
-    connector_module = "checks.redis.connector"
-    fixes_module = "checks.redis.executor"
     kind = "redis"
     target_model = RedisTarget
     url_schemes = URL_SCHEMES
@@ -48,22 +49,27 @@ class RedisAdapter(ModuleAdapter):
     default_port = 6379
     script_interpreter = ("#!/usr/bin/env bash",)
 
+    def _connector(self) -> Any:
+        from checks.redis import connector  # imports redis-py: loaded on the first connect
+
+        return connector
+
+    def _fixes(self) -> Any:
+        return executor
+
     async def list_databases(self, session: Any) -> list[str]:
         # Logical databases in use: those INFO keyspace lists (a database with keys).
         keyspace = await session.client.info("keyspace")
         return sorted((key.removeprefix("db") for key in keyspace if key.startswith("db")), key=int)
 
     async def refresh(self, connection: Connection) -> Connection:
-        from checks.connectors import Connection
-        from checks.redis.connector import RedisSession
+        from checks.redis.connector import RedisSession  # imports redis-py: only when used
 
         assert connection.session is not None  # only a connection that answered is kept for reuse
         client = connection.session.client
         return Connection(status=connection.status, session=RedisSession(client, await client.info()))
 
     def wants_tls(self, url: str) -> bool:
-        from checks.connectors.probe import tls_parameters
-
         return url.startswith("rediss://") or tls_parameters(url).get("ssl") == "true"
 
     def socket_url(self, url: str, path: Path) -> str | None:

@@ -32,7 +32,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from checks.fixes.execution import Execution, StepFailed, UndoCheck
 from checks.model import FixStep
+from checks.redis._scan import client_for, cluster_masters
 from checks.secrets import mask_text
+
+# checks.redis.connector imports redis-py: the functions that open a client import it, so loading this
+# module (the adapter does, to render and inspect steps) loads no driver.
 
 EXPIRE_OP = "expire-missing-ttl"
 PERSIST_OP = "persist-keys"
@@ -192,8 +196,6 @@ async def _run_op(run: Execution, index: int, total: int, op: dict[str, Any]) ->
 
 async def _run_op_on_cluster(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
     from redis.asyncio.cluster import RedisCluster
-
-    from checks.redis._scan import client_for, cluster_masters
 
     if op.get("op") == PERSIST_OP:
         kwargs = client.connection_pool.connection_kwargs

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from checks.redis._patterns import infer_pattern
 from checks.snapshots import Figure
 from checks.snapshots.diff import FigureKind, growth
 
@@ -14,8 +15,6 @@ MAX_PATTERNS = 200
 
 
 async def gather(session: Any) -> list[Figure]:
-    from checks.redis._patterns import infer_pattern
-
     client = session.client
     figures: list[Figure] = []
     info = await client.info()

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checks.model import CheckError, Finding, Report, TargetStatus
+from checks.model import CheckError, Finding, Report, TargetState, TargetStatus
+from checks.state import default_state_dir
 
 FILE_NAME = "snapshots.db"
 
@@ -109,8 +110,6 @@ class Snapshot:
 
 def default_path(settings: Any) -> Path:
     """Beside the journal: the config's journal directory, else the state directory."""
-    from checks.state import default_state_dir
-
     journal = getattr(settings, "journal", None)
     return (Path(journal).expanduser().parent if journal else default_state_dir()) / FILE_NAME
 
@@ -311,8 +310,6 @@ def _dump(value: Any) -> str:
 
 
 def _status(data: dict[str, Any]) -> TargetStatus:
-    from checks.model import TargetState
-
     return TargetStatus(
         name=data["name"], kind=data["kind"], state=TargetState(data["state"]),
         latency_ms=data.get("latency_ms"), server_version=data.get("server_version"), error=data.get("error"),

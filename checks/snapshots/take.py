@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.activity import for_engine
 from checks.budget import ServerBudgets
 from checks.config import Settings
+from checks.connectors import connect
+from checks.model import Report
 from checks.registry import Registry
 from checks.runner import Runner
-from checks.model import Report
 from checks.secrets import mask_text, mask_tree
 from checks.snapshots import Figure, figures_for
 
@@ -48,9 +50,6 @@ async def take(
 
 
 async def _extras(settings: Settings, name: str, taken: Taken, with_activity: bool) -> None:
-    from checks.activity import for_engine
-    from checks.connectors import connect
-
     target = settings.targets[name]
     engine = target.kind
     secrets = target.secret_values()

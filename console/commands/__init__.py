@@ -1,1 +1,1 @@
-"""Subcommands registered in console.cli.EXTRA_COMMANDS, imported only when used."""
+"""Subcommands registered in console.cli.EXTRA_COMMANDS."""

@@ -8,7 +8,19 @@ import json
 import sys
 from typing import Any
 
-from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED
+from checks.actions.journal import Journal
+from checks.actions.kill import kill_refusals, plan_kill, work_text
+from checks.actions.pipeline import ActionRefused, perform
+from checks.activity.session import ActivityWatch
+from checks.config import parse_duration
+from checks.display import terminal_safe
+from checks.engines import step_text
+from checks.registry import UsageError
+from checks.runner import select_targets
+from checks.secrets import mask_text
+from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED, confirm, exit_code, outcome_word
+from console.formats.activity_text import render_activity
+from console.runtime import CliError, load_settings, run_async
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,11 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.config import parse_duration
-    from checks.registry import UsageError
-    from checks.runner import select_targets
-    from console.runtime import CliError, load_settings, run_async
-
     settings = load_settings(args)
     try:
         names = select_targets(settings, args.target)
@@ -63,8 +70,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _watch(settings: Any, names: list[str], fmt: str, interval: float | None, count: int | None) -> int:
-    from checks.activity.session import ActivityWatch
-
     watch = ActivityWatch(settings, names)
     try:
         taken = 0
@@ -91,8 +96,6 @@ def _emit(samples: dict[str, Any], statuses: dict[str, Any], fmt: str) -> None:
         }
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
     else:
-        from console.formats.activity_text import render_activity
-
         sys.stdout.write(render_activity(samples, statuses, width=_width()))
     sys.stdout.flush()
 
@@ -105,8 +108,6 @@ def _width() -> int:
 
 def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
     """Plan from the sample the preview shows, confirm, and hand the action to the pipeline."""
-    from checks.actions.kill import kill_refusals
-
     terminate = args.terminate is not None
     # Known before connecting: said without touching the server or the journal.
     problems = kill_refusals(settings, name, terminate=terminate, allow_unsafe=args.allow_unsafe)
@@ -114,20 +115,11 @@ def _kill(settings: Any, name: str, args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"refused: {problem}", file=sys.stderr)
         return EXIT_REFUSED
-    from console.runtime import run_async
-
     return run_async(_plan_confirm_perform(settings, name, args.cancel or args.terminate, terminate, args))
 
 
 async def _plan_confirm_perform(settings: Any, name: str, ident: str, terminate: bool, args: argparse.Namespace) -> int:
     import asyncio
-
-    from checks.actions.journal import Journal
-    from checks.actions.kill import plan_kill
-    from checks.actions.pipeline import ActionRefused, perform
-    from checks.activity.session import ActivityWatch
-    from console.commands.applying import confirm, exit_code, outcome_word
-    from console.runtime import CliError
 
     watch = ActivityWatch(settings, [name])
     try:
@@ -156,9 +148,6 @@ async def _plan_confirm_perform(settings: Any, name: str, ident: str, terminate:
 
 
 def _preview(action: Any, target: Any) -> None:
-    from checks.actions.kill import work_text
-    from checks.engines import step_text
-
     lines = [
         f"target   {action.target} ({target.kind}, {target.environment or 'no environment'}) {target.masked_url}",
         f"action   {action.verb} {action.noun} {action.ident}: UNSAFE, {action.step.description}",
@@ -175,7 +164,4 @@ def _progress(message: str) -> None:
 
 def _say(text: str) -> None:
     """On stderr (stdout stays the sample's), terminal-safe and masked like everything printed."""
-    from checks.display import terminal_safe
-    from checks.secrets import mask_text
-
     print(mask_text(terminal_safe(text, keep_newlines=True)), file=sys.stderr)

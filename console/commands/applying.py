@@ -7,6 +7,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from checks.display import terminal_safe
+from checks.engines import step_text
+from checks.fixes import FixLimits, Journal
+from checks.secrets import mask_text
 from console.runtime import CliError
 
 EXIT_OK = 0
@@ -15,9 +19,6 @@ EXIT_REFUSED = 3  # refused, declined at the prompt, or nothing to confirm on
 
 
 def describe_steps(title: str, steps: Any) -> list[str]:
-    from checks.engines import step_text
-    from checks.display import terminal_safe
-
     lines = [f"  {title}:"]
     for number, step in enumerate(steps, 1):
         text = step_text(step).splitlines() or [""]
@@ -52,9 +53,6 @@ def confirm(question: str, target: str, environment: str | None) -> None:
 
 def progress(message: str) -> None:
     import sys
-
-    from checks.display import terminal_safe
-    from checks.secrets import mask_text
 
     # Progress names key patterns and objects: terminal-safe and masked like everything printed.
     sys.stderr.write(f"  {mask_text(terminal_safe(message))}\n")
@@ -91,14 +89,10 @@ def exit_code(outcome: Any) -> int:
 
 
 def journal_for(settings: Any) -> Any:
-    from checks.fixes import Journal
-
     return Journal.for_settings(settings)
 
 
 def limits_from(args: argparse.Namespace) -> Any:
-    from checks.fixes import FixLimits
-
     defaults = FixLimits()
     lock = args.lock_timeout if args.lock_timeout is not None else defaults.lock_timeout_s
     statement = args.statement_timeout if args.statement_timeout is not None else defaults.statement_timeout_s
@@ -109,9 +103,6 @@ def limits_from(args: argparse.Namespace) -> Any:
 
 def say(text: str) -> None:
     import sys
-
-    from checks.display import terminal_safe
-    from checks.secrets import mask_text
 
     # The last line of defence for everything fix and undo print: no secret, no control character.
     sys.stdout.write(mask_text(terminal_safe(text, keep_newlines=True)) + "\n")

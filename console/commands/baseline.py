@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+
+from console.gate import gate
+from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError, load_checks, load_settings, run_report
+
 SCHEMA = "dbvitals.baseline/1"
 
 
@@ -23,9 +27,6 @@ def run(args: argparse.Namespace) -> int:
     import datetime as dt
     import json
     import sys
-
-    from console.gate import gate
-    from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError, load_checks, load_settings, run_report
 
     settings = load_settings(args)
     registry = load_checks(settings)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
+
+from console.demo.seed import demo_config, seed_all
+from console.demo.servers import DemoError, DemoRefused, Playground, start_playground
+from console.demo.toml_writer import dumps
+from console.gate import exit_code
+from console.runtime import CliError, load_checks, load_settings, run_report, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from console.runtime import CliError
-    from console.demo.servers import DemoError, DemoRefused, Playground
-
     if args.stop is not None:
         # Only what dbvitals can show it started: see console/demo/ownership.py.
         try:
@@ -49,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dbvitals demo --stop {playground.directory}")
         return 0
     try:
-        return _headless(config_path, args.format) if args.headless else _console(config_path, getattr(args, "theme", None))
+        if args.headless:
+            return _headless(config_path, args.format)
+        return _console(args.open_console, config_path, getattr(args, "theme", None))
     finally:
         _say("stopping the demo servers")
         playground.stop()
@@ -66,10 +72,6 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
     import asyncio
     import tempfile
     from pathlib import Path
-
-    from console.demo.seed import demo_config, seed_all
-    from console.demo.servers import start_playground
-    from console.demo.toml_writer import dumps
 
     say = progress or (lambda _message: None)
     directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dbvitals-demo-"))
@@ -93,9 +95,6 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
 
 
 def _headless(config_path: Any, fmt: str) -> int:
-    from console.gate import exit_code
-    from console.runtime import load_checks, load_settings, run_report, write_report
-
     args = argparse.Namespace(config=str(config_path))
     settings = load_settings(args)
     report = run_report(settings, load_checks(settings))
@@ -104,9 +103,8 @@ def _headless(config_path: Any, fmt: str) -> int:
     return exit_code(report, "high")
 
 
-def _console(config_path: Any, theme: str | None = None) -> int:
-    from console.app import run_app
-    from console.runtime import load_settings
-
+def _console(open_console: Callable[..., int], config_path: Any, theme: str | None = None) -> int:
+    """Open the console on the playground. The CLI hands in how (console.cli.open_console): the
+    console imports the commands, so a command does not import the console back."""
     settings = load_settings(argparse.Namespace(config=str(config_path)))
-    return run_app(settings, theme=theme, config_path=str(config_path))
+    return open_console(settings, theme=theme, config_path=str(config_path))

@@ -9,7 +9,14 @@ import json
 import sys
 from typing import Any
 
-from console.runtime import SEVERITIES
+from checks.display import terminal_safe as safe_line
+from checks.model import Severity
+from checks.snapshots.diff import diff
+from checks.snapshots.store import Snapshot, SnapshotError, SnapshotInfo
+from checks.snapshots.take import take
+from console.commands.snapshot import store_for
+from console.formats.markdown_format import markdown_escape as _md
+from console.runtime import SEVERITIES, CliError, load_checks, load_settings, run_async
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.model import Severity
-    from checks.snapshots.diff import diff
-    from checks.snapshots.store import SnapshotError
-    from console.runtime import CliError, load_settings
-    from console.commands.snapshot import store_for
-
     settings = load_settings(args)
     store = store_for(args, settings)
     try:
@@ -44,8 +45,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pick(args: argparse.Namespace, settings: Any, store: Any) -> tuple[int, int | str]:
-    from checks.snapshots.store import SnapshotError
-
     infos = store.list()
     if not infos:
         raise SnapshotError(f"no snapshots in {store.path} (take one with `dbvitals snapshot save`)")
@@ -68,10 +67,6 @@ def _pick(args: argparse.Namespace, settings: Any, store: Any) -> tuple[int, int
 def _snapshot(settings: Any, store: Any, ref: int | str, targets: Any) -> Any:
     if ref != "now":
         return store.load(int(ref))
-    from checks.snapshots.store import Snapshot, SnapshotInfo
-    from checks.snapshots.take import take
-    from console.runtime import load_checks, run_async
-
     taken = run_async(take(settings, load_checks(settings), targets=targets, with_activity=False))
     for problem in taken.problems:
         print(f"dbvitals: warning: {problem}", file=sys.stderr)
@@ -84,9 +79,6 @@ def _snapshot(settings: Any, store: Any, ref: int | str, targets: Any) -> Any:
 def render(result: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result.to_dict(), indent=2, default=str) + "\n"
-    from checks.display import terminal_safe as safe_line
-    from console.formats.markdown_format import markdown_escape as _md
-
     markdown = fmt == "markdown"
     line = _md if markdown else safe_line
     def label(info: dict[str, Any]) -> str:

@@ -7,6 +7,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from checks.display import terminal_safe as safe
+from checks.fixes import FixRefused, apply_fix, locate_finding, plan_fix
+from checks.fixes.locate import fixable_checks, group_by_target, parse_reference
+from checks.fixes.script import migration_script
+from checks.registry import UsageError
+from checks.runner import KeptConnections, Runner
 from console.commands.applying import (
     EXIT_NOT_FIXED,
     EXIT_OK,
@@ -19,6 +25,8 @@ from console.commands.applying import (
     report_outcome,
     say,
 )
+from console.runtime import CliError, finding_index, load_checks, load_settings, run_async
+from console.version import version
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from console.runtime import CliError, load_checks, load_settings, run_async
-
     if args.script or args.check:
         return _write_script(args)
     if not args.finding_id:
@@ -57,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
 async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: str, where: dict[str, list[str]]) -> int:
     """Find, re-check, plan, apply and verify in one event loop: the run that finds the finding
     is its re-check, and the plan (with its refusals) is made from it once."""
-    from checks.runner import KeptConnections
-
     kept = KeptConnections()  # the check connections of the find, kept open for the verification
     try:
         return await _find_plan_apply(args, settings, registry, wanted, where, kept)
@@ -69,9 +73,6 @@ async def _fix(args: argparse.Namespace, settings: Any, registry: Any, wanted: s
 async def _find_plan_apply(args: argparse.Namespace, settings: Any, registry: Any, wanted: str,
                            where: dict[str, list[str]], kept: Any) -> int:
     import asyncio
-
-    from checks.fixes import FixRefused, apply_fix, locate_finding, plan_fix
-    from console.runtime import CliError
 
     try:
         finding, report = await locate_finding(settings, registry, wanted, where=where, kept=kept)
@@ -108,9 +109,6 @@ def where_to_look(settings: Any, registry: Any, given: str, target: str | None) 
     """(the id to look for, target -> the checks to run, a note when searching). A TARGET/CHECK/ID
     reference or the last report's index names one check on one target; an id neither knows is
     looked for only with the checks that propose fixes, on --target or every target."""
-    from checks.fixes.locate import fixable_checks, group_by_target, parse_reference
-    from console.runtime import CliError, finding_index
-
     if target is not None and target not in settings.targets:
         raise CliError(f"unknown target {target} (configured: {', '.join(settings.targets) or 'none'})")
     reference = parse_reference(given)
@@ -141,8 +139,6 @@ def where_to_look(settings: Any, registry: Any, given: str, target: str | None) 
 
 
 def describe_plan(plan: Any) -> str:
-    from checks.display import terminal_safe as safe
-
     finding = plan.finding
     environment = f", {plan.environment}" if plan.environment else ""
     lines = [
@@ -172,11 +168,6 @@ def describe_plan(plan: Any) -> str:
 
 def _write_script(args: argparse.Namespace) -> int:
     import datetime as dt
-
-    from checks.registry import UsageError
-    from checks.runner import Runner
-    from checks.fixes.script import migration_script
-    from console.runtime import CliError, load_checks, load_settings, run_async, version
 
     if not (args.check and args.target and args.script):
         raise CliError("a migration script needs --check ID, --target NAME and --script FILE")

@@ -5,6 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from checks.config import ConfigError, load_config
+from checks.display import terminal_safe
+from checks.engines import adapter_for, step_text
+from checks.fixes import Journal
+from checks.model import FixStep
+from console.commands.applying import outcome_word
+from console.runtime import CliError
+from console.textwidth import Column, print_fitted
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "List the journal: every fix, undo, cancel and terminate attempted, who ran it, where, and how it ended."
@@ -17,10 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
-
-    from checks.config import ConfigError, load_config
-    from checks.fixes import Journal
-    from console.runtime import CliError
 
     explicit = getattr(args, "config", None)
     try:
@@ -63,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def state_text(entry: Any, undone_by: str | None) -> str:
-    from console.commands.applying import outcome_word
-
     text = outcome_word(entry.outcome, undo=bool(entry.undoes))
     if entry.outcome is None:
         return text
@@ -74,9 +77,6 @@ def state_text(entry: Any, undone_by: str | None) -> str:
 
 
 def _table(entries: list[Any], undone: dict[str, str]) -> None:
-    from checks.display import terminal_safe
-    from console.textwidth import Column, print_fitted
-
     # At 80 columns: which entry, when, where, on what, and how it ended; the rest when there is room.
     columns = [Column("entry", 9, words=False), Column("started", 8), Column("user", 2),
                Column("target", 7, words=False), Column("kind", 4), Column("check", 3, words=False),
@@ -93,10 +93,6 @@ def _table(entries: list[Any], undone: dict[str, str]) -> None:
 
 
 def _detail(entry: Any, undone_by: str | None) -> str:
-    from checks.engines import adapter_for, step_text
-    from checks.display import terminal_safe
-    from checks.model import FixStep
-
     def s(value: Any) -> str:
         return terminal_safe(str(value))
 

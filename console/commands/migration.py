@@ -7,13 +7,22 @@ session with statement and lock timeouts."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from typing import Any
 
+# A PostgreSQL-only command: its analysis is the PostgreSQL engine's (an allowed exception in the
+# import contracts, like the MongoDB profiler).
+from checks.display import terminal_safe
+from checks.postgres.migration.analyze import SEVERITY_ORDER, gate_severity
+from checks.postgres.migration.parse import MigrationSyntaxError, read_files
+from checks.postgres.migration.run import TargetChoiceError, analyse, choose_target
+from checks.secrets import known_secrets, mask_text
+from console.formats.migration_report import render
+from console.runtime import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, SEVERITIES, CliError, load_settings, run_async
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from console.runtime import EXIT_FINDINGS, EXIT_USAGE, SEVERITIES
-
     parser.description = (
         "For each statement: the lock it takes on each table (named as in the PostgreSQL manual) and what it "
         "blocks, whether it rewrites or scans the table under that lock, an estimate from the live table's "
@@ -31,9 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.postgres.migration.parse import MigrationSyntaxError, read_files
-    from console.runtime import CliError, load_settings, run_async
-
     try:
         statements = read_files(args.files)  # parse before connecting: a syntax error costs nothing
     except MigrationSyntaxError as exc:
@@ -42,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{exc.filename}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise CliError(f"cannot read a file as UTF-8: {exc}") from None
-    from checks.postgres.migration.run import TargetChoiceError, analyse, choose_target
-
     settings = load_settings(args)
     try:
         name = choose_target(settings, args.target)
@@ -54,14 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:
-    from checks.postgres.migration.analyze import SEVERITY_ORDER, gate_severity
-    from console.formats.migration_report import render
-    from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError
-
     width = 80
     if args.format == "text" and not args.output:
-        import shutil
-
         width = min(shutil.get_terminal_size((80, 24)).columns, 120)
     text = render(doc, args.format, width=width)
     if args.output:
@@ -74,9 +72,6 @@ def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
     if doc["errors"]:
-        from checks.display import terminal_safe
-        from checks.secrets import known_secrets, mask_text
-
         for error in doc["errors"]:
             print(f"dbvitals: {terminal_safe(mask_text(error, known_secrets()))}", file=sys.stderr)
         return EXIT_FINDINGS

@@ -7,6 +7,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from checks.config import parse_duration
+from checks.connectors import connect
+from checks.mongodb.profiler import read_profiler_setting, restore_profiler, set_profiler
+from console.runtime import CliError, load_settings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -29,9 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-
-    from checks.config import parse_duration
-    from console.runtime import CliError, load_settings
 
     settings = load_settings(args)
     target = settings.targets.get(args.target)
@@ -57,10 +59,6 @@ async def _run(args: argparse.Namespace, name: str, target: Any, hold_seconds: f
     import asyncio
     import datetime as dt
     import json
-
-    from checks.connectors import connect
-    from checks.mongodb.profiler import read_profiler_setting, restore_profiler, set_profiler
-    from console.runtime import CliError
 
     connection = await connect(name, target)
     if not connection.status.reachable:

@@ -9,6 +9,9 @@ import datetime as dt
 import sys
 import time
 
+from checks.config import parse_duration
+from console.commands.snapshot import save_snapshot, store_for
+from console.runtime import CliError, load_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.config import parse_duration
-    from console.runtime import CliError, load_settings
-    from console.commands.snapshot import save_snapshot, store_for
-
     try:
         every = parse_duration(args.every).total_seconds()
         duration = parse_duration(args.duration).total_seconds() if args.duration else None

@@ -6,6 +6,11 @@ import argparse
 import ipaddress
 import sys
 
+from checks.registry import UsageError
+from checks.runner import select_targets
+from console.exporter import serve
+from console.runtime import CliError, load_checks, load_settings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Serve /metrics (every target) and /probe?target=NAME[&check=GLOB] (one target, now) "
@@ -35,11 +40,6 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.registry import UsageError
-    from checks.runner import select_targets
-    from console.exporter import serve
-    from console.runtime import CliError, load_checks, load_settings
-
     settings = load_settings(args)
     registry = load_checks(settings)
     try:

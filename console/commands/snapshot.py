@@ -7,6 +7,13 @@ import json
 import sys
 from typing import Any
 
+from checks.config import parse_duration
+from checks.display import terminal_safe as safe_line
+from checks.registry import UsageError
+from checks.snapshots.store import SnapshotError, SnapshotStore, default_path
+from checks.snapshots.take import take
+from console.runtime import CliError, load_checks, load_settings, run_async, write_report
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Snapshots keep, per target, the findings and the figures that explain change "
@@ -31,15 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def store_for(args: argparse.Namespace, settings: Any) -> Any:
-    from checks.snapshots.store import SnapshotStore, default_path
-
     return SnapshotStore(args.store or default_path(settings))
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.snapshots.store import SnapshotError
-    from console.runtime import CliError, load_settings
-
     settings = load_settings(args)
     store = store_for(args, settings)
     try:
@@ -50,10 +52,6 @@ def run(args: argparse.Namespace) -> int:
 
 def save_snapshot(settings: Any, store: Any, *, label: str | None, targets: Any = None, checks: Any = None,
                   with_activity: bool = True, source: str = "snapshot save") -> tuple[int, Any]:
-    from checks.registry import UsageError
-    from checks.snapshots.take import take
-    from console.runtime import CliError, load_checks, run_async
-
     if not settings.targets:
         raise CliError("no targets configured (add a [targets.NAME] table; see config.example.toml)")
     registry = load_checks(settings)
@@ -86,8 +84,6 @@ def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
     if not infos:
         print(f"no snapshots in {store.path}")
         return 0
-    from checks.display import terminal_safe as safe_line
-
     print(f"{'id':>5}  {'taken at (UTC)':<25}  {'targets':>7}  {'findings':>8}  label")
     for i in infos:
         print(f"{i.id:>5}  {i.taken_at:<25}  {i.targets:>7}  {i.findings:>8}  {safe_line(i.label or '')[:25]}")
@@ -95,8 +91,6 @@ def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Any, store: Any) -> int:
-    from console.runtime import write_report
-
     snapshot = store.load(store.resolve(args.ref))
     print(f"snapshot {snapshot.info.id} taken at {snapshot.info.taken_at}", file=sys.stderr)
     write_report(snapshot.report(), args.format, None)
@@ -104,9 +98,6 @@ def _show(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 
 def _prune(args: argparse.Namespace, settings: Any, store: Any) -> int:
-    from checks.config import parse_duration
-    from console.runtime import CliError
-
     if args.keep is None and args.older_than is None:
         raise CliError("prune needs --keep N or --older-than DURATION")
     if args.keep is not None and args.keep < 0:

@@ -6,7 +6,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED
+from checks.display import terminal_safe as safe
+from checks.engines import steps_lock
+from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
+from console.commands.applying import (
+    EXIT_NOT_FIXED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    confirm,
+    describe_steps,
+    journal_for,
+    limits_from,
+    progress,
+    report_outcome,
+    say,
+)
+from console.runtime import CliError, load_checks, load_settings, run_async
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checks.fixes import FixRefused, plan_undo
-    from console.commands.applying import journal_for
-    from console.runtime import CliError, load_settings, run_async
-
     settings = load_settings(args)
     journal = journal_for(settings)
     try:
@@ -40,12 +51,6 @@ def run(args: argparse.Namespace) -> int:
 async def _undo(args: argparse.Namespace, settings: Any, journal: Any, plan: Any) -> int:
     """Inspect, confirm, apply and verify in one event loop."""
     import asyncio
-
-    from checks.display import terminal_safe as safe
-    from checks.engines import steps_lock
-    from checks.fixes import inspect_undo, undo_fix
-    from console.commands.applying import confirm, describe_steps, limits_from, progress, report_outcome, say
-    from console.runtime import load_checks
 
     # What the fix left on the server decides what the undo may touch: shown before confirming.
     plan = await inspect_undo(settings, plan)

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from checks.state import default_state_dir
+
 MARKER = ".dbvitals-demo"
 MARKER_MAGIC = "dbvitals demo playground v1"
 RECORD_MAGIC = "dbvitals.demo-playground/1"
@@ -75,8 +77,6 @@ def marker_matches(directory: Path, digest: str) -> bool:
 # --- the record in dbvitals' own state directory -------------------------------------------------
 
 def registry_dir() -> Path:
-    from checks.state import default_state_dir
-
     return default_state_dir() / "demo-playgrounds"
 
 

@@ -1,32 +1,28 @@
-"""Renderers for a Report. Each format is a module with `render(report, **options) -> str`,
-imported only when asked for. Every renderer is handed the report with its secrets already
-masked, so each format escapes masked text and its output stays valid (JSON, XML)."""
+"""Renderers for a Report. Each format is a module with `render(report, **options) -> str`.
+Every renderer is handed the report with its secrets already masked, so each format escapes
+masked text and its output stays valid (JSON, XML)."""
 
 from __future__ import annotations
 
-import importlib
-import json
-import re
+from types import ModuleType
 from typing import Any
 
 from checks.model import Report
 from checks.secrets import mask_tree
+from console.formats import json_format, junit_format, markdown_format, sarif_format, text_format
+from console.formats.jsondoc import json_text  # noqa: F401 - re-exported: the formats' JSON writer
 
-FORMATS = ("text", "json", "sarif", "junit", "markdown")
-# Bidi controls and line separators, valid in a JSON string but shown by viewers (a code-scanning
-# page, a terminal) as reordered or broken text: written as \u escapes. json.dumps puts them
-# inside strings only, so replacing them in its output cannot touch the structure.
-_INVISIBLE = re.compile("[\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def json_text(document: Any) -> str:
-    """A JSON document as dbvitals writes it: UTF-8 kept readable, invisible controls escaped."""
-    text = json.dumps(document, indent=2, default=str, ensure_ascii=False)
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+_MODULES: dict[str, ModuleType] = {
+    "text": text_format,
+    "json": json_format,
+    "sarif": sarif_format,
+    "junit": junit_format,
+    "markdown": markdown_format,
+}
+FORMATS = tuple(_MODULES)
 
 
 def render(report: Report, fmt: str, **options: Any) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt}")
-    module = importlib.import_module(f"console.formats.{fmt}_format")
-    return module.render(mask_tree(report), **options)
+    return _MODULES[fmt].render(mask_tree(report), **options)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from checks.model import Report
-from console.formats import json_text
+from console.formats.jsondoc import json_text
 
 
 def render(report: Report, **_: Any) -> str:

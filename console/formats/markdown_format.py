@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from checks.display import terminal_safe
+from checks.engines import adapter_for_language, step_text
 from checks.model import Finding, FixSafety, Report, Severity
 from checks.suppressions import as_gated
 
@@ -86,8 +87,6 @@ def _details(f: Finding) -> str:
     if f.evidence:
         body += ["Evidence:", "", "```json", terminal_safe(json.dumps(f.evidence, indent=2, default=str, ensure_ascii=False), keep_newlines=True), "```", ""]
     if f.fix is not None:
-        from checks.engines import adapter_for_language, step_text
-
         language = adapter_for_language(f.fix.steps[0].language).fence if f.fix.steps else ""
         body += [f"Fix ({f.fix.safety.value}" + (f"; {markdown_escape(f.fix.lock)}" if f.fix.lock else "") + f"): {markdown_escape(f.fix.summary)}", ""]
         if f.fix.steps:

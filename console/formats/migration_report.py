@@ -12,6 +12,7 @@ from typing import Any
 
 from checks.display import terminal_safe
 from checks.secrets import known_secrets, mask_tree
+from console.version import version
 
 FORMATS = ("text", "json", "sarif", "junit", "markdown")
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -107,7 +108,7 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
         "$schema": SARIF_SCHEMA_URI,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "dbvitals", "version": _version(), "rules": list(rules.values())}},
+            "tool": {"driver": {"name": "dbvitals", "version": version(), "rules": list(rules.values())}},
             "results": results,
             "invocations": [{
                 "executionSuccessful": not doc["errors"],
@@ -116,11 +117,6 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
         }],
     }
 
-
-def _version() -> str:
-    from console.runtime import version
-
-    return version()
 
 
 def junit(doc: dict[str, Any]) -> str:

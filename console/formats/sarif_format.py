@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from checks.model import Finding, Report, Severity
+from checks.registry import load_registry
 from checks.suppressions import GatedReport, as_gated
-from console.formats import json_text
+from console.formats.jsondoc import json_text
+from console.version import version
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {
@@ -49,7 +51,7 @@ def sarif_document(report: Report, *, registry: Any = None) -> dict[str, Any]:
     run: dict[str, Any] = {
         "tool": {"driver": {
             "name": "dbvitals",
-            "version": _version(),
+            "version": version(),
             "rules": rules,
         }},
         "invocations": [_invocation(gate)],
@@ -166,8 +168,6 @@ class _ConfigLocator:
 
 def _catalog(registry: Any) -> dict[str, Any]:
     if registry is None:
-        from checks.registry import load_registry
-
         registry = load_registry()
     return dict(registry.checks)
 
@@ -178,12 +178,3 @@ def _pascal(check_id: str) -> str:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("dbvitals")
-    except metadata.PackageNotFoundError:
-        return "0"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import checks.registry
+import console.formats.sarif_format
+import console.runtime
 from checks.model import finding_id
 from console.cli import main
 from tests.data import fix_checks
@@ -24,7 +25,8 @@ PASSWORD = "cli-Secret-77"
 @pytest.fixture
 def registry(monkeypatch):
     reg = fix_checks.registry()
-    monkeypatch.setattr(checks.registry, "load_registry", lambda *a, **k: reg)
+    for where in (console.runtime, console.formats.sarif_format):  # the modules that load the registry
+        monkeypatch.setattr(where, "load_registry", lambda *a, **k: reg)
     return reg
 
 
@@ -198,11 +200,11 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
     # What it left on the server, an INVALID index, is found and dropped by the next attempt.
     assert orders.fetch("SELECT count(*) AS n FROM pg_index WHERE NOT indisvalid AND indrelid = 'orders'::regclass")[0]["n"] == 1
     reg = fix_checks.registry()
-    checks.registry.load_registry, saved = (lambda *a, **k: reg), checks.registry.load_registry
+    console.runtime.load_registry, saved = (lambda *a, **k: reg), console.runtime.load_registry
     try:
         assert main(["fix", MISSING, "--yes", "--config", str(config)]) == 0
     finally:
-        checks.registry.load_registry = saved
+        console.runtime.load_registry = saved
     assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in capsys.readouterr().out
     assert orders.fetch("SELECT bool_and(indisvalid) AS ok FROM pg_index WHERE indrelid = 'orders'::regclass")[0]["ok"]
     assert main(["undo", entry_id, "--yes", "--config", str(config)]) == 3  # it applied nothing to undo

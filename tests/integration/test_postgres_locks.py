@@ -103,12 +103,14 @@ class CountsOrders(Check):
 
 
 async def test_fix_says_the_recheck_failed_and_why_instead_of_maybe_fixed(pg_db, tmp_path, monkeypatch, capsys):
-    import checks.registry
+    import console.formats.sarif_format
+    import console.runtime
     from console.cli import main
 
     await asyncio.to_thread(pg_db.execute, "CREATE TABLE orders (id int PRIMARY KEY)")
     registry = fix_checks.registry(CountsOrders)
-    monkeypatch.setattr(checks.registry, "load_registry", lambda *a, **k: registry)
+    for where in (console.runtime, console.formats.sarif_format):  # the modules that load the registry
+        monkeypatch.setattr(where, "load_registry", lambda *a, **k: registry)
     config = tmp_path / "dbvitals.toml"
     config.write_text(f'journal = "{tmp_path / "j.jsonl"}"\n\n[targets.pg]\nkind = "postgres"\n'
                       f'url = "{pg_db.url}"\nallow_fixes = true\n')
