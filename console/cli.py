@@ -13,6 +13,7 @@ from console.runtime import (
     EXIT_FINDINGS,
     EXIT_INTERNAL,
     EXIT_OK,
+    EXIT_USAGE,
     SEVERITIES,
     CliError,
     load_checks,
@@ -133,6 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        from checks.actions.journal import JournalError
+
+        if isinstance(exc, JournalError):  # a journal path that cannot be used: the user's to fix
+            _error(str(exc))
+            return EXIT_USAGE
         if os.environ.get("DBVITALS_DEBUG"):
             raise
         from checks.secrets import mask_text

@@ -91,9 +91,16 @@ def exit_code(outcome: Any) -> int:
 
 
 def journal_for(settings: Any) -> Any:
+    """The journal, known usable before anything is planned or applied."""
+    from checks.actions.journal import JournalError
     from checks.fixes import Journal
 
-    return Journal.for_settings(settings)
+    journal = Journal.for_settings(settings)
+    try:
+        journal.check()
+    except JournalError as exc:
+        raise CliError(str(exc)) from None
+    return journal
 
 
 def limits_from(args: argparse.Namespace) -> Any:

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from checks.fixes import FixRefused, plan_undo
     from console.commands.applying import journal_for
     from console.runtime import CliError, load_settings, run_async
@@ -34,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_undo(settings, args.entry_id, allow_unsafe=args.allow_unsafe, journal=journal)
     except FixRefused as exc:
         raise CliError(str(exc), code=EXIT_REFUSED) from None
+    finally:
+        for problem in journal.problems:  # lines that could not be read: skipped, said
+            print(f"dbvitals: warning: {problem}", file=sys.stderr)
     return run_async(_undo(args, settings, journal, plan))
 
 
