@@ -128,9 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         _error(str(exc))
         return exc.code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # runtime.Interrupted: SIGTERM, SIGHUP or SIGINT
+        _error("interrupted" if signum == 2 else f"stopped by {exc}")
+        return 128 + signum
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback

@@ -45,6 +45,10 @@ __all__ = [
     "refusals_for", "undo_fix",
 ]
 
+# After a stop signal: how long recording what the applied steps left may take.
+RECORD_TIMEOUT_S = 10.0
+
+
 class FixRefused(ActionRefused):
     """The fix cannot even be planned or undone; the message says why."""
 
@@ -252,7 +256,14 @@ class StepsAction:
         except StepFailed as exc:
             failure = str(exc)
         except asyncio.CancelledError:
-            work.steps_done = run.steps_done
+            # The executor has put back what the interrupted step started (its notes and
+            # leftovers say what); what the done steps left is recorded for a guarded undo.
+            work.steps_done, work.leftovers = run.steps_done, run.leftovers
+            if run.steps_done:
+                try:
+                    await asyncio.wait_for(_record_state(self.entry, run, self.steps), RECORD_TIMEOUT_S)
+                except TimeoutError:
+                    work.notes.append("could not record what the fix left for a guarded undo in time")
             raise
         except Exception as exc:  # an executor bug or driver surprise is still a journaled failure
             failure = f"{type(exc).__name__}: {exc}"
