@@ -414,6 +414,12 @@ async def undo_fix(
     redo = tuple(FixStep.from_dict(s) for s in original.steps)
     if target is None:
         raise FixRefused(plan.refusals[0])
+    if original.engine == "mongodb" and original.finding.get("check") == "mongodb.profiler":
+        # A profiler setting has no check to re-run: its undo is verified by reading it back.
+        from checks.mongodb.profiler_action import undo_action
+
+        return await perform(undo_action(original.target, target, original, plan.steps,
+                                         extra_refusals=plan.refusals), journal, on_progress=on_progress)
     entry = fix_entry("undo", original.target, target, original.finding, fix, plan.steps, redo, undoes=original.id)
     action = StepsAction(settings, registry, journal, entry, target, plan.steps, list(plan.refusals),
                          judge=_judge_undone, limits=limits or FixLimits(), notes=list(plan.warnings))
