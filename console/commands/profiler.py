@@ -110,7 +110,11 @@ async def _change(args: argparse.Namespace, settings: Any, name: str, target: An
         say("dry run: nothing applied." if not action.refusals else "dry run: this change would be refused.")
         return 0 if not action.refusals else EXIT_REFUSED
     journal = journal_for(settings)
-    outcome = await perform(action, journal, on_progress=progress)
+    try:
+        outcome = await perform(action, journal, on_progress=progress)
+    except asyncio.CancelledError:  # a stop signal while it was being set: put back what was found
+        await _restore(settings, name, target, entry, journal)
+        raise
     if outcome.outcome == "refused":
         say(f"refused (journal entry {outcome.entry_id}):")
         for reason in action.refusals:
