@@ -38,6 +38,7 @@ from console.runtime import (
     EXIT_FINDINGS,
     EXIT_INTERNAL,
     EXIT_OK,
+    EXIT_USAGE,
     SEVERITIES,
     CliError,
     load_checks,
@@ -144,12 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         _error(str(exc))
         return exc.code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # runtime.Interrupted: SIGTERM, SIGHUP or SIGINT
+        _error("interrupted" if signum == 2 else f"stopped by {exc}")
+        return 128 + signum
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        from checks.actions.journal import JournalError
+
+        if isinstance(exc, JournalError):  # a journal path that cannot be used: the user's to fix
+            _error(str(exc))
+            return EXIT_USAGE
         if os.environ.get("DBVITALS_DEBUG"):
             raise
         _error(f"internal error: {type(exc).__name__}: {mask_text(str(exc))} (set DBVITALS_DEBUG=1 for a traceback)")

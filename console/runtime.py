@@ -25,6 +25,26 @@ EXIT_INTERNAL = 70
 SEVERITIES = ("critical", "high", "medium", "low", "info", "never")
 
 
+# What stops a command: Ctrl-C, `kill` (a service manager's stop) and a closed terminal.
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived while a command ran in `run_async`; whatever the command had
+    started on a server has been finished or undone (or named as left behind) by then. The
+    process exits 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 class CliError(Exception):
     """A failure already phrased for the user; printed as one line, exit code `code`."""
 
@@ -61,9 +81,56 @@ def load_checks(settings: Any) -> Any:
 
 
 def run_async(coro: Any) -> Any:
+    """Run a command's coroutine. SIGINT, SIGTERM and SIGHUP cancel it, once: an action under
+    way gets its CancelledError where it waits, finishes or undoes what it started on the server
+    (each within a bounded time) and journals it; then Interrupted is raised. Further signals
+    while it puts things back are noted, not obeyed: the cleanup is bounded, and kill -9 remains."""
     import asyncio
 
-    return asyncio.run(coro)
+    received: list[int] = []
+    try:
+        result = asyncio.run(_stoppable(coro, received))
+    except BaseException as exc:
+        if received and not isinstance(exc, Interrupted):
+            raise Interrupted(received[0]) from None
+        raise
+    if received:  # the command caught the cancellation and put things back: it still stops
+        raise Interrupted(received[0])
+    return result
+
+
+async def _stoppable(coro: Any, received: list[int]) -> Any:
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        received.append(signum)
+        if len(received) == 1:
+            print(f"dbvitals: {name}: stopping; what was started on a server is finished or undone first",
+                  file=sys.stderr, flush=True)
+            if task is not None:
+                task.cancel()
+        else:
+            print(f"dbvitals: {name}: still putting back what was started (bounded); kill -9 would leave it "
+                  "half done", file=sys.stderr, flush=True)
+
+    installed = []
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name)
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            continue
+        installed.append(signum)
+    try:
+        return await coro
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def run_report(settings: Any, registry: Any, *, targets: Any = None, checks: Any = None) -> Any:

@@ -261,3 +261,49 @@ async def kill_fix_mid_build(url: str, program: str, writer_sql: str, *, end_bac
         await writer.rollback()
         await blocker.close()
         await admin.close()
+
+
+async def signal_fix_mid_build(url: str, program: str, writer_sql: str, signum: int, *,
+                               hold_blocker_s: float = 0.0) -> tuple[int, str, str]:
+    """Run `program` (a `dbvitals fix` whose CREATE INDEX CONCURRENTLY waits for the writer that
+    `writer_sql` starts), send it `signum` once the build waits on that lock, and let the writer
+    end once the fix's cleanup waits for it too (its DROP INDEX CONCURRENTLY does), or after
+    `hold_blocker_s` seconds. Returns the process's exit code, stdout and stderr."""
+    import asyncpg
+
+    blocker = await asyncpg.connect(url)
+    admin = await asyncpg.connect(url)
+    writer = blocker.transaction()
+    await writer.start()
+    await blocker.execute(writer_sql)
+    waiting_on = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND application_name LIKE 'dbvitals fix %' AND state = 'active' "
+                  "AND query ILIKE $1 AND wait_event_type = 'Lock'")
+    process = subprocess.Popen([sys.executable, "-c", program], cwd=Path(__file__).parents[1], env={**os.environ},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    released = False
+    try:
+        for _ in range(400):
+            waiting = await admin.fetchval(waiting_on, "%CREATE%INDEX%")
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting, process.communicate(timeout=5)
+        process.send_signal(signum)
+        held_since = asyncio.get_running_loop().time()
+        while process.poll() is None:
+            if not released and (await admin.fetchval(waiting_on, "%DROP%INDEX%") if not hold_blocker_s
+                                 else asyncio.get_running_loop().time() - held_since > hold_blocker_s):
+                await writer.rollback()
+                released = True
+            await asyncio.sleep(0.05)
+        out, err = process.communicate(timeout=10)
+        return process.returncode, out, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        if not released:
+            await writer.rollback()
+        await blocker.close()
+        await admin.close()

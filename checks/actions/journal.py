@@ -29,6 +29,11 @@ KINDS = ("fix", "undo", "cancel", "terminate")
 ENTRY_ID_HEX = 8  # every kind's entry id (older journals hold 12-digit cancel/terminate ids: still read)
 
 
+class JournalError(Exception):
+    """The journal cannot be read or written (its path is a directory, say); the message says
+    which path and what to do. Nothing is applied without a journal to record it."""
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -85,6 +90,7 @@ class JournalEntry:
     def from_dict(cls, data: dict[str, Any]) -> JournalEntry:
         known = {f.name for f in fields(cls)}
         entry = cls(**{k: v for k, v in data.items() if k in known})
+        _check_types(entry)
         finding = entry.finding if isinstance(entry.finding, dict) else {}
         if entry.kind == "fix" and finding.get("check") == "activity":
             # Older journals wrote a cancel or terminate as a "fix" titled with its verb.
@@ -114,11 +120,27 @@ class Journal:
     def side_file(self, name: str) -> Path:
         return self.side_dir / name
 
+    def check(self) -> None:
+        """Raise JournalError when the journal cannot be a file: before anything is applied."""
+        if self.path.is_dir():
+            raise JournalError(f"journal: {self.path} is a directory: move it away, or name another "
+                               "journal file with `journal = PATH` in the config")
+        parent = self.path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise JournalError(f"journal: {parent} is not a directory, so {self.path} cannot be created: "
+                               "give another path with `journal = PATH` in the config")
+
     def append(self, entry: JournalEntry) -> None:
         """Write the entry's current state as one line, durably, under an exclusive lock."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.check()
         line = json.dumps({"schema": SCHEMA, **entry.to_dict()}, ensure_ascii=False, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(f"journal: cannot write {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line.encode("utf-8"))
@@ -132,7 +154,12 @@ class Journal:
         latest: dict[str, JournalEntry] = {}
         if not self.path.exists():
             return []
-        with self.path.open(encoding="utf-8", errors="replace") as handle:
+        self.check()
+        try:
+            handle = self.path.open(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise JournalError(f"journal: cannot read {self.path}: {exc.strerror or exc}") from None
+        with handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
@@ -168,6 +195,27 @@ class Journal:
             if entry.undoes == entry_id and entry.outcome in {"fixed", "not_fixed"}:
                 return entry
         return None
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": str, "kind": str, "started_at": str, "user": str, "host": str, "target": str, "engine": str, "url": str,
+    "environment": (str, type(None)), "finding": dict, "summary": (str, type(None)), "safety": str, "lock": (str, type(None)),
+    "steps": list, "inverse": list, "undoes": (str, type(None)), "outcome": (str, type(None)), "message": (str, type(None)),
+    "verified": (bool, type(None)), "steps_done": int, "leftovers": list, "expect": list,
+    "finished_at": (str, type(None)), "duration_ms": (int, float, type(None)),
+}
+
+
+def _check_types(entry: JournalEntry) -> None:
+    """An entry whose fields are not what dbvitals writes is unreadable (ValueError), not a crash
+    later in history or undo."""
+    for name, expected in _TYPES.items():
+        value = getattr(entry, name)
+        if not isinstance(value, expected):
+            raise ValueError(f"its {name} is a JSON {type(value).__name__}")
+    for name in ("steps", "inverse", "expect"):
+        if not all(isinstance(item, dict) for item in getattr(entry, name)):
+            raise ValueError(f"its {name} are not all objects")
 
 
 def host_name() -> str:

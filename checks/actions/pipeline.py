@@ -170,6 +170,8 @@ async def perform(action: Action, journal: Journal, *, on_progress: Progress | N
     try:
         await action.apply(work)
     except asyncio.CancelledError:
+        # A stop signal (console.runtime.run_async) or a closed screen: the action's apply has
+        # finished or undone what it started on the server by now, said in notes and leftovers.
         _finish(journal, action, work, "failed",
                 f"interrupted after {work.steps_done} of {len(entry.steps)} steps", started)
         raise
@@ -179,7 +181,12 @@ async def perform(action: Action, journal: Journal, *, on_progress: Progress | N
         return _finish(journal, action, work, "failed", str(exc), started)
     except Exception as exc:  # an executor bug or a driver surprise is still a journaled failure
         return _finish(journal, action, work, "failed", f"{type(exc).__name__}: {exc}", started)
-    verdict = await action.verify(work)
+    try:
+        verdict = await action.verify(work)
+    except asyncio.CancelledError:
+        _finish(journal, action, work, "not_fixed",
+                f"applied ({work.steps_done} of {len(entry.steps)} steps); interrupted before it was verified", started)
+        raise
     return _finish(journal, action, work, verdict.outcome, verdict.message, started,
                    verified=verdict.verified, next_action=verdict.next_action)
 

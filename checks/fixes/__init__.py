@@ -40,10 +40,21 @@ from checks.model import Finding, Fix, FixSafety, FixStep, Report
 from checks.secrets import mask_text
 
 __all__ = [
-    "FixLimits", "FixPlan", "FixRefused", "Journal", "JournalEntry", "StepsAction", "UndoPlan",
+    "OWN_UNDO", "FixLimits", "FixPlan", "FixRefused", "Journal", "JournalEntry", "StepsAction", "UndoPlan",
     "apply_fix", "find_finding", "fix_entry", "inspect_undo", "locate_finding", "plan_fix", "plan_undo",
     "refusals_for", "undo_fix",
 ]
+
+# After a stop signal: how long recording what the applied steps left may take.
+RECORD_TIMEOUT_S = 10.0
+
+
+# Changes that are no finding's fix (the MongoDB profiler's setting) have no check to re-run:
+# their undo is an action of their own, verified by reading the setting back. An engine's
+# executor module registers its maker here under the `check` its entries' subjects name:
+# make(target_name, target, original_entry, inverse_steps, extra_refusals=...) -> Action.
+OWN_UNDO: dict[str, Callable[..., Any]] = {}
+
 
 class FixRefused(ActionRefused):
     """The fix cannot even be planned or undone; the message says why."""
@@ -252,7 +263,14 @@ class StepsAction:
         except StepFailed as exc:
             failure = str(exc)
         except asyncio.CancelledError:
-            work.steps_done = run.steps_done
+            # The executor has put back what the interrupted step started (its notes and
+            # leftovers say what); what the done steps left is recorded for a guarded undo.
+            work.steps_done, work.leftovers = run.steps_done, run.leftovers
+            if run.steps_done:
+                try:
+                    await asyncio.wait_for(_record_state(self.entry, run, self.steps), RECORD_TIMEOUT_S)
+                except TimeoutError:
+                    work.notes.append("could not record what the fix left for a guarded undo in time")
             raise
         except Exception as exc:  # an executor bug or driver surprise is still a journaled failure
             failure = f"{type(exc).__name__}: {exc}"
@@ -403,6 +421,12 @@ async def undo_fix(
     redo = tuple(FixStep.from_dict(s) for s in original.steps)
     if target is None:
         raise FixRefused(plan.refusals[0])
+    adapter_for(original.engine).inspects(plan.steps)  # imports the engine's executor: its OWN_UNDO makers
+    own = OWN_UNDO.get(str(original.finding.get("check")))
+    if own is not None:
+        # A change with no check to re-run (a server setting): its own action reads it back.
+        return await perform(own(original.target, target, original, plan.steps, extra_refusals=plan.refusals),
+                             journal, on_progress=on_progress)
     entry = fix_entry("undo", original.target, target, original.finding, fix, plan.steps, redo, undoes=original.id)
     action = StepsAction(settings, registry, journal, entry, target, plan.steps, list(plan.refusals),
                          judge=_judge_undone, limits=limits or FixLimits(), notes=list(plan.warnings))

@@ -12,12 +12,17 @@ from typing import Any
 
 import json
 
+from checks.fixes import OWN_UNDO
 from checks.fixes.execution import Execution, StepFailed, UndoCheck
 from checks.model import FixStep
+from checks.mongodb.profiler_action import PROFILER_CHECK, undo_action
 from checks.secrets import mask_text
 
 # checks.mongodb.connector imports pymongo: the functions that open a client import it, so loading this
 # module (the adapter does, to render and inspect steps) loads no driver.
+
+# `dbvitals undo` of a profiler setting: put back what it found, verified by reading it back.
+OWN_UNDO[PROFILER_CHECK] = undo_action
 
 
 def command_document(step: FixStep, run: Execution) -> dict[str, Any]:

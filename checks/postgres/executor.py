@@ -192,6 +192,11 @@ async def _run_group(conn: Any, run: Execution, group: list[tuple[int, FixStep]]
                         await conn.execute(str(member.command), timeout=_client_timeout(run))
             else:
                 await conn.execute(str(step.command), timeout=_client_timeout(run))
+        except asyncio.CancelledError:
+            # A stop signal: the server would go on with the step without dbvitals. Stop it
+            # there and undo what it left, then let the cancellation through.
+            await _interrupted(run, conn, group, build, before, label)
+            raise
         except asyncpg.LockNotAvailableError as exc:
             if build:
                 await _drop_left_invalid(run, build, before)
@@ -216,6 +221,86 @@ async def _run_group(conn: Any, run: Execution, group: list[tuple[int, FixStep]]
             raise StepFailed(f"{label} failed{timeout}{kept}: {_describe(exc, run)}") from exc
         run.steps_done += len(group)
         return
+
+
+async def _interrupted(run: Execution, conn: Any, group: list[tuple[int, FixStep]], build: ConcurrentBuild | None,
+                       before: set[int], label: str) -> None:
+    """The step's session is ended on the server (a transaction with it is rolled back, a
+    concurrent build stops) and an INVALID index the build left is dropped, on a fresh session,
+    within CLEANUP_TIMEOUT_S. What is done goes to the notes, what is not to the leftovers."""
+    step = group[0][1]
+    try:
+        pid = conn.get_server_pid()
+    except Exception:  # the connection is gone already: the server ends its session itself
+        pid = None
+    try:
+        await asyncio.wait_for(_stop_and_clean(run, pid, group, build, before, label), CLEANUP_TIMEOUT_S)
+    except Exception as exc:  # TimeoutError, or the server cannot be reached
+        why = "in time" if isinstance(exc, TimeoutError) else f"({_describe(exc, run)})"
+        what = f"index {build.name}" if build and build.name else f"a new index on {build.table}" if build else None
+        if what:
+            run.leftovers.append(
+                f"{label} was interrupted and its cleanup did not finish {why}: the build may have left {what} "
+                "INVALID: look for it with SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; "
+                "and drop it with DROP INDEX CONCURRENTLY IF EXISTS")
+        else:
+            run.leftovers.append(f"{label} was interrupted and its cleanup did not finish {why}: "
+                                 f"check what `{_first_line(step)}` left")
+
+
+# How long putting back an interrupted step may take before dbvitals exits anyway.
+CLEANUP_TIMEOUT_S = 30.0
+
+
+async def _stop_and_clean(run: Execution, pid: int | None, group: list[tuple[int, FixStep]],
+                          build: ConcurrentBuild | None, before: set[int], label: str) -> None:
+    from checks.postgres.connector import open_pool
+
+    step = group[0][1]
+    pool = await open_pool(run.target, read_only=False, max_size=1)
+    try:
+        async with pool.acquire() as fresh:
+            await _prepare(fresh, run)
+            # A lock wait must not outlast the cleanup's bound.
+            await fresh.execute(f"SET lock_timeout = {int(min(run.limits.lock_timeout_s, CLEANUP_TIMEOUT_S / 3) * 1000)}")
+            if pid is not None:
+                await fresh.execute("SELECT pg_terminate_backend($1)", pid)
+                for _ in range(100):
+                    if not await fresh.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                        break
+                    await asyncio.sleep(0.05)
+                run.notes.append(f"{label} was interrupted: ended its session on the server (pid {pid})")
+            if step.transactional:
+                run.notes.append(f"{label} did not commit: rolled back with the session")
+                return
+            if build is None:
+                if _DROP_CONCURRENTLY.match(str(step.command)):
+                    run.leftovers.append("the interrupted DROP INDEX CONCURRENTLY can leave the index INVALID but still "
+                                         f"in place: run it again: {_first_line(step)}")
+                else:
+                    run.leftovers.append(f"{label} was interrupted on the server: check what `{_first_line(step)}` left")
+                return
+            rows = await fresh.fetch(INVALID_INDEXES, build.table)
+            left = [r for r in rows if r["oid"] not in before and (build.name is None or r["name"] == build.name)]
+            for row in left:
+                drop = f"DROP INDEX CONCURRENTLY IF EXISTS {row['qualified']}"
+                await run.progress(f"dropping INVALID index {row['qualified']} the interrupted build left")
+                try:
+                    await fresh.execute(drop, timeout=CLEANUP_TIMEOUT_S)
+                except Exception as exc:
+                    run.leftovers.append(f"the interrupted build left INVALID index {row['qualified']} and dropping it "
+                                         f"failed ({_describe(exc, run)}): run {drop};")
+                else:
+                    run.notes.append(f"dropped INVALID index {row['qualified']} the interrupted build left ({drop})")
+            if not left and build.name:
+                done = await fresh.fetchrow(INDEX_ON_TABLE, build.name, build.table)
+                if done is not None and done["valid"]:
+                    # The build finished on the server before the signal could stop it: it is done.
+                    run.steps_done += 1
+                    run.notes.append(f"the build of index {done['qualified']} finished before it could be stopped: "
+                                     "it is in place (`dbvitals undo` drops it)")
+    finally:
+        pool.terminate()
 
 
 def _client_timeout(run: Execution) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from checks.actions.journal import JournalError
 from checks.display import terminal_safe
 from checks.engines import step_text
 from checks.fixes import FixLimits, Journal
@@ -89,7 +90,13 @@ def exit_code(outcome: Any) -> int:
 
 
 def journal_for(settings: Any) -> Any:
-    return Journal.for_settings(settings)
+    """The journal, known usable before anything is planned or applied."""
+    journal = Journal.for_settings(settings)
+    try:
+        journal.check()
+    except JournalError as exc:
+        raise CliError(str(exc)) from None
+    return journal
 
 
 def limits_from(args: argparse.Namespace) -> Any:

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.finding_id:
         raise CliError("give a FINDING_ID (from `dbvitals check`), or --check ID --target NAME --script FILE")
     settings = load_settings(args)
+    journal_for(settings)  # a journal that cannot be written fails here, before any check runs
     registry = load_checks(settings)
     wanted, where, searching = where_to_look(settings, registry, args.finding_id, args.target)
     if searching:

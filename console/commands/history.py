@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     journal = Journal.for_settings(settings)
-    entries = journal.entries()
+    entries = journal.entries()  # JournalError (a directory, say): a one-line error, exit 2
     for problem in journal.problems:
         print(f"dbvitals: warning: {problem}", file=sys.stderr)
     undone = {e.undoes: e.id for e in entries if e.undoes and e.outcome in {"fixed", "not_fixed"}}

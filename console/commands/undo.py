@@ -4,21 +4,15 @@ confirmation as a fix, journaled as an entry of its own."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 from typing import Any
 
 from checks.display import terminal_safe as safe
 from checks.engines import steps_lock
 from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
 from console.commands.applying import (
-    EXIT_NOT_FIXED,
-    EXIT_OK,
-    EXIT_REFUSED,
-    confirm,
-    describe_steps,
-    journal_for,
-    limits_from,
-    progress,
-    report_outcome,
+    EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED, confirm, describe_steps, journal_for, limits_from, progress, report_outcome,
     say,
 )
 from console.runtime import CliError, load_checks, load_settings, run_async
@@ -39,19 +33,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+
+
     settings = load_settings(args)
     journal = journal_for(settings)
     try:
         plan = plan_undo(settings, args.entry_id, allow_unsafe=args.allow_unsafe, journal=journal)
     except FixRefused as exc:
         raise CliError(str(exc), code=EXIT_REFUSED) from None
+    finally:
+        for problem in journal.problems:  # lines that could not be read: skipped, said
+            print(f"dbvitals: warning: {problem}", file=sys.stderr)
     return run_async(_undo(args, settings, journal, plan))
 
 
 async def _undo(args: argparse.Namespace, settings: Any, journal: Any, plan: Any) -> int:
     """Inspect, confirm, apply and verify in one event loop."""
-    import asyncio
-
     # What the fix left on the server decides what the undo may touch: shown before confirming.
     plan = await inspect_undo(settings, plan)
     entry = plan.entry

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import console.runtime
 from checks.model import finding_id
 from console.cli import main
 from tests.data import fix_checks
-from tests.support import kill_fix_mid_build
+from tests.support import kill_fix_mid_build, signal_fix_mid_build
 
 PASSWORD = "cli-Secret-77"
 
@@ -208,6 +209,57 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
     assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in capsys.readouterr().out
     assert orders.fetch("SELECT bool_and(indisvalid) AS ok FROM pg_index WHERE indrelid = 'orders'::regclass")[0]["ok"]
     assert main(["undo", entry_id, "--yes", "--config", str(config)]) == 3  # it applied nothing to undo
+
+
+def fix_program(config: Path) -> str:
+    return (
+        "import sys, checks.registry; from tests.data import fix_checks; reg = fix_checks.registry(); "
+        "checks.registry.load_registry = lambda *a, **k: reg; from console.cli import main; "
+        f"sys.exit(main(['fix', '{MISSING}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
+    )
+
+
+def invalid_indexes(orders) -> int:
+    return orders.fetch("SELECT count(*) AS n FROM pg_index WHERE NOT indisvalid AND indrelid = 'orders'::regclass")[0]["n"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_mid_build_stops_the_build_drops_its_invalid_index_and_journals_it(orders, tmp_path, signum):
+    """Ctrl-C, `kill` or a closed terminal while CREATE INDEX CONCURRENTLY waits behind a long
+    transaction: dbvitals ends the build on the server, drops the INVALID index it had created,
+    journals the fix as failed with what it cleaned up, and exits 128 + the signal."""
+    config = pg_config(orders, tmp_path)
+    code, out, err = asyncio.run(signal_fix_mid_build(orders.url, fix_program(config),
+                                                      "INSERT INTO orders VALUES (9999, 1, 'x')", signum))
+    assert code == 128 + signum, (code, out, err)
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert invalid_indexes(orders) == 0
+    assert orders.fetch("SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'orders' "
+                        "AND indexname = 'orders_customer_id_idx'")[0]["n"] == 0
+    assert orders.fetch("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'dbvitals fix %'")[0]["n"] == 0
+    entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    last = entries[-1]
+    assert len({e["id"] for e in entries}) == 1 and last["outcome"] == "failed", last
+    assert last["steps_done"] == 0 and last["leftovers"] == [], last
+    assert "interrupted after 0 of 1 steps" in last["message"], last
+    assert "dropped INVALID index public.orders_customer_id_idx the interrupted build left" in last["message"], last
+
+
+def test_a_cleanup_that_cannot_finish_in_time_names_what_it_left(orders, tmp_path):
+    """The writer outlives the cleanup's lock wait: the INVALID index stays, and the journal
+    names it and the statement that drops it."""
+    config = pg_config(orders, tmp_path)
+    code, out, err = asyncio.run(signal_fix_mid_build(orders.url, fix_program(config),
+                                                      "INSERT INTO orders VALUES (9999, 1, 'x')", signal.SIGTERM,
+                                                      hold_blocker_s=60))
+    assert code == 143, (code, out, err)
+    assert invalid_indexes(orders) == 1
+    last = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()][-1]
+    assert last["outcome"] == "failed" and "interrupted" in last["message"], last
+    assert any("INVALID index public.orders_customer_id_idx" in item
+               and "DROP INDEX CONCURRENTLY IF EXISTS public.orders_customer_id_idx" in item
+               for item in last["leftovers"]), last
+    orders.execute("DROP INDEX IF EXISTS orders_customer_id_idx")
 
 
 @pytest.fixture

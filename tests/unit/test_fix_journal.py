@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from checks.actions.journal import ENTRY_ID_HEX, KINDS, Journal, JournalEntry
+from checks.actions.journal import ENTRY_ID_HEX, KINDS, Journal, JournalEntry, JournalError
 from checks.actions.kill import plan_kill
 from checks.postgres import activity as pg_activity
 from checks.activity.session import ActivityWatch
@@ -137,6 +137,56 @@ def test_a_journal_path_that_is_a_directory_is_a_config_error_at_load(tmp_path, 
         assert main([*command, "--config", str(config)]) == 2, command
         err = capsys.readouterr().err
         assert f"journal: {tmp_path} is a directory" in err, err
+
+
+BAD_LINES = ["[1, 2]", '"text"', "42", '{"id": "abcd0000", "kind": "fix", "steps": "x"}',
+             json.dumps({**entry("abcd1111").to_dict(), "steps": "not a list"}),
+             json.dumps({**entry("abcd2222").to_dict(), "finding": ["a"]}),
+             json.dumps({**entry("abcd3333").to_dict(), "inverse": [1, 2]})]
+
+
+@pytest.mark.parametrize("where", ["configured", "state-dir"])
+def test_lines_that_are_not_entries_never_break_history_or_undo(tmp_path, capsys, monkeypatch, where):
+    """Valid JSON that is not an entry (a list, a string, a number, an object with fields of the
+    wrong type) is skipped with a warning naming its line, by history and undo alike, whether
+    the journal is configured or in the default state directory."""
+    from console.cli import main
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    path = tmp_path / "mine.jsonl" if where == "configured" else tmp_path / "xdg" / "dbvitals" / "journal.jsonl"
+    journal = Journal(path)
+    journal.append(entry("11111111"))
+    with path.open("a") as handle:
+        handle.write("".join(line + "\n" for line in BAD_LINES))
+    config = tmp_path / "dbvitals.toml"
+    config.write_text((f'journal = "{path}"\n' if where == "configured" else "")
+                      + '[targets.pg]\nkind = "postgres"\nurl = "postgresql://postgres@127.0.0.1:1/none"\n')
+    for command, code in ((["history"], 0), (["history", "1111"], 0), (["history", "--format", "json"], 0),
+                          (["undo", "abcd"], 3), (["undo", "abcd1111", "--dry-run"], 3), (["undo", "1111", "--dry-run"], 3)):
+        assert main([*command, "--config", str(config)]) == code, command
+        err = capsys.readouterr().err
+        assert "internal error" not in err and "Traceback" not in err, (command, err)
+        for number in range(2, 2 + len(BAD_LINES)):
+            assert f"warning: {path}:{number}: unreadable line" in err, (command, number, err)
+
+
+def test_a_default_journal_path_that_is_a_directory_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    """No `journal` key: the journal is $XDG_STATE_HOME/dbvitals/journal.jsonl; a directory there
+    is an error the user can act on (exit 2) before anything runs, never an internal error."""
+    from console.cli import main
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    path = tmp_path / "xdg" / "dbvitals" / "journal.jsonl"
+    path.mkdir(parents=True)
+    config = tmp_path / "dbvitals.toml"
+    config.write_text('[targets.pg]\nkind = "postgres"\nurl = "postgresql://postgres@127.0.0.1:1/none"\n'
+                      "allow_fixes = true\n")
+    for command in (["history"], ["fix", "abcdef12", "--yes"], ["undo", "abcd", "--yes"]):
+        assert main([*command, "--config", str(config)]) == 2, command
+        err = capsys.readouterr().err
+        assert f"journal: {path} is a directory" in err and "internal error" not in err, (command, err)
+    with pytest.raises(JournalError, match="is a directory"):
+        Journal(path).append(entry())
 
 
 def test_fix_undo_cancel_and_terminate_write_one_entry_shape(tmp_path):
