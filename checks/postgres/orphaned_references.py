@@ -75,6 +75,8 @@ class OrphanedReferences(Check):
             key = (ref.table.oid, ref.columns[0].num)
             if time.monotonic() > deadline:
                 counts[key] = Count(None, None, False, "not counted: budget_seconds ran out")
+                scope.skipped(f"{ref.table.qualified}.{quote_ident(ref.columns[0].name)} → {ref.ref_table.qualified}",
+                              f"budget_seconds = {scope.options.budget_seconds:g} ran out")
                 continue
             if not (ref.table.readable and ref.ref_table.readable):
                 counts[key] = Count(None, None, False, "not counted: this role may not SELECT from both tables")
