@@ -68,7 +68,9 @@ def test_every_format_says_partial(starved, tmp_path, capsys):
     assert invocation["executionSuccessful"] is False
     [note] = invocation["toolExecutionNotifications"]
     assert note["level"] == "error" and note["descriptor"]["id"] == CHECK
-    assert "partial: not examined: expect.queries statement: SELECT * FROM posts WHERE blog_id = 2" in note["message"]["text"]
+    said = note["message"]["text"]  # the first statement may get in before the budget is gone, or not
+    assert "partial: not examined: expect.queries statement: SELECT * FROM posts WHERE" in said
+    assert "SELECT * FROM posts WHERE blog_id = 2 (the time for the planner" in said
     assert invocation["properties"]["partial"][0]["check"] == CHECK
 
     assert main([*starved, "--format", "junit", "--output", "report.xml"]) == 1
@@ -76,7 +78,8 @@ def test_every_format_says_partial(starved, tmp_path, capsys):
     [case] = root.iter("testcase")
     error = case.find("error")
     assert error is not None and error.get("type") == "partial"
-    assert "not examined: expect.queries statement: SELECT * FROM posts WHERE blog_id = 2" in error.get("message")
+    assert "partial: not examined: expect.queries statement: SELECT * FROM posts WHERE" in error.get("message")
+    assert "SELECT * FROM posts WHERE blog_id = 2" in error.get("message")
     assert root.get("errors") == "1"
 
     assert main([*starved, "--format", "markdown"]) == 1
@@ -85,8 +88,9 @@ def test_every_format_says_partial(starved, tmp_path, capsys):
     assert "### Partial: cut short by a budget" in text and "not examined: expect.queries statement" in text
 
     assert main([*starved, "--format", "text"]) == 1
-    text = capsys.readouterr().out
-    assert f"{CHECK}: partial: not examined: expect.queries statement: SELECT * FROM posts WHERE blog_id = 2" in text
+    text = " ".join(capsys.readouterr().out.split())  # however the terminal width wrapped it
+    assert f"{CHECK}: partial: not examined: expect.queries statement: SELECT * FROM posts WHERE" in text
+    assert "SELECT * FROM posts WHERE blog_id = 2" in text
     assert ", 1 partial" in text
 
     assert main([*starved, "--format", "markdown", "--allow-partial"]) == 0
@@ -105,17 +109,17 @@ def test_the_advisors_budget_starts_when_it_has_the_session_not_while_it_waits(p
         connection = await connect("pg", target)
         try:
             session = connection.session
-            options = Options(advise_seconds=1.0)
+            options = Options(advise_seconds=3.0)
             scope = Scope(target="pg", config=target, options=options, status=connection.status)
             snapshot = await MissingIndex().fact(CatalogSnapshot, session, scope)
             hypopg = await session.fetchval("SELECT extnamespace::regnamespace::text FROM pg_extension "
                                             "WHERE extname = 'hypopg'")
             held = asyncio.Event()
 
-            async def hold() -> None:  # the shared session busy for 2 s, twice the advisor's budget
+            async def hold() -> None:  # the shared session busy for 4 s, longer than the advisor's budget
                 async with session.acquire() as conn:
                     held.set()
-                    await conn.execute("SELECT pg_sleep(2)")
+                    await conn.execute("SELECT pg_sleep(4)")
 
             holder = asyncio.ensure_future(hold())
             await held.wait()
@@ -129,7 +133,7 @@ def test_the_advisors_budget_starts_when_it_has_the_session_not_while_it_waits(p
             await connection.close()
 
     advice, skipped, waited = asyncio.run(go())
-    assert waited >= 1.5  # it did wait behind the holder, longer than its budget
+    assert waited >= 3.5  # it did wait behind the holder, longer than its budget
     assert skipped == []
     decisions = [a.decision for a in advice]
     assert len(decisions) == 2 and not any(d.startswith("not examined") for d in decisions), decisions
