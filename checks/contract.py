@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from checks.config import ConfigError, TargetBase
-from checks.model import Engine, Finding, Fix, FixAvailability, Severity, TargetStatus, finding_id
+from checks.model import Engine, Finding, Fix, FixAvailability, Severity, Skipped, TargetStatus, finding_id
 
 
 class CheckOptions(BaseModel):
@@ -119,6 +119,15 @@ class Scope:
     # The fix journal (settings.journal, or the default): a check may read it in `gather` to say
     # which dbvitals fix left what it finds (an interrupted index build's INVALID index).
     journal: Path | None = None
+    # What this run of the check did not examine (see `skipped`); the runner reads it after the run.
+    cut_short: list[Skipped] = field(default_factory=list, compare=False, repr=False)
+
+    def skipped(self, what: str, why: str) -> None:
+        """Say that the check's work was cut short: `what` was not examined, `why` (a time budget
+        ran out, a sample cut-off was reached). The check's outcome becomes `partial` (its findings
+        still count) and the gate fails on it unless --allow-partial: a check that did not look
+        does not pass. May be called from `gather` or `evaluate`."""
+        self.cut_short.append(Skipped(what, why))
 
 
 class Check:

@@ -183,6 +183,28 @@ class CheckError:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Work a check did not do because a budget or a sample cut-off stopped it: `what` was not
+    examined, `why`. A check that records one is `partial`: it did not look at everything, so it
+    does not pass (the gate fails on it unless --allow-partial)."""
+
+    what: str
+    why: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"what": self.what, "why": self.why}
+
+
+def not_examined(row: dict[str, Any], limit: int = 5) -> str:
+    """A partial `checks` row's skipped work in words: "not examined: WHAT (WHY); ..."."""
+    items = row.get("skipped") or []
+    said = "; ".join(f"{item.get('what', '?')} ({item.get('why', '?')})" for item in items[:limit])
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return f"not examined: {said}{more}" if items else "not examined: (unsaid)"
+
+
+
 @dataclass
 class TargetStatus:
     name: str
@@ -219,7 +241,8 @@ class Report:
     findings: list[Finding]
     errors: list[CheckError]
     duration_ms: float
-    # One row per check run: {"target", "check", "outcome": ok|findings|error|timeout, "findings", "duration_ms"}.
+    # One row per check run: {"target", "check", "outcome": ok|findings|partial|error|timeout|skipped,
+    # "findings", "duration_ms"}; a partial row also has "skipped": [{"what", "why"}], what it did not examine.
     checks: list[dict[str, Any]] = field(default_factory=list)
 
     SCHEMA = "dbvitals.report/1"
@@ -233,6 +256,10 @@ class Report:
             "checks": self.checks,
             "duration_ms": round(self.duration_ms, 1),
         }
+
+    def partial(self) -> list[dict[str, Any]]:
+        """The `checks` rows of checks cut short by a budget: they did not examine everything."""
+        return [row for row in self.checks if row.get("outcome") == "partial"]
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)

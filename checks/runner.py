@@ -15,7 +15,7 @@ from checks.config import Settings, TargetBase
 from checks.connectors import connect
 from checks.contract import Check, CheckOptions, FactRequest, FactStore, Scope, resolve_options
 from checks.engines import adapter_for
-from checks.model import CheckError, Engine, Finding, Report, Severity, TargetState, TargetStatus, finding_id
+from checks.model import CheckError, Engine, Finding, Report, Severity, Skipped, TargetState, TargetStatus, finding_id
 from checks.registry import Registry, UsageError, validate_check_options
 from checks.secrets import mask_text
 
@@ -27,16 +27,28 @@ class CheckResult:
     findings: list[Finding]
     error: CheckError | None
     duration_ms: float
+    # What the check did not examine (Scope.skipped): a budget or a sample cut-off stopped it.
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def outcome(self) -> str:
+        if self.error:
+            return self.error.kind
+        if self.skipped:
+            return "partial"
+        return "findings" if self.findings else "ok"
 
     def summary(self) -> dict[str, Any]:
-        outcome = self.error.kind if self.error else ("findings" if self.findings else "ok")
-        return {
+        row: dict[str, Any] = {
             "target": self.target,
             "check": self.check,
-            "outcome": outcome,
+            "outcome": self.outcome,
             "findings": len(self.findings),
             "duration_ms": round(self.duration_ms, 1),
         }
+        if self.skipped and not self.error:
+            row["skipped"] = [s.to_dict() for s in self.skipped]
+        return row
 
 
 # What a callback returns is awaited when it is a coroutine and otherwise ignored.
@@ -245,7 +257,7 @@ class Runner:
         for i, result in enumerate(results):
             if result.check == finding.check:  # folded into the connection check's result
                 results[i] = CheckResult(name, result.check, [*result.findings, finding], result.error,
-                                         result.duration_ms)
+                                         result.duration_ms, result.skipped)
                 await _notify(self.on_result, results[i])
                 return results
         extra = CheckResult(name, finding.check, [finding], None, 0.0)
@@ -286,7 +298,8 @@ class Runner:
         except Exception as exc:  # a failing check is reported, and the others go on
             message = mask_text(f"{type(exc).__name__}: {exc}", target.secret_values())
             error = CheckError(check_cls.id, name, "error", message[:1000])
-        result = CheckResult(name, check_cls.id, findings, error, (time.perf_counter() - started) * 1000)
+        result = CheckResult(name, check_cls.id, findings, error, (time.perf_counter() - started) * 1000,
+                             tuple(scope.cut_short))
         await _notify(self.on_result, result)
         return result
 

@@ -119,6 +119,11 @@ class GatedReport(Report):
     known: frozenset[str] = frozenset()  # finding ids in the baseline
     fail_on: str = "high"
     config_path: str | None = None
+    allow_partial: bool = False  # --allow-partial: a check cut short by its budget does not fail the gate
+
+    def partial_fails(self) -> bool:
+        """Whether checks cut short by their budget fail this gate."""
+        return not self.allow_partial and bool(self.partial())
 
     def is_new(self, finding: Finding) -> bool:
         return self.baseline is None or finding.id not in self.known
@@ -155,6 +160,7 @@ def gated(
     fail_on: str = "high",
     config_path: str | None = None,
     today: dt.date | None = None,
+    allow_partial: bool = False,
 ) -> GatedReport:
     result = apply_suppressions(report.findings, suppressions, today=today)
     base = {f.name: getattr(report, f.name) for f in fields(Report)}
@@ -168,6 +174,7 @@ def gated(
         known=frozenset(known),
         fail_on=fail_on,
         config_path=config_path,
+        allow_partial=allow_partial,
     )
 
 

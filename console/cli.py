@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEVERITY",
         help="exit 1 when a finding is at least this severe: critical, high (default), medium, low, info, never",
     )
+    check.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="do not fail on a check cut short by its time budget or sample cut-off (outcome partial); "
+        "by default one fails the gate whatever --fail-on says",
+    )
     check.add_argument("--output", metavar="FILE", help="write the report to FILE instead of standard output")
     check.set_defaults(handler=_cmd_check)
 
@@ -177,7 +183,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     report = run_report(settings, registry, targets=args.target, checks=args.check)
     report = gate(report, settings, args)  # suppressions, expired ones, --baseline
     write_report(report, args.format, args.output)
-    return exit_code(failing(report), args.fail_on)
+    return exit_code(failing(report), args.fail_on, allow_partial=args.allow_partial)
 
 
 def _cmd_checks(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from checks.registry import Registry
 from checks.runner import Runner
 from checks.model import Report, Severity
 
-OUTCOMES = ("ok", "findings", "error", "timeout", "skipped")
+OUTCOMES = ("ok", "findings", "partial", "error", "timeout", "skipped")
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 MAX_SCRAPE_TIMEOUT = 3600.0  # Prometheus's scrape_timeout is at most its interval
 
@@ -105,8 +105,8 @@ class FleetCollector:
         duration = GaugeMetricFamily("dbvitals_check_duration_seconds", "How long each check took at the last run.",
                                      labels=["target", "check"])
         outcome = GaugeMetricFamily("dbvitals_check_outcome", "1 for each check's outcome at the last run: "
-                                    "ok, findings, error, timeout or skipped.", labels=["target", "check", "outcome"])
-        failing = GaugeMetricFamily("dbvitals_check_failed", "1 when a check could not run (error or timeout).",
+                                    "ok, findings, partial (cut short by its budget), error, timeout or skipped.", labels=["target", "check", "outcome"])
+        failing = GaugeMetricFamily("dbvitals_check_failed", "1 when a check could not run (error or timeout) or was cut short by its budget (partial).",
                                     labels=["target", "check"])
         last_run = GaugeMetricFamily("dbvitals_last_run_timestamp_seconds", "When the target's last run ended "
                                      "(Unix time).", labels=["target"])
@@ -142,7 +142,7 @@ class FleetCollector:
                 duration.add_metric([name, row["check"]], row["duration_ms"] / 1000)
                 for value in OUTCOMES:
                     outcome.add_metric([name, row["check"], value], 1 if row["outcome"] == value else 0)
-                failing.add_metric([name, row["check"]], 1 if row["outcome"] in {"error", "timeout"} else 0)
+                failing.add_metric([name, row["check"]], 1 if row["outcome"] in {"error", "timeout", "partial"} else 0)
             last_run.add_metric([name], result.finished_wall)
             stale.add_metric([name], 1 if result.stale else 0)
         yield from (up, latency, findings, duration, outcome, failing, last_run, stale)

@@ -45,6 +45,7 @@ def gate(report: Any, settings: Any, args: argparse.Namespace) -> Any:
             baseline=baseline,
             known=load_baseline(baseline) if baseline else (),
             fail_on=getattr(args, "fail_on", "high"),
+            allow_partial=bool(getattr(args, "allow_partial", False)),
             config_path=str(resolve_config_path(getattr(args, "config", None))),
         )
     except ConfigError as exc:
@@ -62,7 +63,11 @@ def failing(report: Any) -> Any:
                   errors=report.errors, duration_ms=report.duration_ms, checks=report.checks)
 
 
-def exit_code(report: Any, fail_on: str) -> int:
+def exit_code(report: Any, fail_on: str, *, allow_partial: bool = False) -> int:
+    # A check cut short by its budget did not look at everything: it does not pass, whatever
+    # --fail-on says about findings, unless the caller accepts it (--allow-partial).
+    if not allow_partial and any(row.get("outcome") == "partial" for row in report.checks):
+        return EXIT_FINDINGS
     if fail_on == "never":
         return EXIT_OK
     threshold = Severity(fail_on)

@@ -44,10 +44,13 @@ def dynamic_objects(drawn: Sample) -> dict[str, DynamicKeys]:
     return found
 
 
-async def sampled_collections(session: Any, config: Any, size: int) -> list[tuple[CollectionInfo, Sample]]:
+async def sampled_collections(session: Any, config: Any, size: int, *,
+                              scope: Any = None) -> list[tuple[CollectionInfo, Sample]]:
     """Every collection of the judged databases with its bounded sample (the memoised one the
     other checks read: no extra call when they ran), counted first so an engine that scans to
-    count is never asked to sample a collection it could not count in time."""
+    count is never asked to sample a collection it could not count in time. With `scope`, each
+    collection left unsampled (its count or sample over the call budget) is said as skipped:
+    the check did not look at it, so it is partial."""
     budget = call_budget(config)
     infos = [info for db in await session.databases() for info in await inventory(session, db)]
 
@@ -55,4 +58,9 @@ async def sampled_collections(session: Any, config: Any, size: int) -> list[tupl
         info = await counted(session, info, budget)
         return info, await sample(session, info, size, budget)
 
-    return list(await asyncio.gather(*(one(info) for info in infos)))
+    pairs = list(await asyncio.gather(*(one(info) for info in infos)))
+    if scope is not None:
+        for info, drawn in pairs:
+            if drawn.unknown:
+                scope.skipped(f"collection {info.namespace}", drawn.unknown)
+    return pairs

@@ -57,7 +57,7 @@ class DynamicKeyMaps(Check):
     Options = DynamicKeysOptions
 
     async def gather(self, session: Any, scope: Scope) -> DynamicKeysFacts:
-        pairs = await sampled_collections(session, scope.config, scope.options.sample_size)
+        pairs = await sampled_collections(session, scope.config, scope.options.sample_size, scope=scope)
         return DynamicKeysFacts([
             MapField(info, keys, s.documents, s.method, wildcard_for(info, name))
             for info, s in pairs if s.documents for name, keys in dynamic_objects(s).items()

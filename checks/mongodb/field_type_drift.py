@@ -78,7 +78,7 @@ class FieldTypeDrift(Check):
     Options = FieldTypeDriftOptions
 
     async def gather(self, session: Any, scope: Scope) -> FieldTypeDriftFacts:
-        pairs = await sampled_collections(session, scope.config, scope.options.sample_size)
+        pairs = await sampled_collections(session, scope.config, scope.options.sample_size, scope=scope)
         return FieldTypeDriftFacts([d for info, s in pairs if s.documents for d in drifts(info, s.fields, s.documents, s.method)])
 
     def evaluate(self, facts: FieldTypeDriftFacts, scope: Scope) -> list[Finding]:

@@ -212,6 +212,7 @@ class TtlCoverage(Check):
                 continue
             if info.count is None or samples[(info.database, info.name)].unknown:
                 unassessed.append(Unassessed(info, info.unknown or samples[(info.database, info.name)].unknown))
+                scope.skipped(f"collection {info.namespace}", unassessed[-1].reason)  # over the call budget
                 continue
             if info.count < max(options.min_documents, 1):
                 continue

@@ -121,7 +121,7 @@ class UnboundedArray(Check):
 
     async def gather(self, session: Any, scope: Scope) -> UnboundedArrayFacts:
         options: UnboundedArrayOptions = scope.options
-        pairs = await sampled_collections(session, scope.config, options.sample_size)
+        pairs = await sampled_collections(session, scope.config, options.sample_size, scope=scope)
         return UnboundedArrayFacts([measure(info, drawn) for info, drawn in pairs if drawn.documents])
 
     def evaluate(self, facts: UnboundedArrayFacts, scope: Scope) -> list[Finding]:

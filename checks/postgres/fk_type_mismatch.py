@@ -29,14 +29,17 @@ from checks.postgres._catalog import (
 from checks.postgres._fixes import alter_type_lock, sql
 
 # For references with no constraint (implied or expected), values with no match prove the
-# relationship is broken, not merely mistyped. Compared as text because the types differ.
+# relationship is broken, not merely mistyped. Compared as text because the types differ. One
+# set-based pass over each table: the keys once (DISTINCT, so no row is counted twice) joined to the
+# referencing rows — a correlated NOT EXISTS on a cast column cannot use the key's index and read
+# the whole referenced table once per referencing row (2,000 rows: 2,001 scans, 4 million rows).
 ROWS_QUERY = "SELECT count(*) AS rows, NULL::bigint AS non_null, NULL::bigint AS unmatched FROM {table}"
 UNMATCHED_QUERY = """
 SELECT count(*) AS rows,
-       count({column}) AS non_null,
-       count({column}) FILTER (WHERE NOT EXISTS (
-           SELECT 1 FROM {ref_table} r WHERE r.{ref_column}::text = c.{column}::text)) AS unmatched
+       count(c.{column}) AS non_null,
+       count(c.{column}) FILTER (WHERE k.ref_key IS NULL) AS unmatched
 FROM {table} c
+LEFT JOIN (SELECT DISTINCT r.{ref_column}::text AS ref_key FROM {ref_table} r) k ON k.ref_key = c.{column}::text
 """
 
 

@@ -224,7 +224,7 @@ class MissingIndex(Check):
         hypopg = (Availability(True, f"hypopg in schema {ext['hypopg_schema']}") if ext["hypopg_schema"] else
                   Availability(False, "hypopg is not installed in this database (CREATE EXTENSION hypopg)"))
         if hypopg.available and statements:
-            advice = await _advise_all(session, ext["hypopg_schema"], snapshot, observed, declared, options)
+            advice = await _advise_all(session, ext["hypopg_schema"], snapshot, observed, declared, options, scope)
             return Facts(snapshot, stats, pgss, hypopg, statements, advice=advice)
         distinct: dict[tuple[int, str], float] = {}
         candidates = flagged(stats, snapshot, options)
@@ -389,19 +389,23 @@ def _drop_new_index(table: Table, name: str) -> tuple:
 
 
 async def _advise_all(session, hypopg_schema: str, snapshot: Catalog, observed: tuple[Statement, ...],
-                      declared: tuple[Statement, ...], options: Options) -> tuple[Advice, ...]:
+                      declared: tuple[Statement, ...], options: Options, scope: Scope) -> tuple[Advice, ...]:
     settings = _advisor.Settings(threshold=options.min_saving, min_cost=options.min_cost,
                                  statement_timeout_ms=5000, by_name=_advisor.tables_by_name(snapshot))
-    work = [_advisor.Statement(s.query, s.calls, s.total_ms, s.mean_ms, "pg_stat_statements")
-            for s in observed if OWN_MARKER not in s.query]
-    work += [_advisor.Statement(s.query, 0, 0.0, 0.0, "expect.queries") for s in declared]
-    deadline = time.monotonic() + options.advise_seconds
+    # The statements the application declares (a pre-deploy gate's) first: they are few and asked for.
+    work = [_advisor.Statement(s.query, 0, 0.0, 0.0, "expect.queries") for s in declared]
+    work += [_advisor.Statement(s.query, s.calls, s.total_ms, s.mean_ms, "pg_stat_statements")
+             for s in observed if OWN_MARKER not in s.query]
     advice = []
     async with session.acquire() as conn:
+        # The budget is this check's own: it starts once the target's session is ours, not while this
+        # check waits for it behind another check's statements.
+        deadline = time.monotonic() + options.advise_seconds
         for statement in work:
             if time.monotonic() > deadline:
-                advice.append(Advice(statement, f"not examined: the time for the planner (advise_seconds = "
-                                                f"{options.advise_seconds:g}) ran out"))
+                why = f"the time for the planner (advise_seconds = {options.advise_seconds:g}) ran out"
+                advice.append(Advice(statement, f"not examined: {why}"))
+                scope.skipped(f"{statement.source} statement: {statement.query[:200]}", why)
                 continue
             advice.append(await _advisor.advise(conn, hypopg_schema, snapshot, statement, settings))
             await asyncio.sleep(0)

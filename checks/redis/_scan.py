@@ -473,6 +473,17 @@ class KeyspaceScan:
     def complete(self) -> bool:
         return all(d.complete for d in self.databases)
 
+    def said_to(self, scope: Any) -> KeyspaceScan:
+        """This pass, after telling a reading check's scope (Scope.skipped) which databases it did
+        not read to the end: a check judging from a cut-short pass is partial."""
+        for d in self.databases:
+            if not d.complete:
+                scope.skipped(
+                    f"db {d.db}: {max(0, d.keys_total - d.scanned):,} of {d.keys_total:,} keys not read",
+                    f"the keyspace pass stopped at scan_limit = {self.scan_limit:,} keys; its figures are extrapolated"
+                    if self.scan_limit else "the keyspace pass did not finish")
+        return self
+
     def summary(self) -> dict[str, Any]:
         """Evidence every finding built on this pass carries: what was read, and how."""
         return {

@@ -159,7 +159,7 @@ class MemoryPolicy(Check):
         keyspace, keyspace_error = None, None
         if options.use_keyspace:
             try:
-                keyspace = await self.fact(KeyspaceFact, session, scope)
+                keyspace = (await self.fact(KeyspaceFact, session, scope)).said_to(scope)
             except Exception as exc:  # the policy can still be judged from INFO keyspace: say what is missing
                 keyspace_error = f"{type(exc).__name__}: {exc}"
         return MemoryFacts(

@@ -99,7 +99,7 @@ class TtlCoverage(Check):
     needs = (KeyspaceFact,)
 
     async def gather(self, session: Any, scope: Scope) -> KeyspaceScan:
-        return await self.fact(KeyspaceFact, session, scope)
+        return (await self.fact(KeyspaceFact, session, scope)).said_to(scope)
 
     def evaluate(self, facts: KeyspaceScan, scope: Scope) -> list[Finding]:
         options: TtlCoverageOptions = scope.options

@@ -2,8 +2,9 @@
 
 A test case fails when its check found something that fails the gate (at least --fail-on,
 and not in the baseline); other findings are listed in its system-out, so the report agrees
-with the exit code. A check that raised or timed out is an error; one that did not run
-(its target was unreachable) is skipped.
+with the exit code. A check that raised or timed out is an error, and so is one cut short by its
+budget (outcome partial: the error says what it did not examine) unless --allow-partial; one that
+did not run (its target was unreachable) is skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from checks.display import terminal_safe
-from checks.model import Finding, Report
+from checks.model import Finding, Report, not_examined
 from checks.suppressions import as_gated
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -57,6 +58,13 @@ def render(report: Report, **_: Any) -> str:
                 node = ET.SubElement(case, "error", message=f"{error.kind}: {error.message}", type=error.kind)
                 node.text = error.message
                 counts["errors"] += 1
+            elif row.get("outcome") == "partial" and not gate.allow_partial:
+                # Cut short by its budget: it did not look at everything, so it does not pass.
+                said = not_examined(row, limit=3)
+                node = ET.SubElement(case, "error", message=f"partial: {said}", type="partial")
+                node.text = "\n".join([f"{s.get('what')}: {s.get('why')}" for s in row.get("skipped", [])]
+                                      + [_describe(f) for f in failing])
+                counts["errors"] += 1
             elif failing:
                 worst = max(failing, key=lambda f: f.severity.rank)
                 node = ET.SubElement(
@@ -66,9 +74,11 @@ def render(report: Report, **_: Any) -> str:
                 node.text = "\n\n".join(_describe(f) for f in failing)
                 counts["failures"] += 1
             passing = [f for f in found if f.id not in failing_ids]
-            if passing:
+            allowed = row.get("outcome") == "partial" and gate.allow_partial
+            if passing or allowed:
                 out = ET.SubElement(case, "system-out")
-                out.text = "\n\n".join(_describe(f, known=not gate.is_new(f)) for f in passing)
+                out.text = "\n\n".join([f"partial (allowed by --allow-partial): {not_examined(row)}"] * allowed
+                                         + [_describe(f, known=not gate.is_new(f)) for f in passing])
         status = statuses.get(target)
         if status is not None and not status.reachable:
             props = ET.SubElement(suite, "properties")

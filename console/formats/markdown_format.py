@@ -9,7 +9,7 @@ from typing import Any
 
 from checks.display import terminal_safe
 from checks.engines import adapter_for_language, step_text
-from checks.model import Finding, FixSafety, Report, Severity
+from checks.model import Finding, FixSafety, Report, Severity, not_examined
 from checks.suppressions import as_gated
 
 
@@ -17,7 +17,9 @@ def render(report: Report, **_: Any) -> str:
     gate = as_gated(report)
     failing = gate.gating()
     failing_ids = {f.id for f in failing}
-    verdict = "fails" if failing or any(e.kind in {"error", "timeout"} for e in gate.errors) else "passes"
+    partial = gate.partial()
+    verdict = ("fails" if failing or any(e.kind in {"error", "timeout"} for e in gate.errors) or gate.partial_fails()
+               else "passes")
     mark = "❌" if verdict == "fails" else "✅"
     counts = Counter(f.severity for f in gate.findings)
     summary = ", ".join(f"{counts[s]} {s.value}" for s in Severity if counts[s]) or "no findings"
@@ -38,6 +40,12 @@ def render(report: Report, **_: Any) -> str:
         lines += ["### Could not check", ""]
         lines += [f"- **{markdown_escape(t.name)}**: {t.state.value}: {markdown_escape(t.error or '')}" for t in unreachable]
         lines += [f"- **{markdown_escape(e.target)}** `{e.check}`: {e.kind}: {markdown_escape(e.message)}" for e in gate.errors]
+        lines.append("")
+    if partial:
+        lines += ["### Partial: cut short by a budget" + (" (allowed by --allow-partial)" if gate.allow_partial else ""),
+                  ""]
+        lines += [f"- **{markdown_escape(r['target'])}** `{r['check']}`: partial: {markdown_escape(not_examined(r))}"
+                  for r in partial]
         lines.append("")
     if failing:
         lines += ["### Failing the gate", "", *_table(failing, gate), ""]

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from checks.model import Finding, Report, Severity
+from checks.model import Finding, Report, Severity, not_examined
 from checks.registry import load_registry
 from checks.suppressions import GatedReport, as_gated
 from console.formats.jsondoc import json_text
@@ -123,13 +123,27 @@ def _location(finding: Finding, locator: _ConfigLocator) -> dict[str, Any]:
 
 
 def _invocation(gate: GatedReport) -> dict[str, Any]:
-    invocation: dict[str, Any] = {"executionSuccessful": not gate.errors}
-    if gate.errors:
-        invocation["toolExecutionNotifications"] = [
-            {"level": "error", "message": {"text": f"{e.target}: {e.check}: {e.kind}: {e.message}"},
-             "descriptor": {"id": e.check}}
-            for e in gate.errors
-        ]
+    partial = gate.partial()
+    invocation: dict[str, Any] = {"executionSuccessful": not gate.errors and not gate.partial_fails()}
+    notifications = [
+        {"level": "error", "message": {"text": f"{e.target}: {e.check}: {e.kind}: {e.message}"},
+         "descriptor": {"id": e.check}}
+        for e in gate.errors
+    ]
+    # A check cut short by its budget: what it did not examine, as a notification and a property.
+    notifications += [
+        {"level": "warning" if gate.allow_partial else "error",
+         "message": {"text": f"{r['target']}: {r['check']}: partial: {not_examined(r)}"},
+         "descriptor": {"id": r["check"]},
+         "properties": {"outcome": "partial", "target": r["target"], "skipped": r.get("skipped", [])}}
+        for r in partial
+    ]
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    if partial:
+        invocation["properties"] = {"partial": [{"target": r["target"], "check": r["check"],
+                                                 "skipped": r.get("skipped", [])} for r in partial],
+                                    "allow_partial": gate.allow_partial}
     if gate.expired:
         invocation["toolConfigurationNotifications"] = [
             {"level": "warning", "message": {"text": e.describe()}} for e in gate.expired

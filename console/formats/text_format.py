@@ -12,7 +12,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from checks.display import terminal_safe as safe
-from checks.model import Report, Severity, TargetState
+from checks.model import Report, Severity, TargetState, not_examined
 from console.textwidth import Column, fitted, terminal_width
 
 # Terminal styles for the headless report; the console takes its colours from themes/.
@@ -62,6 +62,13 @@ def render(report: Report, *, color: bool = False, width: int | None = None, **_
         for error in report.errors:
             console.print(Text(f"  {error.target} {safe(error.check)}: {error.kind}: {safe(error.message)}"))
         console.print()
+    partial = report.partial()
+    if partial:
+        console.print(Text("partial checks (cut short by a budget; they fail the gate unless --allow-partial):",
+                           style="bold yellow"))
+        for row in partial:
+            console.print(Text(f"  {row['target']} {safe(row['check'])}: partial: {safe(not_examined(row))}"))
+        console.print()
     counts = Counter(f.severity for f in report.findings)
     parts = [f"{counts[s]} {s.value}" for s in Severity if counts[s]]
     ran = len(report.checks)
@@ -71,6 +78,7 @@ def render(report: Report, *, color: bool = False, width: int | None = None, **_
         + f", {ran} check run{'s' if ran != 1 else ''} on {len(report.targets)} target"
         + ("s" if len(report.targets) != 1 else "")
         + f", {len(report.errors)} error{'s' if len(report.errors) != 1 else ''}"
+        + (f", {len(partial)} partial" if partial else "")
         + f" in {report.duration_ms / 1000:.2f}s"
     )
     console.print(summary)

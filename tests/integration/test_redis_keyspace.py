@@ -145,6 +145,11 @@ def test_scan_limit_extrapolates_and_says_so(redis_db):
     assert "extrapolated from 1,000 of 3,000 keys" in finding.message
     assert 150 <= finding.evidence["without_ttl_estimated"] <= 450
     assert scan["seconds"] >= 0.15  # 1000 keys at 5000 keys/s
+    # A pass cut off at scan_limit did not look at every key: the check is partial and says which.
+    [row] = report.checks
+    assert row["outcome"] == "partial"
+    [skipped] = row["skipped"]
+    assert skipped["what"].endswith("2,000 of 3,000 keys not read") and "scan_limit = 1,000" in skipped["why"]
 
 
 def test_one_pass_serves_both_checks(redis_db, monkeypatch):
