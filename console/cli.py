@@ -34,6 +34,7 @@ from console.commands import (
 from console.formats import FORMATS
 from console.gate import exit_code, failing, gate
 from console.replay import open_replay
+from checks.actions.journal import JournalError
 from console.runtime import (
     EXIT_FINDINGS,
     EXIT_INTERNAL,
@@ -158,8 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
-        from checks.actions.journal import JournalError
-
         if isinstance(exc, JournalError):  # a journal path that cannot be used: the user's to fix
             _error(str(exc))
             return EXIT_USAGE

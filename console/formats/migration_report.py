@@ -12,6 +12,8 @@ from typing import Any
 
 from checks.display import terminal_safe
 from checks.secrets import known_secrets, mask_tree
+from console.formats.junit_format import _CONTROL
+from console.formats.markdown_format import markdown_escape
 from console.version import version
 
 FORMATS = ("text", "json", "sarif", "junit", "markdown")
@@ -120,8 +122,6 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def junit(doc: dict[str, Any]) -> str:
-    from console.formats.junit_format import _CONTROL
-
     root = ET.Element("testsuites", name="dbvitals migration")
     suite = ET.SubElement(root, "testsuite", name=f"migration against {doc['target']}")
     failures = 0
@@ -147,8 +147,6 @@ def junit(doc: dict[str, Any]) -> str:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    from console.formats.markdown_format import markdown_escape
-
     def cell(value: Any) -> str:
         return markdown_escape(str(value)).replace("|", "\\|").replace("\n", " ")
 

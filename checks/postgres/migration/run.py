@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from checks.budget import server_key
+from checks.postgres.migration.analyze import SCHEMA, Analyzer
+from checks.postgres.migration.catalog import Catalog
 from checks.postgres.migration.parse import Statement
 
 KIND = "postgres"
@@ -29,10 +32,7 @@ def choose_target(settings: Any, wanted: str | None) -> str:
 
 async def analyse(target: Any, name: str, files: list[str], statements: list[Statement]) -> dict[str, Any]:
     """The `dbvitals.migration/1` document. A connection or catalog failure is in `errors`."""
-    from checks.budget import server_key
-    from checks.postgres.connector import PostgresSession, open_pool
-    from checks.postgres.migration.analyze import SCHEMA, Analyzer
-    from checks.postgres.migration.catalog import Catalog
+    from checks.postgres.connector import PostgresSession, open_pool  # imports asyncpg: only when it runs
 
     doc: dict[str, Any] = {"schema": SCHEMA, "target": name, "files": list(files), "statements": [], "errors": []}
     try:
