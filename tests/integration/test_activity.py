@@ -41,6 +41,8 @@ class Blocker:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # Names of this test's own: the per-application counts are server-wide.
+        self.holder_name, self.waiter_name = support.unique("holder"), support.unique("waiter")
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -49,8 +51,8 @@ class Blocker:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     async def _start(self) -> tuple[int, int]:
-        self.holder = await asyncpg.connect(self.url, server_settings={"application_name": "holder"})
-        self.waiter = await asyncpg.connect(self.url, server_settings={"application_name": "waiter"})
+        self.holder = await asyncpg.connect(self.url, server_settings={"application_name": self.holder_name})
+        self.waiter = await asyncpg.connect(self.url, server_settings={"application_name": self.waiter_name})
         await self.holder.execute("CREATE TABLE accounts (id int PRIMARY KEY)")
         await self.holder.execute("BEGIN")
         await self.holder.execute("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE")
@@ -80,6 +82,8 @@ class Sleeper:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # Names of this test's own: the per-application counts are server-wide.
+        self.holder_name, self.waiter_name = support.unique("holder"), support.unique("waiter")
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -142,7 +146,8 @@ def test_postgres_blocking_tree_and_idle_transaction(tmp_path, pg_db, blocked):
     idle = [row["id"] for row in sections["idle_in_transaction"]]
     assert holder in idle  # it holds the lock and does nothing
     apps = {row["application"]: row for row in sections["applications"]}
-    assert apps["waiter"]["waiting"] == 1 and apps["holder"]["idle_in_transaction"] == 1
+    named = {row["id"]: row["application"] for row in sections["sessions"]}
+    assert apps[named[waiter]]["waiting"] == 1 and apps[named[holder]]["idle_in_transaction"] == 1
 
     text = dbvitals("activity", "--config", str(config(tmp_path, pg_db.url, "postgres")), env={"COLUMNS": "80"})
     assert text.returncode == 0, text.stderr

@@ -90,7 +90,7 @@ def test_regex_is_anchored_python():
 _alphabet = "0123456789abcdefXYZT:-_./@ +"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, derandomize=True)
 @given(st.lists(st.sampled_from(["session", "2026-05-03", "2026-05-03T10:11:12Z", "1715000000", "20260503",
                                  "507f1f77bcf86cd799439011", "a@b.io", "10.0.0.1", "42", "T10", "2026"])
                 | st.text(alphabet=_alphabet, max_size=12), min_size=1, max_size=5))
