@@ -60,10 +60,14 @@ async def probe(adapter: EngineAdapter, url: str, timeout: float = PROBE_TIMEOUT
         writer.write(greeting)
         await asyncio.wait_for(writer.drain(), timeout)
         reply = await asyncio.wait_for(reader.read(256), timeout)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        writer.close()
+        return "silent", b""
+    try:
         if 0 < len(reply) < adapter.greeting_header:
             reply += await asyncio.wait_for(reader.read(256), timeout)
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-        return "silent", b""
+        pass  # a short reply and then nothing (+OK, a few bytes of garbage): judge what came
     finally:
         writer.close()
     return adapter.judge_greeting(reply, request_id) if reply else "silent", reply

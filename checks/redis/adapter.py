@@ -83,7 +83,9 @@ class RedisAdapter(ModuleAdapter):
         return b"PING\r\n", 0
 
     def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
-        return "speaks" if reply[:1] in (b"+", b"-") and reply.endswith(b"\r\n") else "other"
+        # PONG, or an error (NOAUTH, a refused PING): a "+OK" to PING is a port that agrees to anything.
+        speaks = reply == b"+PONG\r\n" or (reply[:1] == b"-" and reply.endswith(b"\r\n"))
+        return "speaks" if speaks else "other"
 
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         info = await session.client.info("clients")
