@@ -235,3 +235,16 @@ def test_targets_command_reports_states(tmp_path, redis_db):
     assert result.returncode == 1
     states = {t["name"]: t["state"] for t in json.loads(result.stdout)["targets"]}
     assert states == {"cache": "connected", "down": "refused"}
+
+
+def test_a_number_written_as_a_string_exits_2_with_one_line_naming_the_key(tmp_path):
+    config = tmp_path / "dbvitals.toml"
+    config.write_text('[targets.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:6379/0"\ntimeout = "5"\n')
+    result = dbvitals("check", "--config", str(config))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"dbvitals: error: invalid config: {config}: targets.cache.timeout: expected a number, got the string '5' "
+        "(write it without quotes)"]
+    config.write_text('[targets.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:6379/0"\n')
+    from_env = dbvitals("targets", "--config", str(config), env={"DBVITALS_TARGETS__CACHE__TIMEOUT": "5"})
+    assert from_env.returncode == 0, from_env.stderr
