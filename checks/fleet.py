@@ -13,7 +13,7 @@ import asyncio
 import fnmatch
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from checks.config import Settings, TargetBase
 
@@ -96,6 +96,17 @@ async def _databases(name: str, target: TargetBase) -> list[str] | None:
 
 
 def with_database(url: str, database: str) -> str:
-    """The URL with its database (Redis: its logical database number) replaced."""
+    """The URL with its database (Redis: its logical database number) replaced.
+
+    A Redis URL may name its database as ?db=N too, which redis-py reads before the path: that
+    parameter goes, or every discovered target would read the database of ?db=N (a unix://
+    URL, whose path is the socket, says it only there)."""
     parts = urlsplit(url)
+    if parts.scheme in {"redis", "rediss", "unix"}:
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "db"]
+        if parts.scheme == "unix":
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*query, ("db", database)]),
+                               parts.fragment))
+        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), urlencode(query),
+                           parts.fragment))
     return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), parts.query, parts.fragment))
