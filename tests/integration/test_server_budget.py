@@ -362,3 +362,36 @@ def test_fix_looking_an_id_up_across_fifty_targets_keeps_the_budget(small_postgr
     assert code == 0, out
     assert "dry run: nothing applied." in out.out
     assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest
+
+
+def _pg_templates(base: str) -> object:
+    """Fifty targets of one server, each standing for its databases (databases = "budget_*")."""
+    targets = {f"t{i:02d}": {"kind": "postgres", "url": f"{base}/postgres", "databases": "budget_*", "timeout": 10}
+               for i in range(TARGETS)}
+    return support.config_from_dict({"targets": targets})
+
+
+def test_discovery_on_fifty_targets_of_one_server_keeps_the_budget(small_postgres, pg_databases):
+    from checks.fleet import discover
+
+    with Peak(_pg_reader(f"{small_postgres}/postgres")) as peak:
+        found = asyncio.run(discover(_pg_templates(small_postgres)))
+    assert len(found.targets) == TARGETS * len(pg_databases)
+    assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest
+
+
+def test_discovery_on_a_server_three_slots_from_full_lists_once(small_postgres, pg_databases):
+    from checks.fleet import discover
+
+    release = _hold_pg(small_postgres, _pg_free(small_postgres) - 3)
+    try:
+        assert _pg_free(small_postgres) == 3
+        opened = dbvitals_sessions_opened()
+        found = asyncio.run(discover(_pg_templates(small_postgres)))
+        opened = dbvitals_sessions_opened() - opened
+    finally:
+        release()
+    assert opened == 1  # the session that read the free slots; the rest stay as configured
+    discovered = [name for name in found.targets if "/" in name]
+    assert len(discovered) == len(pg_databases)
+    assert len(found.targets) == len(pg_databases) + TARGETS - 1
