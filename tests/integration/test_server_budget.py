@@ -395,3 +395,26 @@ def test_discovery_on_a_server_three_slots_from_full_lists_once(small_postgres, 
     discovered = [name for name in found.targets if "/" in name]
     assert len(discovered) == len(pg_databases)
     assert len(found.targets) == len(pg_databases) + TARGETS - 1
+
+
+def test_serve_scraped_for_fifty_targets_at_once_keeps_the_budget(small_postgres, pg_databases, tmp_path):
+    """/metrics and fifty concurrent /probe scrapes, on a serve whose targets include fifty
+    discovered at start-up: never more than max_sessions_per_server sessions on the server."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration.test_serve import get, serving, write_config
+
+    targets = {f"t{i:02d}": {"kind": "postgres", "url": f"{small_postgres}/{pg_databases[i % len(pg_databases)]}",
+                             "timeout": 10, "check_timeout": 120} for i in range(TARGETS)}
+    targets["all"] = {"kind": "postgres", "url": f"{small_postgres}/postgres", "databases": "budget_*", "timeout": 10}
+    config = write_config(tmp_path, targets, serve={"min_interval": 0.0})
+    with Peak(_pg_reader(f"{small_postgres}/postgres")) as peak:
+        with serving(config) as port:
+            base = f"http://127.0.0.1:{port}"
+            with ThreadPoolExecutor(max_workers=TARGETS) as pool:
+                answers = list(pool.map(lambda name: get(f"{base}/probe?target={name}", timeout=120),
+                                        [*targets][:TARGETS]))
+                answers.append(get(f"{base}/metrics", timeout=120))
+    assert all(status == 200 for status, _, _ in answers), [a[:1] + (a[2][:200],) for a in answers if a[0] != 200]
+    assert all('state="connected"' in body for _, _, body in answers)
+    assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest
