@@ -140,7 +140,7 @@ def test_usage_errors_exit_2(local_config, args, message):
         ("bad_toml.toml", None, "not valid TOML"),
         ("wrong_kind.toml", "targets.orders.kind", f"expected kind = {target_kinds()}"),  # the registered kinds
         ("missing_url.toml", "targets.orders.url", "required key is missing"),
-        ("wrong_type.toml", "targets.cache.timeout", "valid number"),
+        ("wrong_type.toml", "targets.cache.timeout", "expected a number"),
         ("bad_url_scheme.toml", "targets.orders.url", 'expected a URL starting with "postgresql://"'),
         ("unknown_check.toml", 'targets.orders.checks."postgres.pooll"', "no such check"),
         ("unknown_check_option.toml", 'targets.orders.checks."postgres.pool"', "capacity_wran: unknown option"),
