@@ -229,7 +229,7 @@ def test_targets_command_reports_states(tmp_path, redis_db):
     config = write_config(tmp_path / "t.toml", {
         "cache": {"kind": "redis", "url": redis_db.url},
         "down": {"kind": "postgres", "url": f"postgresql://postgres@127.0.0.1:{support.refused_port()}/x",
-                 "timeout": "2"},
+                 "timeout": 2},
     })
     result = dbvitals("targets", "--config", str(config), "--format", "json")
     assert result.returncode == 1
