@@ -81,6 +81,10 @@ async def diagnosed(name: str, target: TargetBase, exc: BaseException) -> Connec
             state = TargetState.PROTOCOL_ERROR
             detail = f"the server does not speak the {engine} protocol (it answered '{shown(reply)}')" + (
                 "" if unreadable else f"; {detail}")
+        elif verdict in {"reset", "closed"} and state in _SOCKET_STATES:
+            # What the server did to a plain greeting: drivers may report an RST as an EOF.
+            state = TargetState.RESET if verdict == "reset" else TargetState.CLOSED
+            detail = _socket_detail(state, target)
         elif verdict == "speaks" and adapter.wants_tls(target.connect_url):
             state = TargetState.TLS_ERROR
             detail = f"the URL asks for TLS but the server answers plain {engine}; {detail}"
