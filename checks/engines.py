@@ -65,6 +65,13 @@ class EngineAdapter:
         """The databases on the session's server a target could name (for `databases = "*"`)."""
         raise NotImplementedError
 
+    def database_url(self, url: str, database: str) -> str:
+        """The URL with its database replaced, for a target discovered by `databases`: the URL's
+        path, unless the engine's URLs say their database elsewhere too."""
+        from checks.fleet import with_database
+
+        return with_database(url, database)
+
     async def refresh(self, connection: Connection) -> Connection:
         """The same connection for another run of checks: a session object of its own (what
         checks memoise per session starts afresh), with what it read at connect read again.

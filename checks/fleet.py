@@ -13,10 +13,11 @@ import asyncio
 import fnmatch
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from checks.budget import FreeSlots, ServerBudgets, floor_for
 from checks.config import Settings, TargetBase
+from checks.engines import adapter_for
 
 
 class SelectionError(Exception):
@@ -73,7 +74,7 @@ async def discover(settings: Settings, budgets: ServerBudgets | None = None) -> 
             continue
         for database in _matching(databases, target.databases):
             targets[f"{name}/{database}"] = target.model_copy(
-                update={"url": with_database(target.url, database), "databases": None}
+                update={"url": adapter_for(target.kind).database_url(target.url, database), "databases": None}
             )
     return settings.model_copy(update={"targets": targets})
 
@@ -129,17 +130,6 @@ async def _free_slots(adapter: Any, session: Any, target: TargetBase) -> FreeSlo
 
 
 def with_database(url: str, database: str) -> str:
-    """The URL with its database (Redis: its logical database number) replaced.
-
-    A Redis URL may name its database as ?db=N too, which redis-py reads before the path: that
-    parameter goes, or every discovered target would read the database of ?db=N (a unix://
-    URL, whose path is the socket, says it only there)."""
+    """The URL with its database path replaced (an engine adapter's database_url by default)."""
     parts = urlsplit(url)
-    if parts.scheme in {"redis", "rediss", "unix"}:
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "db"]
-        if parts.scheme == "unix":
-            return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*query, ("db", database)]),
-                               parts.fragment))
-        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), urlencode(query),
-                           parts.fragment))
     return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), parts.query, parts.fragment))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from checks.engines import ModuleAdapter, SideFile
 from checks.units import int_or_none
@@ -52,6 +52,17 @@ class RedisAdapter(ModuleAdapter):
         # Logical databases in use: those INFO keyspace lists (a database with keys).
         keyspace = await session.client.info("keyspace")
         return sorted((key.removeprefix("db") for key in keyspace if key.startswith("db")), key=int)
+
+    def database_url(self, url: str, database: str) -> str:
+        # redis-py reads ?db=N before the path: left in, every discovered target would read the
+        # database of ?db=N. A unix:// URL, whose path is the socket, names its database only there.
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "db"]
+        if parts.scheme == "unix":
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*query, ("db", database)]),
+                               parts.fragment))
+        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), urlencode(query),
+                           parts.fragment))
 
     async def refresh(self, connection: Connection) -> Connection:
         from checks.connectors import Connection
