@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from annotated_types import Gt
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveInt,
     PrivateAttr,
     SecretStr,
     StrictBool,
@@ -30,7 +30,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic.types import Strict as StrictInput
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from checks.engines import engines
 from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets, url_without_password
@@ -67,6 +73,13 @@ def parse_duration(value: Any) -> dt.timedelta:
 
 Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
 
+# Numbers in the file are TOML numbers: timeout = "5" is a typo to report, not a 5 to guess (a
+# string was meant for something else, or a unit was left out). The environment, where every
+# value is text, is converted by the field's type first (_TargetEnvSource), then held to the same.
+Number = Annotated[float, StrictInput()]
+Count = Annotated[int, StrictInput(), Gt(0)]
+WholeNumber = Annotated[int, StrictInput()]
+
 
 def duration(text: str) -> dt.timedelta:
     """A Duration field's default as the config writes it ("30s"): the field keeps the text (the
@@ -81,8 +94,8 @@ class Strict(BaseModel):
 class AppPool(Strict):
     """How the application itself connects, for the pool budget."""
 
-    instances: PositiveInt = Field(description="How many application processes connect to this target.")
-    max_size: PositiveInt | None = Field(
+    instances: Count = Field(description="How many application processes connect to this target.")
+    max_size: Count | None = Field(
         default=None,
         description="The pool size of each process (unset: the URL's pool size, e.g. MongoDB maxPoolSize).",
     )
@@ -190,8 +203,8 @@ class TargetBase(Strict):
     environment: str | None = Field(default=None, description='e.g. "production"; production is marked in the console.')
     # Strict: "yes" or 1 for a safety switch is a typo to report, not a true to guess.
     allow_fixes: StrictBool = Field(default=False, description="Whether dbvitals may apply fixes here.")
-    timeout: float = Field(default=5.0, gt=0, le=600, description="Connect and per-query timeout, seconds.")
-    check_timeout: float = Field(default=30.0, gt=0, le=3600, description="Time limit for one check, seconds.")
+    timeout: Number = Field(default=5.0, gt=0, le=600, description="Connect and per-query timeout, seconds.")
+    check_timeout: Number = Field(default=30.0, gt=0, le=3600, description="Time limit for one check, seconds.")
     tags: list[str] = Field(
         default_factory=list,
         description='Labels to select targets by (--tag): "eu", or key=value such as "team=payments".',
@@ -222,7 +235,7 @@ class TargetBase(Strict):
         default_factory=dict,
         description='Options of what several checks read together: [targets.NAME.facts."<fact id>"].',
     )
-    max_sessions: PositiveInt | None = Field(
+    max_sessions: Count | None = Field(
         default=None,
         description="Sessions dbvitals may hold at once on this target's server (host and port), for all "
         "its targets together; the smallest value of the server's targets wins (unset: max_sessions_per_server).",
@@ -308,7 +321,8 @@ def check_choice(params: dict[str, str], key: str, choices: tuple[str, ...]) -> 
             raise ValueError(f"{name}={value!r} in the URL: expected one of {', '.join(choices)}")
 
 
-def check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: bool = False) -> None:
+def check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: bool = False,
+                  maximum: int | None = None) -> None:
     wanted = {k.lower() for k in keys}
     for name, value in params.items():
         if name.lower() not in wanted:
@@ -317,9 +331,10 @@ def check_numbers(params: dict[str, str], keys: tuple[str, ...], *, integer: boo
             number = int(value) if integer else float(value)
         except ValueError:
             number = -1
-        if number < 0 or number != number:
+        if number < 0 or number != number or (maximum is not None and number > maximum):
             kind = "a whole number" if integer else "a number"
-            raise ValueError(f"{name}={value!r} in the URL: expected {kind} of 0 or more")
+            upto = f"from 0 to {maximum}" if maximum is not None else "of 0 or more"
+            raise ValueError(f"{name}={value!r} in the URL: expected {kind} {upto}")
 
 
 def valid_url(value: str, schemes: tuple[str, ...], expected: str, *, multi_host: bool = True) -> str:
@@ -346,7 +361,7 @@ class ServeOptions(Strict):
     """`dbvitals serve`: Prometheus scrapes dbvitals."""
 
     listen: str = Field(default="127.0.0.1:9187", description="Loopback address and port to listen on.")
-    min_interval: float = Field(
+    min_interval: Number = Field(
         default=60.0, ge=0, description="Seconds a target's result is reused before its checks run again."
     )
     finding_id_labels: StrictBool = Field(
@@ -373,15 +388,15 @@ class Settings(BaseSettings):
     theme: str | None = Field(default=None, description="Console theme name.")
     journal: Path | None = Field(default=None, description="Fix journal path (JSON lines).")
     suppressions: list[Suppression] = Field(default_factory=list)
-    max_sessions_per_server: PositiveInt = Field(
+    max_sessions_per_server: Count = Field(
         default=2, description="Sessions dbvitals may hold at once on one server (host and port) while checking."
     )
-    free_slots_floor: int = Field(
+    free_slots_floor: WholeNumber = Field(
         default=5, ge=0,
         description="Connection slots a server must have free for dbvitals to open more than one session "
         "and run more than the connection and pool checks there.",
     )
-    free_slots_floor_percent: float = Field(
+    free_slots_floor_percent: Number = Field(
         default=5.0, ge=0, le=100,
         description="The same floor as a share of the server's usable slots; the larger of the two applies.",
     )
@@ -495,15 +510,47 @@ class _TargetEnvSource(PydanticBaseSettingsSource):
             node = tree
             for part in path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = value if path[-1] in _TEXT_KEYS else _env_scalar(value)
+            node[path[-1]] = value if path[-1] in _TEXT_KEYS else _env_scalar(value, _number_type(path[1:]))
         return {"targets": tree} if tree else {}
+
+
+def _number_type(path: list[str]) -> type | None:
+    """int or float when the target key at `path` (timeout, app_pool.instances ...) holds a
+    number in any engine's target model, else None."""
+    models: list[type[BaseModel]] = [TargetBase, *(engine.target_model for engine in engines().values())]
+    for part in path[:-1]:
+        models = [m for m in (_nested_model(model, part) for model in models) if m is not None]
+    for model in models:
+        field = model.model_fields.get(path[-1])
+        if field is None:
+            continue
+        for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            kind = getattr(kind, "__origin__", kind)  # Annotated[int, ...] -> int
+            if kind in (int, float):
+                return cast(type, kind)
+    return None
+
+
+def _nested_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    field = model.model_fields.get(key)
+    if field is None:
+        return None
+    for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+    return None
 
 
 # Keys whose value is text whatever it looks like: a password "true" or "[1]" is that string.
 _TEXT_KEYS = frozenset({"password", "url", "environment", "ssh", "ssh_key", "ssh_known_hosts"})
 
 
-def _env_scalar(value: str) -> Any:
+def _env_scalar(value: str, number: type | None = None) -> Any:
+    if number is not None:  # text by nature: the field's type says how to read it
+        try:
+            return number(value.strip())
+        except ValueError:
+            return value  # left as text, to be reported as not a number
     lowered = value.strip().lower()
     if lowered in {"true", "false"}:
         return lowered == "true"
@@ -651,6 +698,13 @@ def _explain(error: ErrorDetails, loc: list[str]) -> str:
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
         got = (error.get("ctx") or {}).get("tag")
         return f"expected kind = {target_kinds()}" + (f" (got {got!r})" if got else "")
+    if kind in {"float_type", "int_type"} and isinstance(error.get("input"), str):
+        text = error["input"]
+        try:
+            float(text)
+        except ValueError:
+            return f"expected a number, got {text!r}"
+        return f"expected a number, got the string {text!r} (write it without quotes)"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]

@@ -14,6 +14,8 @@ from checks.model import FixAvailability, Finding, Severity, TargetState
 
 STATE_TITLES = {
     TargetState.REFUSED: "Connection refused",
+    TargetState.RESET: "The server reset the connection",
+    TargetState.CLOSED: "The server closed the connection",
     TargetState.TIMEOUT: "No answer within the timeout",
     TargetState.AUTH_FAILED: "Authentication failed",
     TargetState.TLS_ERROR: "TLS handshake failed",
@@ -26,6 +28,10 @@ STATE_TITLES = {
 
 STATE_ADVICE = {
     TargetState.REFUSED: "Nothing listens on that host and port: is the server running, and is the port right?",
+    TargetState.RESET: "Something listens on that host and port but drops every connection at once: a server at its "
+    "connection limit, a proxy or firewall rejecting this client, or a service other than the database.",
+    TargetState.CLOSED: "Something listens on that host and port but hangs up without a word: a server at its "
+    "connection limit, a proxy with no backend, or a service other than the database.",
     TargetState.TIMEOUT: "The server (or something in between) accepted or dropped the connection but did not "
     "answer in time: an overloaded server, a firewall dropping packets, or the wrong port.",
     TargetState.AUTH_FAILED: "The server rejected the credentials: check the user, the password "

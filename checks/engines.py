@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from checks.model import FixStep
@@ -83,6 +84,12 @@ class EngineAdapter:
     async def list_databases(self, session: Any) -> list[str]:
         """The databases on the session's server a target could name (for `databases = "*"`)."""
         raise NotImplementedError
+
+    def database_url(self, url: str, database: str) -> str:
+        """The URL with its database replaced, for a target discovered by `databases`: the URL's
+        path, unless the engine's URLs say their database elsewhere too."""
+        parts = urlsplit(url)
+        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), parts.query, parts.fragment))
 
     async def refresh(self, connection: Connection) -> Connection:
         """The same connection for another run of checks: a session object of its own (what

@@ -13,8 +13,8 @@ import asyncio
 import fnmatch
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
+from checks.budget import FreeSlots, ServerBudgets, floor_for
 from checks.config import Settings, TargetBase
 from checks.connectors import connect
 from checks.engines import adapter_for
@@ -51,12 +51,18 @@ def _has_tag(target: TargetBase, wanted: str) -> bool:
 
 # --- discovery ------------------------------------------------------------------------------------
 
-async def discover(settings: Settings) -> Settings:
-    """Every target with `databases` replaced by one target per database it names."""
+async def discover(settings: Settings, budgets: ServerBudgets | None = None) -> Settings:
+    """Every target with `databases` replaced by one target per database it names.
+
+    Listing keeps the server budget and the free-slot floor as a run does: at most the budget's
+    sessions on a server at once, and on a server below the floor only the first listing (on the
+    session that read the free slots): its other targets stay as configured, for the run to
+    report the server full."""
     templates = {name: t for name, t in settings.targets.items() if t.databases is not None}
     if not templates:
         return settings
-    found = await asyncio.gather(*(_databases(name, t) for name, t in templates.items()))
+    budgets = budgets if budgets is not None else ServerBudgets()
+    found = await asyncio.gather(*(_databases(name, t, settings, budgets) for name, t in templates.items()))
     targets: dict[str, Any] = {}
     for name, target in settings.targets.items():
         if name not in templates:
@@ -68,7 +74,7 @@ async def discover(settings: Settings) -> Settings:
             continue
         for database in _matching(databases, target.databases):
             targets[f"{name}/{database}"] = target.model_copy(
-                update={"url": with_database(target.url, database), "databases": None}
+                update={"url": adapter_for(target.kind).database_url(target.url, database), "databases": None}
             )
     return settings.model_copy(update={"targets": targets})
 
@@ -78,20 +84,40 @@ def _matching(databases: list[str], wanted: str | list[str] | None) -> list[str]
     return [db for db in databases if any(fnmatch.fnmatchcase(db, p) for p in patterns)]
 
 
-async def _databases(name: str, target: TargetBase) -> list[str] | None:
-    connection = await connect(name, target)
-    if connection.session is None:
-        return None
+async def _databases(name: str, target: TargetBase, settings: Settings, budgets: ServerBudgets) -> list[str] | None:
+    budget = budgets.for_target(name, settings)
+    guard = budgets.guard(budget.server)
+    async with budget:
+        first = not guard.claimed
+        guard.claimed = True
+        if not first:
+            assert guard.decided is not None
+            await guard.decided.wait()  # no second session before the first has read the free slots
+            if guard.full:
+                return None
+        connection = None
+        try:
+            connection = await connect(name, target)
+            if connection.session is None:
+                return None
+            adapter = adapter_for(target.kind)
+            if first:
+                guard.slots = await _free_slots(adapter, connection.session, target)
+                if guard.slots.usable is not None:
+                    guard.floor = floor_for(guard.slots.usable, settings)
+            return await asyncio.wait_for(adapter.list_databases(connection.session), target.call_deadline)
+        except Exception:  # listing refused (permissions): keep the target as configured
+            return None
+        finally:
+            if first:
+                guard.decide()
+            if connection is not None:
+                await connection.close()
+
+
+async def _free_slots(adapter: Any, session: Any, target: TargetBase) -> FreeSlots:
     try:
-        adapter = adapter_for(target.kind)
-        return await asyncio.wait_for(adapter.list_databases(connection.session), target.call_deadline)
-    except Exception:  # listing refused (permissions): keep the target as configured
-        return None
-    finally:
-        await connection.close()
-
-
-def with_database(url: str, database: str) -> str:
-    """The URL with its database (Redis: its logical database number) replaced."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), parts.query, parts.fragment))
+        slots: FreeSlots = await asyncio.wait_for(adapter.free_slots(session), target.call_deadline)
+    except Exception as exc:  # unknown is not full
+        return FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
+    return slots

@@ -59,6 +59,8 @@ class FixAvailability(str, enum.Enum):
 class TargetState(str, enum.Enum):
     CONNECTED = "connected"
     REFUSED = "refused"
+    RESET = "reset"  # the server accepted the connection, then reset it
+    CLOSED = "closed"  # the server accepted the connection, then closed it without an answer
     TIMEOUT = "timeout"
     AUTH_FAILED = "auth_failed"
     TLS_ERROR = "tls_error"

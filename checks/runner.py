@@ -78,32 +78,97 @@ class KeptConnections:
     """Check connections kept open from one run to the next: a fix's find, re-check and verify
     use one connection per target. Each run sees it afresh (the adapter's `refresh`: a session of
     a new identity, what it read at connect read again), so nothing one run learnt leaks into the
-    next; one that no longer answers is replaced by a new connection."""
+    next; one that no longer answers is replaced by a new connection.
+
+    Kept connections count against their server's budget: before a run opens a new session on a
+    server, idle kept connections of other targets there are closed until the sessions open,
+    opening and closing on it leave room for it (a fix looked up across fifty targets of one
+    server holds at most max_sessions_per_server sessions there, not one per target)."""
 
     def __init__(self) -> None:
         self._held: dict[str, Any] = {}
+        self._server: dict[str, str] = {}  # target -> server_key, for what is held
+        self._busy: set[str] = set()  # targets whose run uses its connection now
+        self._opening: dict[str, int] = {}  # server -> sessions being opened
+        self._closing: dict[str, int] = {}  # server -> evicted sessions not closed yet
+        self._changed = asyncio.Condition()
 
     async def reuse(self, name: str, target: TargetBase) -> Any | None:
-        held = self._held.pop(name, None)
+        held = self._held.get(name)
         if held is None:
             return None
+        self._busy.add(name)  # counted on its server while refreshed, and never evicted meanwhile
         try:
             fresh = await asyncio.wait_for(adapter_for(target.kind).refresh(held), target.call_deadline)
         except Exception:  # dropped meanwhile (a fix may restart a server): connect anew
+            self._held.pop(name, None)
+            self._server.pop(name, None)
             await held.close()
             return None
         self._held[name] = fresh
         return fresh
 
-    def keep(self, name: str, connection: Any) -> None:
+    async def make_room(self, name: str, server: str, limit: int) -> None:
+        """Wait until a new session of `name` fits in `server`'s budget of `limit` sessions,
+        closing idle kept connections of other targets there; the room is taken (call opened)."""
+        async with self._changed:
+            while True:
+                on_server = sum(1 for t, s in self._server.items() if s == server and t in self._held)
+                used = on_server + self._opening.get(server, 0) + self._closing.get(server, 0)
+                if used < limit:
+                    self._opening[server] = self._opening.get(server, 0) + 1
+                    self._busy.add(name)
+                    return
+                idle = next((t for t, s in self._server.items()
+                             if s == server and t in self._held and t not in self._busy and t != name), None)
+                if idle is None:
+                    await self._changed.wait()
+                    continue
+                evicted = self._held.pop(idle)
+                self._server.pop(idle, None)
+                self._closing[server] = self._closing.get(server, 0) + 1
+                try:
+                    await evicted.close()
+                finally:
+                    self._closing[server] -= 1
+                    self._changed.notify_all()
+
+    async def opened(self, name: str, server: str, connection: Any) -> None:
+        """The session make_room made room for is open (or failed): keep it when it answered."""
+        async with self._changed:
+            self._opening[server] -= 1
+            if connection.session is not None:
+                self._held[name] = connection
+                self._server[name] = server
+            self._changed.notify_all()
+
+    async def done(self, name: str) -> None:
+        """The run of `name` no longer uses its connection: it may be closed to make room."""
+        async with self._changed:
+            self._busy.discard(name)
+            self._changed.notify_all()
+
+    def keep(self, name: str, connection: Any, server: str | None = None) -> None:
         if connection.session is not None:
             self._held[name] = connection
+            if server is not None:
+                self._server[name] = server
 
     def holds(self, connection: Any) -> bool:
         return any(held is connection for held in self._held.values())
 
+    async def release_except(self, name: str) -> None:
+        """Close every kept connection but `name`'s: once a fix knows its target, the others'
+        sessions are nobody's to hold."""
+        others = [t for t in self._held if t != name and t not in self._busy]
+        for other in others:
+            connection = self._held.pop(other)
+            self._server.pop(other, None)
+            await connection.close()
+
     async def close(self) -> None:
         held, self._held = list(self._held.values()), {}
+        self._server.clear()
         for connection in held:
             await connection.close()
 
@@ -170,7 +235,7 @@ class Runner:
                 await guard.decided.wait()  # no second session before the first has read the free slots
                 if guard.full:
                     return await self._skip_target(name, target, guard, budget.server)
-            connection = await self._connect(name, target)
+            connection = await self._connect(name, target, budget.server, budget.limit)
             try:
                 if first:
                     try:
@@ -200,16 +265,22 @@ class Runner:
             finally:
                 if self.kept is None or not self.kept.holds(connection):
                     await connection.close()
+                if self.kept is not None:
+                    await self.kept.done(name)
         return connection.status, results
 
-    async def _connect(self, name: str, target: TargetBase) -> Any:
+    async def _connect(self, name: str, target: TargetBase, server: str, limit: int) -> Any:
         if self.kept is not None:
             again = await self.kept.reuse(name, target)
             if again is not None:
                 return again
-        connection = await connect(name, target)
-        if self.kept is not None:
-            self.kept.keep(name, connection)
+            await self.kept.make_room(name, server, limit)
+        connection = None
+        try:
+            connection = await connect(name, target)
+        finally:
+            if self.kept is not None:
+                await self.kept.opened(name, server, connection if connection is not None else _NOT_OPENED)
         return connection
 
     async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
@@ -302,6 +373,13 @@ class Runner:
                              tuple(scope.cut_short))
         await _notify(self.on_result, result)
         return result
+
+
+class _NotOpened:
+    session = None
+
+
+_NOT_OPENED = _NotOpened()
 
 
 def _fact_requests(runnable: Iterable[tuple[type[Check], CheckOptions]]) -> dict[str, tuple[FactRequest, ...]]:

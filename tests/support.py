@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,65 @@ class SilentServer:
         self.port = self.sock.getsockname()[1]
 
     def close(self) -> None:
+        self.sock.close()
+
+
+class HostileServer:
+    """A loopback TCP server that misbehaves one way on every connection: "ok" answers +OK to
+    everything, "garbage" answers anything with a few bytes of no protocol, "reset" accepts and
+    resets the connection (SO_LINGER 0), "close" accepts and closes its side (a FIN, no reply)."""
+
+    GARBAGE = b"\x17\xfe#garbage\x00\r\n"
+
+    def __init__(self, mode: str) -> None:
+        import threading
+
+        assert mode in {"ok", "garbage", "reset", "close"}
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            if self.mode == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            else:
+                threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.5)
+            try:
+                if self.mode == "close":
+                    conn.shutdown(socket.SHUT_WR)
+                while not self.stopping:
+                    try:
+                        data = conn.recv(4096)
+                    except socket.timeout:
+                        continue
+                    if not data:
+                        return
+                    if self.mode != "close":
+                        conn.sendall(b"+OK\r\n" if self.mode == "ok" else self.GARBAGE)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(timeout=5)
         self.sock.close()
 
 

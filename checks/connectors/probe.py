@@ -20,7 +20,9 @@ from checks.display import terminal_safe
 if TYPE_CHECKING:
     from checks.engines import EngineAdapter
 
-Verdict = Literal["speaks", "other", "silent"]
+# "reset" and "closed": the server hung up on the greeting, with an RST or a FIN (a driver may
+# report either as the other, depending on when the RST arrived).
+Verdict = Literal["speaks", "other", "silent", "reset", "closed"]
 PROBE_TIMEOUT_S = 2.0
 
 
@@ -54,19 +56,31 @@ async def probe(adapter: EngineAdapter, url: str, timeout: float = PROBE_TIMEOUT
     greeting, request_id = adapter.greeting()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*where), timeout)
+    except ConnectionResetError:
+        return "reset", b""
     except (OSError, asyncio.TimeoutError):
         return "silent", b""
     try:
         writer.write(greeting)
         await asyncio.wait_for(writer.drain(), timeout)
         reply = await asyncio.wait_for(reader.read(256), timeout)
+    except (ConnectionResetError, BrokenPipeError):
+        writer.close()
+        return "reset", b""
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        writer.close()
+        return "silent", b""
+    if not reply:
+        writer.close()
+        return "closed", b""
+    try:
         if 0 < len(reply) < adapter.greeting_header:
             reply += await asyncio.wait_for(reader.read(256), timeout)
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-        return "silent", b""
+        pass  # a short reply and then nothing (+OK, a few bytes of garbage): judge what came
     finally:
         writer.close()
-    return adapter.judge_greeting(reply, request_id) if reply else "silent", reply
+    return adapter.judge_greeting(reply, request_id), reply
 
 
 def shown(reply: bytes) -> str:

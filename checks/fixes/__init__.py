@@ -133,12 +133,12 @@ async def locate_finding(
     else:
         report = await _run(settings, registry, targets=targets, checks=None, kept=kept)
     exact = [f for f in report.findings if f.id == finding_id]
-    if exact:
+    if len(finding_id) >= 6 and not exact:
+        exact = [f for f in report.findings if f.id.startswith(finding_id)][:2]
+    if len(exact) == 1 or (exact and exact[0].id == finding_id):
+        if kept is not None:  # only the finding's target keeps its connection, for the verification
+            await kept.release_except(exact[0].target)
         return exact[0], report
-    if len(finding_id) >= 6:
-        matches = [f for f in report.findings if f.id.startswith(finding_id)]
-        if len(matches) == 1:
-            return matches[0], report
     failures = [f"target {t.name} is unreachable ({t.state.value}: {t.error})" for t in report.targets if not t.reachable]
     failures += [f"{e.check} on {e.target} failed ({e.kind}: {e.message})" for e in report.errors]
     if failures:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from checks.connectors import Connection
 from checks.connectors.probe import tls_parameters
@@ -62,6 +62,17 @@ class RedisAdapter(ModuleAdapter):
         keyspace = await session.client.info("keyspace")
         return sorted((key.removeprefix("db") for key in keyspace if key.startswith("db")), key=int)
 
+    def database_url(self, url: str, database: str) -> str:
+        # redis-py reads ?db=N before the path: left in, every discovered target would read the
+        # database of ?db=N. A unix:// URL, whose path is the socket, names its database only there.
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "db"]
+        if parts.scheme == "unix":
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*query, ("db", database)]),
+                               parts.fragment))
+        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(database, safe=""), urlencode(query),
+                           parts.fragment))
+
     async def refresh(self, connection: Connection) -> Connection:
         from checks.redis.connector import RedisSession  # imports redis-py: only when used
 
@@ -89,7 +100,9 @@ class RedisAdapter(ModuleAdapter):
         return b"PING\r\n", 0
 
     def judge_greeting(self, reply: bytes, request_id: int) -> Literal["speaks", "other"]:
-        return "speaks" if reply[:1] in (b"+", b"-") and reply.endswith(b"\r\n") else "other"
+        # PONG, or an error (NOAUTH, a refused PING): a "+OK" to PING is a port that agrees to anything.
+        speaks = reply == b"+PONG\r\n" or (reply[:1] == b"-" and reply.endswith(b"\r\n"))
+        return "speaks" if speaks else "other"
 
     async def measure_connections(self, session: Any) -> tuple[int | None, int | None]:
         info = await session.client.info("clients")

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from checks.budget import FreeSlots
 from checks.config import TargetBase
-from checks.connectors import Connection, diagnosed
+from checks.connectors import Connection, ProtocolMismatch, diagnosed
 from checks.model import TargetState, TargetStatus
 
 
@@ -70,6 +70,8 @@ async def connect(name: str, target: TargetBase) -> Connection:
         await _round_trip(client)
         latency_ms = (time.perf_counter() - started) * 1000
         info = await client.info()
+        if not isinstance(info, dict) or "redis_version" not in info:
+            raise ProtocolMismatch(f"the server does not speak the Redis protocol (it answered INFO with {_shown(info)})")
     except Exception as exc:
         await client.aclose()
         return await diagnosed(name, target, exc)
@@ -86,9 +88,18 @@ async def connect(name: str, target: TargetBase) -> Connection:
     return Connection(status=status, session=RedisSession(client, info))
 
 
+def _shown(reply: object) -> str:
+    from checks.connectors.probe import shown
+
+    return repr(shown(reply if isinstance(reply, bytes) else str(reply).encode()))
+
+
 async def _round_trip(client: aioredis.Redis) -> None:
     try:
-        await client.ping()
+        # redis-py reads the reply as PONG or not: a port that says +OK to everything is no Redis.
+        if await client.ping() is not True:
+            raise ProtocolMismatch("the server does not speak the Redis protocol (it answered PING with something "
+                                   "other than PONG)")
     except aioredis.ResponseError as exc:
         # After a failed background save with stop-writes-on-bgsave-error, Redis refuses PING
         # (MISCONF) but still answers reads: the server is up, and redis.persistence says why.

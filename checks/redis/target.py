@@ -10,6 +10,8 @@ from pydantic import Field, field_validator
 from checks.config import TargetBase, check_choice, check_numbers, url_query, valid_url
 
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
+# Redis keeps the database number in a C int: `databases` can be set no higher than this.
+MAX_DB = 2**31 - 1
 
 
 class RedisTarget(TargetBase):
@@ -25,7 +27,9 @@ class RedisTarget(TargetBase):
         path = urlsplit(value).path.strip("/") if value.startswith("redis") else ""
         if path and not (path.isascii() and path.isdigit()):
             raise ValueError(f"the database in the URL path must be a number, got {path!r}")
-        check_numbers(params, ("db",), integer=True)
+        if path and int(path) > MAX_DB:
+            raise ValueError(f"the database in the URL path must be from 0 to {MAX_DB}, got {path}")
+        check_numbers(params, ("db",), integer=True, maximum=MAX_DB)
         check_numbers(params, ("socket_timeout", "socket_connect_timeout", "health_check_interval"))
         check_numbers(params, ("max_connections",), integer=True)
         check_choice(params, "ssl_cert_reqs", ("none", "optional", "required"))

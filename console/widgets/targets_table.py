@@ -30,6 +30,8 @@ DROP_BELOW = {"version": 110, "latency": 96}
 STATE_LABELS = {
     TargetState.CONNECTED: "up",
     TargetState.REFUSED: "down: refused",
+    TargetState.RESET: "down: reset",
+    TargetState.CLOSED: "down: closed",
     TargetState.TIMEOUT: "down: timeout",
     TargetState.AUTH_FAILED: "down: auth failed",
     TargetState.TLS_ERROR: "down: TLS error",

@@ -140,7 +140,7 @@ def test_usage_errors_exit_2(local_config, args, message):
         ("bad_toml.toml", None, "not valid TOML"),
         ("wrong_kind.toml", "targets.orders.kind", f"expected kind = {target_kinds()}"),  # the registered kinds
         ("missing_url.toml", "targets.orders.url", "required key is missing"),
-        ("wrong_type.toml", "targets.cache.timeout", "valid number"),
+        ("wrong_type.toml", "targets.cache.timeout", "expected a number"),
         ("bad_url_scheme.toml", "targets.orders.url", 'expected a URL starting with "postgresql://"'),
         ("unknown_check.toml", 'targets.orders.checks."postgres.pooll"', "no such check"),
         ("unknown_check_option.toml", 'targets.orders.checks."postgres.pool"', "capacity_wran: unknown option"),
@@ -229,9 +229,22 @@ def test_targets_command_reports_states(tmp_path, redis_db):
     config = write_config(tmp_path / "t.toml", {
         "cache": {"kind": "redis", "url": redis_db.url},
         "down": {"kind": "postgres", "url": f"postgresql://postgres@127.0.0.1:{support.refused_port()}/x",
-                 "timeout": "2"},
+                 "timeout": 2},
     })
     result = dbvitals("targets", "--config", str(config), "--format", "json")
     assert result.returncode == 1
     states = {t["name"]: t["state"] for t in json.loads(result.stdout)["targets"]}
     assert states == {"cache": "connected", "down": "refused"}
+
+
+def test_a_number_written_as_a_string_exits_2_with_one_line_naming_the_key(tmp_path):
+    config = tmp_path / "dbvitals.toml"
+    config.write_text('[targets.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:6379/0"\ntimeout = "5"\n')
+    result = dbvitals("check", "--config", str(config))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"dbvitals: error: invalid config: {config}: targets.cache.timeout: expected a number, got the string '5' "
+        "(write it without quotes)"]
+    config.write_text('[targets.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:6379/0"\n')
+    from_env = dbvitals("targets", "--config", str(config), env={"DBVITALS_TARGETS__CACHE__TIMEOUT": "5"})
+    assert from_env.returncode == 0, from_env.stderr

@@ -208,3 +208,42 @@ def test_tls_asked_of_a_plain_server_is_a_tls_error(pg_server, redis_db, mongo_d
     states = {t.name: (t.state, t.error) for t in report.targets}
     assert all(state is TargetState.TLS_ERROR for state, _ in states.values()), states
     assert "the server answers plain" in states["cache"][1]
+
+
+HOSTILE = {
+    "ok": (TargetState.PROTOCOL_ERROR, "Something else answers on this port"),
+    "garbage": (TargetState.PROTOCOL_ERROR, "Something else answers on this port"),
+    "reset": (TargetState.RESET, "The server reset the connection"),
+    "close": (TargetState.CLOSED, "The server closed the connection"),
+}
+
+
+@pytest.mark.parametrize("mode", list(HOSTILE))
+@pytest.mark.parametrize(
+    "kind, url",
+    [
+        ("postgres", "postgresql://postgres@127.0.0.1:{port}/postgres"),
+        ("redis", "redis://127.0.0.1:{port}/0"),
+        ("mongodb", "mongodb://127.0.0.1:{port}/app?directConnection=true"),
+    ],
+)
+def test_a_hostile_server_gets_a_state_that_names_what_it_did(kind, url, mode):
+    """+OK to everything, garbage bytes, an accept then RST (SO_LINGER 0), an accept then FIN:
+    each a state naming what the server did, never a driver's attribute error or a bare errno."""
+    server = support.HostileServer(mode)
+    try:
+        settings = support.settings_for(hostile={"kind": kind, "url": url.format(port=server.port), "timeout": 2})
+        report = support.run_report(settings)
+    finally:
+        server.close()
+    status = report.targets[0]
+    state, title = HOSTILE[mode]
+    assert status.state is state, (status.state, status.error)
+    error = status.error or ""
+    assert "attribute" not in error and "errno" not in error.lower() and " 104" not in error, error
+    assert len(error) < 300, error
+    if mode in {"reset", "close"}:
+        assert f"127.0.0.1:{server.port}" in error, error
+    [finding] = report.findings
+    assert finding.title == title and finding.severity is Severity.CRITICAL
+    assert report.errors == []

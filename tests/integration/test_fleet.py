@@ -105,6 +105,34 @@ def test_redis_logical_databases_in_use_are_discovered(tmp_path):
         assert found.targets["cache/5"].url.endswith("/5")
 
 
+@pytest.mark.parametrize("named", ["redis://127.0.0.1:{port}/0?db=11", "redis://127.0.0.1:{port}/11?db=11"])
+def test_redis_discovery_with_db_in_the_query_gives_each_target_its_own_database(tmp_path, named):
+    """?db=N is read by redis-py before the path: a discovered target's URL must not keep it, or
+    cache/12 reads database 11's keys."""
+    from checks.connectors import connect
+
+    with private_redis(tmp_path) as url:
+        import redis
+
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        for db in (11, 12):
+            redis.Redis(port=port, db=db).set(f"only-in-{db}", "v")
+        settings = support.settings_for(cache={"kind": "redis", "url": named.format(port=port), "databases": "*"})
+        found = asyncio.run(discover(settings))
+        assert sorted(found.targets) == ["cache/11", "cache/12"]
+
+        async def keys(name: str) -> tuple[int, list[bytes]]:
+            connection = await connect(name, found.targets[name])
+            assert connection.session is not None, connection.status
+            try:
+                return connection.session.db, sorted(await connection.session.client.keys("*"))
+            finally:
+                await connection.close()
+
+        assert asyncio.run(keys("cache/11")) == (11, [b"only-in-11"])
+        assert asyncio.run(keys("cache/12")) == (12, [b"only-in-12"])
+
+
 def test_mongodb_databases_are_discovered(mongo_db):
     mongo_db.db["c"].insert_one({"a": 1})
     server = mongo_db.url.rsplit("/", 1)[0] + "/"

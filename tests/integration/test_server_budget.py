@@ -344,3 +344,77 @@ def test_targets_on_fifty_targets_of_one_server_keeps_the_budget(small_postgres,
     states = [t["state"] for t in json.loads(capsys.readouterr().out)["targets"]]
     assert code == 0 and states == ["connected"] * TARGETS
     assert peak.samples > 10 and 1 <= peak.highest <= 2
+
+
+def test_fix_looking_an_id_up_across_fifty_targets_keeps_the_budget(small_postgres, pg_databases, tmp_path, capsys):
+    """`dbvitals fix ID` with no index to say where: the fixable checks run on all fifty targets,
+    and the connections kept for the verification stay within the server budget (#22 item 5)."""
+    from console.cli import main
+
+    targets = {f"t{i:02d}": {"kind": "postgres", "url": f"{small_postgres}/{pg_databases[i % len(pg_databases)]}",
+                             "timeout": 10, "check_timeout": 120, "allow_fixes": True} for i in range(TARGETS)}
+    config = support.write_targets_toml(tmp_path, targets, f'journal = "{tmp_path / "journal.jsonl"}"')
+    report = _run(_pg_targets(small_postgres, pg_databases), ["postgres.fk-missing-index"])
+    wanted = next(f for f in report.findings if f.target == "t07" and f.check == "postgres.fk-missing-index")
+    with Peak(_pg_reader(f"{small_postgres}/postgres")) as peak:
+        code = main(["fix", wanted.id, "--dry-run", "--config", str(config)])
+    out = capsys.readouterr()
+    assert code == 0, out
+    assert "dry run: nothing applied." in out.out
+    assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest
+
+
+def _pg_templates(base: str) -> object:
+    """Fifty targets of one server, each standing for its databases (databases = "budget_*")."""
+    targets = {f"t{i:02d}": {"kind": "postgres", "url": f"{base}/postgres", "databases": "budget_*", "timeout": 10}
+               for i in range(TARGETS)}
+    return support.config_from_dict({"targets": targets})
+
+
+def test_discovery_on_fifty_targets_of_one_server_keeps_the_budget(small_postgres, pg_databases):
+    from checks.fleet import discover
+
+    with Peak(_pg_reader(f"{small_postgres}/postgres")) as peak:
+        found = asyncio.run(discover(_pg_templates(small_postgres)))
+    assert len(found.targets) == TARGETS * len(pg_databases)
+    assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest
+
+
+def test_discovery_on_a_server_three_slots_from_full_lists_once(small_postgres, pg_databases):
+    from checks.fleet import discover
+
+    release = _hold_pg(small_postgres, _pg_free(small_postgres) - 3)
+    try:
+        assert _pg_free(small_postgres) == 3
+        opened = dbvitals_sessions_opened()
+        found = asyncio.run(discover(_pg_templates(small_postgres)))
+        opened = dbvitals_sessions_opened() - opened
+    finally:
+        release()
+    assert opened == 1  # the session that read the free slots; the rest stay as configured
+    discovered = [name for name in found.targets if "/" in name]
+    assert len(discovered) == len(pg_databases)
+    assert len(found.targets) == len(pg_databases) + TARGETS - 1
+
+
+def test_serve_scraped_for_fifty_targets_at_once_keeps_the_budget(small_postgres, pg_databases, tmp_path):
+    """/metrics and fifty concurrent /probe scrapes, on a serve whose targets include fifty
+    discovered at start-up: never more than max_sessions_per_server sessions on the server."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration.test_serve import get, serving, write_config
+
+    targets = {f"t{i:02d}": {"kind": "postgres", "url": f"{small_postgres}/{pg_databases[i % len(pg_databases)]}",
+                             "timeout": 10, "check_timeout": 120} for i in range(TARGETS)}
+    targets["all"] = {"kind": "postgres", "url": f"{small_postgres}/postgres", "databases": "budget_*", "timeout": 10}
+    config = write_config(tmp_path, targets, serve={"min_interval": 0.0})
+    with Peak(_pg_reader(f"{small_postgres}/postgres")) as peak:
+        with serving(config) as port:
+            base = f"http://127.0.0.1:{port}"
+            with ThreadPoolExecutor(max_workers=TARGETS) as pool:
+                answers = list(pool.map(lambda name: get(f"{base}/probe?target={name}", timeout=120),
+                                        [*targets][:TARGETS]))
+                answers.append(get(f"{base}/metrics", timeout=120))
+    assert all(status == 200 for status, _, _ in answers), [a[:1] + (a[2][:200],) for a in answers if a[0] != 200]
+    assert all('state="connected"' in body for _, _, body in answers)
+    assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest

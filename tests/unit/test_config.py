@@ -41,7 +41,7 @@ BAD = [
     # The kinds are the registered engines' (an installed engine package adds its own).
     ("wrong_kind.toml", f"targets.orders.kind: expected kind = {target_kinds()} (got 'mysql')"),
     ("missing_url.toml", "targets.orders.url: required key is missing"),
-    ("wrong_type.toml", "targets.cache.timeout: Input should be a valid number"),
+    ("wrong_type.toml", "targets.cache.timeout: expected a number, got 'soon'"),
     ("bad_url_scheme.toml", 'targets.orders.url: expected a URL starting with "postgresql://"'),
     ("bad_target_name.toml", 'target name "Orders-DB" must be snake_case'),
 ]
@@ -160,7 +160,47 @@ STRICT = [
     ('kind = "redis"\nurl = "redis://cache:6379/abc"', "targets.a.url: the database in the URL path must be a number"),
     ('kind = "mongodb"\nurl = "mongodb://db/app?readPreference=bogus"', "targets.a.url: readPreference='bogus' in the URL: expected one of primary"),
     ('kind = "mongodb"\nurl = "mongodb://db/app"\nuses_transactions = "true"', "targets.a.uses_transactions: Input should be a valid boolean"),
+    # A TOML string where a number is expected is a typo, not a number to guess (#22 item 15).
+    ('kind = "redis"\nurl = "redis://cache:6379/0"\ntimeout = "5"', "targets.a.timeout: expected a number, got the string '5'"),
+    ('kind = "redis"\nurl = "redis://cache:6379/0"\ncheck_timeout = "30"', "targets.a.check_timeout: expected a number, got the string '30'"),
+    ('kind = "redis"\nurl = "redis://cache:6379/0"\nmax_sessions = "2"', "targets.a.max_sessions: expected a number, got the string '2'"),
+    ('kind = "redis"\nurl = "redis://cache:6379/0"\napp_pool = { instances = "4" }', "targets.a.app_pool.instances: expected a number, got the string '4'"),
+    ('kind = "redis"\nurl = "redis://cache:6379/0"\napp_pool = { instances = 4, max_size = "10" }', "targets.a.app_pool.max_size: expected a number, got the string '10'"),
+    ('kind = "redis"\nurl = "redis://cache:6379/99999999999999999999"', "targets.a.url: the database in the URL path must be from 0 to 2147483647"),
+    ('kind = "redis"\nurl = "redis://cache:6379?db=99999999999999999999"', "targets.a.url: db='99999999999999999999' in the URL: expected a whole number from 0 to 2147483647"),
+    ('kind = "redis"\nurl = "redis://cache:6379/0?db=2147483648"', "targets.a.url: db='2147483648' in the URL: expected a whole number from 0 to 2147483647"),
 ]
+
+
+@pytest.mark.parametrize("head, expected", [
+    ('max_sessions_per_server = "2"', "max_sessions_per_server: expected a number, got the string '2'"),
+    ('free_slots_floor = "5"', "free_slots_floor: expected a number, got the string '5'"),
+    ('free_slots_floor_percent = "5"', "free_slots_floor_percent: expected a number, got the string '5'"),
+    ('[serve]\nmin_interval = "60"', "serve.min_interval: expected a number, got the string '60'"),
+])
+def test_a_top_level_number_given_as_a_string_is_a_config_error(tmp_path, head, expected):
+    path = _write(tmp_path, head + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"invalid config: {path}: {expected} (write it without quotes)"
+
+
+def test_numbers_from_the_environment_are_read_by_the_field_type(tmp_path, monkeypatch):
+    """Environment values are text by nature: converted by the field's type, then held to it."""
+    path = _write(tmp_path, '[targets.x]\nkind = "redis"\nurl = "redis://cache:6379/0"\ngroup = "7"\n')
+    monkeypatch.setenv("DBVITALS_TARGETS__X__TIMEOUT", "5")
+    monkeypatch.setenv("DBVITALS_TARGETS__X__CHECK_TIMEOUT", "2.5")
+    monkeypatch.setenv("DBVITALS_TARGETS__X__MAX_SESSIONS", "3")
+    monkeypatch.setenv("DBVITALS_TARGETS__X__APP_POOL__INSTANCES", "4")
+    monkeypatch.setenv("DBVITALS_TARGETS__X__GROUP", "12")  # text, though it looks like a number
+    target = load_config(path).targets["x"]
+    assert (target.timeout, target.check_timeout, target.max_sessions, target.app_pool.instances) == (5.0, 2.5, 3, 4)
+    assert target.group == "12"
+    monkeypatch.setenv("DBVITALS_TARGETS__X__TIMEOUT", "soon")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == ("invalid config: environment variable DBVITALS_TARGETS__X__TIMEOUT: targets.x.timeout: "
+                                 "expected a number, got 'soon'")
 
 
 @pytest.mark.parametrize("body, expected", STRICT)
