@@ -54,6 +54,7 @@ from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 # is one connect and close: cheap enough to run often.
 PROBE_INTERVAL = 10.0
 
+
 def replay_clock() -> float:
     return 0.0
 
