@@ -9,7 +9,7 @@ sessions.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.markup import escape
 from textual import work
@@ -24,19 +24,14 @@ from checks.actions.kill import kill_refusals
 from checks.activity import ActivitySample, Justify, for_engine
 from checks.display import terminal_safe as safe_line
 from console.formats.activity_text import cell_text
+from console.keys import KeySection
+from console.messages import StopSession
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class ActivityScreen(Screen[None]):
-    if TYPE_CHECKING:
-        # The console's own app, for the type checker (textual.getters.app, declared only).
-        from textual import getters
-
-        from console.app import DbVitalsApp
-
-        app = getters.app(DbVitalsApp)
-
+    KEYS = KeySection("activity", 70)
     DEFAULT_CSS = """
     ActivityScreen #activity-header { height: 1; padding: 0 1; background: $panel; }
     ActivityScreen #activity-notes { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
@@ -44,18 +39,20 @@ class ActivityScreen(Screen[None]):
     ActivityScreen #activity-filter { dock: bottom; height: 1; border: none; padding: 0 1; background: $boost; }
     """
     BINDINGS: ClassVar = [
-        Binding("escape", "back", "Back"),
-        Binding("q", "back", "Back", show=False),
-        Binding("n", "next_section", "Next view"),
-        Binding("space", "pause", "Pause"),
-        Binding("plus", "slower", "Slower", show=False),
-        Binding("minus", "faster", "Faster", show=False),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
-        Binding("c", "kill(False)", "Cancel"),
-        Binding("K", "kill(True)", "Terminate"),
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
+        Binding("escape", "back", "Back", tooltip="Leave the filter box, else back to the findings"),
+        Binding("q", "back", "Back", show=False, tooltip="Back to the findings"),
+        Binding("n", "next_section", "Next view", tooltip="The next view: sessions and blocking, operations, clients, ..."),
+        Binding("space", "pause", "Pause", tooltip="Pause or resume the refresh"),
+        Binding("plus", "slower", "Slower", show=False, tooltip="Refresh less often (1, 2, 5, 10, 30 s)"),
+        Binding("minus", "faster", "Faster", show=False, tooltip="Refresh more often"),
+        Binding("slash", "filter", "Filter", tooltip="Show only the rows holding a text; Enter applies it"),
+        Binding("s", "sort", "Sort", tooltip="Sort by the next column"),
+        Binding("c", "kill(False)", "Cancel",
+                tooltip="Cancel the selected session's work (asks first; where the target allows fixes)"),
+        Binding("K", "kill(True)", "Terminate",
+                tooltip="Terminate the selected session (asks first; where the target allows fixes)"),
+        Binding("j", "cursor_down", "Down", show=False, tooltip="Next row (also Down)"),
+        Binding("k", "cursor_up", "Up", show=False, tooltip="Previous row (also Up)"),
     ]
 
     def __init__(self, target: str, engine: str, *, settings: Any = None, replay: ActivitySample | None = None,
@@ -251,7 +248,7 @@ class ActivityScreen(Screen[None]):
         if not table.row_count:
             return
         ident = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or ""
-        self.app.start_kill(self.target, self.activity_watch, self.sample, ident, terminate)
+        self.post_message(StopSession(self.target, self.activity_watch, self.sample, ident, terminate))
 
 
 def _sortable(value: Any) -> Any:

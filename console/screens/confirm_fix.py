@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
 from checks.model import Fix, FixSafety, FixStep
+from console.keys import KeySection
 from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
 
 
@@ -43,6 +44,7 @@ class Confirmation:
 
 
 class ConfirmFixModal(ModalScreen[bool]):
+    KEYS = KeySection("confirm fix", 40)
     BINDINGS = [
         Binding("y", "apply", "Yes, run it", tooltip="Run it (when no name needs typing)"),
         Binding("n,escape,q", "cancel", "No", tooltip="Cancel: nothing runs"),

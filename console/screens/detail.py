@@ -4,8 +4,6 @@ target allows it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from checks.model import Finding, FixSafety
+from console.keys import KeySection
+from console.messages import ApplyFix, CopyEvidence, CopyFix
 from console.widgets.evidence_view import EvidenceView, proof_line
 from console.widgets.findings_table import stale_time
 from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
@@ -21,14 +21,7 @@ from console.widgets.styles import SEVERITY_LABELS
 
 
 class FindingDetailScreen(Screen):
-    if TYPE_CHECKING:
-        # The console's own app, for the type checker (textual.getters.app, declared only).
-        from textual import getters
-
-        from console.app import DbVitalsApp
-
-        app = getters.app(DbVitalsApp)
-
+    KEYS = KeySection("finding detail", 30)
     BINDINGS = [
         Binding("escape,backspace,q", "app.pop_screen", "Back", tooltip="Back to the findings"),
         Binding("a", "apply_fix", "Apply", tooltip="Apply this fix (asks first)"),
@@ -121,10 +114,10 @@ class FindingDetailScreen(Screen):
         body.scroll_relative(y=1 if direction == "down" else -1, animate=False)
 
     def action_apply_fix(self) -> None:
-        self.app.start_fix(self.finding)
+        self.post_message(ApplyFix(self.finding))
 
     def action_copy_fix(self) -> None:
-        self.app.copy_fix(self.finding)
+        self.post_message(CopyFix(self.finding))
 
     def action_copy_evidence(self) -> None:
-        self.app.copy_evidence(self.finding)
+        self.post_message(CopyEvidence(self.finding))

@@ -18,6 +18,7 @@ from textual.widgets import Button, Footer, Input, Static
 
 from checks.model import Finding, Report, TargetStatus
 from checks.secrets import mask_tree
+from console.keys import KeySection
 from console.widgets.fix_view import fix_text
 
 FORMATS = {"json": "json", "markdown": "md"}
@@ -72,6 +73,8 @@ def write_export(findings: Sequence[Finding], targets: Sequence[TargetStatus], p
 
 class ExportModal(ModalScreen[None]):
     """Edit the path (its extension picks the format), Enter writes, Esc closes."""
+
+    KEYS = KeySection("export", 50)
 
     BINDINGS = [
         Binding("escape", "close", "Close", tooltip="Close: nothing more is written"),

@@ -11,9 +11,13 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import LoadingIndicator, RichLog, Static
 
+from console.keys import KeySection
+
 
 class FixProgressModal(ModalScreen[str | None]):
     """Dismissed with the offered next action ("terminate") when the user takes it, else None."""
+
+    KEYS = KeySection("progress", 45)
 
     BINDINGS = [
         Binding("escape,enter,q", "close", "Close", tooltip="Close, once it has finished"),

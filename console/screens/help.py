@@ -1,8 +1,11 @@
-"""`?`: every binding of every screen, generated from the bindings themselves so the list
-can never drift from what the keys do. One section per screen; each description wraps, so
-nothing is cut off at 80 columns."""
+"""`?`: every binding of every screen, from the key registry (console/keys.py), which walks the
+screens' own BINDINGS: the list can never drift from what the keys do, and no list of screens
+is kept here. One section per screen; each description wraps, so nothing is cut off at 80
+columns."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,51 +15,43 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from console.keys import KeySection, KeysOf, binding_help, key_label
+
 FILTER_SYNTAX = (
     "In the / filter: words match target, check, object, title and message; "
     "sev:high,critical  target:orders  check:postgres.*  narrow further."
 )
 
 
-def key_label(binding: Binding) -> str:
-    names = {"slash": "/", "question_mark": "?", "escape": "esc", "left_square_bracket": "[",
-             "right_square_bracket": "]", "plus": "+", "minus": "-", "space": "space"}
-    return ", ".join(names.get(k, k) for k in binding.key.split(","))
-
-
-def binding_help(binding: Binding) -> str:
-    """The whole sentence: the footer's word is the description, the tooltip says it in full."""
-    return binding.tooltip or binding.description or binding.action
-
-
 class HelpScreen(ModalScreen[None]):
+    KEYS = KeySection("help", 90)
     BINDINGS = [
-        Binding("escape,question_mark,q", "dismiss_help", "Close"),
-        Binding("j,down", "scroll_keys(1)", "Down", show=False),
-        Binding("k,up", "scroll_keys(-1)", "Up", show=False),
-        Binding("pagedown,space", "scroll_keys(10)", "Page down", show=False),
-        Binding("pageup", "scroll_keys(-10)", "Page up", show=False),
+        Binding("escape,question_mark,q", "dismiss_help", "Close", tooltip="Close this list"),
+        Binding("j,down", "scroll_keys(1)", "Down", show=False, tooltip="Scroll down"),
+        Binding("k,up", "scroll_keys(-1)", "Up", show=False, tooltip="Scroll up"),
+        Binding("pagedown,space", "scroll_keys(10)", "Page down", show=False, tooltip="Scroll a page down"),
+        Binding("pageup", "scroll_keys(-10)", "Page up", show=False, tooltip="Scroll a page up"),
     ]
 
-    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+    def __init__(self, sections: Sequence[KeysOf]) -> None:
         super().__init__(classes="help")
         self.sections = sections
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
             yield Static("[b]dbvitals keys[/b]  (Esc or q closes; j/k scroll)", id="help-title")
-            for where, bindings in self.sections:
-                yield Static(f"[b]{where}[/b]", classes="help-section")
-                yield Static(self._keys(bindings), classes="help-keys")
+            for keys in self.sections:
+                yield Static(f"[b]{keys.section.title}[/b]", classes="help-section")
+                yield Static(self._keys(keys.bindings), classes="help-keys")
             yield Static(FILTER_SYNTAX, id="help-filter")
 
     @property
     def rows(self) -> list[tuple[str, str, str]]:
         """(where, keys, what they do) for every binding listed."""
-        return [(where, key_label(b), binding_help(b)) for where, bindings in self.sections for b in bindings]
+        return [(keys.section.title, key_label(b), binding_help(b)) for keys in self.sections for b in keys.bindings]
 
     @staticmethod
-    def _keys(bindings: list[Binding]) -> Table:
+    def _keys(bindings: Sequence[Binding]) -> Table:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, min_width=12, style="bold")
         grid.add_column(ratio=1)

@@ -6,7 +6,7 @@ ended; wider terminals add the check, kind, user and duration."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult
@@ -15,6 +15,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from console.keys import KeySection
+from console.messages import UndoEntry
 from console.widgets.fix_view import StepsView
 
 # (key, header); the narrow set first, in the order shown at 80 columns.
@@ -59,14 +61,7 @@ def entry_fields(entry: Any, undone_by: str | None) -> dict[str, str]:
 
 
 class FixHistoryScreen(Screen):
-    if TYPE_CHECKING:
-        # The console's own app, for the type checker (textual.getters.app, declared only).
-        from textual import getters
-
-        from console.app import DbVitalsApp
-
-        app = getters.app(DbVitalsApp)
-
+    KEYS = KeySection("fix history", 60)
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="The entry in full: steps, inverse, message"),
         Binding(UNDO_KEYS, "undo", "Undo", tooltip="Undo the entry: its inverse, after a confirmation"),
@@ -161,20 +156,13 @@ class FixHistoryScreen(Screen):
     def action_undo(self) -> None:
         entry = self.selected()
         if entry is not None:
-            self.app.start_undo(entry.id)
+            self.post_message(UndoEntry(entry.id))
 
 
 class HistoryEntryScreen(Screen):
     """One journal entry in full."""
 
-    if TYPE_CHECKING:
-        # The console's own app, for the type checker (textual.getters.app, declared only).
-        from textual import getters
-
-        from console.app import DbVitalsApp
-
-        app = getters.app(DbVitalsApp)
-
+    KEYS = KeySection("history entry", 65)
     BINDINGS = [
         Binding(UNDO_KEYS, "undo", "Undo", tooltip="Undo this entry: its inverse, after a confirmation"),
         Binding("escape,backspace,q", "app.pop_screen", "Back", tooltip="Back to the history"),
@@ -227,7 +215,7 @@ class HistoryEntryScreen(Screen):
         yield Footer(show_command_palette=False)
 
     def action_undo(self) -> None:
-        self.app.start_undo(self.entry.id)
+        self.post_message(UndoEntry(self.entry.id))
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#entry-body", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -18,7 +18,12 @@ from console.widgets.evidence_view import proof_line
 from console.widgets.finding_store import SORT_KEYS, FindingFilter, parse_query, severity_counts
 from console.widgets.findings_table import FindingsTable, stale_time
 from console.widgets.styles import SEVERITY_LABELS
-from console.widgets.targets_table import TargetsTable
+from console.keys import KeySection
+from console.messages import ApplyFix, CopyEvidence, CopyFix, ExportFindings, OpenActivity, OpenFinding, RerunTarget
+from console.widgets.targets_table import TargetRow, TargetsTable
+
+if TYPE_CHECKING:  # the controller imports the screens it opens
+    from console.controller import Controller
 
 SEVERITY_KEYS = {"1": Severity.CRITICAL, "2": Severity.HIGH, "3": Severity.MEDIUM, "4": Severity.LOW, "5": Severity.INFO}
 # Coalesces a burst of results (or keystrokes) into one refresh of the findings table.
@@ -29,14 +34,9 @@ SEVERITY_GROUP = Binding.Group("Sev", compact=True)
 
 
 class MainScreen(Screen):
-    if TYPE_CHECKING:
-        # The console's own app, for the type checker (textual.getters.app, declared only).
-        from textual import getters
+    """Reads the targets and findings from the controller; asks for everything else by message."""
 
-        from console.app import DbVitalsApp
-
-        app = getters.app(DbVitalsApp)
-
+    KEYS = KeySection("main", 10)
     # The footer names each key in a word; the tooltip is what `?` lists.
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="Open the selected finding: proof, evidence, fix"),
@@ -45,23 +45,24 @@ class MainScreen(Screen):
                   tooltip=f"Show only, or also, {sev.value} findings")
           for key, sev in SEVERITY_KEYS.items()),
         Binding("a", "apply_fix", "Apply", tooltip="Apply the selected finding's fix (asks first)"),
-        Binding("c", "copy_fix", "Copy", tooltip="Copy the fix to the clipboard (OSC 52), its inverse commented out"),
+        Binding("c", "copy_fix", "Copy", tooltip="Copy the fix to the clipboard (OSC 52, works over SSH); its inverse commented out, so a paste never runs the undo"),
         Binding("y", "copy_evidence", "Evid", tooltip="Copy the evidence to the clipboard as JSON (OSC 52)"),
         Binding("t", "cycle_target", "Target", tooltip="Show one target's findings, then the next, then all"),
         Binding("C", "cycle_check", "Check", show=False, tooltip="Show one check's findings, then the next, then all"),
         Binding("x", "clear_filters", "Clear", show=False, tooltip="Clear every filter"),
-        Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column"),
+        Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column (or click a header)"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort"),
         Binding("R", "rerun_target", "Re-run", show=False, tooltip="Re-run the checks of the selected target"),
         Binding("A", "activity", "Activity", show=False,
                 tooltip="What is running now on the selected target (as recorded, in a replay)"),
         Binding("e", "export", "Export", show=False, tooltip="Export the findings shown to a file you name"),
-        Binding("tab", "app.focus_next", "Pane", show=False, tooltip="Move between the targets and the findings"),
+        Binding("tab", "app.focus_next", "Pane", show=False, tooltip="Move between the targets and the findings (Enter on a target shows its findings)"),
         Binding("escape", "leave_filter", "Back", show=False, tooltip="Leave the filter box for the table"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, controller: Controller) -> None:
         super().__init__(id="main")
+        self.controller = controller
         self.filter = FindingFilter()
         self._refresh_timer: Timer | None = None
         self._cycle_targets: list[str] = []
@@ -72,7 +73,7 @@ class MainScreen(Screen):
         yield Header()
         with Vertical(id="targets-pane"):
             yield Static("Targets", id="targets-title", classes="pane-title")
-            yield TargetsTable(id="targets", clock=self.app.clock)
+            yield TargetsTable(id="targets", clock=self.controller.clock)
         yield Static("", id="findings-title", classes="pane-title")
         yield FindingsTable(id="findings")
         yield Static("", id="preview")
@@ -81,13 +82,28 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         targets = self.query_one(TargetsTable)
-        for row in self.app.targets.values():
+        for row in self.controller.targets.values():
             targets.show(row)
         self.query_one("#filter", Input).display = False
         self.query_one(FindingsTable).focus()
         self.update_title()
 
     # --- data arriving ---------------------------------------------------------------------
+
+    def show_target(self, row: TargetRow) -> None:
+        """One target's row redrawn (a no-op before the screen is composed or after it is gone)."""
+        if not self.is_mounted:
+            return
+        tables = self.query(TargetsTable)
+        if not tables:  # the app is shutting down
+            return
+        tables.first().show(row)
+        self.update_title()
+
+    def tick(self) -> None:
+        """The age of every target's last answer, redrawn."""
+        for table in self.query(TargetsTable):  # none while the app shuts down
+            table.tick()
 
     def schedule_refresh(self) -> None:
         if self._refresh_timer is not None:
@@ -97,7 +113,7 @@ class MainScreen(Screen):
     def refresh_findings(self) -> None:
         self._refresh_timer = None
         table = self.query_one(FindingsTable)
-        store = self.app.store
+        store = self.controller.store
         stale = {f.id: store.confirmed[(f.target, f.check)] for slot in store.stale for f in store.slots.get(slot, ())}
         table.show(store.select(self.filter, table.sort_column, table.sort_reverse), stale)
         self._total = len(store)
@@ -137,8 +153,8 @@ class MainScreen(Screen):
         if self.filter.active:
             parts.append(f"[$accent]filter: {escape(self.filter.describe())}[/] (x clears)")
         self.query_one("#findings-title", Static).update(" · ".join(parts))
-        running = self.app.running_targets()
-        title = f"[b]Targets[/b] {len(self.app.targets)}"
+        running = self.controller.running_targets()
+        title = f"[b]Targets[/b] {len(self.controller.targets)}"
         if running:
             title += f" · [$accent]checking {', '.join(sorted(running))}…[/]"
         self.query_one("#targets-title", Static).update(title)
@@ -178,12 +194,12 @@ class MainScreen(Screen):
         self.set_filter(FindingFilter(self.filter.text, frozenset(chosen), self.filter.targets, self.filter.checks))
 
     def action_cycle_target(self) -> None:
-        names = list(self.app.targets)
+        names = list(self.controller.targets)
         self.set_filter(FindingFilter(self.filter.text, self.filter.severities,
                                       _next_choice(names, self.filter.targets), self.filter.checks))
 
     def action_cycle_check(self) -> None:
-        ids = self.app.store.checks()
+        ids = self.controller.store.checks()
         chosen = _next_choice(ids, frozenset(self.filter.checks))
         self.set_filter(FindingFilter(self.filter.text, self.filter.severities, self.filter.targets, tuple(chosen)))
 
@@ -214,7 +230,7 @@ class MainScreen(Screen):
 
     # --- acting on the selection -----------------------------------------------------------
 
-    def selected_finding(self):
+    def selected_finding(self) -> Finding | None:
         """The finding under the cursor, after any refresh still waiting on its debounce:
         a key pressed right after a filter acts on what the filter shows."""
         if self._refresh_timer is not None:
@@ -225,7 +241,7 @@ class MainScreen(Screen):
     def on_findings_table_opened(self, event: FindingsTable.Opened) -> None:
         finding = self.selected_finding() if self._refresh_timer is not None else event.finding
         if finding is not None:
-            self.app.open_finding(finding)
+            self.post_message(OpenFinding(finding))
 
     def on_data_table_row_selected(self, event: TargetsTable.RowSelected) -> None:
         if isinstance(event.data_table, TargetsTable) and event.row_key.value:
@@ -236,7 +252,7 @@ class MainScreen(Screen):
     def action_open(self) -> None:
         finding = self.selected_finding()
         if finding is not None:
-            self.app.open_finding(finding)
+            self.post_message(OpenFinding(finding))
 
     def selected_target(self) -> str | None:
         targets = self.query_one(TargetsTable)
@@ -248,39 +264,36 @@ class MainScreen(Screen):
     def action_rerun_target(self) -> None:
         target = self.selected_target()
         if target:
-            self.app.run_target(target)
+            self.post_message(RerunTarget(target))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # A replay shows what was: nothing there can be applied or re-run.
-        if action in {"apply_fix", "rerun_target"} and getattr(self.app, "replay", None) is not None:
+        if action in {"apply_fix", "rerun_target"} and self.controller.replaying:
             return False
         return True
 
     def action_activity(self) -> None:
         target = self.selected_target()
         if target:
-            self.app.open_activity(target)
+            self.post_message(OpenActivity(target))
 
     def action_apply_fix(self) -> None:
         finding = self.selected_finding()
         if finding:
-            self.app.start_fix(finding)
+            self.post_message(ApplyFix(finding))
 
     def action_copy_fix(self) -> None:
         finding = self.selected_finding()
         if finding:
-            self.app.copy_fix(finding)
+            self.post_message(CopyFix(finding))
 
     def action_copy_evidence(self) -> None:
         finding = self.selected_finding()
         if finding:
-            self.app.copy_evidence(finding)
+            self.post_message(CopyEvidence(finding))
 
-    def action_export(self) -> None:
-        self.app.action_export()
-
-    def shown_findings(self):
-        return self.query_one(FindingsTable).shown
+    def action_export(self, fmt: str = "json") -> None:
+        self.post_message(ExportFindings(list(self.query_one(FindingsTable).shown), self.filter.describe(), fmt))
 
 
 def _next_choice(options: list[str], current: frozenset[str]) -> frozenset[str]:

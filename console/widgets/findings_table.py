@@ -21,6 +21,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from checks.model import Finding
+from console.keys import KeySection
 from console.widgets.styles import SEVERITY_LABELS, theme_style
 
 # (key, header, minimum width, preferred maximum width); the title takes what is left.
@@ -52,13 +53,15 @@ def _fit(text: str, width: int) -> str:
 class FindingsTable(ScrollView, can_focus=True):
     """Up/Down/PgUp/PgDn/Home/End move; Enter opens; clicking a header sorts by it."""
 
+    KEYS = KeySection("findings table", 20)
+
     BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "jump(0)", "First", show=False),
-        Binding("end", "jump(-1)", "Last", show=False),
+        Binding("up,k", "cursor(-1)", "Up", show=False, tooltip="The finding above"),
+        Binding("down,j", "cursor(1)", "Down", show=False, tooltip="The finding below"),
+        Binding("pageup", "page(-1)", "Page up", show=False, tooltip="A page up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, tooltip="A page down"),
+        Binding("home", "jump(0)", "First", show=False, tooltip="The first (most urgent) finding"),
+        Binding("end", "jump(-1)", "Last", show=False, tooltip="The last finding"),
         Binding("enter", "open", "Open", tooltip="Open the selected finding: proof, evidence, fix"),
     ]
     COMPONENT_CLASSES = {"findings-table--header", "findings-table--cursor", "findings-table--even"}

@@ -225,7 +225,7 @@ async def test_cursor_stays_on_the_most_urgent_finding_until_the_user_moves():
         await settle(pilot)
         chosen = table(app).selected()
         assert table(app).cursor == 1
-        app.store.remove(table(app).shown[0].id)  # once moved, the cursor follows its finding
+        app.controller.store.remove(table(app).shown[0].id)  # once moved, the cursor follows its finding
         app.main_screen.refresh_findings()
         await settle(pilot)
         assert table(app).selected() == chosen

@@ -74,7 +74,7 @@ async def test_apply_a_safe_fix_through_the_confirmation(orders_db):
         await pilot.press("enter")
         assert isinstance(app.screen, FindingDetailScreen)
         assert "Fixed" in str(app.screen.query_one("#fix-outcome").render())
-        assert not any(f.check == MissingIndexCheck.id for f in app.store.ordered())
+        assert not any(f.check == MissingIndexCheck.id for f in app.controller.store.ordered())
         # Said in the dialog and on the finding, not a third time in a toast; nothing left to apply.
         assert not any(n.title == "Fixed" for n in app._notifications)
         assert not app.screen.check_action("apply_fix", ())
@@ -97,7 +97,7 @@ async def test_cancelling_the_confirmation_runs_nothing(orders_db):
         await pilot.pause(0.3)
         assert await indexes(pg_db) == 0
         assert any("nothing was run" in n.message for n in app._notifications)
-        assert any(f.check == MissingIndexCheck.id for f in app.store.ordered())
+        assert any(f.check == MissingIndexCheck.id for f in app.controller.store.ordered())
 
 
 async def test_production_needs_the_target_name_typed(orders_db):
@@ -170,7 +170,7 @@ async def test_undo_from_the_history_screen_with_its_confirmation(orders_db):
         assert "Undone" in str(app.screen.query_one("#progress-outcome").render())
         assert await indexes(pg_db) == 0
         await pilot.press("enter")
-        await wait_until(pilot, lambda: any(f.check == MissingIndexCheck.id for f in app.store.ordered()))
+        await wait_until(pilot, lambda: any(f.check == MissingIndexCheck.id for f in app.controller.store.ordered()))
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, FixHistoryScreen))
         rows = [history.query_one(DataTable).get_row_at(i) for i in range(2)]

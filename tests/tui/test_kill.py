@@ -46,7 +46,7 @@ async def test_cancel_of_an_idle_transaction_is_not_fixed_and_offers_terminate(p
                                      "targets": {"app": {"kind": "postgres", "url": pg_db.url, "allow_fixes": True}}})
         app = DbVitalsApp(settings, registry=synthetic_registry(), run_on_start=False, probe_interval=None)
         async with app.run_test(size=(100, 30)) as pilot:
-            app.open_activity("app")
+            app.controller.open_activity("app")
             await wait_until(pilot, lambda: isinstance(app.screen, ActivityScreen) and app.screen.sample is not None)
             screen = app.screen
             await pilot.press("c")  # first to the sessions, where a row is chosen

@@ -57,14 +57,14 @@ async def test_replay_steps_through_time(tmp_path):
         await wait_until(pilot, lambda: len(table.shown) == 1)
         await pilot.press("right_square_bracket")
         await wait_until(pilot, lambda: len(table.shown) == 2)
-        assert not app.running_targets()
+        assert not app.controller.running_targets()
 
 
 async def test_replayed_activity_shows_the_recorded_blocking(tmp_path):
     app = replay_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: len(app.main_screen.query_one(FindingsTable).shown) == RECORDED)
-        app.open_activity("orders")
+        app.controller.open_activity("orders")
         await wait_until(pilot, lambda: isinstance(app.screen, ActivityScreen) and bool(app.screen.query(DataTable)))
         screen = app.screen
 
@@ -96,7 +96,7 @@ async def test_live_activity_shows_a_blocked_session(pg_db):
         settings = settings_for(app={"kind": "postgres", "url": pg_db.url})
         app = DbVitalsApp(settings, registry=synthetic_registry(), run_on_start=False, probe_interval=None)
         async with app.run_test(size=(80, 24)) as pilot:
-            app.open_activity("app")
+            app.controller.open_activity("app")
             await wait_until(pilot, lambda: isinstance(app.screen, ActivityScreen) and bool(app.screen.query(DataTable)))
             screen = app.screen
 

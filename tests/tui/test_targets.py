@@ -44,8 +44,8 @@ async def test_targets_update_as_results_arrive(pg_db, redis_db, mongo_db, size)
     async with app.run_test(size=size, message_hook=hook) as pilot:
         # Usable at once: every configured target has a row before any check has answered.
         assert set(app.main_screen.query_one(TargetsTable).rows) == {"orders", "sessions", "events", "gone"}
-        await wait_until(pilot, lambda: not app.running_targets() and all(r.counts is not None for r in app.targets.values()))
-        await wait_until(pilot, lambda: app.targets["orders"].allowed is not None)
+        await wait_until(pilot, lambda: not app.controller.running_targets() and all(r.counts is not None for r in app.controller.targets.values()))
+        await wait_until(pilot, lambda: app.controller.targets["orders"].allowed is not None)
 
         assert state(app, "orders") == "up" and cell(app, "orders", "env").strip() == "PRODUCTION"
         table = app.main_screen.query_one(TargetsTable)
@@ -54,11 +54,11 @@ async def test_targets_update_as_results_arrive(pg_db, redis_db, mongo_db, size)
         else:  # an SSH window: version and latency give way so nothing scrolls sideways
             assert [c.key.value for c in table.ordered_columns] == ["target", "kind", "env", "state", "findings", "conns"]
             assert table.virtual_size.width <= size[0]
-        used, allowed = app.targets["orders"].used, app.targets["orders"].allowed
+        used, allowed = app.controller.targets["orders"].used, app.controller.targets["orders"].allowed
         assert used >= 1 and allowed >= used and cell(app, "orders", "conns") == f"{used}/{allowed}"
         assert state(app, "sessions") == "up"
         assert state(app, "gone") == "down: refused"
-        assert app.targets["gone"].counts[Severity.CRITICAL] == 1 and "1C" in cell(app, "gone", "findings")
+        assert app.controller.targets["gone"].counts[Severity.CRITICAL] == 1 and "1C" in cell(app, "gone", "findings")
         # Results arrived one check at a time, as messages.
         assert sum(isinstance(m, CheckCompleted) for m in arrived) > 4
         assert {m.status.name for m in arrived if isinstance(m, TargetStatusChanged)} == set(settings.targets)
@@ -110,20 +110,20 @@ async def test_a_target_that_goes_down_is_shown_down_and_others_carry_on(pg_db, 
     app = DbVitalsApp(settings, registry=registry, probe_interval=None)
     try:
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await wait_until(pilot, lambda: not app.running_targets() and app.targets["orders"].counts is not None)
-            assert app.targets["orders"].status.state is TargetState.CONNECTED
+            await wait_until(pilot, lambda: not app.controller.running_targets() and app.controller.targets["orders"].counts is not None)
+            assert app.controller.targets["orders"].status.state is TargetState.CONNECTED
             # The shared server may carry a low note (its own connection load); no critical one.
-            assert not app.targets["orders"].counts.get(Severity.CRITICAL)
+            assert not app.controller.targets["orders"].counts.get(Severity.CRITICAL)
 
             await proxy.stop()
-            app.probe_all()
-            await wait_until(pilot, lambda: app.targets["orders"].status.state is TargetState.REFUSED)
+            app.controller.probe_all()
+            await wait_until(pilot, lambda: app.controller.targets["orders"].status.state is TargetState.REFUSED)
             # The change of state re-runs the target's checks: the connection finding appears.
-            await wait_until(pilot, lambda: not app.running_targets()
-                             and app.targets["orders"].counts.get(Severity.CRITICAL) == 1)
+            await wait_until(pilot, lambda: not app.controller.running_targets()
+                             and app.controller.targets["orders"].counts.get(Severity.CRITICAL) == 1)
             assert state(app, "orders") == "down: refused"
             assert any("orders is down" in n.message for n in app._notifications)
-            assert app.targets["sessions"].status.state is TargetState.CONNECTED
+            assert app.controller.targets["sessions"].status.state is TargetState.CONNECTED
             assert state(app, "sessions") == "up"
     finally:
         with contextlib.suppress(Exception):
@@ -155,19 +155,19 @@ async def test_findings_of_a_target_that_dies_stay_stale_with_their_time(unindex
             def shown(check: str) -> list:
                 return [f for f in findings.shown if f.check == check]
 
-            await wait_until(pilot, lambda: not app.running_targets() and shown(MissingIndexCheck.id))
+            await wait_until(pilot, lambda: not app.controller.running_targets() and shown(MissingIndexCheck.id))
             missing = shown(MissingIndexCheck.id)[0]
             assert not findings.stale
 
             await proxy.stop()
-            app.probe_all()
-            await wait_until(pilot, lambda: app.targets["orders"].status.state is TargetState.REFUSED)
-            await wait_until(pilot, lambda: not app.running_targets()
+            app.controller.probe_all()
+            await wait_until(pilot, lambda: app.controller.targets["orders"].status.state is TargetState.REFUSED)
+            await wait_until(pilot, lambda: not app.controller.running_targets()
                              and any(f.severity is Severity.CRITICAL for f in shown("postgres.connection")))
             # The missing index is still there, stale since its check last confirmed it; the
             # connection failure is new and fresh.
             assert shown(MissingIndexCheck.id) == [missing]
-            assert missing.id in findings.stale and abs(findings.stale[missing.id] - app.clock()) < 60
+            assert missing.id in findings.stale and abs(findings.stale[missing.id] - app.controller.clock()) < 60
             refused = next(f for f in shown("postgres.connection") if f.severity is Severity.CRITICAL)
             assert refused.id not in findings.stale
             title = str(app.main_screen.query_one("#findings-title").render())
