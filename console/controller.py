@@ -17,11 +17,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
 from rich.markup import escape
 from textual.app import App
 from textual.worker import Worker
+from typing import Any
 
 from checks.actions.journal import Journal
 from checks.actions.kill import plan_kill, work_text
@@ -29,15 +28,19 @@ from checks.actions.pipeline import ActionRefused, Outcome, perform
 from checks.activity import ActivitySample
 from checks.budget import ServerBudgets
 from checks.config import ConfigError, Settings
+from checks.connectors import connect
 from checks.display import terminal_safe
+from checks.engines import adapter_for, steps_lock
+from checks.fixes import FixRefused, apply_fix, inspect_undo, plan_fix, plan_undo, undo_fix
 from checks.model import CheckError, Finding, FixSafety, TargetStatus
 from checks.registry import Registry, load_registry, validate_check_options
-from checks.runner import CheckResult, Runner
+from checks.runner import CheckResult, KeptConnections, Runner
 from checks.secrets import mask_text
+from console.commands.applying import outcome_word
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
 from console.replay import Replay
 from console.screens.activity import ActivityScreen
-from console.screens.confirm_fix import Confirmation, ConfirmFixModal
+from console.screens.confirm_fix import ConfirmFixModal, Confirmation
 from console.screens.detail import FindingDetailScreen
 from console.screens.export import ExportModal, default_path, write_export
 from console.screens.fix_progress import FixProgressModal
@@ -159,19 +162,13 @@ class Controller:
             await self._measure(name)
 
     async def _measure(self, name: str) -> None:
-        from checks.connectors import connect
-        from checks.engines import adapter_for
-
         target = self.settings.targets[name]
         async with self.budgets.for_target(name, self.settings):
-            try:
-                connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-            except TimeoutError:
-                return  # the figure stays unknown; the next run tries again
+            connection = await connect(name, target)  # a failure leaves the figure unknown until the next run
             try:
                 if connection.session is not None:
                     used, allowed = await asyncio.wait_for(
-                        adapter_for(target.kind).measure_connections(connection.session), target.timeout
+                        adapter_for(target.kind).measure_connections(connection.session), target.call_deadline
                     )
                     self.app.post_message(ConnectionsMeasured(name, used, allowed))
             except Exception:  # a figure we cannot read stays "?", it is not an incident
@@ -191,15 +188,10 @@ class Controller:
         self.app.run_worker(self._probe(name), name=f"probe {name}", group=f"probe-{name}", exit_on_error=False)
 
     async def _probe(self, name: str) -> None:
-        from checks.connectors import connect, failed
-
         target = self.settings.targets[name]
         try:
             async with self.budgets.for_target(name, self.settings):
-                try:
-                    connection = await asyncio.wait_for(connect(name, target), target.timeout * 2 + 2)
-                except TimeoutError as exc:
-                    connection = failed(name, target, exc)
+                connection = await connect(name, target)
                 await connection.close()
         finally:
             self._probing.discard(name)
@@ -421,8 +413,6 @@ class Controller:
                             exit_on_error=False)
 
     async def _fix_flow(self, finding: Finding) -> None:
-        from checks.runner import KeptConnections
-
         if self.ensure_registry() is None:
             return
         kept = KeptConnections()  # the re-check's connection, kept for the verification
@@ -432,8 +422,6 @@ class Controller:
             await kept.close()
 
     async def _plan_and_apply(self, finding: Finding, kept: Any) -> None:
-        from checks.fixes import FixRefused, apply_fix, plan_fix
-
         registry = self.registry
         assert registry is not None  # _fix_flow loaded it before calling this
         target = self.settings.targets[finding.target]
@@ -501,10 +489,6 @@ class Controller:
                             exit_on_error=False)
 
     async def _undo_flow(self, entry_id: str) -> None:
-        from checks.engines import steps_lock
-        from checks.fixes import FixRefused, inspect_undo, plan_undo, undo_fix
-        from console.commands.applying import outcome_word
-
         registry = self.ensure_registry()
         if registry is None:
             return

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from checks.budget import FreeSlots
 from checks.config import TargetBase
 from checks.connectors import Connection, ProtocolMismatch, diagnosed
+from checks.connectors.probe import shown
 from checks.model import TargetState, TargetStatus
 
 
@@ -89,8 +90,6 @@ async def connect(name: str, target: TargetBase) -> Connection:
 
 
 def _shown(reply: object) -> str:
-    from checks.connectors.probe import shown
-
     return repr(shown(reply if isinstance(reply, bytes) else str(reply).encode()))
 
 

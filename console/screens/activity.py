@@ -9,8 +9,6 @@ sessions.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
@@ -19,13 +17,16 @@ from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from typing import Any, ClassVar
 
 from checks.actions.kill import kill_refusals
 from checks.activity import ActivitySample, Justify, for_engine
+from checks.activity.session import ActivityWatch
 from checks.display import terminal_safe as safe_line
 from console.formats.activity_text import cell_text
 from console.keys import KeySection
 from console.messages import StopSession
+
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -85,7 +86,6 @@ class ActivityScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#activity-filter").display = False
         if self.replay is None:
-            from checks.activity.session import ActivityWatch
 
             self.activity_watch = ActivityWatch(self.settings, [self.target])
             self.refresh_sample()

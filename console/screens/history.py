@@ -6,18 +6,20 @@ ended; wider terminals add the check, kind, user and duration."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
 from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
+from typing import Any
 
+from checks.model import FixStep
+from console.commands.history import state_text
 from console.keys import KeySection
 from console.messages import UndoEntry
 from console.widgets.fix_view import StepsView
+
 
 # (key, header); the narrow set first, in the order shown at 80 columns.
 NARROW = (("when", "When"), ("target", "Target"), ("object", "Object"), ("outcome", "Outcome"), ("id", "Entry"))
@@ -44,7 +46,6 @@ def _when(iso: str) -> str:
 
 
 def entry_fields(entry: Any, undone_by: str | None) -> dict[str, str]:
-    from console.commands.history import state_text
 
     finding = entry.finding or {}
     return {
@@ -161,7 +162,6 @@ class FixHistoryScreen(Screen):
 
 class HistoryEntryScreen(Screen):
     """One journal entry in full."""
-
     KEYS = KeySection("history entry", 65)
     BINDINGS = [
         Binding(UNDO_KEYS, "undo", "Undo", tooltip="Undo this entry: its inverse, after a confirmation"),
@@ -177,9 +177,6 @@ class HistoryEntryScreen(Screen):
         self.config = config
 
     def compose(self) -> ComposeResult:
-        from checks.model import FixStep
-        from console.commands.history import state_text
-
         e = self.entry
         finding = e.finding or {}
         rows = [
