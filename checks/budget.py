@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -123,6 +124,26 @@ class ServerGuard:
     decided_at: float | None = None
     slots: FreeSlots | None = None
     floor: int | None = None
+
+    async def take_turn(self) -> bool:
+        """Whether this is the server's first session: it reads the free slots and decides
+        (`read_free_slots`, then `decide`); any other waits for that verdict before it opens."""
+        first = not self.claimed
+        self.claimed = True
+        if not first:
+            assert self.decided is not None
+            await self.decided.wait()  # no second session before the first has read the free slots
+        return first
+
+    async def read_free_slots(self, reading: Awaitable[FreeSlots], timeout: float, settings: Settings) -> None:
+        """The verdict from what the server reports; unknown is not full (the pool check reports
+        what it can read)."""
+        try:
+            self.slots = await asyncio.wait_for(reading, timeout)
+        except Exception as exc:
+            self.slots = FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
+        if self.slots.usable is not None:
+            self.floor = floor_for(self.slots.usable, settings)
 
     def decide(self) -> None:
         self.decided_at = time.monotonic()

@@ -14,7 +14,7 @@ import fnmatch
 from collections.abc import Sequence
 from typing import Any
 
-from checks.budget import FreeSlots, ServerBudgets, floor_for
+from checks.budget import ServerBudgets
 from checks.config import Settings, TargetBase
 from checks.connectors import connect
 from checks.engines import adapter_for
@@ -88,13 +88,9 @@ async def _databases(name: str, target: TargetBase, settings: Settings, budgets:
     budget = budgets.for_target(name, settings)
     guard = budgets.guard(budget.server)
     async with budget:
-        first = not guard.claimed
-        guard.claimed = True
-        if not first:
-            assert guard.decided is not None
-            await guard.decided.wait()  # no second session before the first has read the free slots
-            if guard.full:
-                return None
+        first = await guard.take_turn()
+        if not first and guard.full:
+            return None
         connection = None
         try:
             connection = await connect(name, target)
@@ -102,9 +98,7 @@ async def _databases(name: str, target: TargetBase, settings: Settings, budgets:
                 return None
             adapter = adapter_for(target.kind)
             if first:
-                guard.slots = await _free_slots(adapter, connection.session, target)
-                if guard.slots.usable is not None:
-                    guard.floor = floor_for(guard.slots.usable, settings)
+                await guard.read_free_slots(adapter.free_slots(connection.session), target.call_deadline, settings)
             return await asyncio.wait_for(adapter.list_databases(connection.session), target.call_deadline)
         except Exception:  # listing refused (permissions): keep the target as configured
             return None
@@ -113,11 +107,3 @@ async def _databases(name: str, target: TargetBase, settings: Settings, budgets:
                 guard.decide()
             if connection is not None:
                 await connection.close()
-
-
-async def _free_slots(adapter: Any, session: Any, target: TargetBase) -> FreeSlots:
-    try:
-        slots: FreeSlots = await asyncio.wait_for(adapter.free_slots(session), target.call_deadline)
-    except Exception as exc:  # unknown is not full
-        return FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
-    return slots

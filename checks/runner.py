@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.actions.journal import Journal
-from checks.budget import FreeSlots, ServerBudgets, ServerGuard, floor_for
+from checks.budget import ServerBudgets, ServerGuard
 from checks.config import Settings, TargetBase
 from checks.connectors import connect
 from checks.contract import Check, CheckOptions, FactRequest, FactStore, Scope, resolve_options
 from checks.engines import adapter_for
-from checks.model import CheckError, Engine, Finding, Report, Severity, Skipped, TargetState, TargetStatus, finding_id
+from checks.model import CheckError, Finding, Report, Severity, Skipped, TargetState, TargetStatus, finding_id
 from checks.registry import Registry, UsageError, validate_check_options
 from checks.secrets import mask_text
 
@@ -228,19 +228,16 @@ class Runner:
         budget = self.budgets.for_target(name, self.settings)
         guard = self.budgets.guard(budget.server)
         async with budget:
-            first = not guard.claimed
-            guard.claimed = True
-            if not first:
-                assert guard.decided is not None
-                await guard.decided.wait()  # no second session before the first has read the free slots
-                if guard.full:
-                    return await self._skip_target(name, target, guard, budget.server)
+            first = await guard.take_turn()
+            if not first and guard.full:
+                return await self._skip_target(name, target, guard, budget.server)
             connection = await self._connect(name, target, budget.server, budget.limit)
             try:
                 if first:
                     try:
                         if connection.status.reachable:
-                            await self._read_free_slots(engine, connection.session, target, guard)
+                            await guard.read_free_slots(adapter_for(engine).free_slots(connection.session),
+                                                        target.call_deadline, self.settings)
                     finally:
                         guard.decide()
                 await _notify(self.on_target, connection.status)
@@ -282,15 +279,6 @@ class Runner:
             if self.kept is not None:
                 await self.kept.opened(name, server, connection if connection is not None else _NOT_OPENED)
         return connection
-
-    async def _read_free_slots(self, engine: Engine, session: Any, target: TargetBase, guard: ServerGuard) -> None:
-        try:
-            slots = await asyncio.wait_for(adapter_for(engine).free_slots(session), target.call_deadline)
-        except Exception as exc:  # unknown is not full: the pool check reports what it can read
-            slots = FreeSlots(None, None, f"could not be read: {type(exc).__name__}")
-        guard.slots = slots
-        if slots.usable is not None:
-            guard.floor = floor_for(slots.usable, self.settings)
 
     def _skip_finding(self, name: str, target: TargetBase, guard: ServerGuard, server: str,
                       skipped: list[str], ran_here: bool) -> Finding:

@@ -47,6 +47,15 @@ async def connect(name: str, target: TargetBase) -> Connection:
         return failed(name, target, exc)
 
 
+def connected(name: str, target: TargetBase, session: Any, *, latency_ms: float, server_version: str,
+              role: str | None) -> Connection:
+    """A session that answered, with what the engine read of its server."""
+    status = TargetStatus(name=name, kind=target.kind, state=TargetState.CONNECTED, latency_ms=latency_ms,
+                          server_version=server_version, environment=target.environment, url=target.masked_url,
+                          role=role)
+    return Connection(status=status, session=session)
+
+
 def failed(name: str, target: TargetBase, exc: BaseException, *, state_detail: tuple[TargetState, str] | None = None
            ) -> Connection:
     state, detail = state_detail or classify(exc)

@@ -11,9 +11,8 @@ from pymongo.uri_parser import parse_uri
 
 from checks.budget import FreeSlots
 from checks.config import TargetBase
-from checks.connectors import Connection, diagnosed
+from checks.connectors import Connection, connected, diagnosed
 from checks.mongodb.topology import topology_role
-from checks.model import TargetState, TargetStatus
 
 SYSTEM_DATABASES = {"admin", "local", "config"}
 
@@ -70,17 +69,9 @@ async def connect(name: str, target: TargetBase) -> Connection:
     except Exception as exc:
         await client.close()
         return await diagnosed(name, target, exc)
-    status = TargetStatus(
-        name=name,
-        kind="mongodb",
-        state=TargetState.CONNECTED,
-        latency_ms=latency_ms,
-        server_version=str(build.get("version")),
-        environment=target.environment,
-        url=target.masked_url,
-        role=topology_role(hello),
-    )
-    return Connection(status=status, session=MongoSession(client, default_db, dict(hello)))
+    return connected(name, target, MongoSession(client, default_db, dict(hello)), latency_ms=latency_ms,
+                     server_version=str(build.get("version")),
+                     role=topology_role(hello))
 
 
 async def free_slots(session: MongoSession) -> FreeSlots:

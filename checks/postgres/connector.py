@@ -12,9 +12,8 @@ import asyncpg
 
 from checks.config import TargetBase
 from checks.budget import FreeSlots, server_key
-from checks.connectors import Connection, diagnosed
+from checks.connectors import Connection, connected, diagnosed
 from checks.postgres.marker import marked
-from checks.model import TargetState, TargetStatus
 from checks.own_sessions import OWN_SESSIONS
 
 APPLICATION_NAME = "dbvitals"
@@ -164,17 +163,9 @@ async def connect(name: str, target: TargetBase) -> Connection:
     except Exception as exc:
         pool.terminate()
         return await diagnosed(name, target, exc)
-    status = TargetStatus(
-        name=name,
-        kind="postgres",
-        state=TargetState.CONNECTED,
-        latency_ms=latency_ms,
-        server_version=str(version).split(" ")[0],
-        environment=target.environment,
-        url=target.masked_url,
-        role="replica" if in_recovery else "primary",
-    )
-    return Connection(status=status, session=PostgresSession(pool, database, server_key(target)))
+    return connected(name, target, PostgresSession(pool, database, server_key(target)), latency_ms=latency_ms,
+                     server_version=str(version).split(" ")[0],
+                     role="replica" if in_recovery else "primary")
 
 
 FREE_SLOTS_QUERY = """

@@ -9,9 +9,8 @@ import redis.asyncio as aioredis
 
 from checks.budget import FreeSlots
 from checks.config import TargetBase
-from checks.connectors import Connection, ProtocolMismatch, diagnosed
+from checks.connectors import Connection, ProtocolMismatch, connected, diagnosed
 from checks.connectors.probe import shown
-from checks.model import TargetState, TargetStatus
 
 
 class RedisSession:
@@ -76,17 +75,9 @@ async def connect(name: str, target: TargetBase) -> Connection:
     except Exception as exc:
         await client.aclose()
         return await diagnosed(name, target, exc)
-    status = TargetStatus(
-        name=name,
-        kind="redis",
-        state=TargetState.CONNECTED,
-        latency_ms=latency_ms,
-        server_version=str(info.get("redis_version")),
-        environment=target.environment,
-        url=target.masked_url,
-        role={"master": "primary", "slave": "replica"}.get(str(info.get("role")), info.get("role")),
-    )
-    return Connection(status=status, session=RedisSession(client, info))
+    return connected(name, target, RedisSession(client, info), latency_ms=latency_ms,
+                     server_version=str(info.get("redis_version")),
+                     role={"master": "primary", "slave": "replica"}.get(str(info.get("role")), info.get("role")))
 
 
 def _shown(reply: object) -> str:
