@@ -93,9 +93,11 @@ class KeysLog:
         records = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash: its batch has no "expired" record either
+            if isinstance(record, dict):  # a line of another shape is not ours: read past it
+                records.append(record)
         return records
 
     def touched_keys(self) -> list[bytes]:

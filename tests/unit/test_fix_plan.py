@@ -101,6 +101,16 @@ def test_keys_log_undoes_expired_keys_and_an_interrupted_batch(tmp_path):
     assert log.resume_point() is None
 
 
+def test_keys_log_reads_past_lines_that_are_json_but_not_records(tmp_path):
+    path = tmp_path / "k.jsonl"
+    log = KeysLog(path)
+    log.write({"batch": 1, "pending": ["a"]})
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('[1, 2]\n"text"\n7\n')
+    log.write({"batch": 1, "expired": ["a"], "cursor": 0})
+    assert log.touched_keys() == [b"a"]
+
+
 @pytest.mark.parametrize(
     "arg, quoted",
     [("timeout", "timeout"), ("two words", '"two words"'), ('say "hi"', '"say \\"hi\\""'), ("", '""')],
