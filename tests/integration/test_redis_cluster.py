@@ -131,7 +131,7 @@ def test_cluster_check_healthy_then_a_handshake_and_uncovered_slots(redis_cluste
     assert report.errors == [] and report.findings == []  # every slot served, every node healthy
 
     node = redis.Redis(port=redis_cluster[0])
-    node.execute_command("CLUSTER", "MEET", "127.0.0.1", support.free_port())  # nobody there: stuck in handshake
+    node.execute_command("CLUSTER", "MEET", "127.0.0.1", support.free_port(below=55536))  # nobody there: stuck in handshake
     owned = next(int(line.split()[8].split("-")[0]) for line in node.execute_command("CLUSTER", "NODES").decode().splitlines()
                  if "myself" in line)
     node.execute_command("CLUSTER", "DELSLOTS", owned, owned + 1)
