@@ -16,6 +16,18 @@ DEFAULT_LOCK_TIMEOUT_S = 5.0
 DEFAULT_STATEMENT_TIMEOUT_S = 30 * 60.0
 # How often a step that gave up on a lock is tried again before the fix fails.
 LOCK_ATTEMPTS = 3
+# How long putting back a step a stop signal interrupted may take before dbvitals exits anyway.
+CLEANUP_TIMEOUT_S = 30.0
+
+
+def raise_if_stopping() -> None:
+    """Raise the CancelledError of a stop signal that was swallowed on the way: Python 3.11's
+    asyncio.wait_for (redis-py writes through it) drops a cancellation that lands as its inner
+    future completes, and leaves the task marked as cancelling. Called between steps and
+    batches, so such a signal stops the work at the next boundary instead of being lost."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class StepFailed(Exception):

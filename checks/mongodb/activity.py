@@ -8,8 +8,7 @@ from typing import Any
 
 from checks.activity import ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
-
-OWN_APPLICATION = "dbvitals"
+from checks.own_sessions import OWN_SESSIONS
 
 # How the activity view shows each section (checks.activity.Section), in this order.
 KILLABLE: str | None = "operations"  # the section whose rows cancel and terminate act on
@@ -21,10 +20,6 @@ LAYOUT: list[Section] = [
      [("namespace", "namespace", "left"), ("total_ms_per_s", "ms/s", "right"), ("ops_per_s", "ops/s", "right"),
       ("read_ms_per_s", "read", "right"), ("write_ms_per_s", "write", "right")], 15),
 ]
-
-
-def is_own(row: dict[str, Any]) -> bool:
-    return str(row.get("application") or "").startswith(OWN_APPLICATION)
 
 
 async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
@@ -40,7 +35,7 @@ async def read(session: Any, target: str, previous: ActivitySample | None) -> Ac
     except Exception as exc:
         top = {}
         notes.append(f"top not answered (mongos and some roles lack it): {shorten(exc, 160)}")
-    return sample_from_replies(target, current, top, previous, notes=notes)
+    return sample_from_replies(target, current, top, previous, notes=notes, own=OWN_SESSIONS.of(session.server))
 
 
 def sample_from_replies(
@@ -51,12 +46,13 @@ def sample_from_replies(
     *,
     notes: list[str] | None = None,
     monotonic: float | None = None,
+    own: frozenset[int] = frozenset(),
 ) -> ActivitySample:
     sample = ActivitySample(target=target, engine="mongodb", taken_at=now_iso(),
                             monotonic=time.monotonic() if monotonic is None else monotonic,
                             notes=list(notes or ()))
     sample.sections["operations"] = sorted(
-        (_operation(op) for op in current.get("inprog") or () if isinstance(op, dict)),
+        (_operation(op, own) for op in current.get("inprog") or () if isinstance(op, dict)),
         key=lambda o: -(o["running_s"] or 0),
     )
     totals = top.get("totals") if isinstance(top, dict) else None
@@ -95,7 +91,7 @@ def sample_from_replies(
     return sample
 
 
-def _operation(op: dict[str, Any]) -> dict[str, Any]:
+def _operation(op: dict[str, Any], own: frozenset[int]) -> dict[str, Any]:
     micros = op.get("microsecs_running")
     running = micros / 1e6 if isinstance(micros, (int, float)) else op.get("secs_running")
     plan = str(op.get("planSummary") or "")
@@ -109,11 +105,14 @@ def _operation(op: dict[str, Any]) -> dict[str, Any]:
         "collection_scan": plan.startswith("COLLSCAN"),
         "application": str(op.get("appName") or ""),
         "client": str(op.get("client") or op.get("client_s") or ""),
+        "connection_id": op.get("connectionId"),
         "description": str(op.get("desc") or ""),
         "waiting_for_lock": bool(op.get("waitingForLock")),
         "command": shorten(_command_text(command), 300),
     }
-    row["own"] = is_own(row)
+    # dbvitals's own: the connections this process opened (checks.own_sessions), never judged
+    # by appName, which any client may send. Never offered for cancel or terminate.
+    row["own"] = op.get("connectionId") in own
     return row
 
 

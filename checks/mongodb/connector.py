@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.uri_parser import parse_uri
 
-from checks.budget import FreeSlots
+from checks.budget import FreeSlots, server_key
 from checks.config import TargetBase
 from checks.connectors import Connection, connected, diagnosed
 from checks.mongodb.topology import topology_role
+from checks.own_sessions import Recorder
 
 SYSTEM_DATABASES = {"admin", "local", "config"}
 
@@ -22,11 +23,49 @@ def client_options(url: str) -> dict[str, Any]:
     return {k.lower(): v for k, v in parse_uri(url, validate=False, warn=True).get("options", {}).items()}
 
 
+class OwnConnections(monitoring.CommandListener, monitoring.ServerHeartbeatListener):
+    """Records the server's connectionId of every connection a client of ours uses: the pool's
+    from each command it sends, the monitor's from each heartbeat's hello reply. Nothing else
+    can say a currentOp row is ours: appName is whatever a client chooses to send."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def started(self, event: Any) -> None:
+        if isinstance(event, monitoring.CommandStartedEvent):
+            self.recorder.opened(event.server_connection_id)
+
+    def succeeded(self, event: Any) -> None:
+        if isinstance(event, monitoring.ServerHeartbeatSucceededEvent):
+            self.recorder.opened(event.reply.document.get("connectionId"))
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+def own_connections(client: AsyncMongoClient) -> Recorder | None:
+    for listener in client.options.event_listeners:
+        if isinstance(listener, OwnConnections):
+            return listener.recorder
+    return None
+
+
+async def close_client(client: AsyncMongoClient) -> None:
+    """Close, and stop counting its connections as ours: the server may give their ids again
+    after a restart."""
+    await client.close()
+    recorder = own_connections(client)
+    if recorder is not None:
+        recorder.release()
+
+
 class MongoSession:
     def __init__(self, client: AsyncMongoClient, default_database: str | None, hello: dict[str, Any]) -> None:
         self.client = client
         self.default_database = default_database
         self.hello = hello
+        recorder = own_connections(client)
+        self.server = recorder.server if recorder else ""
 
     async def databases(self) -> list[str]:
         """The database the URL names, else every non-system database."""
@@ -36,7 +75,7 @@ class MongoSession:
         return sorted(n for n in names if n not in SYSTEM_DATABASES)
 
     async def close(self) -> None:
-        await self.client.close()
+        await close_client(self.client)
 
 
 def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
@@ -47,6 +86,10 @@ def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
         "appname": "dbvitals",
         # The checks of a target share one connection to the server (pymongo adds its monitor's).
         "maxPoolSize": 1,
+        # Polling, not streaming: no separate round-trip-time connection, whose id no event
+        # reports, and no awaitable hello standing in currentOp as if it were work.
+        "serverMonitoringMode": "poll",
+        "event_listeners": [OwnConnections(Recorder(server_key(target)))],
     }
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
@@ -67,7 +110,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         build = await client.admin.command("buildInfo")
         default_db = client._default_database_name  # the database named in the URL, if any
     except Exception as exc:
-        await client.close()
+        await close_client(client)
         return await diagnosed(name, target, exc)
     return connected(name, target, MongoSession(client, default_db, dict(hello)), latency_ms=latency_ms,
                      server_version=str(build.get("version")),

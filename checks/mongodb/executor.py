@@ -7,13 +7,13 @@ back, when it is no longer what dbvitals left, and to recreate one over a name t
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
-import json
-
 from checks.fixes import OWN_UNDO
-from checks.fixes.execution import Execution, StepFailed, UndoCheck
+from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck, raise_if_stopping
 from checks.model import FixStep
 from checks.mongodb.profiler_action import PROFILER_CHECK, undo_action
 from checks.secrets import mask_text
@@ -35,7 +35,7 @@ def command_document(step: FixStep, run: Execution) -> dict[str, Any]:
 
 
 async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
-    from checks.mongodb.connector import make_client
+    from checks.mongodb.connector import close_client, make_client
 
     timeout_ms = int(run.limits.statement_timeout_s * 1000)
     # No client-side operation timeout: maxTimeMS in each command bounds it on the server,
@@ -44,20 +44,74 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
     try:
         default_db = client._default_database_name
         for index, step in enumerate(steps):
+            raise_if_stopping()
             database = step.database or default_db
             if not database:
                 raise StepFailed(f"step {index + 1} names no database and the target URL names none")
             document = command_document(step, run)
             name = next(iter(document))
             await run.progress(f"step {index + 1} of {len(steps)}: {name} on {database}.{document[name]}")
+            new: list[str] = []
             try:
+                new = await _new_index_names(client, database, document)
                 await client[database].command(document)
+            except asyncio.CancelledError:
+                # A stop signal: since 4.4 the server goes on building after the client is
+                # gone, so the build is stopped (dropIndexes aborts one in progress) and the
+                # index dropped, then the cancellation goes on.
+                await _take_back_build(run, database, document[name], new, f"step {index + 1}")
+                raise
             except Exception as exc:
                 await _report_partial(client, database, document, run)
                 raise StepFailed(f"step {index + 1} ({name}) failed: {_describe(exc, run)}") from exc
             run.steps_done += 1
     finally:
-        await client.close()
+        await close_client(client)
+
+
+async def _new_index_names(client: Any, database: str, document: dict[str, Any]) -> list[str]:
+    """The indexes a createIndexes step would add: those of its names not there before it."""
+    if next(iter(document)) != "createIndexes":
+        return []
+    wanted = [spec["name"] for spec in document.get("indexes", []) if isinstance(spec, dict) and spec.get("name")]
+    present = await _indexes(client, database, document["createIndexes"])
+    return [name for name in wanted if name not in present]
+
+
+async def _take_back_build(run: Execution, database: str, collection: str, names: list[str], label: str) -> None:
+    """Drop the indexes an interrupted createIndexes was adding, on a fresh client, within
+    CLEANUP_TIMEOUT_S. What is done goes to the notes, what is not to the leftovers."""
+    if not names:
+        return
+    from checks.mongodb.connector import close_client, make_client
+
+    async def drop() -> list[str]:
+        client = make_client(run.target, timeoutMS=int(CLEANUP_TIMEOUT_S * 1000), maxPoolSize=1)
+        try:
+            for name in names:
+                try:
+                    await client[database].command({"dropIndexes": collection, "index": name})
+                except Exception as exc:
+                    if getattr(exc, "code", None) not in (26, 27):  # no such collection / index: never built
+                        raise
+            return [n for n in names if n in await _indexes(client, database, collection)]
+        finally:
+            await close_client(client)
+
+    listed = ", ".join(names)
+    try:
+        remaining = await asyncio.wait_for(drop(), CLEANUP_TIMEOUT_S)
+    except Exception as exc:  # TimeoutError, or the server cannot be reached
+        why = "in time" if isinstance(exc, TimeoutError) else f"({_describe(exc, run)})"
+        run.leftovers.append(f"{label} was interrupted and dropping the index it was building did not finish {why}: "
+                             f"check {database}.{collection} for {listed} and drop it")
+        return
+    if remaining:
+        run.leftovers.append(f"{label} was interrupted; {', '.join(remaining)} on {database}.{collection} "
+                             "is still there after dropIndexes")
+    else:
+        run.notes.append(f"{label} was interrupted: the build of {listed} on {database}.{collection} "
+                         "was stopped and the index dropped")
 
 
 async def _report_partial(client: Any, database: str, document: dict[str, Any], run: Execution) -> None:
@@ -132,7 +186,7 @@ async def _indexes(client: Any, database: str, collection: str) -> dict[str, dic
 
 
 async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[str, Any]]:
-    from checks.mongodb.connector import make_client
+    from checks.mongodb.connector import close_client, make_client
 
     client = make_client(run.target, maxPoolSize=1)
     try:
@@ -148,7 +202,7 @@ async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[st
                                  **_shape(spec)})
         return recorded
     finally:
-        await client.close()
+        await close_client(client)
 
 
 def inspects(steps: Sequence[FixStep]) -> bool:
@@ -157,7 +211,7 @@ def inspects(steps: Sequence[FixStep]) -> bool:
 
 
 async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> UndoCheck:
-    from checks.mongodb.connector import make_client
+    from checks.mongodb.connector import close_client, make_client
 
     finished = entry.outcome in ("fixed", "not_fixed")
     partial = not finished and entry.steps_done == 0
@@ -171,7 +225,7 @@ async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> Und
             if await _guard_step(client, step, default_db, forward, recorded, finished, partial, check):
                 check.steps.append(step)
     finally:
-        await client.close()
+        await close_client(client)
     return check
 
 

@@ -102,7 +102,7 @@ class ProfilerAction:
         return [FixStep.from_dict(s) for s in self.entry.inverse]
 
     async def apply(self, work: Work) -> None:
-        from checks.mongodb.connector import make_client
+        from checks.mongodb.connector import close_client, make_client
 
         client = make_client(self.target, maxPoolSize=1)
         try:
@@ -117,11 +117,11 @@ class ProfilerAction:
                                        f"{mask_text(f'{type(exc).__name__}: {exc}', self.secrets)[:500]}") from None
                 work.steps_done = number
         finally:
-            await client.close()
+            await close_client(client)
 
     async def verify(self, work: Work) -> Verdict:
         """Read each database's profiler back: the level (and slowms, sampleRate) set must be in force."""
-        from checks.mongodb.connector import make_client
+        from checks.mongodb.connector import close_client, make_client
 
         await work.progress("verifying: reading the profiling level back")
         client = make_client(self.target, maxPoolSize=1)
@@ -140,7 +140,7 @@ class ProfilerAction:
             return Verdict("not_fixed", None, f"applied; could not read the profiler back "
                                               f"({mask_text(f'{type(exc).__name__}: {exc}', self.secrets)[:300]})")
         finally:
-            await client.close()
+            await close_client(client)
         if wrong:
             return Verdict("not_fixed", False, "applied, but the server reports " + "; ".join(wrong))
         return Verdict("fixed", True, "the server reports " + "; ".join(seen))

@@ -111,7 +111,7 @@ class UnusedIndex(Check):
             if url is None:
                 facts.members_unreached[host] = "an SRV URL: members are not addressed one by one"
                 continue
-            from checks.mongodb.connector import make_client  # imports pymongo: only when used
+            from checks.mongodb.connector import close_client, make_client  # imports pymongo: only when used
 
             client = make_client(scope.config.model_copy(update={"url": url}))
             try:
@@ -119,7 +119,7 @@ class UnusedIndex(Check):
             except Exception as exc:  # a member down: its counters are unknown, and said so
                 facts.members_unreached[host] = f"{type(exc).__name__}: {str(exc)[:160]}"
             finally:
-                await client.close()
+                await close_client(client)
         budget = call_budget(scope.config)  # sizes only for the collections with an index to report
         facts.collections = list(await asyncio.gather(
             *(measured(session, info, budget) if _has_unused(info, facts) else _same(info) for info in collections)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checks.fixes.execution import Execution, StepFailed, UndoCheck
+from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck, raise_if_stopping
 from checks.model import FixStep
 from checks.secrets import mask_text
 
@@ -158,6 +158,7 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
         async with pool.acquire() as conn:
             await _prepare(conn, run)
             for group in groups(steps):
+                raise_if_stopping()
                 await _run_group(conn, run, group, len(steps))
     finally:
         pool.terminate()
@@ -246,10 +247,6 @@ async def _interrupted(run: Execution, conn: Any, group: list[tuple[int, FixStep
         else:
             run.leftovers.append(f"{label} was interrupted and its cleanup did not finish {why}: "
                                  f"check what `{_first_line(step)}` left")
-
-
-# How long putting back an interrupted step may take before dbvitals exits anyway.
-CLEANUP_TIMEOUT_S = 30.0
 
 
 async def _stop_and_clean(run: Execution, pid: int | None, group: list[tuple[int, FixStep]],

@@ -8,9 +8,9 @@ from typing import Any
 
 from checks.activity import ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
+from checks.own_sessions import OWN_SESSIONS
 from checks.units import int_or_none
 
-OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
 
 # How the activity view shows each section (checks.activity.Section), in this order.
@@ -27,14 +27,9 @@ LAYOUT: list[Section] = [
 ]
 
 
-def is_own(row: dict[str, Any]) -> bool:
-    return str(row.get("name") or "").startswith(OWN_NAME) or bool(row.get("current"))
-
-
 async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
     client = session.client
     notes: list[str] = []
-    own_id = await client.client_id()
     clients = await client.client_list()
     try:
         slowlog = await client.execute_command("SLOWLOG", "GET", SLOWLOG_ENTRIES)
@@ -42,7 +37,7 @@ async def read(session: Any, target: str, previous: ActivitySample | None) -> Ac
         slowlog = []
         notes.append(f"SLOWLOG not answered: {shorten(exc, 160)}")
     stats = await client.info("commandstats")
-    return sample_from_replies(target, clients, slowlog, stats, previous, own_id=own_id, notes=notes)
+    return sample_from_replies(target, clients, slowlog, stats, previous, own=OWN_SESSIONS.of(session.server), notes=notes)
 
 
 def sample_from_replies(
@@ -52,7 +47,7 @@ def sample_from_replies(
     commandstats: dict[str, Any],
     previous: ActivitySample | None,
     *,
-    own_id: int | None = None,
+    own: frozenset[int] = frozenset(),
     notes: list[str] | None = None,
     monotonic: float | None = None,
 ) -> ActivitySample:
@@ -70,12 +65,12 @@ def sample_from_replies(
             "db": int_or_none(c.get("db")),
             "last_command": _text(c.get("cmd")),
             "flags": _text(c.get("flags")),
-            "current": own_id is not None and str(c.get("id")) == str(own_id),
         }
         # redis-cli's rule: a connection whose idle time equals its age never sent a command.
         row["never_active"] = row["age_s"] is not None and row["age_s"] > 0 and row["age_s"] == row["idle_s"]
-        row["own"] = is_own(row)
-        del row["current"]
+        # dbvitals's own: the connections this process opened (checks.own_sessions), never
+        # judged by the client name, which any client may set.
+        row["own"] = int_or_none(c.get("id")) in own
         rows.append(row)
     sample.sections["clients"] = sorted(rows, key=lambda r: -(r["idle_s"] or 0))
     names: dict[str, int] = {}

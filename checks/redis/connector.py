@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from checks.budget import FreeSlots
+from checks.budget import FreeSlots, server_key
 from checks.config import TargetBase
 from checks.connectors import Connection, ProtocolMismatch, connected, diagnosed
 from checks.connectors.probe import shown
+from checks.own_sessions import Recorder
 
 
 class RedisSession:
@@ -18,9 +20,35 @@ class RedisSession:
         self.client = client
         self.info = info
         self.db = client.connection_pool.connection_kwargs.get("db", 0)
+        recorder = own_connections(client)
+        self.server = recorder.server if recorder else ""
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await close_client(self.client)
+
+
+async def _record_own(recorder: Recorder, connection: Any) -> None:
+    """Runs as each connection of a client of ours opens: the usual handshake, then CLIENT ID,
+    recorded as ours. A client name proves nothing: any client may call itself dbvitals."""
+    await connection.on_connect()
+    await connection.send_command("CLIENT", "ID")
+    recorder.opened(int(await connection.read_response()))
+
+
+def own_connections(client: aioredis.Redis) -> Recorder | None:
+    hook = client.connection_pool.connection_kwargs.get("redis_connect_func")
+    if isinstance(hook, partial) and hook.func is _record_own:
+        recorder: Recorder = hook.args[0]
+        return recorder
+    return None
+
+
+async def close_client(client: aioredis.Redis) -> None:
+    """Close, and stop counting its connections as ours."""
+    await client.aclose()
+    recorder = own_connections(client)
+    if recorder is not None:
+        recorder.release()
 
 
 def make_client(target: TargetBase, **overrides: Any) -> aioredis.Redis:
@@ -32,6 +60,7 @@ def make_client(target: TargetBase, **overrides: Any) -> aioredis.Redis:
         "client_name": "dbvitals",
         "max_connections": 1,
         "timeout": None,  # waiting for the connection is bounded by each check's own timeout
+        "redis_connect_func": partial(_record_own, Recorder(server_key(target))),
     }
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
@@ -73,7 +102,7 @@ async def connect(name: str, target: TargetBase) -> Connection:
         if not isinstance(info, dict) or "redis_version" not in info:
             raise ProtocolMismatch(f"the server does not speak the Redis protocol (it answered INFO with {_shown(info)})")
     except Exception as exc:
-        await client.aclose()
+        await close_client(client)
         return await diagnosed(name, target, exc)
     return connected(name, target, RedisSession(client, info), latency_ms=latency_ms,
                      server_version=str(info.get("redis_version")),

@@ -22,6 +22,7 @@ server time around each batch's EXPIREs). For CONFIG SET, `record_state` notes t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from checks.fixes.execution import Execution, StepFailed, UndoCheck
+from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck, raise_if_stopping
 from checks.model import FixStep
 from checks.redis._scan import client_for, cluster_masters
 from checks.secrets import mask_text
@@ -131,7 +132,8 @@ class KeysLog:
         finished or never began."""
         cursor, run_id = 0, None
         for record in self.records():
-            if record.get("done") or record.get("node"):  # finished, or a cluster run (no single cursor)
+            # Finished, taken back after a stop signal, or a cluster run (no single cursor).
+            if record.get("done") or record.get("taken_back") or record.get("node"):
                 return None
             run_id = record.get("run_id", run_id)
             cursor = record.get("cursor", cursor)
@@ -139,11 +141,12 @@ class KeysLog:
 
 
 async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
-    from checks.redis.connector import make_client
+    from checks.redis.connector import close_client, make_client
 
     client = make_client(run.target, socket_timeout=max(run.target.timeout, 30.0))
     try:
         for index, step in enumerate(steps):
+            raise_if_stopping()
             command = step.command
             try:
                 if isinstance(command, dict):
@@ -155,7 +158,7 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
                         await db_client.execute_command(*command)
                     finally:
                         if db_client is not client:
-                            await db_client.aclose()
+                            await close_client(db_client)
                 else:
                     raise StepFailed(f"step {index + 1}: a Redis step is a list of arguments or an op document")
             except StepFailed:
@@ -164,7 +167,7 @@ async def execute(run: Execution, steps: Sequence[FixStep]) -> None:
                 raise StepFailed(f"step {index + 1} failed: {_describe(exc, run)}") from exc
             run.steps_done += 1
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
 def _for_db(run: Execution, db: int) -> Any:
@@ -184,16 +187,46 @@ async def _run_op(run: Execution, index: int, total: int, op: dict[str, Any]) ->
     kind = op.get("op")
     if kind not in (EXPIRE_OP, PERSIST_OP):
         raise StepFailed(f"step {index + 1}: unknown Redis operation {kind!r}")
+    try:
+        await _run_op_once(run, index, total, op)
+    except asyncio.CancelledError:
+        if kind == EXPIRE_OP:
+            await _take_back_expire(run, index, total, op)
+        raise
+
+
+async def _take_back_expire(run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+    """A stop signal interrupted an expire step: PERSIST the keys it gave a TTL (its keys log,
+    under the same guard as an undo), within CLEANUP_TIMEOUT_S. The log is then marked taken
+    back, so a later run of the fix starts over instead of resuming past keys no longer done."""
+    label = f"step {index + 1}"
+    log = KeysLog(run.side_dir / keys_file_name(run.entry_id, index))
+    undo = persist_inverse(op, run.entry_id, index).command
+    try:
+        if log.path.exists():
+            await asyncio.wait_for(_run_op_once(run, index, total, undo), CLEANUP_TIMEOUT_S)
+    except Exception as exc:  # TimeoutError, or the server cannot be reached
+        why = "in time" if isinstance(exc, TimeoutError) else f"({_describe(exc, run)})"
+        run.leftovers.append(f"{label} was interrupted and taking back the TTLs it gave did not finish {why}: "
+                             f"`dbvitals undo {run.entry_id}` removes them")
+        return
+    log.write({"taken_back": True})
+    run.notes.append(f"{label} was interrupted: the TTLs it had given were taken back")
+
+
+async def _run_op_once(run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
+    from checks.redis.connector import close_client
+
     db_client = _for_db(run, int(op.get("db", 0)))
     try:
         if (await db_client.info("server")).get("redis_mode") == "cluster":
             await _run_op_on_cluster(db_client, run, index, total, op)
-        elif kind == EXPIRE_OP:
+        elif op.get("op") == EXPIRE_OP:
             await _expire_missing_ttl(db_client, run, index, total, op)
         else:
             await _persist_keys(db_client, run, index, total, op)
     finally:
-        await db_client.aclose()
+        await close_client(db_client)
 
 
 async def _run_op_on_cluster(client: Any, run: Execution, index: int, total: int, op: dict[str, Any]) -> None:
@@ -273,6 +306,7 @@ async def _expire_missing_ttl(
         if not cursor_recorded:
             log.write({"cursor": cursor}, durable=False)
         await run.progress(f"{label}: {scanned} keys scanned, {given} given a TTL")
+        raise_if_stopping()
         if cursor == 0:
             break
     log.write({"done": True, "cursor": 0, "given": given, "scanned": scanned, **({"node": node} if node else {})})
@@ -399,7 +433,7 @@ async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[st
     settings = [c for step in steps[: run.steps_done] if (c := _config_set(step))]
     if not settings:
         return []
-    from checks.redis.connector import make_client
+    from checks.redis.connector import close_client, make_client
 
     client = make_client(run.target)
     try:
@@ -411,7 +445,7 @@ async def record_state(run: Execution, steps: Sequence[FixStep]) -> list[dict[st
                                  **({} if _secret_setting(name) else {"value": value})})
         return recorded
     finally:
-        await client.aclose()
+        await close_client(client)
 
 
 def inspects(steps: Sequence[FixStep]) -> bool:
@@ -426,7 +460,7 @@ async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> Und
     forward = {c[0]: c[1] for s in entry.steps if (c := _config_set(FixStep.from_dict(s)))}
     recorded = {e["parameter"]: e for e in entry.expect if e.get("kind") == "redis-config"}
     client = None
-    from checks.redis.connector import make_client
+    from checks.redis.connector import close_client, make_client
 
     try:
         for step in inverse:
@@ -458,5 +492,5 @@ async def guard_undo(target: Any, entry: Any, inverse: Sequence[FixStep]) -> Und
                     f"changed since, and dbvitals will not overwrite it with the old {_shown(name, old)}")
     finally:
         if client is not None:
-            await client.aclose()
+            await close_client(client)
     return check

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import pymongo
 import pytest
 
 from checks.actions.journal import Journal
@@ -290,6 +291,8 @@ def test_redis_slow_command_clients_and_rates(tmp_path):
         import redis
 
         client = redis.Redis.from_url(url, client_name="worker")
+        impostor = redis.Redis.from_url(url, client_name="dbvitals")  # a name proves nothing
+        impostor.ping()
         # A Lua busy loop of ~30 ms: a slow command provoked on purpose, on this test's own server.
         client.eval("local t = redis.call('TIME'); local s = t[1]*1e6+t[2]; "
                     "repeat local n = redis.call('TIME') until (n[1]*1e6+n[2]) - s > 30000; return 1", 0)
@@ -303,6 +306,9 @@ def test_redis_slow_command_clients_and_rates(tmp_path):
         assert names.get("worker") == 1
         own = [row for row in samples[-1]["sections"]["clients"] if row["own"]]
         assert own and all(row["name"] == "dbvitals" for row in own)
+        assert str(impostor.client_id()) not in {row["id"] for row in own}
+        assert str(impostor.client_id()) in {row["id"] for row in samples[-1]["sections"]["clients"]}
+        impostor.close()
         assert any(row["command"] in {"client|list", "info", "slowlog|get", "client"} or row["calls_per_s"] > 0
                    for row in samples[-1]["sections"]["commands"])
         client.close()
@@ -334,6 +340,31 @@ def test_mongodb_current_op_and_top_live(tmp_path, mongo_db):
     assert not any("currentOp not answered" in n for n in last["notes"]), last["notes"]
 
 
+def test_mongodb_own_operations_are_the_connections_this_process_opened_not_an_app_name(tmp_path, mongo_db):
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "allow_fixes": True})
+    impostor = pymongo.MongoClient(mongo_db.url, appname="dbvitals")
+    impostor_id = impostor.admin.command("hello")["connectionId"]
+
+    async def go() -> tuple[dict[int, dict], dict[int, dict]]:
+        watch = ActivityWatch(settings, ["app"])
+        try:
+            sample = (await watch.refresh())["app"]
+            [ours] = [op for op in sample.sections["operations"] if op["command"].startswith("currentOp")]
+            with pytest.raises(ActionRefused, match="dbvitals's own"):
+                plan_kill(settings, watch, "app", sample, ours["id"], terminate=True, allow_unsafe=True)
+            theirs = [op for op in sample.sections["operations"] if op["connection_id"] == impostor_id]
+            return ours, theirs
+        finally:
+            await watch.close()
+
+    try:
+        ours, theirs = asyncio.run(go())
+    finally:
+        impostor.close()
+    assert ours["own"]
+    assert theirs and not any(op["own"] for op in theirs)
+
+
 # --- documented mongod replies (the MongoDB manual's examples) for what SecantusDB does not show ---
 
 CURRENT_OP = {"inprog": [
@@ -342,8 +373,10 @@ CURRENT_OP = {"inprog": [
      "secs_running": 42, "microsecs_running": 42105377, "op": "query", "ns": "shop.orders",
      "command": {"find": "orders", "filter": {"status": "open"}, "$db": "shop"},
      "planSummary": "COLLSCAN", "numYields": 3200, "waitingForLock": False},
-    {"type": "op", "desc": "conn40", "appName": "dbvitals", "opid": 5490, "microsecs_running": 120,
-     "op": "command", "ns": "admin.$cmd", "command": {"currentOp": 1}, "active": True},
+    {"type": "op", "desc": "conn40", "connectionId": 40, "appName": "dbvitals", "opid": 5490,
+     "microsecs_running": 120, "op": "command", "ns": "admin.$cmd", "command": {"currentOp": 1}, "active": True},
+    {"type": "op", "desc": "conn41", "connectionId": 41, "appName": "dbvitals", "opid": 5491,
+     "microsecs_running": 90, "op": "command", "ns": "admin.$cmd", "command": {"ping": 1}, "active": True},
 ], "ok": 1}
 
 
@@ -355,11 +388,13 @@ def _top(time_us: int, count: int) -> dict:
 
 
 def test_mongod_current_op_marks_collection_scans_and_own_operations():
-    first = mongo_activity.sample_from_replies("m", CURRENT_OP, _top(1_000_000, 100), None, monotonic=10.0)
+    first = mongo_activity.sample_from_replies("m", CURRENT_OP, _top(1_000_000, 100), None, monotonic=10.0,
+                                               own=frozenset({40}))
     ops = {op["id"]: op for op in first.sections["operations"]}
     assert ops["5481"]["collection_scan"] and ops["5481"]["running_s"] == 42.11
     assert "filter" in ops["5481"]["command"] and "$db" not in ops["5481"]["command"]
     assert ops["5490"]["own"] and not ops["5481"]["own"]
+    assert not ops["5491"]["own"]  # appName "dbvitals" on a connection this process did not open
     assert first.sections["namespaces"] == []  # rates need a second sample
     second = mongo_activity.sample_from_replies("m", CURRENT_OP, _top(3_000_000, 300), first, monotonic=12.0)
     [ns] = second.sections["namespaces"]

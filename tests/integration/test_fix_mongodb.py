@@ -118,3 +118,36 @@ def test_server_killed_between_steps_leaves_a_failed_entry_that_says_what_was_ap
     assert (entry.state, entry.steps_done, len(entry.steps)) == ("failed", 1, 2)
     # The second index's fate is unknown: said, not guessed.
     assert any("could not list the indexes of app.orders" in item and "b_1" in item for item in entry.leftovers)
+
+
+def test_a_stop_signal_mid_build_drops_the_index_being_built_and_journals_it(mongo_db, tmp_path):
+    """Since MongoDB 4.4 a build goes on after its client is gone: a stop signal while
+    createIndexes runs makes dbvitals drop the index (dropIndexes aborts a build in progress)
+    and journal the fix as failed, saying so. The cancellation is what console.runtime.run_async
+    does on SIGINT, SIGTERM or SIGHUP."""
+    mongo_db.db.orders.insert_many([{"customerId": i % 997, "pad": "x" * 40} for i in range(20_000)])
+    settings = settings_for(mongo_db.url, tmp_path)
+    registry = fix_checks.registry()
+    the_plan = plan(settings, registry, "test.mongo-missing-index", "orders")
+
+    async def interrupted() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_progress(message: str) -> None:
+            if "createIndexes" in message:  # the build is sent next; it takes over a second here
+                loop.call_later(0.2, task.cancel)
+
+        await apply_fix(settings, registry, the_plan, on_progress=on_progress)
+
+    try:
+        asyncio.run(interrupted())
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the fix was not interrupted")
+    assert "customerId_1" not in index_names(mongo_db.db.orders)
+    last = Journal(tmp_path / "journal.jsonl").entries()[-1]
+    assert last.outcome == "failed" and "interrupted after 0 of 1 steps" in last.message, last.message
+    assert "the build of customerId_1 on" in last.message and "was stopped and the index dropped" in last.message
+    assert not last.leftovers, last.leftovers

@@ -222,3 +222,41 @@ def test_a_rerun_after_undoing_an_interrupted_batch_fix_starts_over(redis_db, tm
     assert "to 5005 keys" in second.message
     after = ttls(redis_db.client)
     assert len(after) == 5005 and all(t > 0 for t in after.values())
+
+
+def cancelled_after(count: int):
+    """A progress callback that cancels the fix's task after `count` SCAN batches: what
+    console.runtime.run_async does on SIGINT, SIGTERM or SIGHUP."""
+    task: list[asyncio.Task] = []
+    return task, after_batches(count, lambda: task[0].cancel())
+
+
+def test_a_stop_signal_mid_batch_takes_back_the_ttls_given_and_a_rerun_starts_over(redis_db, tmp_path):
+    fill(redis_db.client, 3000)
+    settings = settings_for(redis_db.url, tmp_path)
+    registry = fix_checks.registry()
+    the_plan = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
+    task, on_progress = cancelled_after(2)
+
+    async def interrupted() -> None:
+        task.append(asyncio.current_task())
+        await apply_fix(settings, registry, the_plan, on_progress=on_progress)
+
+    try:
+        asyncio.run(interrupted())
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the fix was not interrupted")
+    after = ttls(redis_db.client)
+    assert len(after) == 3000 and all(t == -1 for t in after.values()), "TTLs left behind by the interrupted run"
+    last = Journal(tmp_path / "journal.jsonl").entries()[-1]
+    assert last.outcome == "failed" and "interrupted after 0 of 1 steps" in last.message, last.message
+    assert "the TTLs it had given were taken back" in last.message and not last.leftovers, last.message
+
+    progress: list[str] = []
+    again = plan(settings, registry, "test.redis-missing-ttl", "session:<id>")
+    second = asyncio.run(apply_fix(settings, registry, again, on_progress=progress.append))
+    assert (second.outcome, second.verified) == ("fixed", True), second.message
+    assert "resuming" not in progress[0]  # what the first run had done was taken back
+    assert all(t > 0 for t in ttls(redis_db.client).values())
