@@ -6,13 +6,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from checks.activity import ActivitySample, Section, now_iso, rates, shorten
+from checks.activity import OWN_SECTION, ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
 
 OWN_APPLICATION = "dbvitals"
 
 # How the activity view shows each section (checks.activity.Section), in this order.
 KILLABLE: str | None = "operations"  # the section whose rows cancel and terminate act on
+AGE_KEYS = {"operations": "running_s"}
+TRENDS = [("operations", "ops running"), ("waiting", "lock waits"), ("ops_per_s", "ops/s")]
+DETAIL = [("id", "opid"), ("op", "op"), ("namespace", "namespace"), ("running_s", "running s"),
+          ("waiting_for_lock", "waits for a lock"), ("plan", "plan"), ("application", "application"),
+          ("client", "client"), ("description", "connection"), ("command", "command")]
 LAYOUT: list[Section] = [
     ("operations", "Operations running",
      [("id", "opid", "right"), ("op", "op", "left"), ("namespace", "namespace", "left"), ("running_s", "secs", "right"),
@@ -55,10 +60,11 @@ def sample_from_replies(
     sample = ActivitySample(target=target, engine="mongodb", taken_at=now_iso(),
                             monotonic=time.monotonic() if monotonic is None else monotonic,
                             notes=list(notes or ()))
-    sample.sections["operations"] = sorted(
-        (_operation(op) for op in current.get("inprog") or () if isinstance(op, dict)),
-        key=lambda o: -(o["running_s"] or 0),
-    )
+    operations = sorted((_operation(op) for op in current.get("inprog") or () if isinstance(op, dict)),
+                        key=lambda o: (-(o["running_s"] or 0), o["id"]))
+    workload = [o for o in operations if not o["own"]]
+    sample.sections["operations"] = workload
+    sample.sections[OWN_SECTION] = [o for o in operations if o["own"]]
     totals = top.get("totals") if isinstance(top, dict) else None
     counters: dict[str, float] = {}
     for ns, figures in (totals or {}).items():
@@ -90,8 +96,15 @@ def sample_from_replies(
             row["write_ms_per_s"] = round(value / 1000, 2)
     sample.sections["namespaces"] = sorted(
         (r for r in namespaces.values() if r["ops_per_s"] or r["total_ms_per_s"]),
-        key=lambda r: -r["total_ms_per_s"],
+        key=lambda r: (-r["total_ms_per_s"], r["namespace"]),
     )
+    if previous is not None and totals and not sample.sections["namespaces"]:
+        sample.notes.append("time per namespace: no collection was read or written since the last refresh")
+    sample.trend = {
+        "operations": len(workload),
+        "waiting": sum(o["waiting_for_lock"] for o in workload),
+        "ops_per_s": round(sum(r["ops_per_s"] for r in namespaces.values()), 2) if previous and totals else None,
+    }
     return sample
 
 

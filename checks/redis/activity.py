@@ -1,20 +1,32 @@
 """Redis activity: clients (CLIENT LIST), the latest slow commands (SLOWLOG GET) and calls and
-time per command per second (INFO commandstats deltas). Three read-only commands per refresh."""
+time per command per second (INFO commandstats deltas). Four read-only commands per refresh
+(with CLIENT ID), which the rates leave out: they are dbvitals's, not the workload."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from checks.activity import ActivitySample, Section, now_iso, rates, shorten
+from checks.activity import OWN_SECTION, ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
 from checks.units import int_or_none
 
 OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
+# The calls each refresh adds to commandstats (`read` below; the INFO counted is the previous
+# refresh's, as a command is counted once it has run). Redis before 7 counts subcommands under
+# their command.
+OWN_CALLS = {"client|id": 1, "client|list": 1, "slowlog|get": 1, "info": 1}
+OWN_CALLS_BEFORE_7 = {"client": 2, "slowlog": 1, "info": 1}
+# CLIENT LIST flags worth a word: b waits in a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).
+STATE_FLAGS = (("b", "blocked"), ("x", "in MULTI"), ("P", "subscriber"), ("S", "replica"), ("M", "master"))
 
 # How the activity view shows each section (checks.activity.Section), in this order.
 KILLABLE: str | None = "clients"  # the section whose rows cancel and terminate act on
+AGE_KEYS = {"clients": "idle_s"}
+TRENDS = [("clients", "clients"), ("blocked", "blocked"), ("ops_per_s", "cmd/s")]
+DETAIL = [("id", "client id"), ("name", "name"), ("state", "state"), ("address", "address"), ("db", "db"),
+          ("age_s", "connected s"), ("idle_s", "idle s"), ("last_command", "last command"), ("flags", "flags")]
 LAYOUT: list[Section] = [
     ("slowlog", "Slow log (latest)",
      [("id", "#", "right"), ("duration_ms", "ms", "right"), ("command", "command", "left"), ("client", "client", "left")], 10),
@@ -22,8 +34,8 @@ LAYOUT: list[Section] = [
      [("command", "command", "left"), ("calls_per_s", "calls/s", "right"), ("usec_per_s", "µs/s", "right")], 15),
     ("client_names", "Clients by name", [("name", "name", "left"), ("clients", "clients", "right")], 10),
     ("clients", "Clients (most idle first)",
-     [("id", "id", "right"), ("name", "name", "left"), ("address", "address", "left"), ("age_s", "age s", "right"),
-      ("idle_s", "idle s", "right"), ("last_command", "last", "left")], 15),
+     [("id", "id", "right"), ("name", "name", "left"), ("address", "address", "left"), ("state", "state", "left"),
+      ("age_s", "age s", "right"), ("idle_s", "idle s", "right"), ("last_command", "last", "left")], 15),
 ]
 
 
@@ -72,14 +84,18 @@ def sample_from_replies(
             "flags": _text(c.get("flags")),
             "current": own_id is not None and str(c.get("id")) == str(own_id),
         }
+        row["state"] = ", ".join(word for flag, word in STATE_FLAGS if flag in row["flags"])
+        row["blocked"] = "b" in row["flags"]
         # redis-cli's rule: a connection whose idle time equals its age never sent a command.
         row["never_active"] = row["age_s"] is not None and row["age_s"] > 0 and row["age_s"] == row["idle_s"]
         row["own"] = is_own(row)
         del row["current"]
         rows.append(row)
-    sample.sections["clients"] = sorted(rows, key=lambda r: -(r["idle_s"] or 0))
+    workload = [r for r in rows if not r["own"]]
+    sample.sections["clients"] = sorted(workload, key=lambda r: (-(r["idle_s"] or 0), int_or_none(r["id"]) or 0))
+    sample.sections[OWN_SECTION] = [r for r in rows if r["own"]]
     names: dict[str, int] = {}
-    for r in rows:
+    for r in workload:
         names[r["name"] or "(unnamed)"] = names.get(r["name"] or "(unnamed)", 0) + 1
     sample.sections["client_names"] = [{"name": n, "clients": k} for n, k in
                                        sorted(names.items(), key=lambda item: (-item[1], item[0]))]
@@ -93,6 +109,10 @@ def sample_from_replies(
     sample.counters["commandstats"] = counters
     seconds = sample.monotonic - previous.monotonic if previous else 0.0
     per_second = rates(counters, previous.counters.get("commandstats") if previous else None, seconds)
+    own_calls = OWN_CALLS if any(k.startswith("client|") for k in counters) else OWN_CALLS_BEFORE_7
+    for command, calls in own_calls.items():
+        if f"{command}\0calls" in per_second:
+            per_second[f"{command}\0calls"] = max(0.0, per_second[f"{command}\0calls"] - calls / seconds)
     if previous is None:
         sample.notes.append("calls per second need two refreshes: shown from the next one")
     commands: dict[str, dict[str, Any]] = {}
@@ -103,6 +123,11 @@ def sample_from_replies(
     sample.sections["commands"] = sorted(
         (r for r in commands.values() if r["calls_per_s"]), key=lambda r: (-r["usec_per_s"], r["command"])
     )
+    sample.trend = {
+        "clients": len(workload),
+        "blocked": sum(r["blocked"] for r in workload),
+        "ops_per_s": round(sum(r["calls_per_s"] for r in sample.sections["commands"]), 2) if previous else None,
+    }
     return sample
 
 
@@ -132,18 +157,25 @@ def _text(value: Any) -> str:
 
 
 def kill_step(ident: str, *, terminate: bool) -> FixStep:
-    """CLIENT KILL ID for both: Redis cannot cancel a running command, only close its client."""
+    """Cancel: CLIENT UNBLOCK, which ends the blocking command a client waits in (BLPOP and the
+    like; it gets a timeout reply and stays connected). Terminate: CLIENT KILL ID, which closes
+    the connection. A command that runs cannot be cancelled: Redis runs one at a time."""
     try:
         int(ident)
     except ValueError:
         raise LookupError(f"{ident!r} is not a Redis client id (a whole number)") from None
+    if not terminate:
+        return FixStep("redis", ["CLIENT", "UNBLOCK", ident],
+                       description="ends the blocking command it waits in; the client stays connected")
     return FixStep("redis", ["CLIENT", "KILL", "ID", ident],
                    description="closes the client's connection; it must reconnect")
 
 
 async def apply(session: Any, step: FixStep) -> str:
-    closed = await session.client.execute_command(*step.command)
-    return f"{closed} client(s) closed" if isinstance(closed, int) else "client closed"
+    answer = await session.client.execute_command(*step.command)
+    if step.command[1] == "UNBLOCK":
+        return "unblocked" if answer else "it was not blocked"
+    return f"{answer} client(s) closed" if isinstance(answer, int) else "client closed"
 
 
 def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:
@@ -151,8 +183,12 @@ def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:
 
 
 def idle(row: dict[str, Any]) -> str | None:
-    return None  # a client listed is one that can be stopped
+    """Why an unblock has nothing to end: the client waits in no blocking command."""
+    if row.get("blocked"):
+        return None
+    return "it waits in no blocking command; terminate closes its connection"
 
 
 def still_running(preview: dict[str, Any], now: dict[str, Any]) -> bool:
-    return True  # stopping removes the row: still there means it did not work yet
+    """After an unblock: the client still waits in a blocking command."""
+    return bool(now.get("blocked"))
