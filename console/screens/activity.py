@@ -253,6 +253,11 @@ class ActivityScreen(Screen[None]):
         row = self.highlighted()
         if row is None or self.sample is None:
             return
+        module = for_engine(self.engine)
+        if self.sections[self.section_index][0] in killable_in(module):
+            # A row of the tree or of a summary view carries a few fields: the session's own row has them all.
+            sessions = self.sample.sections.get(module.KILLABLE or "", [])
+            row = next((r for r in sessions if _row_key(r) == _row_key(row)), row)
         self.app.push_screen(SessionDetailScreen(self.target, row, detail_fields(for_engine(self.engine)),
                                                  self.sample.taken_at))
 
