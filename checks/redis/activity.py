@@ -1,6 +1,7 @@
 """Redis activity: clients (CLIENT LIST), the latest slow commands (SLOWLOG GET) and calls and
-time per command per second (INFO commandstats deltas). Four read-only commands per refresh
-(with CLIENT ID), which the rates leave out: they are dbvitals's, not the workload."""
+time per command per second (INFO commandstats deltas), and the replication lag for the trends
+(INFO replication). Five read-only commands per refresh (with CLIENT ID), which the rates leave
+out: they are dbvitals's, not the workload."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ SLOWLOG_ENTRIES = 20
 # The calls each refresh adds to commandstats (`read` below; the INFO counted is the previous
 # refresh's, as a command is counted once it has run). Redis before 7 counts subcommands under
 # their command.
-OWN_CALLS = {"client|id": 1, "client|list": 1, "slowlog|get": 1, "info": 1}
-OWN_CALLS_BEFORE_7 = {"client": 2, "slowlog": 1, "info": 1}
+OWN_CALLS = {"client|id": 1, "client|list": 1, "slowlog|get": 1, "info": 2}
+OWN_CALLS_BEFORE_7 = {"client": 2, "slowlog": 1, "info": 2}
 # CLIENT LIST flags worth a word: b waits in a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).
 STATE_FLAGS = (("b", "blocked"), ("x", "in MULTI"), ("P", "subscriber"), ("S", "replica"), ("M", "master"))
 
 # How the activity view shows each section (checks.activity.Section), in this order.
 KILLABLE: str | None = "clients"  # the section whose rows cancel and terminate act on
 AGE_KEYS = {"clients": "idle_s"}
-TRENDS = [("clients", "clients"), ("blocked", "blocked"), ("ops_per_s", "cmd/s")]
+TRENDS = [("clients", "clients"), ("blocked", "blocked"), ("ops_per_s", "cmd/s"), ("replication_lag_s", "repl lag s")]
 DETAIL = [("id", "client id"), ("name", "name"), ("state", "state"), ("address", "address"), ("db", "db"),
           ("age_s", "connected s"), ("idle_s", "idle s"), ("last_command", "last command"), ("flags", "flags")]
 LAYOUT: list[Section] = [
@@ -54,7 +55,13 @@ async def read(session: Any, target: str, previous: ActivitySample | None) -> Ac
         slowlog = []
         notes.append(f"SLOWLOG not answered: {shorten(exc, 160)}")
     stats = await client.info("commandstats")
-    return sample_from_replies(target, clients, slowlog, stats, previous, own_id=own_id, notes=notes)
+    try:
+        replication = await client.info("replication")
+    except Exception as exc:  # renamed or ACL-denied: no lag to draw
+        replication = {}
+        notes.append(f"INFO replication not answered: {shorten(exc, 160)}")
+    return sample_from_replies(target, clients, slowlog, stats, previous, own_id=own_id, notes=notes,
+                               replication=replication)
 
 
 def sample_from_replies(
@@ -67,6 +74,7 @@ def sample_from_replies(
     own_id: int | None = None,
     notes: list[str] | None = None,
     monotonic: float | None = None,
+    replication: dict[str, Any] | None = None,
 ) -> ActivitySample:
     sample = ActivitySample(target=target, engine="redis", taken_at=now_iso(),
                             monotonic=time.monotonic() if monotonic is None else monotonic,
@@ -127,8 +135,22 @@ def sample_from_replies(
         "clients": len(workload),
         "blocked": sum(r["blocked"] for r in workload),
         "ops_per_s": round(sum(r["calls_per_s"] for r in sample.sections["commands"]), 2) if previous else None,
+        "replication_lag_s": replication_lag(replication or {}),
     }
     return sample
+
+
+def replication_lag(info: dict[str, Any]) -> float | None:
+    """Seconds behind, as INFO replication tells it: on a replica, since the master last spoke
+    (unknown while the link is down); on a master, its slowest replica's last acknowledgement.
+    None with no replication at all."""
+    if info.get("role") == "slave":
+        if info.get("master_link_status") != "up":
+            return None
+        return float(int_or_none(info.get("master_last_io_seconds_ago")) or 0)
+    lags = [int_or_none(v.get("lag")) for k, v in info.items() if str(k).startswith("slave") and isinstance(v, dict)]
+    known = [lag for lag in lags if lag is not None]
+    return float(max(known)) if known else None
 
 
 def _slow_entry(entry: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,7 @@ from checks.activity.trends import TrendHistory
 from checks.mongodb import activity as mongo_activity
 from checks.redis import activity as redis_activity
 from tests import support
+from tests.integration.test_redis_replication import wait_linked
 from tests.integration.test_redis_server_settings import private_redis
 
 
@@ -175,15 +177,29 @@ def test_redis_blocked_client_is_marked_and_cancel_unblocks_it(tmp_path):
 
 
 def test_redis_rates_leave_out_dbvitals_own_commands():
-    def stats(calls: int) -> dict[str, Any]:
-        return {f"cmdstat_{c}": {"calls": calls, "usec": 10 * calls}
-                for c in ("client|id", "client|list", "slowlog|get", "info")} | {
-            "cmdstat_get": {"calls": 100 + 50 * (calls - 5), "usec": 1000}}
+    def stats(refreshes: int) -> dict[str, Any]:
+        own = {"client|id": 1, "client|list": 1, "slowlog|get": 1, "info": 2}  # what each refresh sends
+        return {f"cmdstat_{c}": {"calls": n * refreshes, "usec": 10 * refreshes} for c, n in own.items()} | {
+            "cmdstat_get": {"calls": 50 * refreshes, "usec": 1000}}
 
     first = redis_activity.sample_from_replies("r", [], [], stats(5), None, monotonic=0.0)
     second = redis_activity.sample_from_replies("r", [], [], stats(6), first, monotonic=1.0)
     assert [row["command"] for row in second.sections["commands"]] == ["get"]
     assert second.trend["ops_per_s"] == 50.0 and first.trend["ops_per_s"] is None
+
+
+def test_redis_replication_lag_is_a_trend_where_there_is_replication(tmp_path):
+    with ExitStack() as stack:
+        master_url = stack.enter_context(private_redis(tmp_path))
+        port = master_url.rsplit(":", 1)[1].split("/")[0]
+        replica_url = stack.enter_context(private_redis(tmp_path, "--replicaof", "127.0.0.1", port))
+        wait_linked(replica_url)
+        for url in (master_url, replica_url):
+            settings = support.settings_for(app={"kind": "redis", "url": url})
+            [sample] = samples(settings, 1)
+            assert sample.trend["replication_lag_s"] is not None and sample.trend["replication_lag_s"] >= 0, url
+    assert redis_activity.replication_lag({"role": "master", "connected_slaves": 0}) is None
+    assert redis_activity.replication_lag({"role": "slave", "master_link_status": "down"}) is None
 
 
 def test_mongodb_empty_time_per_namespace_says_why_and_own_operations_are_aside():
