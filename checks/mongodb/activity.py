@@ -1,5 +1,8 @@
 """MongoDB activity: operations running now (currentOp) with their plan, and time per namespace
-from `top` as rates between two refreshes. Two read-only admin commands per refresh."""
+from `top` as rates between two refreshes; for the trends, operations per second (serverStatus
+opcounters) and, in a replica set, how far the secondaries' optimes trail the primary's
+(replSetGetStatus, not asked again once a server said it is no replica set). Up to four
+read-only admin commands per refresh, which the operations per second leave out."""
 
 from __future__ import annotations
 
@@ -7,14 +10,20 @@ import time
 from typing import Any
 
 from checks.activity import OWN_SECTION, ActivitySample, Section, now_iso, rates, shorten
+from checks.units import int_or_none
 from checks.model import FixStep
 
 OWN_APPLICATION = "dbvitals"
+# serverStatus without the sections the trends do not read (the largest ones).
+SERVER_STATUS = {"serverStatus": 1, "metrics": 0, "wiredTiger": 0, "locks": 0, "tcmalloc": 0}
+# replSetGetStatus on a server started without --replSet.
+NO_REPLICATION = 76
 
 # How the activity view shows each section (checks.activity.Section), in this order.
 KILLABLE: str | None = "operations"  # the section whose rows cancel and terminate act on
 AGE_KEYS = {"operations": "running_s"}
-TRENDS = [("operations", "ops running"), ("waiting", "lock waits"), ("ops_per_s", "ops/s")]
+TRENDS = [("operations", "ops running"), ("waiting", "lock waits"), ("ops_per_s", "ops/s"),
+          ("replication_lag_s", "repl lag s")]
 DETAIL = [("id", "opid"), ("op", "op"), ("namespace", "namespace"), ("running_s", "running s"),
           ("waiting_for_lock", "waits for a lock"), ("plan", "plan"), ("application", "application"),
           ("client", "client"), ("description", "connection"), ("command", "command")]
@@ -35,17 +44,35 @@ def is_own(row: dict[str, Any]) -> bool:
 async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
     admin = session.client.admin
     notes: list[str] = []
+    commands = 0
     try:
+        commands += 1
         current = await admin.command({"currentOp": 1, "active": True})
     except Exception as exc:  # a role without inprog: say so, keep the rest
         current = {"inprog": []}
         notes.append(f"currentOp not answered: {shorten(exc, 160)}")
     try:
+        commands += 1
         top = await admin.command("top")
     except Exception as exc:
         top = {}
         notes.append(f"top not answered (mongos and some roles lack it): {shorten(exc, 160)}")
-    return sample_from_replies(target, current, top, previous, notes=notes)
+    try:
+        commands += 1
+        status = await admin.command(SERVER_STATUS)
+    except Exception as exc:  # a role without serverStatus: no operations per second
+        status = {}
+        notes.append(f"serverStatus not answered: {shorten(exc, 160)}")
+    replica_set: dict[str, Any] | None = None
+    if previous is None or previous.counters.get("replica_set") != {"none": 1.0}:
+        try:
+            commands += 1
+            replica_set = await admin.command({"replSetGetStatus": 1})
+        except Exception as exc:
+            if getattr(exc, "code", None) != NO_REPLICATION:
+                notes.append(f"replSetGetStatus not answered: {shorten(exc, 160)}")
+    return sample_from_replies(target, current, top, previous, notes=notes, server_status=status,
+                               replica_set=replica_set, own_commands=commands)
 
 
 def sample_from_replies(
@@ -56,6 +83,9 @@ def sample_from_replies(
     *,
     notes: list[str] | None = None,
     monotonic: float | None = None,
+    server_status: dict[str, Any] | None = None,
+    replica_set: dict[str, Any] | None = None,
+    own_commands: int = 0,
 ) -> ActivitySample:
     sample = ActivitySample(target=target, engine="mongodb", taken_at=now_iso(),
                             monotonic=time.monotonic() if monotonic is None else monotonic,
@@ -100,12 +130,34 @@ def sample_from_replies(
     )
     if previous is not None and totals and not sample.sections["namespaces"]:
         sample.notes.append("time per namespace: no collection was read or written since the last refresh")
+    opcounters = (server_status or {}).get("opcounters") or {}
+    sample.counters["server"] = {"ops": float(sum(int_or_none(v) or 0 for v in opcounters.values()))} if opcounters else {}
+    # Without a reply the next refresh asks again; a server with no replica set is not asked again.
+    sample.counters["replica_set"] = {"none": 1.0} if replica_set is None and not any(
+        n.startswith("replSetGetStatus") for n in sample.notes) else {}
+    ops = rates(sample.counters["server"], previous.counters.get("server") if previous else None, seconds)
     sample.trend = {
         "operations": len(workload),
         "waiting": sum(o["waiting_for_lock"] for o in workload),
-        "ops_per_s": round(sum(r["ops_per_s"] for r in namespaces.values()), 2) if previous and totals else None,
+        # The commands this refresh sent are not the workload.
+        "ops_per_s": round(max(0.0, ops["ops"] - own_commands / seconds), 2) if "ops" in ops else None,
+        "replication_lag_s": replication_lag(replica_set or {}),
     }
     return sample
+
+
+def replication_lag(status: dict[str, Any]) -> float | None:
+    """How far behind the primary's optime, in seconds, from replSetGetStatus: this member's own
+    lag on a secondary; on the primary, its slowest secondary's. None outside a replica set, or
+    with no secondary (nothing replicates)."""
+    members = [m for m in status.get("members") or () if isinstance(m, dict) and m.get("optimeDate")]
+    primary = next((m for m in members if m.get("state") == 1), None)
+    secondaries = [m for m in members if m.get("state") == 2]
+    if primary is None or not secondaries:
+        return None
+    me = next((m for m in members if m.get("self")), None)
+    behind = [me] if me is not None and me.get("state") == 2 else secondaries
+    return max(max(0.0, (primary["optimeDate"] - m["optimeDate"]).total_seconds()) for m in behind)
 
 
 def _operation(op: dict[str, Any]) -> dict[str, Any]:

@@ -216,3 +216,33 @@ def test_mongodb_empty_time_per_namespace_says_why_and_own_operations_are_aside(
     assert quiet.sections["operations"] == [] and [op["id"] for op in quiet.sections["own"]] == ["7"]
     unanswered = mongo_activity.sample_from_replies("m", current, {}, first, notes=["top not answered: denied"])
     assert unanswered.sections["namespaces"] == [] and "top not answered: denied" in unanswered.notes
+
+
+def test_mongodb_operations_per_second_from_opcounters_less_its_own_commands(mongo_db):
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url})
+    first, second = samples(settings, 2)
+    assert first.trend["ops_per_s"] is None and second.trend["ops_per_s"] is not None
+    assert not any(note.startswith(("serverStatus", "replSetGetStatus")) for note in second.notes), second.notes
+    assert second.trend["replication_lag_s"] is None  # a set of one member: nothing replicates
+
+    def status(commands: int) -> dict[str, Any]:
+        return {"opcounters": {"insert": 10, "query": 20, "update": 0, "delete": 0, "getmore": 0, "command": commands}}
+
+    quiet = mongo_activity.sample_from_replies("m", {}, {}, None, server_status=status(100), monotonic=0.0)
+    busy = mongo_activity.sample_from_replies("m", {}, {}, quiet, server_status=status(124), monotonic=2.0,
+                                              own_commands=4)
+    assert busy.trend["ops_per_s"] == 10.0  # (24 - its own 4) / 2 s
+
+
+def test_mongodb_replication_lag_from_the_members_optimes():
+    import datetime as dt
+
+    now = dt.datetime(2026, 12, 1, 10, 0, 0)
+    members = [{"name": "a", "state": 1, "optimeDate": now, "self": True},
+               {"name": "b", "state": 2, "optimeDate": now - dt.timedelta(seconds=3)},
+               {"name": "c", "state": 2, "optimeDate": now - dt.timedelta(seconds=12)}]
+    assert mongo_activity.replication_lag({"members": members}) == 12.0  # the slowest secondary
+    as_b = [{**m, "self": m["name"] == "b"} for m in members]
+    assert mongo_activity.replication_lag({"members": as_b}) == 3.0  # a secondary: its own
+    assert mongo_activity.replication_lag({"members": members[:1]}) is None
+    assert mongo_activity.replication_lag({}) is None
