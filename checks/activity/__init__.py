@@ -105,7 +105,7 @@ def age_keys(module: EngineActivity) -> dict[str, str]:
     return dict(getattr(module, "AGE_KEYS", {}))
 
 
-def trends(module: EngineActivity) -> list[tuple[str, str]]:
+def trend_labels(module: EngineActivity) -> list[tuple[str, str]]:
     return list(getattr(module, "TRENDS", []))
 
 
@@ -144,11 +144,17 @@ def root_blocker(rows: list[dict[str, Any]], ident: str) -> str | None:
 
 def relation(row: dict[str, Any]) -> str | None:
     """Whom a session holds up and waits on, as the confirmation says it ("blocks 3, waits on
-    none"); None for rows that do not tell (an engine without lock waits)."""
-    if "blocks" not in row and "blocked_by" not in row:
-        return None
-    waits_on = ", ".join(str(p) for p in row.get("blocked_by") or ()) or "none"
-    return f"blocks {row.get('blocks') or 0}, waits on {waits_on}"
+    none"), from what its row tells: the sessions it blocks and waits on (`blocks`,
+    `blocked_by`), or only whether it waits (`blocked` in a command, `waiting_for_lock`).
+    None for a row that tells neither."""
+    if "blocks" in row or "blocked_by" in row:
+        waits_on = ", ".join(str(p) for p in row.get("blocked_by") or ()) or "none"
+        return f"blocks {row.get('blocks') or 0}, waits on {waits_on}"
+    if "blocked" in row:
+        return "waits in a blocking command" if row["blocked"] else "waits on nothing"
+    if "waiting_for_lock" in row:
+        return "waits for a lock" if row["waiting_for_lock"] else "waits on nothing"
+    return None
 
 
 def now_iso() -> str:

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from typing import Any, ClassVar
 
 from checks.actions.kill import kill_refusals
-from checks.activity import ActivitySample, Justify, age_keys, detail_fields, for_engine, killable_in, root_blocker, trends
+from checks.activity import ActivitySample, Justify, age_keys, detail_fields, for_engine, killable_in, root_blocker, trend_labels
 from checks.activity.session import ActivityWatch
 from checks.activity.trends import TrendHistory
 from checks.display import terminal_safe as safe_line
@@ -94,7 +94,7 @@ class ActivityScreen(Screen[None]):
             yield Static(id="activity-header")
             yield Static(id="activity-notes")
             yield DataTable(id="activity-table", cursor_type="row", zebra_stripes=False)
-            yield TrendsView(trends(for_engine(self.engine)), id="activity-trends")
+            yield TrendsView(trend_labels(for_engine(self.engine)), id="activity-trends")
             yield Input(placeholder="filter rows (any text); Enter to apply, Esc to clear", id="activity-filter")
         yield Footer()
 

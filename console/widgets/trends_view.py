@@ -12,7 +12,7 @@ from checks.activity.trends import TrendHistory
 
 class TrendsView(Grid):
     DEFAULT_CSS = """
-    TrendsView { grid-size: 2; grid-gutter: 0 2; height: auto; max-height: 3; padding: 0 1; }
+    TrendsView { grid-size: 2; grid-gutter: 0 2; height: auto; max-height: 4; padding: 0 1; }
     TrendsView > Horizontal { height: 1; }
     TrendsView .trend-label { width: 20; color: $text-muted; }
     TrendsView Sparkline { width: 1fr; }

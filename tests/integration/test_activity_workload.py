@@ -22,6 +22,7 @@ from checks.activity import relation, root_blocker
 from checks.activity.session import ActivityWatch
 from checks.activity.trends import TrendHistory
 from checks.mongodb import activity as mongo_activity
+from checks.postgres import activity as pg_activity
 from checks.redis import activity as redis_activity
 from tests import support
 from tests.integration.test_redis_replication import wait_linked
@@ -246,3 +247,18 @@ def test_mongodb_replication_lag_from_the_members_optimes():
     assert mongo_activity.replication_lag({"members": as_b}) == 3.0  # a secondary: its own
     assert mongo_activity.replication_lag({"members": members[:1]}) is None
     assert mongo_activity.replication_lag({}) is None
+
+
+def test_an_own_session_that_blocks_stays_in_the_tree_marked_and_out_of_the_workload():
+    from console.formats.activity_text import cell_text
+
+    row = {"datname": "d", "usename": "u", "application_name": "x", "client": None, "wait_event_type": None,
+           "wait_event": None, "xact_age_s": 1.0, "query_age_s": 1.0, "state_age_s": 1.0, "query": "q"}
+    sample = pg_activity.sample_from_rows("app", [
+        {**row, "pid": 7, "state": "idle in transaction", "blocked_by": []},
+        {**row, "pid": 9, "state": "active", "blocked_by": [7]},
+    ], own=frozenset({7}))
+    assert [s["id"] for s in sample.sections["sessions"]] == [9]
+    assert [s["id"] for s in sample.sections["idle_in_transaction"]] == []
+    [root, waiter] = sample.sections["blocking"]
+    assert cell_text(root, "tree") == "7 (dbvitals) blocks 1" and cell_text(waiter, "tree") == "└ 9"

@@ -179,6 +179,7 @@ async def test_redis_blocked_client_is_marked_and_cancel_differs_from_terminate(
                     await pilot.press(key)
                     await wait_until(pilot, lambda: isinstance(app.screen, ConfirmFixModal))
                     assert [list(step.command) for step in app.screen.confirmation.steps] == [command]
+                    assert f"client {ident} (waits in a blocking command)" in app.screen.confirmation.object
                     await pilot.press("escape")
                     await wait_until(pilot, lambda: app.screen is screen)
         finally:
