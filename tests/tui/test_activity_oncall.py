@@ -187,3 +187,38 @@ async def test_redis_blocked_client_is_marked_and_cancel_differs_from_terminate(
             popping.join(10)
             consumer.close()
             admin.close()
+
+
+async def test_redis_clients_most_idle_first_and_an_empty_namespace_view_says_why(tmp_path, mongo_db):
+    import redis
+
+    with private_redis(tmp_path) as url:
+        sleeper, busy = (redis.Redis.from_url(url, client_name=name) for name in ("sleeper", "busy"))
+        sleeper.ping()
+        wait_for(lambda: any(c["name"] == "sleeper" and int(c["idle"]) >= 2 for c in busy.client_list()))
+        try:
+            app = console_for(url, "redis", tmp_path)
+            async with app.run_test(size=SIZE) as pilot:
+                screen = await open_activity(app, pilot)
+                while screen.sections[screen.section_index][0] != "clients":
+                    await pilot.press("n")
+                table = screen.query_one(DataTable)
+                await wait_until(pilot, lambda: table.row_count >= 2)
+                idle = [row["idle_s"] for row in screen.rows()]
+                assert idle == sorted(idle, reverse=True) and screen.rows()[0]["name"] == "sleeper"
+                assert "idle s ▼" in [str(column.label) for column in table.columns.values()]
+                assert "dbvitals" not in [row["name"] for row in screen.rows()]  # its own client is not listed
+        finally:
+            sleeper.close()
+            busy.close()
+
+    app = console_for(mongo_db.url, "mongodb", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_activity(app, pilot)
+        await pilot.press("n")
+        assert screen.sections[screen.section_index][0] == "namespaces"
+        notes = screen.query_one("#activity-notes", Static)
+        # Nothing touches this server's collections: first the rate needs a second refresh, then
+        # the view stays empty and says that nothing was read or written.
+        await wait_until(pilot, lambda: "no collection was read or written" in rendered(notes))
+        assert screen.query_one(DataTable).row_count == 0
