@@ -222,3 +222,18 @@ async def test_redis_clients_most_idle_first_and_an_empty_namespace_view_says_wh
         # the view stays empty and says that nothing was read or written.
         await wait_until(pilot, lambda: "no collection was read or written" in rendered(notes))
         assert screen.query_one(DataTable).row_count == 0
+
+
+async def test_session_detail_shows_names_and_statements_as_data(tmp_path):
+    from checks.postgres import activity as pg_activity
+
+    row = {"id": 9, "state": "active", "application": "[red]app\x1b]0;owned\x07", "blocked_by": [], "blocks": 0,
+           "query": "SELECT '[b]not bold[/b]' -- \x1b[2J", "locks_held": ["relation \"[x]\" AccessShareLock"]}
+    app = console_for("postgresql://nobody@127.0.0.1:1/none", "postgres", tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.push_screen(SessionDetailScreen("app", row, pg_activity.DETAIL, "2026-12-01T10:00:00+00:00"))
+        await pilot.pause()
+        text = app.screen.query_one("#session-fields", Static).render()
+        plain = str(text)
+        assert "[red]app" in plain and "[b]not bold[/b]" in plain and 'relation "[x]" AccessShareLock' in plain
+        assert "\x1b" not in plain and "\x07" not in plain
