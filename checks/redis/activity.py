@@ -1,7 +1,7 @@
 """Redis activity: clients (CLIENT LIST), the latest slow commands (SLOWLOG GET) and calls and
 time per command per second (INFO commandstats deltas), and the replication lag for the trends
-(INFO replication). Five read-only commands per refresh (with CLIENT ID), which the rates leave
-out: they are dbvitals's, not the workload."""
+(INFO replication). A few read-only commands per refresh, which the rates leave out: they are
+dbvitals's, not the workload."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from checks.units import int_or_none
 
 OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
-# The calls each refresh adds to commandstats (`read` below; the INFO counted is the previous
-# refresh's, as a command is counted once it has run). Redis before 7 counts subcommands under
-# their command.
-OWN_CALLS = {"client|id": 1, "client|list": 1, "slowlog|get": 1, "info": 2}
-OWN_CALLS_BEFORE_7 = {"client": 2, "slowlog": 1, "info": 2}
 # CLIENT LIST flags worth a word: b waits in a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).
 STATE_FLAGS = (("b", "blocked"), ("x", "in MULTI"), ("P", "subscriber"), ("S", "replica"), ("M", "master"))
 
@@ -47,21 +42,27 @@ def is_own(row: dict[str, Any]) -> bool:
 async def read(session: Any, target: str, previous: ActivitySample | None) -> ActivitySample:
     client = session.client
     notes: list[str] = []
+    # Each command this refresh sends, as commandstats names it: the rates leave them out (the
+    # INFO counted in a reading is the previous refresh's: a command is counted once it has run).
+    sent = ["client|id", "client|list"]
     own_id = await client.client_id()
     clients = await client.client_list()
     try:
         slowlog = await client.execute_command("SLOWLOG", "GET", SLOWLOG_ENTRIES)
+        sent.append("slowlog|get")
     except Exception as exc:  # renamed or ACL-denied
         slowlog = []
         notes.append(f"SLOWLOG not answered: {shorten(exc, 160)}")
     stats = await client.info("commandstats")
+    sent.append("info")
     try:
         replication = await client.info("replication")
+        sent.append("info")
     except Exception as exc:  # renamed or ACL-denied: no lag to draw
         replication = {}
         notes.append(f"INFO replication not answered: {shorten(exc, 160)}")
     return sample_from_replies(target, clients, slowlog, stats, previous, own_id=own_id, notes=notes,
-                               replication=replication)
+                               replication=replication, own_calls=sent)
 
 
 def sample_from_replies(
@@ -75,6 +76,7 @@ def sample_from_replies(
     notes: list[str] | None = None,
     monotonic: float | None = None,
     replication: dict[str, Any] | None = None,
+    own_calls: list[str] | None = None,
 ) -> ActivitySample:
     sample = ActivitySample(target=target, engine="redis", taken_at=now_iso(),
                             monotonic=time.monotonic() if monotonic is None else monotonic,
@@ -117,10 +119,12 @@ def sample_from_replies(
     sample.counters["commandstats"] = counters
     seconds = sample.monotonic - previous.monotonic if previous else 0.0
     per_second = rates(counters, previous.counters.get("commandstats") if previous else None, seconds)
-    own_calls = OWN_CALLS if any(k.startswith("client|") for k in counters) else OWN_CALLS_BEFORE_7
-    for command, calls in own_calls.items():
-        if f"{command}\0calls" in per_second:
-            per_second[f"{command}\0calls"] = max(0.0, per_second[f"{command}\0calls"] - calls / seconds)
+    # Redis before 7 counts a subcommand under its command (CLIENT LIST as client).
+    subcommands = any("|" in key for key in counters)
+    for command in own_calls or ():
+        key = f"{command if subcommands else command.split('|')[0]}\0calls"
+        if key in per_second:
+            per_second[key] = max(0.0, per_second[key] - 1 / seconds)
     if previous is None:
         sample.notes.append("calls per second need two refreshes: shown from the next one")
     commands: dict[str, dict[str, Any]] = {}

@@ -178,15 +178,23 @@ def test_redis_blocked_client_is_marked_and_cancel_unblocks_it(tmp_path):
 
 
 def test_redis_rates_leave_out_dbvitals_own_commands():
-    def stats(refreshes: int) -> dict[str, Any]:
-        own = {"client|id": 1, "client|list": 1, "slowlog|get": 1, "info": 2}  # what each refresh sends
-        return {f"cmdstat_{c}": {"calls": n * refreshes, "usec": 10 * refreshes} for c, n in own.items()} | {
+    sent = ["client|id", "client|list", "slowlog|get", "info", "info"]  # what each refresh sends
+
+    def stats(refreshes: int, *, before_7: bool = False) -> dict[str, Any]:
+        calls: dict[str, int] = {}
+        for command in sent:
+            name = command.split("|")[0] if before_7 else command
+            calls[name] = calls.get(name, 0) + refreshes
+        return {f"cmdstat_{c}": {"calls": n, "usec": 10 * n} for c, n in calls.items()} | {
             "cmdstat_get": {"calls": 50 * refreshes, "usec": 1000}}
 
-    first = redis_activity.sample_from_replies("r", [], [], stats(5), None, monotonic=0.0)
-    second = redis_activity.sample_from_replies("r", [], [], stats(6), first, monotonic=1.0)
-    assert [row["command"] for row in second.sections["commands"]] == ["get"]
-    assert second.trend["ops_per_s"] == 50.0 and first.trend["ops_per_s"] is None
+    for before_7 in (False, True):
+        first = redis_activity.sample_from_replies("r", [], [], stats(5, before_7=before_7), None, monotonic=0.0,
+                                                   own_calls=sent)
+        second = redis_activity.sample_from_replies("r", [], [], stats(6, before_7=before_7), first, monotonic=1.0,
+                                                    own_calls=sent)
+        assert [row["command"] for row in second.sections["commands"]] == ["get"], before_7
+        assert second.trend["ops_per_s"] == 50.0 and first.trend["ops_per_s"] is None
 
 
 def test_redis_replication_lag_is_a_trend_where_there_is_replication(tmp_path):
