@@ -553,11 +553,17 @@ class Controller:
             self.app.notify(f"cannot read {name} again: {type(exc).__name__}: {exc}", title="Not sent",
                             severity="error", timeout=10)
             return
+        # Whom it holds up and waits on, and where the chain it waits in starts: what decides
+        # between stopping this session and its root blocker (`b` in the activity view).
+        relation = f" ({action.relation})" if action.relation else ""
+        root = ([f"{action.noun} {ident} waits behind {action.root_blocker}, the root blocker: Esc, then b "
+                 f"terminates {action.root_blocker} instead"] if action.root_blocker else [])
         confirmation = Confirmation(
             verb=f"{action.verb.capitalize()} {action.noun}", title=terminal_safe(action.entry.summary), target=name,
-            where=target.masked_url, object=terminal_safe(f"{action.noun} {ident}: {work_text(action.row)[:300]}"),
+            where=target.masked_url,
+            object=terminal_safe(f"{action.noun} {ident}{relation}: {work_text(action.row)[:300]}"),
             safety=FixSafety.UNSAFE, lock=action.step.description, steps=(action.step,),
-            refusals=list(action.refusals), production=target.is_production,
+            refusals=list(action.refusals), warnings=root, production=target.is_production,
         )
         progress = FixProgressModal(terminal_safe(action.entry.summary), name,
                                     verb="Terminating" if terminate else "Cancelling")

@@ -17,7 +17,7 @@ from typing import Any
 
 from checks.actions.journal import JournalEntry
 from checks.actions.pipeline import ActionFailed, ActionRefused, Verdict, Work, new_entry, refusals
-from checks.activity import ActivitySample, EngineActivity, for_engine, shorten
+from checks.activity import OWN_SECTION, ActivitySample, EngineActivity, for_engine, relation, root_blocker, shorten
 from checks.activity.session import ActivityWatch
 from checks.engines import step_text
 from checks.config import Settings
@@ -47,7 +47,7 @@ def plan_kill(settings: Settings, watch: ActivityWatch, name: str, sample: Activ
         raise ActionRefused(f"{name}: nothing on a {sample.engine} target can be cancelled or terminated")
     noun = module.KILLABLE[:-1]
     rows = sample.sections.get(module.KILLABLE, [])
-    row = next((r for r in rows if str(r.get("id")) == str(ident)), None)
+    row = next((r for r in [*rows, *sample.sections.get(OWN_SECTION, [])] if str(r.get("id")) == str(ident)), None)
     if row is None:
         raise ActionRefused(f"no {noun} {ident} on {name} now (it may have ended)")
     if row.get("own"):
@@ -72,6 +72,7 @@ def plan_kill(settings: Settings, watch: ActivityWatch, name: str, sample: Activ
         secrets=target.secret_values(), watch=watch, module=module, terminate=terminate,
         ident=str(ident), noun=noun, row=row, step=step,
         terminate_step=None if terminate else module.kill_step(str(ident), terminate=True),
+        relation=relation(row), root_blocker=root_blocker(rows, str(ident)),
     )
 
 
@@ -88,6 +89,8 @@ class KillAction:
     row: dict[str, Any]  # the row the preview showed
     step: FixStep
     terminate_step: FixStep | None  # a cancel's: what terminating would run instead
+    relation: str | None = None  # "blocks 3, waits on none", where the engine tells
+    root_blocker: str | None = None  # the head of the chain this session waits in, if it waits
 
     @property
     def verb(self) -> str:

@@ -26,6 +26,8 @@ class ActivitySample:
     sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the server did not tell, said plainly
+    # This moment's figures for the view's sparklines (the engine's TRENDS), None where unknown.
+    trend: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,9 @@ class ActivitySample:
 # A section of the activity view: (section key, title, columns as (row key, header, justify), rows shown at most).
 Justify = Literal["default", "left", "center", "right", "full"]  # a column's alignment, as rich names it
 Section = tuple[str, str, list[tuple[str, str, Justify]], int]
+# The section dbvitals's own sessions (operations, clients) go to: kept for the refusal to stop
+# them, never laid out, since they are not the workload.
+OWN_SECTION = "own"
 
 
 class EngineActivity(Protocol):
@@ -61,6 +66,11 @@ class EngineActivity(Protocol):
 
     LAYOUT: list[Section]
     KILLABLE: str | None  # the section whose rows can be cancelled or terminated; None: none can
+    # Optional (read through the functions below, so an engine without them still works):
+    # KILLABLE_IN: frozenset[str]   sections whose row ids name a KILLABLE row (the tree of who blocks whom)
+    # AGE_KEYS: dict[str, str]      per section, the age column it is sorted by at first, oldest first
+    # TRENDS: list[tuple[str, str]] (trend key, label): the figures drawn as sparklines
+    # DETAIL: list[tuple[str, str]] (row key, label): what a row's detail shows
 
     async def read(self, session: Any, target: str, previous: ActivitySample | None) -> ActivitySample: ...
 
@@ -81,6 +91,70 @@ class EngineActivity(Protocol):
 def for_engine(engine: Engine) -> EngineActivity:
     """The engine's activity module, as its adapter names it."""
     return adapter_for(engine).activity
+
+
+def killable_in(module: EngineActivity) -> frozenset[str]:
+    """The sections whose rows are sessions an action can aim at by their id."""
+    declared: frozenset[str] | None = getattr(module, "KILLABLE_IN", None)
+    if declared is not None:
+        return declared
+    return frozenset({module.KILLABLE}) if module.KILLABLE else frozenset()
+
+
+def age_keys(module: EngineActivity) -> dict[str, str]:
+    return dict(getattr(module, "AGE_KEYS", {}))
+
+
+def trend_labels(module: EngineActivity) -> list[tuple[str, str]]:
+    return list(getattr(module, "TRENDS", []))
+
+
+def detail_fields(module: EngineActivity) -> list[tuple[str, str]]:
+    return list(getattr(module, "DETAIL", []))
+
+
+def behind(waiters: dict[Any, list[Any]], ident: Any) -> int:
+    """How many sessions wait on `ident`, directly or behind one that does (each counted once)."""
+    seen: set[Any] = set()
+    stack = list(waiters.get(ident, ()))
+    while stack:
+        current = stack.pop()
+        if current in seen or current == ident:
+            continue
+        seen.add(current)
+        stack.extend(waiters.get(current, ()))
+    return len(seen)
+
+
+def root_blocker(rows: list[dict[str, Any]], ident: str) -> str | None:
+    """The session at the head of the chain `ident` waits in (one that waits on no one), or None
+    when `ident` waits on no one. Rows name whom they wait on in `blocked_by`."""
+    by_id = {str(r.get("id")): r for r in rows}
+    current, seen = str(ident), {str(ident)}
+    while True:
+        waits_on = [str(p) for p in (by_id.get(current, {}).get("blocked_by") or ())]
+        if not waits_on:
+            return None if current == str(ident) else current
+        following = next((p for p in waits_on if p not in seen), None)
+        if following is None:  # a lock cycle: no root; the deadlock detector breaks it
+            return None
+        seen.add(following)
+        current = following
+
+
+def relation(row: dict[str, Any]) -> str | None:
+    """Whom a session holds up and waits on, as the confirmation says it ("blocks 3, waits on
+    none"), from what its row tells: the sessions it blocks and waits on (`blocks`,
+    `blocked_by`), or only whether it waits (`blocked` in a command, `waiting_for_lock`).
+    None for a row that tells neither."""
+    if "blocks" in row or "blocked_by" in row:
+        waits_on = ", ".join(str(p) for p in row.get("blocked_by") or ()) or "none"
+        return f"blocks {row.get('blocks') or 0}, waits on {waits_on}"
+    if "blocked" in row:
+        return "waits in a blocking command" if row["blocked"] else "waits on nothing"
+    if "waiting_for_lock" in row:
+        return "waits for a lock" if row["waiting_for_lock"] else "waits on nothing"
+    return None
 
 
 def now_iso() -> str:

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, metavar="N", help="stop after N samples (default: 1, or endless with --every)")
     kill = parser.add_mutually_exclusive_group()
     kill.add_argument("--cancel", metavar="ID", help="cancel this session's statement (PostgreSQL), "
-                      "or stop this operation (MongoDB killOp) / client (Redis CLIENT KILL ID)")
+                      "stop this operation (MongoDB killOp), end the blocking command this client waits in "
+                      "(Redis CLIENT UNBLOCK)")
     kill.add_argument("--terminate", metavar="ID", help="end this session (PostgreSQL pg_terminate_backend), "
                       "MongoDB killOp, Redis CLIENT KILL ID")
     parser.add_argument("--yes", action="store_true", help="no confirmation prompt")

@@ -52,7 +52,8 @@ def render_activity(samples: dict[str, Any], statuses: dict[str, Any], *, width:
 def cell_text(row: dict[str, Any], key: str) -> str:
     if key == "tree":
         marker = "" if row.get("depth", 0) == 0 else "  " * (row["depth"] - 1) + "└ "
-        return safe_line(f"{marker}{row['id']}" + (f" blocks {row['blocks']}" if row.get("blocks") else ""))
+        return safe_line(f"{marker}{row['id']}" + (" (dbvitals)" if row.get("own") else "")
+                         + (f" blocks {row['blocks']}" if row.get("blocks") else ""))
     value = row.get(key)
     if value is None:
         return "-"

@@ -1,10 +1,12 @@
 """What is running now on one target: sessions and blocking, operations, clients and command
 rates, refreshed on a timer by a worker over one session; or, when replaying, as recorded.
+Under the table, the last minutes of the target as sparklines, from this view's own refreshes.
 
-Cancel (`c`) and terminate (`K`) are unsafe actions (checks.actions.kill): offered only where the
-target allows fixes, confirmed by typing the target's name in the confirmation every action
+Cancel (`c`) and terminate (`K`) are unsafe actions (checks.actions.kill) on the highlighted
+row of whichever view shows sessions (the tree of who blocks whom included): offered only where
+the target allows fixes, confirmed by typing the target's name in the confirmation every action
 shows, journalled, verified by reading the server again, and never aimed at dbvitals's own
-sessions.
+sessions. `b` terminates the root blocker of the chain the highlighted session waits in.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from textual.widgets import DataTable, Footer, Input, Static
 from typing import Any, ClassVar
 
 from checks.actions.kill import kill_refusals
-from checks.activity import ActivitySample, Justify, for_engine
+from checks.activity import ActivitySample, Justify, age_keys, detail_fields, for_engine, killable_in, root_blocker, trend_labels
 from checks.activity.session import ActivityWatch
+from checks.activity.trends import TrendHistory
 from checks.display import terminal_safe as safe_line
 from console.formats.activity_text import cell_text
 from console.keys import KeySection
 from console.messages import StopSession
+from console.screens.session_detail import SessionDetailScreen
+from console.widgets.trends_view import TrendsView
 
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -37,6 +42,7 @@ class ActivityScreen(Screen[None]):
     ActivityScreen #activity-header { height: 1; padding: 0 1; background: $panel; }
     ActivityScreen #activity-notes { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     ActivityScreen #activity-table { height: 1fr; }
+    ActivityScreen #activity-trends { border-top: hkey $panel; }
     ActivityScreen #activity-filter { dock: bottom; height: 1; border: none; padding: 0 1; background: $boost; }
     """
     BINDINGS: ClassVar = [
@@ -47,11 +53,17 @@ class ActivityScreen(Screen[None]):
         Binding("plus", "slower", "Slower", show=False, tooltip="Refresh less often (1, 2, 5, 10, 30 s)"),
         Binding("minus", "faster", "Faster", show=False, tooltip="Refresh more often"),
         Binding("slash", "filter", "Filter", tooltip="Show only the rows holding a text; Enter applies it"),
-        Binding("s", "sort", "Sort", tooltip="Sort by the next column"),
+        Binding("enter", "detail", "Detail", tooltip="The highlighted session whole: statement, locks, client, ages"),
+        Binding("s", "sort", "Sort", tooltip="Sort by the next column (first: by age, oldest first)"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the order of the sort"),
         Binding("c", "kill(False)", "Cancel",
-                tooltip="Cancel the selected session's work (asks first; where the target allows fixes)"),
+                tooltip="Cancel the highlighted session's statement (Redis: CLIENT UNBLOCK ends the blocking "
+                        "command it waits in; MongoDB: killOp). Asks first; where the target allows fixes"),
         Binding("K", "kill(True)", "Terminate",
-                tooltip="Terminate the selected session (asks first; where the target allows fixes)"),
+                tooltip="Terminate the highlighted session (Redis: CLIENT KILL closes the connection). "
+                        "Asks first; where the target allows fixes"),
+        Binding("b", "kill_root_blocker", "Root blocker", show=False,
+                tooltip="Terminate the root blocker of the chain the highlighted session waits in (asks first)"),
         Binding("j", "cursor_down", "Down", show=False, tooltip="Next row (also Down)"),
         Binding("k", "cursor_up", "Up", show=False, tooltip="Previous row (also Up)"),
     ]
@@ -68,9 +80,11 @@ class ActivityScreen(Screen[None]):
         self.interval = interval
         self.paused = False
         self.section_index = 0
-        self.sort_column = 0
+        self.sort_key: str | None = None  # None: the reader's order (a tree stays a tree)
+        self.sort_descending = True
         self.filter_text = ""
         self.sample: ActivitySample | None = replay
+        self.trend_history = TrendHistory()
         self.activity_watch: Any = None
         self._timer: Any = None
         self._refreshing = False
@@ -80,11 +94,14 @@ class ActivityScreen(Screen[None]):
             yield Static(id="activity-header")
             yield Static(id="activity-notes")
             yield DataTable(id="activity-table", cursor_type="row", zebra_stripes=False)
+            yield TrendsView(trend_labels(for_engine(self.engine)), id="activity-trends")
             yield Input(placeholder="filter rows (any text); Enter to apply, Esc to clear", id="activity-filter")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#activity-filter").display = False
+        self.query_one(TrendsView).display = False
+        self._sort_by_age()
         if self.replay is None:
 
             self.activity_watch = ActivityWatch(self.settings, [self.target])
@@ -109,6 +126,8 @@ class ActivityScreen(Screen[None]):
         finally:
             self._refreshing = False
         self.sample = samples.get(self.target)
+        if self.sample is not None:
+            self.trend_history.add(self.sample)
         self.render_sample()
 
     @property
@@ -123,11 +142,26 @@ class ActivityScreen(Screen[None]):
         if self.filter_text:
             needle = self.filter_text.lower()
             rows = [r for r in rows if any(needle in str(v).lower() for v in r.values())]
-        key = columns[self.sort_column][0]
-        if key != "tree":
-            rows.sort(key=lambda r: (r.get(key) is None, _sortable(r.get(key))),
-                      reverse=columns[self.sort_column][2] == "right")
+        key = self.sort_key
+        if key is not None:
+            # Unknown values last, whichever the direction; equal ones keep the reader's order.
+            known = [r for r in rows if r.get(key) is not None]
+            known.sort(key=lambda r: _sortable(r.get(key)), reverse=self.sort_descending)
+            rows = known + [r for r in rows if r.get(key) is None]
         return rows
+
+    def _sort_by_age(self) -> None:
+        """As a section opens: its age column, oldest first; else the order the reader gave."""
+        self.sort_key = age_keys(for_engine(self.engine)).get(self.sections[self.section_index][0])
+        self.sort_descending = True
+
+    def highlighted(self) -> dict[str, Any] | None:
+        """The row under the cursor, as the last refresh read it."""
+        table = self.query_one("#activity-table", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
+        return next((r for r in self.rows() if _row_key(r) == key), None)
 
     def render_sample(self) -> None:
         if not self.query("#activity-table"):  # not composed yet, or already gone
@@ -158,12 +192,15 @@ class ActivityScreen(Screen[None]):
         table = self.query_one("#activity-table", DataTable)
         cursor = table.cursor_row
         table.clear(columns=True)
-        for index, (_, header, _) in enumerate(columns):
-            table.add_column(header + (" ▼" if index == self.sort_column else ""), key=str(index))
+        arrow = " ▼" if self.sort_descending else " ▲"
+        for index, (key, header, _) in enumerate(columns):
+            table.add_column(header + (arrow if key == self.sort_key else ""), key=str(index))
         for row in self.rows():
-            table.add_row(*(cell_text(row, key)[:120] for key, _, _ in columns), key=str(row.get("id", id(row))))
+            table.add_row(*(cell_text(row, key)[:120] for key, _, _ in columns), key=_row_key(row))
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1))
+        if self.replay is None:
+            self.query_one(TrendsView).show(self.trend_history)
 
     # --- actions -----------------------------------------------------------------------------
 
@@ -177,7 +214,7 @@ class ActivityScreen(Screen[None]):
 
     def action_next_section(self) -> None:
         self.section_index = (self.section_index + 1) % len(self.sections)
-        self.sort_column = 0
+        self._sort_by_age()
         self.render_sample()
 
     def action_pause(self) -> None:
@@ -201,8 +238,33 @@ class ActivityScreen(Screen[None]):
         self._set_interval(-1)
 
     def action_sort(self) -> None:
-        self.sort_column = (self.sort_column + 1) % len(self.sections[self.section_index][2])
+        """The next column, largest (oldest) first; after the last, the reader's own order."""
+        keys = [key for key, _, _ in self.sections[self.section_index][2] if key != "tree"]
+        at = keys.index(self.sort_key) + 1 if self.sort_key in keys else 0
+        self.sort_key = keys[at] if at < len(keys) else None
+        self.sort_descending = True
         self.render_sample()
+
+    def action_reverse_sort(self) -> None:
+        self.sort_descending = not self.sort_descending
+        self.render_sample()
+
+    def action_detail(self) -> None:
+        row = self.highlighted()
+        if row is None or self.sample is None:
+            return
+        module = for_engine(self.engine)
+        if self.sections[self.section_index][0] in killable_in(module):
+            # A row of the tree or of a summary view carries a few fields: the session's own row has them all.
+            sessions = self.sample.sections.get(module.KILLABLE or "", [])
+            row = next((r for r in sessions if _row_key(r) == _row_key(row)), row)
+        self.app.push_screen(SessionDetailScreen(self.target, row, detail_fields(for_engine(self.engine)),
+                                                 self.sample.taken_at))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # Enter on the table: the table takes the key first and says which row it was.
+        event.stop()
+        self.action_detail()
 
     def action_filter(self) -> None:
         box = self.query_one("#activity-filter", Input)
@@ -224,32 +286,57 @@ class ActivityScreen(Screen[None]):
         self.query_one("#activity-table", DataTable).action_cursor_up()
 
     def action_kill(self, terminate: bool) -> None:
-        """Cancel or terminate the row under the cursor: the app plans, confirms and performs it."""
+        """Cancel or terminate the highlighted row, in whichever view shows sessions: the app
+        plans, confirms and performs it."""
+        row = self._stoppable_row(terminate)
+        if row is not None and self.sample is not None:
+            self.post_message(StopSession(self.target, self.activity_watch, self.sample, str(row["id"]), terminate))
+
+    def action_kill_root_blocker(self) -> None:
+        """Terminate the session at the head of the chain the highlighted one waits in."""
+        row = self._stoppable_row(True)
+        if row is None or self.sample is None:
+            return
+        killable = for_engine(self.engine).KILLABLE or ""
+        root = root_blocker(self.sample.sections.get(killable, []), str(row["id"]))
+        if root is None:
+            self.notify(f"{row['id']} waits on no one: it has no root blocker", severity="warning")
+            return
+        self.post_message(StopSession(self.target, self.activity_watch, self.sample, root, True))
+
+    def _stoppable_row(self, terminate: bool) -> dict[str, Any] | None:
+        """The highlighted row when it is a session that may be stopped here; else said, and None."""
         if self.replay is not None:
             self.notify("a replay shows what was running; nothing can be stopped in it", severity="warning")
-            return
+            return None
         if self.sample is None or self.settings is None:
-            return
+            return None
         problems = kill_refusals(self.settings, self.target, terminate=terminate, allow_unsafe=True)
         if problems:
             self.notify(problems[0], title="Refused", severity="warning", timeout=8)
-            return
-        killable = for_engine(self.engine).KILLABLE
-        if killable is None:
+            return None
+        module = for_engine(self.engine)
+        if module.KILLABLE is None:
             self.notify(f"nothing on a {self.engine} target can be cancelled or terminated", title="Refused",
                         severity="warning", timeout=8)
-            return
-        if self.sections[self.section_index][0] != killable:
-            self.section_index = [s[0] for s in self.sections].index(killable)
+            return None
+        if self.sections[self.section_index][0] not in killable_in(module):
+            # A row here is not a session (an application, a command): go where sessions are.
+            self.section_index = [s[0] for s in self.sections].index(module.KILLABLE)
+            self._sort_by_age()
             self.render_sample()
-            self.notify("choose the row to stop here, then press the key again")
-            return
-        table = self.query_one("#activity-table", DataTable)
-        if not table.row_count:
-            return
-        ident = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value or ""
-        self.post_message(StopSession(self.target, self.activity_watch, self.sample, ident, terminate))
+            self.notify("rows in that view are not sessions: choose one here, then press the key again")
+            return None
+        return self.highlighted()
 
 
-def _sortable(value: Any) -> Any:
-    return value if isinstance(value, (int, float)) else str(value)
+def _row_key(row: dict[str, Any]) -> str:
+    return str(row.get("id", id(row)))
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    # Numbers (a Redis client id comes as text) sort as numbers, before any text.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    text = str(value)
+    return (0, int(text)) if text.isdigit() else (1, text)

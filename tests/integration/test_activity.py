@@ -267,8 +267,9 @@ def test_own_sessions_are_the_pids_this_process_opened_not_a_name(tmp_path, pg_d
             ours = await pool.fetchval("SELECT pg_backend_pid()")
             sample = (await watch.refresh())["app"]
             rows = {r["id"]: r for r in sample.sections["sessions"]}
-            assert rows[ours]["own"] and not rows[impostor.get_server_pid()]["own"]
-            assert impostor.get_server_pid() in {r["id"] for r in sample.sections["sessions"]}
+            # Ours are not the workload: kept aside, never listed; the impostor is listed.
+            assert ours not in rows and [r["own"] for r in sample.sections["own"] if r["id"] == ours] == [True]
+            assert not rows[impostor.get_server_pid()]["own"]
             with pytest.raises(ActionRefused, match="dbvitals's own"):
                 plan_kill(settings, watch, "app", sample, str(ours), terminate=True, allow_unsafe=True)
             action = plan_kill(settings, watch, "app", sample, str(impostor.get_server_pid()), terminate=True,
@@ -304,13 +305,14 @@ def test_redis_slow_command_clients_and_rates(tmp_path):
         assert any(entry["command"].lower().startswith("eval") and entry["duration_ms"] >= 30 for entry in slow), slow
         names = {row["name"]: row["clients"] for row in samples[-1]["sections"]["client_names"]}
         assert names.get("worker") == 1
-        own = [row for row in samples[-1]["sections"]["clients"] if row["own"]]
-        assert own and all(row["name"] == "dbvitals" for row in own)
-        assert str(impostor.client_id()) not in {row["id"] for row in own}
-        assert str(impostor.client_id()) in {row["id"] for row in samples[-1]["sections"]["clients"]}
+        # dbvitals's own connection and its own commands are not the workload: neither is listed.
+        clients = samples[-1]["sections"]["clients"]
+        assert not any(row["own"] for row in clients)
+        assert [row["name"] for row in samples[-1]["sections"]["own"]] == ["dbvitals"]
+        assert str(impostor.client_id()) in {row["id"] for row in clients}  # a name proves nothing
         impostor.close()
-        assert any(row["command"] in {"client|list", "info", "slowlog|get", "client"} or row["calls_per_s"] > 0
-                   for row in samples[-1]["sections"]["commands"])
+        own_commands = {"client|list", "info", "slowlog|get"}
+        assert not own_commands & {row["command"] for row in samples[-1]["sections"]["commands"]}
         client.close()
 
 
@@ -322,7 +324,8 @@ def test_redis_client_kill_journalled(tmp_path):
         victim.ping()
         ident = str(victim.client_id())
         path = config(tmp_path, url, "redis", allow_fixes=True)
-        done = dbvitals("activity", "--config", str(path), "--target", "app", "--cancel", ident, "--yes", "--allow-unsafe")
+        done = dbvitals("activity", "--config", str(path), "--target", "app", "--terminate", ident, "--yes",
+                        "--allow-unsafe")
         assert done.returncode == 0, done.stderr
         admin = redis.Redis.from_url(url)
         assert all(str(c["id"]) != ident for c in admin.client_list())
@@ -349,7 +352,7 @@ def test_mongodb_own_operations_are_the_connections_this_process_opened_not_an_a
         watch = ActivityWatch(settings, ["app"])
         try:
             sample = (await watch.refresh())["app"]
-            [ours] = [op for op in sample.sections["operations"] if op["command"].startswith("currentOp")]
+            [ours] = [op for op in sample.sections["own"] if op["command"].startswith("currentOp")]
             with pytest.raises(ActionRefused, match="dbvitals's own"):
                 plan_kill(settings, watch, "app", sample, ours["id"], terminate=True, allow_unsafe=True)
             theirs = [op for op in sample.sections["operations"] if op["connection_id"] == impostor_id]
@@ -393,7 +396,7 @@ def test_mongod_current_op_marks_collection_scans_and_own_operations():
     ops = {op["id"]: op for op in first.sections["operations"]}
     assert ops["5481"]["collection_scan"] and ops["5481"]["running_s"] == 42.11
     assert "filter" in ops["5481"]["command"] and "$db" not in ops["5481"]["command"]
-    assert ops["5490"]["own"] and not ops["5481"]["own"]
+    assert not ops["5481"]["own"] and [op["id"] for op in first.sections["own"]] == ["5490"]  # not the workload
     assert not ops["5491"]["own"]  # appName "dbvitals" on a connection this process did not open
     assert first.sections["namespaces"] == []  # rates need a second sample
     second = mongo_activity.sample_from_replies("m", CURRENT_OP, _top(3_000_000, 300), first, monotonic=12.0)

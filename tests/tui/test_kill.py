@@ -49,8 +49,7 @@ async def test_cancel_of_an_idle_transaction_is_not_fixed_and_offers_terminate(p
             app.controller.open_activity("app")
             await wait_until(pilot, lambda: isinstance(app.screen, ActivityScreen) and app.screen.sample is not None)
             screen = app.screen
-            await pilot.press("c")  # first to the sessions, where a row is chosen
-            table = screen.query_one(DataTable)
+            table = screen.query_one(DataTable)  # the tree of who blocks whom: c acts on its highlighted row
             await wait_until(pilot, lambda: str(holder) in [key.value for key in table.rows])
             table.move_cursor(row=table.get_row_index(str(holder)))
             await pilot.press("c")

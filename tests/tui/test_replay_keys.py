@@ -23,6 +23,7 @@ from console.screens.fix_progress import FixProgressModal
 from console.screens.help import HelpScreen
 from console.screens.history import FixHistoryScreen, HistoryEntryScreen
 from console.screens.main import MainScreen
+from console.screens.session_detail import SessionDetailScreen
 from console.widgets.findings_table import FindingsTable
 from tests.tui.helpers import wait_until
 from tests.tui.test_replay_activity import RECORDED, replay_app
@@ -66,11 +67,12 @@ OPENERS: dict[str, Opener] = {
     "fix history": lambda app: _push(app, FixHistoryScreen([entry()], journal="journal.jsonl")),
     "history entry": lambda app: _push(app, HistoryEntryScreen(entry(), None, None)),
     "activity": lambda app: _open_activity(app),
+    "session detail": lambda app: _open_session_detail(app),
     "help": lambda app: _push(app, HelpScreen(key_sections(app))),
 }
 SCREENS = {"finding detail": FindingDetailScreen, "confirm fix": ConfirmFixModal, "progress": FixProgressModal,
            "export": ExportModal, "fix history": FixHistoryScreen, "history entry": HistoryEntryScreen,
-           "activity": ActivityScreen, "help": HelpScreen}
+           "activity": ActivityScreen, "session detail": SessionDetailScreen, "help": HelpScreen}
 
 
 async def _noop() -> None:
@@ -89,6 +91,13 @@ async def _open_finding(app: DbVitalsApp) -> None:
 
 async def _open_activity(app: DbVitalsApp) -> None:
     app.controller.open_activity("orders")  # the target the recording has activity for
+
+
+async def _open_session_detail(app: DbVitalsApp) -> None:
+    app.controller.open_activity("orders")
+    screen = app.screen
+    assert isinstance(screen, ActivityScreen)
+    screen.call_after_refresh(screen.action_detail)  # the recorded root blocker, highlighted first
 
 
 async def _back_to_main(app: DbVitalsApp, pilot) -> None:
