@@ -1,7 +1,8 @@
 """The shipped deploy/prometheus.yml and deploy/alerts.yml in a real Prometheus (Debian package)
 scraping a real `serve`: one critical finding is one firing alert, though two /probe jobs probe
 its target and the /metrics job scrapes the exporter beside them. Only what a test cannot wait
-for is changed in a copy: the port, the intervals and the `for:` durations."""
+for is changed in a copy: the port, the intervals and the `for:` durations. The Grafana
+dashboard's expressions run on the same Prometheus."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import yaml
 
 from console.commands.serve import DEFAULT_PORT
 from tests import support
+from tests.integration.test_deploy import dashboard_expressions
 from tests.integration.test_serve import get, serving, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +124,11 @@ def test_a_real_prometheus_with_the_shipped_config_fires_one_alert_per_critical_
             # The finding really arrives twice (two jobs) and once from neither the exporter's /metrics.
             series = answer("query", query='dbvitals_findings{severity="critical"}')["result"]
             assert sorted(s["metric"]["job"] for s in series) == ["dbvitals", "dbvitals-fleet"], series
+            # The Grafana dashboard's expressions are PromQL this Prometheus runs on these series.
+            for expression in dashboard_expressions():
+                query = expression.replace("$__rate_interval", "1m").replace("$target", ".*")
+                status, _, text = get(f"{api}/query?" + urllib.parse.urlencode({"query": query}), timeout=10)
+                assert status == 200 and json.loads(text)["status"] == "success", (expression, text)
         finally:
             prometheus.terminate()
             prometheus.wait(15)
