@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import shutil
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -295,3 +297,49 @@ def test_a_bad_web_config_file_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "basic_auth_users.prometheus is not a bcrypt hash" in result.stderr
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_real_prometheus_scrapes_over_tls_with_basic_auth_and_gzip(tmp_path, redis_db):
+    """Prometheus's own scraper (which asks for gzip) against serve's TLS and basic auth: the
+    right password is up on /probe and /metrics, a wrong one is down with a 401."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed; run scripts/setup.sh", pytrace=False)
+    cert, _ = self_signed(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+                                   "basic_auth_users": {"prometheus": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()}}))
+    config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url}}, serve={"min_interval": 300.0})
+    with serving(config, "--web.config.file", str(web)) as (port, _):
+        def job(name: str, path: str, password: str) -> dict[str, object]:
+            return {"job_name": name, "metrics_path": path, "scheme": "https", "params": {"target": ["cache"]},
+                    "tls_config": {"ca_file": str(cert)}, "basic_auth": {"username": "prometheus", "password": password},
+                    "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+
+        scrape = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                  "scrape_configs": [job("probe", "/probe", "pw"), job("own", "/metrics", "pw"),
+                                     job("intruder", "/probe", "wrong")]}
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(scrape))
+        prom_port = support.free_port()
+        prometheus = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            support.wait_for_port(prom_port, process=prometheus)
+
+            def health() -> dict[str, tuple[str, str]]:
+                status, _, body = fetch(f"http://127.0.0.1:{prom_port}/api/v1/targets", timeout=10)
+                targets = json.loads(body)["data"]["activeTargets"] if status == 200 else []
+                return {t["labels"]["job"]: (t["health"], t["lastError"]) for t in targets}
+
+            deadline = time.monotonic() + 30
+            seen = health()
+            while len(seen) < 3 or any(h == "unknown" for h, _ in seen.values()):
+                assert time.monotonic() < deadline, f"every job scraped once within 30s: {seen}"
+                time.sleep(0.25)
+                seen = health()
+        finally:
+            prometheus.terminate()
+            prometheus.wait(15)
+    assert seen["probe"] == ("up", "") and seen["own"] == ("up", ""), seen
+    assert seen["intruder"][0] == "down" and "401" in seen["intruder"][1], seen
