@@ -4,12 +4,12 @@
 is the schedule and its relabelling shards a fleet across `serve` processes. `/metrics` is the
 exporter's own health (process, build, how long its runs and scrapes take, how old each target's
 result is, errors), never findings, so scraping it beside the probes brings each finding once (as
-redis_exporter keeps its own metrics apart from its targets'). A target's result (all its checks; `check=` only
-selects which series are returned) is reused for `min_interval` seconds, so a scrape storm, with
-whatever query strings, never runs a target's checks more often than that and the cache holds one
-result per served target. A probe that outlasts the scrape's timeout answers with the last result
-marked stale while the run goes on. The runs share one sessions-per-server budget for the
-process's lifetime.
+redis_exporter keeps its own metrics apart from its targets'). A target's result (all its
+checks; `check=` only selects which series are returned) is reused for `min_interval` seconds,
+so a scrape storm, with whatever query strings, never runs a target's checks more often than
+that and the cache holds one result per served target. A probe that outlasts the scrape's
+timeout answers with the last result marked stale while the run goes on. The runs share one
+sessions-per-server budget for the process's lifetime.
 
 Log lines (stderr) are logfmt, one line per event: `ts=... level=info|warn|error msg="..."` and
 fields such as `path`, `target`, `client`, `error`; a failed or timed-out scrape is one such line,
@@ -349,13 +349,7 @@ def handler_for(exporter: Exporter, served: Sequence[str], web: WebConfig) -> ty
             if credentials is not None and web.auth.allows(*credentials):
                 return True
             exporter.health.errors.labels(path if path in {"/probe", "/metrics"} else "other", "unauthorized").inc()
-            body = b"unauthorized\n"
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="dbvitals"')
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(401, b"unauthorized\n", "text/plain; charset=utf-8", {"WWW-Authenticate": 'Basic realm="dbvitals"'})
             return False
 
         def _probe(self, path: str, target: str, check: str) -> None:
@@ -386,8 +380,10 @@ def handler_for(exporter: Exporter, served: Sequence[str], web: WebConfig) -> ty
         def _text(self, code: int, text: str) -> None:
             self._send(code, text.encode(), "text/plain; charset=utf-8")
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
+        def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Vary", "Accept-Encoding")
             if accepts_gzip(self.headers.get("Accept-Encoding")):
