@@ -16,7 +16,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 
 import bcrypt
 import pytest
@@ -25,7 +27,7 @@ import yaml
 from checks.config import Settings
 from console.commands.serve import DEFAULT_PORT, parse_listen
 from console.exporter import ExporterHealth, logfmt_value, handler_for
-from console.web_config import WebConfigError, load_web_config
+from console.web_config import WebConfig, WebConfigError, load_web_config
 from tests import support
 from tests.integration.test_serve import write_config
 
@@ -156,43 +158,46 @@ def test_a_run_that_outlasts_the_scrape_is_one_log_line(tmp_path):
 
 
 class FailingExporter:
-    """An exporter whose checks blow up: what a bug in a check's code would do to a scrape."""
+    """An exporter whose checks blow up (what a bug in a check's code would do to a scrape) or
+    whose check loop does not answer in time."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception) -> None:
         self.health = ExporterHealth(["app"])
         self.cache = type("Cache", (), {"registry": type("Registry", (), {"checks": {}})()})()
+        self.error = error
 
     def scrape(self, *_: object) -> tuple[bytes, str]:
-        raise RuntimeError('boom "quoted"\nTraceback (most recent call last): injected')
+        raise self.error
 
 
-def test_a_failing_scrape_is_a_500_and_one_escaped_log_line(capfd):
-    from http.server import ThreadingHTTPServer
-    from threading import Thread
-
-    from console.web_config import WebConfig
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(FailingExporter(), ["app"], WebConfig()))  # type: ignore[arg-type]
+@pytest.mark.parametrize(("error", "status", "said"), [
+    (RuntimeError('boom "quoted"\nTraceback (most recent call last): injected'), 500,
+     r'level=error msg="scrape failed" path=/probe target=app error="RuntimeError: boom \"quoted\"\nTraceback'),
+    (TimeoutError(), 503, 'level=warn msg="scrape timed out" path=/probe target=app timeout_seconds=10'),
+])
+def test_a_failing_scrape_is_an_http_error_and_one_escaped_log_line(capfd, error, status, said):
+    exporter = FailingExporter(error)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(exporter, ["app"], WebConfig()))  # type: ignore[arg-type]
     thread = Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        status, _, body = fetch(f"http://127.0.0.1:{server.server_address[1]}/probe?target=app")
+        answer = fetch(f"http://127.0.0.1:{server.server_address[1]}/probe?target=app")
+        own = fetch(f"http://127.0.0.1:{server.server_address[1]}/metrics")[2].decode()
     finally:
         server.shutdown()
         server.server_close()
-    assert status == 500 and b"boom" not in body  # the client is told to read the log, not the error
+    assert answer[0] == status and b"boom" not in answer[2]  # the client is told to read the log
     lines = capfd.readouterr().err.splitlines()
-    [line] = [line for line in lines if "scrape failed" in line]
-    assert len(lines) == 1, lines
-    assert line.startswith("ts=") and "level=error" in line and "path=/probe target=app" in line
-    assert r'error="RuntimeError: boom \"quoted\"\nTraceback' in line  # a newline cannot start a line
+    assert len(lines) == 1 and lines[0].startswith("ts=") and said in lines[0], lines  # a newline cannot start a line
+    reason = "internal" if status == 500 else "timeout"
+    assert f'dbvitals_exporter_errors_total{{path="/probe",reason="{reason}"}} 1.0' in own
 
 
 @pytest.mark.parametrize(("value", "written"), [
     ("plain", "plain"), ("two words", '"two words"'), ("", '""'), ('say "hi"', r'"say \"hi\""'),
     ("a=b", '"a=b"'), ("line\nbreak", r'"line\nbreak"'), ("bell\x07", r'"bell\x07"'),
 ])
-def testlogfmt_values_are_quoted_and_escaped(value, written):
+def test_logfmt_values_are_quoted_and_escaped(value, written):
     assert logfmt_value(value) == written
 
 
