@@ -271,6 +271,11 @@ def test_a_bad_web_config_is_refused_with_its_reason(tmp_path, text, said):
     assert "plain-text-password" not in str(caught.value)
 
 
+def test_a_web_config_file_that_cannot_be_read_is_said(tmp_path):
+    with pytest.raises(WebConfigError, match="missing.yml: cannot read: No such file or directory"):
+        load_web_config(tmp_path / "missing.yml")
+
+
 def test_web_config_tls_options(tmp_path):
     cert, key = self_signed(tmp_path)
     base = f"tls_server_config: {{cert_file: {cert.name}, key_file: {key.name}"
