@@ -326,7 +326,7 @@ def test_a_real_prometheus_scrapes_over_tls_with_basic_auth_and_gzip(tmp_path, r
                     "tls_config": {"ca_file": str(cert)}, "basic_auth": {"username": "prometheus", "password": password},
                     "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
 
-        scrape = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        scrape = {"global": {"scrape_interval": "2s", "scrape_timeout": "2s"},
                   "scrape_configs": [job("probe", "/probe", "pw"), job("own", "/metrics", "pw"),
                                      job("intruder", "/probe", "wrong")]}
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(scrape))
