@@ -41,6 +41,7 @@ CLIENT_AUTH = {
 TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
 VERIFIED_CACHE_SIZE = 64
+BCRYPT_MAX_PASSWORD = 72  # bytes
 
 
 class WebConfigError(ValueError):
@@ -64,6 +65,8 @@ class BasicAuth:
         with self.lock:
             if digest in self.verified:
                 return True
+        if len(password.encode()) > BCRYPT_MAX_PASSWORD:
+            return False  # bcrypt reads 72 bytes at most (bcrypt 5 refuses more): no such password was hashed
         known = self.users.get(user)
         ok = bcrypt.checkpw(password.encode(), known if known is not None else self.decoy) and known is not None
         if ok:

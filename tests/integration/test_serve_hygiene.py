@@ -229,6 +229,8 @@ def test_tls_and_basic_auth_from_a_web_config_file(tmp_path, redis_db):
         assert nobody[0] == 401 and nobody[1]["WWW-Authenticate"] == 'Basic realm="dbvitals"'
         assert fetch(url, basic("prometheus", "wrong"), trusted)[0] == 401
         assert fetch(url, basic("someone", "s3cret pass"), trusted)[0] == 401
+        assert fetch(url, basic("prometheus", "x" * 100), trusted)[0] == 401  # longer than bcrypt reads
+        assert fetch(url, {"Authorization": "Basic !!not base64"}, trusted)[0] == 401
         assert fetch(f"https://127.0.0.1:{port}/metrics", context=trusted)[0] == 401
         status, _, body = fetch(url, basic("prometheus", "s3cret pass"), trusted)
         assert status == 200 and b'state="connected"' in body
