@@ -27,7 +27,6 @@ import math
 import platform
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -57,7 +56,7 @@ from checks.registry import Registry
 from checks.runner import Runner
 from checks.model import Report
 from console.version import version
-from console.web_config import WebConfig
+from console.web_config import ServerTls, WebConfig
 
 DEFAULT_SCRAPE_TIMEOUT = 10.0
 MAX_SCRAPE_TIMEOUT = 3600.0  # Prometheus's scrape_timeout is at most its interval
@@ -405,12 +404,19 @@ class ExporterServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], tls: ServerTls | None):
         super().__init__(address, handler)
-        if tls is not None:
-            # The handshake happens on the request's first read, in its own thread: a slow or
-            # silent client never holds up accept().
-            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.tls = tls
+
+    def get_request(self) -> tuple[Any, Any]:
+        connection, address = super().get_request()
+        if self.tls is None:
+            return connection, address
+        # The context of the TLS files as they are now (a renewed certificate is used at once). The
+        # handshake happens on the request's first read, in its own thread: a slow or silent
+        # client never holds up accept().
+        context = self.tls.context(lambda problem: log_event("error", problem))
+        return context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]

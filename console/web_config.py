@@ -22,6 +22,7 @@ import re
 import secrets
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,40 @@ class BasicAuth:
 
 @dataclass(frozen=True)
 class WebConfig:
-    tls: ssl.SSLContext | None = None
+    tls: ServerTls | None = None
     auth: BasicAuth | None = None
+
+
+class ServerTls:
+    """The server's TLS context, built afresh when its files change: a renewed certificate (as
+    cert-manager or certbot write it) reaches the next connection without a restart, as the
+    exporter-toolkit reads its files at each handshake. A renewal that cannot be loaded keeps the
+    last good context and is said once."""
+
+    def __init__(self, path: Path, tls: dict[str, Any]) -> None:
+        self.path = path
+        self.settings = tls
+        self.files = [_relative(path, tls[key]) for key in ("cert_file", "key_file", "client_ca_file") if key in tls]
+        self.stamp = self._stamp()
+        self.current = _tls_context(path, tls)
+        self.lock = threading.Lock()
+
+    def _stamp(self) -> tuple[tuple[int, int], ...] | None:
+        try:
+            return tuple((stat.st_mtime_ns, stat.st_size) for stat in (file.stat() for file in self.files))
+        except OSError:
+            return None  # a file being replaced: keep what was loaded
+
+    def context(self, warn: Callable[[str], None]) -> ssl.SSLContext:
+        stamp = self._stamp()
+        with self.lock:
+            if stamp is not None and stamp != self.stamp:
+                self.stamp = stamp
+                try:
+                    self.current = _tls_context(self.path, self.settings)
+                except WebConfigError as exc:
+                    warn(f"the renewed TLS files cannot be used, the previous ones still are: {exc}")
+            return self.current
 
 
 def load_web_config(path: Path) -> WebConfig:
@@ -95,7 +128,7 @@ def load_web_config(path: Path) -> WebConfig:
         return WebConfig()  # an empty file: plain HTTP, no auth, as with the toolkit
     config = _mapping(path, raw, "the file")
     _known(path, config, TOP_KEYS, "")
-    tls = _tls(path, _mapping(path, config["tls_server_config"], "tls_server_config")) \
+    tls = ServerTls(path, _checked_tls(path, _mapping(path, config["tls_server_config"], "tls_server_config"))) \
         if "tls_server_config" in config else None
     auth = _users(path, _mapping(path, config["basic_auth_users"], "basic_auth_users")) \
         if "basic_auth_users" in config else None
@@ -115,11 +148,17 @@ def _known(path: Path, config: dict[str, Any], known: set[str], prefix: str) -> 
                              f"(supported: {', '.join(prefix + k for k in sorted(known))})")
 
 
-def _tls(path: Path, tls: dict[str, Any]) -> ssl.SSLContext:
+def _checked_tls(path: Path, tls: dict[str, Any]) -> dict[str, Any]:
     _known(path, tls, TLS_KEYS, "tls_server_config.")
     for key in ("cert_file", "key_file"):
         if not isinstance(tls.get(key), str) or not tls[key]:
             raise WebConfigError(f"{path}: tls_server_config.{key} is required (a file path)")
+    if not isinstance(tls.get("client_ca_file", ""), str):
+        raise WebConfigError(f"{path}: tls_server_config.client_ca_file must be a file path")
+    return tls
+
+
+def _tls_context(path: Path, tls: dict[str, Any]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _version(path, tls, "min_version", ssl.TLSVersion.TLSv1_2)
     context.maximum_version = _version(path, tls, "max_version", ssl.TLSVersion.MAXIMUM_SUPPORTED)
@@ -135,7 +174,7 @@ def _tls(path: Path, tls: dict[str, Any]) -> ssl.SSLContext:
                              f"(one of {', '.join(CLIENT_AUTH)})")
     context.verify_mode = CLIENT_AUTH[auth_type]
     if context.verify_mode != ssl.CERT_NONE:
-        if not isinstance(tls.get("client_ca_file"), str):
+        if "client_ca_file" not in tls:
             raise WebConfigError(f"{path}: tls_server_config.client_auth_type {auth_type} needs client_ca_file")
         ca = _relative(path, tls["client_ca_file"])
         try:

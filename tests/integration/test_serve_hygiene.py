@@ -246,6 +246,34 @@ def test_tls_and_basic_auth_from_a_web_config_file(tmp_path, redis_db):
     assert any('msg="request failed"' in line and "SSLError" in line for line in stderr.splitlines()), stderr
 
 
+def test_a_renewed_certificate_is_served_without_a_restart(tmp_path, redis_db):
+    """As cert-manager or certbot renew it: the files are replaced under a running serve. A
+    renewal that cannot be loaded keeps the last good certificate and is said once."""
+    first = tmp_path / "first"
+    first.mkdir()
+    old_cert, _ = self_signed(first)
+    for name in ("server.crt", "server.key"):
+        shutil.copy(first / name, tmp_path / name)
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"}}))
+    config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url}}, serve={"min_interval": 300.0})
+    with serving(config, "--web.config.file", str(web)) as (port, process):
+        url = f"https://127.0.0.1:{port}/-/healthy"
+        assert fetch(url, context=ssl.create_default_context(cafile=str(old_cert)))[0] == 200
+        new_cert, _ = self_signed(tmp_path)  # written over the served files
+        renewed = ssl.create_default_context(cafile=str(new_cert))
+        assert fetch(url, context=renewed)[0] == 200
+        with pytest.raises(urllib.error.URLError):
+            fetch(url, context=ssl.create_default_context(cafile=str(old_cert)))
+        (tmp_path / "server.key").write_text("not a key\n")  # a renewal gone wrong
+        assert fetch(url, context=renewed)[0] == 200
+        assert fetch(url, context=renewed)[0] == 200
+    stderr = process.stderr.read() if process.stderr else ""
+    said = [line for line in stderr.splitlines() if "renewed TLS files cannot be used" in line]
+    assert len(said) == 1 and said[0].startswith("ts=") and "level=error" in said[0], stderr
+    assert "Traceback" not in stderr
+
+
 def write_web(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "web.yml"
     path.write_text(text)
@@ -283,10 +311,10 @@ def test_web_config_tls_options(tmp_path):
     base = f"tls_server_config: {{cert_file: {cert.name}, key_file: {key.name}"
     assert load_web_config(write_web(tmp_path, "")).tls is None
     strict = load_web_config(write_web(tmp_path, base + ", min_version: TLS13}"))
-    assert strict.tls is not None and strict.tls.minimum_version is ssl.TLSVersion.TLSv1_3
+    assert strict.tls is not None and strict.tls.current.minimum_version is ssl.TLSVersion.TLSv1_3
     mutual = load_web_config(write_web(tmp_path, base + f", client_auth_type: RequireAndVerifyClientCert, "
                                                        f"client_ca_file: {cert.name}}}"))
-    assert mutual.tls is not None and mutual.tls.verify_mode is ssl.CERT_REQUIRED
+    assert mutual.tls is not None and mutual.tls.current.verify_mode is ssl.CERT_REQUIRED
     for bad, said in [(", client_auth_type: RequireAnyClientCert}", "is not supported"),
                       (", client_auth_type: VerifyClientCertIfGiven}", "needs client_ca_file"),
                       (", min_version: TLS10}", "expected one of TLS12, TLS13")]:
