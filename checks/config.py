@@ -360,7 +360,7 @@ class Suppression(Strict):
 class ServeOptions(Strict):
     """`dbvitals serve`: Prometheus scrapes dbvitals."""
 
-    listen: str = Field(default="127.0.0.1:9187", description="Loopback address and port to listen on.")
+    listen: str = Field(default="127.0.0.1:10187", description="Loopback address and port to listen on.")
     min_interval: Number = Field(
         default=60.0, ge=0, description="Seconds a target's result is reused before its checks run again."
     )

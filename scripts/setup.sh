@@ -83,6 +83,9 @@ if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ] || ! command -v ssh >
   apt_install openssh-server openssh-client
 fi
 
+# deploy/ tests: systemd-analyze verifies the unit, openssl makes the TLS tests' certificates.
+if ! command -v systemd-analyze >/dev/null || ! command -v openssl >/dev/null; then apt_install systemd openssl; fi
+
 # --- Python -----------------------------------------------------------------------------------
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import sys
+from pathlib import Path
 
 from checks.registry import UsageError
 from checks.runner import select_targets
-from console.exporter import serve
+from console.exporter import say, serve
 from console.runtime import CliError, load_checks, load_settings
+from console.web_config import WebConfigError, load_web_config
+
+# Prometheus's default port allocations list has 9100-9999 all taken (9187, which dbvitals used
+# first, is postgres_exporter's) and hands out new ports from 10000 up; 10187 is on no list we read.
+DEFAULT_PORT = 10187
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Serve /metrics (every target) and /probe?target=NAME[&check=GLOB] (one target, now) "
-                          "for Prometheus. Results are reused for serve.min_interval seconds; a probe slower than "
-                          "the scrape timeout answers with the last result, marked stale. deploy/ has a "
-                          "prometheus.yml and alerting rules.")
+    parser.description = ("Serve /probe?target=NAME[&check=GLOB] (a target's findings, checked now) and /metrics "
+                          "(the exporter's own health) for Prometheus. Results are reused for serve.min_interval "
+                          "seconds; a probe slower than the scrape timeout answers with the last result, marked "
+                          "stale. deploy/ has a prometheus.yml, alerting rules and service definitions.")
     parser.add_argument("--listen", metavar="HOST:PORT",
-                        help="address to listen on (default: serve.listen in the config, 127.0.0.1:9187); "
+                        help=f"address to listen on (default: serve.listen in the config, 127.0.0.1:{DEFAULT_PORT}); "
                              "a non-loopback address is accepted only when given here")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="PATH", type=Path,
+                        help="TLS and basic auth, in the web config format Prometheus's exporters share "
+                             "(tls_server_config, basic_auth_users with bcrypt hashes)")
     parser.add_argument("--target", action="append", metavar="NAME", help="serve only this target (repeatable)")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value}: expected HOST:PORT, e.g. 127.0.0.1:9187")
+        raise ValueError(f"{value}: expected HOST:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
@@ -57,12 +65,18 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"serve.listen = {listen!r} is not a loopback address: findings name your databases; "
                        "to expose them on the network, say so on the command line with --listen")
 
+    try:
+        web = load_web_config(args.web_config_file) if args.web_config_file else None
+    except WebConfigError as exc:
+        raise CliError(f"--web.config.file {exc}") from None
+    scheme = "https" if web and web.tls else "http"
+
     def ready(address: tuple) -> None:
-        print(f"dbvitals serve: {len(served)} targets on http://{address[0]}:{address[1]}/metrics "
-              "and /probe?target=NAME", file=sys.stderr, flush=True)
+        say(f"{len(served)} targets on {scheme}://{address[0]}:{address[1]}/probe?target=NAME, "
+            f"its own health on /metrics{' (basic auth)' if web and web.auth else ''}")
 
     try:
-        serve(settings, registry, host, port, served, ready=ready)
+        serve(settings, registry, host, port, served, web=web, ready=ready)
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}", code=1) from None
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests import support
 
@@ -126,7 +127,7 @@ def test_cache_stale_answers_and_openmetrics(tmp_path, pg_db):
         assert get(f"{base}/probe?target=app&check=nomatch.*")[0] == 400
         assert get(f"{base}/elsewhere")[0] == 404
         _, _, everything = get(f"{base}/metrics")
-        assert 'target="app"' in everything and secret not in everything
+        assert 'dbvitals_exporter_last_run_age_seconds{target="app"}' in everything and secret not in everything
 
 
 def test_a_probe_slower_than_the_scrape_answers_stale(tmp_path):
@@ -165,10 +166,17 @@ def test_deploy_files_are_valid_for_promtool():
     assert "SUCCESS: 6 rules found" in rules.stdout
     unit = subprocess.run([promtool, "test", "rules", str(ROOT / "tests" / "data" / "alerts_test.yml")],
                           capture_output=True, text=True)
-    assert unit.returncode == 0, unit.stdout + unit.stderr  # one alert per finding, a flapping down target pages
-    scrape = (ROOT / "deploy" / "prometheus.yml").read_text()
-    jobs = scrape.count("- job_name:")
-    assert jobs == scrape.count("metrics_path: /probe") == 2  # one scrape path per finding: never /metrics too
+    # One alert per finding (two jobs probing a target, the /metrics job beside them), a finding whose
+    # check fails every other run, a flapping down target, stale results, a check that cannot run.
+    assert unit.returncode == 0, unit.stdout + unit.stderr
+    check = subprocess.run([promtool, "check", "config", str(ROOT / "deploy" / "prometheus.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr  # the scrape config, with its rule file
+    jobs = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())["scrape_configs"]
+    # One scrape path per finding: findings come from the /probe jobs only; /metrics is the
+    # exporter's own health and carries none.
+    paths = sorted(job["metrics_path"] for job in jobs)
+    assert paths == ["/metrics", "/probe", "/probe"], paths
 
 
 def test_a_scrape_storm_with_distinct_query_strings_runs_a_target_once_per_interval(tmp_path):
