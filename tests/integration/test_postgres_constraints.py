@@ -46,6 +46,30 @@ def test_not_valid_check_and_foreign_key_then_validated_by_the_fix(pg_db, schema
     assert run(pg_db.url, "postgres.not-valid-constraint") == {}
 
 
+def test_validate_is_not_offered_as_safe_while_rows_break_the_constraint(pg_db):
+    """Issue #25 item 5: VALIDATE CONSTRAINT failed on 1,000 orphans after being called safe."""
+    pg_db.execute(BASE.format(s="public") + """
+        INSERT INTO accounts (client_id, number) SELECT 1000 + g, 'x' || g FROM generate_series(1, 1000) g;
+        INSERT INTO accounts (client_id, number) VALUES (-7, '');
+        ALTER TABLE accounts ADD CONSTRAINT accounts_client_fk FOREIGN KEY (client_id) REFERENCES clients (id) NOT VALID;
+        ALTER TABLE accounts ADD CONSTRAINT accounts_client_positive CHECK (client_id > 0) NOT VALID;
+        ALTER TABLE accounts ADD CONSTRAINT accounts_number_set CHECK (number <> '') NOT VALID;""")
+    findings = run(pg_db.url, "postgres.not-valid-constraint")
+    fk = findings["public.accounts.accounts_client_fk"]
+    assert fk.fix.safety is FixSafety.MANUAL
+    assert fk.evidence["precondition"]["failing"] == 1001
+    assert fk.evidence["precondition"]["samples"] == ["-7", "1001", "1002", "1003", "1004"]  # sorted as text
+    assert "1,001 row(s) point at no row of clients" in fk.message
+    assert findings["public.accounts.accounts_client_positive"].evidence["precondition"]["failing"] == 1
+    assert findings["public.accounts.accounts_number_set"].evidence["precondition"]["samples"] == ["(1003,-7,\"\")"]
+    # The manual plan's first step lists exactly the rows the count found.
+    assert len(pg_db.fetch(fk.fix.steps[0].command)) == 1001
+    pg_db.execute("DELETE FROM accounts WHERE client_id NOT IN (SELECT id FROM clients)")
+    findings = run(pg_db.url, "postgres.not-valid-constraint")
+    assert {f.fix.safety for f in findings.values()} == {FixSafety.SAFE}
+    assert all(f.evidence["precondition"]["failing"] == 0 for f in findings.values())
+
+
 def test_a_not_valid_check_on_a_partitioned_table_is_reported_at_the_parent(pg_db):
     pg_db.execute("""
         CREATE TABLE events (id bigint NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
