@@ -32,6 +32,7 @@ class Precondition:
     failing: int | None  # None: not counted (see `unknown`)
     samples: tuple[str, ...] = ()
     unknown: str | None = None
+    query: str = ""  # the statement listing the failing rows or keys, for a human to look at them
 
     @property
     def holds(self) -> bool:
@@ -65,11 +66,11 @@ async def count_failing(session: Any, failing_sql: str, *, requirement: str, fai
                 await conn.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
                 row = await conn.fetchrow(query, timeout=timeout_s + 5)
     except asyncpg.QueryCanceledError:
-        return Precondition(requirement, failing_what, None,
-                            unknown=f"counting took longer than {timeout_s:g} s")
+        return Precondition(requirement, failing_what, None, unknown=f"counting took longer than {timeout_s:g} s",
+                            query=failing_sql)
     except (asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as exc:
-        return Precondition(requirement, failing_what, None, unknown=f"{type(exc).__name__}: {exc}")
-    return Precondition(requirement, failing_what, int(row["failing"]), tuple(row["samples"]))
+        return Precondition(requirement, failing_what, None, unknown=f"{type(exc).__name__}: {exc}", query=failing_sql)
+    return Precondition(requirement, failing_what, int(row["failing"]), tuple(row["samples"]), query=failing_sql)
 
 
 def out_of_budget(requirement: str, failing_what: str, budget_s: float) -> Precondition:
