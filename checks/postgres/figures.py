@@ -1,12 +1,13 @@
 """PostgreSQL figures for snapshots: index and table usage counters, sizes from the catalog
-(relpages, so no lock is taken on a table a migration holds), pg_stat_statements totals."""
+(relpages, so no lock is taken on a table a migration holds), pg_stat_statements totals, and the
+WAL each inactive replication slot retains (its growth between two snapshots)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from checks.snapshots import Figure
-from checks.snapshots.diff import MIN_GROWTH, FigureChange, FigureKind, usage_stopped
+from checks.snapshots.diff import MIN_GROWTH, FigureChange, FigureKind, growth, usage_stopped
 
 MIN_CALLS = 5  # a statement needs this many calls in the window before its mean time is judged
 
@@ -21,6 +22,13 @@ SELECT format('%I.%I', s.schemaname, s.relname) AS name, s.seq_scan, s.seq_tup_r
        s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup, s.n_dead_tup,
        c.relpages::bigint * current_setting('block_size')::bigint AS bytes
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+"""
+
+SLOTS_SQL = """/* dbvitals */
+SELECT slot_name AS name,
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
+                       restart_lsn)::bigint AS retained_bytes
+FROM pg_replication_slots WHERE NOT active
 """
 
 # total_exec_time from PostgreSQL 13 on, total_time before.
@@ -42,6 +50,8 @@ async def gather(session: Any) -> list[Figure]:
         figures.append(("pg.table", r["name"], {k: r[k] for k in (
             "seq_scan", "seq_tup_read", "idx_scan", "n_tup_ins", "n_tup_upd", "n_tup_del", "n_live_tup",
             "n_dead_tup", "bytes")}))
+    for r in await session.fetch(SLOTS_SQL):
+        figures.append(("pg.slot", r["name"], {"retained_bytes": r["retained_bytes"]}))
     schema = await session.fetchval(
         "/* dbvitals */ SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
         "WHERE e.extname = 'pg_stat_statements'"
@@ -98,4 +108,6 @@ KINDS = {
     "pg.statement": FigureKind(_statement),
     "pg.index": FigureKind(usage_stopped("scans"), gone="index dropped", headline="scans"),
     "pg.table": FigureKind(_seq_scans, gone="table dropped", headline="seq_scan"),
+    "pg.slot": FigureKind(growth("retained_bytes", "bytes of WAL retained"),
+                          gone="inactive slot dropped or its consumer back", headline="retained_bytes"),
 }

@@ -1,5 +1,5 @@
 """postgres.replication: replication slots that retain WAL (an inactive slot is the classic cause
-of a full disk), slots whose WAL is lost or about to be (`wal_status`), and standbys lagging behind.
+of a full disk: every one is reported, more severe the more it retains), slots whose WAL is lost or about to be (`wal_status`), and standbys lagging behind.
 The lag of the server itself, when it is a replica, is postgres.connection's."""
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ ORDER BY 1
 
 class Options(CheckOptions):
     min_retained_bytes: int = Field(
-        default=1024**3, ge=0, description="An inactive slot retaining at least this much WAL is reported (high).")
+        default=1024**3, ge=0, description="An inactive slot retaining at least this much WAL is high severity.")
+    medium_retained_bytes: int = Field(
+        default=64 * 1024**2, ge=0,
+        description="An inactive slot retaining at least this much WAL is medium severity; any smaller one is low.")
     max_standby_lag: Duration = Field(default=duration("5m"), description="A standby replaying further behind is reported.")
 
 
@@ -111,9 +114,16 @@ class Replication(Check):
                                 "checkpoint unless its consumer catches up.")),
                     evidence=evidence, fix=drop if lost else None,
                 ))
-            elif not slot.active and retained >= options.min_retained_bytes:
+            elif not slot.active:
+                # Any inactive slot: a tiny one today grows with every write until its consumer is back.
+                if retained >= options.min_retained_bytes:
+                    severity = Severity.HIGH
+                elif retained >= options.medium_retained_bytes:
+                    severity = Severity.MEDIUM
+                else:
+                    severity = Severity.LOW
                 findings.append(self.finding(
-                    scope, object=f"slot {slot.name}", key="inactive",
+                    scope, object=f"slot {slot.name}", key="inactive", severity=severity,
                     title=f"inactive replication slot {slot.name} retains {human_bytes(retained)} of WAL",
                     message=(f"No consumer is connected to the {slot.type} slot {slot.name}, which keeps "
                              f"{human_bytes(retained)} of WAL on disk and grows with every write"

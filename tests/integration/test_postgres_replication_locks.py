@@ -33,7 +33,10 @@ def test_an_inactive_slot_retaining_wal_then_dropped():
         assert run(url, "postgres.replication") == []
         asyncio.run(_sql(url, "SELECT pg_create_physical_replication_slot('old_replica', true)",
                          "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g"))
-        assert run(url, "postgres.replication") == []  # under the 1 GiB default
+        # Issue #25 item 12: under the 1 GiB default it used to be silent; any inactive slot is a finding.
+        [small] = run(url, "postgres.replication")
+        assert small.object == "slot old_replica" and small.severity is Severity.LOW
+        assert "inactive replication slot old_replica" in small.title
         [slot] = run(url, "postgres.replication", min_retained_bytes=1024 * 1024)
         assert slot.object == "slot old_replica" and slot.severity is Severity.HIGH
         assert slot.evidence["active"] is False and slot.evidence["retained_bytes"] > 1024 * 1024

@@ -16,7 +16,9 @@ def slot(name="s", *, active=False, wal_status="reserved", retained=2 * 1024**3)
 @pytest.mark.parametrize("item, expected", [
     (slot(), ("inactive", Severity.HIGH, True)),
     (slot(active=True), None),                         # a consumer is connected
-    (slot(retained=1024), None),                       # under min_retained_bytes
+    (slot(retained=1024), ("inactive", Severity.LOW, True)),  # tiny, but it grows with every write
+    (slot(retained=100 * 1024**2), ("inactive", Severity.MEDIUM, True)),
+    (slot(retained=None), ("inactive", Severity.LOW, True)),  # no restart_lsn yet
     (slot(wal_status="lost", retained=None), ("lost", Severity.HIGH, True)),
     (slot(active=True, wal_status="unreserved"), ("unreserved", Severity.HIGH, False)),
 ])
