@@ -49,8 +49,8 @@ class Precondition:
         if not self.failing:
             return f"Checked: {self.requirement} (0 {self.failing_what})."
         shown = ", ".join(self.samples)
-        return (f"{self.failing:,} {self.failing_what}, so the fix would fail: {self.requirement} does not hold "
-                f"(first {len(self.samples)}: {shown}).")
+        return (f"{self.failing:,} {self.failing_what}: the fix needs {self.requirement} and would fail on "
+                f"them (first {len(self.samples)}: {shown}).")
 
 
 async def count_failing(session: Any, failing_sql: str, *, requirement: str, failing_what: str,

@@ -148,3 +148,17 @@ def test_an_invalid_unique_index_with_duplicates_is_not_rebuilt_blindly(pg_db):
     pg_db.execute("DELETE FROM orders WHERE id > 975")
     [finding] = run(pg_db.url, ["postgres.invalid-index"])
     assert finding.evidence["precondition"]["failing"] == 0 and finding.fix.safety.value == "unsafe"
+
+
+def test_a_partitioned_table_without_a_primary_key_and_its_default_partition(pg_db):
+    """pg-index-health's CreatePartitionedTableWithoutPrimaryKey: both the table and its default
+    partition are reported; once the default partition has a key of its own, only the table."""
+    pg_db.execute("""
+        CREATE TABLE entity_refs (ref_type varchar(32), ref_value varchar(64), creation_date timestamptz NOT NULL,
+            entity_id bigint NOT NULL) PARTITION BY RANGE (creation_date);
+        CREATE TABLE entity_refs_default PARTITION OF entity_refs DEFAULT;""")
+    findings = {f.object: f for f in run(pg_db.url, ["postgres.no-primary-key"])}
+    assert sorted(findings) == ["public.entity_refs", "public.entity_refs_default"]
+    assert findings["public.entity_refs_default"].evidence["partition_of"] == "public.entity_refs"
+    pg_db.execute("ALTER TABLE entity_refs_default ADD PRIMARY KEY (entity_id, creation_date)")
+    assert [f.object for f in run(pg_db.url, ["postgres.no-primary-key"])] == ["public.entity_refs"]

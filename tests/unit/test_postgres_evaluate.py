@@ -324,15 +324,18 @@ def test_no_primary_key_with_a_promotable_unique_index():
     assert "GENERATED ALWAYS AS IDENTITY" in findings["public.notes"].fix.steps[0].command
 
 
-def test_no_primary_key_partitioned_judged_once_at_the_parent():
+def test_no_primary_key_on_a_partitioned_table_and_on_each_partition_without_one():
+    """pg-index-health reports the partitioned table and its (default) partition."""
     s = Schema()
     s.table("m", {"a": "int"}, kind="p")
     for n in range(3):
         s.table(f"m{n}", {"a": "int"}, parent="m")
+    s.primary_key("m2", ["a"])  # a partition may have a key of its own
     check = no_primary_key.NoPrimaryKey()
-    findings = check.evaluate(no_primary_key.Facts(s.build()), scope(check))
-    assert objects(findings) == ["public.m"]
-    assert findings[0].evidence["partitions"] == 3
+    findings = {f.object: f for f in check.evaluate(no_primary_key.Facts(s.build()), scope(check))}
+    assert sorted(findings) == ["public.m", "public.m0", "public.m1"]
+    assert findings["public.m"].evidence["partitions"] == 3 and findings["public.m"].severity is Severity.MEDIUM
+    assert findings["public.m0"].severity is Severity.LOW and findings["public.m0"].evidence["partition_of"] == "public.m"
 
 
 # --- sequence-exhaustion --------------------------------------------------------------------------------
