@@ -1,0 +1,95 @@
+"""Writes and reads of each table over a time window: the counters now against an earlier
+snapshot's (`dbvitals snapshot save`, figures pg.table). pg_stat_user_tables counts since the
+statistics were last reset, so a one-time bulk load months ago makes a table "write-heavy" for
+ever; the difference over a window says what the table does now."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from checks.postgres._catalog import Catalog
+from checks.snapshots.store import FILE_NAME, SnapshotError, SnapshotStore
+
+
+@dataclass(frozen=True)
+class Counters:
+    writes: int
+    reads: int
+
+
+@dataclass(frozen=True)
+class WriteWindow:
+    """Per table (the partition root, as the check judges it): writes and scans in the window."""
+
+    seconds: float
+    since: str  # the earlier snapshot's taken_at
+    tables: Mapping[int, Counters]
+
+
+def _root(snapshot: Catalog, oid: int) -> int:
+    table = snapshot.tables[oid]
+    while table.parent is not None and table.parent in snapshot.tables:
+        table = snapshot.tables[table.parent]
+    return table.oid
+
+
+def _by_root(snapshot: Catalog, figures: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[int, Counters]:
+    by_name = {t.qualified: t.oid for t in snapshot.tables.values()}
+    totals: dict[int, Counters] = {}
+    for name, m in figures:
+        oid = by_name.get(name)
+        if oid is None:
+            continue
+        root = _root(snapshot, oid)
+        writes = int(m.get("n_tup_ins") or 0) + int(m.get("n_tup_upd") or 0) + int(m.get("n_tup_del") or 0)
+        reads = int(m.get("seq_scan") or 0) + int(m.get("idx_scan") or 0)
+        before = totals.get(root, Counters(0, 0))
+        totals[root] = Counters(before.writes + writes, before.reads + reads)
+    return totals
+
+
+def _earlier_figures(store_path: Path, target: str, min_age: dt.timedelta,
+                     now: dt.datetime) -> tuple[str, float, list[tuple[str, dict[str, Any]]]] | None:
+    """The newest snapshot at least `min_age` old that read this target's tables."""
+    if not store_path.is_file():
+        return None
+    store = SnapshotStore(store_path)
+    try:
+        for info in reversed(store.list()):
+            taken = dt.datetime.fromisoformat(info.taken_at)
+            if taken.tzinfo is None:
+                taken = taken.replace(tzinfo=dt.timezone.utc)
+            age = (now - taken).total_seconds()
+            if age < min_age.total_seconds():
+                continue
+            figures = store.load(info.id).figures.get(target, {})
+            tables = [(name, m) for (kind, name), m in figures.items() if kind == "pg.table"]
+            if tables:
+                return info.taken_at, age, tables
+    except (SnapshotError, OSError, ValueError):
+        return None  # an unreadable store: no window, said as such by the caller
+    return None
+
+
+async def write_window(journal: Path | None, target: str, snapshot: Catalog, current: Mapping[int, Counters],
+                       min_age: dt.timedelta) -> WriteWindow | None:
+    """The window from the newest snapshot at least `min_age` old to `current` (per partition
+    root, as read now); None without one. A table whose counters went down (statistics reset,
+    restart) between the two is left out."""
+    if journal is None:
+        return None
+    now = dt.datetime.now(dt.timezone.utc)
+    earlier = await asyncio.to_thread(_earlier_figures, Path(journal).parent / FILE_NAME, target, min_age, now)
+    if earlier is None:
+        return None
+    since, seconds, then_figures = earlier
+    then = _by_root(snapshot, then_figures)
+    tables = {oid: Counters(c.writes - then[oid].writes, c.reads - then[oid].reads)
+              for oid, c in current.items()
+              if oid in then and c.writes >= then[oid].writes and c.reads >= then[oid].reads}
+    return WriteWindow(seconds, since, tables)
