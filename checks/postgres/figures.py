@@ -10,6 +10,7 @@ from checks.snapshots import Figure
 from checks.snapshots.diff import MIN_GROWTH, FigureChange, FigureKind, growth, usage_stopped
 
 MIN_CALLS = 5  # a statement needs this many calls in the window before its mean time is judged
+STATEMENT_CHARS = 120  # a statement's text as diff shows it (the snapshot keeps 300)
 
 INDEXES_SQL = """/* dbvitals */
 SELECT format('%I.%I', s.schemaname, s.indexrelname) AS name, format('%I.%I', s.schemaname, s.relname) AS tbl,
@@ -69,12 +70,22 @@ async def gather(session: Any) -> list[Figure]:
     return figures
 
 
+def statement_label(query: str | None, queryid: str) -> str:
+    """A statement as a person knows it: its normalized text, shortened; the queryid only when
+    the snapshot holds no text (`-4966738708809000546` means nothing to anyone)."""
+    text = " ".join((query or "").split())
+    if not text:
+        return f"queryid {queryid}"
+    return text if len(text) <= STATEMENT_CHARS else text[: STATEMENT_CHARS - 1] + "…"
+
+
 def _statement(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
+    label = statement_label(now.get("query"), name)
     if then is None:
         if (now.get("calls") or 0) >= MIN_CALLS:
             mean = now["total_ms"] / now["calls"]
-            return FigureChange(target, kind, name, f"new statement: {now['calls']} calls, {mean:.2f} ms per call "
-                                f"— {now.get('query', '')}", after=round(mean, 3), score=now["total_ms"])
+            return FigureChange(target, kind, label, f"new statement: {now['calls']} calls, {mean:.2f} ms per call",
+                                after=round(mean, 3), score=now["total_ms"], ref=name)
         return None
     calls = (now.get("calls") or 0) - (then.get("calls") or 0)
     if calls < MIN_CALLS or not then.get("calls"):
@@ -83,11 +94,11 @@ def _statement(target: str, kind: str, name: str, then: dict[str, Any] | None, n
     mean_before = (then.get("total_ms") or 0) / then["calls"]
     if mean_before <= 0 or window_mean < mean_before * MIN_GROWTH:
         return None
-    return FigureChange(target, kind, name,
+    return FigureChange(target, kind, label,
                         f"mean time per call grew {window_mean / mean_before:.1f}x ({mean_before:.2f} → "
-                        f"{window_mean:.2f} ms over {calls} calls) — {now.get('query', '')}",
+                        f"{window_mean:.2f} ms over {calls} calls)",
                         before=round(mean_before, 3), after=round(window_mean, 3),
-                        score=(window_mean - mean_before) * calls)
+                        score=(window_mean - mean_before) * calls, ref=name)
 
 
 
