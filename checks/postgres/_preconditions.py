@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checks.postgres._catalog import quote_ident
+from checks.postgres._catalog import INTEGER_MAX, quote_ident
 
 SAMPLES = 5
 SAMPLE_CHARS = 200
@@ -104,3 +104,24 @@ def duplicates_sql(table: str, keys: Sequence[str], predicate: str | None) -> st
     group = ", ".join(f"({k})" for k in keys)
     return (f"SELECT {_sample([f'({k})' for k in keys])} || ' ×' || count(*) AS sample FROM {table} "
             f"WHERE {where} GROUP BY {group} HAVING count(*) > 1")
+
+
+_UUID_TEXT = r"^\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?$"
+_INTEGER_TEXT = r"^\s*[-+]?[0-9]+\s*$"
+
+
+def uncastable_sql(table: str, column: str, from_family: str, to_type: str) -> str | None:
+    """Rows whose value `ALTER COLUMN ... TYPE to_type USING column::to_type` would fail on (or,
+    numeric to an integer, silently round); None when no cast here may fail or it cannot be told."""
+    c = f"c.{quote_ident(column)}"
+    integer_max = INTEGER_MAX.get(to_type)
+    if to_type == "uuid" and from_family == "text":
+        bad = f"{c}::text !~* '{_UUID_TEXT}'"
+    elif integer_max is not None and from_family == "text":
+        bad = (f"CASE WHEN {c}::text ~ '{_INTEGER_TEXT}' THEN {c}::text::numeric NOT BETWEEN {-integer_max - 1} "
+               f"AND {integer_max} ELSE true END")
+    elif integer_max is not None and from_family == "numeric":
+        bad = f"({c} NOT BETWEEN {-integer_max - 1} AND {integer_max} OR {c} <> trunc({c}))"
+    else:
+        return None
+    return f"SELECT {_sample([c])} AS sample FROM {table} c WHERE {c} IS NOT NULL AND {bad}"

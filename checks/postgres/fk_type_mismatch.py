@@ -14,6 +14,7 @@ referenced table's legacy integer id (one set-based pass) make it high, a name a
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 from pydantic import Field
@@ -33,6 +34,7 @@ from checks.postgres._catalog import (
     snake,
 )
 from checks.postgres._fixes import alter_type_lock, sql
+from checks.postgres._preconditions import Precondition, count_failing, out_of_budget, uncastable_sql
 
 # For references with no constraint (implied or expected), values with no match prove the
 # relationship is broken, not merely mistyped. Compared as text because the types differ. One
@@ -110,6 +112,12 @@ class Facts:
     counts: dict[tuple[int, int], ValueCount]  # (table oid, attnum) → count, for implied / expected
     unresolved: tuple[tuple[str, str], ...]  # (expectation, why it could not be checked)
     legacy: dict[tuple[int, int], LegacyMatch] = field(default_factory=dict)  # widened matches only
+    # The values the fix's ALTER ... TYPE would fail on, where its cast may fail: by (table oid, attnum).
+    casts: dict[tuple[int, int], Precondition] = field(default_factory=dict)
+
+
+# Time spent counting values a type change would fail on at most, over all references of a run.
+CAST_BUDGET_S = 5.0
 
 
 class FkTypeMismatch(Check):
@@ -136,7 +144,8 @@ class FkTypeMismatch(Check):
                 counts[(ref.table.oid, ref.columns[0].num)] = await count_unmatched(session, ref, scope.options)
             if ref.widened:
                 legacy[(ref.table.oid, ref.columns[0].num)] = await match_legacy(session, ref, snapshot, scope.options)
-        return Facts(snapshot, tuple(references), counts, tuple(unresolved), legacy)
+        return Facts(snapshot, tuple(references), counts, tuple(unresolved), legacy,
+                     await count_cast_failures(session, references))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         findings = [self._finding(ref, facts, scope) for ref in facts.references if ref.mismatched
@@ -190,7 +199,8 @@ class FkTypeMismatch(Check):
         return self.finding(
             scope, object=obj, key=key_name, severity=worst,
             title=f"{table.name}.{columns} type differs from {ref_table.name} key",
-            message=message, evidence=evidence, fix=mismatch_fix(ref, facts.catalog, facts.counts),
+            message=message, evidence=evidence | _cast_evidence(facts, ref),
+            fix=mismatch_fix(ref, facts.catalog, facts.counts, facts.casts.get((table.oid, ref.columns[0].num))),
         )
 
 
@@ -457,12 +467,50 @@ def _no_cast(column_type: str, key_type: str) -> bool:
     return "uuid" in kinds and kinds & {"integer", "numeric"} != set()
 
 
-def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int], ValueCount]) -> Fix:
+def _widens_key(ref: Reference) -> bool:
+    return all(family(c.base_type) == "integer" == family(r.base_type)
+               and INTEGER_WIDTH[c.base_type] > INTEGER_WIDTH[r.base_type] for c, r in ref.mismatched)
+
+
+def cast_failures_sql(ref: Reference) -> str | None:
+    """The rows the fix's cast of the referencing column would fail on (single-column references
+    whose column the fix retypes), or None when no cast there may fail."""
+    if len(ref.columns) != 1 or not ref.mismatched or _widens_key(ref):
+        return None
+    column, key = ref.columns[0], ref.ref_columns[0]
+    if _no_cast(column.base_type, key.base_type):
+        return None  # a migration, not a cast: _migration_fix
+    return uncastable_sql(ref.table.qualified, column.name, family(column.base_type), key.base_type)
+
+
+async def count_cast_failures(session, references: list[Reference]) -> dict[tuple[int, int], Precondition]:
+    """One set-based count per reference whose type change may fail, all within CAST_BUDGET_S."""
+    deadline = time.monotonic() + CAST_BUDGET_S
+    casts: dict[tuple[int, int], Precondition] = {}
+    for ref in references:
+        query = cast_failures_sql(ref)
+        if query is None or not ref.table.readable:
+            continue
+        requirement = f"every value of {ref.table.qualified}.{quote_ident(ref.columns[0].name)} casts to {ref.ref_columns[0].type}"
+        left = deadline - time.monotonic()
+        key = (ref.table.oid, ref.columns[0].num)
+        casts[key] = (await count_failing(session, query, requirement=requirement, failing_what="value(s) do not cast",
+                                          timeout_s=left) if left > 0 else
+                      out_of_budget(requirement, "value(s) do not cast", CAST_BUDGET_S))
+    return casts
+
+
+def _cast_evidence(facts: Facts, ref: Reference) -> dict[str, object]:
+    cast = facts.casts.get((ref.table.oid, ref.columns[0].num))
+    return {"precondition": cast.evidence()} if cast is not None else {}
+
+
+def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int], ValueCount],
+                 cast: Precondition | None = None) -> Fix:
     pairs = ref.mismatched
     if any(_no_cast(c.base_type, r.base_type) for c, r in pairs):
         return _migration_fix(ref, snapshot)
-    widen_key = all(family(c.base_type) == "integer" == family(r.base_type)
-                    and INTEGER_WIDTH[c.base_type] > INTEGER_WIDTH[r.base_type] for c, r in pairs)
+    widen_key = _widens_key(ref)
     if widen_key:
         # The referencing column is the wider one: narrowing it would be wrong; widen the key instead.
         table, changes = ref.ref_table, [(r, c.type) for c, r in pairs]
@@ -476,13 +524,21 @@ def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int]
                      for col, _ in changes)
     count = counts.get((ref.table.oid, ref.columns[0].num)) if table is ref.table else None
     rows = count.rows if count is not None else None
+    summary = f"Change {table.name}.{', '.join(c.name for c, _ in changes)} to {', '.join(t for _, t in changes)}"
+    steps = (sql(f"ALTER TABLE {table.qualified} {alter};"),)
+    if cast is not None and not cast.holds:
+        # The cast would fail (or may): those values first, by hand; the rewrite would roll back.
+        return Fix(summary=f"{summary}, once the values that do not cast are corrected (manual)",
+                   steps=(sql(f"{cast.query};", "the values the cast would fail on: correct them first"), *steps),
+                   safety=FixSafety.MANUAL, lock=alter_type_lock(table, rows),
+                   inverse=(sql(f"ALTER TABLE {table.qualified} {undo};"),), notes=cast.sentence())
     return Fix(
-        summary=f"Change {table.name}.{', '.join(c.name for c, _ in changes)} to {', '.join(t for _, t in changes)}",
-        steps=(sql(f"ALTER TABLE {table.qualified} {alter};"),),
+        summary=summary,
+        steps=steps,
         safety=FixSafety.UNSAFE,
         lock=alter_type_lock(table, rows),
         inverse=(sql(f"ALTER TABLE {table.qualified} {undo};"),),
-        notes=notes,
+        notes=" ".join(n for n in (notes, cast.sentence() if cast is not None else None) if n) or None,
     )
 
 

@@ -55,3 +55,23 @@ def test_integer_columns_tied_to_uuid_keys_by_a_wider_name_say_how_sure(pg_db):
     assert after["groups"] - before["groups"] <= 2 * 2 * 50
     assert after["posts"] - before["posts"] <= 2 * 2 * 100
     assert run(pg_db.url) == findings  # the same answer twice
+
+
+def test_a_type_change_is_not_offered_while_values_do_not_cast(pg_db):
+    """Issue #25 item 5: uncastable values for a type change are counted before the fix is offered."""
+    pg_db.execute("""
+        CREATE TABLE accounts (id uuid PRIMARY KEY DEFAULT gen_random_uuid());
+        INSERT INTO accounts SELECT FROM generate_series(1, 20);
+        CREATE TABLE payments (id bigint PRIMARY KEY, account_id text);
+        INSERT INTO payments SELECT g, (SELECT id FROM accounts ORDER BY id OFFSET g % 20 LIMIT 1)::text
+        FROM generate_series(1, 200) g;
+        INSERT INTO payments VALUES (201, 'n/a'), (202, ''), (203, NULL), (204, '{' || gen_random_uuid() || '}');""")
+    [finding] = run(pg_db.url).values()
+    assert finding.object == "public.payments.account_id"
+    assert finding.evidence["precondition"]["failing"] == 2 and finding.evidence["precondition"]["samples"] == ["", "n/a"]
+    assert finding.fix.safety.value == "manual"
+    assert len(pg_db.fetch(finding.fix.steps[0].command)) == 2  # the listing names exactly those rows
+    pg_db.execute("DELETE FROM payments WHERE id IN (201, 202)")
+    [finding] = run(pg_db.url).values()
+    assert finding.evidence["precondition"]["failing"] == 0 and finding.fix.safety.value == "unsafe"
+    pg_db.execute(finding.fix.steps[0].command)  # the cast the count vouched for goes through
