@@ -4,6 +4,8 @@ copy judged at its parent, and a foreign key whose triggers a bulk load left dis
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from checks.model import FixSafety, Severity
@@ -98,3 +100,33 @@ def test_a_foreign_key_with_disabled_triggers_is_not_enforced(pg_db):
     assert user.severity is Severity.LOW
     pg_db.execute("ALTER TABLE accounts ENABLE TRIGGER ALL; ALTER TABLE clients ENABLE TRIGGER clients_touch;")
     assert run(pg_db.url, "postgres.disabled-trigger") == {}
+
+
+def test_counting_what_validate_would_fail_on_is_one_pass_and_the_same_twice(pg_db):
+    """The preconditions' cost from the server's own statistics: a bounded multiple of one pass
+    over the tables, not a read per row; and two runs over unchanged data agree."""
+    pg_db.execute(BASE.format(s="public") + """
+        INSERT INTO clients (name) SELECT 'c' || g FROM generate_series(1, 2000) g;
+        INSERT INTO accounts (client_id, number) SELECT 1 + g % 2500, 'n' || g FROM generate_series(1, 5000) g;
+        ALTER TABLE accounts ADD CONSTRAINT accounts_client_fk FOREIGN KEY (client_id) REFERENCES clients (id) NOT VALID;
+        ALTER TABLE accounts ADD CONSTRAINT accounts_number_set CHECK (number <> '') NOT VALID;
+        ANALYZE;""")
+
+    def rows_read() -> dict[str, int]:
+        pg_db.execute("SELECT pg_stat_force_next_flush()")
+        return {r["relname"]: r["read"] for r in pg_db.fetch(
+            "SELECT relname, seq_tup_read + coalesce(idx_tup_fetch, 0) AS read FROM pg_stat_user_tables "
+            "WHERE relname IN ('accounts', 'clients')")}
+
+    before = rows_read()
+    first = run(pg_db.url, "postgres.not-valid-constraint")
+    # The check's session reports its reads when it ends, a moment after the run: wait for them.
+    deadline = time.monotonic() + 30
+    while (after := rows_read())["accounts"] == before["accounts"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert after["accounts"] > before["accounts"]
+    assert first["public.accounts.accounts_client_fk"].evidence["precondition"]["failing"] == 996
+    # Two constraints: accounts read at most twice each; clients at most twice (the anti-join's side).
+    assert after["accounts"] - before["accounts"] <= 2 * 2 * 5002
+    assert after["clients"] - before["clients"] <= 2 * 2002
+    assert run(pg_db.url, "postgres.not-valid-constraint") == first
