@@ -25,7 +25,7 @@ from checks.postgres._advisor import Advice, Proposal, consolidate
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 from checks.postgres._statement_shape import Shape, parse
-from checks.postgres._write_window import Counters, WriteWindow, write_window
+from checks.postgres._window import Counters, WriteWindow, write_window
 
 # Partitions add up to their parent: a partitioned table is judged as one.
 QUERY = """

@@ -13,7 +13,7 @@ from checks.postgres.target import PostgresTarget
 from checks.contract import Scope
 from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres import duplicate_index, fk_missing_index, fk_type_mismatch, invalid_index, long_transactions
-from checks.postgres._write_window import Counters, WriteWindow
+from checks.postgres._window import Counters, WriteWindow
 from checks.postgres import _advisor, missing_index, no_primary_key, redundant_index, sequence_exhaustion, unused_index
 from checks.postgres._catalog import Catalog, build_catalog
 from checks.postgres._statement_shape import parse

@@ -33,6 +33,16 @@ def test_slots(item, expected):
         assert finding.severity is expected[1] and (finding.fix is not None) is expected[2]
 
 
+def test_a_small_inactive_slot_growing_fast_is_high():
+    check = replication.Replication()
+    earlier = replication.Earlier("2026-01-01T00:00:00+00:00", 3600.0, {"s": 1024})
+    [finding] = check.evaluate(replication.Facts((slot(retained=50 * 1024**2),), (), earlier), scope(check))
+    assert finding.severity is Severity.HIGH  # 50 MiB an hour: past 1 GiB within a day
+    assert finding.evidence["growth"]["bytes_per_hour"] == 50 * 1024**2 - 1024
+    [steady] = check.evaluate(replication.Facts((slot(retained=1024),), (), earlier), scope(check))
+    assert steady.severity is Severity.LOW and steady.evidence["growth"]["bytes"] == 0
+
+
 def test_standby_lag_over_the_limit():
     check = replication.Replication()
     standbys = (replication.Standby("replica1", "10.0.0.2", "streaming", "async", 600.0, 10**9),

@@ -1,5 +1,5 @@
-"""Writes and reads of each table over a time window: the counters now against an earlier
-snapshot's (`dbvitals snapshot save`, figures pg.table). pg_stat_user_tables counts since the
+"""Readings over a time window: figures now against an earlier snapshot's (`dbvitals snapshot
+save`). Writes and reads of each table (figures pg.table): pg_stat_user_tables counts since the
 statistics were last reset, so a one-time bulk load months ago makes a table "write-heavy" for
 ever; the difference over a window says what the table does now."""
 
@@ -53,9 +53,10 @@ def _by_root(snapshot: Catalog, figures: Iterable[tuple[str, Mapping[str, Any]]]
     return totals
 
 
-def _earlier_figures(store_path: Path, target: str, min_age: dt.timedelta,
-                     now: dt.datetime) -> tuple[str, float, list[tuple[str, dict[str, Any]]]] | None:
-    """The newest snapshot at least `min_age` old that read this target's tables."""
+def _earlier_figures(store_path: Path, target: str, min_age: dt.timedelta, now: dt.datetime,
+                     kind: str = "pg.table") -> tuple[str, float, list[tuple[str, dict[str, Any]]]] | None:
+    """The newest snapshot at least `min_age` old with figures of this kind for the target:
+    (its taken_at, its age in seconds, [(name, metrics)])."""
     if not store_path.is_file():
         return None
     store = SnapshotStore(store_path)
@@ -68,12 +69,23 @@ def _earlier_figures(store_path: Path, target: str, min_age: dt.timedelta,
             if age < min_age.total_seconds():
                 continue
             figures = store.load(info.id).figures.get(target, {})
-            tables = [(name, m) for (kind, name), m in figures.items() if kind == "pg.table"]
-            if tables:
-                return info.taken_at, age, tables
+            wanted = [(name, m) for (k, name), m in figures.items() if k == kind]
+            if wanted:
+                return info.taken_at, age, wanted
     except (SnapshotError, OSError, ValueError):
         return None  # an unreadable store: no window, said as such by the caller
     return None
+
+
+async def earlier_reading(journal: Path | None, target: str, kind: str,
+                          min_age: dt.timedelta) -> tuple[str, float, dict[str, dict[str, Any]]] | None:
+    """The figures of `kind` for `target` in the newest snapshot at least `min_age` old (the
+    snapshot store beside the journal): (taken_at, age in seconds, name -> metrics); None without."""
+    if journal is None:
+        return None
+    now = dt.datetime.now(dt.timezone.utc)
+    earlier = await asyncio.to_thread(_earlier_figures, Path(journal).parent / FILE_NAME, target, min_age, now, kind)
+    return None if earlier is None else (earlier[0], earlier[1], dict(earlier[2]))
 
 
 async def write_window(journal: Path | None, target: str, snapshot: Catalog, current: Mapping[int, Counters],
@@ -81,14 +93,11 @@ async def write_window(journal: Path | None, target: str, snapshot: Catalog, cur
     """The window from the newest snapshot at least `min_age` old to `current` (per partition
     root, as read now); None without one. A table whose counters went down (statistics reset,
     restart) between the two is left out."""
-    if journal is None:
-        return None
-    now = dt.datetime.now(dt.timezone.utc)
-    earlier = await asyncio.to_thread(_earlier_figures, Path(journal).parent / FILE_NAME, target, min_age, now)
+    earlier = await earlier_reading(journal, target, "pg.table", min_age)
     if earlier is None:
         return None
     since, seconds, then_figures = earlier
-    then = _by_root(snapshot, then_figures)
+    then = _by_root(snapshot, then_figures.items())
     tables = {oid: Counters(c.writes - then[oid].writes, c.reads - then[oid].reads)
               for oid, c in current.items()
               if oid in then and c.writes >= then[oid].writes and c.reads >= then[oid].reads}
