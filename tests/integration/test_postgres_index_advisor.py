@@ -174,3 +174,11 @@ def test_without_hypopg_the_declared_queries_are_not_advised_and_nothing_is_clai
     pg_db.execute("CREATE TABLE orders (id bigint, user_id bigint);")
     findings = run(pg_db.url, ["SELECT * FROM orders WHERE user_id = $1"])
     assert findings == []  # no large table, no planner: nothing is claimed either way
+
+
+def test_the_same_statements_get_the_same_advice_twice(dexter_db):
+    """Issue #25 item 3: two runs over unchanged data give identical findings."""
+    queries = ["SELECT * FROM posts WHERE user_id = 1 AND blog_id = 2", "SELECT * FROM posts WHERE user_id = 1 AND blog_id < 10",
+               "SELECT * FROM events_0 WHERE blog_id = 1", "SELECT * FROM posts ORDER BY user_id, blog_id LIMIT 10"]
+    first, second = run(dexter_db.url, queries), run(dexter_db.url, queries)
+    assert first and [f.to_dict() for f in first] == [f.to_dict() for f in second]

@@ -153,3 +153,18 @@ def test_streak_keys_without_a_ttl_are_found(redis_db):
     assert report.errors == []
     [streaks] = [f for f in report.findings if f.object == "user:streak:{id}"]
     assert "streak" in streaks.message and streaks.evidence["keys"] == 60
+
+
+def test_the_same_keyspace_gives_the_same_findings_twice(redis_db):
+    """For snapshots, diff and alerts a flickering finding is noise (issue #25 item 3)."""
+    seed_social_app(redis_db.client)
+    settings = support.settings_for(app={"kind": "redis", "url": redis_db.url, "role": "cache"})
+    checks = ["redis.ttl-coverage", "redis.big-keys", "redis.memory-by-pattern"]
+    first, second = (support.run_report(settings, checks=checks) for _ in range(2))
+    assert first.errors == [] and first.findings
+
+    def judged(report):  # remaining TTLs tick down between the runs: the judgement must not
+        return [(f.id, f.severity, f.title, f.fix.safety if f.fix else None, f.fix.summary if f.fix else None)
+                for f in report.findings]
+
+    assert judged(first) == judged(second)
