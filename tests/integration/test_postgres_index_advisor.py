@@ -63,6 +63,11 @@ DEXTER_CASES = {
     "SELECT * FROM events WHERE blog_id = 1": "public.events (blog_id)",
     "SELECT * FROM events_0 WHERE blog_id = 1": "public.events_0 (blog_id)",
     "SELECT * FROM posts ORDER BY 1 DESC LIMIT 10": "no candidate columns",
+    "SELECT user_id FROM posts ORDER BY 1 DESC LIMIT 10": "public.posts (user_id)",
+    "SELECT * FROM missing": "tables not present in this database",
+    "SELECT * FROM information_schema.tables": "no candidate tables for indexes",
+    "SELECT * FROM pg_catalog.pg_index": "no candidate tables for indexes",
+    "SELECT bad FROM posts": "the planner could not be asked",
     # Beyond dexter's parser: a join, an alias and an ordinal in ORDER BY.
     "SELECT p.* FROM posts p JOIN blogs b ON b.id = p.blog_id WHERE b.id = 1": "public.posts (blog_id)",
     "SELECT user_id AS u FROM posts ORDER BY u LIMIT 5": "public.posts (user_id)",
