@@ -315,8 +315,13 @@ def _judge_undone(report: Report, finding: dict[str, Any]) -> tuple[str, bool, s
     a finding's id also names what it was judged against (the wider index that covers a
     narrower one), which may have changed between the fix and its undo."""
     check, finding_id, obj = finding["check"], finding["id"], finding.get("object")
-    again = next((f for f in report.findings if f.id == finding_id), None) or next(
-        (f for f in report.findings if f.check == check and obj is not None and f.object == obj), None)
+    on_object = [f for f in report.findings if f.check == check and obj is not None and f.object == obj]
+    # By object only when it names one finding: several on it could be other problems than this one.
+    again = next((f for f in report.findings if f.id == finding_id), None) or (
+        on_object[0] if len(on_object) == 1 else None)
+    if again is None and len(on_object) > 1:
+        return ("not_fixed", False, f"inverse applied; {check} reports {len(on_object)} other findings on {obj}, "
+                                    f"none of them finding {finding_id}: which one is this fix's cannot be told")
     if again is None:
         return "not_fixed", False, f"inverse applied, but {check} does not report {obj or finding_id} again"
     if again.id != finding_id:
