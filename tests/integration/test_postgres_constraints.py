@@ -130,3 +130,17 @@ def test_counting_what_validate_would_fail_on_is_one_pass_and_the_same_twice(pg_
     assert after["accounts"] - before["accounts"] <= 2 * 2 * 5002
     assert after["clients"] - before["clients"] <= 2 * 2002
     assert run(pg_db.url, "postgres.not-valid-constraint") == first
+
+
+def test_a_count_that_runs_out_of_time_is_unknown_and_the_fix_manual(pg_db):
+    pg_db.execute(BASE.format(s="public") + """
+        INSERT INTO accounts (client_id, number) SELECT 1 + g % 2, 'n' || g FROM generate_series(1, 300000) g;
+        ALTER TABLE accounts ADD CONSTRAINT accounts_number_set CHECK (number <> '') NOT VALID;""")
+    settings = support.settings_for(pg={"kind": "postgres", "url": pg_db.url, "checks": {
+        "postgres.not-valid-constraint": {"precondition_seconds": 0.001}}})  # a 1 ms statement_timeout
+    report = support.run_report(settings, checks=["postgres.not-valid-constraint"])
+    assert report.errors == []
+    [finding] = report.findings
+    assert finding.evidence["precondition"]["failing"] == "unknown"
+    assert "longer than" in finding.evidence["precondition"]["why"] or "budget" in finding.evidence["precondition"]["why"]
+    assert finding.fix.safety is FixSafety.MANUAL and "is unknown" in finding.message
