@@ -128,7 +128,8 @@ class NotValidConstraintCheck(Check):
             lock = f"SHARE UPDATE EXCLUSIVE on {con.table} (reads and writes go on) while it scans {rows}"
             if con.references:
                 lock += f"; ROW SHARE on {con.references}"
-            precondition = facts.preconditions.get(con.oid) or out_of_budget(con.requirement, con.failing_what, 0)
+            precondition = facts.preconditions.get(con.oid) or Precondition(
+                con.requirement, con.failing_what, None, unknown="not counted")
             validate = sql(f"ALTER TABLE {con.table} VALIDATE CONSTRAINT {quote_ident(con.name)};")
             if precondition.holds:
                 fix = Fix(summary=f"Validate {con.name}", steps=(validate,), safety=FixSafety.SAFE, lock=lock,
