@@ -342,9 +342,9 @@ async def _advise(conn: Any, hypo: str, snapshot: Catalog, statement: Statement,
         await create(multi)
         second, _ = await _explain(conn, statement.query, count)
         # A wider index only when it saves a further `threshold` over the single columns and the
-        # single-column plan is not already cheap (narrow indexes are cheaper to keep) — or when the
-        # single-column plan needs several indexes on one table (a bitmap AND, or partitions choosing
-        # differently) and one wider index does as well.
+        # single-column plan is not already cheap (narrow indexes are cheaper to keep). When the
+        # single-column plan needs several indexes on one table: a bitmap AND gets the best of them
+        # alone, partitions choosing differently get one wider index that does as well.
         several = _several_per_table([names[n] for n in used_indexes(first) if n in names])
         if total_cost(first) >= settings.min_cost and total_cost(second) <= total_cost(first) * (1 - settings.threshold):
             chosen = second
@@ -353,10 +353,12 @@ async def _advise(conn: Any, hypo: str, snapshot: Catalog, statement: Statement,
             # cost: the best of them alone (dexter's third pass), rather than a wider index the
             # planner barely prefers (`user_id = 1 AND blog_id < 10` → (blog_id)).
             used = [names[n] for n in sorted(used_indexes(first)) if n in names]
+            crowded = {p.table_oid for p in used if sum(q.table_oid == p.table_oid for q in used) > 1}
+            others = [p for p in used if p.table_oid not in crowded]  # other tables keep theirs
             alone = []
-            for proposal in used:
+            for proposal in (p for p in used if p.table_oid in crowded):
                 await conn.execute(f"SELECT {hypo}.hypopg_reset()")
-                await create([proposal])
+                await create([proposal, *others])
                 alone.append((await _explain(conn, statement.query, count))[0])
             chosen = min(alone, key=total_cost)
         elif several and total_cost(second) <= total_cost(first):
