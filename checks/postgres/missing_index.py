@@ -303,8 +303,9 @@ class MissingIndex(Check):
             evidence["write_window"] = {"since": window.since, "seconds": round(window.seconds),
                                         "writes": recent.writes, "scans": recent.reads}
         else:
-            evidence["write_window"] = (f"writes not weighed: no snapshot at least {options.write_window} old to "
-                                        "compare with (the counters since the statistics reset include one-time loads)")
+            hours = options.write_window.total_seconds() / 3600
+            evidence["write_window"] = (f"writes not weighed: no snapshot at least {hours:g} h old to compare with "
+                                        "(the counters since the statistics reset include one-time loads)")
         if write_heavy and recent is not None and window is not None:  # write_heavy implies both
             evidence["write_heavy"] = (f"{recent.writes:,} writes against {recent.reads:,} scans over the last "
                                        f"{window.seconds / 3600:,.1f} h: every write would maintain this index too")
