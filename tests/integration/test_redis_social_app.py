@@ -124,17 +124,18 @@ def test_a_declared_ttl_that_contradicts_the_evidence_is_reported_not_applied(re
     settings = support.settings_for(app={
         "kind": "redis", "url": redis_db.url, "role": "cache", "allow_fixes": True,
         "expect": {"ttl": [{"pattern": "post:votes:*", "max": "1d"}, {"pattern": "leaderboard:daily", "max": "1d"},
-                           {"pattern": "session:*", "max": "7d"}]},
+                           {"pattern": "leaderboard:alltime", "max": "30d"}, {"pattern": "session:*", "max": "7d"}]},
     })
     report = support.run_report(settings, checks=["redis.ttl-coverage"])
     assert report.errors == []
     ttl = {f.object: f for f in report.findings}
-    for obj, evidence in (("post:votes:{id}", "counter"), ("leaderboard:daily", "fixed-name board")):
+    for obj, evidence in (("post:votes:{id}", "counter"), ("leaderboard:daily", "fixed-name board"),
+                          ("leaderboard:alltime", "all-time")):
         finding = ttl[obj]
         assert finding.title == f"Declared TTL contradicts the evidence: {obj}"
         assert finding.fix.safety is FixSafety.MANUAL and finding.fix.steps == ()
         basis = finding.evidence["suggestion_basis"]
-        assert basis["evidence_kind"] == evidence and "expire within 1d" in basis["declared"]
+        assert basis["evidence_kind"] == evidence and basis["declared"].startswith(f"the rule \"{obj.replace('{id}', '*')}\" declares")
         assert "Declared:" in finding.message and "Evidence:" in finding.message  # both sides shown
     # A declaration the evidence does not contradict still gets its EXPIRE.
     session = ttl["session:{uuid}"]
