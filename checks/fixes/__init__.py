@@ -31,7 +31,7 @@ from checks.actions.pipeline import (
     perform,
     refusals,
 )
-from checks.engines import adapter_for
+from checks.engines import adapter_for, steps_lock
 from checks.config import ConfigError, Settings, TargetBase
 from checks.registry import Registry, UsageError
 from checks.runner import KeptConnections, Runner
@@ -239,7 +239,7 @@ class StepsAction:
     target: TargetBase
     steps: Sequence[FixStep]
     refusals: list[str]
-    judge: Callable[[Report, str, str], tuple[str, bool, str]]
+    judge: Callable[[Report, dict[str, Any]], tuple[str, bool, str]]
     limits: FixLimits
     kept: KeptConnections | None = None
     resume: dict[int, Any] = field(default_factory=dict)
@@ -286,11 +286,12 @@ class StepsAction:
 
 async def verify_after(
     settings: Settings, registry: Registry, entry: JournalEntry,
-    judge: Callable[[Report, str, str], tuple[str, bool, str]], *, kept: KeptConnections | None = None,
+    judge: Callable[[Report, dict[str, Any]], tuple[str, bool, str]], *, kept: KeptConnections | None = None,
 ) -> tuple[str, bool | None, str]:
-    """Re-run the finding's check and let `judge` read its report. A check that cannot run again
-    shows nothing: the action is then not_fixed, unverified, and says why."""
-    check, finding_id = entry.finding["check"], entry.finding["id"]
+    """Re-run the finding's check and let `judge` read its report against the entry's finding.
+    A check that cannot run again shows nothing: the action is then not_fixed, unverified, and
+    says why."""
+    check = entry.finding["check"]
     try:
         report = await _run(settings, registry, targets=[entry.target], checks=[check], kept=kept)
     except FixRefused as exc:
@@ -299,19 +300,34 @@ async def verify_after(
     if error is not None or (report.targets and not report.targets[0].reachable):
         why = error.message if error else report.targets[0].error
         return "not_fixed", None, f"applied; could not verify: re-running {check} failed ({why})"
-    return judge(report, check, finding_id)
+    return judge(report, entry.finding)
 
 
-def _judge_fixed(report: Report, check: str, finding_id: str) -> tuple[str, bool, str]:
+def _judge_fixed(report: Report, finding: dict[str, Any]) -> tuple[str, bool, str]:
+    check, finding_id = finding["check"], finding["id"]
     if any(f.id == finding_id for f in report.findings):
         return "not_fixed", False, f"applied, but {check} still reports finding {finding_id}"
     return "fixed", True, f"fixed: {check} no longer reports finding {finding_id}"
 
 
-def _judge_undone(report: Report, check: str, finding_id: str) -> tuple[str, bool, str]:
-    if any(f.id == finding_id for f in report.findings):
-        return "fixed", True, f"undone: {check} reports finding {finding_id} again, as before the fix"
-    return "not_fixed", False, f"inverse applied, but {check} does not report finding {finding_id} again"
+def _judge_undone(report: Report, finding: dict[str, Any]) -> tuple[str, bool, str]:
+    """Undone when the check reports the problem on the same object again. By object, not id:
+    a finding's id also names what it was judged against (the wider index that covers a
+    narrower one), which may have changed between the fix and its undo."""
+    check, finding_id, obj = finding["check"], finding["id"], finding.get("object")
+    on_object = [f for f in report.findings if f.check == check and obj is not None and f.object == obj]
+    # By object only when it names one finding: several on it could be other problems than this one.
+    again = next((f for f in report.findings if f.id == finding_id), None) or (
+        on_object[0] if len(on_object) == 1 else None)
+    if again is None and len(on_object) > 1:
+        return ("not_fixed", False, f"inverse applied; {check} reports {len(on_object)} other findings on {obj}, "
+                                    f"none of them finding {finding_id}: which one is this fix's cannot be told")
+    if again is None:
+        return "not_fixed", False, f"inverse applied, but {check} does not report {obj or finding_id} again"
+    if again.id != finding_id:
+        return ("fixed", True, f"undone: {check} reports {obj} again, as before the fix (as finding {again.id}: "
+                               f"what it was judged against changed since finding {finding_id})")
+    return "fixed", True, f"undone: {check} reports finding {finding_id} again, as before the fix"
 
 
 # --- undo ----------------------------------------------------------------------------------------
@@ -363,7 +379,7 @@ def plan_undo(settings: Settings, entry_id: str, *, allow_unsafe: bool = False, 
         if target.masked_url != entry.url:
             refusals.append(f"target {entry.target} now points at {target.masked_url}, but the fix was applied to {entry.url}")
         if steps:
-            fix = Fix(summary=f"undo {entry.id}", steps=steps, safety=FixSafety(entry.safety), lock=entry.lock)
+            fix = Fix(summary=f"undo {entry.id}", steps=steps, safety=FixSafety(entry.safety), lock=undo_lock(entry, steps))
             refusals.extend(refusals_for(entry.target, target, fix, allow_unsafe=allow_unsafe))
     return UndoPlan(entry=entry, steps=steps, refusals=refusals, warnings=warnings)
 
@@ -417,7 +433,7 @@ async def undo_fix(
     original = plan.entry
     target = settings.targets.get(original.target)
     fix = Fix(summary=f"undo of {original.id}: {original.summary}", steps=plan.steps,
-              safety=FixSafety(original.safety), lock=original.lock)
+              safety=FixSafety(original.safety), lock=undo_lock(original, plan.steps))
     redo = tuple(FixStep.from_dict(s) for s in original.steps)
     if target is None:
         raise FixRefused(plan.refusals[0])
@@ -434,6 +450,12 @@ async def undo_fix(
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+def undo_lock(entry: JournalEntry, inverse: Sequence[FixStep]) -> str | None:
+    """The locks the inverse takes, in its own words: restoring a dropped index is a build, not
+    the drop the fix's lock described. The fix's own wording only when no step is known."""
+    return steps_lock(inverse) or entry.lock
+
 
 def finding_summary(finding: Finding) -> dict[str, Any]:
     return {"id": finding.id, "check": finding.check, "object": finding.object, "title": finding.title,

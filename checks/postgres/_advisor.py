@@ -34,6 +34,9 @@ MAX_HYPOTHETICAL = 48  # per statement
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _QUALIFIED = re.compile(rf"({_IDENT})\.({_IDENT})")
 _FILTER_KEYS = ("Filter", "Index Cond", "Recheck Cond", "Join Filter", "Hash Cond", "Merge Cond", "TID Cond")
+# ORDER BY a position in a SELECT * list: which column that is depends on the table's column
+# order, which a migration may change; dexter suggests nothing for it, and neither do we.
+_ORDINAL_OVER_STAR = re.compile(r"^\s*select\s+(?:(?:\w+|\"[^\"]+\")\.)?\*.*\border\s+by\s+\d", re.I | re.S)
 _PREPARABLE = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(select|with|update|delete|insert|values|table)\b", re.I | re.S)
 
 
@@ -48,7 +51,9 @@ class Statement:
 
 @dataclass(frozen=True)
 class Proposal:
-    table_oid: int  # the table to index: a partition's root, never the partition
+    # The table to index: a partitioned table's root when the statement reads it whole, the
+    # partition itself when the statement names that partition (dexter's events_0).
+    table_oid: int
     columns: tuple[str, ...]
 
     def columns_sql(self) -> str:
@@ -88,6 +93,7 @@ class Candidates:
 
     filters: list[str] = field(default_factory=list)
     sorts: list[str] = field(default_factory=list)
+    equalities: set[str] = field(default_factory=set)  # filter columns compared with `=`
 
     def add(self, into: list[str], column: str) -> None:
         if column not in into:
@@ -106,9 +112,19 @@ def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from plan_nodes(child)
 
 
-def root_of(snapshot: Catalog, oid: int) -> int:
+def _leaves(snapshot: Catalog, oid: int) -> set[int]:
+    parts = snapshot.partitions.get(oid, ())
+    return {oid} if not parts else {leaf for p in parts for leaf in _leaves(snapshot, p)}
+
+
+def owner_of(snapshot: Catalog, oid: int, scanned: set[int]) -> int:
+    """The table an index for a scan of `oid` belongs on: its highest ancestor whose partitions
+    the plan scans all of (partition pruning is off, so a statement on a partitioned table scans
+    every partition), else `oid` itself: a statement that names one partition gets its index
+    there, as dexter expects."""
     table = snapshot.tables[oid]
-    while table.parent is not None and table.parent in snapshot.tables:
+    while (table.parent is not None and table.parent in snapshot.tables
+           and _leaves(snapshot, table.parent) <= scanned):
         table = snapshot.tables[table.parent]
     return table.oid
 
@@ -122,7 +138,7 @@ def candidates(plan: dict[str, Any], snapshot: Catalog,
                by_name: dict[tuple[str, str], Table]) -> tuple[dict[int, Candidates], list[str]]:
     """Per table (root oid): the columns the plan filters, joins and sorts on; and the relations
     the plan reads that are not user tables here (foreign tables, catalogs), by name."""
-    aliases: dict[str, set[int]] = {}
+    scans: list[tuple[str, int]] = []
     outside: list[str] = []
     for node in plan_nodes(plan):
         if "Relation Name" in node:
@@ -130,7 +146,11 @@ def candidates(plan: dict[str, Any], snapshot: Catalog,
             if table is None:
                 outside.append(f"{node.get('Schema', '?')}.{node['Relation Name']} ({node['Node Type']})")
                 continue
-            aliases.setdefault(node.get("Alias", node["Relation Name"]), set()).add(root_of(snapshot, table.oid))
+            scans.append((node.get("Alias", node["Relation Name"]), table.oid))
+    scanned = {oid for _, oid in scans}
+    aliases: dict[str, set[int]] = {}
+    for alias, oid in scans:
+        aliases.setdefault(alias, set()).add(owner_of(snapshot, oid, scanned))
     found: dict[int, Candidates] = {}
 
     def note(text: str, sort: bool) -> None:
@@ -140,6 +160,8 @@ def candidates(plan: dict[str, Any], snapshot: Catalog,
                 if any(c.name == name for c in snapshot.columns.get(oid, {}).values()):
                     entry = found.setdefault(oid, Candidates())
                     entry.add(entry.sorts if sort else entry.filters, name)
+                    if not sort and re.search(rf"\({re.escape(alias)}\.{re.escape(column)} = ", text):
+                        entry.equalities.add(name)
 
     for node in plan_nodes(plan):
         for key in _FILTER_KEYS:
@@ -160,7 +182,12 @@ def proposals_to_try(found: dict[int, Candidates]) -> tuple[list[Proposal], list
         sorts = cand.sorts[:MAX_SORT_COLUMNS]
         for column in [*filters, *(s for s in sorts if s not in filters)]:
             singles.append(Proposal(oid, (column,)))
-        wider: list[tuple[str, ...]] = list(permutations(filters, 2))
+        # Two columns both compared with `=` serve the statement in either order: only the order
+        # the statement names them is tried (dexter's (user_id, blog_id) for
+        # `user_id = 1 AND blog_id = 2`), so the choice does not hang on the planner's tie-break.
+        wider: list[tuple[str, ...]] = [
+            (a, b) for a, b in permutations(filters, 2)
+            if not (a in cand.equalities and b in cand.equalities and filters.index(a) > filters.index(b))]
         for column in filters:
             tail = tuple(s for s in sorts if s != column)
             if tail:
@@ -272,7 +299,13 @@ async def _advise(conn: Any, hypo: str, snapshot: Catalog, statement: Statement,
     plan, count = await _explain(conn, statement.query)
     before = total_cost(plan)
     found, outside = candidates(plan, snapshot, settings.by_name)
+    ordinal_over_star = bool(_ORDINAL_OVER_STAR.search(statement.query))
+    if ordinal_over_star:
+        found = {oid: Candidates(c.filters, [], c.equalities) for oid, c in found.items() if c.filters}
     tables = tuple(sorted(found))
+    if not found and ordinal_over_star:
+        return Advice(statement, "no candidate columns: it sorts by a position in SELECT *, which names no column "
+                      "(the column depends on the table's column order)", before)
     if not found:
         if not any("Relation Name" in node for node in plan_nodes(plan)):
             return Advice(statement, "no tables: the statement reads no table", before)
@@ -309,13 +342,27 @@ async def _advise(conn: Any, hypo: str, snapshot: Catalog, statement: Statement,
         await create(multi)
         second, _ = await _explain(conn, statement.query, count)
         # A wider index only when it saves a further `threshold` over the single columns and the
-        # single-column plan is not already cheap (narrow indexes are cheaper to keep) — or when the
-        # single-column plan needs several indexes on one table (a bitmap AND, or partitions choosing
-        # differently) and one wider index does as well.
+        # single-column plan is not already cheap (narrow indexes are cheaper to keep). When the
+        # single-column plan needs several indexes on one table: a bitmap AND gets the best of them
+        # alone, partitions choosing differently get one wider index that does as well.
+        several = _several_per_table([names[n] for n in used_indexes(first) if n in names])
         if total_cost(first) >= settings.min_cost and total_cost(second) <= total_cost(first) * (1 - settings.threshold):
             chosen = second
-        elif _several_per_table([names[n] for n in used_indexes(first) if n in names]) and (
-                total_cost(second) <= total_cost(first)):
+        elif several and any(node.get("Node Type") == "BitmapAnd" for node in plan_nodes(first)):
+            # Two single-column indexes combined on one relation, and no wider one that halves the
+            # cost: the best of them alone (dexter's third pass), rather than a wider index the
+            # planner barely prefers (`user_id = 1 AND blog_id < 10` → (blog_id)).
+            used = [names[n] for n in sorted(used_indexes(first)) if n in names]
+            crowded = {p.table_oid for p in used if sum(q.table_oid == p.table_oid for q in used) > 1}
+            others = [p for p in used if p.table_oid not in crowded]  # other tables keep theirs
+            alone = []
+            for proposal in (p for p in used if p.table_oid in crowded):
+                await conn.execute(f"SELECT {hypo}.hypopg_reset()")
+                await create([proposal, *others])
+                alone.append((await _explain(conn, statement.query, count))[0])
+            chosen = min(alone, key=total_cost)
+        elif several and total_cost(second) <= total_cost(first):
+            # Partitions picking different single-column indexes: one wider index serves them all.
             chosen = second
     after = total_cost(chosen)
     tried = len(names)

@@ -1,14 +1,16 @@
 """PostgreSQL figures for snapshots: index and table usage counters, sizes from the catalog
-(relpages, so no lock is taken on a table a migration holds), pg_stat_statements totals."""
+(relpages, so no lock is taken on a table a migration holds), pg_stat_statements totals, and the
+WAL each inactive replication slot retains (its growth between two snapshots)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from checks.snapshots import Figure
-from checks.snapshots.diff import MIN_GROWTH, FigureChange, FigureKind, usage_stopped
+from checks.snapshots.diff import MIN_GROWTH, FigureChange, FigureKind, growth, usage_stopped
 
 MIN_CALLS = 5  # a statement needs this many calls in the window before its mean time is judged
+STATEMENT_CHARS = 120  # a statement's text as diff shows it (the snapshot keeps 300)
 
 INDEXES_SQL = """/* dbvitals */
 SELECT format('%I.%I', s.schemaname, s.indexrelname) AS name, format('%I.%I', s.schemaname, s.relname) AS tbl,
@@ -21,6 +23,13 @@ SELECT format('%I.%I', s.schemaname, s.relname) AS name, s.seq_scan, s.seq_tup_r
        s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup, s.n_dead_tup,
        c.relpages::bigint * current_setting('block_size')::bigint AS bytes
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+"""
+
+SLOTS_SQL = """/* dbvitals */
+SELECT slot_name AS name,
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
+                       restart_lsn)::bigint AS retained_bytes
+FROM pg_replication_slots WHERE NOT active
 """
 
 # total_exec_time from PostgreSQL 13 on, total_time before.
@@ -42,6 +51,8 @@ async def gather(session: Any) -> list[Figure]:
         figures.append(("pg.table", r["name"], {k: r[k] for k in (
             "seq_scan", "seq_tup_read", "idx_scan", "n_tup_ins", "n_tup_upd", "n_tup_del", "n_live_tup",
             "n_dead_tup", "bytes")}))
+    for r in await session.fetch(SLOTS_SQL):
+        figures.append(("pg.slot", r["name"], {"retained_bytes": r["retained_bytes"]}))
     schema = await session.fetchval(
         "/* dbvitals */ SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
         "WHERE e.extname = 'pg_stat_statements'"
@@ -59,12 +70,22 @@ async def gather(session: Any) -> list[Figure]:
     return figures
 
 
+def statement_label(query: str | None, queryid: str) -> str:
+    """A statement as a person knows it: its normalized text, shortened; the queryid only when
+    the snapshot holds no text (`-4966738708809000546` means nothing to anyone)."""
+    text = " ".join((query or "").split())
+    if not text:
+        return f"queryid {queryid}"
+    return text if len(text) <= STATEMENT_CHARS else text[: STATEMENT_CHARS - 1] + "…"
+
+
 def _statement(target: str, kind: str, name: str, then: dict[str, Any] | None, now: dict[str, Any]) -> FigureChange | None:
+    label = statement_label(now.get("query"), name)
     if then is None:
         if (now.get("calls") or 0) >= MIN_CALLS:
             mean = now["total_ms"] / now["calls"]
-            return FigureChange(target, kind, name, f"new statement: {now['calls']} calls, {mean:.2f} ms per call "
-                                f"— {now.get('query', '')}", after=round(mean, 3), score=now["total_ms"])
+            return FigureChange(target, kind, label, f"new statement: {now['calls']} calls, {mean:.2f} ms per call",
+                                after=round(mean, 3), score=now["total_ms"], ref=name)
         return None
     calls = (now.get("calls") or 0) - (then.get("calls") or 0)
     if calls < MIN_CALLS or not then.get("calls"):
@@ -73,11 +94,11 @@ def _statement(target: str, kind: str, name: str, then: dict[str, Any] | None, n
     mean_before = (then.get("total_ms") or 0) / then["calls"]
     if mean_before <= 0 or window_mean < mean_before * MIN_GROWTH:
         return None
-    return FigureChange(target, kind, name,
+    return FigureChange(target, kind, label,
                         f"mean time per call grew {window_mean / mean_before:.1f}x ({mean_before:.2f} → "
-                        f"{window_mean:.2f} ms over {calls} calls) — {now.get('query', '')}",
+                        f"{window_mean:.2f} ms over {calls} calls)",
                         before=round(mean_before, 3), after=round(window_mean, 3),
-                        score=(window_mean - mean_before) * calls)
+                        score=(window_mean - mean_before) * calls, ref=name)
 
 
 
@@ -98,4 +119,6 @@ KINDS = {
     "pg.statement": FigureKind(_statement),
     "pg.index": FigureKind(usage_stopped("scans"), gone="index dropped", headline="scans"),
     "pg.table": FigureKind(_seq_scans, gone="table dropped", headline="seq_scan"),
+    "pg.slot": FigureKind(growth("retained_bytes", "bytes of WAL retained"),
+                          gone="inactive slot dropped or its consumer back", headline="retained_bytes"),
 }

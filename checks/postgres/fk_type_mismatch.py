@@ -4,12 +4,18 @@ Declared foreign keys (int4 → int8, varchar(n) → text, numeric precision; co
 by column), references implied by column names (`transaction_id integer` beside
 `transactions.id uuid`, where no constraint can exist) and references declared in the config
 (`[[targets.NAME.expect.references]]`) for names that cannot tell.
+
+An id migration to uuid leaves integer columns behind whose names are not exactly `<table>_id`
+(`last_post_id`, `min_group_id_required`, `structure_id` beside `org_structures`): such a name
+that holds `<table>_id` is a widened match, judged with how sure it is — values found in the
+referenced table's legacy integer id (one set-based pass) make it high, a name alone low.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from pydantic import Field
 
@@ -22,11 +28,13 @@ from checks.postgres._catalog import (
     Table,
     TableRef,
     CatalogSnapshot,
+    name_forms,
     quote_ident,
     resolve_reference,
     snake,
 )
 from checks.postgres._fixes import alter_type_lock, sql
+from checks.postgres._preconditions import Precondition, count_failing, out_of_budget, uncastable_sql
 
 # For references with no constraint (implied or expected), values with no match prove the
 # relationship is broken, not merely mistyped. Compared as text because the types differ. One
@@ -34,6 +42,12 @@ from checks.postgres._fixes import alter_type_lock, sql
 # referencing rows — a correlated NOT EXISTS on a cast column cannot use the key's index and read
 # the whole referenced table once per referencing row (2,000 rows: 2,001 scans, 4 million rows).
 ROWS_QUERY = "SELECT count(*) AS rows, NULL::bigint AS non_null, NULL::bigint AS unmatched FROM {table}"
+# A widened match's values against the referenced table's legacy integer id: how many are ids there.
+LEGACY_QUERY = """
+SELECT count(c.{column}) AS non_null, count(c.{column}) FILTER (WHERE k.legacy IS NOT NULL) AS matched
+FROM {table} c
+LEFT JOIN (SELECT DISTINCT r.{legacy}::bigint AS legacy FROM {ref_table} r) k ON k.legacy = c.{column}::bigint
+"""
 UNMATCHED_QUERY = """
 SELECT count(*) AS rows,
        count(c.{column}) AS non_null,
@@ -59,6 +73,7 @@ class Reference:
     ref_columns: tuple[Column, ...]
     origin: str  # "declared" (a foreign key), "implied" (by the column's name) or "expected" (by the config)
     how: str  # the constraint's name, or how the reference was inferred or declared
+    widened: bool = False  # implied by a name that holds <table>_id but is not exactly it
 
     @property
     def mismatched(self) -> tuple[tuple[Column, Column], ...]:
@@ -74,11 +89,35 @@ class ValueCount:
 
 
 @dataclass(frozen=True)
+class LegacyMatch:
+    """A widened match's values looked up in the referenced table's legacy integer id."""
+
+    legacy_column: str | None  # None: the referenced table has no column that looks like one
+    non_null: int | None = None
+    matched: int | None = None
+    note: str | None = None
+
+    @property
+    def confidence(self) -> str:
+        if self.legacy_column is None or not self.non_null or self.matched is None:
+            return "low"
+        share = self.matched / self.non_null
+        return "high" if share >= 0.9 else "medium" if share > 0 else "none"
+
+
+@dataclass(frozen=True)
 class Facts:
     catalog: Catalog
     references: tuple[Reference, ...]
     counts: dict[tuple[int, int], ValueCount]  # (table oid, attnum) → count, for implied / expected
     unresolved: tuple[tuple[str, str], ...]  # (expectation, why it could not be checked)
+    legacy: dict[tuple[int, int], LegacyMatch] = field(default_factory=dict)  # widened matches only
+    # The values the fix's ALTER ... TYPE would fail on, where its cast may fail: by (table oid, attnum).
+    casts: dict[tuple[int, int], Precondition] = field(default_factory=dict)
+
+
+# Time spent counting values a type change would fail on at most, over all references of a run.
+CAST_BUDGET_S = 5.0
 
 
 class FkTypeMismatch(Check):
@@ -99,13 +138,18 @@ class FkTypeMismatch(Check):
         snapshot = await self.fact(CatalogSnapshot, session, scope)
         references, unresolved = find_references(snapshot, scope.config.expect.references, scope.options.implied)
         counts: dict[tuple[int, int], ValueCount] = {}
+        legacy: dict[tuple[int, int], LegacyMatch] = {}
         for ref in references:
             if ref.mismatched:
                 counts[(ref.table.oid, ref.columns[0].num)] = await count_unmatched(session, ref, scope.options)
-        return Facts(snapshot, tuple(references), counts, tuple(unresolved))
+            if ref.widened:
+                legacy[(ref.table.oid, ref.columns[0].num)] = await match_legacy(session, ref, snapshot, scope.options)
+        return Facts(snapshot, tuple(references), counts, tuple(unresolved), legacy,
+                     await count_cast_failures(session, references))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
-        findings = [self._finding(ref, facts, scope) for ref in facts.references if ref.mismatched]
+        findings = [self._finding(ref, facts, scope) for ref in facts.references if ref.mismatched
+                    and not (ref.widened and _legacy(facts, ref).confidence == "none")]
         for expectation, why in facts.unresolved:
             findings.append(self.finding(
                 scope, object=expectation, key="unresolved", severity=Severity.LOW,
@@ -133,19 +177,30 @@ class FkTypeMismatch(Check):
         if ref.origin != "declared":
             evidence["values_without_match"] = _unmatched(count)
         worst = max((_severity(c.base_type, r.base_type) for c, r in pairs), key=lambda s: s.rank)
+        sureness = ""
+        if ref.widened:
+            match = _legacy(facts, ref)
+            confidence = _confidence_evidence(match, ref)
+            evidence["confidence"] = confidence
+            sureness = f" How sure: {match.confidence} ({confidence['why']})."
+            if match.confidence != "high":
+                worst = Severity.MEDIUM  # a name alone: worth a look, not a page
         described = "; ".join(f"{c.name} is {c.type} but {r.name} is {r.type}" for c, r in pairs)
         origin_words = {
             "declared": f"foreign key {quote_ident(ref.how)}",
             "implied": "reference implied by the column's name (no constraint)",
             "expected": "reference declared in the config (no constraint)",
         }[ref.origin]
-        message = f"{obj} → {key_name}, {origin_words}: {described}."
+        if ref.widened:
+            origin_words = "reference implied by a name holding the table's <table>_id (no constraint)"
+        message = f"{obj} → {key_name}, {origin_words}: {described}.{sureness}"
         if count is not None and count.unmatched:
             message += f" {count.unmatched:,} of {count.non_null:,} non-null values match no key."
         return self.finding(
             scope, object=obj, key=key_name, severity=worst,
             title=f"{table.name}.{columns} type differs from {ref_table.name} key",
-            message=message, evidence=evidence, fix=mismatch_fix(ref, facts.catalog, facts.counts),
+            message=message, evidence=evidence | _cast_evidence(facts, ref),
+            fix=mismatch_fix(ref, facts.catalog, facts.counts, facts.casts.get((table.oid, ref.columns[0].num))),
         )
 
 
@@ -200,7 +255,58 @@ def _implied(snapshot: Catalog, claimed: set[tuple[int, int]]) -> list[Reference
             if ref_table.oid == table.oid and column.num == key.num:
                 continue  # a table's own key
             found.append(Reference(table, (column,), ref_table, (key,), "implied", resolution.how))
+    return found + _widened(snapshot, claimed | {(r.table.oid, r.columns[0].num) for r in found})
+
+
+def _widened(snapshot: Catalog, claimed: set[tuple[int, int]]) -> list[Reference]:
+    """Integer columns whose name holds `<table>_id` without being exactly it, for tables whose
+    one-column key is a uuid: the shape an id migration leaves behind. The longest stem wins; two
+    tables matching it equally mean no answer."""
+    uuid_keyed: dict[str, list[tuple[Table, Column]]] = {}
+    for table in snapshot.judged_tables():
+        pk = snapshot.primary_key(table.oid)
+        key = snapshot.column(table.oid, pk.columns[0]) if pk is not None and len(pk.columns) == 1 else None
+        if key is not None and key.base_type == "uuid":
+            uuid_keyed.setdefault(snake(table.name), []).append((table, key))
+    if not uuid_keyed:
+        return []
+    found = []
+    for table in snapshot.judged_tables():
+        for column in snapshot.columns.get(table.oid, {}).values():
+            if (table.oid, column.num) in claimed or family(column.base_type) != "integer":
+                continue
+            match = _widened_match(snake(column.name), uuid_keyed, table.schema, snapshot.search_path)
+            if match is None or match[0][0].oid == table.oid:
+                continue
+            (ref_table, key), stem = match
+            how = (f"column name {column.name!r} holds {stem + '_id'!r} → table {ref_table.qualified} "
+                   "(a widened match: not exactly <table>_id)")
+            found.append(Reference(table, (column,), ref_table, (key,), "implied", how, widened=True))
     return found
+
+
+# Words that make a `<thing>_id` another system's id or an old copy, not this database's key.
+_NOT_OURS = {"external", "remote", "provider", "vendor", "partner", "stripe", "legacy", "old", "source", "upstream"}
+
+
+def _widened_match(name: str, tables: dict[str, list[tuple[Table, Column]]], schema: str,
+                   search_path: tuple[str, ...]) -> tuple[tuple[Table, Column], str] | None:
+    words = name.split("_")
+    if _NOT_OURS & set(words):
+        return None
+    stems = sorted({"_".join(words[start:end]) for end, word in enumerate(words) if word == "id"
+                    for start in range(end)}, key=lambda s: (-len(s), s))
+    for stem in stems:
+        forms = set(name_forms(stem))
+        candidates = [t for n, ts in tables.items() for t in ts
+                      if n in forms or any(n.endswith("_" + f) for f in forms)]
+        for schemas in ((schema,), search_path):
+            in_schema = [t for t in candidates if t[0].schema in schemas]
+            if len(in_schema) == 1:
+                return in_schema[0], stem
+            if len(in_schema) > 1:
+                return None
+    return None
 
 
 def split_dotted(text: str) -> list[tuple[str, bool]]:
@@ -285,6 +391,43 @@ async def count_unmatched(session, ref: Reference, options: Options) -> ValueCou
     return ValueCount(row["rows"], row["non_null"], row["unmatched"])
 
 
+async def match_legacy(session, ref: Reference, snapshot: Catalog, options: Options) -> LegacyMatch:
+    """One set-based pass: how many of the column's values are ids in the referenced table's legacy column."""
+    legacy = legacy_id_column(snapshot, ref.ref_table, ref.ref_columns[0], ref.columns[0])
+    if legacy is None:
+        return LegacyMatch(None)
+    for t in (ref.table, ref.ref_table):
+        if not t.readable:
+            return LegacyMatch(legacy.name, note=f"not counted: this role may not SELECT from {t.qualified}")
+    if ref.table.bytes > options.exact_count_max_bytes:
+        return LegacyMatch(legacy.name, note=f"not counted: {ref.table.qualified} is larger than exact_count_max_bytes")
+    import asyncpg  # the driver only when a check runs
+
+    query = LEGACY_QUERY.format(column=quote_ident(ref.columns[0].name), table=ref.table.qualified,
+                                legacy=quote_ident(legacy.name), ref_table=ref.ref_table.qualified)
+    try:
+        row = await session.fetchrow(query)
+    except (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError, asyncpg.InsufficientPrivilegeError) as exc:
+        return LegacyMatch(legacy.name, note=f"not counted: {type(exc).__name__}: {exc}")
+    return LegacyMatch(legacy.name, row["non_null"], row["matched"])
+
+
+def _legacy(facts: Facts, ref: Reference) -> LegacyMatch:
+    return facts.legacy.get((ref.table.oid, ref.columns[0].num)) or LegacyMatch(None)
+
+
+def _confidence_evidence(match: LegacyMatch, ref: Reference) -> dict[str, object]:
+    if match.legacy_column is None:
+        why = f"the name only: {ref.ref_table.qualified} has no legacy integer id to compare the values with"
+    elif match.matched is None:
+        why = f"the name only: the values were {match.note or 'not counted'}"
+    else:
+        why = (f"{match.matched:,} of {match.non_null:,} non-null values are ids in "
+               f"{ref.ref_table.qualified}.{quote_ident(match.legacy_column)}, the key's legacy integer column")
+    return {"level": match.confidence, "why": why, "legacy_column": match.legacy_column,
+            "matched": match.matched, "non_null": match.non_null}
+
+
 def _rows(table: Table, count: ValueCount | None) -> dict[str, object]:
     if count is not None and count.rows is not None:
         return {"count": count.rows, "exact": True}
@@ -324,12 +467,50 @@ def _no_cast(column_type: str, key_type: str) -> bool:
     return "uuid" in kinds and kinds & {"integer", "numeric"} != set()
 
 
-def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int], ValueCount]) -> Fix:
+def _widens_key(ref: Reference) -> bool:
+    return all(family(c.base_type) == "integer" == family(r.base_type)
+               and INTEGER_WIDTH[c.base_type] > INTEGER_WIDTH[r.base_type] for c, r in ref.mismatched)
+
+
+def cast_failures_sql(ref: Reference) -> str | None:
+    """The rows the fix's cast of the referencing column would fail on (single-column references
+    whose column the fix retypes), or None when no cast there may fail."""
+    if len(ref.columns) != 1 or not ref.mismatched or _widens_key(ref):
+        return None
+    column, key = ref.columns[0], ref.ref_columns[0]
+    if _no_cast(column.base_type, key.base_type):
+        return None  # a migration, not a cast: _migration_fix
+    return uncastable_sql(ref.table.qualified, column.name, family(column.base_type), key.base_type)
+
+
+async def count_cast_failures(session, references: list[Reference]) -> dict[tuple[int, int], Precondition]:
+    """One set-based count per reference whose type change may fail, all within CAST_BUDGET_S."""
+    deadline = time.monotonic() + CAST_BUDGET_S
+    casts: dict[tuple[int, int], Precondition] = {}
+    for ref in references:
+        query = cast_failures_sql(ref)
+        if query is None or not ref.table.readable:
+            continue
+        requirement = f"every value of {ref.table.qualified}.{quote_ident(ref.columns[0].name)} casts to {ref.ref_columns[0].type}"
+        left = deadline - time.monotonic()
+        key = (ref.table.oid, ref.columns[0].num)
+        casts[key] = (await count_failing(session, query, requirement=requirement, failing_what="value(s) do not cast",
+                                          timeout_s=left) if left > 0 else
+                      out_of_budget(requirement, "value(s) do not cast", CAST_BUDGET_S))
+    return casts
+
+
+def _cast_evidence(facts: Facts, ref: Reference) -> dict[str, object]:
+    cast = facts.casts.get((ref.table.oid, ref.columns[0].num))
+    return {"precondition": cast.evidence()} if cast is not None else {}
+
+
+def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int], ValueCount],
+                 cast: Precondition | None = None) -> Fix:
     pairs = ref.mismatched
     if any(_no_cast(c.base_type, r.base_type) for c, r in pairs):
         return _migration_fix(ref, snapshot)
-    widen_key = all(family(c.base_type) == "integer" == family(r.base_type)
-                    and INTEGER_WIDTH[c.base_type] > INTEGER_WIDTH[r.base_type] for c, r in pairs)
+    widen_key = _widens_key(ref)
     if widen_key:
         # The referencing column is the wider one: narrowing it would be wrong; widen the key instead.
         table, changes = ref.ref_table, [(r, c.type) for c, r in pairs]
@@ -343,13 +524,21 @@ def mismatch_fix(ref: Reference, snapshot: Catalog, counts: dict[tuple[int, int]
                      for col, _ in changes)
     count = counts.get((ref.table.oid, ref.columns[0].num)) if table is ref.table else None
     rows = count.rows if count is not None else None
+    summary = f"Change {table.name}.{', '.join(c.name for c, _ in changes)} to {', '.join(t for _, t in changes)}"
+    steps = (sql(f"ALTER TABLE {table.qualified} {alter};"),)
+    if cast is not None and not cast.holds:
+        # The cast would fail (or may): those values first, by hand; the rewrite would roll back.
+        return Fix(summary=f"{summary}, once the values that do not cast are corrected (manual)",
+                   steps=(sql(f"{cast.query};", "the values the cast would fail on: correct them first"), *steps),
+                   safety=FixSafety.MANUAL, lock=alter_type_lock(table, rows),
+                   inverse=(sql(f"ALTER TABLE {table.qualified} {undo};"),), notes=cast.sentence())
     return Fix(
-        summary=f"Change {table.name}.{', '.join(c.name for c, _ in changes)} to {', '.join(t for _, t in changes)}",
-        steps=(sql(f"ALTER TABLE {table.qualified} {alter};"),),
+        summary=summary,
+        steps=steps,
         safety=FixSafety.UNSAFE,
         lock=alter_type_lock(table, rows),
         inverse=(sql(f"ALTER TABLE {table.qualified} {undo};"),),
-        notes=notes,
+        notes=" ".join(n for n in (notes, cast.sentence() if cast is not None else None) if n) or None,
     )
 
 

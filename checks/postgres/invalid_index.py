@@ -1,9 +1,11 @@
 """postgres.invalid-index: indexes marked invalid (indisvalid = false), typically left by a
-CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was cancelled."""
+CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY that failed or was cancelled. A unique one is
+often invalid because of duplicates, and building it again fails on them: they are counted first."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from checks.actions.journal import Journal
@@ -11,6 +13,7 @@ from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Index, concurrent_definition
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, sql
+from checks.postgres._preconditions import Precondition, count_failing, duplicates_sql, out_of_budget
 from checks.postgres.executor import concurrent_build, name_parts
 from checks.units import human_bytes
 
@@ -32,6 +35,39 @@ class Facts:
     catalog: Catalog
     builds: tuple[Build, ...] = ()
     journal_problem: str | None = None
+    duplicates: dict[int, Precondition] = field(default_factory=dict)  # by index oid: unique ones only
+
+
+# Each key as the index has it (a column or an expression), to group the table's rows by.
+KEYS_QUERY = """
+SELECT i.indexrelid::int8 AS oid,
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k) AS keys
+FROM pg_index i WHERE i.indexrelid = ANY($1::oid[])
+"""
+# Time spent counting duplicates at most, over all invalid unique indexes of a run.
+DUPLICATES_BUDGET_S = 5.0
+
+
+def _requirement(index: Index) -> str:
+    return f"no two rows share a key of the unique index {index.name}"
+
+
+async def count_duplicates(session: Any, catalog: Catalog, indexes: list[Index]) -> dict[int, Precondition]:
+    if not indexes:
+        return {}
+    keys = {r["oid"]: tuple(r["keys"]) for r in await session.fetch(KEYS_QUERY, [i.oid for i in indexes])}
+    deadline = time.monotonic() + DUPLICATES_BUDGET_S
+    counted: dict[int, Precondition] = {}
+    for index in indexes:  # one GROUP BY per invalid unique index
+        left = deadline - time.monotonic()
+        if left <= 0:
+            counted[index.oid] = out_of_budget(_requirement(index), "duplicate key(s)", DUPLICATES_BUDGET_S)
+            continue
+        table = catalog.tables[index.table_oid].qualified
+        counted[index.oid] = await count_failing(
+            session, duplicates_sql(table, keys[index.oid], index.predicate),
+            requirement=_requirement(index), failing_what="duplicate key(s)", timeout_s=left)
+    return counted
 
 
 def unfinished_builds(journal_path: Any, target: str, url: str) -> tuple[tuple[Build, ...], str | None]:
@@ -68,7 +104,9 @@ class InvalidIndex(Check):
 
     async def gather(self, session, scope: Scope) -> Facts:
         builds, problem = unfinished_builds(scope.journal, scope.target, scope.config.masked_url)
-        return Facts(await self.fact(CatalogSnapshot, session, scope), builds, problem)
+        catalog = await self.fact(CatalogSnapshot, session, scope)
+        unique = [i for i in catalog.judged_indexes() if not i.valid and i.is_unique and i.kind == "i"]
+        return Facts(catalog, builds, problem, await count_duplicates(session, catalog, unique))
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot = facts.catalog
@@ -116,11 +154,24 @@ class InvalidIndex(Check):
                 )
             else:
                 fix = _drop_and_rebuild(index, table.qualified)
+            duplicates = facts.duplicates.get(index.oid)
+            if index.is_unique and index.kind == "i" and duplicates is not None:
+                evidence["precondition"] = duplicates.evidence()
+                message += f" {duplicates.sentence()}"
+                if not duplicates.holds:
+                    fix = _duplicates_first(index, fix, duplicates)
             findings.append(self.finding(
                 scope, object=index.qualified, title=f"{index.name} is invalid",
                 message=message, evidence=evidence, fix=fix,
             ))
         return findings
+
+
+def _duplicates_first(index: Index, rebuild: Fix, duplicates: Precondition) -> Fix:
+    """The rebuild would fail again on the duplicates (or may): they come first, by hand."""
+    listing = sql(f"{duplicates.query};", "the duplicated keys, each with how many rows hold it: keep one row of each")
+    return Fix(summary=f"Remove the duplicate keys of {index.name}, then rebuild it (manual)",
+               steps=(listing, *rebuild.steps), safety=FixSafety.MANUAL, lock=rebuild.lock, notes=duplicates.sentence())
 
 
 def _drop_and_rebuild(index: Index, table: str) -> Fix:

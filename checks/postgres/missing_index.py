@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from checks.postgres.marker import STATEMENT_MARKER, is_own_statement
+from checks.config import Duration, duration
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres import _advisor
@@ -24,6 +25,7 @@ from checks.postgres._advisor import Advice, Proposal, consolidate
 from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, quote_ident
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 from checks.postgres._statement_shape import Shape, parse
+from checks.postgres._window import Counters, WriteWindow, write_window
 
 # Partitions add up to their parent: a partitioned table is judged as one.
 QUERY = """
@@ -76,7 +78,13 @@ class Options(CheckOptions):
     advise_seconds: float = Field(
         default=10.0, gt=0, le=600, description="Time the planner is asked for, at most; statements left are listed as not examined.")
     write_heavy_ratio: float = Field(
-        default=5.0, gt=0, description="Writes (inserts+updates+deletes) over scans above which a suggestion is low severity.")
+        default=5.0, gt=0, description="Writes (inserts+updates+deletes) over scans above which a suggestion is low "
+                                       "severity, both counted over the write window.")
+    write_window: Duration = Field(
+        default=duration("1h"),
+        description="Writes are weighed over the time since the newest snapshot at least this old (dbvitals snapshot "
+                    "save), never since the statistics reset: a one-time bulk load is not a write-heavy table. "
+                    "Without such a snapshot, writes are not weighed.")
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class Facts:
     statements: tuple[Statement, ...]
     distinct: dict[tuple[int, str], float] = field(default_factory=dict)  # (table, column) → estimated distinct values
     advice: tuple[Advice, ...] = ()  # the planner's word on each statement examined (hypopg present)
+    window: WriteWindow | None = None  # writes and scans over a time window, when a snapshot gives one
 
 
 def flagged(stats: tuple[TableStats, ...], snapshot: Catalog, options: Options) -> list[TableStats]:
@@ -216,6 +225,8 @@ class MissingIndex(Check):
         options = scope.options
         snapshot = await self.fact(CatalogSnapshot, session, scope)
         stats = tuple(TableStats(**dict(r)) for r in await session.fetch(QUERY))
+        window = await write_window(scope.journal, scope.target, snapshot,
+                                    {s.table_oid: Counters(s.writes, s.reads) for s in stats}, options.write_window)
         ext = await session.fetchrow(EXTENSIONS_QUERY)
         declared = tuple(Statement(q.sql, 0, 0.0, 0.0, 0, parse(q.sql)) for q in scope.config.expect.queries
                          if q.sql is not None)  # every one (PostgresTarget): for the type checker
@@ -225,7 +236,7 @@ class MissingIndex(Check):
                   Availability(False, "hypopg is not installed in this database (CREATE EXTENSION hypopg)"))
         if hypopg.available and statements:
             advice = await _advise_all(session, ext["hypopg_schema"], snapshot, observed, declared, options, scope)
-            return Facts(snapshot, stats, pgss, hypopg, statements, advice=advice)
+            return Facts(snapshot, stats, pgss, hypopg, statements, advice=advice, window=window)
         distinct: dict[tuple[int, str], float] = {}
         candidates = flagged(stats, snapshot, options)
         if candidates and statements:
@@ -233,7 +244,7 @@ class MissingIndex(Check):
                 rows = snapshot.tables[row["table_oid"]].rows_estimate
                 n = row["n_distinct"]
                 distinct[(row["table_oid"], row["column_name"])] = n if n > 0 else -n * max(rows, 1)
-        return Facts(snapshot, stats, pgss, hypopg, statements, distinct)
+        return Facts(snapshot, stats, pgss, hypopg, statements, distinct, window=window)
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         snapshot, options = facts.catalog, scope.options
@@ -242,11 +253,12 @@ class MissingIndex(Check):
         findings = []
         suggested: set[int] = set()
         serving = consolidate(a for a in facts.advice if a.proposals)
-        ranked = sorted(serving.items(), key=lambda item: -_score(item[0], item[1], by_table.get(item[0].table_oid)))
+        windowed = facts.window.tables if facts.window else {}
+        ranked = sorted(serving.items(), key=lambda item: -_score(item[1], windowed.get(item[0].table_oid)))
         for rank, (proposal, advice) in enumerate(ranked, 1):
             suggested.add(proposal.table_oid)
             findings.append(self._suggestion(scope, snapshot, proposal, advice, by_table.get(proposal.table_oid),
-                                             rank, len(ranked), taken))
+                                             facts.window, rank, len(ranked), taken))
         for stat in flagged(facts.stats, snapshot, options):
             if stat.table_oid in suggested:
                 continue
@@ -267,13 +279,14 @@ class MissingIndex(Check):
         return findings
 
     def _suggestion(self, scope: Scope, snapshot: Catalog, proposal: Proposal, advice: list[Advice],
-                    stat: TableStats | None, rank: int, of: int, taken: set[str]) -> Finding:
+                    stat: TableStats | None, window: WriteWindow | None, rank: int, of: int, taken: set[str]) -> Finding:
         options = scope.options
         table = snapshot.tables[proposal.table_oid]
         name = name_for_new_index(snapshot, table, proposal.columns, taken)
         columns = ", ".join(proposal.columns)
         total_ms = sum(a.statement.total_ms for a in advice)
-        write_heavy = stat is not None and stat.writes > options.write_heavy_ratio * max(stat.reads, 1)
+        recent = window.tables.get(proposal.table_oid) if window else None
+        write_heavy = recent is not None and recent.writes > options.write_heavy_ratio * max(recent.reads, 1)
         evidence = {
             "definition": f"CREATE INDEX {quote_ident(name)} ON {table.qualified} ({proposal.columns_sql()})",
             "rank": f"{rank} of {of}",
@@ -286,9 +299,16 @@ class MissingIndex(Check):
         if stat is not None:
             evidence["table"] = {"live_rows": stat.live_rows, "seq_scan": stat.seq_scan, "idx_scan": stat.idx_scan,
                                  "writes": stat.writes}
-        if write_heavy and stat is not None:  # write_heavy implies stat
-            evidence["write_heavy"] = (f"{stat.writes:,} writes against {stat.reads:,} scans: every write would "
-                                       "maintain this index too")
+        if window is not None and recent is not None:
+            evidence["write_window"] = {"since": window.since, "seconds": round(window.seconds),
+                                        "writes": recent.writes, "scans": recent.reads}
+        else:
+            hours = options.write_window.total_seconds() / 3600
+            evidence["write_window"] = (f"writes not weighed: no snapshot at least {hours:g} h old to compare with "
+                                        "(the counters since the statistics reset include one-time loads)")
+        if write_heavy and recent is not None and window is not None:  # write_heavy implies both
+            evidence["write_heavy"] = (f"{recent.writes:,} writes against {recent.reads:,} scans over the last "
+                                       f"{window.seconds / 3600:,.1f} h: every write would maintain this index too")
         best = max(advice, key=lambda a: a.saving or 0)
         message = (f"The planner would use an index on {table.qualified} ({columns}) for {len(advice)} statement(s)"
                    + (f" that took {total_ms:,.0f} ms in all" if total_ms else "")
@@ -375,12 +395,13 @@ class MissingIndex(Check):
         return self.finding(scope, object=table.qualified, title=title, message=message, evidence=evidence, fix=fix)
 
 
-def _score(proposal: Proposal, advice: list[Advice], stat: TableStats | None) -> float:
-    """Time the statements spend × the share of cost the index saves, weighed by the table's share of reads."""
+def _score(advice: list[Advice], recent: Counters | None) -> float:
+    """Time the statements spend × the share of cost the index saves, weighed by the table's share
+    of reads over the write window (not weighed without one)."""
     saved = sum(max(a.statement.total_ms, 1.0) * (a.saving or 0) for a in advice)
-    if stat is None or stat.reads + stat.writes == 0:
+    if recent is None or recent.reads + recent.writes == 0:
         return saved
-    return saved * stat.reads / (stat.reads + stat.writes)
+    return saved * recent.reads / (recent.reads + recent.writes)
 
 
 def _drop_new_index(table: Table, name: str) -> tuple:

@@ -1,4 +1,6 @@
-"""postgres.no-primary-key: tables without a primary key (partitioned tables judged at the parent)."""
+"""postgres.no-primary-key: tables without a primary key. A partitioned table without one is
+reported, and so is each of its partitions that has none of its own (pg-index-health reports the
+default partition too): rows there are as unaddressable as anywhere else."""
 
 from __future__ import annotations
 
@@ -74,7 +76,33 @@ class NoPrimaryKey(Check):
                         + (f"; its unique index {candidate.name} on NOT NULL columns can become one." if candidate else "."),
                 evidence=evidence, fix=_fix(snapshot, table, candidate),
             ))
+            if table.partitioned:
+                findings.extend(self._partitions(scope, snapshot, table, table))
         return findings
+
+    def _partitions(self, scope: Scope, snapshot: Catalog, top: Table, parent: Table) -> list[Finding]:
+        """The partitions under `top` (itself without a primary key) that have none of their own."""
+        found = []
+        for oid in snapshot.partitions.get(parent.oid, ()):
+            part = snapshot.tables[oid]
+            if snapshot.primary_key(oid) is not None:
+                continue
+            if part.partitioned:
+                found.extend(self._partitions(scope, snapshot, top, part))
+                continue
+            found.append(self.finding(
+                scope, object=part.qualified, severity=Severity.LOW,
+                title=f"{part.name} (a partition of {top.name}) has no primary key",
+                message=f"{part.qualified} ({human_bytes(part.bytes)}, ~{part.rows or 0:,} rows) is a partition of "
+                        f"{top.qualified}, which has no primary key, and has none of its own.",
+                evidence={"rows_estimate": part.rows, "bytes": part.bytes, "size": human_bytes(part.bytes),
+                          "partition_of": top.qualified},
+                fix=Fix(summary=f"Give {top.name} a primary key (its partitions get it)", steps=(),
+                        safety=FixSafety.MANUAL,
+                        notes=f"A primary key on {top.qualified} that includes the partition key columns is created "
+                              f"on every partition, this one included; see the finding on {top.qualified}."),
+            ))
+        return found
 
 
 def _fix(snapshot: Catalog, table: Table, candidate: Index | None) -> Fix:

@@ -1,10 +1,11 @@
 """postgres.replication: replication slots that retain WAL (an inactive slot is the classic cause
-of a full disk), slots whose WAL is lost or about to be (`wal_status`), and standbys lagging behind.
+of a full disk: every one is reported, more severe the more it retains), slots whose WAL is lost or about to be (`wal_status`), and standbys lagging behind.
 The lag of the server itself, when it is a replica, is postgres.connection's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import Field
 
@@ -13,6 +14,7 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import quote_literal
 from checks.postgres._fixes import sql
+from checks.postgres._window import earlier_reading
 from checks.units import human_bytes
 
 # On a replica the WAL position is the last one received; pg_current_wal_lsn() fails there.
@@ -36,8 +38,15 @@ ORDER BY 1
 
 class Options(CheckOptions):
     min_retained_bytes: int = Field(
-        default=1024**3, ge=0, description="An inactive slot retaining at least this much WAL is reported (high).")
+        default=1024**3, ge=0, description="An inactive slot retaining at least this much WAL is high severity.")
+    medium_retained_bytes: int = Field(
+        default=64 * 1024**2, ge=0,
+        description="An inactive slot retaining at least this much WAL is medium severity; any smaller one is low.")
     max_standby_lag: Duration = Field(default=duration("5m"), description="A standby replaying further behind is reported.")
+    growth_window: Duration = Field(
+        default=duration("10m"),
+        description="An inactive slot's growth is read against the newest snapshot at least this old (dbvitals snapshot "
+                    "save); one that would reach min_retained_bytes within a day at that rate is high severity.")
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,19 @@ class Standby:
 
 
 @dataclass(frozen=True)
+class Earlier:
+    """The inactive slots' retained WAL in an earlier snapshot."""
+
+    taken_at: str
+    age_s: float
+    retained: dict[str, int]  # slot name -> bytes
+
+
+@dataclass(frozen=True)
 class Facts:
     slots: tuple[Slot, ...]
     standbys: tuple[Standby, ...]
+    earlier: Earlier | None = None
 
 
 class Replication(Check):
@@ -83,14 +102,18 @@ class Replication(Check):
     async def gather(self, session, scope: Scope) -> Facts:
         slots = tuple(Slot(**dict(r)) for r in await session.fetch(SLOTS_QUERY))
         standbys = tuple(Standby(**dict(r)) for r in await session.fetch(STANDBYS_QUERY))
-        return Facts(slots, standbys)
+        reading = await earlier_reading(scope.journal, scope.target, "pg.slot", scope.options.growth_window)
+        earlier = None if reading is None else Earlier(
+            reading[0], reading[1], {name: int(m["retained_bytes"]) for name, m in reading[2].items()
+                                     if isinstance(m.get("retained_bytes"), int)})
+        return Facts(slots, standbys, earlier)
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         options = scope.options
         findings = []
         for slot in facts.slots:
             retained = slot.retained_bytes or 0
-            evidence = {"slot": slot.name, "type": slot.type, "database": slot.database, "active": slot.active,
+            evidence: dict[str, Any] = {"slot": slot.name, "type": slot.type, "database": slot.database, "active": slot.active,
                         "wal_status": slot.wal_status, "retained_bytes": slot.retained_bytes,
                         "retained": human_bytes(retained), "safe_wal_size": slot.safe_wal_size}
             drop = Fix(summary=f"Drop the replication slot {slot.name}",
@@ -111,12 +134,26 @@ class Replication(Check):
                                 "checkpoint unless its consumer catches up.")),
                     evidence=evidence, fix=drop if lost else None,
                 ))
-            elif not slot.active and retained >= options.min_retained_bytes:
+            elif not slot.active:
+                # Any inactive slot: a tiny one today grows with every write until its consumer is back.
+                if retained >= options.min_retained_bytes:
+                    severity = Severity.HIGH
+                elif retained >= options.medium_retained_bytes:
+                    severity = Severity.MEDIUM
+                else:
+                    severity = Severity.LOW
+                growth = _growth(facts.earlier, slot.name, retained)
+                if growth is not None:
+                    evidence["growth"] = growth
+                    if retained + growth["bytes_per_hour"] * 24 >= options.min_retained_bytes:
+                        severity = Severity.HIGH  # at this rate it passes min_retained_bytes within a day
                 findings.append(self.finding(
-                    scope, object=f"slot {slot.name}", key="inactive",
+                    scope, object=f"slot {slot.name}", key="inactive", severity=severity,
                     title=f"inactive replication slot {slot.name} retains {human_bytes(retained)} of WAL",
                     message=(f"No consumer is connected to the {slot.type} slot {slot.name}, which keeps "
                              f"{human_bytes(retained)} of WAL on disk and grows with every write"
+                             + (f" ({human_bytes(growth['bytes_per_hour'])} an hour since {growth['since']})"
+                                if growth is not None else "")
                              + ("" if slot.wal_status != "extended" else ", already beyond max_wal_size")
                              + ". Reconnect its consumer, or drop the slot if it is gone for good."),
                     evidence=evidence, fix=drop,
@@ -137,3 +174,11 @@ class Replication(Check):
                           "replay_bytes": standby.replay_bytes},
             ))
         return findings
+
+
+def _growth(earlier: Earlier | None, name: str, retained: int) -> dict[str, Any] | None:
+    """The slot's growth since the earlier snapshot, per hour; None without a reading of it there."""
+    if earlier is None or name not in earlier.retained or earlier.age_s <= 0:
+        return None
+    grown = retained - earlier.retained[name]
+    return {"since": earlier.taken_at, "bytes": grown, "bytes_per_hour": int(max(grown, 0) * 3600 / earlier.age_s)}

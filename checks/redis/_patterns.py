@@ -271,6 +271,8 @@ EPHEMERAL_WORDS: dict[str, str] = {
     "rate": "rate limit", "ratelimit": "rate limit", "rl": "rate limit", "throttle": "rate limit",
     "limiter": "rate limit", "quota": "rate limit",
     "lock": "lock", "locks": "lock", "mutex": "lock", "lease": "lock",
+    # A streak lapses once a period is missed: a key the lapse never removes counts on for ever.
+    "streak": "streak", "streaks": "streak",
     "token": "token", "tokens": "token", "jwt": "token", "refresh": "token", "csrf": "token", "nonce": "token",
     "otp": "one-time code", "2fa": "one-time code", "mfa": "one-time code", "verify": "one-time code",
     "verification": "one-time code", "reset": "one-time code", "magic": "one-time code", "confirm": "one-time code",

@@ -14,6 +14,9 @@ persistent keys are never given a TTL) and otherwise from evidence, never from a
   reused key, reset by a job or growing forever; a manual fix, never an EXPIRE;
 - no TTL at all on a short-lived-looking name: how long its keys go unread (OBJECT IDLETIME
   sampled, OBJECT FREQ under LFU), the basis stated, and the fix manual when it is thin.
+
+A declared TTL does not override that evidence: a rule over counters, a fixed-name board or keys
+named to cover all time is reported as contradicting it, both sides shown, and its fix is manual.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from checks.redis._patterns import (
     counter_word,
     ephemeral_reason,
     first_matching,
+    is_all_time,
     pattern_glob_and_regex,
     period_word,
     time_bucket,
@@ -114,7 +118,7 @@ class TtlCoverage(Check):
                 if rule is not None and rule in persistent:  # declared both ways: persistence is the safer reading
                     verdicts = _judge_persistent(stats, rule)
                 elif rule is not None:
-                    verdicts = _judge_declared(stats, rule, int(ttl_rules[rule]))
+                    verdicts = _judge_declared(stats, rule, int(ttl_rules[rule]), _contradiction(stats))
                 else:
                     verdicts = _judge_heuristic(stats, options, scope.target, facts)
                 for verdict in verdicts:
@@ -172,9 +176,52 @@ def _judge_persistent(stats: PatternStats, rule: str) -> list[Verdict]:
     )]
 
 
-def _judge_declared(stats: PatternStats, rule: str, max_seconds: int) -> list[Verdict]:
+def _contradiction(stats: PatternStats) -> tuple[str, str] | None:
+    """What about these keys says an EXPIRE is wrong for them, whatever a rule declares: (kind,
+    the evidence in words); None when nothing does."""
+    counter = counter_word(stats.pattern)
+    reason = ephemeral_reason(stats.pattern)
+    if counter and not (reason is not None and "(rate limit)" in reason) and _holds_integers(stats):
+        sampled, ints = sum(stats.encodings.values()), stats.encodings.get("int", 0)
+        return "counter", (f'they are counters ("{counter}" in the name, {ints} of {sampled} sampled values stored as '
+                           "integers: INCR-style) that another store may aggregate: an EXPIRE drops counts not yet "
+                           "synced")
+    fixed_name = "{" not in stats.pattern
+    if fixed_name and is_all_time(stats.pattern):
+        return "all-time", f"{stats.pattern} is one key named to cover all time: an EXPIRE deletes all of it"
+    period = period_word(stats.pattern)
+    if fixed_name and period is not None:
+        return "fixed-name board", (f"{stats.pattern} is one fixed-name key for a {period[0]} board, reused every "
+                                    "period (reset by a job, not replaced by a new key): an EXPIRE deletes the whole "
+                                    "board mid-period, not its old entries")
+    return None
+
+
+def _judge_declared(stats: PatternStats, rule: str, max_seconds: int,
+                    contradiction: tuple[str, str] | None = None) -> list[Verdict]:
     verdicts = []
-    if stats.without_ttl:
+    if stats.without_ttl and contradiction is not None:
+        kind, evidence = contradiction
+        declared = f'the rule "{rule}" declares that they expire within {human_seconds(max_seconds)}'
+        verdicts.append(Verdict(
+            key="declared-contradicted",
+            severity=Severity.MEDIUM,
+            title=f"Declared TTL contradicts the evidence: {stats.pattern}",
+            message=(
+                f"{stats.without_ttl:,} of {stats.keys:,} keys of {stats.pattern} have no TTL. Declared: {declared}. "
+                f"Evidence: {evidence}. dbvitals will not set the EXPIRE: decide which is right."
+            ),
+            manual=True,
+            advice=(
+                f"Settle the declared TTL of {stats.pattern} against the evidence (manual)",
+                f"Declared: {declared} (EXPIRE {human_seconds(max_seconds)}). Evidence: {evidence}. If the rule is "
+                f"right, set the TTL where the keys are written (or where they are synced); if the evidence is, "
+                f"change the rule (or declare the keys persistent in [[targets.NAME.expect.persistent]]).",
+            ),
+            basis={"kind": "declared rule contradicted", "declared": declared, "evidence_kind": kind,
+                   "evidence": evidence},
+        ))
+    elif stats.without_ttl:
         verdicts.append(Verdict(
             key="missing-ttl",
             severity=Severity.HIGH,

@@ -3,6 +3,7 @@ figures that moved most — the first question after a deploy."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,9 @@ from checks.snapshots.store import Snapshot
 
 TOP = 10
 MIN_GROWTH = 1.5  # x: mean time per call, pattern keys or memory grown at least this much
+# "Stopped being used" means something only over a window in which the object would have been
+# used: no scans in 5 seconds says nothing about an index.
+MIN_USAGE_WINDOW = dt.timedelta(hours=1)
 
 Judge = Callable[[str, str, str, "dict[str, Any] | None", "dict[str, Any]"], "FigureChange | None"]
 
@@ -27,10 +31,15 @@ class FigureChange:
     before: Any = None
     after: Any = None
     score: float = 0.0  # for ranking within a kind; larger is more notable
+    stopped: bool = False  # a judgement that the object stopped being used: needs a long enough window
+    ref: str | None = None  # the figure's own key when `name` is a label for it (a statement's queryid)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "kind": self.kind, "name": self.name, "change": self.change,
-                "before": self.before, "after": self.after}
+        out = {"target": self.target, "kind": self.kind, "name": self.name, "change": self.change,
+               "before": self.before, "after": self.after}
+        if self.ref is not None:
+            out["ref"] = self.ref
+        return out
 
 
 @dataclass
@@ -74,8 +83,11 @@ def figure_kinds() -> dict[str, FigureKind]:
     return kinds
 
 
-def diff(a: Snapshot, b: Snapshot) -> Diff:
+def diff(a: Snapshot, b: Snapshot, *, min_usage_window: dt.timedelta = MIN_USAGE_WINDOW,
+         now: dt.datetime | None = None) -> Diff:
+    """`b` may be a snapshot taken now (its taken_at is "now"): `now` is then its time."""
     result = Diff(before=a.info.to_dict(), after=b.info.to_dict())
+    window = _taken(b.info.taken_at, now) - _taken(a.info.taken_at, now)
     old = {f.id: f for f in a.findings}
     new = {f.id: f for f in b.findings}
     # A target that could not be read in one snapshot says nothing about its findings there.
@@ -89,8 +101,42 @@ def diff(a: Snapshot, b: Snapshot) -> Diff:
     # Figures compare only where both snapshots read the target (an empty list is a reading).
     for target in sorted(read_a & read_b):
         if target in a.figures or target in b.figures:
-            result.figures.extend(figure_changes(target, a.figures.get(target, {}), b.figures.get(target, {})))
+            changes = figure_changes(target, a.figures.get(target, {}), b.figures.get(target, {}))
+            result.figures.extend(_judged_usage(target, changes, window, min_usage_window))
     return result
+
+
+def _taken(taken_at: str, now: dt.datetime | None) -> dt.datetime:
+    if taken_at == "now":
+        return now or dt.datetime.now(dt.timezone.utc)
+    when = dt.datetime.fromisoformat(taken_at)
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _judged_usage(target: str, changes: list[FigureChange], window: dt.timedelta,
+                  minimum: dt.timedelta) -> list[FigureChange]:
+    """Over a window shorter than `minimum`, "stopped being used" is no judgement: the objects
+    not used in it are counted in one line that says the window was too short."""
+    if window >= minimum:
+        return changes
+    kept = [c for c in changes if not c.stopped]
+    unjudged = [c for c in changes if c.stopped]
+    for kind in sorted({c.kind for c in unjudged}):
+        count = sum(1 for c in unjudged if c.kind == kind)
+        kept.append(FigureChange(
+            target, kind, "(usage)",
+            f"window too short to judge usage ({_span(window)} between the snapshots, at least {_span(minimum)} "
+            f"needed): {count} not used in it, not judged", score=0.0))
+    return kept
+
+
+def _span(delta: dt.timedelta) -> str:
+    seconds = max(0.0, delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _absent(snapshot: Snapshot, target: str) -> set[str]:
@@ -132,7 +178,7 @@ def usage_stopped(counter: str) -> Any:
             return None
         if before > 0 and after == before:
             return FigureChange(target, kind, name, f"stopped being used: no scans since the earlier snapshot "
-                                f"({before} before)", before=before, after=after, score=float(before))
+                                f"({before} before)", before=before, after=after, score=float(before), stopped=True)
         return None
     return judge
 

@@ -9,9 +9,10 @@ import json
 import sys
 from typing import Any
 
+from checks.config import parse_duration
 from checks.display import terminal_safe as safe_line
 from checks.model import Severity
-from checks.snapshots.diff import diff
+from checks.snapshots.diff import MIN_USAGE_WINDOW, diff
 from checks.snapshots.store import Snapshot, SnapshotError, SnapshotInfo
 from checks.snapshots.take import take
 from console.commands.snapshot import store_for
@@ -27,14 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on", default="never", choices=SEVERITIES, metavar="SEVERITY",
                         help="exit 1 when a NEW finding is at least this severe (default: never)")
     parser.add_argument("--target", action="append", metavar="NAME", help="with now: only this target")
+    parser.add_argument("--min-usage-window", metavar="DURATION", default=None,
+                        help="judge 'stopped being used' only when the snapshots are at least this far apart "
+                             "(default: 1h)")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     store = store_for(args, settings)
     try:
+        window = MIN_USAGE_WINDOW if args.min_usage_window is None else parse_duration(args.min_usage_window)
+    except ValueError as exc:
+        raise CliError(f"--min-usage-window {args.min_usage_window!r}: {exc}") from None
+    try:
         before, after = _pick(args, settings, store)
-        result = diff(store.load(before), _snapshot(settings, store, after, args.target))
+        result = diff(store.load(before), _snapshot(settings, store, after, args.target), min_usage_window=window)
     except SnapshotError as exc:
         raise CliError(str(exc)) from None
     sys.stdout.write(render(result, args.format))

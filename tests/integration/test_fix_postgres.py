@@ -82,6 +82,37 @@ def test_create_index_concurrently_then_undo_drops_it(orders, tmp_path):
     assert_no_secret(tmp_path)
 
 
+def test_undo_is_verified_by_the_object_even_when_the_finding_id_changed(orders, tmp_path):
+    """Issue #25 item 6: `fix <id>` then `undo` was "not undone" because the id changed between
+    them; and the undo (a build) was described with the fix's drop wording."""
+    orders.execute("CREATE INDEX orders_customer ON orders (customer_id); "
+                   "CREATE INDEX orders_customer_note ON orders (customer_id, note)")
+    settings = settings_for(orders, tmp_path)
+    registry = fix_checks.registry()
+
+    async def plan_drop():
+        found = await find_finding(settings, registry, finding_id("postgres.redundant-index", "pg",
+                                                                  "public.orders_customer", "orders_customer_note"))
+        assert found is not None
+        return await plan_fix(settings, registry, found)
+
+    the_plan = asyncio.run(plan_drop())
+    assert the_plan.applicable, the_plan.refusals
+    outcome = asyncio.run(apply_fix(settings, registry, the_plan))
+    assert (outcome.outcome, outcome.verified) == ("fixed", True), outcome.message
+    assert "orders_customer" not in indexes(orders)
+    # The covering index gets a new name: the finding the undo brings back has another id
+    # (it names the index that covers it), on the same object.
+    orders.execute("ALTER INDEX orders_customer_note RENAME TO orders_customer_note_v2")
+    undone = asyncio.run(undo_fix(settings, registry, outcome.entry_id))
+    assert (undone.outcome, undone.verified) == ("fixed", True), undone.message
+    assert "reports public.orders_customer again" in undone.message
+    assert indexes(orders)["orders_customer"] is True
+    entry = Journal(tmp_path / "journal.jsonl").get(undone.entry_id)
+    assert entry.lock is not None and "waits for transactions using the index" not in entry.lock
+    assert entry.lock.startswith("SHARE UPDATE EXCLUSIVE on public.orders")  # the build's own lock
+
+
 def test_alter_runs_in_one_transaction_with_allow_unsafe_and_undoes(orders, tmp_path):
     settings = settings_for(orders, tmp_path)
     the_plan, registry = plan(settings, "test.pg-narrow-column", "public.orders.note", allow_unsafe=True)

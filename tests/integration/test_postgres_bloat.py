@@ -54,3 +54,15 @@ def test_a_compact_table_is_quiet(pg_db):
                      CREATE INDEX dense_v ON dense (v);
                      ANALYZE dense;""")
     assert run(pg_db.url, **SMALL) == {}
+
+
+def test_pgstattuple_measures_at_most_confirm_relations(pg_db):
+    """Issue #25 item 7: the per-relation measure is bounded; the rest stay labelled estimates."""
+    pg_db.execute(SPARSE + "CREATE EXTENSION pgstattuple;")
+    pg_db.execute("VACUUM ANALYZE events")
+    findings = run(pg_db.url, **SMALL, confirm=1)
+    methods = [f.evidence["method"] for f in findings.values()]
+    assert len(methods) >= 3
+    assert sum(m.startswith("measured") for m in methods) <= 1
+    assert sum(m.startswith("estimate") for m in methods) >= len(methods) - 1
+    assert run(pg_db.url, **SMALL, confirm=1).keys() == findings.keys()  # the same relations twice

@@ -51,6 +51,8 @@ CREATE INDEX i_clients_name_code_created ON clients (last_name, code, created_at
 CREATE TABLE events (id bigint NOT NULL, at timestamptz NOT NULL, note text NOT NULL, PRIMARY KEY (id, at))
     PARTITION BY RANGE (at);
 CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+-- Issue #25 item 10: members of a composite key that hold other tables' keys are judged there.
+CREATE TABLE badge_titles (badge_id integer NOT NULL, title_id integer NOT NULL, PRIMARY KEY (badge_id, title_id));
 INSERT INTO clients (last_name, created_at, email) SELECT 'n' || g, now(), CASE WHEN g % 10 = 0 THEN 'e' || g END
 FROM generate_series(1, 1000) g;
 ANALYZE clients;

@@ -161,3 +161,49 @@ def test_dbvitals_own_statements_carry_the_marker_and_are_never_advised_on(prelo
     assert len(own) > 10  # the catalog snapshot, the stats reads...: all marked
     assert "SELECT * FROM orders WHERE customer_id = $1 AND status = $2" in read_by_check
     assert read_by_check and not any(is_own_statement(q) for q in read_by_check)
+
+
+async def _figures(url: str):
+    from checks.postgres import figures
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await figures.gather(conn)
+    finally:
+        await conn.close()
+
+
+def test_writes_are_weighed_over_a_window_not_since_the_statistics_reset(pg_db, tmp_path):
+    """Issue #25 item 12: a one-time bulk load made a table "write-heavy" (low) for ever."""
+    from checks.config import config_from_dict
+    from checks.snapshots.store import SnapshotStore
+
+    pg_db.execute("""
+        CREATE EXTENSION hypopg;
+        CREATE TABLE loads (id bigint, account integer, payload text);
+        INSERT INTO loads SELECT g, g % 5000, 'p' FROM generate_series(1, 60000) g;
+        ANALYZE loads;
+        SELECT pg_stat_force_next_flush();""")
+    settings = config_from_dict({"journal": str(tmp_path / "journal.jsonl"), "targets": {"pg": {
+        "kind": "postgres", "url": pg_db.url, "expect": {"queries": [{"sql": "SELECT * FROM loads WHERE account = $1"}]},
+        "checks": {CHECK: {"write_window": "0s"}}}}})
+
+    def suggestion():
+        report = support.run_report(settings, checks=[CHECK])
+        assert report.errors == []
+        [found] = [f for f in report.findings if f.object == "public.loads"]
+        return found
+
+    bulk_loaded = suggestion()  # 60,000 inserts since the reset, no window to weigh them over
+    assert bulk_loaded.severity.value == "medium" and "write_heavy" not in bulk_loaded.evidence
+    assert "not weighed" in bulk_loaded.evidence["write_window"]
+
+    SnapshotStore(tmp_path / "snapshots.db").save(
+        support.run_report(settings, checks=[CHECK]), {"pg": asyncio.run(_figures(pg_db.url))}, label="before")
+    quiet = suggestion()  # nothing written since the snapshot
+    assert quiet.severity.value == "medium" and quiet.evidence["write_window"]["writes"] == 0
+
+    pg_db.execute("UPDATE loads SET payload = 'q'; SELECT pg_stat_force_next_flush();")
+    busy = suggestion()  # 60,000 updates in the window against one scan: write-heavy now
+    assert busy.evidence["write_window"]["writes"] == 60_000
+    assert busy.severity.value == "low" and "60,000 writes" in busy.evidence["write_heavy"]

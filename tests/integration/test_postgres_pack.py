@@ -105,7 +105,9 @@ def test_problem_schema_yields_each_finding_with_evidence_and_fix(pg_db):
 
     invalid = by_object(findings, "postgres.invalid-index")
     assert list(invalid) == ["public.dup_values_v_key"]
-    assert invalid["public.dup_values_v_key"].fix.safety is FixSafety.UNSAFE  # unique: duplicates first
+    # Unique, and its duplicates were counted: they come first, by hand.
+    assert invalid["public.dup_values_v_key"].fix.safety is FixSafety.MANUAL
+    assert invalid["public.dup_values_v_key"].evidence["precondition"]["samples"] == ["7 ×2"]
 
     assert sorted(by_object(findings, "postgres.no-primary-key")) == ["public.audit_log"]
 

@@ -126,3 +126,39 @@ def test_an_invalid_index_on_a_materialized_view(pg_db):
         pg_db.execute("CREATE UNIQUE INDEX CONCURRENTLY dupes_v_key ON dupes (v)")
     [finding] = run(pg_db.url, ["postgres.invalid-index"])
     assert finding.object == "public.dupes_v_key"
+    assert finding.evidence["precondition"] == {
+        "requirement": "no two rows share a key of the unique index dupes_v_key", "failing": 3,
+        "samples": ["0 ×3", "1 ×4", "2 ×3"]}
+
+
+def test_an_invalid_unique_index_with_duplicates_is_not_rebuilt_blindly(pg_db):
+    """Issue #25 item 5: a unique build offered as a fix fails again on the duplicates that broke it."""
+    pg_db.execute("""
+        CREATE TABLE orders (id bigint PRIMARY KEY, order_ref text, region text);
+        INSERT INTO orders SELECT g, 'r' || (g % 975), CASE WHEN g % 975 % 2 = 0 THEN 'eu' END FROM generate_series(1, 1000) g;""")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        pg_db.execute("CREATE UNIQUE INDEX CONCURRENTLY orders_ref_key ON orders (lower(order_ref), region) "
+                      "WHERE region IS NOT NULL")
+    [finding] = run(pg_db.url, ["postgres.invalid-index"])
+    assert finding.fix.safety.value == "manual"
+    assert finding.evidence["precondition"]["failing"] == 12  # r1..r25 twice; the even ones have a region
+    assert "12 duplicate key(s)" in finding.message
+    listed = pg_db.fetch(finding.fix.steps[0].command)
+    assert len(listed) == 12
+    pg_db.execute("DELETE FROM orders WHERE id > 975")
+    [finding] = run(pg_db.url, ["postgres.invalid-index"])
+    assert finding.evidence["precondition"]["failing"] == 0 and finding.fix.safety.value == "unsafe"
+
+
+def test_a_partitioned_table_without_a_primary_key_and_its_default_partition(pg_db):
+    """pg-index-health's CreatePartitionedTableWithoutPrimaryKey: both the table and its default
+    partition are reported; once the default partition has a key of its own, only the table."""
+    pg_db.execute("""
+        CREATE TABLE entity_refs (ref_type varchar(32), ref_value varchar(64), creation_date timestamptz NOT NULL,
+            entity_id bigint NOT NULL) PARTITION BY RANGE (creation_date);
+        CREATE TABLE entity_refs_default PARTITION OF entity_refs DEFAULT;""")
+    findings = {f.object: f for f in run(pg_db.url, ["postgres.no-primary-key"])}
+    assert sorted(findings) == ["public.entity_refs", "public.entity_refs_default"]
+    assert findings["public.entity_refs_default"].evidence["partition_of"] == "public.entity_refs"
+    pg_db.execute("ALTER TABLE entity_refs_default ADD PRIMARY KEY (entity_id, creation_date)")
+    assert [f.object for f in run(pg_db.url, ["postgres.no-primary-key"])] == ["public.entity_refs"]

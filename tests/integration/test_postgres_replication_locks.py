@@ -8,7 +8,10 @@ import asyncio
 
 import asyncpg
 
+from checks.config import config_from_dict
 from checks.model import FixSafety, Severity
+from checks.postgres import figures
+from checks.snapshots.store import SnapshotStore
 from tests import support
 
 
@@ -28,19 +31,41 @@ async def _sql(url: str, *commands: str) -> None:
         await conn.close()
 
 
-def test_an_inactive_slot_retaining_wal_then_dropped():
+def test_an_inactive_slot_retaining_wal_then_dropped(tmp_path):
     with support.private_postgres("max_replication_slots=4", "max_wal_senders=4") as url:
         assert run(url, "postgres.replication") == []
         asyncio.run(_sql(url, "SELECT pg_create_physical_replication_slot('old_replica', true)",
                          "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g"))
-        assert run(url, "postgres.replication") == []  # under the 1 GiB default
+        # Issue #25 item 12: under the 1 GiB default it used to be silent; any inactive slot is a finding.
+        [small] = run(url, "postgres.replication")
+        assert small.object == "slot old_replica" and small.severity is Severity.LOW
+        assert "inactive replication slot old_replica" in small.title
         [slot] = run(url, "postgres.replication", min_retained_bytes=1024 * 1024)
         assert slot.object == "slot old_replica" and slot.severity is Severity.HIGH
         assert slot.evidence["active"] is False and slot.evidence["retained_bytes"] > 1024 * 1024
         assert slot.evidence["wal_status"] == "reserved"
         assert slot.fix.safety is FixSafety.UNSAFE
+        # Growth between two readings: a snapshot, then more WAL. At the rate since the snapshot
+        # it passes 64 MiB within a day, so a small slot is high severity.
+        settings = config_from_dict({"journal": str(tmp_path / "journal.jsonl"), "targets": {"pg": {
+            "kind": "postgres", "url": url,
+            "checks": {"postgres.replication": {"growth_window": "0s", "min_retained_bytes": 64 * 1024**2}}}}})
+        SnapshotStore(tmp_path / "snapshots.db").save(
+            support.run_report(settings, checks=["postgres.replication"]), {"pg": asyncio.run(_figures(url))})
+        asyncio.run(_sql(url, "CREATE TABLE filler2 AS SELECT g, repeat('y', 200) AS pad FROM generate_series(1, 20000) g"))
+        [growing] = support.run_report(settings, checks=["postgres.replication"]).findings
+        assert growing.evidence["growth"]["bytes"] > 1024 * 1024 and growing.severity is Severity.HIGH
+        assert growing.evidence["retained_bytes"] < 64 * 1024**2  # high by its growth, not its size
         asyncio.run(_sql(url, *(step.command for step in slot.fix.steps)))
         assert run(url, "postgres.replication", min_retained_bytes=0) == []
+
+
+async def _figures(url: str):
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        return await figures.gather(conn)
+    finally:
+        await conn.close()
 
 
 async def _blocked_tree(url: str):

@@ -116,3 +116,56 @@ def test_every_suggestion_is_the_careful_one_and_no_key_that_must_stay_is_at_ris
     assert memory.evidence["patterns"][0]["pattern"].startswith("leaderboard:")
     assert rows["session:{uuid}"]["ttl_histogram"]["none"] == 12 and rows["session:{uuid}"]["memory_error_bytes"] >= 0
     assert memory.severity is Severity.INFO and memory.evidence["scan"]["counts"].startswith("exact")
+
+
+def test_a_declared_ttl_that_contradicts_the_evidence_is_reported_not_applied(redis_db):
+    """Issue #25 item 8: with expect.ttl on counters and on a fixed-name board, the fix set EXPIRE 1d."""
+    keys = seed_social_app(redis_db.client)
+    settings = support.settings_for(app={
+        "kind": "redis", "url": redis_db.url, "role": "cache", "allow_fixes": True,
+        "expect": {"ttl": [{"pattern": "post:votes:*", "max": "1d"}, {"pattern": "leaderboard:daily", "max": "1d"},
+                           {"pattern": "leaderboard:alltime", "max": "30d"}, {"pattern": "session:*", "max": "7d"}]},
+    })
+    report = support.run_report(settings, checks=["redis.ttl-coverage"])
+    assert report.errors == []
+    ttl = {f.object: f for f in report.findings}
+    for obj, evidence in (("post:votes:{id}", "counter"), ("leaderboard:daily", "fixed-name board"),
+                          ("leaderboard:alltime", "all-time")):
+        finding = ttl[obj]
+        assert finding.title == f"Declared TTL contradicts the evidence: {obj}"
+        assert finding.fix.safety is FixSafety.MANUAL and finding.fix.steps == ()
+        basis = finding.evidence["suggestion_basis"]
+        assert basis["evidence_kind"] == evidence and basis["declared"].startswith(f"the rule \"{obj.replace('{id}', '*')}\" declares")
+        assert "Declared:" in finding.message and "Evidence:" in finding.message  # both sides shown
+    # A declaration the evidence does not contradict still gets its EXPIRE.
+    session = ttl["session:{uuid}"]
+    assert session.fix.steps[0].command["ttl_seconds"] == 7 * DAY and session.severity is Severity.HIGH
+    assert all(redis_db.client.ttl(k) == -1 for k in keys["must_stay"] - {b"flags:all"})
+
+
+def test_streak_keys_without_a_ttl_are_found(redis_db):
+    """Issue #25 item 9: user:streak:* keys (a streak lapses after a missed day) had no TTL and no finding."""
+    pipe = redis_db.client.pipeline(transaction=False)
+    for user in range(60):
+        pipe.incrby(f"user:streak:{user}", user % 9 + 1)
+    pipe.execute()
+    settings = support.settings_for(app={"kind": "redis", "url": redis_db.url})
+    report = support.run_report(settings, checks=["redis.ttl-coverage"])
+    assert report.errors == []
+    [streaks] = [f for f in report.findings if f.object == "user:streak:{id}"]
+    assert "streak" in streaks.message and streaks.evidence["keys"] == 60
+
+
+def test_the_same_keyspace_gives_the_same_findings_twice(redis_db):
+    """For snapshots, diff and alerts a flickering finding is noise (issue #25 item 3)."""
+    seed_social_app(redis_db.client)
+    settings = support.settings_for(app={"kind": "redis", "url": redis_db.url, "role": "cache"})
+    checks = ["redis.ttl-coverage", "redis.big-keys", "redis.memory-by-pattern"]
+    first, second = (support.run_report(settings, checks=checks) for _ in range(2))
+    assert first.errors == [] and first.findings
+
+    def judged(report):  # remaining TTLs tick down between the runs: the judgement must not
+        return [(f.id, f.severity, f.title, f.fix.safety if f.fix else None, f.fix.summary if f.fix else None)
+                for f in report.findings]
+
+    assert judged(first) == judged(second)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from checks.model import Report
+from checks.snapshots.diff import diff
 from checks.snapshots.store import SCHEMA_VERSION, SnapshotError, SnapshotStore
 from tests import support
 from tests.integration.test_cli import dbvitals
@@ -100,6 +101,43 @@ def test_record_takes_snapshots_with_bounded_retention(tmp_path, pg_db):
     assert [i.label for i in store.list()] == ["incident"]
     refused = dbvitals("record", "--config", str(path), "--every", "1s")
     assert refused.returncode == 2 and "at least 5s" in refused.stderr
+
+
+def test_diff_judges_usage_only_over_a_window_long_enough(tmp_path, pg_db):
+    """Issue #25 item 4: `users_pkey: stopped being used` over a 5-second window."""
+    pg_db.execute("""
+        CREATE TABLE users (id int PRIMARY KEY, name text);
+        INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 5000) g;
+        ANALYZE users;
+        SET enable_seqscan = off;
+        SELECT name FROM users WHERE id = 7;
+        SELECT pg_stat_force_next_flush();""")
+    path = config(tmp_path, {"app": {"kind": "postgres", "url": pg_db.url}})
+    for label in ("a", "b"):
+        saved = dbvitals("snapshot", "--config", str(path), "save", "--label", label)
+        assert saved.returncode == 0, saved.stderr
+    short = dbvitals("diff", "--config", str(path), "a", "b")
+    assert short.returncode == 0, short.stderr
+    assert "stopped being used" not in short.stdout
+    assert "window too short to judge usage" in short.stdout and "at least 60 min needed" in short.stdout
+    judged = dbvitals("diff", "--config", str(path), "a", "b", "--min-usage-window", "0s")
+    assert "public.users_pkey: stopped being used" in judged.stdout
+    bad = dbvitals("diff", "--config", str(path), "a", "b", "--min-usage-window", "soon")
+    assert bad.returncode == 2 and "--min-usage-window" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_diff_shows_a_statement_by_its_text_not_its_queryid(tmp_path):
+    store = SnapshotStore(tmp_path / "s.db")
+    query = "SELECT * FROM   orders\n WHERE customer_id = $1"
+    store.save(_report(), {"app": [("pg.statement", "-4966738708809000546",
+                                    {"query": query, "calls": 100, "total_ms": 100.0, "rows": 100})]})
+    store.save(_report(), {"app": [("pg.statement", "-4966738708809000546",
+                                    {"query": query, "calls": 200, "total_ms": 1100.0, "rows": 200})]})
+    a, b = store.load_all([i.id for i in store.list()])
+    [change] = diff(a, b).figures
+    assert change.name == "SELECT * FROM orders WHERE customer_id = $1"
+    assert change.change.startswith("mean time per call grew 10.0x")
+    assert change.to_dict()["ref"] == "-4966738708809000546"
 
 
 # --- the store ------------------------------------------------------------------------------------

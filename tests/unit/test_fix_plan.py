@@ -9,13 +9,13 @@ import pytest
 
 from checks.config import config_from_dict
 from checks.registry import Registry
-from checks.fixes import fix_entry, refusals_for, verify_after
+from checks.fixes import _judge_undone, fix_entry, refusals_for, verify_after
 from checks.postgres.executor import concurrent_build, groups
 from checks.redis.executor import KeysLog, decode_key, encode_key
 from checks.engines import step_text
 from checks.redis.adapter import redis_quote
 from checks.fixes.script import migration_script
-from checks.model import Finding, Fix, FixSafety, FixStep, Severity
+from checks.model import Finding, Fix, FixSafety, FixStep, Report, Severity
 from checks.postgres.connection import PostgresConnection
 
 
@@ -196,3 +196,17 @@ def test_a_fix_whose_check_cannot_run_again_is_not_fixed_and_unverified(tmp_path
     outcome, verified, message = asyncio.run(verify_after(settings, registry, entry, never_judged))
     assert (outcome, verified) == ("not_fixed", None)
     assert message.startswith("applied; could not verify")
+
+
+def test_an_undo_is_judged_by_the_object_when_the_id_changed_but_never_by_a_guess():
+    def found(fid: str, obj: str) -> Finding:
+        return Finding(fid, "postgres.redundant-index", Severity.LOW, "pg", obj, "t", "m")
+
+    fixed = {"id": "a" * 12, "check": "postgres.redundant-index", "object": "public.i", "title": "t", "severity": "low"}
+    same = _judge_undone(Report([], [found("a" * 12, "public.i")], [], 0.0), fixed)
+    moved = _judge_undone(Report([], [found("b" * 12, "public.i")], [], 0.0), fixed)
+    unclear = _judge_undone(Report([], [found("b" * 12, "public.i"), found("c" * 12, "public.i")], [], 0.0), fixed)
+    gone = _judge_undone(Report([], [found("b" * 12, "public.j")], [], 0.0), fixed)
+    assert same[:2] == ("fixed", True) and moved[:2] == ("fixed", True) and "as finding bbbbbbbbbbbb" in moved[2]
+    assert unclear[:2] == ("not_fixed", False) and "cannot be told" in unclear[2]
+    assert gone[:2] == ("not_fixed", False)

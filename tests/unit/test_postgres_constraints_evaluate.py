@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checks.model import FixSafety, Severity
 from checks.postgres import disabled_trigger, duplicate_fk, fk_missing_index, intersected_fk, not_valid_constraint
+from checks.postgres._preconditions import Precondition
 from tests.unit.test_postgres_evaluate import Schema, objects, scope
 
 
@@ -63,16 +64,21 @@ def test_inherited_copies_on_partitions_are_judged_at_the_parent():
 
 def test_not_valid_constraints_and_disabled_triggers():
     check = not_valid_constraint.NotValidConstraintCheck()
-    facts = not_valid_constraint.Facts((
-        not_valid_constraint.NotValidConstraint(1, "public", "accounts", "chk", "c", "CHECK ((id > 0)) NOT VALID", None, -1),
-        not_valid_constraint.NotValidConstraint(2, "public", "accounts", "fk", "f", "FOREIGN KEY (client_id) ...",
-                                                "clients", 10.0),
-    ))
+    chk = not_valid_constraint.NotValidConstraint(1, "public", "accounts", "chk", "c", "CHECK ((id > 0)) NOT VALID",
+                                                  None, -1, ("id",), (), "(id > 0)")
+    fk = not_valid_constraint.NotValidConstraint(2, "public", "accounts", "fk", "f", "FOREIGN KEY (client_id) ...",
+                                                 "clients", 10.0, ("client_id",), ("id",), None)
+    facts = not_valid_constraint.Facts((chk, fk), {
+        1: Precondition(chk.requirement, chk.failing_what, None, unknown="counting took longer than 5 s"),
+        2: Precondition(fk.requirement, fk.failing_what, 0)})
     findings = {f.object: f for f in check.evaluate(facts, scope(check))}
     assert findings["public.accounts.chk"].evidence["rows_estimate"] is None
+    assert findings["public.accounts.chk"].fix.safety is FixSafety.MANUAL  # not known to hold: not safe
+    assert findings["public.accounts.chk"].evidence["precondition"]["failing"] == "unknown"
+    assert findings["public.accounts.fk"].fix.safety is FixSafety.SAFE
     assert findings["public.accounts.fk"].fix.steps[0].command == "ALTER TABLE public.accounts VALIDATE CONSTRAINT fk;"
     assert "ROW SHARE on clients" in findings["public.accounts.fk"].fix.lock
-    assert check.evaluate(not_valid_constraint.Facts(()), scope(check)) == []
+    assert check.evaluate(not_valid_constraint.Facts((), {}), scope(check)) == []
 
     triggers = disabled_trigger.DisabledTriggerCheck()
     rows = tuple(disabled_trigger.DisabledTrigger("public", "accounts", f"RI_ConstraintTrigger_c_{n}", True, "fk", "f",

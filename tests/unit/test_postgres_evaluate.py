@@ -13,6 +13,7 @@ from checks.postgres.target import PostgresTarget
 from checks.contract import Scope
 from checks.model import FixSafety, Severity, TargetState, TargetStatus
 from checks.postgres import duplicate_index, fk_missing_index, fk_type_mismatch, invalid_index, long_transactions
+from checks.postgres._window import Counters, WriteWindow
 from checks.postgres import _advisor, missing_index, no_primary_key, redundant_index, sequence_exhaustion, unused_index
 from checks.postgres._catalog import Catalog, build_catalog
 from checks.postgres._statement_shape import parse
@@ -324,15 +325,18 @@ def test_no_primary_key_with_a_promotable_unique_index():
     assert "GENERATED ALWAYS AS IDENTITY" in findings["public.notes"].fix.steps[0].command
 
 
-def test_no_primary_key_partitioned_judged_once_at_the_parent():
+def test_no_primary_key_on_a_partitioned_table_and_on_each_partition_without_one():
+    """pg-index-health reports the partitioned table and its (default) partition."""
     s = Schema()
     s.table("m", {"a": "int"}, kind="p")
     for n in range(3):
         s.table(f"m{n}", {"a": "int"}, parent="m")
+    s.primary_key("m2", ["a"])  # a partition may have a key of its own
     check = no_primary_key.NoPrimaryKey()
-    findings = check.evaluate(no_primary_key.Facts(s.build()), scope(check))
-    assert objects(findings) == ["public.m"]
-    assert findings[0].evidence["partitions"] == 3
+    findings = {f.object: f for f in check.evaluate(no_primary_key.Facts(s.build()), scope(check))}
+    assert sorted(findings) == ["public.m", "public.m0", "public.m1"]
+    assert findings["public.m"].evidence["partitions"] == 3 and findings["public.m"].severity is Severity.MEDIUM
+    assert findings["public.m0"].severity is Severity.LOW and findings["public.m0"].evidence["partition_of"] == "public.m"
 
 
 # --- sequence-exhaustion --------------------------------------------------------------------------------
@@ -710,22 +714,33 @@ def test_advice_is_consolidated_ranked_and_write_heavy_tables_ranked_low():
     by_status = _advisor.Proposal(orders, ("status",))
     by_status_region = _advisor.Proposal(orders, ("status", "region"))
     by_region = _advisor.Proposal(customers, ("region",))
-    facts = missing_index.Facts(
-        snapshot, (stats(orders, live_rows=10), stats(customers, live_rows=10, writes=1_000_000, idx_scan=0)),
-        missing_index.Availability(True, "pgss"), missing_index.Availability(True, "hypopg"), (),
-        advice=(advice("q1", proposals=[by_status], total_ms=100.0),
-                advice("q2", proposals=[by_status_region], total_ms=50.0),
-                advice("q3", proposals=[by_region], total_ms=10_000.0),
-                advice("q4", "low initial cost: planner cost 8.0 is under min_cost 100", tables=(orders,))))
-    check = missing_index.MissingIndex()
-    findings = {f.evidence["definition"]: f for f in check.evaluate(facts, scope(check))}
+    window = WriteWindow(7200.0, "2026-01-01T00:00:00+00:00",
+                         {orders: Counters(0, 500), customers: Counters(1_000_000, 500)})
+
+    def judged(window):
+        facts = missing_index.Facts(
+            snapshot, (stats(orders, live_rows=10), stats(customers, live_rows=10, writes=1_000_000, idx_scan=0)),
+            missing_index.Availability(True, "pgss"), missing_index.Availability(True, "hypopg"), (),
+            advice=(advice("q1", proposals=[by_status], total_ms=100.0),
+                    advice("q2", proposals=[by_status_region], total_ms=50.0),
+                    advice("q3", proposals=[by_region], total_ms=10_000.0),
+                    advice("q4", "low initial cost: planner cost 8.0 is under min_cost 100", tables=(orders,))),
+            window=window)
+        check = missing_index.MissingIndex()
+        return {f.evidence["definition"]: f for f in check.evaluate(facts, scope(check))}
+
+    findings = judged(window)
     assert sorted(findings) == ["CREATE INDEX customers_region_idx ON public.customers (region)",
                                 "CREATE INDEX orders_status_region_idx ON public.orders (status, region)"]
     both = findings["CREATE INDEX orders_status_region_idx ON public.orders (status, region)"]
     assert both.evidence["statements_served"] == 2 and both.evidence["rank"] == "1 of 2"
     heavy = findings["CREATE INDEX customers_region_idx ON public.customers (region)"]
-    assert heavy.severity is Severity.LOW and "write" in heavy.evidence["write_heavy"]
+    assert heavy.severity is Severity.LOW and "over the last 2.0 h" in heavy.evidence["write_heavy"]
     assert heavy.evidence["rank"] == "2 of 2"  # 10 s of statements, but 1,000,000 writes against 500 scans
+    # The same counters since the statistics reset, with no window to weigh them over: not weighed.
+    unweighed = judged(None)["CREATE INDEX customers_region_idx ON public.customers (region)"]
+    assert unweighed.severity is Severity.MEDIUM and unweighed.evidence["rank"] == "1 of 2"
+    assert "write_heavy" not in unweighed.evidence and "not weighed" in unweighed.evidence["write_window"]
 
 
 def test_declared_queries_are_summarised_with_each_decision():

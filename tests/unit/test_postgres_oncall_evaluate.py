@@ -16,7 +16,9 @@ def slot(name="s", *, active=False, wal_status="reserved", retained=2 * 1024**3)
 @pytest.mark.parametrize("item, expected", [
     (slot(), ("inactive", Severity.HIGH, True)),
     (slot(active=True), None),                         # a consumer is connected
-    (slot(retained=1024), None),                       # under min_retained_bytes
+    (slot(retained=1024), ("inactive", Severity.LOW, True)),  # tiny, but it grows with every write
+    (slot(retained=100 * 1024**2), ("inactive", Severity.MEDIUM, True)),
+    (slot(retained=None), ("inactive", Severity.LOW, True)),  # no restart_lsn yet
     (slot(wal_status="lost", retained=None), ("lost", Severity.HIGH, True)),
     (slot(active=True, wal_status="unreserved"), ("unreserved", Severity.HIGH, False)),
 ])
@@ -29,6 +31,16 @@ def test_slots(item, expected):
         [finding] = found
         assert (finding.evidence["wal_status"] if expected[0] != "inactive" else "inactive") == expected[0]
         assert finding.severity is expected[1] and (finding.fix is not None) is expected[2]
+
+
+def test_a_small_inactive_slot_growing_fast_is_high():
+    check = replication.Replication()
+    earlier = replication.Earlier("2026-01-01T00:00:00+00:00", 3600.0, {"s": 1024})
+    [finding] = check.evaluate(replication.Facts((slot(retained=50 * 1024**2),), (), earlier), scope(check))
+    assert finding.severity is Severity.HIGH  # 50 MiB an hour: past 1 GiB within a day
+    assert finding.evidence["growth"]["bytes_per_hour"] == 50 * 1024**2 - 1024
+    [steady] = check.evaluate(replication.Facts((slot(retained=1024),), (), earlier), scope(check))
+    assert steady.severity is Severity.LOW and steady.evidence["growth"]["bytes"] == 0
 
 
 def test_standby_lag_over_the_limit():

@@ -1,8 +1,11 @@
 """Keys that run out or hide their sequence: integer primary keys (postgres-checkup's L003, squawk's
-prefer-bigint) and serial columns where an identity column says the same in the standard way."""
+prefer-bigint) and serial columns where an identity column says the same in the standard way.
+A member of a composite key that refers to another table (`user_badges (user_id, badge_id)`) holds
+that table's key values: it is judged at that table, not here."""
 
 from __future__ import annotations
 
+from checks.postgres._catalog import Table
 from checks.postgres.lint._rule import LintFacts, LintRule, Violation, column_name
 
 # Columns fed by a sequence through serial's DEFAULT nextval() (dependency 'a'), not identity ('i').
@@ -27,15 +30,27 @@ class IntegerKey(LintRule):
             pk = snapshot.primary_key(table.oid)
             if pk is None:
                 continue
+            referring = _referring_columns(facts, table) if len(pk.columns) > 1 else set()
             for num in pk.columns:
                 column = snapshot.column(table.oid, num)
-                if column.base_type in ("smallint", "integer"):
+                if column.base_type in ("smallint", "integer") and num not in referring:
                     yield Violation(column_name(table, column),
                                     f"{table.name}.{column.name} is {'an' if column.base_type[0] in 'aeiou' else 'a'} "
                                     f"{column.base_type} primary key",
                                     f"The primary key column {column_name(table, column)} is {column.type}: use bigint "
                                     "before the table is large (postgres.sequence-exhaustion watches it meanwhile).",
                                     {"table": table.qualified, "column": column.name, "type": column.type})
+
+
+def _referring_columns(facts: LintFacts, table: Table) -> set[int]:
+    """Columns of `table` that hold another table's key: in a declared foreign key, or named
+    `<other>_id` where `<other>` is not the table itself (`events.event_id` is its own)."""
+    snapshot = facts.catalog
+    declared = {n for c in snapshot.constraints_of(table.oid) if c.kind == "f" for n in c.columns}
+    own = {table.name, table.name.removesuffix("s"), table.name.removesuffix("es")}
+    named = {c.num for c in snapshot.columns.get(table.oid, {}).values()
+             if c.name.endswith("_id") and c.name.removesuffix("_id") not in own}
+    return declared | named
 
 
 class Serial(LintRule):
