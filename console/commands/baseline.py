@@ -18,7 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="baseline_action", metavar="ACTION", required=True)
     save = actions.add_parser("save", help="run the checks and write the finding ids to FILE")
     save.add_argument("file", metavar="FILE")
-    save.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
     save.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     save.add_argument("--check", action="append", metavar="ID", help="only checks matching this id or glob (repeatable)")
 
