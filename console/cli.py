@@ -49,11 +49,12 @@ from console.runtime import (
     run_report,
     write_report,
 )
-from console.textwidth import Column, print_fitted
+from console.textwidth import Column, print_fitted, write_message
 from console.version import version
 
 Handler = Callable[[argparse.Namespace], int]
 EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
+MIN_WIDTH = 40
 # Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
 # Each module has `add_arguments(parser)` and `run(args) -> int`.
 EXTRA_COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -72,6 +73,12 @@ EXTRA_COMMANDS: dict[str, tuple[ModuleType, str]] = {
 }
 
 
+def _width(text: str) -> int:
+    if not text.isdigit() or int(text) < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"expected a number of columns, {MIN_WIDTH} or more")
+    return int(text)
+
+
 # Options of the whole run. They are accepted before the command, after it and after its action
 # (`dbvitals snapshot save --config FILE` as well as `dbvitals --config FILE snapshot save`):
 # people type them where they think of them. Given in two places, they are refused, not merged.
@@ -80,6 +87,9 @@ GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--group", {"action": "append", "metavar": "NAME", "help": "only targets of this group (repeatable: any of them)"}),
     ("--tag", {"action": "append", "metavar": "K=V", "help": "only targets with this tag (repeatable: all of them)"}),
     ("--theme", {"metavar": "NAME", "help": "console theme (with no command, `ui` or `demo`)"}),
+    ("--width", {"metavar": "N", "type": _width,
+                 "help": "wrap text output at N columns (default: the terminal's; when piped, tables are 160 "
+                         "columns, the report 120, and messages are not wrapped); the same as COLUMNS=N"}),
 )
 
 
@@ -181,6 +191,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
+    if args.width:  # every width in dbvitals (and Rich's) reads COLUMNS first
+        os.environ["COLUMNS"] = str(args.width)
     handler: Handler = getattr(args, "handler", _cmd_ui)
     try:
         return handler(args)
@@ -216,7 +228,7 @@ def _output_closed() -> int:
 def _error(message: str) -> None:
     # mask_text also masks every secret of the loaded config, however it got into the message;
     # a name from a database in it is shown terminal-safe.
-    print(f"dbvitals: error: {mask_text(terminal_safe(message, keep_newlines=True))}", file=sys.stderr)
+    write_message(f"dbvitals: error: {mask_text(terminal_safe(message, keep_newlines=True))}", sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from checks.model import Finding, Report, Severity, TargetState, TargetStatus
+from checks.snapshots.store import SnapshotStore
 from tests.integration.test_cli import ROOT, dbvitals, write_config
 
 
@@ -59,3 +61,38 @@ def test_a_report_cut_by_a_closed_pipe_fails_with_one_line(tmp_path, redis_db):
     assert process.returncode == 141
     assert process.stderr.splitlines() == [
         "dbvitals: error: standard output was closed before the output was written whole (broken pipe)"]
+
+
+def test_the_text_gate_report_ends_with_the_findings_that_failed_it(tmp_path, redis_db):
+    config = redis_config(tmp_path, redis_db)  # a bare URL: medium findings (no socket_timeout...)
+    found = dbvitals("check", "--config", str(config), "--check", "redis.*", "--format", "json", "--fail-on", "never")
+    failing = sorted(f["id"] for f in json.loads(found.stdout)["findings"]
+                     if f["severity"] in {"medium", "high", "critical"})
+    assert failing
+    failed = dbvitals("check", "--config", str(config), "--check", "redis.*", "--fail-on", "medium")
+    assert failed.returncode == 1, failed.stderr
+    lines = failed.stdout.rstrip().splitlines()
+    summary = next(i for i, line in enumerate(lines) if " check runs on 1 target" in line)
+    tail = lines[summary + 1:]
+    assert tail[0].startswith(f"gate failed (--fail-on medium): {len(failing)} finding")
+    assert sorted(line.split()[-1] for line in tail[2:]) == failing  # after the header row: one row each
+    passed = dbvitals("check", "--config", str(config), "--check", "redis.*", "--fail-on", "never")
+    assert passed.returncode == 0 and passed.stdout.rstrip().splitlines()[-1] == "gate passed (--fail-on never)"
+
+
+def test_snapshot_show_lists_the_worst_first_then_by_target_and_check(tmp_path, redis_db):
+    config = redis_config(tmp_path, redis_db)
+    order = [("a1", Severity.INFO, "cache", "redis.x"), ("b2", Severity.CRITICAL, "cache", "redis.z"),
+             ("c3", Severity.LOW, "web", "redis.a"), ("d4", Severity.CRITICAL, "cache", "redis.a"),
+             ("e5", Severity.HIGH, "web", "redis.b")]
+    findings = [Finding(id=i, check=check, severity=severity, target=target, object="o", title="t", message="m")
+                for i, severity, target, check in order]
+    targets = [TargetStatus(name, "redis", TargetState.CONNECTED) for name in ("cache", "web")]
+    store = tmp_path / "s.db"
+    SnapshotStore(store).save(Report(targets=targets, findings=findings, errors=[], duration_ms=1.0), {})
+    shown = dbvitals("snapshot", "--store", str(store), "show", "latest", "--format", "json", "--config", str(config))
+    assert shown.returncode == 0, shown.stderr
+    assert [f["id"] for f in json.loads(shown.stdout)["findings"]] == ["d4", "b2", "e5", "c3", "a1"]
+    text = dbvitals("snapshot", "--store", str(store), "show", "latest", "--config", str(config)).stdout
+    rows = [line.split()[:2] for line in text.splitlines() if line.startswith("  ") and line.split()[1] in "a1b2c3d4e5"]
+    assert rows == [["critical", "d4"], ["critical", "b2"], ["info", "a1"], ["high", "e5"], ["low", "c3"]]

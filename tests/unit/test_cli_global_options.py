@@ -33,7 +33,7 @@ def _required_arguments(parser: argparse.ArgumentParser) -> list[str]:
 
 PATHS = command_paths(build_parser())
 VALUES = {"--config": ("x.toml", "x.toml"), "--group": ("web", ["web"]), "--tag": ("team=db", ["team=db"]),
-          "--theme": ("nord", "nord")}
+          "--theme": ("nord", "nord"), "--width": ("90", 90)}
 
 
 def test_the_walk_reaches_the_commands_and_their_actions():
@@ -64,4 +64,4 @@ def test_a_global_option_given_in_two_places_is_refused_with_exit_2(flag, capsys
 
 def test_without_the_option_it_is_none_as_before():
     args = parse_arguments(["snapshot", "save", "--label", "x"])
-    assert (args.config, args.group, args.tag, args.theme, args.label) == (None, None, None, None, "x")
+    assert (args.config, args.group, args.tag, args.theme, args.width, args.label) == (None, None, None, None, None, "x")
