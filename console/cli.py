@@ -49,7 +49,7 @@ from console.runtime import (
     run_report,
     write_report,
 )
-from console.textwidth import Column, print_fitted, write_message
+from console.textwidth import WIDTH_VARIABLE, Column, print_fitted, write_message
 from console.version import version
 
 Handler = Callable[[argparse.Namespace], int]
@@ -89,7 +89,7 @@ GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--theme", {"metavar": "NAME", "help": "console theme (with no command, `ui` or `demo`)"}),
     ("--width", {"metavar": "N", "type": _width,
                  "help": "wrap text output at N columns (default: the terminal's; when piped, tables are 160 "
-                         "columns, the report 120, and messages are not wrapped); the same as COLUMNS=N"}),
+                         "columns, the report 120, and messages are not wrapped); also $DBVITALS_WIDTH"}),
 )
 
 
@@ -191,8 +191,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
-    if args.width:  # every width in dbvitals (and Rich's) reads COLUMNS first
-        os.environ["COLUMNS"] = str(args.width)
+    if args.width:  # the tables and the report (and Rich) read COLUMNS, messages DBVITALS_WIDTH
+        os.environ["COLUMNS"] = os.environ[WIDTH_VARIABLE] = str(args.width)
     handler: Handler = getattr(args, "handler", _cmd_ui)
     try:
         return handler(args)

@@ -167,7 +167,7 @@ def record_findings(settings: Any, report: Any) -> None:
         index.record(report)
     except OSError as exc:
         print(f"dbvitals: warning: cannot record the finding ids in {index.path}: {exc.strerror or exc}; "
-              "`dbvitals fix` will search for them", file=sys.stderr)
+              "`dbvitals fix` will need them as TARGET/CHECK/ID", file=sys.stderr)
 
 
 def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:

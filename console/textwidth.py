@@ -8,7 +8,7 @@ and when even the essential ones do not fit, each row is printed as a short reco
 
 Messages (what fix, undo and activity say, errors) are wrapped between words at the width of
 the terminal they go to; a word longer than a whole line is the only thing ever cut. Widths:
-`--width N` (which sets $COLUMNS) or $COLUMNS first, then the terminal's; when piped, tables are
+`--width N` ($DBVITALS_WIDTH) first, then $COLUMNS, then the terminal's; when piped, tables are
 160 columns, the report 120, and a message stays one line per line written (for grep).
 """
 
@@ -29,6 +29,8 @@ from rich.text import Text
 
 # Piped output keeps its rows on one line for grep; COLUMNS overrides both.
 PIPED_WIDTH = 160
+# `--width N` sets it (and COLUMNS): the width of everything, piped or not.
+WIDTH_VARIABLE = "DBVITALS_WIDTH"
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,15 @@ def terminal_width(default: int = PIPED_WIDTH) -> int:
 
 
 def message_width(stream: TextIO) -> int | None:
-    """The width to wrap a message for `stream` at; None when it is piped and no width is set."""
+    """The width to wrap a message for `stream` at; None when it is piped and no width is set
+    (an exported $COLUMNS alone does not wrap what a script reads)."""
+    if os.environ.get(WIDTH_VARIABLE, "").isdigit():
+        return int(os.environ[WIDTH_VARIABLE])
+    if not stream.isatty():
+        return None
     if os.environ.get("COLUMNS", "").isdigit():
         return int(os.environ["COLUMNS"])
-    return shutil.get_terminal_size((PIPED_WIDTH, 24)).columns if stream.isatty() else None
+    return shutil.get_terminal_size((PIPED_WIDTH, 24)).columns
 
 
 class _WholeWords(textwrap.TextWrapper):

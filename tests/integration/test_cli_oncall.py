@@ -96,3 +96,27 @@ def test_snapshot_show_lists_the_worst_first_then_by_target_and_check(tmp_path, 
     text = dbvitals("snapshot", "--store", str(store), "show", "latest", "--config", str(config)).stdout
     rows = [line.split()[:2] for line in text.splitlines() if line.startswith("  ") and line.split()[1] in "a1b2c3d4e5"]
     assert rows == [["critical", "d4"], ["critical", "b2"], ["info", "a1"], ["high", "e5"], ["low", "c3"]]
+
+
+def test_fix_finds_the_id_of_the_last_check_refuses_one_it_does_not_know_and_wraps_between_words(tmp_path, pg_db):
+    pg_db.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+    pg_db.execute("CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id))")
+    config = tmp_path / "dbvitals.toml"
+    config.write_text(f'[targets.orders]\nkind = "postgres"\nurl = "{pg_db.url}"\nallow_fixes = true\n')
+    check = ["--config", str(config), "--check", "postgres.fk-missing-index"]
+    unknown = dbvitals("fix", "0123456789ab", "--dry-run", *check[:2])
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.splitlines() == [
+        f"dbvitals: error: finding 0123456789ab is not in the last report of this config: `dbvitals check "
+        f"--config {config}` finds the current ones (then `dbvitals fix ID`), or give it as TARGET/CHECK/ID"]
+
+    found = dbvitals("check", *check, "--format", "json", "--fail-on", "never")
+    [finding] = json.loads(found.stdout)["findings"]
+    plain = dbvitals("fix", finding["id"], "--dry-run", *check[:2])
+    assert plain.returncode == 0, plain.stderr
+    assert max(len(line) for line in plain.stdout.splitlines()) > 60  # long lines, piped: one line each
+    wrapped = dbvitals("fix", finding["id"], "--dry-run", "--width", "60", *check[:2])
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert all(len(line) <= 60 for line in wrapped.stdout.splitlines()), wrapped.stdout
+    assert max(len(word) for word in plain.stdout.split()) < 58  # so no word has to be cut
+    assert wrapped.stdout.split() == plain.stdout.split()  # every word whole, in order

@@ -99,7 +99,8 @@ def test_only_a_word_longer_than_a_line_is_cut_and_it_starts_a_line_of_its_own()
 
 
 def test_messages_are_wrapped_at_the_terminal_and_left_whole_when_piped(monkeypatch):
-    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("DBVITALS_WIDTH", raising=False)
+    monkeypatch.setenv("COLUMNS", "72")  # exported by a shell: not a reason to wrap what a script reads
     assert message_width(io.StringIO()) is None and wrap_words(OUTCOME, None) == OUTCOME
-    monkeypatch.setenv("COLUMNS", "72")  # what --width 72 sets
-    assert message_width(io.StringIO()) == 72
+    monkeypatch.setenv("DBVITALS_WIDTH", "64")  # what --width 64 sets
+    assert message_width(io.StringIO()) == 64
