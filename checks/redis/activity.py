@@ -8,7 +8,7 @@ from typing import Any
 
 from checks.activity import ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
-from checks.units import int_or_none
+from checks.units import counted, int_or_none
 
 OWN_NAME = "dbvitals"
 SLOWLOG_ENTRIES = 20
@@ -143,7 +143,7 @@ def kill_step(ident: str, *, terminate: bool) -> FixStep:
 
 async def apply(session: Any, step: FixStep) -> str:
     closed = await session.client.execute_command(*step.command)
-    return f"{closed} client(s) closed" if isinstance(closed, int) else "client closed"
+    return f"{counted(closed, 'client')} closed" if isinstance(closed, int) else "client closed"
 
 
 def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:

@@ -6,6 +6,7 @@ import argparse
 
 from console.gate import gate
 from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError, load_checks, load_settings, run_report
+from checks.units import counted
 
 SCHEMA = "dbvitals.baseline/1"
 
@@ -49,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
             handle.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise CliError(f"{args.file}: cannot write: {exc.strerror}") from None
-    print(f"baseline of {len(report.findings)} finding(s) written to {args.file}")
+    print(f"baseline of {counted(len(report.findings), 'finding')} written to {args.file}")
     return EXIT_OK

@@ -14,6 +14,7 @@ from checks.fixes.locate import group_by_target, parse_reference
 from checks.fixes.script import migration_script
 from checks.registry import UsageError
 from checks.runner import KeptConnections, Runner
+from checks.units import counted
 from console.commands.applying import (
     EXIT_NOT_FIXED,
     EXIT_OK,
@@ -211,6 +212,6 @@ def _write_script(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"--script {args.script}: cannot write: {exc.strerror}") from None
     fixes = sum(1 for f in findings if f.fix is not None)
-    say(f"wrote {fixes} fix(es) from {len(findings)} finding(s) of {args.check} on {args.target} to {args.script}")
+    say(f"wrote {counted(fixes, 'fix', 'fixes')} from {counted(len(findings), 'finding')} of {args.check} on {args.target} to {args.script}")
     return EXIT_OK
 

@@ -14,6 +14,7 @@ from checks.registry import UsageError
 from checks.runner import sort_findings
 from checks.snapshots.store import SnapshotError, SnapshotStore, default_path
 from checks.snapshots.take import take
+from checks.units import counted
 from console.runtime import CliError, load_checks, load_settings, run_async, write_report
 
 
@@ -113,7 +114,7 @@ def _prune(args: argparse.Namespace, settings: Any, store: Any) -> int:
         except ValueError as exc:
             raise CliError(f"--older-than {args.older_than}: {exc}") from None
     gone = store.prune(keep=args.keep, older_than=older, label=args.label)
-    print(f"pruned {gone} snapshot(s) from {store.path}")
+    print(f"pruned {counted(gone, 'snapshot')} from {store.path}")
     return 0
 
 
