@@ -4,6 +4,7 @@ Textual app: those load inside the code that uses them (a connector, `console.ap
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -108,24 +109,39 @@ def _add_global_options(parser: argparse.ArgumentParser, depth: int) -> None:
 
 
 def _accept_global_options_below(parser: argparse.ArgumentParser, depth: int = 1) -> None:
-    """Every command and every action of a command (`snapshot save`) takes the global options."""
+    """Every command and every action of a command (`snapshot save`) takes the global options,
+    and an action takes its command's own options too (`snapshot list --store FILE`)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            own = [a for a in parser._actions if a.option_strings and "@" not in a.dest
+                   and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))] if depth > 1 else []
             for subparser in dict.fromkeys(action.choices.values()):
                 _add_global_options(subparser, depth)
+                for option in own:
+                    _accept_option(subparser, option, depth)
                 _accept_global_options_below(subparser, depth + 1)
 
 
-def _merge_global_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """One value per global option, wherever it was typed; refused when typed in two places."""
-    for flag, _ in GLOBAL_OPTIONS:
-        name = flag.lstrip("-")
-        given = [value for value in [getattr(args, name)] if value is not None]
-        for key in [k for k in vars(args) if k.startswith(f"{name}@")]:
-            given.append(getattr(args, key))
-            delattr(args, key)
+def _accept_option(parser: argparse.ArgumentParser, option: argparse.Action, depth: int) -> None:
+    """`option` of a command, accepted after one of its actions too (unless the action has its own)."""
+    if any(flag in parser._option_string_actions for flag in option.option_strings):
+        return
+    accepted = copy.copy(option)
+    accepted.dest, accepted.default, accepted.required = f"{option.dest}@{depth}", argparse.SUPPRESS, False
+    parser._add_action(accepted)
+
+
+def _merge_positions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One value per option, wherever it was typed; refused when typed in two places."""
+    placed: dict[str, list[Any]] = {}
+    for key in [k for k in vars(args) if "@" in k]:
+        placed.setdefault(key.split("@")[0], []).append(getattr(args, key))
+        delattr(args, key)
+    for name, values in placed.items():
+        given = [value for value in [getattr(args, name, None), *values] if value is not None]
         if len(given) > 1:
-            parser.error(f"{flag} given both before and after the command: give it in one place")
+            parser.error(f"--{name.replace('_', '-')} given in two places (before and after the command or its "
+                         "action): give it once")
         setattr(args, name, given[0] if given else None)
 
 
@@ -185,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _merge_global_options(parser, args)
+    _merge_positions(parser, args)
     return args
 
 

@@ -26,10 +26,10 @@ def test_snapshot_save_takes_config_after_the_command_and_its_action(tmp_path, r
                      "--check", "redis.connection", "--no-activity")
     assert saved.returncode == 0, saved.stderr
     assert "(before-deploy): 1 targets" in saved.stdout
-    listed = dbvitals("snapshot", "--store", str(store), "list", "--format", "json", "--config", str(config))
+    listed = dbvitals("snapshot", "list", "--format", "json", "--store", str(store), "--config", str(config))
     assert [s["label"] for s in json.loads(listed.stdout)["snapshots"]] == ["before-deploy"]
     twice = dbvitals("--config", str(config), "snapshot", "save", "--config", str(config))
-    assert twice.returncode == 2 and "--config given both before and after the command" in twice.stderr
+    assert twice.returncode == 2 and "--config given in two places" in twice.stderr
     assert "Traceback" not in twice.stderr
 
 

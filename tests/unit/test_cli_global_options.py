@@ -59,9 +59,18 @@ def test_a_global_option_given_in_two_places_is_refused_with_exit_2(flag, capsys
     with pytest.raises(SystemExit) as stopped:
         parse_arguments([flag, given, "snapshot", "save", flag, given])
     assert stopped.value.code == 2
-    assert f"{flag} given both before and after the command" in capsys.readouterr().err
+    assert f"{flag} given in two places" in capsys.readouterr().err
 
 
 def test_without_the_option_it_is_none_as_before():
     args = parse_arguments(["snapshot", "save", "--label", "x"])
     assert (args.config, args.group, args.tag, args.theme, args.width, args.label) == (None, None, None, None, None, "x")
+
+
+def test_an_action_takes_its_commands_own_options_too(capsys):
+    for words in (["snapshot", "--store", "s.db", "list"], ["snapshot", "list", "--store", "s.db"]):
+        assert parse_arguments(words).store == "s.db", words
+    assert parse_arguments(["snapshot", "list"]).store is None
+    with pytest.raises(SystemExit) as stopped:
+        parse_arguments(["snapshot", "--store", "a.db", "show", "latest", "--store", "b.db"])
+    assert stopped.value.code == 2 and "--store given in two places" in capsys.readouterr().err
