@@ -236,7 +236,10 @@ def _output_closed() -> int:
     delivered whole, so the command fails, as a process killed by SIGPIPE would (141); a gate that
     lost its output never passes."""
     # Whatever is still buffered for the closed pipe goes nowhere, not into a second error at exit.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stand-in stdout without a file descriptor: nothing buffered there
+        pass
     _error("standard output was closed before the output was written whole (broken pipe)")
     return EXIT_BROKEN_PIPE
 
