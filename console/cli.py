@@ -123,8 +123,9 @@ def _accept_global_options_below(parser: argparse.ArgumentParser, depth: int = 1
 
 
 def _accept_option(parser: argparse.ArgumentParser, option: argparse.Action, depth: int) -> None:
-    """`option` of a command, accepted after one of its actions too (unless the action has its own)."""
-    if any(flag in parser._option_string_actions for flag in option.option_strings):
+    """`option` of a command, accepted after one of its actions too (unless the action has its own).
+    Only an option whose default is None: there, a value is a value typed, so two are refused."""
+    if option.default is not None or any(flag in parser._option_string_actions for flag in option.option_strings):
         return
     accepted = copy.copy(option)
     accepted.dest, accepted.default, accepted.required = f"{option.dest}@{depth}", argparse.SUPPRESS, False
