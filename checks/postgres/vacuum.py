@@ -23,7 +23,6 @@ from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident, quote_literal
 from checks.postgres._fixes import sql
 from checks.postgres.long_transactions import _age
-from checks.units import counted
 
 WRAPAROUND_STOP = 2**31 - 3_000_000  # the server refuses new transaction ids beyond this age
 
@@ -258,7 +257,7 @@ class Vacuum(Check):
                                              for t in here[:10]]
                 if here:
                     fix = Fix(
-                        summary=f"VACUUM (FREEZE) the {counted(min(len(here), 5), 'oldest table')}",
+                        summary="VACUUM (FREEZE) the " + ("oldest table" if len(here) == 1 else f"{min(len(here), 5)} oldest tables"),
                         steps=tuple(sql(f"VACUUM (FREEZE, VERBOSE) {t.qualified};", transactional=False)
                                     for t in here[:5]),
                         safety=FixSafety.SAFE,
