@@ -17,6 +17,7 @@ from typing import Any
 
 from checks.config import ConfigError, Suppression
 from checks.model import Finding, Report, Severity
+from checks.units import counted
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class ExpiredSuppression:
         return (
             f"suppression #{self.rule} (check={s.check} target={s.target} object={s.object}) expired on "
             f"{s.expires.isoformat() if s.expires else '?'} and no longer suppresses "
-            f"{len(self.matched)} finding(s); its reason was: {s.reason}"
+            f"{counted(len(self.matched), 'finding')}; its reason was: {s.reason}"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ Textual app: those load inside the code that uses them (a connector, `console.ap
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -44,14 +45,17 @@ from console.runtime import (
     CliError,
     load_checks,
     load_settings,
+    require_terminal,
     run_async,
     run_report,
     write_report,
 )
-from console.textwidth import Column, print_fitted
+from console.textwidth import WIDTH_VARIABLE, Column, print_fitted, write_message
 from console.version import version
 
 Handler = Callable[[argparse.Namespace], int]
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
+MIN_WIDTH = 40
 # Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
 # Each module has `add_arguments(parser)` and `run(args) -> int`.
 EXTRA_COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -70,18 +74,76 @@ EXTRA_COMMANDS: dict[str, tuple[ModuleType, str]] = {
 }
 
 
-def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    default = None if top else argparse.SUPPRESS
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        default=default,
-        help="config file (default: $DBVITALS_CONFIG, else ./dbvitals.toml)",
-    )
-    parser.add_argument("--group", action="append", metavar="NAME", default=None if top else argparse.SUPPRESS,
-                        help="only targets of this group (repeatable: any of them)")
-    parser.add_argument("--tag", action="append", metavar="K=V", default=None if top else argparse.SUPPRESS,
-                        help="only targets with this tag (repeatable: all of them)")
+def _width(text: str) -> int:
+    if not text.isdigit() or int(text) < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"expected a number of columns, {MIN_WIDTH} or more")
+    return int(text)
+
+
+# Options of the whole run. They are accepted before the command, after it and after its action
+# (`dbvitals snapshot save --config FILE` as well as `dbvitals --config FILE snapshot save`):
+# people type them where they think of them. Given in two places, they are refused, not merged.
+GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--config", {"metavar": "PATH", "help": "config file (default: $DBVITALS_CONFIG, else ./dbvitals.toml)"}),
+    ("--group", {"action": "append", "metavar": "NAME", "help": "only targets of this group (repeatable: any of them)"}),
+    ("--tag", {"action": "append", "metavar": "K=V", "help": "only targets with this tag (repeatable: all of them)"}),
+    ("--theme", {"metavar": "NAME", "help": "console theme (with no command, `ui` or `demo`)"}),
+    ("--width", {"metavar": "N", "type": _width,
+                 "help": "wrap text output at N columns (default: the terminal's; when piped, tables are 160 "
+                         "columns, the report 120, and messages are not wrapped); also $DBVITALS_WIDTH"}),
+)
+
+
+def _global_dest(flag: str, depth: int) -> str:
+    """Where a global option given at this depth (0: before the command) is parsed to."""
+    name = flag.lstrip("-")
+    return name if depth == 0 else f"{name}@{depth}"
+
+
+def _add_global_options(parser: argparse.ArgumentParser, depth: int) -> None:
+    group = parser.add_argument_group("global options (before or after the command)")
+    for flag, options in GLOBAL_OPTIONS:
+        # SUPPRESS below the top: a subcommand that is not given one leaves no attribute behind.
+        group.add_argument(flag, dest=_global_dest(flag, depth), default=None if depth == 0 else argparse.SUPPRESS,
+                           **options)
+
+
+def _accept_global_options_below(parser: argparse.ArgumentParser, depth: int = 1) -> None:
+    """Every command and every action of a command (`snapshot save`) takes the global options,
+    and an action takes its command's own options too (`snapshot list --store FILE`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            own = [a for a in parser._actions if a.option_strings and "@" not in a.dest
+                   and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))] if depth > 1 else []
+            for subparser in dict.fromkeys(action.choices.values()):
+                _add_global_options(subparser, depth)
+                for option in own:
+                    _accept_option(subparser, option, depth)
+                _accept_global_options_below(subparser, depth + 1)
+
+
+def _accept_option(parser: argparse.ArgumentParser, option: argparse.Action, depth: int) -> None:
+    """`option` of a command, accepted after one of its actions too (unless the action has its own).
+    Only an option whose default is None: there, a value is a value typed, so two are refused."""
+    if option.default is not None or any(flag in parser._option_string_actions for flag in option.option_strings):
+        return
+    accepted = copy.copy(option)
+    accepted.dest, accepted.default, accepted.required = f"{option.dest}@{depth}", argparse.SUPPRESS, False
+    parser._add_action(accepted)
+
+
+def _merge_positions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One value per option, wherever it was typed; refused when typed in two places."""
+    placed: dict[str, list[Any]] = {}
+    for key in [k for k in vars(args) if "@" in k]:
+        placed.setdefault(key.split("@")[0], []).append(getattr(args, key))
+        delattr(args, key)
+    for name, values in placed.items():
+        given = [value for value in [getattr(args, name, None), *values] if value is not None]
+        if len(given) > 1:
+            parser.error(f"--{name.replace('_', '-')} given in two places (before and after the command or its "
+                         "action): give it once")
+        setattr(args, name, given[0] if given else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,13 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Health checks and safe fixes for the PostgreSQL, MongoDB and Redis behind a service. "
         "With no command, opens the console.",
     )
-    _common(parser, top=True)
-    parser.add_argument("--theme", help="console theme (with no command or `ui`)")
+    _add_global_options(parser, depth=0)
     parser.add_argument("--version", action="version", version=f"dbvitals {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     check = sub.add_parser("check", help="run checks headless and report (for CI and scripts)")
-    _common(check, top=False)
     check.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     check.add_argument("--check", action="append", metavar="ID", help="only checks matching this id or glob (repeatable)")
     check.add_argument("--format", default="text", metavar="FORMAT", help="text (default), json, sarif, junit or markdown")
@@ -118,34 +178,38 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_cmd_check)
 
     catalog = sub.add_parser("checks", help="list every available check")
-    _common(catalog, top=False)
     catalog.add_argument("--format", default="text", choices=("text", "json"))
     catalog.set_defaults(handler=_cmd_checks)
 
     targets = sub.add_parser("targets", help="connect to every target and show its state")
-    _common(targets, top=False)
     targets.add_argument("--format", default="text", choices=("text", "json"))
     targets.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     targets.set_defaults(handler=_cmd_targets)
 
     ui = sub.add_parser("ui", help="open the console (the default with no command)")
-    _common(ui, top=False)
-    ui.add_argument("--theme", help="console theme", default=argparse.SUPPRESS)
     ui.add_argument("--replay", metavar="FILE-or-LABEL",
                     help="open a recording (`dbvitals record`) instead of live targets; [ and ] step through time")
     ui.set_defaults(handler=_cmd_ui)
 
     for name, (module, help_text) in EXTRA_COMMANDS.items():
         extra = sub.add_parser(name, help=help_text)
-        _common(extra, top=False)
         extra.set_defaults(handler=module.run, extra_module=module.__name__, open_console=open_console)
         module.add_arguments(extra)
+    _accept_global_options_below(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _merge_positions(parser, args)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    if args.width:  # the tables and the report (and Rich) read COLUMNS, messages DBVITALS_WIDTH
+        os.environ["COLUMNS"] = os.environ[WIDTH_VARIABLE] = str(args.width)
     handler: Handler = getattr(args, "handler", _cmd_ui)
     try:
         return handler(args)
@@ -157,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted" if signum == 2 else f"stopped by {exc}")
         return 128 + signum
     except BrokenPipeError:
-        return EXIT_OK
+        return _output_closed()
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if isinstance(exc, JournalError):  # a journal path that cannot be used: the user's to fix
             _error(str(exc))
@@ -168,10 +232,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _output_closed() -> int:
+    """The reader of standard output went away (`dbvitals check | head -c 1`): the report was not
+    delivered whole, so the command fails, as a process killed by SIGPIPE would (141); a gate that
+    lost its output never passes."""
+    # Whatever is still buffered for the closed pipe goes nowhere, not into a second error at exit.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stand-in stdout without a file descriptor: nothing buffered there
+        pass
+    _error("standard output was closed before the output was written whole (broken pipe)")
+    return EXIT_BROKEN_PIPE
+
+
 def _error(message: str) -> None:
     # mask_text also masks every secret of the loaded config, however it got into the message;
     # a name from a database in it is shown terminal-safe.
-    print(f"dbvitals: error: {mask_text(terminal_safe(message, keep_newlines=True))}", file=sys.stderr)
+    write_message(f"dbvitals: error: {mask_text(terminal_safe(message, keep_newlines=True))}", sys.stderr)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -249,10 +326,11 @@ def _cmd_ui(args: argparse.Namespace) -> int:
             replay = open_replay(args.replay, settings)
         except SnapshotError as exc:
             raise CliError(str(exc)) from None
+        require_terminal()  # after the recording is read: a wrong file is said first
     else:
+        require_terminal()  # before any target is connected to
         settings = load_settings(args)
-    return open_console(settings, theme=getattr(args, "theme", None), config_path=getattr(args, "config", None),
-                        replay=replay)
+    return open_console(settings, theme=args.theme, config_path=args.config, replay=replay)
 
 
 def _settings_for_replay(args: argparse.Namespace) -> Any:

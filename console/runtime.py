@@ -53,6 +53,14 @@ class CliError(Exception):
         self.code = code
 
 
+def require_terminal() -> None:
+    """The console draws on a terminal and reads keys from one. Without (a CI job, `ssh host
+    dbvitals`, a pipe) it would wait for keys that never come: say how to get a report instead."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CliError("the console needs a terminal (standard input and output are not one); for a report, "
+                       "run `dbvitals check --format text` (or json, sarif, junit, markdown)")
+
+
 def load_settings(args: argparse.Namespace) -> Any:
     """The config, narrowed to --group/--tag, its SSH tunnels open, with discovered databases as
     targets of their own."""
@@ -159,7 +167,7 @@ def record_findings(settings: Any, report: Any) -> None:
         index.record(report)
     except OSError as exc:
         print(f"dbvitals: warning: cannot record the finding ids in {index.path}: {exc.strerror or exc}; "
-              "`dbvitals fix` will search for them", file=sys.stderr)
+              "`dbvitals fix` will need them as TARGET/CHECK/ID", file=sys.stderr)
 
 
 def write_report(report: Any, fmt: str, output: str | None, **options: Any) -> None:

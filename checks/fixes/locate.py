@@ -19,9 +19,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from checks.model import FixAvailability, Report
+from checks.model import Report
 
 SCHEMA = "dbvitals.finding-index/1"
 MIN_PREFIX = 6
@@ -104,12 +103,6 @@ class FindingIndex:
         finally:
             os.close(fd)
         os.replace(temporary, self.path)
-
-
-def fixable_checks(registry: Any, engine: str) -> list[str]:
-    """The checks of an engine that can propose a fix: the only ones a fix id can come from."""
-    return sorted(c.id for c in registry.checks.values()
-                  if c.engine == engine and c.fix_availability is not FixAvailability.NEVER)
 
 
 def group_by_target(locations: Iterable[Location]) -> dict[str, list[str]]:

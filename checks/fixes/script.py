@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from checks.engines import adapter_for
 from checks.fixes.quoting import comment
 from checks.model import Finding, FixSafety
+from checks.units import counted
 
 
 def migration_script(
@@ -25,7 +26,7 @@ def migration_script(
     lines = list(adapter.script_interpreter)
     lines += [
         f"{c} dbvitals {comment(version)}: fixes proposed by {comment(check)} on target {comment(target)} ({comment(url)})",
-        f"{c} generated {comment(generated_at)}; {len(with_fix)} finding(s) with a fix. Review before running.",
+        f"{c} generated {comment(generated_at)}; {counted(len(with_fix), 'finding')} with a fix. Review before running.",
     ]
     lines += adapter.script_preamble(connect_url)
     if not with_fix:

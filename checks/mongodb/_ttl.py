@@ -100,6 +100,12 @@ def ttl_spec(field: str, seconds: int, partial: dict[str, Any] | None, direction
     return spec
 
 
+def older_than(seconds: float) -> str:
+    """What a TTL of `seconds` deletes, said of the date field: "older than 1h"; with 0 (expire at
+    the date the field holds) "in the past", never "older than 0s"."""
+    return f"older than {format_seconds(seconds)}" if round(seconds) > 0 else "in the past"
+
+
 @dataclass(frozen=True)
 class Expiring:
     """Documents older than a TTL cutoff: what the first TTL pass deletes at once."""
@@ -133,7 +139,7 @@ async def count_expiring(
     query = {**(filter_ or {}), field: {"$lt": cutoff}}
     coll = session.client[info.database][info.name]
     indexed = any(i.fields[:1] == (field,) for i in info.indexes)
-    older = f"older than {format_seconds(seconds)}"
+    older = older_than(seconds)
     try:
         if indexed or (info.count is not None and info.count <= exact_limit):
             n = await budgeted(session, "counting them", budget, lambda: coll.count_documents(query))

@@ -44,6 +44,7 @@ from checks.mongodb._ttl import (
     Expiring,
     count_expiring,
     first_pass_warning,
+    older_than,
     partial_filter_matcher,
     rules_and_inventory,
     ttl_spec,
@@ -293,7 +294,7 @@ class TtlMisconfigured(Check):
                         f"instead of dates: converting them would delete about "
                         f"{'an unknown number of' if t.after_conversion is None else f'{t.after_conversion:,}'} documents at once")
         else:
-            at_stake = f"every document whose {field} is older than {format_seconds(seconds)} is deleted" + (
+            at_stake = f"every document whose {field} is {older_than(seconds)} is deleted" + (
                 f" (now: {t.expiring.describe()})" if t.expiring else "")
         return self.finding(
             scope,

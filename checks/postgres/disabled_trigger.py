@@ -9,6 +9,7 @@ from checks.contract import Check, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident
 from checks.postgres._fixes import sql
+from checks.units import counted
 
 # One row per disabled trigger; a foreign key's internal triggers grouped under its constraint.
 QUERY = """
@@ -87,7 +88,8 @@ class DisabledTriggerCheck(Check):
             definitions = {c: t[0].constraint_definition for c, t in constraints.items()}
             findings.append(self.finding(
                 scope, object=table, key="constraints", severity=Severity.HIGH,
-                title=(f"{len(names)} constraint(s) on {table} not enforced: their triggers are disabled"),
+                title=(f"{counted(len(names), 'constraint')} on {table} not enforced: "
+                       f"{'its trigger is' if len(names) == 1 else 'their triggers are'} disabled"),
                 message=(f"{', '.join(quote_ident(n) for n in names)} on {table} have their internal triggers disabled "
                          "(ALTER TABLE ... DISABLE TRIGGER ALL), so writes are not checked against them. Rows written "
                          "meanwhile may break them; enabling the triggers does not check those rows."),

@@ -61,12 +61,12 @@ async def count_duplicates(session: Any, catalog: Catalog, indexes: list[Index])
     for index in indexes:  # one GROUP BY per invalid unique index
         left = deadline - time.monotonic()
         if left <= 0:
-            counted[index.oid] = out_of_budget(_requirement(index), "duplicate key(s)", DUPLICATES_BUDGET_S)
+            counted[index.oid] = out_of_budget(_requirement(index), "duplicate keys", DUPLICATES_BUDGET_S)
             continue
         table = catalog.tables[index.table_oid].qualified
         counted[index.oid] = await count_failing(
             session, duplicates_sql(table, keys[index.oid], index.predicate),
-            requirement=_requirement(index), failing_what="duplicate key(s)", timeout_s=left)
+            requirement=_requirement(index), failing_what="duplicate keys", timeout_s=left)
     return counted
 
 

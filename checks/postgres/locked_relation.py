@@ -10,6 +10,7 @@ from checks.contract import Check, Scope
 from checks.model import Finding, FixAvailability, Severity
 from checks.postgres._catalog import Catalog, CatalogSnapshot, RelationLock
 from checks.postgres.long_transactions import INSUFFICIENT, _age
+from checks.units import listed
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ def _message(lock: RelationLock) -> str:
     if lock.granted:
         text = f"{lock.relation} is locked ACCESS EXCLUSIVE by {who}: every query on it waits."
     else:
-        blockers = ", ".join(str(p) for p in lock.blocked_by) or "unknown sessions"
-        text = (f"{who} waits for an ACCESS EXCLUSIVE lock on {lock.relation} behind pid(s) {blockers}: "
+        blockers = listed("pid", [str(p) for p in lock.blocked_by]) if lock.blocked_by else "unknown sessions"
+        text = (f"{who} waits for an ACCESS EXCLUSIVE lock on {lock.relation} behind {blockers}: "
                 "every later query on it queues behind that request.")
     if lock.query == INSUFFICIENT:
         text += " Its query is hidden: this role needs pg_read_all_stats (part of pg_monitor) to see it."

@@ -13,6 +13,7 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
 from checks.postgres.long_transactions import _age
+from checks.units import counted
 
 # Every client session that waits on a lock, or holds one somebody waits on (cluster-wide:
 # pg_blocking_pids sees across databases).
@@ -111,9 +112,9 @@ class Locks(Check):
             findings.append(self.finding(
                 scope, object=f"pid {head.pid}",
                 severity=Severity.HIGH if high else Severity.MEDIUM,
-                title=f"pid {head.pid} blocks {len(waiting)} session(s), the longest for {_age(longest)}",
+                title=f"pid {head.pid} blocks {counted(len(waiting), 'session')}, the longest for {_age(longest)}",
                 message=(f"pid {head.pid} ({head.user_name or '?'}, {head.application_name or 'no application_name'}, "
-                         f"{head.state}) holds a lock {len(waiting)} session(s) wait on, the longest for {_age(longest)}"
+                         f"{head.state}) holds a lock {counted(len(waiting), 'session')} wait on, the longest for {_age(longest)}"
                          + (": it is idle inside its transaction, so the wait lasts until that transaction ends."
                             if idle else ".")),
                 evidence={"blocking": {"pid": head.pid, "user": head.user_name, "application_name": head.application_name,

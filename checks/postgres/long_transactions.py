@@ -15,6 +15,7 @@ from checks.config import Duration, duration
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._fixes import sql
+from checks.units import counted
 
 QUERY = """
 SELECT a.pid, a.usename AS user_name, a.application_name, a.client_addr::text AS client_addr, a.state,
@@ -105,8 +106,8 @@ class LongTransactions(Check):
             hidden = s.query == INSUFFICIENT
             what = (f"idle in transaction for {_age(s.state_age_s or 0)}" if idle else f"{s.state or 'unknown state'}")
             message = (f"pid {s.pid} ({s.user_name or '?'}@{s.client_addr or 'local'}, {s.application_name or 'no application_name'}) "
-                       f"has had a transaction open for {_age(s.xact_age_s)}, {what}, holding {len(s.locks)} lock(s)"
-                       + (f" and blocking {s.blocking} session(s)" if s.blocking else "") + ".")
+                       f"has had a transaction open for {_age(s.xact_age_s)}, {what}, holding {counted(len(s.locks), 'lock')}"
+                       + (f" and blocking {counted(s.blocking, 'session')}" if s.blocking else "") + ".")
             if hidden:
                 message += " Its query is hidden: this role needs pg_read_all_stats (part of pg_monitor) to see it."
             terminate = idle or s.blocking

@@ -26,6 +26,7 @@ from checks.postgres._catalog import Catalog, CatalogSnapshot, Table, quote_iden
 from checks.postgres._fixes import CONCURRENT_BUILD_LOCK, create_index_steps, name_for_new_index, sql
 from checks.postgres._statement_shape import Shape, parse
 from checks.postgres._window import Counters, WriteWindow, write_window
+from checks.units import counted, listed
 
 # Partitions add up to their parent: a partitioned table is judged as one.
 QUERY = """
@@ -194,7 +195,7 @@ def suggest(table: Table, live_rows: int, statements: tuple[Statement, ...], sna
                 tail = f"then the range column {shape.ranges[0]}"
             elif shape.sort and len(columns) == len(shape.equality):
                 columns.extend(c for c in shape.sort if c not in columns)
-                tail = f"then the ORDER BY column(s) {', '.join(shape.sort)}"
+                tail = f"then the ORDER BY {listed('column', shape.sort)}"
         if not columns:
             continue
         if skip_covered and any(tuple(e[: len(columns)]) == tuple(columns) for e in existing):
@@ -271,7 +272,7 @@ class MissingIndex(Check):
             indexed = sum(1 for a in declared if a.proposals)
             findings.append(self.finding(
                 scope, object="expect.queries", severity=Severity.INFO,
-                title=f"{len(declared)} declared statement(s) planned: {indexed} would use a new index",
+                title=f"{counted(len(declared), 'declared statement')} planned: {indexed} would use a new index",
                 message=("Each statement in expect.queries was planned with hypothetical indexes; the decision for "
                          "each is in the evidence."),
                 evidence={"statements": [a.to_evidence() for a in declared]},
@@ -310,14 +311,14 @@ class MissingIndex(Check):
             evidence["write_heavy"] = (f"{recent.writes:,} writes against {recent.reads:,} scans over the last "
                                        f"{window.seconds / 3600:,.1f} h: every write would maintain this index too")
         best = max(advice, key=lambda a: a.saving or 0)
-        message = (f"The planner would use an index on {table.qualified} ({columns}) for {len(advice)} statement(s)"
+        message = (f"The planner would use an index on {table.qualified} ({columns}) for {counted(len(advice), 'statement')}"
                    + (f" that took {total_ms:,.0f} ms in all" if total_ms else "")
                    + f": planner cost {best.cost_before:,.1f} → {best.cost_after:,.1f} for the one it helps most."
                    + (" The table is write-heavy, so this is ranked low." if write_heavy else ""))
         return self.finding(
             scope, object=table.qualified, key="index:" + ",".join(proposal.columns),
             severity=Severity.LOW if write_heavy else Severity.MEDIUM,
-            title=f"index on {table.name} ({columns}) would serve {len(advice)} statement(s)",
+            title=f"index on {table.name} ({columns}) would serve {counted(len(advice), 'statement')}",
             message=message, evidence=evidence,
             fix=Fix(
                 summary=f"Create index {name} on ({columns})",

@@ -15,6 +15,7 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import CatalogSnapshot, quote_ident
 from checks.postgres.fk_type_mismatch import Reference, find_references
+from checks.units import counted
 
 # The sample: TABLESAMPLE SYSTEM reads whole pages at random, so a big table costs a few pages.
 # NOT EXISTS in a WHERE clause, so that the planner makes it one anti-join (a hash of the keys, or
@@ -111,7 +112,8 @@ class OrphanedReferences(Check):
             constraint = quote_ident(f"{ref.table.name}_{column.name}_fkey"[:63])
             findings.append(self.finding(
                 scope, object=where, key=target,
-                title=f"{where}: {count.orphans:,} value(s) point at no row of {ref.ref_table.name}",
+                title=f"{where}: {counted(count.orphans, 'value')} {'points' if count.orphans == 1 else 'point'} at no row of "
+                      f"{ref.ref_table.name}",
                 message=(f"{where} refers to {target} ({ref.origin}: {ref.how}) without a foreign key, and "
                          f"{count.orphans:,} {scope_words} ({share:.1%}) match no row there."),
                 evidence={"reference": f"{where} → {target}", "origin": ref.origin, "how": ref.how,
@@ -131,7 +133,7 @@ class OrphanedReferences(Check):
         if skipped:
             findings.append(self.finding(
                 scope, object="references", key="not counted", severity=Severity.INFO,
-                title=f"{len(skipped)} unenforced reference(s) not counted",
+                title=f"{counted(len(skipped), 'unenforced reference')} not counted",
                 message="These references could not be counted this run (no privilege, a timeout or the time budget): "
                         + ", ".join(skipped[:20]) + (" …" if len(skipped) > 20 else "") + ".",
                 evidence={"references": skipped, "why": sorted({facts.counts[k].note for k in facts.counts

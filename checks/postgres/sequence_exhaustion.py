@@ -24,6 +24,7 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import INTEGER_MAX, Catalog, CatalogSnapshot, qualified, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
+from checks.units import counted, percent
 
 # A sequence this role may not read shows last_value NULL with readable = false: reported, not guessed.
 # A readable one with last_value NULL was never called: its next value is START.
@@ -282,9 +283,9 @@ class SequenceExhaustion(Check):
             findings.append(self.finding(
                 scope, object=seq.qualified,
                 severity=Severity.CRITICAL if measured.used >= options.critical_threshold else Severity.HIGH,
-                title=f"{seq.name} has used {measured.used:.0%} of its range",
+                title=f"{seq.name} has used {percent(measured.used)} of its range",
                 message=(f"{seq.qualified} is {state}, {measured.remaining:,} values from {measured.limit:,} "
-                         f"({measured.used:.1%} of its range used), limited by {measured.limited_by}; it feeds {feeds}. "
+                         f"({percent(measured.used, 1)} of its range used), limited by {measured.limited_by}; it feeds {feeds}. "
                          f"Inserts fail when it is reached.{when}"),
                 evidence=evidence,
                 fix=_fix(seq, snapshot, table, column),
@@ -292,7 +293,7 @@ class SequenceExhaustion(Check):
         if unreadable:
             findings.append(self.finding(
                 scope, object=f"database {quote_ident(facts.database)}", key="unreadable", severity=Severity.INFO,
-                title=f"{len(unreadable)} sequence(s) could not be read",
+                title=f"{counted(len(unreadable), 'sequence')} could not be read",
                 message=("This role has neither SELECT nor USAGE on these sequences, so their current value is "
                          "hidden (pg_monitor does not grant it): " + ", ".join(unreadable[:20])
                          + (" …" if len(unreadable) > 20 else "") + ". GRANT SELECT ON SEQUENCE to check them."),

@@ -257,7 +257,7 @@ class Vacuum(Check):
                                              for t in here[:10]]
                 if here:
                     fix = Fix(
-                        summary=f"VACUUM (FREEZE) the {min(len(here), 5)} oldest table(s)",
+                        summary="VACUUM (FREEZE) the " + ("oldest table" if len(here) == 1 else f"{min(len(here), 5)} oldest tables"),
                         steps=tuple(sql(f"VACUUM (FREEZE, VERBOSE) {t.qualified};", transactional=False)
                                     for t in here[:5]),
                         safety=FixSafety.SAFE,

@@ -11,7 +11,7 @@ from typing import Any
 from checks.activity import OWN_SECTION, ActivitySample, Section, now_iso, rates, shorten
 from checks.model import FixStep
 from checks.own_sessions import OWN_SESSIONS
-from checks.units import int_or_none
+from checks.units import counted, int_or_none
 
 SLOWLOG_ENTRIES = 20
 # CLIENT LIST flags worth a word: b waits in a blocking command (BLPOP, XREAD BLOCK, WAIT, ...).
@@ -196,7 +196,7 @@ async def apply(session: Any, step: FixStep) -> str:
     answer = await session.client.execute_command(*step.command)
     if step.command[1] == "UNBLOCK":
         return "unblocked" if answer else "it was not blocked"
-    return f"{answer} client(s) closed" if isinstance(answer, int) else "client closed"
+    return f"{counted(answer, 'client')} closed" if isinstance(answer, int) else "client closed"
 
 
 def changed(preview: dict[str, Any], now: dict[str, Any]) -> str | None:

@@ -21,6 +21,7 @@ from checks.secrets import mask_text
 from console.commands.applying import EXIT_NOT_FIXED, EXIT_OK, EXIT_REFUSED, confirm, exit_code, outcome_word
 from console.formats.activity_text import render_activity
 from console.runtime import CliError, load_settings, run_async
+from console.textwidth import write_message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,4 +166,4 @@ def _progress(message: str) -> None:
 
 def _say(text: str) -> None:
     """On stderr (stdout stays the sample's), terminal-safe and masked like everything printed."""
-    print(mask_text(terminal_safe(text, keep_newlines=True)), file=sys.stderr)
+    write_message(mask_text(terminal_safe(text, keep_newlines=True)), sys.stderr)

@@ -13,6 +13,7 @@ from checks.engines import step_text
 from checks.fixes import FixLimits, Journal
 from checks.secrets import mask_text
 from console.runtime import CliError
+from console.textwidth import write_message
 
 EXIT_OK = 0
 EXIT_NOT_FIXED = 1  # applied but still found, failed, or no such finding
@@ -56,8 +57,7 @@ def progress(message: str) -> None:
     import sys
 
     # Progress names key patterns and objects: terminal-safe and masked like everything printed.
-    sys.stderr.write(f"  {mask_text(terminal_safe(message))}\n")
-    sys.stderr.flush()
+    write_message(f"  {mask_text(terminal_safe(message))}", sys.stderr)
 
 
 def outcome_word(outcome: str | None, *, undo: bool = False) -> str:
@@ -112,5 +112,4 @@ def say(text: str) -> None:
     import sys
 
     # The last line of defence for everything fix and undo print: no secret, no control character.
-    sys.stdout.write(mask_text(terminal_safe(text, keep_newlines=True)) + "\n")
-    sys.stdout.flush()
+    write_message(mask_text(terminal_safe(text, keep_newlines=True)), sys.stdout)

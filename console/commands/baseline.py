@@ -6,6 +6,7 @@ import argparse
 
 from console.gate import gate
 from console.runtime import EXIT_FINDINGS, EXIT_OK, CliError, load_checks, load_settings, run_report
+from checks.units import counted
 
 SCHEMA = "dbvitals.baseline/1"
 
@@ -18,7 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="baseline_action", metavar="ACTION", required=True)
     save = actions.add_parser("save", help="run the checks and write the finding ids to FILE")
     save.add_argument("file", metavar="FILE")
-    save.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
     save.add_argument("--target", action="append", metavar="NAME", help="only this target (repeatable)")
     save.add_argument("--check", action="append", metavar="ID", help="only checks matching this id or glob (repeatable)")
 
@@ -50,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
             handle.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise CliError(f"{args.file}: cannot write: {exc.strerror}") from None
-    print(f"baseline of {len(report.findings)} finding(s) written to {args.file}")
+    print(f"baseline of {counted(len(report.findings), 'finding')} written to {args.file}")
     return EXIT_OK

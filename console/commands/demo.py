@@ -10,7 +10,7 @@ from console.demo.seed import demo_config, seed_all
 from console.demo.servers import DemoError, DemoRefused, Playground, start_playground
 from console.demo.toml_writer import dumps
 from console.gate import exit_code
-from console.runtime import CliError, load_checks, load_settings, run_report, write_report
+from console.runtime import CliError, load_checks, load_settings, require_terminal, run_report, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="text", help="report format with --headless (default text)")
     parser.add_argument("--dir", metavar="DIR",
                         help="where the servers keep their data: a new or empty directory (default: a new temp dir)")
-    # SUPPRESS: `dbvitals --theme X demo` keeps the X given before the command.
-    parser.add_argument("--theme", default=argparse.SUPPRESS, help="console theme (as `dbvitals --theme`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         for line in playground.stop():
             print(line)
         return 0
+    if not (args.keep or args.headless):
+        require_terminal()  # before any server starts: the console is what this run is for
     try:
         playground, config_path = create_demo(Path(args.dir) if args.dir else None, progress=_say)
     except DemoError as exc:

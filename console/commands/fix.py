@@ -5,14 +5,16 @@ a reviewable migration script instead of applying them."""
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from checks.display import terminal_safe as safe
 from checks.fixes import FixRefused, apply_fix, locate_finding, plan_fix
-from checks.fixes.locate import fixable_checks, group_by_target, parse_reference
+from checks.fixes.locate import group_by_target, parse_reference
 from checks.fixes.script import migration_script
 from checks.registry import UsageError
 from checks.runner import KeptConnections, Runner
+from checks.units import counted
 from console.commands.applying import (
     EXIT_NOT_FIXED,
     EXIT_OK,
@@ -33,11 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Apply the fix of one finding: re-run its check, show the steps with their safety, lock and "
         "inverse, ask for confirmation, apply, verify, and record it in the journal. "
+        "The id comes from the last `dbvitals check` of the same config (or is given as TARGET/CHECK/ID); "
+        "only that check runs, on that target. "
         f"Exit codes: {EXIT_OK} fixed (or --dry-run/--script done), {EXIT_NOT_FIXED} not fixed, failed "
-        f"or no such finding, 2 usage or config error, {EXIT_REFUSED} refused or not confirmed."
+        "or no such finding now, 2 usage or config error or an id the last report does not know, "
+        f"{EXIT_REFUSED} refused or not confirmed."
     )
     parser.add_argument("finding_id", nargs="?", metavar="FINDING_ID", help="the finding's id (from `dbvitals check`; a unique prefix will do), or TARGET/CHECK/ID")
-    parser.add_argument("--target", metavar="NAME", help="look for the finding on this target only (faster)")
+    parser.add_argument("--target", metavar="NAME", help="the finding is on this target (narrows an id prefix)")
     parser.add_argument("--check", metavar="ID", help="with --script: the check whose fixes to write")
     parser.add_argument("--script", metavar="FILE", help="write a migration script (SQL, mongosh JS or redis-cli) instead of applying")
     parser.add_argument("--dry-run", action="store_true", help="show what would run, apply nothing")
@@ -55,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     journal_for(settings)  # a journal that cannot be written fails here, before any check runs
     registry = load_checks(settings)
-    wanted, where, searching = where_to_look(settings, registry, args.finding_id, args.target)
-    if searching:
-        progress(searching)
+    wanted, where = where_to_look(settings, registry, args.finding_id, args.target)
     return run_async(_fix(args, settings, registry, wanted, where))
 
 
@@ -106,10 +109,10 @@ async def _find_plan_apply(args: argparse.Namespace, settings: Any, registry: An
     return report_outcome(outcome, journal)
 
 
-def where_to_look(settings: Any, registry: Any, given: str, target: str | None) -> tuple[str, dict[str, list[str]], str | None]:
-    """(the id to look for, target -> the checks to run, a note when searching). A TARGET/CHECK/ID
-    reference or the last report's index names one check on one target; an id neither knows is
-    looked for only with the checks that propose fixes, on --target or every target."""
+def where_to_look(settings: Any, registry: Any, given: str, target: str | None) -> tuple[str, dict[str, list[str]]]:
+    """(the id to look for, target -> the checks to run). A TARGET/CHECK/ID reference or the last
+    report's index names one check on one target. An id neither knows is refused at once: looking
+    for it would run every check that fixes on every target, production included."""
     if target is not None and target not in settings.targets:
         raise CliError(f"unknown target {target} (configured: {', '.join(settings.targets) or 'none'})")
     reference = parse_reference(given)
@@ -120,23 +123,28 @@ def where_to_look(settings: Any, registry: Any, given: str, target: str | None) 
             raise CliError(f"{given}: no check {reference.check} (run `dbvitals checks` for the catalog)")
         if target is not None and target != reference.target:
             raise CliError(f"{given} is on target {reference.target}, not --target {target}")
-        return reference.finding_id, {reference.target: [reference.check]}, None
+        return reference.finding_id, {reference.target: [reference.check]}
     known = [
         location for location in finding_index(settings).lookup(given)
         if location.target in settings.targets and location.check in registry.checks
         and (target is None or location.target == target)
     ]
-    if known:
-        return given, group_by_target(known), None
-    names = [target] if target else list(settings.targets)
-    where = {name: checks for name in names if (checks := fixable_checks(registry, settings.targets[name].kind))}
-    if not where:
-        raise CliError(f"no check that proposes fixes runs on {', '.join(names)}")
-    count = len({c for checks in where.values() for c in checks})
-    return given, where, (
-        f"finding {given} is not in the last report of this config: looking for it with the {count} checks "
-        f"that propose fixes on {len(where)} target(s) (`dbvitals check` first makes this one check on one target)"
-    )
+    if not known:
+        raise CliError(f"finding {given} is not in the last report of this config{f' on {target}' if target else ''}: "
+                       f"`{check_command(settings, target)}` finds the current ones (then `dbvitals fix ID`), "
+                       "or give it as TARGET/CHECK/ID")
+    return given, group_by_target(known)
+
+
+def check_command(settings: Any, target: str | None) -> str:
+    """The `dbvitals check` that reports findings into this config's index, as one would type it."""
+    words = ["dbvitals", "check"]
+    config = settings.model_config.get("config_file")
+    if config:
+        words += ["--config", str(config)]
+    if target:
+        words += ["--target", target]
+    return shlex.join(safe(word) for word in words)
 
 
 def describe_plan(plan: Any) -> str:
@@ -204,6 +212,6 @@ def _write_script(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"--script {args.script}: cannot write: {exc.strerror}") from None
     fixes = sum(1 for f in findings if f.fix is not None)
-    say(f"wrote {fixes} fix(es) from {len(findings)} finding(s) of {args.check} on {args.target} to {args.script}")
+    say(f"wrote {counted(fixes, 'fix', 'fixes')} from {counted(len(findings), 'finding')} of {args.check} on {args.target} to {args.script}")
     return EXIT_OK
 

@@ -10,6 +10,7 @@ import sys
 import time
 
 from checks.config import parse_duration
+from checks.units import counted
 from console.commands.snapshot import save_snapshot, store_for
 from console.runtime import CliError, load_settings
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(remaining)
     except KeyboardInterrupt:
         pass
-    print(f"recorded {taken} snapshot(s) as {label}; replay with `dbvitals ui --replay {label}`", file=sys.stderr)
+    print(f"recorded {counted(taken, 'snapshot')} as {label}; replay with `dbvitals ui --replay {label}`", file=sys.stderr)
     return 0
 
 

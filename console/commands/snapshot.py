@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from checks.config import parse_duration
 from checks.display import terminal_safe as safe_line
 from checks.registry import UsageError
+from checks.runner import sort_findings
 from checks.snapshots.store import SnapshotError, SnapshotStore, default_path
 from checks.snapshots.take import take
+from checks.units import counted
 from console.runtime import CliError, load_checks, load_settings, run_async, write_report
 
 
@@ -93,7 +96,9 @@ def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
 def _show(args: argparse.Namespace, settings: Any, store: Any) -> int:
     snapshot = store.load(store.resolve(args.ref))
     print(f"snapshot {snapshot.info.id} taken at {snapshot.info.taken_at}", file=sys.stderr)
-    write_report(snapshot.report(), args.format, None)
+    report = snapshot.report()
+    # The worst first, as `dbvitals check` reports it: a store keeps findings in the order saved.
+    write_report(replace(report, findings=sort_findings(report.findings)), args.format, None)
     return 0
 
 
@@ -109,7 +114,7 @@ def _prune(args: argparse.Namespace, settings: Any, store: Any) -> int:
         except ValueError as exc:
             raise CliError(f"--older-than {args.older_than}: {exc}") from None
     gone = store.prune(keep=args.keep, older_than=older, label=args.label)
-    print(f"pruned {gone} snapshot(s) from {store.path}")
+    print(f"pruned {counted(gone, 'snapshot')} from {store.path}")
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from checks.display import terminal_safe
 from checks.model import Finding, Report, not_examined
 from checks.suppressions import as_gated
+from checks.units import counted
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -69,7 +70,7 @@ def render(report: Report, **_: Any) -> str:
                 worst = max(failing, key=lambda f: f.severity.rank)
                 node = ET.SubElement(
                     case, "failure", type=worst.severity.value,
-                    message=f"{len(failing)} finding(s) failing the gate (worst: {worst.severity.value}): {worst.title}",
+                    message=f"{counted(len(failing), 'finding')} failing the gate (worst: {worst.severity.value}): {worst.title}",
                 )
                 node.text = "\n\n".join(_describe(f) for f in failing)
                 counts["failures"] += 1

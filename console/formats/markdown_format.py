@@ -11,6 +11,7 @@ from checks.display import terminal_safe
 from checks.engines import adapter_for_language, step_text
 from checks.model import Finding, FixSafety, Report, Severity, not_examined
 from checks.suppressions import as_gated
+from checks.units import counted
 
 
 def render(report: Report, **_: Any) -> str:
@@ -26,11 +27,11 @@ def render(report: Report, **_: Any) -> str:
     lines = [
         f"## {mark} dbvitals: the gate {verdict}",
         "",
-        f"{len(gate.findings)} finding(s) ({summary}) on {len(gate.targets)} target(s); "
+        f"{counted(len(gate.findings), 'finding')} ({summary}) on {counted(len(gate.targets), 'target')}; "
         f"{len(failing)} fail the gate (at least `{gate.fail_on}`"
         + (", not in the baseline" if gate.baseline is not None else "") + ")"
         + (f"; {len(gate.suppressed)} suppressed" if gate.suppressed else "")
-        + f"; {len(gate.checks)} check run(s) in {gate.duration_ms / 1000:.1f}s.",
+        + f"; {counted(len(gate.checks), 'check run')} in {gate.duration_ms / 1000:.1f}s.",
         "",
     ]
     if gate.expired:

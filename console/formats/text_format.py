@@ -13,6 +13,8 @@ from rich.text import Text
 
 from checks.display import terminal_safe as safe
 from checks.model import Report, Severity, TargetState, not_examined
+from checks.runner import sort_findings
+from checks.suppressions import GatedReport
 from console.textwidth import Column, fitted, terminal_width
 
 # Terminal styles for the headless report; the console takes its colours from themes/.
@@ -82,4 +84,38 @@ def render(report: Report, *, color: bool = False, width: int | None = None, **_
         + f" in {report.duration_ms / 1000:.2f}s"
     )
     console.print(summary)
+    if isinstance(report, GatedReport):
+        _print_gate(console, report, width)
     return buffer.getvalue()
+
+
+GATE_LIST_LIMIT = 20  # the end of a CI log names what failed; the tables above have the rest
+
+
+def _print_gate(console: Console, report: GatedReport, width: int) -> None:
+    """The last lines of a gate's log: whether it passed, and the findings that failed it."""
+    failing = report.gating()
+    against = f"--fail-on {report.fail_on}" + (f", new since {safe(report.baseline)}" if report.baseline else "")
+    reasons = []
+    if failing:
+        reasons.append(f"{len(failing)} finding{'s' if len(failing) != 1 else ''}")
+    if report.partial_fails():
+        reasons.append("partial checks (--allow-partial accepts them)")
+    if any(e.kind in {"error", "timeout"} for e in report.errors):
+        reasons.append("check errors")
+    if not reasons:
+        console.print(Text(f"gate passed ({against})", style="green"))
+        return
+    console.print(Text(f"gate failed ({against}): {', '.join(reasons)}", style="bold red"))
+    if not failing:
+        return
+    columns = [Column("severity", 9, words=False), Column("target", 8, words=False), Column("check", 7, words=False),
+               Column("object", 5, words=False), Column("id", 4, words=False)]
+    rows: list[list[str | Text]] = [
+        [Text(f.severity.value, style=SEVERITY_STYLE[f.severity]), safe(f.target), safe(f.check), safe(f.object),
+         Text(f.id, style="dim")]
+        for f in sort_findings(failing)[:GATE_LIST_LIMIT]
+    ]
+    console.print(Padding(fitted(columns, rows, width - 2), (0, 0, 0, 2)))
+    if len(failing) > GATE_LIST_LIMIT:
+        console.print(f"  and {len(failing) - GATE_LIST_LIMIT} more (listed above)")

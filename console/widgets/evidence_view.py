@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from checks.model import Finding
-from checks.units import human_bytes
+from checks.units import human_bytes, percent
 
 # Evidence keys whose string value is itself the proof, in words or as arithmetic.
 PROOF_KEYS = ("proof", "arithmetic")
@@ -30,6 +30,8 @@ MS_KEYS = re.compile(r"_ms$")
 SECONDS_KEYS = re.compile(r"_s$|_seconds$")
 PER_SECOND_KEYS = re.compile(r"_per_second$|_per_s$")
 DAYS_KEYS = re.compile(r"_days$")
+# Identifiers, not quantities: a pid is 27861, never "27,861".
+ID_KEYS = re.compile(r"(^|_)(pids?|oids?|ids?|port|xid|blocked_by)$")
 
 
 def proof_line(finding: Finding) -> str:
@@ -85,8 +87,10 @@ def scalar(key: str, value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, (int, float)):
         leaf = key.rsplit(".", 1)[-1].lower()
+        if isinstance(value, int) and ID_KEYS.search(leaf):
+            return str(value)
         if isinstance(value, float) and SHARE_KEYS.search(leaf) and 0 <= value <= 1:
-            return f"{value * 100:.1f} %"
+            return percent(value, 1).replace("%", " %")  # 99.98 %, never a rounded-up 100.0 %
         if BYTES_KEYS.search(leaf) and value >= 1024:
             return f"{human_bytes(value)} ({value:,} bytes)"
         if BYTES_KEYS.search(leaf):

@@ -53,6 +53,9 @@ def pg_config(orders, tmp_path, **target) -> Path:
 
 MISSING = finding_id("test.pg-missing-index", "pg", "public.orders.customer_id")
 NARROW = finding_id("test.pg-narrow-column", "pg", "public.orders.note")
+# Where each is, for a `dbvitals fix` with no report before it.
+MISSING_AT = f"pg/test.pg-missing-index/{MISSING}"
+NARROW_AT = f"pg/test.pg-narrow-column/{NARROW}"
 
 
 class Terminal(io.StringIO):
@@ -66,7 +69,7 @@ def index_count(orders) -> int:
 
 def test_dry_run_shows_what_would_run_where_and_applies_nothing(orders, tmp_path, registry, capsys):
     config = pg_config(orders, tmp_path, environment="staging")
-    assert main(["fix", MISSING, "--dry-run", "--config", str(config)]) == 0
+    assert main(["fix", MISSING_AT, "--dry-run", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"Fix for finding {MISSING} (test.pg-missing-index, medium)" in out
     assert "target:  pg (postgres, staging) postgresql://postgres:***@127.0.0.1:5432/" in out
@@ -79,7 +82,7 @@ def test_dry_run_shows_what_would_run_where_and_applies_nothing(orders, tmp_path
 
 def test_without_a_terminal_or_yes_nothing_is_applied(orders, tmp_path, registry, capsys):
     config = pg_config(orders, tmp_path)
-    assert main(["fix", MISSING, "--config", str(config)]) == 3
+    assert main(["fix", MISSING_AT, "--config", str(config)]) == 3
     assert "no terminal to confirm on: pass --yes" in capsys.readouterr().err
     assert index_count(orders) == 0
 
@@ -87,19 +90,19 @@ def test_without_a_terminal_or_yes_nothing_is_applied(orders, tmp_path, registry
 def test_the_prompt_applies_on_yes_and_production_needs_the_target_name(orders, tmp_path, registry, capsys, monkeypatch):
     config = pg_config(orders, tmp_path, environment="production")
     monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
-    assert main(["fix", MISSING, "--config", str(config)]) == 3
+    assert main(["fix", MISSING_AT, "--config", str(config)]) == 3
     captured = capsys.readouterr()
     assert "type the target name to confirm" in captured.err and "not confirmed" in captured.err
     assert index_count(orders) == 0
     monkeypatch.setattr(sys, "stdin", Terminal("pg\n"))
-    assert main(["fix", MISSING, "--config", str(config)]) == 0
+    assert main(["fix", MISSING_AT, "--config", str(config)]) == 0
     assert "fixed (verified)" in capsys.readouterr().out
     assert index_count(orders) == 1
 
 
 def test_fix_history_undo_round_trip(orders, tmp_path, registry, capsys):
     config = pg_config(orders, tmp_path)
-    assert main(["fix", MISSING, "--yes", "--config", str(config)]) == 0
+    assert main(["fix", MISSING_AT, "--yes", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     entry_id = out.split("journal entry ")[1].split()[0]
     assert index_count(orders) == 1
@@ -128,16 +131,16 @@ def test_fix_history_undo_round_trip(orders, tmp_path, registry, capsys):
 
 def test_refusals_say_why_and_exit_non_zero(orders, tmp_path, registry, capsys):
     config = pg_config(orders, tmp_path)
-    assert main(["fix", NARROW, "--yes", "--config", str(config)]) == 3
+    assert main(["fix", NARROW_AT, "--yes", "--config", str(config)]) == 3
     out = capsys.readouterr().out
     assert "REFUSED: an unsafe fix (ACCESS EXCLUSIVE on orders while the column is rewritten): it is applied only with --allow-unsafe" in out
-    assert main(["fix", NARROW, "--yes", "--allow-unsafe", "--config", str(config)]) == 0
+    assert main(["fix", NARROW_AT, "--yes", "--allow-unsafe", "--config", str(config)]) == 0
     capsys.readouterr()
     locked = pg_config(orders, tmp_path, allow_fixes=False)
-    assert main(["fix", MISSING, "--yes", "--config", str(locked)]) == 3
+    assert main(["fix", MISSING_AT, "--yes", "--config", str(locked)]) == 3
     assert "does not allow fixes" in capsys.readouterr().out
-    assert main(["fix", "0123456789ab", "--yes", "--config", str(config)]) == 1
-    assert "no finding 0123456789ab" in capsys.readouterr().out
+    assert main(["fix", "pg/test.pg-missing-index/0123456789ab", "--yes", "--config", str(config)]) == 1
+    assert "no finding pg/test.pg-missing-index/0123456789ab now" in capsys.readouterr().out
     assert main(["fix", "--config", str(config)]) == 2
 
 
@@ -186,7 +189,7 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
     program = (
         "import sys, checks.registry; from tests.data import fix_checks; reg = fix_checks.registry(); "
         "checks.registry.load_registry = lambda *a, **k: reg; from console.cli import main; "
-        f"sys.exit(main(['fix', '{MISSING}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
+        f"sys.exit(main(['fix', '{MISSING_AT}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
     )
 
     # The build waits for the writer.
@@ -203,7 +206,7 @@ def test_a_fix_process_killed_mid_fix_leaves_an_entry_that_says_it_did_not_finis
     reg = fix_checks.registry()
     console.runtime.load_registry, saved = (lambda *a, **k: reg), console.runtime.load_registry
     try:
-        assert main(["fix", MISSING, "--yes", "--config", str(config)]) == 0
+        assert main(["fix", MISSING_AT, "--yes", "--config", str(config)]) == 0
     finally:
         console.runtime.load_registry = saved
     assert "dropped INVALID index public.orders_customer_id_idx left by an earlier, interrupted build" in capsys.readouterr().out
@@ -215,7 +218,7 @@ def fix_program(config: Path) -> str:
     return (
         "import sys, checks.registry; from tests.data import fix_checks; reg = fix_checks.registry(); "
         "checks.registry.load_registry = lambda *a, **k: reg; from console.cli import main; "
-        f"sys.exit(main(['fix', '{MISSING}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
+        f"sys.exit(main(['fix', '{MISSING_AT}', '--yes', '--lock-timeout', '60', '--config', '{config}']))"
     )
 
 
@@ -311,20 +314,22 @@ def test_a_reference_names_where_to_look_without_any_earlier_report(orders, tmp_
     assert "unknown target nowhere" in capsys.readouterr().err
 
 
-def test_an_id_no_report_knows_is_looked_for_only_with_the_checks_that_fix(orders, tmp_path, registry, capsys,
+def test_an_id_no_report_knows_is_refused_at_once_naming_the_check_command(orders, tmp_path, registry, capsys,
                                                                           check_runs):
+    """No search of every fixing check on every target (production included): exit 2 at once."""
     config = str(two_target_config(orders, tmp_path))
-    assert main(["fix", MISSING, "--dry-run", "--config", config]) == 0
-    captured = capsys.readouterr()
-    assert "is not in the last report of this config" in captured.err
-    (targets, searched), = check_runs
-    assert targets == ["pg", "other"]
-    fixable = {c.id for c in registry.checks.values() if c.engine == "postgres" and c.fix_availability.value != "never"}
-    assert set(searched) == fixable and "postgres.connection" not in searched
-    check_runs.clear()
-    assert main(["fix", "0123456789ab", "--dry-run", "--target", "other", "--config", config]) == 1
-    assert "no finding 0123456789ab now" in capsys.readouterr().out
-    assert [targets for targets, _ in check_runs] == [["other"]]
+    assert main(["fix", MISSING, "--dry-run", "--config", config]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert f"finding {MISSING} is not in the last report of this config: `dbvitals check --config {config}` " \
+           "finds the current ones" in line and "TARGET/CHECK/ID" in line
+    assert main(["fix", MISSING, "--dry-run", "--target", "other", "--config", config]) == 2
+    assert f"`dbvitals check --config {config} --target other`" in capsys.readouterr().err
+    assert check_runs == []  # no check ran, on no target
+    assert main(["check", "--config", config, "--target", "pg", "--fail-on", "never"]) == 0
+    capsys.readouterr()
+    assert main(["fix", MISSING, "--dry-run", "--target", "other", "--config", config]) == 2  # it is on pg
+    assert main(["fix", MISSING, "--dry-run", "--config", config]) == 0  # the report of pg knows it
+    assert check_runs == [(["pg"], ["test.pg-missing-index"])]
 
 
 def test_the_verification_reuses_the_connection_of_the_find(orders, tmp_path, registry, capsys, monkeypatch):

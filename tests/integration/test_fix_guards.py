@@ -30,6 +30,7 @@ from tests.support import kill_fix_mid_build
 
 FK = "postgres.fk-missing-index"
 CHILD_FK = finding_id(FK, "pg", "public.child(parent_id)", "child_parent_id_fkey")
+CHILD_FK_AT = f"pg/{FK}/{CHILD_FK}"  # `dbvitals fix` with no report before it needs where to look
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def run_fix_and_kill_it_mid_build(url: str, config: Path, *, finish_build: bool)
     """`dbvitals fix` in a process of its own, kill -9 once its CREATE INDEX CONCURRENTLY waits
     for a writer. Then either end its orphaned backend (the build stays INVALID, as after a
     server restart), or let the backend finish the build without its client."""
-    program = f"import sys; from console.cli import main; sys.exit(main(['fix', '{CHILD_FK}', '--yes', " \
+    program = f"import sys; from console.cli import main; sys.exit(main(['fix', '{CHILD_FK_AT}', '--yes', " \
               f"'--lock-timeout', '60', '--config', '{config}']))"
 
     async def scenario() -> None:
@@ -159,7 +160,7 @@ def test_a_killed_build_is_named_by_invalid_index_and_replaced_by_the_rerun_unde
     assert "CREATE INDEX CONCURRENTLY child_parent_id_idx ON public.child" in missing.fix.steps[0].command  # same name
 
     capsys.readouterr()
-    assert main(["fix", CHILD_FK, "--yes", "--config", str(config)]) == 0
+    assert main(["fix", CHILD_FK_AT, "--yes", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"dropped INVALID index public.child_parent_id_idx left by an earlier, interrupted build (journal entry {killed.id})" in out
     assert child_indexes(child) == {

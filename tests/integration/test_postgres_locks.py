@@ -117,7 +117,7 @@ async def test_fix_says_the_recheck_failed_and_why_instead_of_maybe_fixed(pg_db,
     wanted = finding_id(CountsOrders.id, "pg", "public.orders")
     holder = await hold_access_exclusive(pg_db.url, "orders")
     try:
-        code = await asyncio.to_thread(main, ["fix", wanted, "--yes", "--config", str(config)])
+        code = await asyncio.to_thread(main, ["fix", f"pg/{CountsOrders.id}/{wanted}", "--yes", "--config", str(config)])
     finally:
         await holder.close()
     captured = capsys.readouterr()

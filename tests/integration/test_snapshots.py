@@ -96,7 +96,7 @@ def test_record_takes_snapshots_with_bounded_retention(tmp_path, pg_db):
     path = config(tmp_path, {"app": {"kind": "postgres", "url": pg_db.url}})
     result = dbvitals("record", "--config", str(path), "--every", "5s", "--for", "1s", "--label", "incident")
     assert result.returncode == 0, result.stderr
-    assert "recorded 1 snapshot(s) as incident" in result.stderr
+    assert "recorded 1 snapshot as incident" in result.stderr
     store = SnapshotStore(tmp_path / "state" / "snapshots.db")
     assert [i.label for i in store.list()] == ["incident"]
     refused = dbvitals("record", "--config", str(path), "--every", "1s")

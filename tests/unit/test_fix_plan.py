@@ -151,7 +151,7 @@ def test_sql_script_runs_concurrent_steps_outside_transactions_and_comments_the_
     assert lines[begin + 1:begin + 4] == ["ALTER TABLE a ALTER c TYPE bigint;", "ANALYZE a;", "COMMIT;"]
     assert "-- DROP TABLE a;" in lines and "DROP TABLE a;" not in lines
     assert "SET lock_timeout = 5000;" in lines
-    assert "3 finding(s) with a fix" in text
+    assert "3 findings with a fix" in text
 
 
 def test_mongosh_script_carries_max_time_ms():

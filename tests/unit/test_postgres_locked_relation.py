@@ -42,7 +42,7 @@ def test_a_held_lock_names_its_holder_and_its_age():
 def test_a_waiting_request_names_what_it_waits_for_and_one_finding_per_relation():
     [finding] = findings(lock_row(granted=False, pid=5151, blocked_by=[4242, 4343]),
                          lock_row(granted=False, pid=5252, blocked_by=[4242]))
-    assert "pid 5151" in finding.message and "behind pid(s) 4242, 4343" in finding.message
+    assert "pid 5151" in finding.message and "behind pids 4242, 4343" in finding.message
     assert finding.evidence["granted"] is False and finding.evidence["blocked_by"] == [4242, 4343]
 
 

@@ -47,7 +47,7 @@ def test_expired_suppression_stops_suppressing_and_says_so():
     [expired] = result.expired
     assert expired.rule == 1 and len(expired.matched) == 2
     text = expired.describe()
-    assert "expired on 2026-05-01" in text and "no longer suppresses 2 finding(s)" in text
+    assert "expired on 2026-05-01" in text and "no longer suppresses 2 findings" in text
     assert "until the migration ships" in text
 
 

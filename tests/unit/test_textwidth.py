@@ -9,9 +9,9 @@ import pytest
 from rich.console import Console
 
 from checks.model import Finding, Report, Severity, TargetState, TargetStatus
-from console.cli import build_parser
+from console.cli import parse_arguments
 from console.formats.text_format import render
-from console.textwidth import Column, fit_columns, fitted, terminal_width
+from console.textwidth import Column, fit_columns, fitted, message_width, terminal_width, wrap_words
 
 HISTORY = [Column("entry", 9, words=False), Column("started", 8), Column("user", 2),
            Column("target", 7, words=False), Column("kind", 4), Column("check", 3, words=False),
@@ -73,6 +73,34 @@ def test_the_text_report_follows_the_terminal_and_is_120_when_piped(monkeypatch)
 
 
 def test_theme_reaches_the_demo_either_side_of_the_command():
-    parser = build_parser()
-    assert parser.parse_args(["--theme", "dbvitals-light", "demo"]).theme == "dbvitals-light"
-    assert parser.parse_args(["demo", "--theme", "dbvitals-high-contrast"]).theme == "dbvitals-high-contrast"
+    assert parse_arguments(["--theme", "dbvitals-light", "demo"]).theme == "dbvitals-light"
+    assert parse_arguments(["demo", "--theme", "dbvitals-high-contrast"]).theme == "dbvitals-high-contrast"
+
+
+OUTCOME = ("fixed (verified) in 0.52s, journal entry 20261208-013000-0001 in /home/oncall/.local/state/dbvitals/"
+           "journal.jsonl; the check fails no more")
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 100])
+def test_a_message_wraps_between_words_and_never_splits_one_that_fits(width):
+    lines = wrap_words(OUTCOME, width).splitlines()
+    assert all(len(line) <= width for line in lines)
+    words = [word for line in lines for word in line.split()]
+    assert words == OUTCOME.split() or width < len("/home/oncall/.local/state/dbvitals/journal.jsonl;") + 2
+    assert "fails" in words and all(line.startswith("  ") for line in lines[1:])
+
+
+def test_only_a_word_longer_than_a_line_is_cut_and_it_starts_a_line_of_its_own():
+    path = "/" + "d" * 60
+    lines = wrap_words(f"    1. read {path} now", 40).splitlines()
+    assert lines[0] == "    1. read" and lines[1] == "      " + path[:34]
+    assert "".join(line.strip() for line in lines[1:]).startswith(path)
+    assert wrap_words("a\n\n  b", 40) == "a\n\n  b"  # blank lines and indentation kept
+
+
+def test_messages_are_wrapped_at_the_terminal_and_left_whole_when_piped(monkeypatch):
+    monkeypatch.delenv("DBVITALS_WIDTH", raising=False)
+    monkeypatch.setenv("COLUMNS", "72")  # exported by a shell: not a reason to wrap what a script reads
+    assert message_width(io.StringIO()) is None and wrap_words(OUTCOME, None) == OUTCOME
+    monkeypatch.setenv("DBVITALS_WIDTH", "64")  # what --width 64 sets
+    assert message_width(io.StringIO()) == 64

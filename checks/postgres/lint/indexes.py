@@ -9,6 +9,7 @@ from pydantic import Field
 from checks.contract import CheckOptions
 from checks.postgres._catalog import quote_ident
 from checks.postgres.lint._rule import LintFacts, LintRule, Violation, lint_indexes
+from checks.units import listed
 
 # Null fractions of the columns indexes lead with (pg_stats, readable columns only).
 NULLS_QUERY = """
@@ -35,9 +36,9 @@ class BtreeOnArray(LintRule):
         for table, index in lint_indexes(snapshot):
             arrays = [c.name for c in _keys(snapshot, table, index) if c.base_type.endswith("[]")]
             if index.method == "btree" and arrays:
-                yield Violation(index.qualified, f"{index.name} is a btree on array column(s) {', '.join(arrays)}",
-                                f"{index.qualified} on {table.qualified} is a btree over the array column(s) "
-                                f"{', '.join(arrays)}: use GIN for containment and overlap queries.",
+                yield Violation(index.qualified, f"{index.name} is a btree on array {listed('column', arrays)}",
+                                f"{index.qualified} on {table.qualified} is a btree over the array "
+                                f"{listed('column', arrays)}: use GIN for containment and overlap queries.",
                                 {"definition": index.definition, "array_columns": arrays})
 
 
@@ -52,9 +53,9 @@ class BooleanIndex(LintRule):
         for table, index in lint_indexes(snapshot):
             flags = [c.name for c in _keys(snapshot, table, index) if c.base_type == "boolean"]
             if flags and not index.is_unique:
-                yield Violation(index.qualified, f"{index.name} indexes boolean column(s) {', '.join(flags)}",
-                                f"{index.qualified} on {table.qualified} is keyed on the boolean column(s) "
-                                f"{', '.join(flags)}: a partial index WHERE on the rare value is smaller and as fast.",
+                yield Violation(index.qualified, f"{index.name} indexes boolean {listed('column', flags)}",
+                                f"{index.qualified} on {table.qualified} is keyed on the boolean "
+                                f"{listed('column', flags)}: a partial index WHERE on the rare value is smaller and as fast.",
                                 {"definition": index.definition, "boolean_columns": flags})
 
 
@@ -112,7 +113,7 @@ class UnnecessaryWhere(LintRule):
                     if name in names and names[name].not_null:
                         pointless.append(name)
             if pointless:
-                yield Violation(index.qualified, f"{index.name}: WHERE on NOT NULL column(s) {', '.join(pointless)}",
+                yield Violation(index.qualified, f"{index.name}: WHERE on NOT NULL {listed('column', pointless)}",
                                 f"{index.qualified} has WHERE {index.predicate}, but {', '.join(pointless)} "
                                 "cannot be NULL: the clause keeps every row; drop it from the index definition.",
                                 {"definition": index.definition, "not_null_columns": pointless})

@@ -18,7 +18,11 @@ class AllNullable(LintRule):
             pk = snapshot.primary_key(table.oid)
             others = [c for n, c in snapshot.columns.get(table.oid, {}).items() if not pk or n not in pk.columns]
             if len(others) >= 2 and not any(c.not_null for c in others):
-                yield Violation(table.qualified, f"{table.name}: all {len(others)} columns are nullable",
+                # Counted against the whole table: "all 2 columns" of a 3-column table misleads.
+                every = len(snapshot.columns.get(table.oid, {}))
+                what = (f"all {every} columns are" if len(others) == every
+                        else f"{len(others)} of its {every} columns, all but the key, are")
+                yield Violation(table.qualified, f"{table.name}: {what} nullable",
                                 f"Every column of {table.qualified} besides its key may be NULL: declare NOT NULL "
                                 "what is always there.", {"columns": [c.name for c in others]})
 
