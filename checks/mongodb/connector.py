@@ -15,6 +15,8 @@ from checks.connectors import Connection, connected, diagnosed
 from checks.mongodb.topology import topology_role
 
 SYSTEM_DATABASES = {"admin", "local", "config"}
+# Pool options dbvitals sets for itself whatever the URL says; maxPoolSize is set per client.
+OWN_POOL: dict[str, Any] = {"minPoolSize": 0}
 
 
 def client_options(url: str) -> dict[str, Any]:
@@ -47,6 +49,10 @@ def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
         "appname": "dbvitals",
         # The checks of a target share one connection to the server (pymongo adds its monitor's).
         "maxPoolSize": 1,
+        # The URL's pool options are the application's (mongodb.pool judges them from the URL);
+        # dbvitals's own pool overrides them: a URL's minPoolSize above 1 would make pymongo
+        # refuse the client (minPoolSize > maxPoolSize) and keep idle connections open.
+        **OWN_POOL,
     }
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
