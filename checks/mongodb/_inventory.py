@@ -7,10 +7,9 @@ samples: each is fetched once per session (memoised as a shared task) and never 
 `CONCURRENCY` commands are in flight: the one connection the target's checks share, so a
 budgeted call's clock starts when it has the connection, never while it queues for it.
 
-On a mongod a count, collStats and `$sample` are metadata or a few hundred documents:
-milliseconds. An engine without metadata counts scans the collection for each of them
-(SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats, 11 s for
-`$sample`). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
+On a mongod a count and collStats are metadata, and a sample a few hundred documents read
+along the _id index: milliseconds. An engine without metadata counts scans the collection for
+each of them (SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
 does not answer in time leaves its figure unknown, with the reason, and a collection whose
 count did not answer is not sampled, since sampling it would scan it too. Where a check wants
 the sizes, the count comes from the same collStats reply: one call, not two.
@@ -21,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fnmatch
+import random
 import re
 import uuid
 import weakref
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -434,8 +435,15 @@ class FieldSample:
         return self.types.get(bson, 0) / present if present else 0.0
 
 
-RANDOM = "$sample (random documents)"
-NATURAL = "the first documents in natural order ($sample did not answer; biased toward the oldest inserted)"
+# How a sample was drawn, said in each finding's evidence. Both are deterministic: the same
+# documents come back on unchanged data, so two runs give the same findings.
+WHOLE = "every document, in _id order (a small collection is read whole)"
+SEEDED = ("a seeded sample: {runs} runs of consecutive documents in _id order, each starting at an offset "
+          "drawn in its stretch of the collection by a generator seeded with the namespace")
+WHOLE_LIMIT = 2_000  # collections up to this many documents are read whole, not sampled
+SAMPLE_RUNS = 4  # stretches a sample is spread over, so it reaches old and new documents alike
+# Marks dbvitals's own reads, so the workload readers (profiler, slow log, currentOp) skip them.
+OWN_COMMENT = "dbvitals"
 
 
 @dataclass(frozen=True)
@@ -448,8 +456,12 @@ class Sample:
     fields: dict[str, FieldSample]
     # The drawn documents themselves (at most the sample size), for estimates by predicate.
     drawn: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
-    method: str = RANDOM
+    method: str = WHOLE
     unknown: str = ""  # why nothing was drawn from a collection that may hold documents
+
+    @property
+    def whole(self) -> bool:
+        return self.method == WHOLE
 
 
 EXAMPLES_KEPT = 5
@@ -485,14 +497,27 @@ def summarise(database: str, collection: str, documents: Iterable[dict[str, Any]
     )
 
 
+def seeded_runs(namespace: str, count: int, size: int) -> list[tuple[int, int]]:
+    """(offset in _id order, documents) of each run of a seeded sample of `size` documents out of
+    `count`: the collection cut into SAMPLE_RUNS equal stretches, one run per stretch starting at
+    an offset drawn by a generator seeded with the namespace's CRC32. Unchanged data gives the
+    same runs, so the same documents; a sample still reaches every part of the collection."""
+    runs = max(1, min(SAMPLE_RUNS, size))
+    length = size // runs
+    stretch = count // runs
+    rng = random.Random(zlib.crc32(namespace.encode()))
+    return [(i * stretch + rng.randrange(max(stretch - length, 0) + 1), length) for i in range(runs)]
+
+
 async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -> Sample:
-    """At most `size` documents of the collection, drawn by `$sample`: on a mongod a random
-    cursor (no collection scan) when size is under 5% of the collection, else a scan of a small
-    one. If `$sample` does not answer within the budget, the first `size` documents in natural
-    order are read instead (a limited read that stops early), and the sample says so.
+    """The collection's documents for the checks to judge, the same on unchanged data: read whole
+    when it holds at most WHOLE_LIMIT (or `size`) documents, else a seeded sample of `size`
+    documents (`seeded_runs`: a few reads along the _id index, skip walking its keys). Each read
+    has the call budget; one cut short leaves the sample empty with `unknown` set, and the
+    checks reading it say the collection was skipped (partial).
 
     Not drawn (empty, with `unknown` set) when the collection's count did not answer within the
-    budget: on such an engine both reads would scan the collection."""
+    budget: on such an engine the reads would scan the collection."""
 
     async def fetch() -> Sample:
         have = await counted(session, info, budget)
@@ -501,24 +526,24 @@ async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -
         if have.count == 0:
             return summarise(info.database, info.name, [])
         coll = session.client[info.database][info.name]
+        whole = have.count <= max(WHOLE_LIMIT, size)
+        runs = [(0, have.count)] if whole else seeded_runs(info.namespace, have.count, size)
 
-        async def random_documents() -> list[dict[str, Any]]:
-            # One batch larger than the sample: the server closes the cursor with it (no getMore, no killCursors).
-            cursor = await coll.aggregate([{"$sample": {"size": size}}], batchSize=size + 1)
-            return await cursor.to_list(size)
+        drawn: list[dict[str, Any]] = []
+        for offset, length in runs:  # each run its own budgeted read: one slow run does not starve the rest
+            def read(offset: int = offset, length: int = length) -> Awaitable[list[dict[str, Any]]]:
+                # One batch larger than the run: the server closes the cursor with it (no getMore).
+                cursor = coll.find({}, sort=[("_id", 1)], skip=offset, limit=length, batch_size=length + 1,
+                                   comment=OWN_COMMENT)
+                return cursor.to_list(length)
 
-        async def first_documents() -> list[dict[str, Any]]:
-            return await coll.find({}).limit(size).to_list(size)
-
-        try:
-            drawn = await budgeted(session, "$sample", budget, random_documents)
-            return summarise(info.database, info.name, drawn)
-        except OverBudget as random_failed:
+            what = "reading the whole collection" if whole else f"a seeded sample's run at offset {offset:,}"
             try:
-                drawn = await budgeted(session, "a limited read", budget, first_documents)
+                drawn.extend(await budgeted(session, what, budget, read))
             except OverBudget as exc:
-                return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {random_failed.reason}; {exc.reason}")
-            return replace_sample(summarise(info.database, info.name, drawn), method=NATURAL)
+                return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {exc.reason}")
+        method = WHOLE if whole else SEEDED.format(runs=len(runs))
+        return replace_sample(summarise(info.database, info.name, drawn), method=method)
 
     return await memo(session, ("sample", info.database, info.name, size, budget), fetch)
 

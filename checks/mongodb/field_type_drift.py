@@ -25,7 +25,7 @@ TEXT_OF = {"date", "objectId", "number", "bool"}
 
 
 class FieldTypeDriftOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
     min_share: float = Field(
         default=0.0, ge=0, lt=0.5, description="A minority type is reported above this share of the sampled values."
     )

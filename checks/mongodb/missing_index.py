@@ -23,6 +23,7 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,
+    OWN_COMMENT,
     IndexSpec,
     create_indexes,
     describe_key,
@@ -39,7 +40,7 @@ from checks.mongodb._inventory import (
     query_shape,
     sample,
 )
-from checks.mongodb._query_sources import current_op_entries, parse_slow_log, query_stats_entries
+from checks.mongodb._query_sources import OWN_APP, current_op_entries, parse_slow_log, query_stats_entries
 from checks.mongodb._schema import DynamicKeys, dynamic_objects
 from checks.mongodb.profiler import read_profiler_setting
 
@@ -194,7 +195,9 @@ def operation_of(entry: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, 
     command = entry.get("command") or {}
     ns = str(entry.get("ns", ""))
     collection = ns.split(".", 1)[1] if "." in ns else ""
-    if not collection or collection.startswith("system.") or entry.get("appName") == "dbvitals":
+    if not collection or collection.startswith("system.") or entry.get("appName") == OWN_APP:
+        return None
+    if command.get("comment") == OWN_COMMENT:  # dbvitals's own reads, where no app name was recorded
         return None
     op = entry.get("op")
     if op in ("update", "remove"):
@@ -372,7 +375,8 @@ class MissingIndex(Check):
             return SourceState(name, False, f"getLog refused ({exc.code}: {str(exc)[:120]}); it needs clusterMonitor"), []
         log = parse_slow_log([str(line) for line in reply.get("log", [])])
         if not log.structured:
-            return SourceState(name, False, f"getLog returned {log.lines} lines, none in mongod's structured format "
+            # Said without the line count, which moves with the server's own log: the same answer twice.
+            return SourceState(name, False, "getLog's lines are not in mongod's structured format "
                                             "(MongoDB 4.4+): no slow-query lines to read"), []
         own = [e for e in log.entries if e.get("appName") == "dbvitals"]
         return SourceState(name, True, f"{len(log.entries) - len(own)} slow operations in the last {log.lines} lines"), log.entries

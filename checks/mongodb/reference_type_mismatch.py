@@ -18,7 +18,7 @@ from pydantic import Field
 
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import RANDOM, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
+from checks.mongodb._inventory import WHOLE, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
 
 REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
 OBJECT_ID_HEX = re.compile(r"^[0-9a-fA-F]{24}$")
@@ -29,7 +29,7 @@ CONVERTERS = {"objectId": "$toObjectId", "string": "$toString", "date": "$toDate
 
 
 class ReferenceTypeMismatchOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Reference:
     target_sampled: int
     found_as_stored: tuple[int, int] | None = None  # (found, probed) looking the sample ids up as they are
     found_as_object_id: tuple[int, int] | None = None  # the same 24-hex strings looked up as ObjectIds
-    sampled_by: str = RANDOM
+    sampled_by: str = WHOLE
 
 
 @dataclass(frozen=True)

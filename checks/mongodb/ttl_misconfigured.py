@@ -25,6 +25,7 @@ from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Seve
 from checks.mongodb._inventory import (
     CollectionInfo,
     FieldSample,
+    OWN_COMMENT,
     IndexSpec,
     OverBudget,
     Sample,
@@ -55,7 +56,7 @@ EXPIRABLE = {"date", "array"}
 
 
 class TtlMisconfiguredOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
     exact_count_limit: int = Field(
         default=200_000, ge=0, description="Above this many documents, expiring documents are estimated from a sample."
     )
@@ -208,18 +209,20 @@ class TtlMisconfigured(Check):
                                             exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
         sampled = drawn.fields.get(field)
         if sampled and set(sampled.non_null_types) - EXPIRABLE and current is not None:
-            after_conversion = await self._older_once_converted(session, info, field, int(current), options.sample_size, budget)
+            after_conversion = await self._older_once_converted(session, info, drawn, field, int(current), budget)
         coverage = field_coverage(drawn, index, current, dt.datetime.now(dt.timezone.utc)) if current is not None else None
         return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion,
                         unknown=drawn.unknown, sampled_by=drawn.method, coverage=coverage, classification=verdict)
 
     async def _older_once_converted(
-        self, session: Any, info: CollectionInfo, field: str, seconds: int, size: int, budget: float
+        self, session: Any, info: CollectionInfo, drawn: Sample, field: str, seconds: int, budget: float
     ) -> int | None:
+        """Of the sampled documents (matched by _id: the same ones every run), those whose
+        non-date value converts to a date older than the TTL, scaled to the collection."""
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
         converted = {"$convert": {"input": f"${field}", "to": "date", "onError": None, "onNull": None}}
         pipeline = [
-            {"$sample": {"size": size}},
+            {"$match": {"_id": {"$in": [doc["_id"] for doc in drawn.drawn]}}},
             {"$match": {field: {"$exists": True, "$not": {"$type": "date"}}}},
             {"$project": {"d": converted}},
             {"$match": {"d": {"$type": "date", "$lt": cutoff}}},
@@ -228,16 +231,16 @@ class TtlMisconfigured(Check):
         coll = session.client[info.database][info.name]
 
         async def run() -> list[dict[str, Any]]:
-            return await (await coll.aggregate(pipeline)).to_list(1)
+            return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(1)
 
         try:
             rows = await budgeted(session, "a sampled conversion", budget, run)
         except OverBudget:  # an estimate only: unknown rather than a failed check
             return None
-        if info.count is None:
+        if info.count is None or not drawn.documents:
             return None
         matched = rows[0]["n"] if rows else 0
-        return round(matched / size * info.count) if info.count else 0
+        return round(matched / drawn.documents * info.count)
 
     def evaluate(self, facts: TtlMisconfiguredFacts, scope: Scope) -> list[Finding]:
         findings: list[Finding] = []
