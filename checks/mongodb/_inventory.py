@@ -674,6 +674,9 @@ class IndexSuggestion:
     key: dict[str, int]
     order: str  # which rule was applied, in words
     alternative: dict[str, int] | None = None  # range before sort, when the range is very selective
+    # Key fields whose direction does not matter (an equality selects one key, a range is read
+    # either way); every other field orders the results, so its direction does.
+    unordered: frozenset[str] = frozenset()
 
 
 def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSuggestion | None:
@@ -712,11 +715,52 @@ def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSugg
         alternative = {f: 1 for f in equality}
         alternative.update({f: 1 for f in ranges})
         alternative.update({f: sort[f] for f in sort_fields})
-    return IndexSuggestion(key=key, order=order, alternative=alternative)
+    return IndexSuggestion(key=key, order=order, alternative=alternative, unordered=frozenset(equality) | frozenset(ranges))
 
 
 def _direction(value: int) -> str:
     return "ascending" if value >= 0 else "descending"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How an existing index with the suggestion's fields, in its order, stands to it."""
+
+    serves: bool
+    words: str  # what the index covers, and what its directions mean for the sort
+
+
+def coverage(index: IndexSpec, suggestion: IndexSuggestion) -> Coverage | None:
+    """Whether `index` already does what the suggested key would: it starts with the same fields
+    in the same order, and its directions give the same order. An equality or range field's
+    direction does not matter; the fields that order the results must run all in the
+    suggestion's directions, or all reversed (the index walked backwards): a compound index
+    serves a sort in its own direction or the reverse of ALL its keys only. None when the index
+    does not start with those fields."""
+    wanted = list(suggestion.key.items())
+    prefix = list(index.key[: len(wanted)])
+    if len(prefix) < len(wanted) or [k for k, _ in prefix] != [k for k, _ in wanted]:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v in prefix):
+        return None  # a text, hashed or wildcard key: no order to compare
+    ordered = [(k, int(v), d) for (k, v), (_, d) in zip(prefix, wanted) if k not in suggestion.unordered]
+    free = [k for k, _ in wanted if k in suggestion.unordered]
+    about = f"{index.name} {describe_key(index.key_document)}"
+    free_words = f"{', '.join(free)} {'is' if len(free) == 1 else 'are'} matched whatever the direction" if free else ""
+    if not ordered or all(v == d for _, v, d in ordered):
+        how = "in its own direction"
+    elif all(v == -d for _, v, d in ordered):
+        how = "walked backwards"
+    else:
+        has = describe_key({k: v for k, v, _ in ordered})
+        reverse = describe_key({k: -v for k, v, _ in ordered})
+        asked = describe_key({k: d for k, _, d in ordered})
+        return Coverage(False, f"{about} has these fields but orders them {has} (or {reverse} walked backwards), "
+                               f"not {asked}: a compound index serves a sort in its own direction or the reverse of "
+                               "ALL its keys only" + (f"; {free_words}" if free_words else ""))
+    sort_words = (f"the sort on {', '.join(k for k, _, _ in ordered)} is served {how} (a compound index serves a sort "
+                  "in its own direction or the reverse of ALL its keys)") if ordered else ""
+    return Coverage(True, f"{about} already serves it: " + "; ".join(w for w in (free_words, sort_words) if w))
 
 
 def key_serves(index_key: tuple[tuple[str, Any], ...], wanted: dict[str, int]) -> bool:

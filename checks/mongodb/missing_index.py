@@ -25,6 +25,7 @@ from checks.mongodb._inventory import (
     CollectionInfo,
     OWN_COMMENT,
     IndexSpec,
+    coverage,
     create_indexes,
     describe_key,
     drop_index,
@@ -492,7 +493,8 @@ class MissingIndex(Check):
         if plan.in_memory_sort and shape.sort:
             suggestion = esr_index(shape.filter, shape.sort)
             used = next((i for i in shape.indexes if i.name == plan.index), None)
-            if suggestion and used and key_serves(used.key, suggestion.key):
+            served = coverage(used, suggestion) if suggestion and used else None
+            if served is not None and served.serves:
                 # The chosen index already yields this order (a SORT stage over it is the server's
                 # planner, e.g. SecantusDB's, not a missing index).
                 return None
@@ -511,7 +513,9 @@ class MissingIndex(Check):
         examined_known: dict[str, bool], options: MissingIndexOptions, suggested: Suggested | None = None,
     ) -> Finding:
         suggestion = suggested.suggestion if suggested else esr_index(shape.filter, shape.sort)
-        covered_by = next((i for i in shape.indexes if suggestion and key_serves(i.key, suggestion.key)), None)
+        covers = [(i, c) for i in shape.indexes if suggestion and (c := coverage(i, suggestion)) is not None]
+        covered_by = next((i for i, c in covers if c.serves), None)
+        evidence_covers = {i.name: c.words for i, c in covers}
         if shape.docs_examined is not None:
             basis = "documents examined minus returned, as the profiler reports them"
         elif "profiler" in shape.sources and not examined_known.get(shape.database, True):
@@ -546,6 +550,8 @@ class MissingIndex(Check):
                 returned=shape.returned if shape.returned is not None else "unknown",
                 plan_summaries=sorted(shape.plan_summaries) or "unknown",
             )
+        if covers:
+            evidence["existing_index_with_these_fields"] = evidence_covers
         fix = None
         message = f"{shape.namespace}: the query {json.dumps(shape.shape)}"
         message += f" sorted by {json.dumps(shape.sort)}" if shape.sort else ""
@@ -554,8 +560,8 @@ class MissingIndex(Check):
             message += " Its filter ($or, $expr, $where or $text) needs an index per branch or a rewrite; no single index is suggested."
         elif covered_by is not None:
             message += (
-                f" Index {covered_by.name} already starts with the suggested key {describe_key(suggestion.key)}; "
-                "the planner did not choose it (hidden, or a hint/collation mismatch): check the query."
+                f" The suggested key {describe_key(suggestion.key)} is not needed: {evidence_covers[covered_by.name]}. "
+                "The planner did not choose it (hidden, or a hint/collation mismatch): check the query."
             )
         else:
             name = index_name(suggestion.key)
@@ -564,6 +570,8 @@ class MissingIndex(Check):
             if suggestion.alternative:
                 evidence["alternative_if_range_is_selective"] = suggestion.alternative
             message += f" Suggested index {describe_key(suggestion.key)} by the {suggestion.order}."
+            if covers:
+                message += " " + " ".join(f"{c.words}." for _, c in covers)
             if suggested is not None and suggested.collapsed:
                 evidence["collapsed"] = suggested.collapsed
                 message += f" {suggested.collapsed}."

@@ -42,3 +42,30 @@ def test_map_keys_get_one_wildcard_index_and_prefixes_collapse(mongo_db, loaded_
     assert by_name["mine"].evidence["suggested_index"] == {"userId": 1, "status": 1, "createdAt": -1}
     assert "is a prefix of" in by_name["mine"].evidence["collapsed"]
     assert by_name["mine"].fix.steps == by_name["my open"].fix.steps
+
+
+def test_an_index_in_the_other_direction_is_judged_by_what_direction_means_for_the_sort(mongo_db, loaded_machine_budget):
+    """{status, brandUserId, createdAt: 1} serves a newest-first sort after two equalities (walked
+    backwards): no mirror index is proposed. A sort on two fields in mixed directions it does not
+    serve: the finding says what the existing index orders."""
+    db = mongo_db.db
+    db.campaigns.insert_many({"status": ["draft", "live"][i % 2], "brandUserId": i % 40, "createdAt": i} for i in range(2000))
+    db.campaigns.create_index([("status", 1), ("brandUserId", 1), ("createdAt", 1)])
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120, "expect": {"queries": [
+        {"collection": "campaigns", "name": "newest of a brand", "filter": {"status": "live", "brandUserId": 7},
+         "sort": {"createdAt": -1}},
+        {"collection": "campaigns", "name": "by brand, newest first", "filter": {"status": "live"},
+         "sort": {"brandUserId": 1, "createdAt": -1}},
+    ]}})
+    report = support.run_report(settings, checks=CHECK)
+    assert report.errors == []
+    by_name = {f.evidence["sources"][0].removeprefix("config: "): f for f in report.findings}
+    assert set(by_name) == {"by brand, newest first"}
+    mixed = by_name["by brand, newest first"]
+    assert mixed.evidence["suggested_index"] == {"status": 1, "brandUserId": 1, "createdAt": -1}
+    assert mixed.evidence["existing_index_with_these_fields"] == {
+        "status_1_brandUserId_1_createdAt_1": "status_1_brandUserId_1_createdAt_1 {status: 1, brandUserId: 1, createdAt: 1} "
+        "has these fields but orders them {brandUserId: 1, createdAt: 1} (or {brandUserId: -1, createdAt: -1} walked "
+        "backwards), not {brandUserId: 1, createdAt: -1}: a compound index serves a sort in its own direction or the "
+        "reverse of ALL its keys only; status is matched whatever the direction"}
+    assert "reverse of ALL its keys only" in mixed.message

@@ -12,10 +12,11 @@ from bson import Decimal128, Int64, ObjectId
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from checks.mongodb._inventory import (
-    IndexSpec,
     OverBudget,
     budgeted,
     bson_type,
+    IndexSpec,
+    coverage,
     esr_index,
     format_seconds,
     key_serves,
@@ -274,3 +275,36 @@ def test_indexes_come_from_index_stats_where_it_carries_specs(stats_rows, expect
     assert calls == expected_calls
     assert [i.name for i in infos[0].indexes] == ["_id_", "createdAt_1"] and infos[0].indexes[1].is_ttl
     assert rows == stats_rows
+
+
+@pytest.mark.parametrize(
+    "index_key, filter_, sort, serves",
+    [
+        # equality fields' direction does not matter; the one sort field is walked backwards
+        ({"status": 1, "brandUserId": 1, "createdAt": 1}, {"status": "a", "brandUserId": "b"}, {"createdAt": -1}, True),
+        ({"status": -1, "brandUserId": 1, "createdAt": -1}, {"status": "a", "brandUserId": "b"}, {"createdAt": -1}, True),
+        # two sort fields: served in the index's directions or the reverse of both only
+        ({"status": 1, "a": 1, "b": -1}, {"status": "x"}, {"a": -1, "b": 1}, True),
+        ({"status": 1, "a": 1, "b": 1}, {"status": "x"}, {"a": 1, "b": -1}, False),
+        # a range field's direction does not matter either
+        ({"userId": 1, "createdAt": -1, "amount": -1}, {"userId": 1, "amount": {"$gt": 5}}, {"createdAt": -1}, True),
+    ],
+)
+def test_coverage_compares_direction_only_where_it_orders(index_key, filter_, sort, serves):
+    suggestion = esr_index(filter_, sort)
+    found = coverage(IndexSpec("existing", tuple(index_key.items())), suggestion)
+    assert found is not None and found.serves is serves
+    assert "reverse of ALL its keys" in found.words
+
+
+def test_coverage_says_what_the_existing_index_orders():
+    suggestion = esr_index({"status": "x"}, {"a": 1, "b": -1})
+    found = coverage(IndexSpec("status_1_a_1_b_1", (("status", 1), ("a", 1), ("b", 1))), suggestion)
+    assert found.words.startswith("status_1_a_1_b_1 {status: 1, a: 1, b: 1} has these fields but orders them "
+                                  "{a: 1, b: 1} (or {a: -1, b: -1} walked backwards), not {a: 1, b: -1}")
+
+
+def test_coverage_of_an_index_on_other_fields_is_none():
+    suggestion = esr_index({"status": "x"}, {"a": 1})
+    assert coverage(IndexSpec("a_1_status_1", (("a", 1), ("status", 1))), suggestion) is None
+    assert coverage(IndexSpec("status_1", (("status", 1),)), suggestion) is None
