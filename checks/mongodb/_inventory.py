@@ -251,7 +251,7 @@ async def index_stats_rows(session: Any, database: str, name: str) -> list[dict[
 
     async def fetch() -> list[dict[str, Any]] | None:
         async def rows() -> list[dict[str, Any]]:
-            cursor = await session.client[database][name].aggregate([{"$indexStats": {}}])
+            cursor = await session.client[database][name].aggregate([{"$indexStats": {}}], comment=OWN_COMMENT)
             return await cursor.to_list(None)
 
         try:

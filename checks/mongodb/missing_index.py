@@ -355,7 +355,7 @@ class MissingIndex(Check):
             return SourceState(name, False, "off (query_stats = false)"), []
 
         async def read() -> list[dict[str, Any]]:
-            cursor = await session.client.admin.aggregate([{"$queryStats": {}}])
+            cursor = await session.client.admin.aggregate([{"$queryStats": {}}], comment=OWN_COMMENT)
             return await cursor.to_list(QUERY_STATS_LIMIT)
 
         try:
@@ -447,10 +447,22 @@ class MissingIndex(Check):
         problems = [(s, problem) for s in facts.shapes if (problem := self._problem(s, options))]
         problems.sort(key=lambda item: -_impact(item[0]))
         suggestions = suggest(problems, facts.dynamic)
-        findings = [
-            self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options, suggestions.get(shape.key))
-            for rank, (shape, problem) in enumerate(problems, 1)
-        ]
+        findings = []
+        wildcards: dict[tuple[str, str], list[tuple[QueryShape, Finding]]] = {}
+        for rank, (shape, problem) in enumerate(problems, 1):
+            suggested = suggestions.get(shape.key)
+            finding = self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options, suggested)
+            wildcard = next((k for k in suggested.suggestion.key if k.endswith(".$**")), None) if suggested else None
+            if wildcard is None:
+                findings.append(finding)
+            else:  # one finding per wildcard index, however many of the map's keys are queried
+                group = wildcards.setdefault((shape.namespace, wildcard), [])
+                if not group:
+                    findings.append(finding)
+                group.append((shape, finding))
+        for group in wildcards.values():
+            if len(group) > 1:
+                findings[findings.index(group[0][1])] = self._wildcard_finding(scope, group)
         profilers = {p.database: p for p in facts.profilers}
         for finding in findings:
             profiler = profilers.get(finding.evidence["namespace"].split(".", 1)[0])
@@ -595,6 +607,26 @@ class MissingIndex(Check):
             severity=severity,
             fix=fix,
             key=shape.key,
+        )
+
+    def _wildcard_finding(self, scope: Scope, group: list[tuple[QueryShape, Finding]]) -> Finding:
+        """The query shapes on one map's keys as one finding: they all want the same wildcard
+        index, so one finding (the highest ranked shape's, with every shape listed) says it."""
+        first_shape, first = group[0]
+        field = next(k for k in first.evidence["suggested_index"]).removesuffix(".$**")
+        shapes = [shape.shape for shape, _ in group]
+        return self.finding(
+            scope,
+            object=first.object,
+            title=f"{len(group)} queries on the keys of {first_shape.collection}.{field} scan",
+            message=f"{first_shape.namespace}: {len(group)} query shapes filter on keys of the map {field} "
+            f"(e.g. {json.dumps(shapes[0])}) and scan. One wildcard index {describe_key(first.evidence['suggested_index'])} "
+            f"serves a query on any of its keys. {first.evidence['ordering']}.",
+            evidence={**first.evidence, "query_shape": shapes[0], "query_shapes": shapes, "shapes": len(group),
+                      "sources": sorted({src for shape, _ in group for src in shape.sources})},
+            severity=max((f.severity for _, f in group), key=lambda severity: severity.rank),
+            fix=first.fix,
+            key=f"wildcard:{field}",
         )
 
     def _severity(self, shape: QueryShape, options: MissingIndexOptions) -> Severity:

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import WHOLE, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
+from checks.mongodb._inventory import OWN_COMMENT, WHOLE, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
 
 REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
 OBJECT_ID_HEX = re.compile(r"^[0-9a-fA-F]{24}$")
@@ -160,9 +160,9 @@ class ReferenceTypeMismatch(Check):
             hex_ids = [ObjectId(s) for s in strings if OBJECT_ID_HEX.match(s)]
             try:
                 as_stored = await budgeted(session, "looking the ids up", budget,
-                                           lambda: target_coll.count_documents({target_field: {"$in": strings}}))
+                                           lambda: target_coll.count_documents({target_field: {"$in": strings}}, comment=OWN_COMMENT))
                 as_oid = await budgeted(session, "looking the ids up", budget,
-                                        lambda: target_coll.count_documents({target_field: {"$in": hex_ids}})) if hex_ids else 0
+                                        lambda: target_coll.count_documents({target_field: {"$in": hex_ids}}, comment=OWN_COMMENT)) if hex_ids else 0
             except OverBudget:  # the histogram stands on its own; the lookups only corroborate it
                 return reference
             return Reference(**{**reference.__dict__, "found_as_stored": (as_stored, len(strings)),

@@ -16,6 +16,7 @@ from checks.config import Duration, duration
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
+    OWN_COMMENT,
     CollectionInfo,
     IndexSpec,
     OverBudget,
@@ -249,10 +250,10 @@ class TtlCoverage(Check):
         oldest, exact = drawn.fields[age_field].oldest, False
         if any(i.fields[:1] == (age_field,) for i in info.indexes):
             first = await _first(session, budget, f"the oldest {age_field}",
-                                 lambda: coll.find_one({age_field: {"$type": "date"}}, {age_field: 1}, sort=[(age_field, 1)]))
+                                 lambda: coll.find_one({age_field: {"$type": "date"}}, {age_field: 1}, sort=[(age_field, 1)], comment=OWN_COMMENT))
             if first is not None:
                 oldest, exact = first[age_field], True
-        first_id = await _first(session, budget, "the first _id", lambda: coll.find_one({}, {"_id": 1}, sort=[("_id", 1)]))
+        first_id = await _first(session, budget, "the first _id", lambda: coll.find_one({}, {"_id": 1}, sort=[("_id", 1)], comment=OWN_COMMENT))
         expiring = await count_expiring(
             session, info, plan.field, plan.seconds, plan.filter, exact_limit=options.exact_count_limit,
             sample_size=options.sample_size, budget=budget,
