@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
 from pydantic import Field
@@ -23,6 +24,7 @@ from checks.mongodb._inventory import OWN_COMMENT, WHOLE, FieldSample, OverBudge
 REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
 OBJECT_ID_HEX = re.compile(r"^[0-9a-fA-F]{24}$")
 NUMBERS = {"int", "long", "double", "decimal"}
+LOOKUP_IDS = 10  # sampled ids looked up to find where a reference no name implies points
 # The aggregation operator that converts a value into each type, for the suggested pipeline.
 CONVERTERS = {"objectId": "$toObjectId", "string": "$toString", "date": "$toDate", "long": "$toLong",
               "int": "$toInt", "double": "$toDouble", "decimal": "$toDecimal"}
@@ -47,6 +49,13 @@ class Reference:
     found_as_stored: tuple[int, int] | None = None  # (found, probed) looking the sample ids up as they are
     found_as_object_id: tuple[int, int] | None = None  # the same 24-hex strings looked up as ObjectIds
     sampled_by: str = WHOLE
+    found_by: str = ""  # for a reference no collection's name implies: where its values were found
+
+    @property
+    def how_known(self) -> str:
+        if self.declared:
+            return "declared in the config"
+        return self.found_by or "implied by the field name"
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,14 @@ class ReferenceTypeMismatch(Check):
                     referenced = referenced_collection(fld, names[db])
                     if referenced and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
                         pairs[(db, got.collection, fld)] = (referenced, "_id", False)
+        found_by: dict[tuple[str, str, str], str] = {}
+        for db in databases:
+            for key, (target, words) in (await self._unnamed(session, db, names[db], pairs, size, budget)).items():
+                pairs[key] = (target, "_id", False)
+                found_by[key] = words
         existing = [(k, v) for k, v in pairs.items() if k[1] in names.get(k[0], ()) and v[0] in names.get(k[0], ())]
-        found = await asyncio.gather(*(self._reference(session, key, value, size, budget) for key, value in existing))
+        found = await asyncio.gather(*(self._reference(session, key, value, size, budget, found_by.get(key, ""))
+                                       for key, value in existing))
         unjudged: dict[tuple[str, str], list[str]] = {}
         for (db, coll, fld), (target, target_field, _) in pairs.items():
             for side in ((db, coll), (db, target)):
@@ -135,8 +150,46 @@ class ReferenceTypeMismatch(Check):
             [NotSampled(db, coll, reason, tuple(unjudged.get((db, coll), ()))) for (db, coll), reason in sorted(not_sampled.items())],
         )
 
+    async def _unnamed(
+        self, session: Any, db: str, names: list[str], known: dict[tuple[str, str, str], Any], size: int, budget: float,
+    ) -> dict[tuple[str, str, str], tuple[str, str]]:
+        """References no collection's name implies (referenceId, targetId) whose sampled values are
+        ObjectIds written as 24-hex strings: found where a few of them exist as ObjectId _ids.
+        One indexed `_id: {$in: [...]}` count per collection holding ObjectId _ids, under the
+        call budget; {(db, collection, field): (target, how it was found)}."""
+        from bson import ObjectId  # the driver only when a check runs
+
+        samples = {n: await sample(session, await collection_info(session, db, n), size, budget) for n in names}
+        with_oids = [n for n, d in samples.items() if "_id" in d.fields and d.fields["_id"].share("objectId") >= 0.5]
+        found: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for name, drawn in samples.items():
+            for fld, values in drawn.fields.items():
+                if (db, name, fld) in known or not REFERENCE_NAME.match(fld) or referenced_collection(fld, names):
+                    continue
+                strings = [doc[fld] for doc in drawn.drawn if isinstance(doc.get(fld), str)]
+                hexes = [v for v in strings if OBJECT_ID_HEX.match(v)]
+                if values.share("string") < 0.5 or len(hexes) < 0.9 * len(strings):
+                    continue  # mostly not ObjectIds written as text: nothing to look up
+                hex_ids = list(dict.fromkeys(hexes))[:LOOKUP_IDS]
+                hits: dict[str, int] = {}
+                ids = [ObjectId(h) for h in hex_ids]
+                for target in (t for t in with_oids if t != name):
+                    def lookup(coll: Any = session.client[db][target], ids: list[Any] = ids) -> Awaitable[int]:
+                        return coll.count_documents({"_id": {"$in": ids}}, comment=OWN_COMMENT)
+
+                    try:
+                        hits[target] = await budgeted(session, "looking the ids up", budget, lookup)
+                    except OverBudget:  # that collection is not claimed either way
+                        continue
+                best = max(sorted(hits), key=lambda t: hits[t], default=None)
+                if best is not None and hits[best]:
+                    found[(db, name, fld)] = (best, f"its values found as ObjectId _ids of {best} "
+                                                    f"({hits[best]} of {len(hex_ids)} sampled ids)")
+        return found
+
     async def _reference(
-        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int, budget: float
+        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int, budget: float,
+        found_by: str = "",
     ) -> Reference | None:
         db, coll, fld = key
         target, target_field, declared = value
@@ -149,7 +202,7 @@ class ReferenceTypeMismatch(Check):
         if values is None or target_values is None or not values.non_null_types or not target_values.non_null_types:
             return None  # nothing to compare: an empty or unsampled side is unknown (reported as not sampled), not a mismatch
         reference = Reference(db, coll, fld, target, target_field, declared, values, target_values.non_null_types,
-                              source.documents, referenced.documents, sampled_by=source.method)
+                              source.documents, referenced.documents, sampled_by=source.method, found_by=found_by)
         if {family(t) for t in values.non_null_types} == {family(t) for t in target_values.non_null_types}:
             return reference
         strings = [v for v in values.examples if isinstance(v, str)]
@@ -201,7 +254,7 @@ class ReferenceTypeMismatch(Check):
             "namespace": f"{r.database}.{r.collection}",
             "field": r.field,
             "references": f"{r.target}.{r.target_field}",
-            "how_known": "declared in the config" if r.declared else "implied by the field name",
+            "how_known": r.how_known,
             "type_histogram": source_types,
             "referenced_type_histogram": r.target_types,
             "sampled_documents": r.sampled,
