@@ -328,6 +328,7 @@ class TtlCoverage(Check):
         evidence: dict[str, Any] = {
             "namespace": info.namespace,
             "classification": g.classification.describe(),
+            "weighed_evidence": g.classification.evidence(),
             "documents": info.count,
             "bytes": figure(info.size, info),
             "storage_bytes": figure(info.storage_size, info),

@@ -53,6 +53,16 @@ from checks.mongodb.ttl_coverage import TtlCoverage, TtlCoverageOptions, declare
 
 # Types a TTL index can expire on: a date, or an array (mongod uses its earliest date).
 EXPIRABLE = {"date", "array"}
+# Evidence that a unique key is a once-only rule (one vote per user and post), beyond the key
+# itself: an idempotency key on deliveries that expire may repeat after them by design.
+ONCE_ONLY = ("relationship", "references", "updates in place")
+
+
+def questions_ttl(verdict: Classification) -> bool:
+    """Whether the evidence is strong enough to call an existing TTL wrong: documents other
+    collections reference, or a ledger's balance. One money-named field, a unique key or
+    updates in place keep a TTL from being advised, but do not condemn one that exists."""
+    return verdict.kind != EVENT and verdict.strong
 
 
 class TtlMisconfiguredOptions(CheckOptions):
@@ -197,7 +207,7 @@ class TtlMisconfigured(Check):
         expiring = after_conversion = None
         current = seconds_of(index)
         partial = index.options.get("partialFilterExpression")
-        questioned = verdict is not None and verdict.kind != EVENT and rule is None
+        questioned = verdict is not None and questions_ttl(verdict) and rule is None
         if len(index.key) > 1 and date_field and current is not None:
             expiring = await count_expiring(session, info, date_field, int(current), partial,
                                             exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
@@ -261,6 +271,8 @@ class TtlMisconfigured(Check):
             evidence["sampled_by"] = t.sampled_by
         if t.field is not None:
             evidence["field_types_in_sample"] = t.field.types
+        if t.classification is not None:
+            evidence["weighed_evidence"] = t.classification.evidence()
         if current is None or math.isnan(current) or current < 0:
             return [self._invalid(scope, t, evidence)]
         if len(index.key) > 1:
@@ -268,14 +280,14 @@ class TtlMisconfigured(Check):
         found = []
         if t.unknown:
             found.append(self._unverified(scope, t, evidence))
-        elif t.classification is not None and t.classification.kind != EVENT and t.rule is None:
+        elif t.classification is not None and questions_ttl(t.classification) and t.rule is None:
             found.append(self._entity(scope, t, int(current), evidence))
         elif t.sampled and not index.options.get("partialFilterExpression"):
             problem = self._field_problem(scope, t, int(current), evidence)
             found.extend([problem] if problem else self._coverage_problems(scope, t, int(current), evidence))
         elif t.sampled:
             found.extend(self._coverage_problems(scope, t, int(current), evidence))
-        if not t.unknown:
+        if not t.unknown and (t.classification is None or t.classification.kept_by(*ONCE_ONLY)):
             found.extend(self._unique_defeated(scope, t, int(current), evidence))
         if t.rule is not None:
             found.extend(self._against_rule(scope, t, int(current), evidence))

@@ -158,10 +158,34 @@ def test_a_dormant_ttl_on_users_is_questioned_never_armed():
 
 
 def test_a_live_ttl_on_a_ledger_states_what_it_deletes():
-    docs = [{"walletId": ObjectId(), "amount": 5, "createdAt": NOW - dt.timedelta(days=i)} for i in range(100)]
+    docs = [{"walletId": ObjectId(), "amount": 5, "balance": 100 - i, "createdAt": NOW - dt.timedelta(days=i)} for i in range(100)]
     idx = index("createdAt_1", {"createdAt": 1}, expireAfterSeconds=30 * 86400)
     [finding] = _evaluate(_judged("wallet_history", idx, docs, expiring=Expiring(70, True, "older than 30d, counted")))
     assert "judged ledger" in finding.title and finding.evidence["documents_older_than_ttl"] == 70
+    assert finding.evidence["weighed_evidence"]["money fields"] == "keep (strong): amount, balance: a balance is kept in them"
+
+
+def test_one_money_named_field_does_not_condemn_a_ttl():
+    """generation_jobs carry computeCostUsd: not a ledger; the real defect is that failed jobs
+    never get completedAt, so they never expire."""
+    jobs = [{"status": ("completed", "failed")[i % 2], "computeCostUsd": 0.25, "createdAt": NOW - dt.timedelta(days=i % 60 + 0.5),
+             **({"completedAt": NOW - dt.timedelta(days=i % 60)} if i % 2 == 0 else {})} for i in range(120)]
+    idx = index("completedAt_1", {"completedAt": 1}, expireAfterSeconds=7 * 86400)
+    [finding] = _evaluate(_judged("generation_jobs", idx, jobs))
+    assert finding.title == "Documents of generation_jobs without completedAt never expire"
+    weighed = finding.evidence["weighed_evidence"]
+    assert weighed["money fields"] == "keep: computeCostUsd: money-named, but one field alone does not make a ledger"
+    assert weighed["status lifecycle"] == "expire: status takes terminal values completed, failed"
+    assert weighed["references"].startswith("neither")
+
+
+def test_a_ttl_on_deliveries_nobody_references_is_not_questioned_on_a_guess():
+    """Webhook deliveries kept 7 days, with an idempotency key: the auditors called it right."""
+    docs = [{"eventId": ObjectId(), "endpointId": ObjectId(), "status": ("delivered", "failed")[i % 2], "attempts": 1 + i % 3,
+             "createdAt": NOW - dt.timedelta(hours=i)} for i in range(150)]
+    idx = index("createdAt_1", {"createdAt": 1}, expireAfterSeconds=7 * 86400)
+    unique = index("eventId_1_endpointId_1", {"eventId": 1, "endpointId": 1}, unique=True)
+    assert _evaluate(_judged("webhook_deliveries", idx, docs, unique)) == []
 
 
 def test_a_ttl_beside_a_unique_key_lets_it_repeat():
