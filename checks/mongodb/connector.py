@@ -29,13 +29,17 @@ class MongoSession:
         self.client = client
         self.default_database = default_database
         self.hello = hello
+        self._databases: list[str] | None = None
 
     async def databases(self) -> list[str]:
-        """The database the URL names, else every non-system database."""
+        """The database the URL names, else every non-system database: listed once per session
+        (a run sees a session of its own), not once per check."""
         if self.default_database:
             return [self.default_database]
-        names = await self.client.list_database_names()
-        return sorted(n for n in names if n not in SYSTEM_DATABASES)
+        if self._databases is None:
+            names = await self.client.list_database_names()
+            self._databases = sorted(n for n in names if n not in SYSTEM_DATABASES)
+        return list(self._databases)
 
     async def close(self) -> None:
         await self.client.close()

@@ -155,13 +155,13 @@ class ReferenceTypeMismatch(Check):
     ) -> dict[tuple[str, str, str], tuple[str, str]]:
         """References no collection's name implies (referenceId, targetId) whose sampled values are
         ObjectIds written as 24-hex strings: found where a few of them exist as ObjectId _ids.
-        One indexed `_id: {$in: [...]}` count per collection holding ObjectId _ids, under the
-        call budget; {(db, collection, field): (target, how it was found)}."""
+        One indexed `_id: {$in: [...]}` read per collection holding ObjectId _ids, for every such
+        field at once (one pass, not one per field), under the call budget;
+        {(db, collection, field): (target, how it was found)}."""
         from bson import ObjectId  # the driver only when a check runs
 
         samples = {n: await sample(session, await collection_info(session, db, n), size, budget) for n in names}
-        with_oids = [n for n, d in samples.items() if "_id" in d.fields and d.fields["_id"].share("objectId") >= 0.5]
-        found: dict[tuple[str, str, str], tuple[str, str]] = {}
+        wanted: dict[tuple[str, str], list[Any]] = {}  # (collection, field) -> ObjectIds to look up
         for name, drawn in samples.items():
             for fld, values in drawn.fields.items():
                 if (db, name, fld) in known or not REFERENCE_NAME.match(fld) or referenced_collection(fld, names):
@@ -170,21 +170,31 @@ class ReferenceTypeMismatch(Check):
                 hexes = [v for v in strings if OBJECT_ID_HEX.match(v)]
                 if values.share("string") < 0.5 or len(hexes) < 0.9 * len(strings):
                     continue  # mostly not ObjectIds written as text: nothing to look up
-                hex_ids = list(dict.fromkeys(hexes))[:LOOKUP_IDS]
-                hits: dict[str, int] = {}
-                ids = [ObjectId(h) for h in hex_ids]
-                for target in (t for t in with_oids if t != name):
-                    def lookup(coll: Any = session.client[db][target], ids: list[Any] = ids) -> Awaitable[int]:
-                        return coll.count_documents({"_id": {"$in": ids}}, comment=OWN_COMMENT)
+                wanted[(name, fld)] = [ObjectId(h) for h in list(dict.fromkeys(hexes))[:LOOKUP_IDS]]
+        if not wanted:
+            return {}
+        every = list({oid for ids in wanted.values() for oid in ids})
+        hits: dict[tuple[str, str], dict[str, int]] = {key: {} for key in wanted}
+        for target, drawn in samples.items():
+            if "_id" not in drawn.fields or drawn.fields["_id"].share("objectId") < 0.5:
+                continue
 
-                    try:
-                        hits[target] = await budgeted(session, "looking the ids up", budget, lookup)
-                    except OverBudget:  # that collection is not claimed either way
-                        continue
-                best = max(sorted(hits), key=lambda t: hits[t], default=None)
-                if best is not None and hits[best]:
-                    found[(db, name, fld)] = (best, f"its values found as ObjectId _ids of {best} "
-                                                    f"({hits[best]} of {len(hex_ids)} sampled ids)")
+            def lookup(coll: Any = session.client[db][target]) -> Awaitable[list[dict[str, Any]]]:
+                return coll.find({"_id": {"$in": every}}, {"_id": 1}, comment=OWN_COMMENT).to_list(None)
+
+            try:
+                present = {doc["_id"] for doc in await budgeted(session, "looking the ids up", budget, lookup)}
+            except OverBudget:  # that collection is not claimed either way
+                continue
+            for (name, fld), ids in wanted.items():
+                if target != name and (n := sum(oid in present for oid in ids)):
+                    hits[(name, fld)][target] = n
+        found: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for (name, fld), by_target in hits.items():
+            best = max(sorted(by_target), key=lambda t: by_target[t], default=None)
+            if best is not None:
+                found[(db, name, fld)] = (best, f"its values found as ObjectId _ids of {best} "
+                                                f"({by_target[best]} of {len(wanted[(name, fld)])} sampled ids)")
         return found
 
     async def _reference(
