@@ -1,7 +1,7 @@
 """The same answer twice: the whole MongoDB pack run twice over unchanged data gives identical
 findings, on a fixture shaped like the audits' (a device-heavy tail among 3,000 users, amounts
-of mixed types, posts referenced by votes). Rare outliers are found by the outlier queries,
-not by luck of a random sample."""
+of mixed types, a few string amounts among 3,000 payments, posts referenced by votes). Rare
+outliers are found by the outlier queries, not by luck of a random sample."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ def seed_social_app(db: Any) -> None:
         {"userId": users[i], "amount": str(10 + i) if i % 25 == 3 else 10 + i, "createdAt": NOW - dt.timedelta(hours=i)}
         for i in range(1000)
     )
+    # An import wrote a few amounts as strings: rare, and clustered, as imports are.
+    db.payments.insert_many({"payerId": users[i], "amount": str(5 + i) if 1200 <= i < 1204 else 5 + i, "paidAt": NOW - dt.timedelta(hours=i)}
+                            for i in range(3000))
     posts = [ObjectId() for _ in range(400)]
     db.posts.insert_many({"_id": pid, "userId": users[i], "text": f"post {i}", "createdAt": NOW - dt.timedelta(days=i)}
                          for i, pid in enumerate(posts))
@@ -67,6 +70,11 @@ def test_two_runs_over_unchanged_data_give_identical_findings(mongo_db, loaded_m
     assert devices.evidence["longest_in_collection"][:HEAVY_USERS] == [1500] * HEAVY_USERS
     amount = found[("mongodb.field-type-drift", "transactions.amount")]
     assert amount.evidence["types_in_sample"] == {"number": 960, "string": 40}
+    # the sampled payments: the four strings are found whether or not the sample drew them
+    rare = found[("mongodb.field-type-drift", "payments.amount")]
+    assert rare.title == "payments.amount holds number and string"
+    assert (rare.evidence["types_in_sample"].get("string", 0) > 0
+            or rare.evidence["types_found_past_the_sample"] == {"string": 4})
 
 
 def test_a_reference_that_could_not_be_read_leaves_the_ttl_judgement_unknown(mongo_db, loaded_machine_budget,
