@@ -4,8 +4,12 @@ values exist as ObjectId _ids; a healthy twin holding real ObjectIds is left alo
 
 from __future__ import annotations
 
+from typing import Any
+
 from bson import ObjectId
 
+from checks.mongodb import reference_type_mismatch
+from checks.mongodb._inventory import Sample
 from tests import support
 
 CHECK = ["mongodb.reference-type-mismatch"]
@@ -32,3 +36,26 @@ def test_reference_id_holding_object_ids_as_strings_is_found_by_its_values(mongo
     assert finding.evidence["sample_ids_found_as_objectid"] == "5 of 5"
     assert finding.evidence["sample_ids_found_as_stored"] == "0 of 5"
     assert finding.fix.steps[0].command["updates"][0]["u"] == [{"$set": {"referenceId": {"$toObjectId": "$referenceId"}}}]
+
+
+def test_a_collection_that_could_not_be_read_makes_the_check_partial(mongo_db, loaded_machine_budget, monkeypatch):
+    db = mongo_db.db
+    users = [ObjectId() for _ in range(50)]
+    db.users.insert_many({"_id": u} for u in users)
+    db.flags.insert_many({"userId": str(users[i % 50])} for i in range(100))
+    real_sample = reference_type_mismatch.sample
+
+    async def flags_over_budget(session: Any, info: Any, size: int, budget: float) -> Sample:
+        if info.name == "flags":
+            return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: a seeded sample did not answer within {budget:g}s")
+        return await real_sample(session, info, size, budget)
+
+    monkeypatch.setattr(reference_type_mismatch, "sample", flags_over_budget)
+    report = support.run_report(support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120}),
+                                checks=CHECK)
+    assert report.errors == []
+    [finding] = report.findings
+    assert finding.title == "References in flags not checked"
+    [row] = report.partial()
+    assert row["skipped"] == [{"what": f"collection {mongo_db.name}.flags",
+                               "why": "not sampled: a seeded sample did not answer within 5s"}]
