@@ -122,6 +122,9 @@ class TtlIndex:
     sampled_by: str = ""
     coverage: FieldCoverage | None = None
     classification: Classification | None = None  # of the collection; None: not judged
+    # Whether any document of the collection matches the partial filter, when none sampled does:
+    # read whole, or asked of the server (a find with limit 1); None: not asked or no answer.
+    filter_matches: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ class TtlMisconfigured(Check):
         budget = call_budget(scope.config)
         verdicts = await self._classify(session, scope, infos, {(i.database, i.name) for i, _ in work}, budget)
         found = await asyncio.gather(*(
-            self._index(session, info, index, by_field, options, budget, verdicts.get((info.database, info.name)))
+            self._index(session, info, index, by_field, options, budget, verdicts.get((info.database, info.name)), scope)
             for info, index in work
         ))
         return TtlMisconfiguredFacts(list(found))
@@ -199,7 +202,7 @@ class TtlMisconfigured(Check):
     async def _index(
         self, session: Any, info: CollectionInfo, index: IndexSpec,
         rules: dict[tuple[Any, Any, Any], TtlExpectation], options: TtlMisconfiguredOptions, budget: float,
-        verdict: Classification | None,
+        verdict: Classification | None, scope: Scope,
     ) -> TtlIndex:
         info = await counted(session, info, budget)
         drawn = await sample(session, info, options.sample_size, budget)
@@ -223,8 +226,26 @@ class TtlMisconfigured(Check):
         if sampled and set(sampled.non_null_types) - EXPIRABLE and current is not None:
             after_conversion = await self._older_once_converted(session, info, drawn, field, int(current), budget)
         coverage = field_coverage(drawn, index, current, dt.datetime.now(dt.timezone.utc)) if current is not None else None
+        filter_matches = None
+        if partial and coverage is not None and coverage.selected == 0 and drawn.documents:
+            filter_matches = False if drawn.whole else await self._any_match(session, scope, info, index, budget)
         return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion,
-                        unknown=drawn.unknown, sampled_by=drawn.method, coverage=coverage, classification=verdict)
+                        unknown=drawn.unknown, sampled_by=drawn.method, coverage=coverage, classification=verdict,
+                        filter_matches=filter_matches)
+
+    async def _any_match(self, session: Any, scope: Scope, info: CollectionInfo, index: IndexSpec,
+                         budget: float) -> bool | None:
+        """Whether one document of the whole collection matches the partial filter (the partial
+        index itself can serve it); None, said as skipped, when it does not answer in time."""
+        coll = session.client[info.database][info.name]
+        partial = index.options["partialFilterExpression"]
+        try:
+            found = await budgeted(session, "a document the filter matches", budget,
+                                   lambda: coll.find_one(partial, {"_id": 1}, comment=OWN_COMMENT))
+        except OverBudget as exc:
+            scope.skipped(f"the partial filter of {info.namespace}.{index.name}", exc.reason)
+            return None
+        return found is not None
 
     async def _older_once_converted(
         self, session: Any, info: CollectionInfo, drawn: Sample, field: str, seconds: int, budget: float
@@ -349,10 +370,13 @@ class TtlMisconfigured(Check):
         if c.selected is None:
             return []
         if partial and c.selected == 0:
+            if t.filter_matches is not False:  # documents past the sample may match it, or it was not known
+                return []
+            evidence["documents_matching_the_filter"] = 0
             return [self.finding(
                 scope, object=info.namespace,
                 title=f"TTL index {index.name}: its partial filter selects no document",
-                message=f"{info.namespace}: none of {t.sampled} sampled documents matches the partialFilterExpression "
+                message=f"{info.namespace}: no document matches the partialFilterExpression "
                 f"{json.dumps(partial, default=str)} of {index.name}, so it deletes nothing (is the filter spelt as the "
                 "application writes the values?).",
                 evidence=evidence, severity=Severity.MEDIUM, key=f"{index.name}:filter-empty",

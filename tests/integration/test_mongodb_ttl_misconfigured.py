@@ -92,3 +92,22 @@ def test_existing_ttls_are_judged_on_all_the_evidence_not_on_a_guess(mongo_db, l
     assert jobs.evidence["sampled_missing_field"] == 100  # every failed job: read whole, so exact
     assert jobs.evidence["weighed_evidence"]["money fields"].startswith("keep: computeCostUsd: money-named, but one field")
     assert "judged" not in " ".join(f.title for f in report.findings)
+
+
+def test_a_sampled_collection_s_partial_filter_is_called_empty_only_when_the_server_agrees(mongo_db, loaded_machine_budget):
+    """Past 2,000 documents the sample decides nothing alone: the server is asked for one
+    document the filter matches. Three expired invites among 2,500 keep their TTL from being
+    called empty; a filter no document matches is."""
+    db = mongo_db.db
+    now = dt.datetime.now(dt.timezone.utc)
+    for name, expired in (("invites", range(1700, 1703)), ("referrals", range(0))):
+        db[name].insert_many({"code": f"c{i}", "status": "expired" if i in expired else ("pending", "accepted")[i % 2],
+                              "expiresAt": now - dt.timedelta(hours=i)} for i in range(2500))
+        db[name].create_index([("expiresAt", 1)], expireAfterSeconds=0, partialFilterExpression={"status": "expired"})
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120})
+    report = support.run_report(settings, checks=["mongodb.ttl-misconfigured"])
+    assert report.errors == [] and report.partial() == []
+    [empty] = report.findings
+    assert empty.object == f"{mongo_db.name}.referrals"
+    assert empty.title == "TTL index expiresAt_1: its partial filter selects no document"
+    assert empty.evidence["documents_matching_the_filter"] == 0 and empty.evidence["documents"] == 2500

@@ -5,6 +5,7 @@ that sit on an entity, or that let a unique key repeat. Facts as a real mongod r
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from bson import ObjectId
@@ -92,8 +93,10 @@ def _judged(name, idx, docs, *others, referenced=(), expiring=None, after_conver
     drawn = summarise("app", name, docs)
     seconds = idx.options["expireAfterSeconds"]
     date_field = next((f for f in idx.fields if drawn.fields.get(f) and drawn.fields[f].share("date") > 0), None)
+    coverage = field_coverage(drawn, idx, seconds, NOW)
     return TtlIndex(coll, idx, drawn.documents, drawn.fields.get(idx.fields[0]), date_field, None, expiring, after_conversion,
-                    coverage=field_coverage(drawn, idx, seconds, NOW), classification=classify(coll, drawn, list(referenced), False))
+                    coverage=coverage, classification=classify(coll, drawn, list(referenced), False),
+                    filter_matches=coverage.selected != 0 if "partialFilterExpression" in idx.options else None)
 
 
 def _evaluate(ttl):
@@ -127,6 +130,15 @@ def test_a_partial_filter_that_selects_nothing():
     idx = index("updatedAt_1", {"updatedAt": 1}, expireAfterSeconds=86400, partialFilterExpression={"status": "resolved"})
     [finding] = _evaluate(_judged("flags", idx, docs))
     assert "selects no document" in finding.title and finding.evidence["sampled_selected"] == 0
+    assert finding.evidence["documents_matching_the_filter"] == 0
+
+
+def test_a_filter_no_sampled_document_matches_is_not_called_empty_when_others_do():
+    docs = [{"status": "Resolved", "updatedAt": NOW - dt.timedelta(days=i)} for i in range(50)]
+    idx = index("updatedAt_1", {"updatedAt": 1}, expireAfterSeconds=86400, partialFilterExpression={"status": "resolved"})
+    past_the_sample = replace(_judged("flags", idx, docs), filter_matches=True)  # the server found one
+    assert _evaluate(past_the_sample) == []
+    assert _evaluate(replace(past_the_sample, filter_matches=None)) == []  # not known: no claim
 
 
 def test_a_partial_filter_whose_documents_lack_the_field_or_hold_strings():
