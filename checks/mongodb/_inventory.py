@@ -441,6 +441,7 @@ WHOLE = "every document, in _id order (a small collection is read whole)"
 SEEDED = ("a seeded sample: {runs} runs of consecutive documents in _id order, each starting at an offset "
           "drawn in its stretch of the collection by a generator seeded with the namespace")
 WHOLE_LIMIT = 2_000  # collections up to this many documents are read whole, not sampled
+WHOLE_BYTES = 32 << 20  # ... and up to this much BSON (collStats size): a few large documents are sampled
 SAMPLE_RUNS = 4  # stretches a sample is spread over, so it reaches old and new documents alike
 # Marks dbvitals's own reads, so the workload readers (profiler, slow log, currentOp) skip them.
 OWN_COMMENT = "dbvitals"
@@ -511,8 +512,9 @@ def seeded_runs(namespace: str, count: int, size: int) -> list[tuple[int, int]]:
 
 async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -> Sample:
     """The collection's documents for the checks to judge, the same on unchanged data: read whole
-    when it holds at most WHOLE_LIMIT (or `size`) documents, else a seeded sample of `size`
-    documents (`seeded_runs`: a few reads along the _id index, skip walking its keys). Each read
+    when it holds at most `size` documents, or at most WHOLE_LIMIT documents and WHOLE_BYTES;
+    else a seeded sample of `size` documents (`seeded_runs`: a few reads along the _id index,
+    skip walking its keys). Each read
     has the call budget; one cut short leaves the sample empty with `unknown` set, and the
     checks reading it say the collection was skipped (partial).
 
@@ -526,7 +528,10 @@ async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -
         if have.count == 0:
             return summarise(info.database, info.name, [])
         coll = session.client[info.database][info.name]
-        whole = have.count <= max(WHOLE_LIMIT, size)
+        whole = have.count <= size
+        if not whole and have.count <= WHOLE_LIMIT:  # its bytes too: collStats is cheap on a small collection
+            sized = await measured(session, have, budget)
+            whole = sized.size is not None and sized.size <= WHOLE_BYTES
         runs = [(0, have.count)] if whole else seeded_runs(info.namespace, have.count, size)
 
         drawn: list[dict[str, Any]] = []

@@ -17,10 +17,12 @@ from checks.mongodb._inventory import (
     bson_type,
     IndexSpec,
     coverage,
+    SAMPLE_RUNS,
     esr_index,
     format_seconds,
     key_serves,
     query_shape,
+    seeded_runs,
     summarise,
 )
 from checks.mongodb._ttl import is_expiry_field, time_name_rank
@@ -308,3 +310,17 @@ def test_coverage_of_an_index_on_other_fields_is_none():
     suggestion = esr_index({"status": "x"}, {"a": 1})
     assert coverage(IndexSpec("a_1_status_1", (("a", 1), ("status", 1))), suggestion) is None
     assert coverage(IndexSpec("status_1", (("status", 1),)), suggestion) is None
+
+
+@pytest.mark.parametrize("count, size", [(2001, 200), (3000, 200), (1_000_000, 200), (450, 400), (10_000, 10)])
+def test_seeded_runs_are_fixed_per_namespace_and_spread_over_the_collection(count, size):
+    runs = seeded_runs("app.users", count, size)
+    assert runs == seeded_runs("app.users", count, size)  # the same documents on unchanged data
+    assert sum(length for _, length in runs) <= size and len(runs) == min(SAMPLE_RUNS, size)
+    stretch = count // len(runs)
+    for i, (offset, length) in enumerate(runs):  # one run inside each stretch: old and new documents alike
+        assert i * stretch <= offset and offset + length <= (i + 1) * stretch <= count
+
+
+def test_another_namespace_draws_other_offsets():
+    assert seeded_runs("app.users", 1_000_000, 200) != seeded_runs("app.posts", 1_000_000, 200)
