@@ -102,3 +102,20 @@ def test_samples_are_the_same_documents_each_run_and_small_collections_are_read_
     assert min(d["n"] for d in a.drawn) < 750 and max(d["n"] for d in a.drawn) >= 2250  # old and new documents
     assert b.documents == 200 and not b.whole  # 600 documents, but more bytes than WHOLE_BYTES
     assert c.documents == 150 and c.whole and [d["n"] for d in c.drawn] == list(range(150))
+
+
+def test_the_databases_are_listed_once_per_session(mongo_db):
+    mongo_db.db.a.insert_one({"n": 1})
+    sent = Sent()
+
+    async def run():
+        client = AsyncMongoClient(mongo_db.url, event_listeners=[sent], maxPoolSize=1)
+        try:
+            session = MongoSession(client, None, {})  # a URL naming no database: every one is judged
+            return [await session.databases() for _ in range(3)]
+        finally:
+            await client.close()
+
+    first, *others = asyncio.run(run())
+    assert mongo_db.name in first and all(o == first for o in others)
+    assert sent.commands["listDatabases"] == 1
