@@ -5,7 +5,8 @@ length of every top-level array (max, p99, mean), whether older documents hold l
 than newer ones (the array keeps growing after the insert: a `$push` with no bound), and the
 BSON size of the largest documents. A sample can miss a rare outlier (20 users with thousands of
 devices among 3,000), so a sampled collection's longest arrays and largest documents are also
-asked of the server directly: a `$size` or `$bsonSize` sort with a limit, under the call budget.
+asked of the server directly: `$size` and `$bsonSize` sorted with a limit, in one aggregate
+under the call budget.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from checks.mongodb._schema import sampled_collections
 BSON_LIMIT = 16 * 1024 * 1024  # mongod refuses a larger document
 GROWTH_FACTOR = 2.0  # older documents' arrays this many times longer than newer ones': growing
 OUTLIERS = 25  # longest arrays and largest documents asked of the server per sampled collection
-OUTLIER_FIELDS = 5  # array fields of one collection whose longest arrays are asked for
+OUTLIER_FIELDS = 10  # array fields of one collection whose longest arrays are asked for
 
 
 class UnboundedArrayOptions(CheckOptions):
@@ -134,32 +135,35 @@ def measure(info: CollectionInfo, drawn: Sample, longest: dict[str, tuple[int, .
 async def outliers(session: Any, info: CollectionInfo, drawn: Sample, budget: float,
                    scope: Scope) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
     """The longest arrays of each array field the sample shows, and the largest documents, of a
-    sampled collection: each one aggregate sorted on `$size` or `$bsonSize` with a limit, under
-    the call budget. One that does not answer is said as skipped (the check is partial)."""
+    sampled collection: one aggregate (one pass over the collection) measuring each document's
+    arrays with `$size` and itself with `$bsonSize`, then a `$facet` keeping the OUTLIERS
+    largest of each; under the call budget, said as skipped when it does not answer."""
     if drawn.whole:
         return {}, ()
+    fields = sorted(name for name, f in drawn.fields.items() if f.types.get("array"))[:OUTLIER_FIELDS]
+    measures: dict[str, Any] = {f"a{i}": {"$cond": [{"$isArray": f"${name}"}, {"$size": f"${name}"}, -1]}
+                                for i, name in enumerate(fields)}
+    measures["bytes"] = {"$bsonSize": "$$ROOT"}
+    pipeline = [
+        {"$project": measures},
+        {"$facet": {key: [{"$sort": {key: -1, "_id": 1}}, {"$limit": OUTLIERS}, {"$project": {"_id": 0, "n": f"${key}"}}]
+                    for key in measures}},
+    ]
     coll = session.client[info.database][info.name]
 
-    async def top(what: str, pipeline: list[dict[str, Any]]) -> tuple[int, ...]:
-        async def run() -> list[dict[str, Any]]:
-            return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(OUTLIERS)
+    async def run() -> list[dict[str, Any]]:
+        return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(1)
 
-        try:
-            rows = await budgeted(session, what, budget, run)
-        except OverBudget as exc:
-            scope.skipped(f"{what} of {info.namespace}", exc.reason)
-            return ()
-        return tuple(int(row["n"]) for row in rows)
+    try:
+        [tops] = await budgeted(session, "the longest arrays and largest documents", budget, run)
+    except OverBudget as exc:
+        scope.skipped(f"the longest arrays and largest documents of {info.namespace}", exc.reason)
+        return {}, ()
 
-    fields = sorted(name for name, f in drawn.fields.items() if f.types.get("array"))[:OUTLIER_FIELDS]
-    longest = {}
-    for name in fields:
-        longest[name] = await top(f"the longest {name} arrays", [
-            {"$match": {name: {"$type": "array"}}}, {"$project": {"n": {"$size": f"${name}"}}},
-            {"$sort": {"n": -1, "_id": 1}}, {"$limit": OUTLIERS}])
-    largest = await top("the largest documents", [
-        {"$project": {"n": {"$bsonSize": "$$ROOT"}}}, {"$sort": {"n": -1, "_id": 1}}, {"$limit": OUTLIERS}])
-    return longest, largest
+    def top(key: str) -> tuple[int, ...]:
+        return tuple(int(row["n"]) for row in tops.get(key, []) if int(row["n"]) >= 0)
+
+    return {name: top(f"a{i}") for i, name in enumerate(fields)}, top("bytes")
 
 
 class UnboundedArray(Check):
