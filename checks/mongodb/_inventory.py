@@ -440,6 +440,11 @@ class FieldSample:
 WHOLE = "every document, in _id order (a small collection is read whole)"
 SEEDED = ("a seeded sample: {runs} runs of consecutive documents in _id order, each starting at an offset "
           "drawn in its stretch of the collection by a generator seeded with the namespace")
+SEEDED_BY_ID = ("a seeded sample: {runs} runs of consecutive documents in _id order, each starting at an _id "
+                "drawn in its stretch between the smallest and largest _id by a generator seeded with the namespace")
+# Up to this many documents a run starts at a skip along the _id index; past it, at an _id drawn
+# between the smallest and largest (a skip walks, on older servers fetches, every skipped document).
+SKIP_LIMIT = 100_000
 WHOLE_LIMIT = 2_000  # collections up to this many documents are read whole, not sampled
 WHOLE_BYTES = 32 << 20  # ... and up to this much BSON (collStats size): a few large documents are sampled
 SAMPLE_RUNS = 4  # stretches a sample is spread over, so it reaches old and new documents alike
@@ -510,6 +515,28 @@ def seeded_runs(namespace: str, count: int, size: int) -> list[tuple[int, int]]:
     return [(i * stretch + rng.randrange(max(stretch - length, 0) + 1), length) for i in range(runs)]
 
 
+def seeded_starts(namespace: str, low: Any, high: Any, runs: int) -> list[Any] | None:
+    """The _id each run of a large collection's seeded sample starts at: one drawn in each of
+    `runs` equal stretches between its smallest and largest _id (ObjectIds as 96-bit numbers,
+    numbers and dates by value), by a generator seeded with the namespace. None for _ids
+    that cannot be interpolated (strings, binary, mixed types): the runs start at a skip."""
+    from bson import ObjectId
+
+    rng = random.Random(zlib.crc32(namespace.encode()))
+    fractions = [(i + rng.random()) / runs for i in range(runs)]
+    if isinstance(low, ObjectId) and isinstance(high, ObjectId):
+        # As 96-bit numbers: the creation time leads, and ids made in one second still differ.
+        start, end = int.from_bytes(low.binary, "big"), int.from_bytes(high.binary, "big")
+        return [ObjectId((start + int((end - start) * f)).to_bytes(12, "big")) for f in fractions]
+    numbers = (int, float)
+    if isinstance(low, numbers) and isinstance(high, numbers) and not isinstance(low, bool) and not isinstance(high, bool):
+        exact = isinstance(low, int) and isinstance(high, int)
+        return [(int(low + (high - low) * f) if exact else low + (high - low) * f) for f in fractions]
+    if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
+        return [low + (high - low) * f for f in fractions]
+    return None
+
+
 async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -> Sample:
     """The collection's documents for the checks to judge, the same on unchanged data: read whole
     when it holds at most `size` documents, or at most WHOLE_LIMIT documents and WHOLE_BYTES;
@@ -532,25 +559,62 @@ async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -
         if not whole and have.count <= WHOLE_LIMIT:  # its bytes too: collStats is cheap on a small collection
             sized = await measured(session, have, budget)
             whole = sized.size is not None and sized.size <= WHOLE_BYTES
-        runs = [(0, have.count)] if whole else seeded_runs(info.namespace, have.count, size)
+        reads: list[tuple[str, dict[str, Any], int, int]] = []  # (what, filter, skip, limit)
+        method, by_id = WHOLE, False
+        if whole:
+            reads = [("reading the whole collection", {}, 0, have.count)]
+        else:
+            starts = None
+            if have.count > SKIP_LIMIT:
+                try:
+                    starts = await _seeded_starts(session, info, budget)
+                except OverBudget as exc:
+                    return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {exc.reason}")
+            runs = seeded_runs(info.namespace, have.count, size)
+            if starts is not None:
+                reads = [(f"a seeded sample's run from _id {start}", {"_id": {"$gte": start}}, 0, length)
+                         for start, (_, length) in zip(starts, runs)]
+                method, by_id = SEEDED_BY_ID.format(runs=len(runs)), True
+            else:
+                reads = [(f"a seeded sample's run at offset {offset:,}", {}, offset, length) for offset, length in runs]
+                method = SEEDED.format(runs=len(runs))
 
         drawn: list[dict[str, Any]] = []
-        for offset, length in runs:  # each run its own budgeted read: one slow run does not starve the rest
-            def read(offset: int = offset, length: int = length) -> Awaitable[list[dict[str, Any]]]:
+        seen: set[Any] = set()  # runs from _id bounds may overlap on skewed data (those _ids are hashable)
+        for what, filter_, skip, length in reads:  # each its own budgeted read: one slow read does not starve the rest
+            def read(filter_: dict[str, Any] = filter_, skip: int = skip, length: int = length) -> Awaitable[list[dict[str, Any]]]:
                 # One batch larger than the run: the server closes the cursor with it (no getMore).
-                cursor = coll.find({}, sort=[("_id", 1)], skip=offset, limit=length, batch_size=length + 1,
+                cursor = coll.find(filter_, sort=[("_id", 1)], skip=skip, limit=length, batch_size=length + 1,
                                    comment=OWN_COMMENT)
                 return cursor.to_list(length)
 
-            what = "reading the whole collection" if whole else f"a seeded sample's run at offset {offset:,}"
             try:
-                drawn.extend(await budgeted(session, what, budget, read))
+                got = await budgeted(session, what, budget, read)
             except OverBudget as exc:
                 return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {exc.reason}")
-        method = WHOLE if whole else SEEDED.format(runs=len(runs))
+            if by_id:
+                got = [doc for doc in got if doc["_id"] not in seen]
+                seen.update(doc["_id"] for doc in got)
+            drawn.extend(got)
         return replace_sample(summarise(info.database, info.name, drawn), method=method)
 
     return await memo(session, ("sample", info.database, info.name, size, budget), fetch)
+
+
+async def _seeded_starts(session: Any, info: CollectionInfo, budget: float) -> list[Any] | None:
+    """Where a large collection's runs start (`seeded_starts`), from its smallest and largest
+    _id: two reads of one key each along the _id index. Raises OverBudget."""
+    coll = session.client[info.database][info.name]
+    ends = []
+    for direction in (1, -1):
+        def end(direction: int = direction) -> Awaitable[dict[str, Any] | None]:
+            return coll.find_one({}, {"_id": 1}, sort=[("_id", direction)], comment=OWN_COMMENT)
+
+        doc = await budgeted(session, "the collection's first and last _id", budget, end)
+        if doc is None:
+            return None
+        ends.append(doc["_id"])
+    return seeded_starts(info.namespace, ends[0], ends[1], SAMPLE_RUNS)
 
 
 def replace_sample(drawn: Sample, **changes: Any) -> Sample:

@@ -119,3 +119,25 @@ def test_the_databases_are_listed_once_per_session(mongo_db):
     first, *others = asyncio.run(run())
     assert mongo_db.name in first and all(o == first for o in others)
     assert sent.commands["listDatabases"] == 1
+
+
+def test_a_large_collection_s_runs_start_at_seeded_ids_not_at_a_skip(mongo_db, monkeypatch):
+    """Past SKIP_LIMIT a skip would walk (or fetch) every skipped document: the runs start at
+    _ids drawn between the first and last, ObjectIds made within one second included."""
+    mongo_db.db.a.insert_many({"n": i} for i in range(3000))
+    monkeypatch.setattr(_inventory, "SKIP_LIMIT", 1000)
+
+    async def run():
+        client = AsyncMongoClient(mongo_db.url, maxPoolSize=1)
+        try:
+            session = MongoSession(client, mongo_db.name, {})
+            return await sample(session, await collection_info(session, mongo_db.name, "a"), 200, BUDGET)
+        finally:
+            await client.close()
+
+    drawn, again = asyncio.run(run()), asyncio.run(run())
+    assert drawn.method == _inventory.SEEDED_BY_ID.format(runs=4)
+    assert [d["n"] for d in drawn.drawn] == [d["n"] for d in again.drawn]
+    numbers = [d["n"] for d in drawn.drawn]
+    assert len(set(numbers)) == len(numbers) >= 150  # runs rarely overlap, and never count twice
+    assert min(numbers) < 750 and max(numbers) >= 2250  # spread over the whole collection

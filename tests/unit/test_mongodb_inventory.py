@@ -23,6 +23,7 @@ from checks.mongodb._inventory import (
     key_serves,
     query_shape,
     seeded_runs,
+    seeded_starts,
     summarise,
 )
 from checks.mongodb._ttl import is_expiry_field, time_name_rank
@@ -324,3 +325,18 @@ def test_seeded_runs_are_fixed_per_namespace_and_spread_over_the_collection(coun
 
 def test_another_namespace_draws_other_offsets():
     assert seeded_runs("app.users", 1_000_000, 200) != seeded_runs("app.posts", 1_000_000, 200)
+
+
+def test_seeded_starts_interpolate_object_ids_numbers_and_dates():
+    first = ObjectId.from_datetime(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+    last = ObjectId.from_datetime(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    starts = seeded_starts("app.users", first, last, 4)
+    assert starts == seeded_starts("app.users", first, last, 4) != seeded_starts("app.posts", first, last, 4)
+    assert all(first <= s <= last for s in starts) and starts == sorted(starts)
+    half = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    assert starts[1].generation_time < half <= starts[2].generation_time  # one start in each quarter
+    numbers = seeded_starts("app.t", 0, 1_000_000, 4)
+    assert all(isinstance(n, int) and i * 250_000 <= n < (i + 1) * 250_000 for i, n in enumerate(numbers))
+    dates = seeded_starts("app.t", dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 5), 4)
+    assert [d.day for d in dates] == [1, 2, 3, 4]
+    assert seeded_starts("app.t", "a", "z", 4) is None and seeded_starts("app.t", 1, "z", 4) is None
