@@ -9,8 +9,9 @@ budgeted call's clock starts when it has the connection, never while it queues f
 
 On a mongod a count and collStats are metadata, and a sample a few hundred documents read
 along the _id index: milliseconds. An engine without metadata counts scans the collection for
-each of them (SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
-does not answer in time leaves its figure unknown, with the reason, and a collection whose
+each of them (SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats). So
+each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that does not
+answer in time leaves its figure unknown, with the reason, and a collection whose
 count did not answer is not sampled, since sampling it would scan it too. Where a check wants
 the sizes, the count comes from the same collStats reply: one call, not two.
 """
@@ -540,10 +541,10 @@ def seeded_starts(namespace: str, low: Any, high: Any, runs: int) -> list[Any] |
 async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -> Sample:
     """The collection's documents for the checks to judge, the same on unchanged data: read whole
     when it holds at most `size` documents, or at most WHOLE_LIMIT documents and WHOLE_BYTES;
-    else a seeded sample of `size` documents (`seeded_runs`: a few reads along the _id index,
-    skip walking its keys). Each read
-    has the call budget; one cut short leaves the sample empty with `unknown` set, and the
-    checks reading it say the collection was skipped (partial).
+    else a seeded sample of `size` documents: a few runs read along the _id index, starting at
+    a seeded skip (`seeded_runs`) or, past SKIP_LIMIT documents, at a seeded _id
+    (`seeded_starts`). Each read has the call budget; one cut short leaves the sample empty
+    with `unknown` set, and the checks reading it say the collection was skipped (partial).
 
     Not drawn (empty, with `unknown` set) when the collection's count did not answer within the
     budget: on such an engine the reads would scan the collection."""
