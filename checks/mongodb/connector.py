@@ -25,11 +25,12 @@ def client_options(url: str) -> dict[str, Any]:
 
 
 class MongoSession:
+    _databases: list[str] | None = None  # listed once, on first use
+
     def __init__(self, client: AsyncMongoClient, default_database: str | None, hello: dict[str, Any]) -> None:
         self.client = client
         self.default_database = default_database
         self.hello = hello
-        self._databases: list[str] | None = None
 
     async def databases(self) -> list[str]:
         """The database the URL names, else every non-system database: listed once per session
@@ -53,15 +54,14 @@ def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
         "appname": "dbvitals",
         # The checks of a target share one connection to the server (pymongo adds its monitor's).
         "maxPoolSize": 1,
-        # The URL's pool options are the application's (mongodb.pool judges them from the URL);
-        # dbvitals's own pool overrides them: a URL's minPoolSize above 1 would make pymongo
-        # refuse the client (minPoolSize > maxPoolSize) and keep idle connections open.
-        **OWN_POOL,
     }
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
     kwargs.update(overrides)
-    return AsyncMongoClient(target.connect_url, **kwargs)
+    # The URL's pool options are the application's (mongodb.pool judges them from the URL);
+    # dbvitals's own pool overrides them: a URL's minPoolSize above 1 would make pymongo refuse
+    # the client (minPoolSize > maxPoolSize) and keep idle connections open.
+    return AsyncMongoClient(target.connect_url, **{**kwargs, **OWN_POOL})
 
 
 async def connect(name: str, target: TargetBase) -> Connection:

@@ -46,10 +46,14 @@ def add_collections(db: Any, first: int, last: int) -> None:
 
 def commands_of_a_run(mongo_db: Any, monkeypatch: Any) -> Counter[str]:
     listener = Commands()
-    make_client = connector.make_client
+    client_class = connector.AsyncMongoClient
+
+    def listened(url: str, **options: Any) -> Any:  # the connector's own listeners kept
+        return client_class(url, **{**options, "event_listeners": [*options.get("event_listeners", ()), listener]})
+
     settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120})
     with monkeypatch.context() as patched:
-        patched.setattr(connector, "make_client", lambda target, **kw: make_client(target, event_listeners=[listener], **kw))
+        patched.setattr(connector, "AsyncMongoClient", listened)
         report = support.run_report(settings)
     assert report.errors == [] and report.partial() == [], (report.errors, report.partial())
     return listener.sent
