@@ -747,6 +747,7 @@ class IndexSuggestion:
     # Key fields whose direction does not matter (an equality selects one key, a range is read
     # either way); every other field orders the results, so its direction does.
     unordered: frozenset[str] = frozenset()
+    equality: frozenset[str] = frozenset()  # of those, the leading equalities: their order does not matter either
 
 
 def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSuggestion | None:
@@ -785,7 +786,8 @@ def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSugg
         alternative = {f: 1 for f in equality}
         alternative.update({f: 1 for f in ranges})
         alternative.update({f: sort[f] for f in sort_fields})
-    return IndexSuggestion(key=key, order=order, alternative=alternative, unordered=frozenset(equality) | frozenset(ranges))
+    return IndexSuggestion(key=key, order=order, alternative=alternative, unordered=frozenset(equality) | frozenset(ranges),
+                           equality=frozenset(equality))
 
 
 def _direction(value: int) -> str:
@@ -802,18 +804,22 @@ class Coverage:
 
 def coverage(index: IndexSpec, suggestion: IndexSuggestion) -> Coverage | None:
     """Whether `index` already does what the suggested key would: it starts with the same fields
-    in the same order, and its directions give the same order. An equality or range field's
+    in the same order (the leading equalities in any order), and its directions give the same
+    order. An equality or range field's
     direction does not matter; the fields that order the results must run all in the
     suggestion's directions, or all reversed (the index walked backwards): a compound index
     serves a sort in its own direction or the reverse of ALL its keys only. None when the index
     does not start with those fields."""
     wanted = list(suggestion.key.items())
     prefix = list(index.key[: len(wanted)])
-    if len(prefix) < len(wanted) or [k for k, _ in prefix] != [k for k, _ in wanted]:
+    leading = len(suggestion.equality)  # ESR puts the equalities first: any order of them serves
+    if (len(prefix) < len(wanted) or {k for k, _ in prefix[:leading]} != {k for k, _ in wanted[:leading]}
+            or [k for k, _ in prefix[leading:]] != [k for k, _ in wanted[leading:]]):
         return None
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v in prefix):
         return None  # a text, hashed or wildcard key: no order to compare
-    ordered = [(k, int(v), d) for (k, v), (_, d) in zip(prefix, wanted) if k not in suggestion.unordered]
+    directions = dict(prefix)
+    ordered = [(k, int(directions[k]), d) for k, d in wanted if k not in suggestion.unordered]
     free = [k for k, _ in wanted if k in suggestion.unordered]
     about = f"{index.name} {describe_key(index.key_document)}"
     free_words = f"{', '.join(free)} {'is' if len(free) == 1 else 'are'} matched whatever the direction" if free else ""

@@ -289,6 +289,8 @@ def test_indexes_come_from_index_stats_where_it_carries_specs(stats_rows, expect
         # two sort fields: served in the index's directions or the reverse of both only
         ({"status": 1, "a": 1, "b": -1}, {"status": "x"}, {"a": -1, "b": 1}, True),
         ({"status": 1, "a": 1, "b": 1}, {"status": "x"}, {"a": 1, "b": -1}, False),
+        # the equalities in another order serve as well
+        ({"brandUserId": 1, "status": -1, "createdAt": 1}, {"status": "a", "brandUserId": "b"}, {"createdAt": -1}, True),
         # a range field's direction does not matter either
         ({"userId": 1, "createdAt": -1, "amount": -1}, {"userId": 1, "amount": {"$gt": 5}}, {"createdAt": -1}, True),
     ],
@@ -311,6 +313,9 @@ def test_coverage_of_an_index_on_other_fields_is_none():
     suggestion = esr_index({"status": "x"}, {"a": 1})
     assert coverage(IndexSpec("a_1_status_1", (("a", 1), ("status", 1))), suggestion) is None
     assert coverage(IndexSpec("status_1", (("status", 1),)), suggestion) is None
+    # a range is no equality: an index leading with it does not serve {userId: 1, amount: 1} the same way
+    ranged = esr_index({"userId": 1, "amount": {"$gt": 5}}, None)
+    assert coverage(IndexSpec("amount_1_userId_1", (("amount", 1), ("userId", 1))), ranged) is None
 
 
 @pytest.mark.parametrize("count, size", [(2001, 200), (3000, 200), (1_000_000, 200), (450, 400), (10_000, 10)])
