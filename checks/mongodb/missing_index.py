@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import Field
@@ -25,6 +25,8 @@ from checks.mongodb._inventory import (
     CollectionInfo,
     OWN_COMMENT,
     IndexSpec,
+    OverBudget,
+    budgeted,
     coverage,
     create_indexes,
     describe_key,
@@ -52,6 +54,7 @@ PROFILE_PROJECTION = {
     "nMatched": 1, "ndeleted": 1, "millis": 1, "planSummary": 1, "appName": 1, "ts": 1,
 }
 QUERY_STATS_LIMIT = 1000  # query shapes read from $queryStats
+DUPLICATE_EXAMPLES = 5  # most repeated keys shown when a unique index would be refused
 DYNAMIC_SAMPLE = 200  # documents sampled to tell a map from a sub-document (the checks' shared sample)
 # Our own sampling and statistics commands, which must not be reported as the application's.
 OWN_STAGES = {"$sample", "$indexStats", "$collStats"}
@@ -165,11 +168,22 @@ class ProfilerState:
 
 
 @dataclass(frozen=True)
+class Duplicates:
+    """Keys held by more than one document, which a unique index build refuses (E11000)."""
+
+    keys: int | None  # keys held more than once; None: not counted (over the call budget)
+    documents: int = 0  # documents holding them
+    examples: tuple[dict[str, Any], ...] = ()  # the most repeated keys, with their counts
+    reason: str = ""  # why they were not counted
+
+
+@dataclass(frozen=True)
 class DeclaredIndex:
     expectation: IndexExpectation
     database: str
     collection_exists: bool
     indexes: tuple[IndexSpec, ...]
+    duplicates: Duplicates | None = None  # counted for a missing unique index on an existing collection
 
 
 @dataclass(frozen=True)
@@ -330,8 +344,43 @@ class MissingIndex(Check):
         budget = call_budget(scope.config)
         await asyncio.gather(*(self._explain(session, s, infos, budget) for s in shapes.values()))
         dynamic = await self._dynamic(session, list(shapes.values()), infos, budget)
-        declared_indexes = [_declared_index(exp, session.default_database, infos) for exp in expect.indexes]
-        return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d], sources, dynamic)
+        declared_indexes = [d for exp in expect.indexes if (d := _declared_index(exp, session.default_database, infos))]
+        declared_indexes = [await self._count_duplicates(session, d, budget) for d in declared_indexes]
+        return MissingIndexFacts(list(shapes.values()), profilers, declared_indexes, sources, dynamic)
+
+    async def _count_duplicates(self, session: Any, declared: DeclaredIndex, budget: float) -> DeclaredIndex:
+        """Before a unique index is offered as a safe build, the keys it would refuse are counted:
+        one aggregate grouping the documents it would hold by its key (under the call budget)."""
+        exp = declared.expectation
+        want = expected_spec(exp)
+        if not exp.unique or not declared.collection_exists or any(i.key == tuple(want["key"].items()) for i in declared.indexes):
+            return declared
+        held: dict[str, Any] = dict(exp.partial_filter or {})
+        if exp.sparse:  # a sparse index holds only documents with a key field
+            held["$or"] = [{name: {"$exists": True}} for name in want["key"]]
+        key = {f"k{i}": f"${name}" for i, name in enumerate(want["key"])}
+        names = dict(zip(key, want["key"]))
+        pipeline = [
+            *([{"$match": held}] if held else []),
+            {"$group": {"_id": key, "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": 1}}},
+            {"$facet": {
+                "examples": [{"$sort": {"n": -1, "_id": 1}}, {"$limit": DUPLICATE_EXAMPLES}],
+                "total": [{"$group": {"_id": None, "keys": {"$sum": 1}, "documents": {"$sum": "$n"}}}],
+            }},
+        ]
+        coll = session.client[declared.database][exp.collection]
+
+        async def run() -> list[dict[str, Any]]:
+            return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(1)
+
+        try:
+            [reply] = await budgeted(session, "counting duplicate keys", budget, run)
+        except OverBudget as exc:
+            return replace(declared, duplicates=Duplicates(None, reason=exc.reason))
+        total = (reply.get("total") or [{}])[0]
+        examples = tuple({**{names[k]: v for k, v in row["_id"].items()}, "documents": row["n"]} for row in reply.get("examples", []))
+        return replace(declared, duplicates=Duplicates(int(total.get("keys", 0)), int(total.get("documents", 0)), examples))
 
     async def _dynamic(
         self, session: Any, shapes: list[QueryShape], infos: dict[str, dict[str, CollectionInfo]], budget: float
@@ -656,12 +705,32 @@ class MissingIndex(Check):
             if same_name is not None:
                 return self._different(scope, declared, same_name, want, evidence, f"has key {describe_key(same_name.key_document)}")
             safety = FixSafety.UNSAFE if exp.expire_after is not None else FixSafety.SAFE
+            notes = (("A TTL index deletes every already-expired document on its first pass. " if exp.expire_after else "")
+                     or None)
+            message = ""
+            dup = declared.duplicates
+            if dup is not None:
+                evidence["duplicate_keys"] = dup.keys if dup.keys is not None else f"unknown: {dup.reason}"
+                if dup.keys:
+                    evidence["documents_with_duplicate_keys"] = dup.documents
+                    evidence["duplicate_examples"] = [dict(e) for e in dup.examples]
+                    safety = FixSafety.MANUAL
+                    message = (f" The build would fail (E11000): {dup.keys:,} keys are held by {dup.documents:,} documents, "
+                               f"e.g. {json.dumps(dup.examples[0], default=str)}.")
+                    notes = (f"Clean up first: {dup.keys:,} keys are held by more than one document ({dup.documents:,} "
+                             "documents). Decide which document keeps each key, merge or delete the others, count again "
+                             "(none may remain), then build the index.")
+                elif dup.keys is None:
+                    safety = FixSafety.UNSAFE
+                    notes = f"Duplicate keys were not counted ({dup.reason}): the build fails (E11000) if any exist."
+            elif exp.unique:
+                notes = "A unique index build fails if duplicates exist; find them first."
             return self.finding(
                 scope,
                 object=f"{db}.{coll}",
                 title=f"Declared index {describe_key(want['key'])} is missing",
                 message=f"{db}.{coll} has no index on {describe_key(want['key'])}, which the config declares"
-                + ("" if declared.collection_exists else " (the collection does not exist yet)") + ".",
+                + ("" if declared.collection_exists else " (the collection does not exist yet)") + "." + message,
                 evidence=evidence,
                 severity=Severity.HIGH,
                 key=f"declared:{json.dumps(want['key'])}",
@@ -671,9 +740,7 @@ class MissingIndex(Check):
                     safety=safety,
                     lock=BUILD_LOCK,
                     inverse=(FixStep("mongodb", drop_index(coll, want["name"]), f"drop {want['name']}", database=db),),
-                    notes=("A unique index build fails if duplicates exist; find them first. " if exp.unique else "")
-                    + ("A TTL index deletes every already-expired document on its first pass. " if exp.expire_after else "")
-                    or None,
+                    notes=notes,
                 ),
             )
         differences = option_differences(same_key, want)

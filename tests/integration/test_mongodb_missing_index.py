@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from checks.model import Severity
+from checks.model import FixSafety, Severity
 from tests import support
 
 CHECK = ["mongodb.missing-index"]
@@ -96,3 +96,25 @@ def test_dbvitals_own_reads_are_marked_and_never_read_as_workload(mongo_db, load
     report = support.run_report(settings, checks=CHECK)
     assert report.errors == []
     assert report.findings == []
+
+
+def test_a_declared_unique_index_is_safe_only_when_no_key_repeats(mongo_db, loaded_machine_budget):
+    """metadata.orderId repeats on 25 orders: the build would fail with E11000, so the fix is the
+    clean-up (manual) with the count and examples; where no key repeats it is a safe build."""
+    db = mongo_db.db
+    db.payments.insert_many({"metadata": {"orderId": f"o{i}" if i >= 25 else f"o{i % 5}"}, "amount": i} for i in range(300))
+    db.refunds.insert_many({"metadata": {"orderId": f"o{i}"}} for i in range(100))
+    settings = support.settings_for(app={"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120, "expect": {"indexes": [
+        {"collection": "payments", "keys": {"metadata.orderId": 1}, "unique": True},
+        {"collection": "refunds", "keys": {"metadata.orderId": 1}, "unique": True},
+    ]}})
+    report = support.run_report(settings, checks=CHECK)
+    assert report.errors == []
+    by = {f.object.removeprefix(mongo_db.name + "."): f for f in report.findings if f.title.startswith("Declared index")}
+    payments, refunds = by["payments"], by["refunds"]
+    # the first 25 payments hold o0..o4, five each: 5 keys held by 25 documents
+    assert payments.evidence["duplicate_keys"] == 5 and payments.evidence["documents_with_duplicate_keys"] == 25
+    assert payments.evidence["duplicate_examples"][0] == {"metadata.orderId": "o0", "documents": 5}
+    assert payments.fix.safety is FixSafety.MANUAL and "E11000" in payments.message
+    assert "Clean up first: 5 keys" in payments.fix.notes
+    assert refunds.evidence["duplicate_keys"] == 0 and refunds.fix.safety is FixSafety.SAFE
