@@ -7,11 +7,11 @@ samples: each is fetched once per session (memoised as a shared task) and never 
 `CONCURRENCY` commands are in flight: the one connection the target's checks share, so a
 budgeted call's clock starts when it has the connection, never while it queues for it.
 
-On a mongod a count, collStats and `$sample` are metadata or a few hundred documents:
-milliseconds. An engine without metadata counts scans the collection for each of them
-(SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats, 11 s for
-`$sample`). So each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that
-does not answer in time leaves its figure unknown, with the reason, and a collection whose
+On a mongod a count and collStats are metadata, and a sample a few hundred documents read
+along the _id index: milliseconds. An engine without metadata counts scans the collection for
+each of them (SecantusDB: 5.7 s for `count` on 1,000,000 documents, 40 s for collStats). So
+each such call gets a time budget (`call_budget`, sent as maxTimeMS); one that does not
+answer in time leaves its figure unknown, with the reason, and a collection whose
 count did not answer is not sampled, since sampling it would scan it too. Where a check wants
 the sizes, the count comes from the same collStats reply: one call, not two.
 """
@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fnmatch
+import random
 import re
 import uuid
 import weakref
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -250,7 +252,7 @@ async def index_stats_rows(session: Any, database: str, name: str) -> list[dict[
 
     async def fetch() -> list[dict[str, Any]] | None:
         async def rows() -> list[dict[str, Any]]:
-            cursor = await session.client[database][name].aggregate([{"$indexStats": {}}])
+            cursor = await session.client[database][name].aggregate([{"$indexStats": {}}], comment=OWN_COMMENT)
             return await cursor.to_list(None)
 
         try:
@@ -434,8 +436,21 @@ class FieldSample:
         return self.types.get(bson, 0) / present if present else 0.0
 
 
-RANDOM = "$sample (random documents)"
-NATURAL = "the first documents in natural order ($sample did not answer; biased toward the oldest inserted)"
+# How a sample was drawn, said in each finding's evidence. Both are deterministic: the same
+# documents come back on unchanged data, so two runs give the same findings.
+WHOLE = "every document, in _id order (a small collection is read whole)"
+SEEDED = ("a seeded sample: {runs} runs of consecutive documents in _id order, each starting at an offset "
+          "drawn in its stretch of the collection by a generator seeded with the namespace")
+SEEDED_BY_ID = ("a seeded sample: {runs} runs of consecutive documents in _id order, each starting at an _id "
+                "drawn in its stretch between the smallest and largest _id by a generator seeded with the namespace")
+# Up to this many documents a run starts at a skip along the _id index; past it, at an _id drawn
+# between the smallest and largest (a skip walks, on older servers fetches, every skipped document).
+SKIP_LIMIT = 100_000
+WHOLE_LIMIT = 2_000  # collections up to this many documents are read whole, not sampled
+WHOLE_BYTES = 32 << 20  # ... and up to this much BSON (collStats size): a few large documents are sampled
+SAMPLE_RUNS = 4  # stretches a sample is spread over, so it reaches old and new documents alike
+# Marks dbvitals's own reads, so the workload readers (profiler, slow log, currentOp) skip them.
+OWN_COMMENT = "dbvitals"
 
 
 @dataclass(frozen=True)
@@ -448,8 +463,12 @@ class Sample:
     fields: dict[str, FieldSample]
     # The drawn documents themselves (at most the sample size), for estimates by predicate.
     drawn: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
-    method: str = RANDOM
+    method: str = WHOLE
     unknown: str = ""  # why nothing was drawn from a collection that may hold documents
+
+    @property
+    def whole(self) -> bool:
+        return self.method == WHOLE
 
 
 EXAMPLES_KEPT = 5
@@ -485,14 +504,50 @@ def summarise(database: str, collection: str, documents: Iterable[dict[str, Any]
     )
 
 
+def seeded_runs(namespace: str, count: int, size: int) -> list[tuple[int, int]]:
+    """(offset in _id order, documents) of each run of a seeded sample of `size` documents out of
+    `count`: the collection cut into SAMPLE_RUNS equal stretches, one run per stretch starting at
+    an offset drawn by a generator seeded with the namespace's CRC32. Unchanged data gives the
+    same runs, so the same documents; a sample still reaches every part of the collection."""
+    runs = max(1, min(SAMPLE_RUNS, size))
+    length = size // runs
+    stretch = count // runs
+    rng = random.Random(zlib.crc32(namespace.encode()))
+    return [(i * stretch + rng.randrange(max(stretch - length, 0) + 1), length) for i in range(runs)]
+
+
+def seeded_starts(namespace: str, low: Any, high: Any, runs: int) -> list[Any] | None:
+    """The _id each run of a large collection's seeded sample starts at: one drawn in each of
+    `runs` equal stretches between its smallest and largest _id (ObjectIds as 96-bit numbers,
+    numbers and dates by value), by a generator seeded with the namespace. None for _ids
+    that cannot be interpolated (strings, binary, mixed types): the runs start at a skip."""
+    from bson import ObjectId
+
+    rng = random.Random(zlib.crc32(namespace.encode()))
+    fractions = [(i + rng.random()) / runs for i in range(runs)]
+    if isinstance(low, ObjectId) and isinstance(high, ObjectId):
+        # As 96-bit numbers: the creation time leads, and ids made in one second still differ.
+        start, end = int.from_bytes(low.binary, "big"), int.from_bytes(high.binary, "big")
+        return [ObjectId((start + int((end - start) * f)).to_bytes(12, "big")) for f in fractions]
+    numbers = (int, float)
+    if isinstance(low, numbers) and isinstance(high, numbers) and not isinstance(low, bool) and not isinstance(high, bool):
+        exact = isinstance(low, int) and isinstance(high, int)
+        return [(int(low + (high - low) * f) if exact else low + (high - low) * f) for f in fractions]
+    if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
+        return [low + (high - low) * f for f in fractions]
+    return None
+
+
 async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -> Sample:
-    """At most `size` documents of the collection, drawn by `$sample`: on a mongod a random
-    cursor (no collection scan) when size is under 5% of the collection, else a scan of a small
-    one. If `$sample` does not answer within the budget, the first `size` documents in natural
-    order are read instead (a limited read that stops early), and the sample says so.
+    """The collection's documents for the checks to judge, the same on unchanged data: read whole
+    when it holds at most `size` documents, or at most WHOLE_LIMIT documents and WHOLE_BYTES;
+    else a seeded sample of `size` documents: a few runs read along the _id index, starting at
+    a seeded skip (`seeded_runs`) or, past SKIP_LIMIT documents, at a seeded _id
+    (`seeded_starts`). Each read has the call budget; one cut short leaves the sample empty
+    with `unknown` set, and the checks reading it say the collection was skipped (partial).
 
     Not drawn (empty, with `unknown` set) when the collection's count did not answer within the
-    budget: on such an engine both reads would scan the collection."""
+    budget: on such an engine the reads would scan the collection."""
 
     async def fetch() -> Sample:
         have = await counted(session, info, budget)
@@ -501,26 +556,66 @@ async def sample(session: Any, info: CollectionInfo, size: int, budget: float) -
         if have.count == 0:
             return summarise(info.database, info.name, [])
         coll = session.client[info.database][info.name]
+        whole = have.count <= size
+        if not whole and have.count <= WHOLE_LIMIT:  # its bytes too: collStats is cheap on a small collection
+            sized = await measured(session, have, budget)
+            whole = sized.size is not None and sized.size <= WHOLE_BYTES
+        reads: list[tuple[str, dict[str, Any], int, int]] = []  # (what, filter, skip, limit)
+        method, by_id = WHOLE, False
+        if whole:
+            reads = [("reading the whole collection", {}, 0, have.count)]
+        else:
+            starts = None
+            if have.count > SKIP_LIMIT:
+                try:
+                    starts = await _seeded_starts(session, info, budget)
+                except OverBudget as exc:
+                    return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {exc.reason}")
+            runs = seeded_runs(info.namespace, have.count, size)
+            if starts is not None:
+                reads = [(f"a seeded sample's run from _id {start}", {"_id": {"$gte": start}}, 0, length)
+                         for start, (_, length) in zip(starts, runs)]
+                method, by_id = SEEDED_BY_ID.format(runs=len(runs)), True
+            else:
+                reads = [(f"a seeded sample's run at offset {offset:,}", {}, offset, length) for offset, length in runs]
+                method = SEEDED.format(runs=len(runs))
 
-        async def random_documents() -> list[dict[str, Any]]:
-            # One batch larger than the sample: the server closes the cursor with it (no getMore, no killCursors).
-            cursor = await coll.aggregate([{"$sample": {"size": size}}], batchSize=size + 1)
-            return await cursor.to_list(size)
+        drawn: list[dict[str, Any]] = []
+        seen: set[Any] = set()  # runs from _id bounds may overlap on skewed data (those _ids are hashable)
+        for what, filter_, skip, length in reads:  # each its own budgeted read: one slow read does not starve the rest
+            def read(filter_: dict[str, Any] = filter_, skip: int = skip, length: int = length) -> Awaitable[list[dict[str, Any]]]:
+                # One batch larger than the run: the server closes the cursor with it (no getMore).
+                cursor = coll.find(filter_, sort=[("_id", 1)], skip=skip, limit=length, batch_size=length + 1,
+                                   comment=OWN_COMMENT)
+                return cursor.to_list(length)
 
-        async def first_documents() -> list[dict[str, Any]]:
-            return await coll.find({}).limit(size).to_list(size)
-
-        try:
-            drawn = await budgeted(session, "$sample", budget, random_documents)
-            return summarise(info.database, info.name, drawn)
-        except OverBudget as random_failed:
             try:
-                drawn = await budgeted(session, "a limited read", budget, first_documents)
+                got = await budgeted(session, what, budget, read)
             except OverBudget as exc:
-                return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {random_failed.reason}; {exc.reason}")
-            return replace_sample(summarise(info.database, info.name, drawn), method=NATURAL)
+                return Sample(info.database, info.name, 0, {}, unknown=f"not sampled: {exc.reason}")
+            if by_id:
+                got = [doc for doc in got if doc["_id"] not in seen]
+                seen.update(doc["_id"] for doc in got)
+            drawn.extend(got)
+        return replace_sample(summarise(info.database, info.name, drawn), method=method)
 
     return await memo(session, ("sample", info.database, info.name, size, budget), fetch)
+
+
+async def _seeded_starts(session: Any, info: CollectionInfo, budget: float) -> list[Any] | None:
+    """Where a large collection's runs start (`seeded_starts`), from its smallest and largest
+    _id: two reads of one key each along the _id index. Raises OverBudget."""
+    coll = session.client[info.database][info.name]
+    ends = []
+    for direction in (1, -1):
+        def end(direction: int = direction) -> Awaitable[dict[str, Any] | None]:
+            return coll.find_one({}, {"_id": 1}, sort=[("_id", direction)], comment=OWN_COMMENT)
+
+        doc = await budgeted(session, "the collection's first and last _id", budget, end)
+        if doc is None:
+            return None
+        ends.append(doc["_id"])
+    return seeded_starts(info.namespace, ends[0], ends[1], SAMPLE_RUNS)
 
 
 def replace_sample(drawn: Sample, **changes: Any) -> Sample:
@@ -649,6 +744,10 @@ class IndexSuggestion:
     key: dict[str, int]
     order: str  # which rule was applied, in words
     alternative: dict[str, int] | None = None  # range before sort, when the range is very selective
+    # Key fields whose direction does not matter (an equality selects one key, a range is read
+    # either way); every other field orders the results, so its direction does.
+    unordered: frozenset[str] = frozenset()
+    equality: frozenset[str] = frozenset()  # of those, the leading equalities: their order does not matter either
 
 
 def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSuggestion | None:
@@ -687,11 +786,57 @@ def esr_index(filter_: dict[str, Any], sort: dict[str, int] | None) -> IndexSugg
         alternative = {f: 1 for f in equality}
         alternative.update({f: 1 for f in ranges})
         alternative.update({f: sort[f] for f in sort_fields})
-    return IndexSuggestion(key=key, order=order, alternative=alternative)
+    return IndexSuggestion(key=key, order=order, alternative=alternative, unordered=frozenset(equality) | frozenset(ranges),
+                           equality=frozenset(equality))
 
 
 def _direction(value: int) -> str:
     return "ascending" if value >= 0 else "descending"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How an existing index with the suggestion's fields, in its order, stands to it."""
+
+    serves: bool
+    words: str  # what the index covers, and what its directions mean for the sort
+
+
+def coverage(index: IndexSpec, suggestion: IndexSuggestion) -> Coverage | None:
+    """Whether `index` already does what the suggested key would: it starts with the same fields
+    in the same order (the leading equalities in any order), and its directions give the same
+    order. An equality or range field's
+    direction does not matter; the fields that order the results must run all in the
+    suggestion's directions, or all reversed (the index walked backwards): a compound index
+    serves a sort in its own direction or the reverse of ALL its keys only. None when the index
+    does not start with those fields."""
+    wanted = list(suggestion.key.items())
+    prefix = list(index.key[: len(wanted)])
+    leading = len(suggestion.equality)  # ESR puts the equalities first: any order of them serves
+    if (len(prefix) < len(wanted) or {k for k, _ in prefix[:leading]} != {k for k, _ in wanted[:leading]}
+            or [k for k, _ in prefix[leading:]] != [k for k, _ in wanted[leading:]]):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v in prefix):
+        return None  # a text, hashed or wildcard key: no order to compare
+    directions = dict(prefix)
+    ordered = [(k, int(directions[k]), d) for k, d in wanted if k not in suggestion.unordered]
+    free = [k for k, _ in wanted if k in suggestion.unordered]
+    about = f"{index.name} {describe_key(index.key_document)}"
+    free_words = f"{', '.join(free)} {'is' if len(free) == 1 else 'are'} matched whatever the direction" if free else ""
+    if not ordered or all(v == d for _, v, d in ordered):
+        how = "in its own direction"
+    elif all(v == -d for _, v, d in ordered):
+        how = "walked backwards"
+    else:
+        has = describe_key({k: v for k, v, _ in ordered})
+        reverse = describe_key({k: -v for k, v, _ in ordered})
+        asked = describe_key({k: d for k, _, d in ordered})
+        return Coverage(False, f"{about} has these fields but orders them {has} (or {reverse} walked backwards), "
+                               f"not {asked}: a compound index serves a sort in its own direction or the reverse of "
+                               "ALL its keys only" + (f"; {free_words}" if free_words else ""))
+    sort_words = (f"the sort on {', '.join(k for k, _, _ in ordered)} is served {how} (a compound index serves a sort "
+                  "in its own direction or the reverse of ALL its keys)") if ordered else ""
+    return Coverage(True, f"{about} already serves it: " + "; ".join(w for w in (free_words, sort_words) if w))
 
 
 def key_serves(index_key: tuple[tuple[str, Any], ...], wanted: dict[str, int]) -> bool:

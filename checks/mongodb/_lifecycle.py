@@ -222,34 +222,127 @@ def updated_in_place(drawn: Sample) -> tuple[str, str, int] | None:
     return (u, c, changed) if changed >= UPDATED_SHARE * max(drawn.documents, 1) else None
 
 
+KEEP = "keep"  # the evidence says the documents must stay
+EXPIRE = "expire"  # it says they may expire
+NEITHER = "neither"
+# A balance held in the documents: a ledger whatever else they show.
+BALANCE_WORDS = frozenset({"balance", "debit", "credit"})
+
+
+@dataclass(frozen=True)
+class Weighed:
+    """One piece of evidence and which way it pointed. `strong` keep evidence alone is enough to
+    call a TTL that exists wrong (documents someone references, a balance); weak evidence (one
+    money-named field, a unique key, updates in place) keeps a TTL from being advised, but never
+    condemns one the application chose."""
+
+    name: str  # "references", "money fields", "unique keys", "updates in place", "status lifecycle", "age"
+    points: str  # KEEP | EXPIRE | NEITHER
+    words: str
+    strong: bool = False
+
+    def describe(self) -> str:
+        return f"{self.points}{' (strong)' if self.strong else ''}: {self.words}"
+
+
 @dataclass(frozen=True)
 class Classification:
     kind: str  # ENTITY | LEDGER | EVENT | KEPT
     reasons: tuple[str, ...]
     lifecycle: Lifecycle | None = None
+    weighed: tuple[Weighed, ...] = ()
 
     def describe(self) -> str:
         return f"{self.kind}: " + "; ".join(self.reasons)
+
+    @property
+    def strong(self) -> bool:
+        """Evidence strong enough to call an existing TTL wrong without a declaration."""
+        return any(w.points == KEEP and w.strong for w in self.weighed)
+
+    def kept_by(self, *names: str) -> bool:
+        return any(w.points == KEEP and w.name in names for w in self.weighed)
+
+    def evidence(self) -> dict[str, str]:
+        """Each piece of evidence and which way it pointed, for a finding's evidence."""
+        return {w.name: w.describe() for w in self.weighed}
+
+
+def weigh(info: CollectionInfo, drawn: Sample, referenced_by: list[str], cycle: Lifecycle | None) -> tuple[Weighed, ...]:
+    """Every piece of evidence about whether the documents may expire, each with its direction."""
+    found = []
+    if referenced_by:
+        found.append(Weighed("references", KEEP, f"referenced by {', '.join(sorted(referenced_by)[:5])}: deleting one "
+                             "leaves references to nothing", strong=True))
+    else:
+        found.append(Weighed("references", NEITHER, "no other collection's sampled documents reference it"))
+    money = sorted(n for n, f in drawn.fields.items() if MONEY_WORDS & set(_words(n)) or f.share("decimal") >= 0.5)
+    balance = [n for n in money if BALANCE_WORDS & set(_words(n))]
+    if balance or (len(money) >= 2 and cycle is None):
+        found.append(Weighed("money fields", KEEP, f"{', '.join(money)}: "
+                             + ("a balance is kept in them" if balance else "amounts with no lifecycle: a ledger"), strong=True))
+    elif money:
+        found.append(Weighed("money fields", KEEP, f"{', '.join(money)}: money-named, but "
+                             + ("one field alone" if len(money) == 1 else "on work items with a lifecycle")
+                             + " does not make a ledger"))
+    else:
+        found.append(Weighed("money fields", NEITHER, "none"))
+    unique = [i for i in info.indexes if i.unique and not i.is_id]
+    if unique:
+        found.append(Weighed("unique keys", KEEP, "unique key " + ", ".join(
+            i.describe().removesuffix(" unique=True") for i in unique[:3]) + ": an expired document's key can come back"))
+    else:
+        found.append(Weighed("unique keys", NEITHER, "none besides _id"))
+    changed = updated_in_place(drawn)
+    if changed and cycle is None:
+        u, c, n = changed
+        found.append(Weighed("updates in place", KEEP, f"{n} of {drawn.documents} sampled documents have {u} later than {c}"))
+    elif changed:
+        found.append(Weighed("updates in place", NEITHER, "updated, as its status lifecycle moves"))
+    else:
+        found.append(Weighed("updates in place", EXPIRE, "none seen: insert-only"))
+    if cycle is not None:
+        found.append(Weighed("status lifecycle", EXPIRE, f"{cycle.field} takes terminal values {', '.join(cycle.terminal)}"))
+    else:
+        found.append(Weighed("status lifecycle", NEITHER, "no status field with terminal values"))
+    found.append(_age(drawn))
+    return tuple(found)
+
+
+def _age(drawn: Sample) -> Weighed:
+    """How the documents' creation times spread: a collection whose old documents stay, while
+    new ones keep coming, accumulates."""
+    field = creation_field(drawn)
+    values = [_aware(doc[field]) for doc in drawn.drawn if field and isinstance(doc.get(field), dt.datetime)]
+    if not values:
+        return Weighed("age", NEITHER, "no creation time in the sampled documents")
+    span = (max(values) - min(values)).total_seconds() / 86400
+    if span >= RECENT_DAYS:
+        return Weighed("age", EXPIRE, f"{field} spans {span:,.0f} days in the sample: old documents stay")
+    return Weighed("age", NEITHER, f"{field} spans {span:,.0f} days in the sample")
 
 
 def classify(
     info: CollectionInfo, drawn: Sample, referenced_by: list[str], kept: bool,
 ) -> Classification:
-    """Entity, ledger, event or kept, with the evidence. A work-item collection (a status with
-    terminal values) counts as events: its finished documents are the ones that may expire,
-    and its updates are the lifecycle itself, not entity edits."""
+    """Entity, ledger, event or kept, with every piece of evidence weighed (`Classification.weighed`).
+    Any evidence to keep the documents makes it an entity or a ledger, so no TTL is advised on
+    a guess; only strong evidence (`Classification.strong`) calls an existing TTL wrong. A
+    work-item collection (a status with terminal values) counts as events: its finished
+    documents are the ones that may expire, and its updates are the lifecycle itself."""
+    cycle = lifecycle(drawn)
+    weighed = weigh(info, drawn, referenced_by, cycle)
     if kept:
-        return Classification(KEPT, ("listed in keep_forever",))
+        return Classification(KEPT, ("listed in keep_forever",), cycle, weighed)
     money = sorted(n for n, f in drawn.fields.items() if MONEY_WORDS & set(_words(n)) or f.share("decimal") >= 0.5)
     if money:
-        return Classification(LEDGER, (f"money-like fields: {', '.join(money)}",))
+        return Classification(LEDGER, (f"money-like fields: {', '.join(money)}",), cycle, weighed)
     reasons = []
     if referenced_by:
         reasons.append(f"referenced by {', '.join(sorted(referenced_by)[:5])}")
     unique = [i for i in info.indexes if i.unique and not i.is_id]
     if unique:
         reasons.append("unique key " + ", ".join(i.describe().removesuffix(" unique=True") for i in unique[:3]))
-    cycle = lifecycle(drawn)
     changed = updated_in_place(drawn)
     if changed and cycle is None:
         u, c, n = changed
@@ -258,12 +351,13 @@ def classify(
     others = [n for n in drawn.fields if n != "_id" and n not in refs and n not in date_fields(drawn)]
     if len(refs) >= 2 and len(others) <= 1 and cycle is None:
         reasons.append(f"a relationship: references {', '.join(refs)} and little else")
+        weighed = (*weighed, Weighed("relationship", KEEP, f"references {', '.join(refs)} and little else"))
     if reasons:
-        return Classification(ENTITY, tuple(reasons), cycle)
+        return Classification(ENTITY, tuple(reasons), cycle, weighed)
     if cycle is not None:
         return Classification(EVENT, (
-            f"work items: {cycle.field} takes terminal values {', '.join(cycle.terminal)}",), cycle)
-    return Classification(EVENT, ("insert-only: never referenced, no unique key, no update after creation",))
+            f"work items: {cycle.field} takes terminal values {', '.join(cycle.terminal)}",), cycle, weighed)
+    return Classification(EVENT, ("insert-only: never referenced, no unique key, no update after creation",), cycle, weighed)
 
 
 def referenced_collections(samples: list[Sample], names: dict[str, list[str]],

@@ -11,7 +11,7 @@ from typing import Any
 
 from checks.config import TtlExpectation
 from checks.mongodb._inventory import (
-    RANDOM,
+    OWN_COMMENT,
     CollectionInfo,
     OverBudget,
     bson_type,
@@ -142,7 +142,7 @@ async def count_expiring(
     older = older_than(seconds)
     try:
         if indexed or (info.count is not None and info.count <= exact_limit):
-            n = await budgeted(session, "counting them", budget, lambda: coll.count_documents(query))
+            n = await budgeted(session, "counting them", budget, lambda: coll.count_documents(query, comment=OWN_COMMENT))
             return Expiring(n, True, f"{older}, counted")
         if info.count is None:
             return Expiring(None, False, f"{older}; the collection's size is unknown: {info.unknown}")
@@ -153,17 +153,16 @@ async def count_expiring(
         if matches is not None and drawn.documents:
             matched = sum(1 for doc in drawn.drawn if matches(doc) and _before(doc.get(field), cutoff))
             size = drawn.documents
-        else:  # a filter with operators: let the server match it, still on a bounded sample
-            pipeline = [{"$sample": {"size": sample_size}}, {"$match": query}, {"$count": "n"}]
+        else:  # a filter with operators: let the server match it, on the sampled documents (by _id)
+            ids = [doc["_id"] for doc in drawn.drawn]
 
-            async def run() -> list[dict[str, Any]]:
-                return await (await coll.aggregate(pipeline)).to_list(1)
+            async def run() -> int:
+                return int(await coll.count_documents({"$and": [{"_id": {"$in": ids}}, query]}, comment=OWN_COMMENT))
 
-            rows = await budgeted(session, "a sampled count", budget, run)
-            matched, size = (rows[0]["n"] if rows else 0), sample_size
+            matched = await budgeted(session, "a sampled count", budget, run)
+            size = drawn.documents
         estimate = round(matched / size * info.count) if info.count and size else 0
-        by = "" if drawn.method == RANDOM else " (the first in natural order)"
-        return Expiring(estimate, False, f"{older}, estimated from {size} sampled documents{by}")
+        return Expiring(estimate, False, f"{older}, estimated from {size} sampled documents ({drawn.method})")
     except OverBudget as exc:  # a count that times out leaves the figure unknown, not wrong
         return Expiring(None, False, f"{older}; {exc.reason}")
     except Exception as exc:

@@ -16,6 +16,8 @@ from checks.mongodb.topology import topology_role
 from checks.own_sessions import Recorder
 
 SYSTEM_DATABASES = {"admin", "local", "config"}
+# Pool options dbvitals sets for itself whatever the URL says; maxPoolSize is set per client.
+OWN_POOL: dict[str, Any] = {"minPoolSize": 0}
 
 
 def client_options(url: str) -> dict[str, Any]:
@@ -60,6 +62,8 @@ async def close_client(client: AsyncMongoClient) -> None:
 
 
 class MongoSession:
+    _databases: list[str] | None = None  # listed once, on first use
+
     def __init__(self, client: AsyncMongoClient, default_database: str | None, hello: dict[str, Any]) -> None:
         self.client = client
         self.default_database = default_database
@@ -68,11 +72,14 @@ class MongoSession:
         self.server = recorder.server if recorder else ""
 
     async def databases(self) -> list[str]:
-        """The database the URL names, else every non-system database."""
+        """The database the URL names, else every non-system database: listed once per session
+        (a run sees a session of its own), not once per check."""
         if self.default_database:
             return [self.default_database]
-        names = await self.client.list_database_names()
-        return sorted(n for n in names if n not in SYSTEM_DATABASES)
+        if self._databases is None:
+            names = await self.client.list_database_names()
+            self._databases = sorted(n for n in names if n not in SYSTEM_DATABASES)
+        return list(self._databases)
 
     async def close(self) -> None:
         await close_client(self.client)
@@ -94,7 +101,10 @@ def make_client(target: TargetBase, **overrides: Any) -> AsyncMongoClient:
     if target.password is not None:
         kwargs["password"] = target.password.get_secret_value()
     kwargs.update(overrides)
-    return AsyncMongoClient(target.connect_url, **kwargs)
+    # The URL's pool options are the application's (mongodb.pool judges them from the URL);
+    # dbvitals's own pool overrides them: a URL's minPoolSize above 1 would make pymongo refuse
+    # the client (minPoolSize > maxPoolSize) and keep idle connections open.
+    return AsyncMongoClient(target.connect_url, **{**kwargs, **OWN_POOL})
 
 
 async def connect(name: str, target: TargetBase) -> Connection:

@@ -19,7 +19,7 @@ from checks.mongodb._schema import DynamicKeys, dynamic_objects, sampled_collect
 
 
 class DynamicKeysOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
 
 
 @dataclass(frozen=True)

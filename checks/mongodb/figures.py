@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from checks.mongodb._inventory import OWN_COMMENT
 from checks.snapshots import Figure
 from checks.snapshots.diff import FigureKind, growth, usage_stopped
 
@@ -28,7 +29,7 @@ async def gather(session: Any) -> list[Figure]:
                 count = None
             figures.append(("mongo.collection", namespace, {"documents": count}))
             try:
-                stats = [s async for s in await db[coll].aggregate([{"$indexStats": {}}])]
+                stats = [s async for s in await db[coll].aggregate([{"$indexStats": {}}], comment=OWN_COMMENT)]
             except Exception:
                 stats = []
             for stat in stats:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import Field
@@ -23,7 +23,11 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
     CollectionInfo,
+    OWN_COMMENT,
     IndexSpec,
+    OverBudget,
+    budgeted,
+    coverage,
     create_indexes,
     describe_key,
     drop_index,
@@ -39,7 +43,7 @@ from checks.mongodb._inventory import (
     query_shape,
     sample,
 )
-from checks.mongodb._query_sources import current_op_entries, parse_slow_log, query_stats_entries
+from checks.mongodb._query_sources import OWN_APP, current_op_entries, parse_slow_log, query_stats_entries
 from checks.mongodb._schema import DynamicKeys, dynamic_objects
 from checks.mongodb.profiler import read_profiler_setting
 
@@ -50,6 +54,7 @@ PROFILE_PROJECTION = {
     "nMatched": 1, "ndeleted": 1, "millis": 1, "planSummary": 1, "appName": 1, "ts": 1,
 }
 QUERY_STATS_LIMIT = 1000  # query shapes read from $queryStats
+DUPLICATE_EXAMPLES = 5  # most repeated keys shown when a unique index would be refused
 DYNAMIC_SAMPLE = 200  # documents sampled to tell a map from a sub-document (the checks' shared sample)
 # Our own sampling and statistics commands, which must not be reported as the application's.
 OWN_STAGES = {"$sample", "$indexStats", "$collStats"}
@@ -163,11 +168,22 @@ class ProfilerState:
 
 
 @dataclass(frozen=True)
+class Duplicates:
+    """Keys held by more than one document, which a unique index build refuses (E11000)."""
+
+    keys: int | None  # keys held more than once; None: not counted (over the call budget)
+    documents: int = 0  # documents holding them
+    examples: tuple[dict[str, Any], ...] = ()  # the most repeated keys, with their counts
+    reason: str = ""  # why they were not counted
+
+
+@dataclass(frozen=True)
 class DeclaredIndex:
     expectation: IndexExpectation
     database: str
     collection_exists: bool
     indexes: tuple[IndexSpec, ...]
+    duplicates: Duplicates | None = None  # counted for a missing unique index on an existing collection
 
 
 @dataclass(frozen=True)
@@ -194,7 +210,9 @@ def operation_of(entry: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, 
     command = entry.get("command") or {}
     ns = str(entry.get("ns", ""))
     collection = ns.split(".", 1)[1] if "." in ns else ""
-    if not collection or collection.startswith("system.") or entry.get("appName") == "dbvitals":
+    if not collection or collection.startswith("system.") or entry.get("appName") == OWN_APP:
+        return None
+    if command.get("comment") == OWN_COMMENT:  # dbvitals's own reads, where no app name was recorded
         return None
     op = entry.get("op")
     if op in ("update", "remove"):
@@ -326,8 +344,43 @@ class MissingIndex(Check):
         budget = call_budget(scope.config)
         await asyncio.gather(*(self._explain(session, s, infos, budget) for s in shapes.values()))
         dynamic = await self._dynamic(session, list(shapes.values()), infos, budget)
-        declared_indexes = [_declared_index(exp, session.default_database, infos) for exp in expect.indexes]
-        return MissingIndexFacts(list(shapes.values()), profilers, [d for d in declared_indexes if d], sources, dynamic)
+        declared_indexes = [d for exp in expect.indexes if (d := _declared_index(exp, session.default_database, infos))]
+        declared_indexes = [await self._count_duplicates(session, d, budget) for d in declared_indexes]
+        return MissingIndexFacts(list(shapes.values()), profilers, declared_indexes, sources, dynamic)
+
+    async def _count_duplicates(self, session: Any, declared: DeclaredIndex, budget: float) -> DeclaredIndex:
+        """Before a unique index is offered as a safe build, the keys it would refuse are counted:
+        one aggregate grouping the documents it would hold by its key (under the call budget)."""
+        exp = declared.expectation
+        want = expected_spec(exp)
+        if not exp.unique or not declared.collection_exists or any(i.key == tuple(want["key"].items()) for i in declared.indexes):
+            return declared
+        held: dict[str, Any] = dict(exp.partial_filter or {})
+        if exp.sparse:  # a sparse index holds only documents with a key field
+            held["$or"] = [{name: {"$exists": True}} for name in want["key"]]
+        key = {f"k{i}": f"${name}" for i, name in enumerate(want["key"])}
+        names = dict(zip(key, want["key"]))
+        pipeline = [
+            *([{"$match": held}] if held else []),
+            {"$group": {"_id": key, "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": 1}}},
+            {"$facet": {
+                "examples": [{"$sort": {"n": -1, "_id": 1}}, {"$limit": DUPLICATE_EXAMPLES}],
+                "total": [{"$group": {"_id": None, "keys": {"$sum": 1}, "documents": {"$sum": "$n"}}}],
+            }},
+        ]
+        coll = session.client[declared.database][exp.collection]
+
+        async def run() -> list[dict[str, Any]]:
+            return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(1)
+
+        try:
+            [reply] = await budgeted(session, "counting duplicate keys", budget, run)
+        except OverBudget as exc:
+            return replace(declared, duplicates=Duplicates(None, reason=exc.reason))
+        total = (reply.get("total") or [{}])[0]
+        examples = tuple({**{names[k]: v for k, v in row["_id"].items()}, "documents": row["n"]} for row in reply.get("examples", []))
+        return replace(declared, duplicates=Duplicates(int(total.get("keys", 0)), int(total.get("documents", 0)), examples))
 
     async def _dynamic(
         self, session: Any, shapes: list[QueryShape], infos: dict[str, dict[str, CollectionInfo]], budget: float
@@ -351,7 +404,7 @@ class MissingIndex(Check):
             return SourceState(name, False, "off (query_stats = false)"), []
 
         async def read() -> list[dict[str, Any]]:
-            cursor = await session.client.admin.aggregate([{"$queryStats": {}}])
+            cursor = await session.client.admin.aggregate([{"$queryStats": {}}], comment=OWN_COMMENT)
             return await cursor.to_list(QUERY_STATS_LIMIT)
 
         try:
@@ -372,7 +425,8 @@ class MissingIndex(Check):
             return SourceState(name, False, f"getLog refused ({exc.code}: {str(exc)[:120]}); it needs clusterMonitor"), []
         log = parse_slow_log([str(line) for line in reply.get("log", [])])
         if not log.structured:
-            return SourceState(name, False, f"getLog returned {log.lines} lines, none in mongod's structured format "
+            # Said without the line count, which moves with the server's own log: the same answer twice.
+            return SourceState(name, False, "getLog's lines are not in mongod's structured format "
                                             "(MongoDB 4.4+): no slow-query lines to read"), []
         own = [e for e in log.entries if e.get("appName") == "dbvitals"]
         return SourceState(name, True, f"{len(log.entries) - len(own)} slow operations in the last {log.lines} lines"), log.entries
@@ -442,10 +496,22 @@ class MissingIndex(Check):
         problems = [(s, problem) for s in facts.shapes if (problem := self._problem(s, options))]
         problems.sort(key=lambda item: -_impact(item[0]))
         suggestions = suggest(problems, facts.dynamic)
-        findings = [
-            self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options, suggestions.get(shape.key))
-            for rank, (shape, problem) in enumerate(problems, 1)
-        ]
+        findings = []
+        wildcards: dict[tuple[str, str], list[tuple[QueryShape, Finding]]] = {}
+        for rank, (shape, problem) in enumerate(problems, 1):
+            suggested = suggestions.get(shape.key)
+            finding = self._shape_finding(scope, shape, problem, rank, len(problems), examined_known, options, suggested)
+            wildcard = next((k for k in suggested.suggestion.key if k.endswith(".$**")), None) if suggested else None
+            if wildcard is None:
+                findings.append(finding)
+            else:  # one finding per wildcard index, however many of the map's keys are queried
+                group = wildcards.setdefault((shape.namespace, wildcard), [])
+                if not group:
+                    findings.append(finding)
+                group.append((shape, finding))
+        for group in wildcards.values():
+            if len(group) > 1:
+                findings[findings.index(group[0][1])] = self._wildcard_finding(scope, group)
         profilers = {p.database: p for p in facts.profilers}
         for finding in findings:
             profiler = profilers.get(finding.evidence["namespace"].split(".", 1)[0])
@@ -488,7 +554,8 @@ class MissingIndex(Check):
         if plan.in_memory_sort and shape.sort:
             suggestion = esr_index(shape.filter, shape.sort)
             used = next((i for i in shape.indexes if i.name == plan.index), None)
-            if suggestion and used and key_serves(used.key, suggestion.key):
+            served = coverage(used, suggestion) if suggestion and used else None
+            if served is not None and served.serves:
                 # The chosen index already yields this order (a SORT stage over it is the server's
                 # planner, e.g. SecantusDB's, not a missing index).
                 return None
@@ -507,7 +574,9 @@ class MissingIndex(Check):
         examined_known: dict[str, bool], options: MissingIndexOptions, suggested: Suggested | None = None,
     ) -> Finding:
         suggestion = suggested.suggestion if suggested else esr_index(shape.filter, shape.sort)
-        covered_by = next((i for i in shape.indexes if suggestion and key_serves(i.key, suggestion.key)), None)
+        covers = [(i, c) for i in shape.indexes if suggestion and (c := coverage(i, suggestion)) is not None]
+        covered_by = next((i for i, c in covers if c.serves), None)
+        evidence_covers = {i.name: c.words for i, c in covers}
         if shape.docs_examined is not None:
             basis = "documents examined minus returned, as the profiler reports them"
         elif "profiler" in shape.sources and not examined_known.get(shape.database, True):
@@ -542,6 +611,8 @@ class MissingIndex(Check):
                 returned=shape.returned if shape.returned is not None else "unknown",
                 plan_summaries=sorted(shape.plan_summaries) or "unknown",
             )
+        if covers:
+            evidence["existing_index_with_these_fields"] = evidence_covers
         fix = None
         message = f"{shape.namespace}: the query {json.dumps(shape.shape)}"
         message += f" sorted by {json.dumps(shape.sort)}" if shape.sort else ""
@@ -550,8 +621,8 @@ class MissingIndex(Check):
             message += " Its filter ($or, $expr, $where or $text) needs an index per branch or a rewrite; no single index is suggested."
         elif covered_by is not None:
             message += (
-                f" Index {covered_by.name} already starts with the suggested key {describe_key(suggestion.key)}; "
-                "the planner did not choose it (hidden, or a hint/collation mismatch): check the query."
+                f" The suggested key {describe_key(suggestion.key)} is not needed: {evidence_covers[covered_by.name]}. "
+                "The planner did not choose it (hidden, or a hint/collation mismatch): check the query."
             )
         else:
             name = index_name(suggestion.key)
@@ -560,6 +631,8 @@ class MissingIndex(Check):
             if suggestion.alternative:
                 evidence["alternative_if_range_is_selective"] = suggestion.alternative
             message += f" Suggested index {describe_key(suggestion.key)} by the {suggestion.order}."
+            if covers:
+                message += " " + " ".join(f"{c.words}." for _, c in covers)
             if suggested is not None and suggested.collapsed:
                 evidence["collapsed"] = suggested.collapsed
                 message += f" {suggested.collapsed}."
@@ -583,6 +656,26 @@ class MissingIndex(Check):
             severity=severity,
             fix=fix,
             key=shape.key,
+        )
+
+    def _wildcard_finding(self, scope: Scope, group: list[tuple[QueryShape, Finding]]) -> Finding:
+        """The query shapes on one map's keys as one finding: they all want the same wildcard
+        index, so one finding (the highest ranked shape's, with every shape listed) says it."""
+        first_shape, first = group[0]
+        field = next(k for k in first.evidence["suggested_index"]).removesuffix(".$**")
+        shapes = [shape.shape for shape, _ in group]
+        return self.finding(
+            scope,
+            object=first.object,
+            title=f"{len(group)} queries on the keys of {first_shape.collection}.{field} scan",
+            message=f"{first_shape.namespace}: {len(group)} query shapes filter on keys of the map {field} "
+            f"(e.g. {json.dumps(shapes[0])}) and scan. One wildcard index {describe_key(first.evidence['suggested_index'])} "
+            f"serves a query on any of its keys. {first.evidence['ordering']}.",
+            evidence={**first.evidence, "query_shape": shapes[0], "query_shapes": shapes, "shapes": len(group),
+                      "sources": sorted({src for shape, _ in group for src in shape.sources})},
+            severity=max((f.severity for _, f in group), key=lambda severity: severity.rank),
+            fix=first.fix,
+            key=f"wildcard:{field}",
         )
 
     def _severity(self, shape: QueryShape, options: MissingIndexOptions) -> Severity:
@@ -612,12 +705,32 @@ class MissingIndex(Check):
             if same_name is not None:
                 return self._different(scope, declared, same_name, want, evidence, f"has key {describe_key(same_name.key_document)}")
             safety = FixSafety.UNSAFE if exp.expire_after is not None else FixSafety.SAFE
+            notes = (("A TTL index deletes every already-expired document on its first pass. " if exp.expire_after else "")
+                     or None)
+            message = ""
+            dup = declared.duplicates
+            if dup is not None:
+                evidence["duplicate_keys"] = dup.keys if dup.keys is not None else f"unknown: {dup.reason}"
+                if dup.keys:
+                    evidence["documents_with_duplicate_keys"] = dup.documents
+                    evidence["duplicate_examples"] = [dict(e) for e in dup.examples]
+                    safety = FixSafety.MANUAL
+                    message = (f" The build would fail (E11000): {dup.keys:,} keys are held by {dup.documents:,} documents, "
+                               f"e.g. {json.dumps(dup.examples[0], default=str)}.")
+                    notes = (f"Clean up first: {dup.keys:,} keys are held by more than one document ({dup.documents:,} "
+                             "documents). Decide which document keeps each key, merge or delete the others, count again "
+                             "(none may remain), then build the index.")
+                elif dup.keys is None:
+                    safety = FixSafety.UNSAFE
+                    notes = f"Duplicate keys were not counted ({dup.reason}): the build fails (E11000) if any exist."
+            elif exp.unique:
+                notes = "A unique index build fails if duplicates exist; find them first."
             return self.finding(
                 scope,
                 object=f"{db}.{coll}",
                 title=f"Declared index {describe_key(want['key'])} is missing",
                 message=f"{db}.{coll} has no index on {describe_key(want['key'])}, which the config declares"
-                + ("" if declared.collection_exists else " (the collection does not exist yet)") + ".",
+                + ("" if declared.collection_exists else " (the collection does not exist yet)") + "." + message,
                 evidence=evidence,
                 severity=Severity.HIGH,
                 key=f"declared:{json.dumps(want['key'])}",
@@ -627,9 +740,7 @@ class MissingIndex(Check):
                     safety=safety,
                     lock=BUILD_LOCK,
                     inverse=(FixStep("mongodb", drop_index(coll, want["name"]), f"drop {want['name']}", database=db),),
-                    notes=("A unique index build fails if duplicates exist; find them first. " if exp.unique else "")
-                    + ("A TTL index deletes every already-expired document on its first pass. " if exp.expire_after else "")
-                    or None,
+                    notes=notes,
                 ),
             )
         differences = option_differences(same_key, want)

@@ -12,24 +12,26 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
 from pydantic import Field
 
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import RANDOM, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
+from checks.mongodb._inventory import OWN_COMMENT, WHOLE, FieldSample, OverBudget, budgeted, call_budget, collection_info, collection_names, sample
 
 REFERENCE_NAME = re.compile(r"^(?P<base>[A-Za-z][A-Za-z0-9_]*?)(?:Id|_id|ID)$")
 OBJECT_ID_HEX = re.compile(r"^[0-9a-fA-F]{24}$")
 NUMBERS = {"int", "long", "double", "decimal"}
+LOOKUP_IDS = 10  # sampled ids looked up to find where a reference no name implies points
 # The aggregation operator that converts a value into each type, for the suggested pipeline.
 CONVERTERS = {"objectId": "$toObjectId", "string": "$toString", "date": "$toDate", "long": "$toLong",
               "int": "$toInt", "double": "$toDouble", "decimal": "$toDecimal"}
 
 
 class ReferenceTypeMismatchOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,14 @@ class Reference:
     target_sampled: int
     found_as_stored: tuple[int, int] | None = None  # (found, probed) looking the sample ids up as they are
     found_as_object_id: tuple[int, int] | None = None  # the same 24-hex strings looked up as ObjectIds
-    sampled_by: str = RANDOM
+    sampled_by: str = WHOLE
+    found_by: str = ""  # for a reference no collection's name implies: where its values were found
+
+    @property
+    def how_known(self) -> str:
+        if self.declared:
+            return "declared in the config"
+        return self.found_by or "implied by the field name"
 
 
 @dataclass(frozen=True)
@@ -119,12 +128,19 @@ class ReferenceTypeMismatch(Check):
             for got in await asyncio.gather(*(drawn(db, n) for n in names[db])):
                 if got.unknown:
                     not_sampled[(db, got.collection)] = got.unknown
+                    scope.skipped(f"collection {db}.{got.collection}", got.unknown)  # its references were not read
                 for fld, values in got.fields.items():
                     referenced = referenced_collection(fld, names[db])
                     if referenced and values.types.keys() != {"array"} and (db, got.collection, fld) not in pairs:
                         pairs[(db, got.collection, fld)] = (referenced, "_id", False)
+        found_by: dict[tuple[str, str, str], str] = {}
+        for db in databases:
+            for key, (target, words) in (await self._unnamed(session, db, names[db], pairs, size, budget)).items():
+                pairs[key] = (target, "_id", False)
+                found_by[key] = words
         existing = [(k, v) for k, v in pairs.items() if k[1] in names.get(k[0], ()) and v[0] in names.get(k[0], ())]
-        found = await asyncio.gather(*(self._reference(session, key, value, size, budget) for key, value in existing))
+        found = await asyncio.gather(*(self._reference(session, key, value, size, budget, found_by.get(key, ""))
+                                       for key, value in existing))
         unjudged: dict[tuple[str, str], list[str]] = {}
         for (db, coll, fld), (target, target_field, _) in pairs.items():
             for side in ((db, coll), (db, target)):
@@ -135,8 +151,56 @@ class ReferenceTypeMismatch(Check):
             [NotSampled(db, coll, reason, tuple(unjudged.get((db, coll), ()))) for (db, coll), reason in sorted(not_sampled.items())],
         )
 
+    async def _unnamed(
+        self, session: Any, db: str, names: list[str], known: dict[tuple[str, str, str], Any], size: int, budget: float,
+    ) -> dict[tuple[str, str, str], tuple[str, str]]:
+        """References no collection's name implies (referenceId, targetId) whose sampled values are
+        ObjectIds written as 24-hex strings: found where a few of them exist as ObjectId _ids.
+        One indexed `_id: {$in: [...]}` read per collection holding ObjectId _ids, for every such
+        field at once (one pass, not one per field), under the call budget;
+        {(db, collection, field): (target, how it was found)}."""
+        from bson import ObjectId  # the driver only when a check runs
+
+        samples = {n: await sample(session, await collection_info(session, db, n), size, budget) for n in names}
+        wanted: dict[tuple[str, str], list[Any]] = {}  # (collection, field) -> ObjectIds to look up
+        for name, drawn in samples.items():
+            for fld, values in drawn.fields.items():
+                if (db, name, fld) in known or not REFERENCE_NAME.match(fld) or referenced_collection(fld, names):
+                    continue
+                strings = [doc[fld] for doc in drawn.drawn if isinstance(doc.get(fld), str)]
+                hexes = [v for v in strings if OBJECT_ID_HEX.match(v)]
+                if values.share("string") < 0.5 or len(hexes) < 0.9 * len(strings):
+                    continue  # mostly not ObjectIds written as text: nothing to look up
+                wanted[(name, fld)] = [ObjectId(h) for h in list(dict.fromkeys(hexes))[:LOOKUP_IDS]]
+        if not wanted:
+            return {}
+        every = list({oid for ids in wanted.values() for oid in ids})
+        hits: dict[tuple[str, str], dict[str, int]] = {key: {} for key in wanted}
+        for target, drawn in samples.items():
+            if "_id" not in drawn.fields or drawn.fields["_id"].share("objectId") < 0.5:
+                continue
+
+            def lookup(coll: Any = session.client[db][target]) -> Awaitable[list[dict[str, Any]]]:
+                return coll.find({"_id": {"$in": every}}, {"_id": 1}, comment=OWN_COMMENT).to_list(None)
+
+            try:
+                present = {doc["_id"] for doc in await budgeted(session, "looking the ids up", budget, lookup)}
+            except OverBudget:  # that collection is not claimed either way
+                continue
+            for (name, fld), ids in wanted.items():
+                if target != name and (n := sum(oid in present for oid in ids)):
+                    hits[(name, fld)][target] = n
+        found: dict[tuple[str, str, str], tuple[str, str]] = {}
+        for (name, fld), by_target in hits.items():
+            best = max(sorted(by_target), key=lambda t: by_target[t], default=None)
+            if best is not None:
+                found[(db, name, fld)] = (best, f"its values found as ObjectId _ids of {best} "
+                                                f"({by_target[best]} of {len(wanted[(name, fld)])} sampled ids)")
+        return found
+
     async def _reference(
-        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int, budget: float
+        self, session: Any, key: tuple[str, str, str], value: tuple[str, str, bool], size: int, budget: float,
+        found_by: str = "",
     ) -> Reference | None:
         db, coll, fld = key
         target, target_field, declared = value
@@ -149,7 +213,7 @@ class ReferenceTypeMismatch(Check):
         if values is None or target_values is None or not values.non_null_types or not target_values.non_null_types:
             return None  # nothing to compare: an empty or unsampled side is unknown (reported as not sampled), not a mismatch
         reference = Reference(db, coll, fld, target, target_field, declared, values, target_values.non_null_types,
-                              source.documents, referenced.documents, sampled_by=source.method)
+                              source.documents, referenced.documents, sampled_by=source.method, found_by=found_by)
         if {family(t) for t in values.non_null_types} == {family(t) for t in target_values.non_null_types}:
             return reference
         strings = [v for v in values.examples if isinstance(v, str)]
@@ -160,9 +224,9 @@ class ReferenceTypeMismatch(Check):
             hex_ids = [ObjectId(s) for s in strings if OBJECT_ID_HEX.match(s)]
             try:
                 as_stored = await budgeted(session, "looking the ids up", budget,
-                                           lambda: target_coll.count_documents({target_field: {"$in": strings}}))
+                                           lambda: target_coll.count_documents({target_field: {"$in": strings}}, comment=OWN_COMMENT))
                 as_oid = await budgeted(session, "looking the ids up", budget,
-                                        lambda: target_coll.count_documents({target_field: {"$in": hex_ids}})) if hex_ids else 0
+                                        lambda: target_coll.count_documents({target_field: {"$in": hex_ids}}, comment=OWN_COMMENT)) if hex_ids else 0
             except OverBudget:  # the histogram stands on its own; the lookups only corroborate it
                 return reference
             return Reference(**{**reference.__dict__, "found_as_stored": (as_stored, len(strings)),
@@ -201,7 +265,7 @@ class ReferenceTypeMismatch(Check):
             "namespace": f"{r.database}.{r.collection}",
             "field": r.field,
             "references": f"{r.target}.{r.target_field}",
-            "how_known": "declared in the config" if r.declared else "implied by the field name",
+            "how_known": r.how_known,
             "type_histogram": source_types,
             "referenced_type_histogram": r.target_types,
             "sampled_documents": r.sampled,

@@ -3,7 +3,7 @@
 A collection without a validator takes whatever a buggy code path writes; one whose
 validationAction is "warn" only logs the violations; and documents written before the validator
 (or under validationLevel "moderate") may violate it still. The violations are counted on the
-collection's bounded sample by the server itself (`$nor: [validator]`), never by a scan.
+collection's shared sample (matched by _id) by the server itself (`$nor: [validator]`), never by a scan.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from pydantic import Field
 
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
-from checks.mongodb._inventory import OverBudget, budgeted, call_budget, limited
+from checks.mongodb._inventory import (
+    OWN_COMMENT,
+    OverBudget,
+    budgeted,
+    call_budget,
+    collection_info,
+    limited,
+    sample,
+)
 
 
 class SchemaValidationOptions(CheckOptions):
@@ -87,11 +95,15 @@ class SchemaValidation(Check):
 
     async def _violations(self, session: Any, v: Validation, size: int, budget: float) -> Validation:
         coll = session.client[v.database][v.collection]
-        pipeline = [{"$sample": {"size": size}},
+        drawn = await sample(session, await collection_info(session, v.database, v.collection), size, budget)
+        if drawn.unknown:
+            return Validation(**{**v.__dict__, "unknown": drawn.unknown})
+        # The shared sample's documents, matched by _id: the same ones every run.
+        pipeline = [{"$match": {"_id": {"$in": [doc["_id"] for doc in drawn.drawn]}}},
                     {"$facet": {"sampled": [{"$count": "n"}], "invalid": [{"$match": {"$nor": [v.validator]}}, {"$count": "n"}]}}]
 
         async def run() -> list[dict[str, Any]]:
-            return await (await coll.aggregate(pipeline)).to_list(1)
+            return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(1)
 
         try:
             [row] = await budgeted(session, "a sampled validation", budget, run)

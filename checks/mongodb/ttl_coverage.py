@@ -16,7 +16,7 @@ from checks.config import Duration, duration
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
-    RANDOM,
+    OWN_COMMENT,
     CollectionInfo,
     IndexSpec,
     OverBudget,
@@ -63,7 +63,7 @@ GROWTH_BYTES = (1 << 30, 10 << 30)
 
 
 class TtlCoverageOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
     min_documents: int = Field(
         default=0, ge=0, description="Collections smaller than this are not reported (0: growth and size set severity)."
     )
@@ -218,8 +218,14 @@ class TtlCoverage(Check):
                 continue
             verdict = classify(info, samples[(info.database, info.name)], referenced.get((info.database, info.name), []),
                                matches_any(info.name, options.keep_forever))
-            if verdict.kind == EVENT:  # entities, ledgers and kept collections are never advised a TTL
-                candidates.append((info, verdict))
+            if verdict.kind != EVENT:  # entities, ledgers and kept collections are never advised a TTL
+                continue
+            unread = unread_referrers(info, drawn)
+            if unread:  # a collection that was not read may reference it: "no references" is not known
+                unassessed.append(Unassessed(info, unread))
+                scope.skipped(f"collection {info.namespace}", unread)
+                continue
+            candidates.append((info, verdict))
         growing = await asyncio.gather(*(
             self._growing(session, info, samples[(info.database, info.name)], verdict, options, budget)
             for info, verdict in candidates
@@ -244,10 +250,10 @@ class TtlCoverage(Check):
         oldest, exact = drawn.fields[age_field].oldest, False
         if any(i.fields[:1] == (age_field,) for i in info.indexes):
             first = await _first(session, budget, f"the oldest {age_field}",
-                                 lambda: coll.find_one({age_field: {"$type": "date"}}, {age_field: 1}, sort=[(age_field, 1)]))
+                                 lambda: coll.find_one({age_field: {"$type": "date"}}, {age_field: 1}, sort=[(age_field, 1)], comment=OWN_COMMENT))
             if first is not None:
                 oldest, exact = first[age_field], True
-        first_id = await _first(session, budget, "the first _id", lambda: coll.find_one({}, {"_id": 1}, sort=[("_id", 1)]))
+        first_id = await _first(session, budget, "the first _id", lambda: coll.find_one({}, {"_id": 1}, sort=[("_id", 1)], comment=OWN_COMMENT))
         expiring = await count_expiring(
             session, info, plan.field, plan.seconds, plan.filter, exact_limit=options.exact_count_limit,
             sample_size=options.sample_size, budget=budget,
@@ -299,8 +305,8 @@ class TtlCoverage(Check):
             object=u.info.namespace,
             title=f"Growth of {u.info.name} not assessed",
             message=(
-                f"{u.info.namespace} has no TTL index, but whether it keeps growing is unknown: {u.reason}. "
-                "Its size and the age of its oldest documents were not read; nothing is claimed about it."
+                f"{u.info.namespace} has no TTL index, but whether it should have one was not judged: {u.reason}; "
+                "nothing is claimed about it."
             ),
             evidence={"namespace": u.info.namespace, "documents": figure(u.info.count, u.info), "reason": u.reason},
             severity=Severity.INFO,
@@ -322,6 +328,7 @@ class TtlCoverage(Check):
         evidence: dict[str, Any] = {
             "namespace": info.namespace,
             "classification": g.classification.describe(),
+            "weighed_evidence": g.classification.evidence(),
             "documents": info.count,
             "bytes": figure(info.size, info),
             "storage_bytes": figure(info.storage_size, info),
@@ -333,8 +340,7 @@ class TtlCoverage(Check):
             "retention": format_seconds(g.seconds),
             "retention_basis": g.retention_basis,
             "oldest_field_value": g.oldest.isoformat() if g.oldest else None,
-            "oldest_field_value_basis": "indexed minimum" if g.oldest_exact else f"oldest of {g.sample.documents} sampled"
-            + ("" if g.sample.method == RANDOM else " (the first in natural order)"),
+            "oldest_field_value_basis": "indexed minimum" if g.oldest_exact else f"oldest of {g.sample.documents} sampled",
             "sampled_by": g.sample.method,
             "oldest_document_by_id": g.oldest_id_time.isoformat() if g.oldest_id_time else None,
             "oldest_age_days": oldest_age,
@@ -481,6 +487,17 @@ def declared_references(config: Any, default_database: str | None, names: dict[s
         if database is not None:
             found.append((database, source, target))
     return found
+
+
+def unread_referrers(info: CollectionInfo, drawn: list[Sample]) -> str:
+    """Why the references to a collection are unknown: other collections of its database that
+    were not read (sample over budget), any of which may point at it; "" when all were read."""
+    unread = [d for d in drawn if d.unknown and d.database == info.database and d.collection != info.name]
+    if not unread:
+        return ""
+    return ("whether other collections reference it is unknown: "
+            + "; ".join(f"{d.collection} was not read ({d.unknown})" for d in unread[:3])
+            + (f" and {len(unread) - 3} more" if len(unread) > 3 else ""))
 
 
 def _mib(info: CollectionInfo) -> str:

@@ -25,6 +25,7 @@ from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Seve
 from checks.mongodb._inventory import (
     CollectionInfo,
     FieldSample,
+    OWN_COMMENT,
     IndexSpec,
     OverBudget,
     Sample,
@@ -53,10 +54,20 @@ from checks.mongodb.ttl_coverage import TtlCoverage, TtlCoverageOptions, declare
 
 # Types a TTL index can expire on: a date, or an array (mongod uses its earliest date).
 EXPIRABLE = {"date", "array"}
+# Evidence that a unique key is a once-only rule (one vote per user and post), beyond the key
+# itself: an idempotency key on deliveries that expire may repeat after them by design.
+ONCE_ONLY = ("relationship", "references", "updates in place")
+
+
+def questions_ttl(verdict: Classification) -> bool:
+    """Whether the evidence is strong enough to call an existing TTL wrong: documents other
+    collections reference, or a ledger's balance. One money-named field, a unique key or
+    updates in place keep a TTL from being advised, but do not condemn one that exists."""
+    return verdict.kind != EVENT and verdict.strong
 
 
 class TtlMisconfiguredOptions(CheckOptions):
-    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per collection ($sample).")
+    sample_size: int = Field(default=200, ge=10, le=10_000, description="Documents sampled per larger collection (seeded, the same each run; up to 2,000 are read whole).")
     exact_count_limit: int = Field(
         default=200_000, ge=0, description="Above this many documents, expiring documents are estimated from a sample."
     )
@@ -112,6 +123,9 @@ class TtlIndex:
     sampled_by: str = ""
     coverage: FieldCoverage | None = None
     classification: Classification | None = None  # of the collection; None: not judged
+    # Whether any document of the collection matches the partial filter, when none sampled does:
+    # read whole, or asked of the server (a find with limit 1); None: not asked or no answer.
+    filter_matches: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,7 @@ class TtlMisconfigured(Check):
         budget = call_budget(scope.config)
         verdicts = await self._classify(session, scope, infos, {(i.database, i.name) for i, _ in work}, budget)
         found = await asyncio.gather(*(
-            self._index(session, info, index, by_field, options, budget, verdicts.get((info.database, info.name)))
+            self._index(session, info, index, by_field, options, budget, verdicts.get((info.database, info.name)), scope)
             for info, index in work
         ))
         return TtlMisconfiguredFacts(list(found))
@@ -174,6 +188,8 @@ class TtlMisconfigured(Check):
             return await sample(session, await counted(session, info, budget), size, budget)
 
         drawn = await asyncio.gather(*(drawn_from(i) for i in every))
+        for unread in (d for d in drawn if d.unknown):  # it may reference a collection under a TTL: not known
+            scope.skipped(f"collection {unread.database}.{unread.collection}", unread.unknown)
         samples = {(s.database, s.collection): s for s in drawn}
         names = {db: list(infos[db]) for db in databases}
         referenced = referenced_collections(
@@ -187,7 +203,7 @@ class TtlMisconfigured(Check):
     async def _index(
         self, session: Any, info: CollectionInfo, index: IndexSpec,
         rules: dict[tuple[Any, Any, Any], TtlExpectation], options: TtlMisconfiguredOptions, budget: float,
-        verdict: Classification | None,
+        verdict: Classification | None, scope: Scope,
     ) -> TtlIndex:
         info = await counted(session, info, budget)
         drawn = await sample(session, info, options.sample_size, budget)
@@ -197,7 +213,7 @@ class TtlMisconfigured(Check):
         expiring = after_conversion = None
         current = seconds_of(index)
         partial = index.options.get("partialFilterExpression")
-        questioned = verdict is not None and verdict.kind != EVENT and rule is None
+        questioned = verdict is not None and questions_ttl(verdict) and rule is None
         if len(index.key) > 1 and date_field and current is not None:
             expiring = await count_expiring(session, info, date_field, int(current), partial,
                                             exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
@@ -209,18 +225,38 @@ class TtlMisconfigured(Check):
                                             exact_limit=options.exact_count_limit, sample_size=options.sample_size, budget=budget)
         sampled = drawn.fields.get(field)
         if sampled and set(sampled.non_null_types) - EXPIRABLE and current is not None:
-            after_conversion = await self._older_once_converted(session, info, field, int(current), options.sample_size, budget)
+            after_conversion = await self._older_once_converted(session, info, drawn, field, int(current), budget)
         coverage = field_coverage(drawn, index, current, dt.datetime.now(dt.timezone.utc)) if current is not None else None
+        filter_matches = None
+        if partial and coverage is not None and coverage.selected == 0 and drawn.documents:
+            filter_matches = False if drawn.whole else await self._any_match(session, scope, info, index, budget)
         return TtlIndex(info, index, drawn.documents, sampled, date_field, rule, expiring, after_conversion,
-                        unknown=drawn.unknown, sampled_by=drawn.method, coverage=coverage, classification=verdict)
+                        unknown=drawn.unknown, sampled_by=drawn.method, coverage=coverage, classification=verdict,
+                        filter_matches=filter_matches)
+
+    async def _any_match(self, session: Any, scope: Scope, info: CollectionInfo, index: IndexSpec,
+                         budget: float) -> bool | None:
+        """Whether one document of the whole collection matches the partial filter (the partial
+        index itself can serve it); None, said as skipped, when it does not answer in time."""
+        coll = session.client[info.database][info.name]
+        partial = index.options["partialFilterExpression"]
+        try:
+            found = await budgeted(session, "a document the filter matches", budget,
+                                   lambda: coll.find_one(partial, {"_id": 1}, comment=OWN_COMMENT))
+        except OverBudget as exc:
+            scope.skipped(f"the partial filter of {info.namespace}.{index.name}", exc.reason)
+            return None
+        return found is not None
 
     async def _older_once_converted(
-        self, session: Any, info: CollectionInfo, field: str, seconds: int, size: int, budget: float
+        self, session: Any, info: CollectionInfo, drawn: Sample, field: str, seconds: int, budget: float
     ) -> int | None:
+        """Of the sampled documents (matched by _id: the same ones every run), those whose
+        non-date value converts to a date older than the TTL, scaled to the collection."""
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
         converted = {"$convert": {"input": f"${field}", "to": "date", "onError": None, "onNull": None}}
         pipeline = [
-            {"$sample": {"size": size}},
+            {"$match": {"_id": {"$in": [doc["_id"] for doc in drawn.drawn]}}},
             {"$match": {field: {"$exists": True, "$not": {"$type": "date"}}}},
             {"$project": {"d": converted}},
             {"$match": {"d": {"$type": "date", "$lt": cutoff}}},
@@ -229,16 +265,16 @@ class TtlMisconfigured(Check):
         coll = session.client[info.database][info.name]
 
         async def run() -> list[dict[str, Any]]:
-            return await (await coll.aggregate(pipeline)).to_list(1)
+            return await (await coll.aggregate(pipeline, comment=OWN_COMMENT)).to_list(1)
 
         try:
             rows = await budgeted(session, "a sampled conversion", budget, run)
         except OverBudget:  # an estimate only: unknown rather than a failed check
             return None
-        if info.count is None:
+        if info.count is None or not drawn.documents:
             return None
         matched = rows[0]["n"] if rows else 0
-        return round(matched / size * info.count) if info.count else 0
+        return round(matched / drawn.documents * info.count)
 
     def evaluate(self, facts: TtlMisconfiguredFacts, scope: Scope) -> list[Finding]:
         findings: list[Finding] = []
@@ -259,6 +295,8 @@ class TtlMisconfigured(Check):
             evidence["sampled_by"] = t.sampled_by
         if t.field is not None:
             evidence["field_types_in_sample"] = t.field.types
+        if t.classification is not None:
+            evidence["weighed_evidence"] = t.classification.evidence()
         if current is None or math.isnan(current) or current < 0:
             return [self._invalid(scope, t, evidence)]
         if len(index.key) > 1:
@@ -266,14 +304,14 @@ class TtlMisconfigured(Check):
         found = []
         if t.unknown:
             found.append(self._unverified(scope, t, evidence))
-        elif t.classification is not None and t.classification.kind != EVENT and t.rule is None:
+        elif t.classification is not None and questions_ttl(t.classification) and t.rule is None:
             found.append(self._entity(scope, t, int(current), evidence))
         elif t.sampled and not index.options.get("partialFilterExpression"):
             problem = self._field_problem(scope, t, int(current), evidence)
             found.extend([problem] if problem else self._coverage_problems(scope, t, int(current), evidence))
         elif t.sampled:
             found.extend(self._coverage_problems(scope, t, int(current), evidence))
-        if not t.unknown:
+        if not t.unknown and (t.classification is None or t.classification.kept_by(*ONCE_ONLY)):
             found.extend(self._unique_defeated(scope, t, int(current), evidence))
         if t.rule is not None:
             found.extend(self._against_rule(scope, t, int(current), evidence))
@@ -333,10 +371,13 @@ class TtlMisconfigured(Check):
         if c.selected is None:
             return []
         if partial and c.selected == 0:
+            if t.filter_matches is not False:  # documents past the sample may match it, or it was not known
+                return []
+            evidence["documents_matching_the_filter"] = 0
             return [self.finding(
                 scope, object=info.namespace,
                 title=f"TTL index {index.name}: its partial filter selects no document",
-                message=f"{info.namespace}: none of {t.sampled} sampled documents matches the partialFilterExpression "
+                message=f"{info.namespace}: no document matches the partialFilterExpression "
                 f"{json.dumps(partial, default=str)} of {index.name}, so it deletes nothing (is the filter spelt as the "
                 "application writes the values?).",
                 evidence=evidence, severity=Severity.MEDIUM, key=f"{index.name}:filter-empty",

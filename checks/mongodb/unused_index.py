@@ -20,6 +20,7 @@ from checks.config import Duration, duration
 from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, FixStep, Severity
 from checks.mongodb._inventory import (
+    OWN_COMMENT,
     CollectionInfo,
     IndexSpec,
     call_budget,
@@ -134,7 +135,7 @@ class UnusedIndex(Check):
                 return await index_stats_rows(session, info.database, info.name) or []
 
             async def run() -> list[dict[str, Any]]:
-                cursor = await client[info.database][info.name].aggregate([{"$indexStats": {}}])
+                cursor = await client[info.database][info.name].aggregate([{"$indexStats": {}}], comment=OWN_COMMENT)
                 return await cursor.to_list(None)
 
             return await limited(session, run())

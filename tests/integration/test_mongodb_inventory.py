@@ -10,7 +10,8 @@ from collections import Counter
 from pymongo import AsyncMongoClient, monitoring
 
 from checks.mongodb.connector import MongoSession
-from checks.mongodb._inventory import collection_info, counted, measured
+from checks.mongodb import _inventory
+from checks.mongodb._inventory import collection_info, counted, measured, sample
 
 BUDGET = 5.0
 
@@ -74,3 +75,69 @@ def test_a_count_alone_is_a_count_and_sizes_asked_later_still_read(mongo_db):
     assert [count_a.count, count_b.count, stats_a.count, stats_b.count] == [30, 7, 30, 7]
     assert count_a.unknown == "sizes not read" and stats_b.size > 0
     assert sent["count"] == 2 and sent["collStats"] == 2
+
+
+def test_samples_are_the_same_documents_each_run_and_small_collections_are_read_whole(mongo_db, monkeypatch):
+    """A collection of at most `size` documents, or at most WHOLE_LIMIT documents and
+    WHOLE_BYTES, is read whole; a larger one sampled by seeded runs in _id order: the same
+    documents from two sessions, spread over the whole collection."""
+    mongo_db.db.a.insert_many({"n": i, "pad": "x" * 100} for i in range(3000))  # past WHOLE_LIMIT
+    mongo_db.db.b.insert_many({"n": i, "pad": "x" * 100} for i in range(600))  # small, but past WHOLE_BYTES below
+    mongo_db.db.c.insert_many({"n": i} for i in range(150))  # under the sample size
+    monkeypatch.setattr(_inventory, "WHOLE_BYTES", 30_000)
+
+    async def run():
+        client = AsyncMongoClient(mongo_db.url, maxPoolSize=1)
+        try:
+            session = MongoSession(client, mongo_db.name, {})
+            return [await sample(session, await collection_info(session, mongo_db.name, n), 200, BUDGET) for n in "abc"]
+        finally:
+            await client.close()
+
+    (a, b, c), again = asyncio.run(run()), asyncio.run(run())
+    assert [d["n"] for d in a.drawn] == [d["n"] for d in again[0].drawn]
+    assert a.documents == 200 and a.method == _inventory.SEEDED.format(runs=4)
+    runs = _inventory.seeded_runs(f"{mongo_db.name}.a", 3000, 200)
+    assert [d["n"] for d in a.drawn] == [n for offset, length in runs for n in range(offset, offset + length)]
+    assert min(d["n"] for d in a.drawn) < 750 and max(d["n"] for d in a.drawn) >= 2250  # old and new documents
+    assert b.documents == 200 and not b.whole  # 600 documents, but more bytes than WHOLE_BYTES
+    assert c.documents == 150 and c.whole and [d["n"] for d in c.drawn] == list(range(150))
+
+
+def test_the_databases_are_listed_once_per_session(mongo_db):
+    mongo_db.db.a.insert_one({"n": 1})
+    sent = Sent()
+
+    async def run():
+        client = AsyncMongoClient(mongo_db.url, event_listeners=[sent], maxPoolSize=1)
+        try:
+            session = MongoSession(client, None, {})  # a URL naming no database: every one is judged
+            return [await session.databases() for _ in range(3)]
+        finally:
+            await client.close()
+
+    first, *others = asyncio.run(run())
+    assert mongo_db.name in first and all(o == first for o in others)
+    assert sent.commands["listDatabases"] == 1
+
+
+def test_a_large_collection_s_runs_start_at_seeded_ids_not_at_a_skip(mongo_db, monkeypatch):
+    """Past SKIP_LIMIT a skip would walk (or fetch) every skipped document: the runs start at
+    _ids drawn between the first and last, ObjectIds made within one second included."""
+    mongo_db.db.a.insert_many({"n": i} for i in range(3000))
+    monkeypatch.setattr(_inventory, "SKIP_LIMIT", 1000)
+
+    async def run():
+        client = AsyncMongoClient(mongo_db.url, maxPoolSize=1)
+        try:
+            session = MongoSession(client, mongo_db.name, {})
+            return await sample(session, await collection_info(session, mongo_db.name, "a"), 200, BUDGET)
+        finally:
+            await client.close()
+
+    drawn, again = asyncio.run(run()), asyncio.run(run())
+    assert drawn.method == _inventory.SEEDED_BY_ID.format(runs=4)
+    assert [d["n"] for d in drawn.drawn] == [d["n"] for d in again.drawn]
+    numbers = [d["n"] for d in drawn.drawn]
+    assert len(set(numbers)) == len(numbers) >= 150  # runs rarely overlap, and never count twice
+    assert min(numbers) < 750 and max(numbers) >= 2250  # spread over the whole collection

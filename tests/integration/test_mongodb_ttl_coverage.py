@@ -42,6 +42,15 @@ def test_audit_shaped_data_gets_ttl_advice_only_where_documents_may_go(mongo_db,
         assert finding.evidence["first_pass_deletes"] == expected, name
         assert f"deletes {expected:,} documents" in finding.fix.notes
     assert findings["gamerounds"].evidence["first_pass_deletes"] > 500  # rounds finished over a year ago
+    # every piece of evidence is shown with the way it pointed
+    assert findings["moderation_flags"].evidence["weighed_evidence"] == {
+        "references": "neither: no other collection's sampled documents reference it",
+        "money fields": "neither: none",
+        "unique keys": "neither: none besides _id",
+        "updates in place": "neither: updated, as its status lifecycle moves",
+        "status lifecycle": "expire: status takes terminal values dismissed, resolved",
+        "age": "expire: createdAt spans 300 days in the sample: old documents stay",
+    }
     assert findings["invites"].fix.steps[0].command["indexes"][0]["key"] == {"expiresAt": -1}
 
 

@@ -301,3 +301,16 @@ def test_mongodb_url_with_every_setting_has_no_url_findings(mongo_db):
     assert finding.object == "connections" and finding.severity is Severity.INFO
     assert "budget cannot be judged" in finding.message
     assert finding.evidence["connections"]["current"] >= 1
+
+
+def test_mongodb_url_with_min_pool_size_connects_and_its_pool_is_still_judged(mongo_db):
+    """The MOBO reports recommend minPoolSize=10: dbvitals's own pool (maxPoolSize=1) drops it
+    and connects, while mongodb.pool judges the application's settings as the URL gives them."""
+    url = _with_params(mongo_db.url, MONGO_GOOD_PARAMS.replace("minPoolSize=0", "minPoolSize=10"))
+    report = support.run_report(support.settings_for(docs={"kind": "mongodb", "url": url}),
+                                checks=["mongodb.connection", "mongodb.pool"])
+    assert report.errors == [], report.errors
+    assert not support.by_check(report.findings, "mongodb.connection")
+    [finding] = _pool_findings(report, "mongodb")
+    assert finding.object == "connections"
+    assert finding.evidence["client_settings"]["maxPoolSize"] == "20 (from the URL)"

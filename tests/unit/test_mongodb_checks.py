@@ -84,6 +84,9 @@ PROFILE = [  # real mongod system.profile entries
      "docsExamined": 5000, "keysExamined": 5000, "nreturned": 20, "millis": 30, "planSummary": "IXSCAN { userId: 1 }"},
     {"op": "command", "ns": "app.users", "command": {"aggregate": "users", "pipeline": [{"$sample": {"size": 200}}]}, "appName": "x"},
     {"op": "query", "ns": "app.users", "command": {"find": "users", "filter": {"email": "c"}}, "appName": "dbvitals"},
+    # dbvitals's own read where the profiler recorded no app name (SecantusDB, some proxies): its comment marks it
+    {"op": "command", "ns": "app.users", "command": {"aggregate": "users", "pipeline": [
+        {"$match": {"devices": {"$type": "array"}}}, {"$project": {"n": {"$size": "$devices"}}}], "comment": "dbvitals"}},
     {"op": "query", "ns": "app.system.js", "command": {"find": "system.js", "filter": {"a": 1}}},
     {"op": "update", "ns": "app.orders", "command": {"q": {"orderNo": 5}, "u": {"$set": {"x": 1}}}, "docsExamined": 1, "nMatched": 1},
 ]

@@ -12,14 +12,18 @@ from bson import Decimal128, Int64, ObjectId
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
 from checks.mongodb._inventory import (
-    IndexSpec,
     OverBudget,
     budgeted,
     bson_type,
+    IndexSpec,
+    coverage,
+    SAMPLE_RUNS,
     esr_index,
     format_seconds,
     key_serves,
     query_shape,
+    seeded_runs,
+    seeded_starts,
     summarise,
 )
 from checks.mongodb._ttl import is_expiry_field, time_name_rank
@@ -274,3 +278,70 @@ def test_indexes_come_from_index_stats_where_it_carries_specs(stats_rows, expect
     assert calls == expected_calls
     assert [i.name for i in infos[0].indexes] == ["_id_", "createdAt_1"] and infos[0].indexes[1].is_ttl
     assert rows == stats_rows
+
+
+@pytest.mark.parametrize(
+    "index_key, filter_, sort, serves",
+    [
+        # equality fields' direction does not matter; the one sort field is walked backwards
+        ({"status": 1, "brandUserId": 1, "createdAt": 1}, {"status": "a", "brandUserId": "b"}, {"createdAt": -1}, True),
+        ({"status": -1, "brandUserId": 1, "createdAt": -1}, {"status": "a", "brandUserId": "b"}, {"createdAt": -1}, True),
+        # two sort fields: served in the index's directions or the reverse of both only
+        ({"status": 1, "a": 1, "b": -1}, {"status": "x"}, {"a": -1, "b": 1}, True),
+        ({"status": 1, "a": 1, "b": 1}, {"status": "x"}, {"a": 1, "b": -1}, False),
+        # the equalities in another order serve as well
+        ({"brandUserId": 1, "status": -1, "createdAt": 1}, {"status": "a", "brandUserId": "b"}, {"createdAt": -1}, True),
+        # a range field's direction does not matter either
+        ({"userId": 1, "createdAt": -1, "amount": -1}, {"userId": 1, "amount": {"$gt": 5}}, {"createdAt": -1}, True),
+    ],
+)
+def test_coverage_compares_direction_only_where_it_orders(index_key, filter_, sort, serves):
+    suggestion = esr_index(filter_, sort)
+    found = coverage(IndexSpec("existing", tuple(index_key.items())), suggestion)
+    assert found is not None and found.serves is serves
+    assert "reverse of ALL its keys" in found.words
+
+
+def test_coverage_says_what_the_existing_index_orders():
+    suggestion = esr_index({"status": "x"}, {"a": 1, "b": -1})
+    found = coverage(IndexSpec("status_1_a_1_b_1", (("status", 1), ("a", 1), ("b", 1))), suggestion)
+    assert found.words.startswith("status_1_a_1_b_1 {status: 1, a: 1, b: 1} has these fields but orders them "
+                                  "{a: 1, b: 1} (or {a: -1, b: -1} walked backwards), not {a: 1, b: -1}")
+
+
+def test_coverage_of_an_index_on_other_fields_is_none():
+    suggestion = esr_index({"status": "x"}, {"a": 1})
+    assert coverage(IndexSpec("a_1_status_1", (("a", 1), ("status", 1))), suggestion) is None
+    assert coverage(IndexSpec("status_1", (("status", 1),)), suggestion) is None
+    # a range is no equality: an index leading with it does not serve {userId: 1, amount: 1} the same way
+    ranged = esr_index({"userId": 1, "amount": {"$gt": 5}}, None)
+    assert coverage(IndexSpec("amount_1_userId_1", (("amount", 1), ("userId", 1))), ranged) is None
+
+
+@pytest.mark.parametrize("count, size", [(2001, 200), (3000, 200), (1_000_000, 200), (450, 400), (10_000, 10)])
+def test_seeded_runs_are_fixed_per_namespace_and_spread_over_the_collection(count, size):
+    runs = seeded_runs("app.users", count, size)
+    assert runs == seeded_runs("app.users", count, size)  # the same documents on unchanged data
+    assert sum(length for _, length in runs) <= size and len(runs) == min(SAMPLE_RUNS, size)
+    stretch = count // len(runs)
+    for i, (offset, length) in enumerate(runs):  # one run inside each stretch: old and new documents alike
+        assert i * stretch <= offset and offset + length <= (i + 1) * stretch <= count
+
+
+def test_another_namespace_draws_other_offsets():
+    assert seeded_runs("app.users", 1_000_000, 200) != seeded_runs("app.posts", 1_000_000, 200)
+
+
+def test_seeded_starts_interpolate_object_ids_numbers_and_dates():
+    first = ObjectId.from_datetime(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc))
+    last = ObjectId.from_datetime(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    starts = seeded_starts("app.users", first, last, 4)
+    assert starts == seeded_starts("app.users", first, last, 4) != seeded_starts("app.posts", first, last, 4)
+    assert all(first <= s <= last for s in starts) and starts == sorted(starts)
+    half = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    assert starts[1].generation_time < half <= starts[2].generation_time  # one start in each quarter
+    numbers = seeded_starts("app.t", 0, 1_000_000, 4)
+    assert all(isinstance(n, int) and i * 250_000 <= n < (i + 1) * 250_000 for i, n in enumerate(numbers))
+    dates = seeded_starts("app.t", dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 5), 4)
+    assert [d.day for d in dates] == [1, 2, 3, 4]
+    assert seeded_starts("app.t", "a", "z", 4) is None and seeded_starts("app.t", 1, "z", 4) is None

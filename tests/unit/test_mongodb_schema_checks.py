@@ -83,6 +83,19 @@ def test_consistent_types_are_fine():
     assert _drift([{"paidAt": NOW, "amount": i, "price": 1.5 if i % 2 else 2} for i in range(50)]) == []
 
 
+def test_a_type_found_only_past_the_sample_is_drift():
+    check = FieldTypeDrift()
+    drawn = summarise("app", "payments", [{"amount": i} for i in range(200)])
+    facts = FieldTypeDriftFacts(drifts(info("payments", count=3000), drawn.fields, drawn.documents, "x", {"amount": {"string": 4}}))
+    [finding] = check.evaluate(facts, mongo_scope(check))
+    assert finding.title == "payments.amount holds number and string" and finding.severity is Severity.MEDIUM
+    assert finding.evidence["types_found_past_the_sample"] == {"string": 4}
+    assert "found string in 4 documents the sample missed" in finding.message
+    # a minimum share the few found past the sample do not reach: left out
+    minimum = mongo_scope(check, checks={"mongodb.field-type-drift": {"min_share": 0.01}})
+    assert check.evaluate(facts, minimum) == []
+
+
 # --- dynamic-keys ---------------------------------------------------------------------------------
 
 def test_a_map_is_reported_and_a_wildcard_index_noted():

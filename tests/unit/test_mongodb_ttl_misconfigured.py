@@ -5,6 +5,7 @@ that sit on an entity, or that let a unique key repeat. Facts as a real mongod r
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 from bson import ObjectId
@@ -92,8 +93,10 @@ def _judged(name, idx, docs, *others, referenced=(), expiring=None, after_conver
     drawn = summarise("app", name, docs)
     seconds = idx.options["expireAfterSeconds"]
     date_field = next((f for f in idx.fields if drawn.fields.get(f) and drawn.fields[f].share("date") > 0), None)
+    coverage = field_coverage(drawn, idx, seconds, NOW)
     return TtlIndex(coll, idx, drawn.documents, drawn.fields.get(idx.fields[0]), date_field, None, expiring, after_conversion,
-                    coverage=field_coverage(drawn, idx, seconds, NOW), classification=classify(coll, drawn, list(referenced), False))
+                    coverage=coverage, classification=classify(coll, drawn, list(referenced), False),
+                    filter_matches=coverage.selected != 0 if "partialFilterExpression" in idx.options else None)
 
 
 def _evaluate(ttl):
@@ -127,6 +130,15 @@ def test_a_partial_filter_that_selects_nothing():
     idx = index("updatedAt_1", {"updatedAt": 1}, expireAfterSeconds=86400, partialFilterExpression={"status": "resolved"})
     [finding] = _evaluate(_judged("flags", idx, docs))
     assert "selects no document" in finding.title and finding.evidence["sampled_selected"] == 0
+    assert finding.evidence["documents_matching_the_filter"] == 0
+
+
+def test_a_filter_no_sampled_document_matches_is_not_called_empty_when_others_do():
+    docs = [{"status": "Resolved", "updatedAt": NOW - dt.timedelta(days=i)} for i in range(50)]
+    idx = index("updatedAt_1", {"updatedAt": 1}, expireAfterSeconds=86400, partialFilterExpression={"status": "resolved"})
+    past_the_sample = replace(_judged("flags", idx, docs), filter_matches=True)  # the server found one
+    assert _evaluate(past_the_sample) == []
+    assert _evaluate(replace(past_the_sample, filter_matches=None)) == []  # not known: no claim
 
 
 def test_a_partial_filter_whose_documents_lack_the_field_or_hold_strings():
@@ -158,10 +170,34 @@ def test_a_dormant_ttl_on_users_is_questioned_never_armed():
 
 
 def test_a_live_ttl_on_a_ledger_states_what_it_deletes():
-    docs = [{"walletId": ObjectId(), "amount": 5, "createdAt": NOW - dt.timedelta(days=i)} for i in range(100)]
+    docs = [{"walletId": ObjectId(), "amount": 5, "balance": 100 - i, "createdAt": NOW - dt.timedelta(days=i)} for i in range(100)]
     idx = index("createdAt_1", {"createdAt": 1}, expireAfterSeconds=30 * 86400)
     [finding] = _evaluate(_judged("wallet_history", idx, docs, expiring=Expiring(70, True, "older than 30d, counted")))
     assert "judged ledger" in finding.title and finding.evidence["documents_older_than_ttl"] == 70
+    assert finding.evidence["weighed_evidence"]["money fields"] == "keep (strong): amount, balance: a balance is kept in them"
+
+
+def test_one_money_named_field_does_not_condemn_a_ttl():
+    """generation_jobs carry computeCostUsd: not a ledger; the real defect is that failed jobs
+    never get completedAt, so they never expire."""
+    jobs = [{"status": ("completed", "failed")[i % 2], "computeCostUsd": 0.25, "createdAt": NOW - dt.timedelta(days=i % 60 + 0.5),
+             **({"completedAt": NOW - dt.timedelta(days=i % 60)} if i % 2 == 0 else {})} for i in range(120)]
+    idx = index("completedAt_1", {"completedAt": 1}, expireAfterSeconds=7 * 86400)
+    [finding] = _evaluate(_judged("generation_jobs", idx, jobs))
+    assert finding.title == "Documents of generation_jobs without completedAt never expire"
+    weighed = finding.evidence["weighed_evidence"]
+    assert weighed["money fields"] == "keep: computeCostUsd: money-named, but one field alone does not make a ledger"
+    assert weighed["status lifecycle"] == "expire: status takes terminal values completed, failed"
+    assert weighed["references"].startswith("neither")
+
+
+def test_a_ttl_on_deliveries_nobody_references_is_not_questioned_on_a_guess():
+    """Webhook deliveries kept 7 days, with an idempotency key: the auditors called it right."""
+    docs = [{"eventId": ObjectId(), "endpointId": ObjectId(), "status": ("delivered", "failed")[i % 2], "attempts": 1 + i % 3,
+             "createdAt": NOW - dt.timedelta(hours=i)} for i in range(150)]
+    idx = index("createdAt_1", {"createdAt": 1}, expireAfterSeconds=7 * 86400)
+    unique = index("eventId_1_endpointId_1", {"eventId": 1, "endpointId": 1}, unique=True)
+    assert _evaluate(_judged("webhook_deliveries", idx, docs, unique)) == []
 
 
 def test_a_ttl_beside_a_unique_key_lets_it_repeat():
