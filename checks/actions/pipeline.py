@@ -158,6 +158,16 @@ def mask_value(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
+def raise_if_stopping() -> None:
+    """Raise the CancelledError of a stop signal that was swallowed on the way: Python 3.11's
+    asyncio.wait_for (redis-py writes through it) drops a cancellation that lands as its inner
+    future completes, and leaves the task marked as cancelling. Called between steps and
+    batches, so such a signal stops the work at the next boundary instead of being lost."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def perform(action: Action, journal: Journal, *, on_progress: Progress | None = None) -> Outcome:
     """Run a planned, confirmed action: refused if it has refusals, else journaled as started,
     applied, verified by reading the server again, and journaled with its outcome."""

@@ -20,16 +20,6 @@ LOCK_ATTEMPTS = 3
 CLEANUP_TIMEOUT_S = 30.0
 
 
-def raise_if_stopping() -> None:
-    """Raise the CancelledError of a stop signal that was swallowed on the way: Python 3.11's
-    asyncio.wait_for (redis-py writes through it) drops a cancellation that lands as its inner
-    future completes, and leaves the task marked as cancelling. Called between steps and
-    batches, so such a signal stops the work at the next boundary instead of being lost."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class StepFailed(Exception):
     """A step failed; the message is phrased for the user and names the step."""
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from checks.fixes import OWN_UNDO
-from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck, raise_if_stopping
+from checks.actions.pipeline import raise_if_stopping
+from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck
 from checks.model import FixStep
 from checks.mongodb.profiler_action import PROFILER_CHECK, undo_action
 from checks.secrets import mask_text

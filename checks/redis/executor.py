@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck, raise_if_stopping
+from checks.actions.pipeline import raise_if_stopping
+from checks.fixes.execution import CLEANUP_TIMEOUT_S, Execution, StepFailed, UndoCheck
 from checks.model import FixStep
 from checks.redis._scan import client_for, cluster_masters
 from checks.secrets import mask_text

@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from checks.actions.pipeline import perform
+from checks.actions.pipeline import perform, raise_if_stopping
 from checks.config import parse_duration
 from checks.connectors import connect
 from checks.mongodb.profiler import read_profiler_setting
@@ -135,6 +135,7 @@ async def _change(args: argparse.Namespace, settings: Any, name: str, target: An
     until = dt.datetime.now() + dt.timedelta(seconds=hold_seconds)
     print(f"profiling until {until:%H:%M:%S}; Ctrl-C (or SIGTERM, SIGHUP) restores the previous setting now", flush=True)
     try:
+        raise_if_stopping()  # a signal that came while the change was read back
         await asyncio.sleep(hold_seconds)
     finally:
         restored = await _restore(settings, name, target, entry, journal)
