@@ -5,6 +5,7 @@ who it would queue behind now, and findings with the safer way. Nothing is execu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from pglast import ast
@@ -733,9 +734,9 @@ def _walk(node: Any) -> Any:
             yield from _walk(item)
 
 
-def gate_severity(statements: list[dict[str, Any]]) -> str | None:
+def gate_severity(statements: list[dict[str, Any]], after: Sequence[dict[str, Any]] = ()) -> str | None:
+    """The worst severity among the statements' findings and the schema-after findings."""
     worst = None
-    for s in statements:
-        for f in s["findings"]:
-            worst = f["severity"] if worst is None else _max_severity(worst, f["severity"])
+    for f in [f for s in statements for f in s["findings"]] + list(after):
+        worst = f["severity"] if worst is None else _max_severity(worst, f["severity"])
     return worst

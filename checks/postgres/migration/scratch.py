@@ -1,0 +1,195 @@
+"""The schema after the migration: copy the part of the target's schema it needs into a scratch
+database (no data), replay the migration there statement by statement, and run dbvitals's own
+schema checks before and after each statement. A finding present at the end and not at the start
+was added by the migration; the statement it is attributed to is the one after which it last
+appeared, read from the scratch, not guessed.
+
+The target is only read (copy.read_copy, through the read-only session). The scratch is written:
+dbvitals empties it first, and refuses one that is the target itself or holds objects it did not
+put there (no marker schema and not empty)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast import ast
+from pglast.stream import RawStream
+
+from checks.contract import Check, FactStore, Scope
+from checks.model import Finding, TargetState, TargetStatus
+from checks.postgres.duplicate_fk import DuplicateFk
+from checks.postgres.duplicate_index import DuplicateIndex
+from checks.postgres.fk_missing_index import FkMissingIndex
+from checks.postgres.fk_type_mismatch import FkTypeMismatch
+from checks.postgres.intersected_fk import IntersectedFk
+from checks.postgres.lint.indexes import BooleanIndex, BtreeOnArray, TimestampInTheMiddle, UnnecessaryWhere
+from checks.postgres.lint.keys import IntegerKey, Serial
+from checks.postgres.lint.tables import AllNullable, NameOverflow
+from checks.postgres.lint.types import CharLength, Json, Money, TimestampWithoutTimeZone, VarcharLength
+from checks.postgres.migration.copy import SchemaCopy, quote_ident
+from checks.postgres.migration.parse import Statement
+from checks.postgres.no_primary_key import NoPrimaryKey
+from checks.postgres.not_valid_constraint import NotValidConstraintCheck
+from checks.postgres.redundant_index import RedundantIndex
+
+# The checks that judge the schema alone: no statistics, activity or data (lint-index-nulls
+# reads pg_stats, unused-index the scan counters: an empty copy would say nothing true).
+SCHEMA_CHECKS: tuple[type[Check], ...] = (
+    FkTypeMismatch, FkMissingIndex, DuplicateFk, IntersectedFk, NotValidConstraintCheck, DuplicateIndex,
+    RedundantIndex, NoPrimaryKey, IntegerKey, Serial, TimestampWithoutTimeZone, VarcharLength, CharLength, Money,
+    Json, BtreeOnArray, BooleanIndex, UnnecessaryWhere, TimestampInTheMiddle, AllNullable, NameOverflow,
+)
+
+MARKER_SCHEMA = "dbvitals_scratch"
+MARKER_COMMENT = "dbvitals migration scratch copy: dbvitals empties this database before each use"
+
+# Who a database is: the server (its start time) and the database's oid and name.
+IDENTITY_QUERY = ("SELECT pg_postmaster_start_time()::text || '/' || d.oid || '/' || d.datname "
+                  "FROM pg_database d WHERE d.datname = current_database()")
+
+# Anything in the scratch dbvitals did not put there: relations, types, functions, schemas.
+FOREIGN_OBJECTS_QUERY = """
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_%'
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                            AND d.deptype = 'e'))
+     + (SELECT count(*) FROM pg_namespace n WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+         AND n.nspname NOT LIKE 'pg_%')
+     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT EXISTS (
+           SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
+     AS objects,
+     EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1
+               AND obj_description(oid, 'pg_namespace') = $2) AS marked
+"""
+
+USER_SCHEMAS_QUERY = """
+SELECT nspname FROM pg_namespace
+WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg_%'
+"""
+
+
+class ScratchRefused(Exception):
+    """The scratch URL names a database dbvitals must not empty."""
+
+
+@dataclass
+class ScratchResult:
+    after: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class BoundSession:
+    """The checks' session interface over one held connection (the replay's)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetchval(query, *args)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        yield self.conn
+
+
+async def prepare(conn: Any, target_identity: str) -> None:
+    """Refuse the target itself and a database holding what dbvitals did not put there; then
+    empty it and mark it as dbvitals's."""
+    if await conn.fetchval(IDENTITY_QUERY) == target_identity:
+        raise ScratchRefused("the scratch database is the target itself: give a database dbvitals may empty")
+    row = await conn.fetchrow(FOREIGN_OBJECTS_QUERY, MARKER_SCHEMA, MARKER_COMMENT)
+    if row["objects"] and not row["marked"]:
+        raise ScratchRefused(
+            f"the scratch database holds {row['objects']} object(s) dbvitals did not create (no {MARKER_SCHEMA} "
+            "schema): give an empty database, which dbvitals will mark as its scratch")
+    schemas = [r["nspname"] for r in await conn.fetch(USER_SCHEMAS_QUERY)]
+    script = [f"DROP SCHEMA {quote_ident(s)} CASCADE;" for s in schemas]
+    script += ["CREATE SCHEMA public;", f"CREATE SCHEMA {quote_ident(MARKER_SCHEMA)};",
+               f"COMMENT ON SCHEMA {quote_ident(MARKER_SCHEMA)} IS '{MARKER_COMMENT}';"]
+    await conn.execute("BEGIN;\n" + "\n".join(script) + "\nCOMMIT;")
+
+
+async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str]) -> None:
+    """The copy in one round trip; when a piece fails (an object the target has and this server
+    lacks), piece by piece, noting what could not be copied."""
+    for name, schema in copy.extensions:
+        try:
+            await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)}")
+        except Exception as exc:  # not available on the scratch's server: statements needing it fail there
+            notes.append(f"scratch: extension {name} not created: {exc}")
+    await conn.execute("SET check_function_bodies = off")
+    try:
+        await conn.execute("BEGIN;\n" + "\n".join(copy.ddl) + "\nCOMMIT;")
+        return
+    except Exception:  # one piece failed: the transaction rolled back, so go piece by piece
+        await conn.execute("ROLLBACK")
+    for ddl in copy.ddl:
+        try:
+            await conn.execute(ddl)
+        except Exception as exc:
+            notes.append(f"scratch: not copied: {' '.join(ddl.split())[:120]}: {exc}")
+
+
+def replayed_sql(statement: Statement) -> str | None:
+    """The statement as the scratch runs it, or None when it does not change the schema: data
+    statements (the scratch has no data), maintenance, and transaction control (each statement
+    runs on its own so the checks can run between them). CONCURRENTLY builds and drops run as
+    they are: nothing else uses the scratch."""
+    node = statement.node
+    if isinstance(node, (ast.TransactionStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt,
+                         ast.CopyStmt, ast.VacuumStmt, ast.ClusterStmt, ast.ReindexStmt, ast.LockStmt,
+                         ast.RefreshMatViewStmt, ast.ExplainStmt)):
+        return None
+    return RawStream()(node)
+
+
+async def schema_findings(conn: Any, name: str, config: Any) -> dict[str, Finding]:
+    """The schema checks' findings on the scratch now, by finding id: one catalog snapshot shared."""
+    session = BoundSession(conn)
+    facts = FactStore()
+    status = TargetStatus(name, "postgres", TargetState.CONNECTED)
+    found: dict[str, Finding] = {}
+    for check in SCHEMA_CHECKS:
+        scope = Scope(target=name, config=config, options=check.Options(), status=status, facts=facts)
+        for finding in await check().run(session, scope):
+            found[finding.id] = finding
+    facts.close()
+    return found
+
+
+async def replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
+    """Apply the migration to the prepared scratch and attribute each added finding."""
+    result = ScratchResult()
+    before = await schema_findings(conn, name, config)
+    current = before
+    appeared: dict[str, Statement] = {}
+    for statement in statements:
+        sql = replayed_sql(statement)
+        if sql is None:
+            continue
+        try:
+            await conn.execute(sql)
+        except Exception as exc:  # the statement fails on the target's schema: the migration would too
+            result.errors.append(f"{statement.file}:{statement.line}: fails on a copy of the schema: "
+                                 f"{type(exc).__name__}: {exc} ({' '.join(statement.sql.split())[:200]})")
+            continue
+        now = await schema_findings(conn, name, config)
+        for finding_id in now.keys() - current.keys():
+            appeared[finding_id] = statement
+        current = now
+    for finding_id in sorted(current.keys() - before.keys(), key=lambda i: (appeared[i].file, appeared[i].line, i)):
+        statement = appeared[finding_id]
+        entry = current[finding_id].to_dict()
+        entry["statement"] = {"file": statement.file, "line": statement.line, "sql": statement.sql}
+        result.after.append(entry)
+    return result

@@ -1,0 +1,130 @@
+"""`dbvitals migration --scratch`: the schema after the migration, judged on a scratch copy of the
+target's schema; each finding the migration adds names the statement after which it appeared.
+The target is never written; a scratch that is the target or holds foreign objects is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests import support
+from tests.conftest import PgDatabase, _pg_admin
+from tests.integration.test_cli import dbvitals
+from tests.integration.test_migration import DIGEST, _sql, config, migrate, run_async
+
+SCHEMA_SQL = """
+CREATE TYPE status AS ENUM ('new', 'paid');
+CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers (id),
+                     state status NOT NULL DEFAULT 'new');
+CREATE INDEX orders_customer ON orders (customer_id);
+CREATE TABLE legacy (x int);  -- no primary key already: not the migration's doing
+CREATE TABLE unrelated (id int PRIMARY KEY);
+INSERT INTO customers VALUES (1, 'a');
+INSERT INTO orders (customer_id) VALUES (1);
+"""
+
+MIGRATION = """\
+BEGIN;
+CREATE TABLE invoices (id bigint PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id));
+CREATE TABLE audit (at timestamptz NOT NULL);
+DROP INDEX orders_customer;
+CREATE INDEX invoices_order ON invoices (order_id);
+ALTER TABLE orders ADD COLUMN shipped timestamp;
+INSERT INTO audit VALUES (now());
+COMMIT;
+DROP INDEX invoices_order;
+ALTER TABLE nowhere ADD COLUMN x int;
+ALTER TABLE legacy ADD COLUMN y int;
+"""
+
+
+@pytest.fixture
+def scratch_db(pg_server: str) -> Iterator[PgDatabase]:
+    name = support.unique("dbv_scratch")
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PgDatabase(name, support.with_path(pg_server, name))
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def added(doc: dict) -> set[tuple[str, str, int]]:
+    return {(f["check"], f["object"], f["statement"]["line"]) for f in doc["after"]}
+
+
+def test_the_findings_the_migration_adds_each_with_its_statement(pg_db, scratch_db, tmp_path):
+    run_async(_sql(pg_db.url, SCHEMA_SQL))
+    before = run_async(_sql(pg_db.url, DIGEST))
+    result, file = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", scratch_db.url, "--format", "json",
+                           "--fail-on", "never")
+    assert run_async(_sql(pg_db.url, DIGEST)) == before  # the target is only read
+    assert result.returncode == 1, result.stderr  # a statement failed on the copy: the analysis is incomplete
+    doc = json.loads(result.stdout)
+    assert added(doc) == {
+        ("postgres.fk-type-mismatch", "public.invoices.order_id", 2),  # int referencing bigint
+        ("postgres.no-primary-key", "public.audit", 3),
+        ("postgres.fk-missing-index", "public.orders(customer_id)", 4),  # its index dropped
+        ("postgres.lint-timestamp-without-tz", "public.orders.shipped", 6),
+        # Covered at line 5, uncovered again at line 9: the statement is the last one it appeared after.
+        ("postgres.fk-missing-index", "public.invoices(order_id)", 9),
+        ("postgres.lint-all-nullable", "public.legacy", 11),  # a second nullable column, no key
+    }
+    # Findings the target has already are not the migration's (legacy has no primary key before
+    # and after: not listed); the shape is dbvitals.report/1's finding, plus the statement.
+    first = doc["after"][0]
+    assert {"id", "check", "severity", "target", "object", "title", "message", "evidence", "fix"} <= first.keys()
+    assert first["statement"]["file"] == str(file) and first["statement"]["sql"].startswith("CREATE TABLE invoices")
+    assert doc["errors"] == [next(e for e in doc["errors"] if e.startswith(f"{file}:10: fails on a copy"))]
+    assert "nowhere" in doc["errors"][0]
+    assert any("table(s) copied" in n for n in doc["after_notes"])
+    # Only what the migration names and its foreign-key neighbours was copied; no data.
+    copied = run_async(_sql(scratch_db.url, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class "
+                                            "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"))
+    assert copied == "audit,customers,invoices,legacy,orders"
+    assert run_async(_sql(scratch_db.url, "SELECT count(*) FROM orders")) == 0
+    # The gate counts the findings after (no-primary-key is medium; CREATE TABLE alone has none).
+    plain, _ = migrate(tmp_path, pg_db.url, "CREATE TABLE u (x int);\n", "--fail-on", "medium")
+    gated, _ = migrate(tmp_path, pg_db.url, "CREATE TABLE u (x int);\n", "--scratch", scratch_db.url,
+                       "--fail-on", "medium")
+    assert (plain.returncode, gated.returncode) == (0, 1), gated.stderr
+    text, _ = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", scratch_db.url, "--fail-on", "never")
+    assert "Schema after the migration: 6 new finding(s)" in text.stdout
+    assert max(len(line) for line in text.stdout.splitlines()) <= 80
+
+
+def test_a_scratch_that_is_the_target_or_holds_other_objects_is_refused(pg_db, scratch_db, tmp_path):
+    run_async(_sql(pg_db.url, SCHEMA_SQL))
+    before = run_async(_sql(pg_db.url, DIGEST))
+    itself, _ = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", pg_db.url, "--format", "json")
+    assert itself.returncode == 1
+    assert any("is the target itself" in e for e in json.loads(itself.stdout)["errors"])
+    assert run_async(_sql(pg_db.url, DIGEST)) == before
+    run_async(_sql(scratch_db.url, "CREATE TABLE precious (id int); INSERT INTO precious VALUES (1)"))
+    foreign, _ = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", scratch_db.url, "--format", "json")
+    assert foreign.returncode == 1
+    assert any("did not create" in e for e in json.loads(foreign.stdout)["errors"])
+    assert run_async(_sql(scratch_db.url, "SELECT count(*) FROM precious")) == 1
+    # Emptied by hand, it becomes dbvitals's scratch (marked), and is emptied and reused next time.
+    run_async(_sql(scratch_db.url, "DROP TABLE precious"))
+    for _ in range(2):
+        reused, _ = migrate(tmp_path, pg_db.url, "CREATE TABLE t (x int);\n", "--scratch", scratch_db.url,
+                            "--format", "json", "--fail-on", "never")
+        assert reused.returncode == 0, reused.stderr
+        assert added(json.loads(reused.stdout)) >= {("postgres.no-primary-key", "public.t", 1)}
+
+
+def test_without_a_scratch_one_info_line_and_the_config_key(pg_db, scratch_db, tmp_path):
+    run_async(_sql(pg_db.url, "CREATE TABLE t (id int PRIMARY KEY)"))
+    skipped, _ = migrate(tmp_path, pg_db.url, "CREATE TABLE u (x int);\n", "--format", "json", "--fail-on", "never")
+    doc = json.loads(skipped.stdout)
+    assert doc["after"] == [] and len(doc["after_notes"]) == 1 and "skipped" in doc["after_notes"][0]
+    path = config(tmp_path, pg_db.url)
+    path.write_text(path.read_text() + f"migration_scratch = {json.dumps(scratch_db.url)}\n")
+    file = tmp_path / "m.sql"
+    file.write_text("CREATE TABLE u (x int);\n")
+    result = dbvitals("--config", str(path), "migration", str(file), "--format", "json", "--fail-on", "never")
+    assert ("postgres.no-primary-key", "public.u", 1) in added(json.loads(result.stdout))
