@@ -2,11 +2,13 @@
 written out as DDL for the scratch database: no data.
 
 Copied: every user schema, extension, enum and domain type and function (few, and a migration's
-statements and column defaults may name any of them), and the tables the migration names plus
-their foreign-key neighbours in both directions (partitions with their parent), with their
-columns, defaults, constraints, indexes and sequences. Every schema check judges a table by its
-own definition and its foreign keys, so findings the migration adds can only appear on tables it
-names or on their neighbours. Copying the whole schema instead (pg_dump --schema-only and a
+statements and column defaults may name any of them), and the tables the migration names (partitions with their
+parent) with their columns, defaults, constraints, indexes and sequences, plus their foreign-key
+neighbours in both directions with what a foreign key needs of them: columns, keys, unique
+indexes and foreign keys. Every schema check judges a table by its own definition and its
+foreign keys, so the findings the migration adds can only appear on the tables it names or, by
+their foreign keys, on the neighbours; a neighbour's other indexes and checks are the same
+before and after, so leaving them out changes no difference. Copying the whole schema instead (pg_dump --schema-only and a
 restore) takes seconds per thousand tables; this copy grows with the migration, not the database.
 Not copied: views, triggers, policies, comments, grants, tables the migration does not reach."""
 
@@ -61,8 +63,8 @@ def _walk(node: Any) -> Any:
             yield from _walk(item)
 
 
-# The tables named (an index or a sequence stands for its table), then one hop of foreign keys in
-# both directions, then the parents and partitions of every partitioned table among them.
+# The tables named (an index or a sequence stands for its table) with their partition family,
+# then one hop of foreign keys in both directions, with theirs. `named` tells the two apart.
 TABLES_QUERY = """
 WITH RECURSIVE named AS (
   SELECT CASE c.relkind WHEN 'i' THEN i.indrelid WHEN 'I' THEN i.indrelid
@@ -72,19 +74,26 @@ WITH RECURSIVE named AS (
   LEFT JOIN pg_index i ON i.indexrelid = c.oid
   LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')
                        AND d.refclassid = 'pg_class'::regclass
-), near AS (
+), named_up AS (
   SELECT oid FROM named
-  UNION SELECT confrelid FROM pg_constraint WHERE contype = 'f' AND conrelid IN (SELECT oid FROM named)
-  UNION SELECT conrelid FROM pg_constraint WHERE contype = 'f' AND confrelid IN (SELECT oid FROM named)
-), family AS (
+  UNION SELECT i.inhparent FROM pg_inherits i JOIN named_up f ON i.inhrelid = f.oid
+), named_all AS (
+  SELECT oid FROM named_up
+  UNION SELECT i.inhrelid FROM pg_inherits i JOIN named_all w ON i.inhparent = w.oid
+), near AS (
+  SELECT oid FROM named_all
+  UNION SELECT confrelid FROM pg_constraint WHERE contype = 'f' AND conrelid IN (SELECT oid FROM named_all)
+  UNION SELECT conrelid FROM pg_constraint WHERE contype = 'f' AND confrelid IN (SELECT oid FROM named_all)
+), near_up AS (
   SELECT oid FROM near
-  UNION SELECT i.inhparent FROM pg_inherits i JOIN family f ON i.inhrelid = f.oid
+  UNION SELECT i.inhparent FROM pg_inherits i JOIN near_up f ON i.inhrelid = f.oid
 ), whole AS (
-  SELECT oid FROM family
+  SELECT oid FROM near_up
   UNION SELECT i.inhrelid FROM pg_inherits i JOIN whole w ON i.inhparent = w.oid
 )
 SELECT c.oid::int AS oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
        c.relpersistence::text AS persistence, c.relispartition AS is_partition,
+       c.oid IN (SELECT oid FROM named_all) AS named,
        CASE WHEN c.relispartition THEN (SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = c.oid)
        END AS parent,
        CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
@@ -107,22 +116,25 @@ WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
-# Constraints defined on the table itself (a partition's inherited ones come from its parent);
+# Constraints defined on the table itself (a partition's inherited ones come from its parent):
+# all of a named table's; of a neighbour, its keys (foreign keys point at them) and foreign keys;
 # foreign keys only between copied tables. Keys first: foreign keys reference them.
 CONSTRAINTS_QUERY = """
 SELECT c.conrelid::int AS table_oid, c.conname AS name, c.contype::text AS type,
        pg_get_constraintdef(c.oid) AS definition, c.confrelid::int AS references
 FROM pg_constraint c
-WHERE c.conrelid = ANY($1::oid[]) AND c.conislocal AND c.contype IN ('p', 'u', 'x', 'c', 'f')
+WHERE c.conrelid = ANY($1::oid[]) AND c.conislocal
+  AND c.contype IN ('p', 'u', 'f', 'x', 'c') AND (c.contype IN ('p', 'u', 'f') OR c.conrelid = ANY($2::oid[]))
   AND (c.contype <> 'f' OR c.confrelid = ANY($1::oid[]))
 ORDER BY CASE c.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c' THEN 3 ELSE 4 END, c.oid
 """
 
-# Indexes not made by a constraint, and not a partition's copy of its parent's index.
+# Indexes not made by a constraint, and not a partition's copy of its parent's index: all of a
+# named table's, a neighbour's unique ones (a foreign key may point at one).
 INDEXES_QUERY = """
 SELECT i.indrelid::int AS table_oid, pg_get_indexdef(i.indexrelid) AS definition
 FROM pg_index i
-WHERE i.indrelid = ANY($1::oid[])
+WHERE i.indrelid = ANY($1::oid[]) AND (i.indisunique OR i.indrelid = ANY($2::oid[]))
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
 ORDER BY i.indexrelid
@@ -228,10 +240,11 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
     for t in tables:
         copy.ddl.append(_create_table(t, names[t["oid"]], columns.get(t["oid"], [])))
         copy.tables.append(names[t["oid"]])
-    for c in await session.fetch(CONSTRAINTS_QUERY, oids):
+    named = [t["oid"] for t in tables if t["named"]]
+    for c in await session.fetch(CONSTRAINTS_QUERY, oids, named):
         copy.ddl.append(f"ALTER TABLE {names[c['table_oid']]} ADD CONSTRAINT {quote_ident(c['name'])} "
                         f"{c['definition']};")
-    for i in await session.fetch(INDEXES_QUERY, oids):
+    for i in await session.fetch(INDEXES_QUERY, oids, named):
         copy.ddl.append(i["definition"] + ";")
     for s in sequences:
         if s["owned_by"]:

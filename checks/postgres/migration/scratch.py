@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import ast
+from pglast.enums import AlterTableType
 from pglast.stream import RawStream
 
 from checks.contract import Check, FactStore, Scope
@@ -129,7 +130,8 @@ async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str]) -> None:
             notes.append(f"scratch: extension {name} not created: {exc}")
     await conn.execute("SET check_function_bodies = off")
     try:
-        await conn.execute("BEGIN;\n" + "\n".join(copy.ddl) + "\nCOMMIT;")
+        # A lost copy is made again next time: no need to wait for its commit to reach the disk.
+        await conn.execute("BEGIN;\nSET LOCAL synchronous_commit = off;\n" + "\n".join(copy.ddl) + "\nCOMMIT;")
         return
     except Exception:  # one piece failed: the transaction rolled back, so go piece by piece
         await conn.execute("ROLLBACK")
@@ -159,17 +161,62 @@ async def schema_findings(conn: Any, name: str, config: Any) -> dict[str, Findin
     facts = FactStore()
     status = TargetStatus(name, "postgres", TargetState.CONNECTED)
     found: dict[str, Finding] = {}
-    for check in SCHEMA_CHECKS:
-        scope = Scope(target=name, config=config, options=check.Options(), status=status, facts=facts)
-        for finding in await check().run(session, scope):
+    for check_class in SCHEMA_CHECKS:
+        check = check_class()
+        scope = Scope(target=name, config=config, options=_options(check_class), status=status, facts=facts)
+        # Judged here, not in a thread as Check.run does: the copy is small, and a thread hop per
+        # check per statement costs more than the judgement.
+        for finding in check.evaluate(await check.gather(session, scope), scope):
             found[finding.id] = finding
     facts.close()
     return found
 
 
+def _options(check: type[Check]) -> Any:
+    """Each check's defaults (a target's thresholds such as min_rows mean nothing on empty
+    tables), except references implied by column names: they need the whole schema, and the copy
+    holds the part the migration reaches (declared foreign keys are all there)."""
+    return check.Options(implied=False) if check is FkTypeMismatch else check.Options()
+
+
+# Statements after which no schema check can judge differently (none reads triggers, comments,
+# grants, storage or statistics settings): no checkpoint after them.
+NO_SCHEMA_EFFECT = (ast.VariableSetStmt, ast.CreateTrigStmt, ast.CommentStmt, ast.GrantStmt)
+NO_SCHEMA_EFFECT_ALTER = frozenset({
+    AlterTableType.AT_SetRelOptions, AlterTableType.AT_ResetRelOptions, AlterTableType.AT_SetLogged,
+    AlterTableType.AT_SetUnLogged, AlterTableType.AT_SetStatistics, AlterTableType.AT_SetStorage,
+    AlterTableType.AT_SetOptions, AlterTableType.AT_ResetOptions, AlterTableType.AT_ClusterOn,
+    AlterTableType.AT_DropCluster, AlterTableType.AT_EnableTrig, AlterTableType.AT_DisableTrig,
+    AlterTableType.AT_EnableTrigAll, AlterTableType.AT_DisableTrigAll, AlterTableType.AT_EnableTrigUser,
+    AlterTableType.AT_DisableTrigUser, AlterTableType.AT_EnableAlwaysTrig, AlterTableType.AT_EnableReplicaTrig,
+})
+
+
+def changes_what_checks_read(node: Any) -> bool:
+    if isinstance(node, NO_SCHEMA_EFFECT):
+        return False
+    if isinstance(node, ast.AlterTableStmt):
+        return not all(cmd.subtype in NO_SCHEMA_EFFECT_ALTER for cmd in node.cmds or ())
+    return True
+
+
+async def _findings_on_the_first_search_path(conn: Any, name: str, config: Any, search_path: str) -> dict[str, Finding]:
+    """The checks name objects relative to the search_path: a migration's SET search_path must not
+    rename every finding (and so make it look new)."""
+    migration_path = await conn.fetchval("SELECT current_setting('search_path')")
+    if migration_path == search_path:
+        return await schema_findings(conn, name, config)
+    await conn.execute("SELECT set_config('search_path', $1, false)", search_path)
+    try:
+        return await schema_findings(conn, name, config)
+    finally:
+        await conn.execute("SELECT set_config('search_path', $1, false)", migration_path)
+
+
 async def replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
     """Apply the migration to the prepared scratch and attribute each added finding."""
     result = ScratchResult()
+    search_path = await conn.fetchval("SELECT current_setting('search_path')")
     before = await schema_findings(conn, name, config)
     current = before
     appeared: dict[str, Statement] = {}
@@ -183,7 +230,9 @@ async def replay(conn: Any, name: str, config: Any, statements: list[Statement])
             result.errors.append(f"{statement.file}:{statement.line}: fails on a copy of the schema: "
                                  f"{type(exc).__name__}: {exc} ({' '.join(statement.sql.split())[:200]})")
             continue
-        now = await schema_findings(conn, name, config)
+        if not changes_what_checks_read(statement.node):
+            continue
+        now = await _findings_on_the_first_search_path(conn, name, config, search_path)
         for finding_id in now.keys() - current.keys():
             appeared[finding_id] = statement
         current = now
