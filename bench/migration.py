@@ -176,6 +176,7 @@ async def main() -> int:
             started = time.perf_counter()
             doc = await analyse(target, "bench", ["bench_migration.sql"], statements, scratch)
             times.append(time.perf_counter() - started)
+            print(f"  run {len(times)}: {times[-1]:.2f}s (load average {os.getloadavg()[0]:.2f})")
         findings = sum(len(s["findings"]) for s in doc["statements"])
         copied = next((n for n in doc["after_notes"] if "copied" in n), "")
         print(f"{len(statements)} statements, {findings} findings, {len(doc['after'])} added by the migration "

@@ -2,14 +2,15 @@
 written out as DDL for the scratch database: no data.
 
 Copied: every user schema, extension, enum and domain type and function (few, and a migration's
-statements and column defaults may name any of them), and the tables the migration names (partitions with their
-parent) with their columns, defaults, constraints, indexes and sequences, plus their foreign-key
-neighbours in both directions with what a foreign key needs of them: columns, keys, unique
-indexes and foreign keys. Every schema check judges a table by its own definition and its
-foreign keys, so the findings the migration adds can only appear on the tables it names or, by
-their foreign keys, on the neighbours; a neighbour's other indexes and checks are the same
-before and after, so leaving them out changes no difference. Copying the whole schema instead (pg_dump --schema-only and a
-restore) takes seconds per thousand tables; this copy grows with the migration, not the database.
+statements and column defaults may name any of them); the tables the migration names (with
+their partition family) as they are: columns, defaults, constraints, indexes, sequences; and
+their foreign-key neighbours in both directions with what a foreign key needs of them: key and
+foreign-key columns, keys, plain unique indexes, foreign keys between copied tables. Every schema
+check judges a table by its own definition and its foreign keys, so the findings a migration adds
+can only appear on the tables it names or, through their foreign keys, on the neighbours; the
+rest of a neighbour is the same before and after, and leaving it out changes no difference.
+Copying the whole schema instead (pg_dump --schema-only and a restore) takes seconds per thousand
+tables; this copy grows with the migration, not the database.
 Not copied: views, triggers, policies, comments, grants, tables the migration does not reach."""
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def _walk(node: Any) -> Any:
 
 
 # The tables named (an index or a sequence stands for its table) with their partition family,
-# then one hop of foreign keys in both directions, with theirs. `named` tells the two apart.
+# then their foreign-key neighbours in both directions (a partition's keys are its parent's).
+# `named` tells the two apart.
 TABLES_QUERY = """
 WITH RECURSIVE named AS (
   SELECT CASE c.relkind WHEN 'i' THEN i.indrelid WHEN 'I' THEN i.indrelid
@@ -80,16 +82,10 @@ WITH RECURSIVE named AS (
 ), named_all AS (
   SELECT oid FROM named_up
   UNION SELECT i.inhrelid FROM pg_inherits i JOIN named_all w ON i.inhparent = w.oid
-), near AS (
+), whole AS (
   SELECT oid FROM named_all
   UNION SELECT confrelid FROM pg_constraint WHERE contype = 'f' AND conrelid IN (SELECT oid FROM named_all)
   UNION SELECT conrelid FROM pg_constraint WHERE contype = 'f' AND confrelid IN (SELECT oid FROM named_all)
-), near_up AS (
-  SELECT oid FROM near
-  UNION SELECT i.inhparent FROM pg_inherits i JOIN near_up f ON i.inhrelid = f.oid
-), whole AS (
-  SELECT oid FROM near_up
-  UNION SELECT i.inhrelid FROM pg_inherits i JOIN whole w ON i.inhparent = w.oid
 )
 SELECT c.oid::int AS oid, c.relkind::text AS relkind, n.nspname AS schema, c.relname AS name,
        c.relpersistence::text AS persistence, c.relispartition AS is_partition,
@@ -100,6 +96,7 @@ SELECT c.oid::int AS oid, c.relkind::text AS relkind, n.nspname AS schema, c.rel
        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid IN (SELECT oid FROM whole) AND c.relkind IN ('r', 'p')
+  AND (c.oid IN (SELECT oid FROM named_all) OR NOT c.relispartition)
 ORDER BY c.relispartition, c.oid
 """
 
@@ -113,6 +110,11 @@ SELECT a.attrelid::int AS table_oid, a.attname AS name, format_type(a.atttypid, 
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  AND (a.attrelid = ANY($2::oid[])
+       OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = a.attrelid AND c.contype IN ('p', 'u', 'f')
+                    AND a.attnum = ANY(c.conkey))
+       OR EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique
+                    AND i.indexprs IS NULL AND i.indpred IS NULL AND a.attnum = ANY(i.indkey)))
 ORDER BY a.attrelid, a.attnum
 """
 
@@ -130,11 +132,12 @@ ORDER BY CASE c.contype WHEN 'p' THEN 0 WHEN 'u' THEN 1 WHEN 'x' THEN 2 WHEN 'c'
 """
 
 # Indexes not made by a constraint, and not a partition's copy of its parent's index: all of a
-# named table's, a neighbour's unique ones (a foreign key may point at one).
+# named table's, a neighbour's plain unique ones (a foreign key may point at one).
 INDEXES_QUERY = """
 SELECT i.indrelid::int AS table_oid, pg_get_indexdef(i.indexrelid) AS definition
 FROM pg_index i
-WHERE i.indrelid = ANY($1::oid[]) AND (i.indisunique OR i.indrelid = ANY($2::oid[]))
+WHERE i.indrelid = ANY($1::oid[])
+  AND (i.indrelid = ANY($2::oid[]) OR i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL)
   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
 ORDER BY i.indexrelid
@@ -228,10 +231,11 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
         copy.ddl.append(row["definition"].rstrip().rstrip(";") + ";")
     tables = await session.fetch(TABLES_QUERY, named_relations(statements))
     oids = [t["oid"] for t in tables]
+    named = [t["oid"] for t in tables if t["named"]]
     columns: dict[int, list[Any]] = {}
-    for row in await session.fetch(COLUMNS_QUERY, oids):
+    for row in await session.fetch(COLUMNS_QUERY, oids, named):
         columns.setdefault(row["table_oid"], []).append(row)
-    sequences = await session.fetch(SEQUENCES_QUERY, oids)
+    sequences = await session.fetch(SEQUENCES_QUERY, named)
     for s in sequences:
         copy.ddl.append(
             f"CREATE SEQUENCE IF NOT EXISTS {s['name']} AS {s['type']} INCREMENT {s['increment']} MINVALUE {s['min']} "
@@ -240,7 +244,6 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
     for t in tables:
         copy.ddl.append(_create_table(t, names[t["oid"]], columns.get(t["oid"], [])))
         copy.tables.append(names[t["oid"]])
-    named = [t["oid"] for t in tables if t["named"]]
     for c in await session.fetch(CONSTRAINTS_QUERY, oids, named):
         copy.ddl.append(f"ALTER TABLE {names[c['table_oid']]} ADD CONSTRAINT {quote_ident(c['name'])} "
                         f"{c['definition']};")
@@ -253,7 +256,11 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
 
 
 def _create_table(table: Any, name: str, columns: list[Any]) -> str:
+    """A named table as it is; a neighbour with its key and foreign-key columns alone, as a plain
+    table (what a foreign key needs of it; the rest is the same before and after)."""
     unlogged = "UNLOGGED " if table["persistence"] == "u" else ""
+    if not table["named"]:
+        return f"CREATE TABLE {name} ({', '.join(_column(c, bare=True) for c in columns)});"
     if table["is_partition"]:
         # Columns, NOT NULL and defaults come from the parent.
         return f"CREATE {unlogged}TABLE {name} PARTITION OF {table['parent']} {table['bound']};"
@@ -262,11 +269,13 @@ def _create_table(table: Any, name: str, columns: list[Any]) -> str:
     return f"CREATE {unlogged}TABLE {name} ({body}){partitioned};"
 
 
-def _column(c: Any) -> str:
+def _column(c: Any, *, bare: bool = False) -> str:
     parts = [quote_ident(c["name"]), c["type"]]
     if c["collation"]:
         parts.append(f"COLLATE {c['collation']}")
-    if c["identity"] in ("a", "d"):
+    if bare:
+        pass  # a neighbour's defaults, identity and generation are the same before and after
+    elif c["identity"] in ("a", "d"):
         parts.append("GENERATED " + ("ALWAYS" if c["identity"] == "a" else "BY DEFAULT") + " AS IDENTITY")
     elif c["generated"] == "s":
         parts.append(f"GENERATED ALWAYS AS ({c['default']}) STORED")

@@ -3,6 +3,8 @@ database, the schema after the migration too."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from checks.budget import server_key
@@ -11,7 +13,7 @@ from checks.postgres.migration.analyze import SCHEMA, Analyzer
 from checks.postgres.migration.catalog import Catalog
 from checks.postgres.migration.copy import read_copy
 from checks.postgres.migration.parse import Statement
-from checks.postgres.migration.scratch import IDENTITY_QUERY, ScratchRefused, apply_copy, prepare, replay
+from checks.postgres.migration.scratch import IDENTITY_QUERY, ScratchRefused, prepare, replay
 from checks.postgres.target import URL_SCHEMES
 from checks.secrets import mask_url, remember_secrets, url_secrets
 
@@ -58,16 +60,31 @@ async def analyse(target: Any, name: str, files: list[str], statements: list[Sta
         return doc
     session = PostgresSession(pool, "", server_key(target))
     try:
-        doc["statements"] = await Analyzer(Catalog(session)).run(statements)
+        analysis = Analyzer(Catalog(session)).run(statements)
         if scratch is None:
             doc["after_notes"].append(SCRATCH_SKIPPED)
+            outcomes = [await _outcome(analysis)]
         else:
-            await _after(doc, session, target, name, statements, scratch)
-    except Exception as exc:  # a catalog read failed or timed out: the analysis is incomplete
-        doc["errors"].append(f"analysis did not complete: {type(exc).__name__}: {exc}")
+            # Side by side: the statements are judged on the target while the scratch replays them
+            # (the scratch's work is mostly waiting for its server, the judgement for the target's).
+            outcomes = list(await asyncio.gather(_outcome(analysis), _outcome(
+                _after(doc, session, target, name, statements, scratch))))
     finally:
         await session.close()
+    if isinstance(outcomes[0], list):
+        doc["statements"] = outcomes[0]
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):  # a catalog read failed or timed out: the analysis is incomplete
+            doc["errors"].append(f"analysis did not complete: {type(outcome).__name__}: {outcome}")
     return doc
+
+
+async def _outcome(work: Awaitable[Any]) -> Any:
+    """The result, or the exception it raised (reported, never a traceback)."""
+    try:
+        return await work
+    except Exception as exc:
+        return exc
 
 
 async def _after(doc: dict[str, Any], session: Any, target: Any, name: str, statements: list[Statement],
@@ -90,8 +107,7 @@ async def _after(doc: dict[str, Any], session: Any, target: Any, name: str, stat
                 doc["errors"].append(f"scratch database {mask_url(scratch)} refused: {exc}")
                 return
             notes: list[str] = []
-            await apply_copy(conn, copy, notes)
-            result = await replay(conn, name, target, statements)
+            result = await replay(conn, name, target, copy, statements, notes)
     finally:
         await pool.close()
     doc["after"] = result.after

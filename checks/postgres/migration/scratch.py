@@ -4,14 +4,15 @@ schema checks before and after each statement. A finding present at the end and 
 was added by the migration; the statement it is attributed to is the one after which it last
 appeared, read from the scratch, not guessed.
 
-The target is only read (copy.read_copy, through the read-only session). The scratch is written:
-dbvitals empties it first, and refuses one that is the target itself or holds objects it did not
-put there (no marker schema and not empty)."""
+The target is only read (copy.read_copy, through the read-only session). The scratch is written in
+one transaction that is rolled back; dbvitals marks it as its own once (a schema with a comment)
+and refuses one that is the target itself or holds objects it did not put there."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ SCHEMA_CHECKS: tuple[type[Check], ...] = (
 )
 
 MARKER_SCHEMA = "dbvitals_scratch"
+SAVEPOINT = "dbvitals_statement"
 MARKER_COMMENT = "dbvitals migration scratch copy: dbvitals empties this database before each use"
 
 # Who a database is: the server (its start time) and the database's oid and name.
@@ -121,37 +123,59 @@ async def prepare(conn: Any, target_identity: str) -> None:
 
 
 async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str]) -> None:
-    """The copy in one round trip; when a piece fails (an object the target has and this server
-    lacks), piece by piece, noting what could not be copied."""
+    """The copy in one round trip, inside the replay's transaction; when a piece fails (an object
+    the target has and this server lacks), piece by piece, noting what could not be copied."""
     for name, schema in copy.extensions:
         try:
-            await conn.execute(f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)}")
+            async with conn.transaction():  # a savepoint
+                await conn.execute(
+                    f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)}")
         except Exception as exc:  # not available on the scratch's server: statements needing it fail there
             notes.append(f"scratch: extension {name} not created: {exc}")
-    await conn.execute("SET check_function_bodies = off")
+    await conn.execute("SET LOCAL check_function_bodies = off")
     try:
-        # A lost copy is made again next time: no need to wait for its commit to reach the disk.
-        await conn.execute("BEGIN;\nSET LOCAL synchronous_commit = off;\n" + "\n".join(copy.ddl) + "\nCOMMIT;")
+        async with conn.transaction():
+            await conn.execute("\n".join(copy.ddl))
         return
-    except Exception:  # one piece failed: the transaction rolled back, so go piece by piece
-        await conn.execute("ROLLBACK")
+    except Exception:  # one piece failed and its savepoint rolled back: piece by piece
+        pass
     for ddl in copy.ddl:
         try:
-            await conn.execute(ddl)
+            async with conn.transaction():
+                await conn.execute(ddl)
         except Exception as exc:
             notes.append(f"scratch: not copied: {' '.join(ddl.split())[:120]}: {exc}")
 
 
+# Not replayed: data statements (the copy has no data), maintenance (no schema change),
+# transaction control (the replay is one transaction, a savepoint per statement), and what acts
+# beyond the scratch database: databases, roles, tablespaces, server settings.
+NOT_REPLAYED = (
+    ast.TransactionStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt, ast.CopyStmt,
+    ast.VacuumStmt, ast.ClusterStmt, ast.ReindexStmt, ast.LockStmt, ast.RefreshMatViewStmt, ast.ExplainStmt,
+    ast.CreatedbStmt, ast.DropdbStmt, ast.AlterDatabaseStmt, ast.AlterDatabaseSetStmt, ast.CreateRoleStmt,
+    ast.AlterRoleStmt, ast.AlterRoleSetStmt, ast.DropRoleStmt, ast.GrantRoleStmt, ast.CreateTableSpaceStmt,
+    ast.DropTableSpaceStmt, ast.AlterSystemStmt, ast.CheckPointStmt, ast.LoadStmt, ast.DoStmt, ast.CallStmt,
+    ast.NotifyStmt, ast.ListenStmt, ast.DiscardStmt,
+)
+
+
 def replayed_sql(statement: Statement) -> str | None:
-    """The statement as the scratch runs it, or None when it does not change the schema: data
-    statements (the scratch has no data), maintenance, and transaction control (each statement
-    runs on its own so the checks can run between them). CONCURRENTLY builds and drops run as
-    they are: nothing else uses the scratch."""
+    """The statement as the scratch runs it, or None when it is not replayed (NOT_REPLAYED).
+    CONCURRENTLY cannot run in the replay's transaction; on an empty copy the plain form leaves
+    the same schema."""
     node = statement.node
-    if isinstance(node, (ast.TransactionStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt,
-                         ast.CopyStmt, ast.VacuumStmt, ast.ClusterStmt, ast.ReindexStmt, ast.LockStmt,
-                         ast.RefreshMatViewStmt, ast.ExplainStmt)):
+    if isinstance(node, NOT_REPLAYED):
         return None
+    if isinstance(node, (ast.IndexStmt, ast.DropStmt)) and node.concurrent:
+        node = deepcopy(node)
+        node.concurrent = False
+    elif isinstance(node, ast.AlterTableStmt) and any(
+            isinstance(c.def_, ast.PartitionCmd) and c.def_.concurrent for c in node.cmds or ()):
+        node = deepcopy(node)
+        for c in node.cmds or ():
+            if isinstance(c.def_, ast.PartitionCmd):
+                c.def_.concurrent = False
     return RawStream()(node)
 
 
@@ -213,8 +237,21 @@ async def _findings_on_the_first_search_path(conn: Any, name: str, config: Any, 
         await conn.execute("SELECT set_config('search_path', $1, false)", migration_path)
 
 
-async def replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
-    """Apply the migration to the prepared scratch and attribute each added finding."""
+async def replay(conn: Any, name: str, config: Any, copy: SchemaCopy, statements: list[Statement],
+                 notes: list[str]) -> ScratchResult:
+    """Copy the schema into the prepared scratch, apply the migration and attribute each added
+    finding, all in one transaction rolled back at the end: nothing the migration does outlives
+    the run, and the scratch is left empty (nothing to drop next time)."""
+    transaction = conn.transaction(isolation="repeatable_read")  # the catalog snapshot nests in it
+    await transaction.start()
+    try:
+        await apply_copy(conn, copy, notes)
+        return await _replay(conn, name, config, statements)
+    finally:
+        await transaction.rollback()
+
+
+async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
     result = ScratchResult()
     search_path = await conn.fetchval("SELECT current_setting('search_path')")
     before = await schema_findings(conn, name, config)
@@ -225,8 +262,10 @@ async def replay(conn: Any, name: str, config: Any, statements: list[Statement])
         if sql is None:
             continue
         try:
-            await conn.execute(sql)
+            # In a savepoint, so a failed statement leaves the others going; one round trip.
+            await conn.execute(f"SAVEPOINT {SAVEPOINT};\n{sql};\nRELEASE SAVEPOINT {SAVEPOINT}")
         except Exception as exc:  # the statement fails on the target's schema: the migration would too
+            await conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
             result.errors.append(f"{statement.file}:{statement.line}: fails on a copy of the schema: "
                                  f"{type(exc).__name__}: {exc} ({' '.join(statement.sql.split())[:200]})")
             continue
