@@ -14,6 +14,7 @@ from pglast.enums import VariableSetKind
 
 from checks.postgres.migration import locks as L
 from checks.postgres.migration.catalog import PRECONDITION_LIMIT, Catalog, Preconditions, Table
+from checks.postgres.migration import statement_rules as rules
 from checks.postgres.migration.parse import Statement
 
 SCHEMA = "dbvitals.migration/1"
@@ -68,6 +69,7 @@ class Touch:
     preconditions: list[tuple[Any, ...]] = field(default_factory=list)
     table: Table | None = None
     created_here: bool = False
+    dropped_here: bool = False
 
 
 @dataclass
@@ -118,8 +120,15 @@ class Analyzer:
         self.data = Preconditions(catalog.session)
         self.lock_timeout = False  # a non-zero lock_timeout set earlier in the migration
         self.lock_timeout_local = False
+        self.statement_timeout = False  # the same for statement_timeout
+        self.statement_timeout_local = False
         self.in_transaction = False
         self.created: set[str] = set()  # tables created earlier in the migration (relname)
+        # Renamed earlier in the migration: the name now → the table's name on the target; and
+        # columns: (table on the target, name now) → the column's name on the target.
+        self.renamed: dict[tuple[str | None, str], tuple[str | None, str]] = {}
+        self.renamed_columns: dict[tuple[tuple[str | None, str], str], str] = {}
+        self.dropped: set[tuple[str | None, str]] = set()  # tables dropped earlier in the migration
         # Strong locks taken earlier in the open transaction block: held until it ends.
         self.held: dict[str, tuple[str, int]] = {}
 
@@ -127,6 +136,7 @@ class Analyzer:
         out = []
         for statement in statements:
             result = Result(statement)
+            self._statement_rules(result, statement.node)
             await self._classify(result, statement.node)
             await self._measure(result)
             self._judge(result)
@@ -146,18 +156,20 @@ class Analyzer:
                 self.in_transaction = False
                 if self.lock_timeout_local:
                     self.lock_timeout = self.lock_timeout_local = False
+                if self.statement_timeout_local:
+                    self.statement_timeout = self.statement_timeout_local = False
         elif isinstance(node, ast.VariableSetStmt):
-            if node.name == "lock_timeout":
-                if node.kind == VariableSetKind.VAR_SET_VALUE:
-                    value = node.args[0].val if node.args else None
-                    zero = getattr(value, "ival", None) == 0 or getattr(value, "sval", None) in ("0", "0ms", "0s")
-                    self.lock_timeout = not zero
-                    self.lock_timeout_local = bool(node.is_local) and not zero
-                else:
-                    self.lock_timeout = self.lock_timeout_local = False
+            if node.name in ("lock_timeout", "statement_timeout"):
+                set_to_value = node.kind == VariableSetKind.VAR_SET_VALUE
+                value = node.args[0].val if set_to_value and node.args else None
+                zero = getattr(value, "ival", None) == 0 or getattr(value, "sval", None) in ("0", "0ms", "0s")
+                active = set_to_value and not zero
+                setattr(self, node.name, active)
+                setattr(self, f"{node.name}_local", active and bool(node.is_local))
         elif isinstance(node, ast.CreateStmt):
             if node.relation is not None and node.relation.relname:
                 self.created.add(node.relation.relname)
+                self.dropped.discard(_rv(node.relation))
             for element in node.tableElts or ():
                 for c in (getattr(element, "constraints", None) or ()) if isinstance(element, ast.ColumnDef) else (element,):
                     if isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_FOREIGN and c.pktable:
@@ -223,6 +235,16 @@ class Analyzer:
         else:
             r.notes.append(f"{type(node).__name__}: no lock analysis for this kind of statement")
 
+    def _statement_rules(self, r: Result, node: Any) -> None:
+        """The rules the statement breaks by its text alone (statement_rules), judged before the
+        statement changes the migration's state (an inner BEGIN is judged inside the outer one)."""
+        found = [rules.drop_database(node), rules.transaction_nesting(node, self.in_transaction)]
+        if not self.in_transaction:
+            found.append(rules.not_robust(node))
+        r.findings += [f for f in found if f is not None]
+        for column, table in rules.declared_columns(node):
+            r.findings += rules.column_type_findings(column, table)
+
     def _index_findings(self, r: Result, node: Any, t: Touch) -> None:
         columns = [e.name for e in node.indexParams or () if isinstance(e, ast.IndexElem) and e.name]
         if node.unique and not node.whereClause and columns and len(columns) == len(node.indexParams or ()):
@@ -275,6 +297,9 @@ class Analyzer:
                     f"Dropping column {cmd.name} breaks every running version of the application that still reads "
                     "or writes it.",
                     "Deploy code that no longer uses the column first; drop it in a later release.", t))
+                live = self.renamed.get(ref, ref)
+                column = self.renamed_columns.get((live, cmd.name), cmd.name)
+                await self._breaking(r, t, live, column, f"column {column} of {_written(live)}")
             elif sub in ("AT_SetTableSpace", "AT_SetLogged", "AT_SetUnLogged", "AT_SetAccessMethod"):
                 t.rewrites.append(f"{sub.removeprefix('AT_')} copies the whole table")
                 r.findings.append(self._finding(
@@ -306,6 +331,14 @@ class Analyzer:
                 t.builds.append(f"ADD COLUMN {col.colname} {label} builds its index under ACCESS EXCLUSIVE")
         if serial:
             t.rewrites.append(f"ADD COLUMN {col.colname} {type_name}: nextval() default is volatile")
+            if any(c.contype in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE) for c in col.constraints or ()):
+                r.findings.append(self._finding(
+                    "migration.serial-primary-key", "weight",
+                    f"ADD COLUMN {col.colname} {type_name} PRIMARY KEY fills every row from the sequence and builds "
+                    "the unique index, all under ACCESS EXCLUSIVE: no reads or writes meanwhile.",
+                    f"ADD COLUMN {col.colname} bigint (no default); set a DEFAULT from a new sequence; backfill in "
+                    f"batches; CREATE UNIQUE INDEX CONCURRENTLY; then ADD CONSTRAINT ... PRIMARY KEY USING INDEX.",
+                    t))
         if generated_stored:
             t.rewrites.append(f"ADD COLUMN {col.colname} GENERATED ... STORED computes every row")
         if default is not None:
@@ -341,6 +374,11 @@ class Analyzer:
         reason = await self._type_change_rewrites(t, column, col)
         if reason is None:
             r.notes.append(f"ALTER COLUMN {column} TYPE: binary-coercible, no rewrite (indexes on it may be rebuilt)")
+            r.findings.append(self._finding(
+                "migration.column-type-change", "info",
+                f"ALTER COLUMN {column} TYPE: no rewrite here, but ACCESS EXCLUSIVE while the catalog changes, "
+                "and every running version of the application reads the new type.",
+                "Check the application handles the new type before deploying; set lock_timeout before it.", t))
             return
         t.rewrites.append(f"ALTER COLUMN {column} TYPE: {reason}")
         r.findings.append(self._finding(
@@ -355,7 +393,7 @@ class Analyzer:
         table = await self._table(t)
         if table is None:
             return None if t.created_here else "current type unknown (table not on the target): assumed to rewrite"
-        current = await self.catalog.column(table, column)
+        current = await self.catalog.column(table, self._live_column(t, column))
         if current is None:
             return f"column {column} not found on the target: assumed to rewrite"
         names = _names(col.typeName.names)
@@ -398,13 +436,14 @@ class Analyzer:
 
     async def _set_not_null(self, r: Result, t: Touch, column: str) -> None:
         table = await self._table(t)
+        live = self._live_column(t, column)
         if table is not None:
-            check = await self.catalog.not_null_check(table, column)
+            check = await self.catalog.not_null_check(table, live)
             if check:
                 r.notes.append(f"SET NOT NULL {column}: the valid CHECK constraint {check} proves it, no scan")
                 return
         t.scans.append(f"SET NOT NULL {column}: scans the whole table under ACCESS EXCLUSIVE")
-        t.preconditions.append(("nulls", [column]))
+        t.preconditions.append(("nulls", [live]))
         r.findings.append(self._finding(
             "migration.set-not-null-scan", "weight",
             f"SET NOT NULL on {column} scans the whole table while holding ACCESS EXCLUSIVE.",
@@ -459,19 +498,49 @@ class Analyzer:
                 r.touch(on, L.SHARE_UPDATE_EXCLUSIVE)
             return
         t = r.touch(ref, L.ACCESS_EXCLUSIVE)
+        await self._table(t)  # resolved under the names before this rename
+        live = self.renamed.get(ref, ref)
         if kind == "COLUMN":
+            old = self.renamed_columns.pop((live, node.subname), node.subname)
+            self.renamed_columns[(live, node.newname)] = old
             r.findings.append(self._finding(
                 "migration.rename-column", "medium",
                 f"Renaming column {node.subname} to {node.newname} breaks every running version of the "
                 "application that uses the old name.",
                 "Add the new column, write both, backfill, move reads, then drop the old one in a later release "
                 "(or expose the old name through a view during the change).", t))
+            await self._breaking(r, t, live, old, f"column {old} of {_written(live)}")
         elif kind in ("TABLE", "VIEW", "MATVIEW"):
+            new = (ref[0], node.newname)
+            if ref[0] is None and ref[1] in self.created:
+                self.created.add(node.newname)
+            else:
+                self.renamed.pop(ref, None)
+                self.renamed[new] = live
             r.findings.append(self._finding(
                 "migration.rename-table", "medium",
                 f"Renaming {_written(ref)} to {node.newname} breaks every running version of the application that "
                 "uses the old name.",
                 "Rename, then create a view with the old name until no deployed code uses it.", t))
+            await self._breaking(r, t, live, None, _written(live))
+
+    async def _breaking(self, r: Result, t: Touch, live: tuple[str | None, str], column: str | None,
+                        what: str) -> None:
+        """Renaming or dropping what the running application still uses, as far as
+        pg_stat_statements shows: breaking, whatever the lock."""
+        if live[0] is None and live[1] in self.created:
+            return  # created in this migration: nothing uses it yet
+        usage = await self.catalog.usage([live[1]] + ([column] if column else []))
+        if usage is None:
+            r.notes.append(f"pg_stat_statements cannot be read: whether the application still uses {what} "
+                           "is not known")
+        elif usage.statements:
+            r.findings.append(self._finding(
+                "migration.breaking-change", "high",
+                f"The application still uses {what}: {usage.statements} statement(s) recorded by "
+                f"pg_stat_statements ({usage.calls:,} calls) name it, e.g. {' '.join(usage.example.split())[:160]}",
+                "Deploy the code that stops using it first (check pg_stat_statements after a reset), then rename "
+                "or drop it in a later release.", t, fixed="high"))
 
     async def _drop(self, r: Result, node: Any) -> None:
         kind = ObjectType(node.removeType).name.removeprefix("OBJECT_")
@@ -497,12 +566,19 @@ class Analyzer:
                         f"DROP INDEX CONCURRENTLY {_written(ref)} (outside a transaction block).", t))
             elif kind in ("TABLE", "MATVIEW", "VIEW"):
                 t = r.touch(ref, L.ACCESS_EXCLUSIVE)
+                await self._table(t)  # resolved before it is gone
+                live = self.renamed.pop(ref, ref)
                 r.findings.append(self._finding(
                     "migration.drop-table", "medium",
                     f"Dropping {_written(ref)} breaks every running version of the application that uses it, "
                     "and loses its data.",
                     "Deploy code that no longer uses it first; drop it in a later release (rename it aside first "
                     "if you want a way back).", t))
+                await self._breaking(r, t, live, None, _written(live))
+                if ref[0] is None and ref[1] in self.created:
+                    self.created.discard(ref[1])
+                else:
+                    self.dropped.add(ref)
 
     async def _reindex(self, r: Result, node: Any) -> None:
         concurrent = any(p.defname == "concurrently" for p in node.params or ())
@@ -533,12 +609,21 @@ class Analyzer:
     # --- the live table ------------------------------------------------------------------------
 
     async def _table(self, t: Touch) -> Table | None:
-        if t.table is None and not t.created_here:
+        """The live table a touch means: none for a table created or dropped earlier in the
+        migration; the target's table under its old name for one renamed earlier."""
+        if t.table is None and not t.created_here and not t.dropped_here:
             if t.ref[1] in self.created and t.ref[0] is None:
                 t.created_here = True
                 return None
-            t.table = await self.catalog.table(*t.ref)
+            if t.ref in self.dropped:
+                t.dropped_here = True
+                return None
+            t.table = await self.catalog.table(*self.renamed.get(t.ref, t.ref))
         return t.table
+
+    def _live_column(self, t: Touch, column: str) -> str:
+        """The column's name on the target (it may be renamed earlier in the migration)."""
+        return self.renamed_columns.get((self.renamed.get(t.ref, t.ref), column), column)
 
     async def _measure(self, r: Result) -> None:
         total = 0.0
@@ -548,6 +633,8 @@ class Analyzer:
             if table is None:
                 if t.created_here:
                     r.notes.append(f"{_written(t.ref)} is created earlier in this migration: empty, nobody waits")
+                elif t.dropped_here:
+                    r.notes.append(f"{_written(t.ref)} is dropped earlier in this migration: this statement fails")
                 else:
                     r.notes.append(f"{_written(t.ref)} not found on the target")
                 continue
@@ -651,6 +738,17 @@ class Analyzer:
                 "message": f"{mode} on {', '.join(x.table.name for x in existing if x.table)} with no lock_timeout set "
                 "earlier: while it waits for the lock, every later query on the table queues behind it.",
                 "fix": "SET lock_timeout = '2s'; before it (and retry the migration on a timeout).",
+            })
+        long_under_lock = [t for t in existing if t.rewrites or t.scans or t.builds]
+        if long_under_lock and not self.statement_timeout:
+            r.findings.append({
+                "rule": "migration.missing-statement-timeout",
+                "severity": "low",
+                "message": f"It rewrites, scans or builds while holding {long_under_lock[0].mode} on "
+                f"{', '.join(x.table.name for x in long_under_lock if x.table)}, with no statement_timeout set "
+                "earlier: if it runs far longer than the estimate, nothing stops it and the lock stays.",
+                "fix": "SET statement_timeout = '...'; before it, at a few times the estimate (and plan the "
+                "retry).",
             })
         if waiting and strong:
             pids = ", ".join(str(w["pid"]) for w in r.waits[:5])
