@@ -37,14 +37,14 @@ CASES = [
      "CREATE TABLE IF NOT EXISTS t2 (id bigint PRIMARY KEY);\n"
      "ALTER TABLE orders ADD COLUMN a int;\n"
      "ALTER TABLE orders ADD COLUMN IF NOT EXISTS b int;\n"
-     "DROP INDEX IF EXISTS nothing_here;\n"
+     "DROP INDEX IF EXISTS orders_qty;\n"
      "BEGIN;\n"
      "CREATE TABLE t3 (id bigint PRIMARY KEY);\n"
      "DROP TABLE gone;\n"
      "COMMIT;\n",
      {1: ({"migration.not-robust"}, set()), 2: (set(), {"migration.not-robust"}),
       3: ({"migration.not-robust"}, set()), 4: (set(), {"migration.not-robust"}),
-      5: (set(), {"migration.not-robust"}), 7: (set(), {"migration.not-robust"}),
+      5: ({"migration.drop-index-blocking"}, {"migration.not-robust"}), 7: (set(), {"migration.not-robust"}),
       8: ({"migration.drop-table"}, {"migration.not-robust"})}),
     # transaction-nesting, ban-drop-database, ban-concurrent-index-creation-in-transaction.
     ("BEGIN;\nBEGIN;\nCREATE INDEX CONCURRENTLY IF NOT EXISTS c ON orders (qty);\nCOMMIT;\n"
