@@ -104,6 +104,8 @@ def test_renames_and_drops_are_tracked_within_the_migration(pg_db, tmp_path):
         "ALTER TABLE gone ADD COLUMN x int;\n"
         "CREATE TABLE gone (id bigint);\n"
         "CREATE INDEX ON gone (id);\n"
+        "CREATE INDEX purchases_note ON purchases (note);\n"
+        "DROP INDEX purchases_note;\n"
     ), "--format", "json", "--fail-on", "never")
     s = by_line(json.loads(result.stdout))
     # purchases is orders on the target: its live size and rows, and qty's type (integer → bigint rewrites).
@@ -113,6 +115,8 @@ def test_renames_and_drops_are_tracked_within_the_migration(pg_db, tmp_path):
     assert any("dropped earlier in this migration" in n for n in s[7]["notes"])
     # Created again after the drop: new and empty, nobody waits.
     assert {f["severity"] for f in s[9]["findings"] if f["rule"] != "migration.not-robust"} <= {"info"}
+    # An index created earlier is dropped from its table (orders on the target), not "not found".
+    assert s[11]["tables"] == ["orders"] and "migration.drop-index-blocking" in rules(s[11])
     # The shared server has no pg_stat_statements loaded: not known, and said so.
     assert any("pg_stat_statements cannot be read" in n for n in s[2]["notes"])
 

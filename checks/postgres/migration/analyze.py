@@ -129,6 +129,8 @@ class Analyzer:
         self.renamed: dict[tuple[str | None, str], tuple[str | None, str]] = {}
         self.renamed_columns: dict[tuple[tuple[str | None, str], str], str] = {}
         self.dropped: set[tuple[str | None, str]] = set()  # tables dropped earlier in the migration
+        # Indexes created earlier in the migration: their table.
+        self.created_indexes: dict[tuple[str | None, str], tuple[str | None, str]] = {}
         # Strong locks taken earlier in the open transaction block: held until it ends.
         self.held: dict[str, tuple[str, int]] = {}
 
@@ -175,6 +177,8 @@ class Analyzer:
                     if isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_FOREIGN and c.pktable:
                         r.touch(_rv(c.pktable), L.SHARE_ROW_EXCLUSIVE)
         elif isinstance(node, ast.IndexStmt):
+            if node.idxname and node.relation is not None:
+                self.created_indexes[(node.relation.schemaname or None, node.idxname)] = _rv(node.relation)
             t = r.touch(_rv(node.relation), L.SHARE_UPDATE_EXCLUSIVE if node.concurrent else L.SHARE)
             t.builds.append("builds the index: reads the whole table" + ("" if node.concurrent else " while blocking writes"))
             self._index_findings(r, node, t)
@@ -493,7 +497,7 @@ class Analyzer:
         kind = ObjectType(node.renameType).name.removeprefix("OBJECT_")
         ref = _rv(node.relation)
         if kind == "INDEX":
-            on = await self.catalog.index_table(*ref)
+            on = await self._index_table(ref)
             if on:
                 r.touch(on, L.SHARE_UPDATE_EXCLUSIVE)
             return
@@ -548,7 +552,7 @@ class Analyzer:
             parts = _names(obj)
             ref: tuple[str | None, str] = (parts[-2] if len(parts) > 1 else None, parts[-1])
             if kind == "INDEX":
-                on = await self.catalog.index_table(*ref)
+                on = await self._index_table(ref)
                 if on is None:
                     r.notes.append(f"index {_written(ref)} not found on the target")
                     continue
@@ -587,7 +591,7 @@ class Analyzer:
             return
         ref = _rv(node.relation)
         if node.kind == ReindexObjectType.REINDEX_OBJECT_INDEX:
-            on = await self.catalog.index_table(*ref)
+            on = await self._index_table(ref)
             if on is None:
                 r.notes.append(f"index {_written(ref)} not found on the target")
                 return
@@ -620,6 +624,12 @@ class Analyzer:
                 return None
             t.table = await self.catalog.table(*self.renamed.get(t.ref, t.ref))
         return t.table
+
+    async def _index_table(self, ref: tuple[str | None, str]) -> tuple[str | None, str] | None:
+        """The table of an index: one created earlier in the migration, or on the target."""
+        if ref in self.created_indexes:
+            return self.created_indexes[ref]
+        return await self.catalog.index_table(*ref)
 
     def _live_column(self, t: Touch, column: str) -> str:
         """The column's name on the target (it may be renamed earlier in the migration)."""

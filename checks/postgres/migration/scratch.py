@@ -122,9 +122,10 @@ async def prepare(conn: Any, target_identity: str) -> None:
     await conn.execute("BEGIN;\n" + "\n".join(script) + "\nCOMMIT;")
 
 
-async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str]) -> None:
-    """The copy in one round trip, inside the replay's transaction; when a piece fails (an object
-    the target has and this server lacks), piece by piece, noting what could not be copied."""
+async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str], timeout_s: float) -> None:
+    """The copy in one round trip, inside the replay's transaction, under the check's time limit
+    rather than a single query's; when a piece fails (an object the target has and this server
+    lacks), piece by piece, noting what could not be copied."""
     for name, schema in copy.extensions:
         try:
             async with conn.transaction():  # a savepoint
@@ -132,7 +133,7 @@ async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str]) -> None:
                     f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)}")
         except Exception as exc:  # not available on the scratch's server: statements needing it fail there
             notes.append(f"scratch: extension {name} not created: {exc}")
-    await conn.execute("SET LOCAL check_function_bodies = off")
+    await conn.execute(f"SET LOCAL check_function_bodies = off; SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
     try:
         async with conn.transaction():
             await conn.execute("\n".join(copy.ddl))
@@ -245,7 +246,7 @@ async def replay(conn: Any, name: str, config: Any, copy: SchemaCopy, statements
     transaction = conn.transaction(isolation="repeatable_read")  # the catalog snapshot nests in it
     await transaction.start()
     try:
-        await apply_copy(conn, copy, notes)
+        await apply_copy(conn, copy, notes, config.check_timeout)
         return await _replay(conn, name, config, statements)
     finally:
         await transaction.rollback()
