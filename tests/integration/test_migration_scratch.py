@@ -130,3 +130,16 @@ def test_without_a_scratch_one_info_line_and_the_config_key(pg_db, scratch_db, t
     file.write_text("CREATE TABLE u (x int);\n")
     result = dbvitals("--config", str(path), "migration", str(file), "--format", "json", "--fail-on", "never")
     assert ("postgres.no-primary-key", "public.u", 1) in added(json.loads(result.stdout))
+
+
+def test_a_search_path_set_by_the_migration_renames_no_finding(pg_db, scratch_db, tmp_path):
+    run_async(_sql(pg_db.url, "CREATE TABLE legacy (x int, y int); CREATE SCHEMA app"))
+    result, _ = migrate(tmp_path, pg_db.url, (
+        "SET search_path = app;\n"
+        "CREATE TABLE IF NOT EXISTS items (id bigint PRIMARY KEY, legacy_x int);\n"
+        "CREATE TABLE IF NOT EXISTS bare (v text);\n"
+    ), "--scratch", scratch_db.url, "--format", "json", "--fail-on", "never")
+    doc = json.loads(result.stdout)
+    assert doc["errors"] == []
+    # legacy's findings (no primary key, all nullable) are the target's, whatever the search_path.
+    assert added(doc) == {("postgres.no-primary-key", "app.bare", 3)}

@@ -225,19 +225,6 @@ def changes_what_checks_read(node: Any) -> bool:
     return True
 
 
-async def _findings_on_the_first_search_path(conn: Any, name: str, config: Any, search_path: str) -> dict[str, Finding]:
-    """The checks name objects relative to the search_path: a migration's SET search_path must not
-    rename every finding (and so make it look new)."""
-    migration_path = await conn.fetchval("SELECT current_setting('search_path')")
-    if migration_path == search_path:
-        return await schema_findings(conn, name, config)
-    await conn.execute("SELECT set_config('search_path', $1, false)", search_path)
-    try:
-        return await schema_findings(conn, name, config)
-    finally:
-        await conn.execute("SELECT set_config('search_path', $1, false)", migration_path)
-
-
 async def replay(conn: Any, name: str, config: Any, copy: SchemaCopy, statements: list[Statement],
                  notes: list[str]) -> ScratchResult:
     """Copy the schema into the prepared scratch, apply the migration and attribute each added
@@ -254,7 +241,6 @@ async def replay(conn: Any, name: str, config: Any, copy: SchemaCopy, statements
 
 async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
     result = ScratchResult()
-    search_path = await conn.fetchval("SELECT current_setting('search_path')")
     before = await schema_findings(conn, name, config)
     current = before
     appeared: dict[str, Statement] = {}
@@ -272,7 +258,8 @@ async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]
             continue
         if not changes_what_checks_read(statement.node):
             continue
-        now = await _findings_on_the_first_search_path(conn, name, config, search_path)
+        # The checks name objects schema-qualified: a SET search_path in the migration renames none.
+        now = await schema_findings(conn, name, config)
         for finding_id in now.keys() - current.keys():
             appeared[finding_id] = statement
         current = now
