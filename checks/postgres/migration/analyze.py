@@ -15,7 +15,7 @@ from pglast.enums import VariableSetKind
 from checks.postgres.migration import locks as L
 from checks.postgres.migration.catalog import PRECONDITION_LIMIT, Catalog, Preconditions, Table
 from checks.postgres.migration import statement_rules as rules
-from checks.postgres.migration.parse import Statement
+from checks.postgres.migration.parse import Statement, walk
 
 SCHEMA = "dbvitals.migration/1"
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
@@ -365,7 +365,7 @@ class Analyzer:
         """The functions in a default expression that are volatile on the live server (or unknown
         there: assumed volatile)."""
         found: list[str] = []
-        for node in _walk(expr):
+        for node in walk(expr):
             if isinstance(node, ast.FuncCall):
                 parts = _names(node.funcname)
                 schema, name = (parts[0], parts[-1]) if len(parts) > 1 else (None, parts[-1])
@@ -830,16 +830,6 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return f"{n} B"
-
-
-def _walk(node: Any) -> Any:
-    if isinstance(node, ast.Node):
-        yield node
-        for name in node:
-            yield from _walk(getattr(node, name))
-    elif isinstance(node, (tuple, list)):
-        for item in node:
-            yield from _walk(item)
 
 
 def gate_severity(statements: list[dict[str, Any]], after: Sequence[dict[str, Any]] = ()) -> str | None:

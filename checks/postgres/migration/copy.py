@@ -20,10 +20,10 @@ from typing import Any
 
 from pglast import ast
 
-from checks.postgres.migration.parse import Statement
+from checks.postgres.migration.catalog import quote_ident
+from checks.postgres.migration.parse import Statement, walk
 
-# Schemas never copied: the system's own.
-SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+# The user's schemas: not the system's own, nor temporary ones.
 _USER_NAMESPACE = ("n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
                    "AND n.nspname NOT LIKE 'pg_temp_%' AND n.nspname NOT LIKE 'pg_toast_temp_%'")
 # Not owned by an extension: an extension's objects come with CREATE EXTENSION.
@@ -37,7 +37,7 @@ def named_relations(statements: list[Statement]) -> list[str]:
     DROP (index, table, view, sequence)."""
     names: dict[str, None] = {}
     for statement in statements:
-        for node in _walk(statement.node):
+        for node in walk(statement.node):
             if isinstance(node, ast.RangeVar) and node.relname:
                 names[_regclass_text(node.schemaname, node.relname)] = None
             elif isinstance(node, ast.DropStmt):
@@ -52,16 +52,6 @@ def named_relations(statements: list[Statement]) -> list[str]:
 def _regclass_text(schema: str | None, name: str) -> str:
     quoted = '"' + name.replace('"', '""') + '"'
     return quoted if not schema else '"' + schema.replace('"', '""') + '".' + quoted
-
-
-def _walk(node: Any) -> Any:
-    if isinstance(node, ast.Node):
-        yield node
-        for name in node:
-            yield from _walk(getattr(node, name))
-    elif isinstance(node, (tuple, list)):
-        for item in node:
-            yield from _walk(item)
 
 
 # The tables named (an index or a sequence stands for its table) with their partition family,
@@ -194,10 +184,6 @@ WHERE p.prokind IN ('f', 'p') AND {_USER_NAMESPACE}
   AND {_NOT_EXTENSION.format(catalog="'pg_proc'", oid="p.oid")}
 ORDER BY p.oid
 """
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass

@@ -113,4 +113,5 @@ async def _after(doc: dict[str, Any], session: Any, target: Any, name: str, stat
     doc["after"] = result.after
     doc["after_notes"] += [f"schema after the migration: {len(copy.tables)} table(s) copied to the scratch "
                            "(the ones the migration names and their foreign-key neighbours), no data"] + notes
+    doc["after_notes"] += result.notes
     doc["errors"] += result.errors

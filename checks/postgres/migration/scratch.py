@@ -31,7 +31,8 @@ from checks.postgres.lint.indexes import BooleanIndex, BtreeOnArray, TimestampIn
 from checks.postgres.lint.keys import IntegerKey, Serial
 from checks.postgres.lint.tables import AllNullable, NameOverflow
 from checks.postgres.lint.types import CharLength, Json, Money, TimestampWithoutTimeZone, VarcharLength
-from checks.postgres.migration.copy import SchemaCopy, quote_ident
+from checks.postgres.migration.catalog import quote_ident
+from checks.postgres.migration.copy import SchemaCopy
 from checks.postgres.migration.parse import Statement
 from checks.postgres.no_primary_key import NoPrimaryKey
 from checks.postgres.not_valid_constraint import NotValidConstraintCheck
@@ -83,6 +84,7 @@ class ScratchRefused(Exception):
 class ScratchResult:
     after: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class BoundSession:
@@ -247,6 +249,9 @@ async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]
     for statement in statements:
         sql = replayed_sql(statement)
         if sql is None:
+            if isinstance(statement.node, (ast.DoStmt, ast.CallStmt)):
+                result.notes.append(f"{statement.file}:{statement.line}: code blocks are not run on the copy: "
+                                    "what this one would create is missing from the schema after")
             continue
         try:
             # In a savepoint, so a failed statement leaves the others going; one round trip.
