@@ -137,13 +137,13 @@ def test_a_search_path_set_by_the_migration_renames_no_finding(pg_db, scratch_db
     result, _ = migrate(tmp_path, pg_db.url, (
         "SET search_path = app;\n"
         "CREATE TABLE IF NOT EXISTS items (id bigint PRIMARY KEY, legacy_x int);\n"
-        "CREATE TABLE IF NOT EXISTS bare (v text);\n"
+        "CREATE TABLE IF NOT EXISTS bare (v text) -- no key\n;\n"
         "DO $$ BEGIN CREATE TABLE IF NOT EXISTS hidden (v text); END $$;\n"
     ), "--scratch", scratch_db.url, "--format", "json", "--fail-on", "never")
     doc = json.loads(result.stdout)
     assert doc["errors"] == []
     # Code blocks are not run on the copy, and the report says so.
-    assert any(n.endswith(":4: code blocks are not run on the copy: what this one would create is missing from "
+    assert any(n.endswith(":5: code blocks are not run on the copy: what this one would create is missing from "
                           "the schema after") for n in doc["after_notes"])
     # legacy's findings (no primary key, all nullable) are the target's, whatever the search_path.
-    assert added(doc) == {("postgres.no-primary-key", "app.bare", 3)}
+    assert added(doc) == {("postgres.no-primary-key", "app.bare", 3)}  # its text ends in a comment

@@ -164,22 +164,24 @@ NOT_REPLAYED = (
 
 
 def replayed_sql(statement: Statement) -> str | None:
-    """The statement as the scratch runs it, or None when it is not replayed (NOT_REPLAYED).
-    CONCURRENTLY cannot run in the replay's transaction; on an empty copy the plain form leaves
-    the same schema."""
+    """The statement as the scratch runs it (its own text), or None when it is not replayed
+    (NOT_REPLAYED). CONCURRENTLY cannot run in the replay's transaction: such a statement is
+    deparsed without it, which on an empty copy leaves the same schema."""
     node = statement.node
     if isinstance(node, NOT_REPLAYED):
         return None
     if isinstance(node, (ast.IndexStmt, ast.DropStmt)) and node.concurrent:
         node = deepcopy(node)
         node.concurrent = False
-    elif isinstance(node, ast.AlterTableStmt) and any(
+        return RawStream()(node)
+    if isinstance(node, ast.AlterTableStmt) and any(
             isinstance(c.def_, ast.PartitionCmd) and c.def_.concurrent for c in node.cmds or ()):
         node = deepcopy(node)
         for c in node.cmds or ():
             if isinstance(c.def_, ast.PartitionCmd):
                 c.def_.concurrent = False
-    return RawStream()(node)
+        return RawStream()(node)
+    return statement.sql
 
 
 async def schema_findings(conn: Any, name: str, config: Any) -> dict[str, Finding]:
@@ -255,7 +257,8 @@ async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]
             continue
         try:
             # In a savepoint, so a failed statement leaves the others going; one round trip.
-            await conn.execute(f"SAVEPOINT {SAVEPOINT};\n{sql};\nRELEASE SAVEPOINT {SAVEPOINT}")
+            # The semicolon on a line of its own: the statement's text may end in a -- comment.
+            await conn.execute(f"SAVEPOINT {SAVEPOINT};\n{sql}\n;\nRELEASE SAVEPOINT {SAVEPOINT}")
         except Exception as exc:  # the statement fails on the target's schema: the migration would too
             await conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
             result.errors.append(f"{statement.file}:{statement.line}: fails on a copy of the schema: "
