@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
+import jsonschema
 import pytest
 
 from tests import support
 from tests.conftest import PgDatabase, _pg_admin
 from tests.integration.test_cli import dbvitals
-from tests.integration.test_migration import DIGEST, _sql, config, migrate, run_async
+from tests.integration.test_migration import DIGEST, SARIF_SCHEMA, _sql, config, migrate, run_async
 
 SCHEMA_SQL = """
 CREATE TYPE status AS ENUM ('new', 'paid');
@@ -93,6 +95,16 @@ def test_the_findings_the_migration_adds_each_with_its_statement(pg_db, scratch_
     gated, _ = migrate(tmp_path, pg_db.url, "CREATE TABLE u (x int);\n", "--scratch", scratch_db.url,
                        "--fail-on", "medium")
     assert (plain.returncode, gated.returncode) == (0, 1), gated.stderr
+    sarif, _ = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", scratch_db.url, "--format", "sarif",
+                       "--fail-on", "never")
+    report = json.loads(sarif.stdout)
+    jsonschema.validate(report, SARIF_SCHEMA)
+    placed = {(r["ruleId"], r["locations"][0]["physicalLocation"]["region"]["startLine"])
+              for r in report["runs"][0]["results"]}
+    assert {("postgres.no-primary-key", 3), ("postgres.fk-missing-index", 9)} <= placed
+    junit, _ = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", scratch_db.url, "--format", "junit",
+                       "--fail-on", "never")
+    assert ET.fromstring(junit.stdout).find(".//testcase[@name='schema after the migration']/failure") is not None
     text, _ = migrate(tmp_path, pg_db.url, MIGRATION, "--scratch", scratch_db.url, "--fail-on", "never")
     assert "Schema after the migration: 6 new finding(s)" in text.stdout
     assert max(len(line) for line in text.stdout.splitlines()) <= 80
