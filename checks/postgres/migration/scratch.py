@@ -54,7 +54,8 @@ MARKER_COMMENT = "dbvitals migration scratch copy: dbvitals empties this databas
 IDENTITY_QUERY = ("SELECT pg_postmaster_start_time()::text || '/' || d.oid || '/' || d.datname "
                   "FROM pg_database d WHERE d.datname = current_database()")
 
-# Anything in the scratch dbvitals did not put there: relations, types, functions, schemas.
+# What the scratch holds besides the system's objects (its marker schema counts one), and
+# whether dbvitals marked it.
 FOREIGN_OBJECTS_QUERY = """
 SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_%'
@@ -117,6 +118,8 @@ async def prepare(conn: Any, target_identity: str) -> None:
         raise ScratchRefused(
             f"the scratch database holds {row['objects']} object(s) dbvitals did not create (no {MARKER_SCHEMA} "
             "schema): give an empty database, which dbvitals will mark as its scratch")
+    if row["marked"] and row["objects"] == 1:
+        return  # only the marker: the last run's replay was rolled back, nothing to empty
     schemas = [r["nspname"] for r in await conn.fetch(USER_SCHEMAS_QUERY)]
     script = [f"DROP SCHEMA {quote_ident(s)} CASCADE;" for s in schemas]
     script += ["CREATE SCHEMA public;", f"CREATE SCHEMA {quote_ident(MARKER_SCHEMA)};",
