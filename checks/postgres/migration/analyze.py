@@ -4,8 +4,8 @@ who it would queue behind now, and findings with the safer way. Nothing is execu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import ast
@@ -13,8 +13,8 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectTy
 from pglast.enums import VariableSetKind
 
 from checks.postgres.migration import locks as L
-from checks.postgres.migration.catalog import PRECONDITION_LIMIT, Catalog, Preconditions, Table
 from checks.postgres.migration import statement_rules as rules
+from checks.postgres.migration.catalog import PRECONDITION_LIMIT, Catalog, Preconditions, Table
 from checks.postgres.migration.parse import Statement, walk
 
 SCHEMA = "dbvitals.migration/1"
@@ -335,13 +335,15 @@ class Analyzer:
                 t.builds.append(f"ADD COLUMN {col.colname} {label} builds its index under ACCESS EXCLUSIVE")
         if serial:
             t.rewrites.append(f"ADD COLUMN {col.colname} {type_name}: nextval() default is volatile")
-            if any(c.contype in (ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE) for c in col.constraints or ()):
+            keys = {c.contype for c in col.constraints or ()} & {ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE}
+            if keys:
+                label = "PRIMARY KEY" if ConstrType.CONSTR_PRIMARY in keys else "UNIQUE"
                 r.findings.append(self._finding(
                     "migration.serial-primary-key", "weight",
-                    f"ADD COLUMN {col.colname} {type_name} PRIMARY KEY fills every row from the sequence and builds "
+                    f"ADD COLUMN {col.colname} {type_name} {label} fills every row from the sequence and builds "
                     "the unique index, all under ACCESS EXCLUSIVE: no reads or writes meanwhile.",
                     f"ADD COLUMN {col.colname} bigint (no default); set a DEFAULT from a new sequence; backfill in "
-                    f"batches; CREATE UNIQUE INDEX CONCURRENTLY; then ADD CONSTRAINT ... PRIMARY KEY USING INDEX.",
+                    f"batches; CREATE UNIQUE INDEX CONCURRENTLY; then ADD CONSTRAINT ... {label} USING INDEX.",
                     t))
         if generated_stored:
             t.rewrites.append(f"ADD COLUMN {col.colname} GENERATED ... STORED computes every row")
