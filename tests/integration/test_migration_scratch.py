@@ -159,3 +159,19 @@ def test_a_search_path_set_by_the_migration_renames_no_finding(pg_db, scratch_db
                           "the schema after") for n in doc["after_notes"])
     # legacy's findings (no primary key, all nullable) are the target's, whatever the search_path.
     assert added(doc) == {("postgres.no-primary-key", "app.bare", 3)}  # its text ends in a comment
+
+
+def test_views_the_migration_names_are_copied_with_the_tables_they_read(pg_db, scratch_db, tmp_path):
+    run_async(_sql(pg_db.url, SCHEMA_SQL + """
+        CREATE VIEW order_states AS SELECT o.id, o.state, c.name FROM orders o JOIN customers c ON c.id = o.customer_id;
+        CREATE MATERIALIZED VIEW paid AS SELECT id FROM orders WHERE state = 'paid';
+    """))
+    result, _ = migrate(tmp_path, pg_db.url, (
+        "DROP VIEW order_states;\n"
+        "CREATE VIEW order_states AS SELECT o.id, o.state FROM orders o;\n"
+        "DROP MATERIALIZED VIEW paid;\n"
+    ), "--scratch", scratch_db.url, "--format", "json", "--fail-on", "never")
+    doc = json.loads(result.stdout)
+    assert doc["errors"] == []
+    # The view's tables (orders, customers) came with it; nothing else was needed.
+    assert any(n.startswith("schema after the migration: 2 table(s) copied") for n in doc["after_notes"])

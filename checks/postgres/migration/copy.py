@@ -2,16 +2,17 @@
 written out as DDL for the scratch database: no data.
 
 Copied: every user schema, extension, enum and domain type and function (few, and a migration's
-statements and column defaults may name any of them); the tables the migration names (with
-their partition family) as they are: columns, defaults, constraints, indexes, sequences; and
-their foreign-key neighbours in both directions with what a foreign key needs of them: key and
-foreign-key columns, keys, plain unique indexes, foreign keys between copied tables. Every schema
-check judges a table by its own definition and its foreign keys, so the findings a migration adds
-can only appear on the tables it names or, through their foreign keys, on the neighbours; the
-rest of a neighbour is the same before and after, and leaving it out changes no difference.
+statements and column defaults may name any of them); the views it names; the tables it names or
+those views read (with their partition family) as they are: columns, defaults, constraints,
+indexes, sequences; and their foreign-key neighbours in both directions with what a foreign key
+needs of them: key and foreign-key columns, keys, plain unique indexes, foreign keys between
+copied tables. Every schema check judges a table by its own definition and its foreign keys, so
+the findings a migration adds can only appear on the tables it names or, through their foreign
+keys, on the neighbours; the rest of a neighbour is the same before and after, and leaving it out
+changes no difference.
 Copying the whole schema instead (pg_dump --schema-only and a restore) takes seconds per thousand
 tables; this copy grows with the migration, not the database.
-Not copied: views, triggers, policies, comments, grants, tables the migration does not reach."""
+Not copied: other views, triggers, policies, comments, grants, tables the migration does not reach."""
 
 from __future__ import annotations
 
@@ -66,8 +67,13 @@ WITH RECURSIVE named AS (
   LEFT JOIN pg_index i ON i.indexrelid = c.oid
   LEFT JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')
                        AND d.refclassid = 'pg_class'::regclass
-), named_up AS (
+), viewed AS (  -- a named view stands for the tables it reads (they are copied whole)
   SELECT oid FROM named
+  UNION SELECT d.refobjid FROM named v JOIN pg_rewrite rw ON rw.ev_class = v.oid
+  JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                  AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+), named_up AS (
+  SELECT oid FROM viewed
   UNION SELECT i.inhparent FROM pg_inherits i JOIN named_up f ON i.inhrelid = f.oid
 ), named_all AS (
   SELECT oid FROM named_up
@@ -151,6 +157,15 @@ WHERE ad.adrelid = ANY($1::oid[])
 ORDER BY 1
 """
 
+# The views and materialized views the migration names, after the tables they read.
+VIEWS_QUERY = """
+SELECT format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind,
+       pg_get_viewdef(c.oid) AS definition
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid IN (SELECT to_regclass(w) FROM unnest($1::text[]) AS w) AND c.relkind IN ('v', 'm')
+ORDER BY c.oid
+"""
+
 SCHEMAS_QUERY = f"""
 SELECT n.nspname AS name FROM pg_namespace n
 WHERE {_USER_NAMESPACE} AND {_NOT_EXTENSION.format(catalog="'pg_namespace'", oid="n.oid")}
@@ -215,7 +230,8 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
             copy.ddl.append(" ".join(parts) + ";")
     for row in await session.fetch(FUNCTIONS_QUERY):
         copy.ddl.append(row["definition"].rstrip().rstrip(";") + ";")
-    tables = await session.fetch(TABLES_QUERY, named_relations(statements))
+    relations = named_relations(statements)
+    tables = await session.fetch(TABLES_QUERY, relations)
     oids = [t["oid"] for t in tables]
     named = [t["oid"] for t in tables if t["named"]]
     columns: dict[int, list[Any]] = {}
@@ -238,6 +254,10 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
     for s in sequences:
         if s["owned_by"]:
             copy.ddl.append(f"ALTER SEQUENCE {s['name']} OWNED BY {s['owned_by']};")
+    for v in await session.fetch(VIEWS_QUERY, relations):
+        query = v["definition"].strip().rstrip(";")
+        copy.ddl.append(f"CREATE MATERIALIZED VIEW {v['name']} AS {query} WITH NO DATA;" if v["kind"] == "m"
+                        else f"CREATE VIEW {v['name']} AS {query};")
     return copy
 
 
