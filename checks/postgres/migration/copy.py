@@ -4,15 +4,15 @@ written out as DDL for the scratch database: no data.
 Copied: every user schema, extension, enum and domain type and function (few, and a migration's
 statements and column defaults may name any of them); the views it names; the tables it names or
 those views read (with their partition family) as they are: columns, defaults, constraints,
-indexes, sequences; and their foreign-key neighbours in both directions with what a foreign key
-needs of them: key and foreign-key columns, keys, plain unique indexes, foreign keys between
-copied tables. Every schema check judges a table by its own definition and its foreign keys, so
-the findings a migration adds can only appear on the tables it names or, through their foreign
-keys, on the neighbours; the rest of a neighbour is the same before and after, and leaving it out
-changes no difference.
+indexes, sequences, triggers; and their foreign-key neighbours in both directions with what a
+foreign key needs of them: key and foreign-key columns, keys, plain unique indexes, foreign keys
+between copied tables. Every schema check judges a table by its own definition and its foreign
+keys, so the findings a migration adds can only appear on the tables it names or, through their
+foreign keys, on the neighbours; the rest of a neighbour is the same before and after, and
+leaving it out changes no difference.
 Copying the whole schema instead (pg_dump --schema-only and a restore) takes seconds per thousand
 tables; this copy grows with the migration, not the database.
-Not copied: other views, triggers, policies, comments, grants, tables the migration does not reach."""
+Not copied: other views, policies, comments, grants, tables the migration does not reach."""
 
 from __future__ import annotations
 
@@ -157,6 +157,15 @@ WHERE ad.adrelid = ANY($1::oid[])
 ORDER BY 1
 """
 
+# The triggers of the tables copied whole (their functions are copied): a migration may drop or
+# replace one.
+TRIGGERS_QUERY = """
+SELECT pg_get_triggerdef(t.oid) AS definition FROM pg_trigger t
+WHERE t.tgrelid = ANY($1::oid[]) AND NOT t.tgisinternal
+  AND NOT (SELECT c.relispartition FROM pg_class c WHERE c.oid = t.tgrelid)  -- a partition's come from its parent
+ORDER BY t.oid
+"""
+
 # The views and materialized views the migration names, after the tables they read.
 VIEWS_QUERY = """
 SELECT format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind,
@@ -254,6 +263,8 @@ async def read_copy(session: Any, statements: list[Statement]) -> SchemaCopy:
     for s in sequences:
         if s["owned_by"]:
             copy.ddl.append(f"ALTER SEQUENCE {s['name']} OWNED BY {s['owned_by']};")
+    for trigger in await session.fetch(TRIGGERS_QUERY, named):
+        copy.ddl.append(trigger["definition"] + ";")
     for v in await session.fetch(VIEWS_QUERY, relations):
         query = v["definition"].strip().rstrip(";")
         copy.ddl.append(f"CREATE MATERIALIZED VIEW {v['name']} AS {query} WITH NO DATA;" if v["kind"] == "m"

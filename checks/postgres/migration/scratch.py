@@ -154,10 +154,11 @@ async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str], timeout_s: f
 
 
 # Not replayed: data statements (the copy has no data), maintenance (no schema change),
-# transaction control (the replay is one transaction, a savepoint per statement), and what acts
+# transaction control (the replay is one transaction, a savepoint per statement), privileges
+# (no schema check reads them, and the roles may not exist where the scratch is), and what acts
 # beyond the scratch database: databases, roles, tablespaces, server settings.
 NOT_REPLAYED = (
-    ast.TransactionStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt, ast.CopyStmt,
+    ast.GrantStmt, ast.AlterOwnerStmt, ast.AlterDefaultPrivilegesStmt, ast.SecLabelStmt, ast.TransactionStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt, ast.CopyStmt,
     ast.VacuumStmt, ast.ClusterStmt, ast.ReindexStmt, ast.LockStmt, ast.RefreshMatViewStmt, ast.ExplainStmt,
     ast.CreatedbStmt, ast.DropdbStmt, ast.AlterDatabaseStmt, ast.AlterDatabaseSetStmt, ast.CreateRoleStmt,
     ast.AlterRoleStmt, ast.AlterRoleSetStmt, ast.DropRoleStmt, ast.GrantRoleStmt, ast.CreateTableSpaceStmt,
@@ -213,7 +214,7 @@ def _options(check: type[Check]) -> Any:
 
 # Statements after which no schema check can judge differently (none reads triggers, comments,
 # grants, storage or statistics settings): no checkpoint after them.
-NO_SCHEMA_EFFECT = (ast.VariableSetStmt, ast.CreateTrigStmt, ast.CommentStmt, ast.GrantStmt)
+NO_SCHEMA_EFFECT = (ast.VariableSetStmt, ast.CreateTrigStmt, ast.CommentStmt)
 NO_SCHEMA_EFFECT_ALTER = frozenset({
     AlterTableType.AT_SetRelOptions, AlterTableType.AT_ResetRelOptions, AlterTableType.AT_SetLogged,
     AlterTableType.AT_SetUnLogged, AlterTableType.AT_SetStatistics, AlterTableType.AT_SetStorage,
