@@ -16,7 +16,7 @@ from typing import Any
 from checks.display import terminal_safe
 from checks.postgres.migration.analyze import SEVERITY_ORDER, gate_severity
 from checks.postgres.migration.parse import MigrationSyntaxError, read_files
-from checks.postgres.migration.run import TargetChoiceError, analyse, choose_target
+from checks.postgres.migration.run import TargetChoiceError, analyse, choose_target, scratch_url
 from checks.secrets import known_secrets, mask_text
 from console.formats.migration_report import render
 from console.runtime import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, SEVERITIES, CliError, load_settings, run_async
@@ -32,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="SQL files, read in order as one migration")
     parser.add_argument("--target", metavar="NAME", help="the PostgreSQL target (needed when several are configured)")
+    parser.add_argument("--scratch", metavar="URL",
+                        help="a PostgreSQL database dbvitals may empty and reuse: the target's schema (no data) is "
+                        "copied there, the migration applied, and the schema checks' new findings reported under "
+                        "`after` (default: the target's migration_scratch)")
     parser.add_argument("--format", default="text", choices=("text", "json", "sarif", "junit", "markdown"))
     parser.add_argument("--fail-on", default="high", choices=SEVERITIES, metavar="SEVERITY",
                         help="exit 1 when a finding is at least this severe: critical, high (default), medium, "
@@ -53,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
         name = choose_target(settings, args.target)
     except TargetChoiceError as exc:
         raise CliError(str(exc)) from None
-    doc = run_async(analyse(settings.targets[name], name, args.files, statements))
+    target = settings.targets[name]
+    scratch = args.scratch or target.migration_scratch
+    if args.scratch:
+        try:
+            scratch_url(args.scratch)
+        except ValueError as exc:
+            raise CliError(f"--scratch: {exc}") from None
+    doc = run_async(analyse(target, name, args.files, statements, scratch))
     return _finish(doc, args)
 
 
@@ -75,7 +86,7 @@ def _finish(doc: dict[str, Any], args: argparse.Namespace) -> int:
         for error in doc["errors"]:
             print(f"dbvitals: {terminal_safe(mask_text(error, known_secrets()))}", file=sys.stderr)
         return EXIT_FINDINGS
-    worst = gate_severity(doc["statements"])
+    worst = gate_severity(doc["statements"], doc["after"])
     if args.fail_on == "never" or worst is None:
         return EXIT_OK
     reaches = SEVERITY_ORDER.index(worst) >= SEVERITY_ORDER.index(args.fail_on)

@@ -68,6 +68,16 @@ def text(doc: dict[str, Any], *, width: int = 80) -> str:
             wrap(f"safer: {f['fix']}", "    ")
         for note in s.get("notes", []):
             wrap(f"note: {note}", "  ")
+    after = doc.get("after", [])
+    if after or doc.get("after_notes"):
+        out.append("")
+        wrap(f"Schema after the migration: {len(after)} new finding(s)", "")
+    for f in after:
+        st = f["statement"]
+        wrap(f"{f['severity'].upper()} {f['check']}: {f['message']}", "  ")
+        wrap(f"added by {st['file']}:{st['line']}  {_one_line(st['sql'], 120)}", "    ")
+    for note in doc.get("after_notes", []):
+        wrap(f"note: {note}", "  ")
     for e in doc["errors"]:
         wrap(f"error: {e}", "")
     counts: dict[str, int] = {}
@@ -106,6 +116,20 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
                 }],
                 "properties": {"severity": f["severity"], "lock": s["lock"], "tables": s["tables"]},
             })
+    for f in doc.get("after", []):
+        rules.setdefault(f["check"], {"id": f["check"], "shortDescription": {"text": f["title"]}})
+        results.append({
+            "ruleId": f["check"],
+            "level": LEVELS.get(f["severity"], "warning"),
+            "message": {"text": f"After this statement: {f['message']}"},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": Path(f["statement"]["file"]).as_posix()},
+                    "region": {"startLine": max(1, int(f["statement"]["line"]))},
+                },
+            }],
+            "properties": {"severity": f["severity"], "object": f["object"]},
+        })
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": "2.1.0",
@@ -137,7 +161,15 @@ def junit(doc: dict[str, Any]) -> str:
                                      for f in s["findings"])
         out = ET.SubElement(case, "system-out")
         out.text = f"lock: {s['lock']} ({s['blocks']}); estimate {s['estimate_seconds']}s"
-    for key, value in (("tests", len(doc["statements"])), ("failures", failures), ("errors", len(doc["errors"]))):
+    after = doc.get("after", [])
+    if after:
+        case = ET.SubElement(suite, "testcase", classname="schema after", name="schema after the migration")
+        failures += 1
+        failure = ET.SubElement(case, "failure", type="schema-after", message=f"{len(after)} new finding(s)")
+        failure.text = "\n".join(f"{f['severity']} {f['check']}: {f['message']} (added by "
+                                 f"{f['statement']['file']}:{f['statement']['line']})" for f in after)
+    tests = len(doc["statements"]) + (1 if after else 0)
+    for key, value in (("tests", tests), ("failures", failures), ("errors", len(doc["errors"]))):
         suite.set(key, str(value))
         root.set(key, str(value))
     ET.indent(root)
@@ -160,6 +192,14 @@ def markdown(doc: dict[str, Any]) -> str:
         waits = ", ".join(f"pid {w['pid']} ({cell(w['application'])})" for w in s["waits_behind"]) or "–"
         lines.append(f"| {cell(s['file'])}:{s['line']} {cell(_one_line(s['sql'], 80))} | {cell(s['lock'] or '–')} "
                      f"| {cell(s['blocks'] or '–')} | {effect} | {s['estimate_seconds']}s | {waits} | {findings} |")
+    after = doc.get("after", [])
+    if after:
+        lines += ["", "### Schema after the migration", "", "| Added by | Check | Severity | Finding |",
+                  "|---|---|---|---|"]
+        lines += [f"| {cell(f['statement']['file'])}:{f['statement']['line']} | {cell(f['check'])} "
+                  f"| {cell(f['severity'])} | {cell(f['message'])} |" for f in after]
+    for note in doc.get("after_notes", []):
+        lines.append(f"\n> {cell(note)}")
     for e in doc["errors"]:
         lines.append(f"\n> error: {cell(e)}")
     return "\n".join(lines) + "\n"

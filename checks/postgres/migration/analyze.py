@@ -4,6 +4,7 @@ who it would queue behind now, and findings with the safer way. Nothing is execu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,8 +13,9 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType, ReindexObjectTy
 from pglast.enums import VariableSetKind
 
 from checks.postgres.migration import locks as L
+from checks.postgres.migration import statement_rules as rules
 from checks.postgres.migration.catalog import PRECONDITION_LIMIT, Catalog, Preconditions, Table
-from checks.postgres.migration.parse import Statement
+from checks.postgres.migration.parse import Statement, walk
 
 SCHEMA = "dbvitals.migration/1"
 SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
@@ -67,6 +69,7 @@ class Touch:
     preconditions: list[tuple[Any, ...]] = field(default_factory=list)
     table: Table | None = None
     created_here: bool = False
+    dropped_here: bool = False
 
 
 @dataclass
@@ -117,8 +120,17 @@ class Analyzer:
         self.data = Preconditions(catalog.session)
         self.lock_timeout = False  # a non-zero lock_timeout set earlier in the migration
         self.lock_timeout_local = False
+        self.statement_timeout = False  # the same for statement_timeout
+        self.statement_timeout_local = False
         self.in_transaction = False
         self.created: set[str] = set()  # tables created earlier in the migration (relname)
+        # Renamed earlier in the migration: the name now → the table's name on the target; and
+        # columns: (table on the target, name now) → the column's name on the target.
+        self.renamed: dict[tuple[str | None, str], tuple[str | None, str]] = {}
+        self.renamed_columns: dict[tuple[tuple[str | None, str], str], str] = {}
+        self.dropped: set[tuple[str | None, str]] = set()  # tables dropped earlier in the migration
+        # Indexes created earlier in the migration: their table.
+        self.created_indexes: dict[tuple[str | None, str], tuple[str | None, str]] = {}
         # Strong locks taken earlier in the open transaction block: held until it ends.
         self.held: dict[str, tuple[str, int]] = {}
 
@@ -126,6 +138,7 @@ class Analyzer:
         out = []
         for statement in statements:
             result = Result(statement)
+            self._statement_rules(result, statement.node)
             await self._classify(result, statement.node)
             await self._measure(result)
             self._judge(result)
@@ -145,23 +158,27 @@ class Analyzer:
                 self.in_transaction = False
                 if self.lock_timeout_local:
                     self.lock_timeout = self.lock_timeout_local = False
+                if self.statement_timeout_local:
+                    self.statement_timeout = self.statement_timeout_local = False
         elif isinstance(node, ast.VariableSetStmt):
-            if node.name == "lock_timeout":
-                if node.kind == VariableSetKind.VAR_SET_VALUE:
-                    value = node.args[0].val if node.args else None
-                    zero = getattr(value, "ival", None) == 0 or getattr(value, "sval", None) in ("0", "0ms", "0s")
-                    self.lock_timeout = not zero
-                    self.lock_timeout_local = bool(node.is_local) and not zero
-                else:
-                    self.lock_timeout = self.lock_timeout_local = False
+            if node.name in ("lock_timeout", "statement_timeout"):
+                set_to_value = node.kind == VariableSetKind.VAR_SET_VALUE
+                value = node.args[0].val if set_to_value and node.args else None
+                zero = getattr(value, "ival", None) == 0 or getattr(value, "sval", None) in ("0", "0ms", "0s")
+                active = set_to_value and not zero
+                setattr(self, node.name, active)
+                setattr(self, f"{node.name}_local", active and bool(node.is_local))
         elif isinstance(node, ast.CreateStmt):
             if node.relation is not None and node.relation.relname:
                 self.created.add(node.relation.relname)
+                self.dropped.discard(_rv(node.relation))
             for element in node.tableElts or ():
                 for c in (getattr(element, "constraints", None) or ()) if isinstance(element, ast.ColumnDef) else (element,):
                     if isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_FOREIGN and c.pktable:
                         r.touch(_rv(c.pktable), L.SHARE_ROW_EXCLUSIVE)
         elif isinstance(node, ast.IndexStmt):
+            if node.idxname and node.relation is not None:
+                self.created_indexes[(node.relation.schemaname or None, node.idxname)] = _rv(node.relation)
             t = r.touch(_rv(node.relation), L.SHARE_UPDATE_EXCLUSIVE if node.concurrent else L.SHARE)
             t.builds.append("builds the index: reads the whole table" + ("" if node.concurrent else " while blocking writes"))
             self._index_findings(r, node, t)
@@ -222,6 +239,16 @@ class Analyzer:
         else:
             r.notes.append(f"{type(node).__name__}: no lock analysis for this kind of statement")
 
+    def _statement_rules(self, r: Result, node: Any) -> None:
+        """The rules the statement breaks by its text alone (statement_rules), judged before the
+        statement changes the migration's state (an inner BEGIN is judged inside the outer one)."""
+        found = [rules.drop_database(node), rules.transaction_nesting(node, self.in_transaction)]
+        if not self.in_transaction:
+            found.append(rules.not_robust(node))
+        r.findings += [f for f in found if f is not None]
+        for column, table in rules.declared_columns(node):
+            r.findings += rules.column_type_findings(column, table)
+
     def _index_findings(self, r: Result, node: Any, t: Touch) -> None:
         columns = [e.name for e in node.indexParams or () if isinstance(e, ast.IndexElem) and e.name]
         if node.unique and not node.whereClause and columns and len(columns) == len(node.indexParams or ()):
@@ -274,6 +301,9 @@ class Analyzer:
                     f"Dropping column {cmd.name} breaks every running version of the application that still reads "
                     "or writes it.",
                     "Deploy code that no longer uses the column first; drop it in a later release.", t))
+                live = self.renamed.get(ref, ref)
+                column = self.renamed_columns.get((live, cmd.name), cmd.name)
+                await self._breaking(r, t, live, column, f"column {column} of {_written(live)}")
             elif sub in ("AT_SetTableSpace", "AT_SetLogged", "AT_SetUnLogged", "AT_SetAccessMethod"):
                 t.rewrites.append(f"{sub.removeprefix('AT_')} copies the whole table")
                 r.findings.append(self._finding(
@@ -305,6 +335,16 @@ class Analyzer:
                 t.builds.append(f"ADD COLUMN {col.colname} {label} builds its index under ACCESS EXCLUSIVE")
         if serial:
             t.rewrites.append(f"ADD COLUMN {col.colname} {type_name}: nextval() default is volatile")
+            keys = {c.contype for c in col.constraints or ()} & {ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_UNIQUE}
+            if keys:
+                label = "PRIMARY KEY" if ConstrType.CONSTR_PRIMARY in keys else "UNIQUE"
+                r.findings.append(self._finding(
+                    "migration.serial-primary-key", "weight",
+                    f"ADD COLUMN {col.colname} {type_name} {label} fills every row from the sequence and builds "
+                    "the unique index, all under ACCESS EXCLUSIVE: no reads or writes meanwhile.",
+                    f"ADD COLUMN {col.colname} bigint (no default); set a DEFAULT from a new sequence; backfill in "
+                    f"batches; CREATE UNIQUE INDEX CONCURRENTLY; then ADD CONSTRAINT ... {label} USING INDEX.",
+                    t))
         if generated_stored:
             t.rewrites.append(f"ADD COLUMN {col.colname} GENERATED ... STORED computes every row")
         if default is not None:
@@ -327,7 +367,7 @@ class Analyzer:
         """The functions in a default expression that are volatile on the live server (or unknown
         there: assumed volatile)."""
         found: list[str] = []
-        for node in _walk(expr):
+        for node in walk(expr):
             if isinstance(node, ast.FuncCall):
                 parts = _names(node.funcname)
                 schema, name = (parts[0], parts[-1]) if len(parts) > 1 else (None, parts[-1])
@@ -340,6 +380,11 @@ class Analyzer:
         reason = await self._type_change_rewrites(t, column, col)
         if reason is None:
             r.notes.append(f"ALTER COLUMN {column} TYPE: binary-coercible, no rewrite (indexes on it may be rebuilt)")
+            r.findings.append(self._finding(
+                "migration.column-type-change", "info",
+                f"ALTER COLUMN {column} TYPE: no rewrite here, but ACCESS EXCLUSIVE while the catalog changes, "
+                "and every running version of the application reads the new type.",
+                "Check the application handles the new type before deploying; set lock_timeout before it.", t))
             return
         t.rewrites.append(f"ALTER COLUMN {column} TYPE: {reason}")
         r.findings.append(self._finding(
@@ -354,7 +399,7 @@ class Analyzer:
         table = await self._table(t)
         if table is None:
             return None if t.created_here else "current type unknown (table not on the target): assumed to rewrite"
-        current = await self.catalog.column(table, column)
+        current = await self.catalog.column(table, self._live_column(t, column))
         if current is None:
             return f"column {column} not found on the target: assumed to rewrite"
         names = _names(col.typeName.names)
@@ -397,13 +442,14 @@ class Analyzer:
 
     async def _set_not_null(self, r: Result, t: Touch, column: str) -> None:
         table = await self._table(t)
+        live = self._live_column(t, column)
         if table is not None:
-            check = await self.catalog.not_null_check(table, column)
+            check = await self.catalog.not_null_check(table, live)
             if check:
                 r.notes.append(f"SET NOT NULL {column}: the valid CHECK constraint {check} proves it, no scan")
                 return
         t.scans.append(f"SET NOT NULL {column}: scans the whole table under ACCESS EXCLUSIVE")
-        t.preconditions.append(("nulls", [column]))
+        t.preconditions.append(("nulls", [live]))
         r.findings.append(self._finding(
             "migration.set-not-null-scan", "weight",
             f"SET NOT NULL on {column} scans the whole table while holding ACCESS EXCLUSIVE.",
@@ -453,24 +499,54 @@ class Analyzer:
         kind = ObjectType(node.renameType).name.removeprefix("OBJECT_")
         ref = _rv(node.relation)
         if kind == "INDEX":
-            on = await self.catalog.index_table(*ref)
+            on = await self._index_table(ref)
             if on:
                 r.touch(on, L.SHARE_UPDATE_EXCLUSIVE)
             return
         t = r.touch(ref, L.ACCESS_EXCLUSIVE)
+        await self._table(t)  # resolved under the names before this rename
+        live = self.renamed.get(ref, ref)
         if kind == "COLUMN":
+            old = self.renamed_columns.pop((live, node.subname), node.subname)
+            self.renamed_columns[(live, node.newname)] = old
             r.findings.append(self._finding(
                 "migration.rename-column", "medium",
                 f"Renaming column {node.subname} to {node.newname} breaks every running version of the "
                 "application that uses the old name.",
                 "Add the new column, write both, backfill, move reads, then drop the old one in a later release "
                 "(or expose the old name through a view during the change).", t))
+            await self._breaking(r, t, live, old, f"column {old} of {_written(live)}")
         elif kind in ("TABLE", "VIEW", "MATVIEW"):
+            new = (ref[0], node.newname)
+            if ref[0] is None and ref[1] in self.created:
+                self.created.add(node.newname)
+            else:
+                self.renamed.pop(ref, None)
+                self.renamed[new] = live
             r.findings.append(self._finding(
                 "migration.rename-table", "medium",
                 f"Renaming {_written(ref)} to {node.newname} breaks every running version of the application that "
                 "uses the old name.",
                 "Rename, then create a view with the old name until no deployed code uses it.", t))
+            await self._breaking(r, t, live, None, _written(live))
+
+    async def _breaking(self, r: Result, t: Touch, live: tuple[str | None, str], column: str | None,
+                        what: str) -> None:
+        """Renaming or dropping what the running application still uses, as far as
+        pg_stat_statements shows: breaking, whatever the lock."""
+        if live[0] is None and live[1] in self.created:
+            return  # created in this migration: nothing uses it yet
+        usage = await self.catalog.usage([live[1]] + ([column] if column else []))
+        if usage is None:
+            r.notes.append(f"pg_stat_statements cannot be read: whether the application still uses {what} "
+                           "is not known")
+        elif usage.statements:
+            r.findings.append(self._finding(
+                "migration.breaking-change", "high",
+                f"The application still uses {what}: {usage.statements} statement(s) recorded by "
+                f"pg_stat_statements ({usage.calls:,} calls) name it, e.g. {' '.join(usage.example.split())[:160]}",
+                "Deploy the code that stops using it first (check pg_stat_statements after a reset), then rename "
+                "or drop it in a later release.", t, fixed="high"))
 
     async def _drop(self, r: Result, node: Any) -> None:
         kind = ObjectType(node.removeType).name.removeprefix("OBJECT_")
@@ -478,7 +554,7 @@ class Analyzer:
             parts = _names(obj)
             ref: tuple[str | None, str] = (parts[-2] if len(parts) > 1 else None, parts[-1])
             if kind == "INDEX":
-                on = await self.catalog.index_table(*ref)
+                on = await self._index_table(ref)
                 if on is None:
                     r.notes.append(f"index {_written(ref)} not found on the target")
                     continue
@@ -496,12 +572,19 @@ class Analyzer:
                         f"DROP INDEX CONCURRENTLY {_written(ref)} (outside a transaction block).", t))
             elif kind in ("TABLE", "MATVIEW", "VIEW"):
                 t = r.touch(ref, L.ACCESS_EXCLUSIVE)
+                await self._table(t)  # resolved before it is gone
+                live = self.renamed.pop(ref, ref)
                 r.findings.append(self._finding(
                     "migration.drop-table", "medium",
                     f"Dropping {_written(ref)} breaks every running version of the application that uses it, "
                     "and loses its data.",
                     "Deploy code that no longer uses it first; drop it in a later release (rename it aside first "
                     "if you want a way back).", t))
+                await self._breaking(r, t, live, None, _written(live))
+                if ref[0] is None and ref[1] in self.created:
+                    self.created.discard(ref[1])
+                else:
+                    self.dropped.add(ref)
 
     async def _reindex(self, r: Result, node: Any) -> None:
         concurrent = any(p.defname == "concurrently" for p in node.params or ())
@@ -510,7 +593,7 @@ class Analyzer:
             return
         ref = _rv(node.relation)
         if node.kind == ReindexObjectType.REINDEX_OBJECT_INDEX:
-            on = await self.catalog.index_table(*ref)
+            on = await self._index_table(ref)
             if on is None:
                 r.notes.append(f"index {_written(ref)} not found on the target")
                 return
@@ -532,12 +615,27 @@ class Analyzer:
     # --- the live table ------------------------------------------------------------------------
 
     async def _table(self, t: Touch) -> Table | None:
-        if t.table is None and not t.created_here:
+        """The live table a touch means: none for a table created or dropped earlier in the
+        migration; the target's table under its old name for one renamed earlier."""
+        if t.table is None and not t.created_here and not t.dropped_here:
             if t.ref[1] in self.created and t.ref[0] is None:
                 t.created_here = True
                 return None
-            t.table = await self.catalog.table(*t.ref)
+            if t.ref in self.dropped:
+                t.dropped_here = True
+                return None
+            t.table = await self.catalog.table(*self.renamed.get(t.ref, t.ref))
         return t.table
+
+    async def _index_table(self, ref: tuple[str | None, str]) -> tuple[str | None, str] | None:
+        """The table of an index: one created earlier in the migration, or on the target."""
+        if ref in self.created_indexes:
+            return self.created_indexes[ref]
+        return await self.catalog.index_table(*ref)
+
+    def _live_column(self, t: Touch, column: str) -> str:
+        """The column's name on the target (it may be renamed earlier in the migration)."""
+        return self.renamed_columns.get((self.renamed.get(t.ref, t.ref), column), column)
 
     async def _measure(self, r: Result) -> None:
         total = 0.0
@@ -547,6 +645,8 @@ class Analyzer:
             if table is None:
                 if t.created_here:
                     r.notes.append(f"{_written(t.ref)} is created earlier in this migration: empty, nobody waits")
+                elif t.dropped_here:
+                    r.notes.append(f"{_written(t.ref)} is dropped earlier in this migration: this statement fails")
                 else:
                     r.notes.append(f"{_written(t.ref)} not found on the target")
                 continue
@@ -651,6 +751,17 @@ class Analyzer:
                 "earlier: while it waits for the lock, every later query on the table queues behind it.",
                 "fix": "SET lock_timeout = '2s'; before it (and retry the migration on a timeout).",
             })
+        long_under_lock = [t for t in existing if t.rewrites or t.scans or t.builds]
+        if long_under_lock and not self.statement_timeout:
+            r.findings.append({
+                "rule": "migration.missing-statement-timeout",
+                "severity": "low",
+                "message": f"It rewrites, scans or builds while holding {long_under_lock[0].mode} on "
+                f"{', '.join(x.table.name for x in long_under_lock if x.table)}, with no statement_timeout set "
+                "earlier: if it runs far longer than the estimate, nothing stops it and the lock stays.",
+                "fix": "SET statement_timeout = '...'; before it, at a few times the estimate (and plan the "
+                "retry).",
+            })
         if waiting and strong:
             pids = ", ".join(str(w["pid"]) for w in r.waits[:5])
             ages = [w["xact_age_seconds"] for w in r.waits if w["xact_age_seconds"] is not None]
@@ -723,19 +834,9 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _walk(node: Any) -> Any:
-    if isinstance(node, ast.Node):
-        yield node
-        for name in node:
-            yield from _walk(getattr(node, name))
-    elif isinstance(node, (tuple, list)):
-        for item in node:
-            yield from _walk(item)
-
-
-def gate_severity(statements: list[dict[str, Any]]) -> str | None:
+def gate_severity(statements: list[dict[str, Any]], after: Sequence[dict[str, Any]] = ()) -> str | None:
+    """The worst severity among the statements' findings and the schema-after findings."""
     worst = None
-    for s in statements:
-        for f in s["findings"]:
-            worst = f["severity"] if worst is None else _max_severity(worst, f["severity"])
+    for f in [f for s in statements for f in s["findings"]] + list(after):
+        worst = f["severity"] if worst is None else _max_severity(worst, f["severity"])
     return worst

@@ -3,9 +3,11 @@ usual read-only dbvitals session (statement and lock timeouts, the marker). Noth
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from checks.postgres.marker import STATEMENT_MARKER
 from checks.postgres.migration.locks import FROM_PG_LOCKS, conflicts
 
 
@@ -69,6 +71,28 @@ ORDER BY a.xact_start NULLS LAST, l.pid
 """
 
 
+# Statements of the application's that use an object, as far as pg_stat_statements has seen:
+# words matched whole (\m...\M), dbvitals's own statements left out.
+STATEMENTS_SCHEMA_QUERY = """
+SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_stat_statements'
+"""
+STATEMENTS_USING_QUERY = """
+SELECT count(*)::int AS statements, coalesce(sum(calls), 0)::bigint AS calls,
+       (array_agg(query ORDER BY calls DESC))[1] AS example
+FROM {view}
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND strpos(query, $1) = 0 AND query ~* $2 AND ($3::text IS NULL OR query ~* $3)
+"""
+
+
+@dataclass(frozen=True)
+class Usage:
+    statements: int
+    calls: int
+    example: str
+
+
 class Catalog:
     """Cached catalog reads for one analysis."""
 
@@ -116,6 +140,20 @@ class Catalog:
         if parent is None:
             return None
         return list(row["columns"]), Table(**dict(parent)), list(row["keys"])
+
+    async def usage(self, words: list[str]) -> Usage | None:
+        """How the application uses the words (a table's name, a column's), as far as
+        pg_stat_statements shows; None when it cannot be read (not installed or not loaded)."""
+        schema = await self.session.fetchval(STATEMENTS_SCHEMA_QUERY)
+        if schema is None:
+            return None
+        patterns = [r"\m" + re.escape(w) + r"\M" for w in words] + [None]
+        try:
+            row = await self.session.fetchrow(STATEMENTS_USING_QUERY.format(view=f"{quote_ident(schema)}.pg_stat_statements"),
+                                              STATEMENT_MARKER, patterns[0], patterns[1])
+        except Exception:  # the extension is installed but not preloaded: nothing to read
+            return None
+        return Usage(row["statements"], row["calls"], row["example"] or "")
 
     async def holders(self, table: Table, mode: str) -> list[dict[str, Any]]:
         """Sessions holding (or already waiting for) a lock on the table that conflicts with

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pglast
+from pglast import ast
 from pglast.parser import ParseError
 
 
@@ -52,3 +53,14 @@ def read_files(paths: list[str]) -> list[Statement]:
         text = Path(path).read_text(encoding="utf-8")
         statements += split(text, path)
     return statements
+
+
+def walk(node: Any) -> Any:
+    """Every AST node under `node` (itself first), depth first."""
+    if isinstance(node, ast.Node):
+        yield node
+        for name in node:
+            yield from walk(getattr(node, name))
+    elif isinstance(node, (tuple, list)):
+        for item in node:
+            yield from walk(item)

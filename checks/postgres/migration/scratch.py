@@ -1,0 +1,283 @@
+"""The schema after the migration: copy the part of the target's schema it needs into a scratch
+database (no data), replay the migration there statement by statement, and run dbvitals's own
+schema checks before and after each statement. A finding present at the end and not at the start
+was added by the migration; the statement it is attributed to is the one after which it last
+appeared, read from the scratch, not guessed.
+
+The target is only read (copy.read_copy, through the read-only session). The scratch is written in
+one transaction that is rolled back; dbvitals marks it as its own once (a schema with a comment)
+and refuses one that is the target itself or holds objects it did not put there."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast import ast
+from pglast.enums import AlterTableType
+from pglast.stream import RawStream
+
+from checks.contract import Check, FactStore, Scope
+from checks.model import Finding, TargetState, TargetStatus
+from checks.postgres.duplicate_fk import DuplicateFk
+from checks.postgres.duplicate_index import DuplicateIndex
+from checks.postgres.fk_missing_index import FkMissingIndex
+from checks.postgres.fk_type_mismatch import FkTypeMismatch
+from checks.postgres.intersected_fk import IntersectedFk
+from checks.postgres.lint.indexes import BooleanIndex, BtreeOnArray, TimestampInTheMiddle, UnnecessaryWhere
+from checks.postgres.lint.keys import IntegerKey, Serial
+from checks.postgres.lint.tables import AllNullable, NameOverflow
+from checks.postgres.lint.types import CharLength, Json, Money, TimestampWithoutTimeZone, VarcharLength
+from checks.postgres.migration.catalog import quote_ident
+from checks.postgres.migration.copy import SchemaCopy
+from checks.postgres.migration.parse import Statement
+from checks.postgres.no_primary_key import NoPrimaryKey
+from checks.postgres.not_valid_constraint import NotValidConstraintCheck
+from checks.postgres.redundant_index import RedundantIndex
+
+# The checks that judge the schema alone: no statistics, activity or data (lint-index-nulls
+# reads pg_stats, unused-index the scan counters: an empty copy would say nothing true).
+SCHEMA_CHECKS: tuple[type[Check], ...] = (
+    FkTypeMismatch, FkMissingIndex, DuplicateFk, IntersectedFk, NotValidConstraintCheck, DuplicateIndex,
+    RedundantIndex, NoPrimaryKey, IntegerKey, Serial, TimestampWithoutTimeZone, VarcharLength, CharLength, Money,
+    Json, BtreeOnArray, BooleanIndex, UnnecessaryWhere, TimestampInTheMiddle, AllNullable, NameOverflow,
+)
+
+MARKER_SCHEMA = "dbvitals_scratch"
+SAVEPOINT = "dbvitals_statement"
+MARKER_COMMENT = "dbvitals migration scratch copy: dbvitals empties this database before each use"
+
+# Who a database is: the server (its start time) and the database's oid and name.
+IDENTITY_QUERY = ("SELECT pg_postmaster_start_time()::text || '/' || d.oid || '/' || d.datname "
+                  "FROM pg_database d WHERE d.datname = current_database()")
+
+# What the scratch holds besides the system's objects (its marker schema counts one), and
+# whether dbvitals marked it.
+FOREIGN_OBJECTS_QUERY = """
+SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_%'
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                            AND d.deptype = 'e'))
+     + (SELECT count(*) FROM pg_namespace n WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+         AND n.nspname NOT LIKE 'pg_%')
+     + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND NOT EXISTS (
+           SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
+     AS objects,
+     EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1
+               AND obj_description(oid, 'pg_namespace') = $2) AS marked
+"""
+
+USER_SCHEMAS_QUERY = """
+SELECT nspname FROM pg_namespace
+WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg_%'
+"""
+
+
+class ScratchRefused(Exception):
+    """The scratch URL names a database dbvitals must not empty."""
+
+
+@dataclass
+class ScratchResult:
+    after: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class BoundSession:
+    """The checks' session interface over one held connection (the replay's)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self.conn.fetchval(query, *args)
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        yield self.conn
+
+
+async def prepare(conn: Any, target_identity: str) -> None:
+    """Refuse the target itself and a database holding what dbvitals did not put there; then
+    empty it and mark it as dbvitals's."""
+    if await conn.fetchval(IDENTITY_QUERY) == target_identity:
+        raise ScratchRefused("the scratch database is the target itself: give a database dbvitals may empty")
+    row = await conn.fetchrow(FOREIGN_OBJECTS_QUERY, MARKER_SCHEMA, MARKER_COMMENT)
+    if row["objects"] and not row["marked"]:
+        raise ScratchRefused(
+            f"the scratch database holds {row['objects']} object(s) dbvitals did not create (no {MARKER_SCHEMA} "
+            "schema): give an empty database, which dbvitals will mark as its scratch")
+    if row["marked"] and row["objects"] == 1:
+        return  # only the marker: the last run's replay was rolled back, nothing to empty
+    schemas = [r["nspname"] for r in await conn.fetch(USER_SCHEMAS_QUERY)]
+    script = [f"DROP SCHEMA {quote_ident(s)} CASCADE;" for s in schemas]
+    script += ["CREATE SCHEMA public;", f"CREATE SCHEMA {quote_ident(MARKER_SCHEMA)};",
+               f"COMMENT ON SCHEMA {quote_ident(MARKER_SCHEMA)} IS '{MARKER_COMMENT}';"]
+    await conn.execute("BEGIN;\n" + "\n".join(script) + "\nCOMMIT;")
+
+
+async def apply_copy(conn: Any, copy: SchemaCopy, notes: list[str], timeout_s: float) -> None:
+    """The copy in one round trip, inside the replay's transaction, under the check's time limit
+    rather than a single query's; when a piece fails (an object the target has and this server
+    lacks), piece by piece, noting what could not be copied."""
+    for name, schema in copy.extensions:
+        try:
+            async with conn.transaction():  # a savepoint
+                await conn.execute(
+                    f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)} WITH SCHEMA {quote_ident(schema)}")
+        except Exception as exc:  # not available on the scratch's server: statements needing it fail there
+            notes.append(f"scratch: extension {name} not created: {exc}")
+    await conn.execute(f"SET LOCAL check_function_bodies = off; SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+    try:
+        async with conn.transaction():
+            await conn.execute("\n".join(copy.ddl))
+        return
+    except Exception:  # one piece failed and its savepoint rolled back: piece by piece
+        pass
+    for ddl in copy.ddl:
+        try:
+            async with conn.transaction():
+                await conn.execute(ddl)
+        except Exception as exc:
+            notes.append(f"scratch: not copied: {' '.join(ddl.split())[:120]}: {exc}")
+
+
+# Not replayed: data statements (the copy has no data), maintenance (no schema change),
+# transaction control (the replay is one transaction, a savepoint per statement), privileges
+# (no schema check reads them, and the roles may not exist where the scratch is), and what acts
+# beyond the scratch database: databases, roles, tablespaces, server settings.
+NOT_REPLAYED = (
+    ast.GrantStmt, ast.AlterOwnerStmt, ast.AlterDefaultPrivilegesStmt, ast.SecLabelStmt, ast.TransactionStmt, ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.SelectStmt, ast.CopyStmt,
+    ast.VacuumStmt, ast.ClusterStmt, ast.ReindexStmt, ast.LockStmt, ast.RefreshMatViewStmt, ast.ExplainStmt,
+    ast.CreatedbStmt, ast.DropdbStmt, ast.AlterDatabaseStmt, ast.AlterDatabaseSetStmt, ast.CreateRoleStmt,
+    ast.AlterRoleStmt, ast.AlterRoleSetStmt, ast.DropRoleStmt, ast.GrantRoleStmt, ast.CreateTableSpaceStmt,
+    ast.DropTableSpaceStmt, ast.AlterSystemStmt, ast.CheckPointStmt, ast.LoadStmt, ast.DoStmt, ast.CallStmt,
+    ast.NotifyStmt, ast.ListenStmt, ast.DiscardStmt,
+)
+
+
+def replayed_sql(statement: Statement) -> str | None:
+    """The statement as the scratch runs it (its own text), or None when it is not replayed
+    (NOT_REPLAYED). CONCURRENTLY cannot run in the replay's transaction: such a statement is
+    deparsed without it, which on an empty copy leaves the same schema."""
+    node = statement.node
+    if isinstance(node, NOT_REPLAYED):
+        return None
+    if isinstance(node, (ast.IndexStmt, ast.DropStmt)) and node.concurrent:
+        node = deepcopy(node)
+        node.concurrent = False
+        return RawStream()(node)
+    if isinstance(node, ast.AlterTableStmt) and any(
+            isinstance(c.def_, ast.PartitionCmd) and c.def_.concurrent for c in node.cmds or ()):
+        node = deepcopy(node)
+        for c in node.cmds or ():
+            if isinstance(c.def_, ast.PartitionCmd):
+                c.def_.concurrent = False
+        return RawStream()(node)
+    return statement.sql
+
+
+async def schema_findings(conn: Any, name: str, config: Any) -> dict[str, Finding]:
+    """The schema checks' findings on the scratch now, by finding id: one catalog snapshot shared."""
+    session = BoundSession(conn)
+    facts = FactStore()
+    status = TargetStatus(name, "postgres", TargetState.CONNECTED)
+    found: dict[str, Finding] = {}
+    for check_class in SCHEMA_CHECKS:
+        check = check_class()
+        scope = Scope(target=name, config=config, options=_options(check_class), status=status, facts=facts)
+        # Judged here, not in a thread as Check.run does: the copy is small, and a thread hop per
+        # check per statement costs more than the judgement.
+        for finding in check.evaluate(await check.gather(session, scope), scope):
+            found[finding.id] = finding
+    facts.close()
+    return found
+
+
+def _options(check: type[Check]) -> Any:
+    """Each check's defaults (a target's thresholds such as min_rows mean nothing on empty
+    tables), except references implied by column names: they need the whole schema, and the copy
+    holds the part the migration reaches (declared foreign keys are all there)."""
+    return check.Options(implied=False) if check is FkTypeMismatch else check.Options()
+
+
+# Statements after which no schema check can judge differently (none reads triggers, comments,
+# grants, storage or statistics settings): no checkpoint after them.
+NO_SCHEMA_EFFECT = (ast.VariableSetStmt, ast.CreateTrigStmt, ast.CommentStmt)
+NO_SCHEMA_EFFECT_ALTER = frozenset({
+    AlterTableType.AT_SetRelOptions, AlterTableType.AT_ResetRelOptions, AlterTableType.AT_SetLogged,
+    AlterTableType.AT_SetUnLogged, AlterTableType.AT_SetStatistics, AlterTableType.AT_SetStorage,
+    AlterTableType.AT_SetOptions, AlterTableType.AT_ResetOptions, AlterTableType.AT_ClusterOn,
+    AlterTableType.AT_DropCluster, AlterTableType.AT_EnableTrig, AlterTableType.AT_DisableTrig,
+    AlterTableType.AT_EnableTrigAll, AlterTableType.AT_DisableTrigAll, AlterTableType.AT_EnableTrigUser,
+    AlterTableType.AT_DisableTrigUser, AlterTableType.AT_EnableAlwaysTrig, AlterTableType.AT_EnableReplicaTrig,
+})
+
+
+def changes_what_checks_read(node: Any) -> bool:
+    if isinstance(node, NO_SCHEMA_EFFECT):
+        return False
+    if isinstance(node, ast.AlterTableStmt):
+        return not all(cmd.subtype in NO_SCHEMA_EFFECT_ALTER for cmd in node.cmds or ())
+    return True
+
+
+async def replay(conn: Any, name: str, config: Any, copy: SchemaCopy, statements: list[Statement],
+                 notes: list[str]) -> ScratchResult:
+    """Copy the schema into the prepared scratch, apply the migration and attribute each added
+    finding, all in one transaction rolled back at the end: nothing the migration does outlives
+    the run, and the scratch is left empty (nothing to drop next time)."""
+    transaction = conn.transaction(isolation="repeatable_read")  # the catalog snapshot nests in it
+    await transaction.start()
+    try:
+        await apply_copy(conn, copy, notes, config.check_timeout)
+        return await _replay(conn, name, config, statements)
+    finally:
+        await transaction.rollback()
+
+
+async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
+    result = ScratchResult()
+    before = await schema_findings(conn, name, config)
+    current = before
+    appeared: dict[str, Statement] = {}
+    for statement in statements:
+        sql = replayed_sql(statement)
+        if sql is None:
+            if isinstance(statement.node, (ast.DoStmt, ast.CallStmt)):
+                result.notes.append(f"{statement.file}:{statement.line}: code blocks are not run on the copy: "
+                                    "what this one would create is missing from the schema after")
+            continue
+        try:
+            # In a savepoint, so a failed statement leaves the others going; one round trip.
+            # The semicolon on a line of its own: the statement's text may end in a -- comment.
+            await conn.execute(f"SAVEPOINT {SAVEPOINT};\n{sql}\n;\nRELEASE SAVEPOINT {SAVEPOINT}")
+        except Exception as exc:  # the statement fails on the target's schema: the migration would too
+            await conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
+            result.errors.append(f"{statement.file}:{statement.line}: fails on a copy of the schema: "
+                                 f"{type(exc).__name__}: {exc} ({' '.join(statement.sql.split())[:200]})")
+            continue
+        if not changes_what_checks_read(statement.node):
+            continue
+        # The checks name objects schema-qualified: a SET search_path in the migration renames none.
+        now = await schema_findings(conn, name, config)
+        for finding_id in now.keys() - current.keys():
+            appeared[finding_id] = statement
+        current = now
+    for finding_id in sorted(current.keys() - before.keys(), key=lambda i: (appeared[i].file, appeared[i].line, i)):
+        statement = appeared[finding_id]
+        entry = current[finding_id].to_dict()
+        entry["statement"] = {"file": statement.file, "line": statement.line, "sql": statement.sql}
+        result.after.append(entry)
+    return result
