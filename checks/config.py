@@ -44,7 +44,7 @@ from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-    from checks.tunnels import Forward
+    from checks.tunnels import Forward, Tunnel
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -264,7 +264,7 @@ class TargetBase(Strict):
 
     # Set by checks.tunnels once the target's SSH forward is up (or failed): never from the config.
     _forward: Forward | None = PrivateAttr(default=None)
-    _tunnel_error: str | None = PrivateAttr(default=None)
+    _tunnel: Tunnel | None = PrivateAttr(default=None)
 
     @property
     def connect_url(self) -> str:
@@ -277,8 +277,9 @@ class TargetBase(Strict):
 
     @property
     def tunnel_error(self) -> str | None:
-        """Why the SSH tunnel to this target could not be opened, if it could not."""
-        return self._tunnel_error
+        """Why the SSH tunnel to this target cannot carry a connection now, if it cannot (asking
+        is what notices a dropped tunnel and reopens it)."""
+        return self._tunnel.current_error() if self._tunnel is not None else None
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret: the password key, the URL's password however it parses,

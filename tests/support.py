@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +52,17 @@ def free_port(below: int = 65536) -> int:
             port = sock.getsockname()[1]
         if port < below:
             return port
+
+
+def wait_until(condition: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
+    """Whether `condition` came true within `timeout` seconds (asked every `step` seconds): a test
+    waits for what it needs, never for a fixed time, and a loaded machine only makes it slower."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
 
 
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
