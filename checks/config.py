@@ -534,7 +534,8 @@ class _EnvSource(PydanticBaseSettingsSource):
             node = tree
             for part in path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = _env_scalar(value, reading)
+            options = path[0] == "targets" and len(path) >= 5 and path[2] in {"checks", "facts"}
+            node[path[-1]] = _env_option(value) if options else _env_scalar(value, reading)
         return tree
 
 
@@ -567,6 +568,15 @@ def _nested_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             return kind
     return None
+
+
+def _env_option(value: str) -> Any:
+    """A check's or fact's option (their models are the checks' own): the value as TOML would
+    read it (5, 0.5, true, ["a"]), else the text."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
 
 
 def _env_scalar(value: str, reading: type | None = None) -> Any:
