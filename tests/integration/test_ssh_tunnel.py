@@ -127,7 +127,7 @@ def test_a_bastion_that_never_answers_is_down_within_the_timeout(tmp_path, pg_db
         silent.close()
     [target] = report["targets"]
     assert target["state"] == "ssh_error" and "did not answer" in target["error"] or "timed out" in target["error"]
-    assert elapsed < 20, elapsed  # the tunnel's own limit, then the finding: never a hang
+    assert elapsed < 60, elapsed  # the tunnel's own limit, then the finding: never a hang (the run allows 180 s)
     [finding] = report["findings"]
     assert finding["check"] == "postgres.connection" and finding["severity"] == "critical"
 
