@@ -122,7 +122,7 @@ def test_init_writes_the_documented_starter_config_and_never_overwrites(tmp_path
 
 def test_the_starter_config_is_in_the_wheel(tmp_path):
     """After a wheel install (no source tree), `dbvitals init` still finds config.example.toml."""
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     [wheel] = tmp_path.glob("dbvitals-*.whl")
