@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from checks.state import default_state_dir
+from checks.state import default_cache_dir
 
 ENTRY_POINT_GROUP = "dbvitals.checks"
 CACHE_NAME = "catalog.json"
@@ -64,15 +64,21 @@ def catalog(load: Any) -> tuple[list[dict[str, Any]], list[str]]:
     `load()` (a Registry), written back to the cache."""
     points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
     key = fingerprint(points)
-    path = default_state_dir() / CACHE_NAME
     try:
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        if cached.get("key") == key:
-            return cached["checks"], cached["problems"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
+        path: Path | None = default_cache_dir() / CACHE_NAME
+    except OSError:  # nowhere private to keep it: the catalog is built each time
+        path = None
+    if path is not None:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if cached.get("key") == key:
+                return cached["checks"], cached["problems"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
     registry = load()
     entries = [c.catalog_entry() for c in sorted(registry.checks.values(), key=lambda c: c.id)]
+    if path is None:
+        return entries, list(registry.problems)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{CACHE_NAME}.{os.getpid()}")

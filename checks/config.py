@@ -1,7 +1,7 @@
 """The one TOML config: named targets, their expectations and per-check options.
 
-Loaded with pydantic-settings. Sources, strongest first: environment variables
-(`DBVITALS_TARGETS__ORDERS__PASSWORD=...`), then the TOML file. Unknown keys are errors,
+Loaded with pydantic-settings. Sources, strongest first: environment variables (any setting:
+`DBVITALS_SERVE__LISTEN=...`, `DBVITALS_TARGETS__ORDERS__PASSWORD=...`), then the TOML file. Unknown keys are errors,
 because a misspelt key that is silently ignored is a check that silently does not run.
 """
 
@@ -12,6 +12,8 @@ import functools
 import os
 import re
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -39,14 +41,16 @@ from pydantic_settings import (
 )
 
 from checks.engines import engines
+from checks.state import config_dir
 from checks.secrets import MalformedUrl, check_url, mask_url, remember_secrets, url_secrets, url_without_password
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-    from checks.tunnels import Forward
+    from checks.tunnels import Forward, Tunnel
 
 DEFAULT_CONFIG_NAME = "dbvitals.toml"
+USER_CONFIG_NAME = "config.toml"  # in $XDG_CONFIG_HOME/dbvitals/
 TARGET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -75,7 +79,7 @@ Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
 
 # Numbers in the file are TOML numbers: timeout = "5" is a typo to report, not a 5 to guess (a
 # string was meant for something else, or a unit was left out). The environment, where every
-# value is text, is converted by the field's type first (_TargetEnvSource), then held to the same.
+# value is text, is converted by the field's type first (_EnvSource), then held to the same.
 Number = Annotated[float, StrictInput()]
 Count = Annotated[int, StrictInput(), Gt(0)]
 WholeNumber = Annotated[int, StrictInput()]
@@ -264,7 +268,7 @@ class TargetBase(Strict):
 
     # Set by checks.tunnels once the target's SSH forward is up (or failed): never from the config.
     _forward: Forward | None = PrivateAttr(default=None)
-    _tunnel_error: str | None = PrivateAttr(default=None)
+    _tunnel: Tunnel | None = PrivateAttr(default=None)
 
     @property
     def connect_url(self) -> str:
@@ -277,8 +281,9 @@ class TargetBase(Strict):
 
     @property
     def tunnel_error(self) -> str | None:
-        """Why the SSH tunnel to this target could not be opened, if it could not."""
-        return self._tunnel_error
+        """Why the SSH tunnel to this target cannot carry a connection now, if it cannot (asking
+        is what notices a dropped tunnel and reopens it)."""
+        return self._tunnel.current_error() if self._tunnel is not None else None
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret: the password key, the URL's password however it parses,
@@ -436,7 +441,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit order, strongest first: init values (tests), environment, the TOML file.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, _TargetEnvSource(settings_cls)]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         merged = settings_cls.model_config.get("merged_toml")
         if merged is not None:
             sources.append(_DictSource(settings_cls, cast(dict[str, Any], merged)))  # set by load_config
@@ -484,50 +489,74 @@ class _DictSource(PydanticBaseSettingsSource):
         return self.data
 
 
-class _TargetEnvSource(PydanticBaseSettingsSource):
-    """DBVITALS_TARGETS__<NAME>__<KEY>[__<KEY>...] overrides, merged into the file's values.
+class _EnvSource(PydanticBaseSettingsSource):
+    """DBVITALS_<KEY>[__<KEY>...] overrides of any setting (DBVITALS_SERVE__LISTEN,
+    DBVITALS_TARGETS__ORDERS__PASSWORD), merged into the file's values; each value read by its
+    field's type (text stays text, numbers become numbers, then held to the file's strictness).
 
-    Only the targets tree is read from the environment: other DBVITALS_* variables
-    (DBVITALS_CONFIG, the test suite's DBVITALS_TEST_*) must not be mistaken for keys.
+    Only variables whose first part names a setting are read: others (DBVITALS_CONFIG, the test
+    suite's DBVITALS_TEST_*) are not keys. One that names a setting with a single underscore
+    where `__` belongs (DBVITALS_SERVE_LISTEN) is an error, not silently ignored.
     """
 
-    PREFIX = "DBVITALS_TARGETS__"
+    PREFIX = "DBVITALS_"
+    TARGETS = "DBVITALS_TARGETS__"
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
         tree: dict[str, Any] = {}
-        for key, value in os.environ.items():
+        settings = self.settings_cls.model_fields
+        for key, value in sorted(os.environ.items()):
             if not key.upper().startswith(self.PREFIX):
                 continue
-            path = [p.lower() for p in key[len(self.PREFIX):].split("__") if p]
-            if len(path) < 2:
-                raise ConfigError(
-                    f"invalid config: environment variable {key}: names no key of a target "
-                    f"(expected {self.PREFIX}<TARGET>__<KEY>, e.g. {self.PREFIX}ORDERS__PASSWORD)"
-                )
+            path = [p.lower() for p in key[len(self.PREFIX):].split("__")]
+            if path[0] not in settings:
+                meant = next((name for name in settings if path[0].startswith(name + "_")), None)
+                if meant is not None:
+                    rest = path[0][len(meant) + 1:].upper()
+                    raise ConfigError(f"invalid config: environment variable {key}: names no setting "
+                                      f"(nested keys are joined by two underscores: "
+                                      f"{self.PREFIX}{meant.upper()}__{rest})")
+                continue
+            path = [p for p in path if p]
+            if path[0] == "targets":
+                if len(path) < 3:
+                    raise ConfigError(
+                        f"invalid config: environment variable {key}: names no key of a target "
+                        f"(expected {self.TARGETS}<TARGET>__<KEY>, e.g. {self.TARGETS}ORDERS__PASSWORD)"
+                    )
+                models: list[type[BaseModel]] = [TargetBase, *(e.target_model for e in engines().values())]
+                reading = _env_reading(models, path[2:])
+            else:
+                reading = _env_reading([self.settings_cls], path)
             node = tree
             for part in path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = value if path[-1] in _TEXT_KEYS else _env_scalar(value, _number_type(path[1:]))
-        return {"targets": tree} if tree else {}
+            options = path[0] == "targets" and len(path) >= 5 and path[2] in {"checks", "facts"}
+            node[path[-1]] = _env_option(value) if options else _env_scalar(value, reading)
+        return tree
 
 
-def _number_type(path: list[str]) -> type | None:
-    """int or float when the target key at `path` (timeout, app_pool.instances ...) holds a
-    number in any engine's target model, else None."""
-    models: list[type[BaseModel]] = [TargetBase, *(engine.target_model for engine in engines().values())]
+def _env_reading(models: list[type[BaseModel]], path: list[str]) -> type | None:
+    """How an environment value for the key at `path` of `models` is read: int or float when the
+    field holds a number, str when it holds text (a password "true" or "[1]" is that string),
+    None for anything else (a flag, a list, a table: read as TOML)."""
     for part in path[:-1]:
         models = [m for m in (_nested_model(model, part) for model in models) if m is not None]
     for model in models:
         field = model.model_fields.get(path[-1])
         if field is None:
             continue
-        for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
-            kind = getattr(kind, "__origin__", kind)  # Annotated[int, ...] -> int
-            if kind in (int, float):
-                return cast(type, kind)
+        union = typing.get_origin(field.annotation) in (Union, types.UnionType)
+        held = {getattr(kind, "__origin__", kind)  # Annotated[int, ...] -> int, list[str] -> list
+                for kind in (typing.get_args(field.annotation) if union else (field.annotation,))} - {type(None)}
+        for reading in (int, float):
+            if held == {reading}:
+                return reading
+        if held and held <= {str, Path, SecretStr}:
+            return str
     return None
 
 
@@ -541,14 +570,21 @@ def _nested_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
     return None
 
 
-# Keys whose value is text whatever it looks like: a password "true" or "[1]" is that string.
-_TEXT_KEYS = frozenset({"password", "url", "environment", "ssh", "ssh_key", "ssh_known_hosts"})
+def _env_option(value: str) -> Any:
+    """A check's or fact's option (their models are the checks' own): the value as TOML would
+    read it (5, 0.5, true, ["a"]), else the text."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
 
 
-def _env_scalar(value: str, number: type | None = None) -> Any:
-    if number is not None:  # text by nature: the field's type says how to read it
+def _env_scalar(value: str, reading: type | None = None) -> Any:
+    if reading is str:
+        return value
+    if reading is not None:  # text by nature: the field's type says how to read it
         try:
-            return number(value.strip())
+            return reading(value.strip())
         except ValueError:
             return value  # left as text, to be reported as not a number
     lowered = value.strip().lower()
@@ -563,12 +599,25 @@ def _env_scalar(value: str, number: type | None = None) -> Any:
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """--config PATH, else $DBVITALS_CONFIG, else ./dbvitals.toml if there is one, else
+    $XDG_CONFIG_HOME/dbvitals/config.toml (~/.config/...) if there is one, else ./dbvitals.toml
+    (which the error then names)."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("DBVITALS_CONFIG")
     if env:
         return Path(env)
-    return Path.cwd() / DEFAULT_CONFIG_NAME
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    user = user_config_path()
+    if not local.exists() and user is not None and user.exists():
+        return user
+    return local
+
+
+def user_config_path() -> Path | None:
+    """The user's config: $XDG_CONFIG_HOME/dbvitals/config.toml (None without a home directory)."""
+    directory = config_dir()
+    return directory / USER_CONFIG_NAME if directory is not None else None
 
 
 def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = True) -> Settings:
@@ -578,8 +627,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool = 
         if required:
             raise ConfigError(
                 f"config file not found: {config_path} "
-                "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml; "
-                "config.example.toml documents every key)"
+                "(pass --config PATH, set DBVITALS_CONFIG, or create ./dbvitals.toml or "
+                f"{user_config_path() or '$XDG_CONFIG_HOME/dbvitals/config.toml'}: `dbvitals init` writes a "
+                "starter config that documents every key)"
             )
         model = settings_model()
         bound: type[Settings] = type("Settings", (model,), {"model_config": {**model.model_config, "config_file": config_path}})
@@ -667,14 +717,14 @@ def format_validation_error(path: Path, exc: ValidationError, *, origins: dict[s
 
 def _origin(path: Path, loc: list[str]) -> str:
     """Where the bad value came from: the environment variable that set it, else the file."""
-    if not loc or loc[0] != "targets":
+    if not loc:
         return str(path)
-    names = {k.upper(): k for k in os.environ if k.upper().startswith(_TargetEnvSource.PREFIX)}
-    for end in range(len(loc), 2, -1):
+    names = {k.upper(): k for k in os.environ if k.upper().startswith(_EnvSource.PREFIX)}
+    for end in range(len(loc), 0, -1):
         wanted = "DBVITALS_" + "__".join(part.upper() for part in loc[:end])
         if wanted in names:
             return f"environment variable {names[wanted]}"
-    if len(loc) >= 2:
+    if len(loc) >= 2 and loc[0] == "targets":
         prefix = "DBVITALS_" + "__".join(part.upper() for part in loc[:2]) + "__"
         from_env = sorted(k for upper, k in names.items() if upper.startswith(prefix))
         if from_env and not _in_file(path, loc[1]):

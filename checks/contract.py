@@ -4,18 +4,45 @@ judges in. Engines and plugins build on this module; the registry finds them, th
 from __future__ import annotations
 
 import asyncio
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from checks.config import ConfigError, TargetBase
 from checks.model import Engine, Finding, Fix, FixAvailability, Severity, Skipped, TargetStatus, finding_id
 
 
-class CheckOptions(BaseModel):
+class StrictNumbers(BaseModel):
+    """Options whose numbers are TOML numbers, as the target keys are (checks.config): min_bytes =
+    "5" is a typo to report, not a 5 to guess, and true is not a 1."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or not _holds_a_number(field.annotation):
+            return value
+        if isinstance(value, str):
+            raise ValueError(f"expected a number, got the string {value!r} (write it without quotes)")
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+
+def _holds_a_number(annotation: Any) -> bool:
+    """int or float, or either or None: a field with nothing but a number to hold."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    held = set(typing.get_args(annotation) if union else (annotation,)) - {type(None)}
+    held = {typing.get_args(kind)[0] if typing.get_origin(kind) is typing.Annotated else kind for kind in held}
+    return bool(held) and held <= {int, float}
+
+
+class CheckOptions(StrictNumbers):
     """Per-target options of a check: `[targets.NAME.checks."<check id>"]`. Subclass to add
     thresholds; every field needs a default and a description (config.example.toml shows them)."""
 
@@ -24,7 +51,7 @@ class CheckOptions(BaseModel):
     enabled: bool = Field(default=True, description="Run this check on this target.")
 
 
-class FactOptions(BaseModel):
+class FactOptions(StrictNumbers):
     """Options of a shared fact: `[targets.NAME.facts."<fact id>"]`. Same rules as CheckOptions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

@@ -6,7 +6,8 @@ and adds no dependency. One `ssh -N` process per bastion carries a local forward
 server behind it, shared by every target of those servers; targets' drivers connect to the
 forward. A bastion that refuses, fails authentication or never answers makes each of its
 targets' connection finding say so (state `ssh_error`) within the target's timeout; nothing is
-ever tried around it.
+ever tried around it. A tunnel whose ssh exits mid-run is reopened with backoff (Tunnel);
+its targets are `ssh_error` meanwhile.
 
 What protects the forward (issue #22):
 
@@ -35,30 +36,29 @@ What protects the forward (issue #22):
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from checks.config import ConfigError, Settings, TargetBase
 from checks.engines import adapter_for
+from checks.processes import dies_with_parent
 
 BASTION = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?$")
 STDERR_KEPT = 4096  # bytes of ssh's stderr kept for the error message
-PR_SET_PDEATHSIG = 1
+REOPEN_FIRST_DELAY = 1.0  # seconds before the first reopen of a dropped tunnel; doubled each failure
+REOPEN_MAX_DELAY = 60.0
 _SOCKET_PATH_MAX = 103  # sun_path holds 108 bytes on Linux, 104 (with the NUL) on the BSDs
 _LONGEST_SOCKET = "/dbvitals-ssh-12345678/.s.PGSQL.99999"  # what the private directory adds
 
@@ -202,7 +202,13 @@ class Forward:
 
 @dataclass
 class Tunnel:
-    """One ssh process to one bastion, with its forwards: (kind, remote host, port) -> Forward."""
+    """One ssh process to one bastion, with its forwards: (kind, remote host, port) -> Forward.
+
+    A tunnel whose ssh exits mid-run (killed, the bastion restarted) is reopened: `current_error`,
+    asked before each connect, notices it, says why (its targets are `ssh_error`, not `refused`)
+    and starts a reopen in the background once its delay has passed: 1 s, then doubled after each
+    failure up to a minute (one process per bastion: no herd to spread, so no jitter). A tunnel
+    that failed when first opened is retried the same way."""
 
     bastion: str
     key: Path | None
@@ -212,8 +218,14 @@ class Tunnel:
     forwards: dict[tuple[str, str, int], Forward] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     error: str | None = None
+    _ssh: str | None = None
     _stderr: bytes = b""
     _drain: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _closed: bool = False
+    _failures: int = 0
+    _reopen_at: float = 0.0
+    _reopening: bool = False
 
     def command(self, ssh: str) -> list[str]:
         match = BASTION.match(self.bastion)
@@ -239,6 +251,19 @@ class Tunnel:
         return args
 
     def start(self, ssh: str) -> None:
+        self._ssh = ssh
+        with self._lock:
+            if self._closed:
+                return
+            self._start_locked(ssh)
+
+    def _start_locked(self, ssh: str) -> None:
+        # A socket left by an ssh that was killed would be taken for the new one's (and stop it
+        # binding): only this process writes in the private directory, so it may go.
+        for forward in self.forwards.values():
+            if _our_socket(forward.path):
+                forward.path.unlink()
+        self._stderr = b""
         self.process = _spawn(self.command(ssh))
         self._drain = threading.Thread(target=self._read_stderr, name=f"dbvitals-ssh-stderr-{self.process.pid}",
                                        daemon=True)
@@ -261,37 +286,87 @@ class Tunnel:
     def wait_ready(self) -> None:
         """Until every forward's socket is there, ssh exits (refused, auth, forward failure) or
         time runs out."""
-        assert self.process is not None
+        if self.process is None:  # closed before it started
+            self.error = self.error or f"ssh to {self.bastion}: the tunnel is closed"
+            return
+        process = self.process
         deadline = time.monotonic() + self.timeout + 1
         while True:
-            if self.process.poll() is not None:
-                if self._drain is not None:
-                    self._drain.join(2)  # ssh has exited: its stderr ends at once
-                message = _last_line(self.stderr_tail()) or f"exit {self.process.returncode}"
-                self.error = f"ssh to {self.bastion} failed: {message}"
+            if process.poll() is not None:
+                self.error = f"ssh to {self.bastion} failed: {self._exit_reason(process)}"
                 return
             if all(_our_socket(forward.path) for forward in self.forwards.values()):
+                self.error = None
                 return
             if time.monotonic() > deadline:
                 self.error = f"ssh to {self.bastion}: no tunnel within {self.timeout:g}s (the bastion did not answer)"
-                self.close()
+                self._stop_process()
                 return
             time.sleep(0.02)
 
-    def close(self) -> None:
-        for forward in self.forwards.values():
-            forward.close()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+    def _exit_reason(self, process: subprocess.Popen) -> str:
+        drain = self._drain
+        if drain is not None:
+            drain.join(2)  # ssh has exited: its stderr ends at once
+        return _last_line(self.stderr_tail()) or f"exit {process.returncode}"
+
+    def current_error(self) -> str | None:
+        """Why the tunnel cannot carry a connection now (None: it can). A tunnel whose ssh has
+        exited since it was up is noticed here, and a due reopen is started in the background."""
+        with self._lock:
+            process = self.process
+            if self._closed or process is None or self._ssh is None:
+                return self.error
+            if self.error is None and process.poll() is not None:
+                self.error = f"ssh to {self.bastion} exited: {self._exit_reason(process)}; reopening the tunnel"
+                self._failures = 0
+                self._reopen_at = time.monotonic() + REOPEN_FIRST_DELAY
+            elif self.error is not None and not self._reopening and self._reopen_at == 0.0:
+                self._reopen_at = time.monotonic() + self._delay()  # it failed when first opened
+            if self.error is not None and not self._reopening and time.monotonic() >= self._reopen_at:
+                self._reopening = True
+                threading.Thread(target=self._reopen, name=f"dbvitals-ssh-reopen-{self.bastion}",
+                                 daemon=True).start()
+            return self.error
+
+    def _delay(self) -> float:
+        return min(REOPEN_MAX_DELAY, REOPEN_FIRST_DELAY * 2 ** self._failures)
+
+    def _reopen(self) -> None:
+        """One attempt: a new ssh for the same forwards; on failure the next one waits longer."""
+        try:
+            with self._lock:
+                if self._closed or self._ssh is None:
+                    return
+                self._stop_process()
+                self._start_locked(self._ssh)
+            self.wait_ready()
+        finally:
+            with self._lock:
+                self._failures = self._failures + 1 if self.error is not None else 0
+                self._reopen_at = time.monotonic() + self._delay()
+                self._reopening = False
+
+    def _stop_process(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(3)
+                process.wait(3)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
         if self._drain is not None:
             self._drain.join(2)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
+        if process is not None and process.stderr is not None:
+            process.stderr.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for forward in self.forwards.values():
+                forward.close()
+            self._stop_process()
 
 
 @dataclass
@@ -351,10 +426,8 @@ def open_tunnels(settings: Settings) -> tuple[Settings, Tunnels]:
         if name in endpoints:
             tunnel, remote = endpoints[name]
             target = target.model_copy()
-            if tunnel.error:
-                target._tunnel_error = tunnel.error
-            else:
-                target._forward = tunnel.forwards[remote]
+            target._tunnel = tunnel
+            target._forward = tunnel.forwards[remote]
         targets[name] = target
     return settings.model_copy(update={"targets": targets}), opened
 
@@ -379,32 +452,11 @@ def _our_socket(path: Path) -> bool:
 
 # --- ssh dies with this process -----------------------------------------------------------------
 
-def _dies_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that has the kernel SIGTERM the child when this process dies, however it dies
-    (PR_SET_PDEATHSIG); None where there is no prctl. libc is looked up here, before the fork."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # it does not fail for a valid signal
-        if os.getppid() != parent:  # the parent died before the request: no signal will come
-            os._exit(1)
-
-    return preexec
-
-
 def _popen(args: list[str]) -> subprocess.Popen:
     # A session of its own: a Ctrl-C at the terminal reaches dbvitals, which closes the tunnel
     # itself, rather than killing ssh under a running check.
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, preexec_fn=_dies_with_parent())
+                            start_new_session=True, preexec_fn=dies_with_parent())
 
 
 _spawner: ThreadPoolExecutor | None = None

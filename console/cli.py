@@ -25,6 +25,7 @@ from console.commands import (
     diff,
     fix,
     history,
+    init,
     migration,
     profiler,
     record,
@@ -59,6 +60,7 @@ MIN_WIDTH = 40
 # Subcommands other modules add (fix, history, undo, baseline, demo): name -> (module, help).
 # Each module has `add_arguments(parser)` and `run(args) -> int`.
 EXTRA_COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "init": (init, "write the starter config (every key documented) where dbvitals finds it"),
     "demo": (demo, "a local playground with real problems, then the console"),
     "fix": (fix, "apply a finding's fix: re-check, confirm, apply, verify, journal"),
     "undo": (undo, "apply the inverse of a journaled fix"),

@@ -96,6 +96,15 @@ if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-say "installing dbvitals into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' ./tests/example_plugin ./tests/example_engine_sqlite
+# The install is skipped when .venv already has what these pyproject files declare (a stamp of
+# their hash), so a machine without network can run the tests again; a fresh clone installs.
+stamp=$(cat pyproject.toml tests/example_plugin/pyproject.toml tests/example_engine_sqlite/pyproject.toml \
+  | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.dbvitals-installed 2>/dev/null)" != "$stamp" ]; then
+  say "installing dbvitals into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' ./tests/example_plugin ./tests/example_engine_sqlite
+  echo "$stamp" > .venv/.dbvitals-installed
+else
+  say ".venv is up to date with pyproject.toml (delete .venv/.dbvitals-installed to reinstall)"
+fi
 say "set-up done"

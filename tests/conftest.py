@@ -195,13 +195,17 @@ def silent_server() -> Iterator[support.SilentServer]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """No stray DBVITALS_TARGETS__* from the developer's shell, state files in tmp, and the
-    secrets registered by configs loaded in other tests forgotten (a generated password such
-    as "0001" would otherwise be masked in every later test's output)."""
+    """No stray DBVITALS_* setting from the developer's shell (the suite's own DBVITALS_TEST_*
+    stay), config, state and cache directories in tmp, and the secrets registered by configs
+    loaded in other tests forgotten (a generated password such as "0001" would otherwise be
+    masked in every later test's output)."""
     import checks.secrets
 
     for key in list(os.environ):
-        if key.startswith("DBVITALS_TARGETS__") or key == "DBVITALS_CONFIG":
+        if key.startswith("DBVITALS_") and not key.startswith("DBVITALS_TEST_") \
+                or key in {"STATE_DIRECTORY", "CACHE_DIRECTORY"}:
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(checks.secrets, "_known", set())

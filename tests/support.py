@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +39,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def pg_address() -> tuple[str, int]:
+    """The test PostgreSQL server's host and port (DBVITALS_TEST_PG_URL, else 127.0.0.1:5432)."""
+    parts = urlsplit(PG_URL)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
 def with_path(url: str, path: str, query: str | None = None) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + path.lstrip("/"), parts.query if query is None else query, ""))
@@ -52,6 +58,33 @@ def free_port(below: int = 65536) -> int:
             port = sock.getsockname()[1]
         if port < below:
             return port
+
+
+def wait_until(condition: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
+    """Whether `condition` came true within `timeout` seconds (asked every `step` seconds): a test
+    waits for what it needs, never for a fixed time, and a loaded machine only makes it slower."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())
+
+
+async def pg_until(url: str, condition: str, *args: Any, timeout: float = 30.0) -> None:
+    """Until the server says `condition` (a query of one boolean, with `args`) is true: a session
+    waiting on a lock, a transaction open this long. Its own session, polled every 50 ms."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        deadline = time.monotonic() + timeout
+        while not await conn.fetchval(condition, *args):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {timeout:g}s: {condition} {args}")
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
 
 
 def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:

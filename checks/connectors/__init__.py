@@ -42,9 +42,13 @@ async def connect(name: str, target: TargetBase) -> Connection:
         return failed(name, target, ConnectionError(target.tunnel_error),
                       state_detail=(TargetState.SSH_ERROR, target.tunnel_error))
     try:
-        return await asyncio.wait_for(adapter_for(target.kind).connect(name, target), target.connect_deadline)
+        connection = await asyncio.wait_for(adapter_for(target.kind).connect(name, target), target.connect_deadline)
     except TimeoutError as exc:
-        return failed(name, target, exc)
+        connection = failed(name, target, exc)
+    if connection.session is None and target.tunnel_error is not None:  # the tunnel dropped meanwhile
+        return failed(name, target, ConnectionError(target.tunnel_error),
+                      state_detail=(TargetState.SSH_ERROR, target.tunnel_error))
+    return connection
 
 
 def connected(name: str, target: TargetBase, session: Any, *, latency_ms: float, server_version: str,

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.keep or args.headless):
         require_terminal()  # before any server starts: the console is what this run is for
     try:
-        playground, config_path = create_demo(Path(args.dir) if args.dir else None, progress=_say)
+        playground, config_path = create_demo(Path(args.dir) if args.dir else None, progress=_say,
+                                                  keep=args.keep)
     except DemoError as exc:
         raise CliError(f"demo: {exc}") from None
     if args.keep:
@@ -67,8 +68,9 @@ def _say(message: str) -> None:
     print(f"demo: {message}", file=sys.stderr, flush=True)
 
 
-def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, Any]:
-    """Start and seed the playground; return it with the path of the config written for it."""
+def create_demo(directory: Any = None, *, progress: Any = None, keep: bool = False) -> tuple[Any, Any]:
+    """Start and seed the playground (with `keep`, its servers outlive this process); return it
+    with the path of the config written for it."""
     import asyncio
     import tempfile
     from pathlib import Path
@@ -76,7 +78,7 @@ def create_demo(directory: Any = None, *, progress: Any = None) -> tuple[Any, An
     say = progress or (lambda _message: None)
     directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dbvitals-demo-"))
     say(f"starting PostgreSQL, Redis and SecantusDB in {directory}")
-    playground = start_playground(directory)
+    playground = start_playground(directory, keep=keep)
     directory = playground.directory  # its real path
     try:
         say("seeding users, wallets, transactions, posts, votes, follows, sessions, rate limits and feeds")

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checks.processes import dies_with_parent
 from console.demo import ownership
 from console.demo.ownership import DemoRefused  # noqa: F401 - re-exported for the command
 
@@ -53,6 +54,7 @@ class Playground:
     device: int = 0
     inode: int = 0
     record_file: Path | None = None  # dbvitals' record of it, fixed when it starts or is verified
+    kept: bool = False  # `--keep`: the servers outlive this process; otherwise they end with it
     _token: str = field(default="", repr=False)  # known only to the process that started it
     _children: dict[int, subprocess.Popen] = field(default_factory=dict, repr=False)
 
@@ -139,10 +141,14 @@ def _kill_child(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _spawn(args: list[str], log: Path, *, user: str | None = None) -> subprocess.Popen:
+def _spawn(args: list[str], log: Path, *, user: str | None = None, kept: bool = False) -> subprocess.Popen:
+    """A server in a session of its own (a Ctrl-C reaches dbvitals, which stops it in order).
+    Unless kept, the kernel stops it (SIGINT: PostgreSQL's fast shutdown) when dbvitals dies,
+    even by SIGKILL, so a killed demo leaves no server running."""
     with open(log, "ab") as handle:
         kwargs: dict = {"stdout": handle, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL,
-                        "start_new_session": True}
+                        "start_new_session": True,
+                        "preexec_fn": None if kept else dies_with_parent(signal.SIGINT)}
         if user is not None:
             kwargs["user"] = user
         return subprocess.Popen(args, **kwargs)
@@ -151,7 +157,7 @@ def _spawn(args: list[str], log: Path, *, user: str | None = None) -> subprocess
 def _launch(playground: Playground, name: str, label: str, args: list[str], log: Path, port: int, url: str,
             *, user: str | None = None) -> Server:
     """Start a server, wait until it listens, and record who it is (/proc) before anything else."""
-    process = _spawn(args, log, user=user)
+    process = _spawn(args, log, user=user, kept=playground.kept)
     try:
         _wait_for_port(port, process, label, log)
         identity = ownership.read_identity(process.pid)
@@ -280,7 +286,8 @@ def _claim(directory: Path) -> Path:
     return Path(os.path.realpath(directory))
 
 
-def start_playground(directory: Path) -> Playground:
+def start_playground(directory: Path, *, keep: bool = False) -> Playground:
+    """The three servers in `directory`; with `keep` they outlive this process (`--keep`)."""
     try:
         real = _claim(directory)
     except OSError as exc:
@@ -289,7 +296,7 @@ def start_playground(directory: Path) -> Playground:
     ownership.write_marker(real, token)
     info = os.lstat(real)
     playground = Playground(real, ownership.token_digest(token), device=info.st_dev, inode=info.st_ino,
-                            _token=token)
+                            kept=keep, _token=token)
     try:
         playground.save()
         for start in (start_postgres, start_redis, start_mongodb):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from pathlib import Path
 
 import asyncpg
@@ -62,7 +61,9 @@ class Blocker:
 
     def start(self) -> tuple[int, int]:
         pids = self.run(self._start())
-        time.sleep(0.5)  # the waiter reaches its lock wait
+        # On the helper's own loop: a console test calls this from inside its running loop.
+        self.run(support.pg_until(self.url, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                                  pids[1]))
         return pids
 
     async def _stop(self) -> None:
@@ -99,7 +100,8 @@ class Sleeper:
 
     def start(self) -> int:
         pid = self.run(self._start())
-        time.sleep(0.5)  # the statement is running
+        self.run(support.pg_until(self.url, "SELECT state = 'active' AND query LIKE 'SELECT pg_sleep%' "
+                                  "FROM pg_stat_activity WHERE pid = $1", pid))
         return pid
 
     async def _outcome(self) -> BaseException | None:

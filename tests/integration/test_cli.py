@@ -239,12 +239,12 @@ def test_targets_command_reports_states(tmp_path, redis_db):
 
 def test_a_number_written_as_a_string_exits_2_with_one_line_naming_the_key(tmp_path):
     config = tmp_path / "dbvitals.toml"
-    config.write_text('[targets.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:6379/0"\ntimeout = "5"\n')
+    config.write_text(f'[targets.cache]\nkind = "redis"\nurl = "{support.REDIS_URL}"\ntimeout = "5"\n')
     result = dbvitals("check", "--config", str(config))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         f"dbvitals: error: invalid config: {config}: targets.cache.timeout: expected a number, got the string '5' "
         "(write it without quotes)"]
-    config.write_text('[targets.cache]\nkind = "redis"\nurl = "redis://127.0.0.1:6379/0"\n')
+    config.write_text(f'[targets.cache]\nkind = "redis"\nurl = "{support.REDIS_URL}"\n')
     from_env = dbvitals("targets", "--config", str(config), env={"DBVITALS_TARGETS__CACHE__TIMEOUT": "5"})
     assert from_env.returncode == 0, from_env.stderr

@@ -67,7 +67,7 @@ def test_refused_connection_is_one_critical_finding(kind, url):
 def test_server_that_never_answers_is_a_timeout_not_a_hang(kind, url, silent_server):
     settings = support.settings_for(mute={"kind": kind, "url": url.format(port=silent_server.port), "timeout": 1})
     report = support.run_report(settings)
-    assert report.duration_ms < 6000
+    assert report.duration_ms < 30_000  # not a hang; the bound leaves room for a loaded machine
     assert report.targets[0].state is TargetState.TIMEOUT, report.targets[0].error
     [finding] = report.findings
     assert finding.title == "No answer within the timeout"

@@ -24,6 +24,7 @@ from console.commands.demo import create_demo
 from console.demo.ownership import MARKER, MARKER_MAGIC
 from console.demo.seed import SEEDED_PROBLEMS
 from console.demo.servers import STATE_FILE, start_playground
+from tests import support
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +315,49 @@ def test_demo_takes_only_a_new_or_empty_directory(tmp_path, outside):
     assert result.returncode == 2, result.stdout
     assert "is not empty" in result.stderr and "Traceback" not in result.stderr
     assert _tree(outside) == before
+
+
+KILLED_DEMO = """
+import json, sys, time
+from pathlib import Path
+from console.demo.servers import start_playground
+
+playground = start_playground(Path(sys.argv[1]))
+print(json.dumps({"pids": [s.pid for s in playground.servers],
+                  "pg_home": str(playground.pg_home) if playground.pg_home else None}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_demo_servers_stop_when_dbvitals_is_killed(tmp_path):
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    parent = subprocess.Popen([sys.executable, "-c", KILLED_DEMO, str(tmp_path / "playground")],
+                              cwd=Path(__file__).resolve().parents[2], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started: dict = {"pids": [], "pg_home": None}
+    try:
+        line = parent.stdout.readline()
+        assert line, parent.communicate(timeout=10)[1]
+        started = json.loads(line)
+        assert len(started["pids"]) == 3 and all(_alive(pid) for pid in started["pids"])
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        assert support.wait_until(lambda: not any(_alive(pid) for pid in started["pids"]), timeout=30), \
+            [pid for pid in started["pids"] if _alive(pid)]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        for pid in started["pids"]:  # only on failure: the servers this test's child started
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if started["pg_home"]:
+            shutil.rmtree(started["pg_home"], ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie its (killed) parent left for init to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

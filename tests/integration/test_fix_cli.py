@@ -18,7 +18,7 @@ import console.runtime
 from checks.model import finding_id
 from console.cli import main
 from tests.data import fix_checks
-from tests.support import kill_fix_mid_build, signal_fix_mid_build
+from tests.support import kill_fix_mid_build, pg_address, signal_fix_mid_build
 
 PASSWORD = "cli-Secret-77"
 
@@ -72,7 +72,8 @@ def test_dry_run_shows_what_would_run_where_and_applies_nothing(orders, tmp_path
     assert main(["fix", MISSING_AT, "--dry-run", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert f"Fix for finding {MISSING} (test.pg-missing-index, medium)" in out
-    assert "target:  pg (postgres, staging) postgresql://postgres:***@127.0.0.1:5432/" in out
+    host, port = pg_address()
+    assert f"target:  pg (postgres, staging) postgresql://postgres:***@{host}:{port}/" in out
     assert "safety:  safe" in out and "lock:    SHARE UPDATE EXCLUSIVE on orders" in out
     assert "1. CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);   [outside a transaction]" in out
     assert "1. DROP INDEX CONCURRENTLY IF EXISTS public.orders_customer_id_idx;" in out

@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -44,7 +43,9 @@ def test_postgres_idle_in_transaction_sessions_are_named_with_a_manual_fix(pg_db
             for conn in stuck:
                 await conn.execute("BEGIN")
                 await conn.execute("SELECT 1")
-            await asyncio.sleep(1.2)
+            await support.pg_until(pg_db.url, "SELECT bool_and(state = 'idle in transaction' AND clock_timestamp() "
+                                   "- state_change > interval '1.1 s') FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+                                   [conn.get_server_pid() for conn in stuck])
             settings = support.settings_for(pg={
                 "kind": "postgres", "url": _with_params(pg_db.url, PG_GOOD_PARAMS),
                 "checks": {"postgres.pool": {"idle_in_transaction_warn": "1s"}},
@@ -172,7 +173,11 @@ def test_redis_long_idle_and_never_used_clients_under_timeout_0(private_redis):
         client.ping()
     silent = [socket.create_connection(("127.0.0.1", private_redis.port)) for _ in range(3)]
     try:
-        time.sleep(2.1)
+        admin = redis.Redis.from_url(private_redis.url)
+        # Idle for 2 s by the server's clock: the 5 used and 3 silent clients, not this one.
+        assert support.wait_until(lambda: sum(int(c["idle"]) >= 2 for c in admin.client_list()) >= 8, timeout=30,
+                                  step=0.1)
+        admin.close()
         settings = support.settings_for(cache={
             "kind": "redis", "url": _with_params(private_redis.url, REDIS_GOOD_PARAMS),
             "checks": {"redis.pool": {"idle_client_age": "2s", "idle_clients_warn": 8}},
@@ -216,7 +221,7 @@ def test_redis_near_maxclients_and_rejected_connections(private_redis):
             for _ in range(3):  # each attempt past maxclients is refused and counted
                 overflow.ping()
         clients.pop().close()  # one slot for dbvitals
-        time.sleep(0.2)
+        assert support.wait_until(lambda: clients[0].info("clients")["connected_clients"] == 23, timeout=30)
         settings = support.settings_for(cache={"kind": "redis", "url": _with_params(private_redis.url, REDIS_GOOD_PARAMS)})
         report = support.run_report(settings, checks=["redis.pool"])
     finally:

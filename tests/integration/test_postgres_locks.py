@@ -28,7 +28,8 @@ async def test_a_locked_table_is_reported_with_its_holder_and_the_other_tables_a
     await asyncio.to_thread(problem_db, pg_db)
     holder = await hold_access_exclusive(pg_db.url, "order_items")
     try:
-        await asyncio.sleep(1.1)
+        await support.pg_until(pg_db.url, "SELECT clock_timestamp() - xact_start > interval '1.1 s' "
+                               "FROM pg_stat_activity WHERE pid = $1", holder.get_server_pid())
         settings = support.settings_for(pg={"kind": "postgres", "url": pg_db.url, "expect": EXPECT,
                                             "checks": QUIET_HISTORY})
         result = await support.run_report_async(settings, checks=[*PACK, "postgres.locked-relation"])
@@ -65,7 +66,8 @@ async def test_a_session_waiting_for_the_lock_is_reported_with_the_one_it_waits_
         await reader.execute("SELECT count(*) FROM products")
         await waiter.execute("SET application_name = 'alter-products'")
         pending = asyncio.create_task(waiter.execute("ALTER TABLE products ADD COLUMN sku text"))
-        await asyncio.sleep(0.5)
+        await support.pg_until(pg_db.url, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+                               waiter.get_server_pid())
         settings = support.settings_for(pg={"kind": "postgres", "url": pg_db.url, "expect": EXPECT,
                                             "checks": QUIET_HISTORY})
         result = await support.run_report_async(settings, checks=[*PACK, "postgres.locked-relation"])

@@ -1,6 +1,6 @@
-"""postgres.missing-index against real servers: on the shared server (no pg_stat_statements
-preloaded) it finds the table and says the suggestion is unavailable; on a private server started
-with pg_stat_statements it suggests an index and verifies it with hypopg."""
+"""postgres.missing-index against real servers: on a private server with nothing preloaded it
+finds the table and says the suggestion is unavailable; on a private server started with
+pg_stat_statements it suggests an index and verifies it with hypopg."""
 
 from __future__ import annotations
 
@@ -51,11 +51,20 @@ def run(url: str):
     return {f.object: f for f in result.findings}
 
 
-def test_shared_server_without_pg_stat_statements_finds_tables_but_cannot_suggest(pg_db):
-    pg_db.execute(SCHEMA)
-    pg_db.execute("CREATE EXTENSION hypopg")
-    asyncio.run(workload(pg_db.url))
-    findings = run(pg_db.url)
+@pytest.fixture(scope="module")
+def bare_server() -> Iterator[str]:
+    """A throwaway cluster with nothing preloaded: the shared test server (DBVITALS_TEST_PG_URL
+    may name any) can have pg_stat_statements in shared_preload_libraries or not."""
+    with support.private_postgres("shared_preload_libraries=''") as url:
+        yield url
+
+
+def test_a_server_without_pg_stat_statements_finds_tables_but_cannot_suggest(bare_server):
+    asyncio.run(_admin(bare_server, "CREATE DATABASE app"))
+    url = support.with_path(bare_server, "app")
+    asyncio.run(_admin(url, "CREATE EXTENSION hypopg;" + SCHEMA))
+    asyncio.run(workload(url))
+    findings = run(url)
     # customers is read by its primary key; the partitions add up to one finding on their parent.
     assert sorted(findings) == ['public."Event Log"', "public.orders"]
     orders = findings["public.orders"]

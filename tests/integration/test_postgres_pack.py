@@ -232,7 +232,8 @@ async def test_long_and_idle_transactions_are_reported_with_their_locks(pg_db):
         await holder.execute("BEGIN")
         await holder.execute("INSERT INTO ledger VALUES (1, 10)")
         await holder.execute("SELECT * FROM ledger /* the last statement */")
-        await asyncio.sleep(1.5)
+        await support.pg_until(pg_db.url, "SELECT state = 'idle in transaction' AND clock_timestamp() - state_change "
+                               "> interval '1.1 s' FROM pg_stat_activity WHERE pid = $1", holder.get_server_pid())
         settings = support.settings_for(pg={"kind": "postgres", "url": pg_db.url, "checks": {
             "postgres.long-transactions": {"max_transaction_age": "1s", "max_idle_in_transaction": "1s"}}})
         result = await support.run_report_async(settings, checks=["postgres.long-transactions"])

@@ -75,7 +75,9 @@ async def _blocked_tree(url: str):
         await holder.execute("CREATE TABLE ledger (id int)")
         await holder.execute("BEGIN; LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE")
         tasks = [asyncio.create_task(w.fetch("SELECT count(*) FROM ledger")) for w in waiters]
-        await asyncio.sleep(1.5)
+        await support.pg_until(url, "SELECT count(*) = 2 FROM pg_stat_activity WHERE pid = ANY($1::int[]) "
+                               "AND wait_event_type = 'Lock' AND clock_timestamp() - state_change > interval '1.1 s'",
+                               [w.get_server_pid() for w in waiters])
         settings = support.settings_for(pg={"kind": "postgres", "url": url,
                                             "checks": {"postgres.locks": {"min_wait": "1s"}}})
         report = await support.run_report_async(settings, checks=["postgres.locks"])

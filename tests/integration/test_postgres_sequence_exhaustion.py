@@ -86,7 +86,9 @@ def test_rate_and_estimated_exhaustion_come_from_two_readings(pg_db):
 def test_rate_falls_back_to_inserts_since_the_statistics_reset(pg_db):
     pg_db.execute("CREATE TABLE quiet (id serial PRIMARY KEY); INSERT INTO quiet SELECT FROM generate_series(1, 50);"
                   "SELECT setval('quiet_id_seq', 2100000000);")
-    asyncio.run(asyncio.sleep(0.6))  # the cumulative statistics flush every 500 ms at most
+    # The cumulative statistics reach the views asynchronously (flushed every 500 ms at most).
+    asyncio.run(support.pg_until(pg_db.url, "SELECT coalesce(sum(n_tup_ins), 0) >= 50 FROM pg_stat_user_tables "
+                                 "WHERE relname = 'quiet'"))
     [finding] = run(pg_db.url, sample_seconds=0.2).values()
     assert "50 inserts into public.quiet since" in finding.evidence["rate_from"]
     assert finding.evidence["exhausted_in_days"] > 0

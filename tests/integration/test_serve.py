@@ -4,7 +4,9 @@ the result cache, stale answers, loopback only, no secret in any label or respon
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -236,10 +238,7 @@ def test_a_scrape_timeout_header_that_is_no_sensible_number_is_a_400(tmp_path, h
 
 
 def test_serve_outlives_sighup_and_stops_on_sigterm_leaving_no_ssh_behind(tmp_path, redis_db):
-    import os
-    import signal
-
-    from tests.integration.test_ssh_tunnel import _children, _gone, _is_ssh, bastion, wait_until
+    from tests.integration.test_ssh_tunnel import _children, _gone, _is_ssh, bastion
 
     with bastion(tmp_path) as ssh:
         config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url, **ssh}})
@@ -261,7 +260,9 @@ def test_serve_outlives_sighup_and_stops_on_sigterm_leaving_no_ssh_behind(tmp_pa
             stderr = process.stderr.read()
             assert "SIGHUP: the configuration is not reloaded" in stderr and "SIGTERM: stopping" in stderr
             assert "Traceback" not in stderr
-            assert wait_until(lambda: all(_gone(pid) for pid in tunnels), timeout=5), f"ssh {tunnels} left behind"
+            assert support.wait_until(lambda: all(_gone(pid) for pid in tunnels), timeout=5), f"ssh {tunnels} left behind"
+            # Nor any ssh to this test's bastion anywhere, whoever its parent now is.
+            assert not _ssh_to(ssh["ssh_key"])
         finally:
             if process.poll() is None:
                 process.kill()
@@ -269,3 +270,42 @@ def test_serve_outlives_sighup_and_stops_on_sigterm_leaving_no_ssh_behind(tmp_pa
             for pid in tunnels:
                 if not _gone(pid) and _is_ssh(pid):
                     os.kill(pid, signal.SIGKILL)
+
+
+def _ssh_to(key: str) -> list[int]:
+    """Every running ssh that logs in with `key` (this test's own), whatever its parent."""
+    from tests.integration.test_ssh_tunnel import _cmdline, _gone, _is_ssh
+
+    return [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _is_ssh(int(pid))
+            and key in _cmdline(int(pid)) and not _gone(int(pid))]
+
+
+def test_a_tunnel_killed_mid_serve_is_ssh_error_then_comes_back(tmp_path, redis_db):
+    from tests.integration.test_ssh_tunnel import _children, _gone, _is_ssh, bastion
+
+    with bastion(tmp_path) as ssh:
+        config = write_config(tmp_path, {"cache": {"kind": "redis", "url": redis_db.url, "timeout": 3, **ssh}},
+                              serve={"min_interval": 0})
+        port = support.free_port()
+        process = subprocess.Popen([sys.executable, "-m", "console", "serve", "--config", str(config),
+                                    "--listen", f"127.0.0.1:{port}"], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            support.wait_for_port(port, process=process)
+
+            def state() -> str:
+                status, _, body = get(f"http://127.0.0.1:{port}/probe?target=cache")
+                assert status == 200, body
+                return next((s for s in ("connected", "ssh_error") if f'state="{s}"' in body), body)
+
+            assert state() == "connected"
+            [first] = [pid for pid in _children(process.pid) if _is_ssh(pid)]
+            os.kill(first, signal.SIGKILL)
+            assert support.wait_until(lambda: _gone(first), timeout=10)
+            assert state() == "ssh_error"  # the bastion's side, not a refused database
+            assert support.wait_until(lambda: state() == "connected", timeout=30, step=0.3)
+            assert [pid for pid in _children(process.pid) if _is_ssh(pid)] != [first]
+        finally:
+            process.terminate()
+            process.wait(10)
+        assert support.wait_until(lambda: not _ssh_to(ssh["ssh_key"]), timeout=5)

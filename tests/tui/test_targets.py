@@ -15,7 +15,7 @@ from checks.redis.connection import RedisConnection
 from console.app import DbVitalsApp
 from console.messages import CheckCompleted, TargetStatusChanged
 from console.widgets.targets_table import TargetsTable
-from tests.support import refused_port, settings_for
+from tests.support import pg_address, refused_port, settings_for
 from console.screens.detail import FindingDetailScreen
 from console.widgets.findings_table import FindingsTable
 from tests.tui.helpers import MissingIndexCheck, wait_until
@@ -76,7 +76,7 @@ class Proxy:
         return self.server.sockets[0].getsockname()[1]
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
+        up_reader, up_writer = await asyncio.open_connection(*pg_address())
         self.writers += [writer, up_writer]
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -36,7 +36,7 @@ def test_fingerprint_follows_the_source_files_of_the_named_packages(tmp_path, mo
 
 
 def test_the_cache_is_used_until_its_key_changes(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # a cache: rebuilt when lost
     calls = []
 
     def load():
@@ -57,7 +57,7 @@ def test_the_cache_is_used_until_its_key_changes(tmp_path, monkeypatch):
 
 
 def test_a_warm_catalog_imports_no_check_module(tmp_path):
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     # What the command loads beyond the CLI's parser (its commands import the core, and the MongoDB
     # profiler command the MongoDB engine's adapter, at the top): a warm catalog loads no check.
     probe = ("import sys; from console.cli import build_parser, main; build_parser(); before = set(sys.modules); "

@@ -64,7 +64,30 @@ BAD_CHECKS = [
     ("unknown_check_option.toml", 'targets.orders.checks."postgres.pool": capacity_wran: unknown option '
                                   "(expected one of: enabled, capacity_warn"),
     ("check_of_other_engine.toml", 'targets.cache.checks."postgres.pool": a postgres check on a redis target'),
+    ("check_option_quoted_number.toml", 'targets.orders.checks."postgres.bloat": min_bytes: expected a number, '
+                                        "got the string '5' (write it without quotes)"),
+    ("check_option_flag_as_number.toml", 'targets.orders.checks."postgres.bloat": min_ratio: expected a number, '
+                                         "got true"),
+    ("fact_option_quoted_number.toml", 'targets.cache.facts."redis.keyspace": scan_limit: expected a number, '
+                                       "got the string '10000' (write it without quotes)"),
 ]
+
+
+def test_a_quoted_number_in_check_options_exits_2_naming_the_key(capsys):
+    from console.cli import main
+
+    assert main(["check", "--config", str(CONFIGS / "check_option_quoted_number.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert 'targets.orders.checks."postgres.bloat": min_bytes: expected a number' in err
+
+
+def test_check_options_from_the_environment_are_read_as_toml_values(monkeypatch):
+    monkeypatch.setenv('DBVITALS_TARGETS__ORDERS__CHECKS__postgres.bloat__MIN_BYTES', "5")
+    monkeypatch.setenv('DBVITALS_TARGETS__ORDERS__CHECKS__postgres.bloat__MIN_RATIO', "0.25")
+    settings = load_config(CONFIGS / "good.toml")
+    validate_check_options(settings, load_registry())
+    assert settings.targets["orders"].checks["postgres.bloat"] == {"min_bytes": 5, "min_ratio": 0.25}
 
 
 @pytest.mark.parametrize("name, expected", BAD_CHECKS)

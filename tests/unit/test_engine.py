@@ -153,7 +153,7 @@ def test_raising_and_overrunning_checks_become_errors_and_the_others_go_on():
     assert SECRET not in str(report.to_dict())
     outcomes = {c["check"]: c["outcome"] for c in report.checks}
     assert outcomes == {"redis.test-fine": "findings", "redis.test-raises": "error", "redis.test-hangs": "timeout"}
-    assert report.duration_ms < 5000
+    assert report.duration_ms < 30_000  # Hangs sleeps 60 s: not waited for; room for a loaded machine
 
 
 def test_disabled_check_does_not_run():

@@ -102,6 +102,7 @@ def test_default_path_is_under_the_state_directory(tmp_path, monkeypatch):
     assert Journal.for_settings(config_from_dict({})).path == tmp_path / "xdg" / "dbvitals" / "journal.jsonl"
     monkeypatch.delenv("XDG_STATE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()  # a home that does not exist is no home (see checks/state.py)
     assert Journal.for_settings(config_from_dict({})).path == tmp_path / "home" / ".local" / "state" / "dbvitals" / "journal.jsonl"
     configured = config_from_dict({"journal": str(tmp_path / "mine.jsonl")})
     assert Journal.for_settings(configured).path == tmp_path / "mine.jsonl"

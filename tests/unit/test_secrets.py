@@ -148,11 +148,12 @@ ADVERSARIAL = [
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL, ids=lambda t: repr(t[:8]))
-def test_masking_a_megabyte_takes_under_a_second(text):
+def test_masking_a_megabyte_is_linear_not_a_backtracking_hang(text):
     started = time.perf_counter()
     mask_text(text, ("hunter22", "s3cret/?#pw"))
     mask_url(text[:1_000_000])
-    assert time.perf_counter() - started < 1.0
+    # Catastrophic backtracking on a megabyte takes hours; 10 s leaves room for a loaded machine.
+    assert time.perf_counter() - started < 10
 
 
 def test_masked_forms_cover_what_formats_escape():

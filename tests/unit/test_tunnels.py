@@ -13,6 +13,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 
 from checks.connectors.probe import address
 from checks.engines import adapter_for
+from checks.tunnels import Tunnel
 
 SOCKETS = Path("/tmp/dbvitals-ssh-abc123")
 
@@ -85,3 +86,12 @@ def test_the_protocol_probe_never_treats_a_socket_path_as_a_host_name():
     assert address(socket_url("mongodb", "mongodb://docs/app", SOCKETS / "1.sock"), 27017) is None
     assert address(socket_url("redis", "redis://cache/0", SOCKETS / "1.sock"), 6379) is None
     assert address("postgresql://app@db.internal:6432/x", 5432) == ("db.internal", 6432)
+
+
+def test_a_dropped_tunnel_is_reopened_after_1_2_4_seconds_up_to_a_minute():
+    tunnel = Tunnel("me@bastion", None, None, True, 5)
+    delays = []
+    for failures in range(9):
+        tunnel._failures = failures
+        delays.append(tunnel._delay())
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
