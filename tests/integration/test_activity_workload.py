@@ -215,11 +215,11 @@ def test_mongodb_empty_time_per_namespace_says_why_and_own_operations_are_aside(
     top = {"totals": {"note": "all times in microseconds",
                       "shop.orders": {"total": {"time": 5, "count": 1}, "readLock": {"time": 5, "count": 1},
                                       "writeLock": {"time": 0, "count": 0}}}, "ok": 1}
-    current = {"inprog": [{"opid": 7, "op": "command", "appName": "dbvitals", "microsecs_running": 5,
-                           "command": {"currentOp": 1}}]}
-    first = mongo_activity.sample_from_replies("m", current, top, None, monotonic=0.0)
+    current = {"inprog": [{"opid": 7, "op": "command", "appName": "dbvitals", "connectionId": 12,
+                           "microsecs_running": 5, "command": {"currentOp": 1}}]}
+    first = mongo_activity.sample_from_replies("m", current, top, None, monotonic=0.0, own=frozenset({12}))
     assert any("needs two refreshes" in note for note in first.notes)
-    quiet = mongo_activity.sample_from_replies("m", current, top, first, monotonic=2.0)
+    quiet = mongo_activity.sample_from_replies("m", current, top, first, monotonic=2.0, own=frozenset({12}))
     assert quiet.sections["namespaces"] == []
     assert any("no collection was read or written" in note for note in quiet.notes), quiet.notes
     assert quiet.sections["operations"] == [] and [op["id"] for op in quiet.sections["own"]] == ["7"]

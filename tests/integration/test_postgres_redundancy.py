@@ -142,7 +142,7 @@ def test_an_invalid_unique_index_with_duplicates_is_not_rebuilt_blindly(pg_db):
     [finding] = run(pg_db.url, ["postgres.invalid-index"])
     assert finding.fix.safety.value == "manual"
     assert finding.evidence["precondition"]["failing"] == 12  # r1..r25 twice; the even ones have a region
-    assert "12 duplicate key(s)" in finding.message
+    assert "12 duplicate keys" in finding.message
     listed = pg_db.fetch(finding.fix.steps[0].command)
     assert len(listed) == 12
     pg_db.execute("DELETE FROM orders WHERE id > 975")

