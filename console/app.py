@@ -46,7 +46,6 @@ from console.replay import Replay
 from console.screens.fix_progress import FixProgressModal
 from console.screens.help import HelpScreen
 from console.screens.main import MainScreen
-from console.widgets.finding_store import FindingFilter
 from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 
 # How often each target's connection is probed between full runs, so a target that goes
@@ -247,7 +246,7 @@ class DbVitalsApp(App[None]):
         for severity in Severity:
             yield SystemCommand(
                 f"Show only {severity.value} findings", "Filter the findings table by severity",
-                partial(self.main_screen.set_filter, FindingFilter(severities=frozenset({severity}))),
+                partial(self.main_screen.filter_on, "severity", {severity.value}),
             )
         yield SystemCommand("Clear filters", "Show every finding (x)", self.main_screen.action_clear_filters)
         yield SystemCommand("Export findings as JSON", "The findings shown, to a file you name (e)",

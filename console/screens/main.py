@@ -9,13 +9,15 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Static
 
 from rich.markup import escape
 
 from checks.model import Finding, Severity
 from console.widgets.evidence_view import proof_line
-from console.widgets.finding_store import SORT_KEYS, FindingFilter, parse_query, severity_counts
+from console.filtering import Field, Query, with_field
+from console.widgets.filter_box import FilterBox, literal
+from console.widgets.finding_store import SORT_KEYS, finding_fields, severity_counts
 from console.widgets.findings_table import FindingsTable, stale_time
 from console.widgets.styles import SEVERITY_LABELS
 from console.keys import KeySection
@@ -40,7 +42,8 @@ class MainScreen(Screen):
     # The footer names each key in a word; the tooltip is what `?` lists.
     BINDINGS = [
         Binding("enter", "open", "Open", tooltip="Open the selected finding: proof, evidence, fix"),
-        Binding("slash", "filter", "Filter", tooltip="Filter by words, sev:high,critical, target:NAME, check:GLOB"),
+        Binding("slash", "filter", "Filter",
+                tooltip="Filter: words, sev:high,critical, target:NAME, check:GLOB, state:stale, !term, /regex/"),
         *(Binding(key, f"toggle_severity('{sev.value}')", f"Only/also {sev.value}", group=SEVERITY_GROUP,
                   tooltip=f"Show only, or also, {sev.value} findings")
           for key, sev in SEVERITY_KEYS.items()),
@@ -57,13 +60,13 @@ class MainScreen(Screen):
                 tooltip="What is running now on the selected target (as recorded, in a replay)"),
         Binding("e", "export", "Export", show=False, tooltip="Export the findings shown to a file you name"),
         Binding("tab", "app.focus_next", "Pane", show=False, tooltip="Move between the targets and the findings (Enter on a target shows its findings)"),
-        Binding("escape", "leave_filter", "Back", show=False, tooltip="Leave the filter box for the table"),
+        Binding("escape", "clear_filters", "Clear", show=False, tooltip="Clear the filter"),
     ]
 
     def __init__(self, controller: Controller) -> None:
         super().__init__(id="main")
         self.controller = controller
-        self.filter = FindingFilter()
+        self.filter_query = Query()
         self._refresh_timer: Timer | None = None
         self._cycle_targets: list[str] = []
         self._cycle_checks: list[str] = []
@@ -77,14 +80,14 @@ class MainScreen(Screen):
         yield Static("", id="findings-title", classes="pane-title")
         yield FindingsTable(id="findings")
         yield Static("", id="preview")
-        yield Input(placeholder="words · sev:high,critical · target:NAME · check:postgres.*", id="filter")
+        yield FilterBox(self.filter_fields, id="filter",
+                        placeholder="words · sev:high,crit · target:NAME · check:postgres.* · !word · /re/")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         targets = self.query_one(TargetsTable)
         for row in self.controller.targets.values():
             targets.show(row)
-        self.query_one("#filter", Input).display = False
         self.query_one(FindingsTable).focus()
         self.update_title()
 
@@ -115,7 +118,7 @@ class MainScreen(Screen):
         table = self.query_one(FindingsTable)
         store = self.controller.store
         stale = {f.id: store.confirmed[(f.target, f.check)] for slot in store.stale for f in store.slots.get(slot, ())}
-        table.show(store.select(self.filter, table.sort_column, table.sort_reverse), stale)
+        table.show(store.select(self.filter_query, table.sort_column, table.sort_reverse), stale)
         self._total = len(store)
         self.update_title()
         self.show_preview(table.selected())
@@ -150,8 +153,10 @@ class MainScreen(Screen):
             parts.append(" ".join(badges))
         if table.stale:
             parts.append(f"[$warning]{len(table.stale)} stale[/]")
-        if self.filter.active:
-            parts.append(f"[$accent]filter: {escape(self.filter.describe())}[/] (x clears)")
+        if self.filter_query.active:
+            parts.append(f"[$accent]filter:[/] {literal(self.filter_query.describe())} (x clears)")
+        if self.filter_query.problems:
+            parts.append(f"[$error]{literal(self.filter_query.problems[0])}[/]")
         self.query_one("#findings-title", Static).update(" · ".join(parts))
         running = self.controller.running_targets()
         title = f"[b]Targets[/b] {len(self.controller.targets)}"
@@ -161,54 +166,41 @@ class MainScreen(Screen):
 
     # --- filtering and sorting -------------------------------------------------------------
 
-    def set_filter(self, spec: FindingFilter) -> None:
-        self.filter = spec
+    def filter_fields(self) -> tuple[Field, ...]:
+        return finding_fields(self.controller.targets, {row.kind for row in self.controller.targets.values()})
+
+    def set_filter_text(self, text: str) -> None:
+        """What a key that filters does: it writes the filter into the box, which applies it."""
+        self.query_one(FilterBox).set_text(text)
+
+    def filter_on(self, name: str, values: set[str] | frozenset[str]) -> None:
+        """The box's terms on one field replaced by `values` (none: dropped)."""
+        self.set_filter_text(with_field(self.query_one(FilterBox).text, name, values, self.filter_fields()))
+
+    def on_filter_box_changed(self, event: FilterBox.Changed) -> None:
+        self.filter_query = event.query
         self.schedule_refresh()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "filter":
-            self.set_filter(parse_query(event.value, self.filter))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
-            self._close_filter_box()
-
-    def action_leave_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.has_focus:
-            self._close_filter_box()
-
-    def _close_filter_box(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = bool(box.value)
+    def on_filter_box_closed(self, event: FilterBox.Closed) -> None:
         self.query_one(FindingsTable).focus()
 
+    def action_filter(self) -> None:
+        self.query_one(FilterBox).open()
+
     def action_toggle_severity(self, value: str) -> None:
-        severity = Severity(value)
-        chosen = set(self.filter.severities) ^ {severity}
-        self.set_filter(FindingFilter(self.filter.text, frozenset(chosen), self.filter.targets, self.filter.checks))
+        self.filter_on("severity", self.filter_query.values_of("severity") ^ {value})
 
     def action_cycle_target(self) -> None:
-        names = list(self.controller.targets)
-        self.set_filter(FindingFilter(self.filter.text, self.filter.severities,
-                                      _next_choice(names, self.filter.targets), self.filter.checks))
+        self.filter_on("target", _next_choice([t.lower() for t in self.controller.targets], self._asked("target")))
 
     def action_cycle_check(self) -> None:
-        ids = self.controller.store.checks()
-        chosen = _next_choice(ids, frozenset(self.filter.checks))
-        self.set_filter(FindingFilter(self.filter.text, self.filter.severities, self.filter.targets, tuple(chosen)))
+        self.filter_on("check", _next_choice(self.controller.store.checks(), self._asked("check")))
+
+    def _asked(self, name: str) -> frozenset[str]:
+        return frozenset(self.filter_query.values_of(name))
 
     def action_clear_filters(self) -> None:
-        box = self.query_one("#filter", Input)
-        with box.prevent(Input.Changed):
-            box.value = ""
-        box.display = False
-        self.set_filter(FindingFilter())
+        self.set_filter_text("")
 
     def action_cycle_sort(self) -> None:
         table = self.query_one(FindingsTable)
@@ -245,8 +237,7 @@ class MainScreen(Screen):
 
     def on_data_table_row_selected(self, event: TargetsTable.RowSelected) -> None:
         if isinstance(event.data_table, TargetsTable) and event.row_key.value:
-            self.set_filter(FindingFilter(self.filter.text, self.filter.severities,
-                                          frozenset({event.row_key.value}), self.filter.checks))
+            self.filter_on("target", {event.row_key.value})
             self.query_one(FindingsTable).focus()
 
     def action_open(self) -> None:
@@ -293,7 +284,7 @@ class MainScreen(Screen):
             self.post_message(CopyEvidence(finding))
 
     def action_export(self, fmt: str = "json") -> None:
-        self.post_message(ExportFindings(list(self.query_one(FindingsTable).shown), self.filter.describe(), fmt))
+        self.post_message(ExportFindings(list(self.query_one(FindingsTable).shown), self.filter_query.describe(), fmt))
 
 
 def _next_choice(options: list[str], current: frozenset[str]) -> frozenset[str]:

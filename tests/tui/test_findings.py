@@ -151,7 +151,7 @@ async def test_export_shows_the_path_lets_the_user_change_it_and_says_where_it_w
     text = target.read_text()
     if suffix == "json":
         doc = json.loads(text)
-        assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity critical"
+        assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity:critical"
         assert len(doc["findings"]) == 3
     else:
         assert text.startswith("# dbvitals findings") and text.count("| critical |") == 3
