@@ -149,6 +149,7 @@ async def test_export_shows_the_path_lets_the_user_change_it_and_says_where_it_w
         assert isinstance(app.screen, MainScreen)
     assert not list(tmp_path.glob("dbvitals-findings-*"))  # nothing written where the console started
     text = target.read_text()
+    assert target.stat().st_mode & 0o777 == 0o600
     if suffix == "json":
         doc = json.loads(text)
         assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity:critical"
