@@ -143,6 +143,9 @@ class DbVitalsApp(App[None]):
             self.call_after_refresh(self.controller.rerun_all)
         if self.probe_interval:
             self.set_interval(self.probe_interval, self.controller.probe_all)
+        recheck = self.controller.settings.recheck_every.total_seconds()
+        if recheck and self.run_on_start:
+            self.set_interval(recheck, self.controller.recheck_all)
         # The age of every target's last answer, redrawn each second.
         self.set_interval(1.0, self.main_screen.tick)
 

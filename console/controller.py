@@ -132,6 +132,13 @@ class Controller:
         for name in self.targets:
             self.run_target(name)
 
+    def recheck_all(self) -> None:
+        """The schedule's round: every target not still being checked. A slow target skips the
+        round rather than have its run cancelled and restarted, or a second one stacked on it."""
+        for name, row in self.targets.items():
+            if not row.running:
+                self.run_target(name)
+
     def run_target(self, name: str) -> None:
         if self.replaying or name not in self.targets or self.ensure_registry() is None:
             return
@@ -224,7 +231,7 @@ class Controller:
             # A check that failed has not disproved what it found last time: keep it, stale.
             self.store.mark_stale(result.target, result.check)
         else:
-            self.store.replace(result.target, result.check, result.findings)
+            self.store.replace(result.target, result.check, result.findings, at=self.clock())
         if result.error is None:
             self.check_errors.pop((result.target, result.check), None)
         else:
@@ -274,15 +281,16 @@ class Controller:
             row.counts = self.store.counts_for(target)
         self.on_findings_changed(target)
 
-    def ingest(self, statuses: Iterable[TargetStatus], findings: Iterable[Finding]) -> None:
-        """Show known results without running anything (snapshots, demos, the benchmark)."""
+    def ingest(self, statuses: Iterable[TargetStatus], findings: Iterable[Finding], *, at: float | None = None) -> None:
+        """Show known results without running anything (snapshots, demos, the benchmark);
+        `at`: when they were found (default: now)."""
         for status in statuses:
             self.target_status(status)
         by_slot: dict[tuple[str, str], list[Finding]] = {}
         for f in findings:
             by_slot.setdefault((f.target, f.check), []).append(f)
         for (target, check), group in by_slot.items():
-            self.store.replace(target, check, group)
+            self.store.replace(target, check, group, at=self.clock() if at is None else at)
         for name in self.targets:
             self._findings_changed(name)
 
@@ -478,6 +486,7 @@ class Controller:
             note = f"[$error b]{kind.replace('_', ' ').capitalize()}[/]: {escape(message)}{journal}"
         self.fix_notes[finding.id] = note
         progress.finish(note)
+        self.run_target(finding.target)  # what else the fix changed shows now, not at the next round
         for screen in self.app.screen_stack:
             if isinstance(screen, FindingDetailScreen) and screen.finding.id == finding.id:
                 screen.show_outcome(note, fixed=fixed)
@@ -576,6 +585,7 @@ class Controller:
         word = outcome.outcome.replace("_", " ").capitalize()
         progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(terminal_safe(outcome.message))} "
                         f"(journal entry {outcome.entry_id})", offer=outcome.next_action)
+        self.run_target(name)  # a lock finding the session held goes at once
         for screen in self.app.screen_stack:
             if isinstance(screen, ActivityScreen):
                 screen.refresh_sample()

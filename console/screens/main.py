@@ -22,7 +22,7 @@ from console.widgets.findings_table import FindingsTable, stale_time
 from console.widgets.styles import SEVERITY_LABELS
 from console.keys import KeySection
 from console.messages import ApplyFix, CopyEvidence, CopyFix, ExportFindings, OpenActivity, OpenFinding, RerunTarget
-from console.widgets.targets_table import TargetRow, TargetsTable
+from console.widgets.targets_table import TargetRow, TargetsTable, age_text
 
 if TYPE_CHECKING:  # the controller imports the screens it opens
     from console.controller import Controller
@@ -104,9 +104,11 @@ class MainScreen(Screen):
         self.update_title()
 
     def tick(self) -> None:
-        """The age of every target's last answer, redrawn."""
+        """The age of every target's last answer, and of the selected finding, redrawn."""
         for table in self.query(TargetsTable):  # none while the app shuts down
             table.tick()
+        for findings in self.query(FindingsTable):
+            self.show_preview(findings.selected())  # its "seen … ago"
 
     def schedule_refresh(self) -> None:
         if self._refresh_timer is not None:
@@ -134,14 +136,23 @@ class MainScreen(Screen):
             return
         table = self.query_one(FindingsTable)
         since = table.stale.get(finding.id)
-        stale = f"[$warning]stale since {stale_time(since)}[/] " if since is not None else ""
+        seen = self.controller.store.confirmed_at(finding)
+        if since is not None:
+            age = f"[$warning]stale since {stale_time(since)}[/] "
+        elif seen is not None:
+            age = f"[$text-muted]seen {age_text(max(self.controller.clock() - seen, 0))} ago[/] "
+        else:
+            age = ""
         preview.update(
-            f"{stale}[b]{escape(finding.title)}[/b] [$text-muted]{escape(finding.check)} · {escape(finding.object)}[/]\n"
+            f"{age}[b]{escape(finding.title)}[/b] [$text-muted]{escape(finding.check)} · {escape(finding.object)}[/]\n"
             f"[$accent]▸[/] {escape(proof_line(finding))}"
         )
 
     def update_title(self) -> None:
-        table = self.query_one(FindingsTable)
+        tables = self.query(FindingsTable)
+        if not tables:  # the app is shutting down while a run still reports
+            return
+        table = tables.first()
         # Against the total the table was filled from: a result that arrived since is not "hidden".
         total = self._total
         counts = severity_counts(table.shown)
