@@ -44,6 +44,8 @@ def proof_line(finding: Finding) -> str:
 
 
 def _urgency(evidence: dict[str, Any]) -> str:
+    if evidence.get("runway") == "runway unknown":  # said first: the severity is the share's, not the days'
+        return "runway unknown · "
     days = evidence.get("exhausted_in_days")
     if not isinstance(days, (int, float)) or isinstance(days, bool):
         return ""
