@@ -213,6 +213,8 @@ class Controller:
         before = row.status
         row.status = status
         row.answered_at = self.clock()
+        if self._rank_targets():
+            self.on_findings_changed(status.name)
         self.on_target_changed(status.name)
         if before is None or before.reachable == status.reachable:
             return
@@ -225,6 +227,13 @@ class Controller:
                             timeout=15)
         if probe and not row.running:
             self.run_target(status.name)
+
+    def _rank_targets(self) -> bool:
+        """The urgency order of the findings: a down target's first, then production's."""
+        return self.store.rank_targets(
+            (name for name, row in self.targets.items() if row.status is not None and not row.status.reachable),
+            (name for name, row in self.targets.items() if row.production),
+        )
 
     def check_completed(self, result: CheckResult) -> None:
         if result.error is not None and not result.findings and (result.target, result.check) in self.store.slots:

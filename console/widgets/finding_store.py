@@ -38,9 +38,19 @@ def finding_fields(targets: Iterable[str], engines: Iterable[str]) -> tuple[Fiel
     )
 
 
-def _sort_key(name: str):
-    if name == "severity":
-        return lambda f: (-f.severity.rank, f.target, f.check, f.object)
+def _urgency(finding: Finding, down: frozenset[str], production: frozenset[str],
+             stale: set[tuple[str, str]]) -> int:
+    """0: what a down target's checks still report (that it cannot be reached); 1: production's
+    findings (a down target's earlier ones too); 2: the rest."""
+    if finding.target in down and (finding.target, finding.check) not in stale:
+        return 0
+    return 1 if finding.target in production else 2
+
+
+def _sort_key(name: str, store: FindingStore):
+    if name == "severity":  # the urgency order
+        down, production, stale = store.down, store.production, store.stale
+        return lambda f: (_urgency(f, down, production, stale), -f.severity.rank, f.target, f.check, f.object)
     if name == "target":
         return lambda f: (f.target, -f.severity.rank, f.check, f.object)
     if name == "check":
@@ -58,6 +68,9 @@ class FindingStore:
     _ordered: dict[tuple[str, bool], list[Finding]] = field(default_factory=dict)
     confirmed: dict[tuple[str, str], float] = field(default_factory=dict)  # slot -> epoch seconds
     stale: set[tuple[str, str]] = field(default_factory=set)
+    # The urgency order: findings of targets down first, then production's.
+    down: frozenset[str] = frozenset()
+    production: frozenset[str] = frozenset()
     version: int = 0
 
     def replace(self, target: str, check: str, findings: Iterable[Finding], *, at: float | None = None) -> None:
@@ -95,6 +108,16 @@ class FindingStore:
             self.stale.update(slots)
             self._changed()
 
+    def rank_targets(self, down: Iterable[str], production: Iterable[str]) -> bool:
+        """Which targets are down and which production, for the urgency order; whether that
+        changed."""
+        ranks = frozenset(down), frozenset(production)
+        if ranks == (self.down, self.production):
+            return False
+        self.down, self.production = ranks
+        self._changed()
+        return True
+
     def is_stale(self, finding: Finding) -> bool:
         return (finding.target, finding.check) in self.stale
 
@@ -121,7 +144,7 @@ class FindingStore:
         key = (sort, reverse)
         if key not in self._ordered:
             everything = [f for findings in self.slots.values() for f in findings]
-            self._ordered[key] = sorted(everything, key=_sort_key(sort), reverse=reverse)
+            self._ordered[key] = sorted(everything, key=_sort_key(sort, self), reverse=reverse)
         return self._ordered[key]
 
     def select(self, query: Query, sort: str = "severity", reverse: bool = False) -> list[Finding]:

@@ -75,8 +75,9 @@ async def test_sort_cycles_and_reverses():
     app = synthetic_app(30)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: len(table(app).shown) == 30)
-        ranks = [f.severity.rank for f in table(app).shown]
-        assert ranks == sorted(ranks, reverse=True)
+        # Urgency: the down target (events) first, then production (orders), each by severity.
+        order = [({"events": 0, "orders": 1}.get(f.target, 2), -f.severity.rank) for f in table(app).shown]
+        assert order == sorted(order)
         await pilot.press("s")
         await settle(pilot)
         targets = [f.target for f in table(app).shown]
