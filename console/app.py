@@ -226,6 +226,11 @@ class DbVitalsApp(App[None]):
             return
         await super().action_quit()
 
+    def action_help_quit(self) -> None:
+        # Textual's own says it in markup, which this app's toasts show as typed (they never read
+        # markup: names from databases go into them).
+        self.notify("Press ctrl+q to quit", title="Do you want to quit?")
+
     def action_rerun_all(self) -> None:
         self.controller.rerun_all()
 
@@ -237,7 +242,7 @@ class DbVitalsApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(key_sections(self)))
+            self.push_screen(HelpScreen(key_sections(self), type(self.screen)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         controller = self.controller

@@ -105,6 +105,11 @@ class Controller:
     def running_targets(self) -> set[str]:
         return {name for name, row in self.targets.items() if row.running}
 
+    def read_only_targets(self) -> set[str]:
+        """Targets whose config does not allow fixes (or that are not in the config any more)."""
+        return {name for name in self.targets
+                if (target := self.settings.targets.get(name)) is None or not target.allow_fixes}
+
     def fix_permission(self, finding: Finding) -> tuple[bool, str | None]:
         target = self.settings.targets.get(finding.target)
         if target is None:

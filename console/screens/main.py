@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from rich.markup import escape
 
@@ -17,6 +17,7 @@ from checks.model import Finding, Severity
 from console.widgets.evidence_view import proof_line
 from console.filtering import Field, Query, with_field
 from console.widgets.filter_box import FilterBox, literal
+from console.widgets.keys_bar import KeysBar
 from console.widgets.finding_store import SORT_KEYS, finding_fields, severity_counts
 from console.widgets.findings_table import FindingsTable, stale_time
 from console.widgets.styles import SEVERITY_LABELS
@@ -52,13 +53,13 @@ class MainScreen(Screen):
         Binding("y", "copy_evidence", "Evid", tooltip="Copy the evidence to the clipboard as JSON (OSC 52)"),
         Binding("t", "cycle_target", "Target", tooltip="Show one target's findings, then the next, then all"),
         Binding("C", "cycle_check", "Check", show=False, tooltip="Show one check's findings, then the next, then all"),
-        Binding("x", "clear_filters", "Clear", show=False, tooltip="Clear every filter"),
-        Binding("s", "cycle_sort", "Sort", show=False, tooltip="Sort by the next column (or click a header)"),
+        Binding("x", "clear_filters", "Clear", tooltip="Clear every filter"),
+        Binding("s", "cycle_sort", "Sort", tooltip="Sort by the next column (or click a header)"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort"),
         Binding("R", "rerun_target", "Re-run", show=False, tooltip="Re-run the checks of the selected target"),
-        Binding("A", "activity", "Activity", show=False,
+        Binding("A", "activity", "Activity",
                 tooltip="What is running now on the selected target (as recorded, in a replay)"),
-        Binding("e", "export", "Export", show=False, tooltip="Export the findings shown to a file you name"),
+        Binding("e", "export", "Export", tooltip="Export the findings shown to a file you name"),
         Binding("tab", "app.focus_next", "Pane", show=False, tooltip="Move between the targets and the findings (Enter on a target shows its findings)"),
         Binding("escape", "clear_filters", "Clear", show=False, tooltip="Clear the filter"),
     ]
@@ -82,7 +83,7 @@ class MainScreen(Screen):
         yield Static("", id="preview")
         yield FilterBox(self.filter_fields, id="filter",
                         placeholder="words · sev:high,crit · target:NAME · check:postgres.* · !word · /re/")
-        yield Footer(show_command_palette=False)
+        yield KeysBar(also={"history", "rerun_all"}, why_off=self.why_off)
 
     def on_mount(self) -> None:
         targets = self.query_one(TargetsTable)
@@ -127,6 +128,20 @@ class MainScreen(Screen):
 
     def on_findings_table_highlighted(self, event: FindingsTable.Highlighted) -> None:
         self.show_preview(event.finding)
+        self.query_one(KeysBar).refresh(layout=True)  # whether Apply can act on this one
+
+    def why_off(self, action: str) -> str | None:
+        """Why `a` cannot act on the selected finding, said in the footer beside it."""
+        if action != "apply_fix" or self.controller.replaying:
+            return None
+        finding = self.query_one(FindingsTable).selected()
+        if finding is None:
+            return None
+        if finding.target in self.controller.read_only_targets():
+            return "read-only"  # the header names the read-only targets
+        if finding.fix is None:
+            return "no fix"
+        return None
 
     def show_preview(self, finding: Finding | None) -> None:
         """The selected finding readable without opening it: its whole title, then its proof."""
@@ -171,6 +186,9 @@ class MainScreen(Screen):
         self.query_one("#findings-title", Static).update(" · ".join(parts))
         running = self.controller.running_targets()
         title = f"[b]Targets[/b] {len(self.controller.targets)}"
+        read_only = self.controller.read_only_targets()
+        if read_only and not self.controller.replaying:
+            title += f" · [$text-muted]read-only (allow_fixes off): {escape(', '.join(sorted(read_only)))}[/]"
         if running:
             title += f" · [$accent]checking {', '.join(sorted(running))}…[/]"
         self.query_one("#targets-title", Static).update(title)
