@@ -533,7 +533,8 @@ class Controller:
             lock=steps_lock(plan.steps), steps=plan.steps, refusals=list(plan.refusals),
             warnings=list(plan.warnings), production=bool(target and target.is_production),
         )
-        progress = FixProgressModal(f"the undo of {entry.id} ({entry.summary})", entry.target, verb="Undoing")
+        # "Undoing fix 2026…-0001 (Index t.c)", never "Undoing the undo of …".
+        progress = FixProgressModal(f"{entry.kind} {entry.id} ({entry.summary})", entry.target, verb="Undoing")
         outcome = await self._confirm_and_run(
             "Undo", ConfirmFixModal(confirmation=confirmation), progress,
             lambda: undo_fix(self.settings, registry, entry.id, allow_unsafe=True,

@@ -113,8 +113,9 @@ class ConfirmFixModal(ModalScreen[bool]):
             else:
                 yield Static("[b]y[/b] or Enter runs it; [b]n[/b] or Esc cancels.", id="confirm-prompt")
             with Horizontal(id="confirm-buttons"):
-                yield Button(c.verb, id="apply", variant="error" if self.must_type else "primary", compact=True,
-                             disabled=bool(c.refusals) or self.must_type)
+                if not c.refusals:  # a refused action offers nothing to press but Cancel
+                    yield Button(c.verb, id="apply", variant="error" if self.must_type else "primary", compact=True,
+                                 disabled=self.must_type)
                 yield Button("Cancel", id="cancel", compact=True)
         yield Footer(show_command_palette=False)
 
