@@ -54,10 +54,6 @@ from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 PROBE_INTERVAL = 10.0
 
 
-def replay_clock() -> float:
-    return 0.0
-
-
 class DbVitalsApp(App[None]):
     """Composes the console, installs its screens and theme, and turns messages into calls on
     its controller (console/controller.py), which holds the state, the workers and the actions."""
@@ -95,8 +91,8 @@ class DbVitalsApp(App[None]):
         self.controller = Controller(
             self, settings, registry=registry,
             config_path=str(Path(config_path).resolve()) if config_path else None,
-            # A replay shows each recorded moment as it was: its answers are as fresh as they were then.
-            clock=replay_clock if replay is not None else clock, replay=replay,
+            # In a replay the ages are the recording's: how long ago each snapshot was taken.
+            clock=clock, replay=replay,
             on_target_changed=self._target_changed, on_findings_changed=self._findings_changed,
         )
         # A replay shows what was recorded: nothing runs, nothing is probed.

@@ -211,13 +211,14 @@ class Controller:
 
     # --- folding results into state --------------------------------------------------------
 
-    def target_status(self, status: TargetStatus, *, probe: bool = False) -> None:
+    def target_status(self, status: TargetStatus, *, probe: bool = False, at: float | None = None) -> None:
+        """`at`: when the target answered (a snapshot's time in a replay); default now."""
         row = self.targets.get(status.name)
         if row is None:
             return
         before = row.status
         row.status = status
-        row.answered_at = self.clock()
+        row.answered_at = self.clock() if at is None else at
         if self._rank_targets():
             self.on_findings_changed(status.name)
         self.on_target_changed(status.name)
@@ -299,7 +300,7 @@ class Controller:
         """Show known results without running anything (snapshots, demos, the benchmark);
         `at`: when they were found (default: now)."""
         for status in statuses:
-            self.target_status(status)
+            self.target_status(status, at=at)
         by_slot: dict[tuple[str, str], list[Finding]] = {}
         for f in findings:
             by_slot.setdefault((f.target, f.check), []).append(f)
@@ -320,7 +321,7 @@ class Controller:
         snapshot = self.replay.current
         for name in self.targets:
             self.store.keep_only(name, ())
-        self.ingest(snapshot.targets, snapshot.findings)
+        self.ingest(snapshot.targets, snapshot.findings, at=self.replay.taken_epoch())
         self.app.sub_title = self.replay.position()
 
     def replay_step(self, by: int) -> None:
