@@ -14,6 +14,7 @@ never touch widgets; they post messages that the App folds in through the contro
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ from checks.model import CheckError, Finding, FixSafety, TargetStatus
 from checks.registry import Registry, load_registry, validate_check_options
 from checks.runner import CheckResult, KeptConnections, Runner
 from checks.secrets import mask_text
+from checks.snapshots import store as snapshot_store
+from checks.snapshots.store import SnapshotError, SnapshotStore
 from console.commands.applying import outcome_word
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
 from console.replay import Replay
@@ -48,6 +51,7 @@ from console.screens.history import FixHistoryScreen
 from console.widgets.finding_store import FindingStore
 from console.widgets.fix_view import fix_text
 from console.widgets.targets_table import TargetRow
+from console.widgets.trend import trend_of
 
 
 class Controller:
@@ -351,6 +355,29 @@ class Controller:
         self.app.push_screen(screen)
         if finding.id in self.fix_notes:
             screen.call_after_refresh(screen.show_outcome, self.fix_notes[finding.id])
+        if self.replay is None and not snapshot_store.default_path(self.settings).exists():
+            # Said at once (reading must not create a store): nothing to wait for.
+            screen.show_trend(None, "no snapshots recorded yet (dbvitals record, or dbvitals snapshot save)")
+            return
+        self.app.run_worker(self._show_trend(screen, finding), name=f"trend of {finding.id}", group="trend",
+                            exclusive=True, exit_on_error=False)
+
+    async def _show_trend(self, screen: FindingDetailScreen, finding: Finding) -> None:
+        """The finding across the recorded snapshots (the replay's, else the store beside the
+        journal), then as it is now."""
+        if self.replay is not None:
+            history = [(s.info.taken_at, f) for s in self.replay.snapshots[: self.replay.index + 1]
+                       for f in s.findings if f.id == finding.id]
+        else:
+            store = SnapshotStore(snapshot_store.default_path(self.settings))
+            try:
+                history = await asyncio.to_thread(store.finding_history, finding.id)
+            except SnapshotError as exc:
+                screen.show_trend(None, str(exc))
+                return
+            now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).isoformat(timespec="seconds")
+            history.append((now, finding))
+        screen.show_trend(trend_of(history), "fewer than two recorded readings of this finding")
 
     def open_activity(self, name: str) -> None:
         """The activity view of one target: live, or as recorded when replaying."""

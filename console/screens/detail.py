@@ -18,6 +18,7 @@ from console.widgets.evidence_view import EvidenceView, proof_line
 from console.widgets.findings_table import stale_time
 from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
 from console.widgets.styles import SEVERITY_LABELS
+from console.widgets.trend import Trend, TrendView
 
 
 class FindingDetailScreen(Screen):
@@ -40,6 +41,8 @@ class FindingDetailScreen(Screen):
         self.why_not = why_not
         self.stale_since = stale_since
         self.fixed = False
+        # Built here, so a trend read before the screen is composed still lands in it.
+        self.trend = TrendView(id="detail-trend")
 
     def compose(self) -> ComposeResult:
         f = self.finding
@@ -61,6 +64,8 @@ class FindingDetailScreen(Screen):
             yield Static(escape(f.message), id="detail-message")
             yield Static("Evidence", classes="section")
             yield EvidenceView(f.evidence, id="detail-evidence")
+            yield Static("Trend", classes="section")
+            yield self.trend
             if self.rationale:
                 yield Static("Why it matters", classes="section")
                 yield Static(escape(self.rationale), id="detail-rationale")
@@ -93,6 +98,10 @@ class FindingDetailScreen(Screen):
             yield StepsView(fix.inverse, id="fix-inverse")
         else:
             yield Static("[$text-muted]inverse[/] none recorded", classes="subsection")
+
+    def show_trend(self, trend: Trend | None, why_none: str = "") -> None:
+        """The finding's figure across the recorded snapshots, once they have been read."""
+        self.trend.show(trend, why_none)
 
     def show_outcome(self, text: str, *, fixed: bool = False) -> None:
         self.query_one("#fix-outcome", Static).update(text)
