@@ -29,8 +29,8 @@ class FilterBox(Horizontal):
     KEYS = KeySection("filter box", 15)
     DEFAULT_CSS = """
     FilterBox { height: 1; background: $boost; }
-    FilterBox Input { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
-    FilterBox #filter-problem { width: auto; max-width: 60%; height: 1; padding: 0 1; color: $error; }
+    FilterBox Input, FilterBox Input:focus { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
+    FilterBox #filter-problem { width: auto; max-width: 50%; height: 1; padding: 0 1; color: $error; }
     """
     BINDINGS: ClassVar = [
         Binding("escape", "clear", "Clear", tooltip="Clear the filter and leave the box"),
