@@ -348,10 +348,11 @@ class Controller:
     def open_finding(self, finding: Finding) -> None:
         check = self.registry.checks.get(finding.check) if self.registry else None
         allowed, why_not = self.fix_permission(finding)
-        stale = self.store.confirmed_at(finding) if self.store.is_stale(finding) else None
+        seen = self.store.confirmed_at(finding)
+        stale = seen if self.store.is_stale(finding) else None
         screen = FindingDetailScreen(finding, getattr(check, "rationale", None), allowed and not self.replaying,
                                      "a replay shows what was; nothing in it is applied" if self.replaying else why_not,
-                                     stale)
+                                     stale, None if seen is None else max(self.clock() - seen, 0))
         self.app.push_screen(screen)
         if finding.id in self.fix_notes:
             screen.call_after_refresh(screen.show_outcome, self.fix_notes[finding.id])

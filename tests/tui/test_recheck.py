@@ -15,6 +15,7 @@ from checks.postgres.connection import PostgresConnection
 from checks.registry import Registry
 from console.app import DbVitalsApp
 from console.screens.confirm_fix import ConfirmFixModal
+from console.screens.detail import FindingDetailScreen
 from console.screens.fix_progress import FixProgressModal
 from console.widgets.findings_table import FindingsTable
 from tests.tui.helpers import MissingIndexCheck, fix_registry, wait_until
@@ -37,6 +38,10 @@ async def test_a_finding_whose_condition_is_gone_leaves_without_pressing_r(order
         await wait_until(pilot, lambda: bool(shown(app)))
         preview = app.main_screen.query_one("#preview")
         await wait_until(pilot, lambda: "seen " in str(preview.render()) and " ago" in str(preview.render()))
+        app.controller.open_finding(shown(app)[0])
+        await wait_until(pilot, lambda: isinstance(app.screen, FindingDetailScreen) and bool(app.screen.query("#detail-meta")))
+        assert "seen" in str(app.screen.query_one("#detail-meta").render())
+        app.pop_screen()
         conn = await asyncpg.connect(orders_db.url)
         try:
             await conn.execute("CREATE INDEX ON orders (customer_id)")
