@@ -298,7 +298,8 @@ class SequenceExhaustion(Check):
             findings.append(self.finding(
                 scope, object=seq.qualified,
                 severity=grade(days_left, by_share),
-                title=f"{seq.name} has used {_share(measured.used)} of its range; {evidence['runway']}",
+                # The runway stays out of the title: it moves with every reading, the title must not.
+                title=f"{seq.name} has used {_share(measured.used)} of its range",
                 message=(f"{seq.qualified} is {state}, {measured.remaining:,} values from {measured.limit:,} "
                          f"({measured.used:.1%} of its range used), limited by {measured.limited_by}; it feeds {feeds}. "
                          f"Inserts fail when it is reached.{when}"),

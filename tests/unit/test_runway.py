@@ -79,11 +79,14 @@ def test_a_sequence_at_80_percent_that_runs_out_this_week_is_critical():
 def test_a_sequence_with_no_rate_keeps_the_share_and_says_runway_unknown():
     finding = judged(lambda oid: sequence_exhaustion.Rates(advanced={1: (0, 1.0)}, now=NOW))
     assert finding.severity is Severity.CRITICAL and finding.evidence["runway"] == "runway unknown"
-    assert "Runway unknown" in finding.message and finding.title.endswith("runway unknown")
+    assert "Runway unknown" in finding.message and finding.title == "orders_id_seq has used 99.9% of its range"
 
 
 def test_the_console_proof_line_leads_with_the_runway():
     unknown = judged(lambda oid: sequence_exhaustion.Rates(advanced={1: (0, 1.0)}, now=NOW))
     assert proof_line(unknown).startswith("runway unknown · ")
     fast = judged(lambda oid: sequence_exhaustion.Rates(advanced={1: (1000, 1.0)}, now=NOW))
-    assert proof_line(fast).startswith("runs out in 0 h")
+    assert proof_line(fast).startswith("runs out in 0.4 hours (~2026-01-01 00:24 UTC) · ")
+    idle = judged(lambda oid: sequence_exhaustion.Rates(advanced={1: (0, 1.0)}, inserts={oid: 0}, now=NOW,
+                                                       stats_since=NOW - dt.timedelta(days=3)))
+    assert proof_line(idle).startswith("runs out in more than ")
