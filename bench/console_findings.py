@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checks.model import Severity  # noqa: E402
-from console.widgets.finding_store import FindingFilter, FindingStore, parse_query  # noqa: E402
+from console.filtering import parse  # noqa: E402
+from console.widgets.finding_store import FindingStore, finding_fields  # noqa: E402
 from console.widgets.findings_table import FindingsTable  # noqa: E402
 from tests.tui.helpers import synthetic_app, synthetic_findings, synthetic_statuses  # noqa: E402
 
@@ -52,13 +52,13 @@ def store_figures(findings) -> None:
     for _ in range(5):
         for end in range(1, len(query) + 1):
             started, started_cpu = time.perf_counter(), time.process_time()
-            store.select(parse_query(query[:end]))
+            store.select(parse(query[:end]))
             per_key.append(time.perf_counter() - started)
             per_key_cpu.append(time.process_time() - started_cpu)
     print(f"filter per keystroke, text         {ms(statistics.median(per_key))} median, {ms(max(per_key))} worst"
           f" (CPU {ms(statistics.median(per_key_cpu)).strip()} median)")
     started = time.perf_counter()
-    store.select(FindingFilter(severities=frozenset({Severity.HIGH})))
+    store.select(parse("sev:high", finding_fields((), ())))
     print(f"filter by severity                 {ms(time.perf_counter() - started)}")
 
 

@@ -391,6 +391,10 @@ class Settings(BaseSettings):
     )
     serve: ServeOptions = Field(default_factory=ServeOptions)
     theme: str | None = Field(default=None, description="Console theme name.")
+    recheck_every: Duration = Field(
+        default=dt.timedelta(seconds=60),
+        description='How often the console re-checks each target ("60s", "5m"; "0s": only on demand).',
+    )
     journal: Path | None = Field(default=None, description="Fix journal path (JSON lines).")
     suppressions: list[Suppression] = Field(default_factory=list)
     max_sessions_per_server: Count = Field(
@@ -415,6 +419,13 @@ class Settings(BaseSettings):
                     f'target name "{name}" must be snake_case (lower-case letters, digits, _) '
                     "so it can be set from the environment"
                 )
+        return value
+
+    @field_validator("recheck_every")
+    @classmethod
+    def _not_negative(cls, value: dt.timedelta) -> dt.timedelta:
+        if value < dt.timedelta(0):
+            raise ValueError("expected a duration of 0s or more")
         return value
 
     @field_validator("journal")

@@ -46,17 +46,12 @@ from console.replay import Replay
 from console.screens.fix_progress import FixProgressModal
 from console.screens.help import HelpScreen
 from console.screens.main import MainScreen
-from console.widgets.finding_store import FindingFilter
 from themes import DEFAULT_THEME, FALLBACK_VARIABLES, load_themes
 
 # How often each target's connection is probed between full runs, so a target that goes
 # away mid-session shows as down within this many seconds (plus its connect timeout). A probe
 # is one connect and close: cheap enough to run often.
 PROBE_INTERVAL = 10.0
-
-
-def replay_clock() -> float:
-    return 0.0
 
 
 class DbVitalsApp(App[None]):
@@ -96,8 +91,8 @@ class DbVitalsApp(App[None]):
         self.controller = Controller(
             self, settings, registry=registry,
             config_path=str(Path(config_path).resolve()) if config_path else None,
-            # A replay shows each recorded moment as it was: its answers are as fresh as they were then.
-            clock=replay_clock if replay is not None else clock, replay=replay,
+            # In a replay the ages are the recording's: how long ago each snapshot was taken.
+            clock=clock, replay=replay,
             on_target_changed=self._target_changed, on_findings_changed=self._findings_changed,
         )
         # A replay shows what was recorded: nothing runs, nothing is probed.
@@ -144,6 +139,9 @@ class DbVitalsApp(App[None]):
             self.call_after_refresh(self.controller.rerun_all)
         if self.probe_interval:
             self.set_interval(self.probe_interval, self.controller.probe_all)
+        recheck = self.controller.settings.recheck_every.total_seconds()
+        if recheck and self.run_on_start:
+            self.set_interval(recheck, self.controller.recheck_all)
         # The age of every target's last answer, redrawn each second.
         self.set_interval(1.0, self.main_screen.tick)
 
@@ -224,6 +222,11 @@ class DbVitalsApp(App[None]):
             return
         await super().action_quit()
 
+    def action_help_quit(self) -> None:
+        # Textual's own says it in markup, which this app's toasts show as typed (they never read
+        # markup: names from databases go into them).
+        self.notify("Press ctrl+q to quit", title="Do you want to quit?")
+
     def action_rerun_all(self) -> None:
         self.controller.rerun_all()
 
@@ -235,7 +238,7 @@ class DbVitalsApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(key_sections(self)))
+            self.push_screen(HelpScreen(key_sections(self), type(self.screen)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         controller = self.controller
@@ -247,7 +250,7 @@ class DbVitalsApp(App[None]):
         for severity in Severity:
             yield SystemCommand(
                 f"Show only {severity.value} findings", "Filter the findings table by severity",
-                partial(self.main_screen.set_filter, FindingFilter(severities=frozenset({severity}))),
+                partial(self.main_screen.filter_on, "severity", {severity.value}),
             )
         yield SystemCommand("Clear filters", "Show every finding (x)", self.main_screen.action_clear_filters)
         yield SystemCommand("Export findings as JSON", "The findings shown, to a file you name (e)",

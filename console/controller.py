@@ -14,6 +14,7 @@ never touch widgets; they post messages that the App folds in through the contro
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ from checks.model import CheckError, Finding, FixSafety, TargetStatus
 from checks.registry import Registry, load_registry, validate_check_options
 from checks.runner import CheckResult, KeptConnections, Runner
 from checks.secrets import mask_text
+from checks.snapshots import store as snapshot_store
+from checks.snapshots.store import SnapshotError, SnapshotStore
 from console.commands.applying import outcome_word
 from console.messages import CheckCompleted, ConnectionsMeasured, TargetRunFinished, TargetStatusChanged
 from console.replay import Replay
@@ -48,6 +51,7 @@ from console.screens.history import FixHistoryScreen
 from console.widgets.finding_store import FindingStore
 from console.widgets.fix_view import fix_text
 from console.widgets.targets_table import TargetRow
+from console.widgets.trend import trend_of
 
 
 class Controller:
@@ -105,6 +109,11 @@ class Controller:
     def running_targets(self) -> set[str]:
         return {name for name, row in self.targets.items() if row.running}
 
+    def read_only_targets(self) -> set[str]:
+        """Targets whose config does not allow fixes (or that are not in the config any more)."""
+        return {name for name in self.targets
+                if (target := self.settings.targets.get(name)) is None or not target.allow_fixes}
+
     def fix_permission(self, finding: Finding) -> tuple[bool, str | None]:
         target = self.settings.targets.get(finding.target)
         if target is None:
@@ -131,6 +140,13 @@ class Controller:
     def rerun_all(self) -> None:
         for name in self.targets:
             self.run_target(name)
+
+    def recheck_all(self) -> None:
+        """The schedule's round: every target not still being checked. A slow target skips the
+        round rather than have its run cancelled and restarted, or a second one stacked on it."""
+        for name, row in self.targets.items():
+            if not row.running:
+                self.run_target(name)
 
     def run_target(self, name: str) -> None:
         if self.replaying or name not in self.targets or self.ensure_registry() is None:
@@ -199,13 +215,16 @@ class Controller:
 
     # --- folding results into state --------------------------------------------------------
 
-    def target_status(self, status: TargetStatus, *, probe: bool = False) -> None:
+    def target_status(self, status: TargetStatus, *, probe: bool = False, at: float | None = None) -> None:
+        """`at`: when the target answered (a snapshot's time in a replay); default now."""
         row = self.targets.get(status.name)
         if row is None:
             return
         before = row.status
         row.status = status
-        row.answered_at = self.clock()
+        row.answered_at = self.clock() if at is None else at
+        if self._rank_targets():
+            self.on_findings_changed(status.name)
         self.on_target_changed(status.name)
         if before is None or before.reachable == status.reachable:
             return
@@ -219,12 +238,19 @@ class Controller:
         if probe and not row.running:
             self.run_target(status.name)
 
+    def _rank_targets(self) -> bool:
+        """The urgency order of the findings: a down target's first, then production's."""
+        return self.store.rank_targets(
+            (name for name, row in self.targets.items() if row.status is not None and not row.status.reachable),
+            (name for name, row in self.targets.items() if row.production),
+        )
+
     def check_completed(self, result: CheckResult) -> None:
         if result.error is not None and not result.findings and (result.target, result.check) in self.store.slots:
             # A check that failed has not disproved what it found last time: keep it, stale.
             self.store.mark_stale(result.target, result.check)
         else:
-            self.store.replace(result.target, result.check, result.findings)
+            self.store.replace(result.target, result.check, result.findings, at=self.clock())
         if result.error is None:
             self.check_errors.pop((result.target, result.check), None)
         else:
@@ -274,15 +300,16 @@ class Controller:
             row.counts = self.store.counts_for(target)
         self.on_findings_changed(target)
 
-    def ingest(self, statuses: Iterable[TargetStatus], findings: Iterable[Finding]) -> None:
-        """Show known results without running anything (snapshots, demos, the benchmark)."""
+    def ingest(self, statuses: Iterable[TargetStatus], findings: Iterable[Finding], *, at: float | None = None) -> None:
+        """Show known results without running anything (snapshots, demos, the benchmark);
+        `at`: when they were found (default: now)."""
         for status in statuses:
-            self.target_status(status)
+            self.target_status(status, at=at)
         by_slot: dict[tuple[str, str], list[Finding]] = {}
         for f in findings:
             by_slot.setdefault((f.target, f.check), []).append(f)
         for (target, check), group in by_slot.items():
-            self.store.replace(target, check, group)
+            self.store.replace(target, check, group, at=self.clock() if at is None else at)
         for name in self.targets:
             self._findings_changed(name)
 
@@ -298,7 +325,7 @@ class Controller:
         snapshot = self.replay.current
         for name in self.targets:
             self.store.keep_only(name, ())
-        self.ingest(snapshot.targets, snapshot.findings)
+        self.ingest(snapshot.targets, snapshot.findings, at=self.replay.taken_epoch())
         self.app.sub_title = self.replay.position()
 
     def replay_step(self, by: int) -> None:
@@ -321,13 +348,37 @@ class Controller:
     def open_finding(self, finding: Finding) -> None:
         check = self.registry.checks.get(finding.check) if self.registry else None
         allowed, why_not = self.fix_permission(finding)
-        stale = self.store.confirmed_at(finding) if self.store.is_stale(finding) else None
+        seen = self.store.confirmed_at(finding)
+        stale = seen if self.store.is_stale(finding) else None
         screen = FindingDetailScreen(finding, getattr(check, "rationale", None), allowed and not self.replaying,
                                      "a replay shows what was; nothing in it is applied" if self.replaying else why_not,
-                                     stale)
+                                     stale, None if seen is None else max(self.clock() - seen, 0))
         self.app.push_screen(screen)
         if finding.id in self.fix_notes:
             screen.call_after_refresh(screen.show_outcome, self.fix_notes[finding.id])
+        if self.replay is None and not snapshot_store.default_path(self.settings).exists():
+            # Said at once (reading must not create a store): nothing to wait for.
+            screen.show_trend(None, "no snapshots recorded yet (dbvitals record, or dbvitals snapshot save)")
+            return
+        self.app.run_worker(self._show_trend(screen, finding), name=f"trend of {finding.id}", group="trend",
+                            exclusive=True, exit_on_error=False)
+
+    async def _show_trend(self, screen: FindingDetailScreen, finding: Finding) -> None:
+        """The finding across the recorded snapshots (the replay's, else the store beside the
+        journal), then as it is now."""
+        if self.replay is not None:
+            history = [(s.info.taken_at, f) for s in self.replay.snapshots[: self.replay.index + 1]
+                       for f in s.findings if f.id == finding.id]
+        else:
+            store = SnapshotStore(snapshot_store.default_path(self.settings))
+            try:
+                history = await asyncio.to_thread(store.finding_history, finding.id)
+            except SnapshotError as exc:
+                screen.show_trend(None, str(exc))
+                return
+            now = dt.datetime.fromtimestamp(self.clock(), dt.timezone.utc).isoformat(timespec="seconds")
+            history.append((now, finding))
+        screen.show_trend(trend_of(history), "fewer than two recorded readings of this finding")
 
     def open_activity(self, name: str) -> None:
         """The activity view of one target: live, or as recorded when replaying."""
@@ -478,6 +529,7 @@ class Controller:
             note = f"[$error b]{kind.replace('_', ' ').capitalize()}[/]: {escape(message)}{journal}"
         self.fix_notes[finding.id] = note
         progress.finish(note)
+        self.run_target(finding.target)  # what else the fix changed shows now, not at the next round
         for screen in self.app.screen_stack:
             if isinstance(screen, FindingDetailScreen) and screen.finding.id == finding.id:
                 screen.show_outcome(note, fixed=fixed)
@@ -510,7 +562,8 @@ class Controller:
             lock=steps_lock(plan.steps), steps=plan.steps, refusals=list(plan.refusals),
             warnings=list(plan.warnings), production=bool(target and target.is_production),
         )
-        progress = FixProgressModal(f"the undo of {entry.id} ({entry.summary})", entry.target, verb="Undoing")
+        # "Undoing fix 2026…-0001 (Index t.c)", never "Undoing the undo of …".
+        progress = FixProgressModal(f"{entry.kind} {entry.id} ({entry.summary})", entry.target, verb="Undoing")
         outcome = await self._confirm_and_run(
             "Undo", ConfirmFixModal(confirmation=confirmation), progress,
             lambda: undo_fix(self.settings, registry, entry.id, allow_unsafe=True,
@@ -582,6 +635,7 @@ class Controller:
         word = outcome.outcome.replace("_", " ").capitalize()
         progress.finish(f"[{'$success' if done else '$error'} b]{word}[/]: {escape(terminal_safe(outcome.message))} "
                         f"(journal entry {outcome.entry_id})", offer=outcome.next_action)
+        self.run_target(name)  # a lock finding the session held goes at once
         for screen in self.app.screen_stack:
             if isinstance(screen, ActivityScreen):
                 screen.refresh_sample()

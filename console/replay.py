@@ -3,6 +3,7 @@ file), stepped through in time with `[` and `]`."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,15 @@ class Replay:
         return moved
 
     def position(self) -> str:
+        """What the header says: the recording's label, which snapshot of how many, and its time."""
         info = self.current.info
-        return f"replay {self.index + 1}/{len(self.snapshots)} {info.taken_at.replace('T', ' ')[:19]} UTC"
+        label = f"{info.label} " if info.label else ""
+        return f"replay {label}{self.index + 1}/{len(self.snapshots)} {info.taken_at.replace('T', ' ')[:19]} UTC"
+
+    def taken_epoch(self) -> float:
+        """When the current snapshot was taken (a time without a zone is UTC, as recorded)."""
+        taken = dt.datetime.fromisoformat(self.current.info.taken_at)
+        return (taken if taken.tzinfo else taken.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 
 def open_replay(ref: str, settings: Any) -> Replay:

@@ -9,7 +9,9 @@ sequences never run out and are skipped.
 
 The rate comes from two readings of the flagged sequences `sample_seconds` apart; when the sequence
 did not move in between, from the inserts into the table it feeds since the statistics were reset
-(or since the server started). The evidence says which.
+(or since the server started): none at all in that period bounds the rate at one value per period.
+The evidence says which. The severity is the runway's (checks/runway.py: days left, not share
+used); with no rate to go by it stays the share's, and the finding says the runway is unknown.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from checks.contract import Check, CheckOptions, Scope
 from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import INTEGER_MAX, Catalog, CatalogSnapshot, qualified, quote_ident
 from checks.postgres._fixes import alter_type_lock, sql
+from checks.runway import grade, runway_text
 from checks.units import counted, percent
 
 # A sequence this role may not read shows last_value NULL with readable = false: reported, not guessed.
@@ -190,21 +193,24 @@ def flagged(facts_catalog: Catalog, sequences: tuple[Sequence, ...], threshold: 
     return list(out.values())
 
 
-def rate(seq: Sequence, rates: Rates, snapshot: Catalog) -> tuple[float | None, str]:
-    """Values per second and how that was measured."""
+def rate(seq: Sequence, rates: Rates, snapshot: Catalog) -> tuple[float | None, str, bool]:
+    """Values per second, how that was measured, and whether it is an upper bound (no insert at
+    all over a known period: fewer than one value per that period)."""
     moved = rates.advanced.get(seq.oid)
     if moved and moved[0] > 0 and moved[1] > 0:
-        return moved[0] / moved[1], f"advance of {moved[0]:,} over {moved[1]:.1f} s between two readings"
-    inserts = rates.inserts.get(seq.table_oid) if seq.table_oid else None
-    if inserts and seq.table_oid and rates.stats_since and rates.now and rates.now > rates.stats_since:
+        return moved[0] / moved[1], f"advance of {moved[0]:,} over {moved[1]:.1f} s between two readings", False
+    counted = seq.table_oid is not None and seq.table_oid in rates.inserts
+    if counted and seq.table_oid and rates.stats_since and rates.now and rates.now > rates.stats_since:
+        inserts = rates.inserts[seq.table_oid]
         seconds = (rates.now - rates.stats_since).total_seconds()
         since = "the server started (statistics never reset)" if rates.stats_since_start else "the statistics reset"
-        return (inserts * abs(seq.increment)) / seconds, (
-            f"{inserts:,} inserts into {snapshot.tables[seq.table_oid].qualified} since {since}, "
-            f"{rates.stats_since:%Y-%m-%d %H:%M} UTC")
+        where = f"into {snapshot.tables[seq.table_oid].qualified} since {since}, {rates.stats_since:%Y-%m-%d %H:%M} UTC"
+        if inserts:
+            return (inserts * abs(seq.increment)) / seconds, f"{inserts:,} inserts {where}", False
+        return abs(seq.increment) / seconds, f"no insert {where}: under one value per {seconds:,.0f} s", True
     if moved is not None:
-        return None, f"did not advance over {moved[1]:.1f} s and no insert count to go by"
-    return None, "no insert count to go by"
+        return None, f"did not advance over {moved[1]:.1f} s and no insert count to go by", False
+    return None, "no insert count to go by", False
 
 
 class SequenceExhaustion(Check):
@@ -261,7 +267,7 @@ class SequenceExhaustion(Check):
             assert measured is not None  # flagged returns measured sequences only
             feeds = (f"{table.qualified}.{quote_ident(column.name)} ({column.type})" if column and table
                      else "no column (not owned)")
-            per_second, measured_by = rate(seq, facts.rates, snapshot)
+            per_second, measured_by, upper_bound = rate(seq, facts.rates, snapshot)
             evidence = {
                 "last_value": seq.last_value, "called": seq.called, "start": seq.start,
                 "bounds": [seq.min, seq.max], "limit": measured.limit, "limited_by": measured.limited_by,
@@ -271,18 +277,28 @@ class SequenceExhaustion(Check):
                 "rate_per_second": round(per_second, 3) if per_second else None, "rate_from": measured_by,
             }
             when = ""
+            days_left = None
             if per_second and facts.rates.now is not None:
                 left = dt.timedelta(seconds=min(measured.remaining / per_second, 3.2e9))  # timedelta tops out near 10^9 days
-                evidence["exhausted_in_days"] = round(left.total_seconds() / 86400, 1)
-                if left.days < 36500:
+                days_left = left.total_seconds() / 86400
+                evidence["exhausted_in_days"] = round(days_left, 1)
+                if upper_bound:
+                    when = (f" Even at one value per {1 / per_second:,.0f} s (more than the inserts show) it "
+                            f"{runway_text(days_left, at_least=True)}.")
+                elif left.days < 36500:
                     evidence["estimated_exhaustion"] = (facts.rates.now + left).strftime("%Y-%m-%d %H:%M UTC")
                     when = f" At {per_second:,.2f} values/s it runs out around {evidence['estimated_exhaustion']}."
                 else:
                     when = f" At {per_second:,.2f} values/s that is more than a century away."
+            else:
+                when = " Runway unknown: no rate to go by, so the share used decides."
+            evidence["runway"] = runway_text(days_left, at_least=upper_bound)
+            by_share = Severity.CRITICAL if measured.used >= options.critical_threshold else Severity.HIGH
             state = f"at {seq.last_value:,}" if seq.called else f"never called; it starts at {seq.start:,}"
             findings.append(self.finding(
                 scope, object=seq.qualified,
-                severity=Severity.CRITICAL if measured.used >= options.critical_threshold else Severity.HIGH,
+                severity=grade(days_left, by_share),
+                # The runway stays out of the title: it moves with every reading, the title must not.
                 title=f"{seq.name} has used {percent(measured.used)} of its range",
                 message=(f"{seq.qualified} is {state}, {measured.remaining:,} values from {measured.limit:,} "
                          f"({percent(measured.used, 1)} of its range used), limited by {measured.limited_by}; it feeds {feeds}. "

@@ -273,6 +273,21 @@ class SnapshotStore:
         info = SnapshotInfo(id_, taken_at, label, source, targets=len(targets), findings=len(findings))
         return Snapshot(info, targets, findings, errors, figures, activity)
 
+    def finding_history(self, finding_id: str, *, last: int = 60) -> builtins.list[tuple[str, Finding]]:
+        """(taken_at, finding) of one finding in each of the newest `last` snapshots that hold it,
+        oldest first: each lookup is by the findings table's key, so a long recording costs
+        `last` index reads."""
+        with self._connect() as db:
+            rows = db.execute(
+                """SELECT s.id, s.taken_at, f.finding
+                   FROM (SELECT id, taken_at FROM snapshots ORDER BY id DESC LIMIT ?) s
+                   JOIN findings f ON f.snapshot_id = s.id AND f.id = ?
+                   ORDER BY s.id""",
+                (last, finding_id),
+            ).fetchall()
+        return [(taken_at, _Rows(self.path, id_).parse("findings", text, Finding.from_dict))
+                for id_, taken_at, text in rows]
+
     def load_all(self, ids: Sequence[int]) -> builtins.list[Snapshot]:  # list: the method above
         return [self.load(i) for i in ids]
 

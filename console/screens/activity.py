@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Static
 from typing import Any, ClassVar
 
 from checks.actions.kill import kill_refusals
@@ -26,11 +26,13 @@ from checks.activity import ActivitySample, Justify, age_keys, detail_fields, fo
 from checks.activity.session import ActivityWatch
 from checks.activity.trends import TrendHistory
 from checks.display import terminal_safe as safe_line
+from console.filtering import Field, Query
 from console.formats.activity_text import cell_text
 from console.keys import KeySection
 from console.messages import StopSession
 from console.screens.session_detail import SessionDetailScreen
 from console.widgets.trends_view import TrendsView
+from console.widgets.filter_box import FilterBox, literal
 
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -43,16 +45,16 @@ class ActivityScreen(Screen[None]):
     ActivityScreen #activity-notes { height: auto; max-height: 2; padding: 0 1; color: $text-muted; }
     ActivityScreen #activity-table { height: 1fr; }
     ActivityScreen #activity-trends { border-top: hkey $panel; }
-    ActivityScreen #activity-filter { dock: bottom; height: 1; border: none; padding: 0 1; background: $boost; }
     """
     BINDINGS: ClassVar = [
-        Binding("escape", "back", "Back", tooltip="Leave the filter box, else back to the findings"),
+        Binding("escape", "back", "Back", tooltip="Back to the findings"),
         Binding("q", "back", "Back", show=False, tooltip="Back to the findings"),
         Binding("n", "next_section", "Next view", tooltip="The next view: sessions and blocking, operations, clients, ..."),
         Binding("space", "pause", "Pause", tooltip="Pause or resume the refresh"),
         Binding("plus", "slower", "Slower", show=False, tooltip="Refresh less often (1, 2, 5, 10, 30 s)"),
         Binding("minus", "faster", "Faster", show=False, tooltip="Refresh more often"),
-        Binding("slash", "filter", "Filter", tooltip="Show only the rows holding a text; Enter applies it"),
+        Binding("slash", "filter", "Filter",
+                tooltip="Filter the rows: words, COLUMN:VALUE (state:active, app:psql), !term, /regex/"),
         Binding("enter", "detail", "Detail", tooltip="The highlighted session whole: statement, locks, client, ages"),
         Binding("s", "sort", "Sort", tooltip="Sort by the next column (first: by age, oldest first)"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the order of the sort"),
@@ -82,7 +84,7 @@ class ActivityScreen(Screen[None]):
         self.section_index = 0
         self.sort_key: str | None = None  # None: the reader's order (a tree stays a tree)
         self.sort_descending = True
-        self.filter_text = ""
+        self.filter_query = Query()
         self.sample: ActivitySample | None = replay
         self.trend_history = TrendHistory()
         self.activity_watch: Any = None
@@ -95,11 +97,11 @@ class ActivityScreen(Screen[None]):
             yield Static(id="activity-notes")
             yield DataTable(id="activity-table", cursor_type="row", zebra_stripes=False)
             yield TrendsView(trend_labels(for_engine(self.engine)), id="activity-trends")
-            yield Input(placeholder="filter rows (any text); Enter to apply, Esc to clear", id="activity-filter")
+            yield FilterBox(self.filter_fields, id="activity-filter",
+                            placeholder="words · state:active · app:NAME · !word · /re/; Esc clears")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#activity-filter").display = False
         self.query_one(TrendsView).display = False
         self._sort_by_age()
         if self.replay is None:
@@ -139,9 +141,8 @@ class ActivityScreen(Screen[None]):
             return []
         section, _, columns, _ = self.sections[self.section_index]
         rows = list(self.sample.sections.get(section) or [])
-        if self.filter_text:
-            needle = self.filter_text.lower()
-            rows = [r for r in rows if any(needle in str(v).lower() for v in r.values())]
+        if self.filter_query.active:
+            rows = [r for r in rows if self.filter_query.matches(*_filterable(r))]
         key = self.sort_key
         if key is not None:
             # Unknown values last, whichever the direction; equal ones keep the reader's order.
@@ -179,7 +180,7 @@ class ActivityScreen(Screen[None]):
                          for i, (_, t, _, _) in enumerate(self.sections))
         self.query_one("#activity-header", Static).update(
             f"[b]{escape(safe_line(self.target))}[/] {escape(status)}  {escape(title)}"
-            + (f"  /{escape(safe_line(self.filter_text))}" if self.filter_text else "")
+            + (f"  /{literal(safe_line(self.filter_query.describe()))}" if self.filter_query.active else "")
         )
         notes = list(self.sample.notes) if self.sample else []
         error = None
@@ -205,16 +206,12 @@ class ActivityScreen(Screen[None]):
     # --- actions -----------------------------------------------------------------------------
 
     def action_back(self) -> None:
-        filter_input = self.query_one("#activity-filter", Input)
-        if filter_input.display:
-            filter_input.display = False
-            self.query_one("#activity-table").focus()
-            return
         self.dismiss()
 
     def action_next_section(self) -> None:
         self.section_index = (self.section_index + 1) % len(self.sections)
         self._sort_by_age()
+        self.query_one(FilterBox).reparse()  # another view, other columns
         self.render_sample()
 
     def action_pause(self) -> None:
@@ -267,17 +264,25 @@ class ActivityScreen(Screen[None]):
         self.action_detail()
 
     def action_filter(self) -> None:
-        box = self.query_one("#activity-filter", Input)
-        box.display = True
-        box.value = self.filter_text
-        box.focus()
+        self.query_one(FilterBox).open()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "activity-filter":
-            self.filter_text = event.value.strip()
-            event.input.display = False
-            self.query_one("#activity-table").focus()
-            self.render_sample()
+    def filter_fields(self) -> list[Field]:
+        """The view's columns, by key and by their one-word heading, and the other fields of its rows."""
+        section, _, columns, _ = self.sections[self.section_index]
+        rows = (self.sample.sections.get(section) or []) if self.sample else []
+        # The blocking tree's column is the pid.
+        named = [("id" if key == "tree" else key, header) for key, header, _ in columns]
+        fields = {key: Field(key, (header,) if " " not in header and header != key else ()) for key, header in named}
+        for row in rows[:1]:
+            fields.update({key: Field(key) for key in row if key not in fields})
+        return list(fields.values())
+
+    def on_filter_box_changed(self, event: FilterBox.Changed) -> None:
+        self.filter_query = event.query
+        self.render_sample()
+
+    def on_filter_box_closed(self, event: FilterBox.Closed) -> None:
+        self.query_one("#activity-table").focus()
 
     def action_cursor_down(self) -> None:
         self.query_one("#activity-table", DataTable).action_cursor_down()
@@ -332,6 +337,11 @@ class ActivityScreen(Screen[None]):
 
 def _row_key(row: dict[str, Any]) -> str:
     return str(row.get("id", id(row)))
+
+
+def _filterable(row: dict[str, Any]) -> tuple[dict[str, str], str]:
+    fields = {key: "" if value is None else str(value).lower() for key, value in row.items()}
+    return fields, "\n".join(cell_text(row, key).lower() for key in row)
 
 
 def _sortable(value: Any) -> tuple[int, Any]:

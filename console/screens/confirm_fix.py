@@ -2,13 +2,16 @@
 database, their safety, lock and inverse. Unsafe ones and production targets need the
 target's name typed, so a reflexive Enter cannot change a production database.
 
-At 80×24 the box fills the screen: where and how risky stay fixed at the top, the steps
-scroll in the middle, the prompt and the buttons stay at the bottom inside the box, and the
-footer shows this dialog's keys. The screen behind does not show through.
+At 80×24 the box fills the screen: where and how risky stay fixed at the top, then one line
+per step (what, how much, its lock) and per step of the inverse, so both are seen without
+scrolling; `v` (F2 while typing the target's name) shows the full text of every step instead (a Redis key scan is a page of bash
+and python), scrolled with j/k. The prompt and the buttons stay at the bottom inside the box,
+and the footer shows this dialog's keys. The screen behind does not show through.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +24,7 @@ from textual.widgets import Button, Footer, Input, Static
 
 from checks.model import Fix, FixSafety, FixStep
 from console.keys import KeySection
-from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
+from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason, step_summary
 
 
 @dataclass
@@ -48,11 +51,15 @@ class ConfirmFixModal(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "apply", "Yes, run it", tooltip="Run it (when no name needs typing)"),
         Binding("n,escape,q", "cancel", "No", tooltip="Cancel: nothing runs"),
+        Binding("v,f2", "toggle_full", "Full text",
+                tooltip="The full text of every step, or back to one line each (F2 while typing the name)"),
         Binding("j", "scroll(1)", "Down", show=False, tooltip="Scroll the steps down"),
         Binding("k", "scroll(-1)", "Up", show=False, tooltip="Scroll the steps up"),
     ]
     DEFAULT_CSS = """
     ConfirmFixModal { background: $background; }
+    ConfirmFixModal #confirm-summary { height: auto; }
+    ConfirmFixModal .step-summary { max-height: 2; padding-left: 1; }
     """
 
     def __init__(self, plan: Any = None, *, target: str = "", where: str = "", production: bool = False,
@@ -83,12 +90,17 @@ class ConfirmFixModal(ModalScreen[bool]):
                 id="confirm-where",
             )
             with VerticalScroll(id="confirm-steps-pane"):
-                yield Static("[b]Will run[/b]", classes="section")
-                yield StepsView(c.steps, id="confirm-steps")
-                if c.inverse:
-                    yield Static("[b]Inverse (undo)[/b]", classes="section")
-                    yield StepsView(c.inverse, id="confirm-inverse")
-                elif c.verb == "Apply":
+                with Vertical(id="confirm-summary"):
+                    yield from _summary("Will run", c.steps)
+                    if c.inverse:
+                        yield from _summary("Inverse (undo)", c.inverse)
+                with Vertical(id="confirm-full"):
+                    yield Static("[b]Will run[/b] [$text-muted](v or F2: one line each)[/]", classes="section")
+                    yield StepsView(c.steps, id="confirm-steps")
+                    if c.inverse:
+                        yield Static("[b]Inverse (undo)[/b]", classes="section")
+                        yield StepsView(c.inverse, id="confirm-inverse")
+                if not c.inverse and c.verb == "Apply":
                     yield Static("[$text-muted]No inverse recorded: this cannot be undone from the journal[/]")
                 for warning in c.warnings:
                     yield Static(f"[$warning b]Warning:[/] {escape(warning)}", classes="confirm-warning")
@@ -101,12 +113,14 @@ class ConfirmFixModal(ModalScreen[bool]):
             else:
                 yield Static("[b]y[/b] or Enter runs it; [b]n[/b] or Esc cancels.", id="confirm-prompt")
             with Horizontal(id="confirm-buttons"):
-                yield Button(c.verb, id="apply", variant="error" if self.must_type else "primary", compact=True,
-                             disabled=bool(c.refusals) or self.must_type)
+                if not c.refusals:  # a refused action offers nothing to press but Cancel
+                    yield Button(c.verb, id="apply", variant="error" if self.must_type else "primary", compact=True,
+                                 disabled=self.must_type)
                 yield Button("Cancel", id="cancel", compact=True)
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.query_one("#confirm-full").display = False
         if self.query("#confirm-name"):
             self.query_one("#confirm-name", Input).focus()
         else:
@@ -140,8 +154,21 @@ class ConfirmFixModal(ModalScreen[bool]):
     def action_cancel(self) -> None:
         self.dismiss(False)
 
+    def action_toggle_full(self) -> None:
+        full = self.query_one("#confirm-full")
+        full.display = not full.display
+        self.query_one("#confirm-summary").display = not full.display
+        self.query_one("#confirm-steps-pane", VerticalScroll).scroll_home(animate=False)
+
     def action_scroll(self, lines: int) -> None:
         self.query_one("#confirm-steps-pane", VerticalScroll).scroll_relative(y=lines, animate=False)
+
+
+def _summary(heading: str, steps: tuple[FixStep, ...]) -> Iterator[Static]:
+    """A heading, then each step in at most two lines (names from the database are data: no markup)."""
+    yield Static(f"[b]{escape(heading)}[/b] [$text-muted](v or F2: the full text)[/]")
+    for number, step in enumerate(steps, 1):
+        yield Static(f"{number}. {step_summary(step)}", classes="step-summary", markup=False)
 
 
 def _from_plan(plan: Any, target: str, where: str, production: bool) -> Confirmation:

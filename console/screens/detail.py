@@ -18,6 +18,8 @@ from console.widgets.evidence_view import EvidenceView, proof_line
 from console.widgets.findings_table import stale_time
 from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
 from console.widgets.styles import SEVERITY_LABELS
+from console.widgets.targets_table import age_text
+from console.widgets.trend import Trend, TrendView
 
 
 class FindingDetailScreen(Screen):
@@ -32,14 +34,17 @@ class FindingDetailScreen(Screen):
     ]
 
     def __init__(self, finding: Finding, rationale: str | None, fix_allowed: bool, why_not: str | None,
-                 stale_since: float | None = None) -> None:
+                 stale_since: float | None = None, seen_ago: float | None = None) -> None:
         super().__init__(classes="detail")
         self.finding = finding
         self.rationale = rationale
         self.fix_allowed = fix_allowed
         self.why_not = why_not
         self.stale_since = stale_since
+        self.seen_ago = seen_ago  # seconds since a check last reported it, when the screen opened
         self.fixed = False
+        # Built here, so a trend read before the screen is composed still lands in it.
+        self.trend = TrendView(id="detail-trend")
 
     def compose(self) -> ComposeResult:
         f = self.finding
@@ -50,6 +55,8 @@ class FindingDetailScreen(Screen):
             )
             yield Static(f"[$accent b]▸[/] {escape(proof_line(f))}", id="detail-proof")
             stale = ""
+            if self.seen_ago is not None and self.stale_since is None:
+                stale = f"\n[$text-muted]seen[/] {age_text(self.seen_ago)} ago (when its check last reported it)"
             if self.stale_since is not None:
                 stale = (f"\n[$warning b]stale[/] last confirmed at {stale_time(self.stale_since)}: "
                          "the target stopped answering since")
@@ -61,6 +68,8 @@ class FindingDetailScreen(Screen):
             yield Static(escape(f.message), id="detail-message")
             yield Static("Evidence", classes="section")
             yield EvidenceView(f.evidence, id="detail-evidence")
+            yield Static("Trend", classes="section")
+            yield self.trend
             if self.rationale:
                 yield Static("Why it matters", classes="section")
                 yield Static(escape(self.rationale), id="detail-rationale")
@@ -93,6 +102,10 @@ class FindingDetailScreen(Screen):
             yield StepsView(fix.inverse, id="fix-inverse")
         else:
             yield Static("[$text-muted]inverse[/] none recorded", classes="subsection")
+
+    def show_trend(self, trend: Trend | None, why_none: str = "") -> None:
+        """The finding's figure across the recorded snapshots, once they have been read."""
+        self.trend.show(trend, why_none)
 
     def show_outcome(self, text: str, *, fixed: bool = False) -> None:
         self.query_one("#fix-outcome", Static).update(text)

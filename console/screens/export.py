@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -67,7 +68,12 @@ def format_of(path: str) -> str:
 
 def write_export(findings: Sequence[Finding], targets: Sequence[TargetStatus], path: Path, description: str = "") -> Path:
     path = path.expanduser()
-    path.write_text(export_text(findings, targets, format_of(str(path)), description), encoding="utf-8")
+    text = export_text(findings, targets, format_of(str(path)), description)
+    # Findings name databases, users and hosts: readable by the owner only, like the journal.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was already there keeps its mode otherwise
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
     return path.resolve()
 
 

@@ -18,8 +18,10 @@ from textual.widgets import Static
 from console.keys import KeySection, KeysOf, binding_help, key_label
 
 FILTER_SYNTAX = (
-    "In the / filter: words match target, check, object, title and message; "
-    "sev:high,critical  target:orders  check:postgres.*  narrow further."
+    "In the / filter (findings and activity): words match anywhere; field:value narrows "
+    "(sev:high,critical  target:orders  check:postgres.*  state:stale; in the activity view its "
+    "columns: state:active  app:psql); /re/ is a regular expression; !term negates. The box is the "
+    "whole filter: an unknown field or value is said beside it; Esc clears it."
 )
 
 
@@ -33,9 +35,11 @@ class HelpScreen(ModalScreen[None]):
         Binding("pageup", "scroll_keys(-10)", "Page up", show=False, tooltip="Scroll a page up"),
     ]
 
-    def __init__(self, sections: Sequence[KeysOf]) -> None:
+    def __init__(self, sections: Sequence[KeysOf], current: type | None = None) -> None:
+        """`current`: the screen `?` was pressed on; its keys are listed first."""
         super().__init__(classes="help")
-        self.sections = sections
+        here = [keys for keys in sections if current is not None and issubclass(current, keys.owner)]
+        self.sections = [*here, *(keys for keys in sections if keys not in here)]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):

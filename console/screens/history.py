@@ -22,9 +22,10 @@ from console.widgets.fix_view import StepsView
 
 
 # (key, header); the narrow set first, in the order shown at 80 columns.
-NARROW = (("when", "When"), ("target", "Target"), ("object", "Object"), ("outcome", "Outcome"), ("id", "Entry"))
-WIDE = (("when", "When"), ("kind", "Kind"), ("target", "Target"), ("check", "Check"), ("object", "Object"),
-        ("outcome", "Outcome"), ("duration", "Time"), ("user", "User"), ("id", "Entry"))
+# At 80 columns the entry id (which repeats the date) is said under the table for the selected row.
+NARROW = (("when", "When"), ("target", "Target"), ("what", "What was done"), ("outcome", "Outcome"))
+WIDE = (("when", "When"), ("target", "Target"), ("what", "What was done"), ("outcome", "Outcome"),
+        ("duration", "Time"), ("user", "User"), ("id", "Entry"))
 WIDE_FROM = 110
 UNDO_KEYS = "u,z"
 
@@ -39,17 +40,33 @@ def undone_map(entries: list[Any]) -> dict[str, str]:
 
 
 def _when(iso: str) -> str:
+    """Local time with the year (a journal outlives the year); the zone is in the column's header."""
     try:
-        return dt.datetime.fromisoformat(iso).astimezone().strftime("%m-%d %H:%M")
+        return dt.datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
     except (TypeError, ValueError):
         return str(iso or "")[:16]
 
 
-def entry_fields(entry: Any, undone_by: str | None) -> dict[str, str]:
+def local_zone() -> str:
+    return dt.datetime.now().astimezone().strftime("%Z")
 
+
+def what_done(entry: Any, by_id: dict[str, Any]) -> str:
+    """"fix of postgres.fk-missing-index on public.t", "terminate session 123", "undo of fix of …"."""
+    finding = entry.finding or {}
+    if entry.undoes:
+        original = by_id.get(entry.undoes)
+        return "undo of " + (what_done(original, {}) if original is not None else f"entry {entry.undoes}")
+    if entry.kind == "fix":
+        return f"fix of {finding.get('check', '?')} on {finding.get('object', '?')}"
+    return str(finding.get("title") or f"{entry.kind} {finding.get('object', '')}")
+
+
+def entry_fields(entry: Any, undone_by: str | None, by_id: dict[str, Any] | None = None) -> dict[str, str]:
     finding = entry.finding or {}
     return {
         "when": _when(entry.started_at),
+        "what": what_done(entry, by_id or {}),
         "kind": f"undo {entry.undoes}" if entry.undoes else entry.kind,
         "user": entry.user or "",
         "target": entry.target,
@@ -83,6 +100,7 @@ class FixHistoryScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="history-title", classes="pane-title")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="history-selected", classes="muted")
         yield Footer(show_command_palette=False)
 
     def _title(self) -> str:
@@ -113,18 +131,21 @@ class FixHistoryScreen(Screen):
         table.clear(columns=True)
         self._columns = self._wanted()
         undone = undone_map(self.entries)
+        by_id = {e.id: e for e in self.entries}
         rows = []
         for entry in reversed(self.entries):
-            fields = entry_fields(entry, undone.get(entry.id))
+            fields = entry_fields(entry, undone.get(entry.id), by_id)
             if self._columns is NARROW and undone.get(entry.id):
                 fields["outcome"] = f"{entry.outcome}, undone"  # by which entry: Enter shows it
             rows.append((entry.id, fields))
-        widths = {key: max([len(label), *(len(f[key]) for _, f in rows)]) for key, label in self._columns}
-        # The object gives way so that the outcome and the entry id always stay on screen.
-        others = sum(w for key, w in widths.items() if key != "object") + 2 * len(widths) + 2
-        widths["object"] = max(10, min(widths["object"], self.app.size.width - others))
+        widths = {key: max([len(label) + (len(local_zone()) + 3 if key == "when" else 0), *(len(f[key]) for _, f in rows)])
+                  for key, label in self._columns}
+        # What was done gives way so that the outcome and the entry id always stay on screen.
+        widths["target"] = min(widths["target"], 12)
+        others = sum(w for key, w in widths.items() if key != "what") + 2 * len(widths) + 2
+        widths["what"] = max(10, min(widths["what"], self.app.size.width - others))
         for key, label in self._columns:
-            table.add_column(label, key=key, width=widths[key])
+            table.add_column(f"{label} ({local_zone()})" if key == "when" else label, key=key, width=widths[key])
         for entry_id, fields in rows:
             table.add_row(*(_fit(fields[key], widths[key]) for key, _ in self._columns), key=entry_id)
 
@@ -144,6 +165,12 @@ class FixHistoryScreen(Screen):
     def action_cursor(self, delta: int) -> None:
         table = self.query_one(DataTable)
         table.move_cursor(row=table.cursor_row + delta)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        entry = self.selected()
+        self.query_one("#history-selected", Static).update(
+            "" if entry is None else f"entry {escape(entry.id)} · Enter: in full · "
+            + ("u: undo" if entry.inverse else "cannot be undone: no inverse recorded"))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()
@@ -196,7 +223,10 @@ class HistoryEntryScreen(Screen):
                                       if e.outcome is None else "")),
             *(("left", item) for item in e.leftovers),
         ]
-        rows.append(("shell", f"dbvitals undo {e.id}" + (f" --config {self.config}" if self.config else "")))
+        if e.inverse:
+            rows.append(("shell", f"dbvitals undo {e.id}" + (f" --config {self.config}" if self.config else "")))
+        else:
+            rows.append(("undo", "cannot be undone: no inverse was recorded (a cancel or terminate has none)"))
         with VerticalScroll(id="entry-body"):
             yield Static(
                 "\n".join(f"[$text-muted]{label:<9}[/] {escape(str(value))}" for label, value in rows),

@@ -46,6 +46,10 @@ def proof_line(finding: Finding) -> str:
 
 
 def _urgency(evidence: dict[str, Any]) -> str:
+    runway = evidence.get("runway")
+    if isinstance(runway, str) and runway:  # the check's own words ("runway unknown", "… in more than 9.6 years")
+        when = evidence.get("estimated_exhaustion")
+        return runway + (f" (~{when})" if when else "") + " · "
     days = evidence.get("exhausted_in_days")
     if not isinstance(days, (int, float)) or isinstance(days, bool):
         return ""

@@ -3,14 +3,13 @@
 Results stream in check by check: each (target, check) slot is replaced whole, so a re-run
 never duplicates a finding. Each slot remembers when its check last confirmed it; when a
 target goes down (or a check fails) its findings stay, marked stale with that time, because
-the last thing known about a dead server is often what killed it. Everything the filter needs per finding (a lower-cased search
-text) is computed once on arrival, so a keypress costs one pass of cheap tests, not a
+the last thing known about a dead server is often what killed it. Everything the filter needs
+per finding (a lower-cased search text, its fields) is computed once on arrival, so a keypress costs one pass of cheap tests, not a
 re-render of ten thousand rows.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -18,78 +17,40 @@ from dataclasses import dataclass, field
 
 from checks.display import display_finding
 from checks.model import Finding, Severity
+from console.filtering import Field, Query
 
 SORT_KEYS = ("severity", "target", "check", "object", "title")
-_SEVERITY_WORDS = {
-    "crit": Severity.CRITICAL,
-    "critical": Severity.CRITICAL,
-    "high": Severity.HIGH,
-    "med": Severity.MEDIUM,
-    "medium": Severity.MEDIUM,
-    "low": Severity.LOW,
-    "info": Severity.INFO,
-}
+_SEVERITY_SYNONYMS = {"crit": "critical", "med": "medium"}
+STATES = ("fresh", "stale")
 
 
-@dataclass(frozen=True)
-class FindingFilter:
-    """`text` matches target, check, object, title and message (all words, any order)."""
-
-    text: str = ""
-    severities: frozenset[Severity] = frozenset()  # empty: every severity
-    targets: frozenset[str] = frozenset()
-    checks: tuple[str, ...] = ()  # ids or globs
-
-    @property
-    def active(self) -> bool:
-        return bool(self.text or self.severities or self.targets or self.checks)
-
-    def describe(self) -> str:
-        parts = []
-        if self.severities:
-            parts.append("severity " + ",".join(s.value for s in sorted(self.severities, key=lambda s: -s.rank)))
-        if self.targets:
-            parts.append("target " + ",".join(sorted(self.targets)))
-        if self.checks:
-            parts.append("check " + ",".join(self.checks))
-        if self.text:
-            parts.append(f'"{self.text}"')
-        return "; ".join(parts)
-
-
-def parse_query(query: str, base: FindingFilter | None = None) -> FindingFilter:
-    """`/` input: free words plus `sev:high,critical`, `target:orders`, `check:postgres.*`.
-
-    Severity, target and check given here replace the ones chosen with keys; free text
-    always replaces the text.
-    """
-    base = base or FindingFilter()
-    words: list[str] = []
-    severities: set[Severity] = set()
-    targets: set[str] = set()
-    checks: list[str] = []
-    for token in query.split():
-        key, sep, value = token.partition(":")
-        key = key.lower()
-        if sep and value and key in {"sev", "severity", "s"}:
-            severities.update(_SEVERITY_WORDS[v] for v in value.lower().split(",") if v in _SEVERITY_WORDS)
-        elif sep and value and key in {"target", "t"}:
-            targets.update(v for v in value.split(",") if v)
-        elif sep and value and key in {"check", "c"}:
-            checks.extend(v for v in value.split(",") if v)
-        else:
-            words.append(token.lower())
-    return FindingFilter(
-        text=" ".join(words),
-        severities=frozenset(severities) or base.severities,
-        targets=frozenset(targets) or base.targets,
-        checks=tuple(checks) or base.checks,
+def finding_fields(targets: Iterable[str], engines: Iterable[str]) -> tuple[Field, ...]:
+    """What the findings box filters on; severities, states, targets and engines are few, so a
+    value outside them is a typo the box reports."""
+    return (
+        Field("severity", ("sev", "s"), frozenset(s.value for s in Severity), _SEVERITY_SYNONYMS),
+        Field("target", ("t",), frozenset(t.lower() for t in targets)),
+        Field("engine", ("e",), frozenset(e.lower() for e in engines)),
+        Field("check", ("c",)),
+        Field("object", ("o",)),
+        Field("title"),
+        Field("state", (), frozenset(STATES)),
     )
 
 
-def _sort_key(name: str):
-    if name == "severity":
-        return lambda f: (-f.severity.rank, f.target, f.check, f.object)
+def _urgency(finding: Finding, down: frozenset[str], production: frozenset[str],
+             stale: set[tuple[str, str]]) -> int:
+    """0: what a down target's checks still report (that it cannot be reached); 1: production's
+    findings (a down target's earlier ones too); 2: the rest."""
+    if finding.target in down and (finding.target, finding.check) not in stale:
+        return 0
+    return 1 if finding.target in production else 2
+
+
+def _sort_key(name: str, store: FindingStore):
+    if name == "severity":  # the urgency order
+        down, production, stale = store.down, store.production, store.stale
+        return lambda f: (_urgency(f, down, production, stale), -f.severity.rank, f.target, f.check, f.object)
     if name == "target":
         return lambda f: (f.target, -f.severity.rank, f.check, f.object)
     if name == "check":
@@ -103,9 +64,13 @@ def _sort_key(name: str):
 class FindingStore:
     slots: dict[tuple[str, str], list[Finding]] = field(default_factory=dict)
     _search: dict[str, str] = field(default_factory=dict)
+    _fields: dict[str, dict[str, str]] = field(default_factory=dict)
     _ordered: dict[tuple[str, bool], list[Finding]] = field(default_factory=dict)
     confirmed: dict[tuple[str, str], float] = field(default_factory=dict)  # slot -> epoch seconds
     stale: set[tuple[str, str]] = field(default_factory=set)
+    # The urgency order: findings of targets down first, then production's.
+    down: frozenset[str] = frozenset()
+    production: frozenset[str] = frozenset()
     version: int = 0
 
     def replace(self, target: str, check: str, findings: Iterable[Finding], *, at: float | None = None) -> None:
@@ -115,13 +80,17 @@ class FindingStore:
         slot = (target, check)
         for old in self.slots.pop(slot, ()):
             self._search.pop(old.id, None)
+            self._fields.pop(old.id, None)
         self.stale.discard(slot)
         self.confirmed.pop(slot, None)
         if found:
             self.slots[slot] = found
             self.confirmed[slot] = time.time() if at is None else at
             for f in found:
-                self._search[f.id] = "\0".join((f.target, f.check, f.object, f.title, f.message)).lower()
+                self._search[f.id] = "\n".join((f.target, f.check, f.object, f.title, f.message)).lower()
+                self._fields[f.id] = {"severity": f.severity.value, "target": f.target.lower(),
+                                      "engine": f.check.partition(".")[0].lower(), "check": f.check.lower(),
+                                      "object": f.object.lower(), "title": f.title.lower()}
         self._changed()
 
     def keep_only(self, target: str, checks: Iterable[str]) -> None:
@@ -138,6 +107,16 @@ class FindingStore:
         if slots and not self.stale.issuperset(slots):
             self.stale.update(slots)
             self._changed()
+
+    def rank_targets(self, down: Iterable[str], production: Iterable[str]) -> bool:
+        """Which targets are down and which production, for the urgency order; whether that
+        changed."""
+        ranks = frozenset(down), frozenset(production)
+        if ranks == (self.down, self.production):
+            return False
+        self.down, self.production = ranks
+        self._changed()
+        return True
 
     def is_stale(self, finding: Finding) -> bool:
         return (finding.target, finding.check) in self.stale
@@ -165,22 +144,17 @@ class FindingStore:
         key = (sort, reverse)
         if key not in self._ordered:
             everything = [f for findings in self.slots.values() for f in findings]
-            self._ordered[key] = sorted(everything, key=_sort_key(sort), reverse=reverse)
+            self._ordered[key] = sorted(everything, key=_sort_key(sort, self), reverse=reverse)
         return self._ordered[key]
 
-    def select(self, spec: FindingFilter, sort: str = "severity", reverse: bool = False) -> list[Finding]:
+    def select(self, query: Query, sort: str = "severity", reverse: bool = False) -> list[Finding]:
         rows = self.ordered(sort, reverse)
-        if not spec.active:
+        if not query.active:
             return rows
-        words = spec.text.split()
-        search = self._search
+        search, fields, stale = self._search, self._fields, self.stale
         return [
-            f
-            for f in rows
-            if (not spec.severities or f.severity in spec.severities)
-            and (not spec.targets or f.target in spec.targets)
-            and (not spec.checks or any(fnmatch.fnmatchcase(f.check, p) for p in spec.checks))
-            and all(w in search[f.id] for w in words)
+            f for f in rows
+            if query.matches({**fields[f.id], "state": STATES[(f.target, f.check) in stale]}, search[f.id])
         ]
 
     def counts_for(self, target: str) -> Counter[Severity]:

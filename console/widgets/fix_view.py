@@ -63,6 +63,22 @@ def _notes(step: FixStep) -> list[str]:
     return notes
 
 
+def step_summary(step: FixStep) -> str:
+    """A step in a line or two: the lock it takes, in short (its first clause), and what it
+    does (its description's first sentence, else its command's first line). The confirmation
+    lists these so that every step and the inverse fit one screen; the full text is a key away."""
+    command = step_text(step).strip()
+    if step.description:
+        what = _first(step.description)
+    else:
+        first, _, more = command.partition("\n")
+        what = first + (" …" if more.strip() else "") if command else step.language
+    lock = adapter_for_language(step.language).step_lock(step)
+    short_lock = re.split(r"[:;(]", lock, maxsplit=1)[0].strip() if lock else ""
+    # The lock first: a long description is cut at the end, and the lock must stay in view.
+    return (f"[{short_lock}] " if short_lock else "") + " ".join(what.split())
+
+
 def steps_text(steps: Iterable[FixStep]) -> str:
     """Plain text of the steps, with descriptions as comments: what the clipboard gets."""
     blocks = []

@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from checks.model import Severity, TargetState, TargetStatus
+from console.keys import KeySection
 from console.widgets.styles import theme_style
 
 COLUMNS = (
@@ -70,6 +73,13 @@ def age_text(seconds: float) -> str:
 
 class TargetsTable(DataTable):
     """The targets view. Enter on a row shows that target's findings; `R` re-runs it."""
+
+    KEYS = KeySection("targets table", 12)
+    BINDINGS: ClassVar = [
+        Binding("down,j", "cursor_down", "Down", show=False, tooltip="The target below"),
+        Binding("up,k", "cursor_up", "Up", show=False, tooltip="The target above"),
+        Binding("enter", "select_cursor", "Show", show=False, tooltip="Show only this target's findings"),
+    ]
 
     def __init__(self, *, clock: Callable[[], float], **kwargs) -> None:
         super().__init__(**kwargs)

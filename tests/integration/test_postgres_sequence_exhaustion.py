@@ -48,7 +48,9 @@ def test_a_sequence_started_near_the_integer_limit_is_as_urgent_as_one_restarted
         SELECT nextval('restarted_id_seq');""")
     findings = run(pg_db.url, sample_seconds=0)
     started, restarted = findings["public.started_id_seq"], findings["public.restarted_id_seq"]
-    assert started.severity is restarted.severity is Severity.CRITICAL
+    # Neither table took an insert: the runway is years whatever the share, and the same for both.
+    assert started.severity is restarted.severity is Severity.LOW
+    assert started.evidence["runway"].startswith("runs out in more than")
     assert started.evidence["used"] == restarted.evidence["used"]
     assert "integer column" in started.evidence["limited_by"]
     assert started.fix.steps[0].command == "ALTER TABLE public.started ALTER COLUMN id TYPE bigint;"
@@ -101,3 +103,20 @@ def test_healthy_and_cycling_sequences_are_quiet(pg_db):
         CREATE SEQUENCE ring AS smallint MAXVALUE 10 CYCLE;
         SELECT setval('ring', 10);""")
     assert run(pg_db.url) == {}
+
+
+def test_a_sequence_at_99_percent_that_does_not_grow_is_not_critical(pg_db):
+    pg_db.execute("CREATE TABLE quiet (id serial PRIMARY KEY); SELECT setval('quiet_id_seq', 2140000000);")
+    [finding] = run(pg_db.url, sample_seconds=0.2).values()
+    assert finding.evidence["used"] > 0.99
+    assert finding.severity is Severity.LOW
+    assert "no insert into public.quiet" in finding.evidence["rate_from"]
+    assert finding.title == "quiet_id_seq has used 99.6% of its range"
+    assert finding.evidence["runway"].startswith("runs out in more than")
+
+
+def test_a_sequence_with_no_rate_to_go_by_keeps_the_share_and_says_so(pg_db):
+    pg_db.execute("CREATE SEQUENCE loose AS integer START 2140000000;")  # feeds no table: no insert count
+    [finding] = run(pg_db.url, sample_seconds=0).values()
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["runway"] == "runway unknown" and "Runway unknown" in finding.message

@@ -75,6 +75,6 @@ def test_a_replay_runs_and_probes_nothing(tmp_path):
     made.start_fix(synthetic_findings(1)[0])
     assert app.workers == []
     made.show_replay()
-    assert app.sub_title.startswith("replay 10/10")
+    assert app.sub_title.startswith("replay incident 10/10")
     made.replay_step(1)  # past the last snapshot: said, nothing changes
     assert app.toasts[-1] == "the recording's last snapshot"

@@ -5,30 +5,9 @@ from __future__ import annotations
 import pytest
 
 from checks.model import Severity
-from console.widgets.finding_store import FindingFilter, FindingStore, parse_query
+from console.filtering import parse
+from console.widgets.finding_store import FindingStore, finding_fields
 from tests.tui.helpers import synthetic_findings
-
-
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("", FindingFilter()),
-        ("Orders  seq", FindingFilter(text="orders seq")),
-        ("sev:high,crit", FindingFilter(severities=frozenset({Severity.HIGH, Severity.CRITICAL}))),
-        ("severity:bogus", FindingFilter()),
-        ("target:orders,events x", FindingFilter(text="x", targets=frozenset({"orders", "events"}))),
-        ("check:postgres.*", FindingFilter(checks=("postgres.*",))),
-        ("url:host", FindingFilter(text="url:host")),
-    ],
-)
-def test_parse_query(query, expected):
-    assert parse_query(query) == expected
-
-
-def test_query_keeps_the_key_chosen_dimensions_it_does_not_name():
-    base = FindingFilter(severities=frozenset({Severity.LOW}), targets=frozenset({"orders"}))
-    assert parse_query("idx", base) == FindingFilter(text="idx", severities=base.severities, targets=base.targets)
-    assert parse_query("t:events", base).targets == frozenset({"events"})
 
 
 def store_of(count: int) -> FindingStore:
@@ -39,20 +18,35 @@ def store_of(count: int) -> FindingStore:
 
 
 @pytest.mark.parametrize(
-    ("spec", "count"),
+    ("text", "count"),
     [
-        (FindingFilter(), 30),
-        (FindingFilter(text="00007"), 1),
-        (FindingFilter(text="number on"), 30),
-        (FindingFilter(severities=frozenset({Severity.CRITICAL})), 6),
-        (FindingFilter(targets=frozenset({"orders"})), 10),
-        (FindingFilter(checks=("redis.*",)), 10),
-        (FindingFilter(checks=("redis.*",), severities=frozenset({Severity.INFO})), 2),
-        (FindingFilter(text="nothing-matches"), 0),
+        ("", 30),
+        ("00007", 1),
+        ("number on", 30),
+        ("sev:crit", 6),
+        ("target:orders", 10),
+        ("engine:redis", 10),
+        ("check:redis.*", 10),
+        ("check:redis.* sev:info", 2),
+        ("!target:orders !target:events", 10),
+        ("/number 0000[0-4]/", 5),
+        ("state:fresh", 30),
+        ("state:stale", 0),
+        ("nothing-matches", 0),
     ],
 )
-def test_select(spec, count):
-    assert len(store_of(30).select(spec)) == count
+def test_select(text, count):
+    query = parse(text, finding_fields(["orders", "sessions", "events"], ["postgres", "redis", "mongodb"]))
+    assert not query.problems
+    assert len(store_of(30).select(query)) == count
+
+
+def test_select_by_state():
+    store = store_of(30)
+    store.mark_stale("orders")
+    fields = finding_fields(["orders"], ["postgres"])
+    assert {f.target for f in store.select(parse("state:stale", fields))} == {"orders"}
+    assert len(store.select(parse("!state:stale", fields))) == 20
 
 
 def test_a_slot_is_replaced_whole_and_dropped_when_its_check_did_not_run():

@@ -75,8 +75,9 @@ async def test_sort_cycles_and_reverses():
     app = synthetic_app(30)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: len(table(app).shown) == 30)
-        ranks = [f.severity.rank for f in table(app).shown]
-        assert ranks == sorted(ranks, reverse=True)
+        # Urgency: the down target (events) first, then production (orders), each by severity.
+        order = [({"events": 0, "orders": 1}.get(f.target, 2), -f.severity.rank) for f in table(app).shown]
+        assert order == sorted(order)
         await pilot.press("s")
         await settle(pilot)
         targets = [f.target for f in table(app).shown]
@@ -149,9 +150,10 @@ async def test_export_shows_the_path_lets_the_user_change_it_and_says_where_it_w
         assert isinstance(app.screen, MainScreen)
     assert not list(tmp_path.glob("dbvitals-findings-*"))  # nothing written where the console started
     text = target.read_text()
+    assert target.stat().st_mode & 0o777 == 0o600
     if suffix == "json":
         doc = json.loads(text)
-        assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity critical"
+        assert {f["severity"] for f in doc["findings"]} == {"critical"} and doc["filter"] == "severity:critical"
         assert len(doc["findings"]) == 3
     else:
         assert text.startswith("# dbvitals findings") and text.count("| critical |") == 3

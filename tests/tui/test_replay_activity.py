@@ -3,6 +3,8 @@ real PostgreSQL with a blocked session, and as recorded."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from textual.widgets import DataTable
 
 from checks.model import Report
@@ -11,6 +13,7 @@ from console.app import DbVitalsApp
 from console.replay import open_replay
 from console.screens.activity import ActivityScreen
 from console.widgets.findings_table import FindingsTable
+from console.widgets.targets_table import TargetsTable
 from tests.integration.test_activity import Blocker
 from tests.support import settings_for
 from tests.tui.helpers import settle, synthetic_findings, synthetic_registry, synthetic_settings, synthetic_statuses, wait_until
@@ -37,10 +40,14 @@ def recording(path) -> SnapshotStore:
     return store
 
 
+# Two hours after the last snapshot: every age on screen is the recording's, and fixed.
+REPLAYED_AT = dt.datetime(2026, 12, 1, 12, 9, tzinfo=dt.timezone.utc).timestamp()
+
+
 def replay_app(tmp_path) -> DbVitalsApp:
     recording(tmp_path / "rec.db")
     replay = open_replay(str(tmp_path / "rec.db"), synthetic_settings())
-    return DbVitalsApp(synthetic_settings(), registry=synthetic_registry(), replay=replay)
+    return DbVitalsApp(synthetic_settings(), registry=synthetic_registry(), replay=replay, clock=lambda: REPLAYED_AT)
 
 
 async def test_replay_steps_through_time(tmp_path):
@@ -48,10 +55,11 @@ async def test_replay_steps_through_time(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.main_screen.query_one(FindingsTable)
         await wait_until(pilot, lambda: len(table.shown) == RECORDED)
-        assert app.sub_title == "replay 10/10 2026-12-01 10:09:00 UTC"
+        assert app.sub_title == "replay incident 10/10 2026-12-01 10:09:00 UTC"  # the label and the time
+        assert "up · 2h" in str(app.main_screen.query_one(TargetsTable).get_row("orders")[3])  # the snapshot's age
         await pilot.press("left_square_bracket", "left_square_bracket", "left_square_bracket")
         await wait_until(pilot, lambda: len(table.shown) == RECORDED - 3)
-        assert app.sub_title.startswith("replay 7/10 2026-12-01 10:06:00")
+        assert app.sub_title.startswith("replay incident 7/10 2026-12-01 10:06:00")
         for _ in range(12):  # past the start: it stays at the first
             await pilot.press("left_square_bracket")
         await wait_until(pilot, lambda: len(table.shown) == 1)

@@ -25,6 +25,7 @@ from console.screens.history import FixHistoryScreen, HistoryEntryScreen
 from console.screens.main import MainScreen
 from console.screens.session_detail import SessionDetailScreen
 from console.widgets.findings_table import FindingsTable
+from console.widgets.targets_table import TargetsTable
 from tests.tui.helpers import wait_until
 from tests.tui.test_replay_activity import RECORDED, replay_app
 
@@ -60,6 +61,8 @@ OPENERS: dict[str, Opener] = {
     "everywhere": lambda app: _noop(),
     "main": lambda app: _noop(),
     "findings table": lambda app: _noop(),
+    "targets table": lambda app: _focus_targets(app),
+    "filter box": lambda app: _open_filter(app),
     "finding detail": lambda app: _open_finding(app),
     "confirm fix": lambda app: _push(app, ConfirmFixModal(confirmation=confirmation())),
     "progress": lambda app: _push(app, FixProgressModal("Index t.c", "orders")),
@@ -87,6 +90,14 @@ async def _open_finding(app: DbVitalsApp) -> None:
     finding = app.main_screen.query_one(FindingsTable).selected()
     assert finding is not None
     app.controller.open_finding(finding)
+
+
+async def _focus_targets(app: DbVitalsApp) -> None:
+    app.main_screen.query_one(TargetsTable).focus()
+
+
+async def _open_filter(app: DbVitalsApp) -> None:
+    app.main_screen.action_filter()
 
 
 async def _open_activity(app: DbVitalsApp) -> None:
