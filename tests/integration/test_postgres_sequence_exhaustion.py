@@ -111,7 +111,7 @@ def test_a_sequence_at_99_percent_that_does_not_grow_is_not_critical(pg_db):
     assert finding.evidence["used"] > 0.99
     assert finding.severity is Severity.LOW
     assert "no insert into public.quiet" in finding.evidence["rate_from"]
-    assert finding.title == "quiet_id_seq has used 99.6% of its range"
+    assert finding.title == "quiet_id_seq has used 99.7% of its range"
     assert finding.evidence["runway"].startswith("runs out in more than")
 
 

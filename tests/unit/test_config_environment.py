@@ -27,7 +27,8 @@ ENV_URLS = {
     "mongodb": "mongodb://env.internal:27018/app",
     "redis": "redis://env.internal:6380/1",
 }
-TEXT = {"listen": "127.0.0.1:9999", "ssh": "me@bastion.internal:2222"}
+TEXT = {"listen": "127.0.0.1:9999", "ssh": "me@bastion.internal:2222",
+        "migration_scratch": "postgresql://app@scratch.internal:5432/scratch"}
 DERIVED = {("sqlite", "url")}  # set from path by the engine's model: giving both is an error
 
 
