@@ -4,6 +4,8 @@ tunnels themselves are tested against a real sshd in tests/integration/test_ssh_
 
 from __future__ import annotations
 
+import inspect
+
 from pathlib import Path
 
 import pytest
@@ -30,10 +32,10 @@ def may_use_tls(kind: str, url: str) -> bool:
 
 
 def _asyncpg(url: str) -> tuple[list, str, str | None, str]:
-    addrs, params = _parse_connect_dsn_and_args(
-        dsn=url, host=None, port=None, user=None, password=None, passfile=None, database=None, ssl=None,
-        service=None, servicefile=None, direct_tls=None, server_settings=None, target_session_attrs=None,
-        krbsrvname=None, gsslib=None)
+    """How asyncpg itself reads the URL. Its parser is private and gains keywords between releases
+    (service, servicefile after 0.29): every one it takes but the DSN is given as None."""
+    others = [name for name in inspect.signature(_parse_connect_dsn_and_args).parameters if name != "dsn"]
+    addrs, params = _parse_connect_dsn_and_args(dsn=url, **dict.fromkeys(others))
     return addrs, params.user, params.password, params.database
 
 
