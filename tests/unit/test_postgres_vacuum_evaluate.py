@@ -56,6 +56,8 @@ def test_wraparound_graded_by_the_days_left_at_the_measured_rate(ids_per_day, se
     assert finding.severity is severity
     assert finding.evidence["days_before_writes_stop"] == pytest.approx(
         (vacuum.WRAPAROUND_STOP - age) / (ids_per_day // 100 * 100), abs=0.05)
+    # The anti-wraparound autovacuum (at autovacuum_freeze_max_age) comes before the stop.
+    assert finding.evidence["days_before_forced_autovacuum"] < finding.evidence["days_before_writes_stop"]
 
 
 @pytest.mark.parametrize("later_age, why", [(1_700_000_000, "no id taken"), (1_000, "the age went down")])
