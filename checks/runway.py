@@ -28,16 +28,16 @@ def grade(days_left: float | None, by_share: Severity) -> Severity:
     return Severity.LOW
 
 
-def runway_text(days_left: float | None, *, at_least: bool = False) -> str:
+def runway_text(days_left: float | None, *, at_least: bool = False, event: str = "runs out") -> str:
     """"runs out in 3.2 days", "… in 9.6 years", "runway unknown"; `at_least` when the rate
-    behind it is an upper bound."""
+    behind it is an upper bound; `event` what happens then ("reaches 1 GiB")."""
     if days_left is None:
         return "runway unknown"
     more = "in more than" if at_least else "in"
     if days_left < 2:
-        return f"runs out {more} {days_left * 24:.1f} hours"
+        return f"{event} {more} {days_left * 24:.1f} hours"
     if days_left < 2 * LOW_AFTER_DAYS:
-        return f"runs out {more} {days_left:.1f} days"
+        return f"{event} {more} {days_left:.1f} days"
     if days_left >= 100 * LOW_AFTER_DAYS:
-        return "runs out in more than a century"
-    return f"runs out {more} {days_left / LOW_AFTER_DAYS:.1f} years"
+        return f"{event} in more than a century"
+    return f"{event} {more} {days_left / LOW_AFTER_DAYS:.1f} years"

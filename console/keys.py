@@ -3,7 +3,7 @@
 Each screen (and the one widget with keys of its own) declares its keys once, in its
 `BINDINGS`, with the footer's word as the description and the whole sentence as the tooltip,
 and names its section with `KEYS = KeySection(title, rank)`. From those alone come
-- the footer (Textual's, from the same BINDINGS),
+- the footer of every screen (console/widgets/keys_bar.py, from the same BINDINGS),
 - the `?` screen (console/screens/help.py), and
 - the README's key table (`readme_table`, written by scripts/readme_keys.py; a test keeps the
   README equal to it).

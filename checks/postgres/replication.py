@@ -15,6 +15,7 @@ from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import quote_literal
 from checks.postgres._fixes import sql
 from checks.postgres._window import earlier_reading
+from checks.runway import grade, runway_text
 from checks.units import human_bytes
 
 # On a replica the WAL position is the last one received; pg_current_wal_lsn() fails there.
@@ -46,7 +47,8 @@ class Options(CheckOptions):
     growth_window: Duration = Field(
         default=duration("10m"),
         description="An inactive slot's growth is read against the newest snapshot at least this old (dbvitals snapshot "
-                    "save); one that would reach min_retained_bytes within a day at that rate is high severity.")
+                    "save); the days before it reaches min_retained_bytes at that rate grade it (runway: under 30 "
+                    "days high, within a year medium, beyond low).")
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,14 @@ class Replication(Check):
                 growth = _growth(facts.earlier, slot.name, retained)
                 if growth is not None:
                     evidence["growth"] = growth
-                    if retained + growth["bytes_per_hour"] * 24 >= options.min_retained_bytes:
-                        severity = Severity.HIGH  # at this rate it passes min_retained_bytes within a day
+                    if retained < options.min_retained_bytes and growth["bytes_per_hour"] > 0:
+                        days_left = (options.min_retained_bytes - retained) / growth["bytes_per_hour"] / 24
+                        evidence["days_to_min_retained"] = round(days_left, 1)
+                        evidence["runway"] = runway_text(
+                            days_left, event=f"reaches {human_bytes(options.min_retained_bytes)}")
+                        # Reaching the line is a warning, not the disk's end: the runway grades up to high only.
+                        by_runway = grade(days_left, severity)
+                        severity = Severity.HIGH if by_runway.at_least(Severity.HIGH) else by_runway
                 findings.append(self.finding(
                     scope, object=f"slot {slot.name}", key="inactive", severity=severity,
                     title=f"inactive replication slot {slot.name} retains {human_bytes(retained)} of WAL",

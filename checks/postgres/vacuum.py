@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -23,6 +24,7 @@ from checks.model import Finding, Fix, FixAvailability, FixSafety, Severity
 from checks.postgres._catalog import qualified, quote_ident, quote_literal
 from checks.postgres._fixes import sql
 from checks.postgres.long_transactions import _age
+from checks.runway import grade, runway_text
 
 WRAPAROUND_STOP = 2**31 - 3_000_000  # the server refuses new transaction ids beyond this age
 
@@ -95,6 +97,10 @@ class Options(CheckOptions):
     dead_factor: float = Field(
         default=2.0, ge=1, description="Dead rows above this multiple of the table's autovacuum threshold: behind.")
     min_dead_rows: int = Field(default=100_000, ge=0, description="Ignore tables with fewer dead rows than this.")
+    sample_seconds: float = Field(
+        default=1.0, ge=0, le=60,
+        description="Seconds between two readings of a database's age past wraparound_warn, for the rate at which it "
+                    "ages and so the days before writes stop (0: no rate, the share used decides).")
 
     @model_validator(mode="after")
     def _ordered(self) -> Options:
@@ -173,15 +179,42 @@ class Holder:
 
 
 @dataclass(frozen=True)
+class Aging:
+    """A database's ages at a second reading, and the seconds since the first one."""
+
+    later: DatabaseAge
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Facts:
     settings: VacuumSettings
     databases: tuple[DatabaseAge, ...]
     tables: tuple[TableVacuum, ...]
     holders: tuple[Holder, ...]
+    aging: dict[str, Aging] = field(default_factory=dict)  # database name → second reading
 
 
 def _share(age: int) -> float:
     return age / WRAPAROUND_STOP
+
+
+def _worst(db: DatabaseAge) -> float:
+    return max(_share(db.xid_age), _share(db.mxid_age))
+
+
+def ids_per_second(db: DatabaseAge, aging: Aging | None) -> tuple[float | None, str]:
+    """How fast the database's older age grows between two readings, and how that was measured; None
+    without a second reading, or when a VACUUM froze it in between (the age went down)."""
+    if aging is None or aging.seconds <= 0:
+        return None, "no second reading"
+    use_xid = db.xid_age >= db.mxid_age
+    before, after = (db.xid_age, aging.later.xid_age) if use_xid else (db.mxid_age, aging.later.mxid_age)
+    if after < before:
+        return None, f"the age went down over {aging.seconds:.1f} s (frozen in between)"
+    if after == before:  # an idle second says nothing of the next day
+        return None, f"no id taken over {aging.seconds:.1f} s"
+    return (after - before) / aging.seconds, f"{after - before:,} ids taken over {aging.seconds:.1f} s between two readings"
 
 
 class Vacuum(Check):
@@ -200,10 +233,19 @@ class Vacuum(Check):
     async def gather(self, session, scope: Scope) -> Facts:
         settings = VacuumSettings(**dict(await session.fetchrow(SETTINGS_QUERY)))
         databases = tuple(DatabaseAge(**dict(r)) for r in await session.fetch(DATABASES_QUERY))
+        read_at = asyncio.get_running_loop().time()
         tables = tuple(TableVacuum(**{**dict(r), "reloptions": tuple(r["reloptions"])})
                        for r in await session.fetch(TABLES_QUERY))
         holders = tuple(Holder(**dict(r)) for r in await session.fetch(HORIZON_QUERY))
-        return Facts(settings, databases, tables, holders)
+        aging: dict[str, Aging] = {}
+        old = {db.name for db in databases if _worst(db) >= scope.options.wraparound_warn}
+        if old and scope.options.sample_seconds > 0:
+            # age() reads the next id without taking one: two readings are the rate, nothing written.
+            await asyncio.sleep(max(0.0, read_at + scope.options.sample_seconds - asyncio.get_running_loop().time()))
+            again = await session.fetch(DATABASES_QUERY)
+            seconds = asyncio.get_running_loop().time() - read_at
+            aging = {r["name"]: Aging(DatabaseAge(**dict(r)), seconds) for r in again if r["name"] in old}
+        return Facts(settings, databases, tables, holders, aging)
 
     def evaluate(self, facts: Facts, scope: Scope) -> list[Finding]:
         findings = [*self._wraparound(facts, scope), *self._horizon(facts, scope), *self._dead_rows(facts, scope)]
@@ -238,7 +280,7 @@ class Vacuum(Check):
         here = [t for t in facts.tables if max(_share(t.xid_age), _share(t.mxid_age)) >= options.wraparound_warn]
         here.sort(key=lambda t: -max(t.xid_age, t.mxid_age))
         for db in facts.databases:
-            worst = max(_share(db.xid_age), _share(db.mxid_age))
+            worst = _worst(db)
             if worst < options.wraparound_warn:
                 continue
             which = "transaction id" if db.xid_age >= db.mxid_age else "multixact id"
@@ -251,6 +293,16 @@ class Vacuum(Check):
                 "writes_stop_at_age": WRAPAROUND_STOP, "ids_left_before_writes_stop": WRAPAROUND_STOP - age,
                 "share_used": round(worst, 4),
             }
+            per_second, measured_by = ids_per_second(db, facts.aging.get(db.name))
+            days_left = None if per_second is None else (WRAPAROUND_STOP - age) / per_second / 86400
+            evidence["rate_per_second"] = None if per_second is None else round(per_second, 3)
+            evidence["rate_from"] = measured_by
+            if days_left is not None:
+                evidence["days_before_writes_stop"] = round(days_left, 1)
+                if age < settings.freeze_max_age:  # the anti-wraparound autovacuum comes first, on its own
+                    evidence["days_before_forced_autovacuum"] = round(
+                        (settings.freeze_max_age - age) / (per_second or 1) / 86400, 1)
+            evidence["runway"] = runway_text(days_left)
             fix = None
             if current:
                 evidence["oldest_tables"] = [{"table": t.qualified, "xid_age": t.xid_age, "mxid_age": t.mxid_age}
@@ -270,11 +322,13 @@ class Vacuum(Check):
                 evidence["horizon_held_by"] = [_holder(h) for h in holders[:3]]
             findings.append(self.finding(
                 scope, object=f"database {quote_ident(db.name)}", key="wraparound",
-                severity=Severity.CRITICAL if worst >= options.wraparound_critical else Severity.HIGH,
+                severity=grade(days_left, Severity.CRITICAL if worst >= options.wraparound_critical else Severity.HIGH),
                 title=f"{db.name}: {which} age {age:,} ({worst:.0%} of the way to a write stop)",
                 message=(f"Database {quote_ident(db.name)} has a {which} age of {age:,}: {WRAPAROUND_STOP - age:,} ids left "
                          "before the server refuses writes to prevent wraparound; autovacuum should have frozen it at "
-                         f"{settings.freeze_max_age:,}." + ("" if current else
+                         f"{settings.freeze_max_age:,}. Runway: {evidence['runway']}"
+                         + ("" if per_second is None else f" at {per_second:,.1f} ids/s") + "."
+                         + ("" if current else
                          " Point a target at that database to see its oldest tables.")),
                 evidence=evidence, fix=fix,
             ))

@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from typing import Any, ClassVar
 
 from checks.actions.kill import kill_refusals
@@ -33,6 +33,7 @@ from console.messages import StopSession
 from console.screens.session_detail import SessionDetailScreen
 from console.widgets.trends_view import TrendsView
 from console.widgets.filter_box import FilterBox, literal
+from console.widgets.keys_bar import KeysBar
 
 
 INTERVALS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -99,7 +100,7 @@ class ActivityScreen(Screen[None]):
             yield TrendsView(trend_labels(for_engine(self.engine)), id="activity-trends")
             yield FilterBox(self.filter_fields, id="activity-filter",
                             placeholder="words · state:active · app:NAME · !word · /re/; Esc clears")
-        yield Footer()
+        yield KeysBar()
 
     def on_mount(self) -> None:
         self.query_one(TrendsView).display = False

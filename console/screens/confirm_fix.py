@@ -20,11 +20,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from checks.model import Fix, FixSafety, FixStep
 from console.keys import KeySection
 from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason, step_summary
+from console.widgets.keys_bar import KeysBar
 
 
 @dataclass
@@ -117,7 +118,7 @@ class ConfirmFixModal(ModalScreen[bool]):
                     yield Button(c.verb, id="apply", variant="error" if self.must_type else "primary", compact=True,
                                  disabled=self.must_type)
                 yield Button("Cancel", id="cancel", compact=True)
-        yield Footer(show_command_palette=False)
+        yield KeysBar()
 
     def on_mount(self) -> None:
         self.query_one("#confirm-full").display = False

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from checks.model import Finding, FixSafety
 from console.keys import KeySection
@@ -20,6 +20,7 @@ from console.widgets.fix_view import SAFETY_VARIABLES, StepsView, safety_reason
 from console.widgets.styles import SEVERITY_LABELS
 from console.widgets.targets_table import age_text
 from console.widgets.trend import Trend, TrendView
+from console.widgets.keys_bar import KeysBar
 
 
 class FindingDetailScreen(Screen):
@@ -76,7 +77,7 @@ class FindingDetailScreen(Screen):
             yield Static("Fix", classes="section")
             yield from self._fix()
             yield Static("", id="fix-outcome")
-        yield Footer(compact=True, show_command_palette=False)
+        yield KeysBar()
 
     def _fix(self) -> ComposeResult:
         fix = self.finding.fix

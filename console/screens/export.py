@@ -15,12 +15,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from checks.model import Finding, Report, TargetStatus
 from checks.secrets import mask_tree
 from console.keys import KeySection
 from console.widgets.fix_view import fix_text
+from console.widgets.keys_bar import KeysBar
 
 FORMATS = {"json": "json", "markdown": "md"}
 
@@ -106,7 +107,7 @@ class ExportModal(ModalScreen[None]):
                 yield Button("Markdown", id="md", compact=True)
                 yield Button("Write", id="write", variant="primary", compact=True)
                 yield Button("Close", id="close", compact=True)
-        yield Footer(show_command_palette=False)
+        yield KeysBar()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

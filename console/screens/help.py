@@ -16,6 +16,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from console.keys import KeySection, KeysOf, binding_help, key_label
+from console.widgets.keys_bar import KeysBar
 
 FILTER_SYNTAX = (
     "In the / filter (findings and activity): words match anywhere; field:value narrows "
@@ -48,6 +49,7 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(f"[b]{keys.section.title}[/b]", classes="help-section")
                 yield Static(self._keys(keys.bindings), classes="help-keys")
             yield Static(FILTER_SYNTAX, id="help-filter")
+        yield KeysBar()
 
     @property
     def rows(self) -> list[tuple[str, str, str]]:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from typing import Any
 
 from checks.model import FixStep
@@ -19,6 +19,7 @@ from console.commands.history import state_text
 from console.keys import KeySection
 from console.messages import UndoEntry
 from console.widgets.fix_view import StepsView
+from console.widgets.keys_bar import KeysBar
 
 
 # (key, header); the narrow set first, in the order shown at 80 columns.
@@ -101,7 +102,7 @@ class FixHistoryScreen(Screen):
         yield Static(self._title(), id="history-title", classes="pane-title")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
         yield Static("", id="history-selected", classes="muted")
-        yield Footer(show_command_palette=False)
+        yield KeysBar()
 
     def _title(self) -> str:
         count = len(self.entries)
@@ -239,7 +240,7 @@ class HistoryEntryScreen(Screen):
                 yield StepsView([FixStep.from_dict(s) for s in e.inverse], id="entry-inverse")
             else:
                 yield Static("[$text-muted]none recorded: this entry cannot be undone[/]")
-        yield Footer(show_command_palette=False)
+        yield KeysBar()
 
     def action_undo(self) -> None:
         self.post_message(UndoEntry(self.entry.id))

@@ -11,11 +11,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from checks.activity import relation
 from checks.display import terminal_safe
 from console.keys import KeySection
+from console.widgets.keys_bar import KeysBar
 
 
 class SessionDetailScreen(Screen[None]):
@@ -43,7 +44,7 @@ class SessionDetailScreen(Screen[None]):
                          f"[b]{escape(terminal_safe(str(self.row.get('id', ''))))}[/b]"
                          f"  [$text-muted]as read at {escape(self.taken_at)}[/]", id="session-title")
             yield Static(self.text(), id="session-fields")
-        yield Footer()
+        yield KeysBar()
 
     def text(self) -> str:
         lines = []

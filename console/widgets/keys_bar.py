@@ -1,4 +1,4 @@
-"""The main screen's footer: its keys whole at any width, on as many lines as they need, instead
+"""Every screen's footer: its keys whole at any width, on as many lines as they need, instead
 of Textual's one-line footer that cuts what does not fit at 80 columns. It reads the same
 bindings as `?` and the README (console/keys.py); keys of the app that the screen wants in view
 (`h`, `r`) are named by action, so each key is still bound in one place."""

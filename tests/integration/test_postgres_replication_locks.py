@@ -46,7 +46,7 @@ def test_an_inactive_slot_retaining_wal_then_dropped(tmp_path):
         assert slot.evidence["wal_status"] == "reserved"
         assert slot.fix.safety is FixSafety.UNSAFE
         # Growth between two readings: a snapshot, then more WAL. At the rate since the snapshot
-        # it passes 64 MiB within a day, so a small slot is high severity.
+        # it reaches 64 MiB within days (its runway), so a small slot is high severity.
         settings = config_from_dict({"journal": str(tmp_path / "journal.jsonl"), "targets": {"pg": {
             "kind": "postgres", "url": url,
             "checks": {"postgres.replication": {"growth_window": "0s", "min_retained_bytes": 64 * 1024**2}}}}})
@@ -56,6 +56,7 @@ def test_an_inactive_slot_retaining_wal_then_dropped(tmp_path):
         [growing] = support.run_report(settings, checks=["postgres.replication"]).findings
         assert growing.evidence["growth"]["bytes"] > 1024 * 1024 and growing.severity is Severity.HIGH
         assert growing.evidence["retained_bytes"] < 64 * 1024**2  # high by its growth, not its size
+        assert growing.evidence["days_to_min_retained"] < 7 and growing.evidence["runway"].startswith("reaches ")
         asyncio.run(_sql(url, *(step.command for step in slot.fix.steps)))
         assert run(url, "postgres.replication", min_retained_bytes=0) == []
 

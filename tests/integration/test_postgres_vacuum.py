@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from checks.model import FixSafety, Severity
+from checks.runway import grade, runway_text
 from tests import support
 
 CHECK = "postgres.vacuum"
@@ -116,9 +117,10 @@ async def _execute(url: str, command: str) -> None:
 
 def test_wraparound_names_the_oldest_tables_and_offers_a_freeze(pg_db):
     pg_db.execute("CREATE TABLE old_rows (id int); INSERT INTO old_rows VALUES (1);")
-    findings = run(pg_db.url, wraparound_warn=1e-9, wraparound_critical=0.9)
+    findings = run(pg_db.url, wraparound_warn=1e-9, wraparound_critical=0.9, sample_seconds=0)
     [mine] = [f for f in findings if f.object == f"database {pg_db.name}"]
-    assert mine.severity is Severity.HIGH
+    assert mine.severity is Severity.HIGH  # no rate: graded by the share used
+    assert mine.evidence["runway"] == "runway unknown" and "Runway: runway unknown." in mine.message
     assert mine.evidence["ids_left_before_writes_stop"] == 2**31 - 3_000_000 - max(mine.evidence["xid_age"],
                                                                                     mine.evidence["mxid_age"])
     ages = [max(t["xid_age"], t["mxid_age"]) for t in mine.evidence["oldest_tables"]]
@@ -132,3 +134,38 @@ def test_a_fresh_database_is_quiet_but_for_the_servers_autovacuum_setting(pg_db)
     [[autovacuum]] = pg_db.fetch("SELECT current_setting('autovacuum')::bool")
     findings = run(pg_db.url)
     assert [f.object for f in findings] == ([] if autovacuum else ["autovacuum"])
+
+
+async def _write_while_checking(url: str):
+    """Each autocommitted INSERT takes a transaction id while the check reads the ages twice."""
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE busy (id serial PRIMARY KEY)")
+    stop = asyncio.Event()
+
+    async def write():
+        while not stop.is_set():
+            await conn.execute("INSERT INTO busy DEFAULT VALUES")
+            await asyncio.sleep(0.01)
+
+    writing = asyncio.create_task(write())
+    try:
+        settings = support.settings_for(pg={"kind": "postgres", "url": url, "checks": {
+            CHECK: {"wraparound_warn": 1e-9, "wraparound_critical": 0.9, "sample_seconds": 1}}})
+        return await support.run_report_async(settings, checks=[CHECK])
+    finally:
+        stop.set()
+        await writing
+        await conn.close()
+
+
+def test_wraparound_is_graded_by_the_days_left_at_the_rate_ids_are_taken(pg_db):
+    report = asyncio.run(_write_while_checking(pg_db.url))
+    assert report.errors == []
+    [mine] = [f for f in report.findings if f.object == f"database {pg_db.name}"]
+    assert mine.evidence["rate_per_second"] > 1 and "between two readings" in mine.evidence["rate_from"]
+    days = mine.evidence["days_before_writes_stop"]
+    assert days == pytest.approx(
+        mine.evidence["ids_left_before_writes_stop"] / mine.evidence["rate_per_second"] / 86400, rel=1e-3)
+    # Graded by the days left at that rate, whatever the share used.
+    assert mine.severity is grade(days, Severity.HIGH)
+    assert mine.evidence["runway"] == runway_text(days) and f"Runway: {runway_text(days)} at" in mine.message

@@ -49,16 +49,22 @@ def test_finding_detail(snap_compare, size):
     assert snap_compare(synthetic_app(12), terminal_size=size, run_before=ready(12, "t", "enter"))
 
 
+def confirm_plan() -> FixPlan:
+    """The plan of the first synthetic fix on the production target."""
+    finding = next(f for f in synthetic_findings(12) if f.target == "orders")
+    assert finding.fix is not None
+    return FixPlan(finding=finding, target="orders", steps=finding.fix.steps, inverse=finding.fix.inverse,
+                   safety=finding.fix.safety, lock=finding.fix.lock, refusals=[], summary=finding.fix.summary,
+                   url="postgresql://app@orders.internal:5432/orders")
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_confirm_fix_on_production(snap_compare, size):
     """Exactly what will run and where; production asks for the target's name."""
-    finding = next(f for f in synthetic_findings(12) if f.target == "orders")
 
     async def run_before(pilot) -> None:
         await ready(12)(pilot)
-        plan = FixPlan(finding=finding, target="orders", steps=finding.fix.steps, inverse=finding.fix.inverse,
-                       safety=finding.fix.safety, lock=finding.fix.lock, refusals=[], summary=finding.fix.summary,
-                       url="postgresql://app@orders.internal:5432/orders")
+        plan = confirm_plan()
         await pilot.app.push_screen(ConfirmFixModal(plan, target="orders", where=plan.url, production=True))
         pilot.app.screen.query_one(Input).cursor_blink = False
         await pilot.pause(0.4)

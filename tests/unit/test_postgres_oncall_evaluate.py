@@ -43,6 +43,23 @@ def test_a_small_inactive_slot_growing_fast_is_high():
     assert steady.severity is Severity.LOW and steady.evidence["growth"]["bytes"] == 0
 
 
+MIB = 1024**2
+
+
+@pytest.mark.parametrize("retained, mib_per_hour, severity, runway", [
+    (50 * MIB, 2 * MIB, Severity.HIGH, "reaches 1.0 GB in 20.3 days"),  # under 30 days
+    (50 * MIB, MIB // 4, Severity.MEDIUM, "reaches 1.0 GB in 162.3 days"),
+    (100 * MIB, MIB // 100, Severity.LOW, "reaches 1.0 GB in 10.5 years"),  # medium by size, low by runway
+    (2048 * MIB, 2 * MIB, Severity.HIGH, None),  # past the line already: high by size, no runway to it
+])
+def test_an_inactive_slots_growth_is_graded_by_the_days_before_it_reaches_the_line(
+        retained, mib_per_hour, severity, runway):
+    check = replication.Replication()
+    earlier = replication.Earlier("2026-01-01T00:00:00+00:00", 3600.0, {"s": retained - mib_per_hour})
+    [finding] = check.evaluate(replication.Facts((slot(retained=retained),), (), earlier), scope(check))
+    assert finding.severity is severity and finding.evidence.get("runway") == runway
+
+
 def test_standby_lag_over_the_limit():
     check = replication.Replication()
     standbys = (replication.Standby("replica1", "10.0.0.2", "streaming", "async", 600.0, 10**9),

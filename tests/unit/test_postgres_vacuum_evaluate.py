@@ -36,6 +36,41 @@ def test_wraparound_severity_by_share_of_the_write_stop_age(age, severity):
         assert finding.evidence["ids_left_before_writes_stop"] == vacuum.WRAPAROUND_STOP - age
 
 
+DAY = 86_400
+
+
+@pytest.mark.parametrize("ids_per_day, severity", [
+    (vacuum.WRAPAROUND_STOP, Severity.CRITICAL),  # a day left
+    (vacuum.WRAPAROUND_STOP // 20, Severity.HIGH),
+    (vacuum.WRAPAROUND_STOP // 200, Severity.MEDIUM),
+    (vacuum.WRAPAROUND_STOP // 2000, Severity.LOW),
+])
+def test_wraparound_graded_by_the_days_left_at_the_measured_rate(ids_per_day, severity):
+    """A database at 1 % of the way to a write stop that ages fast enough outranks one at 80 % that barely moves."""
+    check = vacuum.Vacuum()
+    age = vacuum.WRAPAROUND_STOP // 100
+    later = vacuum.DatabaseAge("app", age + ids_per_day // 100, 5)
+    options = {"wraparound_warn": 0.001, "wraparound_critical": 0.9}
+    [finding] = check.evaluate(vacuum.Facts(SETTINGS, (vacuum.DatabaseAge("app", age, 5),), (), (),
+                                            {"app": vacuum.Aging(later, DAY / 100)}), scope(check, **options))
+    assert finding.severity is severity
+    assert finding.evidence["days_before_writes_stop"] == pytest.approx(
+        (vacuum.WRAPAROUND_STOP - age) / (ids_per_day // 100 * 100), abs=0.05)
+    # The anti-wraparound autovacuum (at autovacuum_freeze_max_age) comes before the stop.
+    assert finding.evidence["days_before_forced_autovacuum"] < finding.evidence["days_before_writes_stop"]
+
+
+@pytest.mark.parametrize("later_age, why", [(1_700_000_000, "no id taken"), (1_000, "the age went down")])
+def test_no_growth_or_a_freeze_between_the_readings_leaves_the_runway_unknown(later_age, why):
+    check = vacuum.Vacuum()
+    db = vacuum.DatabaseAge("app", 1_700_000_000, 5)
+    [finding] = check.evaluate(vacuum.Facts(SETTINGS, (db,), (), (),
+                                            {"app": vacuum.Aging(vacuum.DatabaseAge("app", later_age, 5), 1.0)}),
+                               scope(check))
+    assert finding.severity is Severity.CRITICAL  # the share decides
+    assert finding.evidence["runway"] == "runway unknown" and finding.evidence["rate_from"].startswith(why)
+
+
 def test_multixact_age_counts_as_much_as_transaction_ids():
     check = vacuum.Vacuum()
     [finding] = check.evaluate(facts(databases=[vacuum.DatabaseAge("other", 10, 1_200_000_000)]), scope(check))

@@ -90,3 +90,10 @@ def test_the_console_proof_line_leads_with_the_runway():
     idle = judged(lambda oid: sequence_exhaustion.Rates(advanced={1: (0, 1.0)}, inserts={oid: 0}, now=NOW,
                                                        stats_since=NOW - dt.timedelta(days=3)))
     assert proof_line(idle).startswith("runs out in more than ")
+
+
+@pytest.mark.parametrize("days, text", [
+    (1.5, "reaches 1.0 GB in 36.0 hours"), (20.3, "reaches 1.0 GB in 20.3 days"),
+    (3650, "reaches 1.0 GB in 10.0 years"), (None, "runway unknown")])
+def test_the_runway_names_what_happens_when_it_is_not_running_out(days, text):
+    assert runway_text(days, event="reaches 1.0 GB") == text
