@@ -1,0 +1,262 @@
+"""The project's seed-shaped fixtures with the problems each one holds, written down: what a
+careful auditor expects dbvitals to find (check and object, and the advice: the fix's safety,
+or no fix at all), and what the fixture declares healthy. `judge` compares a run's findings with
+that list; bench/judgement.py prints the figures and tests/integration/test_judgement_figures.py
+keeps them from regressing (issue #25, "Done when").
+
+The fixtures are the ones the integration tests already assert on (tests/integration/
+test_postgres_pack.py, test_postgres_fk_type_mismatch.py, test_redis_social_app.py,
+tests/data/mongodb_audit.py), plus the issue's named cases no fixture had: a 7-day webhook
+deliveries TTL that is right, an invite clean-up TTL whose partial filter matches nothing,
+generation jobs whose failed runs never get `completedAt`, `gem_transactions.referenceId`
+holding ObjectIds as strings, and integer members of a composite key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+
+from checks.model import Finding, FixSafety
+from tests.data import mongodb_audit
+from tests.integration import (test_mongodb_determinism, test_postgres_fk_type_mismatch, test_postgres_pack,
+                               test_redis_social_app)
+
+NO_FIX = "no fix"
+ANY = "any"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A problem the fixture holds: `check` finds it on `object`, with a fix of `advice`
+    (a FixSafety, NO_FIX for a finding whose fix has no step, ANY when either is right)."""
+
+    check: str
+    object: str
+    advice: FixSafety | str = ANY
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Healthy:
+    """Objects (shell patterns) the fixture declares healthy for the checks matching `checks`."""
+
+    objects: tuple[str, ...]
+    checks: str = "*"
+    why: str = ""
+
+
+@dataclass
+class Figures:
+    expected: int = 0
+    found: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    wrong_advice: list[str] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    not_judged: list[str] = field(default_factory=list)
+
+    def add(self, other: Figures) -> None:
+        self.expected += other.expected
+        for name in ("found", "missed", "wrong_advice", "false_positives", "not_judged"):
+            getattr(self, name).extend(getattr(other, name))
+
+
+def advice_of(finding: Finding) -> FixSafety | str:
+    if finding.fix is None or not finding.fix.steps:
+        return NO_FIX
+    return finding.fix.safety
+
+
+def _advice_matches(expected: FixSafety | str, actual: FixSafety | str) -> bool:
+    if expected == ANY:
+        return True
+    if expected == NO_FIX:
+        # A manual fix with no step is advice to look, not to act: what "no fix" means.
+        return actual == NO_FIX
+    return actual == expected
+
+
+def _label(finding: Finding) -> str:
+    advice = advice_of(finding)
+    return f"{finding.check} {finding.object} [{finding.severity.value}, {getattr(advice, 'value', advice)}]: {finding.title}"
+
+
+def judge(findings: Iterable[Finding], expected: Sequence[Expected], healthy: Sequence[Healthy],
+          object_of=lambda finding: finding.object) -> Figures:
+    """Each expected problem found (with the advice expected) or missed; a finding on an expected
+    object with other advice is wrong advice; one on a healthy object a false positive; the rest
+    (server-wide settings, objects the fixture says nothing about) is listed, not judged."""
+    figures = Figures(expected=len(expected))
+    by_key: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        by_key.setdefault((finding.check, object_of(finding)), []).append(finding)
+    for problem in expected:
+        name = f"{problem.check} {problem.object}"
+        matches = by_key.pop((problem.check, problem.object), [])
+        if not matches:
+            figures.missed.append(name + (f" ({problem.why})" if problem.why else ""))
+            continue
+        figures.found.append(name)
+        for finding in matches:
+            if not _advice_matches(problem.advice, advice_of(finding)):
+                wanted = getattr(problem.advice, "value", problem.advice)
+                figures.wrong_advice.append(f"{_label(finding)} — expected {wanted}")
+    for (check, obj), matches in by_key.items():
+        for finding in matches:
+            if any(fnmatch.fnmatchcase(check, rule.checks) and any(fnmatch.fnmatchcase(obj, pattern) for pattern in rule.objects)
+                   for rule in healthy):
+                figures.false_positives.append(_label(finding))
+            else:
+                figures.not_judged.append(_label(finding))
+    return figures
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+POSTGRES_SCHEMA = test_postgres_pack.PROBLEMS + test_postgres_pack.HEALTHY + test_postgres_fk_type_mismatch.SCHEMA + """
+-- Issue #25 item 10: integer members of a composite key hold other tables' keys; no integer-key lint.
+CREATE TABLE badge_titles (badge_id integer NOT NULL, title_id integer NOT NULL, PRIMARY KEY (badge_id, title_id));
+"""
+# Run after the schema: it fails on purpose and leaves an INVALID index, as in production.
+POSTGRES_INVALID_INDEX = "CREATE UNIQUE INDEX CONCURRENTLY dup_values_v_key ON dup_values (v)"
+# An option of the check, not a declared rule: on a fresh database any history is what there is.
+# The audit's declaration: forum_structure.min_group_id_required points at roles.id.
+POSTGRES_RULES = test_postgres_pack.EXPECT
+POSTGRES_OPTIONS = {"postgres.unused-index": {"min_history": "0s"}}
+
+POSTGRES_EXPECTED = (
+    Expected("postgres.fk-type-mismatch", "public.rain_events.transaction_id", FixSafety.MANUAL,
+             "integer tied by name to a uuid key: a migration, by hand"),
+    Expected("postgres.fk-type-mismatch", "public.order_items.product_id", FixSafety.UNSAFE),
+    Expected("postgres.fk-type-mismatch", "public.forum_structure.min_group_id_required", ANY,
+             "points at roles.id only by the audit's declaration"),
+    Expected("postgres.fk-type-mismatch", "public.challenges.min_group_id_required"),
+    Expected("postgres.fk-type-mismatch", "public.challenges.last_post_id"),
+    Expected("postgres.fk-type-mismatch", "public.challenges.structure_id"),
+    Expected("postgres.fk-missing-index", 'public."Order Lines"("productId")', FixSafety.SAFE),
+    Expected("postgres.fk-missing-index", "public.order_items(product_id)", FixSafety.SAFE),
+    Expected("postgres.duplicate-index", "public.order_items_qty_copy", FixSafety.SAFE),
+    Expected("postgres.redundant-index", "public.order_items_note_idx", FixSafety.SAFE),
+    Expected("postgres.invalid-index", "public.dup_values_v_key", FixSafety.MANUAL,
+             "unique with duplicates: the cleanup comes first, by hand"),
+    Expected("postgres.no-primary-key", "public.audit_log", FixSafety.MANUAL),
+    Expected("postgres.sequence-exhaustion", "public.counters_id_seq"),
+    Expected("postgres.unused-index", "public.order_items_qty_copy", FixSafety.SAFE),
+    Expected("postgres.unused-index", "public.rain_events_transaction_id_idx", FixSafety.SAFE),
+    Expected("postgres.lint-integer-key", "public.counters.id"),
+    Expected("postgres.lint-serial", "public.counters.id"),
+)
+POSTGRES_HEALTHY_OBJECTS = (
+    Healthy(('"Billing Äpp".*', "public.customers*", "public.events*"), "postgres.[!l]*",
+            "the healthy schema of test_postgres_pack (quoted names, partitions); style lints aside"),
+    Healthy(("public.challenges.external_user_id", "public.challenges.attempts_id_hint"), "*",
+            "another system's id, and a name that only looks like a reference"),
+    Healthy(("public.badge_titles*",), "*", "a composite key of other tables' keys"),
+)
+
+
+# --- Redis ----------------------------------------------------------------------------------------
+
+def seed_redis(client: Any) -> None:
+    test_redis_social_app.seed_social_app(client)
+    pipe = client.pipeline(transaction=False)
+    for user in range(60):  # issue #25 item 9: a streak lapses after a missed day; no TTL was set
+        pipe.incrby(f"user:streak:{user}", user % 9 + 1)
+    pipe.execute()
+
+
+REDIS_TARGET = {"role": "cache"}
+REDIS_RULES = {
+    "persistent": [{"pattern": "leaderboard:alltime"}],
+    # Issue #25 item 8: a declared TTL on counters contradicts the evidence and must stay manual.
+    "ttl": [{"pattern": "session:*", "max": "7d"}, {"pattern": "post:votes:*", "max": "1d"}],
+}
+REDIS_EXPECTED = (
+    Expected("redis.ttl-coverage", "session:{uuid}", FixSafety.UNSAFE, "12 of 300 sessions written without EX"),
+    Expected("redis.ttl-coverage", "rate:vote:{id}:{date}", FixSafety.UNSAFE),
+    Expected("redis.ttl-coverage", "feed:{id}", FixSafety.UNSAFE),
+    Expected("redis.ttl-coverage", "fraud:ips:{date}", FixSafety.MANUAL, "maybe kept for investigations: by hand"),
+    Expected("redis.ttl-coverage", "user:streak:{id}"),
+    Expected("redis.ttl-coverage", "post:votes:{id}", NO_FIX, "counters synced to the database: never EXPIRE"),
+    Expected("redis.ttl-coverage", "leaderboard:daily", NO_FIX, "a board reset per period: no EXPIRE"),
+    Expected("redis.ttl-coverage", "leaderboard:weekly", NO_FIX),
+    Expected("redis.big-keys", "leaderboard:alltime", ANY, "kept whole: never trimmed"),
+    Expected("redis.big-keys", "leaderboard:weekly"),
+    Expected("redis.big-keys", "leaderboard:daily"),
+    Expected("redis.memory-policy", "maxmemory", ANY, "a cache without maxmemory"),
+)
+REDIS_HEALTHY_OBJECTS = (
+    Healthy(("user:{id}:profile", "flags:all", "leaderboard:alltime"), "redis.ttl-coverage",
+            "entities and a board kept for all time"),
+    Healthy(("user:{id}:profile", "flags:all", "session:{uuid}", "feed:{id}", "post:votes:{id}", "rate:vote:*",
+             "fraud:*", "user:streak:*"), "redis.big-keys", "small keys"),
+)
+
+
+# --- MongoDB --------------------------------------------------------------------------------------
+
+def seed_mongodb_social(db: Any) -> None:
+    """The second MongoDB fixture: the determinism test's social app (a device-heavy tail among
+    3,000 users, amounts of mixed types, posts referenced by votes)."""
+    test_mongodb_determinism.seed_social_app(db)
+
+
+def seed_mongodb(db: Any, now: dt.datetime) -> None:
+    """The audits' collections (tests/data/mongodb_audit.py) and the issue's named cases."""
+    mongodb_audit.seed(db, now)
+    # A 7-day TTL on webhook deliveries: the auditors called it right.
+    db.webhook_deliveries.insert_many(
+        {"endpoint": f"https://hooks.example.test/{i % 5}", "status": ("delivered", "failed")[i % 7 == 0],
+         "attempts": 1 + i % 3, "createdAt": now - dt.timedelta(hours=i)} for i in range(160))
+    db.webhook_deliveries.create_index([("createdAt", 1)], expireAfterSeconds=7 * 86400)
+    # An invite clean-up TTL whose partial filter names a status no document has.
+    db.team_invites.insert_many(
+        {"email": f"t{i}@example.test", "status": ("pending", "accepted", "lapsed")[i % 3],
+         "createdAt": now - dt.timedelta(days=i % 60, hours=12)} for i in range(150))
+    db.team_invites.create_index([("createdAt", 1)], expireAfterSeconds=14 * 86400,
+                                 partialFilterExpression={"status": "expired"})
+    # Generation jobs: failed runs never get completedAt, so the TTL never deletes them.
+    db.generation_jobs.insert_many(
+        {"status": "failed" if i % 4 == 0 else "done", "computeCostUsd": 0.02 * (1 + i % 5),
+         "createdAt": now - dt.timedelta(days=i % 40, hours=12),
+         **({} if i % 4 == 0 else {"completedAt": now - dt.timedelta(days=i % 40)})} for i in range(300))
+    db.generation_jobs.create_index([("completedAt", 1)], expireAfterSeconds=7 * 86400)
+    # Purchases referenced from gem_transactions by ObjectIds written as strings.
+    purchases = [ObjectId() for _ in range(150)]
+    db.gem_purchases.insert_many({"_id": pid, "gems": 100} for pid in purchases)
+    db.gem_transactions.update_many({}, [{"$set": {"referenceType": "purchase"}}])
+    for n, doc in enumerate(db.gem_transactions.find({}, {"_id": 1})):
+        db.gem_transactions.update_one({"_id": doc["_id"]}, {"$set": {"referenceId": str(purchases[n % 150])}})
+
+
+MONGODB_RULES = {"ttl": [{"collection": "team_invites", "field": "createdAt", "after": "14d"}]}
+MONGODB_EXPECTED = (
+    *(Expected("mongodb.ttl-coverage", name, FixSafety.MANUAL, "documents may go: a partial TTL, by hand")
+      for name in mongodb_audit.NEEDS_TTL),
+    Expected("mongodb.ttl-misconfigured", "team_invites", ANY, "the partial filter selects no document"),
+    Expected("mongodb.ttl-misconfigured", "generation_jobs", ANY, "failed jobs never get completedAt"),
+    Expected("mongodb.reference-type-mismatch", "gem_transactions.referenceId", ANY, "ObjectIds stored as strings"),
+)
+MONGODB_SOCIAL_EXPECTED = (
+    Expected("mongodb.unbounded-array", "users.devices", ANY, "20 device-heavy users among 3,000"),
+    Expected("mongodb.field-type-drift", "transactions.amount", ANY, "one amount in 25 a string"),
+    Expected("mongodb.field-type-drift", "payments.amount", ANY, "4 string amounts among 3,000, clustered"),
+)
+MONGODB_SOCIAL_HEALTHY_OBJECTS = (
+    Healthy(("users", "posts", "votes", "transactions", "payments"), "mongodb.ttl-*",
+            "entities and ledgers; posts are referenced by votes"),
+)
+MONGODB_HEALTHY_OBJECTS = (
+    Healthy(tuple(mongodb_audit.PERMANENT) + ("webhook_deliveries", "gem_purchases"), "mongodb.ttl-*",
+            "entities, ledgers, and a TTL the auditors called right"),
+)
+
+
+def mongodb_object(finding: Finding) -> str:
+    """A MongoDB finding's object without its database name (each run has a database of its own)."""
+    return finding.object.split(".", 1)[1] if "." in finding.object else finding.object
