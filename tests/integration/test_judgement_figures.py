@@ -57,10 +57,13 @@ def test_the_comparison_counts_misses_wrong_advice_and_false_positives(redis_db)
     report = support.run_report(support.settings_for(app={"kind": "redis", "url": redis_db.url, "role": "cache"}),
                                 checks=["redis.ttl-coverage"])
     expected = (judgement.Expected("redis.ttl-coverage", "post:votes:{id}", FixSafety.SAFE),
-                judgement.Expected("redis.ttl-coverage", "nothing:{id}"))
+                judgement.Expected("redis.ttl-coverage", "nothing:{id}"),
+                judgement.Expected("redis.big-keys", "feed:{id}", contradicted_by=("feed:{id}",)))
     healthy = (judgement.Healthy(("session:*",), "redis.ttl-*"),)
     figures = judgement.judge(report.findings, expected, healthy)
     assert figures.found == ["redis.ttl-coverage post:votes:{id}"]
-    assert figures.missed == ["redis.ttl-coverage nothing:{id}"]
-    assert [line.split(" [")[0] for line in figures.wrong_advice] == ["redis.ttl-coverage post:votes:{id}"]
+    assert figures.missed == ["redis.ttl-coverage nothing:{id}", "redis.big-keys feed:{id}"]
+    # Wrong advice: a fix of another safety, and a title the expectation says contradicts it.
+    assert [line.split(" [")[0] for line in figures.wrong_advice] == [
+        "redis.ttl-coverage post:votes:{id}", "redis.ttl-coverage feed:{id}"]
     assert [line.split(" [")[0] for line in figures.false_positives] == ["redis.ttl-coverage session:{uuid}"]
