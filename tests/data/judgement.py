@@ -29,12 +29,13 @@ from tests.integration import (test_mongodb_determinism, test_postgres_fk_type_m
 
 NO_FIX = "no fix"
 ANY = "any"
+NOT_SAFE = "manual or unsafe"  # a fix a person applies on purpose, never by default
 
 
 @dataclass(frozen=True)
 class Expected:
     """A problem the fixture holds: `check` finds it on `object`, with a fix of `advice`
-    (a FixSafety, NO_FIX for a finding whose fix has no step, ANY when either is right). A
+    (a FixSafety, NO_FIX for a finding whose fix has no step, NOT_SAFE, or ANY). A
     finding there whose title holds one of `contradicted_by` gives the advice the audits called
     wrong (a ledger's TTL to drop, where the defect is a missing date)."""
 
@@ -78,6 +79,8 @@ def advice_of(finding: Finding) -> FixSafety | str:
 def _advice_matches(expected: FixSafety | str, actual: FixSafety | str) -> bool:
     if expected == ANY:
         return True
+    if expected == NOT_SAFE:
+        return actual in (FixSafety.MANUAL, FixSafety.UNSAFE)
     if expected == NO_FIX:
         # A manual fix with no step is advice to look, not to act: what "no fix" means.
         return actual == NO_FIX
@@ -245,6 +248,12 @@ def seed_mongodb(db: Any, now: dt.datetime) -> None:
                                "createdAt": now - dt.timedelta(days=i % 20, hours=12)} for i in range(240))
     db.poll_votes.create_index([("userId", 1), ("pollId", 1)], unique=True)
     db.poll_votes.create_index([("createdAt", 1)], expireAfterSeconds=30 * 86400)
+    # Casino rounds carry money (bet, payout), yet a finished round is settled in the wallet's
+    # ledger: the auditors advised a TTL on finished rounds; dbvitals never did.
+    db.casino_rounds.insert_many(
+        {"userId": ObjectId(), "game": "dice", "bet": 5 + i % 20, "payout": (5 + i % 20) * (i % 3),
+         "status": "running" if i < 20 else "finished", "createdAt": now - dt.timedelta(days=i / 8, hours=12),
+         **({} if i < 20 else {"finishedAt": now - dt.timedelta(days=i / 8, hours=11)})} for i in range(3200))
     # Purchases referenced from gem_transactions by ObjectIds written as strings.
     purchases = [ObjectId() for _ in range(150)]
     db.gem_purchases.insert_many({"_id": pid, "gems": 100} for pid in purchases)
@@ -253,10 +262,13 @@ def seed_mongodb(db: Any, now: dt.datetime) -> None:
         db.gem_transactions.update_one({"_id": doc["_id"]}, {"$set": {"referenceId": str(purchases[n % 150])}})
 
 
-MONGODB_RULES = {"ttl": [{"collection": "team_invites", "field": "createdAt", "after": "14d"}]}
+MONGODB_RULES = {"ttl": [{"collection": "team_invites", "field": "createdAt", "after": "14d"},
+                         {"collection": "casino_rounds", "field": "finishedAt", "after": "365d"}]}
 MONGODB_EXPECTED = (
     *(Expected("mongodb.ttl-coverage", name, FixSafety.MANUAL, "documents may go: a partial TTL, by hand")
       for name in mongodb_audit.NEEDS_TTL),
+    Expected("mongodb.ttl-coverage", "casino_rounds", NOT_SAFE,
+             "finished rounds, settled in the ledger: a TTL by choice (unsafe once declared)"),
     Expected("mongodb.ttl-misconfigured", "team_invites", ANY, "the partial filter selects no document"),
     Expected("mongodb.ttl-misconfigured", "generation_jobs", ANY, "failed jobs never get completedAt",
              contradicted_by=(", judged ",)),
