@@ -1,7 +1,8 @@
 """Judgement figures on the project's seed-shaped fixtures (issue #25, "Done when").
 
 Builds each fixture of tests/data/judgement.py on local servers (PostgreSQL in a database of its
-own, a private redis-server, a SecantusDB started here for MongoDB), runs every check of the
+own and, for server-wide pieces such as a replication slot, a private cluster; a private
+redis-server; a SecantusDB started here for MongoDB), runs every check of the
 engine's pack without and then with the fixture's declared rules, compares the findings with
 the written list of expected problems, and prints per engine and in total: problems expected,
 found, missed, wrong advice, false positives (each listed), and the findings left unjudged
@@ -89,6 +90,20 @@ def postgres(admin_url: str) -> dict[str, judgement.Figures]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def postgres_server() -> dict[str, judgement.Figures]:
+    """The server-wide pieces, on a private cluster: the shared server must never carry a slot."""
+    with support.private_postgres() as url:
+        async def build() -> None:
+            conn = await asyncpg.connect(url, timeout=10)
+            try:
+                await conn.execute(judgement.POSTGRES_SERVER_SETUP)
+            finally:
+                await conn.close()
+
+        asyncio.run(build())
+        return judged_runs({"kind": "postgres", "url": url}, {}, "postgres", judgement.POSTGRES_SERVER_EXPECTED, ())
+
+
 def redis_pack() -> dict[str, judgement.Figures]:
     server = support.PrivateRedis()
     try:
@@ -121,12 +136,16 @@ def mongodb() -> dict[str, judgement.Figures]:
                               judgement.MONGODB_HEALTHY_OBJECTS, judgement.mongodb_object)
         social_figures = judged_runs(target(social), {}, "mongodb", judgement.MONGODB_SOCIAL_EXPECTED,
                                      judgement.MONGODB_SOCIAL_HEALTHY_OBJECTS, judgement.mongodb_object)
-        for run in RUNS:
-            figures[run].add(social_figures[run])
-        return figures
+        return both(figures, social_figures)
     finally:
         client.close()
         server.stop()
+
+
+def both(first: dict[str, judgement.Figures], second: dict[str, judgement.Figures]) -> dict[str, judgement.Figures]:
+    for run in RUNS:
+        first[run].add(second[run])
+    return first
 
 
 def show(title: str, figures: judgement.Figures, verbose: bool) -> None:
@@ -148,7 +167,8 @@ def main() -> None:
     parser.add_argument("--engines", default="postgres,redis,mongodb")
     parser.add_argument("--verbose", action="store_true", help="list the findings left unjudged too")
     args = parser.parse_args()
-    engines = {"postgres": lambda: postgres(args.pg_url), "redis": redis_pack, "mongodb": mongodb}
+    engines = {"postgres": lambda: both(postgres(args.pg_url), postgres_server()), "redis": redis_pack,
+               "mongodb": mongodb}
     chosen = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = sorted(set(chosen) - set(engines))
     if unknown:

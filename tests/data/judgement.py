@@ -168,6 +168,11 @@ POSTGRES_EXPECTED = (
     Expected("postgres.lint-integer-key", "public.counters.id"),
     Expected("postgres.lint-serial", "public.counters.id"),
 )
+# On a server of its own (a slot is server-wide: never on the shared one), issue #25 item 12.
+POSTGRES_SERVER_SETUP = "SELECT pg_create_physical_replication_slot('old_replica', true)"
+POSTGRES_SERVER_EXPECTED = (
+    Expected("postgres.replication", "slot old_replica", ANY, "an inactive slot, however little it retains yet"),
+)
 POSTGRES_HEALTHY_OBJECTS = (
     Healthy(('"Billing Äpp".*', "public.customers*", "public.events*"), "postgres.[!l]*",
             "the healthy schema of test_postgres_pack (quoted names, partitions); style lints aside"),
