@@ -131,6 +131,9 @@ def judge(findings: Sequence[Finding], expected: Sequence[Expected], healthy: Se
 POSTGRES_SCHEMA = test_postgres_pack.PROBLEMS + test_postgres_pack.HEALTHY + test_postgres_fk_type_mismatch.SCHEMA + """
 -- Issue #25 item 10: integer members of a composite key hold other tables' keys; no integer-key lint.
 CREATE TABLE badge_titles (badge_id integer NOT NULL, title_id integer NOT NULL, PRIMARY KEY (badge_id, title_id));
+-- A reference no name gives away: only the audit's declaration ties it to transactions.id (uuid).
+CREATE TABLE payouts (id bigint PRIMARY KEY, beneficiary integer, amount numeric(12,2));
+INSERT INTO payouts SELECT g, g, 10 FROM generate_series(1, 40) g;
 -- Issue #25 item 12 (pg-index-health): a partitioned table without a primary key, and its default partition.
 CREATE TABLE readings (at date NOT NULL, sensor integer, value numeric) PARTITION BY RANGE (at);
 CREATE TABLE readings_2026 PARTITION OF readings FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
@@ -139,8 +142,10 @@ CREATE TABLE readings_default PARTITION OF readings DEFAULT;
 # Run after the schema: it fails on purpose and leaves an INVALID index, as in production.
 POSTGRES_INVALID_INDEX = "CREATE UNIQUE INDEX CONCURRENTLY dup_values_v_key ON dup_values (v)"
 # An option of the check, not a declared rule: on a fresh database any history is what there is.
-# The audit's declaration: forum_structure.min_group_id_required points at roles.id.
-POSTGRES_RULES = test_postgres_pack.EXPECT
+# The audits' declarations: forum_structure.min_group_id_required points at roles.id, and
+# payouts.beneficiary at transactions.id.
+POSTGRES_RULES = {"references": [*test_postgres_pack.EXPECT["references"],
+                                 {"column": "payouts.beneficiary", "references": "transactions.id"}]}
 POSTGRES_OPTIONS = {"postgres.unused-index": {"min_history": "0s"}}
 
 POSTGRES_EXPECTED = (
@@ -149,6 +154,7 @@ POSTGRES_EXPECTED = (
     Expected("postgres.fk-type-mismatch", "public.order_items.product_id", FixSafety.UNSAFE),
     Expected("postgres.fk-type-mismatch", "public.forum_structure.min_group_id_required", ANY,
              "points at roles.id only by the audit's declaration"),
+    Expected("postgres.fk-type-mismatch", "public.payouts.beneficiary", ANY, "known only by declaration"),
     Expected("postgres.fk-type-mismatch", "public.challenges.min_group_id_required"),
     Expected("postgres.fk-type-mismatch", "public.challenges.last_post_id"),
     Expected("postgres.fk-type-mismatch", "public.challenges.structure_id"),
@@ -196,7 +202,8 @@ REDIS_TARGET = {"role": "cache"}
 REDIS_RULES = {
     "persistent": [{"pattern": "leaderboard:alltime"}],
     # Issue #25 item 8: a declared TTL on counters contradicts the evidence and must stay manual.
-    "ttl": [{"pattern": "session:*", "max": "7d"}, {"pattern": "post:votes:*", "max": "1d"}],
+    "ttl": [{"pattern": "session:*", "max": "7d"}, {"pattern": "post:votes:*", "max": "1d"},
+            {"pattern": "leaderboard:daily", "max": "1d"}],
 }
 REDIS_EXPECTED = (
     Expected("redis.ttl-coverage", "session:{uuid}", FixSafety.UNSAFE, "12 of 300 sessions written without EX"),
