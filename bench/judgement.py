@@ -9,7 +9,7 @@ found, missed, wrong advice, false positives (each listed), and the findings lef
 (server-wide settings, objects the fixture says nothing about). Everything it builds it removes.
 
     .venv/bin/python bench/judgement.py [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--engines postgres,redis,mongodb] [--verbose]
+        [--engines postgres,redis,mongodb,demo] [--verbose]
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +31,10 @@ import asyncpg  # noqa: E402
 import pymongo  # noqa: E402
 import redis  # noqa: E402
 
+from checks.config import config_from_dict  # noqa: E402
 from checks.model import Report  # noqa: E402
+from console.demo.seed import SEEDED_PROBLEMS, demo_config, seed_all  # noqa: E402
+from console.demo.servers import start_playground  # noqa: E402
 from checks.mongodb import _inventory  # noqa: E402
 from tests import support  # noqa: E402
 from tests.data import judgement  # noqa: E402
@@ -142,6 +147,29 @@ def mongodb() -> dict[str, judgement.Figures]:
         server.stop()
 
 
+def demo() -> dict[str, judgement.Figures]:
+    """The demo's playground (console/demo): its own three servers, its seed, and its list of
+    SEEDED_PROBLEMS; with rules is the demo's config, without it the same with no `expect`."""
+    with tempfile.TemporaryDirectory(prefix="dbvitals-judgement-") as base:
+        os.environ["XDG_STATE_HOME"] = str(Path(base) / "state")  # the playground's record, not the user's
+        playground = start_playground(Path(base) / "playground")
+        try:
+            urls = (playground.url("postgres"), playground.url("mongodb"), playground.url("redis"))
+            asyncio.run(seed_all(*urls))
+            declared = demo_config(*urls)["targets"]
+            figures = {}
+            for run, targets in zip(RUNS, (
+                    {name: {k: v for k, v in target.items() if k != "expect"} for name, target in declared.items()},
+                    declared)):
+                report = support.run_report(config_from_dict({"targets": targets}))
+                if report.errors:
+                    raise RuntimeError(f"demo: {report.errors}")
+                figures[run] = judgement.judge_seeded(report.findings, SEEDED_PROBLEMS)
+            return figures
+        finally:
+            playground.stop()
+
+
 def both(first: dict[str, judgement.Figures], second: dict[str, judgement.Figures]) -> dict[str, judgement.Figures]:
     for run in RUNS:
         first[run].add(second[run])
@@ -149,9 +177,10 @@ def both(first: dict[str, judgement.Figures], second: dict[str, judgement.Figure
 
 
 def show(title: str, figures: judgement.Figures, verbose: bool) -> None:
-    print(f"  {title}: expected {figures.expected}, found {len(figures.found)}, missed {len(figures.missed)}, "
-          f"wrong advice {len(figures.wrong_advice)}, false positives {len(figures.false_positives)} "
-          f"(not judged: {len(figures.not_judged)})")
+    judged = (f"wrong advice {len(figures.wrong_advice)}, false positives {len(figures.false_positives)} "
+              f"(not judged: {len(figures.not_judged)})") if figures.judges_advice else \
+        "advice and false positives not judged (no expectation declared)"
+    print(f"  {title}: expected {figures.expected}, found {len(figures.found)}, missed {len(figures.missed)}, {judged}")
     lists = [("missed", figures.missed), ("wrong advice", figures.wrong_advice),
              ("false positive", figures.false_positives)]
     if verbose:
@@ -164,11 +193,11 @@ def show(title: str, figures: judgement.Figures, verbose: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pg-url", default=support.PG_URL)
-    parser.add_argument("--engines", default="postgres,redis,mongodb")
+    parser.add_argument("--engines", default="postgres,redis,mongodb,demo")
     parser.add_argument("--verbose", action="store_true", help="list the findings left unjudged too")
     args = parser.parse_args()
     engines = {"postgres": lambda: both(postgres(args.pg_url), postgres_server()), "redis": redis_pack,
-               "mongodb": mongodb}
+               "mongodb": mongodb, "demo": demo}
     chosen = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = sorted(set(chosen) - set(engines))
     if unknown:
@@ -181,8 +210,9 @@ def main() -> None:
         print(f"{engine} ({time.perf_counter() - engine_started:.1f} s)")
         for run in RUNS:
             show(run, figures[run], args.verbose)
-            totals[run].add(figures[run])
-    print(f"total ({time.perf_counter() - started:.1f} s)")
+            if figures[run].judges_advice:
+                totals[run].add(figures[run])
+    print(f"total of the judged fixtures, the demo's list apart ({time.perf_counter() - started:.1f} s)")
     for run in RUNS:
         show(run, totals[run], verbose=False)
 

@@ -63,6 +63,7 @@ class Figures:
     wrong_advice: list[str] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     not_judged: list[str] = field(default_factory=list)
+    judges_advice: bool = True  # False: no advice nor healthy object was declared to judge by
 
     def add(self, other: Figures) -> None:
         self.expected += other.expected
@@ -123,6 +124,16 @@ def judge(findings: Sequence[Finding], expected: Sequence[Expected], healthy: Se
                 figures.false_positives.append(_label(finding))
             else:
                 figures.not_judged.append(_label(finding))
+    return figures
+
+
+def judge_seeded(findings: Sequence[Finding], problems: Sequence[tuple[str, str]]) -> Figures:
+    """The demo's SEEDED_PROBLEMS (check, a fragment of the object): found or missed. The demo
+    declares no advice and no healthy object, so nothing else is judged."""
+    figures = Figures(expected=len(problems), judges_advice=False)
+    for check, fragment in problems:
+        hit = any(f.check == check and fragment in f.object for f in findings)
+        (figures.found if hit else figures.missed).append(f"{check} {fragment}")
     return figures
 
 
