@@ -9,7 +9,10 @@ test_postgres_pack.py, test_postgres_fk_type_mismatch.py, test_redis_social_app.
 tests/data/mongodb_audit.py), plus the issue's named cases no fixture had: a 7-day webhook
 deliveries TTL that is right, an invite clean-up TTL whose partial filter matches nothing,
 generation jobs whose failed runs never get `completedAt`, `gem_transactions.referenceId`
-holding ObjectIds as strings, and integer members of a composite key.
+holding ObjectIds as strings, a TTL that lets a unique poll vote repeat, game rounds with
+bet/payout, `user:streak:*` keys, integer members of a composite key, a partitioned table
+without a key and its default partition, a reference only a declaration reveals, and (on a
+private cluster, in the bench) an inactive replication slot.
 """
 
 from __future__ import annotations
@@ -152,11 +155,11 @@ CREATE TABLE readings_default PARTITION OF readings DEFAULT;
 """
 # Run after the schema: it fails on purpose and leaves an INVALID index, as in production.
 POSTGRES_INVALID_INDEX = "CREATE UNIQUE INDEX CONCURRENTLY dup_values_v_key ON dup_values (v)"
-# An option of the check, not a declared rule: on a fresh database any history is what there is.
 # The audits' declarations: forum_structure.min_group_id_required points at roles.id, and
 # payouts.beneficiary at transactions.id.
 POSTGRES_RULES = {"references": [*test_postgres_pack.EXPECT["references"],
                                  {"column": "payouts.beneficiary", "references": "transactions.id"}]}
+# An option of the check, not a declared rule: on a fresh database any history is what there is.
 POSTGRES_OPTIONS = {"postgres.unused-index": {"min_history": "0s"}}
 
 POSTGRES_EXPECTED = (
@@ -164,7 +167,7 @@ POSTGRES_EXPECTED = (
              "integer tied by name to a uuid key: a migration, by hand"),
     Expected("postgres.fk-type-mismatch", "public.order_items.product_id", FixSafety.UNSAFE),
     Expected("postgres.fk-type-mismatch", "public.forum_structure.min_group_id_required", ANY,
-             "points at roles.id only by the audit's declaration"),
+             "tied by name to groups.id, by the audit's declaration to roles.id"),
     Expected("postgres.fk-type-mismatch", "public.payouts.beneficiary", ANY, "known only by declaration"),
     Expected("postgres.fk-type-mismatch", "public.challenges.min_group_id_required"),
     Expected("postgres.fk-type-mismatch", "public.challenges.last_post_id"),
