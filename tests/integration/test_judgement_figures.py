@@ -1,8 +1,11 @@
 """The judgement figures of bench/judgement.py, kept from regressing (issue #25, "Done when"):
-every check of the pack over the PostgreSQL and Redis seed-shaped fixtures, without and with the
-declared rules, finds at least what it finds today, with no wrong advice and no false positive."""
+every check of the pack over the PostgreSQL, Redis and MongoDB (audits') seed-shaped fixtures,
+without and with the declared rules, finds at least what it finds today, with no wrong advice
+and no false positive."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import asyncpg
 import pytest
@@ -16,6 +19,8 @@ from tests.data import judgement
 # maxmemory), which another test's setting on the shared server may move.
 POSTGRES_FLOOR = {False: 19, True: 20}
 REDIS_FLOOR = 11
+# Without rules, game rounds with bet/payout get no TTL advice (a miss the issue names).
+MONGODB_FLOOR = {False: len(judgement.MONGODB_EXPECTED) - 1, True: len(judgement.MONGODB_EXPECTED)}
 
 
 def figures_for(target: dict, rules: dict, expected, healthy) -> judgement.Figures:
@@ -49,6 +54,19 @@ def test_redis_fixture_is_judged_as_the_auditors_did(redis_db, declared):
     figures = figures_for(target, judgement.REDIS_RULES if declared else {}, judgement.REDIS_EXPECTED,
                           judgement.REDIS_HEALTHY_OBJECTS)
     assert_sound(figures, REDIS_FLOOR)
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["without rules", "with rules"])
+def test_mongodb_audit_fixture_is_judged_as_the_auditors_did(mongo_db, loaded_machine_budget, declared):
+    """Issue #25 item 7: no TTL advice on entities, ledgers or a right TTL; the real TTL defects."""
+    judgement.seed_mongodb(mongo_db.db, dt.datetime.now(dt.timezone.utc))
+    target = {"kind": "mongodb", "url": mongo_db.url, "check_timeout": 120}
+    report = support.run_report(support.settings_for(
+        app={**target, "expect": judgement.MONGODB_RULES if declared else {}}))
+    assert report.errors == []
+    figures = judgement.judge(report.findings, judgement.MONGODB_EXPECTED, judgement.MONGODB_HEALTHY_OBJECTS,
+                              judgement.mongodb_object)
+    assert_sound(figures, MONGODB_FLOOR[declared])
 
 
 def test_the_comparison_counts_misses_wrong_advice_and_false_positives(redis_db):
