@@ -90,6 +90,9 @@ def test_a_statement_reaches_the_tables_of_its_indexes_and_their_neighbours():
     index = split("CREATE INDEX lines_at ON \"Lines\" (at);", "m.sql")[0].node
     relations.learn(index, relation_names(index))
     assert relations.direct({"lines_at"}) == {"lines_at", "Lines"}
+    namesake = split("CREATE INDEX orders_pkey ON app.orders_archive (id);", "m.sql")[0].node
+    relations.learn(namesake, relation_names(namesake))  # another schema's index of that name
+    assert relations.direct({"orders_pkey"}) == {"orders_pkey", "orders", "orders_archive"}
 
 
 @pytest.mark.parametrize("obj, relation", [

@@ -1,8 +1,8 @@
 """The schema after the migration: copy the part of the target's schema it needs into a scratch
 database (no data), replay the migration there statement by statement, and run dbvitals's own
-schema checks before and after each statement. A finding present at the end and not at the start
-was added by the migration; the statement it is attributed to is the one after which it last
-appeared, read from the scratch, not guessed.
+schema checks before it and after each group of statements that reach disjoint tables (_Replay). A
+finding present at the end and not at the start was added by the migration; the statement it is
+attributed to is the one after which it last appeared, read from the scratch, not guessed.
 
 The target is only read (copy.read_copy, through the read-only session). The scratch is written in
 one transaction that is rolled back; dbvitals marks it as its own once (a schema with a comment)
@@ -325,7 +325,7 @@ class RelationMap:
     """Which relation belongs to which table, and which tables a statement on one can change the
     findings of (its foreign-key and partition neighbours), kept up to date as the replay goes."""
 
-    owner: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, set[str]] = field(default_factory=dict)  # namesakes in two schemas: both tables
     neighbours: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
@@ -333,7 +333,7 @@ class RelationMap:
         relations = cls()
         for row in rows:
             if row["kind"] == "owner":
-                relations.owner[row["name"]] = row["other"]
+                relations.own(row["name"], row["other"])
             else:
                 relations.link({row["name"], row["other"]})
         return relations
@@ -344,7 +344,10 @@ class RelationMap:
 
     def direct(self, names: set[str]) -> set[str]:
         """The names and the tables they belong to: what a finding the statement adds names."""
-        return names | {self.owner.get(n, n) for n in names}
+        return names | {t for n in names for t in self.owners.get(n, ())}
+
+    def own(self, name: str, table: str) -> None:
+        self.owners.setdefault(name, set()).add(table)
 
     def reach(self, names: set[str]) -> set[str]:
         """Every table whose findings a statement on these names can change."""
@@ -358,17 +361,17 @@ class RelationMap:
         table = getattr(getattr(node, "relation", None), "relname", None)
         for part in walk(node):
             if isinstance(part, ast.IndexStmt) and part.idxname and part.relation is not None and part.relation.relname:
-                self.owner.setdefault(part.idxname, part.relation.relname)
+                self.own(part.idxname, part.relation.relname)
             elif isinstance(part, ast.Constraint) and part.conname and table:
-                self.owner.setdefault(part.conname, table)
+                self.own(part.conname, table)
         tables = self.direct(names)
         if len(tables) > 1:
             self.link(tables)
         if isinstance(node, ast.RenameStmt) and node.renameType in RELATION_KINDS and table and node.newname:
             for neighbour in self.neighbours.get(table, set()) - {node.newname}:
                 self.link({node.newname, neighbour})
-            if table in self.owner:
-                self.owner.setdefault(node.newname, self.owner[table])
+            for owner in self.owners.get(table, set()):
+                self.own(node.newname, owner)
 
 
 @dataclass
@@ -457,7 +460,7 @@ class _Replay:
         causes = {}
         for finding in added:
             relation = leading_relation(finding.object)
-            names = {relation, self.relations.owner.get(relation, relation)}
+            names = self.relations.direct({relation})
             candidates = [r for r in checked if names & self.relations.direct(r.names)]
             if len(candidates) != 1:
                 return None
