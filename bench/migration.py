@@ -4,21 +4,27 @@ the one before and rows in the tables the migration touches), with the scratch c
 
 Builds the target and an empty scratch database of its own on the server (dropped afterwards),
 then times the whole analysis — the per-statement judgement on the target, the scratch copy, the
-replay and the schema checks after each statement — and prints it against the 5 s goal.
+replay and the schema checks — and prints the median of the runs: seconds, round trips to the
+servers (every query or script sent, counted at the driver), the ratio to the 5 s goal, and the
+load average during the runs, so a reader knows the conditions the figure was taken in.
 
-    .venv/bin/python bench/migration.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--runs 3]
+    .venv/bin/python bench/migration.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -32,6 +38,33 @@ TABLES = 2000
 GOAL_SECONDS = 5.0
 ROWS = 200  # in each table the migration touches: the data preconditions and estimates have work
 PREFIX = "customer_order_line_item_adjustment_history_archive_"  # + the number: ~57 bytes
+
+
+# What asyncpg sends to the server: each call is one round trip (a statement's first use adds
+# a prepare, which the driver's statement cache makes rare).
+ROUND_TRIP_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+
+@contextmanager
+def counting_round_trips() -> Iterator[list[int]]:
+    """A one-item counter of the calls reaching the server while the block runs."""
+    counter = [0]
+    originals = {m: getattr(asyncpg.Connection, m) for m in ROUND_TRIP_METHODS}
+
+    def counted(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            counter[0] += 1
+            return await method(*args, **kwargs)
+        return wrapper
+
+    for method, original in originals.items():
+        setattr(asyncpg.Connection, method, counted(original))
+    try:
+        yield counter
+    finally:
+        for method, original in originals.items():
+            setattr(asyncpg.Connection, method, original)
 
 
 def name(n: int) -> str:
@@ -149,7 +182,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("DBVITALS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--tables", type=int, default=TABLES)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
     target_db, scratch_db = f"dbv_bench_{tag}", f"dbv_bench_scratch_{tag}"
@@ -170,15 +203,18 @@ async def main() -> int:
               f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         settings = config_from_dict({"targets": {"bench": {"kind": "postgres", "url": url}}})
         target = settings.targets["bench"]
-        times = []
+        times, trips, loads = [], [], []
         doc: dict = {}
         for _ in range(args.runs):
             started, cpu = time.perf_counter(), time.process_time()
-            doc = await analyse(target, "bench", ["bench_migration.sql"], statements, scratch)
+            with counting_round_trips() as counter:
+                doc = await analyse(target, "bench", ["bench_migration.sql"], statements, scratch)
             times.append(time.perf_counter() - started)
+            trips.append(counter[0])
+            loads.append(os.getloadavg()[0])
             # The rest of the time is the servers' (their share of 2 loaded cores) and the wire.
-            print(f"  run {len(times)}: {times[-1]:.2f}s, {time.process_time() - cpu:.2f}s of CPU in dbvitals "
-                  f"(load average {os.getloadavg()[0]:.2f})")
+            print(f"  run {len(times)}: {times[-1]:.2f}s, {trips[-1]} round trips, "
+                  f"{time.process_time() - cpu:.2f}s of CPU in dbvitals (load average {loads[-1]:.2f})")
         findings = sum(len(s["findings"]) for s in doc["statements"])
         copied = next((n for n in doc["after_notes"] if "copied" in n), "")
         print(f"{len(statements)} statements, {findings} findings, {len(doc['after'])} added by the migration "
@@ -187,8 +223,11 @@ async def main() -> int:
             print(f"  error: {error[:150]}")
         print(f"  {copied}")
         best, median = min(times), statistics.median(times)
-        print(f"total with the scratch copy: median {median:.2f}s, best {best:.2f}s over {args.runs} runs "
-              f"= {median / GOAL_SECONDS:.2f}× the {GOAL_SECONDS:.0f} s goal")
+        print(f"total with the scratch copy: median {median:.2f}s, best {best:.2f}s over {args.runs} runs, "
+              f"{statistics.median(trips):.0f} round trips = {median / GOAL_SECONDS:.2f}× the "
+              f"{GOAL_SECONDS:.0f} s goal")
+        print(f"conditions: load average {statistics.median(loads):.2f} (median of the runs) on "
+              f"{os.cpu_count()} cores")
         return 0 if median < GOAL_SECONDS else 1
     finally:
         await drop(args.url, target_db, scratch_db)

@@ -180,3 +180,31 @@ def test_views_and_triggers_are_copied_and_grants_not_replayed(pg_db, scratch_db
     # The view's tables (orders, customers) came with it, the trigger with its table; a grant to a
     # role the scratch's server does not have is not replayed (no schema check reads privileges).
     assert any(n.startswith("schema after the migration: 2 table(s) copied") for n in doc["after_notes"])
+
+
+def test_statements_on_unrelated_tables_are_checked_together_and_attributed_alike(pg_db, scratch_db, tmp_path):
+    """The checks run once per group of statements reaching disjoint tables; a finding whose
+    object no statement of its group names (a key type changed under a child table, an index
+    named by the server) sends the group back to statement-by-statement checking."""
+    run_async(_sql(pg_db.url, (
+        "CREATE TABLE parent (id int PRIMARY KEY);"
+        "CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));"
+        "CREATE INDEX child_parent ON child (parent_id);"
+        "CREATE TABLE a (id int PRIMARY KEY, x int); CREATE INDEX a_x ON a (x);"
+        "CREATE TABLE b (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY);")))
+    result, _ = migrate(tmp_path, pg_db.url, (
+        "ALTER TABLE b ADD COLUMN at timestamp;\n"  # named by its own statement
+        "ALTER TABLE parent ALTER COLUMN id TYPE bigint;\n"  # the finding names child, not parent
+        "ALTER TABLE c ADD COLUMN at timestamp;\n"
+        "CREATE INDEX ON a (x, id);\n"  # a_x is now redundant: named by no statement
+        "ALTER TABLE c ADD COLUMN paid money;\n"), "--scratch", scratch_db.url, "--format", "json",
+        "--fail-on", "never")
+    assert result.returncode == 0, result.stderr
+    assert added(json.loads(result.stdout)) == {
+        ("postgres.lint-timestamp-without-tz", "public.b.at", 1),
+        ("postgres.fk-type-mismatch", "public.child.parent_id", 2),
+        ("postgres.lint-timestamp-without-tz", "public.c.at", 3),
+        ("postgres.redundant-index", "public.a_x", 4),
+        ("postgres.lint-money", "public.c.paid", 5),
+        ("postgres.lint-all-nullable", "public.c", 5),  # its third nullable column
+    }

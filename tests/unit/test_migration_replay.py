@@ -7,7 +7,13 @@ import pytest
 
 from checks.postgres.migration.copy import named_relations
 from checks.postgres.migration.parse import split
-from checks.postgres.migration.scratch import changes_what_checks_read, replayed_sql
+from checks.postgres.migration.scratch import (
+    RelationMap,
+    changes_what_checks_read,
+    leading_relation,
+    relation_names,
+    replayed_sql,
+)
 
 REPLAYED = [
     ("CREATE INDEX CONCURRENTLY i ON t (a)", "CREATE INDEX i ON t (a)"),
@@ -53,3 +59,48 @@ def test_the_relations_a_migration_names():
     assert named_relations(statements) == [
         '"app"."Orders"', '"customers"', '"items"', '"app"."items_a_idx"', '"gone"', '"log"', '"events"',
         '"orders"']
+
+
+@pytest.mark.parametrize("sql, names", [
+    ("ALTER TABLE app.t ADD COLUMN c int REFERENCES p (id)", {"t", "p"}),
+    ("CREATE INDEX i ON t (a)", {"i", "t"}),
+    ("ALTER TABLE t ADD CONSTRAINT t_u UNIQUE (a)", {"t", "t_u"}),
+    ("DROP INDEX CONCURRENTLY app.i, j", {"i", "j"}),
+    ("ALTER TABLE t RENAME TO u", {"t", "u"}),
+    ("ALTER TABLE t RENAME COLUMN a TO b", {"t"}),
+    ("CREATE TYPE mood AS ENUM ('a')", None),  # reaches any table using it: checked alone
+    ("DROP SCHEMA app CASCADE", None),
+    ("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", None),
+])
+def test_the_relations_a_statement_reaches_by_name(sql, names):
+    assert relation_names(split(sql + ";", "m.sql")[0].node) == names
+
+
+def test_a_statement_reaches_the_tables_of_its_indexes_and_their_neighbours():
+    relations = RelationMap.from_rows([
+        {"kind": "owner", "name": "orders_pkey", "other": "orders"},
+        {"kind": "neighbour", "name": "items", "other": "orders"},
+        {"kind": "neighbour", "name": "orders", "other": "customers"},
+    ])
+    assert relations.reach({"orders_pkey"}) == {"orders_pkey", "orders", "items", "customers"}
+    assert relations.reach({"items"}) == {"items", "orders"}
+    rename = split('ALTER TABLE items RENAME TO "Lines";', "m.sql")[0].node
+    relations.learn(rename, relation_names(rename))
+    assert relations.reach({"Lines"}) == {"Lines", "items", "orders"}
+    index = split("CREATE INDEX lines_at ON \"Lines\" (at);", "m.sql")[0].node
+    relations.learn(index, relation_names(index))
+    assert relations.direct({"lines_at"}) == {"lines_at", "Lines"}
+    namesake = split("CREATE INDEX orders_pkey ON app.orders_archive (id);", "m.sql")[0].node
+    relations.learn(namesake, relation_names(namesake))  # another schema's index of that name
+    assert relations.direct({"orders_pkey"}) == {"orders_pkey", "orders", "orders_archive"}
+
+
+@pytest.mark.parametrize("obj, relation", [
+    ("public.t", "t"),
+    ("public.t.c", "t"),
+    ("public.t(a, b)", "t"),
+    ('"App"."Or.d""x"(a)', 'Or.d"x'),
+    ('public."a b"."c"', "a b"),
+])
+def test_the_relation_a_finding_names(obj, relation):
+    assert leading_relation(obj) == relation

@@ -135,6 +135,9 @@ class Analyzer:
         self.held: dict[str, tuple[str, int]] = {}
 
     async def run(self, statements: list[Statement]) -> list[dict[str, Any]]:
+        await self.catalog.prefetch([(node.schemaname, node.relname) for statement in statements
+                                     for node in walk(statement.node)
+                                     if isinstance(node, ast.RangeVar) and node.relname])
         out = []
         for statement in statements:
             result = Result(statement)

@@ -1,8 +1,8 @@
 """The schema after the migration: copy the part of the target's schema it needs into a scratch
 database (no data), replay the migration there statement by statement, and run dbvitals's own
-schema checks before and after each statement. A finding present at the end and not at the start
-was added by the migration; the statement it is attributed to is the one after which it last
-appeared, read from the scratch, not guessed.
+schema checks before it and after each group of statements that reach disjoint tables (_Replay). A
+finding present at the end and not at the start was added by the migration; the statement it is
+attributed to is the one after which it last appeared, read from the scratch, not guessed.
 
 The target is only read (copy.read_copy, through the read-only session). The scratch is written in
 one transaction that is rolled back; dbvitals marks it as its own once (a schema with a comment)
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pglast import ast
-from pglast.enums import AlterTableType
+from pglast.enums import AlterTableType, ObjectType
 from pglast.stream import RawStream
 
 from checks.contract import Check, FactStore, Scope
@@ -33,7 +33,7 @@ from checks.postgres.lint.tables import AllNullable, NameOverflow
 from checks.postgres.lint.types import CharLength, Json, Money, TimestampWithoutTimeZone, VarcharLength
 from checks.postgres.migration.catalog import quote_ident
 from checks.postgres.migration.copy import SchemaCopy
-from checks.postgres.migration.parse import Statement
+from checks.postgres.migration.parse import Statement, walk
 from checks.postgres.no_primary_key import NoPrimaryKey
 from checks.postgres.not_valid_constraint import NotValidConstraintCheck
 from checks.postgres.redundant_index import RedundantIndex
@@ -48,6 +48,7 @@ SCHEMA_CHECKS: tuple[type[Check], ...] = (
 
 MARKER_SCHEMA = "dbvitals_scratch"
 SAVEPOINT = "dbvitals_statement"
+GROUP_SAVEPOINT = "dbvitals_group"
 MARKER_COMMENT = "dbvitals migration scratch copy: dbvitals empties this database before each use"
 
 # Who a database is: the server (its start time) and the database's oid and name.
@@ -248,36 +249,254 @@ async def replay(conn: Any, name: str, config: Any, copy: SchemaCopy, statements
 
 
 async def _replay(conn: Any, name: str, config: Any, statements: list[Statement]) -> ScratchResult:
-    result = ScratchResult()
     before = await schema_findings(conn, name, config)
-    current = before
-    appeared: dict[str, Statement] = {}
-    for statement in statements:
-        sql = replayed_sql(statement)
-        if sql is None:
-            if isinstance(statement.node, (ast.DoStmt, ast.CallStmt)):
-                result.notes.append(f"{statement.file}:{statement.line}: code blocks are not run on the copy: "
-                                    "what this one would create is missing from the schema after")
-            continue
-        try:
-            # In a savepoint, so a failed statement leaves the others going; one round trip.
-            # The semicolon on a line of its own: the statement's text may end in a -- comment.
-            await conn.execute(f"SAVEPOINT {SAVEPOINT};\n{sql}\n;\nRELEASE SAVEPOINT {SAVEPOINT}")
-        except Exception as exc:  # the statement fails on the target's schema: the migration would too
-            await conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
-            result.errors.append(f"{statement.file}:{statement.line}: fails on a copy of the schema: "
-                                 f"{type(exc).__name__}: {exc} ({' '.join(statement.sql.split())[:200]})")
-            continue
-        if not changes_what_checks_read(statement.node):
-            continue
-        # The checks name objects schema-qualified: a SET search_path in the migration renames none.
-        now = await schema_findings(conn, name, config)
-        for finding_id in now.keys() - current.keys():
-            appeared[finding_id] = statement
-        current = now
+    relations = RelationMap.from_rows(await conn.fetch(RELATION_MAP_QUERY))
+    replay = _Replay(conn, name, config, relations, before)
+    await replay.run(statements)
+    result = replay.result
+    current, appeared = replay.current, replay.appeared
     for finding_id in sorted(current.keys() - before.keys(), key=lambda i: (appeared[i].file, appeared[i].line, i)):
         statement = appeared[finding_id]
         entry = current[finding_id].to_dict()
         entry["statement"] = {"file": statement.file, "line": statement.line, "sql": statement.sql}
         result.after.append(entry)
     return result
+
+
+# The relations that own others (an index's or an owned sequence's table) and the tables joined
+# by a foreign key or by inheritance, on the scratch after the copy, by bare name.
+RELATION_MAP_QUERY = """
+SELECT 'owner' AS kind, c.relname AS name, t.relname AS other
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+UNION ALL
+SELECT 'owner', s.relname, t.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_class t ON t.oid = d.refobjid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+UNION ALL
+SELECT 'neighbour', a.relname, b.relname FROM pg_constraint c JOIN pg_class a ON a.oid = c.conrelid
+JOIN pg_class b ON b.oid = c.confrelid WHERE c.contype = 'f'
+UNION ALL
+SELECT 'neighbour', a.relname, b.relname FROM pg_inherits h JOIN pg_class a ON a.oid = h.inhrelid
+JOIN pg_class b ON b.oid = h.inhparent
+"""
+
+RELATION_KINDS = frozenset({ObjectType.OBJECT_TABLE, ObjectType.OBJECT_INDEX, ObjectType.OBJECT_VIEW,
+                            ObjectType.OBJECT_MATVIEW, ObjectType.OBJECT_SEQUENCE, ObjectType.OBJECT_FOREIGN_TABLE})
+
+
+def relation_names(node: Any) -> set[str] | None:
+    """The relations a statement names (bare: namesakes in two schemas only make a group smaller),
+    with the indexes and constraints it names and a renamed relation's new name; None for a
+    statement whose effect on the checks may reach beyond the relations it names (a type, a
+    function, a schema...): it is checked on its own."""
+    names: set[str] = set()
+    if isinstance(node, ast.DropStmt):
+        if node.removeType not in RELATION_KINDS:
+            return None
+        for obj in node.objects or ():
+            parts = [getattr(p, "sval", None) for p in obj] if isinstance(obj, (list, tuple)) else []
+            if not parts or not isinstance(parts[-1], str):
+                return None
+            names.add(parts[-1])
+        return names
+    if isinstance(node, ast.RenameStmt):
+        if node.relation is None:
+            return None
+        if node.renameType in RELATION_KINDS and node.newname:
+            names.add(node.newname)
+    elif isinstance(node, ast.AlterTableStmt):
+        if node.objtype not in RELATION_KINDS:
+            return None
+    elif not isinstance(node, (ast.IndexStmt, ast.CreateStmt)):
+        return None
+    for part in walk(node):
+        if isinstance(part, ast.RangeVar) and part.relname:
+            names.add(part.relname)
+        elif isinstance(part, ast.IndexStmt) and part.idxname:
+            names.add(part.idxname)
+        elif isinstance(part, ast.Constraint) and part.conname:
+            names.add(part.conname)
+    return names
+
+
+@dataclass
+class RelationMap:
+    """Which relation belongs to which table, and which tables a statement on one can change the
+    findings of (its foreign-key and partition neighbours), kept up to date as the replay goes."""
+
+    owners: dict[str, set[str]] = field(default_factory=dict)  # namesakes in two schemas: both tables
+    neighbours: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: list[Any]) -> RelationMap:
+        relations = cls()
+        for row in rows:
+            if row["kind"] == "owner":
+                relations.own(row["name"], row["other"])
+            else:
+                relations.link({row["name"], row["other"]})
+        return relations
+
+    def link(self, tables: set[str]) -> None:
+        for table in tables:
+            self.neighbours.setdefault(table, set()).update(tables - {table})
+
+    def direct(self, names: set[str]) -> set[str]:
+        """The names and the tables they belong to: what a finding the statement adds names."""
+        return names | {t for n in names for t in self.owners.get(n, ())}
+
+    def own(self, name: str, table: str) -> None:
+        self.owners.setdefault(name, set()).add(table)
+
+    def reach(self, names: set[str]) -> set[str]:
+        """Every table whose findings a statement on these names can change."""
+        tables = self.direct(names)
+        return tables | {n for t in tables for n in self.neighbours.get(t, ())}
+
+    def learn(self, node: Any, names: set[str]) -> None:
+        """What a replayed statement adds: the indexes and constraints it names belong to their
+        table; the tables it names together (a foreign key) are neighbours from now on, and a
+        renamed relation's new name has the old one's."""
+        table = getattr(getattr(node, "relation", None), "relname", None)
+        for part in walk(node):
+            if isinstance(part, ast.IndexStmt) and part.idxname and part.relation is not None and part.relation.relname:
+                self.own(part.idxname, part.relation.relname)
+            elif isinstance(part, ast.Constraint) and part.conname and table:
+                self.own(part.conname, table)
+        tables = self.direct(names)
+        if len(tables) > 1:
+            self.link(tables)
+        if isinstance(node, ast.RenameStmt) and node.renameType in RELATION_KINDS and table and node.newname:
+            for neighbour in self.neighbours.get(table, set()) - {node.newname}:
+                self.link({node.newname, neighbour})
+            for owner in self.owners.get(table, set()):
+                self.own(node.newname, owner)
+
+
+@dataclass
+class _Replayed:
+    statement: Statement
+    sql: str
+    checked: bool  # changes what the checks read
+    names: set[str]
+
+
+class _Replay:
+    """The migration on the scratch, checked once per group of statements that reach disjoint
+    tables: a finding a group adds is attributed to the one statement of the group whose names its
+    object starts with. When none or several do, the group is rolled back and replayed checking
+    after each statement, so the attribution is the same as checking after every statement."""
+
+    def __init__(self, conn: Any, name: str, config: Any, relations: RelationMap,
+                 before: dict[str, Finding]) -> None:
+        self.conn, self.name, self.config, self.relations = conn, name, config, relations
+        self.result = ScratchResult()
+        self.current = before
+        self.appeared: dict[str, Statement] = {}
+        self.since: list[_Replayed] = []  # replayed since the group's savepoint
+        self.reached: set[str] = set()
+
+    async def run(self, statements: list[Statement]) -> None:
+        await self.conn.execute(f"SAVEPOINT {GROUP_SAVEPOINT}")
+        for statement in statements:
+            sql = replayed_sql(statement)
+            if sql is None:
+                if isinstance(statement.node, (ast.DoStmt, ast.CallStmt)):
+                    self.result.notes.append(
+                        f"{statement.file}:{statement.line}: code blocks are not run on the copy: "
+                        "what this one would create is missing from the schema after")
+                continue
+            checked = changes_what_checks_read(statement.node)
+            names = relation_names(statement.node)
+            reach = self.relations.reach(names) if names is not None else None
+            if checked and any(r.checked for r in self.since) and (reach is None or reach & self.reached):
+                await self._checkpoint()
+            if not await self._apply(statement, sql, record=True):
+                continue
+            self.since.append(_Replayed(statement, sql, checked, names or set()))
+            if names is not None:
+                self.relations.learn(statement.node, names)
+            if checked:
+                if reach is None:
+                    await self._checkpoint()
+                else:
+                    self.reached |= reach
+        await self._checkpoint()
+
+    async def _apply(self, statement: Statement, sql: str, *, record: bool) -> bool:
+        try:
+            # In a savepoint, so a failed statement leaves the others going; one round trip.
+            # The semicolon on a line of its own: the statement's text may end in a -- comment.
+            await self.conn.execute(f"SAVEPOINT {SAVEPOINT};\n{sql}\n;\nRELEASE SAVEPOINT {SAVEPOINT}")
+        except Exception as exc:  # the statement fails on the target's schema: the migration would too
+            await self.conn.execute(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}; RELEASE SAVEPOINT {SAVEPOINT}")
+            if record:
+                self.result.errors.append(
+                    f"{statement.file}:{statement.line}: fails on a copy of the schema: {type(exc).__name__}: "
+                    f"{exc} ({' '.join(statement.sql.split())[:200]})")
+            return False
+        return True
+
+    async def _checkpoint(self) -> None:
+        checked = [r for r in self.since if r.checked]
+        if checked:
+            # The checks name objects schema-qualified: a SET search_path in the migration renames none.
+            now = await schema_findings(self.conn, self.name, self.config)
+            added = [now[i] for i in now.keys() - self.current.keys()]
+            causes = self._causes(checked, added)
+            if causes is None:
+                await self._one_by_one()
+            else:
+                self.appeared.update(causes)
+                self.current = now
+        await self.conn.execute(f"RELEASE SAVEPOINT {GROUP_SAVEPOINT}; SAVEPOINT {GROUP_SAVEPOINT}")
+        self.since, self.reached = [], set()
+
+    def _causes(self, checked: list[_Replayed], added: list[Finding]) -> dict[str, Statement] | None:
+        """Each added finding's statement; None when one cannot be told by the names."""
+        if len(checked) == 1:
+            return {f.id: checked[0].statement for f in added}
+        causes = {}
+        for finding in added:
+            relation = leading_relation(finding.object)
+            names = self.relations.direct({relation})
+            candidates = [r for r in checked if names & self.relations.direct(r.names)]
+            if len(candidates) != 1:
+                return None
+            causes[finding.id] = candidates[0].statement
+        return causes
+
+    async def _one_by_one(self) -> None:
+        await self.conn.execute(f"ROLLBACK TO SAVEPOINT {GROUP_SAVEPOINT}")
+        for replayed in self.since:
+            # It ran at this point before: its failure was recorded then.
+            if await self._apply(replayed.statement, replayed.sql, record=False) and replayed.checked:
+                now = await schema_findings(self.conn, self.name, self.config)
+                for finding_id in now.keys() - self.current.keys():
+                    self.appeared[finding_id] = replayed.statement
+                self.current = now
+
+
+def leading_relation(obj: str) -> str:
+    """The relation a finding's object names: `schema.table`, `schema.table.column`,
+    `schema.table(columns)`, identifiers quoted where needed."""
+    parts: list[str] = []
+    at = 0
+    while at < len(obj) and len(parts) < 2:
+        if obj[at] == '"':
+            end = at + 1
+            while end < len(obj) and not (obj[end] == '"' and obj[end + 1:end + 2] != '"'):
+                end += 2 if obj[end] == '"' else 1
+            parts.append(obj[at + 1:end].replace('""', '"'))
+            at = end + 1
+        else:
+            end = at
+            while end < len(obj) and obj[end] not in '.("':
+                end += 1
+            parts.append(obj[at:end])
+            at = end
+        if at >= len(obj) or obj[at] != ".":
+            break
+        at += 1
+    return parts[1] if len(parts) > 1 else (parts[0] if parts else obj)
